@@ -1,0 +1,196 @@
+//! Built-in filters, functions and tests, and the interface they share.
+//!
+//! Every builtin is a [`BuiltinFn`]: it receives the render [`State`] and its
+//! arguments as one positional slice. For filters and tests `args[0]` is the
+//! piped / tested value and `args[1..]` the declared parameters; for functions
+//! `args` are the declared parameters. The compiler resolves named arguments
+//! against the declared [`Signature`] at compile time, so a builtin always sees
+//! its parameters in declaration order; an omitted optional parameter arrives as
+//! [`Value::Undefined`] (or is absent when it is past the end of the slice —
+//! use [`arg`] to read it). Tests return a boolean [`Value`].
+//!
+//! Module owners: `core` (the language's minimum set and every test of §2.4),
+//! `filters`/`functions` (the catalogue), `dates`, `crypto`, `records`.
+
+pub mod args;
+pub mod core;
+
+pub use args::{
+    arg, expect_list, expect_map, expect_number, expect_string, opt_bool, opt_i64, opt_string,
+};
+
+use crate::error::Error;
+use crate::host::{RecordSource, SharedStore};
+use crate::limits::Limits;
+use crate::value::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// What a builtin can ask of the render it runs in.
+pub trait State {
+    /// Calls an arrow function or macro with positional arguments.
+    fn call(&mut self, callee: &Value, args: &[Value]) -> Result<Value, Error>;
+    /// Charges `n` units of fuel; fails when the budget is spent.
+    fn fuel(&mut self, n: u64) -> Result<(), Error>;
+    /// Fails when a string of `bytes` bytes would exceed the engine's size cap.
+    fn check_size(&self, bytes: usize) -> Result<(), Error>;
+    /// The engine's limits.
+    fn limits(&self) -> &Limits;
+    /// What the host lends: timezone, records, shared store.
+    fn host(&self) -> &Host;
+    /// True only when rendering a settings field (listener.md §6): `env()` works.
+    fn env_allowed(&self) -> bool;
+}
+
+/// Host services shared by every render of an engine.
+#[derive(Clone)]
+pub struct Host {
+    /// The engine-wide timezone (default UTC).
+    pub timezone: chrono_tz::Tz,
+    pub records: Option<Arc<dyn RecordSource>>,
+    pub store: Option<Arc<dyn SharedStore>>,
+}
+
+impl Default for Host {
+    fn default() -> Host {
+        Host {
+            timezone: chrono_tz::UTC,
+            records: None,
+            store: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("timezone", &self.timezone)
+            .field("records", &self.records.is_some())
+            .field("store", &self.store.is_some())
+            .finish()
+    }
+}
+
+/// The function behind a builtin (see the module docs for the argument layout).
+pub type BuiltinFn = Arc<dyn Fn(&mut dyn State, &[Value]) -> Result<Value, Error> + Send + Sync>;
+
+/// Declared parameters of a builtin, used to resolve named arguments at compile time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Signature {
+    /// Parameter names in order (for filters and tests: without the piped value).
+    pub params: Vec<&'static str>,
+    /// How many leading parameters are required.
+    pub required: usize,
+    /// Whether extra positional arguments are accepted after `params`.
+    pub variadic: bool,
+}
+
+impl Signature {
+    /// Parses a compact spec: `["length", "suffix?"]` — `?` marks an optional
+    /// parameter, a trailing `"..."` (alone, or as `"name..."`) makes the builtin variadic.
+    pub fn parse(spec: &[&'static str]) -> Signature {
+        let mut params = Vec::new();
+        let mut required = 0;
+        let mut variadic = false;
+        for p in spec {
+            if let Some(name) = p.strip_suffix("...") {
+                variadic = true;
+                if !name.is_empty() {
+                    params.push(name);
+                }
+            } else if let Some(name) = p.strip_suffix('?') {
+                params.push(name);
+            } else {
+                params.push(p);
+                required = params.len();
+            }
+        }
+        Signature {
+            params,
+            required,
+            variadic,
+        }
+    }
+}
+
+/// One registered builtin.
+#[derive(Clone)]
+pub struct Builtin {
+    pub name: Arc<str>,
+    pub signature: Signature,
+    pub func: BuiltinFn,
+}
+
+/// The three namespaces of builtins.
+#[derive(Clone, Default)]
+pub struct Registry {
+    pub filters: HashMap<Arc<str>, Builtin>,
+    pub functions: HashMap<Arc<str>, Builtin>,
+    pub tests: HashMap<Arc<str>, Builtin>,
+}
+
+impl Registry {
+    /// Every built-in of the language and the catalogue.
+    pub fn with_builtins() -> Registry {
+        let mut r = Registry::default();
+        core::register(&mut r);
+        r
+    }
+
+    /// Registers (or replaces) a filter.
+    pub fn filter<F>(&mut self, name: &str, spec: &[&'static str], f: F)
+    where
+        F: Fn(&mut dyn State, &[Value]) -> Result<Value, Error> + Send + Sync + 'static,
+    {
+        insert(&mut self.filters, name, spec, Arc::new(f));
+    }
+
+    /// Registers (or replaces) a function.
+    pub fn function<F>(&mut self, name: &str, spec: &[&'static str], f: F)
+    where
+        F: Fn(&mut dyn State, &[Value]) -> Result<Value, Error> + Send + Sync + 'static,
+    {
+        insert(&mut self.functions, name, spec, Arc::new(f));
+    }
+
+    /// Registers (or replaces) a test.
+    pub fn test<F>(&mut self, name: &str, spec: &[&'static str], f: F)
+    where
+        F: Fn(&mut dyn State, &[Value]) -> Result<Value, Error> + Send + Sync + 'static,
+    {
+        insert(&mut self.tests, name, spec, Arc::new(f));
+    }
+}
+
+fn insert(
+    map: &mut HashMap<Arc<str>, Builtin>,
+    name: &str,
+    spec: &[&'static str],
+    func: BuiltinFn,
+) {
+    let name: Arc<str> = Arc::from(name);
+    map.insert(
+        name.clone(),
+        Builtin {
+            name,
+            signature: Signature::parse(spec),
+            func,
+        },
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_spec() {
+        let s = Signature::parse(&["length", "suffix?"]);
+        assert_eq!(
+            (s.params.clone(), s.required, s.variadic),
+            (vec!["length", "suffix"], 1, false)
+        );
+        let v = Signature::parse(&["type", "field", "value", "..."]);
+        assert_eq!((v.required, v.variadic), (3, true));
+    }
+}

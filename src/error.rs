@@ -1,0 +1,219 @@
+//! The one error type of the engine: a kind, a message, and where it happened.
+//!
+//! Builtins create errors without a location ([`Error::new`]); the compiler and the
+//! interpreter attach the template name, span and source on the way out
+//! ([`Error::with_location`]), so that `Display` renders a snippet with a caret.
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+
+/// What went wrong, coarsely.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The source does not parse.
+    Syntax,
+    /// A filter, function, test or argument name that does not exist.
+    UnknownName,
+    /// A value of the wrong type for an operation, filter or function.
+    Type,
+    /// An argument with an invalid value (wrong count, out of range, malformed).
+    InvalidArgument,
+    /// A missing variable, key or index in strict mode.
+    Undefined,
+    /// Division or modulo by zero.
+    DivisionByZero,
+    /// A sandbox limit was exceeded (fuel, output size, depth, range size).
+    Limit,
+    /// A record look-up or shared-store call without a host that provides it.
+    Host,
+    /// Any other runtime failure.
+    Runtime,
+    /// Reading input (files, contexts, configuration) failed.
+    Io,
+}
+
+impl ErrorKind {
+    /// A short lower-case name, used in messages and snapshots.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Syntax => "syntax error",
+            ErrorKind::UnknownName => "unknown name",
+            ErrorKind::Type => "type error",
+            ErrorKind::InvalidArgument => "invalid argument",
+            ErrorKind::Undefined => "undefined",
+            ErrorKind::DivisionByZero => "division by zero",
+            ErrorKind::Limit => "limit exceeded",
+            ErrorKind::Host => "host error",
+            ErrorKind::Runtime => "runtime error",
+            ErrorKind::Io => "io error",
+        }
+    }
+}
+
+/// Where an error happened: template name, 1-based line and column, byte span.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Location {
+    pub name: Arc<str>,
+    pub line: usize,
+    pub column: usize,
+    pub span: Range<usize>,
+    /// The whole source line the span starts on (for the snippet).
+    pub source_line: String,
+}
+
+/// An engine error: kind, message, optional location and an optional hint
+/// (printed under the caret, e.g. "did you mean `upper`?").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    hint: Option<String>,
+    location: Option<Box<Location>>,
+}
+
+impl Error {
+    /// An error without a location; the interpreter adds one when it passes by.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
+        Error {
+            kind,
+            message: message.into(),
+            hint: None,
+            location: None,
+        }
+    }
+
+    /// Adds a hint printed under the caret.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Error {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// Attaches a location unless the error already has one.
+    /// `span` is a byte range into `source`.
+    pub fn with_location(mut self, name: &str, source: &str, span: Range<usize>) -> Error {
+        if self.location.is_none() {
+            self.location = Some(Box::new(locate(name, source, span)));
+        }
+        self
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+    pub fn hint(&self) -> Option<&str> {
+        self.hint.as_deref()
+    }
+    pub fn location(&self) -> Option<&Location> {
+        self.location.as_deref()
+    }
+    /// Template name, if located.
+    pub fn name(&self) -> Option<&str> {
+        self.location.as_ref().map(|l| &*l.name)
+    }
+    /// 1-based line, if located.
+    pub fn line(&self) -> Option<usize> {
+        self.location.as_ref().map(|l| l.line)
+    }
+    /// 1-based column (in characters), if located.
+    pub fn column(&self) -> Option<usize> {
+        self.location.as_ref().map(|l| l.column)
+    }
+    /// Byte span in the source, if located.
+    pub fn span(&self) -> Option<Range<usize>> {
+        self.location.as_ref().map(|l| l.span.clone())
+    }
+}
+
+/// Computes line, column and the source line for a byte span (clamped to the source).
+fn locate(name: &str, source: &str, span: Range<usize>) -> Location {
+    let start = floor_char_boundary(source, span.start.min(source.len()));
+    let end = floor_char_boundary(source, span.end.clamp(start, source.len()));
+    let before = &source[..start];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = source[line_start..start].chars().count() + 1;
+    let line_end = source[start..]
+        .find('\n')
+        .map_or(source.len(), |i| start + i);
+    Location {
+        name: Arc::from(name),
+        line,
+        column,
+        span: start..end,
+        source_line: source[line_start..line_end]
+            .trim_end_matches('\r')
+            .to_string(),
+    }
+}
+
+fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+impl fmt::Display for Error {
+    /// Renders `error: message`, then (when located) the `--> name:line:col` line,
+    /// the source line and a caret under the span, with the hint after the caret.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "error: {}", self.message)?;
+        let Some(loc) = &self.location else {
+            if let Some(hint) = &self.hint {
+                write!(f, "\n  = {hint}")?;
+            }
+            return Ok(());
+        };
+        let num = loc.line.to_string();
+        let pad = " ".repeat(num.len() + 1);
+        write!(f, "\n{pad}--> {}:{}:{}", loc.name, loc.line, loc.column)?;
+        write!(f, "\n{pad} |\n {num} | {}", loc.source_line)?;
+        let line_chars = loc.source_line.chars().count();
+        let span_chars = {
+            // characters of the span that lie on this line, at least one caret
+            let rest = loc.source_line.chars().skip(loc.column - 1).count();
+            let len = loc.span.len();
+            len.min(rest).max(1)
+        };
+        let indent = " ".repeat((loc.column - 1).min(line_chars));
+        write!(f, "\n{pad} | {indent}{}", "^".repeat(span_chars))?;
+        if let Some(hint) = &self.hint {
+            write!(f, " {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_snippet_with_caret_and_hint() {
+        let src = "{\"name\": \"{{ x | uper }}\"}";
+        let start = src.find("uper").unwrap();
+        let err = Error::new(ErrorKind::UnknownName, "unknown filter `uper`")
+            .with_hint("did you mean `upper`?")
+            .with_location("return_data", src, start..start + 4);
+        assert_eq!(err.line(), Some(1));
+        assert_eq!(err.column(), Some(18));
+        assert_eq!(
+            err.to_string(),
+            "error: unknown filter `uper`\n  --> return_data:1:18\n   |\n 1 | {\"name\": \"{{ x | uper }}\"}\n   |                  ^^^^ did you mean `upper`?"
+        );
+    }
+
+    #[test]
+    fn location_clamps_out_of_range_spans() {
+        let err = Error::new(ErrorKind::Runtime, "x").with_location("t", "ab\ncd", 40..50);
+        assert_eq!(err.line(), Some(2));
+        assert_eq!(err.column(), Some(3));
+    }
+}

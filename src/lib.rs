@@ -1,0 +1,20 @@
+//! flexscript: Flexie Scripting — a Twig-like template and expression language —
+//! and the listener runtime that serves dynamic endpoints.
+//!
+//! ```
+//! let engine = flexscript::Engine::new();
+//! let tpl = engine.compile("hello", "Hello {{ name }}!").unwrap();
+//! let _out = tpl.render(&serde_json::json!({"name": "World"})).unwrap();
+//! ```
+
+pub mod builtins;
+mod engine;
+pub mod error;
+pub mod host;
+pub mod limits;
+pub mod value;
+
+pub use engine::{Engine, Escape, Expression, RenderOptions, Template};
+pub use error::{Error, ErrorKind};
+pub use limits::Limits;
+pub use value::Value;

@@ -1,0 +1,214 @@
+//! Printing values: PHP `echo` for scalars, compact JSON for lists and maps.
+
+use super::Value;
+use std::fmt::Write;
+
+/// Appends the printed form of `v` (language.md §2.6) to `out`.
+pub fn write_value(out: &mut String, v: &Value) {
+    match v {
+        Value::Undefined | Value::Null | Value::Bool(false) => {}
+        Value::Bool(true) => out.push('1'),
+        Value::Int(i) => {
+            let _ = write!(out, "{i}");
+        }
+        Value::Float(f) => format_float(out, *f),
+        Value::Str(s) | Value::Safe(s) => out.push_str(s),
+        Value::List(_) | Value::Map(_) => write_json(out, v, None),
+        Value::Callable(_) => {}
+    }
+}
+
+/// Appends a float the way PHP's `echo` prints it (`precision = 14`):
+/// `3.0` → `3`, `0.1 + 0.2` → `0.3`, `1e25` → `1.0E+25`, `INF`, `NAN`.
+pub fn format_float(out: &mut String, f: f64) {
+    if f.is_nan() {
+        out.push_str("NAN");
+        return;
+    }
+    if f.is_infinite() {
+        out.push_str(if f > 0.0 { "INF" } else { "-INF" });
+        return;
+    }
+    if f == 0.0 {
+        out.push_str(if f.is_sign_negative() { "-0" } else { "0" });
+        return;
+    }
+    // 14 significant digits, rounded: d.ddddddddddddde<exp>
+    let sci = format!("{:.13e}", f);
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let negative = mantissa.starts_with('-');
+    let digits: String = mantissa.chars().filter(|c| c.is_ascii_digit()).collect();
+    let digits = digits.trim_end_matches('0');
+    let digits = if digits.is_empty() { "0" } else { digits };
+    if negative {
+        out.push('-');
+    }
+    if (-4..14).contains(&exp) {
+        if exp < 0 {
+            out.push_str("0.");
+            for _ in 0..(-exp - 1) {
+                out.push('0');
+            }
+            out.push_str(digits);
+        } else {
+            let int_len = exp as usize + 1;
+            if digits.len() <= int_len {
+                out.push_str(digits);
+                for _ in digits.len()..int_len {
+                    out.push('0');
+                }
+            } else {
+                out.push_str(&digits[..int_len]);
+                out.push('.');
+                out.push_str(&digits[int_len..]);
+            }
+        }
+    } else {
+        out.push_str(&digits[..1]);
+        out.push('.');
+        out.push_str(if digits.len() > 1 { &digits[1..] } else { "0" });
+        let _ = write!(out, "E{}{}", if exp < 0 { '-' } else { '+' }, exp.abs());
+    }
+}
+
+/// Appends `v` as JSON. `indent: None` is compact; `Some(0)` pretty-prints with
+/// 4-space indentation (PHP `JSON_PRETTY_PRINT`). `/` and non-ASCII stay as they are.
+/// Floats use the shortest round-trip form (`3.0`, `0.30000000000000004`).
+pub fn write_json(out: &mut String, v: &Value, indent: Option<usize>) {
+    match v {
+        Value::Undefined | Value::Null | Value::Callable(_) => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Int(i) => {
+            let _ = write!(out, "{i}");
+        }
+        Value::Float(f) => {
+            if f.is_finite() {
+                let _ = write!(out, "{f:?}");
+            } else {
+                out.push('0');
+            }
+        }
+        Value::Str(s) | Value::Safe(s) => write_json_str(out, s),
+        Value::List(l) => {
+            if l.is_empty() {
+                out.push_str("[]");
+                return;
+            }
+            out.push('[');
+            for (i, item) in l.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                newline(out, indent.map(|n| n + 1));
+                write_json(out, item, indent.map(|n| n + 1));
+            }
+            newline(out, indent);
+            out.push(']');
+        }
+        Value::Map(m) => {
+            if m.is_empty() {
+                out.push_str("{}");
+                return;
+            }
+            out.push('{');
+            for (i, (k, item)) in m.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                newline(out, indent.map(|n| n + 1));
+                write_json_str(out, k);
+                out.push(':');
+                if indent.is_some() {
+                    out.push(' ');
+                }
+                write_json(out, item, indent.map(|n| n + 1));
+            }
+            newline(out, indent);
+            out.push('}');
+        }
+    }
+}
+
+fn newline(out: &mut String, indent: Option<usize>) {
+    if let Some(n) = indent {
+        out.push('\n');
+        for _ in 0..n {
+            out.push_str("    ");
+        }
+    }
+}
+
+/// Appends a JSON string literal.
+pub fn write_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let esc: &str = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        if esc.is_empty() {
+            let _ = write!(out, "\\u{:04x}", b);
+        } else {
+            out.push_str(esc);
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::Map;
+
+    fn float(f: f64) -> String {
+        let mut s = String::new();
+        format_float(&mut s, f);
+        s
+    }
+
+    #[test]
+    fn php_float_echo() {
+        assert_eq!(float(3.0), "3");
+        assert_eq!(float(0.1 + 0.2), "0.3");
+        assert_eq!(float(1.0 / 3.0), "0.33333333333333");
+        assert_eq!(float(-2.5), "-2.5");
+        assert_eq!(float(1e25), "1.0E+25");
+        assert_eq!(float(1e14), "1.0E+14");
+        assert_eq!(float(1e13), "10000000000000");
+        assert_eq!(float(0.0001), "0.0001");
+        assert_eq!(float(0.00001), "1.0E-5");
+        assert_eq!(float(1.5e-7), "1.5E-7");
+        assert_eq!(float(1234.5), "1234.5");
+        assert_eq!(float(f64::INFINITY), "INF");
+        assert_eq!(float(-0.0), "-0");
+    }
+
+    #[test]
+    fn json_compact_and_pretty() {
+        let mut m = Map::new();
+        m.insert(
+            "a/b".into(),
+            Value::list(vec![Value::Int(1), Value::Float(2.0), Value::str("é\n")]),
+        );
+        m.insert("e".into(), Value::empty_map());
+        let v = Value::map(m);
+        let mut s = String::new();
+        write_json(&mut s, &v, None);
+        assert_eq!(s, r#"{"a/b":[1,2.0,"é\n"],"e":{}}"#);
+        let mut p = String::new();
+        write_json(&mut p, &v, Some(0));
+        assert_eq!(p, "{\n    \"a/b\": [\n        1,\n        2.0,\n        \"é\\n\"\n    ],\n    \"e\": {}\n}");
+    }
+}
