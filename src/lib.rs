@@ -8,6 +8,7 @@
 //! ```
 
 pub mod builtins;
+pub mod detect;
 mod engine;
 pub mod error;
 pub mod host;
@@ -18,3 +19,4 @@ pub use engine::{Engine, Escape, Expression, RenderOptions, Template};
 pub use error::{Error, ErrorKind};
 pub use limits::Limits;
 pub use value::Value;
+pub mod listener;

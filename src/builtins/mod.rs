@@ -14,6 +14,12 @@
 
 pub mod args;
 pub mod core;
+pub mod crypto;
+pub mod dates;
+pub mod filters;
+pub mod functions;
+pub mod records;
+pub mod text;
 
 pub use args::{
     arg, expect_list, expect_map, expect_number, expect_string, opt_bool, opt_i64, opt_string,
@@ -134,6 +140,12 @@ impl Registry {
     pub fn with_builtins() -> Registry {
         let mut r = Registry::default();
         core::register(&mut r);
+        filters::register(&mut r);
+        functions::register(&mut r);
+        text::register(&mut r);
+        dates::register(&mut r);
+        crypto::register(&mut r);
+        records::register(&mut r);
         r
     }
 

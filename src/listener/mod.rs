@@ -1,0 +1,1 @@
+//! The listener runtime (listener.md). Depends on the engine, never the reverse.
