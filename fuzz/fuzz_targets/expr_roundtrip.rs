@@ -1,0 +1,40 @@
+//! Determinism: what the parser accepts, the engine evaluates the same way twice,
+//! from two separately compiled templates (same output or the same error).
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+#[path = "common.rs"]
+mod common;
+
+fuzz_target!(|input: common::RenderInput| {
+    // Non-deterministic functions are excluded: their output differs by design.
+    for name in [
+        "random",
+        "uuid",
+        "uniqueId",
+        "now",
+        "encrypt",
+        "signUrl",
+        "jwtEncode",
+        "incrementAndGet",
+        "qrCode",
+    ] {
+        if input.template.contains(name) {
+            return;
+        }
+    }
+    let engine = common::small_engine();
+    let source = format!("{{{{ {} }}}}", input.template);
+    let Ok(a) = engine.compile("fuzz", &source) else {
+        return;
+    };
+    let b = engine
+        .compile("fuzz", &source)
+        .expect("the same source compiled once");
+    let ctx = input.context_json();
+    let ra = a.render(&ctx).map_err(|e| e.to_string());
+    let rb = b.render(&ctx).map_err(|e| e.to_string());
+    let ra2 = a.render(&ctx).map_err(|e| e.to_string());
+    assert_eq!(ra, rb, "two compilations of one source disagree");
+    assert_eq!(ra, ra2, "two renders of one template disagree");
+});
