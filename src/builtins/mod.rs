@@ -15,10 +15,14 @@
 pub mod args;
 pub mod core;
 pub mod crypto;
+pub mod datefmt;
+pub mod datemod;
 pub mod dates;
 pub mod filters;
 pub mod functions;
 pub mod records;
+#[cfg(test)]
+mod teststate;
 pub mod text;
 
 pub use args::{

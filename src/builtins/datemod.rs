@@ -1,0 +1,382 @@
+//! PHP relative date modifiers (`"+1 day"`, `"next monday"`, `"first day of next month"`…).
+//!
+//! The subset of PHP's relative formats this project supports, applied in PHP's order:
+//! weekday moves first, then the collected `±N unit` offsets (years, months and days on
+//! the wall-clock date — `2024-01-31 +1 month` is `2024-03-02` — hours, minutes and
+//! seconds as elapsed time), then `first/last day of`, with `today`/`midnight`/`noon`/`H:i`
+//! setting the time of day.
+
+use super::datefmt::days_in_month;
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, Weekday};
+use chrono_tz::Tz;
+
+/// How a weekday name moves the date.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WeekdayMove {
+    /// `monday`, `this monday`: today when it is that day, else the next one.
+    This,
+    /// `next monday`: strictly after today.
+    Next,
+    /// `last monday`, `previous monday`: strictly before today.
+    Last,
+}
+
+/// A parsed modifier.
+#[derive(Debug, Default)]
+struct Relative {
+    months: i64,
+    days: i64,
+    seconds: i64,
+    weekday: Option<(Weekday, WeekdayMove)>,
+    time: Option<NaiveTime>,
+    /// `Some(true)`: first day of the month; `Some(false)`: last day.
+    first_last: Option<bool>,
+}
+
+/// Applies `modifier` to `dt`; `Err` carries a message without the builtin name.
+pub fn apply(dt: &DateTime<Tz>, modifier: &str) -> Result<DateTime<Tz>, String> {
+    let rel = parse(modifier)?;
+    let tz = dt.timezone();
+    let mut date = dt.date_naive();
+    let mut time = dt.time();
+    if let Some(t) = rel.time {
+        time = t;
+    }
+    if let Some((wd, mv)) = rel.weekday {
+        date = move_to_weekday(date, wd, mv);
+    }
+    let total_months = i64::from(date.year()) * 12 + i64::from(date.month0());
+    let total_months = total_months
+        .checked_add(rel.months)
+        .ok_or("date out of range")?;
+    let year = i32::try_from(total_months.div_euclid(12)).map_err(|_| "date out of range")?;
+    let month = u32::try_from(total_months.rem_euclid(12) + 1).map_err(|_| "date out of range")?;
+    let first = NaiveDate::from_ymd_opt(year, month, 1).ok_or("date out of range")?;
+    date = match rel.first_last {
+        Some(true) => first,
+        Some(false) => first
+            .checked_add_signed(Duration::days(i64::from(days_in_month(year, month)) - 1))
+            .ok_or("date out of range")?,
+        None => {
+            // PHP normalises an overflowing day into the following month.
+            let offset = i64::from(date.day()) - 1 + rel.days;
+            first
+                .checked_add_signed(Duration::try_days(offset).ok_or("date out of range")?)
+                .ok_or("date out of range")?
+        }
+    };
+    let local = super::dates::resolve_local(&tz, NaiveDateTime::new(date, time))
+        .ok_or("date out of range")?;
+    let shift = Duration::try_seconds(rel.seconds).ok_or("date out of range")?;
+    local
+        .checked_add_signed(shift)
+        .ok_or_else(|| "date out of range".to_string())
+}
+
+fn move_to_weekday(date: NaiveDate, wd: Weekday, mv: WeekdayMove) -> NaiveDate {
+    let today = i64::from(date.weekday().num_days_from_monday());
+    let target = i64::from(wd.num_days_from_monday());
+    let ahead = (target - today).rem_euclid(7);
+    let delta = match mv {
+        WeekdayMove::This => ahead,
+        WeekdayMove::Next if ahead == 0 => 7,
+        WeekdayMove::Next => ahead,
+        WeekdayMove::Last if ahead == 0 => -7,
+        WeekdayMove::Last => ahead - 7,
+    };
+    date.checked_add_signed(Duration::days(delta))
+        .unwrap_or(date)
+}
+
+/// One lexical item of a modifier.
+#[derive(Clone, Debug, PartialEq)]
+enum Token {
+    Number(i64),
+    Word(String),
+    Time(NaiveTime),
+}
+
+fn tokenize(s: &str) -> Result<Vec<Token>, String> {
+    let chars: Vec<char> = s.chars().collect();
+    let mut tokens = Vec::new();
+    let mut i = 0;
+    while let Some(&c) = chars.get(i) {
+        if c.is_whitespace() || c == ',' {
+            i += 1;
+        } else if c == '+' || c == '-' || c.is_ascii_digit() {
+            let start = i;
+            i += 1;
+            while chars.get(i).is_some_and(char::is_ascii_digit) {
+                i += 1;
+            }
+            if chars.get(i) == Some(&':') {
+                while chars
+                    .get(i)
+                    .is_some_and(|c| c.is_ascii_digit() || *c == ':')
+                {
+                    i += 1;
+                }
+                let text: String = chars.get(start..i).unwrap_or_default().iter().collect();
+                let time = NaiveTime::parse_from_str(&text, "%H:%M:%S")
+                    .or_else(|_| NaiveTime::parse_from_str(&text, "%H:%M"))
+                    .map_err(|_| format!("invalid time \"{text}\""))?;
+                tokens.push(Token::Time(time));
+                continue;
+            }
+            let text: String = chars.get(start..i).unwrap_or_default().iter().collect();
+            let n = match text.as_str() {
+                "+" | "-" => {
+                    return Err(format!("expected a number after \"{text}\""));
+                }
+                t => t
+                    .parse::<i64>()
+                    .map_err(|_| format!("number \"{t}\" is out of range"))?,
+            };
+            tokens.push(Token::Number(n));
+        } else if c.is_alphabetic() {
+            let start = i;
+            while chars.get(i).is_some_and(|c| c.is_alphabetic()) {
+                i += 1;
+            }
+            let word: String = chars.get(start..i).unwrap_or_default().iter().collect();
+            tokens.push(Token::Word(word.to_lowercase()));
+        } else {
+            return Err(format!("unexpected character '{c}'"));
+        }
+    }
+    Ok(tokens)
+}
+
+/// Seconds per unit for time units; `None` for calendar units.
+enum Unit {
+    Seconds(i64),
+    Days(i64),
+    Months(i64),
+}
+
+fn unit(word: &str) -> Option<Unit> {
+    Some(match word {
+        "sec" | "secs" | "second" | "seconds" => Unit::Seconds(1),
+        "min" | "mins" | "minute" | "minutes" => Unit::Seconds(60),
+        "hour" | "hours" => Unit::Seconds(3600),
+        "day" | "days" => Unit::Days(1),
+        "week" | "weeks" => Unit::Days(7),
+        "fortnight" | "fortnights" => Unit::Days(14),
+        "month" | "months" => Unit::Months(1),
+        "year" | "years" => Unit::Months(12),
+        _ => return None,
+    })
+}
+
+fn weekday(word: &str) -> Option<Weekday> {
+    Some(match word {
+        "monday" | "mon" => Weekday::Mon,
+        "tuesday" | "tue" | "tues" => Weekday::Tue,
+        "wednesday" | "wed" => Weekday::Wed,
+        "thursday" | "thu" | "thur" | "thurs" => Weekday::Thu,
+        "friday" | "fri" => Weekday::Fri,
+        "saturday" | "sat" => Weekday::Sat,
+        "sunday" | "sun" => Weekday::Sun,
+        _ => return None,
+    })
+}
+
+fn add_unit(rel: &mut Relative, n: i64, u: Unit) -> Result<(), String> {
+    let overflow = || "offset is out of range".to_string();
+    match u {
+        Unit::Seconds(k) => {
+            rel.seconds = n
+                .checked_mul(k)
+                .and_then(|v| rel.seconds.checked_add(v))
+                .ok_or_else(overflow)?;
+        }
+        Unit::Days(k) => {
+            rel.days = n
+                .checked_mul(k)
+                .and_then(|v| rel.days.checked_add(v))
+                .ok_or_else(overflow)?;
+        }
+        Unit::Months(k) => {
+            rel.months = n
+                .checked_mul(k)
+                .and_then(|v| rel.months.checked_add(v))
+                .ok_or_else(overflow)?;
+        }
+    }
+    Ok(())
+}
+
+fn parse(modifier: &str) -> Result<Relative, String> {
+    let tokens = tokenize(modifier)?;
+    if tokens.is_empty() {
+        return Err("the modifier is empty".into());
+    }
+    let mut rel = Relative::default();
+    let mut i = 0;
+    let word_at = |i: usize| match tokens.get(i) {
+        Some(Token::Word(w)) => Some(w.as_str()),
+        _ => None,
+    };
+    while let Some(tok) = tokens.get(i) {
+        match tok {
+            Token::Time(t) => {
+                rel.time = Some(*t);
+                i += 1;
+            }
+            Token::Number(n) => {
+                let u = word_at(i + 1)
+                    .and_then(unit)
+                    .ok_or_else(|| format!("expected a unit (day, month…) after {n}"))?;
+                add_unit(&mut rel, *n, u)?;
+                i += 2;
+            }
+            Token::Word(w) => {
+                let w = w.as_str();
+                match w {
+                    "now" => i += 1,
+                    "today" | "midnight" => {
+                        rel.time = Some(NaiveTime::MIN);
+                        i += 1;
+                    }
+                    "noon" => {
+                        rel.time = NaiveTime::from_hms_opt(12, 0, 0);
+                        i += 1;
+                    }
+                    "tomorrow" | "yesterday" => {
+                        rel.time = Some(NaiveTime::MIN);
+                        rel.days += if w == "tomorrow" { 1 } else { -1 };
+                        i += 1;
+                    }
+                    "ago" => {
+                        rel.months = -rel.months;
+                        rel.days = -rel.days;
+                        rel.seconds = -rel.seconds;
+                        i += 1;
+                    }
+                    "first" | "last"
+                        if word_at(i + 1) == Some("day") && word_at(i + 2) == Some("of") =>
+                    {
+                        rel.first_last = Some(w == "first");
+                        i += 3;
+                    }
+                    "next" | "last" | "previous" | "this" => {
+                        let next = word_at(i + 1)
+                            .ok_or_else(|| format!("expected a unit or weekday after \"{w}\""))?;
+                        if let Some(wd) = weekday(next) {
+                            let mv = match w {
+                                "next" => WeekdayMove::Next,
+                                "this" => WeekdayMove::This,
+                                _ => WeekdayMove::Last,
+                            };
+                            rel.weekday = Some((wd, mv));
+                            rel.time = Some(NaiveTime::MIN);
+                        } else if let Some(u) = unit(next) {
+                            let n = match w {
+                                "next" => 1,
+                                "this" => 0,
+                                _ => -1,
+                            };
+                            add_unit(&mut rel, n, u)?;
+                        } else {
+                            return Err(format!("unknown unit \"{next}\" after \"{w}\""));
+                        }
+                        i += 2;
+                    }
+                    other => {
+                        if let Some(wd) = weekday(other) {
+                            rel.weekday = Some((wd, WeekdayMove::This));
+                            rel.time = Some(NaiveTime::MIN);
+                        } else if let Some(u) = unit(other) {
+                            // A bare unit counts as one: "day" = "+1 day".
+                            add_unit(&mut rel, 1, u)?;
+                        } else {
+                            return Err(format!("unknown word \"{other}\""));
+                        }
+                        i += 1;
+                    }
+                }
+            }
+        }
+    }
+    Ok(rel)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn run(start: &str, m: &str) -> String {
+        let naive = NaiveDateTime::parse_from_str(start, "%Y-%m-%d %H:%M:%S").unwrap();
+        let dt = chrono_tz::UTC.from_local_datetime(&naive).single().unwrap();
+        apply(&dt, m)
+            .map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string())
+            .unwrap_or_else(|e| format!("ERR {e}"))
+    }
+
+    #[test]
+    fn offsets() {
+        let s = "2024-01-31 10:30:00";
+        assert_eq!(run(s, "+1 day"), "2024-02-01 10:30:00");
+        assert_eq!(run(s, "+1 month"), "2024-03-02 10:30:00");
+        assert_eq!(
+            run("2023-01-31 00:00:00", "+1 month"),
+            "2023-03-03 00:00:00"
+        );
+        assert_eq!(run(s, "-2 hours"), "2024-01-31 08:30:00");
+        assert_eq!(run(s, "+1 day +2 hours"), "2024-02-01 12:30:00");
+        assert_eq!(run(s, "+1day"), "2024-02-01 10:30:00");
+        assert_eq!(run(s, "1 fortnight"), "2024-02-14 10:30:00");
+        assert_eq!(run(s, "3 days ago"), "2024-01-28 10:30:00");
+        assert_eq!(run(s, "+90 sec"), "2024-01-31 10:31:30");
+        assert_eq!(run("2024-02-29 00:00:00", "+1 year"), "2025-03-01 00:00:00");
+        assert_eq!(
+            run("2024-03-31 00:00:00", "-1 month"),
+            "2024-03-02 00:00:00"
+        );
+        assert_eq!(run(s, "next month"), "2024-03-02 10:30:00");
+        assert_eq!(run(s, "last year"), "2023-01-31 10:30:00");
+    }
+
+    #[test]
+    fn words() {
+        // 2024-04-10 is a Wednesday.
+        let s = "2024-04-10 10:30:00";
+        assert_eq!(run(s, "tomorrow"), "2024-04-11 00:00:00");
+        assert_eq!(run(s, "yesterday noon"), "2024-04-09 12:00:00");
+        assert_eq!(run(s, "midnight"), "2024-04-10 00:00:00");
+        assert_eq!(run(s, "today"), "2024-04-10 00:00:00");
+        assert_eq!(run(s, "next monday"), "2024-04-15 00:00:00");
+        assert_eq!(run(s, "last friday"), "2024-04-05 00:00:00");
+        assert_eq!(run(s, "wednesday"), "2024-04-10 00:00:00");
+        assert_eq!(run(s, "next wednesday"), "2024-04-17 00:00:00");
+        assert_eq!(run(s, "last wednesday"), "2024-04-03 00:00:00");
+        assert_eq!(run(s, "first day of next month"), "2024-05-01 10:30:00");
+        assert_eq!(run(s, "last day of this month"), "2024-04-30 10:30:00");
+        assert_eq!(run(s, "first day of previous month"), "2024-03-01 10:30:00");
+        assert_eq!(
+            run("2024-03-31 00:00:00", "last day of previous month"),
+            "2024-02-29 00:00:00"
+        );
+        assert_eq!(
+            run("2024-01-31 09:00:00", "first day of next month midnight"),
+            "2024-02-01 00:00:00"
+        );
+        assert_eq!(run(s, "tomorrow 14:15"), "2024-04-11 14:15:00");
+        assert_eq!(run(s, "next monday +2 hours"), "2024-04-15 02:00:00");
+    }
+
+    #[test]
+    fn errors() {
+        let s = "2024-04-10 10:30:00";
+        assert!(run(s, "").starts_with("ERR"));
+        assert!(run(s, "+1 parsec").starts_with("ERR"));
+        assert!(run(s, "banana").starts_with("ERR"));
+        assert!(run(s, "+").starts_with("ERR"));
+        assert!(run(s, "next").starts_with("ERR"));
+        assert!(run(s, "+99999999999999999999 days").starts_with("ERR"));
+        assert!(run(s, "+9223372036854775807 years").starts_with("ERR"));
+        assert!(run(s, "+2000000000 days").starts_with("ERR"));
+        assert!(run(s, "25:99").starts_with("ERR"));
+    }
+}
