@@ -20,6 +20,7 @@ pub mod datemod;
 pub mod dates;
 pub mod filters;
 pub mod functions;
+pub mod misc;
 pub mod records;
 #[cfg(test)]
 mod teststate;
@@ -150,6 +151,7 @@ impl Registry {
         dates::register(&mut r);
         crypto::register(&mut r);
         records::register(&mut r);
+        misc::register(&mut r);
         r
     }
 
