@@ -51,8 +51,8 @@ pub(crate) fn resolve_local(tz: &Tz, naive: NaiveDateTime) -> Option<DateTime<Tz
         LocalResult::None => {
             let before = naive.checked_sub_signed(Duration::hours(3))?;
             let offset = match tz.from_local_datetime(&before) {
-                LocalResult::Single(dt) => dt.offset().clone(),
-                LocalResult::Ambiguous(a, _) => a.offset().clone(),
+                LocalResult::Single(dt) => *dt.offset(),
+                LocalResult::Ambiguous(a, _) => *a.offset(),
                 LocalResult::None => return None,
             };
             let utc = naive.checked_sub_signed(Duration::seconds(i64::from(
