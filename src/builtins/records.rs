@@ -65,7 +65,7 @@ fn pairs(name: &str, rest: &[Value]) -> Result<Conditions, Error> {
         return Err(Error::new(
             ErrorKind::InvalidArgument,
             format!(
-                "{name}: expected field/value pairs, got {} argument(s) after the type",
+                "{name}: field/value arguments must come in pairs, got {}",
                 rest.len()
             ),
         ));
@@ -451,7 +451,7 @@ mod tests {
         .contains("Bob"));
         assert_eq!(run(find_one, &[s("contact"), s("city"), s("Rome")]), "");
         assert!(run(find_one, &[s("contact"), s("city")])
-            .starts_with("ERR findOne: expected field/value pairs"));
+            .starts_with("ERR findOne: field/value arguments must come in pairs"));
         assert_eq!(
             ids(&run(find_many, &[s("contact"), s("city"), s("Paris")])),
             vec![2, 3]
