@@ -197,6 +197,10 @@ mod tests {
         assert!(qr_code(&mut st, &[s("x"), Value::Int(8)]).is_err());
         assert!(qr_code(&mut st, &[s(&"x".repeat(2954))]).is_err());
         assert!(qr_code(&mut st, &[s(&"x".repeat(2900))]).is_ok());
+        assert_eq!(
+            qr_code(&mut st, &[Value::Null]).unwrap().to_output(),
+            qr_code(&mut st, &[s("")]).unwrap().to_output()
+        );
     }
 
     #[test]
