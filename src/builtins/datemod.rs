@@ -59,7 +59,9 @@ pub fn apply(dt: &DateTime<Tz>, modifier: &str) -> Result<DateTime<Tz>, String> 
             .ok_or("date out of range")?,
         None => {
             // PHP normalises an overflowing day into the following month.
-            let offset = i64::from(date.day()) - 1 + rel.days;
+            let offset = (i64::from(date.day()) - 1)
+                .checked_add(rel.days)
+                .ok_or("date out of range")?;
             first
                 .checked_add_signed(Duration::try_days(offset).ok_or("date out of range")?)
                 .ok_or("date out of range")?
@@ -244,13 +246,18 @@ fn parse(modifier: &str) -> Result<Relative, String> {
                     }
                     "tomorrow" | "yesterday" => {
                         rel.time = Some(NaiveTime::MIN);
-                        rel.days += if w == "tomorrow" { 1 } else { -1 };
+                        add_unit(
+                            &mut rel,
+                            if w == "tomorrow" { 1 } else { -1 },
+                            Unit::Days(1),
+                        )?;
                         i += 1;
                     }
                     "ago" => {
-                        rel.months = -rel.months;
-                        rel.days = -rel.days;
-                        rel.seconds = -rel.seconds;
+                        let neg = |v: i64| v.checked_neg().ok_or("offset is out of range");
+                        rel.months = neg(rel.months)?;
+                        rel.days = neg(rel.days)?;
+                        rel.seconds = neg(rel.seconds)?;
                         i += 1;
                     }
                     "first" | "last"
@@ -377,6 +384,10 @@ mod tests {
         assert!(run(s, "+99999999999999999999 days").starts_with("ERR"));
         assert!(run(s, "+9223372036854775807 years").starts_with("ERR"));
         assert!(run(s, "+2000000000 days").starts_with("ERR"));
+        assert!(run(s, "+9223372036854775807 days").starts_with("ERR"));
+        assert!(run(s, "-9223372036854775808 days ago").starts_with("ERR"));
+        assert!(run(s, "-9223372036854775808 seconds").starts_with("ERR"));
+        assert!(run(s, "+9223372036854775807 days tomorrow").starts_with("ERR"));
         assert!(run(s, "25:99").starts_with("ERR"));
     }
 }
