@@ -206,8 +206,12 @@ fn format_arg(name: &str, v: &Value, default: &str) -> Result<String, Error> {
     Ok(opt_string(name, "format", v)?.unwrap_or_else(|| default.to_string()))
 }
 
-/// Formats and checks the result against the size cap.
+/// Longest expansion of one format character (`l`, `c` and `r` are the long ones).
+const MAX_EXPANSION: usize = 32;
+
+/// Formats and checks the result against the size cap (before building it).
 fn render(state: &dyn State, dt: &DateTime<Tz>, fmt: &str) -> Result<Value, Error> {
+    state.check_size(fmt.len().saturating_mul(MAX_EXPANSION))?;
     let out = datefmt::format(dt, fmt);
     state.check_size(out.len())?;
     Ok(Value::from(out))
