@@ -21,6 +21,7 @@ pub mod dates;
 pub mod filters;
 pub mod functions;
 pub mod misc;
+pub mod pcre;
 pub mod records;
 #[cfg(test)]
 mod teststate;
