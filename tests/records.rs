@@ -78,18 +78,20 @@ fn find_one() {
 #[test]
 fn find_many_orders_and_limits() {
     assert_eq!(
-        render(r#"{{ findMany("contact", "city", "Paris")|map(c => c.id)|join(",") }}"#),
+        render(
+            r#"{% for c in findMany("contact", "city", "Paris") %}{{ c.id }}{% if not loop.last %},{% endif %}{% endfor %}"#
+        ),
         "2,3"
     );
     assert_eq!(
         render(
-            r#"{{ findMany("contact", "city", "Paris", "name", "DESC")|map(c => c.name)|join(",") }}"#
+            r#"{% for c in findMany("contact", "city", "Paris", "name", "DESC") %}{{ c.name }}{% if not loop.last %},{% endif %}{% endfor %}"#
         ),
         "Zoë,Bob"
     );
     assert_eq!(
         render(
-            r#"{{ findMany("deal", "stage", "won", orderBy: "amount", dir: "asc", limit: 1)|map(d => d.id)|join(",") }}"#
+            r#"{% for d in findMany("deal", "stage", "won", orderBy: "amount", dir: "asc", limit: 1) %}{{ d.id }}{% if not loop.last %},{% endif %}{% endfor %}"#
         ),
         "11"
     );
@@ -166,7 +168,9 @@ fn phone_numbers_match_on_digits() {
 #[test]
 fn smart_lists_organizations_users() {
     assert_eq!(
-        render(r#"{{ getSmartListRecords("contact", "high_value")|map(c => c.name)|join(",") }}"#),
+        render(
+            r#"{% for c in getSmartListRecords("contact", "high_value") %}{{ c.name }}{% if not loop.last %},{% endif %}{% endfor %}"#
+        ),
         "Zoë,Bob"
     );
     assert_eq!(
@@ -196,15 +200,21 @@ fn smart_lists_organizations_users() {
 #[test]
 fn query_filters_order_limit() {
     assert_eq!(
-        render(r#"{{ query("contact", {city: "Paris"})|map(c => c.id)|join(",") }}"#),
+        render(
+            r#"{% for c in query("contact", {city: "Paris"}) %}{{ c.id }}{% if not loop.last %},{% endif %}{% endfor %}"#
+        ),
         "2,3"
     );
     assert_eq!(
-        render(r#"{{ query("deal", {stage: "won", owner: 8})|map(d => d.id)|join(",") }}"#),
+        render(
+            r#"{% for d in query("deal", {stage: "won", owner: 8}) %}{{ d.id }}{% if not loop.last %},{% endif %}{% endfor %}"#
+        ),
         "11"
     );
     assert_eq!(
-        render(r#"{{ query("contact", {}, "created", "DESC", 2)|map(c => c.name)|join(",") }}"#),
+        render(
+            r#"{% for c in query("contact", {}, "created", "DESC", 2) %}{{ c.name }}{% if not loop.last %},{% endif %}{% endfor %}"#
+        ),
         "Zoë,Bob"
     );
     assert_eq!(render(r#"{{ query("contact")|length }}"#), "4");
