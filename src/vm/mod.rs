@@ -343,3 +343,6 @@ pub fn eval_expression(
     let mut vm = Vm::new(program.clone(), shared, ctx, opts)?;
     vm.eval(expr)
 }
+
+#[cfg(test)]
+mod tests;
