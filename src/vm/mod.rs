@@ -359,3 +359,6 @@ pub fn eval_expression(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod perf;
