@@ -130,14 +130,14 @@ pub(super) fn expression(cx: &Ctx) -> R<Expr> {
 
 fn label(r: Rule) -> Option<&'static str> {
     Some(match r {
-        Rule::expr | Rule::term | Rule::literal => "an expression",
+        Rule::expr | Rule::term | Rule::literal | Rule::null_lit | Rule::bool_lit | Rule::number
+        | Rule::list | Rule::map | Rule::paren | Rule::function_call | Rule::arrow
+        | Rule::op_not | Rule::op_neg | Rule::op_pos | Rule::string => "an expression",
         Rule::name => "a name",
         Rule::print_close => "\"}}\"",
         Rule::tag_close => "\"%}\"",
         Rule::statement | Rule::unknown_tag => "a tag name",
-        Rule::string => "a string",
         Rule::call_args => "\"(\"",
-        Rule::number => "a number",
         Rule::EOI => "end of input",
         Rule::kw_in => "\"in\"",
         Rule::kw_as => "\"as\"",
@@ -150,7 +150,6 @@ fn label(r: Rule) -> Option<&'static str> {
         Rule::macro_param => "a parameter name",
         Rule::import_item => "a macro name",
         Rule::arrow_params => "arrow function parameters",
-        Rule::bool_lit => "true or false",
         _ => {
             let s = format!("{r:?}");
             if s.starts_with("op_") || s == "infix" || s == "postfix" {
@@ -175,6 +174,9 @@ fn pest_error(cx: &Ctx, e: pest::error::Error<Rule>) -> Error {
                 }
             }
         }
+    }
+    if labels.contains(&"an expression") {
+        labels.retain(|l| *l != "an operator" && *l != "a name");
     }
     let found = cx.src.get(pos..).and_then(|s| s.chars().next());
     let found = match found {
@@ -278,18 +280,25 @@ fn flat_item(cx: &Ctx, p: Pair<Rule>) -> R<Flat> {
             })
         }
         Rule::verbatim => {
-            let parts: Vec<Pair<Rule>> = p.into_inner().collect();
-            let get = |i: usize| parts.get(i).map(|p| p.as_str()).unwrap_or("");
-            // tag_open kw tag_close body tag_open kw tag_close
-            let mut body = get(3).to_string();
-            body = trim_text_start(&body, trim_of(get(2), false), true);
-            body = trim_text_end(&body, trim_of(get(4), true));
+            let mut it = p.into_inner();
+            let (Some(open), Some(body), Some(close)) = (it.next(), it.next(), it.next()) else {
+                return Err(cx.syntax("malformed verbatim", span));
+            };
+            let edge = |p: &Pair<Rule>, first: bool| {
+                let parts: Vec<Pair<Rule>> = p.clone().into_inner().collect();
+                let part = if first { parts.first() } else { parts.last() };
+                part.map(|x| x.as_str().to_string()).unwrap_or_default()
+            };
+            let (o_open, o_close) = (edge(&open, true), edge(&open, false));
+            let (c_open, c_close) = (edge(&close, true), edge(&close, false));
+            let mut text = trim_text_start(body.as_str(), trim_of(&o_close, false), true);
+            text = trim_text_end(&text, trim_of(&c_open, true));
             Ok(Flat {
                 span,
-                ltrim: trim_of(get(0), true),
-                rtrim: trim_of(get(6), false),
+                ltrim: trim_of(&o_open, true),
+                rtrim: trim_of(&c_close, false),
                 block_end: true,
-                kind: FlatKind::Verbatim(body),
+                kind: FlatKind::Verbatim(text),
             })
         }
         Rule::tag => {
@@ -1046,6 +1055,14 @@ fn primary(cx: &Ctx, p: Pair<Rule>) -> D {
             mk(ExprKind::Call(Arc::from(n.as_str()), span_of(&n), call_args(cx, a)?))
         }
         Rule::name => mk(ExprKind::Name(Arc::from(s))),
+        Rule::arrow => {
+            let mut it = p.into_inner();
+            let (Some(ps), Some(body)) = (it.next(), it.next()) else {
+                return Err(cx.syntax("malformed arrow function", span));
+            };
+            let params = ps.into_inner().map(|n| Arc::from(n.as_str())).collect();
+            mk(ExprKind::Arrow(params, Box::new(expr(cx, body)?)))
+        }
         _ => Err(cx.syntax("expected an expression", span)),
     }
 }

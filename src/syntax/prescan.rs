@@ -24,8 +24,35 @@ fn scan_code(name: &str, src: &str, mut i: usize, max: usize) -> Result<usize, E
     let b = src.as_bytes();
     let mut stack: Vec<Mode> = Vec::new();
     let mut depth = 0usize;
+    // Unary operators and `?` also recurse in the parser: count runs of prefix
+    // operators, and every ternary `?` of the region.
+    let mut prefix_run = 0usize;
+    let mut ternaries = 0usize;
     while i < b.len() {
         let c = b[i];
+        if !matches!(stack.last(), Some(Mode::Str(_))) {
+            let is_not = c == b'n'
+                && src[i..].starts_with("not")
+                && !b.get(i + 3).is_some_and(|x| x.is_ascii_alphanumeric() || *x == b'_')
+                && (i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_'));
+            if is_not || c == b'-' || c == b'+' {
+                prefix_run += 1;
+                if prefix_run + depth + ternaries > max {
+                    return Err(too_deep(name, src, i, max));
+                }
+            } else if c == b'?' && !matches!(b.get(i + 1), Some(b'?' | b':')) && (i == 0 || b[i - 1] != b'?') {
+                ternaries += 1;
+                if depth + ternaries > max {
+                    return Err(too_deep(name, src, i, max));
+                }
+            } else if !c.is_ascii_whitespace() {
+                prefix_run = 0;
+            }
+            if is_not {
+                i += 3;
+                continue;
+            }
+        }
         if let Some(Mode::Str(q)) = stack.last().copied() {
             if c == b'\\' {
                 i += 1;

@@ -16,6 +16,10 @@ use crate::value::{Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// Below this much remaining stack, macro calls and includes continue on a new segment.
+const STACK_RED_ZONE: usize = 256 * 1024;
+const STACK_GROW: usize = 4 * 1024 * 1024;
+
 /// What every render of an engine shares: limits, host services, snippets.
 pub struct Shared {
     pub limits: Limits,
@@ -182,6 +186,11 @@ impl<'a> Vm<'a> {
 
     /// Calls a macro with positional arguments (`Undefined` = not given).
     pub(crate) fn call_macro(&mut self, mref: &MacroRef, args: Vec<Value>, span: Span) -> Result<Value, Error> {
+        // Deep (but legal) recursion must not overflow small thread stacks.
+        stacker::maybe_grow(STACK_RED_ZONE, STACK_GROW, || self.call_macro_inner(mref, args, span))
+    }
+
+    fn call_macro_inner(&mut self, mref: &MacroRef, args: Vec<Value>, span: Span) -> Result<Value, Error> {
         self.burn(span)?;
         self.enter(span)?;
         let (prog, idx) = match mref {
@@ -227,6 +236,10 @@ impl<'a> Vm<'a> {
 
     /// Renders a snippet into the output with the given context.
     pub(crate) fn include(&mut self, prog: Arc<Program>, ctx: Arc<Map>, span: Span) -> Result<(), Error> {
+        stacker::maybe_grow(STACK_RED_ZONE, STACK_GROW, || self.include_inner(prog, ctx, span))
+    }
+
+    fn include_inner(&mut self, prog: Arc<Program>, ctx: Arc<Map>, span: Span) -> Result<(), Error> {
         self.enter(span)?;
         let slots = vec![Value::Undefined; prog.slots];
         let names = prog.slot_names.clone();
@@ -343,3 +356,9 @@ pub fn eval_expression(
     let mut vm = Vm::new(program.clone(), shared, ctx, opts)?;
     vm.eval(expr)
 }
+
+#[cfg(test)]
+mod tests;
+
+#[cfg(test)]
+mod perf;
