@@ -27,6 +27,8 @@ struct Relative {
     months: i64,
     days: i64,
     seconds: i64,
+    /// Business days (`+3 weekdays`): Monday to Friday.
+    weekdays: i64,
     weekday: Option<(Weekday, WeekdayMove)>,
     time: Option<NaiveTime>,
     /// `Some(true)`: first day of the month; `Some(false)`: last day.
@@ -67,12 +69,35 @@ pub fn apply(dt: &DateTime<Tz>, modifier: &str) -> Result<DateTime<Tz>, String> 
                 .ok_or("date out of range")?
         }
     };
+    if rel.weekdays != 0 {
+        date = add_weekdays(date, rel.weekdays).ok_or("date out of range")?;
+    }
     let local = super::dates::resolve_local(&tz, NaiveDateTime::new(date, time))
         .ok_or("date out of range")?;
     let shift = Duration::try_seconds(rel.seconds).ok_or("date out of range")?;
     local
         .checked_add_signed(shift)
         .ok_or_else(|| "date out of range".to_string())
+}
+
+/// Moves `n` business days (Monday–Friday) from `date`; a weekend start counts from the
+/// Friday before (forward) or the Monday after (backward), as PHP does.
+fn add_weekdays(date: NaiveDate, n: i64) -> Option<NaiveDate> {
+    let is_weekend = |d: NaiveDate| d.weekday().number_from_monday() >= 6;
+    let step = n.signum();
+    let mut d = date;
+    while is_weekend(d) {
+        d = d.checked_add_signed(Duration::days(-step))?;
+    }
+    let weeks = (n / 5).checked_mul(7)?;
+    d = d.checked_add_signed(Duration::try_days(weeks)?)?;
+    for _ in 0..(n % 5).abs() {
+        d = d.checked_add_signed(Duration::days(step))?;
+        while is_weekend(d) {
+            d = d.checked_add_signed(Duration::days(step))?;
+        }
+    }
+    Some(d)
 }
 
 fn move_to_weekday(date: NaiveDate, wd: Weekday, mv: WeekdayMove) -> NaiveDate {
@@ -154,6 +179,7 @@ enum Unit {
     Seconds(i64),
     Days(i64),
     Months(i64),
+    Weekdays,
 }
 
 fn unit(word: &str) -> Option<Unit> {
@@ -166,6 +192,7 @@ fn unit(word: &str) -> Option<Unit> {
         "fortnight" | "fortnights" => Unit::Days(14),
         "month" | "months" => Unit::Months(1),
         "year" | "years" => Unit::Months(12),
+        "weekday" | "weekdays" => Unit::Weekdays,
         _ => return None,
     })
 }
@@ -203,6 +230,9 @@ fn add_unit(rel: &mut Relative, n: i64, u: Unit) -> Result<(), String> {
                 .checked_mul(k)
                 .and_then(|v| rel.months.checked_add(v))
                 .ok_or_else(overflow)?;
+        }
+        Unit::Weekdays => {
+            rel.weekdays = rel.weekdays.checked_add(n).ok_or_else(overflow)?;
         }
     }
     Ok(())
@@ -258,6 +288,7 @@ fn parse(modifier: &str) -> Result<Relative, String> {
                         rel.months = neg(rel.months)?;
                         rel.days = neg(rel.days)?;
                         rel.seconds = neg(rel.seconds)?;
+                        rel.weekdays = neg(rel.weekdays)?;
                         i += 1;
                     }
                     "first" | "last"
@@ -371,6 +402,29 @@ mod tests {
         );
         assert_eq!(run(s, "tomorrow 14:15"), "2024-04-11 14:15:00");
         assert_eq!(run(s, "next monday +2 hours"), "2024-04-15 02:00:00");
+        // Business days from Wednesday 2024-04-10, Saturday 04-13 and Sunday 04-14.
+        assert_eq!(run(s, "+3 weekdays"), "2024-04-15 10:30:00");
+        assert_eq!(run(s, "+5 weekdays"), "2024-04-17 10:30:00");
+        assert_eq!(run(s, "+7 weekdays"), "2024-04-19 10:30:00");
+        assert_eq!(run(s, "-3 weekdays"), "2024-04-05 10:30:00");
+        assert_eq!(run(s, "2 weekdays ago"), "2024-04-08 10:30:00");
+        assert_eq!(
+            run("2024-04-13 09:00:00", "+1 weekday"),
+            "2024-04-15 09:00:00"
+        );
+        assert_eq!(
+            run("2024-04-14 09:00:00", "+5 weekdays"),
+            "2024-04-19 09:00:00"
+        );
+        assert_eq!(
+            run("2024-04-13 09:00:00", "-1 weekday"),
+            "2024-04-12 09:00:00"
+        );
+        assert_eq!(
+            run("2024-04-14 09:00:00", "-6 weekdays"),
+            "2024-04-05 09:00:00"
+        );
+        assert!(run(s, "+9223372036854775807 weekdays").starts_with("ERR"));
     }
 
     #[test]
