@@ -30,6 +30,8 @@ struct Relative {
     /// Business days (`+3 weekdays`): Monday to Friday.
     weekdays: i64,
     weekday: Option<(Weekday, WeekdayMove)>,
+    /// `next week`, `this week`…: a weekday name then means that day of the (shifted) ISO week.
+    week_text: bool,
     time: Option<NaiveTime>,
     /// `Some(true)`: first day of the month; `Some(false)`: last day.
     first_last: Option<bool>,
@@ -45,7 +47,15 @@ pub fn apply(dt: &DateTime<Tz>, modifier: &str) -> Result<DateTime<Tz>, String> 
         time = t;
     }
     if let Some((wd, mv)) = rel.weekday {
-        date = move_to_weekday(date, wd, mv);
+        date = if rel.week_text {
+            // "monday next week": the Monday of the week the offsets land in.
+            let from = i64::from(date.weekday().num_days_from_monday());
+            let to = i64::from(wd.num_days_from_monday());
+            date.checked_add_signed(Duration::days(to - from))
+                .ok_or("date out of range")?
+        } else {
+            move_to_weekday(date, wd, mv)
+        };
     }
     let total_months = i64::from(date.year()) * 12 + i64::from(date.month0());
     let total_months = total_months
@@ -309,6 +319,7 @@ fn parse(modifier: &str) -> Result<Relative, String> {
                             rel.weekday = Some((wd, mv));
                             rel.time = Some(NaiveTime::MIN);
                         } else if let Some(u) = unit(next) {
+                            rel.week_text |= matches!(next, "week" | "weeks");
                             let n = match w {
                                 "next" => 1,
                                 "this" => 0,
@@ -425,6 +436,11 @@ mod tests {
             "2024-04-05 09:00:00"
         );
         assert!(run(s, "+9223372036854775807 weekdays").starts_with("ERR"));
+        // A weekday with "… week" is that day of the shifted ISO week, as in PHP.
+        assert_eq!(run(s, "monday next week"), "2024-04-15 00:00:00");
+        assert_eq!(run(s, "sunday this week"), "2024-04-14 00:00:00");
+        assert_eq!(run(s, "friday last week"), "2024-04-05 00:00:00");
+        assert_eq!(run(s, "monday this week"), "2024-04-08 00:00:00");
     }
 
     #[test]
