@@ -4,7 +4,8 @@
 //! weekday moves first, then the collected `±N unit` offsets (years, months and days on
 //! the wall-clock date — `2024-01-31 +1 month` is `2024-03-02` — hours, minutes and
 //! seconds as elapsed time), then `first/last day of`, with `today`/`midnight`/`noon`/`H:i`
-//! setting the time of day.
+//! setting the time of day. `±N weekdays` counts business days (Monday–Friday); a weekday
+//! name together with `next/this/last week` is that day of the shifted ISO week.
 
 use super::datefmt::days_in_month;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, Weekday};
