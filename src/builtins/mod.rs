@@ -15,10 +15,16 @@
 pub mod args;
 pub mod core;
 pub mod crypto;
+pub mod datefmt;
+pub mod datemod;
 pub mod dates;
 pub mod filters;
 pub mod functions;
+pub mod misc;
+pub mod pcre;
 pub mod records;
+#[cfg(test)]
+mod teststate;
 pub mod text;
 
 pub use args::{
@@ -146,6 +152,7 @@ impl Registry {
         dates::register(&mut r);
         crypto::register(&mut r);
         records::register(&mut r);
+        misc::register(&mut r);
         r
     }
 
