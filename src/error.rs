@@ -151,6 +151,9 @@ fn locate(name: &str, source: &str, span: Range<usize>) -> Location {
     }
 }
 
+/// How many characters of a long source line the snippet shows.
+const WINDOW: usize = 100;
+
 fn floor_char_boundary(s: &str, mut i: usize) -> usize {
     while i > 0 && !s.is_char_boundary(i) {
         i -= 1;
@@ -172,16 +175,35 @@ impl fmt::Display for Error {
         let num = loc.line.to_string();
         let pad = " ".repeat(num.len() + 1);
         write!(f, "\n{pad}--> {}:{}:{}", loc.name, loc.line, loc.column)?;
-        write!(f, "\n{pad} |\n {num} | {}", loc.source_line)?;
-        let line_chars = loc.source_line.chars().count();
-        let span_chars = {
-            // characters of the span that lie on this line, at least one caret
-            let rest = loc.source_line.chars().skip(loc.column - 1).count();
-            let len = loc.span.len();
-            len.min(rest).max(1)
-        };
-        let indent = " ".repeat((loc.column - 1).min(line_chars));
-        write!(f, "\n{pad} | {indent}{}", "^".repeat(span_chars))?;
+        let chars: Vec<char> = loc.source_line.chars().collect();
+        let col = (loc.column - 1).min(chars.len());
+        // characters of the span that lie on this line, at least one caret
+        let mut bytes = 0;
+        let span_chars = chars[col..]
+            .iter()
+            .take_while(|c| {
+                bytes += c.len_utf8();
+                bytes <= loc.span.len()
+            })
+            .count()
+            .max(1);
+        // long lines show a window around the error, marked with `…`
+        let start = col.saturating_sub(WINDOW / 2);
+        let end = (start + WINDOW)
+            .max(col + span_chars.min(WINDOW / 2))
+            .min(chars.len());
+        let shown: String = chars[start..end].iter().collect();
+        let (lead, trail) = (
+            if start > 0 { "…" } else { "" },
+            if end < chars.len() { "…" } else { "" },
+        );
+        write!(f, "\n{pad} |\n {num} | {lead}{shown}{trail}")?;
+        let indent = " ".repeat(col - start + lead.chars().count());
+        write!(
+            f,
+            "\n{pad} | {indent}{}",
+            "^".repeat(span_chars.min(end.saturating_sub(col)).max(1))
+        )?;
         if let Some(hint) = &self.hint {
             write!(f, " {hint}")?;
         }
@@ -208,6 +230,27 @@ mod tests {
             err.to_string(),
             "error: unknown filter `uper`\n  --> return_data:1:18\n   |\n 1 | {\"name\": \"{{ x | uper }}\"}\n   |                  ^^^^ did you mean `upper`?"
         );
+    }
+
+    #[test]
+    fn long_lines_show_a_window_around_the_error() {
+        let src = format!("{}{{{{ x | uper }}}}{}", "a".repeat(500), "b".repeat(500));
+        let start = src.find("uper").unwrap();
+        let err = Error::new(ErrorKind::UnknownName, "unknown filter `uper`").with_location(
+            "t",
+            &src,
+            start..start + 4,
+        );
+        let text = err.to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[3].starts_with(" 1 | …aaa") && lines[3].ends_with("bbb…"),
+            "{text}"
+        );
+        assert!(lines[3].chars().count() < 120);
+        let caret = lines[4].find('^').unwrap();
+        let under: String = lines[3].chars().skip(caret).take(4).collect();
+        assert_eq!(under, "uper", "{text}");
     }
 
     #[test]
