@@ -5,10 +5,10 @@
 //! host, snippets), so it is cheap to clone and `Send + Sync`.
 
 use crate::builtins::{Host, Registry};
+use crate::compile::{self, ir};
 use crate::error::Error;
 use crate::host::{RecordSource, SharedStore};
 use crate::limits::Limits;
-use crate::compile::{self, ir};
 use crate::syntax;
 use crate::value::Value;
 use crate::vm::{self, Shared};

@@ -7,7 +7,11 @@ use std::io::Read;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "flexscript", version, about = "Flexie Scripting templates and endpoint listener")]
+#[command(
+    name = "flexscript",
+    version,
+    about = "Flexie Scripting templates and endpoint listener"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -164,7 +168,11 @@ fn main() -> ExitCode {
             Ok(out) => {
                 use std::io::Write;
                 let mut stdout = std::io::stdout();
-                if stdout.write_all(out.as_bytes()).and_then(|_| stdout.flush()).is_err() {
+                if stdout
+                    .write_all(out.as_bytes())
+                    .and_then(|_| stdout.flush())
+                    .is_err()
+                {
                     return ExitCode::from(1);
                 }
                 ExitCode::SUCCESS

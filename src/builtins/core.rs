@@ -19,7 +19,12 @@ pub fn register(r: &mut Registry) {
     });
 }
 
-fn string_filter(st: &mut dyn State, name: &str, v: &Value, f: fn(&str) -> String) -> Result<Value, Error> {
+fn string_filter(
+    st: &mut dyn State,
+    name: &str,
+    v: &Value,
+    f: fn(&str) -> String,
+) -> Result<Value, Error> {
     let s = expect_string(name, "the input", v)?;
     let out = f(&s);
     st.check_size(out.len())?;
@@ -27,8 +32,12 @@ fn string_filter(st: &mut dyn State, name: &str, v: &Value, f: fn(&str) -> Strin
 }
 
 fn filters(r: &mut Registry) {
-    r.filter("upper", &[], |st, a| string_filter(st, "upper", arg(a, 0), str::to_uppercase));
-    r.filter("lower", &[], |st, a| string_filter(st, "lower", arg(a, 0), str::to_lowercase));
+    r.filter("upper", &[], |st, a| {
+        string_filter(st, "upper", arg(a, 0), str::to_uppercase)
+    });
+    r.filter("lower", &[], |st, a| {
+        string_filter(st, "lower", arg(a, 0), str::to_lowercase)
+    });
     r.filter("length", &[], |_, a| {
         let v = arg(a, 0);
         match v.len() {
@@ -62,7 +71,11 @@ fn filters(r: &mut Registry) {
         let v = arg(a, 0);
         if v.is_empty() {
             let d = arg(a, 1);
-            Ok(if d.is_undefined() { Value::str("") } else { d.clone() })
+            Ok(if d.is_undefined() {
+                Value::str("")
+            } else {
+                d.clone()
+            })
         } else {
             Ok(v.clone())
         }
@@ -114,7 +127,10 @@ fn int_test(name: &'static str, v: &Value) -> Result<i64, Error> {
         other => other.as_i64().ok_or_else(|| {
             Error::new(
                 ErrorKind::Type,
-                format!("{name}: expected a number, got {}", other.type_with_article()),
+                format!(
+                    "{name}: expected a number, got {}",
+                    other.type_with_article()
+                ),
             )
         }),
     }
@@ -126,24 +142,43 @@ fn tests(r: &mut Registry) {
     r.test("null", &[], move |_, a| b(arg(a, 0).is_null()));
     r.test("none", &[], move |_, a| b(arg(a, 0).is_null()));
     r.test("empty", &[], move |_, a| b(arg(a, 0).is_empty()));
-    r.test("even", &[], move |_, a| b(int_test("even", arg(a, 0))? % 2 == 0));
-    r.test("odd", &[], move |_, a| b(int_test("odd", arg(a, 0))? % 2 != 0));
+    r.test("even", &[], move |_, a| {
+        b(int_test("even", arg(a, 0))? % 2 == 0)
+    });
+    r.test("odd", &[], move |_, a| {
+        b(int_test("odd", arg(a, 0))? % 2 != 0)
+    });
     r.test("iterable", &[], move |_, a| {
         b(matches!(arg(a, 0), Value::List(_) | Value::Map(_)))
     });
-    r.test("sequence", &[], move |_, a| b(matches!(arg(a, 0), Value::List(_))));
-    r.test("mapping", &[], move |_, a| b(matches!(arg(a, 0), Value::Map(_))));
+    r.test("sequence", &[], move |_, a| {
+        b(matches!(arg(a, 0), Value::List(_)))
+    });
+    r.test("mapping", &[], move |_, a| {
+        b(matches!(arg(a, 0), Value::Map(_)))
+    });
     r.test("string", &[], move |_, a| b(arg(a, 0).is_string()));
     r.test("number", &[], move |_, a| b(arg(a, 0).is_number()));
-    r.test("boolean", &[], move |_, a| b(matches!(arg(a, 0), Value::Bool(_))));
-    r.test("true", &[], move |_, a| b(matches!(arg(a, 0), Value::Bool(true))));
-    r.test("false", &[], move |_, a| b(matches!(arg(a, 0), Value::Bool(false))));
-    r.test("same as", &["other"], move |_, a| b(strict_eq(arg(a, 0), arg(a, 1))));
+    r.test("boolean", &[], move |_, a| {
+        b(matches!(arg(a, 0), Value::Bool(_)))
+    });
+    r.test("true", &[], move |_, a| {
+        b(matches!(arg(a, 0), Value::Bool(true)))
+    });
+    r.test("false", &[], move |_, a| {
+        b(matches!(arg(a, 0), Value::Bool(false)))
+    });
+    r.test("same as", &["other"], move |_, a| {
+        b(strict_eq(arg(a, 0), arg(a, 1)))
+    });
     r.test("divisible by", &["divisor"], move |_, a| {
         let x = int_test("divisible by", arg(a, 0))?;
         let d = int_test("divisible by", arg(a, 1))?;
         if d == 0 {
-            return Err(Error::new(ErrorKind::DivisionByZero, "divisible by: division by zero"));
+            return Err(Error::new(
+                ErrorKind::DivisionByZero,
+                "divisible by: division by zero",
+            ));
         }
         b(x.checked_rem(d).unwrap_or(0) == 0)
     });
@@ -155,17 +190,39 @@ mod tests {
     use serde_json::json;
 
     fn render(src: &str, ctx: serde_json::Value) -> String {
-        Engine::new().compile("t", src).unwrap().render(&ctx).unwrap()
+        Engine::new()
+            .compile("t", src)
+            .unwrap()
+            .render(&ctx)
+            .unwrap()
     }
 
     #[test]
     fn core_filters() {
-        assert_eq!(render("{{ 'abc'|upper }}{{ 'ÀB'|lower }}", json!({})), "ABCàb");
-        assert_eq!(render("{{ xs|length }} {{ 'héé'|length }}", json!({"xs": [1, 2]})), "2 3");
-        assert_eq!(render("{{ ['a','b','c']|join(', ', ' and ') }}", json!({})), "a, b and c");
-        assert_eq!(render("{{ missing|default('x') }}{{ ''|default }}", json!({})), "x");
-        assert_eq!(render("{{ {'a': [1, 'x/y']}|json_encode }}", json!({})), r#"{"a":[1,"x/y"]}"#);
-        assert_eq!(render("{{ '<b>'|e }}{{ 'a b'|escape('url') }}", json!({})), "&lt;b&gt;a%20b");
+        assert_eq!(
+            render("{{ 'abc'|upper }}{{ 'ÀB'|lower }}", json!({})),
+            "ABCàb"
+        );
+        assert_eq!(
+            render("{{ xs|length }} {{ 'héé'|length }}", json!({"xs": [1, 2]})),
+            "2 3"
+        );
+        assert_eq!(
+            render("{{ ['a','b','c']|join(', ', ' and ') }}", json!({})),
+            "a, b and c"
+        );
+        assert_eq!(
+            render("{{ missing|default('x') }}{{ ''|default }}", json!({})),
+            "x"
+        );
+        assert_eq!(
+            render("{{ {'a': [1, 'x/y']}|json_encode }}", json!({})),
+            r#"{"a":[1,"x/y"]}"#
+        );
+        assert_eq!(
+            render("{{ '<b>'|e }}{{ 'a b'|escape('url') }}", json!({})),
+            "&lt;b&gt;a%20b"
+        );
         assert_eq!(render("{{ range(1, 5, 2)|join(',') }}", json!({})), "1,3,5");
     }
 
@@ -177,7 +234,9 @@ mod tests {
 
     #[test]
     fn raw_and_autoescape() {
-        let t = Engine::new().compile("t", "{{ a }}|{{ a|raw }}|{{ a|e }}").unwrap();
+        let t = Engine::new()
+            .compile("t", "{{ a }}|{{ a|raw }}|{{ a|e }}")
+            .unwrap();
         let opts = RenderOptions {
             escape: Escape::Html,
             allow_env: false,

@@ -30,9 +30,11 @@ pub fn compile(pattern: &str) -> Result<Regex, Error> {
         c => c,
     };
     let body_and_flags = &pattern[open.len_utf8()..];
-    let end = body_and_flags
-        .rfind(close)
-        .ok_or_else(|| err(format!("matches: no ending delimiter `{close}` in \"{pattern}\"")))?;
+    let end = body_and_flags.rfind(close).ok_or_else(|| {
+        err(format!(
+            "matches: no ending delimiter `{close}` in \"{pattern}\""
+        ))
+    })?;
     let body = &body_and_flags[..end];
     let flags = &body_and_flags[end + close.len_utf8()..];
     let mut b = RegexBuilder::new(&translate(body, open)?);
@@ -128,7 +130,10 @@ mod tests {
         assert!(compile("/a\\/b/").unwrap().is_match("a/b"));
         let e = compile("/(a)\\1/").unwrap_err();
         assert!(e.message().contains("backreferences"));
-        assert!(compile("/a(?=b)/").unwrap_err().message().contains("look-around"));
+        assert!(compile("/a(?=b)/")
+            .unwrap_err()
+            .message()
+            .contains("look-around"));
         assert!(compile("abc").is_err());
         assert!(compile("/a/q").is_err());
     }

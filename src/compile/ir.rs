@@ -40,7 +40,6 @@ impl LoopField {
 /// A resolved builtin call: the function and its name (for messages).
 #[derive(Clone)]
 pub struct Call {
-    pub name: Arc<str>,
     pub func: BuiltinFn,
     pub args: Vec<Expr>,
     pub span: Span,
@@ -82,7 +81,7 @@ pub enum Expr {
     Or(Box<Expr>, Box<Expr>),
     Bin(BinOp, Box<Expr>, Box<Expr>, Span),
     /// `x matches "/literal/"` with the pattern compiled at compile time.
-    MatchesConst(Box<Expr>, Arc<Regex>, Span),
+    MatchesConst(Box<Expr>, Arc<Regex>),
     Cond(Box<Expr>, Box<Expr>, Option<Box<Expr>>),
     Elvis(Box<Expr>, Box<Expr>),
     Coalesce(Box<Expr>, Box<Expr>),

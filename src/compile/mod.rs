@@ -200,7 +200,9 @@ impl Cx<'_> {
         let mut defaults = Vec::new();
         for (p, _) in &m.params {
             self.frame.fresh(p);
-            self.frame.slots.insert(p.clone(), self.frame.names.len() as u32 - 1);
+            self.frame
+                .slots
+                .insert(p.clone(), self.frame.names.len() as u32 - 1);
         }
         let varargs = self.frame.slot(&Arc::from("varargs"));
         names::declare(&m.body, &mut |n| {
@@ -360,7 +362,9 @@ impl Cx<'_> {
                     Some(n) => Esc::On(Strategy::from_name(n).ok_or_else(|| {
                         self.err(
                             ErrorKind::InvalidArgument,
-                            format!("unknown escaping strategy `{n}` (html, html_attr, js, css, url)"),
+                            format!(
+                                "unknown escaping strategy `{n}` (html, html_attr, js, css, url)"
+                            ),
                             s.span,
                         )
                     })?),
@@ -386,7 +390,9 @@ impl Cx<'_> {
                 only: *only,
                 span: s.span,
             },
-            StmtKind::Macro(_) | StmtKind::Import(..) | StmtKind::FromImport(..) => return Ok(None),
+            StmtKind::Import(..) | StmtKind::FromImport(..) => {
+                return Ok(None)
+            }
         }))
     }
 
@@ -461,7 +467,12 @@ impl Cx<'_> {
                         return Ok(self.name(attr, span, strict));
                     }
                 }
-                Expr::Attr(Box::new(self.expr_mode(base, strict)?), attr.clone(), span, strict)
+                Expr::Attr(
+                    Box::new(self.expr_mode(base, strict)?),
+                    attr.clone(),
+                    span,
+                    strict,
+                )
             }
             ExprKind::Item(base, key) => Expr::Item(
                 Box::new(self.expr_mode(base, strict)?),
@@ -511,13 +522,15 @@ impl Cx<'_> {
             ExprKind::Filter(input, name, nspan, args) => self.filter(input, name, *nspan, args)?,
             ExprKind::Test(input, negated, name, nspan, args) => {
                 if &**name == "defined" {
-                    return Ok(Expr::Defined(Box::new(self.expr_mode(input, false)?), *negated));
+                    return Ok(Expr::Defined(
+                        Box::new(self.expr_mode(input, false)?),
+                        *negated,
+                    ));
                 }
                 let b = self.lookup(&self.env.registry.tests, "test", name, *nspan)?;
                 let args = self.args(&b, "test", input, args, *nspan)?;
                 Expr::Test(
                     Box::new(Call {
-                        name: b.name.clone(),
                         func: b.func.clone(),
                         args,
                         span,
@@ -585,7 +598,14 @@ impl Cx<'_> {
         }
     }
 
-    fn binary(&mut self, op: BinOp, l: &ast::Expr, r: &ast::Expr, span: Span, strict: bool) -> R<Expr> {
+    fn binary(
+        &mut self,
+        op: BinOp,
+        l: &ast::Expr,
+        r: &ast::Expr,
+        span: Span,
+        strict: bool,
+    ) -> R<Expr> {
         let a = self.expr_mode(l, strict)?;
         let b = self.expr_mode(r, strict)?;
         match op {
@@ -595,7 +615,7 @@ impl Cx<'_> {
                 if let Expr::Const(Value::Str(p)) = &b {
                     let re = crate::builtins::pcre::compile(p)
                         .map_err(|e| e.with_location(self.name, self.source, r.span.range()))?;
-                    return Ok(Expr::MatchesConst(Box::new(a), Arc::new(re), span));
+                    return Ok(Expr::MatchesConst(Box::new(a), Arc::new(re)));
                 }
             }
             _ => {}
@@ -665,10 +685,7 @@ impl Cx<'_> {
                     } else {
                         return Err(self.err(
                             ErrorKind::InvalidArgument,
-                            format!(
-                                "{who}: too many arguments (at most {})",
-                                sig.params.len()
-                            ),
+                            format!("{who}: too many arguments (at most {})", sig.params.len()),
                             a.value.span,
                         ));
                     }
@@ -721,7 +738,6 @@ impl Cx<'_> {
         let args = self.args(&b, "filter", input, args, nspan)?;
         let span = input.span.to(nspan);
         Ok(Expr::Call(Box::new(Call {
-            name: b.name.clone(),
             func: b.func.clone(),
             args,
             span,
@@ -735,7 +751,6 @@ impl Cx<'_> {
         if let Some(b) = self.env.registry.functions.get(name).cloned() {
             let args = self.map_args(&b.signature, &format!("function `{name}`"), args, span)?;
             return Ok(Expr::Call(Box::new(Call {
-                name: b.name.clone(),
                 func: b.func.clone(),
                 args,
                 span,
@@ -771,15 +786,27 @@ impl Cx<'_> {
         let (mref, params) = match imp {
             Import::SelfRef => {
                 let (i, ps) = self.own_macros.get(mname).cloned().ok_or_else(|| {
-                    self.err(ErrorKind::UnknownName, format!("unknown macro `{mname}`"), span)
+                    self.err(
+                        ErrorKind::UnknownName,
+                        format!("unknown macro `{mname}`"),
+                        span,
+                    )
                 })?;
                 (MacroRef::Local(i), ps)
             }
             Import::Snippet(p) => {
                 let i = *p.macro_index.get(mname).ok_or_else(|| {
-                    self.err(ErrorKind::UnknownName, format!("unknown macro `{mname}`"), span)
+                    self.err(
+                        ErrorKind::UnknownName,
+                        format!("unknown macro `{mname}`"),
+                        span,
+                    )
                 })?;
-                let ps = p.macros.get(i).map(|m| m.params.clone()).unwrap_or_default();
+                let ps = p
+                    .macros
+                    .get(i)
+                    .map(|m| m.params.clone())
+                    .unwrap_or_default();
                 (MacroRef::Imported(p.clone(), i), ps)
             }
         };
@@ -831,7 +858,10 @@ fn fold(op: BinOp, x: &Value, y: &Value) -> Option<Value> {
         BinOp::FloorDiv => arith(Arith::FloorDiv),
         BinOp::Mod => arith(Arith::Rem),
         BinOp::Pow => arith(Arith::Pow),
-        BinOp::Concat if !matches!(x, Value::List(_) | Value::Map(_)) && !matches!(y, Value::List(_) | Value::Map(_)) => {
+        BinOp::Concat
+            if !matches!(x, Value::List(_) | Value::Map(_))
+                && !matches!(y, Value::List(_) | Value::Map(_)) =>
+        {
             let mut s = x.to_output();
             s.push_str(&y.to_cow_str());
             Some(Value::str(s))

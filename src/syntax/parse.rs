@@ -57,7 +57,9 @@ fn pratt() -> &'static PrattParser<Rule> {
             .op(Op::infix(Rule::op_pow, Right))
             .op(Op::postfix(Rule::filter))
             .op(Op::prefix(Rule::op_neg) | Op::prefix(Rule::op_pos))
-            .op(Op::postfix(Rule::attr) | Op::postfix(Rule::subscript) | Op::postfix(Rule::call_args))
+            .op(Op::postfix(Rule::attr)
+                | Op::postfix(Rule::subscript)
+                | Op::postfix(Rule::call_args))
     })
 }
 
@@ -130,9 +132,21 @@ pub(super) fn expression(cx: &Ctx) -> R<Expr> {
 
 fn label(r: Rule) -> Option<&'static str> {
     Some(match r {
-        Rule::expr | Rule::term | Rule::literal | Rule::null_lit | Rule::bool_lit | Rule::number
-        | Rule::list | Rule::map | Rule::paren | Rule::function_call | Rule::arrow
-        | Rule::op_not | Rule::op_neg | Rule::op_pos | Rule::string => "an expression",
+        Rule::expr
+        | Rule::term
+        | Rule::literal
+        | Rule::null_lit
+        | Rule::bool_lit
+        | Rule::number
+        | Rule::list
+        | Rule::map
+        | Rule::paren
+        | Rule::function_call
+        | Rule::arrow
+        | Rule::op_not
+        | Rule::op_neg
+        | Rule::op_pos
+        | Rule::string => "an expression",
         Rule::name => "a name",
         Rule::print_close => "\"}}\"",
         Rule::tag_close => "\"%}\"",
@@ -181,7 +195,16 @@ fn pest_error(cx: &Ctx, e: pest::error::Error<Rule>) -> Error {
     let found = cx.src.get(pos..).and_then(|s| s.chars().next());
     let found = match found {
         None => "end of input".to_string(),
-        Some(c) => format!("`{}`", cx.src[pos..].chars().take(12).collect::<String>().split_whitespace().next().unwrap_or(&c.to_string())),
+        Some(c) => format!(
+            "`{}`",
+            cx.src[pos..]
+                .chars()
+                .take(12)
+                .collect::<String>()
+                .split_whitespace()
+                .next()
+                .unwrap_or(&c.to_string())
+        ),
     };
     let msg = if labels.is_empty() {
         format!("unexpected {found}")
@@ -202,7 +225,11 @@ enum Trim {
 }
 
 fn trim_of(s: &str, left: bool) -> Trim {
-    let c = if left { s.chars().last() } else { s.chars().next() };
+    let c = if left {
+        s.chars().last()
+    } else {
+        s.chars().next()
+    };
     match c {
         Some('-') => Trim::All,
         Some('~') => Trim::Line,
@@ -260,8 +287,8 @@ fn flat_item(cx: &Ctx, p: Pair<Rule>) -> R<Flat> {
         }),
         Rule::comment => Ok(Flat {
             span,
-            ltrim: trim_of(&s[..s.len().min(3)], true),
-            rtrim: trim_of(&s[s.len().saturating_sub(3)..], false),
+            ltrim: trim_of(s.get(..3).unwrap_or("{#"), true),
+            rtrim: trim_of(s.get(s.len().saturating_sub(3)..).unwrap_or("#}"), false),
             block_end: true,
             kind: FlatKind::Comment,
         }),
@@ -458,7 +485,10 @@ fn close(cx: &Ctx, stack: &mut Vec<Frame>, tag: &str, span: Span) -> R<Frame> {
                 span,
             ))
         }
-        _ => Err(cx.syntax(format!("unexpected \"end{tag}\": no \"{tag}\" is open"), span)),
+        _ => Err(cx.syntax(
+            format!("unexpected \"end{tag}\": no \"{tag}\" is open"),
+            span,
+        )),
     }
 }
 
@@ -471,7 +501,18 @@ fn handle_tag(
 ) -> R<Option<StmtKind>> {
     Ok(match tag {
         Tag::Stmt(s) => Some(s.kind),
-        Tag::If(c) => return open(cx, stack, Open::If { done: vec![], cond: Some(c) }, "if", span),
+        Tag::If(c) => {
+            return open(
+                cx,
+                stack,
+                Open::If {
+                    done: vec![],
+                    cond: Some(c),
+                },
+                "if",
+                span,
+            )
+        }
         Tag::ElseIf(c2) => {
             match stack.last_mut() {
                 Some(Frame {
@@ -504,7 +545,9 @@ fn handle_tag(
                     body,
                     ..
                 }) if main.is_none() => *main = Some(std::mem::take(body)),
-                _ => return Err(cx.syntax("unexpected \"else\" outside of \"if\" or \"for\"", span)),
+                _ => {
+                    return Err(cx.syntax("unexpected \"else\" outside of \"if\" or \"for\"", span))
+                }
             }
             None
         }
@@ -522,18 +565,41 @@ fn handle_tag(
             }
         }
         Tag::For(key, value, iter) => {
-            return open(cx, stack, Open::For { key, value, iter, main: None }, "for", span)
+            return open(
+                cx,
+                stack,
+                Open::For {
+                    key,
+                    value,
+                    iter,
+                    main: None,
+                },
+                "for",
+                span,
+            )
         }
         Tag::EndFor => {
             let f = close(cx, stack, "for", span)?;
-            let Open::For { key, value, iter, main } = f.open else {
+            let Open::For {
+                key,
+                value,
+                iter,
+                main,
+            } = f.open
+            else {
                 return Err(cx.syntax("unbalanced for", span));
             };
             let (body, else_body) = match main {
                 Some(m) => (m, Some(f.body)),
                 None => (f.body, None),
             };
-            Some(StmtKind::For { key, value, iter, body, else_body })
+            Some(StmtKind::For {
+                key,
+                value,
+                iter,
+                body,
+                else_body,
+            })
         }
         Tag::Set(n) => return open(cx, stack, Open::Set(n), "set", span),
         Tag::EndSet => {
@@ -578,14 +644,12 @@ fn handle_tag(
             let Open::Macro(name, params) = f.open else {
                 return Err(cx.syntax("unbalanced macro", span));
             };
-            let m = Arc::new(Macro {
+            macros.push(Arc::new(Macro {
                 name,
                 params,
                 body: f.body,
-                span: f.span,
-            });
-            macros.push(m.clone());
-            Some(StmtKind::Macro(m))
+            }));
+            None
         }
     })
 }
@@ -601,7 +665,13 @@ fn names(p: Pair<Rule>) -> Vec<(Arc<str>, Span)> {
 fn template_ref(p: Pair<Rule>) -> TemplateRef {
     match p.into_inner().next() {
         Some(inner) if inner.as_rule() == Rule::string => TemplateRef::Named(Arc::from(
-            unescape(inner.as_str().get(1..inner.as_str().len() - 1).unwrap_or("")).as_str(),
+            unescape(
+                inner
+                    .as_str()
+                    .get(1..inner.as_str().len() - 1)
+                    .unwrap_or(""),
+            )
+            .as_str(),
         )),
         _ => TemplateRef::SelfRef,
     }
@@ -622,14 +692,13 @@ fn tag(cx: &Ctx, p: Pair<Rule>, span: Span) -> R<Tag> {
                 return Err(cx.syntax("malformed set", span));
             };
             let targets = names(ns);
-            let values = es.into_inner().map(|e| expr(cx, e)).collect::<R<Vec<_>>>()?;
+            let values = es
+                .into_inner()
+                .map(|e| expr(cx, e))
+                .collect::<R<Vec<_>>>()?;
             if targets.len() != values.len() {
                 return Err(cx.syntax(
-                    format!(
-                        "set: {} names but {} values",
-                        targets.len(),
-                        values.len()
-                    ),
+                    format!("set: {} names but {} values", targets.len(), values.len()),
                     span,
                 ));
             }
@@ -670,7 +739,9 @@ fn tag(cx: &Ctx, p: Pair<Rule>, span: Span) -> R<Tag> {
         }
         Rule::endwith => Tag::EndWith,
         Rule::apply_stmt => {
-            let chain = it.next().ok_or_else(|| cx.syntax("apply: expected a filter", span))?;
+            let chain = it
+                .next()
+                .ok_or_else(|| cx.syntax("apply: expected a filter", span))?;
             Tag::Apply(
                 chain
                     .into_inner()
@@ -764,7 +835,9 @@ fn expr_at(cx: &Ctx, p: Option<Pair<Rule>>, span: Span) -> R<Expr> {
 
 fn filter_call(cx: &Ctx, p: Pair<Rule>) -> R<FilterCall> {
     let mut it = p.into_inner();
-    let n = it.next().ok_or_else(|| cx.syntax("expected a filter name", Span::default()))?;
+    let n = it
+        .next()
+        .ok_or_else(|| cx.syntax("expected a filter name", Span::default()))?;
     let args = match it.next() {
         Some(a) => call_args(cx, a)?,
         None => Vec::new(),
@@ -789,7 +862,10 @@ fn deeper(cx: &Ctx, d: usize, span: Span) -> R<usize> {
     if d > cx.max_depth {
         Err(cx.err(
             ErrorKind::Limit,
-            format!("expression nesting exceeds the depth limit of {}", cx.max_depth),
+            format!(
+                "expression nesting exceeds the depth limit of {}",
+                cx.max_depth
+            ),
             span,
         ))
     } else {
@@ -842,8 +918,18 @@ fn infix(cx: &Ctx, l: Expr, op: Pair<Rule>, r: Expr, span: Span) -> R<Expr> {
             let kind = ExprKind::Cond(l, Box::new(expr(cx, mid)?), Some(r));
             return Ok(Expr { kind, span });
         }
-        Rule::op_elvis => return Ok(Expr { kind: ExprKind::Elvis(l, r), span }),
-        Rule::op_coalesce => return Ok(Expr { kind: ExprKind::Coalesce(l, r), span }),
+        Rule::op_elvis => {
+            return Ok(Expr {
+                kind: ExprKind::Elvis(l, r),
+                span,
+            })
+        }
+        Rule::op_coalesce => {
+            return Ok(Expr {
+                kind: ExprKind::Coalesce(l, r),
+                span,
+            })
+        }
         Rule::op_or => BinOp::Or,
         Rule::op_and => BinOp::And,
         Rule::op_bor => BinOp::BOr,
@@ -1040,7 +1126,9 @@ fn primary(cx: &Ctx, p: Pair<Rule>) -> D {
                         span: kspan,
                     },
                     None => {
-                        return Err(cx.syntax("expected \":\" and a value after this map key", kspan))
+                        return Err(
+                            cx.syntax("expected \":\" and a value after this map key", kspan)
+                        )
                     }
                 };
                 entries.push((key_expr, value));
@@ -1052,7 +1140,11 @@ fn primary(cx: &Ctx, p: Pair<Rule>) -> D {
             let (Some(n), Some(a)) = (it.next(), it.next()) else {
                 return Err(cx.syntax("malformed call", span));
             };
-            mk(ExprKind::Call(Arc::from(n.as_str()), span_of(&n), call_args(cx, a)?))
+            mk(ExprKind::Call(
+                Arc::from(n.as_str()),
+                span_of(&n),
+                call_args(cx, a)?,
+            ))
         }
         Rule::name => mk(ExprKind::Name(Arc::from(s))),
         Rule::arrow => {

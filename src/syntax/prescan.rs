@@ -33,14 +33,19 @@ fn scan_code(name: &str, src: &str, mut i: usize, max: usize) -> Result<usize, E
         if !matches!(stack.last(), Some(Mode::Str(_))) {
             let is_not = c == b'n'
                 && src[i..].starts_with("not")
-                && !b.get(i + 3).is_some_and(|x| x.is_ascii_alphanumeric() || *x == b'_')
+                && !b
+                    .get(i + 3)
+                    .is_some_and(|x| x.is_ascii_alphanumeric() || *x == b'_')
                 && (i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_'));
             if is_not || c == b'-' || c == b'+' {
                 prefix_run += 1;
                 if prefix_run + depth + ternaries > max {
                     return Err(too_deep(name, src, i, max));
                 }
-            } else if c == b'?' && !matches!(b.get(i + 1), Some(b'?' | b':')) && (i == 0 || b[i - 1] != b'?') {
+            } else if c == b'?'
+                && !matches!(b.get(i + 1), Some(b'?' | b':'))
+                && (i == 0 || b[i - 1] != b'?')
+            {
                 ternaries += 1;
                 if depth + ternaries > max {
                     return Err(too_deep(name, src, i, max));
@@ -112,7 +117,11 @@ pub fn check_depth(name: &str, src: &str, max: usize) -> Result<(), Error> {
             b'{' | b'%' => {
                 let is_tag = b[i + 1] == b'%';
                 let start = i + 2;
-                if is_tag && src[start..].trim_start_matches(['-', '~', ' ', '\t', '\r', '\n']).starts_with("verbatim") {
+                if is_tag
+                    && src[start..]
+                        .trim_start_matches(['-', '~', ' ', '\t', '\r', '\n'])
+                        .starts_with("verbatim")
+                {
                     i = src[start..]
                         .find("endverbatim")
                         .map_or(b.len(), |j| start + j + 11);

@@ -90,7 +90,11 @@ fn type_err(op: Arith, a: &Value, b: &Value) -> Error {
     };
     Error::new(
         ErrorKind::Type,
-        format!("cannot {verb} {} {prep} {}", describe(first), describe(second)),
+        format!(
+            "cannot {verb} {} {prep} {}",
+            describe(first),
+            describe(second)
+        ),
     )
 }
 
@@ -138,9 +142,15 @@ fn div_zero(op: Arith) -> Error {
 fn int_arith(op: Arith, x: i64, y: i64) -> Result<Value, Error> {
     let f = |v: f64| Ok(Value::Float(v));
     match op {
-        Arith::Add => Ok(x.checked_add(y).map_or(Value::Float(x as f64 + y as f64), Value::Int)),
-        Arith::Sub => Ok(x.checked_sub(y).map_or(Value::Float(x as f64 - y as f64), Value::Int)),
-        Arith::Mul => Ok(x.checked_mul(y).map_or(Value::Float(x as f64 * y as f64), Value::Int)),
+        Arith::Add => Ok(x
+            .checked_add(y)
+            .map_or(Value::Float(x as f64 + y as f64), Value::Int)),
+        Arith::Sub => Ok(x
+            .checked_sub(y)
+            .map_or(Value::Float(x as f64 - y as f64), Value::Int)),
+        Arith::Mul => Ok(x
+            .checked_mul(y)
+            .map_or(Value::Float(x as f64 * y as f64), Value::Int)),
         Arith::Div => {
             if y == 0 {
                 return Err(div_zero(op));
@@ -157,7 +167,11 @@ fn int_arith(op: Arith, x: i64, y: i64) -> Result<Value, Error> {
             match x.checked_div_euclid(y) {
                 Some(_) => {
                     let q = x / y;
-                    let q = if (x % y != 0) && ((x < 0) != (y < 0)) { q - 1 } else { q };
+                    let q = if (x % y != 0) && ((x < 0) != (y < 0)) {
+                        q - 1
+                    } else {
+                        q
+                    };
                     Ok(Value::Int(q))
                 }
                 None => f((x as f64 / y as f64).floor()),
@@ -251,10 +265,16 @@ fn to_map(v: &Value) -> Map {
 /// Unary minus.
 pub fn neg(v: &Value) -> Result<Value, Error> {
     match v {
-        Value::Int(i) => Ok(i.checked_neg().map_or(Value::Float(-(*i as f64)), Value::Int)),
+        Value::Int(i) => Ok(i
+            .checked_neg()
+            .map_or(Value::Float(-(*i as f64)), Value::Int)),
         Value::Float(f) => Ok(Value::Float(-f)),
-        other => arith(Arith::Mul, other, &Value::Int(-1))
-            .map_err(|_| Error::new(ErrorKind::Type, format!("cannot negate {}", other.type_with_article()))),
+        other => arith(Arith::Mul, other, &Value::Int(-1)).map_err(|_| {
+            Error::new(
+                ErrorKind::Type,
+                format!("cannot negate {}", other.type_with_article()),
+            )
+        }),
     }
 }
 
@@ -338,7 +358,10 @@ pub fn range(low: &Value, high: &Value, step: &Value, max: usize) -> Result<Valu
             .ok_or_else(|| Error::new(ErrorKind::Type, "range: step must be a number"))?
     };
     if step_n.as_f64() == 0.0 {
-        return Err(Error::new(ErrorKind::InvalidArgument, "range: step cannot be 0"));
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            "range: step cannot be 0",
+        ));
     }
     let letter = |v: &Value| match v.as_str() {
         Some(s) if s.chars().count() == 1 && parse_numeric(s).is_none() => s.chars().next(),
@@ -357,7 +380,11 @@ pub fn range(low: &Value, high: &Value, step: &Value, max: usize) -> Result<Valu
             if let Some(ch) = char::from_u32(c) {
                 out.push(Value::str(ch.to_string()));
             }
-            c = if a <= b { c + step } else { c.saturating_sub(step) };
+            c = if a <= b {
+                c + step
+            } else {
+                c.saturating_sub(step)
+            };
         }
         return Ok(Value::list(out));
     }
@@ -367,7 +394,10 @@ pub fn range(low: &Value, high: &Value, step: &Value, max: usize) -> Result<Valu
             .ok_or_else(|| {
                 Error::new(
                     ErrorKind::Type,
-                    format!("range: {what} must be a number or a letter, got {}", v.type_with_article()),
+                    format!(
+                        "range: {what} must be a number or a letter, got {}",
+                        v.type_with_article()
+                    ),
                 )
             })
     };
@@ -390,7 +420,10 @@ pub fn range(low: &Value, high: &Value, step: &Value, max: usize) -> Result<Valu
         _ => {
             let (a, b, s) = (a.as_f64(), b.as_f64(), step_n.as_f64().abs());
             if !(a.is_finite() && b.is_finite() && s.is_finite()) {
-                return Err(Error::new(ErrorKind::InvalidArgument, "range: bounds must be finite"));
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    "range: bounds must be finite",
+                ));
             }
             let n = ((a - b).abs() / s).floor() + 1.0;
             if n > max as f64 {
@@ -419,22 +452,36 @@ mod tests {
     fn php_arithmetic() {
         assert_eq!(a(Arith::Add, Value::str("3"), Value::Int(4)), Value::Int(7));
         assert_eq!(a(Arith::Div, Value::Int(6), Value::Int(3)), Value::Int(2));
-        assert_eq!(a(Arith::Div, Value::Int(7), Value::Int(2)), Value::Float(3.5));
-        assert_eq!(a(Arith::FloorDiv, Value::Int(-7), Value::Int(2)), Value::Int(-4));
+        assert_eq!(
+            a(Arith::Div, Value::Int(7), Value::Int(2)),
+            Value::Float(3.5)
+        );
+        assert_eq!(
+            a(Arith::FloorDiv, Value::Int(-7), Value::Int(2)),
+            Value::Int(-4)
+        );
         assert_eq!(a(Arith::Rem, Value::Int(-7), Value::Int(3)), Value::Int(-1));
-        assert_eq!(a(Arith::Pow, Value::Int(2), Value::Int(10)), Value::Int(1024));
+        assert_eq!(
+            a(Arith::Pow, Value::Int(2), Value::Int(10)),
+            Value::Int(1024)
+        );
         assert_eq!(
             a(Arith::Add, Value::Int(i64::MAX), Value::Int(1)),
             Value::Float(i64::MAX as f64 + 1.0)
         );
         assert_eq!(
-            arith(Arith::Div, &Value::Int(1), &Value::Int(0)).unwrap_err().kind(),
+            arith(Arith::Div, &Value::Int(1), &Value::Int(0))
+                .unwrap_err()
+                .kind(),
             ErrorKind::DivisionByZero
         );
         let e = arith(Arith::Add, &Value::Int(1), &Value::empty_map()).unwrap_err();
         assert_eq!(e.message(), "cannot add a map to a number");
         assert!(arith(Arith::Add, &Value::str("abc"), &Value::Int(1)).is_err());
-        assert_eq!(a(Arith::Add, Value::str("5 apples"), Value::Int(1)), Value::Int(6));
+        assert_eq!(
+            a(Arith::Add, Value::str("5 apples"), Value::Int(1)),
+            Value::Int(6)
+        );
     }
 
     #[test]
@@ -448,6 +495,9 @@ mod tests {
         assert!(range(&Value::Int(0), &Value::Int(1000), &Value::Undefined, 10).is_err());
         assert!(range(&Value::Int(0), &Value::Int(1), &Value::Int(0), 10).is_err());
         assert!(contains(&Value::str("hello"), &Value::str("ell")));
-        assert!(contains(&Value::list(vec![Value::Int(1)]), &Value::str("1")));
+        assert!(contains(
+            &Value::list(vec![Value::Int(1)]),
+            &Value::str("1")
+        ));
     }
 }

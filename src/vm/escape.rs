@@ -132,7 +132,10 @@ mod tests {
 
     #[test]
     fn strategies() {
-        assert_eq!(escape("<a href='x'>&\"", Strategy::Html), "&lt;a href=&#039;x&#039;&gt;&amp;&quot;");
+        assert_eq!(
+            escape("<a href='x'>&\"", Strategy::Html),
+            "&lt;a href=&#039;x&#039;&gt;&amp;&quot;"
+        );
         assert_eq!(escape("a b", Strategy::Url), "a%20b");
         assert_eq!(escape("a\"b\n", Strategy::Js), "a\\u0022b\\n");
         assert_eq!(escape("a b", Strategy::HtmlAttr), "a&#x20;b");

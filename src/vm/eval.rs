@@ -14,8 +14,11 @@ static UNDEF: Value = Value::Undefined;
 type R<T> = Result<T, Error>;
 
 fn undefined_var(prog: &Program, name: &str, span: Span) -> Error {
-    Error::new(ErrorKind::Undefined, format!("variable `{name}` is not defined"))
-        .with_location(&prog.name, &prog.source, span.range())
+    Error::new(
+        ErrorKind::Undefined,
+        format!("variable `{name}` is not defined"),
+    )
+    .with_location(&prog.name, &prog.source, span.range())
 }
 
 fn missing(prog: &Program, base: &Value, what: &str, span: Span) -> Error {
@@ -26,11 +29,20 @@ fn missing(prog: &Program, base: &Value, what: &str, span: Span) -> Error {
         Value::Str(_) | Value::Safe(_) => format!("the string has no character {what}"),
         other => format!("cannot read `{what}` of {}", other.type_with_article()),
     };
-    Error::new(ErrorKind::Undefined, format!("`{path}` is not defined: {why}"))
-        .with_location(&prog.name, &prog.source, span.range())
+    Error::new(
+        ErrorKind::Undefined,
+        format!("`{path}` is not defined: {why}"),
+    )
+    .with_location(&prog.name, &prog.source, span.range())
 }
 
-fn ctx_get<'s>(scope: &'s Scope, prog: &Program, name: &str, span: Span, strict: bool) -> R<Option<&'s Value>> {
+fn ctx_get<'s>(
+    scope: &'s Scope,
+    prog: &Program,
+    name: &str,
+    span: Span,
+    strict: bool,
+) -> R<Option<&'s Value>> {
     match scope.ctx.get(name) {
         Some(v) => Ok(Some(v)),
         None if strict => Err(undefined_var(prog, name, span)),
@@ -93,9 +105,9 @@ impl Vm<'_> {
     pub(crate) fn eval(&mut self, e: &Expr) -> R<Value> {
         match e {
             Expr::Const(v) => Ok(v.clone()),
-            Expr::Slot(..) | Expr::Ctx(..) => {
-                Ok(lookup(&self.scope, &self.program, e)?.cloned().unwrap_or_default())
-            }
+            Expr::Slot(..) | Expr::Ctx(..) => Ok(lookup(&self.scope, &self.program, e)?
+                .cloned()
+                .unwrap_or_default()),
             Expr::Attr(base, name, span, strict) => {
                 if let Some(v) = lookup(&self.scope, &self.program, e)? {
                     return Ok(v.clone());
@@ -146,7 +158,7 @@ impl Vm<'_> {
                 let y = self.eval(b)?;
                 self.binary(*op, &x, &y).map_err(|e| self.loc(e, *span))
             }
-            Expr::MatchesConst(a, re, _) => {
+            Expr::MatchesConst(a, re) => {
                 let x = self.eval(a)?;
                 Ok(Value::Bool(re.is_match(&x.to_cow_str())))
             }
@@ -304,7 +316,11 @@ impl Vm<'_> {
                         ErrorKind::Type,
                         format!(
                             "{}: expected an arrow function, got {}",
-                            if op == BinOp::HasSome { "has some" } else { "has every" },
+                            if op == BinOp::HasSome {
+                                "has some"
+                            } else {
+                                "has every"
+                            },
                             y.type_with_article()
                         ),
                     ));
@@ -365,9 +381,9 @@ pub(crate) fn slice(v: &Value, start: &Value, len: &Value) -> R<Value> {
         if x.is_null() {
             return Ok(None);
         }
-        x.as_i64().map(Some).ok_or_else(|| {
-            Error::new(ErrorKind::Type, format!("slice: {what} must be an integer"))
-        })
+        x.as_i64()
+            .map(Some)
+            .ok_or_else(|| Error::new(ErrorKind::Type, format!("slice: {what} must be an integer")))
     };
     let s = int(start, "start")?.unwrap_or(0);
     let s = if s < 0 { (n + s).max(0) } else { s.min(n) };
@@ -379,7 +395,13 @@ pub(crate) fn slice(v: &Value, start: &Value, len: &Value) -> R<Value> {
     let (s, e) = (s as usize, e.max(s) as usize);
     Ok(match v {
         Value::List(l) => Value::list(l.get(s..e).map(|x| x.to_vec()).unwrap_or_default()),
-        Value::Map(m) => Value::map(m.iter().skip(s).take(e - s).map(|(k, v)| (k.clone(), v.clone())).collect()),
+        Value::Map(m) => Value::map(
+            m.iter()
+                .skip(s)
+                .take(e - s)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
         Value::Str(st) | Value::Safe(st) => {
             let out: String = st.chars().skip(s).take(e - s).collect();
             if v.is_safe() {

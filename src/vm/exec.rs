@@ -165,7 +165,10 @@ impl Vm<'_> {
                                 return Err(self.loc(
                                     Error::new(
                                         ErrorKind::Type,
-                                        format!("include: `with` expects a map, got {}", other.type_with_article()),
+                                        format!(
+                                            "include: `with` expects a map, got {}",
+                                            other.type_with_article()
+                                        ),
                                     ),
                                     *span,
                                 ))
@@ -211,7 +214,10 @@ impl Vm<'_> {
             .assigned
             .iter()
             .filter(|(s, name)| {
-                self.scope.slots.get(*s as usize).is_none_or(|v| v.is_undefined())
+                self.scope
+                    .slots
+                    .get(*s as usize)
+                    .is_none_or(|v| v.is_undefined())
                     && !self.scope.ctx.contains_key(&**name)
             })
             .map(|(s, _)| *s)
@@ -314,7 +320,10 @@ impl Vm<'_> {
         let saved_slots = self.scope.slots.clone();
         let saved_ctx = self.scope.ctx.clone();
         if only {
-            self.scope.slots.iter_mut().for_each(|s| *s = Value::Undefined);
+            self.scope
+                .slots
+                .iter_mut()
+                .for_each(|s| *s = Value::Undefined);
             self.scope.ctx = vars.clone();
         } else if !vars.is_empty() {
             let mut merged = (*self.scope.ctx).clone();

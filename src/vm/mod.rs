@@ -75,7 +75,12 @@ fn context_map(ctx: &Value) -> Result<Arc<Map>, Error> {
 }
 
 impl<'a> Vm<'a> {
-    fn new(program: Arc<Program>, shared: &'a Shared, ctx: &Value, opts: RenderOptions) -> Result<Vm<'a>, Error> {
+    fn new(
+        program: Arc<Program>,
+        shared: &'a Shared,
+        ctx: &Value,
+        opts: RenderOptions,
+    ) -> Result<Vm<'a>, Error> {
         Ok(Vm {
             out: String::new(),
             scope: Scope {
@@ -139,8 +144,7 @@ impl<'a> Vm<'a> {
     }
 
     fn enter(&mut self, span: Span) -> Result<(), Error> {
-        self.depth += 1;
-        if self.depth > self.shared.limits.max_depth {
+        if self.depth >= self.shared.limits.max_depth {
             return Err(self.loc(
                 Error::new(
                     ErrorKind::Limit,
@@ -152,6 +156,7 @@ impl<'a> Vm<'a> {
                 span,
             ));
         }
+        self.depth += 1;
         Ok(())
     }
 
@@ -185,14 +190,25 @@ impl<'a> Vm<'a> {
     }
 
     /// Calls a macro with positional arguments (`Undefined` = not given).
-    pub(crate) fn call_macro(&mut self, mref: &MacroRef, args: Vec<Value>, span: Span) -> Result<Value, Error> {
+    pub(crate) fn call_macro(
+        &mut self,
+        mref: &MacroRef,
+        args: Vec<Value>,
+        span: Span,
+    ) -> Result<Value, Error> {
         // Deep (but legal) recursion must not overflow small thread stacks.
-        stacker::maybe_grow(STACK_RED_ZONE, STACK_GROW, || self.call_macro_inner(mref, args, span))
+        stacker::maybe_grow(STACK_RED_ZONE, STACK_GROW, || {
+            self.call_macro_inner(mref, args, span)
+        })
     }
 
-    fn call_macro_inner(&mut self, mref: &MacroRef, args: Vec<Value>, span: Span) -> Result<Value, Error> {
+    fn call_macro_inner(
+        &mut self,
+        mref: &MacroRef,
+        args: Vec<Value>,
+        span: Span,
+    ) -> Result<Value, Error> {
         self.burn(span)?;
-        self.enter(span)?;
         let (prog, idx) = match mref {
             MacroRef::Local(i) => (self.program.clone(), *i),
             MacroRef::Imported(p, i) => (p.clone(), *i),
@@ -200,6 +216,9 @@ impl<'a> Vm<'a> {
         let Some(m) = prog.macros.get(idx) else {
             return Err(self.loc(Error::new(ErrorKind::Runtime, "unknown macro"), span));
         };
+        if let Err(e) = self.enter(span) {
+            return Err(e.with_hint(format!("while calling macro `{}`", m.name)));
+        }
         let mut slots = vec![Value::Undefined; m.slots];
         let mut extra = Vec::new();
         for (i, a) in args.into_iter().enumerate() {
@@ -235,15 +254,29 @@ impl<'a> Vm<'a> {
     }
 
     /// Renders a snippet into the output with the given context.
-    pub(crate) fn include(&mut self, prog: Arc<Program>, ctx: Arc<Map>, span: Span) -> Result<(), Error> {
-        stacker::maybe_grow(STACK_RED_ZONE, STACK_GROW, || self.include_inner(prog, ctx, span))
+    pub(crate) fn include(
+        &mut self,
+        prog: Arc<Program>,
+        ctx: Arc<Map>,
+        span: Span,
+    ) -> Result<(), Error> {
+        stacker::maybe_grow(STACK_RED_ZONE, STACK_GROW, || {
+            self.include_inner(prog, ctx, span)
+        })
     }
 
-    fn include_inner(&mut self, prog: Arc<Program>, ctx: Arc<Map>, span: Span) -> Result<(), Error> {
+    fn include_inner(
+        &mut self,
+        prog: Arc<Program>,
+        ctx: Arc<Map>,
+        span: Span,
+    ) -> Result<(), Error> {
         self.enter(span)?;
         let slots = vec![Value::Undefined; prog.slots];
         let names = prog.slot_names.clone();
-        let r = self.with_frame(prog.clone(), names, slots, ctx, |vm| vm.exec(&prog.body).map(|_| ()));
+        let r = self.with_frame(prog.clone(), names, slots, ctx, |vm| {
+            vm.exec(&prog.body).map(|_| ())
+        });
         self.depth -= 1;
         r
     }
@@ -278,11 +311,17 @@ impl State for Vm<'_> {
         let Value::Callable(c) = callee else {
             return Err(Error::new(
                 ErrorKind::Type,
-                format!("expected an arrow function, got {}", callee.type_with_article()),
+                format!(
+                    "expected an arrow function, got {}",
+                    callee.type_with_article()
+                ),
             ));
         };
         let Some(closure) = c.inner.downcast_ref::<ArrowClosure>() else {
-            return Err(Error::new(ErrorKind::Type, format!("{} cannot be called here", c.name)));
+            return Err(Error::new(
+                ErrorKind::Type,
+                format!("{} cannot be called here", c.name),
+            ));
         };
         if closure.frame != self.frame_id {
             return Err(Error::new(
@@ -339,7 +378,12 @@ impl State for Vm<'_> {
 }
 
 /// Renders a compiled program with a context (a map value).
-pub fn render(program: &Arc<Program>, shared: &Shared, ctx: &Value, opts: RenderOptions) -> Result<String, Error> {
+pub fn render(
+    program: &Arc<Program>,
+    shared: &Shared,
+    ctx: &Value,
+    opts: RenderOptions,
+) -> Result<String, Error> {
     let mut vm = Vm::new(program.clone(), shared, ctx, opts)?;
     vm.exec(&program.body)?;
     Ok(vm.out)

@@ -22,7 +22,9 @@ fn time<F: FnMut()>(n: u32, mut f: F) -> f64 {
 #[test]
 #[ignore]
 fn perf_vs_minijinja() {
-    let table: Vec<Vec<i64>> = (0..100).map(|r| (0..100).map(|c| r * 100 + c).collect()).collect();
+    let table: Vec<Vec<i64>> = (0..100)
+        .map(|r| (0..100).map(|c| r * 100 + c).collect())
+        .collect();
     let ctx_table = json!({ "table": table });
     let ctx_teams = json!({"year": 2015, "teams": [
         {"name": "Jiangsu", "score": 43}, {"name": "Beijing", "score": 27},
@@ -31,7 +33,10 @@ fn perf_vs_minijinja() {
     let mut mj = minijinja::Environment::new();
     mj.add_template("table", TABLE).unwrap();
     mj.add_template("teams", TEAMS).unwrap();
-    for (name, src, ctx, n) in [("table", TABLE, &ctx_table, 300), ("teams", TEAMS, &ctx_teams, 20000)] {
+    for (name, src, ctx, n) in [
+        ("table", TABLE, &ctx_table, 300),
+        ("teams", TEAMS, &ctx_teams, 20000),
+    ] {
         let t = engine.compile(name, src).unwrap();
         let v = crate::Value::from(ctx);
         let ours = time(n, || {
@@ -51,7 +56,8 @@ fn perf_vs_minijinja() {
         });
         let c_theirs = time(n / 10 + 1, || {
             let mut e = minijinja::Environment::new();
-            e.add_template_owned(name.to_string(), src.to_string()).unwrap();
+            e.add_template_owned(name.to_string(), src.to_string())
+                .unwrap();
             std::hint::black_box(e);
         });
         println!(

@@ -29,20 +29,47 @@ fn template_is_send_sync_and_cheap() {
 #[test]
 fn literals_and_operators() {
     let cases = [
-        ("{{ 6 / 3 }} {{ 7 / 2 }} {{ 7 // 2 }} {{ -7 % 3 }} {{ 2 ** 10 }}", "2 3.5 3 -1 1024"),
-        ("{{ \"3\" + 4 }} {{ 0.1 + 0.2 }} {{ 9223372036854775807 + 1 }}", "7 0.3 9.2233720368548E+18"),
+        (
+            "{{ 6 / 3 }} {{ 7 / 2 }} {{ 7 // 2 }} {{ -7 % 3 }} {{ 2 ** 10 }}",
+            "2 3.5 3 -1 1024",
+        ),
+        (
+            "{{ \"3\" + 4 }} {{ 0.1 + 0.2 }} {{ 9223372036854775807 + 1 }}",
+            "7 0.3 9.2233720368548E+18",
+        ),
         ("{{ -5 | length }} {{ -2 ** 2 }} {{ not 0 }}", "2 4 1"),
         ("{{ (1..3)|join(',') }} {{ ('a'..'c')|join }}", "1,2,3 abc"),
-        ("{{ {a: 1, 'b': 2, (1 + 1): 3, c}|json_encode }}", r#"{"a":1,"b":2,"2":3,"c":null}"#),
-        ("{{ [1, 2, 3,][1:]|json_encode }} {{ 'hello'[1:3] }} {{ 'hello'[:2] }}", "[2,3] ell he"),
+        (
+            "{{ {a: 1, 'b': 2, (1 + 1): 3, c}|json_encode }}",
+            r#"{"a":1,"b":2,"2":3,"c":null}"#,
+        ),
+        (
+            "{{ [1, 2, 3,][1:]|json_encode }} {{ 'hello'[1:3] }} {{ 'hello'[:2] }}",
+            "[2,3] ell he",
+        ),
         ("{{ \"x #{1 + 2} y\" }} {{ 'it\\'s' }}", "x 3 y it's"),
         ("{{ TRUE }}{{ None is null }}{{ 1e3 }}", "111000"),
-        ("{{ x ?? 'd' }} {{ '' ?: 'e' }} {{ true ? 't' }}|{{ false ? 't' }}|", "d e t||"),
+        (
+            "{{ x ?? 'd' }} {{ '' ?: 'e' }} {{ true ? 't' }}|{{ false ? 't' }}|",
+            "d e t||",
+        ),
         ("{{ null ?? 1 == 1 }}", "1"),
-        ("{{ 'abc' matches '/^A/i' }}{{ 'abc' starts with 'ab' }}{{ 'abc' ends with 'bc' }}", "111"),
-        ("{{ 2 in [1, 2] }}{{ 'b' in 'abc' }}{{ 3 not in [1] }}{{ '1' == '01' }}", "1111"),
-        ("{{ [1, 2, 3] has some v => v > 2 }}|{{ [1, 2, 3] has every v => v > 2 }}|", "1||"),
-        ("{{ 5 b-and 3 }} {{ 5 b-or 3 }} {{ 5 b-xor 3 }} {{ 1 <=> 2 }}", "1 7 6 -1"),
+        (
+            "{{ 'abc' matches '/^A/i' }}{{ 'abc' starts with 'ab' }}{{ 'abc' ends with 'bc' }}",
+            "111",
+        ),
+        (
+            "{{ 2 in [1, 2] }}{{ 'b' in 'abc' }}{{ 3 not in [1] }}{{ '1' == '01' }}",
+            "1111",
+        ),
+        (
+            "{{ [1, 2, 3] has some v => v > 2 }}|{{ [1, 2, 3] has every v => v > 2 }}|",
+            "1||",
+        ),
+        (
+            "{{ 5 b-and 3 }} {{ 5 b-or 3 }} {{ 5 b-xor 3 }} {{ 1 <=> 2 }}",
+            "1 7 6 -1",
+        ),
         ("{{ true and 0 }}|{{ 0 or 'x' }}", "|1"),
         ("{{ [1, 2] ~ 'x' }}", "[1,2]x"),
     ];
@@ -86,11 +113,17 @@ fn tags() {
         assert_eq!(render(src, json!({})), want, "{src}");
     }
     assert_eq!(
-        render("{% with {a: 1} only %}{{ a }}{{ b }}{% endwith %}{{ b }}", json!({"b": 2})),
+        render(
+            "{% with {a: 1} only %}{{ a }}{{ b }}{% endwith %}{{ b }}",
+            json!({"b": 2})
+        ),
         "12"
     );
     assert_eq!(
-        render("{% for i in 1..2 %}{% set b = i %}{% endfor %}{{ b }}", json!({"b": 0})),
+        render(
+            "{% for i in 1..2 %}{% set b = i %}{% endfor %}{{ b }}",
+            json!({"b": 0})
+        ),
         "2"
     );
 }
@@ -98,7 +131,9 @@ fn tags() {
 #[test]
 fn snippets_include_and_import() {
     let mut engine = Engine::new();
-    engine.add_snippet("footer", "<p>{{ company }}{{ extra }}</p>").unwrap();
+    engine
+        .add_snippet("footer", "<p>{{ company }}{{ extra }}</p>")
+        .unwrap();
     engine
         .add_snippet("macros", "{% macro b(x) %}[{{ x }}]{% endmacro %}")
         .unwrap();
@@ -109,14 +144,21 @@ fn snippets_include_and_import() {
         )
         .unwrap();
     assert_eq!(t.render(&json!({})).unwrap(), "<p>Acme</p><p>!</p>[1][2]");
-    let e = engine.compile("t", "{% include 'nope' %}").unwrap().render(&json!({})).unwrap_err();
+    let e = engine
+        .compile("t", "{% include 'nope' %}")
+        .unwrap()
+        .render(&json!({}))
+        .unwrap_err();
     assert!(e.to_string().contains("unknown snippet `nope`"), "{e}");
 }
 
 #[test]
 fn autoescape_option() {
     let t = Engine::new()
-        .compile("t", "{{ a }}|{{ a|raw }}|{{ a|e }}|{{ a|json_encode }}|{{ n }}")
+        .compile(
+            "t",
+            "{{ a }}|{{ a|raw }}|{{ a|e }}|{{ a|json_encode }}|{{ n }}",
+        )
         .unwrap();
     let opts = RenderOptions {
         escape: Escape::Html,
@@ -133,14 +175,26 @@ fn errors_name_the_place() {
     let e = error("{{ x | uper }}", json!({}), false);
     assert_eq!(e.kind(), ErrorKind::UnknownName);
     let s = e.to_string();
-    assert!(s.contains("unknown filter `uper`") && s.contains("--> test:1:8"), "{s}");
+    assert!(
+        s.contains("unknown filter `uper`") && s.contains("--> test:1:8"),
+        "{s}"
+    );
     assert!(s.contains("did you mean `upper`?"), "{s}");
     let s = error("{% if x %}abc", json!({}), false).to_string();
-    assert!(s.contains("expected \"endif\" to close \"if\" opened at 1:1"), "{s}");
+    assert!(
+        s.contains("expected \"endif\" to close \"if\" opened at 1:1"),
+        "{s}"
+    );
     let s = error("{{ 1 + {} }}", json!({}), false).to_string();
     assert!(s.contains("cannot add a map to a number"), "{s}");
-    assert_eq!(error("{{ 1 / 0 }}", json!({}), false).kind(), ErrorKind::DivisionByZero);
-    assert_eq!(error("{{ 1 % 0 }}", json!({}), false).kind(), ErrorKind::DivisionByZero);
+    assert_eq!(
+        error("{{ 1 / 0 }}", json!({}), false).kind(),
+        ErrorKind::DivisionByZero
+    );
+    assert_eq!(
+        error("{{ 1 % 0 }}", json!({}), false).kind(),
+        ErrorKind::DivisionByZero
+    );
     let s = error("{{ a.b() }}", json!({"a": {}}), false).to_string();
     assert!(s.contains("cannot call `a.b`"), "{s}");
     let s = error("{% foo %}", json!({}), false).to_string();
@@ -174,22 +228,42 @@ fn limits_stop_runaway_templates() {
     assert_eq!(error(&deep, json!({}), false).kind(), ErrorKind::Limit);
     let nots = format!("{{{{ {}1 }}}}", "not ".repeat(5000));
     assert_eq!(error(&nots, json!({}), false).kind(), ErrorKind::Limit);
-    let ifs = format!("{}{}", "{% if 1 %}".repeat(5000), "{% endif %}".repeat(5000));
+    let ifs = format!(
+        "{}{}",
+        "{% if 1 %}".repeat(5000),
+        "{% endif %}".repeat(5000)
+    );
     assert_eq!(error(&ifs, json!({}), false).kind(), ErrorKind::Limit);
-    let e = error("{% for i in 1..100000 %}{% for j in 1..100 %}{% endfor %}{% endfor %}", json!({}), false);
+    let e = error(
+        "{% for i in 1..100000 %}{% for j in 1..100 %}{% endfor %}{% endfor %}",
+        json!({}),
+        false,
+    );
     assert!(e.to_string().contains("fuel"), "{e}");
-    let e = error("{% set s = 'xxxxxxxxxx' %}{% for i in 1..40 %}{% set s = s ~ s %}{% endfor %}", json!({}), false);
+    let e = error(
+        "{% set s = 'xxxxxxxxxx' %}{% for i in 1..40 %}{% set s = s ~ s %}{% endfor %}",
+        json!({}),
+        false,
+    );
     assert_eq!(e.kind(), ErrorKind::Limit);
     let e = error("{{ range(1, 1000000)|length }}", json!({}), false);
     assert!(e.to_string().contains("range size limit"), "{e}");
-    let e = error("{% macro r(n) %}{{ _self.r(n + 1) }}{% endmacro %}{{ _self.r(1) }}", json!({}), false);
+    let e = error(
+        "{% macro r(n) %}{{ _self.r(n + 1) }}{% endmacro %}{{ _self.r(1) }}",
+        json!({}),
+        false,
+    );
     assert!(e.to_string().contains("depth"), "{e}");
     let mut engine = Engine::new();
     engine.set_limits(Limits {
         max_output: 10,
         ..Limits::default()
     });
-    let e = engine.compile("t", "{{ 'x' }}{% for i in 1..20 %}y{% endfor %}").unwrap().render(&json!({})).unwrap_err();
+    let e = engine
+        .compile("t", "{{ 'x' }}{% for i in 1..20 %}y{% endfor %}")
+        .unwrap()
+        .render(&json!({}))
+        .unwrap_err();
     assert!(e.to_string().contains("size limit"), "{e}");
 }
 
@@ -199,29 +273,46 @@ fn context_must_be_an_object_and_expressions_are_typed() {
     let e = t.render(&json!([1])).unwrap_err();
     assert!(e.to_string().contains("context must be a JSON object"));
     let engine = Engine::new();
-    let x = engine.compile_expression("step", "a.b * 2 + (xs|length)").unwrap();
+    let x = engine
+        .compile_expression("step", "a.b * 2 + (xs|length)")
+        .unwrap();
     let v = x
-        .eval(&crate::Value::from(json!({"a": {"b": 4}, "xs": [1, 2]})), RenderOptions::default())
+        .eval(
+            &crate::Value::from(json!({"a": {"b": 4}, "xs": [1, 2]})),
+            RenderOptions::default(),
+        )
         .unwrap();
     assert_eq!(v, crate::Value::Int(10));
-    let m = engine.compile_expression("step", "{ok: xs|length > 1}").unwrap();
-    let v = m.eval(&crate::Value::from(json!({"xs": [1, 2]})), RenderOptions::default()).unwrap();
+    let m = engine
+        .compile_expression("step", "{ok: xs|length > 1}")
+        .unwrap();
+    let v = m
+        .eval(
+            &crate::Value::from(json!({"xs": [1, 2]})),
+            RenderOptions::default(),
+        )
+        .unwrap();
     assert_eq!(v.to_output(), r#"{"ok":true}"#);
 }
 
 #[test]
 fn arrow_functions_reach_builtins() {
     let mut engine = Engine::new();
-    engine.registry_mut().filter("apply_each", &["arrow"], |st, a| {
-        let items: Vec<crate::Value> = a[0].iter_values().cloned().collect();
-        let mut out = Vec::new();
-        for i in items {
-            out.push(st.call(&a[1], &[i])?);
-        }
-        Ok(crate::Value::list(out))
-    });
+    engine
+        .registry_mut()
+        .filter("apply_each", &["arrow"], |st, a| {
+            let items: Vec<crate::Value> = a[0].iter_values().cloned().collect();
+            let mut out = Vec::new();
+            for i in items {
+                out.push(st.call(&a[1], &[i])?);
+            }
+            Ok(crate::Value::list(out))
+        });
     let t = engine
-        .compile("t", "{% set k = 10 %}{{ [1, 2]|apply_each(x => x * k)|join(',') }}")
+        .compile(
+            "t",
+            "{% set k = 10 %}{{ [1, 2]|apply_each(x => x * k)|join(',') }}",
+        )
         .unwrap();
     assert_eq!(t.render(&json!({})).unwrap(), "10,20");
 }
