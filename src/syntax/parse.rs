@@ -682,7 +682,7 @@ fn tag(cx: &Ctx, p: Pair<Rule>, span: Span) -> R<Tag> {
     let pspan = span_of(&p);
     let inner: Vec<Pair<Rule>> = p
         .into_inner()
-        .filter(|c| !format!("{:?}", c.as_rule()).starts_with("kw_"))
+        .filter(|c| !is_keyword(c.as_rule()))
         .collect();
     let mut it = inner.into_iter();
     let stmt = |kind| Tag::Stmt(Stmt { kind, span });
@@ -824,6 +824,42 @@ fn tag(cx: &Ctx, p: Pair<Rule>, span: Span) -> R<Tag> {
         }
         _ => return Err(cx.syntax("unexpected tag", span)),
     })
+}
+
+fn is_keyword(r: Rule) -> bool {
+    matches!(
+        r,
+        Rule::kw_set
+            | Rule::kw_endset
+            | Rule::kw_if
+            | Rule::kw_elseif
+            | Rule::kw_else
+            | Rule::kw_endif
+            | Rule::kw_for
+            | Rule::kw_in
+            | Rule::kw_endfor
+            | Rule::kw_break
+            | Rule::kw_continue
+            | Rule::kw_with
+            | Rule::kw_endwith
+            | Rule::kw_only
+            | Rule::kw_apply
+            | Rule::kw_endapply
+            | Rule::kw_autoescape
+            | Rule::kw_endautoescape
+            | Rule::kw_do
+            | Rule::kw_include
+            | Rule::kw_ignore
+            | Rule::kw_missing
+            | Rule::kw_macro
+            | Rule::kw_endmacro
+            | Rule::kw_import
+            | Rule::kw_from
+            | Rule::kw_as
+            | Rule::kw_is
+            | Rule::kw_verbatim
+            | Rule::kw_endverbatim
+    )
 }
 
 fn expr_at(cx: &Ctx, p: Option<Pair<Rule>>, span: Span) -> R<Expr> {
