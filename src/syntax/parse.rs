@@ -137,13 +137,12 @@ fn label(r: Rule) -> Option<&'static str> {
         Rule::expr
         | Rule::term
         | Rule::literal
-        | Rule::null_lit
         | Rule::bool_lit
         | Rule::number
         | Rule::list
         | Rule::map
         | Rule::paren
-        | Rule::function_call
+        | Rule::named
         | Rule::arrow
         | Rule::op_not
         | Rule::op_neg
@@ -1033,21 +1032,6 @@ fn call_args(cx: &Ctx, p: Pair<Rule>) -> R<Vec<Arg>> {
                     value: expr(cx, e)?,
                 });
             }
-            Rule::arrow => {
-                let span = cx.span(&a);
-                let mut it = a.into_inner();
-                let (Some(ps), Some(body)) = (it.next(), it.next()) else {
-                    return Err(cx.syntax("malformed arrow function", span));
-                };
-                let params = ps.into_inner().map(|n| Arc::from(n.as_str())).collect();
-                out.push(Arg {
-                    name: None,
-                    value: Expr {
-                        kind: ExprKind::Arrow(params, Box::new(expr(cx, body)?)),
-                        span,
-                    },
-                });
-            }
             _ => out.push(Arg {
                 name: None,
                 value: expr(cx, a)?,
@@ -1069,8 +1053,6 @@ fn primary(cx: &Ctx, p: Pair<Rule>) -> D {
                 .ok_or_else(|| cx.syntax("expected an expression", span))?;
             pratt_expr(cx, inner)
         }
-        Rule::null_lit => mk(ExprKind::Null),
-        Rule::bool_lit => mk(ExprKind::Bool(s.eq_ignore_ascii_case("true"))),
         Rule::number => {
             if s.contains(['.', 'e', 'E']) {
                 mk(ExprKind::Float(s.parse().unwrap_or(f64::NAN)))
@@ -1122,18 +1104,31 @@ fn primary(cx: &Ctx, p: Pair<Rule>) -> D {
             }
             mk(ExprKind::Map(entries))
         }
-        Rule::function_call => {
+        Rule::named => {
             let mut it = p.into_inner();
-            let (Some(n), Some(a)) = (it.next(), it.next()) else {
-                return Err(cx.syntax("malformed call", span));
-            };
-            mk(ExprKind::Call(
-                Arc::from(n.as_str()),
-                cx.span(&n),
-                call_args(cx, a)?,
-            ))
+            let n = it.next().ok_or_else(|| cx.syntax("expected a name", span))?;
+            let name = n.as_str();
+            match it.next() {
+                None => match name.to_ascii_lowercase().as_str() {
+                    "true" => mk(ExprKind::Bool(true)),
+                    "false" => mk(ExprKind::Bool(false)),
+                    "null" | "none" => mk(ExprKind::Null),
+                    _ => mk(ExprKind::Name(Arc::from(name))),
+                },
+                Some(a) if a.as_rule() == Rule::call_args => mk(ExprKind::Call(
+                    Arc::from(name),
+                    cx.span(&n),
+                    call_args(cx, a)?,
+                )),
+                Some(body) => {
+                    let b = body
+                        .into_inner()
+                        .next()
+                        .ok_or_else(|| cx.syntax("expected an expression", span))?;
+                    mk(ExprKind::Arrow(vec![Arc::from(name)], Box::new(expr(cx, b)?)))
+                }
+            }
         }
-        Rule::name => mk(ExprKind::Name(Arc::from(s))),
         Rule::arrow => {
             let mut it = p.into_inner();
             let (Some(ps), Some(body)) = (it.next(), it.next()) else {
