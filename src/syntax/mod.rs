@@ -1,6 +1,7 @@
 //! Source text → AST ([`ast`]), with the pest grammar in `grammar/flexie.pest`.
 
 pub mod ast;
+mod fast;
 mod lex;
 mod parse;
 

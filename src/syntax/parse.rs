@@ -3,6 +3,7 @@
 //! that holds the whole precedence table (language.md §2.3).
 
 use super::ast::*;
+use super::fast::FastTag;
 use super::lex::{Kind, Token, Trim};
 use super::Parsed;
 use crate::error::{Error, ErrorKind};
@@ -271,6 +272,9 @@ fn flat_item(cx: &Ctx, t: &Token) -> R<Flat> {
         Kind::Text | Kind::Verbatim => FlatKind::Text(code.to_string()),
         Kind::Comment => FlatKind::Comment,
         Kind::Print => {
+            if let Some(e) = super::fast::path(code, t.code.0, cx.max_depth) {
+                return Ok(flat(t, span, FlatKind::Print(e)));
+            }
             let pairs = FlexieParser::parse(Rule::print_code, code).map_err(|e| pest_error(&sub, e))?;
             let e = pairs
                 .flatten()
@@ -280,6 +284,15 @@ fn flat_item(cx: &Ctx, t: &Token) -> R<Flat> {
         }
         Kind::Tag if matches!(code.trim(), "verbatim" | "endverbatim") => FlatKind::Comment,
         Kind::Tag => {
+            if let Some(ft) = super::fast::tag(code, t.code.0, cx.max_depth) {
+                let tag = match ft {
+                    FastTag::If(e) => Tag::If(e),
+                    FastTag::ElseIf(e) => Tag::ElseIf(e),
+                    FastTag::For(k, v, e) => Tag::For(k, v, e),
+                    FastTag::Keyword(k) => keyword_tag(k, span),
+                };
+                return Ok(flat(t, span, FlatKind::Tag(tag)));
+            }
             let pairs = FlexieParser::parse(Rule::tag_code, code).map_err(|e| pest_error(&sub, e))?;
             let st = pairs
                 .into_iter()
@@ -289,13 +302,38 @@ fn flat_item(cx: &Ctx, t: &Token) -> R<Flat> {
             FlatKind::Tag(tag(&sub, st, span)?)
         }
     };
-    Ok(Flat {
+    Ok(flat(t, span, kind))
+}
+
+fn flat(t: &Token, span: Span, kind: FlatKind) -> Flat {
+    Flat {
         span,
         ltrim: t.ltrim,
         rtrim: t.rtrim,
         block_end: matches!(t.kind, Kind::Tag | Kind::Comment),
         kind,
-    })
+    }
+}
+
+fn keyword_tag(k: &str, span: Span) -> Tag {
+    match k {
+        "endfor" => Tag::EndFor,
+        "endif" => Tag::EndIf,
+        "else" => Tag::Else,
+        "endset" => Tag::EndSet,
+        "endwith" => Tag::EndWith,
+        "endapply" => Tag::EndApply,
+        "endautoescape" => Tag::EndAutoescape,
+        "endmacro" => Tag::EndMacro,
+        "break" => Tag::Stmt(Stmt {
+            kind: StmtKind::Break,
+            span,
+        }),
+        _ => Tag::Stmt(Stmt {
+            kind: StmtKind::Continue,
+            span,
+        }),
+    }
 }
 
 fn trim_text_start(s: &str, t: Trim, first_newline: bool) -> String {
@@ -1194,4 +1232,38 @@ fn unescape(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod perf {
+    use super::*;
+
+    #[test]
+    #[ignore]
+    fn pest_call_cost() {
+        for (rule, code) in [
+            (Rule::tag_code, "endfor"),
+            (Rule::tag_code, "for row in table"),
+            (Rule::print_code, " cell "),
+            (Rule::print_code, " team.name "),
+        ] {
+            let n = 20000;
+            let t = std::time::Instant::now();
+            for _ in 0..n {
+                std::hint::black_box(FlexieParser::parse(rule, code).map(|p| p.count()).ok());
+            }
+            let parse = t.elapsed().as_secs_f64() / n as f64 * 1e9;
+            let cx = Ctx { name: "t", src: code, max_depth: 128, base: 0, closer: "}}", code_end: code.len() };
+            let t = std::time::Instant::now();
+            for _ in 0..n {
+                if let Ok(pairs) = FlexieParser::parse(rule, code) {
+                    if let Some(e) = pairs.flatten().find(|p| p.as_rule() == Rule::expr) {
+                        std::hint::black_box(expr(&cx, e).ok());
+                    }
+                }
+            }
+            let conv = t.elapsed().as_secs_f64() / n as f64 * 1e9;
+            println!("{code:?}: pest {parse:.0}ns, pest+ast {conv:.0}ns");
+        }
+    }
 }
