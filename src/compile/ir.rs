@@ -190,4 +190,6 @@ pub struct Program {
     pub slot_names: Arc<Vec<Arc<str>>>,
     pub macros: Vec<MacroDef>,
     pub macro_index: HashMap<Arc<str>, usize>,
+    /// Size of the last output, to allocate the next one at once.
+    pub size_hint: std::sync::atomic::AtomicUsize,
 }

@@ -122,6 +122,7 @@ pub fn compile_template(env: &Env, name: &str, source: &str, parsed: &Parsed) ->
         slot_names: Arc::new(cx.frame.names),
         macros,
         macro_index,
+        size_hint: Default::default(),
     })
 }
 

@@ -384,8 +384,12 @@ pub fn render(
     ctx: &Value,
     opts: RenderOptions,
 ) -> Result<String, Error> {
+    use std::sync::atomic::Ordering::Relaxed;
     let mut vm = Vm::new(program.clone(), shared, ctx, opts)?;
+    let hint = program.size_hint.load(Relaxed).max(program.source.len());
+    vm.out.reserve(hint.min(shared.limits.max_output));
     vm.exec(&program.body)?;
+    program.size_hint.store(vm.out.len(), Relaxed);
     Ok(vm.out)
 }
 
