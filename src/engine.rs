@@ -111,6 +111,7 @@ impl Engine {
                 slot_names: Arc::new(vec![Arc::from(""); slots]),
                 macros: Vec::new(),
                 macro_index: HashMap::new(),
+                size_hint: Default::default(),
             }),
             expr: Arc::new(expr),
             shared: self.shared(),

@@ -40,7 +40,6 @@ impl LoopField {
 /// A resolved builtin call: the function and its name (for messages).
 #[derive(Clone)]
 pub struct Call {
-    pub name: Arc<str>,
     pub func: BuiltinFn,
     pub args: Vec<Expr>,
     pub span: Span,
@@ -82,7 +81,7 @@ pub enum Expr {
     Or(Box<Expr>, Box<Expr>),
     Bin(BinOp, Box<Expr>, Box<Expr>, Span),
     /// `x matches "/literal/"` with the pattern compiled at compile time.
-    MatchesConst(Box<Expr>, Arc<Regex>, Span),
+    MatchesConst(Box<Expr>, Arc<Regex>),
     Cond(Box<Expr>, Box<Expr>, Option<Box<Expr>>),
     Elvis(Box<Expr>, Box<Expr>),
     Coalesce(Box<Expr>, Box<Expr>),
@@ -191,4 +190,6 @@ pub struct Program {
     pub slot_names: Arc<Vec<Arc<str>>>,
     pub macros: Vec<MacroDef>,
     pub macro_index: HashMap<Arc<str>, usize>,
+    /// Size of the last output, to allocate the next one at once.
+    pub size_hint: std::sync::atomic::AtomicUsize,
 }

@@ -122,6 +122,7 @@ pub fn compile_template(env: &Env, name: &str, source: &str, parsed: &Parsed) ->
         slot_names: Arc::new(cx.frame.names),
         macros,
         macro_index,
+        size_hint: Default::default(),
     })
 }
 
@@ -390,7 +391,7 @@ impl Cx<'_> {
                 only: *only,
                 span: s.span,
             },
-            StmtKind::Macro(_) | StmtKind::Import(..) | StmtKind::FromImport(..) => {
+            StmtKind::Import(..) | StmtKind::FromImport(..) => {
                 return Ok(None)
             }
         }))
@@ -531,7 +532,6 @@ impl Cx<'_> {
                 let args = self.args(&b, "test", input, args, *nspan)?;
                 Expr::Test(
                     Box::new(Call {
-                        name: b.name.clone(),
                         func: b.func.clone(),
                         args,
                         span,
@@ -616,7 +616,7 @@ impl Cx<'_> {
                 if let Expr::Const(Value::Str(p)) = &b {
                     let re = crate::builtins::pcre::compile(p)
                         .map_err(|e| e.with_location(self.name, self.source, r.span.range()))?;
-                    return Ok(Expr::MatchesConst(Box::new(a), Arc::new(re), span));
+                    return Ok(Expr::MatchesConst(Box::new(a), Arc::new(re)));
                 }
             }
             _ => {}
@@ -739,7 +739,6 @@ impl Cx<'_> {
         let args = self.args(&b, "filter", input, args, nspan)?;
         let span = input.span.to(nspan);
         Ok(Expr::Call(Box::new(Call {
-            name: b.name.clone(),
             func: b.func.clone(),
             args,
             span,
@@ -753,7 +752,6 @@ impl Cx<'_> {
         if let Some(b) = self.env.registry.functions.get(name).cloned() {
             let args = self.map_args(&b.signature, &format!("function `{name}`"), args, span)?;
             return Ok(Expr::Call(Box::new(Call {
-                name: b.name.clone(),
                 func: b.func.clone(),
                 args,
                 span,

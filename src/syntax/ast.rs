@@ -142,7 +142,6 @@ pub struct Macro {
     pub name: Arc<str>,
     pub params: Vec<(Arc<str>, Option<Expr>)>,
     pub body: Vec<Stmt>,
-    pub span: Span,
 }
 
 /// Autoescape strategy of an `autoescape` block (`None` = `false`).
@@ -181,7 +180,6 @@ pub enum StmtKind {
         with: Option<Expr>,
         only: bool,
     },
-    Macro(Arc<Macro>),
     Import(TemplateRef, Arc<str>),
     FromImport(TemplateRef, Vec<(Arc<str>, Arc<str>)>),
 }

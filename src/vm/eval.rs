@@ -36,6 +36,18 @@ fn missing(prog: &Program, base: &Value, what: &str, span: Span) -> Error {
     .with_location(&prog.name, &prog.source, span.range())
 }
 
+/// `m[k]`: small maps (the usual record or context) are scanned, which beats hashing.
+#[inline]
+pub(crate) fn map_get<'m>(m: &'m Map, k: &str) -> Option<&'m Value> {
+    if m.len() <= 8 {
+        m.iter()
+            .find(|(key, _)| key.len() == k.len() && ***key == *k)
+            .map(|(_, v)| v)
+    } else {
+        m.get(k)
+    }
+}
+
 fn ctx_get<'s>(
     scope: &'s Scope,
     prog: &Program,
@@ -43,7 +55,7 @@ fn ctx_get<'s>(
     span: Span,
     strict: bool,
 ) -> R<Option<&'s Value>> {
-    match scope.ctx.get(name) {
+    match map_get(&scope.ctx, name) {
         Some(v) => Ok(Some(v)),
         None if strict => Err(undefined_var(prog, name, span)),
         None => Ok(Some(&UNDEF)),
@@ -58,7 +70,7 @@ fn list_index(len: usize, i: i64) -> Option<usize> {
 /// `base.name` by reference; `None` when the base is a string (characters are built).
 fn attr_ref<'v>(base: &'v Value, name: &str) -> Option<Option<&'v Value>> {
     match base {
-        Value::Map(m) => Some(m.get(name)),
+        Value::Map(m) => Some(map_get(m, name)),
         Value::List(l) => Some(
             name.parse::<i64>()
                 .ok()
@@ -158,7 +170,7 @@ impl Vm<'_> {
                 let y = self.eval(b)?;
                 self.binary(*op, &x, &y).map_err(|e| self.loc(e, *span))
             }
-            Expr::MatchesConst(a, re, _) => {
+            Expr::MatchesConst(a, re) => {
                 let x = self.eval(a)?;
                 Ok(Value::Bool(re.is_match(&x.to_cow_str())))
             }

@@ -144,8 +144,7 @@ impl<'a> Vm<'a> {
     }
 
     fn enter(&mut self, span: Span) -> Result<(), Error> {
-        self.depth += 1;
-        if self.depth > self.shared.limits.max_depth {
+        if self.depth >= self.shared.limits.max_depth {
             return Err(self.loc(
                 Error::new(
                     ErrorKind::Limit,
@@ -157,6 +156,7 @@ impl<'a> Vm<'a> {
                 span,
             ));
         }
+        self.depth += 1;
         Ok(())
     }
 
@@ -209,7 +209,6 @@ impl<'a> Vm<'a> {
         span: Span,
     ) -> Result<Value, Error> {
         self.burn(span)?;
-        self.enter(span)?;
         let (prog, idx) = match mref {
             MacroRef::Local(i) => (self.program.clone(), *i),
             MacroRef::Imported(p, i) => (p.clone(), *i),
@@ -217,6 +216,9 @@ impl<'a> Vm<'a> {
         let Some(m) = prog.macros.get(idx) else {
             return Err(self.loc(Error::new(ErrorKind::Runtime, "unknown macro"), span));
         };
+        if let Err(e) = self.enter(span) {
+            return Err(e.with_hint(format!("while calling macro `{}`", m.name)));
+        }
         let mut slots = vec![Value::Undefined; m.slots];
         let mut extra = Vec::new();
         for (i, a) in args.into_iter().enumerate() {
@@ -382,8 +384,12 @@ pub fn render(
     ctx: &Value,
     opts: RenderOptions,
 ) -> Result<String, Error> {
+    use std::sync::atomic::Ordering::Relaxed;
     let mut vm = Vm::new(program.clone(), shared, ctx, opts)?;
+    let hint = program.size_hint.load(Relaxed).max(program.source.len());
+    vm.out.reserve(hint.min(shared.limits.max_output));
     vm.exec(&program.body)?;
+    program.size_hint.store(vm.out.len(), Relaxed);
     Ok(vm.out)
 }
 

@@ -60,10 +60,28 @@ fn perf_vs_minijinja() {
                 .unwrap();
             std::hint::black_box(e);
         });
+        let c_parse = time(n / 10 + 1, || {
+            std::hint::black_box(crate::syntax::parse_template(name, src, 128).unwrap());
+        });
+        println!("{name}: parse only {c_parse:.1}µs");
         println!(
             "{name}: render {ours:.1}µs vs minijinja {theirs:.1}µs ({:.2}x); compile {c_ours:.1}µs vs {c_theirs:.1}µs ({:.2}x)",
             ours / theirs,
             c_ours / c_theirs
         );
     }
+}
+
+#[test]
+#[ignore]
+fn perf_teams_only() {
+    let ctx = json!({"year": 2015, "teams": [
+        {"name": "Jiangsu", "score": 43}, {"name": "Beijing", "score": 27},
+        {"name": "Guangzhou", "score": 22}, {"name": "Shandong", "score": 12}]});
+    let t = Engine::new().compile("teams", TEAMS).unwrap();
+    let v = crate::Value::from(ctx);
+    let us = time(2_000_000, || {
+        std::hint::black_box(t.render_value(&v, Default::default()).unwrap());
+    });
+    println!("teams only: {us:.2}µs");
 }
