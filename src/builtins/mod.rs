@@ -20,6 +20,7 @@ pub mod filters;
 pub mod functions;
 pub mod records;
 pub mod text;
+pub mod typed;
 
 pub use args::{
     arg, expect_list, expect_map, expect_number, expect_string, opt_bool, opt_i64, opt_string,
