@@ -493,7 +493,13 @@ fn push_collapsed(out: &mut String, text: &str) {
 fn email_regex() -> Result<&'static regex::Regex, Error> {
     static RE: OnceLock<Option<regex::Regex>> = OnceLock::new();
     RE.get_or_init(|| {
-        regex::Regex::new(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,}").ok()
+        regex::Regex::new(concat!(
+            r"[\p{L}\p{N}._%+\-]+@",
+            r"[\p{L}\p{N}](?:[\p{L}\p{N}\-]*[\p{L}\p{N}])?",
+            r"(?:\.[\p{L}\p{N}](?:[\p{L}\p{N}\-]*[\p{L}\p{N}])?)*",
+            r"\.\p{L}{2,}"
+        ))
+        .ok()
     })
     .as_ref()
     .ok_or_else(|| Error::new(ErrorKind::Runtime, "extractEmails: internal pattern error"))
@@ -612,6 +618,10 @@ mod tests {
             extract_emails("Mail Ann@x.com, bob@mail.example.org. or ann@X.com; not@x")
                 .unwrap_or_default(),
             ["Ann@x.com", "bob@mail.example.org"]
+        );
+        assert_eq!(
+            extract_emails("<emile.dupont+crm@société.fr> / émile@mail.fr").unwrap_or_default(),
+            ["emile.dupont+crm@société.fr", "émile@mail.fr"]
         );
     }
 }
