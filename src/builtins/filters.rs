@@ -27,7 +27,13 @@ pub fn register(r: &mut Registry) {
     r.filter("group_by", &["key"], group_by);
     r.filter("keys", &[], |_, a| Ok(keys(arg(a, 0))));
     r.filter("map", &["arrow"], map);
-    r.filter("merge", &["other"], |_, a| merge(arg(a, 0), arg(a, 1)));
+    r.filter("merge", &["other"], |s, a| {
+        let (left, right) = (arg(a, 0), arg(a, 1));
+        // merging a list with itself in a loop doubles it: every copied item costs fuel
+        let n = left.len().unwrap_or(0) + right.len().unwrap_or(0);
+        s.fuel(n as u64)?;
+        merge(left, right)
+    });
     r.filter(
         "number_format",
         &["decimals?", "dec_point?", "thousands_sep?"],
