@@ -1,13 +1,18 @@
 //! [`Engine`], [`Template`] and [`Expression`]: the public API.
 //!
-//! STUB CONTRACT — the engine helper replaces the bodies; the signatures are fixed.
-//! Until then `compile` keeps the source and `render` returns it unchanged.
+//! `Engine::compile` parses (src/syntax) and compiles (src/compile) once; a
+//! [`Template`] holds an `Arc` of the program and of what renders share (limits,
+//! host, snippets), so it is cheap to clone and `Send + Sync`.
 
 use crate::builtins::{Host, Registry};
+use crate::compile::{self, ir};
 use crate::error::Error;
 use crate::host::{RecordSource, SharedStore};
 use crate::limits::Limits;
+use crate::syntax;
 use crate::value::Value;
+use crate::vm::{self, Shared};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Output escaping strategy of a render (language.md §4).
@@ -35,6 +40,7 @@ pub struct Engine {
     limits: Limits,
     strict: bool,
     host: Host,
+    snippets: Arc<HashMap<Arc<str>, Arc<ir::Program>>>,
 }
 
 impl Default for Engine {
@@ -51,24 +57,63 @@ impl Engine {
             limits: Limits::default(),
             strict: false,
             host: Host::default(),
+            snippets: Arc::new(HashMap::new()),
         }
     }
-    /// Registers a named snippet for `{% include %}` (compiled now; errors are returned).
-    pub fn add_snippet(&mut self, _name: &str, _source: &str) -> Result<(), Error> {
+
+    fn program(&self, name: &str, source: &str) -> Result<ir::Program, Error> {
+        let parsed = syntax::parse_template(name, source, self.limits.max_depth)?;
+        let env = compile::Env {
+            registry: &self.registry,
+            snippets: &self.snippets,
+            strict: self.strict,
+        };
+        compile::compile_template(&env, name, source, &parsed)
+    }
+
+    fn shared(&self) -> Arc<Shared> {
+        Arc::new(Shared {
+            limits: self.limits.clone(),
+            host: self.host.clone(),
+            snippets: self.snippets.clone(),
+        })
+    }
+
+    /// Registers a named snippet for `{% include %}` and `{% import %}` (compiled now;
+    /// errors are returned). Templates compiled afterwards see it.
+    pub fn add_snippet(&mut self, name: &str, source: &str) -> Result<(), Error> {
+        let p = Arc::new(self.program(name, source)?);
+        Arc::make_mut(&mut self.snippets).insert(Arc::from(name), p);
         Ok(())
     }
     /// Parses and compiles `source` once; the [`Template`] renders many times.
     pub fn compile(&self, name: &str, source: &str) -> Result<Template, Error> {
         Ok(Template {
-            name: Arc::from(name),
-            source: Arc::from(source),
+            program: Arc::new(self.program(name, source)?),
+            shared: self.shared(),
         })
     }
     /// Compiles a single expression (no delimiters), e.g. a step's `expression` field.
     pub fn compile_expression(&self, name: &str, source: &str) -> Result<Expression, Error> {
+        let e = syntax::parse_expression(name, source, self.limits.max_depth)?;
+        let env = compile::Env {
+            registry: &self.registry,
+            snippets: &self.snippets,
+            strict: self.strict,
+        };
+        let (expr, slots) = compile::compile_expression(&env, name, source, &e)?;
         Ok(Expression {
-            _name: Arc::from(name),
-            source: Arc::from(source),
+            program: Arc::new(ir::Program {
+                name: Arc::from(name),
+                source: Arc::from(source),
+                body: Vec::new(),
+                slots,
+                slot_names: Arc::new(vec![Arc::from(""); slots]),
+                macros: Vec::new(),
+                macro_index: HashMap::new(),
+            }),
+            expr: Arc::new(expr),
+            shared: self.shared(),
         })
     }
     pub fn set_limits(&mut self, limits: Limits) {
@@ -77,7 +122,8 @@ impl Engine {
     pub fn limits(&self) -> &Limits {
         &self.limits
     }
-    /// Strict mode: a missing variable, key or index is an error.
+    /// Strict mode: a missing variable, key or index is an error (applies to
+    /// templates compiled afterwards).
     pub fn set_strict(&mut self, strict: bool) {
         self.strict = strict;
     }
@@ -97,15 +143,23 @@ impl Engine {
 }
 
 /// A compiled template: `Send + Sync`, cheap to clone, renders without re-parsing.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Template {
-    name: Arc<str>,
-    source: Arc<str>,
+    program: Arc<ir::Program>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Template {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Template")
+            .field("name", &self.program.name)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Template {
     pub fn name(&self) -> &str {
-        &self.name
+        &self.program.name
     }
     /// Renders with `ctx` (anything serde can serialize; a JSON object's keys become variables).
     pub fn render(&self, ctx: &impl serde::Serialize) -> Result<String, Error> {
@@ -119,20 +173,30 @@ impl Template {
         self.render_value(&Value::from_serialize(ctx)?, opts)
     }
     /// Renders with a context already converted to a [`Value`] (no conversion cost).
-    pub fn render_value(&self, _ctx: &Value, _opts: RenderOptions) -> Result<String, Error> {
-        Ok(self.source.to_string())
+    pub fn render_value(&self, ctx: &Value, opts: RenderOptions) -> Result<String, Error> {
+        vm::render(&self.program, &self.shared, ctx, opts)
     }
 }
 
 /// A compiled expression that evaluates to a typed [`Value`].
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Expression {
-    _name: Arc<str>,
-    source: Arc<str>,
+    program: Arc<ir::Program>,
+    expr: Arc<ir::Expr>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Expression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Expression")
+            .field("name", &self.program.name)
+            .field("source", &self.program.source)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Expression {
-    pub fn eval(&self, _ctx: &Value, _opts: RenderOptions) -> Result<Value, Error> {
-        Ok(Value::str(self.source.to_string()))
+    pub fn eval(&self, ctx: &Value, opts: RenderOptions) -> Result<Value, Error> {
+        vm::eval_expression(&self.program, &self.expr, &self.shared, ctx, opts)
     }
 }

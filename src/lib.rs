@@ -8,12 +8,15 @@
 //! ```
 
 pub mod builtins;
+mod compile;
 pub mod detect;
 mod engine;
 pub mod error;
 pub mod host;
 pub mod limits;
+mod syntax;
 pub mod value;
+mod vm;
 
 pub use engine::{Engine, Escape, Expression, RenderOptions, Template};
 pub use error::{Error, ErrorKind};

@@ -1,1 +1,198 @@
-fn main() {}
+//! The `flexscript` command line (cli-and-layout.md): thin, no logic of its own.
+//! Exit codes: 0 success, 1 template/runtime/input errors, 2 usage errors (clap).
+
+use clap::{Parser, Subcommand, ValueEnum};
+use flexscript::{Engine, Error, ErrorKind, Escape, RenderOptions, Value};
+use std::io::Read;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "flexscript",
+    version,
+    about = "Flexie Scripting templates and endpoint listener"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AutoEscape {
+    Html,
+    None,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Render a template with a JSON context; prints the output exactly.
+    Render {
+        /// Template file (`-` = stdin).
+        #[arg(required_unless_present = "expr", conflicts_with = "expr")]
+        file: Option<String>,
+        /// The template given inline.
+        #[arg(short = 'e', long = "expr", value_name = "TEXT")]
+        expr: Option<String>,
+        /// JSON object whose keys become top-level variables.
+        #[arg(long, value_name = "CTX.json")]
+        context: Option<String>,
+        #[arg(long, value_enum, default_value = "none")]
+        autoescape: AutoEscape,
+        /// A missing variable, key or index is an error.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Check templates (and `.toml` listener configurations); diagnostics on stderr.
+    Check {
+        #[arg(required = true)]
+        files: Vec<String>,
+    },
+    /// Run the listener.
+    Serve {
+        config: String,
+        #[arg(long, value_name = "HOST:PORT")]
+        addr: Option<String>,
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Print a fresh `[[endpoint]]` stanza.
+    NewEndpoint { name: String },
+    /// Print a signed JWT for calling an endpoint.
+    Token {
+        #[arg(long)]
+        key: String,
+        #[arg(long)]
+        secret: String,
+        #[arg(long, default_value = "HS256")]
+        alg: String,
+        #[arg(long, default_value_t = 300)]
+        ttl: u64,
+        #[arg(long)]
+        data: Option<String>,
+    },
+}
+
+fn io_error(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::new(ErrorKind::Io, format!("{what}: {e}"))
+}
+
+fn read_source(path: &str) -> Result<String, Error> {
+    if path == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| io_error("cannot read stdin", e))?;
+        Ok(s)
+    } else {
+        std::fs::read_to_string(path).map_err(|e| io_error(&format!("cannot read {path}"), e))
+    }
+}
+
+fn read_context(path: Option<&str>) -> Result<Value, Error> {
+    let Some(path) = path else {
+        return Ok(Value::empty_map());
+    };
+    let text = read_source(path)?;
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidArgument,
+            format!("invalid JSON context in {path}: {e}"),
+        )
+    })?;
+    if !json.is_object() {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            "context must be a JSON object",
+        ));
+    }
+    Ok(Value::from(json))
+}
+
+fn render(
+    file: Option<String>,
+    expr: Option<String>,
+    context: Option<String>,
+    autoescape: AutoEscape,
+    strict: bool,
+) -> Result<String, Error> {
+    let (name, source) = match (expr, file) {
+        (Some(e), _) => ("-e".to_string(), e),
+        (None, Some(f)) => (f.clone(), read_source(&f)?),
+        (None, None) => return Err(io_error("render", "no template given")),
+    };
+    let ctx = read_context(context.as_deref())?;
+    let mut engine = Engine::new();
+    engine.set_strict(strict);
+    let tpl = engine.compile(&name, &source)?;
+    tpl.render_value(
+        &ctx,
+        RenderOptions {
+            escape: match autoescape {
+                AutoEscape::Html => Escape::Html,
+                AutoEscape::None => Escape::None,
+            },
+            allow_env: false,
+        },
+    )
+}
+
+fn check(files: &[String]) -> bool {
+    let engine = Engine::new();
+    let mut ok = true;
+    for f in files {
+        if f.ends_with(".toml") {
+            // TODO(lead): check listener configurations (listener.md §1) once the listener lands.
+            eprintln!("{f}: listener configuration checks are not wired yet");
+            ok = false;
+            continue;
+        }
+        let result = read_source(f).and_then(|src| engine.compile(f, &src).map(|_| ()));
+        if let Err(e) = result {
+            eprintln!("{e}");
+            ok = false;
+        }
+    }
+    ok
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Render {
+            file,
+            expr,
+            context,
+            autoescape,
+            strict,
+        } => match render(file, expr, context, autoescape, strict) {
+            Ok(out) => {
+                use std::io::Write;
+                let mut stdout = std::io::stdout();
+                if stdout
+                    .write_all(out.as_bytes())
+                    .and_then(|_| stdout.flush())
+                    .is_err()
+                {
+                    return ExitCode::from(1);
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Check { files } => {
+            if check(&files) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        // TODO(lead): wire the listener (src/listener) — `serve`, `new-endpoint`, `token`.
+        Command::Serve { .. } | Command::NewEndpoint { .. } | Command::Token { .. } => {
+            eprintln!("error: this command is not wired yet (listener pending)");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -18,6 +18,7 @@ pub mod crypto;
 pub mod dates;
 pub mod filters;
 pub mod functions;
+pub mod pcre;
 pub mod records;
 pub mod text;
 pub mod typed;

@@ -1,0 +1,193 @@
+//! The executable form of a template: expressions and nodes with names resolved to
+//! slots, builtins resolved to function pointers and constants folded. The VM
+//! (src/vm) walks this tree; nothing here is looked up by name at render time except
+//! render-context keys and snippet names.
+
+use crate::builtins::BuiltinFn;
+use crate::syntax::ast::{BinOp, Span};
+use crate::value::Value;
+use regex::Regex;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Fields of `loop` read directly from the loop state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoopField {
+    Index,
+    Index0,
+    RevIndex,
+    RevIndex0,
+    First,
+    Last,
+    Length,
+}
+
+impl LoopField {
+    pub fn from_name(n: &str) -> Option<LoopField> {
+        Some(match n {
+            "index" => LoopField::Index,
+            "index0" => LoopField::Index0,
+            "revindex" => LoopField::RevIndex,
+            "revindex0" => LoopField::RevIndex0,
+            "first" => LoopField::First,
+            "last" => LoopField::Last,
+            "length" => LoopField::Length,
+            _ => return None,
+        })
+    }
+}
+
+/// A resolved builtin call: the function and its name (for messages).
+#[derive(Clone)]
+pub struct Call {
+    pub func: BuiltinFn,
+    pub args: Vec<Expr>,
+    pub span: Span,
+}
+
+/// Where a called macro lives.
+#[derive(Clone)]
+pub enum MacroRef {
+    /// A macro of the program currently executing.
+    Local(usize),
+    /// A macro of an imported snippet.
+    Imported(Arc<Program>, usize),
+}
+
+/// An arrow function: parameter slots and body, evaluated in the defining frame.
+pub struct Arrow {
+    pub params: Vec<u32>,
+    pub body: Expr,
+}
+
+/// A compiled expression.
+#[derive(Clone)]
+pub enum Expr {
+    Const(Value),
+    /// A render-context key (never set by the template). `strict` errors when missing.
+    Ctx(Arc<str>, Span, bool),
+    /// A template variable: its slot, then the render context by name.
+    Slot(u32, Arc<str>, Span, bool),
+    LoopField(u32, LoopField),
+    /// `loop` as a value (a map is built).
+    LoopValue(u32),
+    Attr(Box<Expr>, Arc<str>, Span, bool),
+    Item(Box<Expr>, Box<Expr>, Span, bool),
+    Slice(Box<Expr>, Option<Box<Expr>>, Option<Box<Expr>>, Span),
+    Not(Box<Expr>),
+    Neg(Box<Expr>, Span),
+    Pos(Box<Expr>, Span),
+    And(Box<Expr>, Box<Expr>),
+    Or(Box<Expr>, Box<Expr>),
+    Bin(BinOp, Box<Expr>, Box<Expr>, Span),
+    /// `x matches "/literal/"` with the pattern compiled at compile time.
+    MatchesConst(Box<Expr>, Arc<Regex>),
+    Cond(Box<Expr>, Box<Expr>, Option<Box<Expr>>),
+    Elvis(Box<Expr>, Box<Expr>),
+    Coalesce(Box<Expr>, Box<Expr>),
+    List(Vec<Expr>),
+    Map(Vec<(Expr, Expr)>),
+    Interp(Vec<Expr>, Span),
+    /// A builtin function or filter (`args[0]` is the piped value for filters).
+    Call(Box<Call>),
+    /// A test; `bool` = negated.
+    Test(Box<Call>, bool),
+    /// `x is [not] defined` (the operand is evaluated leniently).
+    Defined(Box<Expr>, bool),
+    MacroCall(MacroRef, Vec<Expr>, Span),
+    Arrow(Arc<Arrow>),
+}
+
+/// Output escaping of a print node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Esc {
+    /// Follow the render's option.
+    Auto,
+    Off,
+    On(Strategy),
+}
+
+/// An escaping strategy (language.md §4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Strategy {
+    Html,
+    HtmlAttr,
+    Js,
+    Css,
+    Url,
+}
+
+impl Strategy {
+    pub fn from_name(n: &str) -> Option<Strategy> {
+        Some(match n {
+            "html" => Strategy::Html,
+            "html_attr" => Strategy::HtmlAttr,
+            "js" => Strategy::Js,
+            "css" => Strategy::Css,
+            "url" => Strategy::Url,
+            _ => return None,
+        })
+    }
+}
+
+/// A `for` loop.
+pub struct For {
+    pub key: Option<u32>,
+    pub value: u32,
+    pub iter: Expr,
+    pub body: Vec<Node>,
+    pub else_body: Vec<Node>,
+    /// Slots assigned in the body: reset after the loop unless defined before it.
+    pub assigned: Vec<(u32, Arc<str>)>,
+    pub level: u32,
+    pub span: Span,
+}
+
+/// A compiled statement.
+pub enum Node {
+    Text(Arc<str>),
+    /// A plain group of nodes (an `autoescape` block after compilation).
+    Block(Vec<Node>),
+    Print(Expr, Esc, Span),
+    Set(Vec<(u32, Expr)>),
+    SetBlock(u32, Vec<Node>),
+    If(Vec<(Expr, Vec<Node>)>, Vec<Node>),
+    For(Box<For>),
+    Break,
+    Continue,
+    With(Option<Expr>, bool, Vec<Node>, Span),
+    /// Filters applied to the captured body (each `Call` has a placeholder `args[0]`).
+    Apply(Vec<Call>, Vec<Node>),
+    Do(Expr),
+    Include {
+        name: Expr,
+        ignore_missing: bool,
+        with: Option<Expr>,
+        only: bool,
+        span: Span,
+    },
+}
+
+/// A compiled macro.
+pub struct MacroDef {
+    pub name: Arc<str>,
+    pub params: Vec<Arc<str>>,
+    pub defaults: Vec<Option<Expr>>,
+    /// Slot of `varargs` (extra positional arguments).
+    pub varargs: u32,
+    pub slots: usize,
+    pub slot_names: Arc<Vec<Arc<str>>>,
+    pub body: Vec<Node>,
+}
+
+/// A compiled template or snippet.
+pub struct Program {
+    pub name: Arc<str>,
+    pub source: Arc<str>,
+    pub body: Vec<Node>,
+    pub slots: usize,
+    /// Name of each slot (for `with`, includes and the loop scope rule).
+    pub slot_names: Arc<Vec<Arc<str>>>,
+    pub macros: Vec<MacroDef>,
+    pub macro_index: HashMap<Arc<str>, usize>,
+}

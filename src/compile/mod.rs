@@ -1,0 +1,873 @@
+//! AST → executable IR ([`ir`]): resolves variables to slots, builtins to functions
+//! (unknown names are compile errors with a "did you mean" hint), named arguments to
+//! positions, `loop.*` to direct reads, macros and imports; folds constants.
+
+pub mod ir;
+mod names;
+
+use crate::builtins::{Builtin, Registry, Signature};
+use crate::error::{Error, ErrorKind};
+use crate::syntax::ast::{self, Arg, BinOp, ExprKind, Span, StmtKind, TemplateRef, UnOp};
+use crate::syntax::Parsed;
+use crate::value::{self, Value};
+use ir::*;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// What the compiler needs from the engine.
+pub struct Env<'a> {
+    pub registry: &'a Registry,
+    pub snippets: &'a HashMap<Arc<str>, Arc<Program>>,
+    pub strict: bool,
+}
+
+type R<T> = Result<T, Error>;
+
+#[derive(Clone)]
+enum Import {
+    SelfRef,
+    Snippet(Arc<Program>),
+}
+
+/// Per-frame (template body or macro) variable table.
+#[derive(Default)]
+struct Frame {
+    slots: HashMap<Arc<str>, u32>,
+    names: Vec<Arc<str>>,
+    /// Number of enclosing `for` loops.
+    loops: u32,
+    /// Slots assigned inside each enclosing loop.
+    assigned: Vec<Vec<(u32, Arc<str>)>>,
+    /// Arrow-function parameter scopes (innermost last).
+    arrows: Vec<HashMap<Arc<str>, u32>>,
+}
+
+impl Frame {
+    fn slot(&mut self, name: &Arc<str>) -> u32 {
+        if let Some(&s) = self.slots.get(name) {
+            return s;
+        }
+        let s = self.names.len() as u32;
+        self.names.push(name.clone());
+        self.slots.insert(name.clone(), s);
+        s
+    }
+    fn fresh(&mut self, name: &Arc<str>) -> u32 {
+        let s = self.names.len() as u32;
+        self.names.push(name.clone());
+        s
+    }
+    fn assign(&mut self, name: &Arc<str>) -> u32 {
+        let s = self.slot(name);
+        if let Some(a) = self.assigned.last_mut() {
+            if !a.iter().any(|(x, _)| *x == s) {
+                a.push((s, name.clone()));
+            }
+        }
+        s
+    }
+}
+
+struct Cx<'a> {
+    env: &'a Env<'a>,
+    name: &'a str,
+    source: &'a str,
+    /// Own macros: name → (index, parameter names).
+    own_macros: HashMap<Arc<str>, (usize, Vec<Arc<str>>)>,
+    imports: HashMap<Arc<str>, Import>,
+    from_imports: HashMap<Arc<str>, (Import, Arc<str>)>,
+    frame: Frame,
+    esc: Vec<Esc>,
+}
+
+/// Compiles a parsed template into a [`Program`].
+pub fn compile_template(env: &Env, name: &str, source: &str, parsed: &Parsed) -> R<Program> {
+    let mut cx = Cx {
+        env,
+        name,
+        source,
+        own_macros: HashMap::new(),
+        imports: HashMap::new(),
+        from_imports: HashMap::new(),
+        frame: Frame::default(),
+        esc: vec![Esc::Auto],
+    };
+    for (i, m) in parsed.macros.iter().enumerate() {
+        let params = m.params.iter().map(|p| p.0.clone()).collect();
+        cx.own_macros.insert(m.name.clone(), (i, params));
+    }
+    cx.collect_imports(&parsed.body)?;
+    for m in &parsed.macros {
+        cx.collect_imports(&m.body)?;
+    }
+    let mut macros = Vec::new();
+    for m in &parsed.macros {
+        macros.push(cx.compile_macro(m)?);
+    }
+    names::declare(&parsed.body, &mut |n| {
+        cx.frame.slot(n);
+    });
+    let body = cx.stmts(&parsed.body)?;
+    let macro_index = parsed
+        .macros
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.name.clone(), i))
+        .collect();
+    Ok(Program {
+        name: Arc::from(name),
+        source: Arc::from(source),
+        body,
+        slots: cx.frame.names.len(),
+        slot_names: Arc::new(cx.frame.names),
+        macros,
+        macro_index,
+    })
+}
+
+/// Compiles a standalone expression; returns it with the number of slots it needs.
+pub fn compile_expression(env: &Env, name: &str, source: &str, e: &ast::Expr) -> R<(Expr, usize)> {
+    let mut cx = Cx {
+        env,
+        name,
+        source,
+        own_macros: HashMap::new(),
+        imports: HashMap::new(),
+        from_imports: HashMap::new(),
+        frame: Frame::default(),
+        esc: vec![Esc::Auto],
+    };
+    let e = cx.expr(e)?;
+    Ok((e, cx.frame.names.len()))
+}
+
+impl Cx<'_> {
+    fn err(&self, kind: ErrorKind, msg: impl Into<String>, span: Span) -> Error {
+        Error::new(kind, msg).with_location(self.name, self.source, span.range())
+    }
+
+    fn collect_imports(&mut self, body: &[ast::Stmt]) -> R<()> {
+        let mut found = Vec::new();
+        names::imports(body, &mut |s| found.push(s.clone()));
+        for s in found {
+            match &s.kind {
+                StmtKind::Import(r, alias) => {
+                    let imp = self.import_target(r, s.span)?;
+                    self.imports.insert(alias.clone(), imp);
+                }
+                StmtKind::FromImport(r, list) => {
+                    let imp = self.import_target(r, s.span)?;
+                    for (n, alias) in list {
+                        self.check_macro_exists(&imp, n, s.span)?;
+                        self.from_imports
+                            .insert(alias.clone(), (imp.clone(), n.clone()));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn import_target(&self, r: &TemplateRef, span: Span) -> R<Import> {
+        match r {
+            TemplateRef::SelfRef => Ok(Import::SelfRef),
+            TemplateRef::Named(n) => match self.env.snippets.get(n) {
+                Some(p) => Ok(Import::Snippet(p.clone())),
+                None => Err(self.err(
+                    ErrorKind::UnknownName,
+                    format!("unknown snippet `{n}`"),
+                    span,
+                )),
+            },
+        }
+    }
+
+    fn check_macro_exists(&self, imp: &Import, n: &str, span: Span) -> R<()> {
+        let ok = match imp {
+            Import::SelfRef => self.own_macros.contains_key(n),
+            Import::Snippet(p) => p.macro_index.contains_key(n),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(self.err(ErrorKind::UnknownName, format!("unknown macro `{n}`"), span))
+        }
+    }
+
+    fn compile_macro(&mut self, m: &ast::Macro) -> R<MacroDef> {
+        let outer = std::mem::take(&mut self.frame);
+        let mut defaults = Vec::new();
+        for (p, _) in &m.params {
+            self.frame.fresh(p);
+            self.frame
+                .slots
+                .insert(p.clone(), self.frame.names.len() as u32 - 1);
+        }
+        let varargs = self.frame.slot(&Arc::from("varargs"));
+        names::declare(&m.body, &mut |n| {
+            self.frame.slot(n);
+        });
+        for (_, d) in &m.params {
+            defaults.push(match d {
+                Some(e) => Some(self.expr(e)?),
+                None => None,
+            });
+        }
+        let body = self.stmts(&m.body)?;
+        let frame = std::mem::replace(&mut self.frame, outer);
+        Ok(MacroDef {
+            name: m.name.clone(),
+            params: m.params.iter().map(|p| p.0.clone()).collect(),
+            defaults,
+            varargs,
+            slots: frame.names.len(),
+            slot_names: Arc::new(frame.names),
+            body,
+        })
+    }
+
+    // ───────────────────────── statements ─────────────────────────
+
+    fn stmts(&mut self, body: &[ast::Stmt]) -> R<Vec<Node>> {
+        let mut out = Vec::with_capacity(body.len());
+        for s in body {
+            if let Some(n) = self.stmt(s)? {
+                // merge adjacent text
+                if let (Node::Text(b), Some(Node::Text(a))) = (&n, out.last_mut()) {
+                    *a = Arc::from(format!("{a}{b}").as_str());
+                    continue;
+                }
+                out.push(n);
+            }
+        }
+        Ok(out)
+    }
+
+    fn stmt(&mut self, s: &ast::Stmt) -> R<Option<Node>> {
+        Ok(Some(match &s.kind {
+            StmtKind::Text(t) => Node::Text(t.clone()),
+            StmtKind::Print(e) => {
+                let esc = self.esc.last().copied().unwrap_or(Esc::Auto);
+                Node::Print(self.expr(e)?, esc, e.span)
+            }
+            StmtKind::Set(targets, values) => {
+                let mut out = Vec::new();
+                let vals = values.iter().map(|v| self.expr(v)).collect::<R<Vec<_>>>()?;
+                for ((n, _), v) in targets.iter().zip(vals) {
+                    out.push((self.frame.assign(n), v));
+                }
+                Node::Set(out)
+            }
+            StmtKind::SetBlock(n, body) => {
+                let body = self.stmts(body)?;
+                Node::SetBlock(self.frame.assign(n), body)
+            }
+            StmtKind::If(branches, else_body) => {
+                let mut bs = Vec::new();
+                for (c, b) in branches {
+                    bs.push((self.expr(c)?, self.stmts(b)?));
+                }
+                let eb = match else_body {
+                    Some(b) => self.stmts(b)?,
+                    None => Vec::new(),
+                };
+                Node::If(bs, eb)
+            }
+            StmtKind::For {
+                key,
+                value,
+                iter,
+                body,
+                else_body,
+            } => {
+                let iter = self.expr(iter)?;
+                let key = key.as_ref().map(|k| self.frame.slot(k));
+                let value = self.frame.slot(value);
+                let level = self.frame.loops;
+                self.frame.loops += 1;
+                self.frame.assigned.push(Vec::new());
+                let body = self.stmts(body);
+                let assigned = self.frame.assigned.pop().unwrap_or_default();
+                self.frame.loops -= 1;
+                let body = body?;
+                // Outer loops see these assignments too.
+                if let Some(outer) = self.frame.assigned.last_mut() {
+                    for a in &assigned {
+                        if !outer.iter().any(|(x, _)| *x == a.0) {
+                            outer.push(a.clone());
+                        }
+                    }
+                }
+                let else_body = match else_body {
+                    Some(b) => self.stmts(b)?,
+                    None => Vec::new(),
+                };
+                Node::For(Box::new(For {
+                    key,
+                    value,
+                    iter,
+                    body,
+                    else_body,
+                    assigned,
+                    level,
+                    span: s.span,
+                }))
+            }
+            StmtKind::Break | StmtKind::Continue => {
+                if self.frame.loops == 0 {
+                    return Err(self.err(
+                        ErrorKind::Syntax,
+                        "break/continue outside of a for loop",
+                        s.span,
+                    ));
+                }
+                if matches!(s.kind, StmtKind::Break) {
+                    Node::Break
+                } else {
+                    Node::Continue
+                }
+            }
+            StmtKind::With(e, only, body) => {
+                let e = match e {
+                    Some(e) => Some(self.expr(e)?),
+                    None => None,
+                };
+                Node::With(e, *only, self.stmts(body)?, s.span)
+            }
+            StmtKind::Apply(filters, body) => {
+                let body = self.stmts(body)?;
+                let mut calls = Vec::new();
+                for f in filters {
+                    let placeholder = ast::Expr {
+                        kind: ExprKind::Null,
+                        span: f.span,
+                    };
+                    match self.filter(&placeholder, &f.name, f.span, &f.args)? {
+                        Expr::Call(c) => calls.push(*c),
+                        _ => {
+                            return Err(self.err(
+                                ErrorKind::Syntax,
+                                format!("filter `{}` cannot be used in apply", f.name),
+                                f.span,
+                            ))
+                        }
+                    }
+                }
+                Node::Apply(calls, body)
+            }
+            StmtKind::Autoescape(strategy, body) => {
+                let esc = match strategy {
+                    None => Esc::Off,
+                    Some(n) => Esc::On(Strategy::from_name(n).ok_or_else(|| {
+                        self.err(
+                            ErrorKind::InvalidArgument,
+                            format!(
+                                "unknown escaping strategy `{n}` (html, html_attr, js, css, url)"
+                            ),
+                            s.span,
+                        )
+                    })?),
+                };
+                self.esc.push(esc);
+                let body = self.stmts(body);
+                self.esc.pop();
+                return Ok(Some(Node::Block(body?)));
+            }
+            StmtKind::Do(e) => Node::Do(self.expr(e)?),
+            StmtKind::Include {
+                name,
+                ignore_missing,
+                with,
+                only,
+            } => Node::Include {
+                name: self.expr(name)?,
+                ignore_missing: *ignore_missing,
+                with: match with {
+                    Some(w) => Some(self.expr(w)?),
+                    None => None,
+                },
+                only: *only,
+                span: s.span,
+            },
+            StmtKind::Import(..) | StmtKind::FromImport(..) => {
+                return Ok(None)
+            }
+        }))
+    }
+
+    // ───────────────────────── expressions ─────────────────────────
+
+    fn expr(&mut self, e: &ast::Expr) -> R<Expr> {
+        self.expr_mode(e, self.env.strict)
+    }
+
+    /// Compiles with strictness `strict` for missing names (false under `defined`, `??`, `default`).
+    fn expr_mode(&mut self, e: &ast::Expr, strict: bool) -> R<Expr> {
+        let span = e.span;
+        Ok(match &e.kind {
+            ExprKind::Null => Expr::Const(Value::Null),
+            ExprKind::Bool(b) => Expr::Const(Value::Bool(*b)),
+            ExprKind::Int(i) => Expr::Const(Value::Int(*i)),
+            ExprKind::Float(f) => Expr::Const(Value::Float(*f)),
+            ExprKind::Str(s) => Expr::Const(Value::Str(s.clone())),
+            ExprKind::Interp(parts) => {
+                let parts = parts
+                    .iter()
+                    .map(|p| self.expr_mode(p, strict))
+                    .collect::<R<Vec<_>>>()?;
+                Expr::Interp(parts, span)
+            }
+            ExprKind::List(items) => {
+                let items = items
+                    .iter()
+                    .map(|p| self.expr_mode(p, strict))
+                    .collect::<R<Vec<_>>>()?;
+                if items.iter().all(|i| matches!(i, Expr::Const(_))) {
+                    Expr::Const(Value::list(
+                        items
+                            .into_iter()
+                            .map(|i| match i {
+                                Expr::Const(v) => v,
+                                _ => Value::Null,
+                            })
+                            .collect(),
+                    ))
+                } else {
+                    Expr::List(items)
+                }
+            }
+            ExprKind::Map(entries) => {
+                let mut out = Vec::new();
+                for (k, v) in entries {
+                    out.push((self.expr_mode(k, strict)?, self.expr_mode(v, strict)?));
+                }
+                Expr::Map(out)
+            }
+            ExprKind::Name(n) => self.name(n, span, strict),
+            ExprKind::Attr(base, attr) => {
+                if let Some(level) = self.loop_ref(base) {
+                    if let Some(f) = LoopField::from_name(attr) {
+                        return Ok(Expr::LoopField(level, f));
+                    }
+                    if &**attr == "parent" {
+                        return Ok(if level > 0 {
+                            Expr::Map(vec![(
+                                Expr::Const(Value::str("loop")),
+                                Expr::LoopValue(level - 1),
+                            )])
+                        } else {
+                            Expr::Const(Value::empty_map())
+                        });
+                    }
+                }
+                if let ExprKind::Attr(inner, p) = &base.kind {
+                    if &**p == "parent" && self.loop_ref(inner).is_some() {
+                        // loop.parent.x: variables are flat within a frame
+                        return Ok(self.name(attr, span, strict));
+                    }
+                }
+                Expr::Attr(
+                    Box::new(self.expr_mode(base, strict)?),
+                    attr.clone(),
+                    span,
+                    strict,
+                )
+            }
+            ExprKind::Item(base, key) => Expr::Item(
+                Box::new(self.expr_mode(base, strict)?),
+                Box::new(self.expr(key)?),
+                span,
+                strict,
+            ),
+            ExprKind::Slice(base, start, len) => Expr::Slice(
+                Box::new(self.expr_mode(base, strict)?),
+                self.opt_box(start)?,
+                self.opt_box(len)?,
+                span,
+            ),
+            ExprKind::Unary(op, inner) => {
+                let inner = self.expr_mode(inner, strict)?;
+                let folded = match (&inner, op) {
+                    (Expr::Const(v), UnOp::Not) => Some(Value::Bool(!v.is_truthy())),
+                    (Expr::Const(v), UnOp::Neg) => value::neg(v).ok(),
+                    (Expr::Const(v), UnOp::Pos) => value::pos(v).ok(),
+                    _ => None,
+                };
+                if let Some(v) = folded {
+                    return Ok(Expr::Const(v));
+                }
+                match op {
+                    UnOp::Not => Expr::Not(Box::new(inner)),
+                    UnOp::Neg => Expr::Neg(Box::new(inner), span),
+                    UnOp::Pos => Expr::Pos(Box::new(inner), span),
+                }
+            }
+            ExprKind::Binary(op, l, r) => self.binary(*op, l, r, span, strict)?,
+            ExprKind::Cond(c, a, b) => Expr::Cond(
+                Box::new(self.expr_mode(c, strict)?),
+                Box::new(self.expr_mode(a, strict)?),
+                self.opt_box(b)?,
+            ),
+            ExprKind::Elvis(a, b) => Expr::Elvis(
+                Box::new(self.expr_mode(a, strict)?),
+                Box::new(self.expr_mode(b, strict)?),
+            ),
+            ExprKind::Coalesce(a, b) => Expr::Coalesce(
+                Box::new(self.expr_mode(a, false)?),
+                Box::new(self.expr_mode(b, strict)?),
+            ),
+            ExprKind::Call(name, nspan, args) => self.call(name, *nspan, args, span)?,
+            ExprKind::CallValue(callee, args) => self.call_value(callee, args, span)?,
+            ExprKind::Filter(input, name, nspan, args) => self.filter(input, name, *nspan, args)?,
+            ExprKind::Test(input, negated, name, nspan, args) => {
+                if &**name == "defined" {
+                    return Ok(Expr::Defined(
+                        Box::new(self.expr_mode(input, false)?),
+                        *negated,
+                    ));
+                }
+                let b = self.lookup(&self.env.registry.tests, "test", name, *nspan)?;
+                let args = self.args(&b, "test", input, args, *nspan)?;
+                Expr::Test(
+                    Box::new(Call {
+                        func: b.func.clone(),
+                        args,
+                        span,
+                    }),
+                    *negated,
+                )
+            }
+            ExprKind::Arrow(params, body) => {
+                let mut scope = HashMap::new();
+                let mut slots = Vec::new();
+                for p in params {
+                    let s = self.frame.fresh(p);
+                    scope.insert(p.clone(), s);
+                    slots.push(s);
+                }
+                self.frame.arrows.push(scope);
+                let body = self.expr(body);
+                self.frame.arrows.pop();
+                Expr::Arrow(Arc::new(Arrow {
+                    params: slots,
+                    body: body?,
+                }))
+            }
+        })
+    }
+
+    fn opt_box(&mut self, e: &Option<Box<ast::Expr>>) -> R<Option<Box<Expr>>> {
+        Ok(match e {
+            Some(e) => Some(Box::new(self.expr(e)?)),
+            None => None,
+        })
+    }
+
+    fn name(&mut self, n: &Arc<str>, span: Span, strict: bool) -> Expr {
+        for scope in self.frame.arrows.iter().rev() {
+            if let Some(&s) = scope.get(n) {
+                return Expr::Slot(s, n.clone(), span, strict);
+            }
+        }
+        if &**n == "loop" && self.frame.loops > 0 {
+            return Expr::LoopValue(self.frame.loops - 1);
+        }
+        match self.frame.slots.get(n) {
+            Some(&s) => Expr::Slot(s, n.clone(), span, strict),
+            None => Expr::Ctx(n.clone(), span, strict),
+        }
+    }
+
+    /// The loop level `e` refers to: `loop` → innermost, `X.parent.loop` → one out.
+    fn loop_ref(&self, e: &ast::Expr) -> Option<u32> {
+        match &e.kind {
+            ExprKind::Name(n) if &**n == "loop" && self.frame.loops > 0 => {
+                if self.frame.arrows.iter().any(|s| s.contains_key("loop")) {
+                    return None;
+                }
+                Some(self.frame.loops - 1)
+            }
+            ExprKind::Attr(inner, l) if &**l == "loop" => match &inner.kind {
+                ExprKind::Attr(base, p) if &**p == "parent" => {
+                    self.loop_ref(base).and_then(|lv| lv.checked_sub(1))
+                }
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    fn binary(
+        &mut self,
+        op: BinOp,
+        l: &ast::Expr,
+        r: &ast::Expr,
+        span: Span,
+        strict: bool,
+    ) -> R<Expr> {
+        let a = self.expr_mode(l, strict)?;
+        let b = self.expr_mode(r, strict)?;
+        match op {
+            BinOp::And => return Ok(Expr::And(Box::new(a), Box::new(b))),
+            BinOp::Or => return Ok(Expr::Or(Box::new(a), Box::new(b))),
+            BinOp::Matches => {
+                if let Expr::Const(Value::Str(p)) = &b {
+                    let re = crate::builtins::pcre::compile(p)
+                        .map_err(|e| e.with_location(self.name, self.source, r.span.range()))?;
+                    return Ok(Expr::MatchesConst(Box::new(a), Arc::new(re)));
+                }
+            }
+            _ => {}
+        }
+        if let (Expr::Const(x), Expr::Const(y)) = (&a, &b) {
+            if let Some(v) = fold(op, x, y) {
+                return Ok(Expr::Const(v));
+            }
+        }
+        Ok(Expr::Bin(op, Box::new(a), Box::new(b), span))
+    }
+
+    // ───────────────────────── calls ─────────────────────────
+
+    fn lookup(
+        &self,
+        table: &HashMap<Arc<str>, Builtin>,
+        what: &str,
+        name: &str,
+        span: Span,
+    ) -> R<Builtin> {
+        if let Some(b) = table.get(name) {
+            return Ok(b.clone());
+        }
+        let mut e = Error::new(ErrorKind::UnknownName, format!("unknown {what} `{name}`"));
+        if let Some(s) = names::closest(name, table.keys().map(|k| &**k)) {
+            e = e.with_hint(format!("did you mean `{s}`?"));
+        }
+        Err(e.with_location(self.name, self.source, span.range()))
+    }
+
+    /// Maps call arguments to the builtin's declared positions.
+    fn args(
+        &mut self,
+        b: &Builtin,
+        what: &str,
+        input: &ast::Expr,
+        args: &[Arg],
+        span: Span,
+    ) -> R<Vec<Expr>> {
+        let lenient_input = what == "filter" && &*b.name == "default";
+        let first = self.expr_mode(input, self.env.strict && !lenient_input)?;
+        let mut out = vec![first];
+        out.extend(self.map_args(&b.signature, &format!("{what} `{}`", b.name), args, span)?);
+        Ok(out)
+    }
+
+    fn map_args(&mut self, sig: &Signature, who: &str, args: &[Arg], span: Span) -> R<Vec<Expr>> {
+        let mut slots: Vec<Option<Expr>> = Vec::new();
+        let mut extra = Vec::new();
+        let mut seen_named = false;
+        for (i, a) in args.iter().enumerate() {
+            let v = self.expr(&a.value)?;
+            match &a.name {
+                None => {
+                    if seen_named {
+                        return Err(self.err(
+                            ErrorKind::InvalidArgument,
+                            format!("{who}: positional argument after a named one"),
+                            a.value.span,
+                        ));
+                    }
+                    if i < sig.params.len() {
+                        slots.push(Some(v));
+                    } else if sig.variadic {
+                        extra.push(v);
+                    } else {
+                        return Err(self.err(
+                            ErrorKind::InvalidArgument,
+                            format!("{who}: too many arguments (at most {})", sig.params.len()),
+                            a.value.span,
+                        ));
+                    }
+                }
+                Some((n, nspan)) => {
+                    seen_named = true;
+                    let Some(pos) = sig.params.iter().position(|p| **p == **n) else {
+                        let mut e = Error::new(
+                            ErrorKind::UnknownName,
+                            format!("{who} has no argument `{n}`"),
+                        );
+                        if let Some(s) = names::closest(n, sig.params.iter().copied()) {
+                            e = e.with_hint(format!("did you mean `{s}`?"));
+                        }
+                        return Err(e.with_location(self.name, self.source, nspan.range()));
+                    };
+                    if slots.len() <= pos {
+                        slots.resize(pos + 1, None);
+                    }
+                    if slots[pos].is_some() {
+                        return Err(self.err(
+                            ErrorKind::InvalidArgument,
+                            format!("{who}: argument `{n}` given twice"),
+                            *nspan,
+                        ));
+                    }
+                    slots[pos] = Some(v);
+                }
+            }
+        }
+        for (i, p) in sig.params.iter().enumerate().take(sig.required) {
+            if slots.get(i).is_none_or(|s| s.is_none()) {
+                return Err(self.err(
+                    ErrorKind::InvalidArgument,
+                    format!("{who}: missing argument `{p}`"),
+                    span,
+                ));
+            }
+        }
+        let mut out: Vec<Expr> = slots
+            .into_iter()
+            .map(|s| s.unwrap_or(Expr::Const(Value::Undefined)))
+            .collect();
+        out.extend(extra);
+        Ok(out)
+    }
+
+    fn filter(&mut self, input: &ast::Expr, name: &Arc<str>, nspan: Span, args: &[Arg]) -> R<Expr> {
+        let b = self.lookup(&self.env.registry.filters, "filter", name, nspan)?;
+        let args = self.args(&b, "filter", input, args, nspan)?;
+        let span = input.span.to(nspan);
+        Ok(Expr::Call(Box::new(Call {
+            func: b.func.clone(),
+            args,
+            span,
+        })))
+    }
+
+    fn call(&mut self, name: &Arc<str>, nspan: Span, args: &[Arg], span: Span) -> R<Expr> {
+        if let Some((imp, mname)) = self.from_imports.get(name).cloned() {
+            return self.macro_call(&imp, &mname, args, span);
+        }
+        if let Some(b) = self.env.registry.functions.get(name).cloned() {
+            let args = self.map_args(&b.signature, &format!("function `{name}`"), args, span)?;
+            return Ok(Expr::Call(Box::new(Call {
+                func: b.func.clone(),
+                args,
+                span,
+            })));
+        }
+        self.lookup(&self.env.registry.functions, "function", name, nspan)
+            .map(|_| Expr::Const(Value::Null))
+    }
+
+    fn call_value(&mut self, callee: &ast::Expr, args: &[Arg], span: Span) -> R<Expr> {
+        if let ExprKind::Attr(base, mname) = &callee.kind {
+            if let ExprKind::Name(alias) = &base.kind {
+                let imp = if &**alias == "_self" {
+                    Some(Import::SelfRef)
+                } else {
+                    self.imports.get(alias).cloned()
+                };
+                if let Some(imp) = imp {
+                    self.check_macro_exists(&imp, mname, callee.span)?;
+                    return self.macro_call(&imp, mname, args, span);
+                }
+            }
+        }
+        let text = self.source.get(callee.span.range()).unwrap_or("value");
+        Err(self.err(
+            ErrorKind::Syntax,
+            format!("cannot call `{text}`: templates cannot call methods"),
+            callee.span,
+        ))
+    }
+
+    fn macro_call(&mut self, imp: &Import, mname: &Arc<str>, args: &[Arg], span: Span) -> R<Expr> {
+        let (mref, params) = match imp {
+            Import::SelfRef => {
+                let (i, ps) = self.own_macros.get(mname).cloned().ok_or_else(|| {
+                    self.err(
+                        ErrorKind::UnknownName,
+                        format!("unknown macro `{mname}`"),
+                        span,
+                    )
+                })?;
+                (MacroRef::Local(i), ps)
+            }
+            Import::Snippet(p) => {
+                let i = *p.macro_index.get(mname).ok_or_else(|| {
+                    self.err(
+                        ErrorKind::UnknownName,
+                        format!("unknown macro `{mname}`"),
+                        span,
+                    )
+                })?;
+                let ps = p
+                    .macros
+                    .get(i)
+                    .map(|m| m.params.clone())
+                    .unwrap_or_default();
+                (MacroRef::Imported(p.clone(), i), ps)
+            }
+        };
+        // Map named arguments by hand (macro parameter names are not 'static).
+        let mut slots: Vec<Option<Expr>> = vec![None; params.len()];
+        let mut extra = Vec::new();
+        let mut positional = 0;
+        for a in args {
+            let v = self.expr(&a.value)?;
+            match &a.name {
+                None => {
+                    if positional < params.len() {
+                        slots[positional] = Some(v);
+                    } else {
+                        extra.push(v);
+                    }
+                    positional += 1;
+                }
+                Some((n, nspan)) => match params.iter().position(|p| p == n) {
+                    Some(i) => slots[i] = Some(v),
+                    None => {
+                        return Err(self.err(
+                            ErrorKind::UnknownName,
+                            format!("macro `{mname}` has no argument `{n}`"),
+                            *nspan,
+                        ))
+                    }
+                },
+            }
+        }
+        let mut out: Vec<Expr> = slots
+            .into_iter()
+            .map(|s| s.unwrap_or(Expr::Const(Value::Undefined)))
+            .collect();
+        out.extend(extra);
+        Ok(Expr::MacroCall(mref, out, span))
+    }
+}
+
+/// Folds a binary operator over constants (never folds errors: they happen at runtime).
+fn fold(op: BinOp, x: &Value, y: &Value) -> Option<Value> {
+    use value::Arith;
+    let arith = |o| value::arith(o, x, y).ok();
+    match op {
+        BinOp::Add => arith(Arith::Add),
+        BinOp::Sub => arith(Arith::Sub),
+        BinOp::Mul => arith(Arith::Mul),
+        BinOp::Div => arith(Arith::Div),
+        BinOp::FloorDiv => arith(Arith::FloorDiv),
+        BinOp::Mod => arith(Arith::Rem),
+        BinOp::Pow => arith(Arith::Pow),
+        BinOp::Concat
+            if !matches!(x, Value::List(_) | Value::Map(_))
+                && !matches!(y, Value::List(_) | Value::Map(_)) =>
+        {
+            let mut s = x.to_output();
+            s.push_str(&y.to_cow_str());
+            Some(Value::str(s))
+        }
+        BinOp::Eq => Some(Value::Bool(value::loose_eq(x, y))),
+        BinOp::Ne => Some(Value::Bool(!value::loose_eq(x, y))),
+        _ => None,
+    }
+}

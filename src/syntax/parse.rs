@@ -1,0 +1,1215 @@
+//! pest → AST. Whitespace control and the first-newline rule are applied to text
+//! here; block tags are nested with a stack; expressions go through one PrattParser
+//! that holds the whole precedence table (language.md §2.3).
+
+use super::ast::*;
+use super::Parsed;
+use crate::error::{Error, ErrorKind};
+use pest::iterators::Pair;
+use pest::pratt_parser::{Assoc, Op, PrattParser};
+use pest::Parser;
+use std::sync::{Arc, OnceLock};
+
+#[derive(pest_derive::Parser)]
+#[grammar = "../grammar/flexie.pest"]
+struct FlexieParser;
+
+type R<T> = Result<T, Error>;
+
+/// The precedence table, lowest first (language.md §2.3).
+fn pratt() -> &'static PrattParser<Rule> {
+    static P: OnceLock<PrattParser<Rule>> = OnceLock::new();
+    P.get_or_init(|| {
+        use Assoc::*;
+        PrattParser::new()
+            .op(Op::infix(Rule::op_ternary, Right)
+                | Op::infix(Rule::op_elvis, Right)
+                | Op::postfix(Rule::ternary_short))
+            .op(Op::infix(Rule::op_coalesce, Right))
+            .op(Op::infix(Rule::op_or, Left))
+            .op(Op::infix(Rule::op_and, Left))
+            .op(Op::infix(Rule::op_bor, Left))
+            .op(Op::infix(Rule::op_bxor, Left))
+            .op(Op::infix(Rule::op_band, Left))
+            .op(Op::infix(Rule::op_eq, Left)
+                | Op::infix(Rule::op_ne, Left)
+                | Op::infix(Rule::op_lt, Left)
+                | Op::infix(Rule::op_gt, Left)
+                | Op::infix(Rule::op_le, Left)
+                | Op::infix(Rule::op_ge, Left)
+                | Op::infix(Rule::op_cmp, Left)
+                | Op::infix(Rule::op_in, Left)
+                | Op::infix(Rule::op_not_in, Left)
+                | Op::infix(Rule::op_matches, Left)
+                | Op::infix(Rule::op_starts, Left)
+                | Op::infix(Rule::op_ends, Left)
+                | Op::infix(Rule::op_has_some, Left)
+                | Op::infix(Rule::op_has_every, Left))
+            .op(Op::infix(Rule::op_range, Left))
+            .op(Op::infix(Rule::op_add, Left) | Op::infix(Rule::op_sub, Left))
+            .op(Op::infix(Rule::op_concat, Left))
+            .op(Op::prefix(Rule::op_not))
+            .op(Op::infix(Rule::op_mul, Left)
+                | Op::infix(Rule::op_div, Left)
+                | Op::infix(Rule::op_floordiv, Left)
+                | Op::infix(Rule::op_mod, Left))
+            .op(Op::postfix(Rule::test))
+            .op(Op::infix(Rule::op_pow, Right))
+            .op(Op::postfix(Rule::filter))
+            .op(Op::prefix(Rule::op_neg) | Op::prefix(Rule::op_pos))
+            .op(Op::postfix(Rule::attr)
+                | Op::postfix(Rule::subscript)
+                | Op::postfix(Rule::call_args))
+    })
+}
+
+/// Parser context: the source (for error locations) and the depth limit.
+pub(super) struct Ctx<'s> {
+    pub name: &'s str,
+    pub src: &'s str,
+    pub max_depth: usize,
+}
+
+impl Ctx<'_> {
+    fn err(&self, kind: ErrorKind, msg: impl Into<String>, span: Span) -> Error {
+        Error::new(kind, msg).with_location(self.name, self.src, span.range())
+    }
+    fn syntax(&self, msg: impl Into<String>, span: Span) -> Error {
+        self.err(ErrorKind::Syntax, msg, span)
+    }
+    fn line_col(&self, pos: u32) -> (usize, usize) {
+        let before = &self.src[..floor(self.src, pos as usize)];
+        let line = before.matches('\n').count() + 1;
+        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        (line, col)
+    }
+}
+
+fn floor(s: &str, mut i: usize) -> usize {
+    i = i.min(s.len());
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+fn span_of(p: &Pair<Rule>) -> Span {
+    Span::new(p.as_span().start(), p.as_span().end())
+}
+
+/// Parses a whole template.
+pub(super) fn template(cx: &Ctx) -> R<Parsed> {
+    super::prescan::check_depth(cx.name, cx.src, cx.max_depth)?;
+    let pairs = FlexieParser::parse(Rule::template, cx.src).map_err(|e| pest_error(cx, e))?;
+    let mut items = Vec::new();
+    for top in pairs {
+        for p in top.into_inner() {
+            if p.as_rule() != Rule::EOI {
+                items.push(flat_item(cx, p)?);
+            }
+        }
+    }
+    apply_whitespace(cx, &mut items);
+    nest(cx, items)
+}
+
+/// Parses a standalone expression.
+pub(super) fn expression(cx: &Ctx) -> R<Expr> {
+    super::prescan::check_expr_depth(cx.name, cx.src, cx.max_depth)?;
+    let pairs =
+        FlexieParser::parse(Rule::expression_only, cx.src).map_err(|e| pest_error(cx, e))?;
+    for top in pairs {
+        for p in top.into_inner() {
+            if p.as_rule() == Rule::expr {
+                return expr(cx, p);
+            }
+        }
+    }
+    Err(cx.syntax("expected an expression", Span::default()))
+}
+
+// ───────────────────────── pest errors ─────────────────────────
+
+fn label(r: Rule) -> Option<&'static str> {
+    Some(match r {
+        Rule::expr
+        | Rule::term
+        | Rule::literal
+        | Rule::null_lit
+        | Rule::bool_lit
+        | Rule::number
+        | Rule::list
+        | Rule::map
+        | Rule::paren
+        | Rule::function_call
+        | Rule::arrow
+        | Rule::op_not
+        | Rule::op_neg
+        | Rule::op_pos
+        | Rule::string => "an expression",
+        Rule::name => "a name",
+        Rule::print_close => "\"}}\"",
+        Rule::tag_close => "\"%}\"",
+        Rule::statement | Rule::unknown_tag => "a tag name",
+        Rule::call_args => "\"(\"",
+        Rule::EOI => "end of input",
+        Rule::kw_in => "\"in\"",
+        Rule::kw_as => "\"as\"",
+        Rule::kw_import => "\"import\"",
+        Rule::kw_endverbatim => "\"endverbatim\"",
+        Rule::template_ref => "a snippet name or _self",
+        Rule::filter_call => "a filter name",
+        Rule::test_name => "a test name",
+        Rule::map_entry | Rule::map_key => "a map key",
+        Rule::macro_param => "a parameter name",
+        Rule::import_item => "a macro name",
+        Rule::arrow_params => "arrow function parameters",
+        _ => {
+            let s = format!("{r:?}");
+            if s.starts_with("op_") || s == "infix" || s == "postfix" {
+                return Some("an operator");
+            }
+            return None;
+        }
+    })
+}
+
+fn pest_error(cx: &Ctx, e: pest::error::Error<Rule>) -> Error {
+    let pos = match e.location {
+        pest::error::InputLocation::Pos(p) => p,
+        pest::error::InputLocation::Span((s, _)) => s,
+    };
+    let mut labels: Vec<&str> = Vec::new();
+    if let pest::error::ErrorVariant::ParsingError { positives, .. } = &e.variant {
+        for r in positives {
+            if let Some(l) = label(*r) {
+                if !labels.contains(&l) {
+                    labels.push(l);
+                }
+            }
+        }
+    }
+    if labels.contains(&"an expression") {
+        labels.retain(|l| *l != "an operator" && *l != "a name");
+    }
+    let found = cx.src.get(pos..).and_then(|s| s.chars().next());
+    let found = match found {
+        None => "end of input".to_string(),
+        Some(c) => format!(
+            "`{}`",
+            cx.src[pos..]
+                .chars()
+                .take(12)
+                .collect::<String>()
+                .split_whitespace()
+                .next()
+                .unwrap_or(&c.to_string())
+        ),
+    };
+    let msg = if labels.is_empty() {
+        format!("unexpected {found}")
+    } else {
+        format!("expected {}, found {found}", labels.join(" or "))
+    };
+    let end = floor(cx.src, pos + 1).max(pos);
+    cx.syntax(msg, Span::new(pos, end))
+}
+
+// ───────────────────────── flat items ─────────────────────────
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Trim {
+    No,
+    All,
+    Line,
+}
+
+fn trim_of(s: &str, left: bool) -> Trim {
+    let c = if left {
+        s.chars().last()
+    } else {
+        s.chars().next()
+    };
+    match c {
+        Some('-') => Trim::All,
+        Some('~') => Trim::Line,
+        _ => Trim::No,
+    }
+}
+
+enum Tag {
+    Stmt(Stmt),
+    Set(Arc<str>),
+    EndSet,
+    If(Expr),
+    ElseIf(Expr),
+    Else,
+    EndIf,
+    For(Option<Arc<str>>, Arc<str>, Expr),
+    EndFor,
+    With(Option<Expr>, bool),
+    EndWith,
+    Apply(Vec<FilterCall>),
+    EndApply,
+    Autoescape(EscapeName),
+    EndAutoescape,
+    Macro(Arc<str>, Vec<(Arc<str>, Option<Expr>)>),
+    EndMacro,
+}
+
+struct Flat {
+    span: Span,
+    ltrim: Trim,
+    rtrim: Trim,
+    /// Ends with `%}` or `#}` (the first-newline rule applies after it).
+    block_end: bool,
+    kind: FlatKind,
+}
+
+enum FlatKind {
+    Text(String),
+    Comment,
+    Print(Expr),
+    Tag(Tag),
+    Verbatim(String),
+}
+
+fn flat_item(cx: &Ctx, p: Pair<Rule>) -> R<Flat> {
+    let span = span_of(&p);
+    let s = p.as_str();
+    match p.as_rule() {
+        Rule::text => Ok(Flat {
+            span,
+            ltrim: Trim::No,
+            rtrim: Trim::No,
+            block_end: false,
+            kind: FlatKind::Text(s.to_string()),
+        }),
+        Rule::comment => Ok(Flat {
+            span,
+            ltrim: trim_of(s.get(..3).unwrap_or("{#"), true),
+            rtrim: trim_of(s.get(s.len().saturating_sub(3)..).unwrap_or("#}"), false),
+            block_end: true,
+            kind: FlatKind::Comment,
+        }),
+        Rule::print => {
+            let mut it = p.into_inner();
+            let (open, e, close) = (it.next(), it.next(), it.next());
+            let (Some(open), Some(e), Some(close)) = (open, e, close) else {
+                return Err(cx.syntax("malformed print", span));
+            };
+            Ok(Flat {
+                span,
+                ltrim: trim_of(open.as_str(), true),
+                rtrim: trim_of(close.as_str(), false),
+                block_end: false,
+                kind: FlatKind::Print(expr(cx, e)?),
+            })
+        }
+        Rule::verbatim => {
+            let mut it = p.into_inner();
+            let (Some(open), Some(body), Some(close)) = (it.next(), it.next(), it.next()) else {
+                return Err(cx.syntax("malformed verbatim", span));
+            };
+            let edge = |p: &Pair<Rule>, first: bool| {
+                let parts: Vec<Pair<Rule>> = p.clone().into_inner().collect();
+                let part = if first { parts.first() } else { parts.last() };
+                part.map(|x| x.as_str().to_string()).unwrap_or_default()
+            };
+            let (o_open, o_close) = (edge(&open, true), edge(&open, false));
+            let (c_open, c_close) = (edge(&close, true), edge(&close, false));
+            let mut text = trim_text_start(body.as_str(), trim_of(&o_close, false), true);
+            text = trim_text_end(&text, trim_of(&c_open, true));
+            Ok(Flat {
+                span,
+                ltrim: trim_of(&o_open, true),
+                rtrim: trim_of(&c_close, false),
+                block_end: true,
+                kind: FlatKind::Verbatim(text),
+            })
+        }
+        Rule::tag => {
+            let mut it = p.into_inner();
+            let (open, st, close) = (it.next(), it.next(), it.next());
+            let (Some(open), Some(st), Some(close)) = (open, st, close) else {
+                return Err(cx.syntax("malformed tag", span));
+            };
+            Ok(Flat {
+                span,
+                ltrim: trim_of(open.as_str(), true),
+                rtrim: trim_of(close.as_str(), false),
+                block_end: true,
+                kind: FlatKind::Tag(tag(cx, st, span)?),
+            })
+        }
+        _ => Err(cx.syntax("unexpected input", span)),
+    }
+}
+
+fn trim_text_start(s: &str, t: Trim, first_newline: bool) -> String {
+    match t {
+        Trim::All => s.trim_start().to_string(),
+        Trim::Line => s.trim_start_matches([' ', '\t', '\0', '\x0b']).to_string(),
+        Trim::No if first_newline => s
+            .strip_prefix("\r\n")
+            .or_else(|| s.strip_prefix('\n'))
+            .unwrap_or(s)
+            .to_string(),
+        Trim::No => s.to_string(),
+    }
+}
+
+fn trim_text_end(s: &str, t: Trim) -> String {
+    match t {
+        Trim::All => s.trim_end().to_string(),
+        Trim::Line => s.trim_end_matches([' ', '\t', '\0', '\x0b']).to_string(),
+        Trim::No => s.to_string(),
+    }
+}
+
+fn apply_whitespace(_cx: &Ctx, items: &mut [Flat]) {
+    for i in 0..items.len() {
+        let (prev_trim, prev_block) = match i.checked_sub(1).and_then(|j| items.get(j)) {
+            Some(p) => (p.rtrim, p.block_end),
+            None => (Trim::No, false),
+        };
+        let next_trim = items.get(i + 1).map_or(Trim::No, |n| n.ltrim);
+        if let Some(FlatKind::Text(t)) = items.get_mut(i).map(|x| &mut x.kind) {
+            let s = trim_text_start(t, prev_trim, prev_block);
+            *t = trim_text_end(&s, next_trim);
+        }
+    }
+}
+
+// ───────────────────────── nesting ─────────────────────────
+
+enum Open {
+    Root,
+    If {
+        done: Vec<(Expr, Vec<Stmt>)>,
+        cond: Option<Expr>,
+    },
+    For {
+        key: Option<Arc<str>>,
+        value: Arc<str>,
+        iter: Expr,
+        main: Option<Vec<Stmt>>,
+    },
+    Set(Arc<str>),
+    With(Option<Expr>, bool),
+    Apply(Vec<FilterCall>),
+    Autoescape(EscapeName),
+    Macro(Arc<str>, Vec<(Arc<str>, Option<Expr>)>),
+}
+
+struct Frame {
+    open: Open,
+    tag: &'static str,
+    span: Span,
+    body: Vec<Stmt>,
+}
+
+fn nest(cx: &Ctx, items: Vec<Flat>) -> R<Parsed> {
+    let mut stack = vec![Frame {
+        open: Open::Root,
+        tag: "",
+        span: Span::default(),
+        body: Vec::new(),
+    }];
+    let mut macros = Vec::new();
+    for it in items {
+        let span = it.span;
+        let stmt = match it.kind {
+            FlatKind::Text(t) if t.is_empty() => None,
+            FlatKind::Text(t) | FlatKind::Verbatim(t) => Some(StmtKind::Text(Arc::from(t))),
+            FlatKind::Comment => None,
+            FlatKind::Print(e) => Some(StmtKind::Print(e)),
+            FlatKind::Tag(tag) => handle_tag(cx, &mut stack, &mut macros, tag, span)?,
+        };
+        if let Some(kind) = stmt {
+            if let Some(top) = stack.last_mut() {
+                top.body.push(Stmt { kind, span });
+            }
+        }
+    }
+    if stack.len() > 1 {
+        if let Some(top) = stack.last() {
+            let (l, c) = cx.line_col(top.span.start);
+            let end = cx.src.len();
+            return Err(cx.syntax(
+                format!(
+                    "expected \"end{}\" to close \"{}\" opened at {l}:{c}",
+                    top.tag, top.tag
+                ),
+                Span::new(end, end),
+            ));
+        }
+    }
+    let body = stack.pop().map(|f| f.body).unwrap_or_default();
+    Ok(Parsed { body, macros })
+}
+
+fn open(
+    cx: &Ctx,
+    stack: &mut Vec<Frame>,
+    open: Open,
+    tag: &'static str,
+    span: Span,
+) -> R<Option<StmtKind>> {
+    if stack.len() > cx.max_depth {
+        return Err(cx.err(
+            ErrorKind::Limit,
+            format!("nesting depth exceeds the limit of {}", cx.max_depth),
+            span,
+        ));
+    }
+    stack.push(Frame {
+        open,
+        tag,
+        span,
+        body: Vec::new(),
+    });
+    Ok(None)
+}
+
+fn close(cx: &Ctx, stack: &mut Vec<Frame>, tag: &str, span: Span) -> R<Frame> {
+    match stack.last() {
+        Some(top) if top.tag == tag => stack.pop().ok_or_else(|| cx.syntax("unbalanced", span)),
+        Some(top) if !top.tag.is_empty() => {
+            let (l, c) = cx.line_col(top.span.start);
+            Err(cx.syntax(
+                format!(
+                    "expected \"end{}\" to close \"{}\" opened at {l}:{c}, found \"end{tag}\"",
+                    top.tag, top.tag
+                ),
+                span,
+            ))
+        }
+        _ => Err(cx.syntax(
+            format!("unexpected \"end{tag}\": no \"{tag}\" is open"),
+            span,
+        )),
+    }
+}
+
+fn handle_tag(
+    cx: &Ctx,
+    stack: &mut Vec<Frame>,
+    macros: &mut Vec<Arc<Macro>>,
+    tag: Tag,
+    span: Span,
+) -> R<Option<StmtKind>> {
+    Ok(match tag {
+        Tag::Stmt(s) => Some(s.kind),
+        Tag::If(c) => {
+            return open(
+                cx,
+                stack,
+                Open::If {
+                    done: vec![],
+                    cond: Some(c),
+                },
+                "if",
+                span,
+            )
+        }
+        Tag::ElseIf(c2) => {
+            match stack.last_mut() {
+                Some(Frame {
+                    open: Open::If { done, cond },
+                    body,
+                    ..
+                }) if cond.is_some() => {
+                    if let Some(c) = cond.take() {
+                        done.push((c, std::mem::take(body)));
+                    }
+                    *cond = Some(c2);
+                }
+                _ => return Err(cx.syntax("unexpected \"elseif\" outside of an \"if\"", span)),
+            }
+            None
+        }
+        Tag::Else => {
+            match stack.last_mut() {
+                Some(Frame {
+                    open: Open::If { done, cond },
+                    body,
+                    ..
+                }) if cond.is_some() => {
+                    if let Some(c) = cond.take() {
+                        done.push((c, std::mem::take(body)));
+                    }
+                }
+                Some(Frame {
+                    open: Open::For { main, .. },
+                    body,
+                    ..
+                }) if main.is_none() => *main = Some(std::mem::take(body)),
+                _ => {
+                    return Err(cx.syntax("unexpected \"else\" outside of \"if\" or \"for\"", span))
+                }
+            }
+            None
+        }
+        Tag::EndIf => {
+            let f = close(cx, stack, "if", span)?;
+            let Open::If { mut done, cond } = f.open else {
+                return Err(cx.syntax("unbalanced if", span));
+            };
+            match cond {
+                Some(c) => {
+                    done.push((c, f.body));
+                    Some(StmtKind::If(done, None))
+                }
+                None => Some(StmtKind::If(done, Some(f.body))),
+            }
+        }
+        Tag::For(key, value, iter) => {
+            return open(
+                cx,
+                stack,
+                Open::For {
+                    key,
+                    value,
+                    iter,
+                    main: None,
+                },
+                "for",
+                span,
+            )
+        }
+        Tag::EndFor => {
+            let f = close(cx, stack, "for", span)?;
+            let Open::For {
+                key,
+                value,
+                iter,
+                main,
+            } = f.open
+            else {
+                return Err(cx.syntax("unbalanced for", span));
+            };
+            let (body, else_body) = match main {
+                Some(m) => (m, Some(f.body)),
+                None => (f.body, None),
+            };
+            Some(StmtKind::For {
+                key,
+                value,
+                iter,
+                body,
+                else_body,
+            })
+        }
+        Tag::Set(n) => return open(cx, stack, Open::Set(n), "set", span),
+        Tag::EndSet => {
+            let f = close(cx, stack, "set", span)?;
+            let Open::Set(n) = f.open else {
+                return Err(cx.syntax("unbalanced set", span));
+            };
+            Some(StmtKind::SetBlock(n, f.body))
+        }
+        Tag::With(e, only) => return open(cx, stack, Open::With(e, only), "with", span),
+        Tag::EndWith => {
+            let f = close(cx, stack, "with", span)?;
+            let Open::With(e, only) = f.open else {
+                return Err(cx.syntax("unbalanced with", span));
+            };
+            Some(StmtKind::With(e, only, f.body))
+        }
+        Tag::Apply(fs) => return open(cx, stack, Open::Apply(fs), "apply", span),
+        Tag::EndApply => {
+            let f = close(cx, stack, "apply", span)?;
+            let Open::Apply(fs) = f.open else {
+                return Err(cx.syntax("unbalanced apply", span));
+            };
+            Some(StmtKind::Apply(fs, f.body))
+        }
+        Tag::Autoescape(n) => return open(cx, stack, Open::Autoescape(n), "autoescape", span),
+        Tag::EndAutoescape => {
+            let f = close(cx, stack, "autoescape", span)?;
+            let Open::Autoescape(n) = f.open else {
+                return Err(cx.syntax("unbalanced autoescape", span));
+            };
+            Some(StmtKind::Autoescape(n, f.body))
+        }
+        Tag::Macro(name, params) => {
+            if stack.iter().any(|f| matches!(f.open, Open::Macro(..))) {
+                return Err(cx.syntax("a macro cannot be defined inside another macro", span));
+            }
+            return open(cx, stack, Open::Macro(name, params), "macro", span);
+        }
+        Tag::EndMacro => {
+            let f = close(cx, stack, "macro", span)?;
+            let Open::Macro(name, params) = f.open else {
+                return Err(cx.syntax("unbalanced macro", span));
+            };
+            macros.push(Arc::new(Macro {
+                name,
+                params,
+                body: f.body,
+            }));
+            None
+        }
+    })
+}
+
+// ───────────────────────── tags ─────────────────────────
+
+fn names(p: Pair<Rule>) -> Vec<(Arc<str>, Span)> {
+    p.into_inner()
+        .map(|n| (Arc::from(n.as_str()), span_of(&n)))
+        .collect()
+}
+
+fn template_ref(p: Pair<Rule>) -> TemplateRef {
+    match p.into_inner().next() {
+        Some(inner) if inner.as_rule() == Rule::string => TemplateRef::Named(Arc::from(
+            unescape(
+                inner
+                    .as_str()
+                    .get(1..inner.as_str().len() - 1)
+                    .unwrap_or(""),
+            )
+            .as_str(),
+        )),
+        _ => TemplateRef::SelfRef,
+    }
+}
+
+fn tag(cx: &Ctx, p: Pair<Rule>, span: Span) -> R<Tag> {
+    let rule = p.as_rule();
+    let pspan = span_of(&p);
+    let inner: Vec<Pair<Rule>> = p
+        .into_inner()
+        .filter(|c| !format!("{:?}", c.as_rule()).starts_with("kw_"))
+        .collect();
+    let mut it = inner.into_iter();
+    let stmt = |kind| Tag::Stmt(Stmt { kind, span });
+    Ok(match rule {
+        Rule::set_stmt => {
+            let (Some(ns), Some(es)) = (it.next(), it.next()) else {
+                return Err(cx.syntax("malformed set", span));
+            };
+            let targets = names(ns);
+            let values = es
+                .into_inner()
+                .map(|e| expr(cx, e))
+                .collect::<R<Vec<_>>>()?;
+            if targets.len() != values.len() {
+                return Err(cx.syntax(
+                    format!("set: {} names but {} values", targets.len(), values.len()),
+                    span,
+                ));
+            }
+            stmt(StmtKind::Set(targets, values))
+        }
+        Rule::set_block => Tag::Set(Arc::from(it.next().map_or("", |n| n.as_str()))),
+        Rule::endset => Tag::EndSet,
+        Rule::if_stmt => Tag::If(expr_at(cx, it.next(), span)?),
+        Rule::elseif_stmt => Tag::ElseIf(expr_at(cx, it.next(), span)?),
+        Rule::else_stmt => Tag::Else,
+        Rule::endif => Tag::EndIf,
+        Rule::for_stmt => {
+            let (Some(ns), Some(e)) = (it.next(), it.next()) else {
+                return Err(cx.syntax("malformed for", span));
+            };
+            let mut ns = names(ns);
+            if ns.len() > 2 {
+                return Err(cx.syntax("for: at most two names (key, value)", span));
+            }
+            let value = ns.pop().map(|n| n.0).unwrap_or_else(|| Arc::from("_"));
+            let key = ns.pop().map(|n| n.0);
+            Tag::For(key, value, expr(cx, e)?)
+        }
+        Rule::endfor => Tag::EndFor,
+        Rule::break_stmt => stmt(StmtKind::Break),
+        Rule::continue_stmt => stmt(StmtKind::Continue),
+        Rule::with_stmt => {
+            let mut e = None;
+            let mut only = false;
+            for c in it {
+                match c.as_rule() {
+                    Rule::expr => e = Some(expr(cx, c)?),
+                    Rule::only => only = true,
+                    _ => {}
+                }
+            }
+            Tag::With(e, only)
+        }
+        Rule::endwith => Tag::EndWith,
+        Rule::apply_stmt => {
+            let chain = it
+                .next()
+                .ok_or_else(|| cx.syntax("apply: expected a filter", span))?;
+            Tag::Apply(
+                chain
+                    .into_inner()
+                    .map(|fc| filter_call(cx, fc))
+                    .collect::<R<Vec<_>>>()?,
+            )
+        }
+        Rule::endapply => Tag::EndApply,
+        Rule::autoescape_stmt => {
+            let strategy = match it.next() {
+                None => Some(Arc::from("html")),
+                Some(c) if c.as_rule() == Rule::bool_lit => {
+                    if c.as_str().eq_ignore_ascii_case("true") {
+                        Some(Arc::from("html"))
+                    } else {
+                        None
+                    }
+                }
+                Some(c) => Some(Arc::from(
+                    unescape(c.as_str().get(1..c.as_str().len() - 1).unwrap_or("")).as_str(),
+                )),
+            };
+            Tag::Autoescape(strategy)
+        }
+        Rule::endautoescape => Tag::EndAutoescape,
+        Rule::do_stmt => stmt(StmtKind::Do(expr_at(cx, it.next(), span)?)),
+        Rule::include_stmt => {
+            let name = expr_at(cx, it.next(), span)?;
+            let (mut ignore_missing, mut with, mut only) = (false, None, false);
+            for c in it {
+                match c.as_rule() {
+                    Rule::ignore_missing => ignore_missing = true,
+                    Rule::expr => with = Some(expr(cx, c)?),
+                    Rule::only => only = true,
+                    _ => {}
+                }
+            }
+            stmt(StmtKind::Include {
+                name,
+                ignore_missing,
+                with,
+                only,
+            })
+        }
+        Rule::macro_stmt => {
+            let name = Arc::from(it.next().map_or("", |n| n.as_str()));
+            let mut params = Vec::new();
+            for mp in it {
+                let mut mi = mp.into_inner();
+                let pname = Arc::from(mi.next().map_or("", |n| n.as_str()));
+                let default = match mi.next() {
+                    Some(e) => Some(expr(cx, e)?),
+                    None => None,
+                };
+                params.push((pname, default));
+            }
+            Tag::Macro(name, params)
+        }
+        Rule::endmacro => Tag::EndMacro,
+        Rule::import_stmt => {
+            let (Some(r), Some(alias)) = (it.next(), it.next()) else {
+                return Err(cx.syntax("malformed import", span));
+            };
+            stmt(StmtKind::Import(template_ref(r), Arc::from(alias.as_str())))
+        }
+        Rule::from_stmt => {
+            let r = it.next().ok_or_else(|| cx.syntax("malformed from", span))?;
+            let mut list = Vec::new();
+            for item in it {
+                let mut ii = item.into_inner().filter(|c| c.as_rule() == Rule::name);
+                let n: Arc<str> = Arc::from(ii.next().map_or("", |n| n.as_str()));
+                let alias = ii.next().map_or(n.clone(), |a| Arc::from(a.as_str()));
+                list.push((n, alias));
+            }
+            stmt(StmtKind::FromImport(template_ref(r), list))
+        }
+        Rule::unknown_tag => {
+            let n = it.next().map_or("", |n| n.as_str());
+            return Err(cx.syntax(format!("unknown tag `{n}`"), pspan));
+        }
+        _ => return Err(cx.syntax("unexpected tag", span)),
+    })
+}
+
+fn expr_at(cx: &Ctx, p: Option<Pair<Rule>>, span: Span) -> R<Expr> {
+    match p {
+        Some(p) => expr(cx, p),
+        None => Err(cx.syntax("expected an expression", span)),
+    }
+}
+
+fn filter_call(cx: &Ctx, p: Pair<Rule>) -> R<FilterCall> {
+    let mut it = p.into_inner();
+    let n = it
+        .next()
+        .ok_or_else(|| cx.syntax("expected a filter name", Span::default()))?;
+    let args = match it.next() {
+        Some(a) => call_args(cx, a)?,
+        None => Vec::new(),
+    };
+    Ok(FilterCall {
+        name: Arc::from(n.as_str()),
+        span: span_of(&n),
+        args,
+    })
+}
+
+// ───────────────────────── expressions ─────────────────────────
+
+/// An expression with the depth of its tree (bounded by `max_depth`).
+type D = R<(Expr, usize)>;
+
+fn expr(cx: &Ctx, p: Pair<Rule>) -> R<Expr> {
+    pratt_expr(cx, p).map(|(e, _)| e)
+}
+
+fn deeper(cx: &Ctx, d: usize, span: Span) -> R<usize> {
+    if d > cx.max_depth {
+        Err(cx.err(
+            ErrorKind::Limit,
+            format!(
+                "expression nesting exceeds the depth limit of {}",
+                cx.max_depth
+            ),
+            span,
+        ))
+    } else {
+        Ok(d + 1)
+    }
+}
+
+fn pratt_expr(cx: &Ctx, p: Pair<Rule>) -> D {
+    pratt()
+        .map_primary(|p| primary(cx, p))
+        .map_prefix(|op, rhs: D| {
+            let (rhs, d) = rhs?;
+            let span = span_of(&op).to(rhs.span);
+            let d = deeper(cx, d, span)?;
+            let kind = match op.as_rule() {
+                Rule::op_not => ExprKind::Unary(UnOp::Not, Box::new(rhs)),
+                Rule::op_neg => match rhs.kind {
+                    ExprKind::Int(i) if i != i64::MIN => ExprKind::Int(-i),
+                    ExprKind::Float(f) => ExprKind::Float(-f),
+                    _ => ExprKind::Unary(UnOp::Neg, Box::new(rhs)),
+                },
+                _ => ExprKind::Unary(UnOp::Pos, Box::new(rhs)),
+            };
+            Ok((Expr { kind, span }, d))
+        })
+        .map_postfix(|lhs: D, op| {
+            let (lhs, d) = lhs?;
+            let span = lhs.span.to(span_of(&op));
+            let d = deeper(cx, d, span)?;
+            Ok((postfix(cx, lhs, op, span)?, d))
+        })
+        .map_infix(|lhs: D, op, rhs: D| {
+            let (lhs, d1) = lhs?;
+            let (rhs, d2) = rhs?;
+            let span = lhs.span.to(rhs.span);
+            let d = deeper(cx, d1.max(d2), span)?;
+            Ok((infix(cx, lhs, op, rhs, span)?, d))
+        })
+        .parse(p.into_inner())
+}
+
+fn infix(cx: &Ctx, l: Expr, op: Pair<Rule>, r: Expr, span: Span) -> R<Expr> {
+    let (l, r) = (Box::new(l), Box::new(r));
+    let o = match op.as_rule() {
+        Rule::op_ternary => {
+            let mid = op
+                .into_inner()
+                .next()
+                .ok_or_else(|| cx.syntax("malformed ternary", span))?;
+            let kind = ExprKind::Cond(l, Box::new(expr(cx, mid)?), Some(r));
+            return Ok(Expr { kind, span });
+        }
+        Rule::op_elvis => {
+            return Ok(Expr {
+                kind: ExprKind::Elvis(l, r),
+                span,
+            })
+        }
+        Rule::op_coalesce => {
+            return Ok(Expr {
+                kind: ExprKind::Coalesce(l, r),
+                span,
+            })
+        }
+        Rule::op_or => BinOp::Or,
+        Rule::op_and => BinOp::And,
+        Rule::op_bor => BinOp::BOr,
+        Rule::op_bxor => BinOp::BXor,
+        Rule::op_band => BinOp::BAnd,
+        Rule::op_eq => BinOp::Eq,
+        Rule::op_ne => BinOp::Ne,
+        Rule::op_lt => BinOp::Lt,
+        Rule::op_gt => BinOp::Gt,
+        Rule::op_le => BinOp::Le,
+        Rule::op_ge => BinOp::Ge,
+        Rule::op_cmp => BinOp::Cmp,
+        Rule::op_in => BinOp::In,
+        Rule::op_not_in => BinOp::NotIn,
+        Rule::op_matches => BinOp::Matches,
+        Rule::op_starts => BinOp::StartsWith,
+        Rule::op_ends => BinOp::EndsWith,
+        Rule::op_has_some => BinOp::HasSome,
+        Rule::op_has_every => BinOp::HasEvery,
+        Rule::op_range => BinOp::Range,
+        Rule::op_add => BinOp::Add,
+        Rule::op_sub => BinOp::Sub,
+        Rule::op_concat => BinOp::Concat,
+        Rule::op_mul => BinOp::Mul,
+        Rule::op_div => BinOp::Div,
+        Rule::op_floordiv => BinOp::FloorDiv,
+        Rule::op_mod => BinOp::Mod,
+        Rule::op_pow => BinOp::Pow,
+        _ => return Err(cx.syntax("unknown operator", span_of(&op))),
+    };
+    Ok(Expr {
+        kind: ExprKind::Binary(o, l, r),
+        span,
+    })
+}
+
+fn postfix(cx: &Ctx, lhs: Expr, op: Pair<Rule>, span: Span) -> R<Expr> {
+    let l = Box::new(lhs);
+    let kind = match op.as_rule() {
+        Rule::attr => {
+            let n = op.into_inner().next().map_or("", |n| n.as_str());
+            ExprKind::Attr(l, Arc::from(n))
+        }
+        Rule::subscript => {
+            let inner = op
+                .into_inner()
+                .next()
+                .ok_or_else(|| cx.syntax("expected an index", span))?;
+            if inner.as_rule() == Rule::slice {
+                let mut parts = inner.into_inner();
+                let opt = |p: Option<Pair<Rule>>| -> R<Option<Box<Expr>>> {
+                    match p.and_then(|p| p.into_inner().next()) {
+                        Some(e) => Ok(Some(Box::new(expr(cx, e)?))),
+                        None => Ok(None),
+                    }
+                };
+                let start = opt(parts.next())?;
+                let len = opt(parts.next())?;
+                ExprKind::Slice(l, start, len)
+            } else {
+                ExprKind::Item(l, Box::new(expr(cx, inner)?))
+            }
+        }
+        Rule::call_args => ExprKind::CallValue(l, call_args(cx, op)?),
+        Rule::filter => {
+            let fc = op
+                .into_inner()
+                .next()
+                .ok_or_else(|| cx.syntax("expected a filter", span))?;
+            let f = filter_call(cx, fc)?;
+            ExprKind::Filter(l, f.name, f.span, f.args)
+        }
+        Rule::test => {
+            let mut negated = false;
+            let mut name = None;
+            let mut args = Vec::new();
+            for c in op.into_inner() {
+                match c.as_rule() {
+                    Rule::test_not => negated = true,
+                    Rule::test_name => {
+                        let n: String = c.as_str().split_whitespace().collect::<Vec<_>>().join(" ");
+                        name = Some((Arc::from(n.as_str()), span_of(&c)));
+                    }
+                    Rule::call_args => args = call_args(cx, c)?,
+                    _ => {}
+                }
+            }
+            let (n, nspan) = name.ok_or_else(|| cx.syntax("expected a test name", span))?;
+            ExprKind::Test(l, negated, n, nspan, args)
+        }
+        Rule::ternary_short => {
+            let e = op
+                .into_inner()
+                .next()
+                .ok_or_else(|| cx.syntax("malformed ternary", span))?;
+            ExprKind::Cond(l, Box::new(expr(cx, e)?), None)
+        }
+        _ => return Err(cx.syntax("unknown operator", span_of(&op))),
+    };
+    Ok(Expr { kind, span })
+}
+
+fn call_args(cx: &Ctx, p: Pair<Rule>) -> R<Vec<Arg>> {
+    let mut out = Vec::new();
+    for a in p.into_inner() {
+        match a.as_rule() {
+            Rule::named_arg => {
+                let mut it = a.into_inner();
+                let (Some(n), Some(e)) = (it.next(), it.next()) else {
+                    return Err(cx.syntax("malformed argument", Span::default()));
+                };
+                out.push(Arg {
+                    name: Some((Arc::from(n.as_str()), span_of(&n))),
+                    value: expr(cx, e)?,
+                });
+            }
+            Rule::arrow => {
+                let span = span_of(&a);
+                let mut it = a.into_inner();
+                let (Some(ps), Some(body)) = (it.next(), it.next()) else {
+                    return Err(cx.syntax("malformed arrow function", span));
+                };
+                let params = ps.into_inner().map(|n| Arc::from(n.as_str())).collect();
+                out.push(Arg {
+                    name: None,
+                    value: Expr {
+                        kind: ExprKind::Arrow(params, Box::new(expr(cx, body)?)),
+                        span,
+                    },
+                });
+            }
+            _ => out.push(Arg {
+                name: None,
+                value: expr(cx, a)?,
+            }),
+        }
+    }
+    Ok(out)
+}
+
+fn primary(cx: &Ctx, p: Pair<Rule>) -> D {
+    let span = span_of(&p);
+    let s = p.as_str();
+    let mk = |kind| Ok((Expr { kind, span }, 1));
+    match p.as_rule() {
+        Rule::paren => {
+            let inner = p
+                .into_inner()
+                .next()
+                .ok_or_else(|| cx.syntax("expected an expression", span))?;
+            pratt_expr(cx, inner)
+        }
+        Rule::null_lit => mk(ExprKind::Null),
+        Rule::bool_lit => mk(ExprKind::Bool(s.eq_ignore_ascii_case("true"))),
+        Rule::number => {
+            if s.contains(['.', 'e', 'E']) {
+                mk(ExprKind::Float(s.parse().unwrap_or(f64::NAN)))
+            } else {
+                match s.parse::<i64>() {
+                    Ok(i) => mk(ExprKind::Int(i)),
+                    Err(_) => mk(ExprKind::Float(s.parse().unwrap_or(f64::INFINITY))),
+                }
+            }
+        }
+        Rule::string => string(cx, p).map(|e| (e, 1)),
+        Rule::list => {
+            let items = p.into_inner().map(|e| expr(cx, e)).collect::<R<Vec<_>>>()?;
+            mk(ExprKind::List(items))
+        }
+        Rule::map => {
+            let mut entries = Vec::new();
+            for entry in p.into_inner() {
+                let espan = span_of(&entry);
+                let mut it = entry.into_inner();
+                let key = it
+                    .next()
+                    .and_then(|k| k.into_inner().next())
+                    .ok_or_else(|| cx.syntax("expected a map key", espan))?;
+                let kspan = span_of(&key);
+                let value = it.next();
+                let key_expr = match key.as_rule() {
+                    Rule::name => Expr {
+                        kind: ExprKind::Str(Arc::from(key.as_str())),
+                        span: kspan,
+                    },
+                    Rule::string => string(cx, key.clone())?,
+                    Rule::number => primary(cx, key.clone())?.0,
+                    _ => primary(cx, key.clone())?.0,
+                };
+                let value = match value {
+                    Some(v) => expr(cx, v)?,
+                    None if key.as_rule() == Rule::name => Expr {
+                        kind: ExprKind::Name(Arc::from(key.as_str())),
+                        span: kspan,
+                    },
+                    None => {
+                        return Err(
+                            cx.syntax("expected \":\" and a value after this map key", kspan)
+                        )
+                    }
+                };
+                entries.push((key_expr, value));
+            }
+            mk(ExprKind::Map(entries))
+        }
+        Rule::function_call => {
+            let mut it = p.into_inner();
+            let (Some(n), Some(a)) = (it.next(), it.next()) else {
+                return Err(cx.syntax("malformed call", span));
+            };
+            mk(ExprKind::Call(
+                Arc::from(n.as_str()),
+                span_of(&n),
+                call_args(cx, a)?,
+            ))
+        }
+        Rule::name => mk(ExprKind::Name(Arc::from(s))),
+        Rule::arrow => {
+            let mut it = p.into_inner();
+            let (Some(ps), Some(body)) = (it.next(), it.next()) else {
+                return Err(cx.syntax("malformed arrow function", span));
+            };
+            let params = ps.into_inner().map(|n| Arc::from(n.as_str())).collect();
+            mk(ExprKind::Arrow(params, Box::new(expr(cx, body)?)))
+        }
+        _ => Err(cx.syntax("expected an expression", span)),
+    }
+}
+
+fn string(cx: &Ctx, p: Pair<Rule>) -> R<Expr> {
+    let span = span_of(&p);
+    let inner = p
+        .into_inner()
+        .next()
+        .ok_or_else(|| cx.syntax("malformed string", span))?;
+    let mut parts: Vec<Expr> = Vec::new();
+    for part in inner.into_inner() {
+        match part.as_rule() {
+            Rule::sq_part | Rule::dq_part => parts.push(Expr {
+                kind: ExprKind::Str(Arc::from(unescape(part.as_str()).as_str())),
+                span: span_of(&part),
+            }),
+            Rule::interp => {
+                let e = part
+                    .into_inner()
+                    .next()
+                    .ok_or_else(|| cx.syntax("expected an expression", span))?;
+                parts.push(expr(cx, e)?);
+            }
+            _ => {}
+        }
+    }
+    let kind = match parts.len() {
+        0 => ExprKind::Str(Arc::from("")),
+        1 if matches!(parts[0].kind, ExprKind::Str(_)) => parts.remove(0).kind,
+        _ => ExprKind::Interp(parts),
+    };
+    Ok(Expr { kind, span })
+}
+
+/// Resolves `\\ \" \' \n \r \t`; any other backslash sequence is kept as written.
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some('t') => out.push('\t'),
+            Some(c @ ('\\' | '"' | '\'' | '#')) => out.push(c),
+            Some(other) => {
+                out.push('\\');
+                out.push(other);
+            }
+            None => out.push('\\'),
+        }
+    }
+    out
+}

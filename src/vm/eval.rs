@@ -1,0 +1,415 @@
+//! Evaluating expressions. Variable and attribute paths are first resolved by
+//! reference ([`lookup`]) so that printing `{{ team.name }}` clones nothing.
+
+use super::{Scope, Vm};
+use crate::compile::ir::{Expr, LoopField, Program};
+use crate::error::{Error, ErrorKind};
+use crate::syntax::ast::{BinOp, Span};
+use crate::value::{self, compare, loose_eq, Arith, Map, Value};
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+static UNDEF: Value = Value::Undefined;
+
+type R<T> = Result<T, Error>;
+
+fn undefined_var(prog: &Program, name: &str, span: Span) -> Error {
+    Error::new(
+        ErrorKind::Undefined,
+        format!("variable `{name}` is not defined"),
+    )
+    .with_location(&prog.name, &prog.source, span.range())
+}
+
+fn missing(prog: &Program, base: &Value, what: &str, span: Span) -> Error {
+    let path = prog.source.get(span.range()).unwrap_or(what);
+    let why = match base {
+        Value::Map(_) => format!("the map has no key `{what}`"),
+        Value::List(l) => format!("the list has no index {what} (length {})", l.len()),
+        Value::Str(_) | Value::Safe(_) => format!("the string has no character {what}"),
+        other => format!("cannot read `{what}` of {}", other.type_with_article()),
+    };
+    Error::new(
+        ErrorKind::Undefined,
+        format!("`{path}` is not defined: {why}"),
+    )
+    .with_location(&prog.name, &prog.source, span.range())
+}
+
+fn ctx_get<'s>(
+    scope: &'s Scope,
+    prog: &Program,
+    name: &str,
+    span: Span,
+    strict: bool,
+) -> R<Option<&'s Value>> {
+    match scope.ctx.get(name) {
+        Some(v) => Ok(Some(v)),
+        None if strict => Err(undefined_var(prog, name, span)),
+        None => Ok(Some(&UNDEF)),
+    }
+}
+
+fn list_index(len: usize, i: i64) -> Option<usize> {
+    let i = if i < 0 { len as i64 + i } else { i };
+    (i >= 0 && (i as usize) < len).then_some(i as usize)
+}
+
+/// `base.name` by reference; `None` when the base is a string (characters are built).
+fn attr_ref<'v>(base: &'v Value, name: &str) -> Option<Option<&'v Value>> {
+    match base {
+        Value::Map(m) => Some(m.get(name)),
+        Value::List(l) => Some(
+            name.parse::<i64>()
+                .ok()
+                .and_then(|i| list_index(l.len(), i))
+                .and_then(|i| l.get(i)),
+        ),
+        Value::Str(_) | Value::Safe(_) => None,
+        _ => Some(None),
+    }
+}
+
+/// Resolves a variable/attribute path by reference. `Ok(None)`: not a plain path.
+pub(crate) fn lookup<'s>(scope: &'s Scope, prog: &Program, e: &Expr) -> R<Option<&'s Value>> {
+    match e {
+        Expr::Slot(s, name, span, strict) => match scope.slots.get(*s as usize) {
+            Some(v) if !v.is_undefined() => Ok(Some(v)),
+            _ => ctx_get(scope, prog, name, *span, *strict),
+        },
+        Expr::Ctx(name, span, strict) => ctx_get(scope, prog, name, *span, *strict),
+        Expr::Attr(base, name, span, strict) => {
+            let Some(b) = lookup(scope, prog, base)? else {
+                return Ok(None);
+            };
+            match attr_ref(b, name) {
+                None => Ok(None),
+                Some(Some(v)) => Ok(Some(v)),
+                Some(None) if *strict => Err(missing(prog, b, name, *span)),
+                Some(None) => Ok(Some(&UNDEF)),
+            }
+        }
+        _ => Ok(None),
+    }
+}
+
+impl Vm<'_> {
+    pub(crate) fn eval_truthy(&mut self, e: &Expr) -> R<bool> {
+        if let Some(v) = lookup(&self.scope, &self.program, e)? {
+            return Ok(v.is_truthy());
+        }
+        Ok(self.eval(e)?.is_truthy())
+    }
+
+    /// Evaluates an expression to a value.
+    pub(crate) fn eval(&mut self, e: &Expr) -> R<Value> {
+        match e {
+            Expr::Const(v) => Ok(v.clone()),
+            Expr::Slot(..) | Expr::Ctx(..) => Ok(lookup(&self.scope, &self.program, e)?
+                .cloned()
+                .unwrap_or_default()),
+            Expr::Attr(base, name, span, strict) => {
+                if let Some(v) = lookup(&self.scope, &self.program, e)? {
+                    return Ok(v.clone());
+                }
+                let b = self.eval(base)?;
+                let v = b.get_attr(name);
+                if v.is_undefined() && *strict {
+                    return Err(missing(&self.program, &b, name, *span));
+                }
+                Ok(v)
+            }
+            Expr::Item(base, key, span, strict) => {
+                let b = self.eval(base)?;
+                let k = self.eval(key)?;
+                let v = b.get_item(&k);
+                if v.is_undefined() && *strict {
+                    return Err(missing(&self.program, &b, &k.to_cow_str(), *span));
+                }
+                Ok(v)
+            }
+            Expr::Slice(base, start, len, span) => {
+                let b = self.eval(base)?;
+                let s = match start {
+                    Some(s) => self.eval(s)?,
+                    None => Value::Null,
+                };
+                let l = match len {
+                    Some(l) => self.eval(l)?,
+                    None => Value::Null,
+                };
+                slice(&b, &s, &l).map_err(|e| self.loc(e, *span))
+            }
+            Expr::LoopField(level, f) => Ok(self.loop_field(*level, *f)),
+            Expr::LoopValue(level) => Ok(self.loop_value(*level)),
+            Expr::Not(x) => Ok(Value::Bool(!self.eval_truthy(x)?)),
+            Expr::Neg(x, span) => {
+                let v = self.eval(x)?;
+                value::neg(&v).map_err(|e| self.loc(e, *span))
+            }
+            Expr::Pos(x, span) => {
+                let v = self.eval(x)?;
+                value::pos(&v).map_err(|e| self.loc(e, *span))
+            }
+            Expr::And(a, b) => Ok(Value::Bool(self.eval_truthy(a)? && self.eval_truthy(b)?)),
+            Expr::Or(a, b) => Ok(Value::Bool(self.eval_truthy(a)? || self.eval_truthy(b)?)),
+            Expr::Bin(op, a, b, span) => {
+                let x = self.eval(a)?;
+                let y = self.eval(b)?;
+                self.binary(*op, &x, &y).map_err(|e| self.loc(e, *span))
+            }
+            Expr::MatchesConst(a, re) => {
+                let x = self.eval(a)?;
+                Ok(Value::Bool(re.is_match(&x.to_cow_str())))
+            }
+            Expr::Cond(c, a, b) => {
+                if self.eval_truthy(c)? {
+                    self.eval(a)
+                } else {
+                    match b {
+                        Some(b) => self.eval(b),
+                        None => Ok(Value::str("")),
+                    }
+                }
+            }
+            Expr::Elvis(a, b) => {
+                let v = self.eval(a)?;
+                if v.is_truthy() {
+                    Ok(v)
+                } else {
+                    self.eval(b)
+                }
+            }
+            Expr::Coalesce(a, b) => {
+                let v = self.eval(a)?;
+                if v.is_null() {
+                    self.eval(b)
+                } else {
+                    Ok(v)
+                }
+            }
+            Expr::List(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for i in items {
+                    out.push(self.eval(i)?);
+                }
+                Ok(Value::list(out))
+            }
+            Expr::Map(entries) => {
+                let mut m = Map::with_capacity(entries.len());
+                for (k, v) in entries {
+                    let k = self.eval(k)?;
+                    let key: Arc<str> = match k {
+                        Value::Str(s) | Value::Safe(s) => s,
+                        other => Arc::from(other.to_output().as_str()),
+                    };
+                    let v = self.eval(v)?;
+                    m.insert(key, v);
+                }
+                Ok(Value::map(m))
+            }
+            Expr::Interp(parts, span) => {
+                let mut s = String::new();
+                for p in parts {
+                    let v = self.eval(p)?;
+                    value::write_value(&mut s, &v);
+                    if s.len() > self.shared.limits.max_output {
+                        return Err(self.loc(self.size_error(), *span));
+                    }
+                }
+                Ok(Value::str(s))
+            }
+            Expr::Call(c) => {
+                let mut args = Vec::with_capacity(c.args.len());
+                for a in &c.args {
+                    args.push(self.eval(a)?);
+                }
+                self.burn(c.span)?;
+                (c.func)(self, &args).map_err(|e| self.loc(e, c.span))
+            }
+            Expr::Test(c, negated) => {
+                let mut args = Vec::with_capacity(c.args.len());
+                for a in &c.args {
+                    args.push(self.eval(a)?);
+                }
+                let v = (c.func)(self, &args).map_err(|e| self.loc(e, c.span))?;
+                Ok(Value::Bool(v.is_truthy() != *negated))
+            }
+            Expr::Defined(x, negated) => {
+                let v = self.eval(x)?;
+                Ok(Value::Bool(v.is_undefined() == *negated))
+            }
+            Expr::MacroCall(mref, args, span) => {
+                let mut vals = Vec::with_capacity(args.len());
+                for a in args {
+                    vals.push(self.eval(a)?);
+                }
+                self.call_macro(mref, vals, *span)
+            }
+            Expr::Arrow(a) => Ok(self.arrow_value(a)),
+        }
+    }
+
+    fn loop_field(&self, level: u32, f: LoopField) -> Value {
+        let Some(ls) = self.scope.loops.get(self.scope.loop_base + level as usize) else {
+            return Value::Undefined;
+        };
+        let i = ls.index0 as i64;
+        let n = ls.len as i64;
+        match f {
+            LoopField::Index => Value::Int(i + 1),
+            LoopField::Index0 => Value::Int(i),
+            LoopField::RevIndex => Value::Int(n - i),
+            LoopField::RevIndex0 => Value::Int(n - i - 1),
+            LoopField::First => Value::Bool(i == 0),
+            LoopField::Last => Value::Bool(i == n - 1),
+            LoopField::Length => Value::Int(n),
+        }
+    }
+
+    fn loop_value(&self, level: u32) -> Value {
+        let mut m = Map::new();
+        for (k, f) in [
+            ("index", LoopField::Index),
+            ("index0", LoopField::Index0),
+            ("revindex", LoopField::RevIndex),
+            ("revindex0", LoopField::RevIndex0),
+            ("first", LoopField::First),
+            ("last", LoopField::Last),
+            ("length", LoopField::Length),
+        ] {
+            m.insert(Arc::from(k), self.loop_field(level, f));
+        }
+        if level > 0 {
+            let mut parent = Map::new();
+            parent.insert(Arc::from("loop"), self.loop_value(level - 1));
+            m.insert(Arc::from("parent"), Value::map(parent));
+        }
+        Value::map(m)
+    }
+
+    fn binary(&mut self, op: BinOp, x: &Value, y: &Value) -> R<Value> {
+        let cmp = |o: fn(Ordering) -> bool| Ok(Value::Bool(o(compare(x, y))));
+        match op {
+            BinOp::Eq => Ok(Value::Bool(loose_eq(x, y))),
+            BinOp::Ne => Ok(Value::Bool(!loose_eq(x, y))),
+            BinOp::Lt => cmp(|o| o == Ordering::Less),
+            BinOp::Gt => cmp(|o| o == Ordering::Greater),
+            BinOp::Le => cmp(|o| o != Ordering::Greater),
+            BinOp::Ge => cmp(|o| o != Ordering::Less),
+            BinOp::Cmp => Ok(Value::Int(match compare(x, y) {
+                Ordering::Less => -1,
+                Ordering::Equal => 0,
+                Ordering::Greater => 1,
+            })),
+            BinOp::In => Ok(Value::Bool(value::contains(y, x))),
+            BinOp::NotIn => Ok(Value::Bool(!value::contains(y, x))),
+            BinOp::Matches => {
+                let re = crate::builtins::pcre::compile(&y.to_cow_str())?;
+                Ok(Value::Bool(re.is_match(&x.to_cow_str())))
+            }
+            BinOp::StartsWith => Ok(Value::Bool(value::starts_with(x, y, false))),
+            BinOp::EndsWith => Ok(Value::Bool(value::starts_with(x, y, true))),
+            BinOp::HasSome | BinOp::HasEvery => {
+                if !matches!(y, Value::Callable(_)) {
+                    return Err(Error::new(
+                        ErrorKind::Type,
+                        format!(
+                            "{}: expected an arrow function, got {}",
+                            if op == BinOp::HasSome {
+                                "has some"
+                            } else {
+                                "has every"
+                            },
+                            y.type_with_article()
+                        ),
+                    ));
+                }
+                let every = op == BinOp::HasEvery;
+                for item in x.iter_values() {
+                    let r = crate::builtins::State::call(self, y, std::slice::from_ref(item))?;
+                    if r.is_truthy() != every {
+                        return Ok(Value::Bool(!every));
+                    }
+                }
+                Ok(Value::Bool(every))
+            }
+            BinOp::Range => value::range(x, y, &Value::Undefined, self.shared.limits.max_range),
+            BinOp::Add => value::arith(Arith::Add, x, y),
+            BinOp::Sub => value::arith(Arith::Sub, x, y),
+            BinOp::Mul => value::arith(Arith::Mul, x, y),
+            BinOp::Div => value::arith(Arith::Div, x, y),
+            BinOp::FloorDiv => value::arith(Arith::FloorDiv, x, y),
+            BinOp::Mod => value::arith(Arith::Rem, x, y),
+            BinOp::Pow => value::arith(Arith::Pow, x, y),
+            BinOp::Concat => {
+                let (a, b) = (x.to_cow_str(), y.to_cow_str());
+                let n = a.len() + b.len();
+                if n > self.shared.limits.max_output {
+                    return Err(self.size_error());
+                }
+                let mut s = String::with_capacity(n);
+                s.push_str(&a);
+                s.push_str(&b);
+                Ok(Value::str(s))
+            }
+            BinOp::BAnd => value::bitwise("b-and", x, y),
+            BinOp::BOr => value::bitwise("b-or", x, y),
+            BinOp::BXor => value::bitwise("b-xor", x, y),
+            BinOp::And => Ok(Value::Bool(x.is_truthy() && y.is_truthy())),
+            BinOp::Or => Ok(Value::Bool(x.is_truthy() || y.is_truthy())),
+        }
+    }
+}
+
+/// `v[start:length]` for lists, maps and strings (characters); negative start counts
+/// from the end, negative length stops that many from the end (Twig's `slice`).
+pub(crate) fn slice(v: &Value, start: &Value, len: &Value) -> R<Value> {
+    let n = match v {
+        Value::List(l) => l.len(),
+        Value::Map(m) => m.len(),
+        Value::Str(s) | Value::Safe(s) => s.chars().count(),
+        Value::Null | Value::Undefined => return Ok(Value::Null),
+        other => {
+            return Err(Error::new(
+                ErrorKind::Type,
+                format!("cannot slice {}", other.type_with_article()),
+            ))
+        }
+    } as i64;
+    let int = |x: &Value, what: &str| -> R<Option<i64>> {
+        if x.is_null() {
+            return Ok(None);
+        }
+        x.as_i64()
+            .map(Some)
+            .ok_or_else(|| Error::new(ErrorKind::Type, format!("slice: {what} must be an integer")))
+    };
+    let s = int(start, "start")?.unwrap_or(0);
+    let s = if s < 0 { (n + s).max(0) } else { s.min(n) };
+    let e = match int(len, "length")? {
+        None => n,
+        Some(l) if l < 0 => (n + l).max(s),
+        Some(l) => (s.saturating_add(l)).min(n),
+    };
+    let (s, e) = (s as usize, e.max(s) as usize);
+    Ok(match v {
+        Value::List(l) => Value::list(l.get(s..e).map(|x| x.to_vec()).unwrap_or_default()),
+        Value::Map(m) => Value::map(
+            m.iter()
+                .skip(s)
+                .take(e - s)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        Value::Str(st) | Value::Safe(st) => {
+            let out: String = st.chars().skip(s).take(e - s).collect();
+            if v.is_safe() {
+                Value::safe(out)
+            } else {
+                Value::str(out)
+            }
+        }
+        _ => Value::Null,
+    })
+}

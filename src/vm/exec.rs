@@ -1,0 +1,347 @@
+//! Executing statements: printing, `set`, `if`, `for` (with Twig's scope rule),
+//! `with`, `apply`, `include`.
+
+use super::escape::{escape_into, write_int};
+use super::{LoopState, Vm};
+use crate::compile::ir::{Esc, For, Node, Strategy};
+use crate::engine::Escape;
+use crate::error::{Error, ErrorKind};
+use crate::syntax::ast::Span;
+use crate::value::{write_value, Map, Value};
+use std::sync::Arc;
+
+/// How a statement list ended.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flow {
+    Normal,
+    Break,
+    Continue,
+}
+
+/// Writes a value with an optional escaping strategy (safe strings are never escaped).
+pub(crate) fn write_out(out: &mut String, v: &Value, esc: Option<Strategy>) {
+    match v {
+        Value::Int(i) => write_int(out, *i),
+        Value::Str(s) => match esc {
+            Some(st) => escape_into(out, s, st),
+            None => out.push_str(s),
+        },
+        Value::Safe(s) => out.push_str(s),
+        Value::List(_) | Value::Map(_) if esc.is_some() => {
+            let s = v.to_output();
+            if let Some(st) = esc {
+                escape_into(out, &s, st);
+            }
+        }
+        other => write_value(out, other),
+    }
+}
+
+impl Vm<'_> {
+    fn strategy(&self, esc: Esc) -> Option<Strategy> {
+        match esc {
+            Esc::Auto => match self.escape {
+                Escape::None => None,
+                Escape::Html => Some(Strategy::Html),
+            },
+            Esc::Off => None,
+            Esc::On(s) => Some(s),
+        }
+    }
+
+    /// Executes a statement list.
+    pub(crate) fn exec(&mut self, nodes: &[Node]) -> Result<Flow, Error> {
+        for n in nodes {
+            match n {
+                Node::Text(t) => {
+                    self.out.push_str(t);
+                    self.check_out(Span::default())?;
+                }
+                Node::Print(e, esc, span) => {
+                    self.burn(*span)?;
+                    let st = self.strategy(*esc);
+                    match super::eval::lookup(&self.scope, &self.program, e) {
+                        Ok(Some(v)) => write_out(&mut self.out, v, st),
+                        Ok(None) => {
+                            let v = self.eval(e)?;
+                            write_out(&mut self.out, &v, st);
+                        }
+                        Err(err) => return Err(self.loc(err, *span)),
+                    }
+                    self.check_out(*span)?;
+                }
+                Node::Block(body) => {
+                    let f = self.exec(body)?;
+                    if f != Flow::Normal {
+                        return Ok(f);
+                    }
+                }
+                Node::Set(assigns) => {
+                    if let [(slot, e)] = assigns.as_slice() {
+                        let v = self.eval(e)?;
+                        self.set(*slot, v);
+                    } else {
+                        let vals = assigns
+                            .iter()
+                            .map(|(_, e)| self.eval(e))
+                            .collect::<Result<Vec<_>, _>>()?;
+                        for ((slot, _), v) in assigns.iter().zip(vals) {
+                            self.set(*slot, v);
+                        }
+                    }
+                }
+                Node::SetBlock(slot, body) => {
+                    let captured = self.capture(body)?;
+                    self.set(*slot, Value::safe(captured));
+                }
+                Node::If(branches, else_body) => {
+                    let mut taken = None;
+                    for (c, body) in branches {
+                        if self.eval_truthy(c)? {
+                            taken = Some(body);
+                            break;
+                        }
+                    }
+                    let body = taken.unwrap_or(else_body);
+                    let f = self.exec(body)?;
+                    if f != Flow::Normal {
+                        return Ok(f);
+                    }
+                }
+                Node::For(f) => self.exec_for(f)?,
+                Node::Break => return Ok(Flow::Break),
+                Node::Continue => return Ok(Flow::Continue),
+                Node::With(e, only, body, span) => {
+                    let f = self.exec_with(e.as_ref(), *only, body, *span)?;
+                    if f != Flow::Normal {
+                        return Ok(f);
+                    }
+                }
+                Node::Apply(filters, body) => {
+                    let mut v = Value::safe(self.capture(body)?);
+                    for c in filters {
+                        let mut args = Vec::with_capacity(c.args.len());
+                        args.push(v);
+                        for a in c.args.iter().skip(1) {
+                            args.push(self.eval(a)?);
+                        }
+                        self.burn(c.span)?;
+                        v = (c.func)(self, &args).map_err(|e| self.loc(e, c.span))?;
+                    }
+                    write_value(&mut self.out, &v);
+                    self.check_out(Span::default())?;
+                }
+                Node::Do(e) => {
+                    self.eval(e)?;
+                }
+                Node::Include {
+                    name,
+                    ignore_missing,
+                    with,
+                    only,
+                    span,
+                } => {
+                    let n = self.eval(name)?;
+                    let key = n.to_cow_str();
+                    let Some(prog) = self.shared.snippets.get(&*key).cloned() else {
+                        if *ignore_missing {
+                            continue;
+                        }
+                        return Err(self.loc(
+                            Error::new(ErrorKind::UnknownName, format!("unknown snippet `{key}`")),
+                            *span,
+                        ));
+                    };
+                    let mut vars = if *only { Map::new() } else { self.variables() };
+                    if let Some(w) = with {
+                        match self.eval(w)? {
+                            Value::Map(m) => {
+                                for (k, v) in m.iter() {
+                                    vars.insert(k.clone(), v.clone());
+                                }
+                            }
+                            Value::Null | Value::Undefined => {}
+                            other => {
+                                return Err(self.loc(
+                                    Error::new(
+                                        ErrorKind::Type,
+                                        format!(
+                                            "include: `with` expects a map, got {}",
+                                            other.type_with_article()
+                                        ),
+                                    ),
+                                    *span,
+                                ))
+                            }
+                        }
+                    }
+                    self.include(prog, Arc::new(vars), *span)?;
+                }
+            }
+        }
+        Ok(Flow::Normal)
+    }
+
+    fn set(&mut self, slot: u32, v: Value) {
+        let v = if v.is_undefined() { Value::Null } else { v };
+        if let Some(s) = self.scope.slots.get_mut(slot as usize) {
+            *s = v;
+        }
+    }
+
+    /// Renders `body` into a fresh buffer and returns it.
+    fn capture(&mut self, body: &[Node]) -> Result<String, Error> {
+        let saved = std::mem::take(&mut self.out);
+        let r = self.exec(body);
+        let captured = std::mem::replace(&mut self.out, saved);
+        r?;
+        Ok(captured)
+    }
+
+    fn exec_for(&mut self, f: &For) -> Result<(), Error> {
+        let seq = self.eval(&f.iter)?;
+        let len = match &seq {
+            Value::List(l) => l.len(),
+            Value::Map(m) => m.len(),
+            _ => 0,
+        };
+        if len == 0 {
+            self.exec(&f.else_body)?;
+            return Ok(());
+        }
+        // Twig scope rule: variables first created inside the loop vanish after it.
+        let fresh: Vec<u32> = f
+            .assigned
+            .iter()
+            .filter(|(s, name)| {
+                self.scope
+                    .slots
+                    .get(*s as usize)
+                    .is_none_or(|v| v.is_undefined())
+                    && !self.scope.ctx.contains_key(&**name)
+            })
+            .map(|(s, _)| *s)
+            .collect();
+        let vslot = f.value as usize;
+        let old_value = self.scope.slots.get_mut(vslot).map(std::mem::take);
+        let old_key = f
+            .key
+            .and_then(|k| self.scope.slots.get_mut(k as usize).map(std::mem::take));
+        let level = self.scope.loop_base + f.level as usize;
+        self.scope.loops.truncate(level);
+        self.scope.loops.push(LoopState { index0: 0, len });
+        let r = match &seq {
+            Value::List(l) => self.run_list(f, l, level, vslot),
+            Value::Map(m) => self.run_map(f, m, level, vslot),
+            _ => Ok(()),
+        };
+        self.scope.loops.truncate(level);
+        if let (Some(v), Some(slot)) = (old_value, self.scope.slots.get_mut(vslot)) {
+            *slot = v;
+        }
+        if let (Some(k), Some(ks)) = (old_key, f.key) {
+            if let Some(slot) = self.scope.slots.get_mut(ks as usize) {
+                *slot = k;
+            }
+        }
+        for s in fresh {
+            if let Some(slot) = self.scope.slots.get_mut(s as usize) {
+                *slot = Value::Undefined;
+            }
+        }
+        r
+    }
+
+    fn run_list(&mut self, f: &For, l: &[Value], level: usize, vslot: usize) -> Result<(), Error> {
+        for (i, item) in l.iter().enumerate() {
+            self.burn(f.span)?;
+            if let Some(ls) = self.scope.loops.get_mut(level) {
+                ls.index0 = i;
+            }
+            if let Some(k) = f.key {
+                if let Some(slot) = self.scope.slots.get_mut(k as usize) {
+                    *slot = Value::Int(i as i64);
+                }
+            }
+            if let Some(slot) = self.scope.slots.get_mut(vslot) {
+                *slot = item.clone();
+            }
+            if self.exec(&f.body)? == Flow::Break {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn run_map(&mut self, f: &For, m: &Map, level: usize, vslot: usize) -> Result<(), Error> {
+        for (i, (k, item)) in m.iter().enumerate() {
+            self.burn(f.span)?;
+            if let Some(ls) = self.scope.loops.get_mut(level) {
+                ls.index0 = i;
+            }
+            if let Some(ks) = f.key {
+                if let Some(slot) = self.scope.slots.get_mut(ks as usize) {
+                    *slot = Value::Str(k.clone());
+                }
+            }
+            if let Some(slot) = self.scope.slots.get_mut(vslot) {
+                *slot = item.clone();
+            }
+            if self.exec(&f.body)? == Flow::Break {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn exec_with(
+        &mut self,
+        e: Option<&crate::compile::ir::Expr>,
+        only: bool,
+        body: &[Node],
+        span: Span,
+    ) -> Result<Flow, Error> {
+        let vars = match e {
+            Some(e) => match self.eval(e)? {
+                Value::Map(m) => m,
+                Value::Null | Value::Undefined => Arc::new(Map::new()),
+                other => {
+                    return Err(self.loc(
+                        Error::new(
+                            ErrorKind::Type,
+                            format!("with: expects a map, got {}", other.type_with_article()),
+                        ),
+                        span,
+                    ))
+                }
+            },
+            None => Arc::new(Map::new()),
+        };
+        let saved_slots = self.scope.slots.clone();
+        let saved_ctx = self.scope.ctx.clone();
+        if only {
+            self.scope
+                .slots
+                .iter_mut()
+                .for_each(|s| *s = Value::Undefined);
+            self.scope.ctx = vars.clone();
+        } else if !vars.is_empty() {
+            let mut merged = (*self.scope.ctx).clone();
+            for (k, v) in vars.iter() {
+                merged.insert(k.clone(), v.clone());
+            }
+            self.scope.ctx = Arc::new(merged);
+        }
+        for (i, n) in self.names.clone().iter().enumerate() {
+            if let Some(v) = vars.get(n) {
+                if let Some(slot) = self.scope.slots.get_mut(i) {
+                    *slot = v.clone();
+                }
+            }
+        }
+        let r = self.exec(body);
+        self.scope.slots = saved_slots;
+        self.scope.ctx = saved_ctx;
+        r
+    }
+}

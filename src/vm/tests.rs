@@ -1,0 +1,318 @@
+//! End-to-end tests of the language through the public API.
+
+use crate::{Engine, ErrorKind, Escape, Limits, RenderOptions, Template};
+use serde_json::json;
+
+fn render(src: &str, ctx: serde_json::Value) -> String {
+    match Engine::new().compile("test", src) {
+        Ok(t) => t.render(&ctx).unwrap_or_else(|e| panic!("{src}: {e}")),
+        Err(e) => panic!("{src}: {e}"),
+    }
+}
+
+fn error(src: &str, ctx: serde_json::Value, strict: bool) -> crate::Error {
+    let mut engine = Engine::new();
+    engine.set_strict(strict);
+    match engine.compile("test", src) {
+        Ok(t) => t.render(&ctx).expect_err(src),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn template_is_send_sync_and_cheap() {
+    fn assert_send_sync<T: Send + Sync + Clone>() {}
+    assert_send_sync::<Template>();
+    assert_send_sync::<crate::Expression>();
+}
+
+#[test]
+fn literals_and_operators() {
+    let cases = [
+        (
+            "{{ 6 / 3 }} {{ 7 / 2 }} {{ 7 // 2 }} {{ -7 % 3 }} {{ 2 ** 10 }}",
+            "2 3.5 3 -1 1024",
+        ),
+        (
+            "{{ \"3\" + 4 }} {{ 0.1 + 0.2 }} {{ 9223372036854775807 + 1 }}",
+            "7 0.3 9.2233720368548E+18",
+        ),
+        ("{{ -5 | length }} {{ -2 ** 2 }} {{ not 0 }}", "2 4 1"),
+        ("{{ (1..3)|join(',') }} {{ ('a'..'c')|join }}", "1,2,3 abc"),
+        (
+            "{{ {a: 1, 'b': 2, (1 + 1): 3, c}|json_encode }}",
+            r#"{"a":1,"b":2,"2":3,"c":null}"#,
+        ),
+        (
+            "{{ [1, 2, 3,][1:]|json_encode }} {{ 'hello'[1:3] }} {{ 'hello'[:2] }}",
+            "[2,3] ell he",
+        ),
+        ("{{ \"x #{1 + 2} y\" }} {{ 'it\\'s' }}", "x 3 y it's"),
+        ("{{ TRUE }}{{ None is null }}{{ 1e3 }}", "111000"),
+        (
+            "{{ x ?? 'd' }} {{ '' ?: 'e' }} {{ true ? 't' }}|{{ false ? 't' }}|",
+            "d e t||",
+        ),
+        ("{{ null ?? 1 == 1 }}", "1"),
+        (
+            "{{ 'abc' matches '/^A/i' }}{{ 'abc' starts with 'ab' }}{{ 'abc' ends with 'bc' }}",
+            "111",
+        ),
+        (
+            "{{ 2 in [1, 2] }}{{ 'b' in 'abc' }}{{ 3 not in [1] }}{{ '1' == '01' }}",
+            "1111",
+        ),
+        (
+            "{{ [1, 2, 3] has some v => v > 2 }}|{{ [1, 2, 3] has every v => v > 2 }}|",
+            "1||",
+        ),
+        (
+            "{{ 5 b-and 3 }} {{ 5 b-or 3 }} {{ 5 b-xor 3 }} {{ 1 <=> 2 }}",
+            "1 7 6 -1",
+        ),
+        ("{{ true and 0 }}|{{ 0 or 'x' }}", "|1"),
+        ("{{ [1, 2] ~ 'x' }}", "[1,2]x"),
+    ];
+    for (src, want) in cases {
+        assert_eq!(render(src, json!({})), want, "{src}");
+    }
+}
+
+#[test]
+fn whitespace_control() {
+    let src = "a\n{% if true %}\nb\n{% endif %}\nc {{- ' d ' -}} e{# c #}\nz  {{~ 1 ~}}  \n y";
+    assert_eq!(render(src, json!({})), "a\nb\nc d ez1\n y");
+    assert_eq!(
+        render("{% verbatim %}{{ x }}{% endverbatim %}", json!({})),
+        "{{ x }}"
+    );
+    assert_eq!(render("{{ \"}}\" }}", json!({})), "}}");
+}
+
+#[test]
+fn tags() {
+    let cases = [
+        ("{% set a, b = 1, 2 %}{{ a }}{{ b }}{% set c %}x{{ a }}{% endset %}{{ c }}", "12x1"),
+        ("{% for k, v in {a: 1, b: 2} %}{{ k }}={{ v }};{% endfor %}", "a=1;b=2;"),
+        ("{% for x in [] %}x{% else %}empty{% endfor %}", "empty"),
+        ("{% for x in [1,2,3,4] %}{% if x == 2 %}{% continue %}{% elseif x == 4 %}{% break %}{% endif %}{{ x }}{% endfor %}", "13"),
+        ("{% for a in [1,2] %}{% for b in [1,2] %}{{ loop.parent.loop.index }}{{ loop.index }} {% endfor %}{% endfor %}", "11 12 21 22 "),
+        ("{% for i in 1..3 %}{{ loop.revindex }}{{ loop.first ? 'F' }}{{ loop.last ? 'L' }}{% endfor %}", "3F21L"),
+        ("{% for x in [1] %}{% set inner = 5 %}{% endfor %}{{ inner is defined ? 'yes' : 'no' }}", "no"),
+        ("{% set t = 0 %}{% for x in [1,2,3] %}{% set t = t + x %}{% endfor %}{{ t }}", "6"),
+        ("{% set x = 'out' %}{% for x in [1] %}{% endfor %}{{ x }}", "out"),
+        ("{% with {a: 1} %}{{ a }}{% set z = 1 %}{% endwith %}{{ a }}{{ z }}", "1"),
+        ("{% apply upper %}hello {{ 'x' }}{% endapply %}", "HELLO X"),
+        ("{% autoescape 'html' %}{{ '<b>' }}{% endautoescape %}{% autoescape false %}{{ '<b>' }}{% endautoescape %}", "&lt;b&gt;<b>"),
+        ("{% do 1 + 2 %}ok", "ok"),
+        ("{% macro hi(name, greeting = 'Hello') %}{{ greeting }} {{ name }}!{% endmacro %}{% import _self as m %}{{ m.hi('Bob') }} {{ m.hi('Al', greeting: 'Yo') }}", "Hello Bob! Yo Al!"),
+        ("{% from _self import hi as h %}{% macro hi(n) %}<{{ n }}>{% endmacro %}{{ h(1) }}", "<1>"),
+        ("{{ [3, 1]|join(', ') }}{% for x in 5 %}never{% endfor %}", "3, 1"),
+    ];
+    for (src, want) in cases {
+        assert_eq!(render(src, json!({})), want, "{src}");
+    }
+    assert_eq!(
+        render(
+            "{% with {a: 1} only %}{{ a }}{{ b }}{% endwith %}{{ b }}",
+            json!({"b": 2})
+        ),
+        "12"
+    );
+    assert_eq!(
+        render(
+            "{% for i in 1..2 %}{% set b = i %}{% endfor %}{{ b }}",
+            json!({"b": 0})
+        ),
+        "2"
+    );
+}
+
+#[test]
+fn snippets_include_and_import() {
+    let mut engine = Engine::new();
+    engine
+        .add_snippet("footer", "<p>{{ company }}{{ extra }}</p>")
+        .unwrap();
+    engine
+        .add_snippet("macros", "{% macro b(x) %}[{{ x }}]{% endmacro %}")
+        .unwrap();
+    let t = engine
+        .compile(
+            "t",
+            "{% set company = 'Acme' %}{% include 'footer' %}{% include 'footer' with {extra: '!'} only %}{% include 'nope' ignore missing %}{% import 'macros' as m %}{{ m.b(1) }}{% from 'macros' import b %}{{ b(2) }}",
+        )
+        .unwrap();
+    assert_eq!(t.render(&json!({})).unwrap(), "<p>Acme</p><p>!</p>[1][2]");
+    let e = engine
+        .compile("t", "{% include 'nope' %}")
+        .unwrap()
+        .render(&json!({}))
+        .unwrap_err();
+    assert!(e.to_string().contains("unknown snippet `nope`"), "{e}");
+}
+
+#[test]
+fn autoescape_option() {
+    let t = Engine::new()
+        .compile(
+            "t",
+            "{{ a }}|{{ a|raw }}|{{ a|e }}|{{ a|json_encode }}|{{ n }}",
+        )
+        .unwrap();
+    let opts = RenderOptions {
+        escape: Escape::Html,
+        allow_env: false,
+    };
+    assert_eq!(
+        t.render_with(&json!({"a": "<i>", "n": 5}), opts).unwrap(),
+        "&lt;i&gt;|<i>|&lt;i&gt;|&quot;&lt;i&gt;&quot;|5"
+    );
+}
+
+#[test]
+fn errors_name_the_place() {
+    let e = error("{{ x | uper }}", json!({}), false);
+    assert_eq!(e.kind(), ErrorKind::UnknownName);
+    let s = e.to_string();
+    assert!(
+        s.contains("unknown filter `uper`") && s.contains("--> test:1:8"),
+        "{s}"
+    );
+    assert!(s.contains("did you mean `upper`?"), "{s}");
+    let s = error("{% if x %}abc", json!({}), false).to_string();
+    assert!(
+        s.contains("expected \"endif\" to close \"if\" opened at 1:1"),
+        "{s}"
+    );
+    let s = error("{{ 1 + {} }}", json!({}), false).to_string();
+    assert!(s.contains("cannot add a map to a number"), "{s}");
+    assert_eq!(
+        error("{{ 1 / 0 }}", json!({}), false).kind(),
+        ErrorKind::DivisionByZero
+    );
+    assert_eq!(
+        error("{{ 1 % 0 }}", json!({}), false).kind(),
+        ErrorKind::DivisionByZero
+    );
+    let s = error("{{ a.b() }}", json!({"a": {}}), false).to_string();
+    assert!(s.contains("cannot call `a.b`"), "{s}");
+    let s = error("{% foo %}", json!({}), false).to_string();
+    assert!(s.contains("unknown tag `foo`"), "{s}");
+    let s = error("{{ 1 + }}", json!({}), false).to_string();
+    assert!(s.contains("expected an expression"), "{s}");
+    let s = error("{{ 'abc' matches '/(a)\\\\1/' }}", json!({}), false).to_string();
+    assert!(s.contains("backreferences"), "{s}");
+    let s = error("{{ [1]|join(sepp: ',') }}", json!({}), false).to_string();
+    assert!(s.contains("has no argument `sepp`"), "{s}");
+}
+
+#[test]
+fn strict_mode() {
+    let e = error("{{ missing }}", json!({}), true);
+    assert_eq!(e.kind(), ErrorKind::Undefined);
+    assert!(e.to_string().contains("variable `missing` is not defined"));
+    let s = error("{{ user.nmae }}", json!({"user": {"name": 1}}), true).to_string();
+    assert!(s.contains("`user.nmae` is not defined"), "{s}");
+    let mut engine = Engine::new();
+    engine.set_strict(true);
+    let t = engine
+        .compile("t", "{{ user.x is defined ? 1 : 0 }}{{ nope ?? 'd' }}{{ nope|default('z') }}{{ nope is not defined }}")
+        .unwrap();
+    assert_eq!(t.render(&json!({"user": {}})).unwrap(), "0dz1");
+}
+
+#[test]
+fn limits_stop_runaway_templates() {
+    let deep = format!("{{{{ {}1{} }}}}", "(".repeat(5000), ")".repeat(5000));
+    assert_eq!(error(&deep, json!({}), false).kind(), ErrorKind::Limit);
+    let nots = format!("{{{{ {}1 }}}}", "not ".repeat(5000));
+    assert_eq!(error(&nots, json!({}), false).kind(), ErrorKind::Limit);
+    let ifs = format!(
+        "{}{}",
+        "{% if 1 %}".repeat(5000),
+        "{% endif %}".repeat(5000)
+    );
+    assert_eq!(error(&ifs, json!({}), false).kind(), ErrorKind::Limit);
+    let e = error(
+        "{% for i in 1..100000 %}{% for j in 1..100 %}{% endfor %}{% endfor %}",
+        json!({}),
+        false,
+    );
+    assert!(e.to_string().contains("fuel"), "{e}");
+    let e = error(
+        "{% set s = 'xxxxxxxxxx' %}{% for i in 1..40 %}{% set s = s ~ s %}{% endfor %}",
+        json!({}),
+        false,
+    );
+    assert_eq!(e.kind(), ErrorKind::Limit);
+    let e = error("{{ range(1, 1000000)|length }}", json!({}), false);
+    assert!(e.to_string().contains("range size limit"), "{e}");
+    let e = error(
+        "{% macro r(n) %}{{ _self.r(n + 1) }}{% endmacro %}{{ _self.r(1) }}",
+        json!({}),
+        false,
+    );
+    assert!(e.to_string().contains("depth"), "{e}");
+    let mut engine = Engine::new();
+    engine.set_limits(Limits {
+        max_output: 10,
+        ..Limits::default()
+    });
+    let e = engine
+        .compile("t", "{{ 'x' }}{% for i in 1..20 %}y{% endfor %}")
+        .unwrap()
+        .render(&json!({}))
+        .unwrap_err();
+    assert!(e.to_string().contains("size limit"), "{e}");
+}
+
+#[test]
+fn context_must_be_an_object_and_expressions_are_typed() {
+    let t = Engine::new().compile("t", "x").unwrap();
+    let e = t.render(&json!([1])).unwrap_err();
+    assert!(e.to_string().contains("context must be a JSON object"));
+    let engine = Engine::new();
+    let x = engine
+        .compile_expression("step", "a.b * 2 + (xs|length)")
+        .unwrap();
+    let v = x
+        .eval(
+            &crate::Value::from(json!({"a": {"b": 4}, "xs": [1, 2]})),
+            RenderOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(v, crate::Value::Int(10));
+    let m = engine
+        .compile_expression("step", "{ok: xs|length > 1}")
+        .unwrap();
+    let v = m
+        .eval(
+            &crate::Value::from(json!({"xs": [1, 2]})),
+            RenderOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(v.to_output(), r#"{"ok":true}"#);
+}
+
+#[test]
+fn arrow_functions_reach_builtins() {
+    let mut engine = Engine::new();
+    engine
+        .registry_mut()
+        .filter("apply_each", &["arrow"], |st, a| {
+            let items: Vec<crate::Value> = a[0].iter_values().cloned().collect();
+            let mut out = Vec::new();
+            for i in items {
+                out.push(st.call(&a[1], &[i])?);
+            }
+            Ok(crate::Value::list(out))
+        });
+    let t = engine
+        .compile(
+            "t",
+            "{% set k = 10 %}{{ [1, 2]|apply_each(x => x * k)|join(',') }}",
+        )
+        .unwrap();
+    assert_eq!(t.render(&json!({})).unwrap(), "10,20");
+}
