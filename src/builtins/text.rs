@@ -30,7 +30,7 @@ pub fn register(r: &mut Registry) {
         let escaped = if v.is_safe() {
             text
         } else {
-            html_escape::encode_safe(&text).into_owned()
+            html_special_chars(&text)
         };
         let out = nl2br(&escaped);
         s.check_size(out.len())?;
@@ -105,6 +105,22 @@ pub(crate) fn title(s: &str) -> String {
             out.extend(c.to_uppercase());
         }
         in_word = c.is_alphanumeric() || c == '\'' || c == '’';
+    }
+    out
+}
+
+/// PHP `htmlspecialchars` (as Twig's `escape("html")`): `& < > " '`.
+pub(crate) fn html_special_chars(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#039;"),
+            c => out.push(c),
+        }
     }
     out
 }
