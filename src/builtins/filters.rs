@@ -880,6 +880,99 @@ mod tests {
         assert!(f("map", &[j("[1]"), Value::Int(1)]).contains("arrow function"));
     }
 
+    /// Every catalogue-A builtin, called with awkward values in every position,
+    /// returns a value or an error and never panics.
+    #[test]
+    fn no_panics_on_awkward_arguments() {
+        use super::test_support::TestState;
+        const FILTERS: &[&str] = &[
+            "abs",
+            "batch",
+            "capitalize",
+            "column",
+            "filter",
+            "first",
+            "format",
+            "group_by",
+            "keys",
+            "last",
+            "map",
+            "merge",
+            "nl2br",
+            "number_format",
+            "reduce",
+            "replace",
+            "reverse",
+            "round",
+            "slice",
+            "sort",
+            "split",
+            "striptags",
+            "sum",
+            "title",
+            "trim",
+            "truncate",
+            "url_encode",
+        ];
+        const FUNCTIONS: &[&str] = &[
+            "cycle",
+            "random",
+            "attribute",
+            "min",
+            "max",
+            "round",
+            "numberFormat",
+            "formatCurrency",
+            "truncate",
+            "htmlToText",
+            "extractEmails",
+            "jsonDecode",
+            "coalesce",
+            "contains",
+            "addTag",
+            "removeTag",
+            "matchAnyTag",
+            "dump",
+        ];
+        let values = [
+            Value::Undefined,
+            Value::Null,
+            Value::Bool(true),
+            Value::Int(i64::MIN),
+            Value::Int(-1),
+            Value::Int(0),
+            Value::Int(i64::MAX),
+            Value::Float(f64::NAN),
+            Value::Float(-1e308),
+            Value::Float(2.5),
+            Value::str(""),
+            Value::str("%'"),
+            Value::str("%1$s%2$-'x9.3f%c%"),
+            Value::str("<a b='>'<!--<é\r\n日本"),
+            Value::str("ceil"),
+            j("[3, \"a\", null, [1], {\"k\": 2}]"),
+            j("{\"k\": [1, {\"k\": null}], \"\": true}"),
+            arrow(|a| a.first().cloned().unwrap_or_default()),
+        ];
+        let r = Registry::with_builtins();
+        let mut st = TestState::default();
+        for (table, names) in [(&r.filters, FILTERS), (&r.functions, FUNCTIONS)] {
+            for name in names {
+                let Some(b) = table.get(*name) else {
+                    panic!("{name} is not registered");
+                };
+                for x in &values {
+                    for y in &values {
+                        for z in [&Value::Undefined, &Value::Int(-3), &Value::str("floor")] {
+                            st.fuel_used = 0;
+                            let _ = (b.func)(&mut st, &[x.clone(), y.clone(), z.clone()]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn merge_sort_is_stable_and_total() {
         let v: Vec<(i32, i32)> = vec![(2, 0), (1, 1), (2, 2), (1, 3), (0, 4)];

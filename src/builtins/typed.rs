@@ -380,6 +380,35 @@ mod tests {
     }
 
     #[test]
+    fn typed_builtins_through_the_engine() {
+        let mut engine = crate::Engine::new();
+        let r = engine.registry_mut();
+        r.add_filter("slug", |v: &str| v.to_lowercase().replace(' ', "-"));
+        r.add_filter("repeat", |v: String, n: Option<i64>| {
+            v.repeat(usize::try_from(n.unwrap_or(2)).unwrap_or(0).min(10))
+        });
+        r.add_function("hypot", |a: f64, b: f64| (a * a + b * b).sqrt());
+        r.add_test("shouting", |v: &str| !v.is_empty() && v == v.to_uppercase());
+        let render = |src: &str| {
+            engine
+                .compile("t", src)
+                .and_then(|t| t.render(&serde_json::json!({"name": "Acme Ltd"})))
+                .unwrap_or_else(|e| format!("ERR {e}"))
+        };
+        assert_eq!(render("{{ name|slug }}"), "acme-ltd");
+        assert_eq!(
+            render("{{ 'ab'|repeat }}|{{ 'ab'|repeat(3) }}|{{ 'ab'|repeat(arg1: 1) }}"),
+            "abab|ababab|ab"
+        );
+        assert_eq!(render("{{ hypot(3, 4) }}"), "5");
+        assert_eq!(
+            render("{{ 'HEY' is shouting ? 'y' : 'n' }}{{ name is shouting ? 'y' : 'n' }}"),
+            "yn"
+        );
+        assert!(render("{{ [1]|slug }}").contains("slug: the input must be a string, got a list"));
+    }
+
+    #[test]
     fn derived_signatures() {
         let mut r = Registry::default();
         r.add_filter("pad", |v: String, n: i64, c: Option<String>| {
