@@ -3,7 +3,8 @@
 //! `number_format`, `reduce`, `reverse`, `round`, `slice`, `sort`, `sum`.
 //!
 //! Lists stay lists (re-indexed after `filter`, unlike Twig's kept PHP keys), maps
-//! stay maps with their keys. Arrow functions are called through [`State::call`]
+//! stay maps with their keys; Twig's `preserve_keys` parameters are accepted and
+//! have nothing to do. Arrow functions are called through [`State::call`]
 //! and every item costs one unit of fuel. The numeric helpers [`php_round`] and
 //! [`number_format`] are shared with the functions module.
 
@@ -17,7 +18,7 @@ use std::sync::Arc;
 /// Registers this module's builtins.
 pub fn register(r: &mut Registry) {
     r.filter("abs", &[], |_, a| abs(arg(a, 0)));
-    r.filter("batch", &["size", "fill?"], batch);
+    r.filter("batch", &["size", "fill?", "preserve_keys?"], batch);
     r.filter("column", &["key", "index?"], |_, a| {
         column(arg(a, 0), arg(a, 1), arg(a, 2))
     });
@@ -40,11 +41,11 @@ pub fn register(r: &mut Registry) {
         |s, a| number_format_builtin("number_format", s, a),
     );
     r.filter("reduce", &["arrow", "initial?"], reduce);
-    r.filter("reverse", &[], |_, a| reverse(arg(a, 0)));
+    r.filter("reverse", &["preserve_keys?"], |_, a| reverse(arg(a, 0)));
     r.filter("round", &["precision?", "method?"], |_, a| {
         round_builtin("round", arg(a, 0), arg(a, 1), arg(a, 2))
     });
-    r.filter("slice", &["start", "length?"], |_, a| {
+    r.filter("slice", &["start", "length?", "preserve_keys?"], |_, a| {
         slice(arg(a, 0), arg(a, 1), arg(a, 2))
     });
     r.filter("sort", &["arrow?"], sort);
