@@ -5,8 +5,8 @@
 //! Lists stay lists (re-indexed after `filter`, unlike Twig's kept PHP keys), maps
 //! stay maps with their keys; Twig's `preserve_keys` parameters are accepted and
 //! have nothing to do. Arrow functions are called through [`State::call`]
-//! and every item costs one unit of fuel. The numeric helpers [`php_round`] and
-//! [`number_format`] are shared with the functions module.
+//! and every item costs one unit of fuel. The numeric helpers `php_round` and
+//! `number_format` are shared with the functions module.
 
 use super::args::{arg, expect_number, expect_string, opt_i64};
 use super::{Registry, State};

@@ -4,7 +4,7 @@
 //!
 //! A `null` input reads as `""`; numbers are printed first. Results are plain
 //! strings (escaped under autoescape), except `nl2br`, which escapes a plain input
-//! and returns a safe string. `sprintf` lives in the inner module [`sprintf`].
+//! and returns a safe string. `sprintf` lives in the inner module `sprintf`.
 
 use super::args::{arg, expect_string, opt_i64};
 use super::{Registry, State};
