@@ -15,8 +15,10 @@ use std::sync::OnceLock;
 
 /// Registers this module's builtins.
 pub fn register(r: &mut Registry) {
-    r.filter("capitalize", &[], |_, a| {
-        Ok(Value::str(capitalize(&input("capitalize", a)?)))
+    r.filter("capitalize", &[], |st, a| {
+        let out = capitalize(&input("capitalize", a)?);
+        st.check_size(out.len())?;
+        Ok(Value::str(out))
     });
     r.filter("format", &["..."], |s, a| {
         let fmt = input("format", a)?;
@@ -37,10 +39,25 @@ pub fn register(r: &mut Registry) {
         Ok(Value::safe(out))
     });
     r.filter("replace", &["pairs"], replace);
-    r.filter("split", &["delimiter", "limit?"], |_, a| {
+    r.filter("split", &["delimiter", "limit?"], |st, a| {
         let s = input("split", a)?;
         let sep = expect_string("split", "delimiter", arg(a, 1))?;
         let limit = opt_i64("split", "limit", arg(a, 2))?;
+        // a generated list: at most `max_range` items, one unit of fuel each
+        let parts = if sep.is_empty() {
+            let size = usize::try_from(limit.unwrap_or(1).max(1)).unwrap_or(usize::MAX);
+            s.chars().count().div_ceil(size)
+        } else {
+            s.matches(sep.as_str()).count() + 1
+        };
+        let max = st.limits().max_range;
+        if parts > max {
+            return Err(Error::new(
+                ErrorKind::Limit,
+                format!("split: the result would have {parts} items, more than the limit of {max}"),
+            ));
+        }
+        st.fuel(parts as u64)?;
         Ok(split(&s, &sep, limit)
             .into_iter()
             .map(Value::from)
@@ -51,8 +68,10 @@ pub fn register(r: &mut Registry) {
         let allowed = expect_string("striptags", "allowed", arg(a, 1))?;
         Ok(Value::str(striptags(&s, &allowed)))
     });
-    r.filter("title", &[], |_, a| {
-        Ok(Value::str(title(&input("title", a)?)))
+    r.filter("title", &[], |st, a| {
+        let out = title(&input("title", a)?);
+        st.check_size(out.len())?;
+        Ok(Value::str(out))
     });
     r.filter("trim", &["characters?", "side?"], trim);
     r.filter("truncate", &["length", "suffix?"], |_, a| {
@@ -70,9 +89,21 @@ pub fn register(r: &mut Registry) {
         let s = expect_string("htmlToText", "html", arg(a, 0))?;
         Ok(Value::str(html_to_text(&s)))
     });
-    r.function("extractEmails", &["text"], |_, a| {
+    r.function("extractEmails", &["text"], |st, a| {
         let s = expect_string("extractEmails", "text", arg(a, 0))?;
-        Ok(extract_emails(&s)?.into_iter().map(Value::from).collect())
+        let found = extract_emails(&s)?;
+        let max = st.limits().max_range;
+        if found.len() > max {
+            return Err(Error::new(
+                ErrorKind::Limit,
+                format!(
+                    "extractEmails: found {} addresses, more than the limit of {max}",
+                    found.len()
+                ),
+            ));
+        }
+        st.fuel(found.len() as u64)?;
+        Ok(found.into_iter().map(Value::from).collect())
     });
 }
 
