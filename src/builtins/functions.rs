@@ -13,13 +13,13 @@ use std::cmp::Ordering;
 
 /// Registers this module's builtins.
 pub fn register(r: &mut Registry) {
-    r.function("cycle", &["values", "position"], |_, a| {
+    r.function("cycle", &["list", "i"], |_, a| {
         cycle(arg(a, 0), arg(a, 1))
     });
-    r.function("random", &["values?", "max?"], |_, a| {
+    r.function("random", &["list_or_max?", "max?"], |_, a| {
         random(arg(a, 0), arg(a, 1))
     });
-    r.function("attribute", &["object", "attribute"], |_, a| {
+    r.function("attribute", &["obj", "key"], |_, a| {
         Ok(match arg(a, 0).get_item(arg(a, 1)) {
             Value::Undefined => Value::Null,
             v => v,
@@ -29,12 +29,12 @@ pub fn register(r: &mut Registry) {
     r.function("max", &["values..."], |_, a| {
         Ok(extreme(a, Ordering::Greater))
     });
-    r.function("round", &["value", "precision?", "method?"], |_, a| {
+    r.function("round", &["n", "precision?", "method?"], |_, a| {
         round_builtin("round", arg(a, 0), arg(a, 1), arg(a, 2))
     });
     r.function(
         "numberFormat",
-        &["value", "decimals?", "dec_point?", "thousands_sep?"],
+        &["n", "decimals?", "dec_point?", "thousands_sep?"],
         |s, a| number_format_builtin("numberFormat", s, a),
     );
     r.function(

@@ -38,10 +38,10 @@ pub fn register(r: &mut Registry) {
         s.check_size(out.len())?;
         Ok(Value::safe(out))
     });
-    r.filter("replace", &["pairs"], replace);
-    r.filter("split", &["delimiter", "limit?"], |st, a| {
+    r.filter("replace", &["map"], replace);
+    r.filter("split", &["sep", "limit?"], |st, a| {
         let s = input("split", a)?;
-        let sep = expect_string("split", "delimiter", arg(a, 1))?;
+        let sep = expect_string("split", "the separator", arg(a, 1))?;
         let limit = opt_i64("split", "limit", arg(a, 2))?;
         // a generated list: at most `max_range` items, one unit of fuel each
         let parts = if sep.is_empty() {
@@ -73,7 +73,7 @@ pub fn register(r: &mut Registry) {
         st.check_size(out.len())?;
         Ok(Value::str(out))
     });
-    r.filter("trim", &["characters?", "side?"], trim);
+    r.filter("trim", &["chars?", "side?"], trim);
     r.filter("truncate", &["length", "suffix?"], |_, a| {
         truncate_builtin("truncate", a)
     });
@@ -322,7 +322,7 @@ fn trim(_: &mut dyn State, a: &[Value]) -> Result<Value, Error> {
     let s = input("trim", a)?;
     let chars: Vec<char> = match arg(a, 1) {
         Value::Undefined | Value::Null => TRIM_DEFAULT.chars().collect(),
-        v => expect_string("trim", "characters", v)?.chars().collect(),
+        v => expect_string("trim", "chars", v)?.chars().collect(),
     };
     let side = match arg(a, 2) {
         Value::Undefined | Value::Null => "both".to_string(),
