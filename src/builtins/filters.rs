@@ -140,7 +140,7 @@ fn batch(state: &mut dyn State, a: &[Value]) -> Result<Value, Error> {
     }
     if !fill.is_null() {
         if let Some(Value::List(last)) = out.last_mut() {
-            let missing = size - last.len();
+            let missing = size.saturating_sub(last.len());
             if missing > state.limits().max_range {
                 return Err(Error::new(
                     ErrorKind::Limit,
