@@ -1,8 +1,9 @@
 //! Source text → AST ([`ast`]), with the pest grammar in `grammar/flexie.pest`.
 
 pub mod ast;
+mod fast;
+mod lex;
 mod parse;
-mod prescan;
 
 use crate::error::Error;
 use ast::{Expr, Macro, Stmt};
@@ -21,6 +22,9 @@ pub fn parse_template(name: &str, src: &str, max_depth: usize) -> Result<Parsed,
         name,
         src,
         max_depth,
+        base: 0,
+        closer: "",
+        code_end: src.len(),
     })
 }
 
@@ -30,5 +34,8 @@ pub fn parse_expression(name: &str, src: &str, max_depth: usize) -> Result<Expr,
         name,
         src,
         max_depth,
+        base: 0,
+        closer: "",
+        code_end: src.len(),
     })
 }

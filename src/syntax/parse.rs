@@ -3,6 +3,8 @@
 //! that holds the whole precedence table (language.md §2.3).
 
 use super::ast::*;
+use super::fast::FastTag;
+use super::lex::{Kind, Token, Trim};
 use super::Parsed;
 use crate::error::{Error, ErrorKind};
 use pest::iterators::Pair;
@@ -63,14 +65,24 @@ fn pratt() -> &'static PrattParser<Rule> {
     })
 }
 
-/// Parser context: the source (for error locations) and the depth limit.
+/// Parser context: the source (for error locations), the depth limit, and the
+/// offset of the code pest is parsing within the source.
+#[derive(Clone, Copy)]
 pub(super) struct Ctx<'s> {
     pub name: &'s str,
     pub src: &'s str,
     pub max_depth: usize,
+    pub base: usize,
+    /// The delimiter that closes the code being parsed (`}}`, `%}`, or none).
+    pub closer: &'static str,
+    /// Where that code ends in the source.
+    pub code_end: usize,
 }
 
 impl Ctx<'_> {
+    fn span(&self, p: &Pair<Rule>) -> Span {
+        Span::new(self.base + p.as_span().start(), self.base + p.as_span().end())
+    }
     fn err(&self, kind: ErrorKind, msg: impl Into<String>, span: Span) -> Error {
         Error::new(kind, msg).with_location(self.name, self.src, span.range())
     }
@@ -93,29 +105,20 @@ fn floor(s: &str, mut i: usize) -> usize {
     i
 }
 
-fn span_of(p: &Pair<Rule>) -> Span {
-    Span::new(p.as_span().start(), p.as_span().end())
-}
-
-/// Parses a whole template.
+/// Parses a whole template: the lexer splits it, pest parses each delimiter's code.
 pub(super) fn template(cx: &Ctx) -> R<Parsed> {
-    super::prescan::check_depth(cx.name, cx.src, cx.max_depth)?;
-    let pairs = FlexieParser::parse(Rule::template, cx.src).map_err(|e| pest_error(cx, e))?;
-    let mut items = Vec::new();
-    for top in pairs {
-        for p in top.into_inner() {
-            if p.as_rule() != Rule::EOI {
-                items.push(flat_item(cx, p)?);
-            }
-        }
+    let tokens = super::lex::lex(cx.name, cx.src, cx.max_depth)?;
+    let mut items = Vec::with_capacity(tokens.len());
+    for t in &tokens {
+        items.push(flat_item(cx, t)?);
     }
-    apply_whitespace(cx, &mut items);
+    apply_whitespace(&mut items);
     nest(cx, items)
 }
 
 /// Parses a standalone expression.
 pub(super) fn expression(cx: &Ctx) -> R<Expr> {
-    super::prescan::check_expr_depth(cx.name, cx.src, cx.max_depth)?;
+    super::lex::scan_code(cx.name, cx.src, 0, cx.max_depth, None)?;
     let pairs =
         FlexieParser::parse(Rule::expression_only, cx.src).map_err(|e| pest_error(cx, e))?;
     for top in pairs {
@@ -135,28 +138,24 @@ fn label(r: Rule) -> Option<&'static str> {
         Rule::expr
         | Rule::term
         | Rule::literal
-        | Rule::null_lit
         | Rule::bool_lit
         | Rule::number
         | Rule::list
         | Rule::map
         | Rule::paren
-        | Rule::function_call
+        | Rule::named
         | Rule::arrow
         | Rule::op_not
         | Rule::op_neg
         | Rule::op_pos
         | Rule::string => "an expression",
         Rule::name => "a name",
-        Rule::print_close => "\"}}\"",
-        Rule::tag_close => "\"%}\"",
         Rule::statement | Rule::unknown_tag => "a tag name",
         Rule::call_args => "\"(\"",
         Rule::EOI => "end of input",
         Rule::kw_in => "\"in\"",
         Rule::kw_as => "\"as\"",
         Rule::kw_import => "\"import\"",
-        Rule::kw_endverbatim => "\"endverbatim\"",
         Rule::template_ref => "a snippet name or _self",
         Rule::filter_call => "a filter name",
         Rule::test_name => "a test name",
@@ -178,11 +177,16 @@ fn pest_error(cx: &Ctx, e: pest::error::Error<Rule>) -> Error {
     let pos = match e.location {
         pest::error::InputLocation::Pos(p) => p,
         pest::error::InputLocation::Span((s, _)) => s,
-    };
+    } + cx.base;
     let mut labels: Vec<&str> = Vec::new();
     if let pest::error::ErrorVariant::ParsingError { positives, .. } = &e.variant {
         for r in positives {
-            if let Some(l) = label(*r) {
+            let l = if *r == Rule::EOI && !cx.closer.is_empty() {
+                Some(if cx.closer == "}}" { "\"}}\"" } else { "\"%}\"" })
+            } else {
+                label(*r)
+            };
+            if let Some(l) = l {
                 if !labels.contains(&l) {
                     labels.push(l);
                 }
@@ -192,8 +196,10 @@ fn pest_error(cx: &Ctx, e: pest::error::Error<Rule>) -> Error {
     if labels.contains(&"an expression") {
         labels.retain(|l| *l != "an operator" && *l != "a name");
     }
+    let at_end = pos >= cx.code_end;
     let found = cx.src.get(pos..).and_then(|s| s.chars().next());
     let found = match found {
+        _ if at_end && !cx.closer.is_empty() => format!("`{}`", cx.closer),
         None => "end of input".to_string(),
         Some(c) => format!(
             "`{}`",
@@ -216,26 +222,6 @@ fn pest_error(cx: &Ctx, e: pest::error::Error<Rule>) -> Error {
 }
 
 // ───────────────────────── flat items ─────────────────────────
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Trim {
-    No,
-    All,
-    Line,
-}
-
-fn trim_of(s: &str, left: bool) -> Trim {
-    let c = if left {
-        s.chars().last()
-    } else {
-        s.chars().next()
-    };
-    match c {
-        Some('-') => Trim::All,
-        Some('~') => Trim::Line,
-        _ => Trim::No,
-    }
-}
 
 enum Tag {
     Stmt(Stmt),
@@ -271,78 +257,82 @@ enum FlatKind {
     Comment,
     Print(Expr),
     Tag(Tag),
-    Verbatim(String),
 }
 
-fn flat_item(cx: &Ctx, p: Pair<Rule>) -> R<Flat> {
-    let span = span_of(&p);
-    let s = p.as_str();
-    match p.as_rule() {
-        Rule::text => Ok(Flat {
+fn flat_item(cx: &Ctx, t: &Token) -> R<Flat> {
+    let span = Span::new(t.start, t.end);
+    let code = cx.src.get(t.code.0..t.code.1).unwrap_or("");
+    let sub = Ctx {
+        base: t.code.0,
+        closer: if t.kind == Kind::Print { "}}" } else { "%}" },
+        code_end: t.code.1,
+        ..*cx
+    };
+    let kind = match t.kind {
+        Kind::Text | Kind::Verbatim => FlatKind::Text(code.to_string()),
+        Kind::Comment => FlatKind::Comment,
+        Kind::Print => {
+            if let Some(e) = super::fast::path(code, t.code.0, cx.max_depth) {
+                return Ok(flat(t, span, FlatKind::Print(e)));
+            }
+            let pairs = FlexieParser::parse(Rule::print_code, code).map_err(|e| pest_error(&sub, e))?;
+            let e = pairs
+                .flatten()
+                .find(|p| p.as_rule() == Rule::expr)
+                .ok_or_else(|| cx.syntax("expected an expression", span))?;
+            FlatKind::Print(expr(&sub, e)?)
+        }
+        Kind::Tag if matches!(code.trim(), "verbatim" | "endverbatim") => FlatKind::Comment,
+        Kind::Tag => {
+            if let Some(ft) = super::fast::tag(code, t.code.0, cx.max_depth) {
+                let tag = match ft {
+                    FastTag::If(e) => Tag::If(e),
+                    FastTag::ElseIf(e) => Tag::ElseIf(e),
+                    FastTag::For(k, v, e) => Tag::For(k, v, e),
+                    FastTag::Keyword(k) => keyword_tag(k, span),
+                };
+                return Ok(flat(t, span, FlatKind::Tag(tag)));
+            }
+            let pairs = FlexieParser::parse(Rule::tag_code, code).map_err(|e| pest_error(&sub, e))?;
+            let st = pairs
+                .into_iter()
+                .next()
+                .and_then(|p| p.into_inner().next())
+                .ok_or_else(|| cx.syntax("expected a tag", span))?;
+            FlatKind::Tag(tag(&sub, st, span)?)
+        }
+    };
+    Ok(flat(t, span, kind))
+}
+
+fn flat(t: &Token, span: Span, kind: FlatKind) -> Flat {
+    Flat {
+        span,
+        ltrim: t.ltrim,
+        rtrim: t.rtrim,
+        block_end: matches!(t.kind, Kind::Tag | Kind::Comment),
+        kind,
+    }
+}
+
+fn keyword_tag(k: &str, span: Span) -> Tag {
+    match k {
+        "endfor" => Tag::EndFor,
+        "endif" => Tag::EndIf,
+        "else" => Tag::Else,
+        "endset" => Tag::EndSet,
+        "endwith" => Tag::EndWith,
+        "endapply" => Tag::EndApply,
+        "endautoescape" => Tag::EndAutoescape,
+        "endmacro" => Tag::EndMacro,
+        "break" => Tag::Stmt(Stmt {
+            kind: StmtKind::Break,
             span,
-            ltrim: Trim::No,
-            rtrim: Trim::No,
-            block_end: false,
-            kind: FlatKind::Text(s.to_string()),
         }),
-        Rule::comment => Ok(Flat {
+        _ => Tag::Stmt(Stmt {
+            kind: StmtKind::Continue,
             span,
-            ltrim: trim_of(s.get(..3).unwrap_or("{#"), true),
-            rtrim: trim_of(s.get(s.len().saturating_sub(3)..).unwrap_or("#}"), false),
-            block_end: true,
-            kind: FlatKind::Comment,
         }),
-        Rule::print => {
-            let mut it = p.into_inner();
-            let (open, e, close) = (it.next(), it.next(), it.next());
-            let (Some(open), Some(e), Some(close)) = (open, e, close) else {
-                return Err(cx.syntax("malformed print", span));
-            };
-            Ok(Flat {
-                span,
-                ltrim: trim_of(open.as_str(), true),
-                rtrim: trim_of(close.as_str(), false),
-                block_end: false,
-                kind: FlatKind::Print(expr(cx, e)?),
-            })
-        }
-        Rule::verbatim => {
-            let mut it = p.into_inner();
-            let (Some(open), Some(body), Some(close)) = (it.next(), it.next(), it.next()) else {
-                return Err(cx.syntax("malformed verbatim", span));
-            };
-            let edge = |p: &Pair<Rule>, first: bool| {
-                let parts: Vec<Pair<Rule>> = p.clone().into_inner().collect();
-                let part = if first { parts.first() } else { parts.last() };
-                part.map(|x| x.as_str().to_string()).unwrap_or_default()
-            };
-            let (o_open, o_close) = (edge(&open, true), edge(&open, false));
-            let (c_open, c_close) = (edge(&close, true), edge(&close, false));
-            let mut text = trim_text_start(body.as_str(), trim_of(&o_close, false), true);
-            text = trim_text_end(&text, trim_of(&c_open, true));
-            Ok(Flat {
-                span,
-                ltrim: trim_of(&o_open, true),
-                rtrim: trim_of(&c_close, false),
-                block_end: true,
-                kind: FlatKind::Verbatim(text),
-            })
-        }
-        Rule::tag => {
-            let mut it = p.into_inner();
-            let (open, st, close) = (it.next(), it.next(), it.next());
-            let (Some(open), Some(st), Some(close)) = (open, st, close) else {
-                return Err(cx.syntax("malformed tag", span));
-            };
-            Ok(Flat {
-                span,
-                ltrim: trim_of(open.as_str(), true),
-                rtrim: trim_of(close.as_str(), false),
-                block_end: true,
-                kind: FlatKind::Tag(tag(cx, st, span)?),
-            })
-        }
-        _ => Err(cx.syntax("unexpected input", span)),
     }
 }
 
@@ -367,7 +357,7 @@ fn trim_text_end(s: &str, t: Trim) -> String {
     }
 }
 
-fn apply_whitespace(_cx: &Ctx, items: &mut [Flat]) {
+fn apply_whitespace(items: &mut [Flat]) {
     for i in 0..items.len() {
         let (prev_trim, prev_block) = match i.checked_sub(1).and_then(|j| items.get(j)) {
             Some(p) => (p.rtrim, p.block_end),
@@ -421,7 +411,7 @@ fn nest(cx: &Ctx, items: Vec<Flat>) -> R<Parsed> {
         let span = it.span;
         let stmt = match it.kind {
             FlatKind::Text(t) if t.is_empty() => None,
-            FlatKind::Text(t) | FlatKind::Verbatim(t) => Some(StmtKind::Text(Arc::from(t))),
+            FlatKind::Text(t) => Some(StmtKind::Text(Arc::from(t))),
             FlatKind::Comment => None,
             FlatKind::Print(e) => Some(StmtKind::Print(e)),
             FlatKind::Tag(tag) => handle_tag(cx, &mut stack, &mut macros, tag, span)?,
@@ -656,9 +646,9 @@ fn handle_tag(
 
 // ───────────────────────── tags ─────────────────────────
 
-fn names(p: Pair<Rule>) -> Vec<(Arc<str>, Span)> {
+fn names(cx: &Ctx, p: Pair<Rule>) -> Vec<(Arc<str>, Span)> {
     p.into_inner()
-        .map(|n| (Arc::from(n.as_str()), span_of(&n)))
+        .map(|n| (Arc::from(n.as_str()), cx.span(&n)))
         .collect()
 }
 
@@ -679,10 +669,10 @@ fn template_ref(p: Pair<Rule>) -> TemplateRef {
 
 fn tag(cx: &Ctx, p: Pair<Rule>, span: Span) -> R<Tag> {
     let rule = p.as_rule();
-    let pspan = span_of(&p);
+    let pspan = cx.span(&p);
     let inner: Vec<Pair<Rule>> = p
         .into_inner()
-        .filter(|c| !format!("{:?}", c.as_rule()).starts_with("kw_"))
+        .filter(|c| !is_keyword(c.as_rule()))
         .collect();
     let mut it = inner.into_iter();
     let stmt = |kind| Tag::Stmt(Stmt { kind, span });
@@ -691,7 +681,7 @@ fn tag(cx: &Ctx, p: Pair<Rule>, span: Span) -> R<Tag> {
             let (Some(ns), Some(es)) = (it.next(), it.next()) else {
                 return Err(cx.syntax("malformed set", span));
             };
-            let targets = names(ns);
+            let targets = names(cx, ns);
             let values = es
                 .into_inner()
                 .map(|e| expr(cx, e))
@@ -714,7 +704,7 @@ fn tag(cx: &Ctx, p: Pair<Rule>, span: Span) -> R<Tag> {
             let (Some(ns), Some(e)) = (it.next(), it.next()) else {
                 return Err(cx.syntax("malformed for", span));
             };
-            let mut ns = names(ns);
+            let mut ns = names(cx, ns);
             if ns.len() > 2 {
                 return Err(cx.syntax("for: at most two names (key, value)", span));
             }
@@ -826,6 +816,40 @@ fn tag(cx: &Ctx, p: Pair<Rule>, span: Span) -> R<Tag> {
     })
 }
 
+fn is_keyword(r: Rule) -> bool {
+    matches!(
+        r,
+        Rule::kw_set
+            | Rule::kw_endset
+            | Rule::kw_if
+            | Rule::kw_elseif
+            | Rule::kw_else
+            | Rule::kw_endif
+            | Rule::kw_for
+            | Rule::kw_in
+            | Rule::kw_endfor
+            | Rule::kw_break
+            | Rule::kw_continue
+            | Rule::kw_with
+            | Rule::kw_endwith
+            | Rule::kw_only
+            | Rule::kw_apply
+            | Rule::kw_endapply
+            | Rule::kw_autoescape
+            | Rule::kw_endautoescape
+            | Rule::kw_do
+            | Rule::kw_include
+            | Rule::kw_ignore
+            | Rule::kw_missing
+            | Rule::kw_macro
+            | Rule::kw_endmacro
+            | Rule::kw_import
+            | Rule::kw_from
+            | Rule::kw_as
+            | Rule::kw_is
+    )
+}
+
 fn expr_at(cx: &Ctx, p: Option<Pair<Rule>>, span: Span) -> R<Expr> {
     match p {
         Some(p) => expr(cx, p),
@@ -844,7 +868,7 @@ fn filter_call(cx: &Ctx, p: Pair<Rule>) -> R<FilterCall> {
     };
     Ok(FilterCall {
         name: Arc::from(n.as_str()),
-        span: span_of(&n),
+        span: cx.span(&n),
         args,
     })
 }
@@ -878,7 +902,7 @@ fn pratt_expr(cx: &Ctx, p: Pair<Rule>) -> D {
         .map_primary(|p| primary(cx, p))
         .map_prefix(|op, rhs: D| {
             let (rhs, d) = rhs?;
-            let span = span_of(&op).to(rhs.span);
+            let span = cx.span(&op).to(rhs.span);
             let d = deeper(cx, d, span)?;
             let kind = match op.as_rule() {
                 Rule::op_not => ExprKind::Unary(UnOp::Not, Box::new(rhs)),
@@ -893,7 +917,7 @@ fn pratt_expr(cx: &Ctx, p: Pair<Rule>) -> D {
         })
         .map_postfix(|lhs: D, op| {
             let (lhs, d) = lhs?;
-            let span = lhs.span.to(span_of(&op));
+            let span = lhs.span.to(cx.span(&op));
             let d = deeper(cx, d, span)?;
             Ok((postfix(cx, lhs, op, span)?, d))
         })
@@ -958,7 +982,7 @@ fn infix(cx: &Ctx, l: Expr, op: Pair<Rule>, r: Expr, span: Span) -> R<Expr> {
         Rule::op_floordiv => BinOp::FloorDiv,
         Rule::op_mod => BinOp::Mod,
         Rule::op_pow => BinOp::Pow,
-        _ => return Err(cx.syntax("unknown operator", span_of(&op))),
+        _ => return Err(cx.syntax("unknown operator", cx.span(&op))),
     };
     Ok(Expr {
         kind: ExprKind::Binary(o, l, r),
@@ -1011,7 +1035,7 @@ fn postfix(cx: &Ctx, lhs: Expr, op: Pair<Rule>, span: Span) -> R<Expr> {
                     Rule::test_not => negated = true,
                     Rule::test_name => {
                         let n: String = c.as_str().split_whitespace().collect::<Vec<_>>().join(" ");
-                        name = Some((Arc::from(n.as_str()), span_of(&c)));
+                        name = Some((Arc::from(n.as_str()), cx.span(&c)));
                     }
                     Rule::call_args => args = call_args(cx, c)?,
                     _ => {}
@@ -1027,7 +1051,7 @@ fn postfix(cx: &Ctx, lhs: Expr, op: Pair<Rule>, span: Span) -> R<Expr> {
                 .ok_or_else(|| cx.syntax("malformed ternary", span))?;
             ExprKind::Cond(l, Box::new(expr(cx, e)?), None)
         }
-        _ => return Err(cx.syntax("unknown operator", span_of(&op))),
+        _ => return Err(cx.syntax("unknown operator", cx.span(&op))),
     };
     Ok(Expr { kind, span })
 }
@@ -1042,23 +1066,8 @@ fn call_args(cx: &Ctx, p: Pair<Rule>) -> R<Vec<Arg>> {
                     return Err(cx.syntax("malformed argument", Span::default()));
                 };
                 out.push(Arg {
-                    name: Some((Arc::from(n.as_str()), span_of(&n))),
+                    name: Some((Arc::from(n.as_str()), cx.span(&n))),
                     value: expr(cx, e)?,
-                });
-            }
-            Rule::arrow => {
-                let span = span_of(&a);
-                let mut it = a.into_inner();
-                let (Some(ps), Some(body)) = (it.next(), it.next()) else {
-                    return Err(cx.syntax("malformed arrow function", span));
-                };
-                let params = ps.into_inner().map(|n| Arc::from(n.as_str())).collect();
-                out.push(Arg {
-                    name: None,
-                    value: Expr {
-                        kind: ExprKind::Arrow(params, Box::new(expr(cx, body)?)),
-                        span,
-                    },
                 });
             }
             _ => out.push(Arg {
@@ -1071,7 +1080,7 @@ fn call_args(cx: &Ctx, p: Pair<Rule>) -> R<Vec<Arg>> {
 }
 
 fn primary(cx: &Ctx, p: Pair<Rule>) -> D {
-    let span = span_of(&p);
+    let span = cx.span(&p);
     let s = p.as_str();
     let mk = |kind| Ok((Expr { kind, span }, 1));
     match p.as_rule() {
@@ -1082,8 +1091,6 @@ fn primary(cx: &Ctx, p: Pair<Rule>) -> D {
                 .ok_or_else(|| cx.syntax("expected an expression", span))?;
             pratt_expr(cx, inner)
         }
-        Rule::null_lit => mk(ExprKind::Null),
-        Rule::bool_lit => mk(ExprKind::Bool(s.eq_ignore_ascii_case("true"))),
         Rule::number => {
             if s.contains(['.', 'e', 'E']) {
                 mk(ExprKind::Float(s.parse().unwrap_or(f64::NAN)))
@@ -1102,13 +1109,13 @@ fn primary(cx: &Ctx, p: Pair<Rule>) -> D {
         Rule::map => {
             let mut entries = Vec::new();
             for entry in p.into_inner() {
-                let espan = span_of(&entry);
+                let espan = cx.span(&entry);
                 let mut it = entry.into_inner();
                 let key = it
                     .next()
                     .and_then(|k| k.into_inner().next())
                     .ok_or_else(|| cx.syntax("expected a map key", espan))?;
-                let kspan = span_of(&key);
+                let kspan = cx.span(&key);
                 let value = it.next();
                 let key_expr = match key.as_rule() {
                     Rule::name => Expr {
@@ -1135,18 +1142,31 @@ fn primary(cx: &Ctx, p: Pair<Rule>) -> D {
             }
             mk(ExprKind::Map(entries))
         }
-        Rule::function_call => {
+        Rule::named => {
             let mut it = p.into_inner();
-            let (Some(n), Some(a)) = (it.next(), it.next()) else {
-                return Err(cx.syntax("malformed call", span));
-            };
-            mk(ExprKind::Call(
-                Arc::from(n.as_str()),
-                span_of(&n),
-                call_args(cx, a)?,
-            ))
+            let n = it.next().ok_or_else(|| cx.syntax("expected a name", span))?;
+            let name = n.as_str();
+            match it.next() {
+                None => match name.to_ascii_lowercase().as_str() {
+                    "true" => mk(ExprKind::Bool(true)),
+                    "false" => mk(ExprKind::Bool(false)),
+                    "null" | "none" => mk(ExprKind::Null),
+                    _ => mk(ExprKind::Name(Arc::from(name))),
+                },
+                Some(a) if a.as_rule() == Rule::call_args => mk(ExprKind::Call(
+                    Arc::from(name),
+                    cx.span(&n),
+                    call_args(cx, a)?,
+                )),
+                Some(body) => {
+                    let b = body
+                        .into_inner()
+                        .next()
+                        .ok_or_else(|| cx.syntax("expected an expression", span))?;
+                    mk(ExprKind::Arrow(vec![Arc::from(name)], Box::new(expr(cx, b)?)))
+                }
+            }
         }
-        Rule::name => mk(ExprKind::Name(Arc::from(s))),
         Rule::arrow => {
             let mut it = p.into_inner();
             let (Some(ps), Some(body)) = (it.next(), it.next()) else {
@@ -1160,7 +1180,7 @@ fn primary(cx: &Ctx, p: Pair<Rule>) -> D {
 }
 
 fn string(cx: &Ctx, p: Pair<Rule>) -> R<Expr> {
-    let span = span_of(&p);
+    let span = cx.span(&p);
     let inner = p
         .into_inner()
         .next()
@@ -1170,7 +1190,7 @@ fn string(cx: &Ctx, p: Pair<Rule>) -> R<Expr> {
         match part.as_rule() {
             Rule::sq_part | Rule::dq_part => parts.push(Expr {
                 kind: ExprKind::Str(Arc::from(unescape(part.as_str()).as_str())),
-                span: span_of(&part),
+                span: cx.span(&part),
             }),
             Rule::interp => {
                 let e = part
@@ -1212,4 +1232,38 @@ fn unescape(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod perf {
+    use super::*;
+
+    #[test]
+    #[ignore]
+    fn pest_call_cost() {
+        for (rule, code) in [
+            (Rule::tag_code, "endfor"),
+            (Rule::tag_code, "for row in table"),
+            (Rule::print_code, " cell "),
+            (Rule::print_code, " team.name "),
+        ] {
+            let n = 20000;
+            let t = std::time::Instant::now();
+            for _ in 0..n {
+                std::hint::black_box(FlexieParser::parse(rule, code).map(|p| p.count()).ok());
+            }
+            let parse = t.elapsed().as_secs_f64() / n as f64 * 1e9;
+            let cx = Ctx { name: "t", src: code, max_depth: 128, base: 0, closer: "}}", code_end: code.len() };
+            let t = std::time::Instant::now();
+            for _ in 0..n {
+                if let Ok(pairs) = FlexieParser::parse(rule, code) {
+                    if let Some(e) = pairs.flatten().find(|p| p.as_rule() == Rule::expr) {
+                        std::hint::black_box(expr(&cx, e).ok());
+                    }
+                }
+            }
+            let conv = t.elapsed().as_secs_f64() / n as f64 * 1e9;
+            println!("{code:?}: pest {parse:.0}ns, pest+ast {conv:.0}ns");
+        }
+    }
 }

@@ -60,6 +60,10 @@ fn perf_vs_minijinja() {
                 .unwrap();
             std::hint::black_box(e);
         });
+        let c_parse = time(n / 10 + 1, || {
+            std::hint::black_box(crate::syntax::parse_template(name, src, 128).unwrap());
+        });
+        println!("{name}: parse only {c_parse:.1}µs");
         println!(
             "{name}: render {ours:.1}µs vs minijinja {theirs:.1}µs ({:.2}x); compile {c_ours:.1}µs vs {c_theirs:.1}µs ({:.2}x)",
             ours / theirs,

@@ -1,0 +1,290 @@
+//! The template lexer: splits the source into text, comments, `{{ }}` prints,
+//! `{% %}` tags and verbatim blocks (as Twig's lexer does), bounding bracket and
+//! operator nesting on the way. pest then parses only the code inside each delimiter.
+
+use crate::error::{Error, ErrorKind};
+
+/// Whitespace control on one side of a delimiter.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Trim {
+    No,
+    /// `-`: all whitespace, newlines included.
+    All,
+    /// `~`: spaces and tabs only.
+    Line,
+}
+
+/// What a lexed piece is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Kind {
+    Text,
+    Comment,
+    Print,
+    Tag,
+    /// The body of a verbatim block (already trimmed per its tags' markers).
+    Verbatim,
+}
+
+/// One lexed piece: its whole span, and for prints and tags the span of the code inside.
+#[derive(Clone, Debug)]
+pub struct Token {
+    pub kind: Kind,
+    pub start: usize,
+    pub end: usize,
+    pub code: (usize, usize),
+    pub ltrim: Trim,
+    pub rtrim: Trim,
+}
+
+fn trim_at(b: &[u8], i: usize) -> Trim {
+    match b.get(i) {
+        Some(b'-') => Trim::All,
+        Some(b'~') => Trim::Line,
+        _ => Trim::No,
+    }
+}
+
+fn syntax(name: &str, src: &str, msg: String, at: usize) -> Error {
+    Error::new(ErrorKind::Syntax, msg).with_location(name, src, at..at + 2)
+}
+
+fn too_deep(name: &str, src: &str, pos: usize, max: usize) -> Error {
+    Error::new(
+        ErrorKind::Limit,
+        format!("expression nesting exceeds the depth limit of {max}"),
+    )
+    .with_location(name, src, pos..pos + 1)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Str(u8),
+    Interp,
+    Bracket,
+}
+
+/// Scans code starting at `i` until the closer (`}}` when `tag` is false, `%}` when
+/// true, or the end when `closer` is false), skipping strings and brackets. Fails when
+/// brackets, interpolations, prefix-operator runs or ternaries nest deeper than `max`.
+/// Returns the position of the closer (or the end of the source).
+pub fn scan_code(name: &str, src: &str, mut i: usize, max: usize, tag: Option<bool>) -> Result<usize, Error> {
+    let b = src.as_bytes();
+    let mut stack: Vec<Mode> = Vec::new();
+    let mut depth = 0usize;
+    let mut prefix_run = 0usize;
+    let mut ternaries = 0usize;
+    while i < b.len() {
+        let c = b[i];
+        if let Some(Mode::Str(q)) = stack.last().copied() {
+            if c == b'\\' {
+                i += 1;
+            } else if c == q {
+                stack.pop();
+            } else if q == b'"' && c == b'#' && b.get(i + 1) == Some(&b'{') {
+                depth += 1;
+                if depth > max {
+                    return Err(too_deep(name, src, i, max));
+                }
+                stack.push(Mode::Interp);
+                i += 1;
+            }
+            i += 1;
+            continue;
+        }
+        let word = |j: usize| b.get(j).is_some_and(|x| x.is_ascii_alphanumeric() || *x == b'_');
+        let is_not = c == b'n' && src[i..].starts_with("not") && !word(i + 3) && !(i > 0 && word(i - 1));
+        if is_not || c == b'-' || c == b'+' {
+            prefix_run += 1;
+            if prefix_run + depth + ternaries > max {
+                return Err(too_deep(name, src, i, max));
+            }
+            if is_not {
+                i += 3;
+                continue;
+            }
+        } else if c == b'?' && !matches!(b.get(i + 1), Some(b'?' | b':')) && !(i > 0 && b[i - 1] == b'?') {
+            ternaries += 1;
+            if depth + ternaries > max {
+                return Err(too_deep(name, src, i, max));
+            }
+        } else if !c.is_ascii_whitespace() {
+            prefix_run = 0;
+        }
+        match c {
+            b'"' | b'\'' => stack.push(Mode::Str(c)),
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return Err(too_deep(name, src, i, max));
+                }
+                stack.push(Mode::Bracket);
+            }
+            b')' | b']' | b'}' => {
+                if stack.is_empty() {
+                    if c == b'}' && tag == Some(false) && b.get(i + 1) == Some(&b'}') {
+                        return Ok(i);
+                    }
+                } else {
+                    stack.pop();
+                    depth = depth.saturating_sub(1);
+                }
+            }
+            b'%' if stack.is_empty() && tag == Some(true) && b.get(i + 1) == Some(&b'}') => {
+                return Ok(i)
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    Ok(i)
+}
+
+/// Splits a template into tokens.
+pub fn lex(name: &str, src: &str, max: usize) -> Result<Vec<Token>, Error> {
+    let b = src.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    let mut text_start = 0;
+    while let Some(off) = src[i..].find('{') {
+        let at = i + off;
+        let kind = match b.get(at + 1) {
+            Some(b'{') => Kind::Print,
+            Some(b'%') => Kind::Tag,
+            Some(b'#') => Kind::Comment,
+            _ => {
+                i = at + 1;
+                continue;
+            }
+        };
+        if at > text_start {
+            out.push(Token {
+                kind: Kind::Text,
+                start: text_start,
+                end: at,
+                code: (text_start, at),
+                ltrim: Trim::No,
+                rtrim: Trim::No,
+            });
+        }
+        let ltrim = trim_at(b, at + 2);
+        let code_start = at + 2 + usize::from(ltrim != Trim::No);
+        let (close, end) = match kind {
+            Kind::Comment => {
+                let Some(j) = src[at + 2..].find("#}") else {
+                    return Err(syntax(name, src, "unclosed comment: expected \"#}\"".into(), at));
+                };
+                (at + 2 + j, at + 2 + j + 2)
+            }
+            _ => {
+                let is_tag = kind == Kind::Tag;
+                let j = scan_code(name, src, code_start, max, Some(is_tag))?;
+                if j >= b.len() {
+                    let (open, close) = if is_tag { ("{%", "%}") } else { ("{{", "}}") };
+                    return Err(syntax(
+                        name,
+                        src,
+                        format!("expected \"{close}\" to close \"{open}\""),
+                        at,
+                    ));
+                }
+                (j, j + 2)
+            }
+        };
+        let rtrim = if close > code_start.max(at + 2) { trim_at(b, close - 1) } else { Trim::No };
+        let code_end = if rtrim != Trim::No { close - 1 } else { close };
+        let mut tok = Token {
+            kind,
+            start: at,
+            end,
+            code: (code_start, code_end.max(code_start)),
+            ltrim,
+            rtrim,
+        };
+        i = end;
+        if kind == Kind::Tag && src[tok.code.0..tok.code.1].trim() == "verbatim" {
+            let (body_end, close_tok) = find_endverbatim(name, src, end, max)?;
+            out.push(Token {
+                kind: Kind::Tag,
+                ..tok.clone()
+            });
+            out.push(Token {
+                kind: Kind::Verbatim,
+                start: end,
+                end: body_end,
+                code: (end, body_end),
+                ltrim: Trim::No,
+                rtrim: Trim::No,
+            });
+            i = close_tok.end;
+            tok = close_tok;
+        }
+        out.push(tok);
+        text_start = i;
+    }
+    if text_start < src.len() {
+        out.push(Token {
+            kind: Kind::Text,
+            start: text_start,
+            end: src.len(),
+            code: (text_start, src.len()),
+            ltrim: Trim::No,
+            rtrim: Trim::No,
+        });
+    }
+    Ok(out)
+}
+
+/// Finds `{% endverbatim %}` after `from`: returns where the body ends and the end tag.
+fn find_endverbatim(name: &str, src: &str, from: usize, max: usize) -> Result<(usize, Token), Error> {
+    let b = src.as_bytes();
+    let mut i = from;
+    while let Some(off) = src[i..].find("{%") {
+        let at = i + off;
+        let ltrim = trim_at(b, at + 2);
+        let code_start = at + 2 + usize::from(ltrim != Trim::No);
+        if src[code_start..].trim_start().starts_with("endverbatim") {
+            let j = scan_code(name, src, code_start, max, Some(true))?;
+            if j < b.len() {
+                let rtrim = if j > code_start { trim_at(b, j - 1) } else { Trim::No };
+                let code_end = if rtrim != Trim::No { j - 1 } else { j };
+                return Ok((
+                    at,
+                    Token {
+                        kind: Kind::Tag,
+                        start: at,
+                        end: j + 2,
+                        code: (code_start, code_end),
+                        ltrim,
+                        rtrim,
+                    },
+                ));
+            }
+        }
+        i = at + 2;
+    }
+    Err(syntax(
+        name,
+        src,
+        "expected \"endverbatim\" to close \"verbatim\"".into(),
+        from.saturating_sub(2),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_and_bounds_nesting() {
+        let toks = lex("t", "a{{ \"}}\" -}}b{# x #}{% if {a:{b:1}} %}", 128).unwrap();
+        let kinds: Vec<Kind> = toks.iter().map(|t| t.kind).collect();
+        assert_eq!(
+            kinds,
+            [Kind::Text, Kind::Print, Kind::Text, Kind::Comment, Kind::Tag]
+        );
+        assert_eq!(toks[1].rtrim, Trim::All);
+        let deep = format!("{{{{ {}1{} }}}}", "(".repeat(5000), ")".repeat(5000));
+        assert_eq!(lex("t", &deep, 128).unwrap_err().kind(), ErrorKind::Limit);
+        assert!(lex("t", "{{ x ", 128).is_err());
+    }
+}
