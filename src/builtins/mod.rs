@@ -26,6 +26,7 @@ pub mod records;
 #[cfg(test)]
 mod teststate;
 pub mod text;
+pub mod typed;
 
 pub use args::{
     arg, expect_list, expect_map, expect_number, expect_string, opt_bool, opt_i64, opt_string,
