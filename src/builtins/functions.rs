@@ -13,9 +13,7 @@ use std::cmp::Ordering;
 
 /// Registers this module's builtins.
 pub fn register(r: &mut Registry) {
-    r.function("cycle", &["list", "i"], |_, a| {
-        cycle(arg(a, 0), arg(a, 1))
-    });
+    r.function("cycle", &["list", "i"], |_, a| cycle(arg(a, 0), arg(a, 1)));
     r.function("random", &["list_or_max?", "max?"], |_, a| {
         random(arg(a, 0), arg(a, 1))
     });
