@@ -391,9 +391,7 @@ impl Cx<'_> {
                 only: *only,
                 span: s.span,
             },
-            StmtKind::Import(..) | StmtKind::FromImport(..) => {
-                return Ok(None)
-            }
+            StmtKind::Import(..) | StmtKind::FromImport(..) => return Ok(None),
         }))
     }
 

@@ -108,8 +108,14 @@ mod tests {
         assert!(path("a.b()", 0, 128).is_none());
         assert!(path("true", 0, 128).is_none());
         assert!(path("a + b", 0, 128).is_none());
-        assert!(matches!(tag(" endfor ", 0, 128), Some(FastTag::Keyword("endfor"))));
-        assert!(matches!(tag("for k, v in m.items", 0, 128), Some(FastTag::For(Some(_), _, _))));
+        assert!(matches!(
+            tag(" endfor ", 0, 128),
+            Some(FastTag::Keyword("endfor"))
+        ));
+        assert!(matches!(
+            tag("for k, v in m.items", 0, 128),
+            Some(FastTag::For(Some(_), _, _))
+        ));
         assert!(tag("for x in 1..3", 0, 128).is_none());
         assert!(matches!(tag("if loop.first", 0, 128), Some(FastTag::If(_))));
     }

@@ -67,7 +67,13 @@ enum Mode {
 /// true, or the end when `closer` is false), skipping strings and brackets. Fails when
 /// brackets, interpolations, prefix-operator runs or ternaries nest deeper than `max`.
 /// Returns the position of the closer (or the end of the source).
-pub fn scan_code(name: &str, src: &str, mut i: usize, max: usize, tag: Option<bool>) -> Result<usize, Error> {
+pub fn scan_code(
+    name: &str,
+    src: &str,
+    mut i: usize,
+    max: usize,
+    tag: Option<bool>,
+) -> Result<usize, Error> {
     let b = src.as_bytes();
     let mut stack: Vec<Mode> = Vec::new();
     let mut depth = 0usize;
@@ -91,8 +97,12 @@ pub fn scan_code(name: &str, src: &str, mut i: usize, max: usize, tag: Option<bo
             i += 1;
             continue;
         }
-        let word = |j: usize| b.get(j).is_some_and(|x| x.is_ascii_alphanumeric() || *x == b'_');
-        let is_not = c == b'n' && src[i..].starts_with("not") && !word(i + 3) && !(i > 0 && word(i - 1));
+        let word = |j: usize| {
+            b.get(j)
+                .is_some_and(|x| x.is_ascii_alphanumeric() || *x == b'_')
+        };
+        let is_not =
+            c == b'n' && src[i..].starts_with("not") && !word(i + 3) && !(i > 0 && word(i - 1));
         if is_not || c == b'-' || c == b'+' {
             prefix_run += 1;
             if prefix_run + depth + ternaries > max {
@@ -102,7 +112,10 @@ pub fn scan_code(name: &str, src: &str, mut i: usize, max: usize, tag: Option<bo
                 i += 3;
                 continue;
             }
-        } else if c == b'?' && !matches!(b.get(i + 1), Some(b'?' | b':')) && !(i > 0 && b[i - 1] == b'?') {
+        } else if c == b'?'
+            && !matches!(b.get(i + 1), Some(b'?' | b':'))
+            && !(i > 0 && b[i - 1] == b'?')
+        {
             ternaries += 1;
             if depth + ternaries > max {
                 return Err(too_deep(name, src, i, max));
@@ -171,7 +184,12 @@ pub fn lex(name: &str, src: &str, max: usize) -> Result<Vec<Token>, Error> {
         let (close, end) = match kind {
             Kind::Comment => {
                 let Some(j) = src[at + 2..].find("#}") else {
-                    return Err(syntax(name, src, "unclosed comment: expected \"#}\"".into(), at));
+                    return Err(syntax(
+                        name,
+                        src,
+                        "unclosed comment: expected \"#}\"".into(),
+                        at,
+                    ));
                 };
                 (at + 2 + j, at + 2 + j + 2)
             }
@@ -190,7 +208,11 @@ pub fn lex(name: &str, src: &str, max: usize) -> Result<Vec<Token>, Error> {
                 (j, j + 2)
             }
         };
-        let rtrim = if close > code_start.max(at + 2) { trim_at(b, close - 1) } else { Trim::No };
+        let rtrim = if close > code_start.max(at + 2) {
+            trim_at(b, close - 1)
+        } else {
+            Trim::No
+        };
         let code_end = if rtrim != Trim::No { close - 1 } else { close };
         let mut tok = Token {
             kind,
@@ -235,7 +257,12 @@ pub fn lex(name: &str, src: &str, max: usize) -> Result<Vec<Token>, Error> {
 }
 
 /// Finds `{% endverbatim %}` after `from`: returns where the body ends and the end tag.
-fn find_endverbatim(name: &str, src: &str, from: usize, max: usize) -> Result<(usize, Token), Error> {
+fn find_endverbatim(
+    name: &str,
+    src: &str,
+    from: usize,
+    max: usize,
+) -> Result<(usize, Token), Error> {
     let b = src.as_bytes();
     let mut i = from;
     while let Some(off) = src[i..].find("{%") {
@@ -245,7 +272,11 @@ fn find_endverbatim(name: &str, src: &str, from: usize, max: usize) -> Result<(u
         if src[code_start..].trim_start().starts_with("endverbatim") {
             let j = scan_code(name, src, code_start, max, Some(true))?;
             if j < b.len() {
-                let rtrim = if j > code_start { trim_at(b, j - 1) } else { Trim::No };
+                let rtrim = if j > code_start {
+                    trim_at(b, j - 1)
+                } else {
+                    Trim::No
+                };
                 let code_end = if rtrim != Trim::No { j - 1 } else { j };
                 return Ok((
                     at,
@@ -280,7 +311,13 @@ mod tests {
         let kinds: Vec<Kind> = toks.iter().map(|t| t.kind).collect();
         assert_eq!(
             kinds,
-            [Kind::Text, Kind::Print, Kind::Text, Kind::Comment, Kind::Tag]
+            [
+                Kind::Text,
+                Kind::Print,
+                Kind::Text,
+                Kind::Comment,
+                Kind::Tag
+            ]
         );
         assert_eq!(toks[1].rtrim, Trim::All);
         let deep = format!("{{{{ {}1{} }}}}", "(".repeat(5000), ")".repeat(5000));

@@ -81,7 +81,10 @@ pub(super) struct Ctx<'s> {
 
 impl Ctx<'_> {
     fn span(&self, p: &Pair<Rule>) -> Span {
-        Span::new(self.base + p.as_span().start(), self.base + p.as_span().end())
+        Span::new(
+            self.base + p.as_span().start(),
+            self.base + p.as_span().end(),
+        )
     }
     fn err(&self, kind: ErrorKind, msg: impl Into<String>, span: Span) -> Error {
         Error::new(kind, msg).with_location(self.name, self.src, span.range())
@@ -182,7 +185,11 @@ fn pest_error(cx: &Ctx, e: pest::error::Error<Rule>) -> Error {
     if let pest::error::ErrorVariant::ParsingError { positives, .. } = &e.variant {
         for r in positives {
             let l = if *r == Rule::EOI && !cx.closer.is_empty() {
-                Some(if cx.closer == "}}" { "\"}}\"" } else { "\"%}\"" })
+                Some(if cx.closer == "}}" {
+                    "\"}}\""
+                } else {
+                    "\"%}\""
+                })
             } else {
                 label(*r)
             };
@@ -275,7 +282,8 @@ fn flat_item(cx: &Ctx, t: &Token) -> R<Flat> {
             if let Some(e) = super::fast::path(code, t.code.0, cx.max_depth) {
                 return Ok(flat(t, span, FlatKind::Print(e)));
             }
-            let pairs = FlexieParser::parse(Rule::print_code, code).map_err(|e| pest_error(&sub, e))?;
+            let pairs =
+                FlexieParser::parse(Rule::print_code, code).map_err(|e| pest_error(&sub, e))?;
             let e = pairs
                 .flatten()
                 .find(|p| p.as_rule() == Rule::expr)
@@ -293,7 +301,8 @@ fn flat_item(cx: &Ctx, t: &Token) -> R<Flat> {
                 };
                 return Ok(flat(t, span, FlatKind::Tag(tag)));
             }
-            let pairs = FlexieParser::parse(Rule::tag_code, code).map_err(|e| pest_error(&sub, e))?;
+            let pairs =
+                FlexieParser::parse(Rule::tag_code, code).map_err(|e| pest_error(&sub, e))?;
             let st = pairs
                 .into_iter()
                 .next()
@@ -1144,7 +1153,9 @@ fn primary(cx: &Ctx, p: Pair<Rule>) -> D {
         }
         Rule::named => {
             let mut it = p.into_inner();
-            let n = it.next().ok_or_else(|| cx.syntax("expected a name", span))?;
+            let n = it
+                .next()
+                .ok_or_else(|| cx.syntax("expected a name", span))?;
             let name = n.as_str();
             match it.next() {
                 None => match name.to_ascii_lowercase().as_str() {
@@ -1163,7 +1174,10 @@ fn primary(cx: &Ctx, p: Pair<Rule>) -> D {
                         .into_inner()
                         .next()
                         .ok_or_else(|| cx.syntax("expected an expression", span))?;
-                    mk(ExprKind::Arrow(vec![Arc::from(name)], Box::new(expr(cx, b)?)))
+                    mk(ExprKind::Arrow(
+                        vec![Arc::from(name)],
+                        Box::new(expr(cx, b)?),
+                    ))
                 }
             }
         }
@@ -1253,7 +1267,14 @@ mod perf {
                 std::hint::black_box(FlexieParser::parse(rule, code).map(|p| p.count()).ok());
             }
             let parse = t.elapsed().as_secs_f64() / n as f64 * 1e9;
-            let cx = Ctx { name: "t", src: code, max_depth: 128, base: 0, closer: "}}", code_end: code.len() };
+            let cx = Ctx {
+                name: "t",
+                src: code,
+                max_depth: 128,
+                base: 0,
+                closer: "}}",
+                code_end: code.len(),
+            };
             let t = std::time::Instant::now();
             for _ in 0..n {
                 if let Ok(pairs) = FlexieParser::parse(rule, code) {

@@ -6,14 +6,14 @@
 //! printing) follow PHP 8 as Twig 3 does; see `language.md` §2.3 and §2.6.
 
 mod compare;
-mod ops;
 mod convert;
 mod number;
+mod ops;
 mod print;
 
 pub use compare::{compare, loose_eq, strict_eq};
-pub use ops::{arith, bitwise, contains, neg, pos, range, starts_with, to_number, Arith};
 pub use number::{parse_numeric, Number};
+pub use ops::{arith, bitwise, contains, neg, pos, range, starts_with, to_number, Arith};
 pub use print::{format_float, write_json, write_json_str, write_value};
 
 use indexmap::IndexMap;
