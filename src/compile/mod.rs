@@ -258,7 +258,7 @@ impl Cx<'_> {
                 for ((n, _), v) in targets.iter().zip(vals) {
                     out.push((self.frame.assign(n), v));
                 }
-                Node::Set(out)
+                Node::Set(out, s.span)
             }
             StmtKind::SetBlock(n, body) => {
                 let body = self.stmts(body)?;
@@ -273,7 +273,7 @@ impl Cx<'_> {
                     Some(b) => self.stmts(b)?,
                     None => Vec::new(),
                 };
-                Node::If(bs, eb)
+                Node::If(bs, eb, s.span)
             }
             StmtKind::For {
                 key,
@@ -375,7 +375,7 @@ impl Cx<'_> {
                 self.esc.pop();
                 return Ok(Some(Node::Block(body?)));
             }
-            StmtKind::Do(e) => Node::Do(self.expr(e)?),
+            StmtKind::Do(e) => Node::Do(self.expr(e)?, s.span),
             StmtKind::Include {
                 name,
                 ignore_missing,

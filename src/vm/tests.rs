@@ -254,6 +254,12 @@ fn limits_stop_runaway_templates() {
         false,
     );
     assert!(e.to_string().contains("depth"), "{e}");
+    let e = error(
+        "{% set x = [] %}{% for i in 1..100000 %}{% set x = [x] %}{% endfor %}{{ x|json_encode }}",
+        json!({}),
+        false,
+    );
+    assert!(e.to_string().contains("value nesting"), "{e}");
     let mut engine = Engine::new();
     engine.set_limits(Limits {
         max_output: 10,
@@ -326,7 +332,9 @@ fn snippet_macros_call_their_own_macros() {
             "{% macro inner(x) %}({{ x }}){% endmacro %}{% macro outer(x) %}[{{ _self.inner(x) }}]{% endmacro %}",
         )
         .unwrap();
-    engine.add_snippet("footer", "<p>{{ company }}{{ hidden }}</p>").unwrap();
+    engine
+        .add_snippet("footer", "<p>{{ company }}{{ hidden }}</p>")
+        .unwrap();
     let t = engine
         .compile(
             "t",
@@ -344,7 +352,10 @@ fn snippet_macros_call_their_own_macros() {
 #[test]
 fn escaping_strategies_in_autoescape_blocks() {
     assert_eq!(
-        render("{% autoescape 'js' %}{{ \"a'b\" }}{% endautoescape %}|{{ 'a b'|e('url') }}", json!({})),
+        render(
+            "{% autoescape 'js' %}{{ \"a'b\" }}{% endautoescape %}|{{ 'a b'|e('url') }}",
+            json!({})
+        ),
         "a\\x27b|a%20b"
     );
 }
