@@ -45,7 +45,7 @@ fn filters(r: &mut Registry) {
             None => Ok(Value::Int(v.to_output().chars().count() as i64)),
         }
     });
-    r.filter("join", &["separator?", "last_separator?"], |st, a| {
+    r.filter("join", &["sep?", "last_sep?"], |st, a| {
         let sep = if arg(a, 1).is_null() {
             String::new()
         } else {
@@ -67,7 +67,7 @@ fn filters(r: &mut Registry) {
         }
         Ok(Value::str(out))
     });
-    r.filter("default", &["value?"], |_, a| {
+    r.filter("default", &["v?"], |_, a| {
         let v = arg(a, 0);
         if v.is_empty() {
             let d = arg(a, 1);

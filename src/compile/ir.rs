@@ -149,16 +149,16 @@ pub enum Node {
     /// A plain group of nodes (an `autoescape` block after compilation).
     Block(Vec<Node>),
     Print(Expr, Esc, Span),
-    Set(Vec<(u32, Expr)>),
+    Set(Vec<(u32, Expr)>, Span),
     SetBlock(u32, Vec<Node>),
-    If(Vec<(Expr, Vec<Node>)>, Vec<Node>),
+    If(Vec<(Expr, Vec<Node>)>, Vec<Node>, Span),
     For(Box<For>),
     Break,
     Continue,
     With(Option<Expr>, bool, Vec<Node>, Span),
     /// Filters applied to the captured body (each `Call` has a placeholder `args[0]`).
     Apply(Vec<Call>, Vec<Node>),
-    Do(Expr),
+    Do(Expr, Span),
     Include {
         name: Expr,
         ignore_missing: bool,

@@ -258,7 +258,7 @@ impl Cx<'_> {
                 for ((n, _), v) in targets.iter().zip(vals) {
                     out.push((self.frame.assign(n), v));
                 }
-                Node::Set(out)
+                Node::Set(out, s.span)
             }
             StmtKind::SetBlock(n, body) => {
                 let body = self.stmts(body)?;
@@ -273,7 +273,7 @@ impl Cx<'_> {
                     Some(b) => self.stmts(b)?,
                     None => Vec::new(),
                 };
-                Node::If(bs, eb)
+                Node::If(bs, eb, s.span)
             }
             StmtKind::For {
                 key,
@@ -375,7 +375,7 @@ impl Cx<'_> {
                 self.esc.pop();
                 return Ok(Some(Node::Block(body?)));
             }
-            StmtKind::Do(e) => Node::Do(self.expr(e)?),
+            StmtKind::Do(e) => Node::Do(self.expr(e)?, s.span),
             StmtKind::Include {
                 name,
                 ignore_missing,
@@ -537,23 +537,35 @@ impl Cx<'_> {
                     *negated,
                 )
             }
-            ExprKind::Arrow(params, body) => {
-                let mut scope = HashMap::new();
-                let mut slots = Vec::new();
-                for p in params {
-                    let s = self.frame.fresh(p);
-                    scope.insert(p.clone(), s);
-                    slots.push(s);
-                }
-                self.frame.arrows.push(scope);
-                let body = self.expr(body);
-                self.frame.arrows.pop();
-                Expr::Arrow(Arc::new(Arrow {
-                    params: slots,
-                    body: body?,
-                }))
+            ExprKind::Arrow(..) => {
+                return Err(self.err(
+                    ErrorKind::Syntax,
+                    "an arrow function can only be a filter, function or test argument (or follow `has some`/`has every`)",
+                    span,
+                ))
             }
         })
+    }
+
+    /// Compiles a call argument, where an arrow function is allowed.
+    fn arg_expr(&mut self, e: &ast::Expr) -> R<Expr> {
+        let ExprKind::Arrow(params, body) = &e.kind else {
+            return self.expr(e);
+        };
+        let mut scope = HashMap::new();
+        let mut slots = Vec::new();
+        for p in params {
+            let s = self.frame.fresh(p);
+            scope.insert(p.clone(), s);
+            slots.push(s);
+        }
+        self.frame.arrows.push(scope);
+        let body = self.expr(body);
+        self.frame.arrows.pop();
+        Ok(Expr::Arrow(Arc::new(Arrow {
+            params: slots,
+            body: body?,
+        })))
     }
 
     fn opt_box(&mut self, e: &Option<Box<ast::Expr>>) -> R<Option<Box<Expr>>> {
@@ -606,7 +618,11 @@ impl Cx<'_> {
         strict: bool,
     ) -> R<Expr> {
         let a = self.expr_mode(l, strict)?;
-        let b = self.expr_mode(r, strict)?;
+        let b = if matches!(op, BinOp::HasSome | BinOp::HasEvery) {
+            self.arg_expr(r)?
+        } else {
+            self.expr_mode(r, strict)?
+        };
         match op {
             BinOp::And => return Ok(Expr::And(Box::new(a), Box::new(b))),
             BinOp::Or => return Ok(Expr::Or(Box::new(a), Box::new(b))),
@@ -667,7 +683,7 @@ impl Cx<'_> {
         let mut extra = Vec::new();
         let mut seen_named = false;
         for (i, a) in args.iter().enumerate() {
-            let v = self.expr(&a.value)?;
+            let v = self.arg_expr(&a.value)?;
             match &a.name {
                 None => {
                     if seen_named {
@@ -814,7 +830,7 @@ impl Cx<'_> {
         let mut extra = Vec::new();
         let mut positional = 0;
         for a in args {
-            let v = self.expr(&a.value)?;
+            let v = self.arg_expr(&a.value)?;
             match &a.name {
                 None => {
                     if positional < params.len() {

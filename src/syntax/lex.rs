@@ -79,6 +79,7 @@ pub fn scan_code(
     let mut depth = 0usize;
     let mut prefix_run = 0usize;
     let mut ternaries = 0usize;
+    let mut string_starts: Vec<usize> = Vec::new();
     while i < b.len() {
         let c = b[i];
         if let Some(Mode::Str(q)) = stack.last().copied() {
@@ -86,6 +87,7 @@ pub fn scan_code(
                 i += 1;
             } else if c == q {
                 stack.pop();
+                string_starts.pop();
             } else if q == b'"' && c == b'#' && b.get(i + 1) == Some(&b'{') {
                 depth += 1;
                 if depth > max {
@@ -124,7 +126,10 @@ pub fn scan_code(
             prefix_run = 0;
         }
         match c {
-            b'"' | b'\'' => stack.push(Mode::Str(c)),
+            b'"' | b'\'' => {
+                stack.push(Mode::Str(c));
+                string_starts.push(i);
+            }
             b'(' | b'[' | b'{' => {
                 depth += 1;
                 if depth > max {
@@ -148,6 +153,15 @@ pub fn scan_code(
             _ => {}
         }
         i += 1;
+    }
+    if let (Some(Mode::Str(_)), Some(&at)) = (stack.last(), string_starts.last()) {
+        return Err(
+            Error::new(ErrorKind::Syntax, "unclosed string literal").with_location(
+                name,
+                src,
+                at..at + 1,
+            ),
+        );
     }
     Ok(i)
 }

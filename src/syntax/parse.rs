@@ -1158,12 +1158,22 @@ fn primary(cx: &Ctx, p: Pair<Rule>) -> D {
                 .ok_or_else(|| cx.syntax("expected a name", span))?;
             let name = n.as_str();
             match it.next() {
-                None => match name.to_ascii_lowercase().as_str() {
-                    "true" => mk(ExprKind::Bool(true)),
-                    "false" => mk(ExprKind::Bool(false)),
-                    "null" | "none" => mk(ExprKind::Null),
-                    _ => mk(ExprKind::Name(Arc::from(name))),
-                },
+                None => {
+                    // The name's own span (the `named` rule may end with whitespace).
+                    let kind = match name.to_ascii_lowercase().as_str() {
+                        "true" => ExprKind::Bool(true),
+                        "false" => ExprKind::Bool(false),
+                        "null" | "none" => ExprKind::Null,
+                        _ => ExprKind::Name(Arc::from(name)),
+                    };
+                    Ok((
+                        Expr {
+                            kind,
+                            span: cx.span(&n),
+                        },
+                        1,
+                    ))
+                }
                 Some(a) if a.as_rule() == Rule::call_args => mk(ExprKind::Call(
                     Arc::from(name),
                     cx.span(&n),

@@ -79,6 +79,8 @@ fn html_attr(out: &mut String, s: &str) {
     }
 }
 
+/// Twig's `js` strategy: short escapes for a few controls, `\xHH` for other ASCII,
+/// `\uHHHH` (UTF-16, surrogate pairs included) beyond.
 fn js(out: &mut String, s: &str) {
     for c in s.chars() {
         if c.is_ascii_alphanumeric() || matches!(c, ',' | '.' | '_') {
@@ -93,14 +95,14 @@ fn js(out: &mut String, s: &str) {
             '\r' => out.push_str("\\r"),
             '\\' => out.push_str("\\\\"),
             '/' => out.push_str("\\/"),
-            c if (c as u32) > 0xFFFF => {
+            c if c.is_ascii() => {
+                let _ = write!(out, "\\x{:02X}", c as u32);
+            }
+            c => {
                 let mut buf = [0u16; 2];
                 for u in c.encode_utf16(&mut buf) {
                     let _ = write!(out, "\\u{:04X}", u);
                 }
-            }
-            c => {
-                let _ = write!(out, "\\u{:04X}", c as u32);
             }
         }
     }
@@ -137,7 +139,7 @@ mod tests {
             "&lt;a href=&#039;x&#039;&gt;&amp;&quot;"
         );
         assert_eq!(escape("a b", Strategy::Url), "a%20b");
-        assert_eq!(escape("a\"b\n", Strategy::Js), "a\\u0022b\\n");
+        assert_eq!(escape("a\"b\né", Strategy::Js), "a\\x22b\\n\\u00E9");
         assert_eq!(escape("a b", Strategy::HtmlAttr), "a&#x20;b");
         assert_eq!(escape("a;", Strategy::Css), "a\\3B ");
         let mut s = String::new();

@@ -203,7 +203,9 @@ impl Vm<'_> {
             Expr::List(items) => {
                 let mut out = Vec::with_capacity(items.len());
                 for i in items {
-                    out.push(self.eval(i)?);
+                    let v = self.eval(i)?;
+                    self.check_nesting(&v)?;
+                    out.push(v);
                 }
                 Ok(Value::list(out))
             }
@@ -216,6 +218,7 @@ impl Vm<'_> {
                         other => Arc::from(other.to_output().as_str()),
                     };
                     let v = self.eval(v)?;
+                    self.check_nesting(&v)?;
                     m.insert(key, v);
                 }
                 Ok(Value::map(m))
@@ -260,6 +263,25 @@ impl Vm<'_> {
             }
             Expr::Arrow(a) => Ok(self.arrow_value(a)),
         }
+    }
+
+    /// Bounds how deeply a template can nest lists and maps (deep values would
+    /// overflow the stack when printed or dropped); the walk is paid with fuel.
+    fn check_nesting(&mut self, v: &Value) -> R<()> {
+        if !matches!(v, Value::List(_) | Value::Map(_)) {
+            return Ok(());
+        }
+        let max = self.shared.limits.max_depth;
+        let mut visited = 0u64;
+        let depth = nesting(v, max + 1, &mut visited);
+        crate::builtins::State::fuel(self, visited)?;
+        if depth >= max {
+            return Err(Error::new(
+                ErrorKind::Limit,
+                format!("value nesting exceeds the depth limit of {max}"),
+            ));
+        }
+        Ok(())
     }
 
     fn loop_field(&self, level: u32, f: LoopField) -> Value {
@@ -424,4 +446,28 @@ pub(crate) fn slice(v: &Value, start: &Value, len: &Value) -> R<Value> {
         }
         _ => Value::Null,
     })
+}
+
+/// Nesting depth of lists and maps in `v`, counting at most `limit`; `visited`
+/// counts the containers and items looked at.
+fn nesting(v: &Value, limit: usize, visited: &mut u64) -> usize {
+    if limit == 0 {
+        return 0;
+    }
+    let items: Box<dyn Iterator<Item = &Value>> = match v {
+        Value::List(l) => Box::new(l.iter()),
+        Value::Map(m) => Box::new(m.values()),
+        _ => return 0,
+    };
+    let mut deepest = 0;
+    for item in items {
+        *visited += 1;
+        if matches!(item, Value::List(_) | Value::Map(_)) {
+            deepest = deepest.max(nesting(item, limit - 1, visited));
+            if deepest + 1 >= limit {
+                break;
+            }
+        }
+    }
+    deepest + 1
 }

@@ -63,7 +63,7 @@ impl Vm<'_> {
                     match super::eval::lookup(&self.scope, &self.program, e) {
                         Ok(Some(v)) => write_out(&mut self.out, v, st),
                         Ok(None) => {
-                            let v = self.eval(e)?;
+                            let v = self.eval(e).map_err(|err| self.loc(err, *span))?;
                             write_out(&mut self.out, &v, st);
                         }
                         Err(err) => return Err(self.loc(err, *span)),
@@ -76,15 +76,16 @@ impl Vm<'_> {
                         return Ok(f);
                     }
                 }
-                Node::Set(assigns) => {
+                Node::Set(assigns, span) => {
                     if let [(slot, e)] = assigns.as_slice() {
-                        let v = self.eval(e)?;
+                        let v = self.eval(e).map_err(|e| self.loc(e, *span))?;
                         self.set(*slot, v);
                     } else {
                         let vals = assigns
                             .iter()
                             .map(|(_, e)| self.eval(e))
-                            .collect::<Result<Vec<_>, _>>()?;
+                            .collect::<Result<Vec<_>, _>>()
+                            .map_err(|e| self.loc(e, *span))?;
                         for ((slot, _), v) in assigns.iter().zip(vals) {
                             self.set(*slot, v);
                         }
@@ -94,10 +95,10 @@ impl Vm<'_> {
                     let captured = self.capture(body)?;
                     self.set(*slot, Value::safe(captured));
                 }
-                Node::If(branches, else_body) => {
+                Node::If(branches, else_body, span) => {
                     let mut taken = None;
                     for (c, body) in branches {
-                        if self.eval_truthy(c)? {
+                        if self.eval_truthy(c).map_err(|e| self.loc(e, *span))? {
                             taken = Some(body);
                             break;
                         }
@@ -131,8 +132,8 @@ impl Vm<'_> {
                     write_value(&mut self.out, &v);
                     self.check_out(Span::default())?;
                 }
-                Node::Do(e) => {
-                    self.eval(e)?;
+                Node::Do(e, span) => {
+                    self.eval(e).map_err(|e| self.loc(e, *span))?;
                 }
                 Node::Include {
                     name,
@@ -199,7 +200,7 @@ impl Vm<'_> {
     }
 
     fn exec_for(&mut self, f: &For) -> Result<(), Error> {
-        let seq = self.eval(&f.iter)?;
+        let seq = self.eval(&f.iter).map_err(|e| self.loc(e, f.span))?;
         let len = match &seq {
             Value::List(l) => l.len(),
             Value::Map(m) => m.len(),

@@ -254,6 +254,12 @@ fn limits_stop_runaway_templates() {
         false,
     );
     assert!(e.to_string().contains("depth"), "{e}");
+    let e = error(
+        "{% set x = [] %}{% for i in 1..100000 %}{% set x = [x] %}{% endfor %}{{ x|json_encode }}",
+        json!({}),
+        false,
+    );
+    assert!(e.to_string().contains("value nesting"), "{e}");
     let mut engine = Engine::new();
     engine.set_limits(Limits {
         max_output: 10,
@@ -315,4 +321,41 @@ fn arrow_functions_reach_builtins() {
         )
         .unwrap();
     assert_eq!(t.render(&json!({})).unwrap(), "10,20");
+}
+
+#[test]
+fn snippet_macros_call_their_own_macros() {
+    let mut engine = Engine::new();
+    engine
+        .add_snippet(
+            "ui",
+            "{% macro inner(x) %}({{ x }}){% endmacro %}{% macro outer(x) %}[{{ _self.inner(x) }}]{% endmacro %}",
+        )
+        .unwrap();
+    engine
+        .add_snippet("footer", "<p>{{ company }}{{ hidden }}</p>")
+        .unwrap();
+    let t = engine
+        .compile(
+            "t",
+            "{% import 'ui' as ui %}{{ ui.outer(1) }}{% macro tag(name, cls = \"x\") %}<{{ name }} class=\"{{ cls }}\">{% endmacro %}{% import _self as m %}{% set hidden = \"!\" %}{{ m.tag(\"div\") }}{% include \"footer\" with {company: \"Acme\"} only %}",
+        )
+        .unwrap();
+    assert_eq!(
+        t.render(&json!({})).unwrap(),
+        "[(1)]<div class=\"x\"><p>Acme</p>"
+    );
+    let e = engine.compile("t", "{% import 'nope' as n %}").unwrap_err();
+    assert!(e.to_string().contains("unknown snippet `nope`"), "{e}");
+}
+
+#[test]
+fn escaping_strategies_in_autoescape_blocks() {
+    assert_eq!(
+        render(
+            "{% autoescape 'js' %}{{ \"a'b\" }}{% endautoescape %}|{{ 'a b'|e('url') }}",
+            json!({})
+        ),
+        "a\\x27b|a%20b"
+    );
 }
