@@ -4,6 +4,7 @@
 //! [`Template`] holds an `Arc` of the program and of what renders share (limits,
 //! host, snippets), so it is cheap to clone and `Send + Sync`.
 
+use crate::builtins::typed::{FunctionArgs, FunctionResult, HostFn};
 use crate::builtins::{Host, Registry};
 use crate::compile::{self, ir};
 use crate::error::Error;
@@ -140,6 +141,59 @@ impl Engine {
     /// The builtins, to add or replace filters, functions and tests.
     pub fn registry_mut(&mut self) -> &mut Registry {
         &mut self.registry
+    }
+
+    /// Adds (or replaces) a filter from a plain Rust closure with typed arguments;
+    /// the first argument is the piped value.
+    ///
+    /// ```
+    /// let mut engine = flexscript::Engine::new();
+    /// engine.add_filter("slug", |v: &str| v.to_lowercase().replace(' ', "-"));
+    /// let out = engine.compile("t", "{{ 'Hello World' | slug }}").unwrap().render(&()).unwrap();
+    /// assert_eq!(out, "hello-world");
+    /// ```
+    pub fn add_filter<F, R, Args>(&mut self, name: &str, f: F)
+    where
+        F: HostFn<R, Args> + for<'a> HostFn<R, <Args as FunctionArgs<'a>>::Output>,
+        R: FunctionResult,
+        Args: for<'a> FunctionArgs<'a>,
+    {
+        self.registry.add_filter(name, f);
+    }
+
+    /// Adds (or replaces) a function from a plain Rust closure with typed arguments;
+    /// trailing `Option` parameters are optional.
+    ///
+    /// ```
+    /// let mut engine = flexscript::Engine::new();
+    /// engine.add_function("clamp", |x: i64, lo: i64, hi: Option<i64>| x.max(lo).min(hi.unwrap_or(i64::MAX)));
+    /// let out = engine.compile("t", "{{ clamp(15, 0, 10) }} {{ clamp(-3, 0) }}").unwrap().render(&()).unwrap();
+    /// assert_eq!(out, "10 0");
+    /// ```
+    pub fn add_function<F, R, Args>(&mut self, name: &str, f: F)
+    where
+        F: HostFn<R, Args> + for<'a> HostFn<R, <Args as FunctionArgs<'a>>::Output>,
+        R: FunctionResult,
+        Args: for<'a> FunctionArgs<'a>,
+    {
+        self.registry.add_function(name, f);
+    }
+
+    /// Adds (or replaces) a test from a plain Rust closure; the result's truthiness is the answer.
+    ///
+    /// ```
+    /// let mut engine = flexscript::Engine::new();
+    /// engine.add_test("shouting", |v: &str| !v.is_empty() && v == v.to_uppercase());
+    /// let out = engine.compile("t", "{{ 'HEY' is shouting ? 'yes' : 'no' }}").unwrap().render(&()).unwrap();
+    /// assert_eq!(out, "yes");
+    /// ```
+    pub fn add_test<F, R, Args>(&mut self, name: &str, f: F)
+    where
+        F: HostFn<R, Args> + for<'a> HostFn<R, <Args as FunctionArgs<'a>>::Output>,
+        R: FunctionResult,
+        Args: for<'a> FunctionArgs<'a>,
+    {
+        self.registry.add_test(name, f);
     }
 }
 

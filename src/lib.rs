@@ -23,3 +23,8 @@ pub use error::{Error, ErrorKind};
 pub use limits::Limits;
 pub use value::Value;
 pub mod listener;
+
+/// The README's Rust examples compile and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme_doctests {}
