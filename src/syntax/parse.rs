@@ -697,7 +697,12 @@ fn tag(cx: &Ctx, p: Pair<Rule>, span: Span) -> R<Tag> {
                 .collect::<R<Vec<_>>>()?;
             if targets.len() != values.len() {
                 return Err(cx.syntax(
-                    format!("set: {} names but {} values", targets.len(), values.len()),
+                    format!(
+                        "set: {} names but {} value{}",
+                        targets.len(),
+                        values.len(),
+                        if values.len() == 1 { "" } else { "s" }
+                    ),
                     span,
                 ));
             }
