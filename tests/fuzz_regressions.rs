@@ -1,0 +1,150 @@
+//! Regressions for inputs the fuzzers (fuzz/) found. Each test states the input shape,
+//! what went wrong before the fix, and asserts the error or output now produced.
+//! Performance regressions use a size that did not finish before the fix (exponential
+//! parsing, stack overflow): the assertion is that it finishes, with a result or a
+//! clear error — no timing is measured.
+
+use flexscript::{Engine, ErrorKind};
+use serde_json::json;
+
+fn compile_err(src: &str) -> flexscript::Error {
+    match Engine::new().compile("t", src) {
+        Ok(_) => panic!("expected a compile error for {src:.80}"),
+        Err(e) => e,
+    }
+}
+
+fn render(src: &str, ctx: serde_json::Value) -> Result<String, flexscript::Error> {
+    Engine::new().compile("t", src)?.render(&ctx)
+}
+
+// ── a. exponential parsing ──────────────────────────────────────────────────────────
+// A `(` after a function, filter or test name could fail as call arguments, then be
+// re-read as a postfix call; a subscript read its expression once as a slice start and
+// again as an index; `c ? a` and `c ? a : b` read `a` twice. Each nesting level doubled
+// the work: 2^100 steps for the inputs below.
+
+/// Nested constructs, each failing late at the innermost `x +`.
+fn nested_failing(open: &str, close: &str, n: usize) -> String {
+    format!("{{{{ {}x +{} }}}}", open.repeat(n), close.repeat(n))
+}
+
+#[test]
+fn nested_calls_filters_tests_and_subscripts_that_fail_late_parse_in_linear_time() {
+    for (open, close) in [
+        ("f(", ")"),
+        ("x|f(", ")"),
+        ("x is same as(", ")"),
+        ("a[", "]"),
+        ("a[1:", "]"),
+        ("a.b(", ")"),
+        ("f(a: ", ")"),
+        ("f(x => ", ")"),
+        ("{a: ", "}"),
+        ("[", "]"),
+        ("(", ")"),
+        ("a ?: (", ")"),
+    ] {
+        let e = compile_err(&nested_failing(open, close, 100));
+        assert_eq!(e.kind(), ErrorKind::Syntax, "{open}: {e}");
+        assert!(
+            e.message().starts_with("expected an expression, found `"),
+            "{open}: {}",
+            e.message()
+        );
+        assert_eq!(e.column(), Some(3 + open.len() * 100 + 4), "{open}");
+    }
+}
+
+#[test]
+fn nested_ternaries_and_subscripts_parse_in_linear_time() {
+    // 100 nested ternaries: `a ? a ? … x : b : b …`
+    let src = format!(
+        "{{{{ {}'x'{} }}}}",
+        "t ? ".repeat(100),
+        " : 'b'".repeat(100)
+    );
+    assert_eq!(render(&src, json!({"t": true})).unwrap(), "x");
+    assert_eq!(render(&src, json!({"t": false})).unwrap(), "b");
+    // 100 nested subscripts: `a[a[…a[0]…]]` where a = [0]
+    let src = format!("{{{{ {}0{} }}}}", "a[".repeat(100), "]".repeat(100));
+    assert_eq!(render(&src, json!({"a": [0]})).unwrap(), "0");
+    // a failing ternary after a long valid chain
+    let src = format!(
+        "{{{{ {}'x'{} : }}}}",
+        "t ? ".repeat(100),
+        " : 'b'".repeat(100)
+    );
+    assert_eq!(compile_err(&src).kind(), ErrorKind::Syntax);
+}
+
+#[test]
+fn ternary_and_slice_forms_keep_their_meaning() {
+    let ctx = json!({"t": true, "f": false, "s": "abcdef", "n": null});
+    for (src, want) in [
+        ("{{ t ? 'a' : 'b' }}", "a"),
+        ("{{ f ? 'a' : 'b' }}", "b"),
+        ("{{ f ? 'a' }}", ""),
+        ("{{ t ? 'a' }}", "a"),
+        ("{{ f ? 'a' : t ? 'b' : 'c' }}", "b"),
+        ("{{ t ? f ? 'a' : 'b' : 'c' }}", "b"),
+        ("{{ n ?: f ? 'a' : 'b' }}", "b"),
+        ("{{ n ?? 'x' ~ 'y' }}", "xy"),
+        ("{{ 1 + 1 == 2 ? 'yes' : 'no' }}", "yes"),
+        ("{{ not t ? 'a' : 'b' }}", "b"),
+        ("{{ s[1:2] }}", "bc"),
+        ("{{ s[:2] }}", "ab"),
+        ("{{ s[4:] }}", "ef"),
+        ("{{ s[t ? 1 : 2] }}", "b"),
+        ("{{ s|upper (1) }}", "__error__"),
+    ] {
+        let got = render(src, ctx.clone()).unwrap_or_else(|_| "__error__".into());
+        assert_eq!(got, want, "{src}");
+    }
+    let e = compile_err("{{ s[] }}");
+    assert_eq!(e.message(), "expected an expression, found `]`");
+    assert_eq!(e.column(), Some(6));
+}
+
+#[test]
+fn five_thousand_nested_parentheses_are_a_limit_error() {
+    for src in [
+        format!("{{{{ {}x{} }}}}", "(".repeat(5000), ")".repeat(5000)),
+        format!("{{{{ {}x", "(".repeat(5000)),
+        format!("{{{{ {}x }}}}", "[".repeat(5000)),
+        format!("{{{{ {}x }}}}", "{a:".repeat(5000)),
+        format!(
+            "{{% if {}x{} %}}{{% endif %}}",
+            "f(".repeat(5000),
+            ")".repeat(5000)
+        ),
+    ] {
+        let e = compile_err(&src);
+        assert_eq!(e.kind(), ErrorKind::Limit, "{e}");
+        assert_eq!(
+            e.message(),
+            "expression nesting exceeds the depth limit of 128"
+        );
+    }
+}
+
+#[test]
+fn mismatched_brackets_name_the_open_one() {
+    let e = compile_err("{{ f(((x]]] }}");
+    assert_eq!(e.kind(), ErrorKind::Syntax);
+    assert_eq!(
+        e.message(),
+        "expected `)` to close `(` opened at 1:7, found `]`"
+    );
+    assert_eq!((e.line(), e.column()), (Some(1), Some(9)));
+    let e = compile_err("{{ {a: [1, 2) } }}");
+    assert_eq!(
+        e.message(),
+        "expected `]` to close `[` opened at 1:8, found `)`"
+    );
+    let e = compile_err("{{ \"#{ x ] }\" }}");
+    assert_eq!(
+        e.message(),
+        "expected `}` to close `{` opened at 1:6, found `]`"
+    );
+}
