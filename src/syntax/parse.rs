@@ -907,7 +907,34 @@ fn deeper(cx: &Ctx, d: usize, span: Span) -> R<usize> {
     }
 }
 
+/// The Pratt parser recurses once per right-associative operator of a chain
+/// (`a ?? b ?? c …`, `a ** b ** c …`): a chain longer than the depth limit is a
+/// limit error before it is built, never a stack overflow.
+fn check_right_chain(cx: &Ctx, p: &Pair<Rule>) -> R<()> {
+    let mut n = 0usize;
+    for op in p.clone().into_inner() {
+        if matches!(
+            op.as_rule(),
+            Rule::op_pow | Rule::op_coalesce | Rule::op_elvis
+        ) {
+            n += 1;
+            if n > cx.max_depth {
+                return Err(cx.err(
+                    ErrorKind::Limit,
+                    format!(
+                        "expression nesting exceeds the depth limit of {}",
+                        cx.max_depth
+                    ),
+                    cx.span(&op),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn pratt_expr(cx: &Ctx, p: Pair<Rule>) -> D {
+    check_right_chain(cx, &p)?;
     pratt()
         .map_primary(|p| primary(cx, p))
         .map_prefix(|op, rhs: D| {
