@@ -224,3 +224,22 @@ fn long_operator_chains_are_a_depth_limit_error() {
     let src = format!("{{{{ [{}]|length }}}}", vec!["1"; n].join(","));
     assert_eq!(render(&src, json!({})).unwrap(), n.to_string());
 }
+
+// ── e. break/continue in a for's else branch ────────────────────────────────────────
+
+/// The `else` branch of a `for` runs outside that loop, so a `break` or `continue`
+/// there belongs to the enclosing loop. Before the fix it was silently dropped.
+#[test]
+fn break_in_a_for_else_branch_reaches_the_enclosing_loop() {
+    let src = "{% for j in 1..3 %}{% for i in [] %}{% else %}E{{ j }}{% break %}{% endfor %}J{{ j }}{% endfor %}";
+    assert_eq!(render(src, json!({})).unwrap(), "E1");
+    let src = "{% for j in 1..3 %}{% for i in [] %}{% else %}{% if j == 2 %}{% continue %}{% endif %}{% endfor %}J{{ j }}{% endfor %}";
+    assert_eq!(render(src, json!({})).unwrap(), "J1J3");
+    // a loop's own break stays inside it
+    let src = "{% for j in 1..2 %}{% for i in 1..3 %}{{ i }}{% break %}{% endfor %}J{% endfor %}";
+    assert_eq!(render(src, json!({})).unwrap(), "1J1J");
+    // at the top level there is no loop to reach
+    let e = compile_err("{% for i in [] %}{% else %}{% break %}{% endfor %}");
+    assert_eq!(e.message(), "break/continue outside of a for loop");
+    assert_eq!(e.column(), Some(28));
+}

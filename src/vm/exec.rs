@@ -109,7 +109,14 @@ impl Vm<'_> {
                         return Ok(f);
                     }
                 }
-                Node::For(f) => self.exec_for(f)?,
+                Node::For(f) => {
+                    // Only the `else` branch can pass a break/continue on: it
+                    // belongs to the enclosing loop.
+                    let f = self.exec_for(f)?;
+                    if f != Flow::Normal {
+                        return Ok(f);
+                    }
+                }
                 Node::Break => return Ok(Flow::Break),
                 Node::Continue => return Ok(Flow::Continue),
                 Node::With(e, only, body, span) => {
@@ -199,7 +206,9 @@ impl Vm<'_> {
         Ok(captured)
     }
 
-    fn exec_for(&mut self, f: &For) -> Result<(), Error> {
+    /// Runs a loop; returns the flow of its `else` branch (the loop's own
+    /// `break`/`continue` stop here).
+    fn exec_for(&mut self, f: &For) -> Result<Flow, Error> {
         let seq = self.eval(&f.iter).map_err(|e| self.loc(e, f.span))?;
         let len = match &seq {
             Value::List(l) => l.len(),
@@ -207,8 +216,7 @@ impl Vm<'_> {
             _ => 0,
         };
         if len == 0 {
-            self.exec(&f.else_body)?;
-            return Ok(());
+            return self.exec(&f.else_body);
         }
         // Twig scope rule: variables first created inside the loop vanish after it.
         let fresh: Vec<u32> = f
@@ -250,7 +258,7 @@ impl Vm<'_> {
                 *slot = Value::Undefined;
             }
         }
-        r
+        r.map(|()| Flow::Normal)
     }
 
     fn run_list(&mut self, f: &For, l: &[Value], level: usize, vslot: usize) -> Result<(), Error> {
