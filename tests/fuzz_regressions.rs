@@ -243,3 +243,36 @@ fn break_in_a_for_else_branch_reaches_the_enclosing_loop() {
     assert_eq!(e.message(), "break/continue outside of a for loop");
     assert_eq!(e.column(), Some(28));
 }
+
+// ── b. break/continue inside an output capture ──────────────────────────────────────
+
+/// `{% set x %}…{% endset %}` and `{% apply %}…{% endapply %}` render their body into a
+/// buffer. A `break`/`continue` there used to stop the capture but not the loop (or
+/// the loop but not the block): half-built output either way. Decision: a compile
+/// error, unless the loop it leaves is itself inside the block.
+#[test]
+fn break_or_continue_cannot_jump_out_of_a_capture() {
+    let e =
+        compile_err("{% for i in 1..3 %}{% set x %}a{% break %}b{% endset %}[{{ x }}]{% endfor %}");
+    assert_eq!(e.kind(), ErrorKind::Syntax);
+    assert_eq!(
+        e.message(),
+        "`break` cannot jump out of `{% set %}`: it would cut the captured output short; close it with `{% endset %}` first"
+    );
+    assert_eq!(e.column(), Some(32));
+    let e = compile_err(
+        "{% for i in 1..3 %}{% apply upper %}{% if i == 2 %}{% continue %}{% endif %}{% endapply %}{% endfor %}",
+    );
+    assert_eq!(
+        e.message(),
+        "`continue` cannot jump out of `{% apply %}`: it would cut the captured output short; close it with `{% endapply %}` first"
+    );
+    // with, if and autoescape blocks are not captures: the break reaches the loop
+    let src = "{% for i in 1..3 %}{% with {} %}{% autoescape %}{% if i == 2 %}{% break %}{% endif %}{% endautoescape %}{% endwith %}{{ i }}{% endfor %}";
+    assert_eq!(render(src, json!({})).unwrap(), "1");
+    // a loop inside the capture may break itself
+    let src = "{% set x %}{% for i in 1..3 %}{{ i }}{% if loop.index == 2 %}{% break %}{% endif %}{% endfor %}{% endset %}{{ x }}";
+    assert_eq!(render(src, json!({})).unwrap(), "12");
+    let src = "{% for j in 1..2 %}{% apply upper %}{% for i in ['a', 'b'] %}{% continue %}{{ i }}{% endfor %}x{% endapply %}{% endfor %}";
+    assert_eq!(render(src, json!({})).unwrap(), "XX");
+}
