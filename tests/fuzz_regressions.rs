@@ -276,3 +276,33 @@ fn break_or_continue_cannot_jump_out_of_a_capture() {
     let src = "{% for j in 1..2 %}{% apply upper %}{% for i in ['a', 'b'] %}{% continue %}{{ i }}{% endfor %}x{% endapply %}{% endfor %}";
     assert_eq!(render(src, json!({})).unwrap(), "XX");
 }
+
+// ── c. arrow functions passed to macros ─────────────────────────────────────────────
+
+/// A macro runs in its own frame, where an arrow written in the caller cannot be
+/// evaluated. Before the fix the arrow arrived as a value that printed as nothing and
+/// failed only when used. Decision: a compile error at the call.
+#[test]
+fn arrow_functions_cannot_be_passed_to_macros() {
+    for (src, col) in [
+        (
+            "{% macro m(f) %}{{ [1]|map(f)|join }}{% endmacro %}{% import _self as s %}{{ s.m(x => x * 2) }}",
+            82,
+        ),
+        (
+            "{% from _self import m %}{% macro m(a, f) %}{{ f }}{% endmacro %}{{ m(1, f: (a, b) => a) }}",
+            77,
+        ),
+    ] {
+        let e = compile_err(src);
+        assert_eq!(e.kind(), ErrorKind::Syntax);
+        assert_eq!(
+            e.message(),
+            "an arrow function cannot be passed to macro `m`: macros take values; apply the filter (e.g. `|map(x => …)`) before the call and pass its result"
+        );
+        assert_eq!(e.column(), Some(col), "{src}");
+    }
+    // passing the filtered result works
+    let src = "{% macro m(xs) %}{{ xs|join(',') }}{% endmacro %}{% import _self as s %}{{ s.m([1, 2]|map(x => x * 2)) }}";
+    assert_eq!(render(src, json!({})).unwrap(), "2,4");
+}

@@ -861,7 +861,18 @@ impl Cx<'_> {
         let mut extra = Vec::new();
         let mut positional = 0;
         for a in args {
-            let v = self.arg_expr(&a.value)?;
+            // A macro runs in its own frame, where the caller's arrow could not see
+            // the variables it closes over: arrows stay with filters and functions.
+            if let ExprKind::Arrow(..) = a.value.kind {
+                return Err(self.err(
+                    ErrorKind::Syntax,
+                    format!(
+                        "an arrow function cannot be passed to macro `{mname}`: macros take values; apply the filter (e.g. `|map(x => …)`) before the call and pass its result"
+                    ),
+                    a.value.span,
+                ));
+            }
+            let v = self.expr(&a.value)?;
             match &a.name {
                 None => {
                     if positional < params.len() {
