@@ -306,3 +306,69 @@ fn arrow_functions_cannot_be_passed_to_macros() {
     let src = "{% macro m(xs) %}{{ xs|join(',') }}{% endmacro %}{% import _self as s %}{{ s.m([1, 2]|map(x => x * 2)) }}";
     assert_eq!(render(src, json!({})).unwrap(), "2,4");
 }
+
+// ── f. fuel bounds all work ─────────────────────────────────────────────────────────
+
+/// An engine with 100,000 units of fuel (the default is 1,000,000).
+fn fuel_engine() -> Engine {
+    let mut engine = Engine::new();
+    engine.set_limits(flexscript::Limits {
+        fuel: 100_000,
+        ..flexscript::Limits::default()
+    });
+    engine
+}
+
+fn assert_out_of_fuel(src: &str) {
+    let r = fuel_engine()
+        .compile("t", src)
+        .and_then(|t| t.render(&json!({})));
+    match r {
+        Ok(out) => panic!("expected the fuel limit, got {} bytes: {src}", out.len()),
+        Err(e) => {
+            assert_eq!(e.kind(), ErrorKind::Limit, "{src}: {e}");
+            assert!(
+                e.message().starts_with("fuel exhausted"),
+                "{src}: {}",
+                e.message()
+            );
+        }
+    }
+}
+
+/// Each step cost one unit of fuel whatever the size of the data it touched, so a
+/// loop repeating an operation on a megabyte-sized value ran for minutes within its
+/// fuel (appending 80 bytes 100,000 times to a string copied 400 GB: 283 s). Now
+/// operations also pay per 256 bytes and per 8 list entries they read or build.
+#[test]
+fn fuel_pays_for_the_size_of_the_data() {
+    let big = "{% set s = 'x' %}{% for i in 1..22 %}{% set s = s ~ s %}{% endfor %}";
+    let list = "{% set l = range(1, 100000) %}";
+    for src in [
+        "{% set s = '' %}{% for i in 1..100000 %}{% set s = s ~ 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' %}{% endfor %}".to_string(),
+        "{% set s = '' %}{% for i in 1..100000 %}{% set s = \"#{s}xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\" %}{% endfor %}".to_string(),
+        format!("{big}{{% for i in 1..100000 %}}{{% set t = s|replace({{'x': 'y'}}) %}}{{% endfor %}}"),
+        format!("{big}{{% for i in 1..100000 %}}{{% set t = s|upper %}}{{% endfor %}}"),
+        format!("{big}{{% for i in 1..100000 %}}{{% set t = s == s ~ '' %}}{{% endfor %}}"),
+        format!("{big}{{% for i in 1..100000 %}}{{% set t = 'y' in s %}}{{% endfor %}}"),
+        format!("{big}{{% for i in 1..100000 %}}{{% set t = s[1:] %}}{{% endfor %}}"),
+        format!("{big}{{% for i in 1..100000 %}}{{% set t = s[4000000] %}}{{% endfor %}}"),
+        format!("{big}{{% for i in 1..100000 %}}{{% set t = s matches '/y/' %}}{{% endfor %}}"),
+        format!("{big}{{% for i in 1..100000 %}}{{% apply lower %}}{{{{ s }}}}{{% endapply %}}{{% endfor %}}"),
+        format!("{list}{{% for i in 1..100000 %}}{{% set t = l|sort %}}{{% endfor %}}"),
+        format!("{list}{{% for i in 1..100000 %}}{{% set t = l|join %}}{{% endfor %}}"),
+        format!("{list}{{% for i in 1..100000 %}}{{% set t = [l] == [l] %}}{{% endfor %}}"),
+        format!("{list}{{% for i in 1..100000 %}}{{% set t = 0 in l %}}{{% endfor %}}"),
+        format!("{list}{{% for i in 1..100000 %}}{{% set t = l is empty %}}{{% endfor %}}"),
+        format!("{list}{{% for i in 1..100000 %}}{{{{ l|length }}}}{{% endfor %}}"),
+    ] {
+        assert_out_of_fuel(&src);
+    }
+    // ordinary templates are not affected: 10,000 records printed within the default fuel
+    let rows: Vec<_> = (0..10_000)
+        .map(|i| json!({"id": i, "name": format!("name {i}"), "tags": ["a", "b"]}))
+        .collect();
+    let src = "{% for r in rows %}{{ r.id }}:{{ r.name|upper }}:{{ r.tags|join(',') }};{% endfor %}{{ rows|length }}";
+    let out = render(src, json!({ "rows": rows })).unwrap();
+    assert!(out.ends_with(";10000"), "{}", &out[out.len() - 20..]);
+}

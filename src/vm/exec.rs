@@ -59,6 +59,7 @@ impl Vm<'_> {
                 }
                 Node::Print(e, esc, span) => {
                     self.burn(*span)?;
+                    let before = self.out.len();
                     let st = self.strategy(*esc);
                     match super::eval::lookup(&self.scope, &self.program, e) {
                         Ok(Some(v)) => write_out(&mut self.out, v, st),
@@ -69,6 +70,11 @@ impl Vm<'_> {
                         Err(err) => return Err(self.loc(err, *span)),
                     }
                     self.check_out(*span)?;
+                    let written = (self.out.len() - before) as u64 / super::cost::BYTES_PER_UNIT;
+                    if written > 0 {
+                        crate::builtins::State::fuel(self, written)
+                            .map_err(|e| self.loc(e, *span))?;
+                    }
                 }
                 Node::Block(body) => {
                     let f = self.exec(body)?;
@@ -134,7 +140,9 @@ impl Vm<'_> {
                             args.push(self.eval(a)?);
                         }
                         self.burn(c.span)?;
+                        self.pay_call(&args, c.span)?;
                         v = (c.func)(self, &args).map_err(|e| self.loc(e, c.span))?;
+                        self.pay_shallow(&[&v]).map_err(|e| self.loc(e, c.span))?;
                     }
                     write_value(&mut self.out, &v);
                     self.check_out(Span::default())?;
