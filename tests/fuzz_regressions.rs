@@ -372,3 +372,56 @@ fn fuel_pays_for_the_size_of_the_data() {
     let out = render(src, json!({ "rows": rows })).unwrap();
     assert!(out.ends_with(";10000"), "{}", &out[out.len() - 20..]);
 }
+
+/// Single builtin calls whose work was the product of their inputs' sizes (request
+/// data can make both large): `replace` tried every key at every position, `striptags`,
+/// `trim` and the tag functions searched lists linearly for each element. Each input
+/// below took from minutes to hours before the fix.
+#[test]
+fn builtins_do_not_multiply_their_input_sizes() {
+    let many: serde_json::Map<String, serde_json::Value> =
+        (0..10_000).map(|i| (format!("k{i}"), json!("v"))).collect();
+    let tags: Vec<String> = (0..100_000).map(|i| format!("Tag{i}")).collect();
+    let ctx = json!({
+        "text": "a".repeat(1_000_000),
+        "pairs": many,
+        "html": "<a>".repeat(300_000),
+        "allowed": "<b>".repeat(300_000),
+        "bs": "b".repeat(1_000_000),
+        "chars": "c".repeat(1_000_000) + "b",
+        "tags": tags,
+    });
+    // replace: 1,000,000 positions x 10,000 keys is paid for, and more than the fuel
+    let e = render("{{ text|replace(pairs)|length }}", ctx.clone()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Limit);
+    assert!(e.message().starts_with("fuel exhausted"), "{}", e.message());
+    // with one key the same text is fine
+    assert_eq!(
+        render("{{ text|replace({a: 'b'})|length }}", ctx.clone()).unwrap(),
+        "1000000"
+    );
+    assert_eq!(
+        render("{{ html|striptags(allowed)|length }}", ctx.clone()).unwrap(),
+        "0"
+    );
+    assert_eq!(
+        render("{{ bs|trim(chars)|length }}", ctx.clone()).unwrap(),
+        "0"
+    );
+    assert_eq!(
+        render("{{ removeTag(tags, tags)|length }}", ctx.clone()).unwrap(),
+        "0"
+    );
+    assert_eq!(
+        render(
+            "{{ addTag(tags, tags|map(t => t|upper))|length }}",
+            ctx.clone()
+        )
+        .unwrap(),
+        "100000"
+    );
+    assert_eq!(
+        render("{{ matchAnyTag(tags, tags|reverse) ? 'yes' : 'no' }}", ctx).unwrap(),
+        "yes"
+    );
+}
