@@ -1,1 +1,2 @@
 //! The listener runtime (listener.md). Depends on the engine, never the reverse.
+pub mod auth;
