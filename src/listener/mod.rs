@@ -1,2 +1,3 @@
 //! The listener runtime (listener.md). Depends on the engine, never the reverse.
 pub mod auth;
+pub mod cors;
