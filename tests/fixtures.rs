@@ -40,7 +40,10 @@
 //! 2. optionally a line `--> name:line:column`: must equal the error's location exactly
 //!    (the template is compiled under the name `test`, snippets under their own name).
 //!    The short form `--> name:line:` checks only name and line;
-//! 3. optionally one more line: must equal the error's hint exactly (the text printed after
+//! 3. optionally a line `kind: K`: must equal the error's kind (`ErrorKind::as_str`:
+//!    `syntax error`, `unknown name`, `type error`, `invalid argument`, `undefined`,
+//!    `division by zero`, `limit exceeded`, `host error`, `runtime error`, `io error`);
+//! 4. optionally one more line: must equal the error's hint exactly (the text printed after
 //!    the caret, e.g. ``did you mean `upper`?``).
 //!
 //! Rendering that succeeds where an error was expected, or fails where output was expected,
@@ -319,8 +322,21 @@ fn check_error(err: &Error, lines: &[String]) -> Result<(), String> {
     }
     let mut hint_seen = false;
     let mut loc_seen = false;
+    let mut kind_seen = false;
     for line in &lines[1..] {
-        if let Some(loc) = line.strip_prefix("-->") {
+        if let Some(kind) = line.strip_prefix("kind:") {
+            let kind = kind.trim();
+            if kind_seen {
+                problems.push("more than one `kind:` line".into());
+            }
+            kind_seen = true;
+            if kind != err.kind().as_str() {
+                problems.push(format!(
+                    "kind: expected `{kind}`, got `{}`",
+                    err.kind().as_str()
+                ));
+            }
+        } else if let Some(loc) = line.strip_prefix("-->") {
             let loc = loc.trim();
             if loc_seen {
                 problems.push("more than one `-->` line".into());
