@@ -134,18 +134,18 @@ fn mismatched_brackets_name_the_open_one() {
     assert_eq!(e.kind(), ErrorKind::Syntax);
     assert_eq!(
         e.message(),
-        "expected `)` to close `(` opened at 1:7, found `]`"
+        "expected \")\" to close \"(\" opened at 1:7, found `]`"
     );
     assert_eq!((e.line(), e.column()), (Some(1), Some(9)));
     let e = compile_err("{{ {a: [1, 2) } }}");
     assert_eq!(
         e.message(),
-        "expected `]` to close `[` opened at 1:8, found `)`"
+        "expected \"]\" to close \"[\" opened at 1:8, found `)`"
     );
     let e = compile_err("{{ \"#{ x ] }\" }}");
     assert_eq!(
         e.message(),
-        "expected `}` to close `{` opened at 1:6, found `]`"
+        "expected \"}\" to close \"{\" opened at 1:6, found `]`"
     );
 }
 

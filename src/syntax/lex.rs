@@ -79,7 +79,7 @@ fn mismatched(name: &str, src: &str, open: u8, open_at: usize, found: u8, at: us
     Error::new(
         ErrorKind::Syntax,
         format!(
-            "expected `{want}` to close `{}` opened at {line}:{col}, found `{}`",
+            "expected \"{want}\" to close \"{}\" opened at {line}:{col}, found `{}`",
             char::from(open),
             char::from(found)
         ),

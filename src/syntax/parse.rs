@@ -157,6 +157,7 @@ fn label(r: Rule) -> Option<&'static str> {
         Rule::call_args => "\"(\"",
         Rule::EOI => "end of input",
         Rule::kw_in => "\"in\"",
+        Rule::set_eq => "\"=\"",
         Rule::kw_as => "\"as\"",
         Rule::kw_import => "\"import\"",
         Rule::template_ref => "a snippet name or _self",
@@ -842,6 +843,7 @@ fn is_keyword(r: Rule) -> bool {
             | Rule::kw_endif
             | Rule::kw_for
             | Rule::kw_in
+            | Rule::set_eq
             | Rule::kw_endfor
             | Rule::kw_break
             | Rule::kw_continue

@@ -26,9 +26,6 @@ fn missing(prog: &Program, base: &Value, what: &str, span: Span) -> Error {
     let why = match base {
         Value::Map(_) => format!("the map has no key `{what}`"),
         Value::List(l) => format!("the list has no index {what} (length {})", l.len()),
-        Value::Str(_) | Value::Safe(_) if what.parse::<i64>().is_ok() => {
-            format!("the string has no character {what}")
-        }
         other => format!("cannot read `{what}` of {}", other.type_with_article()),
     };
     Error::new(
