@@ -80,7 +80,7 @@ fn nested_ternaries_and_subscripts_parse_in_linear_time() {
 
 #[test]
 fn ternary_and_slice_forms_keep_their_meaning() {
-    let ctx = json!({"t": true, "f": false, "s": "abcdef", "n": null});
+    let ctx = json!({"t": true, "f": false, "s": "abcdef", "l": ["a", "b", "c"], "n": null});
     for (src, want) in [
         ("{{ t ? 'a' : 'b' }}", "a"),
         ("{{ f ? 'a' : 'b' }}", "b"),
@@ -95,7 +95,7 @@ fn ternary_and_slice_forms_keep_their_meaning() {
         ("{{ s[1:2] }}", "bc"),
         ("{{ s[:2] }}", "ab"),
         ("{{ s[4:] }}", "ef"),
-        ("{{ s[t ? 1 : 2] }}", "b"),
+        ("{{ l[t ? 1 : 2] }}", "b"),
         ("{{ s|upper (1) }}", "__error__"),
     ] {
         let got = render(src, ctx.clone()).unwrap_or_else(|_| "__error__".into());
