@@ -171,10 +171,8 @@ pub fn load_config(path: &Path) -> Result<Config, ConfigErrors> {
 
 /// `flexscript check`: (errors, warnings) of a configuration file.
 pub fn check_config(path: &Path) -> (Vec<Diagnostic>, Vec<Diagnostic>) {
-    match load_config(path) {
-        Ok(c) => (Vec::new(), c.warnings),
-        Err(e) => (e.0, Vec::new()),
-    }
+    let (_, errors, warnings) = load(path, Arc::new(MemoryStore::new()));
+    (errors, warnings)
 }
 
 /// Loads `path`, installing `store` (kept across reloads) in the engine.
@@ -182,27 +180,45 @@ pub fn load_config_with_store(
     path: &Path,
     store: Arc<dyn SharedStore>,
 ) -> Result<Config, ConfigErrors> {
+    match load(path, store) {
+        (Some(c), _, _) => Ok(c),
+        (None, errors, _) => Err(ConfigErrors(errors)),
+    }
+}
+
+/// The configuration (when there is no error), its errors and its warnings.
+fn load(
+    path: &Path,
+    store: Arc<dyn SharedStore>,
+) -> (Option<Config>, Vec<Diagnostic>, Vec<Diagnostic>) {
     let file = path
         .file_name()
         .map(|f| f.to_string_lossy().into_owned())
         .unwrap_or_else(|| path.display().to_string());
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigErrors(vec![Diagnostic {
-            file: file.clone(),
-            line: 0,
-            field: String::new(),
-            message: format!("cannot read: {e}"),
-        }])
-    })?;
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            let d = Diagnostic {
+                file: file.clone(),
+                line: 0,
+                field: String::new(),
+                message: format!("cannot read: {e}"),
+            };
+            return (None, vec![d], Vec::new());
+        }
+    };
     let src = Source {
         file: &file,
         text: &text,
     };
-    let doc = ImDocument::parse(text.as_str()).map_err(|e| {
-        let line = e.span().map(|s| src.line_of(s.start)).unwrap_or(1);
-        let msg = e.message().to_string();
-        ConfigErrors(vec![src.diag(line, "", format!("TOML syntax: {msg}"))])
-    })?;
+    let doc = match ImDocument::parse(text.as_str()) {
+        Ok(d) => d,
+        Err(e) => {
+            let line = e.span().map(|s| src.line_of(s.start)).unwrap_or(1);
+            let d = src.diag(line, "", format!("TOML syntax: {}", e.message()));
+            return (None, vec![d], Vec::new());
+        }
+    };
     let base = path.parent().unwrap_or(Path::new("."));
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
@@ -279,17 +295,19 @@ pub fn load_config_with_store(
         }
     }
     errors.extend(top.finish(&[]));
+    warnings.sort_by_key(|d| d.line);
     if !errors.is_empty() {
         errors.sort_by_key(|d| d.line);
-        return Err(ConfigErrors(errors));
+        return (None, errors, warnings);
     }
-    Ok(Config {
+    let config = Config {
         path: path.to_path_buf(),
         server,
         endpoints: endpoints.into_iter().map(|(_, e)| Arc::new(e)).collect(),
-        warnings,
+        warnings: warnings.clone(),
         store,
-    })
+    };
+    (Some(config), errors, warnings)
 }
 
 /// The message of a compile error: the engine's message with its position in the script.
