@@ -376,10 +376,14 @@ async fn sse_client_disconnect_cancels_the_run() {
     s.running.shutdown().await;
 }
 
+/// One request seen by the hook server: method, path, `x-sig` header, body.
+type Seen1 = (String, String, String, String);
+type Seen = Arc<Mutex<Vec<Seen1>>>;
+
 /// A tiny real HTTP server for webhook tests: records requests, answers by path.
 struct Hook {
     addr: std::net::SocketAddr,
-    seen: Arc<Mutex<Vec<(String, String, String, String)>>>,
+    seen: Seen,
     hits: Arc<AtomicUsize>,
 }
 
@@ -390,7 +394,7 @@ async fn hook_server() -> Hook {
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let seen = Arc::new(Mutex::new(Vec::<(String, String, String, String)>::new()));
+    let seen = Arc::new(Mutex::new(Vec::<Seen1>::new()));
     let hits = Arc::new(AtomicUsize::new(0));
     let (seen2, hits2) = (seen.clone(), hits.clone());
     tokio::spawn(async move {
