@@ -274,24 +274,28 @@ fn load(
         }
         Some(_) => top.error("endpoint", "must be an array of tables ([[endpoint]])"),
     }
-    // Duplicate URLs.
-    for (n, (i, ep)) in endpoints.iter().enumerate() {
-        if let Some((j, _)) = endpoints[..n]
-            .iter()
-            .find(|(_, o)| o.first_hash == ep.first_hash && o.second_hash == ep.second_hash)
-        {
-            errors.push(
-                src.diag(
-                    root.get("endpoint")
-                        .and_then(Item::as_array_of_tables)
-                        .and_then(|a| a.get(*i))
-                        .and_then(|t| t.span())
-                        .map(|s| src.line_of(s.start))
-                        .unwrap_or(1),
+    // Duplicate URLs (checked on the raw hashes, so endpoints with other errors count too).
+    if let Some(arr) = root.get("endpoint").and_then(Item::as_array_of_tables) {
+        let mut seen: Vec<(String, String, usize)> = Vec::new();
+        for (i, t) in arr.iter().enumerate() {
+            let get = |k: &str| t.get(k).and_then(Item::as_str).map(str::to_string);
+            let (Some(a), Some(b)) = (get("first_hash"), get("second_hash")) else {
+                continue;
+            };
+            if let Some((_, _, j)) = seen.iter().find(|(x, y, _)| *x == a && *y == b) {
+                let line = t
+                    .key("second_hash")
+                    .and_then(|k| k.span())
+                    .map(|s| src.line_of(s.start))
+                    .unwrap_or(1);
+                errors.push(src.diag(
+                    line,
                     &format!("endpoint[{i}].second_hash"),
                     format!("same hashes as endpoint[{j}]"),
-                ),
-            );
+                ));
+            } else {
+                seen.push((a, b, i));
+            }
         }
     }
     errors.extend(top.finish(&[]));

@@ -143,6 +143,7 @@ fn value_source(f: &mut Fields<'_>, engine: &Engine) -> Option<ValueSource> {
             }
         }
         (true, true) => {
+            f.item("value");
             f.item("expression");
             f.error("expression", "give either value or expression, not both");
             None
