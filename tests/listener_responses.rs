@@ -401,3 +401,26 @@ async fn graceful_shutdown_finishes_requests_and_ends_sse_streams() {
     // No longer accepting.
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+/// Takes 30 s of wall-clock time (the header-read timeout); sleeps, costs no CPU.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_headers_are_cut_off_after_30_s() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = serve(&data_endpoint('a', "ok")).await;
+    let mut conn = tokio::net::TcpStream::connect(s.addr)
+        .await
+        .expect("connect");
+    conn.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .expect("write");
+    let t = Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(40), conn.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the server closed the connection");
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_secs(29) && took < Duration::from_secs(35),
+        "{took:?}"
+    );
+    s.running.shutdown().await;
+}

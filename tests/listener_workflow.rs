@@ -468,7 +468,7 @@ fn webhook(url: &str, extra: &str) -> String {
 async fn webhook_calls_a_real_server() {
     let hook = hook_server().await;
     let base = format!("http://{}", hook.addr);
-    let report = "{{ __data.webhook.ok ? 'ok' : 'fail' }} {{ __data.webhook.status }} {{ __data.webhook.body.echo.n ?? __data.webhook.body }} {{ __data.webhook.headers.x_reply ?? __data.webhook.headers['x-reply'] }}";
+    let report = "{{ __data.webhook.ok ? 'ok' : 'fail' }} {{ __data.webhook.status }} {{ __data.webhook.body.echo.n ?? __data.webhook.body }} {{ __data.webhook.headers.x_reply }}";
     let cfg = [
         sync_continue(1, &[
             webhook(&format!("{base}/echo"), "method = \"put\"\nheaders = { x-sig = \"sig-{{ __data.n }}\" }\nbody = '''{\"n\": {{ __data.n }}}'''"),
@@ -538,5 +538,69 @@ async fn log_records_and_snippets() {
     let s = serve_file(&path_cfg).await;
     let r = s.get(&format!("{}?email=a@x.io", path(1))).await;
     assert_eq!((r.status, r.body.as_str()), (200, "Ann -- bot"));
+    s.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_memory_honours_ttl() {
+    let cfg = ep(
+        1,
+        "return_type = \"data\"\nreturn_data = \"set\"",
+        &step(
+            "m",
+            "set_memory",
+            "name = \"short\"\nvalue = \"v\"\nttl_s = 1",
+        ),
+    ) + &ep(
+        2,
+        "return_type = \"data\"\nreturn_data = \"{{ memoryGet('short', 'gone') }}\"",
+        "",
+    );
+    let s = serve(&cfg).await;
+    assert_eq!(s.get(&path(1)).await.body, "set");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(s.get(&path(2)).await.body, "v");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(s.get(&path(2)).await.body, "gone");
+    s.running.shutdown().await;
+}
+
+/// Takes 20 s of wall-clock time (the documented async wait); sleeps, costs no CPU.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_continue_answers_202_after_20_s_while_the_run_goes_on() {
+    let steps = [
+        respond("r", "delay_ms = 21000", "too late"),
+        step(
+            "m",
+            "set_memory",
+            "parent = \"\"\ndelay_ms = 20500\nname = \"async-late\"\nvalue = \"finished\"",
+        ),
+    ]
+    .concat();
+    let cfg = ep(1, "return_type = \"continue\"", &steps)
+        + &ep(
+            2,
+            "return_type = \"data\"\nreturn_data = \"{{ memoryGet('async-late', 'pending') }}\"",
+            "",
+        );
+    let s = serve(&cfg).await;
+    let t = Instant::now();
+    let r = s.get(&path(1)).await;
+    let took = t.elapsed();
+    assert_eq!(
+        (r.status, r.json()),
+        (202, serde_json::json!({"status": "accepted"}))
+    );
+    assert!(
+        took >= Duration::from_secs(20) && took < Duration::from_secs(21),
+        "{took:?}"
+    );
+    assert_eq!(s.get(&path(2)).await.body, "pending");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        s.get(&path(2)).await.body,
+        "finished",
+        "the run went on after the 202"
+    );
     s.running.shutdown().await;
 }

@@ -138,6 +138,59 @@ pub fn stream(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    async fn next_text(body: &mut Body) -> Option<String> {
+        let f = body.frame().await?.ok()?;
+        f.into_data()
+            .ok()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keep_alive_every_15_s_then_end_when_the_run_ends() {
+        let (tx, rx) = mpsc::channel(4);
+        let (_stop, shutdown) = watch::channel(false);
+        let run = tokio::spawn(async {});
+        let first = SseMsg::Frame {
+            event: None,
+            data: "hi".into(),
+            is_final: false,
+        };
+        let mut body = stream(Some(first), rx, run, shutdown).into_body();
+        assert_eq!(
+            next_text(&mut body).await.as_deref(),
+            Some("id: 1\ndata: hi\n\n")
+        );
+        let t = tokio::time::Instant::now();
+        assert_eq!(
+            next_text(&mut body).await.as_deref(),
+            Some(": keep-alive\n\n")
+        );
+        assert_eq!(t.elapsed(), KEEP_ALIVE);
+        assert_eq!(
+            next_text(&mut body).await.as_deref(),
+            Some(": keep-alive\n\n")
+        );
+        drop(tx);
+        assert_eq!(next_text(&mut body).await.as_deref(), Some(END_FRAME));
+        assert!(next_text(&mut body).await.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_ends_the_stream_and_cancels_the_run() {
+        let (_tx, rx) = mpsc::channel(4);
+        let (stop, shutdown) = watch::channel(false);
+        let run = tokio::spawn(tokio::time::sleep(Duration::from_secs(3600)));
+        let abort = run.abort_handle();
+        let mut body = stream(None, rx, run, shutdown).into_body();
+        stop.send(true).ok();
+        assert_eq!(next_text(&mut body).await.as_deref(), Some(END_FRAME));
+        assert!(next_text(&mut body).await.is_none());
+        tokio::task::yield_now().await;
+        assert!(abort.is_finished());
+    }
+
     #[test]
     fn frames() {
         assert_eq!(

@@ -3,7 +3,8 @@
 //! a transport error, a timeout or a 5xx status is retried up to `retries` more times (after
 //! 100 ms, 200 ms, … capped at 2 s). The response body is read up to [`MAX_BODY`] bytes. The
 //! result is never an error: `{ok, status, body, headers}` (+ `error` when no usable response),
-//! `ok` = 2xx, `status` = 0 without a response, `body` parsed when it is JSON.
+//! `ok` = 2xx, `status` = 0 without a response, `body` parsed when it is JSON, `headers` named
+//! like request headers (lower case, `-` → `_`, repeated values joined with `, `).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -105,13 +106,14 @@ async fn once(
     let mut headers = Map::new();
     for (k, v) in resp.headers() {
         let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
-        match headers.get_mut(k.as_str()) {
+        let k = k.as_str().replace('-', "_");
+        match headers.get_mut(&k) {
             Some(Json::String(s)) => {
                 s.push_str(", ");
                 s.push_str(&v);
             }
             _ => {
-                headers.insert(k.as_str().to_string(), Json::String(v));
+                headers.insert(k, Json::String(v));
             }
         }
     }
