@@ -403,3 +403,44 @@ async fn cli_serve_watch_reloads_on_change() {
     let _ = child.wait();
     assert_eq!(seen, "w2");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_configuration_is_clean_and_works() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/endpoints.toml");
+    let (errors, warnings) = check_config(&path);
+    assert!(
+        errors.is_empty() && warnings.is_empty(),
+        "{errors:?} {warnings:?}"
+    );
+    let s = serve_file(&path).await;
+    let invoice = "/listener/9f2c4e1a7b3d5f60a1c2e3f405162738/41d0b2c3d4e5f60718293a4b5c6d7e8f";
+    let r = s
+        .post_json(
+            invoice,
+            r#"{"case_ref": "INV-7", "customer_email": "ann@example.com"}"#,
+        )
+        .await;
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"status": "received", "ref": "INV-7"})
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let lookup = "/listener/0a1b2c3d4e5f60718293a4b5c6d7e8f9/f9e8d7c6b5a403928170f6e5d4c3b2a1";
+    let r = s.get(&format!("{lookup}?email=ann@example.com")).await;
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"name": "Ann Lee", "tier": "gold", "last_invoice": "INV-7"})
+    );
+    let r = s.get(&format!("{lookup}?email=zed@example.com")).await;
+    assert_eq!(r.json(), serde_json::json!({"error": "unknown contact"}));
+    let r = s
+        .request(
+            "GET",
+            "/dynamic-endpoints",
+            &[("apikey", "demo-listing-key")],
+            b"",
+        )
+        .await;
+    assert_eq!(r.json().as_array().map(Vec::len), Some(4));
+    s.running.shutdown().await;
+}

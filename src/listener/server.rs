@@ -49,7 +49,8 @@ impl State {
     }
 }
 
-/// A running server.
+/// A running server. Dropping it without [`Running::shutdown`] also stops the server (the
+/// shutdown channel closes), without waiting.
 pub struct Running {
     addr: SocketAddr,
     state: Arc<State>,

@@ -389,18 +389,24 @@ pub fn read(
         let errs = f.finish(&[]);
         ok &= errs.is_empty();
         errors.extend(errs);
-        // Keep a placeholder so later `parent` references still resolve.
+        // A step with errors keeps its place (as a no-op) so later `parent` references resolve;
+        // the endpoint is refused anyway.
+        let kind = match kind {
+            Some(k) => k,
+            None => match engine.compile("placeholder", "") {
+                Ok(message) => StepKind::Log { message },
+                Err(e) => {
+                    errors.push(src.diag(ep_line, prefix, script_error(&e)));
+                    break;
+                }
+            },
+        };
         steps.push(Step {
             id,
             parent,
             branch,
             delay_ms,
-            kind: kind.unwrap_or(StepKind::Log {
-                message: match engine.compile("placeholder", "") {
-                    Ok(t) => t,
-                    Err(_) => continue,
-                },
-            }),
+            kind,
         });
     }
     if ok && return_type == "continue" {
