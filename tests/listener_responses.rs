@@ -329,19 +329,34 @@ async fn settings_render_with_env_but_without_request_data() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_applies_a_good_file_and_keeps_serving_on_a_broken_one() {
-    let s = serve(&data_endpoint('a', "v1")).await;
+    let mem = |v: &str| {
+        endpoint(
+            'a',
+            &format!("return_type = \"data\"\nreturn_data = \"{v} {{{{ memoryGet('k', '-') }}}}\"\n[[endpoint.step]]\nid = \"m\"\ntype = \"set_memory\"\nname = \"k\"\nvalue = \"kept\""),
+        )
+    };
+    let s = serve(&mem("v1")).await;
     let p = ep_path('a', 'b');
-    assert_eq!(s.get(&p).await.body, "v1");
-    std::fs::write(&s.config_path, data_endpoint('a', "v2")).expect("write");
+    assert_eq!(s.get(&p).await.body, "v1 -");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    std::fs::write(
+        &s.config_path,
+        data_endpoint('a', "v2 {{ memoryGet('k', '-') }}"),
+    )
+    .expect("write");
     s.running.reload().expect("good reload");
-    assert_eq!(s.get(&p).await.body, "v2");
+    assert_eq!(
+        s.get(&p).await.body,
+        "v2 kept",
+        "the shared store survives a reload"
+    );
     std::fs::write(&s.config_path, data_endpoint('a', "{{ broken")).expect("write");
     let err = s.running.reload().expect_err("broken file refused");
     assert!(
         err.contains("endpoints.toml:") && err.contains("return_data"),
         "{err}"
     );
-    assert_eq!(s.get(&p).await.body, "v2");
+    assert_eq!(s.get(&p).await.body, "v2 kept");
     s.running.shutdown().await;
 }
 
@@ -421,6 +436,32 @@ async fn slow_headers_are_cut_off_after_30_s() {
     assert!(
         took >= Duration::from_secs(29) && took < Duration::from_secs(35),
         "{took:?}"
+    );
+    s.running.shutdown().await;
+}
+
+/// Takes 30 s of wall-clock time (the body-read timeout); sleeps, costs no CPU.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_bodies_get_408_after_30_s() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = serve(&data_endpoint('a', "ok")).await;
+    let mut conn = tokio::net::TcpStream::connect(s.addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST {} HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nabc",
+        ep_path('a', 'b')
+    );
+    conn.write_all(head.as_bytes()).await.expect("write");
+    let t = Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(40), conn.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "answered and closed");
+    assert!(t.elapsed() >= Duration::from_secs(29), "{:?}", t.elapsed());
+    let r = parse_response(&buf);
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (408, Some("request body not received in time"))
     );
     s.running.shutdown().await;
 }

@@ -24,6 +24,8 @@ use tokio::task::JoinHandle;
 
 /// How long an `async` `continue` request waits for a `respond` step before its 202.
 pub const ASYNC_WAIT: Duration = Duration::from_secs(20);
+/// Limit for receiving a request body once the headers are in (slow clients → 408).
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 const ALLOWED: &str = "GET, POST, PUT, OPTIONS";
 
 /// A handled request, with what the request log line needs.
@@ -167,9 +169,19 @@ async fn endpoint(
         }
     }
     let (parts, body) = req.into_parts();
-    let body = match read_body(body, &parts.headers, config.server.body_limit).await {
-        Ok(b) => b,
-        Err(r) => return (r, true),
+    let read = read_body(body, &parts.headers, config.server.body_limit);
+    let body = match tokio::time::timeout(BODY_READ_TIMEOUT, read).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(r)) => return (r, true),
+        Err(_) => {
+            let mut r = json_error(
+                StatusCode::REQUEST_TIMEOUT,
+                "request body not received in time",
+            );
+            r.headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+            return (r, true);
+        }
     };
     let data = match to_data(&RequestParts {
         method: &parts.method,
