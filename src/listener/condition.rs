@@ -125,4 +125,24 @@ mod tests {
         assert!(!evaluate(Operator::LessThanNow, "not a date", "", "", &TZ));
         assert!(evaluate(Operator::IsEmpty, "  ", "", "", &TZ));
     }
+
+    #[test]
+    fn dates_without_offset_are_in_the_server_time_zone() {
+        let berlin: Tz = chrono_tz::Europe::Berlin;
+        // 00:30 in Berlin (winter, UTC+1) is 23:30 UTC the day before.
+        assert!(evaluate(
+            Operator::Less,
+            "2024-01-01 00:30",
+            "2023-12-31T23:45:00Z",
+            "",
+            &berlin
+        ));
+        assert!(!evaluate(
+            Operator::Less,
+            "2024-01-01 00:30",
+            "2023-12-31T23:45:00Z",
+            "",
+            &TZ
+        ));
+    }
 }

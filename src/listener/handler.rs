@@ -95,7 +95,8 @@ fn render_setting(ep: &Endpoint, t: &Template) -> Result<String, Response<Body>>
         },
     )
     .map_err(|e| {
-        tracing::error!(endpoint = %ep.name, field = t.name(), error = %e.message(), "settings render failed");
+        // Only the error kind: a message could quote the rendered secret.
+        tracing::error!(endpoint = %ep.name, field = t.name(), error = e.kind().as_str(), "settings render failed");
         json_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "the endpoint settings could not be rendered",

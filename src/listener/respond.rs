@@ -77,7 +77,8 @@ pub fn answer(endpoint: &str, answer: &Answer, data: &Value) -> Response<Body> {
     ) {
         Ok(out) => out,
         Err(e) => {
-            tracing::error!(endpoint, field = tpl.name(), error = %e, "render failed");
+            let error = super::config::script_error(&e);
+            tracing::error!(endpoint, field = tpl.name(), error = %error, "render failed");
             return json_error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 &format!("the response could not be rendered ({})", tpl.name()),

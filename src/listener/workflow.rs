@@ -150,16 +150,21 @@ fn opts() -> RenderOptions {
 
 fn render(t: &Template, data: &Value) -> Result<String, String> {
     t.render_value(&respond::context(data), opts())
-        .map_err(|e| e.to_string())
+        .map_err(|e| one_line(t.name(), &e))
 }
 
 fn value_of(src: &ValueSource, data: &Value) -> Result<Value, String> {
     match src {
         ValueSource::Template(t) => render(t, data).map(Value::from),
-        ValueSource::Expression(e) => e
+        ValueSource::Expression(x) => x
             .eval(&respond::context(data), opts())
-            .map_err(|e| e.to_string()),
+            .map_err(|e| one_line("expression", &e)),
     }
+}
+
+/// A script error on one log line: field, message, position in the script.
+fn one_line(field: &str, e: &crate::Error) -> String {
+    format!("{field}: {}", super::config::script_error(e))
 }
 
 /// Writes `value` at the dotted path `name` of the map `data` (creating maps on the way).
@@ -218,7 +223,7 @@ async fn exec(run: &Run, kind: &StepKind, data: &mut Value) -> Result<Option<Bra
         }
         StepKind::Log { message } => {
             let m = render(message, data)?;
-            tracing::info!(endpoint = %run.endpoint.name, run_id = %run.run_id, message = %m, "workflow log");
+            tracing::info!(endpoint = %run.endpoint.name, run_id = %run.run_id, text = %m, "workflow log");
             Ok(None)
         }
         StepKind::Respond(answer) => {
