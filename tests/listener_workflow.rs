@@ -604,3 +604,31 @@ async fn async_continue_answers_202_after_20_s_while_the_run_goes_on() {
     );
     s.running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_of_1000_steps_runs_and_1001_is_refused() {
+    let chain = |n: usize| {
+        let mut steps = String::new();
+        for i in 0..n - 1 {
+            steps.push_str(&step(
+                &format!("s{i}"),
+                "store",
+                "name = \"n\"\nexpression = \"(__data.n ?? 0) + 1\"",
+            ));
+        }
+        steps + &respond("r", "", "{{ __data.n }}")
+    };
+    let s = serve(&sync_continue(1, &chain(1000))).await;
+    let r = s.get(&path(1)).await;
+    assert_eq!((r.status, r.body.as_str()), (200, "999"));
+    s.running.shutdown().await;
+    let (errors, _) =
+        flexscript::listener::check_config(&write_config(&sync_continue(1, &chain(1001))));
+    assert_eq!(errors.len(), 1);
+    assert!(
+        errors[0]
+            .to_string()
+            .ends_with("endpoint[0].step: at most 1000 steps per endpoint"),
+        "{errors:?}"
+    );
+}

@@ -98,7 +98,7 @@ impl Run {
 
 /// Runs the whole tree of `run`'s endpoint on `data`; returns when every branch is done.
 pub async fn run(run: Arc<Run>, data: Value) {
-    let roots = run.endpoint.roots();
+    let roots = run.endpoint.roots().to_vec();
     run_steps(run, roots, data).await;
 }
 
@@ -120,25 +120,34 @@ fn run_steps(run: Arc<Run>, steps: Vec<usize>, data: Value) -> BoxFut {
     })
 }
 
-fn run_step(run: Arc<Run>, i: usize, mut data: Value) -> BoxFut {
+/// Runs step `i` and its subtree. A chain of single children runs in this task (no nesting);
+/// two or more children become tasks of their own, so poll depth stays bounded.
+fn run_step(run: Arc<Run>, mut i: usize, mut data: Value) -> BoxFut {
     Box::pin(async move {
-        let Some(step) = run.endpoint.steps.get(i) else {
-            return;
-        };
-        if step.delay_ms > 0 {
-            tokio::time::sleep(Duration::from_millis(step.delay_ms)).await;
-        }
-        match exec(&run, &step.kind, &mut data).await {
-            Ok(branch) => {
-                let next = run.endpoint.children(i, branch);
-                run_steps(run.clone(), next, data).await;
+        loop {
+            let Some(step) = run.endpoint.steps.get(i) else {
+                return;
+            };
+            if step.delay_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(step.delay_ms)).await;
             }
-            Err(e) => {
-                tracing::error!(
-                    endpoint = %run.endpoint.name, run_id = %run.run_id, step = %step.id,
-                    error = %e, "workflow step failed"
-                );
-                run.fail(&step.id).await;
+            match exec(&run, &step.kind, &mut data).await {
+                Ok(branch) => {
+                    let next = run.endpoint.children(i, branch);
+                    match next.as_slice() {
+                        [] => return,
+                        [only] => i = *only,
+                        _ => return run_steps(run.clone(), next, data).await,
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(
+                        endpoint = %run.endpoint.name, run_id = %run.run_id, step = %step.id,
+                        error = %e, "workflow step failed"
+                    );
+                    run.fail(&step.id).await;
+                    return;
+                }
             }
         }
     })

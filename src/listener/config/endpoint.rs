@@ -2,6 +2,9 @@
 
 use super::fields::{Fields, Source};
 use super::{script_error, steps, Answer, Diagnostic, Endpoint, ReturnType, RunMode};
+
+/// Most steps one endpoint may have.
+pub const MAX_STEPS: usize = 1000;
 use crate::{Engine, Template};
 use toml_edit::Table;
 
@@ -145,6 +148,7 @@ pub fn read(
             require_exp,
             cors,
             response_timeout_ms,
+            tree: super::build_tree(&steps),
             steps,
         }),
         _ => None,

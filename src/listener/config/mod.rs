@@ -111,6 +111,8 @@ pub struct Endpoint {
     /// Limit for a `continue`/`sse` sync answer, in ms.
     pub response_timeout_ms: u64,
     pub steps: Vec<Step>,
+    /// Roots and children lists, computed once at load.
+    pub(crate) tree: Vec<Vec<usize>>,
 }
 
 impl Endpoint {
@@ -119,20 +121,30 @@ impl Endpoint {
         format!("/listener/{}/{}", self.first_hash, self.second_hash)
     }
     /// Indices of the root steps.
-    pub fn roots(&self) -> Vec<usize> {
-        (0..self.steps.len())
-            .filter(|i| self.steps[*i].parent.is_none())
-            .collect()
+    pub fn roots(&self) -> &[usize] {
+        self.tree.first().map(Vec::as_slice).unwrap_or(&[])
     }
-    /// Children of `parent` (on `branch` when given).
+    /// Children of step `parent` (only those on `branch` when given), in file order.
     pub fn children(&self, parent: usize, branch: Option<Branch>) -> Vec<usize> {
-        (0..self.steps.len())
-            .filter(|i| {
-                self.steps[*i].parent == Some(parent)
-                    && (branch.is_none() || self.steps[*i].branch == branch)
+        self.tree
+            .get(parent + 1)
+            .map(|kids| {
+                kids.iter()
+                    .copied()
+                    .filter(|k| branch.is_none() || self.steps[*k].branch == branch)
+                    .collect()
             })
-            .collect()
+            .unwrap_or_default()
     }
+}
+
+/// `tree[0]` = roots, `tree[i + 1]` = children of step `i`.
+pub(crate) fn build_tree(steps: &[Step]) -> Vec<Vec<usize>> {
+    let mut tree = vec![Vec::new(); steps.len() + 1];
+    for (i, s) in steps.iter().enumerate() {
+        tree[s.parent.map_or(0, |p| p + 1)].push(i);
+    }
+    tree
 }
 
 /// The `[server]` table.

@@ -333,6 +333,14 @@ pub fn read(
         }
     };
     let mut ok = true;
+    if tables.len() > super::endpoint::MAX_STEPS {
+        errors.push(src.diag(
+            ep_line,
+            &format!("{prefix}.step"),
+            format!("at most {} steps per endpoint", super::endpoint::MAX_STEPS),
+        ));
+        return (steps, errors, warnings);
+    }
     for (j, t) in tables.into_iter().enumerate() {
         let mut f = Fields::new(src, t, format!("{prefix}.step[{j}]"));
         let id = f.required("id").unwrap_or_default();
