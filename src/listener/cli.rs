@@ -59,7 +59,9 @@ pub fn serve(config: &Path, addr: Option<&str>, watch: bool) -> u8 {
         let running = match start(config, addr).await {
             Ok(r) => r,
             Err(e) => {
-                eprintln!("{e}");
+                for line in e.lines() {
+                    eprintln!("error: {line}");
+                }
                 return 1;
             }
         };
