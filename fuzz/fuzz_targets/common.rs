@@ -53,27 +53,54 @@ impl ArbValue {
     }
 }
 
-/// A render input: template source plus a context whose top level is a map.
-#[derive(Arbitrary, Debug)]
+/// A render input, in a byte format a seed script can write:
+/// `FLAGS TEMPLATE [0x00 CONTEXT]`.
+/// - `FLAGS`: one byte; bit 0 set = render with HTML autoescaping.
+/// - `TEMPLATE`: UTF-8 up to the first NUL byte (the whole rest when there is none).
+/// - `CONTEXT`: a JSON object (the variables); when it is not valid JSON, its bytes
+///   build an arbitrary JSON-like context instead, so mutated contexts still vary.
+#[derive(Debug)]
 pub struct RenderInput {
-    pub template: String,
-    pub context: Vec<(String, ArbValue)>,
     pub html: bool,
+    pub template: String,
+    pub context: serde_json::Value,
 }
 
 impl RenderInput {
-    pub fn context_json(&self) -> serde_json::Value {
-        let mut map = serde_json::Map::new();
-        // fixed names the dictionary mentions, so templates find data
-        for (i, (k, v)) in self.context.iter().enumerate() {
-            let key = match i {
-                0 => "x".to_string(),
-                1 => "items".to_string(),
-                2 => "user".to_string(),
-                _ => k.clone(),
-            };
-            map.insert(key, v.to_json(0));
-        }
-        serde_json::Value::Object(map)
+    /// Splits fuzzer bytes; `None` when the template is not UTF-8.
+    pub fn parse(data: &[u8]) -> Option<RenderInput> {
+        let (&flags, rest) = data.split_first()?;
+        let (tpl, ctx) = match rest.iter().position(|&b| b == 0) {
+            Some(i) => (&rest[..i], &rest[i + 1..]),
+            None => (rest, &[][..]),
+        };
+        let template = std::str::from_utf8(tpl).ok()?.to_string();
+        let context = match serde_json::from_slice::<serde_json::Value>(ctx) {
+            Ok(v @ serde_json::Value::Object(_)) => v,
+            _ => arbitrary_context(ctx),
+        };
+        Some(RenderInput {
+            html: flags & 1 == 1,
+            template,
+            context,
+        })
     }
+}
+
+/// A context map from raw bytes; the first three keys are renamed to names the
+/// dictionary and seeds use (`x`, `items`, `user`), so templates find data.
+fn arbitrary_context(bytes: &[u8]) -> serde_json::Value {
+    let mut u = arbitrary::Unstructured::new(bytes);
+    let pairs: Vec<(String, ArbValue)> = u.arbitrary().unwrap_or_default();
+    let mut map = serde_json::Map::new();
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        let key = match i {
+            0 => "x".to_string(),
+            1 => "items".to_string(),
+            2 => "user".to_string(),
+            _ => k.clone(),
+        };
+        map.insert(key, v.to_json(0));
+    }
+    serde_json::Value::Object(map)
 }

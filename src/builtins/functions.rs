@@ -57,12 +57,10 @@ pub fn register(r: &mut Registry) {
         remove_tag(arg(a, 0), arg(a, 1))
     });
     r.function("matchAnyTag", &["tags", "candidates"], |_, a| {
-        let tags = tag_list("matchAnyTag", "tags", arg(a, 0))?;
+        let tags = tag_set(&tag_list("matchAnyTag", "tags", arg(a, 0))?);
         let candidates = tag_list("matchAnyTag", "candidates", arg(a, 1))?;
         Ok(Value::Bool(
-            candidates
-                .iter()
-                .any(|c| tags.iter().any(|t| same_tag(t, c))),
+            candidates.iter().any(|c| tags.contains(&tag_key(c))),
         ))
     });
     r.function("dump", &["value"], |s, a| {
@@ -242,15 +240,22 @@ fn tag_list(name: &str, what: &str, v: &Value) -> Result<Vec<String>, Error> {
     }
 }
 
-fn same_tag(a: &str, b: &str) -> bool {
-    a.trim().to_lowercase() == b.trim().to_lowercase()
+/// What makes two tags the same: trimmed, case-insensitive.
+fn tag_key(t: &str) -> String {
+    t.trim().to_lowercase()
+}
+
+/// The tags' keys as a set: lookups stay linear however many tags there are.
+fn tag_set(tags: &[String]) -> std::collections::HashSet<String> {
+    tags.iter().map(|t| tag_key(t)).collect()
 }
 
 /// `addTag(tags, tag)`: the tags plus each new tag not already present (case-insensitive).
 fn add_tag(tags: &Value, tag: &Value) -> Result<Value, Error> {
     let mut out = tag_list("addTag", "tags", tags)?;
+    let mut seen = tag_set(&out);
     for t in tag_list("addTag", "tag", tag)? {
-        if !out.iter().any(|x| same_tag(x, &t)) {
+        if seen.insert(tag_key(&t)) {
             out.push(t);
         }
     }
@@ -259,10 +264,10 @@ fn add_tag(tags: &Value, tag: &Value) -> Result<Value, Error> {
 
 /// `removeTag(tags, tag)`: the tags without any equal to `tag` (case-insensitive).
 fn remove_tag(tags: &Value, tag: &Value) -> Result<Value, Error> {
-    let remove = tag_list("removeTag", "tag", tag)?;
+    let remove = tag_set(&tag_list("removeTag", "tag", tag)?);
     Ok(tag_list("removeTag", "tags", tags)?
         .into_iter()
-        .filter(|t| !remove.iter().any(|r| same_tag(t, r)))
+        .filter(|t| !remove.contains(&tag_key(t)))
         .map(Value::from)
         .collect())
 }

@@ -91,6 +91,8 @@ pub fn register(r: &mut Registry) {
     });
     r.function("extractEmails", &["text"], |st, a| {
         let s = expect_string("extractEmails", "text", arg(a, 0))?;
+        // the scan costs about four times a plain copy: pay for it beforehand
+        st.fuel(s.len() as u64 / 64)?;
         let found = extract_emails(&s)?;
         let max = st.limits().max_range;
         if found.len() > max {
@@ -204,12 +206,14 @@ fn replace(state: &mut dyn State, a: &[Value]) -> Result<Value, Error> {
 
 /// PHP `strtr` with pairs: at each position the longest matching key wins and the
 /// replaced text is never searched again. Empty keys are ignored.
-fn strtr(s: &str, pairs: &[(String, String)], state: &dyn State) -> Result<String, Error> {
+fn strtr(s: &str, pairs: &[(String, String)], state: &mut dyn State) -> Result<String, Error> {
     let mut pairs: Vec<&(String, String)> = pairs.iter().filter(|(k, _)| !k.is_empty()).collect();
     pairs.sort_by_key(|(k, _)| std::cmp::Reverse(k.len()));
     if pairs.is_empty() {
         return Ok(s.to_string());
     }
+    // Each position of `s` is tried against every key: pay for that product.
+    state.fuel((s.len() as u64).saturating_mul(pairs.len() as u64) / 1024)?;
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(c) = rest.chars().next() {
@@ -256,7 +260,7 @@ pub(crate) fn split(s: &str, sep: &str, limit: Option<i64>) -> Vec<String> {
 /// `<?…?>`; a `<` not followed by a letter, `/`, `!` or `?` is text. `allowed`
 /// (`"<b><i>"`) lists tags to keep.
 pub(crate) fn striptags(s: &str, allowed: &str) -> String {
-    let allowed: Vec<String> = allowed
+    let allowed: std::collections::HashSet<String> = allowed
         .split(['<', '>'])
         .filter(|t| !t.trim().is_empty())
         .map(|t| t.trim().to_ascii_lowercase())
@@ -328,6 +332,8 @@ fn trim(_: &mut dyn State, a: &[Value]) -> Result<Value, Error> {
         Value::Undefined | Value::Null => "both".to_string(),
         v => expect_string("trim", "side", v)?,
     };
+    // a set: `chars` may be as long as the input
+    let chars: std::collections::HashSet<char> = chars.into_iter().collect();
     let f = |c: char| chars.contains(&c);
     let out = match side.as_str() {
         "both" => s.trim_matches(f),

@@ -36,6 +36,9 @@ struct Frame {
     names: Vec<Arc<str>>,
     /// Number of enclosing `for` loops.
     loops: u32,
+    /// Enclosing output captures (`set` blocks, `apply`), innermost last, each with
+    /// the loop count where it opened: `break`/`continue` may not cross one.
+    captures: Vec<(&'static str, u32)>,
     /// Slots assigned inside each enclosing loop.
     assigned: Vec<Vec<(u32, Arc<str>)>>,
     /// Arrow-function parameter scopes (innermost last).
@@ -230,6 +233,15 @@ impl Cx<'_> {
 
     // ───────────────────────── statements ─────────────────────────
 
+    /// Compiles the body of an output capture (`set` block, `apply`): a `break` or
+    /// `continue` inside it must belong to a loop that is also inside it.
+    fn capture_body(&mut self, tag: &'static str, body: &[ast::Stmt]) -> R<Vec<Node>> {
+        self.frame.captures.push((tag, self.frame.loops));
+        let r = self.stmts(body);
+        self.frame.captures.pop();
+        r
+    }
+
     fn stmts(&mut self, body: &[ast::Stmt]) -> R<Vec<Node>> {
         let mut out = Vec::with_capacity(body.len());
         for s in body {
@@ -261,7 +273,7 @@ impl Cx<'_> {
                 Node::Set(out, s.span)
             }
             StmtKind::SetBlock(n, body) => {
-                let body = self.stmts(body)?;
+                let body = self.capture_body("set", body)?;
                 Node::SetBlock(self.frame.assign(n), body)
             }
             StmtKind::If(branches, else_body) => {
@@ -323,6 +335,25 @@ impl Cx<'_> {
                         s.span,
                     ));
                 }
+                if let Some(&(tag, _)) = self
+                    .frame
+                    .captures
+                    .last()
+                    .filter(|(_, at)| *at == self.frame.loops)
+                {
+                    let word = if matches!(s.kind, StmtKind::Break) {
+                        "break"
+                    } else {
+                        "continue"
+                    };
+                    return Err(self.err(
+                        ErrorKind::Syntax,
+                        format!(
+                            "`{word}` cannot jump out of `{{% {tag} %}}`: it would cut the captured output short; close it with `{{% end{tag} %}}` first"
+                        ),
+                        s.span,
+                    ));
+                }
                 if matches!(s.kind, StmtKind::Break) {
                     Node::Break
                 } else {
@@ -330,14 +361,16 @@ impl Cx<'_> {
                 }
             }
             StmtKind::With(e, only, body) => {
+                // a non-map error points at the expression, not at the block
+                let span = e.as_ref().map_or(s.span, |e| e.span);
                 let e = match e {
                     Some(e) => Some(self.expr(e)?),
                     None => None,
                 };
-                Node::With(e, *only, self.stmts(body)?, s.span)
+                Node::With(e, *only, self.stmts(body)?, span)
             }
             StmtKind::Apply(filters, body) => {
-                let body = self.stmts(body)?;
+                let body = self.capture_body("apply", body)?;
                 let mut calls = Vec::new();
                 for f in filters {
                     let placeholder = ast::Expr {
@@ -830,7 +863,18 @@ impl Cx<'_> {
         let mut extra = Vec::new();
         let mut positional = 0;
         for a in args {
-            let v = self.arg_expr(&a.value)?;
+            // A macro runs in its own frame, where the caller's arrow could not see
+            // the variables it closes over: arrows stay with filters and functions.
+            if let ExprKind::Arrow(..) = a.value.kind {
+                return Err(self.err(
+                    ErrorKind::Syntax,
+                    format!(
+                        "an arrow function cannot be passed to macro `{mname}`: macros take values; apply the filter (e.g. `|map(x => …)`) before the call and pass its result"
+                    ),
+                    a.value.span,
+                ));
+            }
+            let v = self.expr(&a.value)?;
             match &a.name {
                 None => {
                     if positional < params.len() {

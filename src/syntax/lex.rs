@@ -59,8 +59,32 @@ fn too_deep(name: &str, src: &str, pos: usize, max: usize) -> Error {
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
     Str(u8),
-    Interp,
-    Bracket,
+    /// `#{` at this position.
+    Interp(usize),
+    /// An opening bracket (`(`, `[` or `{`) at this position.
+    Bracket(u8, usize),
+}
+
+/// A closing bracket that does not match the innermost open one: a clear error
+/// here, instead of pest's list of what could have continued the expression.
+fn mismatched(name: &str, src: &str, open: u8, open_at: usize, found: u8, at: usize) -> Error {
+    let want = match open {
+        b'(' => ')',
+        b'[' => ']',
+        _ => '}',
+    };
+    let before = &src[..open_at];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    Error::new(
+        ErrorKind::Syntax,
+        format!(
+            "expected `{want}` to close `{}` opened at {line}:{col}, found `{}`",
+            char::from(open),
+            char::from(found)
+        ),
+    )
+    .with_location(name, src, at..at + 1)
 }
 
 /// Scans code starting at `i` until the closer (`}}` when `tag` is false, `%}` when
@@ -93,7 +117,7 @@ pub fn scan_code(
                 if depth > max {
                     return Err(too_deep(name, src, i, max));
                 }
-                stack.push(Mode::Interp);
+                stack.push(Mode::Interp(i));
                 i += 1;
             }
             i += 1;
@@ -135,18 +159,32 @@ pub fn scan_code(
                 if depth > max {
                     return Err(too_deep(name, src, i, max));
                 }
-                stack.push(Mode::Bracket);
+                stack.push(Mode::Bracket(c, i));
             }
-            b')' | b']' | b'}' => {
-                if stack.is_empty() {
+            b')' | b']' | b'}' => match stack.last().copied() {
+                None => {
                     if c == b'}' && tag == Some(false) && b.get(i + 1) == Some(&b'}') {
                         return Ok(i);
                     }
-                } else {
+                }
+                Some(Mode::Bracket(open, _))
+                    if matches!((open, c), (b'(', b')') | (b'[', b']') | (b'{', b'}')) =>
+                {
                     stack.pop();
                     depth = depth.saturating_sub(1);
                 }
-            }
+                Some(Mode::Interp(_)) if c == b'}' => {
+                    stack.pop();
+                    depth = depth.saturating_sub(1);
+                }
+                Some(Mode::Bracket(open, at)) => {
+                    return Err(mismatched(name, src, open, at, c, i));
+                }
+                Some(Mode::Interp(at)) => {
+                    return Err(mismatched(name, src, b'{', at + 1, c, i));
+                }
+                Some(Mode::Str(_)) => {}
+            },
             b'%' if stack.is_empty() && tag == Some(true) && b.get(i + 1) == Some(&b'}') => {
                 return Ok(i)
             }
@@ -238,7 +276,7 @@ pub fn lex(name: &str, src: &str, max: usize) -> Result<Vec<Token>, Error> {
         };
         i = end;
         if kind == Kind::Tag && src[tok.code.0..tok.code.1].trim() == "verbatim" {
-            let (body_end, close_tok) = find_endverbatim(name, src, end, max)?;
+            let (body_end, close_tok) = find_endverbatim(name, src, at, end, max)?;
             out.push(Token {
                 kind: Kind::Tag,
                 ..tok.clone()
@@ -271,9 +309,12 @@ pub fn lex(name: &str, src: &str, max: usize) -> Result<Vec<Token>, Error> {
 }
 
 /// Finds `{% endverbatim %}` after `from`: returns where the body ends and the end tag.
+/// Without one, the error names where the verbatim tag (at `open`) was opened and points at
+/// the end of the source, like every other unclosed block.
 fn find_endverbatim(
     name: &str,
     src: &str,
+    open: usize,
     from: usize,
     max: usize,
 ) -> Result<(usize, Token), Error> {
@@ -307,12 +348,14 @@ fn find_endverbatim(
         }
         i = at + 2;
     }
-    Err(syntax(
-        name,
-        src,
-        "expected \"endverbatim\" to close \"verbatim\"".into(),
-        from.saturating_sub(2),
-    ))
+    let before = &src[..open];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    Err(Error::new(
+        ErrorKind::Syntax,
+        format!("expected \"endverbatim\" to close \"verbatim\" opened at {line}:{col}"),
+    )
+    .with_location(name, src, src.len()..src.len()))
 }
 
 #[cfg(test)]

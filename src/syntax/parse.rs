@@ -24,9 +24,9 @@ fn pratt() -> &'static PrattParser<Rule> {
     P.get_or_init(|| {
         use Assoc::*;
         PrattParser::new()
-            .op(Op::infix(Rule::op_ternary, Right)
-                | Op::infix(Rule::op_elvis, Right)
-                | Op::postfix(Rule::ternary_short))
+            // The ternary is a postfix holding both branches (see the grammar);
+            // its else branch runs to the end, which makes it right-associative.
+            .op(Op::infix(Rule::op_elvis, Right) | Op::postfix(Rule::ternary))
             .op(Op::infix(Rule::op_coalesce, Right))
             .op(Op::infix(Rule::op_or, Left))
             .op(Op::infix(Rule::op_and, Left))
@@ -201,7 +201,8 @@ fn pest_error(cx: &Ctx, e: pest::error::Error<Rule>) -> Error {
         }
     }
     if labels.contains(&"an expression") {
-        labels.retain(|l| *l != "an operator" && *l != "a name");
+        labels
+            .retain(|l| *l != "an operator" && *l != "a name" && *l != "arrow function parameters");
     }
     let at_end = pos >= cx.code_end;
     let found = cx.src.get(pos..).and_then(|s| s.chars().next());
@@ -697,7 +698,12 @@ fn tag(cx: &Ctx, p: Pair<Rule>, span: Span) -> R<Tag> {
                 .collect::<R<Vec<_>>>()?;
             if targets.len() != values.len() {
                 return Err(cx.syntax(
-                    format!("set: {} names but {} values", targets.len(), values.len()),
+                    format!(
+                        "set: {} names but {} value{}",
+                        targets.len(),
+                        values.len(),
+                        if values.len() == 1 { "" } else { "s" }
+                    ),
                     span,
                 ));
             }
@@ -906,7 +912,34 @@ fn deeper(cx: &Ctx, d: usize, span: Span) -> R<usize> {
     }
 }
 
+/// The Pratt parser recurses once per right-associative operator of a chain
+/// (`a ?? b ?? c …`, `a ** b ** c …`): a chain longer than the depth limit is a
+/// limit error before it is built, never a stack overflow.
+fn check_right_chain(cx: &Ctx, p: &Pair<Rule>) -> R<()> {
+    let mut n = 0usize;
+    for op in p.clone().into_inner() {
+        if matches!(
+            op.as_rule(),
+            Rule::op_pow | Rule::op_coalesce | Rule::op_elvis
+        ) {
+            n += 1;
+            if n > cx.max_depth {
+                return Err(cx.err(
+                    ErrorKind::Limit,
+                    format!(
+                        "expression nesting exceeds the depth limit of {}",
+                        cx.max_depth
+                    ),
+                    cx.span(&op),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn pratt_expr(cx: &Ctx, p: Pair<Rule>) -> D {
+    check_right_chain(cx, &p)?;
     pratt()
         .map_primary(|p| primary(cx, p))
         .map_prefix(|op, rhs: D| {
@@ -928,6 +961,9 @@ fn pratt_expr(cx: &Ctx, p: Pair<Rule>) -> D {
             let (lhs, d) = lhs?;
             let span = lhs.span.to(cx.span(&op));
             let d = deeper(cx, d, span)?;
+            if op.as_rule() == Rule::ternary {
+                return ternary(cx, lhs, op, span, d);
+            }
             Ok((postfix(cx, lhs, op, span)?, d))
         })
         .map_infix(|lhs: D, op, rhs: D| {
@@ -943,14 +979,6 @@ fn pratt_expr(cx: &Ctx, p: Pair<Rule>) -> D {
 fn infix(cx: &Ctx, l: Expr, op: Pair<Rule>, r: Expr, span: Span) -> R<Expr> {
     let (l, r) = (Box::new(l), Box::new(r));
     let o = match op.as_rule() {
-        Rule::op_ternary => {
-            let mid = op
-                .into_inner()
-                .next()
-                .ok_or_else(|| cx.syntax("malformed ternary", span))?;
-            let kind = ExprKind::Cond(l, Box::new(expr(cx, mid)?), Some(r));
-            return Ok(Expr { kind, span });
-        }
         Rule::op_elvis => {
             return Ok(Expr {
                 kind: ExprKind::Elvis(l, r),
@@ -1007,23 +1035,25 @@ fn postfix(cx: &Ctx, lhs: Expr, op: Pair<Rule>, span: Span) -> R<Expr> {
             ExprKind::Attr(l, Arc::from(n))
         }
         Rule::subscript => {
-            let inner = op
-                .into_inner()
-                .next()
-                .ok_or_else(|| cx.syntax("expected an index", span))?;
-            if inner.as_rule() == Rule::slice {
-                let mut parts = inner.into_inner();
-                let opt = |p: Option<Pair<Rule>>| -> R<Option<Box<Expr>>> {
-                    match p.and_then(|p| p.into_inner().next()) {
-                        Some(e) => Ok(Some(Box::new(expr(cx, e)?))),
-                        None => Ok(None),
-                    }
-                };
-                let start = opt(parts.next())?;
-                let len = opt(parts.next())?;
-                ExprKind::Slice(l, start, len)
-            } else {
-                ExprKind::Item(l, Box::new(expr(cx, inner)?))
+            // `[start]`, or a slice `[start:len]` with both parts optional.
+            let opt = |p: Option<Pair<Rule>>| -> R<Option<Box<Expr>>> {
+                match p.and_then(|p| p.into_inner().next()) {
+                    Some(e) => Ok(Some(Box::new(expr(cx, e)?))),
+                    None => Ok(None),
+                }
+            };
+            let mut parts = op.into_inner();
+            let start = opt(parts.next())?;
+            match (parts.next(), start) {
+                (Some(_colon), start) => ExprKind::Slice(l, start, opt(parts.next())?),
+                (None, Some(index)) => ExprKind::Item(l, index),
+                (None, None) => {
+                    let at = span.end.saturating_sub(1);
+                    return Err(cx.syntax(
+                        "expected an expression, found `]`",
+                        Span::new(at as usize, span.end as usize),
+                    ));
+                }
             }
         }
         Rule::call_args => ExprKind::CallValue(l, call_args(cx, op)?),
@@ -1053,16 +1083,32 @@ fn postfix(cx: &Ctx, lhs: Expr, op: Pair<Rule>, span: Span) -> R<Expr> {
             let (n, nspan) = name.ok_or_else(|| cx.syntax("expected a test name", span))?;
             ExprKind::Test(l, negated, n, nspan, args)
         }
-        Rule::ternary_short => {
-            let e = op
-                .into_inner()
-                .next()
-                .ok_or_else(|| cx.syntax("malformed ternary", span))?;
-            ExprKind::Cond(l, Box::new(expr(cx, e)?), None)
-        }
         _ => return Err(cx.syntax("unknown operator", cx.span(&op))),
     };
     Ok(Expr { kind, span })
+}
+
+/// `cond ? then` or `cond ? then : else`; the depth is the deepest branch's.
+fn ternary(cx: &Ctx, cond: Expr, op: Pair<Rule>, span: Span, d: usize) -> D {
+    let mut parts = op.into_inner();
+    let then = parts
+        .next()
+        .ok_or_else(|| cx.syntax("malformed ternary", span))?;
+    let (then, dt) = pratt_expr(cx, then)?;
+    let (otherwise, de) = match parts.next().and_then(|e| e.into_inner().next()) {
+        Some(e) => {
+            let (e, de) = pratt_expr(cx, e)?;
+            (Some(Box::new(e)), de)
+        }
+        None => (None, 0),
+    };
+    let span = match &otherwise {
+        Some(e) => span.to(e.span),
+        None => span,
+    };
+    let d = deeper(cx, d.max(dt).max(de), span)?;
+    let kind = ExprKind::Cond(Box::new(cond), Box::new(then), otherwise);
+    Ok((Expr { kind, span }, d))
 }
 
 fn call_args(cx: &Ctx, p: Pair<Rule>) -> R<Vec<Arg>> {

@@ -62,12 +62,12 @@ fn ctx_get<'s>(
     }
 }
 
+/// An index within a length; negative indexes are missing keys (PHP arrays, as Twig).
 fn list_index(len: usize, i: i64) -> Option<usize> {
-    let i = if i < 0 { len as i64 + i } else { i };
-    (i >= 0 && (i as usize) < len).then_some(i as usize)
+    usize::try_from(i).ok().filter(|&i| i < len)
 }
 
-/// `base.name` by reference; `None` when the base is a string (characters are built).
+/// `base.name` by reference (`Some(None)`: missing; strings have no attributes).
 fn attr_ref<'v>(base: &'v Value, name: &str) -> Option<Option<&'v Value>> {
     match base {
         Value::Map(m) => Some(map_get(m, name)),
@@ -77,7 +77,6 @@ fn attr_ref<'v>(base: &'v Value, name: &str) -> Option<Option<&'v Value>> {
                 .and_then(|i| list_index(l.len(), i))
                 .and_then(|i| l.get(i)),
         ),
-        Value::Str(_) | Value::Safe(_) => None,
         _ => Some(None),
     }
 }
@@ -134,6 +133,10 @@ impl Vm<'_> {
             Expr::Item(base, key, span, strict) => {
                 let b = self.eval(base)?;
                 let k = self.eval(key)?;
+                if matches!(b, Value::Str(_) | Value::Safe(_)) {
+                    // a character index walks the string
+                    self.pay_shallow(&[&b]).map_err(|e| self.loc(e, *span))?;
+                }
                 let v = b.get_item(&k);
                 if v.is_undefined() && *strict {
                     return Err(missing(&self.program, &b, &k.to_cow_str(), *span));
@@ -150,7 +153,9 @@ impl Vm<'_> {
                     Some(l) => self.eval(l)?,
                     None => Value::Null,
                 };
-                slice(&b, &s, &l).map_err(|e| self.loc(e, *span))
+                let v = slice(&b, &s, &l).map_err(|e| self.loc(e, *span))?;
+                self.pay_shallow(&[&v]).map_err(|e| self.loc(e, *span))?;
+                Ok(v)
             }
             Expr::LoopField(level, f) => Ok(self.loop_field(*level, *f)),
             Expr::LoopValue(level) => Ok(self.loop_value(*level)),
@@ -168,10 +173,15 @@ impl Vm<'_> {
             Expr::Bin(op, a, b, span) => {
                 let x = self.eval(a)?;
                 let y = self.eval(b)?;
-                self.binary(*op, &x, &y).map_err(|e| self.loc(e, *span))
+                self.pay_operands(*op, &x, &y)
+                    .map_err(|e| self.loc(e, *span))?;
+                let v = self.binary(*op, &x, &y).map_err(|e| self.loc(e, *span))?;
+                self.pay_shallow(&[&v]).map_err(|e| self.loc(e, *span))?;
+                Ok(v)
             }
             Expr::MatchesConst(a, re) => {
                 let x = self.eval(a)?;
+                self.pay_shallow(&[&x])?;
                 Ok(Value::Bool(re.is_match(&x.to_cow_str())))
             }
             Expr::Cond(c, a, b) => {
@@ -232,7 +242,9 @@ impl Vm<'_> {
                         return Err(self.loc(self.size_error(), *span));
                     }
                 }
-                Ok(Value::str(s))
+                let v = Value::str(s);
+                self.pay_shallow(&[&v]).map_err(|e| self.loc(e, *span))?;
+                Ok(v)
             }
             Expr::Call(c) => {
                 let mut args = Vec::with_capacity(c.args.len());
@@ -240,13 +252,17 @@ impl Vm<'_> {
                     args.push(self.eval(a)?);
                 }
                 self.burn(c.span)?;
-                (c.func)(self, &args).map_err(|e| self.loc(e, c.span))
+                self.pay_call(&args, c.span)?;
+                let v = (c.func)(self, &args).map_err(|e| self.loc(e, c.span))?;
+                self.pay_shallow(&[&v]).map_err(|e| self.loc(e, c.span))?;
+                Ok(v)
             }
             Expr::Test(c, negated) => {
                 let mut args = Vec::with_capacity(c.args.len());
                 for a in &c.args {
                     args.push(self.eval(a)?);
                 }
+                self.pay_call(&args, c.span)?;
                 let v = (c.func)(self, &args).map_err(|e| self.loc(e, c.span))?;
                 Ok(Value::Bool(v.is_truthy() != *negated))
             }
@@ -320,6 +336,32 @@ impl Vm<'_> {
             m.insert(Arc::from("parent"), Value::map(parent));
         }
         Value::map(m)
+    }
+
+    /// Fuel for the arguments of a filter, function or test call (see `cost`).
+    pub(crate) fn pay_call(&mut self, args: &[Value], span: Span) -> R<()> {
+        let refs: Vec<&Value> = args.iter().collect();
+        self.pay_shallow(&refs).map_err(|e| self.loc(e, span))
+    }
+
+    /// Fuel for the operands of a binary operator: comparisons and membership
+    /// walk nested lists and maps, the others read the top level.
+    fn pay_operands(&mut self, op: BinOp, x: &Value, y: &Value) -> R<()> {
+        match op {
+            BinOp::Eq
+            | BinOp::Ne
+            | BinOp::Lt
+            | BinOp::Gt
+            | BinOp::Le
+            | BinOp::Ge
+            | BinOp::Cmp
+            | BinOp::In
+            | BinOp::NotIn => {
+                self.pay_deep(x)?;
+                self.pay_deep(y)
+            }
+            _ => self.pay_shallow(&[x, y]),
+        }
     }
 
     fn binary(&mut self, op: BinOp, x: &Value, y: &Value) -> R<Value> {

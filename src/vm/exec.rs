@@ -59,6 +59,7 @@ impl Vm<'_> {
                 }
                 Node::Print(e, esc, span) => {
                     self.burn(*span)?;
+                    let before = self.out.len();
                     let st = self.strategy(*esc);
                     match super::eval::lookup(&self.scope, &self.program, e) {
                         Ok(Some(v)) => write_out(&mut self.out, v, st),
@@ -69,6 +70,11 @@ impl Vm<'_> {
                         Err(err) => return Err(self.loc(err, *span)),
                     }
                     self.check_out(*span)?;
+                    let written = (self.out.len() - before) as u64 / super::cost::BYTES_PER_UNIT;
+                    if written > 0 {
+                        crate::builtins::State::fuel(self, written)
+                            .map_err(|e| self.loc(e, *span))?;
+                    }
                 }
                 Node::Block(body) => {
                     let f = self.exec(body)?;
@@ -109,7 +115,14 @@ impl Vm<'_> {
                         return Ok(f);
                     }
                 }
-                Node::For(f) => self.exec_for(f)?,
+                Node::For(f) => {
+                    // Only the `else` branch can pass a break/continue on: it
+                    // belongs to the enclosing loop.
+                    let f = self.exec_for(f)?;
+                    if f != Flow::Normal {
+                        return Ok(f);
+                    }
+                }
                 Node::Break => return Ok(Flow::Break),
                 Node::Continue => return Ok(Flow::Continue),
                 Node::With(e, only, body, span) => {
@@ -127,7 +140,9 @@ impl Vm<'_> {
                             args.push(self.eval(a)?);
                         }
                         self.burn(c.span)?;
+                        self.pay_call(&args, c.span)?;
                         v = (c.func)(self, &args).map_err(|e| self.loc(e, c.span))?;
+                        self.pay_shallow(&[&v]).map_err(|e| self.loc(e, c.span))?;
                     }
                     write_value(&mut self.out, &v);
                     self.check_out(Span::default())?;
@@ -199,7 +214,9 @@ impl Vm<'_> {
         Ok(captured)
     }
 
-    fn exec_for(&mut self, f: &For) -> Result<(), Error> {
+    /// Runs a loop; returns the flow of its `else` branch (the loop's own
+    /// `break`/`continue` stop here).
+    fn exec_for(&mut self, f: &For) -> Result<Flow, Error> {
         let seq = self.eval(&f.iter).map_err(|e| self.loc(e, f.span))?;
         let len = match &seq {
             Value::List(l) => l.len(),
@@ -207,8 +224,7 @@ impl Vm<'_> {
             _ => 0,
         };
         if len == 0 {
-            self.exec(&f.else_body)?;
-            return Ok(());
+            return self.exec(&f.else_body);
         }
         // Twig scope rule: variables first created inside the loop vanish after it.
         let fresh: Vec<u32> = f
@@ -250,7 +266,7 @@ impl Vm<'_> {
                 *slot = Value::Undefined;
             }
         }
-        r
+        r.map(|()| Flow::Normal)
     }
 
     fn run_list(&mut self, f: &For, l: &[Value], level: usize, vslot: usize) -> Result<(), Error> {

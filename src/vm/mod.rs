@@ -2,6 +2,7 @@
 //! slots for template variables, a loop stack for `loop.*`, and the sandbox limits
 //! (fuel, output/string size, depth).
 
+mod cost;
 pub mod escape;
 mod eval;
 mod exec;
@@ -112,6 +113,24 @@ impl<'a> Vm<'a> {
             return Err(self.loc(self.fuel_error(), span));
         }
         self.fuel -= 1;
+        Ok(())
+    }
+
+    /// Charges fuel for the top level of values an operation read or built (see [`cost`]).
+    pub(crate) fn pay_shallow(&mut self, values: &[&Value]) -> Result<(), Error> {
+        let n: u64 = values.iter().map(|v| cost::shallow(v)).sum();
+        if n > 0 {
+            State::fuel(self, n)?;
+        }
+        Ok(())
+    }
+
+    /// Charges fuel for a whole nested value an operation walks (see [`cost`]).
+    pub(crate) fn pay_deep(&mut self, v: &Value) -> Result<(), Error> {
+        let n = cost::deep(v, self.fuel);
+        if n > 0 {
+            State::fuel(self, n)?;
+        }
         Ok(())
     }
 
