@@ -27,7 +27,9 @@
 use crate::detect::xml::{self, XmlLimits};
 use crate::Value;
 use bytes::Bytes;
-use hyper::http::{HeaderMap, Method, Uri};
+/// The `http` types [`RequestParts`] is made of, re-exported for callers without a direct
+/// `hyper` dependency (the fuzz targets).
+pub use hyper::http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use indexmap::IndexMap;
 use serde_json::{Map, Value as Json};
 
