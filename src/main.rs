@@ -2,6 +2,7 @@
 //! Exit codes: 0 success, 1 template/runtime/input errors, 2 usage errors (clap).
 
 use clap::{Parser, Subcommand, ValueEnum};
+use flexscript::listener::cli;
 use flexscript::{Engine, Error, ErrorKind, Escape, RenderOptions, Value};
 use std::io::Read;
 use std::process::ExitCode;
@@ -41,6 +42,9 @@ enum Command {
         /// A missing variable, key or index is an error.
         #[arg(long)]
         strict: bool,
+        /// JSON record store for find*/query (catalogue.md "Record look-ups").
+        #[arg(long, value_name = "FILE")]
+        records: Option<String>,
     },
     /// Check templates (and `.toml` listener configurations); diagnostics on stderr.
     Check {
@@ -114,6 +118,7 @@ fn render(
     context: Option<String>,
     autoescape: AutoEscape,
     strict: bool,
+    records: Option<String>,
 ) -> Result<String, Error> {
     let (name, source) = match (expr, file) {
         (Some(e), _) => ("-e".to_string(), e),
@@ -123,6 +128,11 @@ fn render(
     let ctx = read_context(context.as_deref())?;
     let mut engine = Engine::new();
     engine.set_strict(strict);
+    if let Some(path) = records {
+        engine.set_records(std::sync::Arc::new(
+            flexscript::host::JsonRecords::from_file(&path)?,
+        ));
+    }
     let tpl = engine.compile(&name, &source)?;
     tpl.render_value(
         &ctx,
@@ -141,9 +151,7 @@ fn check(files: &[String]) -> bool {
     let mut ok = true;
     for f in files {
         if f.ends_with(".toml") {
-            // TODO(lead): check listener configurations (listener.md §1) once the listener lands.
-            eprintln!("{f}: listener configuration checks are not wired yet");
-            ok = false;
+            ok &= cli::check(std::path::Path::new(f));
             continue;
         }
         let result = read_source(f).and_then(|src| engine.compile(f, &src).map(|_| ()));
@@ -164,7 +172,8 @@ fn main() -> ExitCode {
             context,
             autoescape,
             strict,
-        } => match render(file, expr, context, autoescape, strict) {
+            records,
+        } => match render(file, expr, context, autoescape, strict, records) {
             Ok(out) => {
                 use std::io::Write;
                 let mut stdout = std::io::stdout();
@@ -189,10 +198,34 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         }
-        // TODO(lead): wire the listener (src/listener) — `serve`, `new-endpoint`, `token`.
-        Command::Serve { .. } | Command::NewEndpoint { .. } | Command::Token { .. } => {
-            eprintln!("error: this command is not wired yet (listener pending)");
-            ExitCode::from(1)
+        Command::Serve {
+            config,
+            addr,
+            watch,
+        } => ExitCode::from(cli::serve(
+            std::path::Path::new(&config),
+            addr.as_deref(),
+            watch,
+        )),
+        Command::NewEndpoint { name } => {
+            print!("{}", cli::new_endpoint(&name));
+            ExitCode::SUCCESS
         }
+        Command::Token {
+            key,
+            secret,
+            alg,
+            ttl,
+            data,
+        } => match cli::token(&key, &secret, &alg, ttl, data.as_deref()) {
+            Ok(t) => {
+                println!("{t}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(1)
+            }
+        },
     }
 }

@@ -80,7 +80,7 @@ fn nested_ternaries_and_subscripts_parse_in_linear_time() {
 
 #[test]
 fn ternary_and_slice_forms_keep_their_meaning() {
-    let ctx = json!({"t": true, "f": false, "s": "abcdef", "n": null});
+    let ctx = json!({"t": true, "f": false, "s": "abcdef", "l": ["a", "b", "c"], "n": null});
     for (src, want) in [
         ("{{ t ? 'a' : 'b' }}", "a"),
         ("{{ f ? 'a' : 'b' }}", "b"),
@@ -95,7 +95,7 @@ fn ternary_and_slice_forms_keep_their_meaning() {
         ("{{ s[1:2] }}", "bc"),
         ("{{ s[:2] }}", "ab"),
         ("{{ s[4:] }}", "ef"),
-        ("{{ s[t ? 1 : 2] }}", "b"),
+        ("{{ l[t ? 1 : 2] }}", "b"),
         ("{{ s|upper (1) }}", "__error__"),
     ] {
         let got = render(src, ctx.clone()).unwrap_or_else(|_| "__error__".into());
@@ -134,18 +134,18 @@ fn mismatched_brackets_name_the_open_one() {
     assert_eq!(e.kind(), ErrorKind::Syntax);
     assert_eq!(
         e.message(),
-        "expected `)` to close `(` opened at 1:7, found `]`"
+        "expected \")\" to close \"(\" opened at 1:7, found `]`"
     );
     assert_eq!((e.line(), e.column()), (Some(1), Some(9)));
     let e = compile_err("{{ {a: [1, 2) } }}");
     assert_eq!(
         e.message(),
-        "expected `]` to close `[` opened at 1:8, found `)`"
+        "expected \"]\" to close \"[\" opened at 1:8, found `)`"
     );
     let e = compile_err("{{ \"#{ x ] }\" }}");
     assert_eq!(
         e.message(),
-        "expected `}` to close `{` opened at 1:6, found `]`"
+        "expected \"}\" to close \"{\" opened at 1:6, found `]`"
     );
 }
 

@@ -361,11 +361,13 @@ impl Cx<'_> {
                 }
             }
             StmtKind::With(e, only, body) => {
+                // a non-map error points at the expression, not at the block
+                let span = e.as_ref().map_or(s.span, |e| e.span);
                 let e = match e {
                     Some(e) => Some(self.expr(e)?),
                     None => None,
                 };
-                Node::With(e, *only, self.stmts(body)?, s.span)
+                Node::With(e, *only, self.stmts(body)?, span)
             }
             StmtKind::Apply(filters, body) => {
                 let body = self.capture_body("apply", body)?;

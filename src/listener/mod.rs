@@ -1,1 +1,23 @@
 //! The listener runtime (listener.md). Depends on the engine, never the reverse.
+//!
+//! `config` loads and validates the TOML file; `server` accepts connections and hands each
+//! request to `handler`, which answers through `respond`/`sse` and runs the `workflow`
+//! (`condition` operators, `webhook` calls); `listing` serves `/dynamic-endpoints`; `cli`
+//! holds the logic of the `serve`, `check`, `new-endpoint` and `token` commands. The pure
+//! request modules `request`, `auth` and `cors` have no sockets.
+pub mod auth;
+pub mod cli;
+pub mod condition;
+pub mod config;
+pub mod cors;
+mod handler;
+mod listing;
+pub mod request;
+pub mod respond;
+pub mod server;
+pub mod sse;
+pub mod webhook;
+pub mod workflow;
+
+pub use config::{check_config, load_config, Config, ConfigErrors, Diagnostic};
+pub use server::{start, Running};

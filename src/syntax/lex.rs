@@ -79,7 +79,7 @@ fn mismatched(name: &str, src: &str, open: u8, open_at: usize, found: u8, at: us
     Error::new(
         ErrorKind::Syntax,
         format!(
-            "expected `{want}` to close `{}` opened at {line}:{col}, found `{}`",
+            "expected \"{want}\" to close \"{}\" opened at {line}:{col}, found `{}`",
             char::from(open),
             char::from(found)
         ),
@@ -276,7 +276,7 @@ pub fn lex(name: &str, src: &str, max: usize) -> Result<Vec<Token>, Error> {
         };
         i = end;
         if kind == Kind::Tag && src[tok.code.0..tok.code.1].trim() == "verbatim" {
-            let (body_end, close_tok) = find_endverbatim(name, src, end, max)?;
+            let (body_end, close_tok) = find_endverbatim(name, src, at, end, max)?;
             out.push(Token {
                 kind: Kind::Tag,
                 ..tok.clone()
@@ -309,9 +309,12 @@ pub fn lex(name: &str, src: &str, max: usize) -> Result<Vec<Token>, Error> {
 }
 
 /// Finds `{% endverbatim %}` after `from`: returns where the body ends and the end tag.
+/// Without one, the error names where the verbatim tag (at `open`) was opened and points at
+/// the end of the source, like every other unclosed block.
 fn find_endverbatim(
     name: &str,
     src: &str,
+    open: usize,
     from: usize,
     max: usize,
 ) -> Result<(usize, Token), Error> {
@@ -345,12 +348,14 @@ fn find_endverbatim(
         }
         i = at + 2;
     }
-    Err(syntax(
-        name,
-        src,
-        "expected \"endverbatim\" to close \"verbatim\"".into(),
-        from.saturating_sub(2),
-    ))
+    let before = &src[..open];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    Err(Error::new(
+        ErrorKind::Syntax,
+        format!("expected \"endverbatim\" to close \"verbatim\" opened at {line}:{col}"),
+    )
+    .with_location(name, src, src.len()..src.len()))
 }
 
 #[cfg(test)]

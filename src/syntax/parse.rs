@@ -157,6 +157,7 @@ fn label(r: Rule) -> Option<&'static str> {
         Rule::call_args => "\"(\"",
         Rule::EOI => "end of input",
         Rule::kw_in => "\"in\"",
+        Rule::set_eq => "\"=\"",
         Rule::kw_as => "\"as\"",
         Rule::kw_import => "\"import\"",
         Rule::template_ref => "a snippet name or _self",
@@ -698,7 +699,12 @@ fn tag(cx: &Ctx, p: Pair<Rule>, span: Span) -> R<Tag> {
                 .collect::<R<Vec<_>>>()?;
             if targets.len() != values.len() {
                 return Err(cx.syntax(
-                    format!("set: {} names but {} values", targets.len(), values.len()),
+                    format!(
+                        "set: {} names but {} value{}",
+                        targets.len(),
+                        values.len(),
+                        if values.len() == 1 { "" } else { "s" }
+                    ),
                     span,
                 ));
             }
@@ -837,6 +843,7 @@ fn is_keyword(r: Rule) -> bool {
             | Rule::kw_endif
             | Rule::kw_for
             | Rule::kw_in
+            | Rule::set_eq
             | Rule::kw_endfor
             | Rule::kw_break
             | Rule::kw_continue

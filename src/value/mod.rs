@@ -244,8 +244,9 @@ impl Value {
         }
     }
 
-    /// `a.key` / `a[key]`: key of a map, index of a list (negative counts from the
-    /// end), character of a string. Undefined when missing.
+    /// `a.key` / `a[key]`: key of a map, index of a list. Undefined when missing, as Twig
+    /// on PHP arrays: a negative index is a missing key, and a string has no items
+    /// (slices and `first`/`last` reach characters).
     pub fn get_item(&self, key: &Value) -> Value {
         match self {
             Value::Map(m) => match key {
@@ -265,16 +266,6 @@ impl Value {
                 Some(i) => index(l.len(), i).map(|i| l[i].clone()).unwrap_or_default(),
                 None => Value::Undefined,
             },
-            Value::Str(s) | Value::Safe(s) => match key.as_index() {
-                Some(i) => {
-                    let n = s.chars().count();
-                    index(n, i)
-                        .and_then(|i| s.chars().nth(i))
-                        .map(|c| Value::str(c.to_string()))
-                        .unwrap_or_default()
-                }
-                None => Value::Undefined,
-            },
             _ => Value::Undefined,
         }
     }
@@ -283,7 +274,7 @@ impl Value {
     pub fn get_attr(&self, name: &str) -> Value {
         match self {
             Value::Map(m) => m.get(name).cloned().unwrap_or_default(),
-            Value::List(_) | Value::Str(_) | Value::Safe(_) => match name.parse::<i64>() {
+            Value::List(_) => match name.parse::<i64>() {
                 Ok(i) => self.get_item(&Value::Int(i)),
                 Err(_) => Value::Undefined,
             },
@@ -303,10 +294,9 @@ impl Value {
     }
 }
 
-/// Resolves a possibly negative index against a length.
+/// An index within a length; negative indexes are missing keys (PHP arrays).
 fn index(len: usize, i: i64) -> Option<usize> {
-    let i = if i < 0 { len as i64 + i } else { i };
-    (i >= 0 && (i as usize) < len).then_some(i as usize)
+    usize::try_from(i).ok().filter(|&i| i < len)
 }
 
 impl fmt::Display for Value {

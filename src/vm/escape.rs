@@ -71,16 +71,21 @@ fn html_attr(out: &mut String, s: &str) {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
-            c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => out.push_str("&#xFFFD;"),
-            c => {
+            c if ((c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r')) || c == '\u{7f}' => {
+                out.push_str("&#xFFFD;")
+            }
+            c if c.is_ascii() => {
                 let _ = write!(out, "&#x{:02X};", c as u32);
+            }
+            c => {
+                let _ = write!(out, "&#x{:04X};", c as u32);
             }
         }
     }
 }
 
-/// Twig's `js` strategy: short escapes for a few controls, `\xHH` for other ASCII,
-/// `\uHHHH` (UTF-16, surrogate pairs included) beyond.
+/// Twig 3's `js` strategy: short escapes for `\\`, `/` and a few controls, `\uHHHH`
+/// (UTF-16, surrogate pairs included) for every other character outside `[a-zA-Z0-9,._]`.
 fn js(out: &mut String, s: &str) {
     for c in s.chars() {
         if c.is_ascii_alphanumeric() || matches!(c, ',' | '.' | '_') {
@@ -95,9 +100,6 @@ fn js(out: &mut String, s: &str) {
             '\r' => out.push_str("\\r"),
             '\\' => out.push_str("\\\\"),
             '/' => out.push_str("\\/"),
-            c if c.is_ascii() => {
-                let _ = write!(out, "\\x{:02X}", c as u32);
-            }
             c => {
                 let mut buf = [0u16; 2];
                 for u in c.encode_utf16(&mut buf) {
@@ -139,8 +141,9 @@ mod tests {
             "&lt;a href=&#039;x&#039;&gt;&amp;&quot;"
         );
         assert_eq!(escape("a b", Strategy::Url), "a%20b");
-        assert_eq!(escape("a\"b\né", Strategy::Js), "a\\x22b\\n\\u00E9");
+        assert_eq!(escape("a\"b\né", Strategy::Js), "a\\u0022b\\n\\u00E9");
         assert_eq!(escape("a b", Strategy::HtmlAttr), "a&#x20;b");
+        assert_eq!(escape("é\u{7f}", Strategy::HtmlAttr), "&#x00E9;&#xFFFD;");
         assert_eq!(escape("a;", Strategy::Css), "a\\3B ");
         let mut s = String::new();
         write_int(&mut s, i64::MIN);

@@ -26,7 +26,6 @@ fn missing(prog: &Program, base: &Value, what: &str, span: Span) -> Error {
     let why = match base {
         Value::Map(_) => format!("the map has no key `{what}`"),
         Value::List(l) => format!("the list has no index {what} (length {})", l.len()),
-        Value::Str(_) | Value::Safe(_) => format!("the string has no character {what}"),
         other => format!("cannot read `{what}` of {}", other.type_with_article()),
     };
     Error::new(
@@ -62,12 +61,12 @@ fn ctx_get<'s>(
     }
 }
 
+/// An index within a length; negative indexes are missing keys (PHP arrays, as Twig).
 fn list_index(len: usize, i: i64) -> Option<usize> {
-    let i = if i < 0 { len as i64 + i } else { i };
-    (i >= 0 && (i as usize) < len).then_some(i as usize)
+    usize::try_from(i).ok().filter(|&i| i < len)
 }
 
-/// `base.name` by reference; `None` when the base is a string (characters are built).
+/// `base.name` by reference (`Some(None)`: missing; strings have no attributes).
 fn attr_ref<'v>(base: &'v Value, name: &str) -> Option<Option<&'v Value>> {
     match base {
         Value::Map(m) => Some(map_get(m, name)),
@@ -77,7 +76,6 @@ fn attr_ref<'v>(base: &'v Value, name: &str) -> Option<Option<&'v Value>> {
                 .and_then(|i| list_index(l.len(), i))
                 .and_then(|i| l.get(i)),
         ),
-        Value::Str(_) | Value::Safe(_) => None,
         _ => Some(None),
     }
 }

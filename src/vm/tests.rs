@@ -356,6 +356,6 @@ fn escaping_strategies_in_autoescape_blocks() {
             "{% autoescape 'js' %}{{ \"a'b\" }}{% endautoescape %}|{{ 'a b'|e('url') }}",
             json!({})
         ),
-        "a\\x27b|a%20b"
+        "a\\u0027b|a%20b"
     );
 }

@@ -1,0 +1,590 @@
+//! JWT authentication of endpoint requests (listener.md §4) and token signing for
+//! `flexscript token`.
+//!
+//! Contract:
+//! - The token comes from `Authorization: Bearer <token>` (scheme case-insensitive) or, failing
+//!   that, a `token: <token>` header (an optional `Bearer ` prefix is tolerated there too).
+//!   No token → [`AuthError::Missing`] (403).
+//! - Everything else that is wrong → [`AuthError::Invalid`] (401): the algorithm must be HS256,
+//!   HS384 or HS512 (read from the header, anything else refused before any verification, then
+//!   verified with exactly that algorithm); the HMAC signature must verify with the rendered
+//!   secret (constant time, inside the crate); `iss` must be present and equal the rendered key;
+//!   `exp` is required unless `require_exp = false`; `exp`, `nbf` and `iat` get 60 s of leeway
+//!   (`iat` more than 60 s in the future is refused); `aud` is ignored.
+//! - An empty secret refuses every token (a missing `env()` must not turn into a guessable key).
+//! - Reasons are short fixed phrases: they never contain the token, the secret or claim values.
+
+use hyper::http::HeaderMap;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use subtle::ConstantTimeEq;
+
+/// Clock-skew allowance on `exp`, `nbf` and `iat`, in seconds.
+pub const LEEWAY_S: u64 = 60;
+
+/// The rendered authentication settings of one endpoint.
+pub struct AuthSettings<'a> {
+    /// Expected issuer (`iss`): the rendered `endpoint_key`.
+    pub key: &'a str,
+    /// HMAC secret: the rendered `endpoint_secret`.
+    pub secret: &'a str,
+    /// Whether `exp` must be present.
+    pub require_exp: bool,
+}
+
+/// Why a request failed authentication.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuthError {
+    /// No token at all → 403.
+    Missing,
+    /// A token that is not acceptable → 401. The reason is safe to show.
+    Invalid(String),
+}
+
+impl AuthError {
+    /// The HTTP status: 403 for [`AuthError::Missing`], 401 otherwise.
+    pub fn status(&self) -> u16 {
+        match self {
+            AuthError::Missing => 403,
+            AuthError::Invalid(_) => 401,
+        }
+    }
+
+    /// A client-safe message for the JSON error body.
+    pub fn message(&self) -> String {
+        match self {
+            AuthError::Missing => "missing token".to_string(),
+            AuthError::Invalid(reason) => format!("invalid token: {reason}"),
+        }
+    }
+}
+
+fn invalid(reason: &str) -> AuthError {
+    AuthError::Invalid(reason.to_string())
+}
+
+/// The token carried by the request, if any.
+fn extract_token(headers: &HeaderMap) -> Option<&str> {
+    for value in headers.get_all(hyper::http::header::AUTHORIZATION) {
+        if let Some(token) = value.to_str().ok().and_then(strip_bearer) {
+            return Some(token);
+        }
+    }
+    for value in headers.get_all("token") {
+        if let Ok(v) = value.to_str() {
+            let v = v.trim();
+            let token = strip_bearer(v).unwrap_or(v);
+            if !token.is_empty() {
+                return Some(token);
+            }
+        }
+    }
+    None
+}
+
+/// `"Bearer xyz"` (any case, any amount of spaces) → `Some("xyz")`; empty tokens → `None`.
+fn strip_bearer(v: &str) -> Option<&str> {
+    let v = v.trim();
+    let (scheme, rest) = v.split_once([' ', '\t'])?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let token = rest.trim();
+    (!token.is_empty()).then_some(token)
+}
+
+fn hs_algorithm(name: &str) -> Option<Algorithm> {
+    match name {
+        "HS256" => Some(Algorithm::HS256),
+        "HS384" => Some(Algorithm::HS384),
+        "HS512" => Some(Algorithm::HS512),
+        _ => None,
+    }
+}
+
+/// Checks the request's token. `Ok(Some(data))` when valid and the token has a `data` claim,
+/// `Ok(None)` when valid without one.
+pub fn authenticate(
+    headers: &HeaderMap,
+    s: &AuthSettings<'_>,
+) -> Result<Option<serde_json::Value>, AuthError> {
+    let token = extract_token(headers).ok_or(AuthError::Missing)?;
+    if token.len() > 16 * 1024 {
+        return Err(invalid("token too long"));
+    }
+    if s.secret.is_empty() {
+        return Err(invalid("endpoint secret is not configured"));
+    }
+    // Pin the algorithm: only the HMAC family, chosen by us from a closed list. A header that
+    // does not parse (including "alg":"none", unknown to the crate) is malformed.
+    let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("malformed token"))?;
+    let alg = match header.alg {
+        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => header.alg,
+        _ => return Err(invalid("algorithm not allowed")),
+    };
+    let mut validation = Validation::new(alg);
+    validation.leeway = LEEWAY_S;
+    validation.validate_exp = true;
+    validation.validate_nbf = true;
+    validation.validate_aud = false;
+    validation.set_issuer(&[s.key]);
+    validation.required_spec_claims.clear();
+    validation.required_spec_claims.insert("iss".to_string());
+    if s.require_exp {
+        validation.required_spec_claims.insert("exp".to_string());
+    }
+    let key = DecodingKey::from_secret(s.secret.as_bytes());
+    let data = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(
+        token,
+        &key,
+        &validation,
+    )
+    .map_err(|e| map_error(e.kind()))?;
+    let claims = data.claims;
+    // Our own issuer check on top of the crate's: exactly one string, equal to the key.
+    match claims.get("iss") {
+        Some(serde_json::Value::String(iss))
+            if bool::from(iss.as_bytes().ct_eq(s.key.as_bytes())) => {}
+        Some(_) => return Err(invalid("wrong issuer")),
+        None => return Err(invalid("missing or malformed claim iss")),
+    }
+    if let Some(iat) = claims.get("iat") {
+        let Some(iat) = iat.as_f64() else {
+            return Err(invalid("malformed claim iat"));
+        };
+        let now = jsonwebtoken::get_current_timestamp() as f64;
+        if iat > now + LEEWAY_S as f64 {
+            return Err(invalid("token issued in the future"));
+        }
+    }
+    Ok(claims.get("data").cloned())
+}
+
+fn map_error(kind: &ErrorKind) -> AuthError {
+    match kind {
+        ErrorKind::InvalidSignature => invalid("bad signature"),
+        ErrorKind::ExpiredSignature => invalid("token expired"),
+        ErrorKind::ImmatureSignature => invalid("token not yet valid"),
+        ErrorKind::InvalidIssuer => invalid("wrong issuer"),
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+            invalid("algorithm not allowed")
+        }
+        ErrorKind::MissingRequiredClaim(c) => match c.as_str() {
+            "iss" => invalid("missing or malformed claim iss"),
+            "exp" => invalid("missing or malformed claim exp"),
+            _ => invalid("missing claim"),
+        },
+        ErrorKind::InvalidClaimFormat(c) => match c.as_str() {
+            "exp" => invalid("malformed claim exp"),
+            "nbf" => invalid("malformed claim nbf"),
+            _ => invalid("malformed claim"),
+        },
+        _ => invalid("malformed token"),
+    }
+}
+
+/// Signs a token for `flexscript token`: claims `iss = key`, `iat = now`, `exp = now + ttl_s`
+/// (no `exp` when `ttl_s == 0`) and `data` when given. `alg` is `HS256`, `HS384` or `HS512`.
+pub fn sign(
+    key: &str,
+    secret: &str,
+    alg: &str,
+    ttl_s: u64,
+    data: Option<serde_json::Value>,
+) -> Result<String, String> {
+    let algorithm = hs_algorithm(alg)
+        .ok_or_else(|| format!("unsupported algorithm {alg:?} (use HS256, HS384 or HS512)"))?;
+    if secret.is_empty() {
+        return Err("the secret is empty".to_string());
+    }
+    let now = jsonwebtoken::get_current_timestamp();
+    let mut claims = serde_json::Map::new();
+    claims.insert("iss".into(), key.into());
+    claims.insert("iat".into(), now.into());
+    if ttl_s > 0 {
+        claims.insert("exp".into(), now.saturating_add(ttl_s).into());
+    }
+    if let Some(data) = data {
+        claims.insert("data".into(), data);
+    }
+    jsonwebtoken::encode(
+        &Header::new(algorithm),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .map_err(|_| "could not sign the token".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+    use hmac::{Hmac, Mac};
+    use hyper::http::HeaderValue;
+    use serde_json::{json, Value as Json};
+
+    const KEY: &str = "issuer-7f3a";
+    const SECRET: &str = "s3cr3t-with-enough-entropy-0123456789";
+
+    fn settings() -> AuthSettings<'static> {
+        AuthSettings {
+            key: KEY,
+            secret: SECRET,
+            require_exp: true,
+        }
+    }
+
+    fn now() -> i64 {
+        jsonwebtoken::get_current_timestamp() as i64
+    }
+
+    fn b64(bytes: &[u8]) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// Builds and signs a token by hand (independent of the crate under test).
+    fn token_with(header: &Json, claims: &Json, secret: &str, alg: &str) -> String {
+        let signing_input = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(claims.to_string().as_bytes())
+        );
+        let sig = match alg {
+            "HS256" => {
+                let mut m = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+                m.update(signing_input.as_bytes());
+                m.finalize().into_bytes().to_vec()
+            }
+            "HS384" => {
+                let mut m = Hmac::<sha2::Sha384>::new_from_slice(secret.as_bytes()).unwrap();
+                m.update(signing_input.as_bytes());
+                m.finalize().into_bytes().to_vec()
+            }
+            "HS512" => {
+                let mut m = Hmac::<sha2::Sha512>::new_from_slice(secret.as_bytes()).unwrap();
+                m.update(signing_input.as_bytes());
+                m.finalize().into_bytes().to_vec()
+            }
+            _ => b"not-a-real-signature".to_vec(),
+        };
+        format!("{signing_input}.{}", b64(&sig))
+    }
+
+    fn token(claims: &Json) -> String {
+        token_with(
+            &json!({"alg": "HS256", "typ": "JWT"}),
+            claims,
+            SECRET,
+            "HS256",
+        )
+    }
+
+    fn bearer(token: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "authorization",
+            HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+        );
+        h
+    }
+
+    fn check(claims: &Json) -> Result<Option<Json>, AuthError> {
+        authenticate(&bearer(&token(claims)), &settings())
+    }
+
+    fn reason(r: Result<Option<Json>, AuthError>) -> String {
+        match r {
+            Err(AuthError::Invalid(reason)) => reason,
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn known_answer_token_verifies() {
+        // HS256 over {"alg":"HS256","typ":"JWT"} / {"iss":"issuer-7f3a"} with SECRET, computed
+        // independently (Python: hmac.new(secret, input, sha256)).
+        let fixed = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJpc3N1ZXItN2YzYSJ9.\
+                     PFKfmHcwFngey6IGDRPJ1ocDmNgz2yF2T6ZLVLzxhK0";
+        let s = AuthSettings {
+            require_exp: false,
+            ..settings()
+        };
+        assert_eq!(authenticate(&bearer(fixed), &s), Ok(None));
+        // the hand-built signer agrees with the fixed vector
+        assert_eq!(token(&json!({"iss": KEY})), fixed);
+    }
+
+    #[test]
+    fn valid_tokens_and_data_claim() {
+        let n = now();
+        assert_eq!(
+            check(&json!({"iss": KEY, "exp": n + 300, "iat": n})),
+            Ok(None)
+        );
+        assert_eq!(
+            check(&json!({"iss": KEY, "exp": n + 300, "data": {"user": 7}})),
+            Ok(Some(json!({"user": 7})))
+        );
+        for alg in ["HS384", "HS512"] {
+            let t = token_with(
+                &json!({"alg": alg}),
+                &json!({"iss": KEY, "exp": n + 60}),
+                SECRET,
+                alg,
+            );
+            assert_eq!(authenticate(&bearer(&t), &settings()), Ok(None), "{alg}");
+        }
+    }
+
+    #[test]
+    fn token_sources() {
+        let t = token(&json!({"iss": KEY, "exp": now() + 300}));
+        for auth in [
+            format!("bearer {t}"),
+            format!("BEARER  {t} "),
+            format!("Bearer {t}"),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert("authorization", HeaderValue::from_str(&auth).unwrap());
+            assert_eq!(authenticate(&h, &settings()), Ok(None), "{auth}");
+        }
+        let mut h = HeaderMap::new();
+        h.insert("token", HeaderValue::from_str(&t).unwrap());
+        assert_eq!(authenticate(&h, &settings()), Ok(None));
+        // a Basic Authorization header is no token; a token header still counts
+        h.insert(
+            "authorization",
+            HeaderValue::from_static("Basic dXNlcjpwdw=="),
+        );
+        assert_eq!(authenticate(&h, &settings()), Ok(None));
+    }
+
+    #[test]
+    fn missing_token_is_403() {
+        let e = authenticate(&HeaderMap::new(), &settings()).unwrap_err();
+        assert_eq!((e.status(), e.message().as_str()), (403, "missing token"));
+        let mut h = HeaderMap::new();
+        h.insert("authorization", HeaderValue::from_static("Basic abc"));
+        assert_eq!(authenticate(&h, &settings()), Err(AuthError::Missing));
+        h.insert("authorization", HeaderValue::from_static("Bearer   "));
+        assert_eq!(authenticate(&h, &settings()), Err(AuthError::Missing));
+        h.insert("token", HeaderValue::from_static(""));
+        assert_eq!(authenticate(&h, &settings()), Err(AuthError::Missing));
+    }
+
+    #[test]
+    fn bad_signature_and_garbage() {
+        let n = now();
+        let t = token_with(
+            &json!({"alg": "HS256"}),
+            &json!({"iss": KEY, "exp": n + 300}),
+            "another-secret",
+            "HS256",
+        );
+        let e = authenticate(&bearer(&t), &settings()).unwrap_err();
+        assert_eq!(e.status(), 401);
+        assert_eq!(reason(Err(e)), "bad signature");
+        for garbage in [
+            "abc",
+            "a.b.c",
+            "....",
+            "eyJhbGciOiJIUzI1NiJ9.e30",
+            "Zm9v.YmFy.YmF6",
+        ] {
+            assert_eq!(
+                reason(authenticate(&bearer(garbage), &settings())),
+                "malformed token",
+                "{garbage}"
+            );
+        }
+        // the header says HS384 but the signature is HS256: bad signature
+        let t = token_with(
+            &json!({"alg": "HS384"}),
+            &json!({"iss": KEY, "exp": n + 300}),
+            SECRET,
+            "HS256",
+        );
+        assert_eq!(
+            reason(authenticate(&bearer(&t), &settings())),
+            "bad signature"
+        );
+    }
+
+    #[test]
+    fn issuer_rules() {
+        let n = now();
+        assert_eq!(
+            reason(check(&json!({"iss": "someone-else", "exp": n + 300}))),
+            "wrong issuer"
+        );
+        assert_eq!(
+            reason(check(&json!({"exp": n + 300}))),
+            "missing or malformed claim iss"
+        );
+        assert_eq!(
+            reason(check(&json!({"iss": [KEY], "exp": n + 300}))),
+            "wrong issuer"
+        );
+        assert_eq!(
+            reason(check(&json!({"iss": 5, "exp": n + 300}))),
+            "missing or malformed claim iss"
+        );
+        // aud is ignored
+        assert_eq!(
+            check(&json!({"iss": KEY, "exp": n + 300, "aud": "anything"})),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn time_claims_with_leeway() {
+        let n = now();
+        assert_eq!(
+            reason(check(&json!({"iss": KEY}))),
+            "missing or malformed claim exp"
+        );
+        assert_eq!(
+            reason(check(&json!({"iss": KEY, "exp": n - 120}))),
+            "token expired"
+        );
+        assert_eq!(check(&json!({"iss": KEY, "exp": n - 30})), Ok(None));
+        assert_eq!(
+            reason(check(&json!({"iss": KEY, "exp": n + 300, "nbf": n + 120}))),
+            "token not yet valid"
+        );
+        assert_eq!(
+            check(&json!({"iss": KEY, "exp": n + 300, "nbf": n + 30})),
+            Ok(None)
+        );
+        assert_eq!(
+            reason(check(&json!({"iss": KEY, "exp": n + 300, "iat": n + 120}))),
+            "token issued in the future"
+        );
+        assert_eq!(
+            check(&json!({"iss": KEY, "exp": n + 300, "iat": n + 30})),
+            Ok(None)
+        );
+        assert_eq!(
+            reason(check(&json!({"iss": KEY, "exp": "soon"}))),
+            "missing or malformed claim exp"
+        );
+        assert_eq!(
+            reason(check(&json!({"iss": KEY, "exp": n + 300, "iat": "x"}))),
+            "malformed claim iat"
+        );
+        // require_exp = false: no exp is fine, but a present exp is still checked
+        let lax = AuthSettings {
+            require_exp: false,
+            ..settings()
+        };
+        assert_eq!(
+            authenticate(&bearer(&token(&json!({"iss": KEY}))), &lax),
+            Ok(None)
+        );
+        assert_eq!(
+            reason(authenticate(
+                &bearer(&token(&json!({"iss": KEY, "exp": n - 120}))),
+                &lax
+            )),
+            "token expired"
+        );
+    }
+
+    #[test]
+    fn only_hmac_algorithms() {
+        let claims = json!({"iss": KEY, "exp": now() + 300});
+        // alg none, unsigned
+        let none = format!(
+            "{}.{}.",
+            b64(br#"{"alg":"none","typ":"JWT"}"#),
+            b64(claims.to_string().as_bytes())
+        );
+        assert_eq!(
+            reason(authenticate(&bearer(&none), &settings())),
+            "malformed token"
+        );
+        for alg in ["RS256", "ES256", "PS256", "EdDSA", "RS512", "ES384"] {
+            let t = token_with(&json!({"alg": alg}), &claims, SECRET, "none");
+            assert_eq!(
+                reason(authenticate(&bearer(&t), &settings())),
+                "algorithm not allowed",
+                "{alg}"
+            );
+            // even with an HMAC signature made with the secret (key-confusion attack)
+            let t = token_with(&json!({"alg": alg}), &claims, SECRET, "HS256");
+            assert_eq!(
+                reason(authenticate(&bearer(&t), &settings())),
+                "algorithm not allowed",
+                "{alg}"
+            );
+        }
+    }
+
+    #[test]
+    fn empty_secret_refuses_everything() {
+        let t = token_with(
+            &json!({"alg": "HS256"}),
+            &json!({"iss": KEY, "exp": now() + 300}),
+            "",
+            "HS256",
+        );
+        let s = AuthSettings {
+            secret: "",
+            ..settings()
+        };
+        assert_eq!(
+            reason(authenticate(&bearer(&t), &s)),
+            "endpoint secret is not configured"
+        );
+    }
+
+    #[test]
+    fn messages_never_contain_token_or_secret() {
+        let n = now();
+        let cases = [
+            json!({"iss": KEY, "exp": n - 999}),
+            json!({"iss": "x", "exp": n + 300}),
+            json!({"exp": n + 300}),
+        ];
+        for c in cases {
+            let t = token(&c);
+            let e = authenticate(&bearer(&t), &settings()).unwrap_err();
+            let msg = e.message();
+            assert!(
+                !msg.contains(&t) && !msg.contains(SECRET) && !msg.contains(KEY),
+                "{msg}"
+            );
+            for part in t.split('.') {
+                assert!(!msg.contains(part), "{msg}");
+            }
+        }
+    }
+
+    #[test]
+    fn sign_round_trips() {
+        for alg in ["HS256", "HS384", "HS512"] {
+            let t = sign(KEY, SECRET, alg, 600, Some(json!({"a": 1}))).unwrap();
+            assert_eq!(
+                authenticate(&bearer(&t), &settings()),
+                Ok(Some(json!({"a": 1}))),
+                "{alg}"
+            );
+            let h = jsonwebtoken::decode_header(&t).unwrap();
+            assert_eq!(format!("{:?}", h.alg), alg);
+        }
+        let t = sign(KEY, SECRET, "HS256", 0, None).unwrap();
+        assert_eq!(
+            reason(authenticate(&bearer(&t), &settings())),
+            "missing or malformed claim exp"
+        );
+        assert!(sign(KEY, SECRET, "RS256", 60, None).is_err());
+        assert!(sign(KEY, SECRET, "none", 60, None).is_err());
+        assert!(sign(KEY, "", "HS256", 60, None).is_err());
+        // wrong secret does not verify
+        let t = sign(KEY, "other", "HS256", 60, None).unwrap();
+        assert_eq!(
+            reason(authenticate(&bearer(&t), &settings())),
+            "bad signature"
+        );
+    }
+}

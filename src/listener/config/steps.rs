@@ -1,0 +1,473 @@
+//! `[[endpoint.step]]` tables → [`Step`]s forming a tree (listener.md §5), plus the
+//! "never responds" warning for `continue` endpoints.
+
+use super::endpoint::template;
+use super::fields::{Fields, Source};
+use super::{script_error, Answer, Diagnostic};
+use crate::{Engine, Expression, Template};
+use toml_edit::Item;
+
+/// Which child list of a `condition` a step belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Branch {
+    Yes,
+    No,
+}
+
+/// A condition operator (listener.md §5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operator {
+    Equal,
+    NotEqual,
+    Greater,
+    GreaterOrEqual,
+    Less,
+    LessOrEqual,
+    GreaterThanNow,
+    LessThanNow,
+    Between,
+    Contains,
+    NotContains,
+    BeginsWith,
+    NotBeginsWith,
+    EndsWith,
+    NotEndsWith,
+    IsEmpty,
+    IsNotEmpty,
+}
+
+impl Operator {
+    pub fn parse(s: &str) -> Option<Operator> {
+        use Operator::*;
+        Some(match s {
+            "equal" => Equal,
+            "not_equal" => NotEqual,
+            "greater" => Greater,
+            "greater_or_equal" => GreaterOrEqual,
+            "less" => Less,
+            "less_or_equal" => LessOrEqual,
+            "greater_than_now" => GreaterThanNow,
+            "less_than_now" => LessThanNow,
+            "between" => Between,
+            "contains" => Contains,
+            "not_contains" => NotContains,
+            "begins_with" => BeginsWith,
+            "not_begins_with" => NotBeginsWith,
+            "ends_with" => EndsWith,
+            "not_ends_with" => NotEndsWith,
+            "is_empty" | "empty" => IsEmpty,
+            "is_not_empty" | "not_empty" => IsNotEmpty,
+            _ => return None,
+        })
+    }
+    /// Whether the operator reads `right`.
+    fn needs_right(self) -> bool {
+        !matches!(
+            self,
+            Operator::GreaterThanNow
+                | Operator::LessThanNow
+                | Operator::IsEmpty
+                | Operator::IsNotEmpty
+        )
+    }
+}
+
+/// `value` (template → string) or `expression` (→ typed value).
+#[derive(Clone, Debug)]
+pub enum ValueSource {
+    Template(Template),
+    Expression(Expression),
+}
+
+/// What a step does.
+#[derive(Clone, Debug)]
+pub enum StepKind {
+    Condition {
+        left: Template,
+        operator: Operator,
+        right: Option<Template>,
+        right2: Option<Template>,
+    },
+    Store {
+        name: String,
+        value: ValueSource,
+    },
+    Respond(Answer),
+    Emit {
+        data: Template,
+        event: Option<String>,
+        is_final: bool,
+    },
+    Webhook {
+        method: String,
+        url: Template,
+        headers: Vec<(String, Template)>,
+        body: Option<Template>,
+        timeout_ms: u64,
+        retries: u32,
+    },
+    SetMemory {
+        name: String,
+        value: ValueSource,
+        ttl_s: u64,
+    },
+    Log {
+        message: Template,
+    },
+}
+
+/// One workflow step.
+#[derive(Clone, Debug)]
+pub struct Step {
+    pub id: String,
+    /// Index of the parent step; `None` for a root.
+    pub parent: Option<usize>,
+    pub branch: Option<Branch>,
+    pub delay_ms: u64,
+    pub kind: StepKind,
+}
+
+fn value_source(f: &mut Fields<'_>, engine: &Engine) -> Option<ValueSource> {
+    let has_value = f.table.contains_key("value");
+    let has_expr = f.table.contains_key("expression");
+    match (has_value, has_expr) {
+        (true, false) => template(f, engine, "value").map(ValueSource::Template),
+        (false, true) => {
+            let src = f.string("expression")?;
+            match engine.compile_expression(&f.path("expression"), &src) {
+                Ok(e) => Some(ValueSource::Expression(e)),
+                Err(e) => {
+                    f.error("expression", script_error(&e));
+                    None
+                }
+            }
+        }
+        (true, true) => {
+            f.item("value");
+            f.item("expression");
+            f.error("expression", "give either value or expression, not both");
+            None
+        }
+        (false, false) => {
+            f.error("value", "value or expression is required");
+            None
+        }
+    }
+}
+
+fn name_field(f: &mut Fields<'_>) -> Option<String> {
+    let name = f.required("name")?;
+    let ok = !name.is_empty()
+        && !name.starts_with("__")
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-');
+    if ok {
+        Some(name)
+    } else {
+        f.error(
+            "name",
+            "must be letters, digits, `_`, `.` or `-` and not start with `__`",
+        );
+        None
+    }
+}
+
+fn read_kind(f: &mut Fields<'_>, engine: &Engine, ty: &str) -> Option<StepKind> {
+    match ty {
+        "condition" => {
+            let left = template(f, engine, "left");
+            if !f.table.contains_key("left") {
+                f.required("left");
+            }
+            let op_name = f.required("operator")?;
+            let Some(operator) = Operator::parse(&op_name) else {
+                f.error("operator", format!("unknown operator `{op_name}`"));
+                return None;
+            };
+            let right = template(f, engine, "right");
+            let right2 = template(f, engine, "right2");
+            if operator.needs_right() && !f.table.contains_key("right") {
+                f.error("operator", format!("`{op_name}` needs `right`"));
+            }
+            if operator == Operator::Between && !f.table.contains_key("right2") {
+                f.error("operator", "`between` needs `right2`");
+            }
+            Some(StepKind::Condition {
+                left: left?,
+                operator,
+                right,
+                right2,
+            })
+        }
+        "store" => {
+            let name = name_field(f);
+            let value = value_source(f, engine);
+            Some(StepKind::Store {
+                name: name?,
+                value: value?,
+            })
+        }
+        "set_memory" => {
+            let name = f.required("name");
+            let value = value_source(f, engine);
+            let ttl_s = f.uint("ttl_s", 3600, 10 * 365 * 24 * 3600);
+            Some(StepKind::SetMemory {
+                name: name?,
+                value: value?,
+                ttl_s,
+            })
+        }
+        "respond" => {
+            let rt = f.required("return_type")?;
+            let key = format!("return_{rt}");
+            let t = match rt.as_str() {
+                "data" | "html" | "redirect" => {
+                    if !f.table.contains_key(&key) {
+                        f.error("return_type", format!("{key} is required"));
+                    }
+                    template(f, engine, &key)?
+                }
+                _ => {
+                    f.error("return_type", "must be data, html or redirect");
+                    return None;
+                }
+            };
+            Some(StepKind::Respond(match rt.as_str() {
+                "data" => Answer::Data(t),
+                "html" => Answer::Html(t),
+                _ => Answer::Redirect(t),
+            }))
+        }
+        "emit" => {
+            let data = template(f, engine, "data");
+            if !f.table.contains_key("data") {
+                f.required("data");
+            }
+            let event = f.string("event");
+            if event
+                .as_deref()
+                .is_some_and(|e| e.is_empty() || e.contains(['\r', '\n']))
+            {
+                f.error("event", "must be a non-empty single line");
+            }
+            let is_final = f.boolean("final", false);
+            Some(StepKind::Emit {
+                data: data?,
+                event,
+                is_final,
+            })
+        }
+        "webhook" => {
+            let method = f.string("method").unwrap_or_else(|| "POST".into());
+            let method = method.to_ascii_uppercase();
+            if hyper::Method::from_bytes(method.as_bytes()).is_err() {
+                f.error("method", "must be an HTTP method");
+            }
+            let url = template(f, engine, "url");
+            if !f.table.contains_key("url") {
+                f.required("url");
+            }
+            let mut headers = Vec::new();
+            for (k, v) in f.string_map("headers") {
+                if hyper::header::HeaderName::from_bytes(k.as_bytes()).is_err() {
+                    f.error("headers", format!("`{k}` is not a valid header name"));
+                    continue;
+                }
+                match engine.compile(&f.path(&format!("headers.{k}")), &v) {
+                    Ok(t) => headers.push((k, t)),
+                    Err(e) => f.error("headers", script_error(&e)),
+                }
+            }
+            let body = template(f, engine, "body");
+            let timeout_ms = f.uint("timeout_ms", 10_000, 600_000);
+            let retries = f.uint("retries", 0, 10) as u32;
+            Some(StepKind::Webhook {
+                method,
+                url: url?,
+                headers,
+                body,
+                timeout_ms,
+                retries,
+            })
+        }
+        "log" => {
+            let message = template(f, engine, "message");
+            if !f.table.contains_key("message") {
+                f.required("message");
+            }
+            Some(StepKind::Log { message: message? })
+        }
+        _ => {
+            f.error(
+                "type",
+                "must be one of condition, store, respond, emit, webhook, set_memory, log",
+            );
+            None
+        }
+    }
+}
+
+/// Reads the `step` array of an endpoint (`prefix` = `endpoint[i]`).
+pub fn read(
+    src: &Source<'_>,
+    engine: &Engine,
+    item: Option<&Item>,
+    prefix: &str,
+    ep_line: usize,
+    return_type: &str,
+) -> (Vec<Step>, Vec<Diagnostic>, Vec<Diagnostic>) {
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    let mut steps: Vec<Step> = Vec::new();
+    let tables = match item {
+        None => Vec::new(),
+        Some(Item::ArrayOfTables(a)) => a.iter().collect(),
+        Some(_) => {
+            errors.push(src.diag(
+                ep_line,
+                &format!("{prefix}.step"),
+                "must be an array of tables ([[endpoint.step]])",
+            ));
+            Vec::new()
+        }
+    };
+    let mut ok = true;
+    if tables.len() > super::endpoint::MAX_STEPS {
+        errors.push(src.diag(
+            ep_line,
+            &format!("{prefix}.step"),
+            format!("at most {} steps per endpoint", super::endpoint::MAX_STEPS),
+        ));
+        return (steps, errors, warnings);
+    }
+    for (j, t) in tables.into_iter().enumerate() {
+        let mut f = Fields::new(src, t, format!("{prefix}.step[{j}]"));
+        let id = f.required("id").unwrap_or_default();
+        if steps.iter().any(|s| s.id == id) && !id.is_empty() {
+            f.error("id", format!("duplicate step id `{id}`"));
+        }
+        let ty = f.required("type").unwrap_or_default();
+        let delay_ms = f.uint("delay_ms", 0, 3_600_000);
+        let parent = match f.string("parent") {
+            Some(p) if p.is_empty() => None,
+            Some(p) => match steps.iter().position(|s| s.id == p) {
+                Some(i) => Some(i),
+                None => {
+                    f.error("parent", format!("no earlier step with id `{p}`"));
+                    None
+                }
+            },
+            None => steps.len().checked_sub(1),
+        };
+        let parent_is_condition = parent
+            .and_then(|p| steps.get(p))
+            .is_some_and(|s| matches!(s.kind, StepKind::Condition { .. }));
+        let branch = match f.string("branch").as_deref() {
+            None => None,
+            Some("yes") => Some(Branch::Yes),
+            Some("no") => Some(Branch::No),
+            Some(_) => {
+                f.error("branch", "must be \"yes\" or \"no\"");
+                None
+            }
+        };
+        if parent_is_condition && branch.is_none() && !f.table.contains_key("branch") {
+            f.error(
+                "branch",
+                "a child of a condition needs branch = \"yes\" or \"no\"",
+            );
+        }
+        if !parent_is_condition && f.table.contains_key("branch") {
+            f.error("branch", "only children of a condition take a branch");
+        }
+        let kind = if ty.is_empty() {
+            None
+        } else {
+            read_kind(&mut f, engine, &ty)
+        };
+        if (ty == "respond" && return_type != "continue") || (ty == "emit" && return_type != "sse")
+        {
+            warnings.push(src.diag(
+                f.line_of("type"),
+                &f.path("type"),
+                format!("a {ty} step is ignored on a \"{return_type}\" endpoint"),
+            ));
+        }
+        let errs = f.finish(&[]);
+        ok &= errs.is_empty();
+        errors.extend(errs);
+        // A step with errors keeps its place (as a no-op) so later `parent` references resolve;
+        // the endpoint is refused anyway.
+        let kind = match kind {
+            Some(k) => k,
+            None => match engine.compile("placeholder", "") {
+                Ok(message) => StepKind::Log { message },
+                Err(e) => {
+                    errors.push(src.diag(ep_line, prefix, script_error(&e)));
+                    break;
+                }
+            },
+        };
+        steps.push(Step {
+            id,
+            parent,
+            branch,
+            delay_ms,
+            kind,
+        });
+    }
+    if ok && return_type == "continue" {
+        no_response_warnings(src, &steps, prefix, ep_line, &mut warnings);
+    }
+    (steps, errors, warnings)
+}
+
+/// Warns about every path from a root to a leaf (or to an empty condition branch) without a
+/// `respond` step.
+fn no_response_warnings(
+    src: &Source<'_>,
+    steps: &[Step],
+    prefix: &str,
+    ep_line: usize,
+    warnings: &mut Vec<Diagnostic>,
+) {
+    let field = format!("{prefix}.step");
+    if steps.is_empty() {
+        warnings.push(src.diag(
+            ep_line,
+            &field,
+            "continue endpoint without a respond step never responds",
+        ));
+        return;
+    }
+    let responds = |i: usize| {
+        let mut cur = Some(i);
+        while let Some(c) = cur {
+            if matches!(steps[c].kind, StepKind::Respond(_)) {
+                return true;
+            }
+            cur = steps[c].parent;
+        }
+        false
+    };
+    for (i, s) in steps.iter().enumerate() {
+        let kids: Vec<&Step> = steps.iter().filter(|c| c.parent == Some(i)).collect();
+        let ends: Vec<String> = if let StepKind::Condition { .. } = s.kind {
+            [(Branch::Yes, "yes"), (Branch::No, "no")]
+                .into_iter()
+                .filter(|(b, _)| !kids.iter().any(|k| k.branch == Some(*b)))
+                .map(|(_, n)| format!("the `{n}` branch of step `{}`", s.id))
+                .collect()
+        } else if kids.is_empty() {
+            vec![format!("the branch ending at step `{}`", s.id)]
+        } else {
+            Vec::new()
+        };
+        if !ends.is_empty() && !responds(i) {
+            for e in ends {
+                warnings.push(src.diag(ep_line, &field, format!("{e} never responds")));
+            }
+        }
+    }
+}

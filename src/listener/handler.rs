@@ -1,0 +1,333 @@
+//! One request to `/listener/{first}/{second}` (listener.md §2–§6), in the fixed order:
+//! method check → CORS preflight → authentication → request data → response and workflow.
+// An early answer travels as `Err(Response)`: one per request, size is irrelevant.
+#![allow(clippy::result_large_err)]
+
+use super::auth::{authenticate, AuthSettings};
+use super::config::{Config, Endpoint, ReturnType, RunMode};
+use super::cors::{is_preflight, CorsPolicy};
+use super::request::{to_data, RequestParts};
+use super::respond::{self, json, json_error, Body};
+use super::server::State;
+use super::sse;
+use super::workflow::{self, Outcome, Run, SseMsg};
+use crate::{RenderOptions, Template, Value};
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_LENGTH, ORIGIN, WWW_AUTHENTICATE};
+use hyper::{Method, Request, Response, StatusCode};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+/// How long an `async` `continue` request waits for a `respond` step before its 202.
+pub const ASYNC_WAIT: Duration = Duration::from_secs(20);
+/// Limit for receiving a request body once the headers are in (slow clients → 408).
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+const ALLOWED: &str = "GET, POST, PUT, OPTIONS";
+
+/// A handled request, with what the request log line needs.
+pub struct Handled {
+    pub response: Response<Body>,
+    pub endpoint: Option<String>,
+    pub run_id: Option<String>,
+}
+
+fn not_found() -> Response<Body> {
+    json_error(StatusCode::NOT_FOUND, "not found")
+}
+
+/// Routes one request.
+pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Handled {
+    let config = state.config();
+    let path = req.uri().path().to_string();
+    let mut h = Handled {
+        response: not_found(),
+        endpoint: None,
+        run_id: None,
+    };
+    if path == "/dynamic-endpoints" {
+        h.response = super::listing::answer(&config, &req);
+        return h;
+    }
+    let Some(rest) = path.strip_prefix("/listener/") else {
+        return h;
+    };
+    let mut parts = rest.split('/');
+    let (Some(first), Some(second), None) = (parts.next(), parts.next(), parts.next()) else {
+        return h;
+    };
+    let Some(ep) = config.find(first, second).cloned() else {
+        return h;
+    };
+    h.endpoint = Some(ep.name.clone());
+    let origin = req.headers().get(ORIGIN).cloned();
+    let cors = match &ep.cors {
+        None => None,
+        Some(t) => match render_setting(&ep, t) {
+            Ok(d) => Some(CorsPolicy::parse(&d)),
+            Err(r) => {
+                h.response = r;
+                return h;
+            }
+        },
+    };
+    let (mut response, add_cors) =
+        endpoint(&state, &config, &ep, cors.as_ref(), req, &mut h.run_id).await;
+    if let (true, Some(c)) = (add_cors, &cors) {
+        for (k, v) in c.response_headers(origin.as_ref()) {
+            response.headers_mut().insert(k, v);
+        }
+    }
+    h.response = response;
+    h
+}
+
+/// Renders a settings field: no request data, `env()` allowed. Failure → 500 (logged).
+fn render_setting(ep: &Endpoint, t: &Template) -> Result<String, Response<Body>> {
+    t.render_value(
+        &Value::empty_map(),
+        RenderOptions {
+            allow_env: true,
+            ..RenderOptions::default()
+        },
+    )
+    .map_err(|e| {
+        // Only the error kind: a message could quote the rendered secret.
+        tracing::error!(endpoint = %ep.name, field = t.name(), error = e.kind().as_str(), "settings render failed");
+        json_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the endpoint settings could not be rendered",
+        )
+    })
+}
+
+/// Returns the response and whether ordinary CORS headers apply to it.
+async fn endpoint(
+    state: &Arc<State>,
+    config: &Config,
+    ep: &Arc<Endpoint>,
+    cors: Option<&CorsPolicy>,
+    req: Request<Incoming>,
+    run_id: &mut Option<String>,
+) -> (Response<Body>, bool) {
+    let method = req.method().clone();
+    if ![Method::GET, Method::POST, Method::PUT, Method::OPTIONS].contains(&method) {
+        let mut r = json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+        r.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static(ALLOWED));
+        return (r, true);
+    }
+    if method == Method::OPTIONS {
+        if let Some(c) = cors.filter(|_| is_preflight(&method, req.headers())) {
+            return match c.preflight(req.headers()) {
+                Ok(headers) => {
+                    let mut r = Response::new(respond::full(Bytes::new()));
+                    *r.status_mut() = StatusCode::NO_CONTENT;
+                    for (k, v) in headers {
+                        r.headers_mut().insert(k, v);
+                    }
+                    (r, false)
+                }
+                Err(()) => (
+                    json_error(StatusCode::FORBIDDEN, "origin not allowed"),
+                    false,
+                ),
+            };
+        }
+        let mut r = Response::new(respond::full(Bytes::new()));
+        *r.status_mut() = StatusCode::NO_CONTENT;
+        r.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static(ALLOWED));
+        return (r, true);
+    }
+    let mut jwt_data = None;
+    if let Some((key, secret)) = &ep.auth {
+        let (key, secret) = match (render_setting(ep, key), render_setting(ep, secret)) {
+            (Ok(k), Ok(s)) => (k, s),
+            (Err(r), _) | (_, Err(r)) => return (r, true),
+        };
+        let settings = AuthSettings {
+            key: &key,
+            secret: &secret,
+            require_exp: ep.require_exp,
+        };
+        match authenticate(req.headers(), &settings) {
+            Ok(d) => jwt_data = d,
+            Err(e) => {
+                let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+                let mut r = json_error(status, &e.message());
+                if status == StatusCode::UNAUTHORIZED {
+                    r.headers_mut().insert(
+                        WWW_AUTHENTICATE,
+                        HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                    );
+                }
+                return (r, true);
+            }
+        }
+    }
+    let (parts, body) = req.into_parts();
+    let read = read_body(body, &parts.headers, config.server.body_limit);
+    let body = match tokio::time::timeout(BODY_READ_TIMEOUT, read).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(r)) => return (r, true),
+        Err(_) => {
+            let mut r = json_error(
+                StatusCode::REQUEST_TIMEOUT,
+                "request body not received in time",
+            );
+            r.headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+            return (r, true);
+        }
+    };
+    let data = match to_data(&RequestParts {
+        method: &parts.method,
+        uri: &parts.uri,
+        headers: &parts.headers,
+        body: &body,
+        jwt_data: jwt_data.as_ref(),
+    }) {
+        Ok(d) => d,
+        Err(e) => return (json_error(StatusCode::BAD_REQUEST, e.message()), true),
+    };
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    *run_id = Some(id.clone());
+    (respond_and_run(state, config, ep, data, id).await, true)
+}
+
+async fn read_body(
+    mut body: Incoming,
+    headers: &hyper::HeaderMap,
+    limit: u64,
+) -> Result<Bytes, Response<Body>> {
+    let too_large = || {
+        let mut r = json_error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+        r.headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+        r
+    };
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|_| json_error(StatusCode::BAD_REQUEST, "could not read the request body"))?;
+        if let Some(d) = frame.data_ref() {
+            if (buf.len() + d.len()) as u64 > limit {
+                return Err(too_large());
+            }
+            buf.extend_from_slice(d);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// Aborts a task when dropped (the request went away before the run could be handed on).
+struct AbortOnDrop(Option<JoinHandle<()>>);
+
+impl AbortOnDrop {
+    fn take(mut self) -> Option<JoinHandle<()>> {
+        self.0.take()
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            h.abort();
+        }
+    }
+}
+
+async fn respond_and_run(
+    state: &Arc<State>,
+    config: &Config,
+    ep: &Arc<Endpoint>,
+    data: Value,
+    run_id: String,
+) -> Response<Body> {
+    let new_run = |reply, sse| {
+        Arc::new(Run::new(
+            ep.clone(),
+            run_id.clone(),
+            config.store.clone(),
+            config.server.timezone,
+            state.client.clone(),
+            reply,
+            sse,
+        ))
+    };
+    match &ep.return_type {
+        ReturnType::Answer(a) => {
+            let r = respond::answer(&ep.name, a, &data);
+            if !ep.steps.is_empty() {
+                tokio::spawn(workflow::run(new_run(None, None), data));
+            }
+            r
+        }
+        ReturnType::Continue => {
+            let (tx, rx) = oneshot::channel();
+            tokio::spawn(workflow::run(new_run(Some(tx), None), data));
+            let sync = ep.run_mode == RunMode::Sync;
+            let limit = if sync {
+                Duration::from_millis(ep.response_timeout_ms)
+            } else {
+                ASYNC_WAIT
+            };
+            let accepted = || {
+                json(
+                    StatusCode::ACCEPTED,
+                    &serde_json::json!({"status": "accepted"}),
+                )
+            };
+            match tokio::time::timeout(limit, rx).await {
+                Ok(Ok(Outcome::Reply(r))) => r,
+                Ok(Ok(Outcome::Failed(step))) => step_failed(&step),
+                Ok(Err(_)) if sync => json_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "workflow finished without a response",
+                ),
+                Err(_) if sync => json_error(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "the workflow did not respond in time",
+                ),
+                _ => accepted(),
+            }
+        }
+        ReturnType::Sse => {
+            let (tx, mut rx) = mpsc::channel(16);
+            let guard = AbortOnDrop(Some(tokio::spawn(workflow::run(
+                new_run(None, Some(tx)),
+                data,
+            ))));
+            let limit = Duration::from_millis(ep.response_timeout_ms);
+            match tokio::time::timeout(limit, rx.recv()).await {
+                Ok(Some(SseMsg::Failed(step))) => step_failed(&step),
+                Ok(first) => match guard.take() {
+                    Some(run) => sse::stream(first, rx, run, state.shutdown.clone()),
+                    None => step_failed(""),
+                },
+                Err(_) => json_error(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "the workflow did not respond in time",
+                ),
+            }
+        }
+    }
+}
+
+fn step_failed(step: &str) -> Response<Body> {
+    json_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        &format!("workflow step \"{step}\" failed"),
+    )
+}

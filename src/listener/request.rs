@@ -1,0 +1,499 @@
+//! Request → `__data` (listener.md §3). Synchronous and pure, so it can be fuzzed.
+//!
+//! The first body rule that applies, then merged with the query string (body keys win, compared
+//! at the top level):
+//! 1. `application/x-www-form-urlencoded` / `multipart/form-data` → fields, with PHP bracket
+//!    names (`a[]`, `c[name]`, `a[b][c]`, `a[][x]`); a map whose keys are exactly `0..n-1` in
+//!    order becomes a list, as PHP's `json_encode` does. Uploaded files go under
+//!    `__files.<field>` as `{filename, content_type, size}` (bracket names apply there too).
+//! 2. JSON (content type `application/json` or `…+json`, or any other non-form body that parses
+//!    as a JSON object) → its fields; an array or scalar lands in `__json`. Invalid JSON sent as
+//!    JSON → [`BadRequest`] with the parser's message and position. A blank JSON body counts as
+//!    no body.
+//! 3. Any other body → `__raw` (invalid UTF-8 replaced by U+FFFD, never refused); a well-formed
+//!    XML body (see [`crate::detect::xml`]: no DOCTYPE, nothing expanded) also → `__xml`.
+//! 4. No body → query string only.
+//!
+//! Then `__headers` (names lower-cased with `-` → `_`, repeats joined with `, `, non-UTF-8
+//! bytes replaced), `__headers.__jwt_data` (`[data]` when given, otherwise absent even if a
+//! header tried to set it), `__method`, `__path`, `__query`.
+//! The runtime's own keys (`__headers`, `__method`, `__path`, `__query`, `__files`, `__json`,
+//! `__raw`, `__xml`) can never be set by the body or the query: such keys are dropped there.
+//!
+//! Limits against hostile input, each a 400: nesting deeper than [`MAX_DEPTH`] (JSON, XML,
+//! bracket names), more than [`MAX_FIELDS`] form fields / multipart parts / query pairs or XML
+//! elements, a multipart body without its end boundary.
+
+use crate::detect::xml::{self, XmlLimits};
+use crate::Value;
+use bytes::Bytes;
+/// The `http` types [`RequestParts`] is made of, re-exported for callers without a direct
+/// `hyper` dependency (the fuzz targets).
+pub use hyper::http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
+use indexmap::IndexMap;
+use serde_json::{Map, Value as Json};
+
+/// Maximum nesting depth of JSON bodies, XML bodies and bracket names.
+pub const MAX_DEPTH: usize = 64;
+/// Maximum number of form fields, multipart parts, query pairs or XML elements.
+pub const MAX_FIELDS: usize = 10_000;
+
+/// Keys only the runtime sets.
+const RESERVED: [&str; 8] = [
+    "__headers",
+    "__method",
+    "__path",
+    "__query",
+    "__files",
+    "__json",
+    "__raw",
+    "__xml",
+];
+
+/// One request, as the runtime received it.
+pub struct RequestParts<'a> {
+    pub method: &'a Method,
+    pub uri: &'a Uri,
+    pub headers: &'a HeaderMap,
+    pub body: &'a [u8],
+    /// The token's `data` claim when authentication passed (goes to __headers.__jwt_data as a
+    /// 1-item list).
+    pub jwt_data: Option<&'a serde_json::Value>,
+}
+
+/// A request the runtime answers with 400; `message()` is safe to send to the client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadRequest {
+    message: String,
+}
+
+impl BadRequest {
+    fn new(message: impl Into<String>) -> Self {
+        BadRequest {
+            message: message.into(),
+        }
+    }
+
+    /// The client-safe explanation.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl std::fmt::Display for BadRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for BadRequest {}
+
+/// Builds `__data` (a map Value) from one request. Synchronous and pure (fuzzable).
+pub fn to_data(req: &RequestParts<'_>) -> Result<Value, BadRequest> {
+    Ok(Value::from(to_json(req)?))
+}
+
+/// [`to_data`] as JSON.
+pub fn to_json(req: &RequestParts<'_>) -> Result<Json, BadRequest> {
+    let query_str = req.uri.query().unwrap_or("");
+    let query = urlencoded(query_str.as_bytes(), "query string")?;
+    let body = parse_body(req)?;
+
+    let mut data = Map::new();
+    for (k, v) in body.fields {
+        if !RESERVED.contains(&k.as_str()) {
+            data.insert(k, v);
+        }
+    }
+    if let Json::Object(q) = &query {
+        for (k, v) in q {
+            if !RESERVED.contains(&k.as_str()) && !data.contains_key(k) {
+                data.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    if let Some(files) = body.files {
+        data.insert("__files".into(), files);
+    }
+    if let Some(j) = body.json {
+        data.insert("__json".into(), j);
+    }
+    if let Some(raw) = body.raw {
+        data.insert("__raw".into(), Json::String(raw));
+    }
+    if let Some(x) = body.xml {
+        data.insert("__xml".into(), x);
+    }
+    data.insert("__headers".into(), headers(req.headers, req.jwt_data));
+    data.insert("__method".into(), req.method.as_str().into());
+    data.insert("__path".into(), req.uri.path().into());
+    data.insert("__query".into(), query);
+    Ok(Json::Object(data))
+}
+
+/// What the body contributed.
+#[derive(Default)]
+struct Body {
+    fields: Map<String, Json>,
+    files: Option<Json>,
+    json: Option<Json>,
+    raw: Option<String>,
+    xml: Option<Json>,
+}
+
+/// The media type of the request (lower-cased, parameters removed) and the raw header value.
+fn media_type(headers: &HeaderMap) -> (String, String) {
+    let raw = headers
+        .get(hyper::http::header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default();
+    let media = raw
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    (media, raw)
+}
+
+fn parse_body(req: &RequestParts<'_>) -> Result<Body, BadRequest> {
+    let mut out = Body::default();
+    if req.body.is_empty() {
+        return Ok(out);
+    }
+    let (media, raw_ct) = media_type(req.headers);
+    // (1) forms
+    if media == "application/x-www-form-urlencoded" {
+        if let Json::Object(m) = urlencoded(req.body, "form body")? {
+            out.fields = m;
+        }
+        return Ok(out);
+    }
+    if media == "multipart/form-data" {
+        let (fields, files) = multipart(req.body, &raw_ct)?;
+        if let Json::Object(m) = fields {
+            out.fields = m;
+        }
+        out.files = files;
+        return Ok(out);
+    }
+    // (2) JSON
+    let is_json_type = media == "application/json" || media.ends_with("+json");
+    if is_json_type {
+        if req.body.trim_ascii().is_empty() {
+            return Ok(out);
+        }
+        let value: Json = serde_json::from_slice(req.body)
+            .map_err(|e| BadRequest::new(format!("invalid JSON body: {e}")))?;
+        check_json_depth(&value)?;
+        match value {
+            Json::Object(m) => out.fields = m,
+            other => out.json = Some(other),
+        }
+        return Ok(out);
+    }
+    let trimmed = req.body.trim_ascii();
+    if trimmed.first() == Some(&b'{') {
+        if let Ok(Json::Object(m)) = serde_json::from_slice::<Json>(trimmed) {
+            check_json_depth_map(&m)?;
+            out.fields = m;
+            return Ok(out);
+        }
+    }
+    // (3) anything else
+    let text = String::from_utf8_lossy(req.body).into_owned();
+    if trimmed.first() == Some(&b'<') {
+        let limits = XmlLimits {
+            max_depth: MAX_DEPTH,
+            max_elements: MAX_FIELDS,
+        };
+        out.xml = xml::parse(text.trim(), limits).map_err(|e| BadRequest::new(e.to_string()))?;
+    }
+    out.raw = Some(text);
+    Ok(out)
+}
+
+fn too_deep() -> BadRequest {
+    BadRequest::new(format!(
+        "request data nested deeper than {MAX_DEPTH} levels"
+    ))
+}
+
+/// Depth of a JSON value: scalars 0, `{}`/`[]` 1, … (iterative, no recursion).
+fn json_depth(v: &Json) -> usize {
+    let mut max = 0;
+    let mut stack = vec![(v, 0usize)];
+    while let Some((v, d)) = stack.pop() {
+        match v {
+            Json::Array(a) => {
+                max = max.max(d + 1);
+                stack.extend(a.iter().map(|x| (x, d + 1)));
+            }
+            Json::Object(m) => {
+                max = max.max(d + 1);
+                stack.extend(m.values().map(|x| (x, d + 1)));
+            }
+            _ => {}
+        }
+    }
+    max
+}
+
+fn check_json_depth(v: &Json) -> Result<(), BadRequest> {
+    if json_depth(v) > MAX_DEPTH {
+        return Err(too_deep());
+    }
+    Ok(())
+}
+
+fn check_json_depth_map(m: &Map<String, Json>) -> Result<(), BadRequest> {
+    if m.values().map(json_depth).max().unwrap_or(0) + 1 > MAX_DEPTH {
+        return Err(too_deep());
+    }
+    Ok(())
+}
+
+fn headers(h: &HeaderMap, jwt_data: Option<&Json>) -> Json {
+    let mut out = Map::new();
+    for name in h.keys() {
+        let key = name.as_str().to_ascii_lowercase().replace('-', "_");
+        let joined = h
+            .get_all(name)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect::<Vec<_>>()
+            .join(", ");
+        out.insert(key, Json::String(joined));
+    }
+    out.remove("__jwt_data");
+    if let Some(d) = jwt_data {
+        out.insert("__jwt_data".into(), Json::Array(vec![d.clone()]));
+    }
+    Json::Object(out)
+}
+
+// ---------------------------------------------------------------- forms and bracket names
+
+/// A node of a PHP-style form structure being built.
+enum Node {
+    Leaf(Json),
+    Branch(Branch),
+}
+
+/// An ordered map with PHP's "next integer key" for `[]`.
+#[derive(Default)]
+struct Branch {
+    entries: IndexMap<String, Node>,
+    next_index: u64,
+}
+
+impl Branch {
+    fn note_key(&mut self, key: &str) {
+        if let Ok(k) = key.parse::<u64>() {
+            if k.to_string() == key {
+                self.next_index = self.next_index.max(k.saturating_add(1));
+            }
+        }
+    }
+
+    /// Inserts `value` at the path of a bracket `name`.
+    fn insert(&mut self, name: &str, value: Json) -> Result<(), BadRequest> {
+        let (first, segments) = split_name(name);
+        if segments.len() > MAX_DEPTH {
+            return Err(too_deep());
+        }
+        let mut cur = self;
+        let mut key = first.to_string();
+        for seg in segments {
+            cur.note_key(&key);
+            let node = cur
+                .entries
+                .entry(key)
+                .or_insert_with(|| Node::Branch(Branch::default()));
+            if let Node::Leaf(_) = node {
+                *node = Node::Branch(Branch::default());
+            }
+            let Node::Branch(b) = node else {
+                unreachable!("replaced by a branch just above")
+            };
+            cur = b;
+            key = match seg {
+                Some(s) => s.to_string(),
+                None => cur.next_index.to_string(),
+            };
+        }
+        cur.note_key(&key);
+        cur.entries.insert(key, Node::Leaf(value));
+        Ok(())
+    }
+
+    fn into_json(self) -> Json {
+        let sequential = self
+            .entries
+            .keys()
+            .enumerate()
+            .all(|(i, k)| k.parse::<usize>().ok() == Some(i) && k == &i.to_string());
+        if sequential && !self.entries.is_empty() {
+            Json::Array(self.entries.into_values().map(Node::into_json).collect())
+        } else {
+            Json::Object(
+                self.entries
+                    .into_iter()
+                    .map(|(k, v)| (k, v.into_json()))
+                    .collect(),
+            )
+        }
+    }
+}
+
+impl Node {
+    fn into_json(self) -> Json {
+        match self {
+            Node::Leaf(v) => v,
+            Node::Branch(b) => b.into_json(),
+        }
+    }
+}
+
+/// `a[b][][c]` → (`a`, [Some("b"), None, Some("c")]). PHP rules: text after a `]` that does not
+/// open a new `[` is ignored, an unclosed `[` ends the name; a name starting with `[` or whose
+/// first `[` is unclosed is taken literally.
+fn split_name(name: &str) -> (&str, Vec<Option<&str>>) {
+    let Some(open) = name.find('[') else {
+        return (name, Vec::new());
+    };
+    if open == 0 || !name[open..].contains(']') {
+        return (name, Vec::new());
+    }
+    let first = &name[..open];
+    let mut segments = Vec::new();
+    let mut rest = &name[open..];
+    while let Some(after) = rest.strip_prefix('[') {
+        let Some(close) = after.find(']') else { break };
+        let seg = &after[..close];
+        segments.push(if seg.is_empty() { None } else { Some(seg) });
+        rest = &after[close + 1..];
+        if segments.len() > MAX_DEPTH {
+            break;
+        }
+    }
+    (first, segments)
+}
+
+/// Decodes `application/x-www-form-urlencoded` text (also used for query strings) into a map.
+fn urlencoded(input: &[u8], what: &str) -> Result<Json, BadRequest> {
+    let mut root = Branch::default();
+    let mut count = 0usize;
+    for pair in input.split(|&b| b == b'&') {
+        if pair.is_empty() {
+            continue;
+        }
+        count += 1;
+        if count > MAX_FIELDS {
+            return Err(BadRequest::new(format!(
+                "{what} has more than {MAX_FIELDS} fields"
+            )));
+        }
+        let (k, v) = match pair.iter().position(|&b| b == b'=') {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, &[][..]),
+        };
+        let key = form_decode(k);
+        if key.is_empty() {
+            continue;
+        }
+        root.insert(&key, Json::String(form_decode(v)))?;
+    }
+    Ok(root.into_json_map())
+}
+
+impl Branch {
+    /// The top level is always a map (never turned into a list).
+    fn into_json_map(self) -> Json {
+        Json::Object(
+            self.entries
+                .into_iter()
+                .map(|(k, v)| (k, v.into_json()))
+                .collect(),
+        )
+    }
+}
+
+/// `+` → space, then percent-decoding, then UTF-8 (invalid sequences replaced).
+fn form_decode(s: &[u8]) -> String {
+    let plus: Vec<u8> = s
+        .iter()
+        .map(|&b| if b == b'+' { b' ' } else { b })
+        .collect();
+    let bytes: Vec<u8> = percent_encoding::percent_decode(&plus).collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Parses a whole multipart body: (fields map, `__files` map if any file).
+fn multipart(body: &[u8], content_type: &str) -> Result<(Json, Option<Json>), BadRequest> {
+    let boundary = multer::parse_boundary(content_type)
+        .map_err(|_| BadRequest::new("multipart body without a valid boundary"))?;
+    let chunk = Bytes::copy_from_slice(body);
+    let stream = futures_util::stream::once(async move { Ok::<Bytes, std::io::Error>(chunk) });
+    let mut mp = multer::Multipart::new(stream, boundary);
+    let bad = |e: multer::Error| BadRequest::new(format!("malformed multipart body: {e}"));
+    let work = async move {
+        let mut fields = Branch::default();
+        let mut files = Branch::default();
+        let mut any_file = false;
+        let mut count = 0usize;
+        while let Some(field) = mp.next_field().await.map_err(bad)? {
+            count += 1;
+            if count > MAX_FIELDS {
+                return Err(BadRequest::new(format!(
+                    "multipart body has more than {MAX_FIELDS} parts"
+                )));
+            }
+            let name = field.name().unwrap_or("").to_string();
+            let file = field.file_name().map(str::to_string).map(|filename| {
+                let ct = field
+                    .content_type()
+                    .map(|m| m.to_string())
+                    .unwrap_or_else(|| "application/octet-stream".to_string());
+                (filename, ct)
+            });
+            let bytes = field.bytes().await.map_err(bad)?;
+            if name.is_empty() {
+                continue;
+            }
+            match file {
+                Some((filename, ct)) => {
+                    any_file = true;
+                    let mut info = Map::new();
+                    info.insert("filename".into(), filename.into());
+                    info.insert("content_type".into(), ct.into());
+                    info.insert("size".into(), bytes.len().into());
+                    files.insert(&name, Json::Object(info))?;
+                }
+                None => {
+                    let text = String::from_utf8_lossy(&bytes).into_owned();
+                    fields.insert(&name, Json::String(text))?;
+                }
+            }
+        }
+        Ok((
+            fields.into_json_map(),
+            any_file.then(|| files.into_json_map()),
+        ))
+    };
+    block_on_ready(work).unwrap_or_else(|| Err(BadRequest::new("multipart body could not be read")))
+}
+
+/// Polls a future that never waits (all its input is in memory) to completion. `None` if it
+/// would wait, which cannot happen with a one-chunk in-memory stream.
+fn block_on_ready<F: std::future::Future>(fut: F) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match fut.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => Some(v),
+        std::task::Poll::Pending => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,492 @@
+use super::*;
+use hyper::http::HeaderValue;
+use serde_json::json;
+
+struct Req {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+fn req(method: &str, uri: &str, ct: Option<&str>, body: &[u8]) -> Req {
+    let mut headers = HeaderMap::new();
+    if let Some(ct) = ct {
+        headers.insert("content-type", HeaderValue::from_str(ct).unwrap());
+    }
+    Req {
+        method: method.parse().unwrap(),
+        uri: uri.parse().unwrap(),
+        headers,
+        body: body.to_vec(),
+    }
+}
+
+fn run(r: &Req) -> Result<Json, BadRequest> {
+    run_jwt(r, None)
+}
+
+fn run_jwt(r: &Req, jwt: Option<&Json>) -> Result<Json, BadRequest> {
+    to_json(&RequestParts {
+        method: &r.method,
+        uri: &r.uri,
+        headers: &r.headers,
+        body: &r.body,
+        jwt_data: jwt,
+    })
+}
+
+/// The data without the runtime keys that every request has.
+fn fields(r: &Req) -> Json {
+    let mut v = run(r).unwrap();
+    let m = v.as_object_mut().unwrap();
+    for k in ["__headers", "__method", "__path", "__query"] {
+        m.remove(k);
+    }
+    v
+}
+
+fn form(body: &str) -> Json {
+    fields(&req(
+        "POST",
+        "/x",
+        Some("application/x-www-form-urlencoded"),
+        body.as_bytes(),
+    ))
+}
+
+#[test]
+fn urlencoded_fields_and_decoding() {
+    assert_eq!(
+        form("name=Jane+Doe&email=jane%40example.com&empty=&flag"),
+        json!({"name": "Jane Doe", "email": "jane@example.com", "empty": "", "flag": ""})
+    );
+    assert_eq!(
+        form("a=%E2%82%AC&b=%FF"),
+        json!({"a": "€", "b": "\u{FFFD}"})
+    );
+    assert_eq!(form("a=1&&a=2&=x"), json!({"a": "2"}));
+}
+
+#[test]
+fn php_bracket_names() {
+    assert_eq!(form("a[]=1&a[]=2"), json!({"a": ["1", "2"]}));
+    assert_eq!(
+        form("c[name]=x&c[age]=3"),
+        json!({"c": {"name": "x", "age": "3"}})
+    );
+    assert_eq!(
+        form("a[b][c]=1&a[b][d]=2"),
+        json!({"a": {"b": {"c": "1", "d": "2"}}})
+    );
+    assert_eq!(
+        form("a[][x]=1&a[][x]=2"),
+        json!({"a": [{"x": "1"}, {"x": "2"}]})
+    );
+    assert_eq!(form("a[0]=x&a[1]=y"), json!({"a": ["x", "y"]}));
+    assert_eq!(form("a[1]=x&a[0]=y"), json!({"a": {"1": "x", "0": "y"}}));
+    assert_eq!(form("a[5]=x&a[]=y"), json!({"a": {"5": "x", "6": "y"}}));
+    assert_eq!(form("a[x]=1&a[]=2"), json!({"a": {"x": "1", "0": "2"}}));
+    // later scalars replace structures and vice versa (PHP)
+    assert_eq!(form("a=1&a[b]=2"), json!({"a": {"b": "2"}}));
+    assert_eq!(form("a[b]=2&a=1"), json!({"a": "1"}));
+    // odd names
+    assert_eq!(form("a[b]x=1"), json!({"a": {"b": "1"}}));
+    assert_eq!(form("a[b=1"), json!({"a[b": "1"}));
+    assert_eq!(form("[a]=1"), json!({"[a]": "1"}));
+    assert_eq!(form("a[b][c=1"), json!({"a": {"b": "1"}}));
+    // encoded brackets work too
+    assert_eq!(form("a%5B%5D=1&a%5B%5D=2"), json!({"a": ["1", "2"]}));
+}
+
+#[test]
+fn bracket_depth_limit() {
+    let ok = format!("a{}=1", "[x]".repeat(MAX_DEPTH));
+    assert!(run(&req(
+        "POST",
+        "/",
+        Some("application/x-www-form-urlencoded"),
+        ok.as_bytes()
+    ))
+    .is_ok());
+    let deep = format!("a{}=1", "[x]".repeat(MAX_DEPTH + 1));
+    let e = run(&req(
+        "POST",
+        "/",
+        Some("application/x-www-form-urlencoded"),
+        deep.as_bytes(),
+    ))
+    .unwrap_err();
+    assert!(e.message().contains("nested deeper than 64"), "{e}");
+    let deep_query = format!("/p?a{}=1", "[]".repeat(1000));
+    assert!(run(&req("GET", &deep_query, None, b"")).is_err());
+}
+
+#[test]
+fn field_count_limit() {
+    let ok: Vec<String> = (0..MAX_FIELDS).map(|i| format!("f{i}=1")).collect();
+    let r = req(
+        "POST",
+        "/",
+        Some("application/x-www-form-urlencoded"),
+        ok.join("&").as_bytes(),
+    );
+    assert!(run(&r).is_ok());
+    let too_many = format!("{}&last=1", ok.join("&"));
+    let r = req(
+        "POST",
+        "/",
+        Some("application/x-www-form-urlencoded"),
+        too_many.as_bytes(),
+    );
+    assert_eq!(
+        run(&r).unwrap_err().message(),
+        "form body has more than 10000 fields"
+    );
+    let q = format!("/p?{}", "a&".repeat(MAX_FIELDS + 1));
+    assert_eq!(
+        run(&req("GET", &q, None, b"")).unwrap_err().message(),
+        "query string has more than 10000 fields"
+    );
+}
+
+const BOUNDARY: &str = "XyZ123";
+
+/// (field name, file (filename, content type), content)
+type Part<'a> = (&'a str, Option<(&'a str, Option<&'a str>)>, &'a [u8]);
+
+fn multipart_body(parts: &[Part<'_>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, file, content) in parts {
+        out.extend_from_slice(format!("--{BOUNDARY}\r\n").as_bytes());
+        match file {
+            Some((filename, ct)) => {
+                out.extend_from_slice(
+                    format!(
+                        "Content-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\n"
+                    )
+                    .as_bytes(),
+                );
+                if let Some(ct) = ct {
+                    out.extend_from_slice(format!("Content-Type: {ct}\r\n").as_bytes());
+                }
+            }
+            None => out.extend_from_slice(
+                format!("Content-Disposition: form-data; name=\"{name}\"\r\n").as_bytes(),
+            ),
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(content);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    out
+}
+
+fn mp(body: &[u8]) -> Req {
+    req(
+        "POST",
+        "/u",
+        Some(&format!("multipart/form-data; boundary={BOUNDARY}")),
+        body,
+    )
+}
+
+#[test]
+fn multipart_fields_and_files() {
+    let body = multipart_body(&[
+        ("name", None, b"Jane"),
+        ("tags[]", None, b"a"),
+        ("tags[]", None, b"b"),
+        (
+            "doc",
+            Some(("invoice.pdf", Some("application/pdf"))),
+            b"%PDF-1.4 1234",
+        ),
+        ("pics[]", Some(("a.png", Some("image/png"))), b"\x89PNG"),
+        ("pics[]", Some(("b.bin", None)), b""),
+    ]);
+    assert_eq!(
+        fields(&mp(&body)),
+        json!({
+            "name": "Jane",
+            "tags": ["a", "b"],
+            "__files": {
+                "doc": {"filename": "invoice.pdf", "content_type": "application/pdf", "size": 13},
+                "pics": [
+                    {"filename": "a.png", "content_type": "image/png", "size": 4},
+                    {"filename": "b.bin", "content_type": "application/octet-stream", "size": 0}
+                ]
+            }
+        })
+    );
+}
+
+#[test]
+fn multipart_errors() {
+    let mut body = multipart_body(&[("a", None, b"1")]);
+    // cut the end boundary
+    body.truncate(body.len() - format!("--{BOUNDARY}--\r\n").len());
+    let e = run(&mp(&body)).unwrap_err();
+    assert!(e.message().starts_with("malformed multipart body"), "{e}");
+    let e = run(&mp(
+        b"--XyZ123\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nunterminated",
+    ))
+    .unwrap_err();
+    assert!(e.message().starts_with("malformed multipart body"), "{e}");
+    let e = run(&req("POST", "/", Some("multipart/form-data"), b"x")).unwrap_err();
+    assert_eq!(e.message(), "multipart body without a valid boundary");
+    assert!(run(&mp(b"garbage")).is_err());
+}
+
+#[test]
+fn multipart_part_limit() {
+    let parts: Vec<Part<'_>> = (0..=MAX_FIELDS).map(|_| ("f[]", None, &b"1"[..])).collect();
+    let e = run(&mp(&multipart_body(&parts))).unwrap_err();
+    assert_eq!(e.message(), "multipart body has more than 10000 parts");
+}
+
+fn json_req(ct: &str, body: &str) -> Req {
+    req("POST", "/j", Some(ct), body.as_bytes())
+}
+
+#[test]
+fn json_bodies() {
+    assert_eq!(
+        fields(&json_req(
+            "application/json",
+            r#"{"order": {"items": [{"sku": "A1"}]}, "n": 1.5}"#
+        )),
+        json!({"order": {"items": [{"sku": "A1"}]}, "n": 1.5})
+    );
+    assert_eq!(
+        fields(&json_req(
+            "application/vnd.api+json; charset=utf-8",
+            "[1, 2]"
+        )),
+        json!({"__json": [1, 2]})
+    );
+    assert_eq!(
+        fields(&json_req("Application/JSON", "\"text\"")),
+        json!({"__json": "text"})
+    );
+    assert_eq!(
+        fields(&json_req("application/json", "null")),
+        json!({"__json": null})
+    );
+    assert_eq!(fields(&json_req("application/json", "  \n")), json!({}));
+    // sniffed: any non-form type whose body is a JSON object
+    assert_eq!(
+        fields(&json_req("text/plain", " {\"a\": 1} ")),
+        json!({"a": 1})
+    );
+    assert_eq!(
+        fields(&req("POST", "/", None, b"{\"a\": [true]}")),
+        json!({"a": [true]})
+    );
+    // a JSON array sent as text stays raw
+    assert_eq!(
+        fields(&json_req("text/plain", "[1]")),
+        json!({"__raw": "[1]"})
+    );
+}
+
+#[test]
+fn invalid_json_is_400_with_position() {
+    let e = run(&json_req("application/json", "{\"a\": 1,\n \"b\": }")).unwrap_err();
+    assert_eq!(
+        e.message(),
+        "invalid JSON body: expected value at line 2 column 7"
+    );
+    let e = run(&req(
+        "POST",
+        "/",
+        Some("application/json"),
+        b"{\"a\": \"\xff\"}",
+    ))
+    .unwrap_err();
+    assert!(e.message().starts_with("invalid JSON body:"), "{e}");
+    // not sent as JSON: raw
+    assert_eq!(
+        fields(&json_req("text/plain", "{\"a\": ")),
+        json!({"__raw": "{\"a\": "})
+    );
+}
+
+#[test]
+fn json_depth_limit() {
+    let ok = format!("{}1{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+    assert!(run(&json_req("application/json", &ok)).is_ok());
+    let deep = format!(
+        "{}1{}",
+        "[".repeat(MAX_DEPTH + 1),
+        "]".repeat(MAX_DEPTH + 1)
+    );
+    let e = run(&json_req("application/json", &deep)).unwrap_err();
+    assert!(e.message().contains("nested deeper"), "{e}");
+    let deep_obj = format!(
+        "{}1{}",
+        "{\"a\":".repeat(MAX_DEPTH + 1),
+        "}".repeat(MAX_DEPTH + 1)
+    );
+    assert!(run(&json_req("text/plain", &deep_obj)).is_err());
+    // far beyond serde_json's own recursion limit: an error, not a crash
+    let abyss = "[".repeat(100_000);
+    assert!(run(&json_req("application/json", &abyss)).is_err());
+    let abyss_obj = "{\"a\":".repeat(100_000);
+    assert!(fields(&json_req("text/plain", &abyss_obj))["__raw"].is_string());
+}
+
+#[test]
+fn raw_and_xml_bodies() {
+    assert_eq!(
+        fields(&json_req("text/csv", "a,b\n1,2")),
+        json!({"__raw": "a,b\n1,2"})
+    );
+    assert_eq!(
+        fields(&json_req("application/xml", "<order><id>77</id></order>")),
+        json!({"__raw": "<order><id>77</id></order>", "__xml": {"order": {"id": "77"}}})
+    );
+    assert_eq!(
+        fields(&req(
+            "POST",
+            "/",
+            None,
+            b"\n<?xml version=\"1.0\"?>\n<o a=\"1\"><i>x</i><i>y</i>t</o>\n"
+        ))["__xml"],
+        json!({"o": {"@a": "1", "i": ["x", "y"], "#text": "t"}})
+    );
+    // malformed XML: raw only
+    assert_eq!(
+        fields(&json_req("application/xml", "<a><b></a>")),
+        json!({"__raw": "<a><b></a>"})
+    );
+    // invalid UTF-8: replaced, never refused
+    assert_eq!(
+        fields(&req("POST", "/", Some("text/plain"), b"caf\xe9")),
+        json!({"__raw": "caf\u{FFFD}"})
+    );
+}
+
+#[test]
+fn xml_doctype_and_entities_never_expanded() {
+    let bomb = "<?xml version=\"1.0\"?><!DOCTYPE l [<!ENTITY a \"aaaaaaaa\"><!ENTITY b \"&a;&a;&a;&a;\">]><l>&b;</l>";
+    let d = fields(&json_req("application/xml", bomb));
+    assert_eq!(d, json!({"__raw": bomb}));
+    let xxe = "<!DOCTYPE x [<!ENTITY e SYSTEM \"file:///etc/passwd\">]><x>&e;</x>";
+    assert_eq!(fields(&json_req("text/xml", xxe)), json!({"__raw": xxe}));
+}
+
+#[test]
+fn xml_limits_are_400() {
+    let deep = format!(
+        "{}{}",
+        "<a>".repeat(MAX_DEPTH + 1),
+        "</a>".repeat(MAX_DEPTH + 1)
+    );
+    let e = run(&json_req("application/xml", &deep)).unwrap_err();
+    assert_eq!(e.message(), "XML body nested deeper than 64 elements");
+    let many = format!("<r>{}</r>", "<i/>".repeat(MAX_FIELDS));
+    let e = run(&json_req("application/xml", &many)).unwrap_err();
+    assert_eq!(e.message(), "XML body has more than 10000 elements");
+}
+
+#[test]
+fn query_merge_body_wins() {
+    let r = req(
+        "POST",
+        "/p?a=q&b=q&list[]=1&list[]=2",
+        Some("application/json"),
+        br#"{"a": "body", "c": 3}"#,
+    );
+    let d = run(&r).unwrap();
+    assert_eq!(d["a"], "body");
+    assert_eq!(d["b"], "q");
+    assert_eq!(d["c"], 3);
+    assert_eq!(d["list"], json!(["1", "2"]));
+    assert_eq!(
+        d["__query"],
+        json!({"a": "q", "b": "q", "list": ["1", "2"]})
+    );
+    // no body: query only
+    assert_eq!(
+        fields(&req("GET", "/p?x=1&y=%20", None, b"")),
+        json!({"x": "1", "y": " "})
+    );
+}
+
+#[test]
+fn runtime_keys_cannot_be_spoofed() {
+    let mut r = req(
+        "POST",
+        "/real/path?__method=FAKE&__query=1",
+        Some("application/json"),
+        br#"{"__headers": {"x": 1}, "__path": "/fake", "__files": {}, "__raw": "r", "ok": 1}"#,
+    );
+    r.headers
+        .insert("--jwt-data", HeaderValue::from_static("forged"));
+    let d = run(&r).unwrap();
+    assert_eq!(d["__method"], "POST");
+    assert_eq!(d["__path"], "/real/path");
+    assert_eq!(d["__query"], json!({"__method": "FAKE", "__query": "1"}));
+    assert!(d.get("__files").is_none() && d.get("__raw").is_none());
+    assert!(d["__headers"].get("__jwt_data").is_none());
+    assert!(d["__headers"].get("x").is_none());
+    assert_eq!(d["ok"], 1);
+}
+
+#[test]
+fn headers_method_path() {
+    let mut r = req("PUT", "/listener/a/b?k=v", Some("text/plain"), b"hi");
+    r.headers
+        .insert("X-Signature", HeaderValue::from_static("abc"));
+    r.headers.append("x-multi", HeaderValue::from_static("1"));
+    r.headers.append("x-multi", HeaderValue::from_static("2"));
+    r.headers
+        .insert("x-bin", HeaderValue::from_bytes(b"a\xffb").unwrap());
+    let d = run(&r).unwrap();
+    assert_eq!(
+        d["__headers"],
+        json!({
+            "content_type": "text/plain",
+            "x_signature": "abc",
+            "x_multi": "1, 2",
+            "x_bin": "a\u{FFFD}b"
+        })
+    );
+    assert_eq!(d["__method"], "PUT");
+    assert_eq!(d["__path"], "/listener/a/b");
+    assert_eq!(d["__query"], json!({"k": "v"}));
+    assert_eq!(d["__raw"], "hi");
+}
+
+#[test]
+fn jwt_data_is_a_one_item_list() {
+    let r = req("GET", "/", None, b"");
+    let claim = json!({"user": {"id": 7}});
+    let d = run_jwt(&r, Some(&claim)).unwrap();
+    assert_eq!(d["__headers"]["__jwt_data"], json!([{"user": {"id": 7}}]));
+    let d = run(&r).unwrap();
+    assert!(d["__headers"].get("__jwt_data").is_none());
+}
+
+#[test]
+fn to_data_gives_an_engine_map() {
+    let r = req(
+        "POST",
+        "/?q=1",
+        Some("application/json"),
+        br#"{"a": {"b": [1]}}"#,
+    );
+    let v = to_data(&RequestParts {
+        method: &r.method,
+        uri: &r.uri,
+        headers: &r.headers,
+        body: &r.body,
+        jwt_data: None,
+    })
+    .unwrap();
+    assert!(v.as_map().is_some());
+    assert_eq!(v.get_attr("a").get_attr("b").len(), Some(1));
+    assert_eq!(v.get_attr("q").as_str(), Some("1"));
+}

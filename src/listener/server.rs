@@ -1,0 +1,205 @@
+//! The HTTP/1 server (listener.md §9): accept loop, per-connection header-read timeout
+//! (30 s, via hyper-util's `TokioTimer`), one structured log line per request (endpoint name,
+//! status, duration, run id — never the path, which holds the URL hashes, nor any header),
+//! panics turned into 500s, atomic reload, and graceful shutdown (stop accepting, let requests
+//! finish for up to [`GRACE`], SSE streams end with `event: end`).
+
+use super::config::{load_config_with_store, Config};
+use super::handler;
+use super::respond::{json_error, Body};
+use super::webhook::{self, HttpClient};
+use futures_util::FutureExt;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+
+/// Time given to open requests after a shutdown signal.
+pub const GRACE: Duration = Duration::from_secs(10);
+/// Limit for reading a request's headers.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default address when neither `--addr` nor `[server] addr` is given.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
+
+/// What every request handler shares.
+pub struct State {
+    config: RwLock<Arc<Config>>,
+    pub client: HttpClient,
+    pub shutdown: watch::Receiver<bool>,
+    path: PathBuf,
+}
+
+impl State {
+    /// The current configuration (a snapshot: a reload does not affect running requests).
+    pub fn config(&self) -> Arc<Config> {
+        match self.config.read() {
+            Ok(c) => c.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+}
+
+/// A running server. Dropping it without [`Running::shutdown`] also stops the server (the
+/// shutdown channel closes), without waiting.
+pub struct Running {
+    addr: SocketAddr,
+    state: Arc<State>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+    /// Stops accepting, waits up to [`GRACE`] for open requests, then returns.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+    /// Reloads the configuration file; a broken file is refused (and logged) and the old one
+    /// keeps serving. The listening address does not change.
+    pub fn reload(&self) -> Result<(), String> {
+        let old = self.state.config();
+        match load_config_with_store(&self.state.path, old.store.clone()) {
+            Ok(new) => {
+                for w in &new.warnings {
+                    tracing::warn!(warning = %w, "configuration warning");
+                }
+                match self.state.config.write() {
+                    Ok(mut c) => *c = Arc::new(new),
+                    Err(p) => *p.into_inner() = Arc::new(new),
+                }
+                tracing::info!("configuration reloaded");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(errors = %e, "reload refused, keeping the previous configuration");
+                Err(e.to_string())
+            }
+        }
+    }
+    /// The configuration file being served.
+    pub fn config_path(&self) -> &Path {
+        &self.state.path
+    }
+}
+
+/// Loads `config_path` and binds `addr` (else `[server] addr`, else [`DEFAULT_ADDR`]).
+pub async fn start(config_path: &Path, addr: Option<SocketAddr>) -> Result<Running, String> {
+    let config = super::config::load_config(config_path).map_err(|e| e.to_string())?;
+    for w in &config.warnings {
+        tracing::warn!(warning = %w, "configuration warning");
+    }
+    let addr = match addr.or(config.server.addr) {
+        Some(a) => a,
+        None => DEFAULT_ADDR
+            .parse()
+            .map_err(|_| "bad default address".to_string())?,
+    };
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let (stop, shutdown) = watch::channel(false);
+    let state = Arc::new(State {
+        config: RwLock::new(Arc::new(config)),
+        client: webhook::client(),
+        shutdown,
+        path: config_path.to_path_buf(),
+    });
+    let task = tokio::spawn(accept_loop(listener, state.clone()));
+    Ok(Running {
+        addr,
+        state,
+        stop,
+        task,
+    })
+}
+
+async fn accept_loop(listener: TcpListener, state: Arc<State>) {
+    let mut shutdown = state.shutdown.clone();
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    conns.spawn(connection(stream, state.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    let drained =
+        tokio::time::timeout(GRACE, async { while conns.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!(
+            open = conns.len(),
+            "grace period over, closing the remaining connections"
+        );
+    }
+    conns.abort_all();
+}
+
+async fn connection(stream: tokio::net::TcpStream, state: Arc<State>) {
+    let mut shutdown = state.shutdown.clone();
+    let service_state = state.clone();
+    let service = service_fn(move |req| serve(service_state.clone(), req));
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    if *shutdown.borrow() {
+        conn.as_mut().graceful_shutdown();
+    }
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = shutdown.changed() => conn.as_mut().graceful_shutdown(),
+    }
+    let _ = conn.await;
+}
+
+async fn serve(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let start = Instant::now();
+    let method = req.method().to_string();
+    let handled = AssertUnwindSafe(handler::handle(state, req))
+        .catch_unwind()
+        .await;
+    let h = match handled {
+        Ok(h) => h,
+        Err(_) => {
+            tracing::error!("request handler panicked");
+            handler::Handled {
+                response: json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
+                endpoint: None,
+                run_id: None,
+            }
+        }
+    };
+    tracing::info!(
+        endpoint = h.endpoint.as_deref().unwrap_or("-"),
+        method = %method,
+        status = h.response.status().as_u16(),
+        duration_ms = start.elapsed().as_secs_f64() * 1000.0,
+        run_id = h.run_id.as_deref().unwrap_or("-"),
+        "request"
+    );
+    Ok(h.response)
+}

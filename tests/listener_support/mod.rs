@@ -1,0 +1,302 @@
+//! Shared helpers for the listener end-to-end tests: write a TOML config to a fresh temp dir,
+//! start a real server on 127.0.0.1:0, and talk HTTP/1.1 to it over a raw `TcpStream`
+//! (so tests see exactly what goes on the wire: status, headers, chunked bodies, SSE frames).
+#![allow(dead_code)]
+
+use flexscript::listener::{start, Running};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// 32-hex-char hashes for test endpoints: `hash('a')` = "aaaa…" (32 chars).
+pub fn hash(c: char) -> String {
+    std::iter::repeat_n(c, 32).collect()
+}
+
+/// The path of the endpoint with hashes `hash(a)`/`hash(b)`.
+pub fn ep_path(a: char, b: char) -> String {
+    format!("/listener/{}/{}", hash(a), hash(b))
+}
+
+/// A fresh empty directory under the system temp dir.
+pub fn temp_dir() -> PathBuf {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let dir = std::env::temp_dir().join(format!(
+        "flexscript-test-{}-{}-{nanos}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+/// Writes `toml` as `endpoints.toml` in a fresh temp dir; returns its path.
+pub fn write_config(toml: &str) -> PathBuf {
+    let path = temp_dir().join("endpoints.toml");
+    std::fs::write(&path, toml).expect("write config");
+    path
+}
+
+/// A running test server.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub config_path: PathBuf,
+    pub running: Running,
+}
+
+impl Server {
+    /// Sends one request (see [`request`]).
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Resp {
+        request(self.addr, method, path, headers, body).await
+    }
+    pub async fn get(&self, path: &str) -> Resp {
+        self.request("GET", path, &[], b"").await
+    }
+    pub async fn post_json(&self, path: &str, json: &str) -> Resp {
+        self.request(
+            "POST",
+            path,
+            &[("content-type", "application/json")],
+            json.as_bytes(),
+        )
+        .await
+    }
+}
+
+/// Starts a server for `toml` on 127.0.0.1:0 (inside the current tokio runtime).
+pub async fn serve(toml: &str) -> Server {
+    serve_file(&write_config(toml)).await
+}
+
+/// Starts a server for an existing config file.
+pub async fn serve_file(path: &Path) -> Server {
+    let running = start(path, Some("127.0.0.1:0".parse().expect("addr")))
+        .await
+        .unwrap_or_else(|e| panic!("server did not start:\n{e}"));
+    let addr = running.local_addr();
+    Server {
+        addr,
+        base: format!("http://{addr}"),
+        config_path: path.to_path_buf(),
+        running,
+    }
+}
+
+/// A parsed HTTP response.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Resp {
+    /// First value of a header (name case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    /// The body parsed as JSON (panics with the body when it is not JSON).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// Writes the request head (+ body) with `Connection: close` and a Content-Length.
+pub async fn send_head(
+    stream: &mut TcpStream,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) {
+    let mut head = format!("{method} {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n");
+    let has_len = headers.iter().any(|(k, _)| {
+        k.eq_ignore_ascii_case("content-length") || k.eq_ignore_ascii_case("transfer-encoding")
+    });
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !has_len && (!body.is_empty() || method != "GET") {
+        head.push_str(&format!("content-length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.expect("write head");
+    stream.write_all(body).await.expect("write body");
+}
+
+/// Sends one request and reads the whole response (10 s limit).
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Resp {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    send_head(&mut stream, method, path, headers, body).await;
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(40), stream.read_to_end(&mut raw))
+        .await
+        .expect("response within 40 s")
+        .ok();
+    parse_response(&raw)
+}
+
+/// Parses a complete HTTP/1.1 response (Content-Length, chunked, or read-to-close body).
+pub fn parse_response(raw: &[u8]) -> Resp {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(raw)));
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or("");
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line}"));
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let rest = &raw[end + 4..];
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+    let body = if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_vec()
+    };
+    Resp {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+/// Decodes a chunked body (tolerates a truncated last chunk).
+pub fn dechunk(mut rest: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(pos) = rest.windows(2).position(|w| w == b"\r\n") {
+        let size_txt = String::from_utf8_lossy(&rest[..pos]).into_owned();
+        let size =
+            usize::from_str_radix(size_txt.split(';').next().unwrap_or("").trim(), 16).unwrap_or(0);
+        rest = &rest[pos + 2..];
+        if size == 0 {
+            break;
+        }
+        let take = size.min(rest.len());
+        out.extend_from_slice(&rest[..take]);
+        rest = &rest[take..];
+        if rest.starts_with(b"\r\n") {
+            rest = &rest[2..];
+        }
+    }
+    out
+}
+
+/// An open streaming response (SSE): read the head, then decoded body text as it arrives.
+pub struct Stream {
+    pub stream: TcpStream,
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    buf: Vec<u8>,
+    /// Decoded body text not consumed yet.
+    pub text: String,
+}
+
+impl Stream {
+    /// Opens `path` and reads the response head.
+    pub async fn open(
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Stream {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        send_head(&mut stream, method, path, headers, b"").await;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let r = parse_response(&buf[..end + 4]);
+                let rest = buf[end + 4..].to_vec();
+                let mut s = Stream {
+                    stream,
+                    status: r.status,
+                    headers: r.headers,
+                    buf: rest,
+                    text: String::new(),
+                };
+                s.decode();
+                return s;
+            }
+            let n = tokio::time::timeout(Duration::from_secs(40), stream.read(&mut chunk))
+                .await
+                .expect("head within 40 s")
+                .expect("read");
+            assert!(n > 0, "connection closed before the head");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    fn decode(&mut self) {
+        // Decode every complete chunk in buf.
+        loop {
+            let Some(pos) = self.buf.windows(2).position(|w| w == b"\r\n") else {
+                return;
+            };
+            let size_txt = String::from_utf8_lossy(&self.buf[..pos]).into_owned();
+            let Ok(size) = usize::from_str_radix(size_txt.trim(), 16) else {
+                return;
+            };
+            if self.buf.len() < pos + 2 + size + 2 {
+                return;
+            }
+            let data = self.buf[pos + 2..pos + 2 + size].to_vec();
+            self.text.push_str(&String::from_utf8_lossy(&data));
+            self.buf.drain(..pos + 2 + size + 2);
+        }
+    }
+
+    /// Reads until the decoded text holds a complete SSE frame (blank line) and returns it
+    /// (without the blank line); `None` when the stream closed first.
+    pub async fn next_frame(&mut self, limit: Duration) -> Option<String> {
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some(end) = self.text.find("\n\n") {
+                let frame = self.text[..end].to_string();
+                self.text.drain(..end + 2);
+                return Some(frame);
+            }
+            let n = tokio::time::timeout(limit, self.stream.read(&mut chunk))
+                .await
+                .expect("frame in time")
+                .ok()?;
+            if n == 0 {
+                return None;
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+            self.decode();
+        }
+    }
+}
