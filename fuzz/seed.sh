@@ -9,7 +9,7 @@
 # adds nothing. Needs only bash, awk, grep, sed and sha1sum.
 #
 # Usage: bash fuzz/seed.sh          seed (adds files to fuzz/corpus/<target>/)
-#        bash fuzz/seed.sh --cmin   seed, then minimise each corpus with `cargo fuzz cmin`
+#        bash fuzz/seed.sh --cmin   seed, then minimise each corpus (fuzz/cmin.sh)
 set -euo pipefail
 cd "$(dirname "$0")"
 root=..
@@ -71,8 +71,5 @@ echo "seeded from $n templates:"
 for t in "${targets[@]}"; do echo "  corpus/$t: $(find "corpus/$t" -type f | wc -l) files"; done
 
 if [ "${1:-}" = "--cmin" ]; then
-  for t in "${targets[@]}"; do
-    cargo fuzz cmin --sanitizer none "$t" "corpus/$t" -- -dict=flexie.dict -timeout=10
-  done
-  for t in "${targets[@]}"; do echo "  corpus/$t after cmin: $(find "corpus/$t" -type f | wc -l) files"; done
+  bash cmin.sh "${targets[@]}"
 fi
