@@ -444,3 +444,25 @@ async fn the_example_configuration_is_clean_and_works() {
     assert_eq!(r.json().as_array().map(Vec::len), Some(6));
     s.running.shutdown().await;
 }
+
+#[test]
+fn cli_serve_refuses_a_broken_file_and_prints_no_ready_line() {
+    let bad = write_config(BROKEN);
+    let (code, stdout, stderr) = cli(&[
+        "serve",
+        bad.to_str().expect("utf-8"),
+        "--addr",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(code, 1);
+    assert_eq!(stdout, "");
+    assert_eq!(stderr.lines().count(), 17, "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .all(|l| l.starts_with("error: endpoints.toml:")),
+        "{stderr}"
+    );
+    let (code, _, _) = cli(&["serve", bad.to_str().expect("utf-8"), "--addr", "nope"]);
+    assert_eq!(code, 2);
+}

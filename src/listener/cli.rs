@@ -56,17 +56,24 @@ pub fn serve(config: &Path, addr: Option<&str>, watch: bool) -> u8 {
         }
     };
     runtime.block_on(async {
+        // Handlers first: a signal sent right after the ready line must not kill the process.
+        let Some(signals) = Signals::install() else {
+            eprintln!("error: cannot install signal handlers");
+            return 1;
+        };
         let running = match start(config, addr).await {
             Ok(r) => r,
             Err(e) => {
-                eprintln!("{e}");
+                for line in e.lines() {
+                    eprintln!("error: {line}");
+                }
                 return 1;
             }
         };
         let mut out = std::io::stdout();
         let _ = writeln!(out, "listening on http://{}", running.local_addr());
         let _ = out.flush();
-        run_until_signal(running, watch).await
+        run_until_signal(running, signals, watch).await
     })
 }
 
@@ -74,25 +81,36 @@ fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
+/// The signals `serve` reacts to.
 #[cfg(unix)]
-async fn run_until_signal(running: Running, watch: bool) -> u8 {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        eprintln!("error: cannot install signal handlers");
-        return 1;
-    };
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+#[cfg(unix)]
+impl Signals {
+    fn install() -> Option<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Some(Signals {
+            term: signal(SignalKind::terminate()).ok()?,
+            int: signal(SignalKind::interrupt()).ok()?,
+            hup: signal(SignalKind::hangup()).ok()?,
+        })
+    }
+}
+
+#[cfg(unix)]
+async fn run_until_signal(running: Running, mut s: Signals, watch: bool) -> u8 {
     let path = running.config_path().to_path_buf();
     let mut seen = modified(&path);
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         tokio::select! {
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-            _ = hup.recv() => { let _ = running.reload(); }
+            _ = s.term.recv() => break,
+            _ = s.int.recv() => break,
+            _ = s.hup.recv() => { let _ = running.reload(); }
             _ = tick.tick(), if watch => {
                 let now = modified(&path);
                 if now != seen {
@@ -108,7 +126,17 @@ async fn run_until_signal(running: Running, watch: bool) -> u8 {
 }
 
 #[cfg(not(unix))]
-async fn run_until_signal(running: Running, _watch: bool) -> u8 {
+struct Signals;
+
+#[cfg(not(unix))]
+impl Signals {
+    fn install() -> Option<Signals> {
+        Some(Signals)
+    }
+}
+
+#[cfg(not(unix))]
+async fn run_until_signal(running: Running, _s: Signals, _watch: bool) -> u8 {
     let _ = tokio::signal::ctrl_c().await;
     running.shutdown().await;
     0
