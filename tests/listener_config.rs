@@ -441,7 +441,7 @@ async fn the_example_configuration_is_clean_and_works() {
             b"",
         )
         .await;
-    assert_eq!(r.json().as_array().map(Vec::len), Some(4));
+    assert_eq!(r.json().as_array().map(Vec::len), Some(6));
     s.running.shutdown().await;
 }
 

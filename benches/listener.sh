@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Listener throughput against a bare hyper baseline (docs/listener.md, "Performance").
+#
+# Both servers are pinned to CPU 0 (`taskset -c 0`), wrk to CPU 1; 32 connections, one wrk
+# thread. The listener serves a JWT-authenticated `data` endpoint that renders request data
+# (token check + request mapping + template render + content-type detection per request);
+# bare_hyper answers a fixed JSON body. Prints req/s, p99 latency, peak RSS and the ratio.
+#
+# Usage: bash benches/listener.sh [SECONDS=10]
+# Needs: wrk (Debian: apt-get install -y wrk), taskset (util-linux), curl.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs="${1:-10}"
+command -v wrk >/dev/null || { echo "wrk not found (apt-get install -y wrk)"; exit 1; }
+
+cargo build --release --quiet --bin flexscript --example bare_hyper
+bin=target/release/flexscript
+bare=target/release/examples/bare_hyper
+
+dir="$(mktemp -d)"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+key="bench-issuer"
+secret="bench-secret-0123456789abcdef0123456789abcdef"
+h1=0123456789abcdef0123456789abcdef
+h2=fedcba9876543210fedcba9876543210
+cat >"$dir/bench.toml" <<TOML
+[[endpoint]]
+name = "bench"
+first_hash = "$h1"
+second_hash = "$h2"
+return_type = "data"
+return_data = '''{"status": "received", "user": {{ __data.__headers.__jwt_data[0].user|json_encode|raw }}, "ref": {{ __data.ref|default('')|json_encode|raw }}, "method": "{{ __data.__method }}"}'''
+add_authentication = true
+endpoint_key = "$key"
+endpoint_secret = "$secret"
+TOML
+token="$("$bin" token --key "$key" --secret "$secret" --ttl 3600 --data '{"user": "ann"}')"
+
+wait_port() {
+  for _ in $(seq 1 100); do
+    if curl -s -o /dev/null "http://127.0.0.1:$1/"; then return 0; fi
+    sleep 0.1
+  done
+  echo "server on port $1 did not start"; exit 1
+}
+
+# run_wrk NAME PID URL [HEADER...] → "req/s p99"
+run_wrk() {
+  local name="$1" pid="$2" url="$3"; shift 3
+  local args=()
+  for h in "$@"; do args+=(-H "$h"); done
+  # warm-up
+  taskset -c 1 wrk -t1 -c32 -d2s "${args[@]}" "$url" >/dev/null
+  local out
+  out="$(taskset -c 1 wrk -t1 -c32 -d"${secs}s" --latency "${args[@]}" "$url")"
+  echo "$out" >"$dir/$name.wrk"
+  local rps p99 rss non2xx
+  rps="$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")"
+  p99="$(awk '$1 == "99%" {print $2}' <<<"$out")"
+  non2xx="$(awk '/Non-2xx/ {print $NF}' <<<"$out")"
+  rss="$(awk '/^VmHWM:/ {print $2 " " $3}' "/proc/$pid/status")"
+  printf '%-12s %10s req/s   p99 %8s   peak RSS %10s   non-2xx %s\n' \
+    "$name" "$rps" "$p99" "$rss" "${non2xx:-0}"
+  echo "$rps" >"$dir/$name.rps"
+}
+
+taskset -c 0 "$bare" 127.0.0.1:8091 2>/dev/null &
+pids+=($!)
+bare_pid=$!
+taskset -c 0 "$bin" serve "$dir/bench.toml" --addr 127.0.0.1:8092 >/dev/null 2>&1 &
+pids+=($!)
+listener_pid=$!
+wait_port 8091
+wait_port 8092
+
+check="$(curl -s -H "Authorization: Bearer $token" "http://127.0.0.1:8092/listener/$h1/$h2?ref=A-1")"
+echo "listener answer: $check"
+echo "wrk: ${secs}s, 32 connections, 1 thread on CPU 1; servers on CPU 0"
+run_wrk bare_hyper "$bare_pid" "http://127.0.0.1:8091/listener/$h1/$h2?ref=A-1"
+run_wrk listener "$listener_pid" "http://127.0.0.1:8092/listener/$h1/$h2?ref=A-1" \
+  "Authorization: Bearer $token"
+awk -v a="$(cat "$dir/listener.rps")" -v b="$(cat "$dir/bare_hyper.rps")" \
+  'BEGIN { printf "listener / bare_hyper = %.2f\n", a / b }'
