@@ -3,7 +3,7 @@
 //! (so tests see exactly what goes on the wire: status, headers, chunked bodies, SSE frames).
 #![allow(dead_code)]
 
-use flexscript::listener::{start, Running};
+use flexscript::listener::{start_with, Options, Running};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -82,9 +82,19 @@ pub async fn serve(toml: &str) -> Server {
     serve_file(&write_config(toml)).await
 }
 
+/// Starts a server for `toml` with explicit server [`Options`] (e.g. a small connection cap).
+pub async fn serve_with(toml: &str, options: Options) -> Server {
+    serve_file_with(&write_config(toml), options).await
+}
+
 /// Starts a server for an existing config file.
 pub async fn serve_file(path: &Path) -> Server {
-    let running = start(path, Some("127.0.0.1:0".parse().expect("addr")))
+    serve_file_with(path, Options::default()).await
+}
+
+/// Starts a server for an existing config file with explicit [`Options`].
+pub async fn serve_file_with(path: &Path, options: Options) -> Server {
+    let running = start_with(path, Some("127.0.0.1:0".parse().expect("addr")), options)
         .await
         .unwrap_or_else(|e| panic!("server did not start:\n{e}"));
     let addr = running.local_addr();
