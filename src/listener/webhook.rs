@@ -292,7 +292,12 @@ mod tests {
             !err.contains("scheme") && !err.contains("supported"),
             "{err}"
         );
-        assert!(err.starts_with("request failed"), "{err}");
+        // rustls rejects the plain-HTTP bytes as a TLS record ("received corrupt message").
+        assert!(
+            err.starts_with("request failed: client error (Connect): "),
+            "{err}"
+        );
+        assert!(err.contains("corrupt message"), "{err}");
     }
 
     #[tokio::test]
