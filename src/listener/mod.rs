@@ -20,4 +20,4 @@ pub mod webhook;
 pub mod workflow;
 
 pub use config::{check_config, load_config, Config, ConfigErrors, Diagnostic};
-pub use server::{start, Running};
+pub use server::{start, start_with, Options, Running};

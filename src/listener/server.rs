@@ -1,8 +1,11 @@
 //! The HTTP/1 server (listener.md §9): accept loop, per-connection header-read timeout
 //! (30 s, via hyper-util's `TokioTimer`), one structured log line per request (endpoint name,
 //! status, duration, run id — never the path, which holds the URL hashes, nor any header),
-//! panics turned into 500s, atomic reload, and graceful shutdown (stop accepting, let requests
-//! finish for up to [`GRACE`], SSE streams end with `event: end`).
+//! panics turned into 500s, atomic reload, graceful shutdown (stop accepting, let requests
+//! finish for up to [`GRACE`], SSE streams end with `event: end`), and a cap on open
+//! connections ([`MAX_CONNECTIONS`]): at the cap the accept loop stops accepting until a
+//! connection closes, so further clients wait in the kernel's listen backlog and memory stays
+//! bounded.
 
 use super::config::{load_config_with_store, Config};
 use super::handler;
@@ -21,13 +24,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
 /// Time given to open requests after a shutdown signal.
 pub const GRACE: Duration = Duration::from_secs(10);
 /// Limit for reading a request's headers.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default cap on simultaneously open connections (see [`Options::max_connections`]).
+pub const MAX_CONNECTIONS: usize = 4096;
 /// Default address when neither `--addr` nor `[server] addr` is given.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 
@@ -95,8 +100,33 @@ impl Running {
     }
 }
 
-/// Loads `config_path` and binds `addr` (else `[server] addr`, else [`DEFAULT_ADDR`]).
+/// Server tuning that is not part of the configuration file.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Connections served at once; more wait unaccepted until one closes (at least 1).
+    pub max_connections: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            max_connections: MAX_CONNECTIONS,
+        }
+    }
+}
+
+/// Loads `config_path` and binds `addr` (else `[server] addr`, else [`DEFAULT_ADDR`]), with
+/// the default [`Options`].
 pub async fn start(config_path: &Path, addr: Option<SocketAddr>) -> Result<Running, String> {
+    start_with(config_path, addr, Options::default()).await
+}
+
+/// [`start`] with explicit [`Options`].
+pub async fn start_with(
+    config_path: &Path,
+    addr: Option<SocketAddr>,
+    options: Options,
+) -> Result<Running, String> {
     let config = super::config::load_config(config_path).map_err(|e| e.to_string())?;
     for w in &config.warnings {
         tracing::warn!(warning = %w, "configuration warning");
@@ -118,7 +148,8 @@ pub async fn start(config_path: &Path, addr: Option<SocketAddr>) -> Result<Runni
         shutdown,
         path: config_path.to_path_buf(),
     });
-    let task = tokio::spawn(accept_loop(listener, state.clone()));
+    let permits = Arc::new(Semaphore::new(options.max_connections.max(1)));
+    let task = tokio::spawn(accept_loop(listener, state.clone(), permits));
     Ok(Running {
         addr,
         state,
@@ -127,14 +158,28 @@ pub async fn start(config_path: &Path, addr: Option<SocketAddr>) -> Result<Runni
     })
 }
 
-async fn accept_loop(listener: TcpListener, state: Arc<State>) {
+async fn accept_loop(listener: TcpListener, state: Arc<State>, permits: Arc<Semaphore>) {
     let mut shutdown = state.shutdown.clone();
     let mut conns = JoinSet::new();
     loop {
+        // A permit first: at the cap nothing is accepted until a connection task ends (its
+        // permit is dropped with it).
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break, // never closed
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+            _ = shutdown.changed() => break,
+        };
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    conns.spawn(connection(stream, state.clone()));
+                    let state = state.clone();
+                    conns.spawn(async move {
+                        connection(stream, state).await;
+                        drop(permit);
+                    });
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");

@@ -1,9 +1,10 @@
-//! Shared helpers for the listener end-to-end tests: write a TOML config to a fresh temp dir,
+//! Shared helpers for the listener end-to-end tests: write a TOML config to a fresh temp dir
+//! (deleted again when its guard drops),
 //! start a real server on 127.0.0.1:0, and talk HTTP/1.1 to it over a raw `TcpStream`
 //! (so tests see exactly what goes on the wire: status, headers, chunked bodies, SSE frames).
 #![allow(dead_code)]
 
-use flexscript::listener::{start, Running};
+use flexscript::listener::{start_with, Options, Running};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,8 +22,64 @@ pub fn ep_path(a: char, b: char) -> String {
     format!("/listener/{}/{}", hash(a), hash(b))
 }
 
-/// A fresh empty directory under the system temp dir.
-pub fn temp_dir() -> PathBuf {
+/// A fresh empty directory under the system temp dir, removed (with its contents) when the
+/// guard is dropped. Derefs to its [`Path`].
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TempDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        // Best effort: a leftover directory must not fail (or panic in) a test.
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A file inside its own [`TempDir`]; dropping it removes the directory. Derefs to the file's
+/// [`Path`].
+pub struct TempFile {
+    path: PathBuf,
+    _dir: TempDir,
+}
+
+impl TempFile {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl std::ops::Deref for TempFile {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<Path> for TempFile {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// A fresh empty directory under the system temp dir (deleted when the guard drops).
+pub fn temp_dir() -> TempDir {
     static N: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -34,14 +91,16 @@ pub fn temp_dir() -> PathBuf {
         N.fetch_add(1, Ordering::SeqCst)
     ));
     std::fs::create_dir_all(&dir).expect("create temp dir");
-    dir
+    TempDir(dir)
 }
 
-/// Writes `toml` as `endpoints.toml` in a fresh temp dir; returns its path.
-pub fn write_config(toml: &str) -> PathBuf {
-    let path = temp_dir().join("endpoints.toml");
+/// Writes `toml` as `endpoints.toml` in a fresh temp dir; the directory lives as long as the
+/// returned guard.
+pub fn write_config(toml: &str) -> TempFile {
+    let dir = temp_dir();
+    let path = dir.join("endpoints.toml");
     std::fs::write(&path, toml).expect("write config");
-    path
+    TempFile { path, _dir: dir }
 }
 
 /// A running test server.
@@ -50,6 +109,8 @@ pub struct Server {
     pub base: String,
     pub config_path: PathBuf,
     pub running: Running,
+    /// The temp config written by [`serve`]/[`serve_with`] (removed with the server).
+    pub config_file: Option<TempFile>,
 }
 
 impl Server {
@@ -79,12 +140,25 @@ impl Server {
 
 /// Starts a server for `toml` on 127.0.0.1:0 (inside the current tokio runtime).
 pub async fn serve(toml: &str) -> Server {
-    serve_file(&write_config(toml)).await
+    serve_with(toml, Options::default()).await
+}
+
+/// Starts a server for `toml` with explicit server [`Options`] (e.g. a small connection cap).
+pub async fn serve_with(toml: &str, options: Options) -> Server {
+    let file = write_config(toml);
+    let mut server = serve_file_with(&file, options).await;
+    server.config_file = Some(file);
+    server
 }
 
 /// Starts a server for an existing config file.
 pub async fn serve_file(path: &Path) -> Server {
-    let running = start(path, Some("127.0.0.1:0".parse().expect("addr")))
+    serve_file_with(path, Options::default()).await
+}
+
+/// Starts a server for an existing config file with explicit [`Options`].
+pub async fn serve_file_with(path: &Path, options: Options) -> Server {
+    let running = start_with(path, Some("127.0.0.1:0".parse().expect("addr")), options)
         .await
         .unwrap_or_else(|e| panic!("server did not start:\n{e}"));
     let addr = running.local_addr();
@@ -93,6 +167,7 @@ pub async fn serve_file(path: &Path) -> Server {
         base: format!("http://{addr}"),
         config_path: path.to_path_buf(),
         running,
+        config_file: None,
     }
 }
 
