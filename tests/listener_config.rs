@@ -257,16 +257,21 @@ fn cli_render_with_records() {
     assert_eq!((code, out.as_str()), (0, "Bob 1"), "{err}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cli_serve_ready_line_sighup_reload_and_sigterm() {
-    let body = |v: &str| {
-        format!(
-            "[[endpoint]]\nname = \"a\"\nfirst_hash = \"{}\"\nsecond_hash = \"{}\"\nreturn_type = \"data\"\nreturn_data = \"{v}\"\n",
-            hash('a'),
-            hash('b')
-        )
-    };
-    let path = write_config(&body("v1"));
+/// A configuration with one `data` endpoint at `ep_path('a', 'b')` answering `body`.
+fn one_endpoint(body: &str) -> String {
+    format!(
+        "[[endpoint]]\nname = \"a\"\nfirst_hash = \"{}\"\nsecond_hash = \"{}\"\nreturn_type = \"data\"\nreturn_data = \"{body}\"\n",
+        hash('a'),
+        hash('b')
+    )
+}
+
+/// Starts `flexscript serve PATH --addr 127.0.0.1:0 EXTRA…` and waits for its ready line.
+async fn spawn_serve(
+    path: &std::path::Path,
+    extra: &[&str],
+    stderr: Stdio,
+) -> (std::process::Child, std::net::SocketAddr) {
     let mut child = Command::new(BIN)
         .args([
             "serve",
@@ -274,8 +279,9 @@ async fn cli_serve_ready_line_sighup_reload_and_sigterm() {
             "--addr",
             "127.0.0.1:0",
         ])
+        .args(extra)
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(stderr)
         .spawn()
         .expect("spawn serve");
     let stdout = child.stdout.take().expect("stdout");
@@ -286,12 +292,19 @@ async fn cli_serve_ready_line_sighup_reload_and_sigterm() {
     .await
     .expect("join")
     .expect("ready line");
-    let addr: std::net::SocketAddr = line
+    let addr = line
         .trim()
         .strip_prefix("listening on http://")
         .unwrap_or_else(|| panic!("ready line: {line:?}"))
         .parse()
         .expect("addr");
+    (child, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_serve_ready_line_sighup_reload_and_sigterm() {
+    let path = write_config(&one_endpoint("v1"));
+    let (child, addr) = spawn_serve(&path, &[], Stdio::piped()).await;
     assert_eq!(
         request(addr, "GET", &ep_path('a', 'b'), &[], b"")
             .await
@@ -299,7 +312,7 @@ async fn cli_serve_ready_line_sighup_reload_and_sigterm() {
         "v1"
     );
     let pid = child.id().to_string();
-    std::fs::write(&path, body("v2")).expect("write");
+    std::fs::write(&path, one_endpoint("v2")).expect("write");
     assert!(Command::new("kill")
         .args(["-HUP", &pid])
         .status()
@@ -352,42 +365,11 @@ async fn cli_serve_ready_line_sighup_reload_and_sigterm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_serve_watch_reloads_on_change() {
-    let body = |v: &str| {
-        format!(
-            "[[endpoint]]\nname = \"a\"\nfirst_hash = \"{}\"\nsecond_hash = \"{}\"\nreturn_type = \"data\"\nreturn_data = \"{v}\"\n",
-            hash('a'),
-            hash('b')
-        )
-    };
-    let path = write_config(&body("w1"));
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            path.to_str().expect("utf-8"),
-            "--addr",
-            "127.0.0.1:0",
-            "--watch",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).map(|_| line)
-    })
-    .await
-    .expect("join")
-    .expect("ready line");
-    let addr: std::net::SocketAddr = line
-        .trim()
-        .trim_start_matches("listening on http://")
-        .parse()
-        .expect("addr");
+    let path = write_config(&one_endpoint("w1"));
+    let (mut child, addr) = spawn_serve(&path, &["--watch"], Stdio::null()).await;
     // mtime granularity: make sure the new file gets a different modification time.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    std::fs::write(&path, body("w2")).expect("write");
+    std::fs::write(&path, one_endpoint("w2")).expect("write");
     let t = Instant::now();
     let mut seen = String::new();
     while t.elapsed() < Duration::from_secs(5) {
