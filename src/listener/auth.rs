@@ -103,61 +103,104 @@ fn hs_algorithm(name: &str) -> Option<Algorithm> {
 }
 
 /// Checks the request's token. `Ok(Some(data))` when valid and the token has a `data` claim,
-/// `Ok(None)` when valid without one.
+/// `Ok(None)` when valid without one. Builds a [`Verifier`] on the spot: a server keeps one per
+/// endpoint instead.
 pub fn authenticate(
     headers: &HeaderMap,
     s: &AuthSettings<'_>,
 ) -> Result<Option<serde_json::Value>, AuthError> {
-    let token = extract_token(headers).ok_or(AuthError::Missing)?;
-    if token.len() > 16 * 1024 {
-        return Err(invalid("token too long"));
+    Verifier::new(s).verify(headers)
+}
+
+/// Everything needed to check tokens against one endpoint's rendered settings, built once
+/// (decoding key and one validation per HMAC algorithm). Holds the secret: never logged, and
+/// its `Debug` shows nothing of it.
+pub struct Verifier {
+    key: String,
+    empty_secret: bool,
+    decoding_key: DecodingKey,
+    /// Validations for HS256, HS384 and HS512, in that order.
+    validations: [Validation; 3],
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier").finish_non_exhaustive()
     }
-    if s.secret.is_empty() {
-        return Err(invalid("endpoint secret is not configured"));
-    }
-    // Pin the algorithm: only the HMAC family, chosen by us from a closed list. A header that
-    // does not parse (including "alg":"none", unknown to the crate) is malformed.
-    let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("malformed token"))?;
-    let alg = match header.alg {
-        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => header.alg,
-        _ => return Err(invalid("algorithm not allowed")),
-    };
-    let mut validation = Validation::new(alg);
-    validation.leeway = LEEWAY_S;
-    validation.validate_exp = true;
-    validation.validate_nbf = true;
-    validation.validate_aud = false;
-    validation.set_issuer(&[s.key]);
-    validation.required_spec_claims.clear();
-    validation.required_spec_claims.insert("iss".to_string());
-    if s.require_exp {
-        validation.required_spec_claims.insert("exp".to_string());
-    }
-    let key = DecodingKey::from_secret(s.secret.as_bytes());
-    let data = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(
-        token,
-        &key,
-        &validation,
-    )
-    .map_err(|e| map_error(e.kind()))?;
-    let claims = data.claims;
-    // Our own issuer check on top of the crate's: exactly one string, equal to the key.
-    match claims.get("iss") {
-        Some(serde_json::Value::String(iss))
-            if bool::from(iss.as_bytes().ct_eq(s.key.as_bytes())) => {}
-        Some(_) => return Err(invalid("wrong issuer")),
-        None => return Err(invalid("missing or malformed claim iss")),
-    }
-    if let Some(iat) = claims.get("iat") {
-        let Some(iat) = iat.as_f64() else {
-            return Err(invalid("malformed claim iat"));
+}
+
+impl Verifier {
+    /// Prepares the checks for `s`.
+    pub fn new(s: &AuthSettings<'_>) -> Verifier {
+        let validation = |alg| {
+            let mut v = Validation::new(alg);
+            v.leeway = LEEWAY_S;
+            v.validate_exp = true;
+            v.validate_nbf = true;
+            v.validate_aud = false;
+            v.set_issuer(&[s.key]);
+            v.required_spec_claims.clear();
+            v.required_spec_claims.insert("iss".to_string());
+            if s.require_exp {
+                v.required_spec_claims.insert("exp".to_string());
+            }
+            v
         };
-        let now = jsonwebtoken::get_current_timestamp() as f64;
-        if iat > now + LEEWAY_S as f64 {
-            return Err(invalid("token issued in the future"));
+        Verifier {
+            key: s.key.to_string(),
+            empty_secret: s.secret.is_empty(),
+            decoding_key: DecodingKey::from_secret(s.secret.as_bytes()),
+            validations: [
+                validation(Algorithm::HS256),
+                validation(Algorithm::HS384),
+                validation(Algorithm::HS512),
+            ],
         }
     }
-    Ok(claims.get("data").cloned())
+
+    /// Checks the request's token (see [`authenticate`]).
+    pub fn verify(&self, headers: &HeaderMap) -> Result<Option<serde_json::Value>, AuthError> {
+        let token = extract_token(headers).ok_or(AuthError::Missing)?;
+        if token.len() > 16 * 1024 {
+            return Err(invalid("token too long"));
+        }
+        if self.empty_secret {
+            return Err(invalid("endpoint secret is not configured"));
+        }
+        // Pin the algorithm: only the HMAC family, chosen by us from a closed list. A header
+        // that does not parse (including "alg":"none", unknown to the crate) is malformed.
+        let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("malformed token"))?;
+        let validation = match header.alg {
+            Algorithm::HS256 => &self.validations[0],
+            Algorithm::HS384 => &self.validations[1],
+            Algorithm::HS512 => &self.validations[2],
+            _ => return Err(invalid("algorithm not allowed")),
+        };
+        let data = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(
+            token,
+            &self.decoding_key,
+            validation,
+        )
+        .map_err(|e| map_error(e.kind()))?;
+        let mut claims = data.claims;
+        // Our own issuer check on top of the crate's: exactly one string, equal to the key.
+        match claims.get("iss") {
+            Some(serde_json::Value::String(iss))
+                if bool::from(iss.as_bytes().ct_eq(self.key.as_bytes())) => {}
+            Some(_) => return Err(invalid("wrong issuer")),
+            None => return Err(invalid("missing or malformed claim iss")),
+        }
+        if let Some(iat) = claims.get("iat") {
+            let Some(iat) = iat.as_f64() else {
+                return Err(invalid("malformed claim iat"));
+            };
+            let now = jsonwebtoken::get_current_timestamp() as f64;
+            if iat > now + LEEWAY_S as f64 {
+                return Err(invalid("token issued in the future"));
+            }
+        }
+        Ok(claims.remove("data"))
+    }
 }
 
 fn map_error(kind: &ErrorKind) -> AuthError {

@@ -3,7 +3,7 @@
 // An early answer travels as `Err(Response)`: one per request, size is irrelevant.
 #![allow(clippy::result_large_err)]
 
-use super::auth::{authenticate, AuthSettings};
+use super::auth::{AuthSettings, Verifier};
 use super::config::{Config, Endpoint, ReturnType, RunMode};
 use super::cors::{is_preflight, CorsPolicy};
 use super::request::{to_data, RequestParts};
@@ -66,8 +66,11 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Handled {
     let origin = req.headers().get(ORIGIN).cloned();
     let cors = match &ep.cors {
         None => None,
-        Some(t) => match render_setting(&ep, t) {
-            Ok(d) => Some(CorsPolicy::parse(&d)),
+        Some(t) => match ep
+            .settings
+            .cors(|| render_setting(&ep, t).map(|d| CorsPolicy::parse(&d)))
+        {
+            Ok(c) => Some(c),
             Err(r) => {
                 h.response = r;
                 return h;
@@ -75,7 +78,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Handled {
         },
     };
     let (mut response, add_cors) =
-        endpoint(&state, &config, &ep, cors.as_ref(), req, &mut h.run_id).await;
+        endpoint(&state, &config, &ep, cors.as_deref(), req, &mut h.run_id).await;
     if let (true, Some(c)) = (add_cors, &cors) {
         for (k, v) in c.response_headers(origin.as_ref()) {
             response.headers_mut().insert(k, v);
@@ -145,16 +148,22 @@ async fn endpoint(
     }
     let mut jwt_data = None;
     if let Some((key, secret)) = &ep.auth {
-        let (key, secret) = match (render_setting(ep, key), render_setting(ep, secret)) {
-            (Ok(k), Ok(s)) => (k, s),
-            (Err(r), _) | (_, Err(r)) => return (r, true),
+        let verifier =
+            ep.settings.verifier(
+                || match (render_setting(ep, key), render_setting(ep, secret)) {
+                    (Ok(k), Ok(s)) => Ok(Verifier::new(&AuthSettings {
+                        key: &k,
+                        secret: &s,
+                        require_exp: ep.require_exp,
+                    })),
+                    (Err(r), _) | (_, Err(r)) => Err(r),
+                },
+            );
+        let verifier = match verifier {
+            Ok(v) => v,
+            Err(r) => return (r, true),
         };
-        let settings = AuthSettings {
-            key: &key,
-            secret: &secret,
-            require_exp: ep.require_exp,
-        };
-        match authenticate(req.headers(), &settings) {
+        match verifier.verify(req.headers()) {
             Ok(d) => jwt_data = d,
             Err(e) => {
                 let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
@@ -194,9 +203,19 @@ async fn endpoint(
         Ok(d) => d,
         Err(e) => return (json_error(StatusCode::BAD_REQUEST, e.message()), true),
     };
-    let id = uuid::Uuid::new_v4().simple().to_string();
+    let id = new_run_id();
     *run_id = Some(id.clone());
     (respond_and_run(state, config, ep, data, id).await, true)
+}
+
+/// A random (version 4) UUID in simple form, from the thread-local CSPRNG: no `getrandom`
+/// system call per request.
+fn new_run_id() -> String {
+    let bytes: [u8; 16] = rand::random();
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .simple()
+        .to_string()
 }
 
 async fn read_body(
@@ -330,4 +349,17 @@ fn step_failed(step: &str) -> Response<Body> {
         StatusCode::INTERNAL_SERVER_ERROR,
         &format!("workflow step \"{step}\" failed"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn run_ids_are_v4_uuids_and_differ() {
+        let a = super::new_run_id();
+        let b = super::new_run_id();
+        assert_ne!(a, b);
+        let u = uuid::Uuid::parse_str(&a).unwrap();
+        assert_eq!(u.get_version_num(), 4);
+        assert_eq!(a.len(), 32);
+    }
 }

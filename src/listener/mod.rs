@@ -15,6 +15,7 @@ mod listing;
 pub mod request;
 pub mod respond;
 pub mod server;
+mod settings;
 pub mod sse;
 pub mod webhook;
 pub mod workflow;

@@ -149,6 +149,7 @@ pub fn read(
             cors,
             response_timeout_ms,
             tree: super::build_tree(&steps),
+            settings: Default::default(),
             steps,
         }),
         _ => None,

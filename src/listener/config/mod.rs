@@ -115,6 +115,8 @@ pub struct Endpoint {
     pub steps: Vec<Step>,
     /// Roots and children lists, computed once at load.
     pub(crate) tree: Vec<Vec<usize>>,
+    /// Rendered settings fields, filled on first use (a reload starts afresh).
+    pub(crate) settings: super::settings::SettingsCache,
 }
 
 impl Endpoint {
