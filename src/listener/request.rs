@@ -253,7 +253,9 @@ fn check_json_depth_map(m: &Map<String, Json>) -> Result<(), BadRequest> {
     Ok(())
 }
 
-fn headers(h: &HeaderMap, jwt_data: Option<&Json>) -> Json {
+/// Headers as a JSON map: names lower-cased with `-` turned into `_`, repeated values joined
+/// with `, ` (listener.md §3). Also names the headers of a webhook's response.
+pub(crate) fn header_map(h: &HeaderMap) -> Map<String, Json> {
     let mut out = Map::new();
     for name in h.keys() {
         let key = name.as_str().to_ascii_lowercase().replace('-', "_");
@@ -265,6 +267,11 @@ fn headers(h: &HeaderMap, jwt_data: Option<&Json>) -> Json {
             .join(", ");
         out.insert(key, Json::String(joined));
     }
+    out
+}
+
+fn headers(h: &HeaderMap, jwt_data: Option<&Json>) -> Json {
+    let mut out = header_map(h);
     out.remove("__jwt_data");
     if let Some(d) = jwt_data {
         out.insert("__jwt_data".into(), Json::Array(vec![d.clone()]));

@@ -16,7 +16,7 @@ use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use rustls::{ClientConfig, RootCertStore};
-use serde_json::{json, Map, Value as Json};
+use serde_json::{json, Value as Json};
 use std::error::Error as StdError;
 use std::sync::Arc;
 use std::time::Duration;
@@ -146,20 +146,7 @@ async fn once(
         .await
         .map_err(|e| format!("request failed: {}", error_chain(&e)))?;
     let status = resp.status().as_u16();
-    let mut headers = Map::new();
-    for (k, v) in resp.headers() {
-        let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
-        let k = k.as_str().replace('-', "_");
-        match headers.get_mut(&k) {
-            Some(Json::String(s)) => {
-                s.push_str(", ");
-                s.push_str(&v);
-            }
-            _ => {
-                headers.insert(k, Json::String(v));
-            }
-        }
-    }
+    let headers = super::request::header_map(resp.headers());
     let bytes = Limited::new(resp.into_body(), MAX_BODY)
         .collect()
         .await
