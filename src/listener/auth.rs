@@ -13,10 +13,17 @@
 //!   (`iat` more than 60 s in the future is refused); `aud` is ignored.
 //! - An empty secret refuses every token (a missing `env()` must not turn into a guessable key).
 //! - Reasons are short fixed phrases: they never contain the token, the secret or claim values.
+//! - A [`Verifier`] remembers up to [`CACHED_TOKENS`] tokens that passed (see [`TokenCache`]):
+//!   a repeated token costs a keyed-hash look-up and a constant-time comparison instead of an
+//!   HMAC and two JSON parses, and its time claims are checked again on every use.
 
+use crate::Value;
 use hyper::http::HeaderMap;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::Mutex;
 use subtle::ConstantTimeEq;
 
 /// Clock-skew allowance on `exp`, `nbf` and `iat`, in seconds.
@@ -109,7 +116,113 @@ pub fn authenticate(
     headers: &HeaderMap,
     s: &AuthSettings<'_>,
 ) -> Result<Option<serde_json::Value>, AuthError> {
-    Verifier::new(s).verify(headers)
+    Ok(Verifier::new(s).verify(headers)?.map(|d| d.to_json()))
+}
+
+/// Most tokens one [`Verifier`] remembers as verified.
+pub const CACHED_TOKENS: usize = 1024;
+/// Longer tokens are verified every time (bounds the cache's memory to ~4 MiB per endpoint).
+pub const CACHED_TOKEN_MAX_LEN: usize = 4096;
+
+/// Tokens that passed every check, with what a repeated use must check again.
+///
+/// Keyed by a SipHash of the token under a per-process random key (so nobody can aim at a
+/// slot); the stored token is compared in constant time, so a look-up never tells how much of
+/// a remembered token a guess matched. Only successes are kept; a full cache first drops what
+/// has expired, then everything. Built with the verifier, so a reload (new secret) starts
+/// empty.
+#[derive(Default)]
+pub struct TokenCache {
+    hasher: std::collections::hash_map::RandomState,
+    entries: Mutex<HashMap<u64, Accepted>>,
+}
+
+/// A verified token and its time claims (as the `jsonwebtoken` crate reads them).
+struct Accepted {
+    token: Box<str>,
+    exp: Option<u64>,
+    nbf: Option<u64>,
+    iat: Option<f64>,
+    data: Option<Value>,
+}
+
+impl Accepted {
+    /// The time checks of a fresh verification, in the same order and with the same reasons.
+    fn still_valid(&self, now: u64) -> Result<Option<Value>, AuthError> {
+        if self
+            .exp
+            .is_some_and(|exp| exp < now.saturating_sub(LEEWAY_S))
+        {
+            return Err(invalid("token expired"));
+        }
+        if self
+            .nbf
+            .is_some_and(|nbf| nbf > now.saturating_add(LEEWAY_S))
+        {
+            return Err(invalid("token not yet valid"));
+        }
+        if self.iat.is_some_and(|iat| iat > (now + LEEWAY_S) as f64) {
+            return Err(invalid("token issued in the future"));
+        }
+        Ok(self.data.clone())
+    }
+}
+
+impl TokenCache {
+    fn slot(&self, token: &str) -> u64 {
+        self.hasher.hash_one(token.as_bytes())
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Accepted>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The checks of a remembered token, or `None` when it is not remembered.
+    fn lookup(&self, token: &str, now: u64) -> Option<Result<Option<Value>, AuthError>> {
+        let slot = self.slot(token);
+        let entries = self.entries();
+        let hit = entries.get(&slot)?;
+        if !bool::from(hit.token.as_bytes().ct_eq(token.as_bytes())) {
+            return None;
+        }
+        Some(hit.still_valid(now))
+    }
+
+    fn remember(&self, a: Accepted, now: u64) {
+        if a.token.len() > CACHED_TOKEN_MAX_LEN {
+            return;
+        }
+        let slot = self.slot(&a.token);
+        let mut entries = self.entries();
+        if entries.len() >= CACHED_TOKENS && !entries.contains_key(&slot) {
+            entries.retain(|_, e| e.still_valid(now).is_ok());
+            if entries.len() >= CACHED_TOKENS {
+                entries.clear();
+            }
+        }
+        entries.insert(slot, a);
+    }
+
+    /// How many tokens are remembered.
+    pub fn len(&self) -> usize {
+        self.entries().len()
+    }
+
+    /// Whether no token is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A NumericDate as the `jsonwebtoken` crate reads it: a non-negative integer, or a finite
+/// float rounded to the nearest second.
+fn numeric_date(v: Option<&serde_json::Value>) -> Option<u64> {
+    let v = v?;
+    v.as_u64().or_else(|| {
+        v.as_f64()
+            .filter(|f| f.is_finite() && *f >= 0.0 && *f < u64::MAX as f64)
+            .map(|f| f.round() as u64)
+    })
 }
 
 /// Everything needed to check tokens against one endpoint's rendered settings, built once
@@ -121,6 +234,8 @@ pub struct Verifier {
     decoding_key: DecodingKey,
     /// Validations for HS256, HS384 and HS512, in that order.
     validations: [Validation; 3],
+    /// Tokens that passed.
+    cache: TokenCache,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -155,11 +270,18 @@ impl Verifier {
                 validation(Algorithm::HS384),
                 validation(Algorithm::HS512),
             ],
+            cache: TokenCache::default(),
         }
     }
 
-    /// Checks the request's token (see [`authenticate`]).
-    pub fn verify(&self, headers: &HeaderMap) -> Result<Option<serde_json::Value>, AuthError> {
+    /// The tokens this verifier remembers as verified.
+    pub fn cache(&self) -> &TokenCache {
+        &self.cache
+    }
+
+    /// Checks the request's token (see [`authenticate`]); `Ok(Some(data))` carries the
+    /// token's `data` claim.
+    pub fn verify(&self, headers: &HeaderMap) -> Result<Option<Value>, AuthError> {
         let token = extract_token(headers).ok_or(AuthError::Missing)?;
         if token.len() > 16 * 1024 {
             return Err(invalid("token too long"));
@@ -167,6 +289,18 @@ impl Verifier {
         if self.empty_secret {
             return Err(invalid("endpoint secret is not configured"));
         }
+        let now = jsonwebtoken::get_current_timestamp();
+        if let Some(checked) = self.cache.lookup(token, now) {
+            return checked;
+        }
+        let accepted = self.verify_fully(token, now)?;
+        let data = accepted.data.clone();
+        self.cache.remember(accepted, now);
+        Ok(data)
+    }
+
+    /// Every check of a token not seen before.
+    fn verify_fully(&self, token: &str, now: u64) -> Result<Accepted, AuthError> {
         // Pin the algorithm: only the HMAC family, chosen by us from a closed list. A header
         // that does not parse (including "alg":"none", unknown to the crate) is malformed.
         let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("malformed token"))?;
@@ -190,16 +324,23 @@ impl Verifier {
             Some(_) => return Err(invalid("wrong issuer")),
             None => return Err(invalid("missing or malformed claim iss")),
         }
-        if let Some(iat) = claims.get("iat") {
-            let Some(iat) = iat.as_f64() else {
-                return Err(invalid("malformed claim iat"));
-            };
-            let now = jsonwebtoken::get_current_timestamp() as f64;
-            if iat > now + LEEWAY_S as f64 {
-                return Err(invalid("token issued in the future"));
-            }
-        }
-        Ok(claims.remove("data"))
+        let iat = match claims.get("iat") {
+            None => None,
+            Some(iat) => match iat.as_f64() {
+                Some(iat) if iat > (now + LEEWAY_S) as f64 => {
+                    return Err(invalid("token issued in the future"))
+                }
+                Some(iat) => Some(iat),
+                None => return Err(invalid("malformed claim iat")),
+            },
+        };
+        Ok(Accepted {
+            token: token.into(),
+            exp: numeric_date(claims.get("exp")),
+            nbf: numeric_date(claims.get("nbf")),
+            iat,
+            data: claims.remove("data").map(Value::from),
+        })
     }
 }
 
@@ -335,7 +476,7 @@ mod tests {
         authenticate(&bearer(&token(claims)), &settings())
     }
 
-    fn reason(r: Result<Option<Json>, AuthError>) -> String {
+    fn reason<T: std::fmt::Debug>(r: Result<T, AuthError>) -> String {
         match r {
             Err(AuthError::Invalid(reason)) => reason,
             other => panic!("expected Invalid, got {other:?}"),
@@ -426,7 +567,7 @@ mod tests {
         );
         let e = authenticate(&bearer(&t), &settings()).unwrap_err();
         assert_eq!(e.status(), 401);
-        assert_eq!(reason(Err(e)), "bad signature");
+        assert_eq!(reason::<()>(Err(e)), "bad signature");
         for garbage in [
             "abc",
             "a.b.c",
@@ -629,5 +770,74 @@ mod tests {
             reason(authenticate(&bearer(&t), &settings())),
             "bad signature"
         );
+    }
+
+    #[test]
+    fn verified_tokens_are_remembered_and_their_time_claims_checked_again() {
+        let n = now();
+        let v = Verifier::new(&settings());
+        let t =
+            token(&json!({"iss": KEY, "exp": n + 30, "nbf": n - 5, "iat": n, "data": {"u": 1}}));
+        let first = v.verify(&bearer(&t)).unwrap().map(|d| d.to_json());
+        assert_eq!(first, Some(json!({"u": 1})));
+        assert_eq!(v.cache().len(), 1);
+        // the second use is a cache hit with the same answer
+        let second = v.verify(&bearer(&t)).unwrap().map(|d| d.to_json());
+        assert_eq!(second, first);
+        assert_eq!(v.cache().len(), 1);
+        // once the clock passes exp + leeway, the remembered token is refused as a fresh one is
+        let later = n as u64 + 30 + LEEWAY_S + 1;
+        assert_eq!(
+            v.cache.lookup(&t, later).map(reason),
+            Some("token expired".to_string())
+        );
+        assert!(v.cache.lookup(&t, later - 2).is_some_and(|r| r.is_ok()));
+        // a time travelling clock is checked too
+        let earlier = (n as u64).saturating_sub(200);
+        assert_eq!(
+            v.cache.lookup(&t, earlier).map(reason),
+            Some("token not yet valid".to_string())
+        );
+        // failures are never remembered; a tampered copy of a remembered token still fails
+        let mut tampered = t.clone();
+        tampered.push('A');
+        assert_eq!(reason(v.verify(&bearer(&tampered))), "bad signature");
+        let expired = token(&json!({"iss": KEY, "exp": n - 120}));
+        assert!(v.verify(&bearer(&expired)).is_err());
+        assert_eq!(v.cache().len(), 1);
+    }
+
+    #[test]
+    fn the_token_cache_is_bounded() {
+        let n = now();
+        let v = Verifier::new(&settings());
+        for i in 0..(CACHED_TOKENS + 10) {
+            let t = token(&json!({"iss": KEY, "exp": n + 300, "i": i}));
+            assert_eq!(v.verify(&bearer(&t)), Ok(None));
+            assert!(v.cache().len() <= CACHED_TOKENS);
+        }
+        assert!(!v.cache().is_empty());
+        // long tokens are verified every time, never kept
+        let long =
+            token(&json!({"iss": KEY, "exp": n + 300, "pad": "x".repeat(CACHED_TOKEN_MAX_LEN)}));
+        let before = v.cache().len();
+        let v2 = Verifier::new(&settings());
+        assert_eq!(v2.verify(&bearer(&long)), Ok(None));
+        assert!(v2.cache().is_empty());
+        assert_eq!(v.cache().len(), before);
+    }
+
+    #[test]
+    fn a_remembered_token_is_not_accepted_by_another_verifier() {
+        // A reload builds a new verifier: a token signed with the old secret must fail there.
+        let n = now();
+        let v = Verifier::new(&settings());
+        let t = token(&json!({"iss": KEY, "exp": n + 300}));
+        assert_eq!(v.verify(&bearer(&t)), Ok(None));
+        let rotated = Verifier::new(&AuthSettings {
+            secret: "a-new-secret-after-reload-0123456789",
+            ..settings()
+        });
+        assert_eq!(reason(rotated.verify(&bearer(&t))), "bad signature");
     }
 }

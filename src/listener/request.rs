@@ -25,6 +25,7 @@
 //! elements, a multipart body without its end boundary.
 
 use crate::detect::xml::{self, XmlLimits};
+use crate::value::Map as Fields;
 use crate::Value;
 use bytes::Bytes;
 /// The `http` types [`RequestParts`] is made of, re-exported for callers without a direct
@@ -32,6 +33,7 @@ use bytes::Bytes;
 pub use hyper::http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use indexmap::IndexMap;
 use serde_json::{Map, Value as Json};
+use std::sync::Arc;
 
 /// Maximum nesting depth of JSON bodies, XML bodies and bracket names.
 pub const MAX_DEPTH: usize = 64;
@@ -58,7 +60,7 @@ pub struct RequestParts<'a> {
     pub body: &'a [u8],
     /// The token's `data` claim when authentication passed (goes to __headers.__jwt_data as a
     /// 1-item list).
-    pub jwt_data: Option<&'a serde_json::Value>,
+    pub jwt_data: Option<&'a Value>,
 }
 
 /// A request the runtime answers with 400; `message()` is safe to send to the client.
@@ -90,26 +92,19 @@ impl std::error::Error for BadRequest {}
 
 /// Builds `__data` (a map Value) from one request. Synchronous and pure (fuzzable).
 pub fn to_data(req: &RequestParts<'_>) -> Result<Value, BadRequest> {
-    Ok(Value::from(to_json(req)?))
-}
-
-/// [`to_data`] as JSON.
-pub fn to_json(req: &RequestParts<'_>) -> Result<Json, BadRequest> {
     let query_str = req.uri.query().unwrap_or("");
     let query = urlencoded(query_str.as_bytes(), "query string")?;
     let body = parse_body(req)?;
 
-    let mut data = Map::new();
+    let mut data = Fields::with_capacity(body.fields.len() + query.len() + 8);
     for (k, v) in body.fields {
-        if !RESERVED.contains(&k.as_str()) {
+        if !RESERVED.contains(&&*k) {
             data.insert(k, v);
         }
     }
-    if let Json::Object(q) = &query {
-        for (k, v) in q {
-            if !RESERVED.contains(&k.as_str()) && !data.contains_key(k) {
-                data.insert(k.clone(), v.clone());
-            }
+    for (k, v) in &query {
+        if !RESERVED.contains(&&**k) && !data.contains_key(k) {
+            data.insert(k.clone(), v.clone());
         }
     }
     if let Some(files) = body.files {
@@ -119,26 +114,38 @@ pub fn to_json(req: &RequestParts<'_>) -> Result<Json, BadRequest> {
         data.insert("__json".into(), j);
     }
     if let Some(raw) = body.raw {
-        data.insert("__raw".into(), Json::String(raw));
+        data.insert("__raw".into(), Value::str(raw));
     }
     if let Some(x) = body.xml {
         data.insert("__xml".into(), x);
     }
     data.insert("__headers".into(), headers(req.headers, req.jwt_data));
-    data.insert("__method".into(), req.method.as_str().into());
-    data.insert("__path".into(), req.uri.path().into());
-    data.insert("__query".into(), query);
-    Ok(Json::Object(data))
+    data.insert("__method".into(), Value::str(req.method.as_str()));
+    data.insert("__path".into(), Value::str(req.uri.path()));
+    data.insert("__query".into(), Value::map(query));
+    Ok(Value::map(data))
+}
+
+/// [`to_data`] as JSON.
+pub fn to_json(req: &RequestParts<'_>) -> Result<Json, BadRequest> {
+    Ok(to_data(req)?.to_json())
 }
 
 /// What the body contributed.
 #[derive(Default)]
 struct Body {
-    fields: Map<String, Json>,
-    files: Option<Json>,
-    json: Option<Json>,
+    fields: Fields,
+    files: Option<Value>,
+    json: Option<Value>,
     raw: Option<String>,
-    xml: Option<Json>,
+    xml: Option<Value>,
+}
+
+/// The fields of a JSON object.
+fn json_fields(m: &Map<String, Json>) -> Fields {
+    m.iter()
+        .map(|(k, v)| (Arc::from(k.as_str()), Value::from(v)))
+        .collect()
 }
 
 /// The media type of the request (lower-cased, parameters removed) and the raw header value.
@@ -164,17 +171,13 @@ fn parse_body(req: &RequestParts<'_>) -> Result<Body, BadRequest> {
     let (media, raw_ct) = media_type(req.headers);
     // (1) forms
     if media == "application/x-www-form-urlencoded" {
-        if let Json::Object(m) = urlencoded(req.body, "form body")? {
-            out.fields = m;
-        }
+        out.fields = urlencoded(req.body, "form body")?;
         return Ok(out);
     }
     if media == "multipart/form-data" {
         let (fields, files) = multipart(req.body, &raw_ct)?;
-        if let Json::Object(m) = fields {
-            out.fields = m;
-        }
-        out.files = files;
+        out.fields = fields;
+        out.files = files.map(Value::map);
         return Ok(out);
     }
     // (2) JSON
@@ -186,9 +189,9 @@ fn parse_body(req: &RequestParts<'_>) -> Result<Body, BadRequest> {
         let value: Json = serde_json::from_slice(req.body)
             .map_err(|e| BadRequest::new(format!("invalid JSON body: {e}")))?;
         check_json_depth(&value)?;
-        match value {
-            Json::Object(m) => out.fields = m,
-            other => out.json = Some(other),
+        match &value {
+            Json::Object(m) => out.fields = json_fields(m),
+            other => out.json = Some(Value::from(other)),
         }
         return Ok(out);
     }
@@ -196,7 +199,7 @@ fn parse_body(req: &RequestParts<'_>) -> Result<Body, BadRequest> {
     if trimmed.first() == Some(&b'{') {
         if let Ok(Json::Object(m)) = serde_json::from_slice::<Json>(trimmed) {
             check_json_depth_map(&m)?;
-            out.fields = m;
+            out.fields = json_fields(&m);
             return Ok(out);
         }
     }
@@ -207,7 +210,9 @@ fn parse_body(req: &RequestParts<'_>) -> Result<Body, BadRequest> {
             max_depth: MAX_DEPTH,
             max_elements: MAX_FIELDS,
         };
-        out.xml = xml::parse(text.trim(), limits).map_err(|e| BadRequest::new(e.to_string()))?;
+        out.xml = xml::parse(text.trim(), limits)
+            .map_err(|e| BadRequest::new(e.to_string()))?
+            .map(Value::from);
     }
     out.raw = Some(text);
     Ok(out)
@@ -253,37 +258,49 @@ fn check_json_depth_map(m: &Map<String, Json>) -> Result<(), BadRequest> {
     Ok(())
 }
 
-/// Headers as a JSON map: names lower-cased with `-` turned into `_`, repeated values joined
-/// with `, ` (listener.md §3). Also names the headers of a webhook's response.
-pub(crate) fn header_map(h: &HeaderMap) -> Map<String, Json> {
-    let mut out = Map::new();
+/// Headers as a map: names lower-cased with `-` turned into `_`, repeated values joined with
+/// `, ` (listener.md §3). Also names the headers of a webhook's response.
+pub(crate) fn header_map(h: &HeaderMap) -> Fields {
+    let mut out = Fields::with_capacity(h.keys_len() + 1);
     for name in h.keys() {
-        let key = name.as_str().to_ascii_lowercase().replace('-', "_");
-        let joined = h
-            .get_all(name)
-            .iter()
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-            .collect::<Vec<_>>()
-            .join(", ");
-        out.insert(key, Json::String(joined));
+        // `HeaderName`s are lower-case already; only `-` needs replacing.
+        let name = name.as_str();
+        let key: Arc<str> = if name.contains('-') {
+            Arc::from(name.replace('-', "_"))
+        } else {
+            Arc::from(name)
+        };
+        let mut values = h.get_all(name).iter();
+        let joined = match (values.next(), values.next()) {
+            (Some(one), None) => String::from_utf8_lossy(one.as_bytes()),
+            _ => std::borrow::Cow::Owned(
+                h.get_all(name)
+                    .iter()
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+        };
+        out.insert(key, Value::str(&*joined));
     }
     out
 }
 
-fn headers(h: &HeaderMap, jwt_data: Option<&Json>) -> Json {
+/// `__headers`: [`header_map`] plus `__jwt_data`, which only the runtime sets.
+fn headers(h: &HeaderMap, jwt_data: Option<&Value>) -> Value {
     let mut out = header_map(h);
-    out.remove("__jwt_data");
+    out.shift_remove("__jwt_data");
     if let Some(d) = jwt_data {
-        out.insert("__jwt_data".into(), Json::Array(vec![d.clone()]));
+        out.insert("__jwt_data".into(), Value::list(vec![d.clone()]));
     }
-    Json::Object(out)
+    Value::map(out)
 }
 
 // ---------------------------------------------------------------- forms and bracket names
 
 /// A node of a PHP-style form structure being built.
 enum Node {
-    Leaf(Json),
+    Leaf(Value),
     Branch(Branch),
 }
 
@@ -304,7 +321,7 @@ impl Branch {
     }
 
     /// Inserts `value` at the path of a bracket `name`.
-    fn insert(&mut self, name: &str, value: Json) -> Result<(), BadRequest> {
+    fn insert(&mut self, name: &str, value: Value) -> Result<(), BadRequest> {
         let (first, segments) = split_name(name);
         if segments.len() > MAX_DEPTH {
             return Err(too_deep());
@@ -334,30 +351,33 @@ impl Branch {
         Ok(())
     }
 
-    fn into_json(self) -> Json {
+    fn into_value(self) -> Value {
         let sequential = self
             .entries
             .keys()
             .enumerate()
             .all(|(i, k)| k.parse::<usize>().ok() == Some(i) && k == &i.to_string());
         if sequential && !self.entries.is_empty() {
-            Json::Array(self.entries.into_values().map(Node::into_json).collect())
+            Value::list(self.entries.into_values().map(Node::into_value).collect())
         } else {
-            Json::Object(
-                self.entries
-                    .into_iter()
-                    .map(|(k, v)| (k, v.into_json()))
-                    .collect(),
-            )
+            Value::map(self.into_fields())
         }
+    }
+
+    /// The top level is always a map (never turned into a list).
+    fn into_fields(self) -> Fields {
+        self.entries
+            .into_iter()
+            .map(|(k, v)| (Arc::from(k), v.into_value()))
+            .collect()
     }
 }
 
 impl Node {
-    fn into_json(self) -> Json {
+    fn into_value(self) -> Value {
         match self {
             Node::Leaf(v) => v,
-            Node::Branch(b) => b.into_json(),
+            Node::Branch(b) => b.into_value(),
         }
     }
 }
@@ -388,7 +408,7 @@ fn split_name(name: &str) -> (&str, Vec<Option<&str>>) {
 }
 
 /// Decodes `application/x-www-form-urlencoded` text (also used for query strings) into a map.
-fn urlencoded(input: &[u8], what: &str) -> Result<Json, BadRequest> {
+fn urlencoded(input: &[u8], what: &str) -> Result<Fields, BadRequest> {
     let mut root = Branch::default();
     let mut count = 0usize;
     for pair in input.split(|&b| b == b'&') {
@@ -409,21 +429,9 @@ fn urlencoded(input: &[u8], what: &str) -> Result<Json, BadRequest> {
         if key.is_empty() {
             continue;
         }
-        root.insert(&key, Json::String(form_decode(v)))?;
+        root.insert(&key, Value::str(form_decode(v)))?;
     }
-    Ok(root.into_json_map())
-}
-
-impl Branch {
-    /// The top level is always a map (never turned into a list).
-    fn into_json_map(self) -> Json {
-        Json::Object(
-            self.entries
-                .into_iter()
-                .map(|(k, v)| (k, v.into_json()))
-                .collect(),
-        )
-    }
+    Ok(root.into_fields())
 }
 
 /// `+` → space, then percent-decoding, then UTF-8 (invalid sequences replaced).
@@ -437,7 +445,7 @@ fn form_decode(s: &[u8]) -> String {
 }
 
 /// Parses a whole multipart body: (fields map, `__files` map if any file).
-fn multipart(body: &[u8], content_type: &str) -> Result<(Json, Option<Json>), BadRequest> {
+fn multipart(body: &[u8], content_type: &str) -> Result<(Fields, Option<Fields>), BadRequest> {
     let boundary = multer::parse_boundary(content_type)
         .map_err(|_| BadRequest::new("multipart body without a valid boundary"))?;
     let chunk = Bytes::copy_from_slice(body);
@@ -471,22 +479,22 @@ fn multipart(body: &[u8], content_type: &str) -> Result<(Json, Option<Json>), Ba
             match file {
                 Some((filename, ct)) => {
                     any_file = true;
-                    let mut info = Map::new();
-                    info.insert("filename".into(), filename.into());
-                    info.insert("content_type".into(), ct.into());
-                    info.insert("size".into(), bytes.len().into());
-                    files.insert(&name, Json::Object(info))?;
+                    let mut info = Fields::with_capacity(3);
+                    info.insert("filename".into(), Value::str(filename));
+                    info.insert("content_type".into(), Value::str(ct));
+                    info.insert(
+                        "size".into(),
+                        Value::Int(i64::try_from(bytes.len()).unwrap_or(i64::MAX)),
+                    );
+                    files.insert(&name, Value::map(info))?;
                 }
                 None => {
-                    let text = String::from_utf8_lossy(&bytes).into_owned();
-                    fields.insert(&name, Json::String(text))?;
+                    let text = String::from_utf8_lossy(&bytes);
+                    fields.insert(&name, Value::str(&*text))?;
                 }
             }
         }
-        Ok((
-            fields.into_json_map(),
-            any_file.then(|| files.into_json_map()),
-        ))
+        Ok((fields.into_fields(), any_file.then(|| files.into_fields())))
     };
     block_on_ready(work).unwrap_or_else(|| Err(BadRequest::new("multipart body could not be read")))
 }

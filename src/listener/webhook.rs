@@ -146,7 +146,7 @@ async fn once(
         .await
         .map_err(|e| format!("request failed: {}", error_chain(&e)))?;
     let status = resp.status().as_u16();
-    let headers = super::request::header_map(resp.headers());
+    let headers = crate::Value::map(super::request::header_map(resp.headers())).to_json();
     let bytes = Limited::new(resp.into_body(), MAX_BODY)
         .collect()
         .await

@@ -27,12 +27,13 @@ fn run(r: &Req) -> Result<Json, BadRequest> {
 }
 
 fn run_jwt(r: &Req, jwt: Option<&Json>) -> Result<Json, BadRequest> {
+    let jwt = jwt.map(Value::from);
     to_json(&RequestParts {
         method: &r.method,
         uri: &r.uri,
         headers: &r.headers,
         body: &r.body,
-        jwt_data: jwt,
+        jwt_data: jwt.as_ref(),
     })
 }
 
