@@ -9,14 +9,14 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-/// Logs go to stderr (stdout carries only the ready line), filtered by `RUST_LOG` (default
-/// `info`).
+/// Logs go to stderr (stdout carries only the ready line) through [`super::log`]'s buffer,
+/// filtered by `RUST_LOG` (default `info`).
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(super::log::BufferedStderr::new())
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
@@ -55,7 +55,7 @@ pub fn serve(config: &Path, addr: Option<&str>, watch: bool) -> u8 {
             return 1;
         }
     };
-    runtime.block_on(async {
+    let code = runtime.block_on(async {
         // Handlers first: a signal sent right after the ready line must not kill the process.
         let Some(signals) = Signals::install() else {
             eprintln!("error: cannot install signal handlers");
@@ -74,7 +74,9 @@ pub fn serve(config: &Path, addr: Option<&str>, watch: bool) -> u8 {
         let _ = writeln!(out, "listening on http://{}", running.local_addr());
         let _ = out.flush();
         run_until_signal(running, signals, watch).await
-    })
+    });
+    super::log::flush();
+    code
 }
 
 fn modified(path: &Path) -> Option<SystemTime> {

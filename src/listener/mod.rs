@@ -2,7 +2,7 @@
 //!
 //! `config` loads and validates the TOML file; `server` accepts connections and hands each
 //! request to `handler`, which answers through `respond`/`sse` and runs the `workflow`
-//! (`condition` operators, `webhook` calls); `listing` serves `/dynamic-endpoints`; `cli`
+//! (`condition` operators, `webhook` calls); `listing` serves `/dynamic-endpoints`; `log` buffers the log lines; `cli`
 //! holds the logic of the `serve`, `check`, `new-endpoint` and `token` commands. The pure
 //! request modules `request`, `auth` and `cors` have no sockets.
 pub mod auth;
@@ -12,6 +12,7 @@ pub mod config;
 pub mod cors;
 mod handler;
 mod listing;
+pub mod log;
 pub mod request;
 pub mod respond;
 pub mod server;
