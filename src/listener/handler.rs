@@ -30,37 +30,56 @@ const ALLOWED: &str = "GET, POST, PUT, OPTIONS";
 
 /// A handled request, with what the request log line needs.
 pub struct Handled {
-    pub response: Response<Body>,
+    /// `None`: not found (404), built by [`Handled::into_response`].
+    pub response: Option<Response<Body>>,
     pub endpoint: Option<String>,
     pub run_id: Option<String>,
 }
 
-fn not_found() -> Response<Body> {
-    json_error(StatusCode::NOT_FOUND, "not found")
+impl Handled {
+    /// The status for the log line.
+    pub fn status(&self) -> u16 {
+        self.response
+            .as_ref()
+            .map_or(StatusCode::NOT_FOUND, |r| r.status())
+            .as_u16()
+    }
+
+    /// The response to send.
+    pub fn into_response(self) -> Response<Body> {
+        self.response
+            .unwrap_or_else(|| json_error(StatusCode::NOT_FOUND, "not found"))
+    }
 }
 
 /// Routes one request.
 pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Handled {
     let config = state.config();
-    let path = req.uri().path().to_string();
     let mut h = Handled {
-        response: not_found(),
+        response: None,
         endpoint: None,
         run_id: None,
     };
+    route(&state, &config, req, &mut h).await;
+    h
+}
+
+/// Fills `h` for one request; no response set means 404.
+async fn route(state: &Arc<State>, config: &Arc<Config>, req: Request<Incoming>, h: &mut Handled) {
+    let path = req.uri().path();
     if path == "/dynamic-endpoints" {
-        h.response = super::listing::answer(&config, &req);
-        return h;
+        h.response = Some(super::listing::answer(config, &req));
+        return;
     }
     let Some(rest) = path.strip_prefix("/listener/") else {
-        return h;
+        return;
     };
     let mut parts = rest.split('/');
     let (Some(first), Some(second), None) = (parts.next(), parts.next(), parts.next()) else {
-        return h;
+        return;
     };
     let Some(ep) = config.find(first, second).cloned() else {
-        return h;
+        return;
     };
     h.endpoint = Some(ep.name.clone());
     let origin = req.headers().get(ORIGIN).cloned();
@@ -72,20 +91,19 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Handled {
         {
             Ok(c) => Some(c),
             Err(r) => {
-                h.response = r;
-                return h;
+                h.response = Some(r);
+                return;
             }
         },
     };
     let (mut response, add_cors) =
-        endpoint(&state, &config, &ep, cors.as_deref(), req, &mut h.run_id).await;
+        endpoint(state, config, &ep, cors.as_deref(), req, &mut h.run_id).await;
     if let (true, Some(c)) = (add_cors, &cors) {
         for (k, v) in c.response_headers(origin.as_ref()) {
             response.headers_mut().insert(k, v);
         }
     }
-    h.response = response;
-    h
+    h.response = Some(response);
 }
 
 /// Renders a settings field: no request data, `env()` allowed. Failure → 500 (logged).

@@ -436,6 +436,9 @@ fn urlencoded(input: &[u8], what: &str) -> Result<Fields, BadRequest> {
 
 /// `+` → space, then percent-decoding, then UTF-8 (invalid sequences replaced).
 fn form_decode(s: &[u8]) -> String {
+    if !s.iter().any(|&b| b == b'+' || b == b'%') {
+        return String::from_utf8_lossy(s).into_owned();
+    }
     let plus: Vec<u8> = s
         .iter()
         .map(|&b| if b == b'+' { b' ' } else { b })

@@ -232,7 +232,10 @@ async fn serve(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bod
         Err(_) => {
             tracing::error!("request handler panicked");
             handler::Handled {
-                response: json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
+                response: Some(json_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error",
+                )),
                 endpoint: None,
                 run_id: None,
             }
@@ -241,10 +244,10 @@ async fn serve(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bod
     tracing::info!(
         endpoint = h.endpoint.as_deref().unwrap_or("-"),
         method = %method,
-        status = h.response.status().as_u16(),
+        status = h.status(),
         duration_ms = start.elapsed().as_secs_f64() * 1000.0,
         run_id = h.run_id.as_deref().unwrap_or("-"),
         "request"
     );
-    Ok(h.response)
+    Ok(h.into_response())
 }
