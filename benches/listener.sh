@@ -5,12 +5,15 @@
 # thread. The listener serves a JWT-authenticated `data` endpoint that renders request data
 # (token check + request mapping + template render + content-type detection per request);
 # bare_hyper answers a fixed JSON body. Prints req/s, p99 latency, peak RSS and the ratio.
+# The machine's speed drifts by ±20 % over minutes, so the two servers are measured in
+# alternation, ROUNDS times, and the ratio of each round and their median are printed.
 #
-# Usage: bash benches/listener.sh [SECONDS=10]
+# Usage: bash benches/listener.sh [SECONDS=10] [ROUNDS=3]
 # Needs: wrk (Debian: apt-get install -y wrk), taskset (util-linux), curl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-10}"
+rounds="${2:-3}"
 command -v wrk >/dev/null || { echo "wrk not found (apt-get install -y wrk)"; exit 1; }
 
 cargo build --release --quiet --bin flexscript --example bare_hyper
@@ -55,8 +58,6 @@ run_wrk() {
   local name="$1" pid="$2" url="$3"; shift 3
   local args=()
   for h in "$@"; do args+=(-H "$h"); done
-  # warm-up
-  taskset -c 1 wrk -t1 -c32 -d2s "${args[@]}" "$url" >/dev/null
   local out
   out="$(taskset -c 1 wrk -t1 -c32 -d"${secs}s" --latency "${args[@]}" "$url")"
   echo "$out" >"$dir/$name.wrk"
@@ -68,6 +69,13 @@ run_wrk() {
   printf '%-12s %10s req/s   p99 %8s   peak RSS %10s   non-2xx %s\n' \
     "$name" "$rps" "$p99" "$rss" "${non2xx:-0}"
   echo "$rps" >"$dir/$name.rps"
+}
+
+warm() {
+  local url="$1"; shift
+  local args=()
+  for h in "$@"; do args+=(-H "$h"); done
+  taskset -c 1 wrk -t1 -c32 -d2s "${args[@]}" "$url" >/dev/null
 }
 
 taskset -c 0 "$bare" 127.0.0.1:8091 2>/dev/null &
@@ -82,8 +90,19 @@ wait_port 8092
 check="$(curl -s -H "Authorization: Bearer $token" "http://127.0.0.1:8092/listener/$h1/$h2?ref=A-1")"
 echo "listener answer: $check"
 echo "wrk: ${secs}s, 32 connections, 1 thread on CPU 1; servers on CPU 0"
-run_wrk bare_hyper "$bare_pid" "http://127.0.0.1:8091/listener/$h1/$h2?ref=A-1"
-run_wrk listener "$listener_pid" "http://127.0.0.1:8092/listener/$h1/$h2?ref=A-1" \
-  "Authorization: Bearer $token"
-awk -v a="$(cat "$dir/listener.rps")" -v b="$(cat "$dir/bare_hyper.rps")" \
-  'BEGIN { printf "listener / bare_hyper = %.2f\n", a / b }'
+bare_url="http://127.0.0.1:8091/listener/$h1/$h2?ref=A-1"
+listener_url="http://127.0.0.1:8092/listener/$h1/$h2?ref=A-1"
+auth="Authorization: Bearer $token"
+warm "$bare_url"
+warm "$listener_url" "$auth"
+ratios=()
+for round in $(seq 1 "$rounds"); do
+  echo "round $round"
+  run_wrk bare_hyper "$bare_pid" "$bare_url"
+  run_wrk listener "$listener_pid" "$listener_url" "$auth"
+  ratios+=("$(awk -v a="$(cat "$dir/listener.rps")" -v b="$(cat "$dir/bare_hyper.rps")" \
+    'BEGIN { printf "%.2f", a / b }')")
+  echo "listener / bare_hyper = ${ratios[-1]}"
+done
+median="$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')"
+echo "ratios: ${ratios[*]}   median listener / bare_hyper = $median"
