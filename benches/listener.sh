@@ -106,3 +106,15 @@ for round in $(seq 1 "$rounds"); do
 done
 median="$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')"
 echo "ratios: ${ratios[*]}   median listener / bare_hyper = $median"
+
+# The worst case for the token cache: 2,000 distinct tokens (more than the 1,024 it keeps),
+# one after the other, so every request verifies its token in full.
+for i in $(seq 1 2000); do
+  "$bin" token --key "$key" --secret "$secret" --ttl 3600 --data "{\"user\": \"u$i\"}"
+done >"$dir/tokens"
+out="$(taskset -c 1 wrk -t1 -c32 -d"${secs}s" --latency -s benches/rotate_tokens.lua \
+  "$listener_url" -- "$dir/tokens")"
+printf '%-12s %10s req/s   p99 %8s   peak RSS %10s   non-2xx %s   (2,000 tokens in turn: no cache hits)\n' \
+  listener "$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")" "$(awk '$1 == "99%" {print $2}' <<<"$out")" \
+  "$(awk '/^VmHWM:/ {print $2 " " $3}' "/proc/$listener_pid/status")" \
+  "$(awk '/Non-2xx/ {print $NF}' <<<"$out" | grep . || echo 0)"
