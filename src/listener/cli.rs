@@ -19,6 +19,7 @@ pub fn init_logging() {
         .with_writer(super::log::BufferedStderr::new())
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
+        .fmt_fields(super::log::LineFields)
         .try_init();
 }
 

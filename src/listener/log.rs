@@ -6,12 +6,20 @@
 //! [`FLUSH_BYTES`] have piled up, at the latest [`FLUSH_EVERY`] after they were logged, and
 //! when [`flush`] is called (the server calls it on the way out). Under load this turns one
 //! `write(2)` per request into one per few hundred requests.
+//!
+//! [`LineFields`] formats the fields of an event as tracing's default does (`name=value`,
+//! strings quoted), faster, and keeps every event on one line: control characters in any field
+//! (`%`-displayed errors included) are escaped, so request-derived text cannot forge log lines.
 
+use std::fmt::{self, Write as _};
 use std::io::Write;
 use std::sync::{Mutex, MutexGuard, Once};
 use std::time::Duration;
+use tracing::field::{Field, Visit};
 use tracing::{Level, Metadata};
-use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FormatFields, MakeWriter};
 
 /// Buffered bytes that trigger a write.
 pub const FLUSH_BYTES: usize = 32 * 1024;
@@ -139,6 +147,117 @@ impl<'a> MakeWriter<'a> for BufferedStderr {
     }
 }
 
+/// The field formatter of the serve command's subscriber (see the module documentation).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LineFields;
+
+impl<'w> FormatFields<'w> for LineFields {
+    fn format_fields<R: RecordFields>(&self, writer: Writer<'w>, fields: R) -> fmt::Result {
+        let mut v = LineVisitor {
+            out: writer,
+            first: true,
+            result: Ok(()),
+        };
+        fields.record(&mut v);
+        v.result
+    }
+}
+
+struct LineVisitor<'w> {
+    out: Writer<'w>,
+    first: bool,
+    result: fmt::Result,
+}
+
+impl LineVisitor<'_> {
+    /// Writes the separator and `name=` (nothing for the message); `false` to skip the field.
+    fn start(&mut self, field: &Field) -> bool {
+        if self.result.is_err() || field.name().starts_with("log.") {
+            return false;
+        }
+        if !std::mem::take(&mut self.first) {
+            self.result = self.out.write_char(' ');
+        }
+        let name = field.name();
+        if name != "message" {
+            let name = name.strip_prefix("r#").unwrap_or(name);
+            self.result = self
+                .result
+                .and_then(|_| self.out.write_str(name))
+                .and_then(|_| self.out.write_char('='));
+        }
+        true
+    }
+}
+
+/// Text that needs no escaping, inside quotes or out: printable ASCII without `"` and `\`.
+fn plain(s: &str) -> bool {
+    s.bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+}
+
+/// Escapes control characters (C0, DEL, C1) as it writes: one event, one line.
+struct OneLine<'a, 'w>(&'a mut Writer<'w>);
+
+impl fmt::Write for OneLine<'_, '_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let clean = |c: char| !(c.is_control());
+        if s.chars().all(clean) {
+            return self.0.write_str(s);
+        }
+        for c in s.chars() {
+            if clean(c) {
+                self.0.write_char(c)?;
+            } else {
+                write!(self.0, "{}", c.escape_default())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Visit for LineVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if !self.start(field) {
+            return;
+        }
+        self.result = match (field.name() == "message", plain(value)) {
+            (true, true) => self.out.write_str(value),
+            (false, true) => self
+                .out
+                .write_char('"')
+                .and_then(|_| self.out.write_str(value))
+                .and_then(|_| self.out.write_char('"')),
+            (true, false) => write!(OneLine(&mut self.out), "{value}"),
+            (false, false) => write!(OneLine(&mut self.out), "{value:?}"),
+        };
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if self.start(field) {
+            self.result = write!(self.out, "{value}");
+        }
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        if self.start(field) {
+            self.result = write!(self.out, "{value}");
+        }
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        if self.start(field) {
+            self.result = self.out.write_str(if value { "true" } else { "false" });
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if self.start(field) {
+            self.result = write!(OneLine(&mut self.out), "{value:?}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,5 +300,66 @@ mod tests {
         assert!(TEST.lock().is_empty());
         assert!(urgent(&Level::ERROR) && urgent(&Level::WARN));
         assert!(!urgent(&Level::INFO) && !urgent(&Level::DEBUG));
+    }
+
+    /// Formats one event through a real subscriber using [`LineFields`], as `serve` does.
+    fn formatted(event: impl FnOnce()) -> String {
+        static OUT: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+        struct Capture;
+        impl Write for Capture {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                OUT.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(|| Capture)
+            .with_ansi(false)
+            .without_time()
+            .with_target(false)
+            .with_level(false)
+            .fmt_fields(LineFields)
+            .finish();
+        OUT.lock().unwrap().clear();
+        tracing::subscriber::with_default(subscriber, event);
+        let out = String::from_utf8(OUT.lock().unwrap().clone()).unwrap();
+        out
+    }
+
+    #[test]
+    fn fields_read_as_the_default_format_and_stay_on_one_line() {
+        let line = formatted(|| {
+            tracing::info!(
+                endpoint = "orders",
+                method = %"GET",
+                status = 200u16,
+                duration_ms = 0.25,
+                ok = true,
+                delta = -3i64,
+                "request"
+            )
+        });
+        assert_eq!(
+            line,
+            "request endpoint=\"orders\" method=GET status=200 duration_ms=0.25 ok=true delta=-3\n"
+        );
+        // request-derived text cannot start a new line or smuggle terminal escapes
+        let line = formatted(|| {
+            tracing::warn!(
+                error = %"bad\ninjected INFO line\u{1b}[31m",
+                name = "quote\"d\nname",
+                "step \"x\" failed"
+            )
+        });
+        assert_eq!(line.lines().count(), 1, "{line}");
+        assert_eq!(
+            line,
+            "step \"x\" failed error=bad\\ninjected INFO line\\u{1b}[31m name=\"quote\\\"d\\nname\"\n"
+        );
+        let line = formatted(|| tracing::info!("dynamic {}", "message\nsplit"));
+        assert_eq!(line, "dynamic message\\nsplit\n");
     }
 }
