@@ -448,3 +448,31 @@ fn cli_serve_refuses_a_broken_file_and_prints_no_ready_line() {
     let (code, _, _) = cli(&["serve", bad.to_str().expect("utf-8"), "--addr", "nope"]);
     assert_eq!(code, 2);
 }
+
+#[test]
+fn max_connections_is_checked() {
+    for (value, ok) in [
+        ("1", true),
+        ("1000000", true),
+        ("0", false),
+        ("1000001", false),
+        ("\"many\"", false),
+    ] {
+        let toml = format!(
+            "[server]\nmax_connections = {value}\n\n[[endpoint]]\nname = \"a\"\nfirst_hash = \"{}\"\n\
+             second_hash = \"{}\"\nreturn_type = \"data\"\nreturn_data = \"ok\"\n",
+            hash('a'),
+            hash('b')
+        );
+        let (errors, _) = check_lines(&toml);
+        if ok {
+            assert!(errors.is_empty(), "{value}: {errors:?}");
+        } else {
+            assert_eq!(
+                errors,
+                ["endpoints.toml:2: server.max_connections: must be an integer from 1 to 1000000"],
+                "{value}"
+            );
+        }
+    }
+}

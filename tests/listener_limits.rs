@@ -8,15 +8,33 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connections_beyond_the_cap_wait_until_one_closes() {
-    let toml = format!(
-        "[[endpoint]]\nname = \"ep\"\nfirst_hash = \"{}\"\nsecond_hash = \"{}\"\n\
+fn one_endpoint(server_table: &str) -> String {
+    format!(
+        "{server_table}[[endpoint]]\nname = \"ep\"\nfirst_hash = \"{}\"\nsecond_hash = \"{}\"\n\
          return_type = \"data\"\nreturn_data = '''{{\"n\": 1}}'''\n",
         hash('a'),
         hash('b')
-    );
-    let s = serve_with(&toml, Options { max_connections: 2 }).await;
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_cap_wait_until_one_closes() {
+    let options = Options {
+        max_connections: Some(2),
+    };
+    // The embedding program's option wins over the file.
+    let s = serve_with(&one_endpoint("[server]\nmax_connections = 50\n"), options).await;
+    cap_of_two_holds(s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cap_comes_from_the_configuration_file() {
+    let s = serve(&one_endpoint("[server]\nmax_connections = 2\n")).await;
+    cap_of_two_holds(s).await;
+}
+
+/// Two idle connections fill a cap of two; a third client waits until one closes.
+async fn cap_of_two_holds(s: Server) {
     // Two idle connections take both slots (no request sent: they sit in the header read).
     let idle1 = TcpStream::connect(s.addr).await.expect("connect 1");
     let idle2 = TcpStream::connect(s.addr).await.expect("connect 2");
@@ -51,6 +69,8 @@ async fn connections_beyond_the_cap_wait_until_one_closes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_default_cap_is_4096() {
-    assert_eq!(Options::default().max_connections, 4096);
+    assert_eq!(Options::default().max_connections, None);
     assert_eq!(flexscript::listener::server::MAX_CONNECTIONS, 4096);
+    let config = flexscript::listener::load_config(&write_config(&one_endpoint(""))).expect("load");
+    assert_eq!(config.server.max_connections, 4096);
 }

@@ -31,7 +31,8 @@ use tokio::task::{JoinHandle, JoinSet};
 pub const GRACE: Duration = Duration::from_secs(10);
 /// Limit for reading a request's headers.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// Default cap on simultaneously open connections (see [`Options::max_connections`]).
+/// Default cap on simultaneously open connections (`[server] max_connections`, or
+/// [`Options::max_connections`]).
 pub const MAX_CONNECTIONS: usize = 4096;
 /// Default address when neither `--addr` nor `[server] addr` is given.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
@@ -100,19 +101,12 @@ impl Running {
     }
 }
 
-/// Server tuning that is not part of the configuration file.
-#[derive(Debug, Clone)]
+/// Server settings given by the embedding program, overriding the configuration file.
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     /// Connections served at once; more wait unaccepted until one closes (at least 1).
-    pub max_connections: usize,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            max_connections: MAX_CONNECTIONS,
-        }
-    }
+    /// `None`: the file's `[server] max_connections` (default [`MAX_CONNECTIONS`]).
+    pub max_connections: Option<usize>,
 }
 
 /// Loads `config_path` and binds `addr` (else `[server] addr`, else [`DEFAULT_ADDR`]), with
@@ -142,13 +136,17 @@ pub async fn start_with(
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let (stop, shutdown) = watch::channel(false);
+    let cap = options
+        .max_connections
+        .unwrap_or(config.server.max_connections)
+        .max(1);
     let state = Arc::new(State {
         config: RwLock::new(Arc::new(config)),
         client: webhook::client(),
         shutdown,
         path: config_path.to_path_buf(),
     });
-    let permits = Arc::new(Semaphore::new(options.max_connections.max(1)));
+    let permits = Arc::new(Semaphore::new(cap));
     let task = tokio::spawn(accept_loop(listener, state.clone(), permits));
     Ok(Running {
         addr,

@@ -133,13 +133,18 @@ impl<'a> Fields<'a> {
 
     /// A non-negative integer no larger than `max`.
     pub fn uint(&mut self, key: &str, default: u64, max: u64) -> u64 {
+        self.uint_in(key, default, 0, max)
+    }
+
+    /// An integer from `min` to `max`, or `default` when absent (an error when out of range).
+    pub fn uint_in(&mut self, key: &str, default: u64, min: u64, max: u64) -> u64 {
         let Some(v) = self.value(key, "an integer") else {
             return default;
         };
-        match v.as_integer() {
-            Some(i) if i >= 0 && (i as u64) <= max => i as u64,
+        match v.as_integer().and_then(|i| u64::try_from(i).ok()) {
+            Some(i) if (min..=max).contains(&i) => i,
             _ => {
-                self.error(key, format!("must be an integer from 0 to {max}"));
+                self.error(key, format!("must be an integer from {min} to {max}"));
                 default
             }
         }

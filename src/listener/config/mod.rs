@@ -159,7 +159,13 @@ pub struct ServerConfig {
     pub api_key: Option<String>,
     pub records: Option<PathBuf>,
     pub timezone: chrono_tz::Tz,
+    /// Connections served at once (`max_connections`, default 4096); read at start, a reload
+    /// keeps the running server's cap.
+    pub max_connections: usize,
 }
+
+/// Largest accepted `max_connections`.
+pub const MAX_CONNECTIONS_LIMIT: u64 = 1_000_000;
 
 /// A loaded, validated configuration.
 #[derive(Clone)]
@@ -350,6 +356,7 @@ fn read_server(
         api_key: None,
         records: None,
         timezone: chrono_tz::UTC,
+        max_connections: super::server::MAX_CONNECTIONS,
     };
     let Some(item) = item else {
         return cfg;
@@ -377,6 +384,13 @@ fn read_server(
             Err(_) => f.error("timezone", format!("unknown time zone `{tz}`")),
         }
     }
+    let cap = f.uint_in(
+        "max_connections",
+        super::server::MAX_CONNECTIONS as u64,
+        1,
+        MAX_CONNECTIONS_LIMIT,
+    );
+    cfg.max_connections = usize::try_from(cap).unwrap_or(super::server::MAX_CONNECTIONS);
     errors.extend(f.finish(&[]));
     cfg
 }
