@@ -161,7 +161,7 @@ impl Accepted {
         {
             return Err(invalid("token not yet valid"));
         }
-        if self.iat.is_some_and(|iat| iat > (now + LEEWAY_S) as f64) {
+        if self.iat.is_some_and(|iat| issued_in_future(iat, now)) {
             return Err(invalid("token issued in the future"));
         }
         Ok(self.data.clone())
@@ -212,6 +212,11 @@ impl TokenCache {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// Whether `iat` lies more than [`LEEWAY_S`] after `now`.
+fn issued_in_future(iat: f64, now: u64) -> bool {
+    iat > now.saturating_add(LEEWAY_S) as f64
 }
 
 /// A NumericDate as the `jsonwebtoken` crate reads it: a non-negative integer, or a finite
@@ -327,7 +332,7 @@ impl Verifier {
         let iat = match claims.get("iat") {
             None => None,
             Some(iat) => match iat.as_f64() {
-                Some(iat) if iat > (now + LEEWAY_S) as f64 => {
+                Some(iat) if issued_in_future(iat, now) => {
                     return Err(invalid("token issued in the future"))
                 }
                 Some(iat) => Some(iat),
