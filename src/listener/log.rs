@@ -45,23 +45,25 @@ impl LogBuffer {
         self.buf.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn write_out(&self, buf: &mut Vec<u8>) {
+        if !buf.is_empty() {
+            (self.sink)(buf);
+            buf.clear();
+        }
+    }
+
     /// Adds `bytes`; writes everything out when `urgent` or when [`FLUSH_BYTES`] are reached.
     pub fn append(&self, bytes: &[u8], urgent: bool) {
         let mut buf = self.lock();
         buf.extend_from_slice(bytes);
         if urgent || buf.len() >= FLUSH_BYTES {
-            (self.sink)(&buf);
-            buf.clear();
+            self.write_out(&mut buf);
         }
     }
 
     /// Writes out everything buffered.
     pub fn flush(&self) {
-        let mut buf = self.lock();
-        if !buf.is_empty() {
-            (self.sink)(&buf);
-            buf.clear();
-        }
+        self.write_out(&mut self.lock());
     }
 }
 
@@ -93,7 +95,10 @@ impl BufferedStderr {
                     flush();
                 });
             if spawned.is_err() {
-                eprintln!("warning: no log flushing thread; logs are written when 32 KiB pile up");
+                eprintln!(
+                    "warning: no log flushing thread; logs are written when {} KiB pile up",
+                    FLUSH_BYTES / 1024
+                );
             }
         });
         BufferedStderr

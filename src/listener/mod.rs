@@ -2,8 +2,9 @@
 //!
 //! `config` loads and validates the TOML file; `server` accepts connections and hands each
 //! request to `handler`, which answers through `respond`/`sse` and runs the `workflow`
-//! (`condition` operators, `webhook` calls); `listing` serves `/dynamic-endpoints`; `log` buffers the log lines; `cli`
-//! holds the logic of the `serve`, `check`, `new-endpoint` and `token` commands. The pure
+//! (`condition` operators, `webhook` calls); `listing` serves `/dynamic-endpoints`; `log`
+//! buffers and formats the log lines; `cli` holds the logic of the `serve`, `check`,
+//! `new-endpoint` and `token` commands. The pure
 //! request modules `request`, `auth` and `cors` have no sockets.
 pub mod auth;
 pub mod cli;

@@ -270,17 +270,13 @@ pub(crate) fn header_map(h: &HeaderMap) -> Fields {
         } else {
             Arc::from(name)
         };
-        let mut values = h.get_all(name).iter();
-        let joined = match (values.next(), values.next()) {
-            (Some(one), None) => String::from_utf8_lossy(one.as_bytes()),
-            _ => std::borrow::Cow::Owned(
-                h.get_all(name)
-                    .iter()
-                    .map(|v| String::from_utf8_lossy(v.as_bytes()))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            ),
-        };
+        let mut values = h
+            .get_all(name)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()));
+        // One value (the usual case) is borrowed, not copied.
+        let first = values.next().unwrap_or_default();
+        let joined = values.fold(first, |acc, v| (acc.into_owned() + ", " + &v).into());
         out.insert(key, Value::str(&*joined));
     }
     out

@@ -221,7 +221,7 @@ async fn connection(stream: tokio::net::TcpStream, state: Arc<State>) {
 
 async fn serve(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let start = Instant::now();
-    let method = req.method().to_string();
+    let method = req.method().clone();
     let handled = AssertUnwindSafe(handler::handle(state, req))
         .catch_unwind()
         .await;
