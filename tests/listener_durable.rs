@@ -122,7 +122,10 @@ impl Receiver {
 
 /// Starts `flexscript serve PATH --addr 127.0.0.1:0` (through `sh -c PREFIX` when given) and
 /// waits for its ready line; stderr is collected in the returned buffer.
-async fn spawn_serve(path: &std::path::Path, prefix: Option<&str>) -> (Child, std::net::SocketAddr) {
+async fn spawn_serve(
+    path: &std::path::Path,
+    prefix: Option<&str>,
+) -> (Child, std::net::SocketAddr) {
     let mut cmd = match prefix {
         Some(p) => {
             let mut c = Command::new("sh");
@@ -188,12 +191,13 @@ async fn kill_9_with_hundreds_of_runs_loses_none() {
     let steps = format!(
         "{}{}",
         hook("first", &rx.url("/first"), ""),
-        hook("later", &rx.url("/later"), "parent = \"first\"\ndelay_ms = 1500"),
+        hook(
+            "later",
+            &rx.url("/later"),
+            "parent = \"first\"\ndelay_ms = 1500"
+        ),
     );
-    let cfg = write_config(&format!(
-        "[server]\nworkers = 4\n{}",
-        data_ep(1, &steps)
-    ));
+    let cfg = write_config(&format!("[server]\nworkers = 4\n{}", data_ep(1, &steps)));
     let (mut child, addr) = spawn_serve(cfg.path(), None).await;
     for n in 0..RUNS {
         let r = request(
@@ -254,12 +258,20 @@ async fn kill_9_with_hundreds_of_runs_loses_none() {
     for c in &calls {
         let (run, step) = c.key.split_once('.').expect("key is run.step");
         let prev = run_of.insert(c.body.clone(), run.to_string());
-        assert!(prev.is_none() || prev.as_deref() == Some(run), "one run per request");
+        assert!(
+            prev.is_none() || prev.as_deref() == Some(run),
+            "one run per request"
+        );
         assert_eq!(format!("/{step}"), c.path);
-        steps_of.entry(c.body.clone()).or_default().insert(step.to_string());
+        steps_of
+            .entry(c.body.clone())
+            .or_default()
+            .insert(step.to_string());
     }
     for n in 0..RUNS {
-        let s = steps_of.get(&n.to_string()).unwrap_or_else(|| panic!("run {n} lost"));
+        let s = steps_of
+            .get(&n.to_string())
+            .unwrap_or_else(|| panic!("run {n} lost"));
         assert_eq!(s.len(), 2, "run {n}: {s:?}");
     }
     // Repeats only for steps in flight at the kill: at most one per worker and waiting run.
@@ -323,10 +335,7 @@ async fn counters_memory_and_history_survive_a_restart_without_credentials() {
 
     // The same file, a new server: counters and memory are still there.
     let s = serve_file(cfg.path()).await;
-    assert_eq!(
-        s.get(&path(2)).await.body,
-        "{\"hits\": 3, \"last\": \"2\"}"
-    );
+    assert_eq!(s.get(&path(2)).await.body, "{\"hits\": 3, \"last\": \"2\"}");
     s.running.shutdown().await;
 
     // Credentials never reach the file (WAL included).
@@ -336,7 +345,10 @@ async fn counters_memory_and_history_survive_a_restart_without_credentials() {
         bytes.extend(std::fs::read(f.expect("entry").path()).expect("read"));
     }
     let text = String::from_utf8_lossy(&bytes);
-    assert!(text.contains("\"n\":2") || text.contains("\"n\": 2"), "runs are in the file");
+    assert!(
+        text.contains("\"n\":2") || text.contains("\"n\": 2"),
+        "runs are in the file"
+    );
     assert!(!text.contains("sup3r-s3cret-bearer"));
     assert!(!text.contains("t0ken-s3cret-value"));
 }
@@ -382,7 +394,11 @@ async fn a_sync_continue_killed_mid_run_is_interrupted_not_resumed() {
     let steps = format!(
         "{}{}",
         hook("first", &rx.url("/first"), ""),
-        hook("second", &rx.url("/second"), "parent = \"first\"\ndelay_ms = 1500"),
+        hook(
+            "second",
+            &rx.url("/second"),
+            "parent = \"first\"\ndelay_ms = 1500"
+        ),
     );
     let cfg = write_config(&ep(
         1,
@@ -419,7 +435,10 @@ async fn a_sync_continue_killed_mid_run_is_interrupted_not_resumed() {
 async fn an_unwritable_journal_answers_503_and_recovers() {
     // A real "disk full": the child's file size limit (RLIMIT_FSIZE) is raised later with
     // prlimit; SIGXFSZ is ignored so the write fails with EFBIG instead of killing it.
-    let cfg = write_config(&data_ep(1, &step("s", "store", "name = \"x\"\nvalue = \"{{ __data.pad }}\"")));
+    let cfg = write_config(&data_ep(
+        1,
+        &step("s", "store", "name = \"x\"\nvalue = \"{{ __data.pad }}\""),
+    ));
     let (mut child, addr) = spawn_serve(cfg.path(), Some("ulimit -S -f 400; trap '' XFSZ")).await;
     let pad = "p".repeat(8000);
     let body = format!("{{\"pad\": \"{pad}\"}}");
@@ -472,7 +491,12 @@ async fn a_corrupt_or_owned_state_file_stops_the_start() {
     let db = dir.join("state.db");
     std::fs::write(&db, vec![b'#'; 4096]).expect("write");
     let out = Command::new(BIN)
-        .args(["serve", cfg.path().to_str().unwrap(), "--addr", "127.0.0.1:0"])
+        .args([
+            "serve",
+            cfg.path().to_str().unwrap(),
+            "--addr",
+            "127.0.0.1:0",
+        ])
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(1));
@@ -483,7 +507,12 @@ async fn a_corrupt_or_owned_state_file_stops_the_start() {
 
     let (mut owner, _) = spawn_serve(cfg.path(), None).await;
     let out = Command::new(BIN)
-        .args(["serve", cfg.path().to_str().unwrap(), "--addr", "127.0.0.1:0"])
+        .args([
+            "serve",
+            cfg.path().to_str().unwrap(),
+            "--addr",
+            "127.0.0.1:0",
+        ])
         .output()
         .expect("run");
     let pid = owner.id();
@@ -497,18 +526,134 @@ async fn a_corrupt_or_owned_state_file_stops_the_start() {
 #[test]
 fn render_has_a_shared_store_by_default() {
     let out = Command::new(BIN)
-        .args(["render", "-e", "{{ incrementAndGet('n') }}{{ incrementAndGet('n') }}:[{{ memoryGet('x') }}]"])
+        .args([
+            "render",
+            "-e",
+            "{{ incrementAndGet('n') }}{{ incrementAndGet('n') }}:[{{ memoryGet('x') }}]",
+        ])
         .output()
         .expect("run");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "12:[]");
     let dir = temp_dir();
     let state = format!("sqlite:{}", dir.join("s.db").display());
     for want in ["1", "2"] {
         let out = Command::new(BIN)
-            .args(["render", "--state", &state, "-e", "{{ incrementAndGet('n') }}"])
+            .args([
+                "render",
+                "--state",
+                &state,
+                "-e",
+                "{{ incrementAndGet('n') }}",
+            ])
             .output()
             .expect("run");
         assert_eq!(String::from_utf8_lossy(&out.stdout), want);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_runs_survive_a_reload_and_fail_when_their_step_or_endpoint_vanished() {
+    let rx = Receiver::start(Duration::ZERO).await;
+    let waits = |n: usize, id: &str| {
+        data_ep(
+            n,
+            &format!(
+                "{}{}",
+                step("s1", "store", "name = \"x\"\nvalue = \"1\""),
+                hook(
+                    id,
+                    &rx.url(&format!("/ep{n}")),
+                    "parent = \"s1\"\ndelay_ms = 1500"
+                ),
+            ),
+        )
+    };
+    let cfg = write_config(&format!(
+        "{}{}{}",
+        waits(1, "w"),
+        waits(2, "w"),
+        waits(3, "w")
+    ));
+    let s = serve_file(cfg.path()).await;
+    for n in 1..=3 {
+        let r = s.post_json(&path(n), &post_n(n)).await;
+        assert_eq!(r.status, 200);
+    }
+    let runner = s.running.runner();
+    assert!(wait_for(Duration::from_secs(10), || runner.gauges().waiting == 3).await);
+    // Endpoint 1 unchanged, endpoint 2's delayed step renamed, endpoint 3 gone.
+    std::fs::write(
+        cfg.path(),
+        format!("{}{}", waits(1, "w"), waits(2, "renamed")),
+    )
+    .expect("write");
+    s.running.reload().expect("reload");
+    let backend = s.running.backend();
+    let mut statuses = Vec::new();
+    for _ in 0..200 {
+        let page = backend.list_runs(RunFilter::default()).await.expect("list");
+        statuses = page
+            .runs
+            .iter()
+            .map(|r| (r.endpoint.clone(), r.status, r.error.clone()))
+            .collect();
+        if statuses.iter().all(|(_, st, _)| st.is_final()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    statuses.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(statuses[0].1, RunStatus::Succeeded, "{statuses:?}");
+    assert_eq!(statuses[1].1, RunStatus::Failed);
+    assert!(
+        statuses[1].2.as_deref().unwrap_or("").contains("\"w\""),
+        "{statuses:?}"
+    );
+    assert_eq!(statuses[2].1, RunStatus::Failed);
+    assert!(
+        statuses[2]
+            .2
+            .as_deref()
+            .unwrap_or("")
+            .contains("no longer in the configuration"),
+        "{statuses:?}"
+    );
+    let paths: Vec<_> = rx.calls().into_iter().map(|c| c.path).collect();
+    assert_eq!(paths, ["/ep1"]);
+    assert_eq!(runner.gauges().waiting, 0);
+    s.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_bound_runs_and_the_answer_never_waits_for_one() {
+    let rx = Receiver::start(Duration::from_millis(400)).await;
+    let cfg = write_config(&format!(
+        "[server]\nworkers = 1\nstate = \"memory\"\n{}",
+        data_ep(1, &hook("w", &rx.url("/slow"), ""))
+    ));
+    let s = serve_file(cfg.path()).await;
+    let t = Instant::now();
+    for n in 0..5 {
+        assert_eq!(s.post_json(&path(1), &post_n(n)).await.status, 200);
+    }
+    assert!(
+        t.elapsed() < Duration::from_millis(1500),
+        "answers waited: {:?}",
+        t.elapsed()
+    );
+    let runner = s.running.runner();
+    let g = runner.gauges();
+    assert!(g.running <= 1 && g.queued >= 3, "{g:?}");
+    assert!(wait_for(Duration::from_secs(20), || rx.calls().len() == 5).await);
+    // One at a time: the calls are at least the receiver's delay apart.
+    let calls = rx.calls();
+    for pair in calls.windows(2) {
+        assert!(pair[1].at.duration_since(pair[0].at) >= Duration::from_millis(350));
+    }
+    s.running.shutdown().await;
 }
