@@ -657,3 +657,71 @@ async fn workers_bound_runs_and_the_answer_never_waits_for_one() {
     }
     s.running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_run_retried_through_the_backend_runs_again_from_its_failed_step() {
+    let rx = Receiver::start(Duration::ZERO).await;
+    let steps = format!(
+        "{}{}{}",
+        hook("before", &rx.url("/before"), ""),
+        step(
+            "divide",
+            "store",
+            "parent = \"before\"\nname = \"q\"\nvalue = \"{{ 10 // memoryGet('d', 0) }}\""
+        ),
+        hook("after", &rx.url("/after"), "parent = \"divide\""),
+    );
+    let cfg = write_config(&data_ep(1, &steps));
+    let s = serve_file(cfg.path()).await;
+    assert_eq!(s.post_json(&path(1), &post_n(1)).await.status, 200);
+    let backend = s.running.backend();
+    let mut run = None;
+    for _ in 0..200 {
+        let page = backend.list_runs(RunFilter::default()).await.expect("list");
+        if page.runs[0].status == RunStatus::Failed {
+            run = Some(page.runs[0].clone());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let run = run.expect("the run failed");
+    assert!(
+        run.error.as_deref().unwrap_or("").contains("divide"),
+        "{run:?}"
+    );
+    // Running runs cannot be retried; the failed one can, once the cause is fixed.
+    backend
+        .store()
+        .set("d", flexscript::Value::Int(5), Duration::from_secs(60));
+    backend
+        .retry_run(&run.id, flexscript::state::RetryFrom::Failed)
+        .await
+        .expect("retry");
+    assert!(matches!(
+        backend
+            .retry_run(&run.id, flexscript::state::RetryFrom::Failed)
+            .await,
+        Err(flexscript::state::StateError::Conflict(_))
+    ));
+    s.running.runner().claim_now().await.expect("claim");
+    assert!(wait_for(Duration::from_secs(20), || rx.calls().len() == 2).await);
+    let paths: Vec<_> = rx.calls().into_iter().map(|c| c.path).collect();
+    assert_eq!(
+        paths,
+        ["/before", "/after"],
+        "the finished step is not repeated"
+    );
+    let mut rec = backend.get_run(&run.id).await.expect("get");
+    for _ in 0..100 {
+        if rec.status.is_final() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        rec = backend.get_run(&run.id).await.expect("get");
+    }
+    assert_eq!(rec.status, RunStatus::Succeeded);
+    assert_eq!(rec.attempt, 2);
+    let divide = rec.step("divide").expect("step");
+    assert_eq!(divide.checkpoint.as_ref().expect("cp").set[0].1, "2");
+    s.running.shutdown().await;
+}
