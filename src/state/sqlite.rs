@@ -686,6 +686,18 @@ impl Backend for SqliteBackend {
         let owner = owner.to_string();
         let result = (|| {
             let mut conn = self.reader();
+            // A cheap read first: the write lock only when there is something to claim.
+            let any = conn
+                .query_row(
+                    "SELECT 1 FROM runs WHERE status = 'queued' AND owner IS NULL LIMIT 1",
+                    [],
+                    |_| Ok(()),
+                )
+                .optional()
+                .map_err(unavailable)?;
+            if any.is_none() {
+                return Ok(Vec::new());
+            }
             let ids = immediate(&mut conn, |tx| {
                 let ids = ids(
                     tx,
