@@ -731,3 +731,67 @@ async fn a_failed_run_retried_through_the_backend_runs_again_from_its_failed_ste
     assert_eq!(divide.checkpoint.as_ref().expect("cp").set[0].1, "2");
     s.running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_never_finishes_is_given_up_after_its_attempts() {
+    // Two runs left `running` by crashed servers: one already resumed 5 times (a step that
+    // takes the process down every time), one on its first attempt.
+    let rx = Receiver::start(Duration::ZERO).await;
+    let cfg = write_config(&data_ep(1, &hook("w", &rx.url("/w"), "")));
+    let db = cfg.path().parent().unwrap().join(".flexscript/state.db");
+    {
+        let b = SqliteBackend::open(&db, flexscript::state::Durability::Normal).expect("open");
+        for (id, attempt) in [("looping", 5), ("fresh", 1)] {
+            let mut rec = flexscript::state::RunRecord::new(
+                id.into(),
+                "ep1".into(),
+                h(1),
+                h(1),
+                String::new(),
+                true,
+                serde_json::json!({"n": id}),
+                flexscript::state::now_ms(),
+                Some("a-dead-server".into()),
+            );
+            rec.attempt = attempt;
+            b.create_run(rec).await.expect("create");
+            b.record(flexscript::state::RunEvent::Status {
+                run: id.into(),
+                status: RunStatus::Running,
+                at: flexscript::state::now_ms(),
+                error: None,
+            })
+            .await
+            .expect("running");
+        }
+    }
+    let (mut child, _) = spawn_serve(cfg.path(), None).await;
+    let reader = SqliteBackend::open_reader(&db).expect("reader");
+    let mut finals = HashMap::new();
+    for _ in 0..400 {
+        let page = reader.list_runs(RunFilter::default()).await.expect("list");
+        finals = page
+            .runs
+            .iter()
+            .filter(|r| r.status.is_final())
+            .map(|r| (r.id.clone(), (r.status, r.error.clone())))
+            .collect();
+        if finals.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    kill9(&mut child);
+    let (status, error) = finals.get("looping").expect("looping run finished").clone();
+    assert_eq!(status, RunStatus::Failed);
+    assert!(
+        error
+            .as_deref()
+            .unwrap_or("")
+            .contains("gave up after 5 attempts"),
+        "{error:?}"
+    );
+    assert_eq!(finals.get("fresh").map(|f| f.0), Some(RunStatus::Succeeded));
+    let bodies: Vec<_> = rx.calls().into_iter().map(|c| c.body).collect();
+    assert_eq!(bodies, ["fresh"], "only the fresh run ran its step");
+}
