@@ -795,3 +795,63 @@ async fn a_run_that_never_finishes_is_given_up_after_its_attempts() {
     let bodies: Vec<_> = rx.calls().into_iter().map(|c| c.body).collect();
     assert_eq!(bodies, ["fresh"], "only the fresh run ran its step");
 }
+
+#[test]
+fn state_settings_are_read_and_bad_ones_are_named() {
+    use flexscript::state::{Durability, StateSpec};
+    let cfg = write_config(&format!(
+        "[server]\nstate = \"sqlite:data/runs.db\"\ndurability = \"fsync\"\nworkers = 3\n\
+         history_days = 2\nhistory_max = 50\n{}",
+        data_ep(1, "")
+    ));
+    let c = flexscript::listener::load_config(cfg.path()).expect("config");
+    let dir = cfg.path().parent().unwrap();
+    assert_eq!(c.server.state, StateSpec::Sqlite(dir.join("data/runs.db")));
+    assert_eq!(c.server.durability, Durability::Fsync);
+    assert_eq!(c.server.workers, 3);
+    assert_eq!(
+        (c.server.retention.days, c.server.retention.max_per_endpoint),
+        (2, 50)
+    );
+    // The defaults: SQLite beside the file, crash-safe, 4 × cores workers, 7 days / 10,000.
+    let cfg = write_config(&data_ep(1, ""));
+    let c = flexscript::listener::load_config(cfg.path()).expect("config");
+    assert_eq!(
+        c.server.state,
+        StateSpec::Sqlite(cfg.path().parent().unwrap().join(".flexscript/state.db"))
+    );
+    assert_eq!(c.server.durability, Durability::Normal);
+    assert!(c.server.workers >= 4);
+    assert_eq!(
+        (c.server.retention.days, c.server.retention.max_per_endpoint),
+        (7, 10_000)
+    );
+
+    for (line, needle) in [
+        ("durability = \"sometimes\"", "durability"),
+        ("workers = 0", "workers"),
+        ("state = \"postgres://db\"", "state"),
+        ("state = \"sqlite:\"", "state"),
+        ("history_days = -1", "history_days"),
+    ] {
+        let cfg = write_config(&format!("[server]\n{line}\n{}", data_ep(1, "")));
+        let err = match flexscript::listener::load_config(cfg.path()) {
+            Ok(_) => panic!("`{line}` accepted"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains(needle), "`{line}`: {err}");
+    }
+    // `serve` refuses it with exit status 1 before binding.
+    let cfg = write_config(&format!("[server]\nworkers = 0\n{}", data_ep(1, "")));
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            cfg.path().to_str().unwrap(),
+            "--addr",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("workers"));
+}
