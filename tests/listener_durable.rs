@@ -423,6 +423,21 @@ async fn a_sync_continue_killed_mid_run_is_interrupted_not_resumed() {
         .await
     });
     assert!(wait_for(Duration::from_secs(20), || !rx.calls().is_empty()).await);
+    // The record is queued without waiting (the request waits for the run): wait for its commit.
+    let db = cfg.path().parent().unwrap().join(".flexscript/state.db");
+    let b = SqliteBackend::open_reader(&db).expect("reader");
+    for _ in 0..200 {
+        if !b
+            .list_runs(RunFilter::default())
+            .await
+            .expect("list")
+            .runs
+            .is_empty()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     kill9(&mut child);
     let _ = req.await;
     let (mut child, _) = spawn_serve(cfg.path(), None).await;
@@ -430,8 +445,6 @@ async fn a_sync_continue_killed_mid_run_is_interrupted_not_resumed() {
     kill9(&mut child);
     let calls = rx.calls();
     assert_eq!(calls.len(), 1, "not resumed: {calls:?}");
-    let b = SqliteBackend::open_reader(&cfg.path().parent().unwrap().join(".flexscript/state.db"))
-        .expect("reader");
     let runs = b.list_runs(RunFilter::default()).await.expect("list");
     assert_eq!(runs.runs.len(), 1);
     assert_eq!(runs.runs[0].status, RunStatus::Interrupted);
