@@ -10,7 +10,6 @@
 use super::config::{load_config_with_store, Config};
 use super::handler;
 use super::respond::{json_error, Body};
-use super::webhook::{self, HttpClient};
 use futures_util::FutureExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -40,7 +39,6 @@ pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 /// What every request handler shares.
 pub struct State {
     config: RwLock<Arc<Config>>,
-    pub client: HttpClient,
     pub shutdown: watch::Receiver<bool>,
     path: PathBuf,
 }
@@ -142,7 +140,6 @@ pub async fn start_with(
         .max(1);
     let state = Arc::new(State {
         config: RwLock::new(Arc::new(config)),
-        client: webhook::client(),
         shutdown,
         path: config_path.to_path_buf(),
     });
