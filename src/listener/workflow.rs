@@ -270,7 +270,7 @@ async fn exec(
                 Some(Ok(key)) => Some((key, format!("{}.{step_id}", run.run_id))),
                 Some(Err(why)) => {
                     tracing::warn!(endpoint = %run.endpoint.name, run_id = %run.run_id,
-                        step = step_id, error = why, "webhook not sent");
+                        step = %step_id, error = why, "webhook not sent");
                     let result = serde_json::json!({"ok": false, "status": 0, "body": null,
                         "headers": {}, "error": why});
                     set_path(data, "webhook", Value::from(result));
@@ -293,7 +293,7 @@ async fn exec(
             let result = webhook::perform(&run.client, &call).await;
             if result["ok"] != serde_json::Value::Bool(true) {
                 tracing::warn!(endpoint = %run.endpoint.name, run_id = %run.run_id,
-                    step = step_id, host = %host, status = %result["status"],
+                    step = %step_id, host = %host, status = %result["status"],
                     error = %result["error"], "webhook call failed");
             }
             set_path(data, "webhook", Value::from(result));
