@@ -306,6 +306,26 @@ async fn jwt_and_signature_together() {
     s.running.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_that_renders_empty_is_a_500_not_a_401() {
+    let cfg = ep(
+        1,
+        "",
+        "scheme = \"github\"\nsecret = \"{{ env('FLEXSCRIPT_TEST_SIG_UNSET') }}\"",
+    );
+    let s = serve(&cfg).await;
+    let sig = vec![("x-hub-signature-256".to_string(), "sha256=00".to_string())];
+    let r = post(&s, 1, &sig, "{}").await;
+    assert_eq!(r.status, 500, "{}", r.body);
+    assert_eq!(
+        r.json()["error"],
+        "the endpoint settings could not be rendered"
+    );
+    // Without the header the answer is still 403 (checked first, no secret needed).
+    assert_refused(&post(&s, 1, &[], "{}").await, 403, "missing signature");
+    s.running.shutdown().await;
+}
+
 #[test]
 fn bad_signature_tables_are_configuration_errors() {
     let cfg = [

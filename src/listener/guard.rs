@@ -161,9 +161,15 @@ impl Guard {
     /// Whether `webhook_allow` opens this (host, address, port).
     fn allowed(&self, host: &str, ip: IpAddr, port: u16) -> bool {
         let canon = canonical(ip);
+        // An IPv4 address and its IPv4-mapped spelling are one destination.
+        let mapped = match canon {
+            IpAddr::V4(v4) => IpAddr::V6(v4.to_ipv6_mapped()),
+            other => other,
+        };
         self.allow.iter().any(|r| match r {
             Rule::Net(net, p) => {
-                (net.contains(&ip) || net.contains(&canon)) && p.is_none_or(|p| p == port)
+                (net.contains(&ip) || net.contains(&canon) || net.contains(&mapped))
+                    && p.is_none_or(|p| p == port)
             }
             Rule::Host(h, p) => *h == host && p.is_none_or(|p| p == port),
         })
