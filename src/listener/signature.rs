@@ -176,7 +176,8 @@ fn entries(text: &str, sep: impl Fn(char) -> bool) -> Result<Vec<&str>, SigError
     Ok(out)
 }
 
-fn single<'h>(headers: &'h HeaderMap, name: &'static str) -> Result<&'h str, SigError> {
+/// The one value of `name` as raw bytes (a repeated or missing header is refused).
+fn single<'h>(headers: &'h HeaderMap, name: &'static str) -> Result<&'h [u8], SigError> {
     let mut all = headers.get_all(name).iter();
     let (Some(v), None) = (all.next(), all.next()) else {
         return Err(SigError::Invalid(match name {
@@ -184,8 +185,7 @@ fn single<'h>(headers: &'h HeaderMap, name: &'static str) -> Result<&'h str, Sig
             _ => "missing or repeated webhook-timestamp",
         }));
     };
-    v.to_str()
-        .map_err(|_| SigError::Invalid("malformed signature header"))
+    Ok(v.as_bytes())
 }
 
 fn fresh(ts: &str, now: i64, tolerance_s: u64) -> Result<(), SigError> {
@@ -232,8 +232,10 @@ pub fn verify(
         Scheme::StandardWebhooks => {
             let text = header_text(headers, &name, ' ')?;
             let list = entries(&text, char::is_whitespace)?;
+            // The id is signed as the bytes it is sent as (it may hold any visible byte).
             let id = single(headers, "webhook-id")?;
-            let ts = single(headers, "webhook-timestamp")?;
+            let ts = std::str::from_utf8(single(headers, "webhook-timestamp")?)
+                .map_err(|_| SigError::Invalid("malformed timestamp"))?;
             fresh(ts, now, tolerance_s)?;
             let candidates: Vec<Vec<u8>> = list
                 .iter()
@@ -244,7 +246,7 @@ pub fn verify(
                 return Err(SigError::Invalid("no v1 signature"));
             }
             let ts = ts.trim();
-            let expected = mac(key, &[id.as_bytes(), b".", ts.as_bytes(), b".", body]);
+            let expected = mac(key, &[id, b".", ts.as_bytes(), b".", body]);
             any_matches(&expected, &candidates)
         }
         Scheme::Stripe => {
@@ -504,6 +506,18 @@ mod tests {
             verify(&s, key, 300, &v2, b"x", NOW),
             Err(SigError::Invalid("no v1 signature"))
         );
+        // Found by the `signature` fuzz target: an id with bytes beyond ASCII is signed and
+        // checked as the bytes sent (it used to be refused as a malformed header).
+        let id = "msg-\u{e9}";
+        let sig = sign_standard(key, id, NOW, b"x");
+        let mut h = HeaderMap::new();
+        h.insert(
+            "webhook-id",
+            HeaderValue::from_bytes(id.as_bytes()).unwrap(),
+        );
+        h.insert("webhook-timestamp", HeaderValue::from(NOW));
+        h.insert("webhook-signature", HeaderValue::from_str(&sig).unwrap());
+        assert_eq!(verify(&s, key, 300, &h, b"x", NOW), Ok(()));
         let no_sig = headers(&ok[..2]);
         assert_eq!(
             verify(&s, key, 300, &no_sig, b"x", NOW),
