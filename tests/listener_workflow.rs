@@ -470,6 +470,7 @@ async fn webhook_calls_a_real_server() {
     let base = format!("http://{}", hook.addr);
     let report = "{{ __data.webhook.ok ? 'ok' : 'fail' }} {{ __data.webhook.status }} {{ __data.webhook.body.echo.n ?? __data.webhook.body }} {{ __data.webhook.headers.x_reply }}";
     let cfg = [
+        "[server]\nwebhook_allow = [\"127.0.0.1\"]\n".to_string(),
         sync_continue(1, &[
             webhook(&format!("{base}/echo"), "method = \"put\"\nheaders = { x-sig = \"sig-{{ __data.n }}\" }\nbody = '''{\"n\": {{ __data.n }}}'''"),
             respond("r", "", report),

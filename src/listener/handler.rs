@@ -1,5 +1,6 @@
 //! One request to `/listener/{first}/{second}` (listener.md §2–§6), in the fixed order:
-//! method check → CORS preflight → authentication → request data → response and workflow.
+//! method check → CORS preflight → JWT authentication → signature header present → body read →
+//! signature verified over the raw body → request data → response and workflow.
 // An early answer travels as `Err(Response)`: one per request, size is irrelevant.
 #![allow(clippy::result_large_err)]
 
@@ -9,6 +10,7 @@ use super::cors::{is_preflight, CorsPolicy};
 use super::request::{to_data, RequestParts};
 use super::respond::{self, json, json_error, Body};
 use super::server::State;
+use super::signature::{self, SigError};
 use super::sse;
 use super::workflow::{Outcome, Run, SseMsg};
 use crate::{RenderOptions, Template, Value};
@@ -198,6 +200,31 @@ async fn endpoint(
             }
         }
     }
+    // A signed endpoint: no signature header → 403 before the body is read; the signature is
+    // checked over the raw body once it is in (after JWT, which needs only the headers).
+    let sig_key = match &ep.signature {
+        None => None,
+        Some(spec) => {
+            if !signature::present(&spec.scheme, req.headers()) {
+                return (sig_refused(&SigError::Missing), true);
+            }
+            let key = ep.settings.signature_key(|| {
+                let secret = render_setting(ep, &spec.secret)?;
+                spec.scheme.key(&secret).map_err(|why| {
+                    tracing::error!(endpoint = %ep.name, field = spec.secret.name(), error = why,
+                        "signature secret unusable");
+                    json_error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "the endpoint settings could not be rendered",
+                    )
+                })
+            });
+            match key {
+                Ok(k) => Some((spec, k)),
+                Err(r) => return (r, true),
+            }
+        }
+    };
     let (parts, body) = req.into_parts();
     let read = read_body(body, &parts.headers, config.server.body_limit);
     let body = match tokio::time::timeout(BODY_READ_TIMEOUT, read).await {
@@ -213,6 +240,19 @@ async fn endpoint(
             return (r, true);
         }
     };
+    if let Some((spec, key)) = &sig_key {
+        let now = signature::now();
+        if let Err(e) = signature::verify(
+            &spec.scheme,
+            key,
+            spec.tolerance_s,
+            &parts.headers,
+            &body,
+            now,
+        ) {
+            return (sig_refused(&e), true);
+        }
+    }
     let data = match to_data(&RequestParts {
         method: &parts.method,
         uri: &parts.uri,
@@ -226,6 +266,12 @@ async fn endpoint(
     let id = new_run_id();
     *run_id = Some(id.clone());
     (respond_and_run(state, config, ep, data, id).await, true)
+}
+
+/// The 403/401 JSON answer of a refused signature (CORS headers are added by the caller).
+fn sig_refused(e: &SigError) -> Response<Body> {
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+    json_error(status, &e.message())
 }
 
 /// A random (version 4) UUID in simple form, from the thread-local CSPRNG: no `getrandom`
@@ -300,7 +346,7 @@ async fn respond_and_run(
             run_id.clone(),
             config.store.clone(),
             config.server.timezone,
-            state.client.clone(),
+            config.client.clone(),
             state.runner.clone(),
             reply,
             sse,

@@ -2,7 +2,8 @@
 //!
 //! `config` loads and validates the TOML file; `server` accepts connections and hands each
 //! request to `handler`, which answers through `respond`/`sse` and runs the `workflow`
-//! (`condition` operators, `webhook` calls); `listing` serves `/dynamic-endpoints`; `log`
+//! (`condition` operators, `webhook` calls through the `guard`ed connector, signed with
+//! `signature`, which also verifies signed requests); `listing` serves `/dynamic-endpoints`; `log`
 //! buffers and formats the log lines; `cli` holds the logic of the `serve`, `check`,
 //! `new-endpoint` and `token` commands. The pure
 //! request modules `request`, `auth` and `cors` have no sockets.
@@ -11,6 +12,7 @@ pub mod cli;
 pub mod condition;
 pub mod config;
 pub mod cors;
+pub mod guard;
 mod handler;
 mod listing;
 pub mod log;
@@ -19,6 +21,7 @@ pub mod respond;
 pub mod runs;
 pub mod server;
 mod settings;
+pub mod signature;
 pub mod sse;
 pub mod webhook;
 pub mod workflow;

@@ -13,7 +13,6 @@
 //! request is the answer path) and are never resumed: after a crash they are `interrupted`.
 
 use super::config::{Branch, Config, Endpoint};
-use super::webhook::HttpClient;
 use super::workflow::{self, Run};
 use crate::state::{self, Backend, RunEvent, RunRecord, RunStatus, StateError, StepStatus};
 use crate::Value;
@@ -72,7 +71,6 @@ pub struct Runner {
     active: Mutex<HashMap<String, Active>>,
     timers: mpsc::UnboundedSender<Timer>,
     config: Arc<RwLock<Arc<Config>>>,
-    client: HttpClient,
 }
 
 impl Runner {
@@ -82,7 +80,6 @@ impl Runner {
         backend: Arc<dyn Backend>,
         workers: usize,
         config: Arc<RwLock<Arc<Config>>>,
-        client: HttpClient,
     ) -> Arc<Runner> {
         let (tx, rx) = mpsc::unbounded_channel();
         let runner = Arc::new(Runner {
@@ -95,7 +92,6 @@ impl Runner {
             active: Mutex::new(HashMap::new()),
             timers: tx,
             config,
-            client,
         });
         tokio::spawn(timer_loop(Arc::downgrade(&runner), rx));
         runner
@@ -318,7 +314,8 @@ impl Runner {
             rec.id.clone(),
             config.store.clone(),
             config.server.timezone,
-            self.client.clone(),
+            // The current configuration's client: its allowlist and trusted roots apply.
+            config.client.clone(),
             self.clone(),
             None,
             None,

@@ -11,7 +11,6 @@ use super::config::{load_config_with_store, Config};
 use super::handler;
 use super::respond::{json_error, Body};
 use super::runs::Runner;
-use super::webhook::{self, HttpClient};
 use crate::state::{Backend, StateSpec};
 use futures_util::FutureExt;
 use hyper::body::Incoming;
@@ -42,7 +41,6 @@ pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 /// What every request handler shares.
 pub struct State {
     config: Arc<RwLock<Arc<Config>>>,
-    pub client: HttpClient,
     pub shutdown: watch::Receiver<bool>,
     path: PathBuf,
     /// The run journal, worker pool and timers (kept across reloads).
@@ -162,17 +160,15 @@ pub async fn start_with(
         .max_connections
         .unwrap_or(config.server.max_connections)
         .max(1);
-    let client = webhook::client();
     let workers = config.server.workers;
     let config = Arc::new(RwLock::new(Arc::new(config)));
-    let runner = Runner::new(backend, workers, config.clone(), client.clone());
+    let runner = Runner::new(backend, workers, config.clone());
     let resumed = runner.recover().await.map_err(|e| e.to_string())?;
     if resumed > 0 {
         tracing::info!(runs = resumed, "unfinished runs resumed");
     }
     let state = Arc::new(State {
         config,
-        client,
         shutdown,
         path: config_path.to_path_buf(),
         runner,

@@ -8,6 +8,8 @@ mod steps;
 
 pub use steps::{Branch, Operator, Step, StepKind, ValueSource};
 
+use super::guard::{Guard, SystemResolver};
+use super::webhook::{self, ClientSettings, HttpClient, Trust};
 use crate::host::{JsonRecords, MemoryStore, SharedStore};
 use crate::{Engine, Template};
 use fields::{Fields, Source};
@@ -110,6 +112,8 @@ pub struct Endpoint {
     pub require_exp: bool,
     /// `Some(cors_domains)` when `allow_cors = true`.
     pub cors: Option<Template>,
+    /// `Some` when the endpoint has an `[endpoint.signature]` table.
+    pub signature: Option<SignatureSpec>,
     /// Limit for a `continue`/`sse` sync answer, in ms.
     pub response_timeout_ms: u64,
     pub steps: Vec<Step>,
@@ -142,6 +146,15 @@ impl Endpoint {
     }
 }
 
+/// An endpoint's `[endpoint.signature]`: the scheme, the secret (a settings field: rendered
+/// without request data, `env()` allowed) and the timestamp tolerance.
+#[derive(Clone, Debug)]
+pub struct SignatureSpec {
+    pub scheme: super::signature::Scheme,
+    pub secret: Template,
+    pub tolerance_s: u64,
+}
+
 /// `tree[0]` = roots, `tree[i + 1]` = children of step `i`.
 pub(crate) fn build_tree(steps: &[Step]) -> Vec<Vec<usize>> {
     let mut tree = vec![Vec::new(); steps.len() + 1];
@@ -171,11 +184,36 @@ pub struct ServerConfig {
     pub workers: usize,
     /// `history_days` / `history_max`: retention of finished runs.
     pub retention: crate::state::Retention,
+    /// Outbound webhook settings (`webhook_allow`, `webhook_ca`, `webhook_trust`,
+    /// `webhook_max_response_bytes`).
+    pub webhook: WebhookSettings,
 }
 
 /// The default `workers`: 4 × the available cores.
 pub fn default_workers() -> usize {
     4 * std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The `[server]` fields of outbound webhooks (docs/security.md).
+#[derive(Clone, Debug)]
+pub struct WebhookSettings {
+    /// The destination policy built from `webhook_allow`.
+    pub guard: Guard,
+    /// The trusted roots: `webhook_trust` plus the `webhook_ca` files.
+    pub roots: rustls::RootCertStore,
+    /// Default response-body cap of `webhook` steps (default 1 MiB).
+    pub max_response_bytes: u64,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> WebhookSettings {
+        WebhookSettings {
+            guard: Guard::default(),
+            roots: webhook::roots(Trust::Mozilla, &[])
+                .unwrap_or_else(|_| rustls::RootCertStore::empty()),
+            max_response_bytes: webhook::MAX_BODY as u64,
+        }
+    }
 }
 
 /// Largest accepted `max_connections`.
@@ -191,6 +229,9 @@ pub struct Config {
     pub store: Arc<dyn SharedStore>,
     /// SHA-256 (hex) of the file's text, journaled with each run.
     pub fingerprint: String,
+    /// The outbound client of `webhook` steps, built from `server.webhook` (a reload builds a
+    /// new one, so a changed `webhook_allow` or `webhook_ca` applies to the runs after it).
+    pub client: HttpClient,
 }
 
 impl Config {
@@ -342,8 +383,16 @@ fn load(
         errors.sort_by_key(|d| d.line);
         return (None, errors, warnings);
     }
+    let client = HttpClient::new(ClientSettings {
+        guard: server.webhook.guard.clone(),
+        roots: server.webhook.roots.clone(),
+        max_response_bytes: usize::try_from(server.webhook.max_response_bytes)
+            .unwrap_or(webhook::MAX_BODY),
+        resolver: Arc::new(SystemResolver),
+    });
     let config = Config {
         path: path.to_path_buf(),
+        client,
         server,
         endpoints: endpoints.into_iter().map(|(_, e)| Arc::new(e)).collect(),
         warnings: warnings.clone(),
@@ -382,6 +431,7 @@ fn read_server(
         durability: crate::state::Durability::Normal,
         workers: default_workers(),
         retention: crate::state::Retention::default(),
+        webhook: WebhookSettings::default(),
     };
     let Some(item) = item else {
         return cfg;
@@ -439,6 +489,75 @@ fn read_server(
         0,
         100_000_000,
     );
+    cfg.webhook = read_webhook(&mut f, base);
     errors.extend(f.finish(&[]));
     cfg
+}
+
+/// A string or an array of strings (`webhook_allow`, `webhook_ca`).
+fn strings(f: &mut Fields<'_>, key: &str) -> Vec<String> {
+    let Some(item) = f.item(key) else {
+        return Vec::new();
+    };
+    if let Some(s) = item.as_str() {
+        return vec![s.to_string()];
+    }
+    let Some(arr) = item.as_array() else {
+        f.error(key, "must be a string or an array of strings");
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for v in arr.iter() {
+        match v.as_str() {
+            Some(s) => out.push(s.to_string()),
+            None => f.error(key, "must be a string or an array of strings"),
+        }
+    }
+    out
+}
+
+fn read_webhook(f: &mut Fields<'_>, base: &Path) -> WebhookSettings {
+    let mut w = WebhookSettings::default();
+    let allow = strings(f, "webhook_allow");
+    match Guard::new(&allow) {
+        Ok(g) => w.guard = g,
+        Err(e) => f.error("webhook_allow", e),
+    }
+    let trust = match f.string("webhook_trust").as_deref() {
+        None | Some("mozilla") => Trust::Mozilla,
+        Some("system") => Trust::System,
+        Some(_) => {
+            f.error("webhook_trust", "must be \"mozilla\" or \"system\"");
+            Trust::Mozilla
+        }
+    };
+    let mut pems = Vec::new();
+    for ca in strings(f, "webhook_ca") {
+        match std::fs::read(base.join(&ca)) {
+            Ok(p) => pems.push(p),
+            Err(e) => f.error("webhook_ca", format!("cannot read {ca}: {e}")),
+        }
+    }
+    let pem_refs: Vec<&[u8]> = pems.iter().map(Vec::as_slice).collect();
+    let custom = trust != Trust::Mozilla || !pem_refs.is_empty();
+    if custom {
+        match webhook::roots(trust, &pem_refs) {
+            Ok(r) => w.roots = r,
+            Err(e) => {
+                let key = if pem_refs.is_empty() {
+                    "webhook_trust"
+                } else {
+                    "webhook_ca"
+                };
+                f.error(key, e);
+            }
+        }
+    }
+    w.max_response_bytes = f.uint_in(
+        "webhook_max_response_bytes",
+        webhook::MAX_BODY as u64,
+        1,
+        steps::MAX_RESPONSE_BYTES_LIMIT,
+    );
+    w
 }
