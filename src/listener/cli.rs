@@ -1,7 +1,7 @@
 //! The logic behind the listener commands of the `flexscript` binary (cli-and-layout.md):
 //! `serve`, `check FILE.toml`, `new-endpoint`, `token`. `main.rs` only parses arguments.
 
-use super::config::check_config;
+use super::config::{check_config, peek_log_format, LogFormat};
 use super::server::{start, Running};
 use rand::RngCore;
 use std::io::Write;
@@ -9,18 +9,29 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-/// Logs go to stderr (stdout carries only the ready line) through [`super::log`]'s buffer,
-/// filtered by `RUST_LOG` (default `info`).
-pub fn init_logging() {
+/// Logs go to stderr (stdout carries only the ready lines) through [`super::log`]'s buffer,
+/// filtered by `RUST_LOG` (default `info`), as text or as one JSON object per line
+/// (`timestamp`, `level`, `message` and the event's fields at the top level; JSON string
+/// escaping keeps control characters from breaking a line).
+pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(super::log::BufferedStderr::new())
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .fmt_fields(super::log::LineFields)
-        .try_init();
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .fmt_fields(super::log::LineFields)
+            .try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init(),
+    };
 }
 
 /// `flexscript check FILE.toml`: prints every error and warning on stderr; true when no error.
@@ -38,7 +49,7 @@ pub fn check(path: &Path) -> bool {
 /// `flexscript serve`: runs until SIGINT/SIGTERM; SIGHUP (and `--watch`) reload the file.
 /// Returns the process exit code.
 pub fn serve(config: &Path, addr: Option<&str>, watch: bool) -> u8 {
-    init_logging();
+    init_logging(peek_log_format(config));
     let addr: Option<SocketAddr> = match addr.map(str::parse).transpose() {
         Ok(a) => a,
         Err(_) => {
@@ -73,6 +84,9 @@ pub fn serve(config: &Path, addr: Option<&str>, watch: bool) -> u8 {
         };
         let mut out = std::io::stdout();
         let _ = writeln!(out, "listening on http://{}", running.local_addr());
+        if let Some(admin) = running.admin_addr() {
+            let _ = writeln!(out, "admin listening on http://{admin}");
+        }
         let _ = out.flush();
         run_until_signal(running, signals, watch).await
     });

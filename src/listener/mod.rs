@@ -4,8 +4,10 @@
 //! request to `handler`, which answers through `respond`/`sse` and runs the `workflow`
 //! (`condition` operators, `webhook` calls); `listing` serves `/dynamic-endpoints`; `log`
 //! buffers and formats the log lines; `cli` holds the logic of the `serve`, `check`,
-//! `new-endpoint` and `token` commands. The pure
+//! `new-endpoint` and `token` commands; `admin` serves the health, readiness, metrics and admin
+//! routes and `metrics` keeps the Prometheus metrics. The pure
 //! request modules `request`, `auth` and `cors` have no sockets.
+pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod condition;
@@ -14,6 +16,7 @@ pub mod cors;
 mod handler;
 mod listing;
 pub mod log;
+pub mod metrics;
 pub mod request;
 pub mod respond;
 pub mod server;
@@ -22,5 +25,6 @@ pub mod sse;
 pub mod webhook;
 pub mod workflow;
 
-pub use config::{check_config, load_config, Config, ConfigErrors, Diagnostic};
+pub use admin::ReadyCheck;
+pub use config::{check_config, load_config, Config, ConfigErrors, Diagnostic, LogFormat};
 pub use server::{start, start_with, Options, Running};

@@ -5,10 +5,15 @@
 //! finish for up to [`GRACE`], SSE streams end with `event: end`), and a cap on open
 //! connections ([`MAX_CONNECTIONS`]): at the cap the accept loop stops accepting until a
 //! connection closes, so further clients wait in the kernel's listen backlog and memory stays
-//! bounded.
+//! bounded. With `[server] admin_addr` a second listener serves the operations and admin routes
+//! (see `admin`), with its own small connection cap ([`ADMIN_CONNECTIONS`]) so that public
+//! traffic cannot crowd out health checks and scrapes. Every answered request is counted in the
+//! server's [`Metrics`].
 
+use super::admin::{self, ReadyCheck, Role};
 use super::config::{load_config_with_store, Config};
 use super::handler;
+use super::metrics::Metrics;
 use super::respond::{json_error, Body};
 use super::webhook::{self, HttpClient};
 use futures_util::FutureExt;
@@ -36,6 +41,8 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub const MAX_CONNECTIONS: usize = 4096;
 /// Default address when neither `--addr` nor `[server] addr` is given.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
+/// Cap on simultaneously open connections of the `admin_addr` listener.
+pub const ADMIN_CONNECTIONS: usize = 64;
 
 /// What every request handler shares.
 pub struct State {
@@ -43,6 +50,12 @@ pub struct State {
     pub client: HttpClient,
     pub shutdown: watch::Receiver<bool>,
     path: PathBuf,
+    /// The server's metrics (kept across reloads).
+    pub metrics: Metrics,
+    /// The conditions of `/readyz` besides "not shutting down".
+    pub readiness: Vec<ReadyCheck>,
+    /// Whether an `admin_addr` listener serves the admin routes (the public one then does not).
+    pub separate_admin: bool,
 }
 
 impl State {
@@ -59,6 +72,7 @@ impl State {
 /// shutdown channel closes), without waiting.
 pub struct Running {
     addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
     state: Arc<State>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
@@ -67,6 +81,14 @@ pub struct Running {
 impl Running {
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+    /// The bound address of the `admin_addr` listener, when there is one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+    /// The server's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.state.metrics
     }
     /// Stops accepting, waits up to [`GRACE`] for open requests, then returns.
     pub async fn shutdown(self) {
@@ -82,6 +104,7 @@ impl Running {
                 for w in &new.warnings {
                     tracing::warn!(warning = %w, "configuration warning");
                 }
+                admin::announce(&new);
                 match self.state.config.write() {
                     Ok(mut c) => *c = Arc::new(new),
                     Err(p) => *p.into_inner() = Arc::new(new),
@@ -107,6 +130,8 @@ pub struct Options {
     /// Connections served at once; more wait unaccepted until one closes (at least 1).
     /// `None`: the file's `[server] max_connections` (default [`MAX_CONNECTIONS`]).
     pub max_connections: Option<usize>,
+    /// More conditions for `/readyz` (each one's failure reason is shown to anyone asking).
+    pub readiness: Vec<ReadyCheck>,
 }
 
 /// Loads `config_path` and binds `addr` (else `[server] addr`, else [`DEFAULT_ADDR`]), with
@@ -125,6 +150,7 @@ pub async fn start_with(
     for w in &config.warnings {
         tracing::warn!(warning = %w, "configuration warning");
     }
+    admin::announce(&config);
     let addr = match addr.or(config.server.addr) {
         Some(a) => a,
         None => DEFAULT_ADDR
@@ -135,6 +161,19 @@ pub async fn start_with(
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let admin_listener = match config.server.admin_addr {
+        Some(a) => Some(
+            TcpListener::bind(a)
+                .await
+                .map_err(|e| format!("cannot listen on {a} (admin_addr): {e}"))?,
+        ),
+        None => None,
+    };
+    let admin_addr = admin_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()
+        .map_err(|e| e.to_string())?;
     let (stop, shutdown) = watch::channel(false);
     let cap = options
         .max_connections
@@ -145,18 +184,40 @@ pub async fn start_with(
         client: webhook::client(),
         shutdown,
         path: config_path.to_path_buf(),
+        metrics: Metrics::new(),
+        readiness: options.readiness,
+        separate_admin: admin_listener.is_some(),
     });
-    let permits = Arc::new(Semaphore::new(cap));
-    let task = tokio::spawn(accept_loop(listener, state.clone(), permits));
+    let public = accept_loop(listener, state.clone(), Arc::new(Semaphore::new(cap)), Role::Public);
+    let task = match admin_listener {
+        None => tokio::spawn(public),
+        Some(l) => {
+            let admin = accept_loop(
+                l,
+                state.clone(),
+                Arc::new(Semaphore::new(ADMIN_CONNECTIONS)),
+                Role::Admin,
+            );
+            tokio::spawn(async move {
+                tokio::join!(public, admin);
+            })
+        }
+    };
     Ok(Running {
         addr,
+        admin_addr,
         state,
         stop,
         task,
     })
 }
 
-async fn accept_loop(listener: TcpListener, state: Arc<State>, permits: Arc<Semaphore>) {
+async fn accept_loop(
+    listener: TcpListener,
+    state: Arc<State>,
+    permits: Arc<Semaphore>,
+    role: Role,
+) {
     let mut shutdown = state.shutdown.clone();
     let mut conns = JoinSet::new();
     loop {
@@ -175,7 +236,7 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, permits: Arc<Sema
                 Ok((stream, _)) => {
                     let state = state.clone();
                     conns.spawn(async move {
-                        connection(stream, state).await;
+                        connection(stream, state, role).await;
                         drop(permit);
                     });
                 }
@@ -200,10 +261,10 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, permits: Arc<Sema
     conns.abort_all();
 }
 
-async fn connection(stream: tokio::net::TcpStream, state: Arc<State>) {
+async fn connection(stream: tokio::net::TcpStream, state: Arc<State>, role: Role) {
     let mut shutdown = state.shutdown.clone();
     let service_state = state.clone();
-    let service = service_fn(move |req| serve(service_state.clone(), req));
+    let service = service_fn(move |req| serve(service_state.clone(), req, role));
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
@@ -219,10 +280,14 @@ async fn connection(stream: tokio::net::TcpStream, state: Arc<State>) {
     let _ = conn.await;
 }
 
-async fn serve(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+async fn serve(
+    state: Arc<State>,
+    req: Request<Incoming>,
+    role: Role,
+) -> Result<Response<Body>, Infallible> {
     let start = Instant::now();
     let method = req.method().clone();
-    let handled = AssertUnwindSafe(handler::handle(state, req))
+    let handled = AssertUnwindSafe(handler::handle(state.clone(), req, role))
         .catch_unwind()
         .await;
     let h = match handled {
@@ -239,11 +304,18 @@ async fn serve(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bod
             }
         }
     };
+    let elapsed = start.elapsed();
+    let status = h.status();
+    match &h.endpoint {
+        Some(ep) => ep.metrics.get_or_resolve(&state.metrics, &ep.name),
+        None => state.metrics.no_endpoint(),
+    }
+    .request(status, elapsed);
     tracing::info!(
-        endpoint = h.endpoint.as_deref().unwrap_or("-"),
+        endpoint = h.endpoint.as_ref().map_or("-", |e| e.name.as_str()),
         method = %method,
-        status = h.status(),
-        duration_ms = start.elapsed().as_secs_f64() * 1000.0,
+        status,
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
         run_id = h.run_id.as_deref().unwrap_or("-"),
         "request"
     );

@@ -5,9 +5,16 @@
 //! invisible. Children live in a `JoinSet` owned by their parent's task: aborting the run's
 //! task (SSE client gone, shutdown) cancels the whole tree. A failing step stops its branch and
 //! is logged with endpoint, step id and error; the run reports it through [`Run::fail`].
+//!
+//! Metrics (when the endpoint's handles are resolved, as the request handler does first): the
+//! run counts as `running` from start to end and `waiting` during a `delay_ms`; at the end it
+//! counts as `failed` when a step failed, `succeeded` otherwise, and `interrupted` when its task
+//! was dropped before the end (SSE client gone, shutdown grace over). Failed steps are counted
+//! by type, webhook calls by the status class of their final attempt.
 
 use super::condition;
 use super::config::{Answer, Branch, Endpoint, ReturnType, StepKind, ValueSource};
+use super::metrics::{EndpointMetrics, RunEnd, RunState};
 use super::respond::{self, Body};
 use super::webhook::{self, HttpClient};
 use crate::host::SharedStore;
@@ -17,7 +24,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
@@ -54,6 +61,8 @@ pub struct Run {
     pub sse: Option<mpsc::Sender<SseMsg>>,
     sse_closed: AtomicBool,
     pub emitted: AtomicU64,
+    /// A step failed (the run ends `failed`).
+    failed: AtomicBool,
 }
 
 impl Run {
@@ -76,6 +85,7 @@ impl Run {
             sse,
             sse_closed: AtomicBool::new(false),
             emitted: AtomicU64::new(0),
+            failed: AtomicBool::new(false),
         }
     }
 
@@ -83,8 +93,13 @@ impl Run {
         self.reply.lock().ok().and_then(|mut r| r.take())
     }
 
+    fn metrics(&self) -> Option<&EndpointMetrics> {
+        self.endpoint.metrics.get()
+    }
+
     /// Reports a failed step to a waiting `continue`/`sse` request.
     async fn fail(&self, step: &str) {
+        self.failed.store(true, Ordering::SeqCst);
         if let Some(tx) = self.take_reply() {
             let _ = tx.send(Outcome::Failed(step.to_string()));
         }
@@ -96,10 +111,64 @@ impl Run {
     }
 }
 
+/// Counts a run in a state while alive; for `Running`, also its end (see the module docs).
+struct InState {
+    run: Arc<Run>,
+    state: RunState,
+    started: Instant,
+    finished: bool,
+}
+
+impl InState {
+    fn new(run: &Arc<Run>, state: RunState) -> InState {
+        if let Some(m) = run.metrics() {
+            m.global().enter(state);
+        }
+        InState {
+            run: run.clone(),
+            state,
+            started: Instant::now(),
+            finished: false,
+        }
+    }
+}
+
+impl Drop for InState {
+    fn drop(&mut self) {
+        let Some(m) = self.run.metrics() else {
+            return;
+        };
+        m.global().leave(self.state);
+        if self.state == RunState::Running {
+            let end = match (self.finished, self.run.failed.load(Ordering::SeqCst)) {
+                (false, _) => RunEnd::Interrupted,
+                (true, true) => RunEnd::Failed,
+                (true, false) => RunEnd::Succeeded,
+            };
+            m.run_finished(end, self.started.elapsed());
+        }
+    }
+}
+
 /// Runs the whole tree of `run`'s endpoint on `data`; returns when every branch is done.
 pub async fn run(run: Arc<Run>, data: Value) {
+    let mut counted = InState::new(&run, RunState::Running);
     let roots = run.endpoint.roots().to_vec();
     run_steps(run, roots, data).await;
+    counted.finished = true;
+}
+
+/// The `type` of a step, as written in the configuration.
+pub fn step_type(kind: &StepKind) -> &'static str {
+    match kind {
+        StepKind::Condition { .. } => "condition",
+        StepKind::Store { .. } => "store",
+        StepKind::Respond(_) => "respond",
+        StepKind::Emit { .. } => "emit",
+        StepKind::Webhook { .. } => "webhook",
+        StepKind::SetMemory { .. } => "set_memory",
+        StepKind::Log { .. } => "log",
+    }
 }
 
 type BoxFut = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -129,6 +198,7 @@ fn run_step(run: Arc<Run>, mut i: usize, mut data: Value) -> BoxFut {
                 return;
             };
             if step.delay_ms > 0 {
+                let _waiting = InState::new(&run, RunState::Waiting);
                 tokio::time::sleep(Duration::from_millis(step.delay_ms)).await;
             }
             match exec(&run, &step.kind, &mut data).await {
@@ -145,6 +215,9 @@ fn run_step(run: Arc<Run>, mut i: usize, mut data: Value) -> BoxFut {
                         endpoint = %run.endpoint.name, run_id = %run.run_id, step = %step.id,
                         error = %e, "workflow step failed"
                     );
+                    if let Some(m) = run.metrics() {
+                        m.global().step_failed(step_type(&step.kind));
+                    }
                     run.fail(&step.id).await;
                     return;
                 }
@@ -268,6 +341,10 @@ async fn exec(run: &Run, kind: &StepKind, data: &mut Value) -> Result<Option<Bra
                 retries: *retries,
             };
             let result = webhook::perform(&run.client, &call).await;
+            if let Some(m) = run.metrics() {
+                let status = result["status"].as_u64().unwrap_or(0);
+                m.global().webhook_call(u16::try_from(status).unwrap_or(0));
+            }
             if result["ok"] != serde_json::Value::Bool(true) {
                 tracing::warn!(endpoint = %run.endpoint.name, run_id = %run.run_id,
                     status = %result["status"], error = %result["error"], "webhook call failed");
