@@ -23,6 +23,7 @@ pub use error::{Error, ErrorKind};
 pub use limits::Limits;
 pub use value::Value;
 pub mod listener;
+pub mod state;
 
 /// The README's Rust examples compile and run as doc tests.
 #[cfg(doctest)]
