@@ -162,7 +162,10 @@ fn presented<B>(req: &Request<B>) -> impl Iterator<Item = &[u8]> {
             .eq_ignore_ascii_case(b"bearer ")
             .then(|| v[7..].trim_ascii())
     });
-    let apikey = req.headers().get("apikey").map(|v| v.as_bytes().trim_ascii());
+    let apikey = req
+        .headers()
+        .get("apikey")
+        .map(|v| v.as_bytes().trim_ascii());
     bearer.into_iter().chain(apikey)
 }
 
@@ -238,9 +241,6 @@ fn one_line(reason: &str) -> String {
 
 /// Whether the server is ready: `Err(reason)` names the first condition that is not met.
 pub async fn readiness(state: &State) -> Result<(), String> {
-    if *state.shutdown.borrow() {
-        return Err("shutting down".into());
-    }
     for check in &state.readiness {
         check.run().await?;
     }
@@ -248,7 +248,12 @@ pub async fn readiness(state: &State) -> Result<(), String> {
 }
 
 /// Answers an operations or admin route (`is_admin_path(path)` holds) received on `role`.
-pub async fn answer<B>(state: &Arc<State>, config: &Config, role: Role, req: &Request<B>) -> Response<Body> {
+pub async fn answer<B>(
+    state: &Arc<State>,
+    config: &Config,
+    role: Role,
+    req: &Request<B>,
+) -> Response<Body> {
     let get = matches!(*req.method(), Method::GET | Method::HEAD);
     match req.uri().path() {
         "/healthz" => {
@@ -284,7 +289,11 @@ pub async fn answer<B>(state: &Arc<State>, config: &Config, role: Role, req: &Re
             if !get {
                 return method_not_allowed("GET, HEAD");
             }
-            text(StatusCode::OK, state.metrics.encode(), super::metrics::CONTENT_TYPE)
+            text(
+                StatusCode::OK,
+                state.metrics.encode(),
+                super::metrics::CONTENT_TYPE,
+            )
         }
         _ => json_error(StatusCode::NOT_FOUND, "not found"),
     }
@@ -304,15 +313,24 @@ mod tests {
             b.body(()).unwrap()
         };
         let digest: [u8; 32] = Sha256::digest(b"s3cret").into();
-        assert!(authorized(&req(&[("authorization", "Bearer s3cret")]), &digest));
-        assert!(authorized(&req(&[("authorization", "bearer  s3cret ")]), &digest));
+        assert!(authorized(
+            &req(&[("authorization", "Bearer s3cret")]),
+            &digest
+        ));
+        assert!(authorized(
+            &req(&[("authorization", "bearer  s3cret ")]),
+            &digest
+        ));
         assert!(authorized(&req(&[("apikey", "s3cret")]), &digest));
         assert!(authorized(
             &req(&[("authorization", "Basic eDp5"), ("apikey", "s3cret")]),
             &digest
         ));
         assert!(!authorized(&req(&[("authorization", "s3cret")]), &digest));
-        assert!(!authorized(&req(&[("authorization", "Bearer s3cre")]), &digest));
+        assert!(!authorized(
+            &req(&[("authorization", "Bearer s3cre")]),
+            &digest
+        ));
         assert!(!authorized(&req(&[("authorization", "Bearer ")]), &digest));
         assert!(!authorized(&req(&[]), &digest));
         assert!(!authorized(&req(&[("apikey", "S3CRET")]), &digest));
@@ -327,10 +345,23 @@ mod tests {
 
     #[test]
     fn admin_paths() {
-        for p in ["/healthz", "/readyz", "/metrics", "/runs", "/runs/abc", "/runs/abc/retry"] {
+        for p in [
+            "/healthz",
+            "/readyz",
+            "/metrics",
+            "/runs",
+            "/runs/abc",
+            "/runs/abc/retry",
+        ] {
             assert!(is_admin_path(p), "{p}");
         }
-        for p in ["/", "/health", "/runsx", "/listener/a/b", "/dynamic-endpoints"] {
+        for p in [
+            "/",
+            "/health",
+            "/runsx",
+            "/listener/a/b",
+            "/dynamic-endpoints",
+        ] {
             assert!(!is_admin_path(p), "{p}");
         }
     }

@@ -187,9 +187,7 @@ impl EndpointMetrics {
         self.request_duration.observe(elapsed.as_secs_f64());
         match USUAL_STATUSES.iter().position(|s| *s == status) {
             Some(i) => {
-                self.by_status[i]
-                    .get_or_init(|| self.counter(status))
-                    .inc();
+                self.by_status[i].get_or_init(|| self.counter(status)).inc();
             }
             None => {
                 self.requests
@@ -290,7 +288,8 @@ impl Metrics {
             "Webhook steps' calls by the status class of their final attempt (error: no response)",
             webhook.clone(),
         );
-        let webhook_calls = WEBHOOK_CLASSES.map(|class| webhook.get_or_create_owned(&ClassLabel { class }));
+        let webhook_calls =
+            WEBHOOK_CLASSES.map(|class| webhook.get_or_create_owned(&ClassLabel { class }));
         let journal_commit = Histogram::new(COMMIT_BUCKETS);
         registry.register_with_unit(
             "journal_commit",
@@ -365,7 +364,6 @@ impl Metrics {
 }
 
 impl Global {
-
     /// A run entered `state`.
     pub fn enter(&self, state: RunState) {
         self.gauge(state).inc();
@@ -418,7 +416,6 @@ impl Global {
     pub fn backend_error(&self) {
         self.backend_errors.inc();
     }
-
 }
 
 fn resolve(
@@ -506,7 +503,10 @@ mod tests {
         ] {
             assert!(text.contains(&format!("# TYPE {name} ")), "{name}\n{text}");
         }
-        assert_eq!(value(&text, "flexscript_runs_active{state=\"queued\"}"), Some(0.0));
+        assert_eq!(
+            value(&text, "flexscript_runs_active{state=\"queued\"}"),
+            Some(0.0)
+        );
         let ep = m.endpoint("orders");
         ep.request(200, Duration::from_millis(3));
         ep.request(200, Duration::from_millis(3));
@@ -527,17 +527,50 @@ mod tests {
         g.backend_error();
         let text = m.encode();
         let v = |s: &str| value(&text, s);
-        assert_eq!(v("flexscript_requests_total{endpoint=\"orders\",status=\"200\"}"), Some(3.0));
-        assert_eq!(v("flexscript_requests_total{endpoint=\"orders\",status=\"418\"}"), Some(1.0));
-        assert_eq!(v("flexscript_requests_total{endpoint=\"-\",status=\"404\"}"), Some(1.0));
-        assert_eq!(v("flexscript_request_duration_seconds_count{endpoint=\"orders\"}"), Some(4.0));
-        assert_eq!(v("flexscript_runs_total{endpoint=\"orders\",status=\"failed\"}"), Some(1.0));
-        assert_eq!(v("flexscript_runs_total{endpoint=\"orders\",status=\"succeeded\"}"), Some(0.0));
-        assert_eq!(v("flexscript_step_failures_total{type=\"webhook\"}"), Some(1.0));
-        assert_eq!(v("flexscript_step_failures_total{type=\"store\"}"), Some(0.0));
-        assert_eq!(v("flexscript_webhook_calls_total{class=\"5xx\"}"), Some(1.0));
-        assert_eq!(v("flexscript_webhook_calls_total{class=\"error\"}"), Some(1.0));
-        assert_eq!(v("flexscript_webhook_calls_total{class=\"2xx\"}"), Some(1.0));
+        assert_eq!(
+            v("flexscript_requests_total{endpoint=\"orders\",status=\"200\"}"),
+            Some(3.0)
+        );
+        assert_eq!(
+            v("flexscript_requests_total{endpoint=\"orders\",status=\"418\"}"),
+            Some(1.0)
+        );
+        assert_eq!(
+            v("flexscript_requests_total{endpoint=\"-\",status=\"404\"}"),
+            Some(1.0)
+        );
+        assert_eq!(
+            v("flexscript_request_duration_seconds_count{endpoint=\"orders\"}"),
+            Some(4.0)
+        );
+        assert_eq!(
+            v("flexscript_runs_total{endpoint=\"orders\",status=\"failed\"}"),
+            Some(1.0)
+        );
+        assert_eq!(
+            v("flexscript_runs_total{endpoint=\"orders\",status=\"succeeded\"}"),
+            Some(0.0)
+        );
+        assert_eq!(
+            v("flexscript_step_failures_total{type=\"webhook\"}"),
+            Some(1.0)
+        );
+        assert_eq!(
+            v("flexscript_step_failures_total{type=\"store\"}"),
+            Some(0.0)
+        );
+        assert_eq!(
+            v("flexscript_webhook_calls_total{class=\"5xx\"}"),
+            Some(1.0)
+        );
+        assert_eq!(
+            v("flexscript_webhook_calls_total{class=\"error\"}"),
+            Some(1.0)
+        );
+        assert_eq!(
+            v("flexscript_webhook_calls_total{class=\"2xx\"}"),
+            Some(1.0)
+        );
         assert_eq!(v("flexscript_runs_active{state=\"running\"}"), Some(1.0));
         assert_eq!(v("flexscript_runs_active{state=\"waiting\"}"), Some(0.0));
         assert_eq!(v("flexscript_journal_commit_seconds_count"), Some(1.0));
@@ -547,7 +580,8 @@ mod tests {
     #[test]
     fn label_values_are_escaped() {
         let m = Metrics::new();
-        m.endpoint("a \"quoted\"\nname\\").request(200, Duration::ZERO);
+        m.endpoint("a \"quoted\"\nname\\")
+            .request(200, Duration::ZERO);
         let text = m.encode();
         assert!(
             text.contains(r#"endpoint="a \"quoted\"\nname\\",status="200"} 1"#),

@@ -52,7 +52,7 @@ pub struct State {
     path: PathBuf,
     /// The server's metrics (kept across reloads).
     pub metrics: Metrics,
-    /// The conditions of `/readyz` besides "not shutting down".
+    /// The conditions of `/readyz` (a serving process has its configuration loaded).
     pub readiness: Vec<ReadyCheck>,
     /// Whether an `admin_addr` listener serves the admin routes (the public one then does not).
     pub separate_admin: bool,
@@ -188,7 +188,12 @@ pub async fn start_with(
         readiness: options.readiness,
         separate_admin: admin_listener.is_some(),
     });
-    let public = accept_loop(listener, state.clone(), Arc::new(Semaphore::new(cap)), Role::Public);
+    let public = accept_loop(
+        listener,
+        state.clone(),
+        Arc::new(Semaphore::new(cap)),
+        Role::Public,
+    );
     let task = match admin_listener {
         None => tokio::spawn(public),
         Some(l) => {
