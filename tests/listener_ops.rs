@@ -320,12 +320,17 @@ message = "done"
     // The scrapes themselves are requests without an endpoint.
     assert!(v("flexscript_requests_total{endpoint=\"-\",status=\"200\"}").unwrap_or(0.0) >= 1.0);
 
-    // A run waiting on its delay counts as running and waiting, then neither.
+    // Every run was journaled (on the default SQLite file) before its answer.
+    let commits = v("flexscript_journal_commit_seconds_count").unwrap_or(0.0);
+    assert!(commits >= 3.0, "{text}");
+    assert_eq!(v("flexscript_backend_errors_total"), Some(0.0));
+
+    // A run parked on its delay counts as waiting (it holds no worker), then no longer.
     assert_eq!(s.get(&ep_path('b', 'b')).await.status, 200);
     let text = wait_series(&s, "flexscript_runs_active{state=\"waiting\"}", 1.0).await;
     assert_eq!(
         series(&text, "flexscript_runs_active{state=\"running\"}"),
-        Some(1.0)
+        Some(0.0)
     );
     wait_series(
         &s,

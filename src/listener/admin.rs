@@ -16,6 +16,7 @@
 //! (404), with a warning at start and at reload.
 
 use super::config::Config;
+use super::metrics::RunState;
 use super::respond::{self, json_error, Body};
 use super::server::State;
 use crate::{RenderOptions, Value};
@@ -289,9 +290,15 @@ pub async fn answer<B>(
             if !get {
                 return method_not_allowed("GET, HEAD");
             }
+            let metrics = &state.runner.metrics;
+            let gauges = state.runner.gauges();
+            let global = metrics.global();
+            global.set_active(RunState::Queued, gauges.queued);
+            global.set_active(RunState::Running, gauges.running);
+            global.set_active(RunState::Waiting, gauges.waiting);
             text(
                 StatusCode::OK,
-                state.metrics.encode(),
+                metrics.encode(),
                 super::metrics::CONTENT_TYPE,
             )
         }

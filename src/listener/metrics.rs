@@ -10,6 +10,11 @@
 //! add and one histogram observation, without a label look-up or an allocation for the usual
 //! statuses.
 
+use crate::host::SharedStore;
+use crate::state::{
+    Backend, Retention, RetryFrom, RunEvent, RunFilter, RunPage, RunRecord, StateError, StateResult,
+};
+use futures_util::future::BoxFuture;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -17,7 +22,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The `Content-Type` of the `/metrics` answer (Prometheus text format 0.0.4).
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -40,12 +45,12 @@ const COMMIT_BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 
-/// Final status of a run, as counted by `flexscript_runs_total`.
+/// Final status of a run this process finished, as counted by `flexscript_runs_total`
+/// (`interrupted` runs are marked by the journal at a restart, not finished by a process).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RunEnd {
     Succeeded,
     Failed,
-    Interrupted,
 }
 
 impl RunEnd {
@@ -53,7 +58,6 @@ impl RunEnd {
         match self {
             RunEnd::Succeeded => "succeeded",
             RunEnd::Failed => "failed",
-            RunEnd::Interrupted => "interrupted",
         }
     }
 }
@@ -169,7 +173,6 @@ pub struct EndpointMetrics {
     run_duration: Histogram,
     succeeded: Counter,
     failed: Counter,
-    interrupted: Counter,
     global: Arc<Global>,
 }
 
@@ -218,7 +221,6 @@ impl EndpointMetrics {
         match end {
             RunEnd::Succeeded => self.succeeded.inc(),
             RunEnd::Failed => self.failed.inc(),
-            RunEnd::Interrupted => self.interrupted.inc(),
         };
     }
 }
@@ -250,21 +252,21 @@ impl Metrics {
         let runs = Family::<RunLabels, Counter>::default();
         registry.register(
             "runs",
-            "Workflow runs finished, by endpoint name and final status (succeeded, failed, interrupted)",
+            "Workflow runs finished by this process, by endpoint name and final status (succeeded, failed)",
             runs.clone(),
         );
         let run_duration: HistogramFamily<EndpointLabel> =
             Family::new_with_constructor(|| Histogram::new(RUN_BUCKETS));
         registry.register_with_unit(
             "run_duration",
-            "Time from the start of a run to its end, delays included",
+            "Time from the start (or resumption) of a run by this process to its end, delays included",
             Unit::Seconds,
             run_duration.clone(),
         );
         let active = Family::<StateLabel, Gauge>::default();
         registry.register(
             "runs_active",
-            "Runs not finished yet, by state (queued, running, waiting on a delay)",
+            "Runs of this process not finished yet, by state (queued for a worker, running, waiting on a delay)",
             active.clone(),
         );
         let gauge = |s: RunState| active.get_or_create_owned(&StateLabel { state: s.as_str() });
@@ -293,14 +295,14 @@ impl Metrics {
         let journal_commit = Histogram::new(COMMIT_BUCKETS);
         registry.register_with_unit(
             "journal_commit",
-            "Time to commit one batch of the run journal to the state backend",
+            "Time from issuing a run journal write to its commit (group commit included)",
             Unit::Seconds,
             journal_commit.clone(),
         );
         let backend_errors = Counter::default();
         registry.register(
             "backend_errors",
-            "State backend operations that failed",
+            "State backend operations that failed (backend unavailable or a record unreadable)",
             backend_errors.clone(),
         );
         let global = Arc::new(Global {
@@ -364,19 +366,9 @@ impl Metrics {
 }
 
 impl Global {
-    /// A run entered `state`.
-    pub fn enter(&self, state: RunState) {
-        self.gauge(state).inc();
-    }
-
-    /// A run left `state`.
-    pub fn leave(&self, state: RunState) {
-        self.gauge(state).dec();
-    }
-
-    /// Sets the number of runs in `state` (for a backend that counts them itself).
-    pub fn set_active(&self, state: RunState, n: i64) {
-        self.gauge(state).set(n);
+    /// Sets the number of runs in `state` (counted by the runner, read at each scrape).
+    pub fn set_active(&self, state: RunState, n: usize) {
+        self.gauge(state).set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     fn gauge(&self, state: RunState) -> &Gauge {
@@ -443,7 +435,6 @@ fn resolve(
         run_duration: run_duration.get_or_create_owned(&label),
         succeeded: run(RunEnd::Succeeded),
         failed: run(RunEnd::Failed),
-        interrupted: run(RunEnd::Interrupted),
         global: global.clone(),
         name,
     }
@@ -474,6 +465,74 @@ impl MetricsSlot {
     /// The handles when resolved.
     pub fn get(&self) -> Option<&EndpointMetrics> {
         self.0.get()
+    }
+}
+
+/// A state backend measured for the metrics: the time from issuing a journal write
+/// (`create_run`, `record`) to its commit, and every failure that is the backend's (unavailable,
+/// unreadable record — not "no such run" or "cannot retry a running run").
+pub struct Metered {
+    inner: Arc<dyn Backend>,
+    metrics: Arc<Metrics>,
+}
+
+impl Metered {
+    pub fn new(inner: Arc<dyn Backend>, metrics: Arc<Metrics>) -> Metered {
+        Metered { inner, metrics }
+    }
+
+    fn watch<T: Send + 'static>(
+        &self,
+        f: BoxFuture<'static, StateResult<T>>,
+        commit: Option<Instant>,
+    ) -> BoxFuture<'static, StateResult<T>> {
+        let metrics = self.metrics.clone();
+        Box::pin(async move {
+            let r = f.await;
+            match (&r, commit) {
+                (Ok(_), Some(t)) => metrics.global().journal_commit(t.elapsed()),
+                (Err(StateError::Unavailable(_) | StateError::Corrupt(_)), _) => {
+                    metrics.global().backend_error()
+                }
+                _ => {}
+            }
+            r
+        })
+    }
+}
+
+impl Backend for Metered {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn store(&self) -> Arc<dyn SharedStore> {
+        self.inner.store()
+    }
+    fn create_run(&self, run: RunRecord) -> BoxFuture<'static, StateResult<()>> {
+        let t = Instant::now();
+        self.watch(self.inner.create_run(run), Some(t))
+    }
+    fn record(&self, event: RunEvent) -> BoxFuture<'static, StateResult<()>> {
+        let t = Instant::now();
+        self.watch(self.inner.record(event), Some(t))
+    }
+    fn recover(&self, owner: &str, now: i64) -> BoxFuture<'static, StateResult<Vec<RunRecord>>> {
+        self.watch(self.inner.recover(owner, now), None)
+    }
+    fn claim(&self, owner: &str, limit: usize) -> BoxFuture<'static, StateResult<Vec<RunRecord>>> {
+        self.watch(self.inner.claim(owner, limit), None)
+    }
+    fn list_runs(&self, filter: RunFilter) -> BoxFuture<'static, StateResult<RunPage>> {
+        self.watch(self.inner.list_runs(filter), None)
+    }
+    fn get_run(&self, id: &str) -> BoxFuture<'static, StateResult<RunRecord>> {
+        self.watch(self.inner.get_run(id), None)
+    }
+    fn retry_run(&self, id: &str, from: RetryFrom) -> BoxFuture<'static, StateResult<RunRecord>> {
+        self.watch(self.inner.retry_run(id, from), None)
+    }
+    fn purge(&self, retention: Retention, now: i64) -> BoxFuture<'static, StateResult<u64>> {
+        self.watch(self.inner.purge(retention, now), None)
     }
 }
 
@@ -520,9 +579,9 @@ mod tests {
         g.webhook_call(503);
         g.webhook_call(0);
         g.webhook_call(204);
-        g.enter(RunState::Running);
-        m.global().enter(RunState::Waiting);
-        g.leave(RunState::Waiting);
+        g.set_active(RunState::Running, 1);
+        m.global().set_active(RunState::Waiting, 2);
+        g.set_active(RunState::Waiting, 0);
         g.journal_commit(Duration::from_millis(2));
         g.backend_error();
         let text = m.encode();

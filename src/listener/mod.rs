@@ -19,6 +19,7 @@ pub mod log;
 pub mod metrics;
 pub mod request;
 pub mod respond;
+pub mod runs;
 pub mod server;
 mod settings;
 pub mod sse;

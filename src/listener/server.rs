@@ -15,6 +15,8 @@ use super::config::{load_config_with_store, Config};
 use super::handler;
 use super::metrics::Metrics;
 use super::respond::{json_error, Body};
+use super::runs::Runner;
+use crate::state::{Backend, StateSpec};
 use super::webhook::{self, HttpClient};
 use futures_util::FutureExt;
 use hyper::body::Incoming;
@@ -46,16 +48,16 @@ pub const ADMIN_CONNECTIONS: usize = 64;
 
 /// What every request handler shares.
 pub struct State {
-    config: RwLock<Arc<Config>>,
+    config: Arc<RwLock<Arc<Config>>>,
     pub client: HttpClient,
     pub shutdown: watch::Receiver<bool>,
     path: PathBuf,
-    /// The server's metrics (kept across reloads).
-    pub metrics: Metrics,
     /// The conditions of `/readyz` (a serving process has its configuration loaded).
     pub readiness: Vec<ReadyCheck>,
     /// Whether an `admin_addr` listener serves the admin routes (the public one then does not).
     pub separate_admin: bool,
+    /// The run journal, worker pool and timers (kept across reloads).
+    pub runner: Arc<Runner>,
 }
 
 impl State {
@@ -88,7 +90,7 @@ impl Running {
     }
     /// The server's metrics.
     pub fn metrics(&self) -> &Metrics {
-        &self.state.metrics
+        &self.state.runner.metrics
     }
     /// Stops accepting, waits up to [`GRACE`] for open requests, then returns.
     pub async fn shutdown(self) {
@@ -122,6 +124,14 @@ impl Running {
     pub fn config_path(&self) -> &Path {
         &self.state.path
     }
+    /// The state backend (journal and shared store) of this server.
+    pub fn backend(&self) -> Arc<dyn Backend> {
+        self.state.runner.backend.clone()
+    }
+    /// The runner: gauges of queued/running/waiting runs, resuming retried runs.
+    pub fn runner(&self) -> Arc<Runner> {
+        self.state.runner.clone()
+    }
 }
 
 /// Server settings given by the embedding program, overriding the configuration file.
@@ -132,6 +142,9 @@ pub struct Options {
     pub max_connections: Option<usize>,
     /// More conditions for `/readyz` (each one's failure reason is shown to anyone asking).
     pub readiness: Vec<ReadyCheck>,
+    /// A `[server] state` value (`memory`, `sqlite:PATH`) overriding the file's
+    /// (`serve --state`); a relative path is relative to the working directory.
+    pub state: Option<String>,
 }
 
 /// Loads `config_path` and binds `addr` (else `[server] addr`, else [`DEFAULT_ADDR`]), with
@@ -146,7 +159,14 @@ pub async fn start_with(
     addr: Option<SocketAddr>,
     options: Options,
 ) -> Result<Running, String> {
-    let config = super::config::load_config(config_path).map_err(|e| e.to_string())?;
+    // Read once for the server settings, then again with the backend's shared store.
+    let first = super::config::load_config(config_path).map_err(|e| e.to_string())?;
+    let spec = match &options.state {
+        Some(v) => StateSpec::parse(v, Path::new("."))?,
+        None => first.server.state.clone(),
+    };
+    let backend = spec.open(first.server.durability)?;
+    let config = load_config_with_store(config_path, backend.store()).map_err(|e| e.to_string())?;
     for w in &config.warnings {
         tracing::warn!(warning = %w, "configuration warning");
     }
@@ -179,14 +199,24 @@ pub async fn start_with(
         .max_connections
         .unwrap_or(config.server.max_connections)
         .max(1);
+    let client = webhook::client();
+    let workers = config.server.workers;
+    let config = Arc::new(RwLock::new(Arc::new(config)));
+    let runner = Runner::new(backend, workers, config.clone(), client.clone());
+    let resumed = runner.recover().await.map_err(|e| e.to_string())?;
+    if resumed > 0 {
+        tracing::info!(runs = resumed, "unfinished runs resumed");
+    }
+    let mut readiness = vec![backend_check(runner.backend.clone())];
+    readiness.extend(options.readiness);
     let state = Arc::new(State {
-        config: RwLock::new(Arc::new(config)),
-        client: webhook::client(),
+        config,
+        client,
         shutdown,
         path: config_path.to_path_buf(),
-        metrics: Metrics::new(),
-        readiness: options.readiness,
+        readiness,
         separate_admin: admin_listener.is_some(),
+        runner,
     });
     let public = accept_loop(
         listener,
@@ -214,6 +244,23 @@ pub async fn start_with(
         state,
         stop,
         task,
+    })
+}
+
+/// `/readyz`'s probe of the state backend: a one-run listing (a read every backend answers
+/// quickly). Only an unavailable backend fails it (a corrupt record is that run's problem).
+fn backend_check(backend: Arc<dyn Backend>) -> ReadyCheck {
+    ReadyCheck::new("state backend", move || {
+        let probe = backend.list_runs(crate::state::RunFilter {
+            limit: 1,
+            ..Default::default()
+        });
+        async move {
+            match probe.await {
+                Err(crate::state::StateError::Unavailable(reason)) => Err(reason),
+                _ => Ok(()),
+            }
+        }
     })
 }
 
@@ -312,8 +359,8 @@ async fn serve(
     let elapsed = start.elapsed();
     let status = h.status();
     match &h.endpoint {
-        Some(ep) => ep.metrics.get_or_resolve(&state.metrics, &ep.name),
-        None => state.metrics.no_endpoint(),
+        Some(ep) => ep.metrics.get_or_resolve(&state.runner.metrics, &ep.name),
+        None => state.runner.metrics.no_endpoint(),
     }
     .request(status, elapsed);
     tracing::info!(

@@ -5,26 +5,22 @@
 //! invisible. Children live in a `JoinSet` owned by their parent's task: aborting the run's
 //! task (SSE client gone, shutdown) cancels the whole tree. A failing step stops its branch and
 //! is logged with endpoint, step id and error; the run reports it through [`Run::fail`].
-//!
-//! Metrics (when the endpoint's handles are resolved, as the request handler does first): the
-//! run counts as `running` from start to end and `waiting` during a `delay_ms`; at the end it
-//! counts as `failed` when a step failed, `succeeded` otherwise, and `interrupted` when its task
-//! was dropped before the end (SSE client gone, shutdown grace over). Failed steps are counted
-//! by type, webhook calls by the status class of their final attempt.
 
 use super::condition;
-use super::config::{Answer, Branch, Endpoint, ReturnType, StepKind, ValueSource};
-use super::metrics::{EndpointMetrics, RunEnd, RunState};
+use super::config::{Answer, Branch, Endpoint, ReturnType, RunMode, StepKind, ValueSource};
+use super::runs::Runner;
 use super::respond::{self, Body};
 use super::webhook::{self, HttpClient};
 use crate::host::SharedStore;
+use crate::state::{self, Checkpoint, RunEvent};
+use std::collections::HashMap;
 use crate::{RenderOptions, Template, Value};
 use hyper::Response;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
@@ -55,37 +51,49 @@ pub struct Run {
     pub store: Arc<dyn SharedStore>,
     pub tz: chrono_tz::Tz,
     pub client: HttpClient,
+    /// The journal and the worker pool (src/listener/runs.rs).
+    pub runner: Arc<Runner>,
+    /// False for sync `continue` and `sse`: journaled for history, never resumed.
+    pub resumable: bool,
+    /// Due times of steps already waiting on their delay (a resumed run waits only what is
+    /// left), by step id.
+    pub dues: HashMap<String, i64>,
     /// For `continue`: the first answer goes here.
     pub reply: Mutex<Option<oneshot::Sender<Outcome>>>,
     /// For `sse`: frames go here (dropped when the run ends → the stream sends `event: end`).
     pub sse: Option<mpsc::Sender<SseMsg>>,
     sse_closed: AtomicBool,
     pub emitted: AtomicU64,
-    /// A step failed (the run ends `failed`).
-    failed: AtomicBool,
 }
 
 impl Run {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         endpoint: Arc<Endpoint>,
         run_id: String,
         store: Arc<dyn SharedStore>,
         tz: chrono_tz::Tz,
         client: HttpClient,
+        runner: Arc<Runner>,
         reply: Option<oneshot::Sender<Outcome>>,
         sse: Option<mpsc::Sender<SseMsg>>,
     ) -> Run {
+        let resumable = !(sse.is_some()
+            || (matches!(endpoint.return_type, ReturnType::Continue)
+                && endpoint.run_mode == RunMode::Sync));
         Run {
             endpoint,
             run_id,
             store,
             tz,
             client,
+            runner,
+            resumable,
+            dues: HashMap::new(),
             reply: Mutex::new(reply),
             sse,
             sse_closed: AtomicBool::new(false),
             emitted: AtomicU64::new(0),
-            failed: AtomicBool::new(false),
         }
     }
 
@@ -93,13 +101,13 @@ impl Run {
         self.reply.lock().ok().and_then(|mut r| r.take())
     }
 
-    fn metrics(&self) -> Option<&EndpointMetrics> {
-        self.endpoint.metrics.get()
+    /// True while a request waits for this run's answer (it must not be parked).
+    fn has_listener(&self) -> bool {
+        self.sse.is_some() || self.reply.lock().map(|r| r.is_some()).unwrap_or(false)
     }
 
     /// Reports a failed step to a waiting `continue`/`sse` request.
     async fn fail(&self, step: &str) {
-        self.failed.store(true, Ordering::SeqCst);
         if let Some(tx) = self.take_reply() {
             let _ = tx.send(Outcome::Failed(step.to_string()));
         }
@@ -109,65 +117,44 @@ impl Run {
             }
         }
     }
-}
 
-/// Counts a run in a state while alive; for `Running`, also its end (see the module docs).
-struct InState {
-    run: Arc<Run>,
-    state: RunState,
-    started: Instant,
-    finished: bool,
-}
-
-impl InState {
-    fn new(run: &Arc<Run>, state: RunState) -> InState {
-        if let Some(m) = run.metrics() {
-            m.global().enter(state);
-        }
-        InState {
-            run: run.clone(),
-            state,
-            started: Instant::now(),
-            finished: false,
+    /// Journals `event`: a resumable run waits for the commit (so a step's checkpoint is
+    /// durable before the next step acts), a non-resumable one only queues it.
+    async fn journal(&self, event: RunEvent, wait: bool) {
+        let f = self.runner.backend.record(event);
+        if wait && self.resumable {
+            if let Err(e) = f.await {
+                tracing::error!(endpoint = %self.endpoint.name, run_id = %self.run_id,
+                    error = %e, "journal write failed");
+            }
         }
     }
 }
 
-impl Drop for InState {
-    fn drop(&mut self) {
-        let Some(m) = self.run.metrics() else {
-            return;
-        };
-        m.global().leave(self.state);
-        if self.state == RunState::Running {
-            let end = match (self.finished, self.run.failed.load(Ordering::SeqCst)) {
-                (false, _) => RunEnd::Interrupted,
-                (true, true) => RunEnd::Failed,
-                (true, false) => RunEnd::Succeeded,
-            };
-            m.run_finished(end, self.started.elapsed());
-        }
-    }
-}
-
-/// Runs the whole tree of `run`'s endpoint on `data`; returns when every branch is done.
+/// Runs the whole tree of `run`'s endpoint on `data`; returns when every branch is done or
+/// parked on a delay.
 pub async fn run(run: Arc<Run>, data: Value) {
-    let mut counted = InState::new(&run, RunState::Running);
-    let roots = run.endpoint.roots().to_vec();
-    run_steps(run, roots, data).await;
-    counted.finished = true;
+    let roots = run.endpoint.roots().iter().map(|i| (*i, data.clone())).collect();
+    run_from(run, roots).await;
 }
 
-/// The `type` of a step, as written in the configuration.
-pub fn step_type(kind: &StepKind) -> &'static str {
-    match kind {
-        StepKind::Condition { .. } => "condition",
-        StepKind::Store { .. } => "store",
-        StepKind::Respond(_) => "respond",
-        StepKind::Emit { .. } => "emit",
-        StepKind::Webhook { .. } => "webhook",
-        StepKind::SetMemory { .. } => "set_memory",
-        StepKind::Log { .. } => "log",
+/// Runs the given steps (each with its own `__data`) and their subtrees concurrently.
+pub async fn run_from(run: Arc<Run>, steps: Vec<(usize, Value)>) {
+    let mut steps = steps;
+    match steps.len() {
+        0 => {}
+        1 => {
+            if let Some((i, d)) = steps.pop() {
+                run_step(run, i, d).await
+            }
+        }
+        _ => {
+            let mut set = JoinSet::new();
+            for (i, d) in steps {
+                set.spawn(run_step(run.clone(), i, d));
+            }
+            while set.join_next().await.is_some() {}
+        }
     }
 }
 
@@ -197,12 +184,58 @@ fn run_step(run: Arc<Run>, mut i: usize, mut data: Value) -> BoxFut {
             let Some(step) = run.endpoint.steps.get(i) else {
                 return;
             };
+            let kind = step.kind.name();
             if step.delay_ms > 0 {
-                let _waiting = InState::new(&run, RunState::Waiting);
-                tokio::time::sleep(Duration::from_millis(step.delay_ms)).await;
+                let due = match run.dues.get(&step.id) {
+                    Some(d) => *d,
+                    None => {
+                        let due = state::now_ms().saturating_add(step.delay_ms as i64);
+                        run.journal(
+                            RunEvent::StepWaiting {
+                                run: run.run_id.clone(),
+                                step: step.id.clone(),
+                                kind: kind.into(),
+                                due,
+                            },
+                            true,
+                        )
+                        .await;
+                        due
+                    }
+                };
+                let left = due.saturating_sub(state::now_ms());
+                if left > 0 {
+                    if run.resumable && !run.has_listener() {
+                        // Nobody waits for this run: it holds no task while it waits.
+                        run.runner.park(&run.run_id, &step.id, due);
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(left as u64)).await;
+                }
             }
-            match exec(&run, &step.kind, &mut data).await {
-                Ok(branch) => {
+            run.journal(
+                RunEvent::StepStarted {
+                    run: run.run_id.clone(),
+                    step: step.id.clone(),
+                    kind: kind.into(),
+                    at: state::now_ms(),
+                },
+                false,
+            )
+            .await;
+            match exec(&run, &step.id, &step.kind, &mut data).await {
+                Ok(checkpoint) => {
+                    let branch = checkpoint.branch.map(|yes| if yes { Branch::Yes } else { Branch::No });
+                    run.journal(
+                        RunEvent::StepSucceeded {
+                            run: run.run_id.clone(),
+                            step: step.id.clone(),
+                            at: state::now_ms(),
+                            checkpoint,
+                        },
+                        true,
+                    )
+                    .await;
                     let next = run.endpoint.children(i, branch);
                     match next.as_slice() {
                         [] => return,
@@ -215,15 +248,33 @@ fn run_step(run: Arc<Run>, mut i: usize, mut data: Value) -> BoxFut {
                         endpoint = %run.endpoint.name, run_id = %run.run_id, step = %step.id,
                         error = %e, "workflow step failed"
                     );
-                    if let Some(m) = run.metrics() {
-                        m.global().step_failed(step_type(&step.kind));
-                    }
+                    run.journal(
+                        RunEvent::StepFailed {
+                            run: run.run_id.clone(),
+                            step: step.id.clone(),
+                            at: state::now_ms(),
+                            error: e.clone(),
+                        },
+                        true,
+                    )
+                    .await;
+                    run.runner
+                        .step_failed(&run.run_id, &format!("step \"{}\" failed: {e}", step.id));
+                    run.runner.metrics.global().step_failed(kind);
                     run.fail(&step.id).await;
                     return;
                 }
             }
         }
     })
+}
+
+/// `__data` for a step whose ancestors finished in an earlier attempt: the request data with
+/// each ancestor's checkpoint applied in order.
+pub fn apply_checkpoint(data: &mut Value, checkpoint: &Checkpoint) {
+    for (path, value) in &checkpoint.set {
+        set_path(data, path, Value::from(value));
+    }
 }
 
 fn opts() -> RenderOptions {
@@ -272,8 +323,13 @@ pub fn set_path(data: &mut Value, name: &str, value: Value) {
     }
 }
 
-/// Executes one step; `Ok(Some(branch))` for a condition.
-async fn exec(run: &Run, kind: &StepKind, data: &mut Value) -> Result<Option<Branch>, String> {
+/// Executes one step; the checkpoint holds its `__data` writes and a condition's branch.
+async fn exec(
+    run: &Run,
+    step_id: &str,
+    kind: &StepKind,
+    data: &mut Value,
+) -> Result<Checkpoint, String> {
     match kind {
         StepKind::Condition {
             left,
@@ -291,26 +347,33 @@ async fn exec(run: &Run, kind: &StepKind, data: &mut Value) -> Result<Option<Bra
                 r2.as_deref().unwrap_or(""),
                 &run.tz,
             );
-            Ok(Some(if yes { Branch::Yes } else { Branch::No }))
+            Ok(Checkpoint {
+                set: Vec::new(),
+                branch: Some(yes),
+            })
         }
         StepKind::Store { name, value } => {
             let v = value_of(value, data)?;
+            let json = v.to_json();
             set_path(data, name, v);
-            Ok(None)
+            Ok(Checkpoint {
+                set: vec![(name.clone(), json)],
+                branch: None,
+            })
         }
         StepKind::SetMemory { name, value, ttl_s } => {
             let v = value_of(value, data)?;
             run.store.set(name, v, Duration::from_secs(*ttl_s));
-            Ok(None)
+            Ok(Checkpoint::default())
         }
         StepKind::Log { message } => {
             let m = render(message, data)?;
             tracing::info!(endpoint = %run.endpoint.name, run_id = %run.run_id, text = %m, "workflow log");
-            Ok(None)
+            Ok(Checkpoint::default())
         }
         StepKind::Respond(answer) => {
             respond_step(run, answer, data);
-            Ok(None)
+            Ok(Checkpoint::default())
         }
         StepKind::Emit {
             data: tpl,
@@ -319,7 +382,7 @@ async fn exec(run: &Run, kind: &StepKind, data: &mut Value) -> Result<Option<Bra
         } => {
             let text = render(tpl, data)?;
             emit(run, event.clone(), text, *is_final).await;
-            Ok(None)
+            Ok(Checkpoint::default())
         }
         StepKind::Webhook {
             method,
@@ -329,28 +392,45 @@ async fn exec(run: &Run, kind: &StepKind, data: &mut Value) -> Result<Option<Bra
             timeout_ms,
             retries,
         } => {
+            let mut headers: Vec<(String, String)> = headers
+                .iter()
+                .map(|(k, t)| Ok((k.clone(), render(t, data)?)))
+                .collect::<Result<_, String>>()?;
+            // The same key on every attempt of this step, across resumes: receivers can drop
+            // a repeat (docs/state.md). A key set by the step itself wins.
+            if !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("idempotency-key"))
+            {
+                headers.push((
+                    "Idempotency-Key".into(),
+                    format!("{}.{step_id}", run.run_id),
+                ));
+            }
             let call = webhook::Call {
                 method: method.clone(),
                 url: render(url, data)?,
-                headers: headers
-                    .iter()
-                    .map(|(k, t)| Ok((k.clone(), render(t, data)?)))
-                    .collect::<Result<_, String>>()?,
+                headers,
                 body: body.as_ref().map(|t| render(t, data)).transpose()?,
                 timeout: Duration::from_millis(*timeout_ms),
                 retries: *retries,
             };
             let result = webhook::perform(&run.client, &call).await;
-            if let Some(m) = run.metrics() {
-                let status = result["status"].as_u64().unwrap_or(0);
-                m.global().webhook_call(u16::try_from(status).unwrap_or(0));
-            }
+            let status = result["status"].as_u64().unwrap_or(0);
+            run.runner
+                .metrics
+                .global()
+                .webhook_call(u16::try_from(status).unwrap_or(0));
             if result["ok"] != serde_json::Value::Bool(true) {
                 tracing::warn!(endpoint = %run.endpoint.name, run_id = %run.run_id,
                     status = %result["status"], error = %result["error"], "webhook call failed");
             }
+            let json = result.clone();
             set_path(data, "webhook", Value::from(result));
-            Ok(None)
+            Ok(Checkpoint {
+                set: vec![("webhook".into(), json)],
+                branch: None,
+            })
         }
     }
 }

@@ -91,7 +91,7 @@ impl Backend for MemoryBackend {
         self.store.clone()
     }
 
-    fn create_run(&self, run: RunRecord) -> BoxFuture<'_, StateResult<()>> {
+    fn create_run(&self, run: RunRecord) -> BoxFuture<'static, StateResult<()>> {
         let mut j = self.lock();
         let n = j.next;
         j.next += 1;
@@ -100,7 +100,7 @@ impl Backend for MemoryBackend {
         ready(Ok(()))
     }
 
-    fn record(&self, event: RunEvent) -> BoxFuture<'_, StateResult<()>> {
+    fn record(&self, event: RunEvent) -> BoxFuture<'static, StateResult<()>> {
         let run = match &event {
             RunEvent::Status { run, .. }
             | RunEvent::StepStarted { run, .. }
@@ -121,7 +121,7 @@ impl Backend for MemoryBackend {
         ready(result)
     }
 
-    fn recover(&self, owner: &str, _now: i64) -> BoxFuture<'_, StateResult<Vec<RunRecord>>> {
+    fn recover(&self, owner: &str, _now: i64) -> BoxFuture<'static, StateResult<Vec<RunRecord>>> {
         // A fresh memory backend has no unfinished runs of an earlier process; this only
         // claims what is unfinished now (used after a reload keeps the same backend).
         let mut j = self.lock();
@@ -143,7 +143,7 @@ impl Backend for MemoryBackend {
         ready(Ok(out))
     }
 
-    fn claim(&self, owner: &str, limit: usize) -> BoxFuture<'_, StateResult<Vec<RunRecord>>> {
+    fn claim(&self, owner: &str, limit: usize) -> BoxFuture<'static, StateResult<Vec<RunRecord>>> {
         let mut j = self.lock();
         let mut out = Vec::new();
         for r in j.runs.values_mut() {
@@ -158,17 +158,17 @@ impl Backend for MemoryBackend {
         ready(Ok(out))
     }
 
-    fn list_runs(&self, filter: RunFilter) -> BoxFuture<'_, StateResult<RunPage>> {
+    fn list_runs(&self, filter: RunFilter) -> BoxFuture<'static, StateResult<RunPage>> {
         let j = self.lock();
         let p = page(j.runs.iter().rev().map(|(n, r)| (*n, r)), &filter);
         ready(Ok(p))
     }
 
-    fn get_run(&self, id: &str) -> BoxFuture<'_, StateResult<RunRecord>> {
+    fn get_run(&self, id: &str) -> BoxFuture<'static, StateResult<RunRecord>> {
         ready(self.get(id))
     }
 
-    fn retry_run(&self, id: &str, from: RetryFrom) -> BoxFuture<'_, StateResult<RunRecord>> {
+    fn retry_run(&self, id: &str, from: RetryFrom) -> BoxFuture<'static, StateResult<RunRecord>> {
         let mut j = self.lock();
         let result = match j.ids.get(id).copied().and_then(|n| j.runs.get_mut(&n)) {
             None => Err(StateError::NotFound),
@@ -177,7 +177,7 @@ impl Backend for MemoryBackend {
         ready(result)
     }
 
-    fn purge(&self, retention: Retention, now: i64) -> BoxFuture<'_, StateResult<u64>> {
+    fn purge(&self, retention: Retention, now: i64) -> BoxFuture<'static, StateResult<u64>> {
         let cutoff = now.saturating_sub((retention.days as i64).saturating_mul(86_400_000));
         let mut j = self.lock();
         let mut per_endpoint: HashMap<String, u64> = HashMap::new();

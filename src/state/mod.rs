@@ -133,32 +133,32 @@ pub trait Backend: Send + Sync {
     fn store(&self) -> Arc<dyn SharedStore>;
 
     /// Journals a new run (status `queued`, claimed by `run.owner`); resolves once committed.
-    fn create_run(&self, run: RunRecord) -> BoxFuture<'_, StateResult<()>>;
+    fn create_run(&self, run: RunRecord) -> BoxFuture<'static, StateResult<()>>;
 
     /// Records a change to a run; resolves once committed.
-    fn record(&self, event: RunEvent) -> BoxFuture<'_, StateResult<()>>;
+    fn record(&self, event: RunEvent) -> BoxFuture<'static, StateResult<()>>;
 
     /// At the start of a serving process (`owner`): runs that cannot resume (sync `continue`,
     /// `sse`) and were left unfinished become `interrupted`; every other unfinished run is
     /// claimed by `owner`, its attempt count raised by one, and returned to be continued.
-    fn recover(&self, owner: &str, now: i64) -> BoxFuture<'_, StateResult<Vec<RunRecord>>>;
+    fn recover(&self, owner: &str, now: i64) -> BoxFuture<'static, StateResult<Vec<RunRecord>>>;
 
     /// Claims up to `limit` `queued` runs that no process owns (retried runs) for `owner`.
-    fn claim(&self, owner: &str, limit: usize) -> BoxFuture<'_, StateResult<Vec<RunRecord>>>;
+    fn claim(&self, owner: &str, limit: usize) -> BoxFuture<'static, StateResult<Vec<RunRecord>>>;
 
     /// Runs, newest first, filtered by endpoint and status, after the cursor `before`.
-    fn list_runs(&self, filter: RunFilter) -> BoxFuture<'_, StateResult<RunPage>>;
+    fn list_runs(&self, filter: RunFilter) -> BoxFuture<'static, StateResult<RunPage>>;
 
     /// One run's whole record (request data, steps with timing, checkpoints and errors).
-    fn get_run(&self, id: &str) -> BoxFuture<'_, StateResult<RunRecord>>;
+    fn get_run(&self, id: &str) -> BoxFuture<'static, StateResult<RunRecord>>;
 
     /// Queues a `failed` or `interrupted` run again (unowned, so a serving process claims
     /// it); [`StateError::Conflict`] for any other status. Returns the updated record.
-    fn retry_run(&self, id: &str, from: RetryFrom) -> BoxFuture<'_, StateResult<RunRecord>>;
+    fn retry_run(&self, id: &str, from: RetryFrom) -> BoxFuture<'static, StateResult<RunRecord>>;
 
     /// Purges finished runs beyond `retention` (older than `now - days`, or past the newest
     /// `max_per_endpoint` of their endpoint); returns how many were removed.
-    fn purge(&self, retention: Retention, now: i64) -> BoxFuture<'_, StateResult<u64>>;
+    fn purge(&self, retention: Retention, now: i64) -> BoxFuture<'static, StateResult<u64>>;
 }
 
 /// The `[server] durability` setting of a SQLite backend.

@@ -630,15 +630,15 @@ impl Backend for SqliteBackend {
         self.store.clone()
     }
 
-    fn create_run(&self, run: RunRecord) -> BoxFuture<'_, StateResult<()>> {
+    fn create_run(&self, run: RunRecord) -> BoxFuture<'static, StateResult<()>> {
         self.submit(Op::Create(Box::new(run)))
     }
 
-    fn record(&self, event: RunEvent) -> BoxFuture<'_, StateResult<()>> {
+    fn record(&self, event: RunEvent) -> BoxFuture<'static, StateResult<()>> {
         self.submit(Op::Event(event))
     }
 
-    fn recover(&self, owner: &str, now: i64) -> BoxFuture<'_, StateResult<Vec<RunRecord>>> {
+    fn recover(&self, owner: &str, now: i64) -> BoxFuture<'static, StateResult<Vec<RunRecord>>> {
         let owner = owner.to_string();
         let result = (|| {
             let mut conn = self.reader();
@@ -682,7 +682,7 @@ impl Backend for SqliteBackend {
         futures_util::future::ready(result).boxed()
     }
 
-    fn claim(&self, owner: &str, limit: usize) -> BoxFuture<'_, StateResult<Vec<RunRecord>>> {
+    fn claim(&self, owner: &str, limit: usize) -> BoxFuture<'static, StateResult<Vec<RunRecord>>> {
         let owner = owner.to_string();
         let result = (|| {
             let mut conn = self.reader();
@@ -721,7 +721,7 @@ impl Backend for SqliteBackend {
         futures_util::future::ready(result).boxed()
     }
 
-    fn list_runs(&self, filter: RunFilter) -> BoxFuture<'_, StateResult<RunPage>> {
+    fn list_runs(&self, filter: RunFilter) -> BoxFuture<'static, StateResult<RunPage>> {
         let result = (|| {
             let conn = self.reader();
             let limit = filter.clamped_limit();
@@ -767,12 +767,12 @@ impl Backend for SqliteBackend {
         futures_util::future::ready(result).boxed()
     }
 
-    fn get_run(&self, id: &str) -> BoxFuture<'_, StateResult<RunRecord>> {
+    fn get_run(&self, id: &str) -> BoxFuture<'static, StateResult<RunRecord>> {
         let result = get_run(&self.reader(), id);
         futures_util::future::ready(result).boxed()
     }
 
-    fn retry_run(&self, id: &str, from: RetryFrom) -> BoxFuture<'_, StateResult<RunRecord>> {
+    fn retry_run(&self, id: &str, from: RetryFrom) -> BoxFuture<'static, StateResult<RunRecord>> {
         let result = (|| {
             let mut conn = self.reader();
             immediate(&mut conn, |tx| {
@@ -798,7 +798,7 @@ impl Backend for SqliteBackend {
         futures_util::future::ready(result).boxed()
     }
 
-    fn purge(&self, retention: Retention, now: i64) -> BoxFuture<'_, StateResult<u64>> {
+    fn purge(&self, retention: Retention, now: i64) -> BoxFuture<'static, StateResult<u64>> {
         let cutoff = now.saturating_sub((retention.days as i64).saturating_mul(86_400_000));
         let max = i64::try_from(retention.max_per_endpoint).unwrap_or(i64::MAX);
         let result = (|| {
