@@ -1,5 +1,6 @@
 //! The operations and admin routes (docs/operations.md): `GET /healthz`, `GET /readyz`,
-//! `GET /metrics`, and the admin key that guards them.
+//! `GET /metrics`, the run routes of `runs_api` (`/runs…`), and the admin key that guards
+//! them.
 //!
 //! Where they are served:
 //! - without `[server] admin_addr`, on the public listener: `/healthz` and `/readyz` for anyone,
@@ -8,6 +9,9 @@
 //! - with `admin_addr`, on that separate listener only (the public one answers 404 for them):
 //!   `/metrics` needs no key there — the address is the operator's private network, as a
 //!   Prometheus scraper expects — and the public listener serves only endpoints and the listing.
+//!
+//! The `/runs…` routes always need the admin key, on either listener: they show request data
+//! and can start work again.
 //!
 //! The admin key is rendered like a settings field (no request data, `env()` allowed) when first
 //! needed, and only its SHA-256 digest is kept; a presented key is hashed and compared in
@@ -302,7 +306,19 @@ pub async fn answer<B>(
                 super::metrics::CONTENT_TYPE,
             )
         }
-        _ => json_error(StatusCode::NOT_FOUND, "not found"),
+        // `/runs` and `/runs/…`: the admin key on either listener.
+        path => {
+            if let Access::Refused(r) = check_key(config, req) {
+                return r;
+            }
+            super::runs_api::answer(
+                &*state.runner.backend,
+                req.method(),
+                path,
+                req.uri().query().unwrap_or(""),
+            )
+            .await
+        }
     }
 }
 

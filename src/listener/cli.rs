@@ -1,5 +1,6 @@
 //! The logic behind the listener commands of the `flexscript` binary (cli-and-layout.md):
-//! `serve`, `check FILE.toml`, `new-endpoint`, `token`. `main.rs` only parses arguments.
+//! `serve`, `check FILE.toml`, `new-endpoint`, `token`, `runs`. `main.rs` only parses
+//! arguments.
 
 use super::config::{check_config, peek_log_format, LogFormat};
 use super::server::{start_with, Options, Running};
@@ -208,4 +209,180 @@ pub fn token(
         .transpose()
         .map_err(|e| format!("--data is not valid JSON: {e}"))?;
     super::auth::sign(key, secret, alg, ttl, data)
+}
+
+/// What `flexscript runs` does.
+#[derive(Clone, Debug)]
+pub enum RunsAction {
+    /// List runs, newest first.
+    List {
+        endpoint: Option<String>,
+        status: Option<String>,
+        limit: usize,
+        before: Option<String>,
+        json: bool,
+    },
+    /// Print one run's whole record (JSON).
+    Show { id: String },
+    /// Queue a failed or interrupted run again (`from`: `failed` or `start`).
+    Retry { id: String, from: String },
+}
+
+/// `flexscript runs …`: reads (and retries) runs in the state backend of the configuration at
+/// `config` (or `state`), directly: a server may be running on it or not. Returns the exit code
+/// (0 done, 1 any error, printed on stderr).
+pub fn runs(config: &Path, state: Option<&str>, action: RunsAction) -> u8 {
+    match runs_inner(config, state, action) {
+        Ok(out) => {
+            let mut stdout = std::io::stdout();
+            if stdout
+                .write_all(out.as_bytes())
+                .and_then(|_| stdout.flush())
+                .is_err()
+            {
+                return 1;
+            }
+            0
+        }
+        Err(e) => {
+            for line in e.lines() {
+                eprintln!("error: {line}");
+            }
+            1
+        }
+    }
+}
+
+fn runs_inner(config: &Path, state: Option<&str>, action: RunsAction) -> Result<String, String> {
+    use super::runs_api;
+    use crate::state::{RunFilter, StateSpec};
+    let loaded = super::config::load_config(config).map_err(|e| e.to_string())?;
+    let spec = match state {
+        Some(v) => StateSpec::parse(v, Path::new("."))?,
+        None => loaded.server.state.clone(),
+    };
+    if spec == StateSpec::Memory {
+        return Err(
+            "state = \"memory\" keeps runs inside the serving process only: use the admin API (GET /runs) of the running server"
+                .into(),
+        );
+    }
+    let backend = spec.open_reader()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(async move {
+        match action {
+            RunsAction::List {
+                endpoint,
+                status,
+                limit,
+                before,
+                json,
+            } => {
+                let filter = RunFilter {
+                    endpoint,
+                    status: status.as_deref().map(runs_api::parse_status).transpose()?,
+                    limit: runs_api::parse_limit(&limit.to_string())?,
+                    before,
+                };
+                let page = backend
+                    .list_runs(filter)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if json {
+                    Ok(format!("{}\n", runs_api::page_json(&page)))
+                } else {
+                    Ok(runs_table(&page))
+                }
+            }
+            RunsAction::Show { id } => {
+                let rec = backend.get_run(&id).await.map_err(|e| match e {
+                    crate::state::StateError::NotFound => format!("no run {id}"),
+                    e => e.to_string(),
+                })?;
+                serde_json::to_string_pretty(&runs_api::record_json(&rec))
+                    .map(|s| s + "\n")
+                    .map_err(|e| e.to_string())
+            }
+            RunsAction::Retry { id, from } => {
+                let from = runs_api::parse_from(&from)?;
+                let rec = backend.retry_run(&id, from).await.map_err(|e| match e {
+                    crate::state::StateError::NotFound => format!("no run {id}"),
+                    e => e.to_string(),
+                })?;
+                Ok(format!(
+                    "run {} of \"{}\" queued again (attempt {}, from {}); a server on this state runs it within a few seconds, or when it starts\n",
+                    rec.id,
+                    rec.endpoint,
+                    rec.attempt,
+                    match from {
+                        crate::state::RetryFrom::Failed => "its failed step",
+                        crate::state::RetryFrom::Start => "the first step",
+                    }
+                ))
+            }
+        }
+    })
+}
+
+/// A listing page as an aligned table (times in UTC, RFC 3339), with the next cursor.
+fn runs_table(page: &crate::state::RunPage) -> String {
+    if page.runs.is_empty() {
+        return "no runs\n".into();
+    }
+    let time = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+            .unwrap_or_else(|| ms.to_string())
+    };
+    let one_line = |s: &str| -> String {
+        s.chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect()
+    };
+    let mut rows = vec![[
+        "ID".to_string(),
+        "ENDPOINT".to_string(),
+        "STATUS".to_string(),
+        "CREATED".to_string(),
+        "DURATION".to_string(),
+        "ERROR".to_string(),
+    ]];
+    for r in &page.runs {
+        rows.push([
+            r.id.clone(),
+            one_line(&r.endpoint),
+            r.status.as_str().to_string(),
+            time(r.created),
+            r.duration_ms
+                .map_or_else(|| "-".to_string(), |d| format!("{d} ms")),
+            one_line(r.error.as_deref().unwrap_or("")),
+        ]);
+    }
+    let mut widths = [0usize; 6];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in &rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i == 5 {
+                line.push_str(cell);
+            } else {
+                line.push_str(cell);
+                line.push_str(&" ".repeat(widths[i] - cell.chars().count() + 2));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    if let Some(next) = &page.next {
+        out.push_str(&format!("next page: --before {next}\n"));
+    }
+    out
 }

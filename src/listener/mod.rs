@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod request;
 pub mod respond;
 pub mod runs;
+pub mod runs_api;
 pub mod server;
 mod settings;
 pub mod sse;
