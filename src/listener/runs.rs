@@ -406,10 +406,7 @@ impl Runner {
     /// At start: marks interrupted runs, resumes the others, and starts the chores (claiming
     /// retried runs, purging old ones).
     pub async fn recover(self: &Arc<Self>) -> Result<usize, StateError> {
-        let runs = self
-            .backend
-            .recover(&self.owner, state::now_ms())
-            .await?;
+        let runs = self.backend.recover(&self.owner, state::now_ms()).await?;
         let n = runs.len();
         for rec in runs {
             self.resume(rec, true);

@@ -8,14 +8,14 @@
 
 use super::condition;
 use super::config::{Answer, Branch, Endpoint, ReturnType, RunMode, StepKind, ValueSource};
-use super::runs::Runner;
 use super::respond::{self, Body};
+use super::runs::Runner;
 use super::webhook::{self, HttpClient};
 use crate::host::SharedStore;
 use crate::state::{self, Checkpoint, RunEvent};
-use std::collections::HashMap;
 use crate::{RenderOptions, Template, Value};
 use hyper::Response;
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -134,7 +134,12 @@ impl Run {
 /// Runs the whole tree of `run`'s endpoint on `data`; returns when every branch is done or
 /// parked on a delay.
 pub async fn run(run: Arc<Run>, data: Value) {
-    let roots = run.endpoint.roots().iter().map(|i| (*i, data.clone())).collect();
+    let roots = run
+        .endpoint
+        .roots()
+        .iter()
+        .map(|i| (*i, data.clone()))
+        .collect();
     run_from(run, roots).await;
 }
 
@@ -225,7 +230,9 @@ fn run_step(run: Arc<Run>, mut i: usize, mut data: Value) -> BoxFut {
             .await;
             match exec(&run, &step.id, &step.kind, &mut data).await {
                 Ok(checkpoint) => {
-                    let branch = checkpoint.branch.map(|yes| if yes { Branch::Yes } else { Branch::No });
+                    let branch = checkpoint
+                        .branch
+                        .map(|yes| if yes { Branch::Yes } else { Branch::No });
                     run.journal(
                         RunEvent::StepSucceeded {
                             run: run.run_id.clone(),

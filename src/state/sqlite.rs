@@ -773,7 +773,7 @@ impl Backend for SqliteBackend {
     }
 
     fn retry_run(&self, id: &str, from: RetryFrom) -> BoxFuture<'static, StateResult<RunRecord>> {
-        let result = (|| {
+        let result = {
             let mut conn = self.reader();
             immediate(&mut conn, |tx| {
                 let mut rec = get_run(tx, id)?;
@@ -794,14 +794,14 @@ impl Backend for SqliteBackend {
                 .map_err(unavailable)?;
                 Ok(rec)
             })
-        })();
+        };
         futures_util::future::ready(result).boxed()
     }
 
     fn purge(&self, retention: Retention, now: i64) -> BoxFuture<'static, StateResult<u64>> {
         let cutoff = now.saturating_sub((retention.days as i64).saturating_mul(86_400_000));
         let max = i64::try_from(retention.max_per_endpoint).unwrap_or(i64::MAX);
-        let result = (|| {
+        let result = {
             let mut conn = self.reader();
             immediate(&mut conn, |tx| {
                 let doomed = ids(
@@ -825,7 +825,7 @@ impl Backend for SqliteBackend {
                 .map_err(unavailable)?;
                 Ok(doomed.len() as u64)
             })
-        })();
+        };
         futures_util::future::ready(result).boxed()
     }
 }

@@ -519,8 +519,12 @@ fn read_server(
     let workers = f.uint_in("workers", cfg.workers as u64, 1, 100_000);
     cfg.workers = usize::try_from(workers).unwrap_or(cfg.workers);
     cfg.retention.days = f.uint_in("history_days", cfg.retention.days, 0, 36_500);
-    cfg.retention.max_per_endpoint =
-        f.uint_in("history_max", cfg.retention.max_per_endpoint, 0, 100_000_000);
+    cfg.retention.max_per_endpoint = f.uint_in(
+        "history_max",
+        cfg.retention.max_per_endpoint,
+        0,
+        100_000_000,
+    );
     errors.extend(f.finish(&[]));
     (cfg, admin_key)
 }
