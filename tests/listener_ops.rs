@@ -583,3 +583,540 @@ message = "note: {{ __data.note }}"
     assert_eq!(note["text"], format!("note: {forged}"));
     assert!(!lines.iter().any(|l| l["message"] == "forged"));
 }
+
+/// A workflow that fails until the shared memory holds a usable `divisor`: `count` counts its
+/// executions, then `divide` divides by the divisor. `setdiv` sets the divisor from `d`.
+fn retry_config(server: &str) -> String {
+    let orders = r#"
+[[endpoint.step]]
+id = "count"
+type = "store"
+name = "c"
+expression = "incrementAndGet('count_runs')"
+
+[[endpoint.step]]
+id = "divide"
+parent = "count"
+type = "store"
+name = "q"
+expression = "10 // memoryGet('divisor')"
+"#;
+    let setdiv = r#"
+[[endpoint.step]]
+id = "set"
+type = "set_memory"
+name = "divisor"
+expression = "__data.d"
+ttl_s = 3600
+"#;
+    let other = r#"
+[[endpoint.step]]
+id = "note"
+type = "log"
+message = "other"
+"#;
+    format!(
+        "[server]\n{server}\n{}{}{}",
+        endpoint("orders", 'a', orders),
+        endpoint("setdiv", 'b', setdiv),
+        endpoint("other", 'c', other)
+    )
+}
+
+fn admin_headers() -> Vec<(&'static str, String)> {
+    vec![("authorization", format!("Bearer {KEY}"))]
+}
+
+async fn admin(s: &Server, method: &str, path: &str) -> Resp {
+    let h = admin_headers();
+    let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    s.request(method, path, &h, b"").await
+}
+
+/// Polls `GET /runs/{id}` until `done` holds for the record (30 s at most).
+async fn wait_run(
+    s: &Server,
+    id: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let t = Instant::now();
+    loop {
+        let r = admin(s, "GET", &format!("/runs/{id}")).await;
+        if r.status == 200 && done(&r.json()) {
+            return r.json();
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "run {id}: {}",
+            r.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls `GET /runs?QUERY` until it lists `n` runs.
+async fn wait_listed(s: &Server, query: &str, n: usize) -> Vec<serde_json::Value> {
+    let t = Instant::now();
+    loop {
+        let r = admin(s, "GET", &format!("/runs?{query}")).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let runs = r.json()["runs"].as_array().cloned().unwrap_or_default();
+        if runs.len() == n {
+            return runs;
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "{query}: {}", r.body);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn step<'a>(record: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    record["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["id"] == id))
+        .unwrap_or_else(|| panic!("no step {id} in {record}"))
+}
+
+/// The value a step's checkpoint wrote at `name`.
+fn written(record: &serde_json::Value, step_id: &str, name: &str) -> serde_json::Value {
+    step(record, step_id)["checkpoint"]["set"]
+        .as_array()
+        .and_then(|w| w.iter().find(|p| p[0] == name))
+        .map(|p| p[1].clone())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_api_needs_the_admin_key() {
+    // No admin_key: the run routes do not exist.
+    let s = serve(&retry_config("")).await;
+    for (method, path) in [
+        ("GET", "/runs"),
+        ("GET", "/runs/x"),
+        ("POST", "/runs/x/retry"),
+    ] {
+        assert_eq!(admin(&s, method, path).await.status, 404, "{method} {path}");
+    }
+    s.running.shutdown().await;
+
+    let s = serve(&retry_config(&format!("admin_key = \"{KEY}\""))).await;
+    let wrong = format!("Bearer {KEY}-not");
+    for (method, path) in [
+        ("GET", "/runs"),
+        ("GET", "/runs/x"),
+        ("POST", "/runs/x/retry"),
+    ] {
+        for headers in [
+            vec![],
+            vec![("authorization", wrong.as_str())],
+            vec![("apikey", "nope")],
+        ] {
+            let r = s.request(method, path, &headers, b"").await;
+            assert_eq!(r.status, 401, "{method} {path} {headers:?}");
+        }
+    }
+    assert_eq!(admin(&s, "GET", "/runs").await.status, 200);
+    let r = s.request("GET", "/runs", &[("apikey", KEY)], b"").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json(), serde_json::json!({"runs": [], "next": null}));
+    assert_eq!(admin(&s, "GET", "/runs/0123").await.status, 404);
+    s.running.shutdown().await;
+
+    // On admin_addr the run routes still need the key (metrics do not).
+    let s = serve(&retry_config(&format!(
+        "admin_key = \"{KEY}\"\nadmin_addr = \"127.0.0.1:0\""
+    )))
+    .await;
+    let a = s.running.admin_addr().expect("admin listener");
+    assert_eq!(request(a, "GET", "/runs", &[], b"").await.status, 401);
+    assert_eq!(
+        request(a, "GET", "/runs", &[("apikey", KEY)], b"")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(request(a, "GET", "/metrics", &[], b"").await.status, 200);
+    s.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_api_lists_filters_shows_and_retries_a_failed_run() {
+    let s = serve(&retry_config(&format!("admin_key = \"{KEY}\""))).await;
+    // A run that fails at `divide` (no divisor yet), with a credential header that must not be
+    // kept, then two runs of another endpoint.
+    let r = s
+        .request(
+            "POST",
+            &ep_path('a', 'a'),
+            &[
+                ("content-type", "application/json"),
+                ("authorization", "Bearer caller-credential-xyz"),
+            ],
+            b"{\"order\": 7}",
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let failed = wait_listed(&s, "endpoint=orders&status=failed", 1).await;
+    let id = failed[0]["id"].as_str().expect("id").to_string();
+    for _ in 0..2 {
+        assert_eq!(s.get(&ep_path('c', 'c')).await.status, 200);
+    }
+    let all = wait_listed(&s, "status=succeeded", 2).await;
+    assert!(all.iter().all(|r| r["endpoint"] == "other"));
+
+    // The listing: newest first, the summary fields, filters, pages.
+    let r = admin(&s, "GET", "/runs").await;
+    let runs = r.json()["runs"].as_array().cloned().expect("runs");
+    assert_eq!(runs.len(), 3);
+    assert_eq!(runs[2]["id"], id.as_str(), "newest first");
+    let mut keys: Vec<_> = runs[2]
+        .as_object()
+        .expect("object")
+        .keys()
+        .cloned()
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "created",
+            "duration_ms",
+            "endpoint",
+            "error",
+            "id",
+            "status"
+        ]
+    );
+    assert_eq!(runs[2]["status"], "failed");
+    let error = runs[2]["error"].as_str().expect("error");
+    assert!(
+        error.contains("divide") && error.contains("division by zero"),
+        "{error}"
+    );
+    assert!(runs[0]["created"].as_i64() >= runs[2]["created"].as_i64());
+    assert_eq!(wait_listed(&s, "endpoint=other", 2).await.len(), 2);
+    assert_eq!(wait_listed(&s, "endpoint=nobody", 0).await.len(), 0);
+    let page = admin(&s, "GET", "/runs?limit=2").await.json();
+    assert_eq!(page["runs"].as_array().map(Vec::len), Some(2));
+    let next = page["next"].as_str().expect("a next cursor");
+    let page2 = admin(&s, "GET", &format!("/runs?limit=2&before={next}"))
+        .await
+        .json();
+    assert_eq!(page2["runs"][0]["id"], id.as_str());
+    assert_eq!(page2["next"], serde_json::Value::Null);
+    for bad in [
+        "status=done",
+        "limit=0",
+        "limit=5000",
+        "colour=red",
+        "before=zz",
+    ] {
+        let r = admin(&s, "GET", &format!("/runs?{bad}")).await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.body);
+        assert!(r.json()["error"].is_string());
+    }
+
+    // The whole record: request data without credentials, steps with timing and errors.
+    let record = admin(&s, "GET", &format!("/runs/{id}")).await;
+    assert_eq!(record.status, 200);
+    assert!(
+        !record.body.contains("caller-credential-xyz"),
+        "{}",
+        record.body
+    );
+    let record = record.json();
+    assert_eq!(record["data"]["order"], 7);
+    assert_eq!(record["attempt"], 1);
+    assert_eq!(step(&record, "count")["status"], "succeeded");
+    assert_eq!(written(&record, "count", "c"), 1);
+    let divide = step(&record, "divide");
+    assert_eq!(divide["status"], "failed");
+    assert!(divide["error"]
+        .as_str()
+        .unwrap_or("")
+        .contains("division by zero"));
+    assert!(divide["started"].is_i64() && divide["finished"].is_i64());
+    let count_started = step(&record, "count")["started"].clone();
+
+    // Only failed or interrupted runs are retried.
+    let succeeded = all[0]["id"].as_str().expect("id");
+    let r = admin(&s, "POST", &format!("/runs/{succeeded}/retry")).await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(r.json()["error"]
+        .as_str()
+        .unwrap_or("")
+        .contains("succeeded"));
+    assert_eq!(admin(&s, "POST", "/runs/0000/retry").await.status, 404);
+    assert_eq!(
+        admin(&s, "GET", &format!("/runs/{id}/retry")).await.status,
+        405
+    );
+    assert_eq!(admin(&s, "POST", &format!("/runs/{id}")).await.status, 405);
+    assert_eq!(
+        admin(&s, "POST", &format!("/runs/{id}/retry?from=middle"))
+            .await
+            .status,
+        400
+    );
+
+    // Fix the cause, retry from the failed step: `count` keeps its result and does not run again.
+    let r = s.post_json(&ep_path('b', 'b'), "{\"d\": 2}").await;
+    assert_eq!(r.status, 200);
+    wait_listed(&s, "endpoint=setdiv&status=succeeded", 1).await;
+    let r = admin(&s, "POST", &format!("/runs/{id}/retry")).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"id": id, "endpoint": "orders", "status": "queued", "attempt": 2, "from": "failed"})
+    );
+    // Queued again: a second retry is a conflict until it ends.
+    let again = admin(&s, "POST", &format!("/runs/{id}/retry")).await;
+    assert!(again.status == 409, "{}", again.body);
+    let record = wait_run(&s, &id, |r| r["status"] == "succeeded").await;
+    assert_eq!(record["attempt"], 2);
+    assert_eq!(written(&record, "divide", "q"), 5);
+    assert_eq!(written(&record, "count", "c"), 1);
+    assert_eq!(step(&record, "count")["started"], count_started);
+    assert_eq!(record["error"], serde_json::Value::Null);
+
+    // A second run fails (divisor 0); retried from the start, `count` runs again.
+    assert_eq!(
+        s.post_json(&ep_path('b', 'b'), "{\"d\": 0}").await.status,
+        200
+    );
+    wait_listed(&s, "endpoint=setdiv&status=succeeded", 2).await;
+    assert_eq!(s.post_json(&ep_path('a', 'a'), "{}").await.status, 200);
+    let failed = wait_listed(&s, "endpoint=orders&status=failed", 1).await;
+    let id2 = failed[0]["id"].as_str().expect("id").to_string();
+    assert_ne!(id2, id);
+    assert_eq!(
+        s.post_json(&ep_path('b', 'b'), "{\"d\": 5}").await.status,
+        200
+    );
+    wait_listed(&s, "endpoint=setdiv&status=succeeded", 3).await;
+    let r = admin(&s, "POST", &format!("/runs/{id2}/retry?from=start")).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(r.json()["from"], "start");
+    let record = wait_run(&s, &id2, |r| r["status"] == "succeeded").await;
+    assert_eq!(
+        written(&record, "count", "c"),
+        3,
+        "count ran again: {record}"
+    );
+    assert_eq!(written(&record, "divide", "q"), 2);
+    s.running.shutdown().await;
+}
+
+/// Runs `flexscript ARGS…`; (exit code, stdout, stderr).
+fn cli(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("run flexscript");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `flexscript runs ARGS… --config PATH`.
+fn runs_cli(path: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let mut all = vec!["runs"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--config", path.to_str().expect("utf-8")]);
+    cli(&all)
+}
+
+/// Polls `flexscript runs list --json ARGS` until it lists `n` runs.
+fn wait_cli_listed(path: &std::path::Path, args: &[&str], n: usize) -> Vec<serde_json::Value> {
+    let t = Instant::now();
+    let mut all = vec!["list", "--json"];
+    all.extend_from_slice(args);
+    loop {
+        let (code, out, err) = runs_cli(path, &all);
+        assert_eq!(code, 0, "{err}");
+        let page: serde_json::Value = serde_json::from_str(&out).expect("JSON page");
+        let runs = page["runs"].as_array().cloned().unwrap_or_default();
+        if runs.len() == n {
+            return runs;
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "{args:?}: {out}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn stop(child: std::process::Child) {
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_cli_reads_and_retries_a_stopped_servers_file() {
+    let file = write_config(&retry_config(""));
+    let path = file.path().to_path_buf();
+    let (child, addr) = spawn_serve(&path, &[]).await;
+    assert_eq!(
+        request(
+            addr,
+            "POST",
+            &ep_path('a', 'a'),
+            &[("content-type", "application/json")],
+            b"{\"order\": 1}"
+        )
+        .await
+        .status,
+        200
+    );
+    // The command reads the file while the server runs.
+    let p = path.clone();
+    let failed =
+        tokio::task::spawn_blocking(move || wait_cli_listed(&p, &["--status", "failed"], 1))
+            .await
+            .expect("join");
+    let id = failed[0]["id"].as_str().expect("id").to_string();
+    assert_eq!(
+        request(
+            addr,
+            "POST",
+            &ep_path('b', 'b'),
+            &[("content-type", "application/json")],
+            b"{\"d\": 2}"
+        )
+        .await
+        .status,
+        200
+    );
+    let p = path.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_cli_listed(&p, &["--endpoint", "setdiv", "--status", "succeeded"], 1)
+    })
+    .await
+    .expect("join");
+    tokio::task::spawn_blocking(move || stop(child))
+        .await
+        .expect("join");
+
+    // The server is stopped: list, show, retry on its file.
+    let (code, out, err) = runs_cli(&path, &["list"]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[0].starts_with("ID") && lines[0].contains("ENDPOINT") && lines[0].contains("ERROR")
+    );
+    assert!(
+        lines[1].contains("setdiv") && lines[1].contains("succeeded"),
+        "{out}"
+    );
+    assert!(
+        lines[2].starts_with(&id)
+            && lines[2].contains("failed")
+            && lines[2].contains("division by zero"),
+        "{out}"
+    );
+    let (code, out, _) = runs_cli(&path, &["list", "--limit", "1"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.lines()
+            .last()
+            .unwrap_or("")
+            .starts_with("next page: --before "),
+        "{out}"
+    );
+    let (code, out, err) = runs_cli(&path, &["show", &id]);
+    assert_eq!(code, 0, "{err}");
+    let record: serde_json::Value = serde_json::from_str(&out).expect("JSON record");
+    assert_eq!(record["status"], "failed");
+    assert_eq!(record["data"]["order"], 1);
+    assert_eq!(step(&record, "divide")["status"], "failed");
+    let (code, out, err) = runs_cli(&path, &["retry", &id]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!(
+            "run {id} of \"orders\" queued again (attempt 2, from its failed step)"
+        )),
+        "{out}"
+    );
+    let (code, _, err) = runs_cli(&path, &["retry", &id]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("is queued; only failed or interrupted runs can be retried"),
+        "{err}"
+    );
+    for (args, message) in [
+        (vec!["show", "nope"], "error: no run nope"),
+        (vec!["retry", "nope"], "error: no run nope"),
+        (
+            vec!["list", "--status", "done"],
+            "error: unknown status `done`",
+        ),
+        (
+            vec!["list", "--limit", "0"],
+            "error: limit must be a number from 1 to 1000",
+        ),
+        (
+            vec!["retry", &id, "--from", "middle"],
+            "error: from must be `start` or `failed`",
+        ),
+    ] {
+        let (code, _, err) = runs_cli(&path, &args);
+        assert_eq!(code, 1, "{args:?}");
+        assert!(err.starts_with(message), "{args:?}: {err}");
+    }
+
+    // The next server on the file runs the retried run.
+    let (child, _) = spawn_serve(&path, &[]).await;
+    let p = path.clone();
+    let record = tokio::task::spawn_blocking(move || {
+        let t = Instant::now();
+        loop {
+            let (code, out, err) = runs_cli(&p, &["show", &id]);
+            assert_eq!(code, 0, "{err}");
+            let record: serde_json::Value = serde_json::from_str(&out).expect("JSON record");
+            if record["status"] == "succeeded" {
+                return record;
+            }
+            assert!(t.elapsed() < Duration::from_secs(30), "{out}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+    .await
+    .expect("join");
+    assert_eq!(written(&record, "divide", "q"), 5);
+    // 1: the first execution, 2: the retry, 3: taken up by the restarted server.
+    assert_eq!(record["attempt"], 3);
+    tokio::task::spawn_blocking(move || stop(child))
+        .await
+        .expect("join");
+}
+
+#[test]
+fn runs_cli_refuses_what_it_cannot_read() {
+    let file = write_config(&retry_config("state = \"memory\""));
+    let (code, out, err) = runs_cli(&file, &["list"]);
+    assert_eq!((code, out.as_str()), (1, ""));
+    assert!(
+        err.starts_with("error: state = \"memory\" keeps runs inside the serving process"),
+        "{err}"
+    );
+    let file = write_config(&retry_config(""));
+    let missing = file.path().with_file_name("none.db");
+    let state = format!("sqlite:{}", missing.display());
+    let (code, _, err) = runs_cli(&file, &["list", "--state", &state]);
+    assert_eq!(code, 1);
+    assert!(err.contains("does not exist"), "{err}");
+    assert!(!missing.exists(), "a reader does not create a state file");
+    let broken = write_config("[server]\nadmin_key = 1\n");
+    let (code, _, err) = runs_cli(&broken, &["list"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with("error: endpoints.toml:2: server.admin_key: must be a string"),
+        "{err}"
+    );
+}

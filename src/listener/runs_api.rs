@@ -31,9 +31,7 @@ fn decode(v: &str) -> String {
 /// Parses a `status` value.
 pub fn parse_status(s: &str) -> Result<RunStatus, String> {
     RunStatus::parse(s).ok_or_else(|| {
-        format!(
-            "unknown status `{s}` (queued, running, waiting, succeeded, failed, interrupted)"
-        )
+        format!("unknown status `{s}` (queued, running, waiting, succeeded, failed, interrupted)")
     })
 }
 
@@ -200,8 +198,8 @@ mod tests {
 
     #[test]
     fn query_parsing() {
-        let f = filter_from_query("endpoint=Invoice+webhook&status=failed&limit=5&before=12")
-            .unwrap();
+        let f =
+            filter_from_query("endpoint=Invoice+webhook&status=failed&limit=5&before=12").unwrap();
         assert_eq!(f.endpoint.as_deref(), Some("Invoice webhook"));
         assert_eq!(f.status, Some(RunStatus::Failed));
         assert_eq!(f.limit, 5);
