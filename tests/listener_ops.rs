@@ -119,7 +119,7 @@ async fn readiness_checks_plug_in_and_give_a_one_line_reason() {
     s.running.shutdown().await;
 
     // A check that never answers is a failure after its time limit, not a hung probe.
-    let hang = ReadyCheck::new("state backend", || std::future::pending());
+    let hang = ReadyCheck::new("state backend", std::future::pending);
     let options = Options {
         readiness: vec![hang],
         ..Options::default()
