@@ -169,3 +169,18 @@ succeeded="$(count "SELECT count(*) FROM runs WHERE status = 'succeeded'")"
 others="$(count "SELECT count(*) FROM runs WHERE status != 'succeeded'")"
 echo "durable runs: $succeeded succeeded, $others not, $accepted answered by wrk"
 [ "$succeeded" -ge "$accepted" ] && [ "$others" = 0 ] || { echo "durable: accepted runs did not all complete"; exit 1; }
+
+# Memory with history on: drive the same endpoint (unmeasured) until at least 100,000 runs are
+# in the journal (at most 30 more wrk runs of 10 s), let them finish, then read the RSS.
+for _ in $(seq 1 30); do
+  [ "$(count "SELECT count(*) FROM runs")" -ge 100000 ] && break
+  taskset -c 1 wrk -t1 -c32 -d10s "$durable_url" >/dev/null
+done
+for _ in $(seq 1 600); do
+  [ "$(count "SELECT count(*) FROM runs WHERE status NOT IN ('succeeded','failed','interrupted')")" = 0 ] && break
+  sleep 0.5
+done
+printf 'durable memory: %s runs in the journal (%s succeeded), RSS %s, peak RSS %s\n' \
+  "$(count "SELECT count(*) FROM runs")" "$(count "SELECT count(*) FROM runs WHERE status = 'succeeded'")" \
+  "$(awk '/^VmRSS:/ {print $2 " " $3}' "/proc/$durable_pid/status")" \
+  "$(awk '/^VmHWM:/ {print $2 " " $3}' "/proc/$durable_pid/status")"

@@ -316,26 +316,32 @@ async fn counters_memory_and_history_survive_a_restart_without_credentials() {
             .await;
         assert_eq!(r.status, 200);
     }
-    let mut last = String::new();
-    for _ in 0..200 {
-        last = s.get(&path(2)).await.body;
-        if last == "{\"hits\": 3, \"last\": \"2\"}" {
+    // The three runs go concurrently: wait until all are finished, then read.
+    let backend = s.running.backend();
+    for _ in 0..400 {
+        let page = backend.list_runs(RunFilter::default()).await.expect("list");
+        if page.runs.len() == 3 && page.runs.iter().all(|r| r.status == RunStatus::Succeeded) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(last, "{\"hits\": 3, \"last\": \"2\"}");
-    let backend = s.running.backend();
+    let before = s.get(&path(2)).await.body;
+    let shown: serde_json::Value = serde_json::from_str(&before).expect("json");
+    assert_eq!(shown["hits"], 3, "{before}");
+    assert!(
+        ["0", "1", "2"].contains(&shown["last"].as_str().unwrap_or("")),
+        "{before}"
+    );
     let runs = backend.list_runs(RunFilter::default()).await.expect("list");
     assert_eq!(runs.runs.len(), 3);
     let one = backend.get_run(&runs.runs[0].id).await.expect("run");
-    assert_eq!(one.data["n"], 2);
+    assert!(one.data["n"].is_i64());
     drop(backend);
     s.running.shutdown().await;
 
     // The same file, a new server: counters and memory are still there.
     let s = serve_file(cfg.path()).await;
-    assert_eq!(s.get(&path(2)).await.body, "{\"hits\": 3, \"last\": \"2\"}");
+    assert_eq!(s.get(&path(2)).await.body, before);
     s.running.shutdown().await;
 
     // Credentials never reach the file (WAL included).
@@ -656,4 +662,196 @@ async fn workers_bound_runs_and_the_answer_never_waits_for_one() {
         assert!(pair[1].at.duration_since(pair[0].at) >= Duration::from_millis(350));
     }
     s.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_run_retried_through_the_backend_runs_again_from_its_failed_step() {
+    let rx = Receiver::start(Duration::ZERO).await;
+    let steps = format!(
+        "{}{}{}",
+        hook("before", &rx.url("/before"), ""),
+        step(
+            "divide",
+            "store",
+            "parent = \"before\"\nname = \"q\"\nvalue = \"{{ 10 // memoryGet('d', 0) }}\""
+        ),
+        hook("after", &rx.url("/after"), "parent = \"divide\""),
+    );
+    let cfg = write_config(&data_ep(1, &steps));
+    let s = serve_file(cfg.path()).await;
+    assert_eq!(s.post_json(&path(1), &post_n(1)).await.status, 200);
+    let backend = s.running.backend();
+    let mut run = None;
+    for _ in 0..200 {
+        let page = backend.list_runs(RunFilter::default()).await.expect("list");
+        if page.runs[0].status == RunStatus::Failed {
+            run = Some(page.runs[0].clone());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let run = run.expect("the run failed");
+    assert!(
+        run.error.as_deref().unwrap_or("").contains("divide"),
+        "{run:?}"
+    );
+    // Running runs cannot be retried; the failed one can, once the cause is fixed.
+    backend
+        .store()
+        .set("d", flexscript::Value::Int(5), Duration::from_secs(60));
+    backend
+        .retry_run(&run.id, flexscript::state::RetryFrom::Failed)
+        .await
+        .expect("retry");
+    assert!(matches!(
+        backend
+            .retry_run(&run.id, flexscript::state::RetryFrom::Failed)
+            .await,
+        Err(flexscript::state::StateError::Conflict(_))
+    ));
+    s.running.runner().claim_now().await.expect("claim");
+    assert!(wait_for(Duration::from_secs(20), || rx.calls().len() == 2).await);
+    let paths: Vec<_> = rx.calls().into_iter().map(|c| c.path).collect();
+    assert_eq!(
+        paths,
+        ["/before", "/after"],
+        "the finished step is not repeated"
+    );
+    let mut rec = backend.get_run(&run.id).await.expect("get");
+    for _ in 0..100 {
+        if rec.status.is_final() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        rec = backend.get_run(&run.id).await.expect("get");
+    }
+    assert_eq!(rec.status, RunStatus::Succeeded);
+    assert_eq!(rec.attempt, 2);
+    let divide = rec.step("divide").expect("step");
+    assert_eq!(divide.checkpoint.as_ref().expect("cp").set[0].1, "2");
+    s.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_never_finishes_is_given_up_after_its_attempts() {
+    // Two runs left `running` by crashed servers: one already resumed 5 times (a step that
+    // takes the process down every time), one on its first attempt.
+    let rx = Receiver::start(Duration::ZERO).await;
+    let cfg = write_config(&data_ep(1, &hook("w", &rx.url("/w"), "")));
+    let db = cfg.path().parent().unwrap().join(".flexscript/state.db");
+    {
+        let b = SqliteBackend::open(&db, flexscript::state::Durability::Normal).expect("open");
+        for (id, attempt) in [("looping", 5), ("fresh", 1)] {
+            let mut rec = flexscript::state::RunRecord::new(
+                id.into(),
+                "ep1".into(),
+                h(1),
+                h(1),
+                String::new(),
+                true,
+                serde_json::json!({"n": id}),
+                flexscript::state::now_ms(),
+                Some("a-dead-server".into()),
+            );
+            rec.attempt = attempt;
+            b.create_run(rec).await.expect("create");
+            b.record(flexscript::state::RunEvent::Status {
+                run: id.into(),
+                status: RunStatus::Running,
+                at: flexscript::state::now_ms(),
+                error: None,
+            })
+            .await
+            .expect("running");
+        }
+    }
+    let (mut child, _) = spawn_serve(cfg.path(), None).await;
+    let reader = SqliteBackend::open_reader(&db).expect("reader");
+    let mut finals = HashMap::new();
+    for _ in 0..400 {
+        let page = reader.list_runs(RunFilter::default()).await.expect("list");
+        finals = page
+            .runs
+            .iter()
+            .filter(|r| r.status.is_final())
+            .map(|r| (r.id.clone(), (r.status, r.error.clone())))
+            .collect();
+        if finals.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    kill9(&mut child);
+    let (status, error) = finals.get("looping").expect("looping run finished").clone();
+    assert_eq!(status, RunStatus::Failed);
+    assert!(
+        error
+            .as_deref()
+            .unwrap_or("")
+            .contains("gave up after 5 attempts"),
+        "{error:?}"
+    );
+    assert_eq!(finals.get("fresh").map(|f| f.0), Some(RunStatus::Succeeded));
+    let bodies: Vec<_> = rx.calls().into_iter().map(|c| c.body).collect();
+    assert_eq!(bodies, ["fresh"], "only the fresh run ran its step");
+}
+
+#[test]
+fn state_settings_are_read_and_bad_ones_are_named() {
+    use flexscript::state::{Durability, StateSpec};
+    let cfg = write_config(&format!(
+        "[server]\nstate = \"sqlite:data/runs.db\"\ndurability = \"fsync\"\nworkers = 3\n\
+         history_days = 2\nhistory_max = 50\n{}",
+        data_ep(1, "")
+    ));
+    let c = flexscript::listener::load_config(cfg.path()).expect("config");
+    let dir = cfg.path().parent().unwrap();
+    assert_eq!(c.server.state, StateSpec::Sqlite(dir.join("data/runs.db")));
+    assert_eq!(c.server.durability, Durability::Fsync);
+    assert_eq!(c.server.workers, 3);
+    assert_eq!(
+        (c.server.retention.days, c.server.retention.max_per_endpoint),
+        (2, 50)
+    );
+    // The defaults: SQLite beside the file, crash-safe, 4 × cores workers, 7 days / 10,000.
+    let cfg = write_config(&data_ep(1, ""));
+    let c = flexscript::listener::load_config(cfg.path()).expect("config");
+    assert_eq!(
+        c.server.state,
+        StateSpec::Sqlite(cfg.path().parent().unwrap().join(".flexscript/state.db"))
+    );
+    assert_eq!(c.server.durability, Durability::Normal);
+    assert!(c.server.workers >= 4);
+    assert_eq!(
+        (c.server.retention.days, c.server.retention.max_per_endpoint),
+        (7, 10_000)
+    );
+
+    for (line, needle) in [
+        ("durability = \"sometimes\"", "durability"),
+        ("workers = 0", "workers"),
+        ("state = \"postgres://db\"", "state"),
+        ("state = \"sqlite:\"", "state"),
+        ("history_days = -1", "history_days"),
+    ] {
+        let cfg = write_config(&format!("[server]\n{line}\n{}", data_ep(1, "")));
+        let err = match flexscript::listener::load_config(cfg.path()) {
+            Ok(_) => panic!("`{line}` accepted"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains(needle), "`{line}`: {err}");
+    }
+    // `serve` refuses it with exit status 1 before binding.
+    let cfg = write_config(&format!("[server]\nworkers = 0\n{}", data_ep(1, "")));
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            cfg.path().to_str().unwrap(),
+            "--addr",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("workers"));
 }

@@ -403,6 +403,17 @@ impl Runner {
         self.activate(run, frontier);
     }
 
+    /// Claims and starts runs queued again by a retry now, instead of within [`CLAIM_EVERY`]
+    /// (the admin API calls this after [`Backend::retry_run`]).
+    pub async fn claim_now(self: &Arc<Self>) -> Result<usize, StateError> {
+        let runs = self.backend.claim(&self.owner, 64).await?;
+        let n = runs.len();
+        for rec in runs {
+            self.resume(rec, false);
+        }
+        Ok(n)
+    }
+
     /// At start: marks interrupted runs, resumes the others, and starts the chores (claiming
     /// retried runs, purging old ones).
     pub async fn recover(self: &Arc<Self>) -> Result<usize, StateError> {
@@ -531,5 +542,123 @@ async fn chores(runner: std::sync::Weak<Runner>) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{Checkpoint, StepRecord};
+    use serde_json::json;
+
+    fn endpoint(steps: &str) -> Arc<Endpoint> {
+        let dir = std::env::temp_dir().join(format!(
+            "flexscript-runs-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("e.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[[endpoint]]\nname = \"e\"\nfirst_hash = \"{h}\"\nsecond_hash = \"{h}\"\n\
+                 return_type = \"data\"\nreturn_data = \"ok\"\n{steps}",
+                h = "a".repeat(32)
+            ),
+        )
+        .unwrap();
+        let c = crate::listener::load_config(&path).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        c.endpoints[0].clone()
+    }
+
+    fn done(id: &str, set: &[(&str, serde_json::Value)], branch: Option<bool>) -> StepRecord {
+        StepRecord {
+            id: id.into(),
+            kind: String::new(),
+            status: StepStatus::Succeeded,
+            started: Some(1),
+            finished: Some(2),
+            due: None,
+            error: None,
+            checkpoint: Some(Checkpoint {
+                set: set
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect(),
+                branch,
+            }),
+        }
+    }
+
+    fn step(id: &str, status: StepStatus) -> StepRecord {
+        StepRecord {
+            id: id.into(),
+            kind: String::new(),
+            status,
+            started: Some(1),
+            finished: None,
+            due: None,
+            error: None,
+            checkpoint: None,
+        }
+    }
+
+    #[test]
+    fn frontier_follows_branches_siblings_and_checkpoints() {
+        let s = |id: &str, extra: &str| {
+            format!("[[endpoint.step]]\nid = \"{id}\"\ntype = \"store\"\nname = \"{id}\"\nvalue = \"1\"\n{extra}\n")
+        };
+        let ep = endpoint(&format!(
+            "[[endpoint.step]]\nid = \"c\"\ntype = \"condition\"\nleft = \"1\"\noperator = \"equal\"\nright = \"1\"\n{}{}{}{}{}{}",
+            s("yes1", "parent = \"c\"\nbranch = \"yes\""),
+            s("no1", "parent = \"c\"\nbranch = \"no\""),
+            s("a", "parent = \"yes1\""),
+            s("b", "parent = \"yes1\""),
+            s("a2", "parent = \"a\""),
+            s("other_root", "parent = \"\""),
+        ));
+        let mut rec = RunRecord::new(
+            "r".into(),
+            "e".into(),
+            String::new(),
+            String::new(),
+            String::new(),
+            true,
+            json!({"req": 1}),
+            0,
+            None,
+        );
+        rec.steps = vec![
+            done("c", &[], Some(true)),
+            done("yes1", &[("x.y", json!(1))], None),
+            done("a", &[("only_a", json!("A"))], None),
+            step("b", StepStatus::Running),
+            step("other_root", StepStatus::Failed),
+        ];
+        let f = frontier(&ep, &rec);
+        let names: Vec<_> = f.iter().map(|(i, _)| ep.steps[*i].id.as_str()).collect();
+        assert_eq!(
+            names,
+            ["a2", "b"],
+            "the no branch and the failed root stay out"
+        );
+        let data = |n: usize| f[n].1.to_json();
+        assert_eq!(data(0), json!({"req": 1, "x": {"y": 1}, "only_a": "A"}));
+        assert_eq!(
+            data(1),
+            json!({"req": 1, "x": {"y": 1}}),
+            "a sibling's writes are invisible"
+        );
+        let b = ep.steps.iter().position(|s| s.id == "b").unwrap();
+        assert_eq!(data_for(&ep, &rec, b).unwrap().to_json(), data(1));
+        // Nothing done yet: the roots, on the request data.
+        rec.steps.clear();
+        let roots: Vec<_> = frontier(&ep, &rec)
+            .iter()
+            .map(|(i, _)| ep.steps[*i].id.clone())
+            .collect();
+        assert_eq!(roots, ["c", "other_root"]);
     }
 }

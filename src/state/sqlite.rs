@@ -29,6 +29,8 @@ use tokio::sync::oneshot;
 
 /// Most writes applied in one transaction.
 const MAX_BATCH: usize = 1024;
+/// Most runs purged in one transaction.
+const PURGE_CHUNK: usize = 1000;
 /// How long a connection waits for another writer's lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -686,6 +688,18 @@ impl Backend for SqliteBackend {
         let owner = owner.to_string();
         let result = (|| {
             let mut conn = self.reader();
+            // A cheap read first: the write lock only when there is something to claim.
+            let any = conn
+                .query_row(
+                    "SELECT 1 FROM runs WHERE status = 'queued' AND owner IS NULL LIMIT 1",
+                    [],
+                    |_| Ok(()),
+                )
+                .optional()
+                .map_err(unavailable)?;
+            if any.is_none() {
+                return Ok(Vec::new());
+            }
             let ids = immediate(&mut conn, |tx| {
                 let ids = ids(
                     tx,
@@ -709,8 +723,8 @@ impl Backend for SqliteBackend {
                     Err(StateError::Corrupt(m)) => {
                         tracing::error!(run_id = %id, error = %m, "unreadable run marked failed");
                         let _ = conn.execute(
-                            "UPDATE runs SET status = 'failed', error = ?2 WHERE id = ?1",
-                            params![id, format!("corrupt run record: {m}")],
+                            "UPDATE runs SET status = 'failed', finished = ?2, error = ?3 WHERE id = ?1",
+                            params![id, super::now_ms(), format!("corrupt run record: {m}")],
                         );
                     }
                     Err(e) => return Err(e),
@@ -801,31 +815,49 @@ impl Backend for SqliteBackend {
     fn purge(&self, retention: Retention, now: i64) -> BoxFuture<'static, StateResult<u64>> {
         let cutoff = now.saturating_sub((retention.days as i64).saturating_mul(86_400_000));
         let max = i64::try_from(retention.max_per_endpoint).unwrap_or(i64::MAX);
-        let result = {
+        // Chosen in one read, deleted in chunks of PURGE_CHUNK runs, one transaction each: the
+        // journal writer (answers waiting for their commit) gets the write lock between chunks.
+        // A run retried meanwhile is no longer final and is kept.
+        let result = (|| {
             let mut conn = self.reader();
+            let doomed = ids(
+                &conn,
+                "SELECT id FROM (
+                   SELECT id, finished, ROW_NUMBER() OVER (PARTITION BY endpoint ORDER BY seq DESC) AS n
+                   FROM runs WHERE status IN ('succeeded', 'failed', 'interrupted'))
+                 WHERE finished < ?1 OR n > ?2",
+                params![cutoff, max],
+            )?;
+            let mut purged = 0u64;
+            for chunk in doomed.chunks(PURGE_CHUNK) {
+                purged += immediate(&mut conn, |tx| {
+                    let mut n = 0;
+                    for id in chunk {
+                        let gone = tx
+                            .execute(
+                                "DELETE FROM runs WHERE id = ?1
+                                 AND status IN ('succeeded', 'failed', 'interrupted')",
+                                params![id],
+                            )
+                            .map_err(unavailable)?;
+                        if gone > 0 {
+                            tx.execute("DELETE FROM steps WHERE run = ?1", params![id])
+                                .map_err(unavailable)?;
+                            n += 1;
+                        }
+                    }
+                    Ok(n)
+                })?;
+            }
             immediate(&mut conn, |tx| {
-                let doomed = ids(
-                    tx,
-                    "SELECT id FROM (
-                       SELECT id, finished, ROW_NUMBER() OVER (PARTITION BY endpoint ORDER BY seq DESC) AS n
-                       FROM runs WHERE status IN ('succeeded', 'failed', 'interrupted'))
-                     WHERE finished < ?1 OR n > ?2",
-                    params![cutoff, max],
-                )?;
-                for id in &doomed {
-                    tx.execute("DELETE FROM steps WHERE run = ?1", params![id])
-                        .map_err(unavailable)?;
-                    tx.execute("DELETE FROM runs WHERE id = ?1", params![id])
-                        .map_err(unavailable)?;
-                }
                 tx.execute(
                     "DELETE FROM store WHERE expires IS NOT NULL AND expires <= ?1",
                     params![now],
                 )
-                .map_err(unavailable)?;
-                Ok(doomed.len() as u64)
-            })
-        };
+                .map_err(unavailable)
+            })?;
+            Ok(purged)
+        })();
         futures_util::future::ready(result).boxed()
     }
 }

@@ -397,3 +397,57 @@ fn state_values_parse() {
         .unwrap_err()
         .contains("unknown"));
 }
+
+#[test]
+fn sqlite_purges_many_runs_in_chunks_and_keeps_their_steps_tidy() {
+    let dir = temp_dir("purge");
+    let b = SqliteBackend::open(&dir.join("p.db"), Durability::Normal).unwrap();
+    block_on(async {
+        // More runs than one purge transaction takes, each with a step.
+        let n = 2_500;
+        for i in 0..n {
+            let id = format!("r{i}");
+            b.create_run(new_run(&id, "e", true)).await.unwrap();
+            b.record(RunEvent::StepFailed {
+                run: id.clone(),
+                step: "s".into(),
+                at: 2_000,
+                error: "boom".into(),
+            })
+            .await
+            .unwrap();
+            b.record(status(&id, RunStatus::Failed, 2_000, Some("boom")))
+                .await
+                .unwrap();
+        }
+        let keep = Retention {
+            days: 7,
+            max_per_endpoint: 100,
+        };
+        assert_eq!(b.purge(keep, 3_000).await.unwrap(), n - 100);
+        let page = b
+            .list_runs(RunFilter {
+                limit: 1000,
+                ..RunFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(page.runs.len(), 100);
+        assert_eq!(
+            page.runs[0].id,
+            format!("r{}", n - 1),
+            "the newest are kept"
+        );
+        let kept = b.get_run(&format!("r{}", n - 1)).await.unwrap();
+        assert_eq!(kept.steps.len(), 1);
+        assert_eq!(b.purge(keep, 3_000).await.unwrap(), 0);
+    });
+    let raw = rusqlite::Connection::open(dir.join("p.db")).unwrap();
+    let steps: i64 = raw
+        .query_row("SELECT count(*) FROM steps", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(steps, 100, "the purged runs' steps are gone too");
+    drop(raw);
+    drop(b);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
