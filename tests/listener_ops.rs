@@ -1195,3 +1195,50 @@ async fn a_full_disk_counts_backend_errors_and_readiness_stays() {
     // Reads still work: readiness does not take the instance out (docs/operations.md).
     assert_eq!((ready.status, ready.body.as_str()), (200, "ok\n"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_changes_the_admin_key() {
+    let s = serve(&format!(
+        "[server]\nadmin_key = \"old-key\"\n{}",
+        endpoint("a", 'a', "")
+    ))
+    .await;
+    let with = |k: &'static str| vec![("apikey", k)];
+    assert_eq!(
+        s.request("GET", "/metrics", &with("old-key"), b"")
+            .await
+            .status,
+        200
+    );
+    std::fs::write(
+        &s.config_path,
+        format!(
+            "[server]\nadmin_key = \"new-key\"\n{}",
+            endpoint("a", 'a', "")
+        ),
+    )
+    .expect("write");
+    s.running.reload().expect("reload");
+    assert_eq!(
+        s.request("GET", "/metrics", &with("old-key"), b"")
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        s.request("GET", "/metrics", &with("new-key"), b"")
+            .await
+            .status,
+        200
+    );
+    // Without the key the routes are gone again.
+    std::fs::write(&s.config_path, endpoint("a", 'a', "")).expect("write");
+    s.running.reload().expect("reload");
+    assert_eq!(
+        s.request("GET", "/metrics", &with("new-key"), b"")
+            .await
+            .status,
+        404
+    );
+    s.running.shutdown().await;
+}
