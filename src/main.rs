@@ -66,6 +66,11 @@ enum Command {
         #[arg(long, value_name = "VALUE")]
         state: Option<String>,
     },
+    /// Read and retry the runs kept by the state backend (with or without a running server).
+    Runs {
+        #[command(subcommand)]
+        action: RunsCommand,
+    },
     /// Print a fresh `[[endpoint]]` stanza.
     NewEndpoint { name: String },
     /// Print a signed JWT for calling an endpoint.
@@ -80,6 +85,57 @@ enum Command {
         ttl: u64,
         #[arg(long)]
         data: Option<String>,
+    },
+}
+
+/// Where `flexscript runs` finds the runs.
+#[derive(clap::Args)]
+struct RunsSource {
+    /// The listener configuration (its `[server] state` names the backend).
+    #[arg(long, value_name = "FILE")]
+    config: String,
+    /// State backend, overriding `[server] state`: `sqlite:PATH`.
+    #[arg(long, value_name = "VALUE")]
+    state: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum RunsCommand {
+    /// List runs, newest first.
+    List {
+        #[command(flatten)]
+        source: RunsSource,
+        /// Only the runs of this endpoint (its name).
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// Only runs in this status (queued, running, waiting, succeeded, failed, interrupted).
+        #[arg(long)]
+        status: Option<String>,
+        /// At most this many runs (1 to 1000).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// The cursor printed after a full page: the next (older) page.
+        #[arg(long, value_name = "CURSOR")]
+        before: Option<String>,
+        /// Print the page as JSON (as `GET /runs` answers).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print one run's whole record as JSON.
+    Show {
+        id: String,
+        #[command(flatten)]
+        source: RunsSource,
+    },
+    /// Queue a failed or interrupted run again.
+    Retry {
+        id: String,
+        #[command(flatten)]
+        source: RunsSource,
+        /// `failed`: from its failed step (finished steps keep their results); `start`: from
+        /// the first step.
+        #[arg(long, default_value = "failed", value_name = "failed|start")]
+        from: String,
     },
 }
 
@@ -229,6 +285,36 @@ fn main() -> ExitCode {
             watch,
             state.as_deref(),
         )),
+        Command::Runs { action } => {
+            let (source, action) = match action {
+                RunsCommand::List {
+                    source,
+                    endpoint,
+                    status,
+                    limit,
+                    before,
+                    json,
+                } => (
+                    source,
+                    cli::RunsAction::List {
+                        endpoint,
+                        status,
+                        limit,
+                        before,
+                        json,
+                    },
+                ),
+                RunsCommand::Show { id, source } => (source, cli::RunsAction::Show { id }),
+                RunsCommand::Retry { id, source, from } => {
+                    (source, cli::RunsAction::Retry { id, from })
+                }
+            };
+            ExitCode::from(cli::runs(
+                std::path::Path::new(&source.config),
+                source.state.as_deref(),
+                action,
+            ))
+        }
         Command::NewEndpoint { name } => {
             print!("{}", cli::new_endpoint(&name));
             ExitCode::SUCCESS

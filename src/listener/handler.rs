@@ -4,6 +4,7 @@
 // An early answer travels as `Err(Response)`: one per request, size is irrelevant.
 #![allow(clippy::result_large_err)]
 
+use super::admin::{self, Role};
 use super::auth::{AuthSettings, Verifier};
 use super::config::{Config, Endpoint, ReturnType, RunMode};
 use super::cors::{is_preflight, CorsPolicy};
@@ -32,11 +33,11 @@ pub const ASYNC_WAIT: Duration = Duration::from_secs(20);
 pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 const ALLOWED: &str = "GET, POST, PUT, OPTIONS";
 
-/// A handled request, with what the request log line needs.
+/// A handled request, with what the request log line and the metrics need.
 pub struct Handled {
     /// `None`: not found (404), built by [`Handled::into_response`].
     pub response: Option<Response<Body>>,
-    pub endpoint: Option<String>,
+    pub endpoint: Option<Arc<Endpoint>>,
     pub run_id: Option<String>,
 }
 
@@ -56,21 +57,36 @@ impl Handled {
     }
 }
 
-/// Routes one request.
-pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Handled {
+/// Routes one request received on the listener of `role`.
+pub async fn handle(state: Arc<State>, req: Request<Incoming>, role: Role) -> Handled {
     let config = state.config();
     let mut h = Handled {
         response: None,
         endpoint: None,
         run_id: None,
     };
-    route(&state, &config, req, &mut h).await;
+    route(&state, &config, req, role, &mut h).await;
     h
 }
 
 /// Fills `h` for one request; no response set means 404.
-async fn route(state: &Arc<State>, config: &Arc<Config>, req: Request<Incoming>, h: &mut Handled) {
+async fn route(
+    state: &Arc<State>,
+    config: &Arc<Config>,
+    req: Request<Incoming>,
+    role: Role,
+    h: &mut Handled,
+) {
     let path = req.uri().path();
+    if admin::is_admin_path(path) {
+        if role == Role::Admin || !state.separate_admin {
+            h.response = Some(admin::answer(state, config, role, &req).await);
+        }
+        return;
+    }
+    if role == Role::Admin {
+        return;
+    }
     if path == "/dynamic-endpoints" {
         h.response = Some(super::listing::answer(config, &req));
         return;
@@ -85,7 +101,7 @@ async fn route(state: &Arc<State>, config: &Arc<Config>, req: Request<Incoming>,
     let Some(ep) = config.find(first, second).cloned() else {
         return;
     };
-    h.endpoint = Some(ep.name.clone());
+    h.endpoint = Some(ep.clone());
     let origin = req.headers().get(ORIGIN).cloned();
     let cors = match &ep.cors {
         None => None,

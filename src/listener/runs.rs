@@ -13,6 +13,7 @@
 //! request is the answer path) and are never resumed: after a crash they are `interrupted`.
 
 use super::config::{Branch, Config, Endpoint};
+use super::metrics::{Metered, Metrics, RunEnd};
 use super::workflow::{self, Run};
 use crate::state::{self, Backend, RunEvent, RunRecord, RunStatus, StateError, StepStatus};
 use crate::Value;
@@ -20,7 +21,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 
@@ -51,6 +52,9 @@ struct Active {
     parked: usize,
     /// The first step failure.
     error: Option<String>,
+    /// For the metrics: the endpoint and when this process started (or resumed) the run.
+    endpoint: Option<Arc<Endpoint>>,
+    since: Option<Instant>,
 }
 
 struct Timer {
@@ -61,7 +65,10 @@ struct Timer {
 
 /// The journal, the worker pool and the timers of one serving process.
 pub struct Runner {
+    /// The state backend, measured for the metrics (journal latency, backend errors).
     pub backend: Arc<dyn Backend>,
+    /// The server's metrics (src/listener/metrics.rs).
+    pub metrics: Arc<Metrics>,
     /// This process's claim on the runs it executes.
     owner: String,
     workers: Arc<Semaphore>,
@@ -82,8 +89,10 @@ impl Runner {
         config: Arc<RwLock<Arc<Config>>>,
     ) -> Arc<Runner> {
         let (tx, rx) = mpsc::unbounded_channel();
+        let metrics = Arc::new(Metrics::new());
         let runner = Arc::new(Runner {
-            backend,
+            backend: Arc::new(Metered::new(backend, metrics.clone())),
+            metrics,
             owner: uuid::Uuid::new_v4().simple().to_string(),
             workers: Arc::new(Semaphore::new(workers.max(1))),
             queued: AtomicUsize::new(0),
@@ -157,6 +166,8 @@ impl Runner {
             run.run_id.clone(),
             Active {
                 live: 1,
+                endpoint: Some(ep.clone()),
+                since: Some(Instant::now()),
                 ..Active::default()
             },
         );
@@ -233,10 +244,20 @@ impl Runner {
                 (RunStatus::Waiting, None)
             } else {
                 let a = active.remove(run).unwrap_or_default();
-                match a.error {
+                let end = match a.error {
                     Some(e) => (RunStatus::Failed, Some(e)),
                     None => (RunStatus::Succeeded, None),
+                };
+                if let (Some(ep), Some(since)) = (&a.endpoint, a.since) {
+                    let status = match end.0 {
+                        RunStatus::Failed => RunEnd::Failed,
+                        _ => RunEnd::Succeeded,
+                    };
+                    ep.metrics
+                        .get_or_resolve(&self.metrics, &ep.name)
+                        .run_finished(status, since.elapsed());
                 }
+                end
             }
         };
         let f = self.backend.record(RunEvent::Status {
@@ -372,6 +393,8 @@ impl Runner {
                 live: 1,
                 parked: 0,
                 error,
+                endpoint: Some(ep.clone()),
+                since: Some(Instant::now()),
             },
         );
         self.activate(run, frontier);

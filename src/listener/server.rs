@@ -5,10 +5,15 @@
 //! finish for up to [`GRACE`], SSE streams end with `event: end`), and a cap on open
 //! connections ([`MAX_CONNECTIONS`]): at the cap the accept loop stops accepting until a
 //! connection closes, so further clients wait in the kernel's listen backlog and memory stays
-//! bounded.
+//! bounded. With `[server] admin_addr` a second listener serves the operations and admin routes
+//! (see `admin`), with its own small connection cap ([`ADMIN_CONNECTIONS`]) so that public
+//! traffic cannot crowd out health checks and scrapes. Every answered request is counted in the
+//! server's [`Metrics`].
 
+use super::admin::{self, ReadyCheck, Role};
 use super::config::{load_config_with_store, Config};
 use super::handler;
+use super::metrics::Metrics;
 use super::respond::{json_error, Body};
 use super::runs::Runner;
 use crate::state::{Backend, StateSpec};
@@ -37,12 +42,18 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub const MAX_CONNECTIONS: usize = 4096;
 /// Default address when neither `--addr` nor `[server] addr` is given.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
+/// Cap on simultaneously open connections of the `admin_addr` listener.
+pub const ADMIN_CONNECTIONS: usize = 64;
 
 /// What every request handler shares.
 pub struct State {
     config: Arc<RwLock<Arc<Config>>>,
     pub shutdown: watch::Receiver<bool>,
     path: PathBuf,
+    /// The conditions of `/readyz` (a serving process has its configuration loaded).
+    pub readiness: Vec<ReadyCheck>,
+    /// Whether an `admin_addr` listener serves the admin routes (the public one then does not).
+    pub separate_admin: bool,
     /// The run journal, worker pool and timers (kept across reloads).
     pub runner: Arc<Runner>,
 }
@@ -61,6 +72,7 @@ impl State {
 /// shutdown channel closes), without waiting.
 pub struct Running {
     addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
     state: Arc<State>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
@@ -69,6 +81,14 @@ pub struct Running {
 impl Running {
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+    /// The bound address of the `admin_addr` listener, when there is one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+    /// The server's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.state.runner.metrics
     }
     /// Stops accepting, waits up to [`GRACE`] for open requests, then returns.
     pub async fn shutdown(self) {
@@ -84,6 +104,7 @@ impl Running {
                 for w in &new.warnings {
                     tracing::warn!(warning = %w, "configuration warning");
                 }
+                admin::announce(&new);
                 match self.state.config.write() {
                     Ok(mut c) => *c = Arc::new(new),
                     Err(p) => *p.into_inner() = Arc::new(new),
@@ -117,6 +138,8 @@ pub struct Options {
     /// Connections served at once; more wait unaccepted until one closes (at least 1).
     /// `None`: the file's `[server] max_connections` (default [`MAX_CONNECTIONS`]).
     pub max_connections: Option<usize>,
+    /// More conditions for `/readyz` (each one's failure reason is shown to anyone asking).
+    pub readiness: Vec<ReadyCheck>,
     /// A `[server] state` value (`memory`, `sqlite:PATH`) overriding the file's
     /// (`serve --state`); a relative path is relative to the working directory.
     pub state: Option<String>,
@@ -145,6 +168,7 @@ pub async fn start_with(
     for w in &config.warnings {
         tracing::warn!(warning = %w, "configuration warning");
     }
+    admin::announce(&config);
     let addr = match addr.or(config.server.addr) {
         Some(a) => a,
         None => DEFAULT_ADDR
@@ -155,6 +179,19 @@ pub async fn start_with(
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let admin_listener = match config.server.admin_addr {
+        Some(a) => Some(
+            TcpListener::bind(a)
+                .await
+                .map_err(|e| format!("cannot listen on {a} (admin_addr): {e}"))?,
+        ),
+        None => None,
+    };
+    let admin_addr = admin_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()
+        .map_err(|e| e.to_string())?;
     let (stop, shutdown) = watch::channel(false);
     let cap = options
         .max_connections
@@ -167,23 +204,68 @@ pub async fn start_with(
     if resumed > 0 {
         tracing::info!(runs = resumed, "unfinished runs resumed");
     }
+    let mut readiness = vec![backend_check(runner.backend.clone())];
+    readiness.extend(options.readiness);
     let state = Arc::new(State {
         config,
         shutdown,
         path: config_path.to_path_buf(),
+        readiness,
+        separate_admin: admin_listener.is_some(),
         runner,
     });
-    let permits = Arc::new(Semaphore::new(cap));
-    let task = tokio::spawn(accept_loop(listener, state.clone(), permits));
+    let public = accept_loop(
+        listener,
+        state.clone(),
+        Arc::new(Semaphore::new(cap)),
+        Role::Public,
+    );
+    let task = match admin_listener {
+        None => tokio::spawn(public),
+        Some(l) => {
+            let admin = accept_loop(
+                l,
+                state.clone(),
+                Arc::new(Semaphore::new(ADMIN_CONNECTIONS)),
+                Role::Admin,
+            );
+            tokio::spawn(async move {
+                tokio::join!(public, admin);
+            })
+        }
+    };
     Ok(Running {
         addr,
+        admin_addr,
         state,
         stop,
         task,
     })
 }
 
-async fn accept_loop(listener: TcpListener, state: Arc<State>, permits: Arc<Semaphore>) {
+/// `/readyz`'s probe of the state backend: a one-run listing (a read every backend answers
+/// quickly). Only an unavailable backend fails it (a corrupt record is that run's problem).
+fn backend_check(backend: Arc<dyn Backend>) -> ReadyCheck {
+    ReadyCheck::new("state backend", move || {
+        let probe = backend.list_runs(crate::state::RunFilter {
+            limit: 1,
+            ..Default::default()
+        });
+        async move {
+            match probe.await {
+                Err(crate::state::StateError::Unavailable(reason)) => Err(reason),
+                _ => Ok(()),
+            }
+        }
+    })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    state: Arc<State>,
+    permits: Arc<Semaphore>,
+    role: Role,
+) {
     let mut shutdown = state.shutdown.clone();
     let mut conns = JoinSet::new();
     loop {
@@ -202,7 +284,7 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, permits: Arc<Sema
                 Ok((stream, _)) => {
                     let state = state.clone();
                     conns.spawn(async move {
-                        connection(stream, state).await;
+                        connection(stream, state, role).await;
                         drop(permit);
                     });
                 }
@@ -227,10 +309,10 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, permits: Arc<Sema
     conns.abort_all();
 }
 
-async fn connection(stream: tokio::net::TcpStream, state: Arc<State>) {
+async fn connection(stream: tokio::net::TcpStream, state: Arc<State>, role: Role) {
     let mut shutdown = state.shutdown.clone();
     let service_state = state.clone();
-    let service = service_fn(move |req| serve(service_state.clone(), req));
+    let service = service_fn(move |req| serve(service_state.clone(), req, role));
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
@@ -246,10 +328,14 @@ async fn connection(stream: tokio::net::TcpStream, state: Arc<State>) {
     let _ = conn.await;
 }
 
-async fn serve(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+async fn serve(
+    state: Arc<State>,
+    req: Request<Incoming>,
+    role: Role,
+) -> Result<Response<Body>, Infallible> {
     let start = Instant::now();
     let method = req.method().clone();
-    let handled = AssertUnwindSafe(handler::handle(state, req))
+    let handled = AssertUnwindSafe(handler::handle(state.clone(), req, role))
         .catch_unwind()
         .await;
     let h = match handled {
@@ -266,11 +352,18 @@ async fn serve(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bod
             }
         }
     };
+    let elapsed = start.elapsed();
+    let status = h.status();
+    match &h.endpoint {
+        Some(ep) => ep.metrics.get_or_resolve(&state.runner.metrics, &ep.name),
+        None => state.runner.metrics.no_endpoint(),
+    }
+    .request(status, elapsed);
     tracing::info!(
-        endpoint = h.endpoint.as_deref().unwrap_or("-"),
+        endpoint = h.endpoint.as_ref().map_or("-", |e| e.name.as_str()),
         method = %method,
-        status = h.status(),
-        duration_ms = start.elapsed().as_secs_f64() * 1000.0,
+        status,
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
         run_id = h.run_id.as_deref().unwrap_or("-"),
         "request"
     );

@@ -267,6 +267,7 @@ fn run_step(run: Arc<Run>, mut i: usize, mut data: Value) -> BoxFut {
                     .await;
                     run.runner
                         .step_failed(&run.run_id, &format!("step \"{}\" failed: {e}", step.id));
+                    run.runner.metrics.global().step_failed(kind);
                     run.fail(&step.id).await;
                     return;
                 }
@@ -443,6 +444,11 @@ async fn exec(
                 sign,
             };
             let result = webhook::perform(&run.client, &call).await;
+            let status = result["status"].as_u64().unwrap_or(0);
+            run.runner
+                .metrics
+                .global()
+                .webhook_call(u16::try_from(status).unwrap_or(0));
             if result["ok"] != serde_json::Value::Bool(true) {
                 tracing::warn!(endpoint = %run.endpoint.name, run_id = %run.run_id,
                     step = %step_id, host = %host, status = %result["status"],

@@ -243,6 +243,7 @@ pub fn read(
             response_timeout_ms,
             tree: super::build_tree(&steps),
             settings: Default::default(),
+            metrics: Default::default(),
             steps,
         }),
         _ => None,

@@ -121,6 +121,8 @@ pub struct Endpoint {
     pub(crate) tree: Vec<Vec<usize>>,
     /// Rendered settings fields, filled on first use (a reload starts afresh).
     pub(crate) settings: super::settings::SettingsCache,
+    /// This endpoint's metric handles, resolved on its first request.
+    pub(crate) metrics: super::metrics::MetricsSlot,
 }
 
 impl Endpoint {
@@ -175,6 +177,15 @@ pub struct ServerConfig {
     /// Connections served at once (`max_connections`, default 4096); read at start, a reload
     /// keeps the running server's cap.
     pub max_connections: usize,
+    /// `admin_key`, a settings-like field (no request data, `env()` allowed), rendered on first
+    /// use (see [`ServerConfig::admin_key`]). `None`: the admin routes answer 404.
+    pub admin_key: Option<Template>,
+    /// `admin_addr`: the admin routes and the operations routes are served there instead of on
+    /// the public address (read at start, like `addr`).
+    pub admin_addr: Option<SocketAddr>,
+    /// `log_format` of `flexscript serve` (read at start).
+    pub log_format: LogFormat,
+    pub(crate) admin_cache: super::admin::AdminKeyCache,
     /// `state`: where runs and the shared store live (default `sqlite:.flexscript/state.db`
     /// beside this file); read at start, a reload keeps the running server's backend.
     pub state: crate::state::StateSpec,
@@ -187,6 +198,44 @@ pub struct ServerConfig {
     /// Outbound webhook settings (`webhook_allow`, `webhook_ca`, `webhook_trust`,
     /// `webhook_max_response_bytes`).
     pub webhook: WebhookSettings,
+}
+
+/// `[server] log_format`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `name=value` fields after the message (the default).
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl LogFormat {
+    fn parse(s: &str) -> Option<LogFormat> {
+        match s {
+            "text" => Some(LogFormat::Text),
+            "json" => Some(LogFormat::Json),
+            _ => None,
+        }
+    }
+}
+
+/// The `[server] log_format` of the file at `path`, read without loading the rest (logging is
+/// set up before the configuration is loaded, so that its errors are logged in that format).
+/// An unreadable file or value gives the default: loading the file reports the problem.
+pub fn peek_log_format(path: &Path) -> LogFormat {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return LogFormat::Text;
+    };
+    let Ok(doc) = ImDocument::parse(text.as_str()) else {
+        return LogFormat::Text;
+    };
+    doc.as_table()
+        .get("server")
+        .and_then(|s| s.get("log_format"))
+        .and_then(Item::as_str)
+        .and_then(LogFormat::parse)
+        .unwrap_or_default()
 }
 
 /// The default `workers`: 4 × the available cores.
@@ -304,10 +353,16 @@ fn load(
     let root = doc.as_table();
     let mut top = Fields::new(&src, root, String::new());
 
-    let server = read_server(&src, top.item("server"), base, &mut errors);
+    let (mut server, admin_key) = read_server(&src, top.item("server"), base, &mut errors);
     let mut engine = Engine::new();
     engine.set_timezone(server.timezone);
     engine.set_store(store.clone());
+    if let Some((key, line)) = admin_key {
+        match engine.compile("server.admin_key", &key) {
+            Ok(t) => server.admin_key = Some(t),
+            Err(e) => errors.push(src.diag(line, "server.admin_key", script_error(&e))),
+        }
+    }
     if let Some(records) = &server.records {
         match JsonRecords::from_file(records) {
             Ok(r) => engine.set_records(Arc::new(r)),
@@ -413,12 +468,14 @@ pub(crate) fn script_error(e: &crate::Error) -> String {
     }
 }
 
+/// The `[server]` table, and the source and line of `admin_key` (compiled by the caller, with
+/// the engine).
 fn read_server(
     src: &Source<'_>,
     item: Option<&Item>,
     base: &Path,
     errors: &mut Vec<Diagnostic>,
-) -> ServerConfig {
+) -> (ServerConfig, Option<(String, usize)>) {
     let mut cfg = ServerConfig {
         addr: None,
         body_limit: DEFAULT_BODY_LIMIT,
@@ -426,6 +483,10 @@ fn read_server(
         records: None,
         timezone: chrono_tz::UTC,
         max_connections: super::server::MAX_CONNECTIONS,
+        admin_key: None,
+        admin_addr: None,
+        log_format: LogFormat::Text,
+        admin_cache: Default::default(),
         state: crate::state::StateSpec::parse(crate::state::DEFAULT_STATE, base)
             .unwrap_or(crate::state::StateSpec::Memory),
         durability: crate::state::Durability::Normal,
@@ -434,11 +495,11 @@ fn read_server(
         webhook: WebhookSettings::default(),
     };
     let Some(item) = item else {
-        return cfg;
+        return (cfg, None);
     };
     let Some(table) = item.as_table() else {
         errors.push(src.diag(1, "server", "must be a table ([server])"));
-        return cfg;
+        return (cfg, None);
     };
     let mut f = Fields::new(src, table, "server".to_string());
     if let Some(a) = f.string("addr") {
@@ -466,6 +527,31 @@ fn read_server(
         MAX_CONNECTIONS_LIMIT,
     );
     cfg.max_connections = usize::try_from(cap).unwrap_or(super::server::MAX_CONNECTIONS);
+    let admin_key = f.string("admin_key");
+    if admin_key.as_deref().is_some_and(|k| k.trim().is_empty()) {
+        f.error(
+            "admin_key",
+            "must not be empty (leave it out to turn the admin routes off)",
+        );
+    }
+    let admin_key = admin_key
+        .filter(|k| !k.trim().is_empty())
+        .map(|k| (k, f.line_of("admin_key")));
+    if let Some(a) = f.string("admin_addr") {
+        match a.parse::<SocketAddr>() {
+            Ok(a) if cfg.addr.is_some_and(|p| p == a && a.port() != 0) => {
+                f.error("admin_addr", "must differ from addr")
+            }
+            Ok(a) => cfg.admin_addr = Some(a),
+            Err(_) => f.error("admin_addr", "must be HOST:PORT with an IP address"),
+        }
+    }
+    if let Some(l) = f.string("log_format") {
+        match LogFormat::parse(&l) {
+            Some(l) => cfg.log_format = l,
+            None => f.error("log_format", "must be \"text\" or \"json\""),
+        }
+    }
     if let Some(v) = f.string("state") {
         match crate::state::StateSpec::parse(&v, base) {
             Ok(spec) => cfg.state = spec,
@@ -491,7 +577,7 @@ fn read_server(
     );
     cfg.webhook = read_webhook(&mut f, base);
     errors.extend(f.finish(&[]));
-    cfg
+    (cfg, admin_key)
 }
 
 /// A string or an array of strings (`webhook_allow`, `webhook_ca`).
