@@ -24,6 +24,7 @@ pub mod runs_api;
 pub mod server;
 mod settings;
 pub mod sse;
+pub mod testing;
 pub mod webhook;
 pub mod workflow;
 

@@ -70,6 +70,34 @@ impl State {
     }
 }
 
+impl State {
+    /// A state that serves requests without a socket (`flexscript test`, src/listener/testing.rs):
+    /// `config` loaded with `backend`'s shared store, webhooks through `client`. Call inside a
+    /// tokio runtime (the runner spawns its timer task). The returned sender is the shutdown
+    /// signal: keep it alive while requests are served.
+    pub(crate) fn detached(
+        config: Config,
+        backend: Arc<dyn Backend>,
+        client: HttpClient,
+    ) -> (Arc<State>, watch::Sender<bool>) {
+        let (stop, shutdown) = watch::channel(false);
+        let path = config.path.clone();
+        let workers = config.server.workers;
+        let config = Arc::new(RwLock::new(Arc::new(config)));
+        let runner = Runner::new(backend, workers, config.clone(), client.clone());
+        let state = Arc::new(State {
+            config,
+            client,
+            shutdown,
+            path,
+            readiness: Vec::new(),
+            separate_admin: false,
+            runner,
+        });
+        (state, stop)
+    }
+}
+
 /// A running server. Dropping it without [`Running::shutdown`] also stops the server (the
 /// shutdown channel closes), without waiting.
 pub struct Running {

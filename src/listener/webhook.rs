@@ -10,22 +10,66 @@
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE};
-use hyper::{Method, Request, Uri};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+use hyper::{Method, Request, StatusCode, Uri};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use rustls::{ClientConfig, RootCertStore};
 use serde_json::{json, Value as Json};
 use std::error::Error as StdError;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Largest webhook response body kept (1 MiB).
 pub const MAX_BODY: usize = 1 << 20;
 
-/// The shared outbound client (http and https).
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+/// A webhook response as [`perform`] reads it: status, headers, body (at most [`MAX_BODY`]).
+pub type Answer = (StatusCode, HeaderMap, Bytes);
+
+/// A boxed future of a [`Transport`].
+pub type Sending<'a> = Pin<Box<dyn Future<Output = Result<Answer, String>> + Send + 'a>>;
+
+/// The seam where a built webhook request leaves: the network (hyper's client), or the stubs
+/// of `flexscript test` (src/listener/testing.rs). Timeouts and retries stay in [`perform`].
+pub trait Transport: Send + Sync {
+    /// Sends `req`; `Err` is a transport error (its text ends up in the step's `error`).
+    fn send(&self, req: Request<Full<Bytes>>) -> Sending<'_>;
+}
+
+type Hyper = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+impl Transport for Hyper {
+    fn send(&self, req: Request<Full<Bytes>>) -> Sending<'_> {
+        Box::pin(async move {
+            let resp = self
+                .request(req)
+                .await
+                .map_err(|e| format!("request failed: {}", error_chain(&e)))?;
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            let bytes = Limited::new(resp.into_body(), MAX_BODY)
+                .collect()
+                .await
+                .map_err(|e| format!("reading the response failed: {e}"))?
+                .to_bytes();
+            Ok((status, headers, bytes))
+        })
+    }
+}
+
+/// The shared outbound client (http and https), cheap to clone.
+#[derive(Clone)]
+pub struct HttpClient(Arc<dyn Transport>);
+
+impl HttpClient {
+    /// A client sending through `transport` (the test runner's stubs).
+    pub fn with_transport(transport: Arc<dyn Transport>) -> HttpClient {
+        HttpClient(transport)
+    }
+}
 
 /// The production client: TLS trusts the `webpki-roots` (Mozilla) set only.
 pub fn client() -> HttpClient {
@@ -52,7 +96,8 @@ pub(crate) fn client_with_roots(roots: RootCertStore) -> HttpClient {
         .https_or_http()
         .enable_http1()
         .wrap_connector(http);
-    Client::builder(TokioExecutor::new()).build(connector)
+    let hyper: Hyper = Client::builder(TokioExecutor::new()).build(connector);
+    HttpClient(Arc::new(hyper))
 }
 
 /// `e` and its causes, `: `-separated (the TLS reason sits a few levels down). The parts are
@@ -141,17 +186,9 @@ async fn once(
     let req = builder
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| format!("invalid request: {e}"))?;
-    let resp = client
-        .request(req)
-        .await
-        .map_err(|e| format!("request failed: {}", error_chain(&e)))?;
-    let status = resp.status().as_u16();
-    let headers = crate::Value::map(super::request::header_map(resp.headers())).to_json();
-    let bytes = Limited::new(resp.into_body(), MAX_BODY)
-        .collect()
-        .await
-        .map_err(|e| format!("reading the response failed: {e}"))?
-        .to_bytes();
+    let (status, headers, bytes) = client.0.send(req).await?;
+    let status = status.as_u16();
+    let headers = crate::Value::map(super::request::header_map(&headers)).to_json();
     let text = String::from_utf8_lossy(&bytes).into_owned();
     let body = serde_json::from_str::<Json>(&text).unwrap_or(Json::String(text));
     Ok(json!({
