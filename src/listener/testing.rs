@@ -8,7 +8,7 @@
 //! to record writes.
 
 use super::admin::Role;
-use super::config::{load_config_with_store, Config};
+use super::config::{load_config_with_records, Config};
 use super::handler;
 use super::webhook::{HttpClient, Sending, Transport};
 use crate::host::SharedStore;
@@ -31,6 +31,8 @@ use toml::Spanned;
 pub const DEFAULT_NOW: &str = "2026-01-01T00:00:00Z";
 /// How far the paused clock may run while a case's workflow finishes (a day).
 const MAX_VIRTUAL: Duration = Duration::from_secs(24 * 3600);
+/// How long preset `memory` values live (a century: for the case, forever).
+const PRESET_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 /// Response headers never shown in snapshots (transport details).
 const HIDDEN_HEADERS: [&str; 2] = ["content-length", "date"];
 /// Outbound request headers whose values are never recorded.
@@ -302,10 +304,31 @@ fn read_cases(path: &Path, config: &Config) -> Result<Vec<Job>, Usage> {
             }
             (None, Some(t), None) => {
                 let at = line_of(&text, t.span().start);
-                return Err(Usage(format!(
-                    "{shown}:{at}: case {:?}: template cases by file name are not supported by this build; give the template text as `source`",
-                    case.name
-                )));
+                let base = config.path.parent().unwrap_or(Path::new("."));
+                let want = t.get_ref();
+                if !base.join(want).is_file() {
+                    let dir = base.join(want).parent().map(Path::to_path_buf);
+                    let names: Vec<String> = dir
+                        .and_then(|d| std::fs::read_dir(d).ok())
+                        .into_iter()
+                        .flatten()
+                        .flatten()
+                        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                        .collect();
+                    let file = Path::new(want)
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .unwrap_or(want);
+                    let hint = did_you_mean(file, names.iter().map(String::as_str))
+                        .map(|m| format!(" (did you mean {m:?}?)"))
+                        .unwrap_or_default();
+                    return Err(Usage(format!(
+                        "{shown}:{at}: case {:?}: no template {want:?} beside {}{hint}",
+                        case.name,
+                        config.path.display()
+                    )));
+                }
+                None
             }
             (None, None, Some(_)) => None,
             _ => {
@@ -523,10 +546,9 @@ async fn serve_case(config_path: &Path, job: &Job) -> Result<Observed, String> {
         inner: backend.store(),
         writes: Mutex::new(Vec::new()),
     });
-    let config = load_config_with_store(config_path, store.clone()).map_err(|e| e.to_string())?;
-    if let Some(r) = &case.records {
-        let _ = r; // records are read by the configuration's own `[server] records` setting
-    }
+    let records = records_path(job);
+    let config = load_config_with_records(config_path, store.clone(), records.as_deref())
+        .map_err(|e| e.to_string())?;
     let index = job.endpoint.ok_or("not an endpoint case")?;
     let ep = config
         .endpoints
@@ -536,7 +558,7 @@ async fn serve_case(config_path: &Path, job: &Job) -> Result<Observed, String> {
     for (k, v) in case.memory.iter().flatten() {
         store
             .inner
-            .set(k, Value::from(toml_to_json(v)), Duration::from_secs(3_153_600_000));
+            .set(k, Value::from(toml_to_json(v)), PRESET_TTL);
     }
     let stubs = Arc::new(Stubs {
         stubs: case.webhook.clone(),
@@ -673,14 +695,38 @@ async fn serve_case(config_path: &Path, job: &Job) -> Result<Observed, String> {
     Ok(obs)
 }
 
-fn run_source(job: &Job) -> Result<Observed, String> {
+/// A case's own `records` file, relative to the case file.
+fn records_path(job: &Job) -> Option<PathBuf> {
+    let r = job.case.records.as_ref()?;
+    Some(job.file.parent().unwrap_or(Path::new(".")).join(r))
+}
+
+fn run_source(config_path: &Path, job: &Job) -> Result<Observed, String> {
     let case = &job.case;
-    let source = case.source.as_deref().unwrap_or_default();
+    let source = match (&case.source, &case.template) {
+        (Some(s), _) => s.clone(),
+        (None, Some(t)) => {
+            let path = config_path
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join(t.get_ref());
+            std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read the template {}: {e}", path.display()))?
+        }
+        (None, None) => String::new(),
+    };
     let start = job.now;
     let _clock = crate::clock::freeze(start, Box::new(|| Duration::ZERO), Some(job.seed));
-    let engine = crate::Engine::new();
+    // The configuration's engine: its time zone, snippets and records (or the case's own).
+    let store: Arc<dyn SharedStore> = Arc::new(crate::host::MemoryStore::new());
+    for (k, v) in case.memory.iter().flatten() {
+        store.set(k, Value::from(toml_to_json(v)), PRESET_TTL);
+    }
+    let config = load_config_with_records(config_path, store, records_path(job).as_deref())
+        .map_err(|e| e.to_string())?;
+    let engine = config.engine.clone();
     let tpl = engine
-        .compile(&case.name, source)
+        .compile(&case.name, &source)
         .map_err(|e| format!("the template does not compile: {e}"))?;
     let ctx = serde_json::to_value(case.context.clone().unwrap_or_default())
         .map_err(|e| e.to_string())?;
@@ -1068,7 +1114,7 @@ fn run_inner(args: &Args) -> Result<u8, Usage> {
                 let observed = if job.endpoint.is_some() {
                     run_endpoint(&args.config, job)
                 } else {
-                    run_source(job)
+                    run_source(&args.config, job)
                 };
                 let verdict = match observed {
                     Ok(o) => judge(job, &o, args.update, color),

@@ -240,6 +240,9 @@ pub struct Config {
     pub store: Arc<dyn SharedStore>,
     /// SHA-256 (hex) of the file's text, journaled with each run.
     pub fingerprint: String,
+    /// The engine the endpoints were compiled with (time zone, store, records, snippets):
+    /// `flexscript test` renders its template cases with it.
+    pub engine: Engine,
 }
 
 impl Config {
@@ -258,7 +261,7 @@ pub fn load_config(path: &Path) -> Result<Config, ConfigErrors> {
 
 /// `flexscript check`: (errors, warnings) of a configuration file.
 pub fn check_config(path: &Path) -> (Vec<Diagnostic>, Vec<Diagnostic>) {
-    let (_, errors, warnings) = load(path, Arc::new(MemoryStore::new()));
+    let (_, errors, warnings) = load(path, Arc::new(MemoryStore::new()), None);
     (errors, warnings)
 }
 
@@ -267,7 +270,17 @@ pub fn load_config_with_store(
     path: &Path,
     store: Arc<dyn SharedStore>,
 ) -> Result<Config, ConfigErrors> {
-    match load(path, store) {
+    load_config_with_records(path, store, None)
+}
+
+/// [`load_config_with_store`] with the record source replaced by `records` when given
+/// (a `flexscript test` case's own `records` file).
+pub fn load_config_with_records(
+    path: &Path,
+    store: Arc<dyn SharedStore>,
+    records: Option<&Path>,
+) -> Result<Config, ConfigErrors> {
+    match load(path, store, records) {
         (Some(c), _, _) => Ok(c),
         (None, errors, _) => Err(ConfigErrors(errors)),
     }
@@ -277,6 +290,7 @@ pub fn load_config_with_store(
 fn load(
     path: &Path,
     store: Arc<dyn SharedStore>,
+    records: Option<&Path>,
 ) -> (Option<Config>, Vec<Diagnostic>, Vec<Diagnostic>) {
     let file = path
         .file_name()
@@ -313,6 +327,9 @@ fn load(
     let mut top = Fields::new(&src, root, String::new());
 
     let (mut server, admin_key) = read_server(&src, top.item("server"), base, &mut errors);
+    if let Some(r) = records {
+        server.records = Some(r.to_path_buf());
+    }
     let mut engine = Engine::new();
     engine.set_timezone(server.timezone);
     engine.set_store(store.clone());
@@ -403,6 +420,7 @@ fn load(
         endpoints: endpoints.into_iter().map(|(_, e)| Arc::new(e)).collect(),
         warnings: warnings.clone(),
         store,
+        engine,
         fingerprint: {
             use sha2::Digest;
             hex::encode(sha2::Sha256::digest(text.as_bytes()))
