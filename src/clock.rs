@@ -108,7 +108,11 @@ mod tests {
         let s2 = step.clone();
         let draw = || (now(), uuid_v4(), with_rng(|r| r.next_u32()));
         let a = {
-            let _g = freeze(start, Box::new(move || Duration::from_secs(s2.get())), Some(7));
+            let _g = freeze(
+                start,
+                Box::new(move || Duration::from_secs(s2.get())),
+                Some(7),
+            );
             assert_eq!(now(), start);
             step.set(5);
             assert_eq!(now(), start + chrono::Duration::seconds(5));

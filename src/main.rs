@@ -306,9 +306,8 @@ fn main() -> ExitCode {
                 update,
                 filter,
                 junit: junit.map(Into::into),
-                jobs: jobs.unwrap_or_else(|| {
-                    std::thread::available_parallelism().map_or(1, |n| n.get())
-                }),
+                jobs: jobs
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
             },
         )),
         Command::Serve {

@@ -331,8 +331,14 @@ impl Verifier {
             Some(_) => return Err(invalid("wrong issuer")),
             None => return Err(invalid("missing or malformed claim iss")),
         }
-        for (claim, message) in [("exp", "malformed claim exp"), ("nbf", "malformed claim nbf")] {
-            if claims.get(claim).is_some_and(|v| numeric_date(Some(v)).is_none()) {
+        for (claim, message) in [
+            ("exp", "malformed claim exp"),
+            ("nbf", "malformed claim nbf"),
+        ] {
+            if claims
+                .get(claim)
+                .is_some_and(|v| numeric_date(Some(v)).is_none())
+            {
                 return Err(invalid(message));
             }
         }

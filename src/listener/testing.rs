@@ -288,12 +288,10 @@ fn read_cases(path: &Path, config: &Config) -> Result<Vec<Job>, Usage> {
                 match found {
                     Some(i) => Some(i),
                     None => {
-                        let hint = did_you_mean(
-                            want,
-                            config.endpoints.iter().map(|ep| ep.name.as_str()),
-                        )
-                        .map(|m| format!(" (did you mean {m:?}?)"))
-                        .unwrap_or_default();
+                        let hint =
+                            did_you_mean(want, config.endpoints.iter().map(|ep| ep.name.as_str()))
+                                .map(|m| format!(" (did you mean {m:?}?)"))
+                                .unwrap_or_default();
                         return Err(Usage(format!(
                             "{shown}:{at}: case {:?}: no endpoint named {want:?} in {}{hint}",
                             case.name,
@@ -304,7 +302,11 @@ fn read_cases(path: &Path, config: &Config) -> Result<Vec<Job>, Usage> {
             }
             (None, Some(t), None) => {
                 let at = line_of(&text, t.span().start);
-                let base = config.path.parent().unwrap_or(Path::new("."));
+                let base = config
+                    .path
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
                 let want = t.get_ref();
                 if !base.join(want).is_file() {
                     let dir = base.join(want).parent().map(Path::to_path_buf);
@@ -331,12 +333,10 @@ fn read_cases(path: &Path, config: &Config) -> Result<Vec<Job>, Usage> {
                 None
             }
             (None, None, Some(_)) => None,
-            _ => {
-                return Err(Usage(format!(
-                    "{shown}:{line}: case {:?}: give exactly one of `endpoint`, `template` or `source`",
-                    case.name
-                )))
-            }
+            _ => return Err(Usage(format!(
+                "{shown}:{line}: case {:?}: give exactly one of `endpoint`, `template` or `source`",
+                case.name
+            ))),
         };
         jobs.push(Job {
             file: path.to_path_buf(),
@@ -556,9 +556,7 @@ async fn serve_case(config_path: &Path, job: &Job) -> Result<Observed, String> {
         .cloned()
         .ok_or("endpoint vanished")?;
     for (k, v) in case.memory.iter().flatten() {
-        store
-            .inner
-            .set(k, Value::from(toml_to_json(v)), PRESET_TTL);
+        store.inner.set(k, Value::from(toml_to_json(v)), PRESET_TTL);
     }
     let stubs = Arc::new(Stubs {
         stubs: case.webhook.clone(),
@@ -598,7 +596,13 @@ async fn serve_case(config_path: &Path, job: &Job) -> Result<Observed, String> {
                         ..RenderOptions::default()
                     },
                 )
-                .map_err(|e| format!("the endpoint's {} could not be rendered: {}", t.name(), e.kind().as_str()))
+                .map_err(|e| {
+                    format!(
+                        "the endpoint's {} could not be rendered: {}",
+                        t.name(),
+                        e.kind().as_str()
+                    )
+                })
             };
             let token = super::auth::sign(
                 &render(key)?,
@@ -678,7 +682,11 @@ async fn serve_case(config_path: &Path, job: &Job) -> Result<Observed, String> {
                 .collect();
         }
     }
-    obs.outbound = stubs.seen.lock().map(|mut s| s.drain(..).collect()).unwrap_or_default();
+    obs.outbound = stubs
+        .seen
+        .lock()
+        .map(|mut s| s.drain(..).collect())
+        .unwrap_or_default();
     for o in &obs.outbound {
         if !o.matched {
             obs.problems.push(format!(
@@ -689,7 +697,9 @@ async fn serve_case(config_path: &Path, job: &Job) -> Result<Observed, String> {
     }
     obs.writes = store.writes.lock().map(|w| w.clone()).unwrap_or_default();
     for k in case.expect.memory.iter().flat_map(|m| m.keys()) {
-        let v = store.get(k).map_or(serde_json::Value::Null, |v| v.to_json());
+        let v = store
+            .get(k)
+            .map_or(serde_json::Value::Null, |v| v.to_json());
         obs.memory.insert(k.clone(), v);
     }
     Ok(obs)
@@ -853,11 +863,7 @@ fn judge(job: &Job, o: &Observed, update: bool, color: bool) -> Verdict {
             Ok(got) if json_eq(&want, &got) => {}
             Ok(got) => fails.push(format!(
                 "json body differs:\n{}",
-                diff(
-                    &pretty(&want),
-                    &pretty(&got),
-                    color
-                )
+                diff(&pretty(&want), &pretty(&got), color)
             )),
             Err(_) => fails.push(format!("json: the body is not JSON:\n{}", o.body)),
         }
@@ -961,8 +967,24 @@ fn judge(job: &Job, o: &Observed, update: bool, color: bool) -> Verdict {
     }
 }
 
+/// Pretty JSON with object keys sorted (both sides of a `json` diff line up).
 fn pretty(v: &serde_json::Value) -> String {
-    serde_json::to_string_pretty(v).unwrap_or_default() + "\n"
+    fn sorted(v: &serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                serde_json::Value::Object(
+                    keys.into_iter()
+                        .map(|k| (k.clone(), sorted(&m[k])))
+                        .collect(),
+                )
+            }
+            serde_json::Value::Array(a) => serde_json::Value::Array(a.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+    serde_json::to_string_pretty(&sorted(v)).unwrap_or_default() + "\n"
 }
 
 /// JSON equality where integers and floats of the same value are equal (TOML `7` vs `7.0`).
@@ -970,9 +992,13 @@ fn json_eq(a: &serde_json::Value, b: &serde_json::Value) -> bool {
     use serde_json::Value as J;
     match (a, b) {
         (J::Number(x), J::Number(y)) => x.as_f64() == y.as_f64(),
-        (J::Array(x), J::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b)),
+        (J::Array(x), J::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b))
+        }
         (J::Object(x), J::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
         }
         _ => a == b,
     }
@@ -1065,11 +1091,7 @@ fn run_inner(args: &Args) -> Result<u8, Usage> {
         .map_err(|e| Usage(format!("{}: {e}", args.config.display())))?;
     let mut files = Vec::new();
     let cases = if args.cases.is_empty() {
-        let dir = args
-            .config
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join("tests");
+        let dir = args.config.parent().unwrap_or(Path::new(".")).join("tests");
         vec![dir]
     } else {
         args.cases.clone()
@@ -1101,7 +1123,8 @@ fn run_inner(args: &Args) -> Result<u8, Usage> {
     if let Some(f) = &args.filter {
         jobs.retain(|j| j.case.name.contains(f.as_str()));
     }
-    let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let color = std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let jobs_n = args.jobs.max(1).min(jobs.len().max(1));
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results: Mutex<Vec<Option<Outcome>>> = Mutex::new((0..jobs.len()).map(|_| None).collect());
@@ -1165,12 +1188,21 @@ fn run_inner(args: &Args) -> Result<u8, Usage> {
     }
     for o in &outcomes {
         if let Verdict::Failed(m) = &o.verdict {
-            println!("\n---- {} › {} ----\n{}", o.job.shown, o.job.case.name, m.trim_end());
+            println!(
+                "\n---- {} › {} ----\n{}",
+                o.job.shown,
+                o.job.case.name,
+                m.trim_end()
+            );
         }
     }
     if let Some(path) = &args.junit {
-        std::fs::write(path, junit(&outcomes))
-            .map_err(|e| Usage(format!("{}: cannot write the JUnit file: {e}", path.display())))?;
+        std::fs::write(path, junit(&outcomes)).map_err(|e| {
+            Usage(format!(
+                "{}: cannot write the JUnit file: {e}",
+                path.display()
+            ))
+        })?;
     }
     let mut last = format!("\n{passed} passed, {failed} failed");
     if new > 0 {
@@ -1186,10 +1218,16 @@ mod tests {
 
     #[test]
     fn wildcards_and_suggestions() {
-        assert!(wildcard("https://api.example.com/orders*", "https://api.example.com/orders/9"));
+        assert!(wildcard(
+            "https://api.example.com/orders*",
+            "https://api.example.com/orders/9"
+        ));
         assert!(wildcard("*://a/*/c", "http://a/b/c"));
         assert!(!wildcard("https://a/x", "https://a/y"));
-        assert_eq!(did_you_mean("stauts", ["status", "steps"].into_iter()), Some("status"));
+        assert_eq!(
+            did_you_mean("stauts", ["status", "steps"].into_iter()),
+            Some("status")
+        );
         assert_eq!(did_you_mean("zzzzzzzz", ["status"].into_iter()), None);
     }
 }
