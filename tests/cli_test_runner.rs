@@ -402,6 +402,15 @@ fn the_demo_cases_pass() {
     assert!(!stdout.contains(" new"), "{stdout}");
 }
 
+/// (case name, method, endpoint, headers, query).
+type LiveCase = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    &'static str,
+);
+
 /// The response section of a snapshot, as the same request answered over a real socket.
 fn as_snapshot(status: u16, headers: &[(String, String)], body: &str) -> String {
     let mut hs: Vec<(String, String)> = headers
@@ -428,7 +437,7 @@ fn as_snapshot(status: u16, headers: &[(String, String)], body: &str) -> String 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_cases_answer_the_same_through_serve() {
     // Requests without time or randomness in their answers, so both sides must match exactly.
-    let cases: [(&str, &str, &str, &[(&str, &str)], &str); 5] = [
+    let cases: [LiveCase; 5] = [
         ("html", "GET", "Greeting", &[], "name=Ann"),
         (
             "no qty",

@@ -333,10 +333,12 @@ fn read_cases(path: &Path, config: &Config) -> Result<Vec<Job>, Usage> {
                 None
             }
             (None, None, Some(_)) => None,
-            _ => return Err(Usage(format!(
+            _ => {
+                return Err(Usage(format!(
                 "{shown}:{line}: case {:?}: give exactly one of `endpoint`, `template` or `source`",
                 case.name
-            ))),
+            )))
+            }
         };
         jobs.push(Job {
             file: path.to_path_buf(),
