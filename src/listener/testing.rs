@@ -35,14 +35,24 @@ const MAX_VIRTUAL: Duration = Duration::from_secs(24 * 3600);
 const PRESET_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 /// Response headers never shown in snapshots (transport details).
 const HIDDEN_HEADERS: [&str; 2] = ["content-length", "date"];
-/// Outbound request headers whose values are never recorded.
-const CREDENTIAL_HEADERS: [&str; 5] = [
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "x-api-key",
-    "x-webhook-signature",
-];
+/// Whether an outbound request header carries a credential (its value is never recorded):
+/// `authorization`, `proxy-authorization`, `cookie`, and any name holding `token`, `secret`,
+/// `signature`, `password`, `api-key` or `apikey`.
+fn is_credential(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    ["authorization", "proxy-authorization", "cookie"].contains(&n.as_str())
+        || [
+            "token",
+            "secret",
+            "signature",
+            "password",
+            "api-key",
+            "apikey",
+            "api_key",
+        ]
+        .iter()
+        .any(|w| n.contains(w))
+}
 
 /// The command line of `flexscript test`.
 #[derive(Clone, Debug, Default)]
@@ -456,7 +466,7 @@ impl Transport for Stubs {
             let mut names: Vec<_> = parts.headers.iter().collect();
             names.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
             for (k, v) in names {
-                let shown = if CREDENTIAL_HEADERS.contains(&k.as_str()) {
+                let shown = if is_credential(k.as_str()) {
                     "(hidden)".to_string()
                 } else {
                     String::from_utf8_lossy(v.as_bytes()).into_owned()
@@ -1231,5 +1241,8 @@ mod tests {
             Some("status")
         );
         assert_eq!(did_you_mean("zzzzzzzz", ["status"].into_iter()), None);
+        assert!(is_credential("Authorization") && is_credential("webhook-signature"));
+        assert!(is_credential("X-Api-Key") && is_credential("x-auth-token"));
+        assert!(!is_credential("idempotency-key") && !is_credential("content-type"));
     }
 }
