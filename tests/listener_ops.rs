@@ -1120,3 +1120,125 @@ fn runs_cli_refuses_what_it_cannot_read() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_counts_backend_errors_and_readiness_stays() {
+    // A real "disk full" (as in tests/listener_durable.rs): the child's file size limit makes
+    // the journal's writes fail with EFBIG (SIGXFSZ ignored).
+    let steps = "[[endpoint.step]]\nid = \"s\"\ntype = \"store\"\nname = \"x\"\nvalue = \"{{ __data.pad }}\"\n";
+    let file = write_config(&format!(
+        "[server]\nadmin_key = \"{KEY}\"\n{}",
+        endpoint("big", 'a', steps)
+    ));
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -S -f 400; trap '' XFSZ; exec \"$0\" \"$@\"")
+        .arg(BIN)
+        .args([
+            "serve",
+            file.to_str().expect("utf-8"),
+            "--addr",
+            "127.0.0.1:0",
+        ])
+        .env("RUST_LOG", "off")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).map(|_| line)
+    })
+    .await
+    .expect("join")
+    .expect("ready line");
+    let addr: std::net::SocketAddr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("ready line: {line:?}"))
+        .parse()
+        .expect("addr");
+    let body = format!("{{\"pad\": \"{}\"}}", "p".repeat(8000));
+    let mut refused = false;
+    for _ in 0..400 {
+        let r = request(
+            addr,
+            "POST",
+            &ep_path('a', 'a'),
+            &[("content-type", "application/json")],
+            body.as_bytes(),
+        )
+        .await;
+        if r.status == 503 {
+            refused = true;
+            break;
+        }
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let metrics = request(addr, "GET", "/metrics", &[("apikey", KEY)], b"").await;
+    let ready = request(addr, "GET", "/readyz", &[], b"").await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(refused, "the journal filled up");
+    assert_eq!(metrics.status, 200);
+    let errors = series(&metrics.body, "flexscript_backend_errors_total").unwrap_or(0.0);
+    assert!(errors >= 1.0, "{}", metrics.body);
+    assert!(
+        series(
+            &metrics.body,
+            "flexscript_requests_total{endpoint=\"big\",status=\"503\"}"
+        ) >= Some(1.0),
+        "{}",
+        metrics.body
+    );
+    // Reads still work: readiness does not take the instance out (docs/operations.md).
+    assert_eq!((ready.status, ready.body.as_str()), (200, "ok\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_changes_the_admin_key() {
+    let s = serve(&format!(
+        "[server]\nadmin_key = \"old-key\"\n{}",
+        endpoint("a", 'a', "")
+    ))
+    .await;
+    let with = |k: &'static str| vec![("apikey", k)];
+    assert_eq!(
+        s.request("GET", "/metrics", &with("old-key"), b"")
+            .await
+            .status,
+        200
+    );
+    std::fs::write(
+        &s.config_path,
+        format!(
+            "[server]\nadmin_key = \"new-key\"\n{}",
+            endpoint("a", 'a', "")
+        ),
+    )
+    .expect("write");
+    s.running.reload().expect("reload");
+    assert_eq!(
+        s.request("GET", "/metrics", &with("old-key"), b"")
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        s.request("GET", "/metrics", &with("new-key"), b"")
+            .await
+            .status,
+        200
+    );
+    // Without the key the routes are gone again.
+    std::fs::write(&s.config_path, endpoint("a", 'a', "")).expect("write");
+    s.running.reload().expect("reload");
+    assert_eq!(
+        s.request("GET", "/metrics", &with("new-key"), b"")
+            .await
+            .status,
+        404
+    );
+    s.running.shutdown().await;
+}
