@@ -356,6 +356,32 @@ status = 413
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(last_line(&out), "3 passed, 0 failed");
 
+    // A template case with its own records (relative to the case file) and memory presets.
+    std::fs::write(
+        dir.join("tests/people.json"),
+        r#"{"person": [{"id": 1, "name": "Zoe"}]}"#,
+    )
+    .expect("write records");
+    let template_case = r#"
+[[case]]
+name = "records"
+source = "{{ findOne('person', 'id', 1).name }} {{ memoryGet('k') }} {{ random(1000) }}"
+records = "people.json"
+memory = { k = "v" }
+seed = 3
+[case.expect]
+snapshot = true
+"#;
+    std::fs::write(dir.join("tests/t.cases.toml"), template_case).expect("write");
+    let (code, out, err) = run(&dir, &["tests/t.cases.toml", "--update"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let snap = std::fs::read_to_string(dir.join("tests/snapshots/t.cases/records.snap"))
+        .expect("snapshot");
+    assert!(snap.contains("\nZoe v "), "{snap}");
+    // Seeded: the same `random()` on the next run.
+    let (code, out, _) = run(&dir, &["tests/t.cases.toml"]);
+    assert_eq!((code, last_line(&out)), (0, "1 passed, 0 failed"), "{out}");
+
     let bad = |text: &str| {
         std::fs::write(dir.join("bad.cases.toml"), text).expect("write");
         let (code, out, err) = run(&dir, &["bad.cases.toml"]);
