@@ -79,6 +79,34 @@ headers = {{ authorization = "Bearer top-secret-value" }}
 body = '{{"n": 1}}'
 
 [[endpoint]]
+name = "Deadline"
+first_hash = "{i}"
+second_hash = "{j}"
+run_mode = "sync"
+return_type = "continue"
+
+[[endpoint.step]]
+id = "future"
+type = "condition"
+left = "{{{{ __data.due }}}}"
+operator = "greater_than_now"
+
+[[endpoint.step]]
+id = "open"
+branch = "yes"
+type = "respond"
+return_type = "data"
+return_data = '{{"open": true}}'
+
+[[endpoint.step]]
+id = "closed"
+parent = "future"
+branch = "no"
+type = "respond"
+return_type = "data"
+return_data = '{{"open": false}}'
+
+[[endpoint]]
 name = "Hang"
 first_hash = "{g}"
 second_hash = "{h}"
@@ -100,6 +128,8 @@ message = "late"
         f = hash('f'),
         g = hash('9'),
         h = hash('8'),
+        i = hash('7'),
+        j = hash('6'),
     )
 }
 
@@ -282,6 +312,20 @@ name = "unstubbed webhook"
 endpoint = "Hook"
 
 [[case]]
+name = "deadline after the frozen now"
+endpoint = "Deadline"
+query = "due=2026-03-01T09:30:00Z"
+[case.expect]
+json = { open = true }
+
+[[case]]
+name = "deadline before the frozen now"
+endpoint = "Deadline"
+query = "due=2026-03-01T08:30:00Z"
+[case.expect]
+json = { open = false }
+
+[[case]]
 name = "hangs"
 endpoint = "Hang"
 [case.expect]
@@ -310,7 +354,7 @@ status = 504
     assert!(snap.contains("authorization: (hidden)"), "{snap}");
     assert!(!snap.contains("top-secret-value"), "{snap}");
     assert!(snap.contains("set woke = \"11:00\""), "{snap}");
-    assert_eq!(last_line(&out), "2 passed, 1 failed, 1 new");
+    assert_eq!(last_line(&out), "4 passed, 1 failed, 1 new");
 }
 
 #[test]
