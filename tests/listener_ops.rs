@@ -511,6 +511,7 @@ message = "note: {{ __data.note }}"
         &[("OPS_ENDPOINT_SECRET", SECRET), ("OPS_ADMIN_KEY", KEY)],
     )
     .await;
+    let mut guard = Guard(Some(child));
     let token = flexscript::listener::auth::sign(ISSUER, SECRET, "HS256", 300, None).expect("sign");
     let bearer = format!("Bearer {token}");
     let forged = "x\n{\"level\":\"ERROR\",\"message\":\"forged\"}\r\n\u{1b}[31m";
@@ -543,6 +544,7 @@ message = "note: {{ __data.note }}"
     assert_eq!(r.status, 401);
     // Wait for the workflow's log line, then stop the server (its logs are flushed on exit).
     tokio::time::sleep(Duration::from_millis(500)).await;
+    let child = guard.0.take().expect("child");
     let pid = child.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
@@ -945,6 +947,18 @@ fn wait_cli_listed(path: &std::path::Path, args: &[&str], n: usize) -> Vec<serde
     }
 }
 
+/// A child server, killed (SIGKILL) when a test fails before stopping it.
+struct Guard(Option<std::process::Child>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 fn stop(child: std::process::Child) {
     let pid = child.id().to_string();
     assert!(Command::new("kill")
@@ -961,6 +975,7 @@ async fn runs_cli_reads_and_retries_a_stopped_servers_file() {
     let file = write_config(&retry_config(""));
     let path = file.path().to_path_buf();
     let (child, addr) = spawn_serve(&path, &[]).await;
+    let mut guard = Guard(Some(child));
     assert_eq!(
         request(
             addr,
@@ -998,6 +1013,7 @@ async fn runs_cli_reads_and_retries_a_stopped_servers_file() {
     })
     .await
     .expect("join");
+    let child = guard.0.take().expect("child");
     tokio::task::spawn_blocking(move || stop(child))
         .await
         .expect("join");
@@ -1072,6 +1088,7 @@ async fn runs_cli_reads_and_retries_a_stopped_servers_file() {
 
     // The next server on the file runs the retried run.
     let (child, _) = spawn_serve(&path, &[]).await;
+    let mut guard = Guard(Some(child));
     let p = path.clone();
     let record = tokio::task::spawn_blocking(move || {
         let t = Instant::now();
@@ -1091,6 +1108,7 @@ async fn runs_cli_reads_and_retries_a_stopped_servers_file() {
     assert_eq!(written(&record, "divide", "q"), 5);
     // 1: the first execution, 2: the retry, 3: taken up by the restarted server.
     assert_eq!(record["attempt"], 3);
+    let child = guard.0.take().expect("child");
     tokio::task::spawn_blocking(move || stop(child))
         .await
         .expect("join");
