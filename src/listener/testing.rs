@@ -1196,12 +1196,12 @@ fn run_inner(args: &Args) -> Result<u8, Usage> {
                 paint("31", "FAILED")
             }
         };
-        println!("{} › {} ... {label}", o.job.shown, o.job.case.name);
+        println!("{} :: {} ... {label}", o.job.shown, o.job.case.name);
     }
     for o in &outcomes {
         if let Verdict::Failed(m) = &o.verdict {
             println!(
-                "\n---- {} › {} ----\n{}",
+                "\n---- {} :: {} ----\n{}",
                 o.job.shown,
                 o.job.case.name,
                 m.trim_end()
@@ -1241,6 +1241,13 @@ mod tests {
             Some("status")
         );
         assert_eq!(did_you_mean("zzzzzzzz", ["status"].into_iter()), None);
+        let plain = diff("a\nb\n", "a\nc\n", false);
+        assert!(
+            plain.contains("-b\n+c\n") && !plain.contains('\x1b'),
+            "{plain}"
+        );
+        let coloured = diff("a\nb\n", "a\nc\n", true);
+        assert!(coloured.contains("\x1b[31m-b\x1b[0m") && coloured.contains("\x1b[32m+c"));
         assert!(is_credential("Authorization") && is_credential("webhook-signature"));
         assert!(is_credential("X-Api-Key") && is_credential("x-auth-token"));
         assert!(!is_credential("idempotency-key") && !is_credential("content-type"));
