@@ -8,6 +8,7 @@
 //! ```
 
 pub mod builtins;
+pub mod clock;
 mod compile;
 pub mod detect;
 mod engine;

@@ -55,6 +55,24 @@ enum Command {
         #[arg(required = true)]
         files: Vec<String>,
     },
+    /// Run test cases (`*.cases.toml`) against a listener configuration (docs/testing.md).
+    Test {
+        config: String,
+        /// Case files or folders (default: every `*.cases.toml` under `tests/` beside CONFIG).
+        cases: Vec<String>,
+        /// Write or rewrite snapshots.
+        #[arg(long)]
+        update: bool,
+        /// Run only cases whose name contains TEXT.
+        #[arg(long, value_name = "TEXT")]
+        filter: Option<String>,
+        /// Write JUnit XML to FILE.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<String>,
+        /// Cases run at once (default: the number of cores).
+        #[arg(long, value_name = "N")]
+        jobs: Option<usize>,
+    },
     /// Run the listener.
     Serve {
         config: String,
@@ -274,6 +292,24 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         }
+        Command::Test {
+            config,
+            cases,
+            update,
+            filter,
+            junit,
+            jobs,
+        } => ExitCode::from(flexscript::listener::testing::run(
+            &flexscript::listener::testing::Args {
+                config: config.into(),
+                cases: cases.into_iter().map(Into::into).collect(),
+                update,
+                filter,
+                junit: junit.map(Into::into),
+                jobs: jobs
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+            },
+        )),
         Command::Serve {
             config,
             addr,

@@ -92,10 +92,9 @@ fn cycle(values: &Value, position: &Value) -> Result<Value, Error> {
 /// `0..=n` (or `n..=0`); two integers → that range; a string → one of its characters;
 /// a list or map → one of its items.
 fn random(values: &Value, max: &Value) -> Result<Value, Error> {
-    let mut rng = rand::thread_rng();
-    let mut range = |lo: i64, hi: i64| {
+    let range = |lo: i64, hi: i64| {
         let (lo, hi) = if lo <= hi { (lo, hi) } else { (hi, lo) };
-        Value::Int(rng.gen_range(lo..=hi))
+        Value::Int(crate::clock::with_rng(|r| r.gen_range(lo..=hi)))
     };
     match values {
         Value::Undefined | Value::Null => {
@@ -117,7 +116,7 @@ fn random(values: &Value, max: &Value) -> Result<Value, Error> {
                     "random: cannot pick from an empty list",
                 ));
             }
-            let i = rand::thread_rng().gen_range(0..items.len());
+            let i = crate::clock::with_rng(|r| r.gen_range(0..items.len()));
             Ok(items.get(i).map_or(Value::Null, |v| (*v).clone()))
         }
         Value::Callable(_) => Err(Error::new(
@@ -129,7 +128,7 @@ fn random(values: &Value, max: &Value) -> Result<Value, Error> {
             if chars.is_empty() {
                 return Ok(Value::str(""));
             }
-            let i = rand::thread_rng().gen_range(0..chars.len());
+            let i = crate::clock::with_rng(|r| r.gen_range(0..chars.len()));
             Ok(chars
                 .get(i)
                 .map_or(Value::str(""), |c| Value::str(c.to_string())))

@@ -54,7 +54,7 @@ pub fn compare(a: &str, b: &str, tz: &Tz) -> Ordering {
 }
 
 fn versus_now(left: &str, tz: &Tz) -> Option<Ordering> {
-    let now = Utc::now();
+    let now = crate::clock::now();
     if let Some(d) = parse_date(left, tz) {
         return Some(d.cmp(&now));
     }

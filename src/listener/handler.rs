@@ -17,7 +17,7 @@ use super::workflow::{Outcome, Run, SseMsg};
 use crate::{RenderOptions, Template, Value};
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use hyper::body::Body as HttpBody;
 use hyper::header::{
     HeaderValue, ALLOW, CONNECTION, CONTENT_LENGTH, ORIGIN, RETRY_AFTER, WWW_AUTHENTICATE,
 };
@@ -57,8 +57,13 @@ impl Handled {
     }
 }
 
-/// Routes one request received on the listener of `role`.
-pub async fn handle(state: Arc<State>, req: Request<Incoming>, role: Role) -> Handled {
+/// Routes one request received on the listener of `role`. The body type is generic: the
+/// server passes hyper's `Incoming`, `flexscript test` an in-memory body (the same code
+/// answers both).
+pub async fn handle<B>(state: Arc<State>, req: Request<B>, role: Role) -> Handled
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+{
     let config = state.config();
     let mut h = Handled {
         response: None,
@@ -70,13 +75,15 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>, role: Role) -> Ha
 }
 
 /// Fills `h` for one request; no response set means 404.
-async fn route(
+async fn route<B>(
     state: &Arc<State>,
     config: &Arc<Config>,
-    req: Request<Incoming>,
+    req: Request<B>,
     role: Role,
     h: &mut Handled,
-) {
+) where
+    B: HttpBody<Data = Bytes> + Unpin,
+{
     let path = req.uri().path();
     if admin::is_admin_path(path) {
         if role == Role::Admin || !state.separate_admin {
@@ -146,14 +153,17 @@ fn render_setting(ep: &Endpoint, t: &Template) -> Result<String, Response<Body>>
 }
 
 /// Returns the response and whether ordinary CORS headers apply to it.
-async fn endpoint(
+async fn endpoint<B>(
     state: &Arc<State>,
     config: &Config,
     ep: &Arc<Endpoint>,
     cors: Option<&CorsPolicy>,
-    req: Request<Incoming>,
+    req: Request<B>,
     run_id: &mut Option<String>,
-) -> (Response<Body>, bool) {
+) -> (Response<Body>, bool)
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+{
     let method = req.method().clone();
     if ![Method::GET, Method::POST, Method::PUT, Method::OPTIONS].contains(&method) {
         let mut r = json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
@@ -293,18 +303,21 @@ fn sig_refused(e: &SigError) -> Response<Body> {
 /// A random (version 4) UUID in simple form, from the thread-local CSPRNG: no `getrandom`
 /// system call per request.
 fn new_run_id() -> String {
-    let bytes: [u8; 16] = rand::random();
+    let bytes = crate::clock::random_bytes();
     uuid::Builder::from_random_bytes(bytes)
         .into_uuid()
         .simple()
         .to_string()
 }
 
-async fn read_body(
-    mut body: Incoming,
+async fn read_body<B>(
+    mut body: B,
     headers: &hyper::HeaderMap,
     limit: u64,
-) -> Result<Bytes, Response<Body>> {
+) -> Result<Bytes, Response<Body>>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+{
     let too_large = || {
         let mut r = json_error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
         r.headers_mut()

@@ -27,6 +27,7 @@ pub mod server;
 mod settings;
 pub mod signature;
 pub mod sse;
+pub mod testing;
 pub mod webhook;
 pub mod workflow;
 

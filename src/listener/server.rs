@@ -68,6 +68,35 @@ impl State {
     }
 }
 
+impl State {
+    /// A state that serves requests without a socket (`flexscript test`, src/listener/testing.rs):
+    /// `config` loaded with `backend`'s shared store, webhooks through `client`. Call inside a
+    /// tokio runtime (the runner spawns its timer task). The returned sender is the shutdown
+    /// signal: keep it alive while requests are served.
+    pub(crate) fn detached(
+        mut config: Config,
+        backend: Arc<dyn Backend>,
+        client: super::webhook::HttpClient,
+    ) -> (Arc<State>, watch::Sender<bool>) {
+        // The configuration's own client is replaced: webhooks go through `client` only.
+        config.client = client;
+        let (stop, shutdown) = watch::channel(false);
+        let path = config.path.clone();
+        let workers = config.server.workers;
+        let config = Arc::new(RwLock::new(Arc::new(config)));
+        let runner = Runner::new(backend, workers, config.clone());
+        let state = Arc::new(State {
+            config,
+            shutdown,
+            path,
+            readiness: Vec::new(),
+            separate_admin: false,
+            runner,
+        });
+        (state, stop)
+    }
+}
+
 /// A running server. Dropping it without [`Running::shutdown`] also stops the server (the
 /// shutdown channel closes), without waiting.
 pub struct Running {

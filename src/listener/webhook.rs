@@ -25,8 +25,8 @@
 use super::guard::{Guard, GuardedConnector, Refused, Resolve, SystemResolver, Unresolved};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
-use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
-use hyper::{Method, Request, Uri};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Method, Request, StatusCode, Uri};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -35,6 +35,8 @@ use rustls::pki_types::CertificateDer;
 use rustls::{ClientConfig, RootCertStore};
 use serde_json::{json, Value as Json};
 use std::error::Error as StdError;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,11 +46,70 @@ pub const MAX_BODY: usize = 1 << 20;
 
 type Inner = Client<HttpsConnector<GuardedConnector>, Full<Bytes>>;
 
-/// The shared outbound client (http and https): the [`GuardedConnector`] under TLS, plus the
-/// default response-body cap. Cloning shares the connection pool.
+/// A webhook response as a [`Transport`] reads it: status, headers, body (at most the cap).
+pub type Answer = (StatusCode, HeaderMap, Bytes);
+
+/// Why a [`Transport`] produced no usable answer.
+pub enum SendError {
+    /// The destination guard refused the address: final, no retry.
+    Refused(String),
+    /// The response body is larger than the cap (status and headers of the response).
+    TooLarge(StatusCode, HeaderMap),
+    /// A transport error (its text ends up in the step's `error`).
+    Other(String),
+}
+
+impl From<String> for SendError {
+    fn from(s: String) -> SendError {
+        SendError::Other(s)
+    }
+}
+
+/// A boxed future of a [`Transport`].
+pub type Sending<'a> = Pin<Box<dyn Future<Output = Result<Answer, SendError>> + Send + 'a>>;
+
+/// The seam where a built webhook request leaves: the network (the guarded hyper client), or
+/// the stubs of `flexscript test` (src/listener/testing.rs). Timeouts and retries stay in
+/// [`perform`].
+pub trait Transport: Send + Sync {
+    /// Sends `req` and reads at most `max_body` bytes of the response.
+    fn send(&self, req: Request<Full<Bytes>>, max_body: usize) -> Sending<'_>;
+}
+
+impl Transport for Inner {
+    fn send(&self, req: Request<Full<Bytes>>, cap: usize) -> Sending<'_> {
+        Box::pin(async move {
+            let resp = self.request(req).await.map_err(|e| match guard_error(&e) {
+                Some(g) if g.starts_with("destination refused") => SendError::Refused(g),
+                Some(g) => SendError::Other(g),
+                None => SendError::Other(format!("request failed: {}", error_chain(&e))),
+            })?;
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            let declared = headers
+                .get(CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            if declared.is_some_and(|n| n > cap as u64) {
+                return Err(SendError::TooLarge(status, headers));
+            }
+            match Limited::new(resp.into_body(), cap).collect().await {
+                Ok(b) => Ok((status, headers, b.to_bytes())),
+                Err(e) if e.is::<LengthLimitError>() => Err(SendError::TooLarge(status, headers)),
+                Err(e) => Err(SendError::Other(format!(
+                    "reading the response failed: {e}"
+                ))),
+            }
+        })
+    }
+}
+
+/// The shared outbound client (http and https): the [`GuardedConnector`] under TLS (or the
+/// test runner's stubs), plus the default response-body cap. Cloning shares the connection
+/// pool.
 #[derive(Clone)]
 pub struct HttpClient {
-    inner: Inner,
+    transport: Arc<dyn Transport>,
     max_body: usize,
 }
 
@@ -139,9 +200,18 @@ impl HttpClient {
             .https_or_http()
             .enable_all_versions()
             .wrap_connector(connector);
+        let inner: Inner = Client::builder(TokioExecutor::new()).build(https);
         HttpClient {
-            inner: Client::builder(TokioExecutor::new()).build(https),
+            transport: Arc::new(inner),
             max_body: settings.max_response_bytes,
+        }
+    }
+
+    /// A client sending through `transport` (the test runner's stubs), with the default cap.
+    pub fn with_transport(transport: Arc<dyn Transport>) -> HttpClient {
+        HttpClient {
+            transport,
+            max_body: MAX_BODY,
         }
     }
 }
@@ -300,40 +370,23 @@ async fn once(
     let req = builder
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| format!("invalid request: {e}"))?;
-    let resp = client
-        .inner
-        .request(req)
-        .await
-        .map_err(|e| match guard_error(&e) {
-            Some(g) if g.starts_with("destination refused") => Failed::Refused(g),
-            Some(g) => Failed::Other(g),
-            None => Failed::Other(format!("request failed: {}", error_chain(&e))),
-        })?;
-    let status = resp.status().as_u16();
-    let headers = crate::Value::map(super::request::header_map(resp.headers())).to_json();
     let cap = call.max_response_bytes.unwrap_or(client.max_body);
-    let too_large = || {
-        json!({
-            "ok": false,
-            "status": status,
-            "body": null,
-            "headers": headers,
-            "error": format!("response body larger than max_response_bytes ({cap} bytes)"),
-        })
+    let (status, headers, bytes) = match client.transport.send(req, cap).await {
+        Ok(answer) => answer,
+        Err(SendError::Refused(why)) => return Err(Failed::Refused(why)),
+        Err(SendError::Other(why)) => return Err(Failed::Other(why)),
+        Err(SendError::TooLarge(status, headers)) => {
+            return Ok(json!({
+                "ok": false,
+                "status": status.as_u16(),
+                "body": null,
+                "headers": crate::Value::map(super::request::header_map(&headers)).to_json(),
+                "error": format!("response body larger than max_response_bytes ({cap} bytes)"),
+            }))
+        }
     };
-    let declared = resp
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > cap as u64) {
-        return Ok(too_large());
-    }
-    let bytes = match Limited::new(resp.into_body(), cap).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) if e.is::<LengthLimitError>() => return Ok(too_large()),
-        Err(e) => return Err(format!("reading the response failed: {e}").into()),
-    };
+    let status = status.as_u16();
+    let headers = crate::Value::map(super::request::header_map(&headers)).to_json();
     let text = String::from_utf8_lossy(&bytes).into_owned();
     let body = serde_json::from_str::<Json>(&text).unwrap_or(Json::String(text));
     Ok(json!({

@@ -232,7 +232,7 @@ impl StateSpec {
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+    crate::clock::now().timestamp_millis()
 }
 
 #[cfg(test)]

@@ -281,6 +281,9 @@ pub struct Config {
     /// The outbound client of `webhook` steps, built from `server.webhook` (a reload builds a
     /// new one, so a changed `webhook_allow` or `webhook_ca` applies to the runs after it).
     pub client: HttpClient,
+    /// The engine the endpoints were compiled with (time zone, store, records, snippets):
+    /// `flexscript test` renders its template cases with it.
+    pub engine: Engine,
 }
 
 impl Config {
@@ -299,7 +302,7 @@ pub fn load_config(path: &Path) -> Result<Config, ConfigErrors> {
 
 /// `flexscript check`: (errors, warnings) of a configuration file.
 pub fn check_config(path: &Path) -> (Vec<Diagnostic>, Vec<Diagnostic>) {
-    let (_, errors, warnings) = load(path, Arc::new(MemoryStore::new()));
+    let (_, errors, warnings) = load(path, Arc::new(MemoryStore::new()), None);
     (errors, warnings)
 }
 
@@ -308,7 +311,17 @@ pub fn load_config_with_store(
     path: &Path,
     store: Arc<dyn SharedStore>,
 ) -> Result<Config, ConfigErrors> {
-    match load(path, store) {
+    load_config_with_records(path, store, None)
+}
+
+/// [`load_config_with_store`] with the record source replaced by `records` when given
+/// (a `flexscript test` case's own `records` file).
+pub fn load_config_with_records(
+    path: &Path,
+    store: Arc<dyn SharedStore>,
+    records: Option<&Path>,
+) -> Result<Config, ConfigErrors> {
+    match load(path, store, records) {
         (Some(c), _, _) => Ok(c),
         (None, errors, _) => Err(ConfigErrors(errors)),
     }
@@ -318,6 +331,7 @@ pub fn load_config_with_store(
 fn load(
     path: &Path,
     store: Arc<dyn SharedStore>,
+    records: Option<&Path>,
 ) -> (Option<Config>, Vec<Diagnostic>, Vec<Diagnostic>) {
     let file = path
         .file_name()
@@ -354,6 +368,9 @@ fn load(
     let mut top = Fields::new(&src, root, String::new());
 
     let (mut server, admin_key) = read_server(&src, top.item("server"), base, &mut errors);
+    if let Some(r) = records {
+        server.records = Some(r.to_path_buf());
+    }
     let mut engine = Engine::new();
     engine.set_timezone(server.timezone);
     engine.set_store(store.clone());
@@ -452,6 +469,7 @@ fn load(
         endpoints: endpoints.into_iter().map(|(_, e)| Arc::new(e)).collect(),
         warnings: warnings.clone(),
         store,
+        engine,
         fingerprint: {
             use sha2::Digest;
             hex::encode(sha2::Sha256::digest(text.as_bytes()))
