@@ -165,7 +165,7 @@ pub async fn start_with(
         Some(v) => StateSpec::parse(v, Path::new("."))?,
         None => first.server.state.clone(),
     };
-    let backend = spec.open(first.server.durability)?;
+    let backend = spec.open_with(first.server.durability, first.server.lease_s)?;
     let config = load_config_with_store(config_path, backend.store()).map_err(|e| e.to_string())?;
     for w in &config.warnings {
         tracing::warn!(warning = %w, "configuration warning");
