@@ -417,10 +417,12 @@ async fn redis_down_answers_503_keeps_stateless_endpoints_and_recovers() {
     };
     let rx = Receiver::start(Duration::ZERO).await;
     let cfg = write_config(&format!(
-        "[server]\nstate = \"{}\"\nlease_s = 2\n{}{}",
+        "[server]\nstate = \"{}\"\nlease_s = 2\n{}{}{}{}",
         redis.url(),
         ep(1, DATA, &hook("send", &rx.url("/send"), "")),
         ep(2, "return_type = \"data\"\nreturn_data = '''{\"plain\": true}'''", ""),
+        ep(3, "return_type = \"data\"\nreturn_data = '''{\"n\": {{ incrementAndGet('c') }}}'''", ""),
+        ep(4, "return_type = \"data\"\nreturn_data = '''{\"m\": \"{{ memoryGet('m', 'none') }}\"}'''", ""),
     ));
     let fleet = Fleet::start(cfg.path(), 2).await;
     let ready = |i: usize| {
@@ -444,6 +446,12 @@ async fn redis_down_answers_503_keeps_stateless_endpoints_and_recovers() {
                 assert!(r.body.contains("state backend"), "{}", r.body);
                 let plain = request(fleet.addr(i), "GET", &path(2), &[], b"").await;
                 assert_eq!(plain.status, 200, "{}", plain.body);
+                // Renders that need the shared store: 503 too, never a value made up.
+                for p in [path(3), path(4)] {
+                    let r = request(fleet.addr(i), "GET", &p, &[], b"").await;
+                    assert_eq!(r.status, 503, "{p}: {}", r.body);
+                    assert!(r.header("retry-after").is_some());
+                }
             }
             redis.restart();
         }
@@ -484,6 +492,8 @@ async fn redis_down_answers_503_keeps_stateless_endpoints_and_recovers() {
         );
         accepted.insert((10_000 + i).to_string());
         assert_eq!(ready(i).await.status, 200);
+        let m = request(fleet.addr(i), "GET", &path(4), &[], b"").await;
+        assert_eq!((m.status, m.body.as_str()), (200, "{\"m\": \"none\"}"));
     }
     // No 200 for work that was not kept: every accepted request's webhook is sent.
     let all = wait_for(Duration::from_secs(60), || {

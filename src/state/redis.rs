@@ -36,7 +36,7 @@ use super::{
     RunSummary, StateError, StateResult, StepRecord, StepStatus,
 };
 use crate::error::{Error, ErrorKind};
-use crate::host::SharedStore;
+use crate::host::{SharedStore, STORE_UNAVAILABLE};
 use crate::value::Value;
 use futures_util::future::{BoxFuture, FutureExt};
 use redis::aio::ConnectionManager;
@@ -879,17 +879,25 @@ impl RedisStore {
 
 impl SharedStore for RedisStore {
     fn get(&self, name: &str) -> Option<Value> {
+        self.try_get(name).ok().flatten()
+    }
+
+    fn try_get(&self, name: &str) -> Result<Option<Value>, Error> {
         let mut c = self.conn.clone();
         let key = format!("{M}{name}");
         match self.wait(async move { c.get::<_, Option<String>>(key).await }) {
-            Ok(Some(text)) => match serde_json::from_str::<serde_json::Value>(&text) {
-                Ok(j) => Some(Value::from(&j)),
-                Err(_) => Some(Value::from(text.as_str())),
-            },
-            Ok(None) => None,
+            Ok(Some(text)) => Ok(Some(match serde_json::from_str::<serde_json::Value>(&text) {
+                Ok(j) => Value::from(&j),
+                Err(_) => Value::from(text.as_str()),
+            })),
+            Ok(None) => Ok(None),
             Err(e) => {
-                tracing::warn!(error = %unavailable(e), "shared store read failed");
-                None
+                let e = unavailable(e);
+                tracing::warn!(error = %e, "shared store read failed");
+                Err(Error::new(
+                    ErrorKind::Host,
+                    format!("memoryGet: {STORE_UNAVAILABLE} ({e})"),
+                ))
             }
         }
     }
@@ -926,7 +934,7 @@ impl SharedStore for RedisStore {
                 } else {
                     Error::new(
                         ErrorKind::Host,
-                        format!("incrementAndGet: {}", unavailable(e)),
+                        format!("incrementAndGet: {STORE_UNAVAILABLE} ({})", unavailable(e)),
                     )
                 }
             })
