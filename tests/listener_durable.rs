@@ -423,6 +423,21 @@ async fn a_sync_continue_killed_mid_run_is_interrupted_not_resumed() {
         .await
     });
     assert!(wait_for(Duration::from_secs(20), || !rx.calls().is_empty()).await);
+    // The record is queued without waiting (the request waits for the run): wait for its commit.
+    let db = cfg.path().parent().unwrap().join(".flexscript/state.db");
+    let b = SqliteBackend::open_reader(&db).expect("reader");
+    for _ in 0..200 {
+        if !b
+            .list_runs(RunFilter::default())
+            .await
+            .expect("list")
+            .runs
+            .is_empty()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     kill9(&mut child);
     let _ = req.await;
     let (mut child, _) = spawn_serve(cfg.path(), None).await;
@@ -430,8 +445,6 @@ async fn a_sync_continue_killed_mid_run_is_interrupted_not_resumed() {
     kill9(&mut child);
     let calls = rx.calls();
     assert_eq!(calls.len(), 1, "not resumed: {calls:?}");
-    let b = SqliteBackend::open_reader(&cfg.path().parent().unwrap().join(".flexscript/state.db"))
-        .expect("reader");
     let runs = b.list_runs(RunFilter::default()).await.expect("list");
     assert_eq!(runs.runs.len(), 1);
     assert_eq!(runs.runs[0].status, RunStatus::Interrupted);
@@ -854,4 +867,61 @@ fn state_settings_are_read_and_bad_ones_are_named() {
         .expect("run");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("workers"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sse_run_killed_mid_stream_is_interrupted_not_resumed() {
+    let rx = Receiver::start(Duration::ZERO).await;
+    let steps = format!(
+        "{}{}{}",
+        step("hello", "emit", "data = \"started\""),
+        hook("first", &rx.url("/first"), "parent = \"hello\""),
+        hook(
+            "second",
+            &rx.url("/second"),
+            "parent = \"first\"\ndelay_ms = 1500"
+        ),
+    );
+    let cfg = write_config(&ep(
+        1,
+        "return_type = \"sse\"\nrun_mode = \"sync\"\nresponse_timeout_ms = 30000",
+        &steps,
+    ));
+    let (mut child, addr) = spawn_serve(cfg.path(), None).await;
+    let req = tokio::spawn(async move { request(addr, "GET", &path(1), &[], b"").await });
+    assert!(wait_for(Duration::from_secs(20), || !rx.calls().is_empty()).await);
+    // The record is queued without waiting (the stream is the answer): wait for its commit.
+    let db = cfg.path().parent().unwrap().join(".flexscript/state.db");
+    let b = SqliteBackend::open_reader(&db).expect("reader");
+    for _ in 0..200 {
+        if !b
+            .list_runs(RunFilter::default())
+            .await
+            .expect("list")
+            .runs
+            .is_empty()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    kill9(&mut child);
+    let _ = req.await;
+    let (mut child, _) = spawn_serve(cfg.path(), None).await;
+    let mut status = None;
+    for _ in 0..200 {
+        let runs = b.list_runs(RunFilter::default()).await.expect("list");
+        assert_eq!(runs.runs.len(), 1);
+        if runs.runs[0].status.is_final() {
+            status = Some(runs.runs[0].status);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Past the delay's due time: the second step never ran.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    kill9(&mut child);
+    assert_eq!(status, Some(RunStatus::Interrupted));
+    let paths: Vec<_> = rx.calls().into_iter().map(|c| c.path).collect();
+    assert_eq!(paths, ["/first"], "not resumed");
 }

@@ -17,12 +17,15 @@ struct Scratch {
 fn scratch() -> &'static Scratch {
     static S: OnceLock<Scratch> = OnceLock::new();
     S.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("flexscript-fuzz-journal-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("flexscript-fuzz-journal-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("scratch dir");
         let path = dir.join("state.db");
         let _ = std::fs::remove_file(&path);
         let backend = SqliteBackend::open(&path, Durability::Normal).expect("open");
-        let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
         let run = RunRecord::new(
             "r".into(),
             "e".into(),
@@ -41,7 +44,11 @@ fn scratch() -> &'static Scratch {
             [],
         )
         .expect("step");
-        Scratch { backend, raw: std::sync::Mutex::new(raw), rt }
+        Scratch {
+            backend,
+            raw: std::sync::Mutex::new(raw),
+            rt,
+        }
     })
 }
 
