@@ -511,6 +511,7 @@ message = "note: {{ __data.note }}"
         &[("OPS_ENDPOINT_SECRET", SECRET), ("OPS_ADMIN_KEY", KEY)],
     )
     .await;
+    let mut guard = Guard(Some(child));
     let token = flexscript::listener::auth::sign(ISSUER, SECRET, "HS256", 300, None).expect("sign");
     let bearer = format!("Bearer {token}");
     let forged = "x\n{\"level\":\"ERROR\",\"message\":\"forged\"}\r\n\u{1b}[31m";
@@ -543,6 +544,7 @@ message = "note: {{ __data.note }}"
     assert_eq!(r.status, 401);
     // Wait for the workflow's log line, then stop the server (its logs are flushed on exit).
     tokio::time::sleep(Duration::from_millis(500)).await;
+    let child = guard.0.take().expect("child");
     let pid = child.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
@@ -945,6 +947,18 @@ fn wait_cli_listed(path: &std::path::Path, args: &[&str], n: usize) -> Vec<serde
     }
 }
 
+/// A child server, killed (SIGKILL) when a test fails before stopping it.
+struct Guard(Option<std::process::Child>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 fn stop(child: std::process::Child) {
     let pid = child.id().to_string();
     assert!(Command::new("kill")
@@ -961,6 +975,7 @@ async fn runs_cli_reads_and_retries_a_stopped_servers_file() {
     let file = write_config(&retry_config(""));
     let path = file.path().to_path_buf();
     let (child, addr) = spawn_serve(&path, &[]).await;
+    let mut guard = Guard(Some(child));
     assert_eq!(
         request(
             addr,
@@ -998,6 +1013,7 @@ async fn runs_cli_reads_and_retries_a_stopped_servers_file() {
     })
     .await
     .expect("join");
+    let child = guard.0.take().expect("child");
     tokio::task::spawn_blocking(move || stop(child))
         .await
         .expect("join");
@@ -1072,6 +1088,7 @@ async fn runs_cli_reads_and_retries_a_stopped_servers_file() {
 
     // The next server on the file runs the retried run.
     let (child, _) = spawn_serve(&path, &[]).await;
+    let mut guard = Guard(Some(child));
     let p = path.clone();
     let record = tokio::task::spawn_blocking(move || {
         let t = Instant::now();
@@ -1091,6 +1108,7 @@ async fn runs_cli_reads_and_retries_a_stopped_servers_file() {
     assert_eq!(written(&record, "divide", "q"), 5);
     // 1: the first execution, 2: the retry, 3: taken up by the restarted server.
     assert_eq!(record["attempt"], 3);
+    let child = guard.0.take().expect("child");
     tokio::task::spawn_blocking(move || stop(child))
         .await
         .expect("join");
@@ -1119,4 +1137,126 @@ fn runs_cli_refuses_what_it_cannot_read() {
         err.starts_with("error: endpoints.toml:2: server.admin_key: must be a string"),
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_counts_backend_errors_and_readiness_stays() {
+    // A real "disk full" (as in tests/listener_durable.rs): the child's file size limit makes
+    // the journal's writes fail with EFBIG (SIGXFSZ ignored).
+    let steps = "[[endpoint.step]]\nid = \"s\"\ntype = \"store\"\nname = \"x\"\nvalue = \"{{ __data.pad }}\"\n";
+    let file = write_config(&format!(
+        "[server]\nadmin_key = \"{KEY}\"\n{}",
+        endpoint("big", 'a', steps)
+    ));
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -S -f 400; trap '' XFSZ; exec \"$0\" \"$@\"")
+        .arg(BIN)
+        .args([
+            "serve",
+            file.to_str().expect("utf-8"),
+            "--addr",
+            "127.0.0.1:0",
+        ])
+        .env("RUST_LOG", "off")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).map(|_| line)
+    })
+    .await
+    .expect("join")
+    .expect("ready line");
+    let addr: std::net::SocketAddr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("ready line: {line:?}"))
+        .parse()
+        .expect("addr");
+    let body = format!("{{\"pad\": \"{}\"}}", "p".repeat(8000));
+    let mut refused = false;
+    for _ in 0..400 {
+        let r = request(
+            addr,
+            "POST",
+            &ep_path('a', 'a'),
+            &[("content-type", "application/json")],
+            body.as_bytes(),
+        )
+        .await;
+        if r.status == 503 {
+            refused = true;
+            break;
+        }
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let metrics = request(addr, "GET", "/metrics", &[("apikey", KEY)], b"").await;
+    let ready = request(addr, "GET", "/readyz", &[], b"").await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(refused, "the journal filled up");
+    assert_eq!(metrics.status, 200);
+    let errors = series(&metrics.body, "flexscript_backend_errors_total").unwrap_or(0.0);
+    assert!(errors >= 1.0, "{}", metrics.body);
+    assert!(
+        series(
+            &metrics.body,
+            "flexscript_requests_total{endpoint=\"big\",status=\"503\"}"
+        ) >= Some(1.0),
+        "{}",
+        metrics.body
+    );
+    // Reads still work: readiness does not take the instance out (docs/operations.md).
+    assert_eq!((ready.status, ready.body.as_str()), (200, "ok\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_changes_the_admin_key() {
+    let s = serve(&format!(
+        "[server]\nadmin_key = \"old-key\"\n{}",
+        endpoint("a", 'a', "")
+    ))
+    .await;
+    let with = |k: &'static str| vec![("apikey", k)];
+    assert_eq!(
+        s.request("GET", "/metrics", &with("old-key"), b"")
+            .await
+            .status,
+        200
+    );
+    std::fs::write(
+        &s.config_path,
+        format!(
+            "[server]\nadmin_key = \"new-key\"\n{}",
+            endpoint("a", 'a', "")
+        ),
+    )
+    .expect("write");
+    s.running.reload().expect("reload");
+    assert_eq!(
+        s.request("GET", "/metrics", &with("old-key"), b"")
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        s.request("GET", "/metrics", &with("new-key"), b"")
+            .await
+            .status,
+        200
+    );
+    // Without the key the routes are gone again.
+    std::fs::write(&s.config_path, endpoint("a", 'a', "")).expect("write");
+    s.running.reload().expect("reload");
+    assert_eq!(
+        s.request("GET", "/metrics", &with("new-key"), b"")
+            .await
+            .status,
+        404
+    );
+    s.running.shutdown().await;
 }

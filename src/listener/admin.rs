@@ -312,7 +312,7 @@ pub async fn answer<B>(
                 return r;
             }
             super::runs_api::answer(
-                &*state.runner.backend,
+                &state.runner,
                 req.method(),
                 path,
                 req.uri().query().unwrap_or(""),

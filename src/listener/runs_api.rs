@@ -7,17 +7,19 @@
 //! - `GET /runs/{id}`: the whole record (request data without credential headers, the steps
 //!   with their timing, checkpoints and errors);
 //! - `POST /runs/{id}/retry` (`?from=start` to start over): a `failed` or `interrupted` run is
-//!   queued again from its failed step; a serving process picks it up within a few seconds.
+//!   queued again from its failed step and started at once by the serving process.
 //!   409 for a run in any other state.
 //!
 //! Bad query values are 400 with the reason; an unknown run 404; an unavailable backend 503
 //! with `Retry-After`; a record that cannot be read back 500 (that run only).
 
 use super::respond::{json, json_error, Body};
-use crate::state::{Backend, RetryFrom, RunFilter, RunPage, RunRecord, RunStatus, StateError};
+use super::runs::Runner;
+use crate::state::{RetryFrom, RunFilter, RunPage, RunRecord, RunStatus, StateError};
 use hyper::header::{HeaderValue, ALLOW, RETRY_AFTER};
 use hyper::{Method, Response, StatusCode};
 use serde_json::json;
+use std::sync::Arc;
 
 /// Largest `limit` of a listing.
 pub const MAX_LIMIT: usize = 1000;
@@ -117,13 +119,15 @@ fn method_not_allowed(allow: &'static str) -> Response<Body> {
     r
 }
 
-/// Answers `/runs…` (the caller checked the admin key).
+/// Answers `/runs…` (the caller checked the admin key). A retried run is handed to `runner`
+/// at once (it starts as soon as a worker is free).
 pub async fn answer(
-    backend: &dyn Backend,
+    runner: &Arc<Runner>,
     method: &Method,
     path: &str,
     query: &str,
 ) -> Response<Body> {
+    let backend = &*runner.backend;
     let rest = path.strip_prefix("/runs").unwrap_or("");
     let parts: Vec<&str> = rest.split('/').skip(1).collect();
     match parts.as_slice() {
@@ -169,6 +173,11 @@ pub async fn answer(
             match backend.retry_run(&decode(id), from).await {
                 Ok(rec) => {
                     tracing::info!(run_id = %rec.id, endpoint = %rec.endpoint, attempt = rec.attempt, "run queued again by the admin API");
+                    // Claimed now rather than by the next periodic claim; a failure here only
+                    // delays it to that claim.
+                    if let Err(e) = runner.claim_now().await {
+                        tracing::warn!(error = %e, "cannot claim the retried run yet");
+                    }
                     json(StatusCode::ACCEPTED, &retried_json(&rec, from))
                 }
                 Err(e) => error(&e),
