@@ -50,7 +50,11 @@ struct Redis {
 impl Redis {
     /// `None` when `redis-server` is missing (a failure under `CI=true`).
     fn start(aof: bool) -> Option<Redis> {
-        if Command::new("redis-server").arg("--version").output().is_err() {
+        if Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
             let msg = "redis-server is not installed: these tests need it \
                        (Debian/Ubuntu, as root: `apt-get install -y redis-server`)";
             if std::env::var("CI").is_ok_and(|v| v == "true") {
@@ -397,8 +401,14 @@ async fn a_killed_instance_has_its_runs_finished_by_the_others() {
         let (run, step) = key.split_once('.').expect("key is run.step");
         assert_eq!(format!("/{step}"), *p);
         let prev = run_of.insert(body.clone(), run.to_string());
-        assert!(prev.is_none() || prev.as_deref() == Some(run), "one run id per request");
-        steps_of.entry(body.clone()).or_default().insert(step.into());
+        assert!(
+            prev.is_none() || prev.as_deref() == Some(run),
+            "one run id per request"
+        );
+        steps_of
+            .entry(body.clone())
+            .or_default()
+            .insert(step.into());
     }
     for n in &accepted {
         let s = steps_of.get(n).unwrap_or_else(|| panic!("run {n} lost"));
@@ -407,7 +417,11 @@ async fn a_killed_instance_has_its_runs_finished_by_the_others() {
     assert!(done);
     // Repeats only for the steps in flight at the kill (2 workers).
     let distinct: HashSet<&String> = calls.iter().map(|c| &c.0).collect();
-    assert!(calls.len() - distinct.len() <= 2, "{} repeats", calls.len() - distinct.len());
+    assert!(
+        calls.len() - distinct.len() <= 2,
+        "{} repeats",
+        calls.len() - distinct.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -420,9 +434,21 @@ async fn redis_down_answers_503_keeps_stateless_endpoints_and_recovers() {
         "[server]\nstate = \"{}\"\nlease_s = 2\n{}{}{}{}",
         redis.url(),
         ep(1, DATA, &hook("send", &rx.url("/send"), "")),
-        ep(2, "return_type = \"data\"\nreturn_data = '''{\"plain\": true}'''", ""),
-        ep(3, "return_type = \"data\"\nreturn_data = '''{\"n\": {{ incrementAndGet('c') }}}'''", ""),
-        ep(4, "return_type = \"data\"\nreturn_data = '''{\"m\": \"{{ memoryGet('m', 'none') }}\"}'''", ""),
+        ep(
+            2,
+            "return_type = \"data\"\nreturn_data = '''{\"plain\": true}'''",
+            ""
+        ),
+        ep(
+            3,
+            "return_type = \"data\"\nreturn_data = '''{\"n\": {{ incrementAndGet('c') }}}'''",
+            ""
+        ),
+        ep(
+            4,
+            "return_type = \"data\"\nreturn_data = '''{\"m\": \"{{ memoryGet('m', 'none') }}\"}'''",
+            ""
+        ),
     ));
     let fleet = Fleet::start(cfg.path(), 2).await;
     let ready = |i: usize| {
@@ -476,16 +502,17 @@ async fn redis_down_answers_503_keeps_stateless_endpoints_and_recovers() {
         }
     }
     assert_eq!(ok_before, 40);
-    assert!(unavailable >= 30, "only {unavailable} answers were 503 while Redis was down");
+    assert!(
+        unavailable >= 30,
+        "only {unavailable} answers were 503 while Redis was down"
+    );
     // Full recovery: after Redis is back, both answer 200 and /readyz is ready again.
     for i in 0..2 {
         assert!(
             wait_for_async(Duration::from_secs(30), || async {
                 post(fleet.addr(i), &path(1), 10_000 + i)
                     .await
-                    .is_some_and(|r| {
-                        r.status == 200
-                    })
+                    .is_some_and(|r| r.status == 200)
             })
             .await,
             "instance {i} did not recover"

@@ -32,8 +32,8 @@
 //! thread instead of stalling (docs/redis.md, "Templates and Redis").
 
 use super::{
-    Backend, Retention, RetryFrom, RunEvent, RunFilter, RunPage, RunRecord, RunStatus,
-    RunSummary, StateError, StateResult, StepRecord, StepStatus,
+    Backend, Retention, RetryFrom, RunEvent, RunFilter, RunPage, RunRecord, RunStatus, RunSummary,
+    StateError, StateResult, StepRecord, StepStatus,
 };
 use crate::error::{Error, ErrorKind};
 use crate::host::{SharedStore, STORE_UNAVAILABLE};
@@ -217,16 +217,22 @@ return n
 "#;
 
 struct Scripts {
-    create: Script,
-    record: Script,
     claim: Script,
     renew: Script,
     retry: Script,
     drop: Script,
 }
 
+/// One journal write waiting for the writer task.
+struct Job {
+    cmd: redis::Cmd,
+    done: tokio::sync::oneshot::Sender<StateResult<redis::Value>>,
+}
+
 struct Inner {
     conn: ConnectionManager,
+    /// Journal writes, in call order, to the writer task (group commit).
+    writes: tokio::sync::mpsc::UnboundedSender<Job>,
     scripts: Scripts,
     /// The lease of a claimed run, in milliseconds.
     lease_ms: u64,
@@ -307,11 +313,12 @@ impl RedisBackend {
             ConnectionManager::new_lazy_with_config(client, config)
                 .map_err(|e| format!("cannot use Redis `{describe}`: {}", e.kind_description()))?
         };
+        let (writes, queue) = tokio::sync::mpsc::unbounded_channel();
+        rt.spawn(writer(conn.clone(), queue));
         let inner = Arc::new(Inner {
             conn,
+            writes,
             scripts: Scripts {
-                create: Script::new(CREATE),
-                record: Script::new(RECORD),
                 claim: Script::new(CLAIM),
                 renew: Script::new(RENEW),
                 retry: Script::new(RETRY),
@@ -355,9 +362,25 @@ impl Drop for RedisBackend {
 }
 
 impl Inner {
+    /// Queues a journal write now (its place in the order is taken at the call) and returns
+    /// its acknowledgement.
+    fn write(&self, cmd: redis::Cmd) -> impl Future<Output = StateResult<redis::Value>> {
+        let (done, rx) = tokio::sync::oneshot::channel();
+        let queued = self.writes.send(Job { cmd, done }).is_ok();
+        async move {
+            if !queued {
+                return Err(StateError::Unavailable("redis writer stopped".into()));
+            }
+            rx.await
+                .unwrap_or_else(|_| Err(StateError::Unavailable("redis writer stopped".into())))
+        }
+    }
+
     fn own(&self, owner: &str, id: &str) {
         let mut o = self.owned.lock().unwrap_or_else(|e| e.into_inner());
-        o.entry(owner.to_string()).or_default().insert(id.to_string());
+        o.entry(owner.to_string())
+            .or_default()
+            .insert(id.to_string());
     }
 
     fn disown(&self, id: &str) {
@@ -380,7 +403,11 @@ impl Inner {
     }
 
     /// Loads claimed runs; an unreadable one is marked failed (never a crash).
-    async fn load_claimed(&self, owner: &str, ids: Vec<String>) -> StateResult<Vec<RunRecord>> {
+    async fn load_claimed(
+        self: &Arc<Self>,
+        owner: &str,
+        ids: Vec<String>,
+    ) -> StateResult<Vec<RunRecord>> {
         let mut out = Vec::new();
         for id in ids {
             match self.get_run(&id).await {
@@ -406,7 +433,7 @@ impl Inner {
         Ok(out)
     }
 
-    async fn claim(&self, owner: &str, limit: usize) -> StateResult<Vec<RunRecord>> {
+    async fn claim(self: &Arc<Self>, owner: &str, limit: usize) -> StateResult<Vec<RunRecord>> {
         let mut c = self.conn.clone();
         let ids: Vec<String> = self
             .scripts
@@ -421,9 +448,9 @@ impl Inner {
         self.load_claimed(owner, ids).await
     }
 
-    async fn record(&self, event: RunEvent) -> StateResult<()> {
-        let mut c = self.conn.clone();
-        let mut inv = self.scripts.record.prepare_invoke();
+    /// Queues `event` now; the future resolves once Redis applied it.
+    fn record(self: &Arc<Self>, event: RunEvent) -> impl Future<Output = StateResult<()>> {
+        let mut inv = eval(RECORD);
         inv.arg(J);
         let mut final_run = None;
         match &event {
@@ -442,7 +469,12 @@ impl Inner {
                     final_run = Some(run.clone());
                 }
             }
-            RunEvent::StepStarted { run, step, kind, at } => {
+            RunEvent::StepStarted {
+                run,
+                step,
+                kind,
+                at,
+            } => {
                 inv.arg(run).arg("started").arg(step).arg(kind).arg(*at);
             }
             RunEvent::StepWaiting {
@@ -480,14 +512,69 @@ impl Inner {
                     .arg(error.as_str());
             }
         }
-        let found: i64 = inv.invoke_async(&mut c).await.map_err(unavailable)?;
-        if let Some(id) = final_run {
-            self.disown(&id);
+        let write = self.write(inv);
+        let me = self.clone();
+        async move {
+            let found = write.await?;
+            if let Some(id) = final_run {
+                me.disown(&id);
+            }
+            if found == redis::Value::Int(0) {
+                return Err(StateError::NotFound);
+            }
+            Ok(())
         }
-        if found == 0 {
-            return Err(StateError::NotFound);
+    }
+}
+
+/// `EVAL script 0 …`: the script text travels with each call, so a Redis restarted (its
+/// script cache empty) needs no `SCRIPT LOAD` round before a pipelined batch.
+fn eval(script: &str) -> redis::Cmd {
+    let mut c = redis::cmd("EVAL");
+    c.arg(script).arg(0);
+    c
+}
+
+/// The journal writer: writes are sent in the order they were made (a run's events never
+/// overtake each other, even when their callers do not wait), and everything queued while a
+/// batch is in flight goes in the next batch, one pipeline = one round trip (group commit).
+async fn writer(conn: ConnectionManager, mut queue: tokio::sync::mpsc::UnboundedReceiver<Job>) {
+    const BATCH: usize = 512;
+    let mut c = conn;
+    while let Some(first) = queue.recv().await {
+        let mut jobs = vec![first];
+        while jobs.len() < BATCH {
+            match queue.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
         }
-        Ok(())
+        let mut pipe = redis::pipe();
+        let mut waiting = Vec::with_capacity(jobs.len());
+        for j in jobs {
+            pipe.add_command(j.cmd);
+            waiting.push(j.done);
+        }
+        match pipe.query_async::<Vec<redis::Value>>(&mut c).await {
+            Ok(values) if values.len() == waiting.len() => {
+                for (v, tx) in values.into_iter().zip(waiting) {
+                    let _ = tx.send(Ok(v));
+                }
+            }
+            Ok(_) => {
+                for tx in waiting {
+                    let _ = tx.send(Err(StateError::Unavailable(
+                        "redis: short pipeline answer".into(),
+                    )));
+                }
+            }
+            Err(e) => {
+                let e = unavailable(e);
+                for tx in waiting {
+                    let _ = tx.send(Err(e.clone()));
+                }
+            }
+        }
     }
 }
 
@@ -644,27 +731,30 @@ impl Backend for RedisBackend {
     }
 
     fn create_run(&self, run: RunRecord) -> BoxFuture<'static, StateResult<()>> {
-        self.spawn(move |inner| async move {
-            let mut c = inner.conn.clone();
-            let f = fields(&run);
-            let mut inv = inner.scripts.create.prepare_invoke();
-            inv.arg(J).arg(&run.id).arg(f.len());
-            for (k, v) in &f {
-                inv.arg(k).arg(v);
-            }
-            inv.arg(inner.lease_ms);
-            let _: i64 = inv.invoke_async(&mut c).await.map_err(unavailable)?;
+        let f = fields(&run);
+        let mut inv = eval(CREATE);
+        inv.arg(J).arg(&run.id).arg(f.len());
+        for (k, v) in &f {
+            inv.arg(k).arg(v);
+        }
+        inv.arg(self.inner.lease_ms);
+        // Queued now, so the run's later events (queued after this call) follow it.
+        let write = self.inner.write(inv);
+        let inner = self.inner.clone();
+        async move {
+            write.await?;
             if let Some(owner) = &run.owner {
                 if !run.status.is_final() {
                     inner.own(owner, &run.id);
                 }
             }
             Ok(())
-        })
+        }
+        .boxed()
     }
 
     fn record(&self, event: RunEvent) -> BoxFuture<'static, StateResult<()>> {
-        self.spawn(move |inner| async move { inner.record(event).await })
+        self.inner.record(event).boxed()
     }
 
     fn recover(&self, owner: &str, _now: i64) -> BoxFuture<'static, StateResult<Vec<RunRecord>>> {
@@ -725,14 +815,18 @@ impl Backend for RedisBackend {
                 }
                 let mut pipe = redis::pipe();
                 for (id, _) in &ids {
-                    pipe.cmd("HMGET")
-                        .arg(format!("{J}run:{id}"))
-                        .arg(&["endpoint", "status", "created", "started", "finished", "error"]);
+                    pipe.cmd("HMGET").arg(format!("{J}run:{id}")).arg(&[
+                        "endpoint", "status", "created", "started", "finished", "error",
+                    ]);
                 }
                 let rows: Vec<Vec<Option<String>>> =
                     pipe.query_async(&mut c).await.map_err(unavailable)?;
                 for ((id, seq), row) in ids.iter().zip(rows) {
-                    let Some(status) = row.get(1).cloned().flatten().and_then(|s| RunStatus::parse(&s))
+                    let Some(status) = row
+                        .get(1)
+                        .cloned()
+                        .flatten()
+                        .and_then(|s| RunStatus::parse(&s))
                     else {
                         continue;
                     };
@@ -886,10 +980,12 @@ impl SharedStore for RedisStore {
         let mut c = self.conn.clone();
         let key = format!("{M}{name}");
         match self.wait(async move { c.get::<_, Option<String>>(key).await }) {
-            Ok(Some(text)) => Ok(Some(match serde_json::from_str::<serde_json::Value>(&text) {
-                Ok(j) => Value::from(&j),
-                Err(_) => Value::from(text.as_str()),
-            })),
+            Ok(Some(text)) => Ok(Some(
+                match serde_json::from_str::<serde_json::Value>(&text) {
+                    Ok(j) => Value::from(&j),
+                    Err(_) => Value::from(text.as_str()),
+                },
+            )),
             Ok(None) => Ok(None),
             Err(e) => {
                 let e = unavailable(e);

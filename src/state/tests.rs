@@ -483,7 +483,14 @@ impl RedisChild {
             .port();
         let dir = temp_dir("redis");
         let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
             .arg("--dir")
             .arg(&dir)
             .stdout(std::process::Stdio::null())
@@ -524,17 +531,60 @@ fn redis_journal() {
     block_on(async {
         b.create_run(new_run("keep", "e", true)).await.unwrap();
         b.create_run(new_run("sync", "e", false)).await.unwrap();
-        assert!(b.recover("other", 0).await.unwrap().is_empty(), "lease held");
+        assert!(
+            b.recover("other", 0).await.unwrap().is_empty(),
+            "lease held"
+        );
     });
     drop(b);
     // The owner stopped renewing (its backend is gone): after the lease, another takes over.
     std::thread::sleep(Duration::from_millis(1_300));
     let b = open(3, 1);
     recovery_after_lease(&b);
+    // Writes are applied in call order, whether or not their callers wait (a run's events
+    // never overtake each other).
+    let b = open(5, 30);
+    block_on(async {
+        let create = b.create_run(new_run("o", "e", true));
+        for i in 0..50 {
+            let step = format!("s{i}");
+            drop(b.record(RunEvent::StepStarted {
+                run: "o".into(),
+                step: step.clone(),
+                kind: "store".into(),
+                at: 10,
+            }));
+            drop(b.record(RunEvent::StepSucceeded {
+                run: "o".into(),
+                step,
+                at: 11,
+                checkpoint: Checkpoint {
+                    set: vec![("x".into(), json!(i))],
+                    branch: None,
+                },
+            }));
+        }
+        let last = b.record(status("o", RunStatus::Succeeded, 12, None));
+        create.await.unwrap();
+        last.await.unwrap();
+        let r = b.get_run("o").await.unwrap();
+        assert_eq!(r.status, RunStatus::Succeeded);
+        assert_eq!(r.steps.len(), 50);
+        for (i, s) in r.steps.iter().enumerate() {
+            assert_eq!(s.id, format!("s{i}"));
+            assert_eq!(s.kind, "store");
+            assert_eq!(s.status, StepStatus::Succeeded);
+            assert_eq!(s.checkpoint.as_ref().unwrap().set[0].1, json!(i));
+        }
+    });
     // The store: JSON values with TTLs, exact counters, shared by two backends.
     let (x, y) = (open(4, 30), open(4, 30));
     let (sx, sy) = (x.store(), y.store());
-    sx.set("v", crate::Value::from(&json!({"a": [1, "b"]})), Duration::from_secs(60));
+    sx.set(
+        "v",
+        crate::Value::from(&json!({"a": [1, "b"]})),
+        Duration::from_secs(60),
+    );
     assert_eq!(sy.get("v").unwrap().to_json(), json!({"a": [1, "b"]}));
     sx.set("short", crate::Value::from(1i64), Duration::from_millis(50));
     std::thread::sleep(Duration::from_millis(120));
@@ -580,10 +630,7 @@ fn redis_down_is_unavailable_and_urls_are_checked() {
     assert!(StateSpec::parse("rediss://127.0.0.1:6380/0", base).is_ok());
     let bad = StateSpec::parse("redis://u:pw@127.0.0.1:notaport/0", base).unwrap_err();
     assert!(!bad.contains("pw"), "{bad}");
-    assert_eq!(
-        redis::redact("redis://u:pw@h:1/0"),
-        "redis://u:***@h:1/0"
-    );
+    assert_eq!(redis::redact("redis://u:pw@h:1/0"), "redis://u:***@h:1/0");
     // Nothing listens on this port: every operation is Unavailable, quickly, without panic.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
