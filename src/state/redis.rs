@@ -48,6 +48,9 @@ use std::time::Duration;
 
 /// Default lease of a claimed run (`[server] lease_s`).
 pub const DEFAULT_LEASE_S: u64 = 30;
+/// A run taken over this many times without finishing is `failed` (a step that kills every
+/// process that runs it is not retried forever; the same limit as a SQLite restart's).
+pub const MAX_ATTEMPTS: u32 = 5;
 /// Timeout of one Redis command (and of one connection attempt).
 const TIMEOUT: Duration = Duration::from_secs(3);
 /// Journal key prefix.
@@ -147,8 +150,15 @@ for i = 1, #ids, 2 do
     redis.call('ZREM', p .. 'delays', id)
     redis.call('ZADD', p .. 'finished', now, id)
     redis.call('ZADD', p .. 'done:' .. ep, redis.call('HGET', k, 'seq'), id)
+  elseif score > 0 and redis.call('HINCRBY', k, 'attempt', 1) > tonumber(ARGV[5]) then
+    local ep = redis.call('HGET', k, 'endpoint')
+    redis.call('HSET', k, 'status', 'failed', 'finished', now,
+      'error', 'gave up after ' .. ARGV[5] .. ' attempts without finishing')
+    redis.call('ZREM', p .. 'leases', id)
+    redis.call('ZREM', p .. 'delays', id)
+    redis.call('ZADD', p .. 'finished', now, id)
+    redis.call('ZADD', p .. 'done:' .. ep, redis.call('HGET', k, 'seq'), id)
   else
-    if score > 0 then redis.call('HINCRBY', k, 'attempt', 1) end
     redis.call('HSET', k, 'owner', owner)
     redis.call('ZADD', p .. 'leases', now + lease, id)
     table.insert(out, id)
@@ -442,6 +452,7 @@ impl Inner {
             .arg(owner)
             .arg(limit.max(1))
             .arg(self.lease_ms)
+            .arg(MAX_ATTEMPTS)
             .invoke_async(&mut c)
             .await
             .map_err(unavailable)?;

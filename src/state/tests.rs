@@ -541,6 +541,32 @@ fn redis_journal() {
     std::thread::sleep(Duration::from_millis(1_300));
     let b = open(3, 1);
     recovery_after_lease(&b);
+    // A run taken over too often is given up.
+    block_on(async {
+        b.create_run(new_run("doomed", "e", true)).await.unwrap();
+    });
+    let mut c = ::redis::Client::open(redis.url(3))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    ::redis::cmd("HSET")
+        .arg("fs:{j}:run:doomed")
+        .arg("attempt")
+        .arg(redis::MAX_ATTEMPTS)
+        .exec(&mut c)
+        .unwrap();
+    ::redis::cmd("ZADD")
+        .arg("fs:{j}:leases")
+        .arg(1)
+        .arg("doomed")
+        .exec(&mut c)
+        .unwrap();
+    block_on(async {
+        assert!(b.claim("x", 10).await.unwrap().is_empty());
+        let r = b.get_run("doomed").await.unwrap();
+        assert_eq!(r.status, RunStatus::Failed);
+        assert!(r.error.unwrap().contains("gave up after 5 attempts"));
+    });
     // Writes are applied in call order, whether or not their callers wait (a run's events
     // never overtake each other).
     let b = open(5, 30);
