@@ -298,7 +298,7 @@ async fn three_instances_share_exact_counters_and_memory() {
         "",
     );
     let cfg = write_config(&format!(
-        "[server]\nstate = \"{}\"\n{count}{remember}{read}",
+        "[server]\nstate = \"{}\"\nadmin_key = \"adm1n-key\"\n{count}{remember}{read}",
         redis.url()
     ));
     let fleet = Fleet::start(cfg.path(), 3).await;
@@ -335,6 +335,33 @@ async fn three_instances_share_exact_counters_and_memory() {
         assert_eq!(v["greeting"], "4242", "instance {i}: {last}");
         assert_eq!(v["hits"], 300, "instance {i}: {last}");
     }
+    // The run accepted by instance 0 is seen by the admin API of instance 2 and by the CLI.
+    let r = request(
+        fleet.addr(2),
+        "GET",
+        "/runs?endpoint=ep2",
+        &[("authorization", "Bearer adm1n-key")],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let runs = r.json()["runs"].as_array().cloned().expect("runs");
+    assert_eq!(runs.len(), 1, "{}", r.body);
+    assert_eq!(runs[0]["status"], "succeeded", "{}", r.body);
+    let id = runs[0]["id"].as_str().expect("id").to_string();
+    let out = Command::new(BIN)
+        .args(["runs", "show", &id, "--config"])
+        .arg(cfg.path())
+        .output()
+        .expect("runs show");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(shown["data"]["n"], 4242);
+    assert_eq!(shown["steps"][0]["id"], "remember");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
