@@ -374,7 +374,11 @@ async fn a_killed_instance_has_its_runs_finished_by_the_others() {
     let steps = format!(
         "{}{}",
         hook("first", &rx.url("/first"), ""),
-        hook("later", &rx.url("/later"), "parent = \"first\""),
+        hook(
+            "later",
+            &rx.url("/later"),
+            "parent = \"first\"\ndelay_ms = 1000"
+        ),
     );
     let cfg = write_config(&format!(
         "[server]\nstate = \"{}\"\nlease_s = 2\nworkers = 2\n{}",

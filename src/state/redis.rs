@@ -64,12 +64,8 @@ local k = p .. 'run:' .. id
 local seq = redis.call('INCR', p .. 'seq')
 redis.call('DEL', k)
 local n = tonumber(ARGV[3])
-local i = 4
-for _ = 1, n do
-  redis.call('HSET', k, ARGV[i], ARGV[i + 1])
-  i = i + 2
-end
-redis.call('HSET', k, 'seq', seq)
+local i = 4 + 2 * n
+redis.call('HSET', k, 'seq', seq, unpack(ARGV, 4, i - 1))
 local ep = redis.call('HGET', k, 'endpoint')
 redis.call('ZADD', p .. 'all', seq, id)
 redis.call('ZADD', p .. 'ep:' .. ep, seq, id)
@@ -192,12 +188,7 @@ local seq = redis.call('HGET', k, 'seq')
 local ep = redis.call('HGET', k, 'endpoint')
 redis.call('DEL', k)
 local n = tonumber(ARGV[4])
-local i = 5
-for _ = 1, n do
-  redis.call('HSET', k, ARGV[i], ARGV[i + 1])
-  i = i + 2
-end
-redis.call('HSET', k, 'seq', seq)
+redis.call('HSET', k, 'seq', seq, unpack(ARGV, 5, 4 + 2 * n))
 redis.call('ZREM', p .. 'finished', id)
 redis.call('ZREM', p .. 'done:' .. ep, id)
 redis.call('ZADD', p .. 'leases', 0, id)
