@@ -142,7 +142,7 @@ pub struct Options {
     pub max_connections: Option<usize>,
     /// More conditions for `/readyz` (each one's failure reason is shown to anyone asking).
     pub readiness: Vec<ReadyCheck>,
-    /// A `[server] state` value (`memory`, `sqlite:PATH`) overriding the file's
+    /// A `[server] state` value (`memory`, `sqlite:PATH`, `redis://…`) overriding the file's
     /// (`serve --state`); a relative path is relative to the working directory.
     pub state: Option<String>,
 }
