@@ -80,7 +80,7 @@ enum Command {
         addr: Option<String>,
         #[arg(long)]
         watch: bool,
-        /// State backend, overriding `[server] state`: `memory` or `sqlite:PATH`.
+        /// State backend, overriding `[server] state`: `memory`, `sqlite:PATH` or `redis://HOST:PORT/DB`.
         #[arg(long, value_name = "VALUE")]
         state: Option<String>,
     },
@@ -112,7 +112,7 @@ struct RunsSource {
     /// The listener configuration (its `[server] state` names the backend).
     #[arg(long, value_name = "FILE")]
     config: String,
-    /// State backend, overriding `[server] state`: `sqlite:PATH`.
+    /// State backend, overriding `[server] state`: `sqlite:PATH` or `redis://HOST:PORT/DB`.
     #[arg(long, value_name = "VALUE")]
     state: Option<String>,
 }

@@ -169,7 +169,7 @@ pub struct Options {
     pub max_connections: Option<usize>,
     /// More conditions for `/readyz` (each one's failure reason is shown to anyone asking).
     pub readiness: Vec<ReadyCheck>,
-    /// A `[server] state` value (`memory`, `sqlite:PATH`) overriding the file's
+    /// A `[server] state` value (`memory`, `sqlite:PATH`, `redis://…`) overriding the file's
     /// (`serve --state`); a relative path is relative to the working directory.
     pub state: Option<String>,
 }
@@ -192,7 +192,7 @@ pub async fn start_with(
         Some(v) => StateSpec::parse(v, Path::new("."))?,
         None => first.server.state.clone(),
     };
-    let backend = spec.open(first.server.durability)?;
+    let backend = spec.open_with(first.server.durability, first.server.lease_s)?;
     let config = load_config_with_store(config_path, backend.store()).map_err(|e| e.to_string())?;
     for w in &config.warnings {
         tracing::warn!(warning = %w, "configuration warning");

@@ -198,6 +198,9 @@ pub struct ServerConfig {
     /// Outbound webhook settings (`webhook_allow`, `webhook_ca`, `webhook_trust`,
     /// `webhook_max_response_bytes`).
     pub webhook: WebhookSettings,
+    /// `lease_s`: on Redis, how long a claimed run stays with a process that stopped
+    /// renewing it before another process takes it over (docs/redis.md).
+    pub lease_s: u64,
 }
 
 /// `[server] log_format`.
@@ -511,6 +514,7 @@ fn read_server(
         workers: default_workers(),
         retention: crate::state::Retention::default(),
         webhook: WebhookSettings::default(),
+        lease_s: crate::state::redis::DEFAULT_LEASE_S,
     };
     let Some(item) = item else {
         return (cfg, None);
@@ -586,6 +590,7 @@ fn read_server(
     }
     let workers = f.uint_in("workers", cfg.workers as u64, 1, 100_000);
     cfg.workers = usize::try_from(workers).unwrap_or(cfg.workers);
+    cfg.lease_s = f.uint_in("lease_s", cfg.lease_s, 1, 3_600);
     cfg.retention.days = f.uint_in("history_days", cfg.retention.days, 0, 36_500);
     cfg.retention.max_per_endpoint = f.uint_in(
         "history_max",
