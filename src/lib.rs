@@ -9,6 +9,7 @@
 
 pub mod builtins;
 mod compile;
+#[cfg(feature = "listener")]
 pub mod detect;
 mod engine;
 pub mod error;
@@ -22,6 +23,7 @@ pub use engine::{Engine, Escape, Expression, RenderOptions, Template};
 pub use error::{Error, ErrorKind};
 pub use limits::Limits;
 pub use value::Value;
+#[cfg(feature = "listener")]
 pub mod listener;
 
 /// The README's Rust examples compile and run as doc tests.
