@@ -16,7 +16,7 @@ use crate::vm::{self, Shared};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Output escaping strategy of a render (language.md §4).
+/// Output escaping strategy of a render (docs/language.md §4).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Escape {
     /// Print values as they are (every field but `return_html`).
@@ -30,7 +30,7 @@ pub enum Escape {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RenderOptions {
     pub escape: Escape,
-    /// Allow `env(name)`: only for settings fields (listener.md §6).
+    /// Allow `env(name)`: only for settings fields (docs/listener.md "Responses").
     pub allow_env: bool,
 }
 

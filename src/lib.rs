@@ -30,3 +30,13 @@ pub mod listener;
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 mod readme_doctests {}
+
+/// The Rust examples of the catalogue (host builtins from typed closures) run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/catalogue.md")]
+mod catalogue_doctests {}
+
+/// The Rust examples of the language reference run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/language.md")]
+mod language_doctests {}

@@ -1,4 +1,4 @@
-//! The sandbox limits every render runs under (language.md §5).
+//! The sandbox limits every render runs under (docs/language.md §5).
 
 /// Limits set on the engine; each exceeded limit is an [`ErrorKind::Limit`](crate::ErrorKind::Limit)
 /// error that names it.

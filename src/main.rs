@@ -1,4 +1,4 @@
-//! The `flexscript` command line (cli-and-layout.md): thin, no logic of its own.
+//! The `flexscript` command line (README.md "Command line"): thin, no logic of its own.
 //! Exit codes: 0 success, 1 template/runtime/input errors, 2 usage errors (clap).
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -42,7 +42,7 @@ enum Command {
         /// A missing variable, key or index is an error.
         #[arg(long)]
         strict: bool,
-        /// JSON record store for find*/query (catalogue.md "Record look-ups").
+        /// JSON record store for find*/query (docs/catalogue.md "Host-backed functions").
         #[arg(long, value_name = "FILE")]
         records: Option<String>,
     },

@@ -3,7 +3,7 @@
 //! result as an insta snapshot in `tests/snapshots/` (named after the relative path:
 //! `language/operators/precedence.test` → `language__operators__precedence`).
 //!
-//! # Fixture format (cli-and-layout.md "Fixture format")
+//! # Fixture format (the harness below)
 //!
 //! ```text
 //! --TEST--            one-line title (required, first)

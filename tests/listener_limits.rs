@@ -1,4 +1,4 @@
-//! End-to-end over real sockets: the cap on simultaneously open connections (listener.md §9,
+//! End-to-end over real sockets: the cap on simultaneously open connections (docs/listener.md "Operations",
 //! memory stays bounded): at the cap a new client waits unaccepted and is served as soon as an
 //! open connection closes.
 #![cfg(feature = "listener")]

@@ -1,4 +1,4 @@
-//! The language's minimum builtin set and every test of language.md §2.4:
+//! The language's minimum builtin set and every test of docs/language.md §2.4:
 //! filters `upper lower length join default escape/e raw json_encode`, function
 //! `range`, tests `defined null none empty even odd iterable sequence mapping string
 //! number boolean divisible by, same as, true false`.

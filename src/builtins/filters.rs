@@ -1,4 +1,4 @@
-//! Catalogue filters over lists, maps and numbers (catalogue.md): `abs`, `batch`,
+//! Catalogue filters over lists, maps and numbers (docs/catalogue.md): `abs`, `batch`,
 //! `column`, `filter`, `first`, `group_by`, `keys`, `last`, `map`, `merge`,
 //! `number_format`, `reduce`, `reverse`, `round`, `slice`, `sort`, `sum`.
 //!

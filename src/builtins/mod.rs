@@ -51,7 +51,7 @@ pub trait State {
     fn limits(&self) -> &Limits;
     /// What the host lends: timezone, records, shared store.
     fn host(&self) -> &Host;
-    /// True only when rendering a settings field (listener.md §6): `env()` works.
+    /// True only when rendering a settings field (docs/listener.md "Responses"): `env()` works.
     fn env_allowed(&self) -> bool;
 }
 

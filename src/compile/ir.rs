@@ -107,7 +107,7 @@ pub enum Esc {
     On(Strategy),
 }
 
-/// An escaping strategy (language.md §4).
+/// An escaping strategy (docs/language.md §4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Strategy {
     Html,

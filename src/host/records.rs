@@ -1,7 +1,7 @@
-//! Record look-ups behind `findOne`, `findMany`, `query`… (catalogue.md "Record look-ups").
+//! Record look-ups behind `findOne`, `findMany`, `query`… (docs/catalogue.md "Host-backed functions").
 //!
 //! [`RecordSource`] is the host trait; [`JsonRecords`] is the read-only in-process source the
-//! listener loads from its records file (listener.md §7).
+//! listener loads from its records file (docs/catalogue.md "Host-backed functions").
 
 use crate::error::{Error, ErrorKind};
 use crate::value::Value;

@@ -1,4 +1,4 @@
-//! One request to `/listener/{first}/{second}` (listener.md §2–§6), in the fixed order:
+//! One request to `/listener/{first}/{second}` (docs/listener.md), in the fixed order:
 //! method check → CORS preflight → authentication → request data → response and workflow.
 // An early answer travels as `Err(Response)`: one per request, size is irrelevant.
 #![allow(clippy::result_large_err)]

@@ -1,4 +1,4 @@
-//! Outbound HTTP for `webhook` steps (listener.md §5), `http://` and `https://`. TLS is rustls
+//! Outbound HTTP for `webhook` steps (docs/listener.md "Workflows"), `http://` and `https://`. TLS is rustls
 //! (the `ring` provider, TLS 1.2 and 1.3) and trusts exactly the Mozilla roots compiled in by
 //! `webpki-roots` (no system certificate files are read); a certificate or handshake failure is
 //! `ok = false` with the TLS error in `error`. Each attempt is bounded by `timeout_ms`;

@@ -3,7 +3,7 @@
 //! A `Value` is small (24 bytes) and cheap to clone: strings, lists and maps are
 //! reference counted, so passing context values around never copies them.
 //! Maps keep insertion order. Semantics (truthiness, loose equality, ordering,
-//! printing) follow PHP 8 as Twig 3 does; see `language.md` §2.3 and §2.6.
+//! printing) follow PHP 8 as Twig 3 does; see `docs/language.md` §2.3 and §2.6.
 
 mod compare;
 mod convert;
@@ -208,7 +208,7 @@ impl Value {
         self.as_number().map(Number::as_f64)
     }
 
-    /// The printed form of the value (language.md §2.6): null and false print as
+    /// The printed form of the value (docs/language.md §2.6): null and false print as
     /// nothing, true as `1`, floats as PHP, lists and maps as compact JSON.
     pub fn to_output(&self) -> String {
         let mut s = String::new();

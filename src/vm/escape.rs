@@ -1,4 +1,4 @@
-//! Output escaping strategies (language.md §4, as Twig's `escape` filter) and a
+//! Output escaping strategies (docs/language.md §4, as Twig's `escape` filter) and a
 //! non-allocating integer writer.
 
 use crate::compile::ir::Strategy;
