@@ -87,7 +87,7 @@ fn check(engine: impl Fn() -> Engine, rows: &[(usize, String, String)], opts: Re
 fn host_table_renders_with_the_documented_records() {
     let text = doc();
     let json = text
-        .split("### Host-backed functions")
+        .split("## Host-backed functions")
         .nth(1)
         .expect("a host-backed functions section")
         .split("```json")
