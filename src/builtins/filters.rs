@@ -670,10 +670,10 @@ pub(crate) mod test_support {
 
     /// A callable value backed by a Rust closure.
     pub fn arrow(f: impl Fn(&[Value]) -> Value + Send + Sync + 'static) -> Value {
-        Value::Callable(Callable {
+        Value::Callable(Arc::new(Callable {
             name: Arc::from("arrow function"),
             inner: Arc::new(TestFn(Box::new(f))),
-        })
+        }))
     }
 
     /// Test state with default limits and a fuel counter.

@@ -302,13 +302,13 @@ impl<'a> Vm<'a> {
 
     /// The value of an arrow-function expression.
     pub(crate) fn arrow_value(&self, a: &Arc<Arrow>) -> Value {
-        Value::Callable(crate::value::Callable {
+        Value::Callable(Arc::new(crate::value::Callable {
             name: Arc::from("arrow function"),
             inner: Arc::new(ArrowClosure {
                 arrow: a.clone(),
                 frame: self.frame_id,
             }),
-        })
+        }))
     }
 
     /// The current variables as a map (context keys overridden by template variables).
