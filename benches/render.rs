@@ -14,7 +14,7 @@
 //! `teams` from a context converted once, so the loop measures rendering only. Run with
 //! `cargo bench --bench render`; the last lines printed are flexscript ÷ each peer per row.
 
-use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use criterion::{black_box, criterion_group, Criterion};
 use serde_json::{json, Value as Json};
 
 const TABLE: &str = "<table>{% for row in table %}<tr>{% for cell in row %}<td>{{ cell }}</td>{% endfor %}</tr>{% endfor %}</table>";
@@ -121,7 +121,9 @@ fn from_context(c: &mut Criterion) {
         b.iter(|| flex.render(black_box(&flex_value)))
     });
     let mini_value = minijinja::Value::from_serialize(&ctx);
-    g.bench_function("minijinja", |b| b.iter(|| mini.render(black_box(&mini_value))));
+    g.bench_function("minijinja", |b| {
+        b.iter(|| mini.render(black_box(&mini_value)))
+    });
     g.finish();
 }
 

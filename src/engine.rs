@@ -8,31 +8,15 @@ use crate::builtins::typed::{FunctionArgs, FunctionResult, HostFn};
 use crate::builtins::{Host, Registry};
 use crate::compile::{self, ir};
 use crate::error::Error;
+pub use crate::escape::Escape;
 use crate::host::{RecordSource, SharedStore};
 use crate::limits::Limits;
+pub use crate::options::RenderOptions;
 use crate::syntax;
 use crate::value::Value;
 use crate::vm::{self, Shared};
 use std::collections::HashMap;
 use std::sync::Arc;
-
-/// Output escaping strategy of a render (docs/language.md §4).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Escape {
-    /// Print values as they are (every field but `return_html`).
-    #[default]
-    None,
-    /// HTML-escape `{{ }}` output unless it is marked safe.
-    Html,
-}
-
-/// Per-render options.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RenderOptions {
-    pub escape: Escape,
-    /// Allow `env(name)`: only for settings fields (docs/listener.md "Responses").
-    pub allow_env: bool,
-}
 
 /// Compiles templates; holds builtins, snippets, limits and host services.
 #[derive(Clone)]
@@ -275,7 +259,9 @@ mod tests {
         assert!(a.registry.get_filter("shout").is_some());
         assert!(b.registry.get_filter("shout").is_none());
         assert!(Engine::new().registry.get_filter("shout").is_none());
-        let out = a.compile("t", "{{ 'hi' | shout }}").and_then(|t| t.render(&()));
+        let out = a
+            .compile("t", "{{ 'hi' | shout }}")
+            .and_then(|t| t.render(&()));
         assert_eq!(out.expect("renders"), "HI!");
         assert!(b.compile("t", "{{ 'hi' | shout }}").is_err());
     }
@@ -285,6 +271,10 @@ mod tests {
         let t = Engine::new().compile("t", "{{ a.b }}").expect("compiles");
         let ctx = Value::from(serde_json::json!({"a": {"b": "x"}}));
         assert_eq!(t.render(&ctx).expect("renders"), "x");
-        assert_eq!(t.render_value(&ctx, RenderOptions::default()).expect("renders"), "x");
+        assert_eq!(
+            t.render_value(&ctx, RenderOptions::default())
+                .expect("renders"),
+            "x"
+        );
     }
 }

@@ -76,8 +76,8 @@ enum Command {
     },
 }
 
-fn io_error(what: &str, e: impl std::fmt::Display) -> Error {
-    Error::new(ErrorKind::Io, format!("{what}: {e}"))
+fn io_error(what: &str, e: std::io::Error) -> Error {
+    Error::new(ErrorKind::Io, format!("{what}: {e}")).with_source(e)
 }
 
 fn read_source(path: &str) -> Result<String, Error> {
@@ -123,7 +123,7 @@ fn render(
     let (name, source) = match (expr, file) {
         (Some(e), _) => ("-e".to_string(), e),
         (None, Some(f)) => (f.clone(), read_source(&f)?),
-        (None, None) => return Err(io_error("render", "no template given")),
+        (None, None) => return Err(Error::new(ErrorKind::Io, "render: no template given")),
     };
     let ctx = read_context(context.as_deref())?;
     let mut engine = Engine::new();

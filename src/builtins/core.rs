@@ -4,10 +4,10 @@
 //! number boolean divisible by, same as, true false`.
 
 use super::{arg, expect_string, opt_bool, Registry, State};
-use crate::compile::ir::Strategy;
 use crate::error::{Error, ErrorKind};
+use crate::escape::escape;
+use crate::escape::Strategy;
 use crate::value::{self, strict_eq, write_json, Value};
-use crate::vm::escape::escape;
 
 /// Registers the core builtins.
 pub fn register(r: &mut Registry) {

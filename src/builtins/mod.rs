@@ -21,7 +21,6 @@ pub mod dates;
 pub mod filters;
 pub mod functions;
 pub mod misc;
-pub mod pcre;
 pub mod records;
 #[cfg(test)]
 mod teststate;
@@ -213,7 +212,12 @@ impl Registry {
     where
         F: Fn(&mut dyn State, &[Value]) -> Result<Value, Error> + Send + Sync + 'static,
     {
-        insert(&mut Arc::make_mut(&mut self.tables).filters, name, spec, Arc::new(f));
+        insert(
+            &mut Arc::make_mut(&mut self.tables).filters,
+            name,
+            spec,
+            Arc::new(f),
+        );
     }
 
     /// Registers (or replaces) a function.
@@ -221,7 +225,12 @@ impl Registry {
     where
         F: Fn(&mut dyn State, &[Value]) -> Result<Value, Error> + Send + Sync + 'static,
     {
-        insert(&mut Arc::make_mut(&mut self.tables).functions, name, spec, Arc::new(f));
+        insert(
+            &mut Arc::make_mut(&mut self.tables).functions,
+            name,
+            spec,
+            Arc::new(f),
+        );
     }
 
     /// Registers (or replaces) a test.
@@ -229,7 +238,12 @@ impl Registry {
     where
         F: Fn(&mut dyn State, &[Value]) -> Result<Value, Error> + Send + Sync + 'static,
     {
-        insert(&mut Arc::make_mut(&mut self.tables).tests, name, spec, Arc::new(f));
+        insert(
+            &mut Arc::make_mut(&mut self.tables).tests,
+            name,
+            spec,
+            Arc::new(f),
+        );
     }
 }
 

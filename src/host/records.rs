@@ -71,6 +71,7 @@ impl JsonRecords {
                 ErrorKind::Io,
                 format!("cannot read records file {}: {e}", path.display()),
             )
+            .with_source(e)
         })?;
         JsonRecords::from_json_str(&text)
             .map_err(|e| invalid(format!("{}: {}", path.display(), e.message())))
@@ -141,5 +142,11 @@ mod tests {
         }
         let err = JsonRecords::from_file("/nonexistent/records.json").unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Io);
+        // The I/O error is kept as the cause.
+        let cause = std::error::Error::source(&err).expect("a cause");
+        let io = cause
+            .downcast_ref::<std::io::Error>()
+            .expect("an io::Error");
+        assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
     }
 }

@@ -38,11 +38,7 @@ pub(super) fn park(v: &Value) -> u64 {
 }
 
 fn unpark(slot: u64) -> Option<Value> {
-    PARKED.with(|p| {
-        p.borrow_mut()
-            .get_mut(slot as usize)
-            .map(std::mem::take)
-    })
+    PARKED.with(|p| p.borrow_mut().get_mut(slot as usize).map(std::mem::take))
 }
 
 /// Runs `f` with parking on; the parked values are dropped when the outermost call ends.
@@ -160,7 +156,9 @@ impl ser::Serializer for ValueSerializer {
         Ok(Value::Str(Arc::from(v)))
     }
     fn serialize_bytes(self, v: &[u8]) -> R {
-        Ok(Value::list(v.iter().map(|b| Value::Int((*b).into())).collect()))
+        Ok(Value::list(
+            v.iter().map(|b| Value::Int((*b).into())).collect(),
+        ))
     }
     fn serialize_none(self) -> R {
         Ok(Value::Null)
@@ -539,7 +537,12 @@ mod tests {
             big: u64::MAX,
             nan: f64::NAN,
             unit: (),
-            e: vec![E::Unit, E::New(4), E::Tuple(1, false), E::Struct { a: None }],
+            e: vec![
+                E::Unit,
+                E::New(4),
+                E::Tuple(1, false),
+                E::Struct { a: None },
+            ],
             keyed: [(1, true), (-2, false)].into_iter().collect(),
             bytes: serde_bytes_like::Bytes(vec![0, 255]),
             inner: Value::from(json!({"k": [1, "two"]})),
@@ -578,7 +581,10 @@ mod tests {
         let keys = Keys(vec![(Value::from("a"), 1), (Value::Int(7), 2)]);
         let v = Value::from_serialize(&keys).expect("string and number keys");
         assert_eq!(v.to_json(), json!({"a": 1, "7": 2}));
-        assert_eq!(Value::from_serialize(&m).expect("map").to_json(), json!({"1": "x"}));
+        assert_eq!(
+            Value::from_serialize(&m).expect("map").to_json(),
+            json!({"1": "x"})
+        );
         let bad = Keys(vec![(Value::list(vec![]), 1)]);
         assert!(Value::from_serialize(&bad).is_err());
     }

@@ -3,15 +3,16 @@
 //! (fuel, output/string size, depth).
 
 mod cost;
-pub mod escape;
+pub(crate) use crate::escape;
 mod eval;
 mod exec;
 
 use crate::builtins::{Host, State};
 use crate::compile::ir::{Arrow, Expr, MacroRef, Program};
-use crate::engine::{Escape, RenderOptions};
 use crate::error::{Error, ErrorKind};
+use crate::escape::Escape;
 use crate::limits::Limits;
+use crate::options::RenderOptions;
 use crate::syntax::ast::Span;
 use crate::value::{Map, Value};
 use std::collections::HashMap;
