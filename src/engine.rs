@@ -105,9 +105,11 @@ impl Engine {
             shared: self.shared(),
         })
     }
+    /// Sets the sandbox limits of every template compiled and rendered afterwards.
     pub fn set_limits(&mut self, limits: Limits) {
         self.limits = limits;
     }
+    /// The sandbox limits.
     pub fn limits(&self) -> &Limits {
         &self.limits
     }
@@ -116,12 +118,15 @@ impl Engine {
     pub fn set_strict(&mut self, strict: bool) {
         self.strict = strict;
     }
+    /// The timezone of naive dates and of `date` output (default UTC).
     pub fn set_timezone(&mut self, tz: chrono_tz::Tz) {
         self.host.timezone = tz;
     }
+    /// The record source behind `findOne`, `findMany`, `query`….
     pub fn set_records(&mut self, records: Arc<dyn RecordSource>) {
         self.host.records = Some(records);
     }
+    /// The shared store behind `memoryGet`, `memorySet`, `incrementAndGet`.
     pub fn set_store(&mut self, store: Arc<dyn SharedStore>) {
         self.host.store = Some(store);
     }
@@ -200,6 +205,7 @@ impl std::fmt::Debug for Template {
 }
 
 impl Template {
+    /// The name given at compile time (used in error locations).
     pub fn name(&self) -> &str {
         &self.program.name
     }
@@ -207,6 +213,7 @@ impl Template {
     pub fn render(&self, ctx: &impl serde::Serialize) -> Result<String, Error> {
         self.render_with(ctx, RenderOptions::default())
     }
+    /// Renders with `ctx` under `opts` (escaping, `env()`).
     pub fn render_with(
         &self,
         ctx: &impl serde::Serialize,
@@ -238,6 +245,7 @@ impl std::fmt::Debug for Expression {
 }
 
 impl Expression {
+    /// Evaluates the expression with the variables of `ctx` (a map).
     pub fn eval(&self, ctx: &Value, opts: RenderOptions) -> Result<Value, Error> {
         vm::eval_expression(&self.program, &self.expr, &self.shared, ctx, opts)
     }

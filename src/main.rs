@@ -136,13 +136,10 @@ fn render(
     let tpl = engine.compile(&name, &source)?;
     tpl.render_value(
         &ctx,
-        RenderOptions {
-            escape: match autoescape {
-                AutoEscape::Html => Escape::Html,
-                AutoEscape::None => Escape::None,
-            },
-            allow_env: false,
-        },
+        RenderOptions::default().with_escape(match autoescape {
+            AutoEscape::Html => Escape::Html,
+            AutoEscape::None => Escape::None,
+        }),
     )
 }
 

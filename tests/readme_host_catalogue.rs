@@ -103,9 +103,6 @@ fn host_table_renders_with_the_documented_records() {
         e.set_store(Arc::new(MemoryStore::new()));
         e
     };
-    let opts = RenderOptions {
-        allow_env: true,
-        ..RenderOptions::default()
-    };
+    let opts = RenderOptions::default().with_env(true);
     check(engine, &rows, opts);
 }

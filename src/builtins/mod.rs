@@ -59,7 +59,9 @@ pub trait State {
 pub struct Host {
     /// The engine-wide timezone (default UTC).
     pub timezone: chrono_tz::Tz,
+    /// Where `findOne`, `query`… look records up (none: those builtins fail with a host error).
     pub records: Option<Arc<dyn RecordSource>>,
+    /// The shared store behind `memoryGet`, `incrementAndGet`… (none: a host error).
     pub store: Option<Arc<dyn SharedStore>>,
 }
 
@@ -128,8 +130,11 @@ impl Signature {
 /// One registered builtin.
 #[derive(Clone)]
 pub struct Builtin {
+    /// The name templates call it by.
     pub name: Arc<str>,
+    /// Its declared parameters.
     pub signature: Signature,
+    /// The code.
     pub func: BuiltinFn,
 }
 

@@ -48,15 +48,21 @@ pub enum Value {
     /// A missing variable, key or index. Prints as nothing; `is defined` is false.
     #[default]
     Undefined,
+    /// `null`.
     Null,
+    /// `true` or `false`.
     Bool(bool),
+    /// An integer.
     Int(i64),
+    /// A float (never NaN from JSON; arithmetic may produce infinities).
     Float(f64),
     /// A string that is escaped under autoescaping.
     Str(Arc<str>),
     /// A string marked safe (`raw`, output of `escape`): never escaped again.
     Safe(Arc<str>),
+    /// A list (shared).
     List(Arc<Vec<Value>>),
+    /// An ordered map with string keys (shared).
     Map(Arc<Map>),
     /// An arrow function or a macro, behind one `Arc` so that `Value` stays 24 bytes.
     Callable(Arc<Callable>),
@@ -117,6 +123,7 @@ impl Value {
         }
     }
 
+    /// True for a missing variable, key or index.
     pub fn is_undefined(&self) -> bool {
         matches!(self, Value::Undefined)
     }
@@ -124,9 +131,11 @@ impl Value {
     pub fn is_null(&self) -> bool {
         matches!(self, Value::Undefined | Value::Null)
     }
+    /// True for integers and floats.
     pub fn is_number(&self) -> bool {
         matches!(self, Value::Int(_) | Value::Float(_))
     }
+    /// True for strings, safe or not.
     pub fn is_string(&self) -> bool {
         matches!(self, Value::Str(_) | Value::Safe(_))
     }
@@ -168,18 +177,21 @@ impl Value {
             _ => None,
         }
     }
+    /// The items, for a list.
     pub fn as_list(&self) -> Option<&[Value]> {
         match self {
             Value::List(l) => Some(l),
             _ => None,
         }
     }
+    /// The entries, for a map.
     pub fn as_map(&self) -> Option<&Map> {
         match self {
             Value::Map(m) => Some(m),
             _ => None,
         }
     }
+    /// The boolean, for a boolean.
     pub fn as_bool(&self) -> Option<bool> {
         match self {
             Value::Bool(b) => Some(*b),

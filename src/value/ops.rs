@@ -9,12 +9,19 @@ use std::sync::Arc;
 /// The arithmetic operators.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Arith {
+    /// `+`
     Add,
+    /// `-`
     Sub,
+    /// `*`
     Mul,
+    /// `/`
     Div,
+    /// `//`
     FloorDiv,
+    /// `%`
     Rem,
+    /// `**`
     Pow,
 }
 
