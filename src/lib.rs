@@ -40,6 +40,9 @@ pub use value::{Map, Value};
 #[cfg(feature = "listener")]
 #[allow(missing_docs)] // being edited by several hands; documented in docs/listener.md
 pub mod listener;
+#[cfg(feature = "listener")]
+#[allow(missing_docs)] // the durable-runs work is landing here; see docs/state.md
+pub mod state;
 
 /// The README's Rust examples compile and run as doc tests.
 #[cfg(doctest)]

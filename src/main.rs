@@ -45,6 +45,10 @@ enum Command {
         /// JSON record store for find*/query (docs/catalogue.md "Host-backed functions").
         #[arg(long, value_name = "FILE")]
         records: Option<String>,
+        /// Shared store for memoryGet/incrementAndGet: `memory` (the default, empty) or
+        /// `sqlite:PATH` (a state file; not while a server owns it).
+        #[arg(long, value_name = "VALUE")]
+        state: Option<String>,
     },
     /// Check templates (and `.toml` listener configurations); diagnostics on stderr.
     Check {
@@ -58,6 +62,9 @@ enum Command {
         addr: Option<String>,
         #[arg(long)]
         watch: bool,
+        /// State backend, overriding `[server] state`: `memory` or `sqlite:PATH`.
+        #[arg(long, value_name = "VALUE")]
+        state: Option<String>,
     },
     /// Print a fresh `[[endpoint]]` stanza.
     NewEndpoint { name: String },
@@ -119,6 +126,7 @@ fn render(
     autoescape: AutoEscape,
     strict: bool,
     records: Option<String>,
+    state: Option<String>,
 ) -> Result<String, Error> {
     let (name, source) = match (expr, file) {
         (Some(e), _) => ("-e".to_string(), e),
@@ -133,6 +141,17 @@ fn render(
             flexscript::host::JsonRecords::from_file(&path)?,
         ));
     }
+    // A one-off render gets an empty in-memory shared store unless told otherwise; the
+    // backend (and its file lock) lives until the render is done.
+    let spec = flexscript::state::StateSpec::parse(
+        state.as_deref().unwrap_or("memory"),
+        std::path::Path::new("."),
+    )
+    .map_err(|e| Error::new(ErrorKind::InvalidArgument, format!("--state: {e}")))?;
+    let backend = spec
+        .open(flexscript::state::Durability::Normal)
+        .map_err(|e| Error::new(ErrorKind::Io, e))?;
+    engine.set_store(backend.store());
     let tpl = engine.compile(&name, &source)?;
     tpl.render_value(
         &ctx,
@@ -170,7 +189,8 @@ fn main() -> ExitCode {
             autoescape,
             strict,
             records,
-        } => match render(file, expr, context, autoescape, strict, records) {
+            state,
+        } => match render(file, expr, context, autoescape, strict, records, state) {
             Ok(out) => {
                 use std::io::Write;
                 let mut stdout = std::io::stdout();
@@ -199,10 +219,12 @@ fn main() -> ExitCode {
             config,
             addr,
             watch,
+            state,
         } => ExitCode::from(cli::serve(
             std::path::Path::new(&config),
             addr.as_deref(),
             watch,
+            state.as_deref(),
         )),
         Command::NewEndpoint { name } => {
             print!("{}", cli::new_endpoint(&name));
