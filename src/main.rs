@@ -1,4 +1,4 @@
-//! The `flexscript` command line (cli-and-layout.md): thin, no logic of its own.
+//! The `flexscript` command line (README.md "Command line"): thin, no logic of its own.
 //! Exit codes: 0 success, 1 template/runtime/input errors, 2 usage errors (clap).
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -42,7 +42,7 @@ enum Command {
         /// A missing variable, key or index is an error.
         #[arg(long)]
         strict: bool,
-        /// JSON record store for find*/query (catalogue.md "Record look-ups").
+        /// JSON record store for find*/query (docs/catalogue.md "Host-backed functions").
         #[arg(long, value_name = "FILE")]
         records: Option<String>,
         /// Shared store for memoryGet/incrementAndGet: `memory` (the default, empty) or
@@ -157,8 +157,8 @@ enum RunsCommand {
     },
 }
 
-fn io_error(what: &str, e: impl std::fmt::Display) -> Error {
-    Error::new(ErrorKind::Io, format!("{what}: {e}"))
+fn io_error(what: &str, e: std::io::Error) -> Error {
+    Error::new(ErrorKind::Io, format!("{what}: {e}")).with_source(e)
 }
 
 fn read_source(path: &str) -> Result<String, Error> {
@@ -205,7 +205,7 @@ fn render(
     let (name, source) = match (expr, file) {
         (Some(e), _) => ("-e".to_string(), e),
         (None, Some(f)) => (f.clone(), read_source(&f)?),
-        (None, None) => return Err(io_error("render", "no template given")),
+        (None, None) => return Err(Error::new(ErrorKind::Io, "render: no template given")),
     };
     let ctx = read_context(context.as_deref())?;
     let mut engine = Engine::new();
@@ -229,13 +229,10 @@ fn render(
     let tpl = engine.compile(&name, &source)?;
     tpl.render_value(
         &ctx,
-        RenderOptions {
-            escape: match autoescape {
-                AutoEscape::Html => Escape::Html,
-                AutoEscape::None => Escape::None,
-            },
-            allow_env: false,
-        },
+        RenderOptions::default().with_escape(match autoescape {
+            AutoEscape::Html => Escape::Html,
+            AutoEscape::None => Escape::None,
+        }),
     )
 }
 

@@ -3,7 +3,7 @@
 //! result as an insta snapshot in `tests/snapshots/` (named after the relative path:
 //! `language/operators/precedence.test` → `language__operators__precedence`).
 //!
-//! # Fixture format (cli-and-layout.md "Fixture format")
+//! # Fixture format (the harness below)
 //!
 //! ```text
 //! --TEST--            one-line title (required, first)
@@ -292,14 +292,13 @@ fn run(fx: Fixture) -> (Result<String, Error>, Expected) {
     if o.store {
         engine.set_store(Arc::new(MemoryStore::new()));
     }
-    let opts = RenderOptions {
-        escape: if o.autoescape_html {
+    let opts = RenderOptions::default()
+        .with_escape(if o.autoescape_html {
             Escape::Html
         } else {
             Escape::None
-        },
-        allow_env: o.allow_env,
-    };
+        })
+        .with_env(o.allow_env);
     let ctx = Value::from(&context.unwrap_or_else(|| serde_json::json!({})));
     let result = (|| {
         for (name, src) in &snippets {

@@ -1,5 +1,6 @@
 //! Configuration validation (errors with file, line and field; warnings) and the listener CLI
 //! commands run through the built binary.
+#![cfg(feature = "listener")]
 mod listener_support;
 use flexscript::listener::{check_config, load_config};
 use listener_support::*;

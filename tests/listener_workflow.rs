@@ -1,6 +1,7 @@
 //! End-to-end workflows over real sockets: every step type, the 18 condition operators, the
 //! step tree (branches, concurrency, copy-on-write data, delays), webhooks against a real local
 //! hyper server (timeouts, retries), continue sync/async/504/500, SSE frame by frame.
+#![cfg(feature = "listener")]
 mod listener_support;
 use listener_support::*;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,13 +1,13 @@
-//! The language's minimum builtin set and every test of language.md §2.4:
+//! The language's minimum builtin set and every test of docs/language.md §2.4:
 //! filters `upper lower length join default escape/e raw json_encode`, function
 //! `range`, tests `defined null none empty even odd iterable sequence mapping string
 //! number boolean divisible by, same as, true false`.
 
 use super::{arg, expect_string, opt_bool, Registry, State};
-use crate::compile::ir::Strategy;
 use crate::error::{Error, ErrorKind};
+use crate::escape::escape;
+use crate::escape::Strategy;
 use crate::value::{self, strict_eq, write_json, Value};
-use crate::vm::escape::escape;
 
 /// Registers the core builtins.
 pub fn register(r: &mut Registry) {

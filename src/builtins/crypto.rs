@@ -1,4 +1,4 @@
-//! Security builtins (catalogue.md): `hashHmac`, `encrypt`/`decrypt` (AES-256-GCM),
+//! Security builtins (docs/catalogue.md): `hashHmac`, `encrypt`/`decrypt` (AES-256-GCM),
 //! `jwtEncode`/`jwtDecode` (HS256/384/512 via `jsonwebtoken`) and `signUrl`.
 //!
 //! Keys and secrets are template strings. MAC and tag checks happen inside `aes-gcm`,

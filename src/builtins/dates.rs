@@ -1,4 +1,4 @@
-//! Date builtins (catalogue.md "Dates"): filters `date`, `date_modify`; functions `now`,
+//! Date builtins (docs/catalogue.md "Behaviour notes (dates, security, host)"): filters `date`, `date_modify`; functions `now`,
 //! `date`, `dateAdd`, `daysBetween`.
 //!
 //! Inputs: Unix timestamps (integers, or strings of digits, or `@digits`), `"now"`, ISO 8601

@@ -1,4 +1,4 @@
-//! Catalogue functions (catalogue.md): `cycle`, `random`, `attribute`, `min`, `max`,
+//! Catalogue functions (docs/catalogue.md): `cycle`, `random`, `attribute`, `min`, `max`,
 //! `round`, `numberFormat`, `formatCurrency`, `jsonDecode`, `coalesce`, `contains`,
 //! `addTag`, `removeTag`, `matchAnyTag`, `dump`. (`truncate`, `htmlToText` and
 //! `extractEmails` live in the text module.)

@@ -1,4 +1,4 @@
-//! Catalogue string filters and text functions (catalogue.md): `capitalize`,
+//! Catalogue string filters and text functions (docs/catalogue.md): `capitalize`,
 //! `format`, `nl2br`, `replace`, `split`, `striptags`, `title`, `trim`, `truncate`,
 //! `url_encode`; functions `truncate`, `htmlToText`, `extractEmails`.
 //!

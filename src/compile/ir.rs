@@ -4,6 +4,7 @@
 //! render-context keys and snippet names.
 
 use crate::builtins::BuiltinFn;
+pub(crate) use crate::escape::Strategy;
 use crate::syntax::ast::{BinOp, Span};
 use crate::value::Value;
 use regex::Regex;
@@ -105,29 +106,6 @@ pub enum Esc {
     Auto,
     Off,
     On(Strategy),
-}
-
-/// An escaping strategy (language.md §4).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Strategy {
-    Html,
-    HtmlAttr,
-    Js,
-    Css,
-    Url,
-}
-
-impl Strategy {
-    pub fn from_name(n: &str) -> Option<Strategy> {
-        Some(match n {
-            "html" => Strategy::Html,
-            "html_attr" => Strategy::HtmlAttr,
-            "js" => Strategy::Js,
-            "css" => Strategy::Css,
-            "url" => Strategy::Url,
-            _ => return None,
-        })
-    }
 }
 
 /// A `for` loop.

@@ -661,7 +661,7 @@ impl Cx<'_> {
             BinOp::Or => return Ok(Expr::Or(Box::new(a), Box::new(b))),
             BinOp::Matches => {
                 if let Expr::Const(Value::Str(p)) = &b {
-                    let re = crate::builtins::pcre::compile(p)
+                    let re = crate::pcre::compile(p)
                         .map_err(|e| e.with_location(self.name, self.source, r.span.range()))?;
                     return Ok(Expr::MatchesConst(Box::new(a), Arc::new(re)));
                 }

@@ -1,4 +1,4 @@
-//! The shared store behind `set_memory`, `memoryGet` and `incrementAndGet` (listener.md §7).
+//! The shared store behind `set_memory`, `memoryGet` and `incrementAndGet` (docs/catalogue.md "Host-backed functions").
 //!
 //! [`MemoryStore`] is in-process and concurrent (one short mutex section per call; values are
 //! reference counted, so reads clone cheaply). Entries written with [`SharedStore::set`] expire

@@ -1,4 +1,4 @@
-//! JWT authentication of endpoint requests (listener.md §4) and token signing for
+//! JWT authentication of endpoint requests (docs/listener.md "Authentication and CORS") and token signing for
 //! `flexscript token`.
 //!
 //! Contract:

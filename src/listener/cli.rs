@@ -1,4 +1,4 @@
-//! The logic behind the listener commands of the `flexscript` binary (cli-and-layout.md):
+//! The logic behind the listener commands of the `flexscript` binary (README.md "Command line"):
 //! `serve`, `check FILE.toml`, `new-endpoint`, `token`, `runs`. `main.rs` only parses
 //! arguments.
 

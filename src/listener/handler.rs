@@ -1,6 +1,6 @@
-//! One request to `/listener/{first}/{second}` (listener.md §2–§6), in the fixed order:
-//! method check → CORS preflight → JWT authentication → signature header present → body read →
-//! signature verified over the raw body → request data → response and workflow.
+//! One request to `/listener/{first}/{second}` (docs/listener.md, docs/security.md), in the
+//! fixed order: method check → CORS preflight → JWT authentication → signature header present →
+//! body read → signature verified over the raw body → request data → response and workflow.
 // An early answer travels as `Err(Response)`: one per request, size is irrelevant.
 #![allow(clippy::result_large_err)]
 

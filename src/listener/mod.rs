@@ -1,4 +1,4 @@
-//! The listener runtime (listener.md). Depends on the engine, never the reverse.
+//! The listener runtime (docs/listener.md). Depends on the engine, never the reverse.
 //!
 //! `config` loads and validates the TOML file; `server` accepts connections and hands each
 //! request to `handler`, which answers through `respond`/`sse` and runs the `workflow`

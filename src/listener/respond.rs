@@ -1,4 +1,4 @@
-//! Building HTTP responses (listener.md §6): rendered `data`/`html`/`redirect` answers and JSON
+//! Building HTTP responses (docs/listener.md "Responses"): rendered `data`/`html`/`redirect` answers and JSON
 //! errors `{"error": "..."}`. A render error is a 500 whose message names the endpoint field
 //! but never the script's values (they may hold request data or secrets); the detail is logged.
 

@@ -1,4 +1,4 @@
-//! The HTTP/1 server (listener.md §9): accept loop, per-connection header-read timeout
+//! The HTTP/1 server (docs/listener.md "Operations"): accept loop, per-connection header-read timeout
 //! (30 s, via hyper-util's `TokioTimer`), one structured log line per request (endpoint name,
 //! status, duration, run id — never the path, which holds the URL hashes, nor any header),
 //! panics turned into 500s, atomic reload, graceful shutdown (stop accepting, let requests

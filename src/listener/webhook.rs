@@ -1,4 +1,4 @@
-//! Outbound HTTP for `webhook` steps (listener.md §5, docs/security.md), `http://` and
+//! Outbound HTTP for `webhook` steps (docs/listener.md "Workflows", docs/security.md), `http://` and
 //! `https://`.
 //!
 //! - Destinations go through the [`GuardedConnector`]: private, loopback, link-local and the

@@ -1,4 +1,4 @@
-//! Running an endpoint's step tree for one request (listener.md §5).
+//! Running an endpoint's step tree for one request (docs/listener.md "Workflows").
 //!
 //! Siblings run concurrently as tokio tasks; each branch gets its own copy of `__data`
 //! (copy-on-write: `Value` maps are reference counted), so values written by siblings are

@@ -29,7 +29,7 @@ impl Span {
     }
 }
 
-/// Binary operators (language.md §2.3).
+/// Binary operators (docs/language.md §2.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BinOp {
     Or,

@@ -1,6 +1,6 @@
 //! pest → AST. Whitespace control and the first-newline rule are applied to text
 //! here; block tags are nested with a stack; expressions go through one PrattParser
-//! that holds the whole precedence table (language.md §2.3).
+//! that holds the whole precedence table (docs/language.md §2.3).
 
 use super::ast::*;
 use super::fast::FastTag;
@@ -18,7 +18,7 @@ struct FlexieParser;
 
 type R<T> = Result<T, Error>;
 
-/// The precedence table, lowest first (language.md §2.3).
+/// The precedence table, lowest first (docs/language.md §2.3).
 fn pratt() -> &'static PrattParser<Rule> {
     static P: OnceLock<PrattParser<Rule>> = OnceLock::new();
     P.get_or_init(|| {

@@ -1,4 +1,4 @@
-//! Operators on values with PHP 8 semantics (language.md §2.3): arithmetic on numbers
+//! Operators on values with PHP 8 semantics (docs/language.md §2.3): arithmetic on numbers
 //! and numeric strings, exact-int division, floor division, `%` with the sign of the
 //! dividend, `**`, overflow to float, `~` concatenation, `..` ranges and `in`.
 
@@ -9,12 +9,19 @@ use std::sync::Arc;
 /// The arithmetic operators.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Arith {
+    /// `+`
     Add,
+    /// `-`
     Sub,
+    /// `*`
     Mul,
+    /// `/`
     Div,
+    /// `//`
     FloorDiv,
+    /// `%`
     Rem,
+    /// `**`
     Pow,
 }
 

@@ -3,7 +3,7 @@
 use super::Value;
 use std::fmt::Write;
 
-/// Appends the printed form of `v` (language.md §2.6) to `out`.
+/// Appends the printed form of `v` (docs/language.md §2.6) to `out`.
 pub fn write_value(out: &mut String, v: &Value) {
     match v {
         Value::Undefined | Value::Null | Value::Bool(false) => {}

@@ -380,7 +380,7 @@ impl Vm<'_> {
             BinOp::In => Ok(Value::Bool(value::contains(y, x))),
             BinOp::NotIn => Ok(Value::Bool(!value::contains(y, x))),
             BinOp::Matches => {
-                let re = crate::builtins::pcre::compile(&y.to_cow_str())?;
+                let re = crate::pcre::compile(&y.to_cow_str())?;
                 Ok(Value::Bool(re.is_match(&x.to_cow_str())))
             }
             BinOp::StartsWith => Ok(Value::Bool(value::starts_with(x, y, false))),

@@ -4,8 +4,8 @@
 use super::escape::{escape_into, write_int};
 use super::{LoopState, Vm};
 use crate::compile::ir::{Esc, For, Node, Strategy};
-use crate::engine::Escape;
 use crate::error::{Error, ErrorKind};
+use crate::escape::Escape;
 use crate::syntax::ast::Span;
 use crate::value::{write_value, Map, Value};
 use std::sync::Arc;

@@ -3,15 +3,16 @@
 //! (fuel, output/string size, depth).
 
 mod cost;
-pub mod escape;
+pub(crate) use crate::escape;
 mod eval;
 mod exec;
 
 use crate::builtins::{Host, State};
 use crate::compile::ir::{Arrow, Expr, MacroRef, Program};
-use crate::engine::{Escape, RenderOptions};
 use crate::error::{Error, ErrorKind};
+use crate::escape::Escape;
 use crate::limits::Limits;
+use crate::options::RenderOptions;
 use crate::syntax::ast::Span;
 use crate::value::{Map, Value};
 use std::collections::HashMap;
@@ -302,13 +303,13 @@ impl<'a> Vm<'a> {
 
     /// The value of an arrow-function expression.
     pub(crate) fn arrow_value(&self, a: &Arc<Arrow>) -> Value {
-        Value::Callable(crate::value::Callable {
+        Value::Callable(Arc::new(crate::value::Callable {
             name: Arc::from("arrow function"),
             inner: Arc::new(ArrowClosure {
                 arrow: a.clone(),
                 frame: self.frame_id,
             }),
-        })
+        }))
     }
 
     /// The current variables as a map (context keys overridden by template variables).

@@ -1,4 +1,4 @@
-//! The listener configuration (listener.md §1): TOML → a validated [`Config`] with every script
+//! The listener configuration (docs/listener.md "Configuration"): TOML → a validated [`Config`] with every script
 //! compiled. A file is validated as a whole: every problem is reported with file, line and field
 //! (`endpoints.toml:12: endpoint[0].first_hash: must be 32+ hex chars`); unknown fields are errors.
 

@@ -1,4 +1,4 @@
-//! `[[endpoint.step]]` tables → [`Step`]s forming a tree (listener.md §5), plus the
+//! `[[endpoint.step]]` tables → [`Step`]s forming a tree (docs/listener.md "Workflows"), plus the
 //! "never responds" warning for `continue` endpoints.
 
 use super::endpoint::template;
@@ -20,7 +20,7 @@ pub enum Branch {
     No,
 }
 
-/// A condition operator (listener.md §5).
+/// A condition operator (docs/listener.md "Workflows").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Operator {
     Equal,

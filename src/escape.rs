@@ -1,8 +1,41 @@
-//! Output escaping strategies (language.md §4, as Twig's `escape` filter) and a
-//! non-allocating integer writer.
+//! Output escaping (docs/language.md §4): the render-wide [`Escape`] mode, the strategies of
+//! Twig's `escape` filter ([`Strategy`]) and their functions, and a non-allocating integer
+//! writer. A leaf: used by the compiler, the VM and the builtins, imports none of them.
 
-use crate::compile::ir::Strategy;
 use std::fmt::Write;
+
+/// Output escaping strategy of a render (docs/language.md §4).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Escape {
+    /// Print values as they are (every field but `return_html`).
+    #[default]
+    None,
+    /// HTML-escape `{{ }}` output unless it is marked safe.
+    Html,
+}
+
+/// An escaping strategy (docs/language.md §4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Strategy {
+    Html,
+    HtmlAttr,
+    Js,
+    Css,
+    Url,
+}
+
+impl Strategy {
+    pub fn from_name(n: &str) -> Option<Strategy> {
+        Some(match n {
+            "html" => Strategy::Html,
+            "html_attr" => Strategy::HtmlAttr,
+            "js" => Strategy::Js,
+            "css" => Strategy::Css,
+            "url" => Strategy::Url,
+            _ => return None,
+        })
+    }
+}
 
 /// Appends `i` in decimal without going through `fmt`.
 pub fn write_int(out: &mut String, i: i64) {
