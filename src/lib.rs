@@ -14,6 +14,7 @@ mod engine;
 pub mod error;
 pub mod host;
 pub mod limits;
+pub mod loader;
 mod syntax;
 pub mod value;
 mod vm;
@@ -21,6 +22,7 @@ mod vm;
 pub use engine::{Engine, Escape, Expression, RenderOptions, Template};
 pub use error::{Error, ErrorKind};
 pub use limits::Limits;
+pub use loader::{FolderLoader, Loader, MapLoader};
 pub use value::Value;
 pub mod listener;
 

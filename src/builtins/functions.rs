@@ -23,8 +23,8 @@ pub fn register(r: &mut Registry) {
             v => v,
         })
     });
-    r.function("min", &["values..."], |_, a| Ok(extreme(a, Ordering::Less)));
-    r.function("max", &["values..."], |_, a| {
+    r.function("min", &["value", "values..."], |_, a| Ok(extreme(a, Ordering::Less)));
+    r.function("max", &["value", "values..."], |_, a| {
         Ok(extreme(a, Ordering::Greater))
     });
     r.function("round", &["n", "precision?", "method?"], |_, a| {
@@ -142,7 +142,7 @@ fn random(values: &Value, max: &Value) -> Result<Value, Error> {
 fn extreme(args: &[Value], want: Ordering) -> Value {
     let items: Vec<&Value> = match args {
         [single @ (Value::List(_) | Value::Map(_))] => single.iter_values().collect(),
-        _ => args.iter().filter(|v| !v.is_undefined()).collect(),
+        _ => args.iter().collect(),
     };
     let mut best: Option<&Value> = None;
     for v in items {

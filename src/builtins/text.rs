@@ -73,7 +73,15 @@ pub fn register(r: &mut Registry) {
         st.check_size(out.len())?;
         Ok(Value::str(out))
     });
-    r.filter("trim", &["chars?", "side?"], trim);
+    r.filter("trim", &["character_mask?", "side?"], trim);
+    r.filter("spaceless", &[], |st, a| {
+        let s = match arg(a, 0) {
+            Value::Undefined | Value::Null => String::new(),
+            _ => input("spaceless", a)?,
+        };
+        st.fuel(s.len() as u64 / 64)?;
+        Ok(Value::safe(spaceless(&s)))
+    });
     r.filter("truncate", &["length", "suffix?"], |_, a| {
         truncate_builtin("truncate", a)
     });
@@ -112,6 +120,25 @@ pub fn register(r: &mut Registry) {
 /// The piped string of a string filter (`null` → `""`).
 fn input(name: &str, a: &[Value]) -> Result<String, Error> {
     expect_string(name, "the input", arg(a, 0))
+}
+
+/// Twig's `spaceless`: trims, then removes whitespace between HTML tags (`>  <`).
+pub(crate) fn spaceless(s: &str) -> String {
+    let t = s.trim();
+    let mut out = String::with_capacity(t.len());
+    let mut rest = t;
+    while let Some(i) = rest.find('>') {
+        out.push_str(&rest[..=i]);
+        let after = &rest[i + 1..];
+        let trimmed = after.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
+        rest = if trimmed.len() < after.len() && trimmed.starts_with('<') {
+            trimmed
+        } else {
+            after
+        };
+    }
+    out.push_str(rest);
+    out
 }
 
 /// First character upper case, the rest lower case (Unicode).
@@ -326,7 +353,7 @@ fn trim(_: &mut dyn State, a: &[Value]) -> Result<Value, Error> {
     let s = input("trim", a)?;
     let chars: Vec<char> = match arg(a, 1) {
         Value::Undefined | Value::Null => TRIM_DEFAULT.chars().collect(),
-        v => expect_string("trim", "chars", v)?.chars().collect(),
+        v => expect_string("trim", "character_mask", v)?.chars().collect(),
     };
     let side = match arg(a, 2) {
         Value::Undefined | Value::Null => "both".to_string(),
@@ -346,6 +373,10 @@ fn trim(_: &mut dyn State, a: &[Value]) -> Result<Value, Error> {
             ))
         }
     };
+    // Trimming safe markup with the default characters keeps it safe (as Twig).
+    if arg(a, 0).is_safe() && arg(a, 1).is_undefined() {
+        return Ok(Value::safe(out.to_string()));
+    }
     Ok(Value::str(out))
 }
 
