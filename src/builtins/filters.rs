@@ -19,7 +19,7 @@ use std::sync::Arc;
 pub fn register(r: &mut Registry) {
     r.filter("abs", &[], |_, a| abs(arg(a, 0)));
     r.filter("batch", &["size", "fill?", "preserve_keys?"], batch);
-    r.filter("column", &["key", "index?"], |_, a| {
+    r.filter("column", &["name|key", "index?"], |_, a| {
         column(arg(a, 0), arg(a, 1), arg(a, 2))
     });
     r.filter("filter", &["arrow"], filter);
@@ -37,7 +37,7 @@ pub fn register(r: &mut Registry) {
     });
     r.filter(
         "number_format",
-        &["decimals?", "dec_point?", "thousands_sep?"],
+        &["decimal|decimals?", "decimal_point|dec_point?", "thousand_sep|thousands_sep?"],
         |s, a| number_format_builtin("number_format", s, a),
     );
     r.filter("reduce", &["arrow", "initial?"], reduce);
@@ -541,6 +541,11 @@ pub(crate) fn php_round(value: f64, precision: i64, method: RoundMethod) -> f64 
         value / pow
     };
     if !scaled.is_finite() || !pow.is_finite() || pow == 0.0 {
+        return value;
+    }
+    // PHP's round(): a value beyond 15 digits at this precision is returned unchanged
+    // (rounding it is pointless), so `number_format` keeps its digits.
+    if matches!(method, RoundMethod::Common) && scaled.abs() >= 1e15 {
         return value;
     }
     let pre = pre_round(scaled);

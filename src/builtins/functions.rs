@@ -13,11 +13,11 @@ use std::cmp::Ordering;
 
 /// Registers this module's builtins.
 pub fn register(r: &mut Registry) {
-    r.function("cycle", &["list", "i"], |_, a| cycle(arg(a, 0), arg(a, 1)));
-    r.function("random", &["list_or_max?", "max?"], |_, a| {
+    r.function("cycle", &["values|list", "position|i"], |_, a| cycle(arg(a, 0), arg(a, 1)));
+    r.function("random", &["values|list_or_max?", "max?"], |_, a| {
         random(arg(a, 0), arg(a, 1))
     });
-    r.function("attribute", &["obj", "key"], |_, a| {
+    r.function("attribute", &["object|obj", "attribute|key"], |_, a| {
         Ok(match arg(a, 0).get_item(arg(a, 1)) {
             Value::Undefined => Value::Null,
             v => v,

@@ -38,8 +38,8 @@ pub fn register(r: &mut Registry) {
         s.check_size(out.len())?;
         Ok(Value::safe(out))
     });
-    r.filter("replace", &["map"], replace);
-    r.filter("split", &["sep", "limit?"], |st, a| {
+    r.filter("replace", &["from|map"], replace);
+    r.filter("split", &["delimiter|sep", "limit?"], |st, a| {
         let s = input("split", a)?;
         let sep = expect_string("split", "the separator", arg(a, 1))?;
         let limit = opt_i64("split", "limit", arg(a, 2))?;
@@ -63,7 +63,7 @@ pub fn register(r: &mut Registry) {
             .map(Value::from)
             .collect())
     });
-    r.filter("striptags", &["allowed?"], |_, a| {
+    r.filter("striptags", &["allowable_tags|allowed?"], |_, a| {
         let s = input("striptags", a)?;
         let allowed = expect_string("striptags", "allowed", arg(a, 1))?;
         Ok(Value::str(striptags(&s, &allowed)))
@@ -73,7 +73,7 @@ pub fn register(r: &mut Registry) {
         st.check_size(out.len())?;
         Ok(Value::str(out))
     });
-    r.filter("trim", &["character_mask?", "side?"], trim);
+    r.filter("trim", &["character_mask|chars?", "side?"], trim);
     r.filter("spaceless", &[], |st, a| {
         let s = match arg(a, 0) {
             Value::Undefined | Value::Null => String::new(),
@@ -834,8 +834,9 @@ pub(crate) mod sprintf {
         Ok(n)
     }
 
+    /// PHP's cast of an argument: a leading-numeric string counts (`"123abc"` → 123).
     fn int_of(v: &Value) -> i64 {
-        match v.as_number() {
+        match v.as_number().or_else(|| crate::value::to_number(v)) {
             Some(Number::Int(i)) => i,
             Some(Number::Float(f)) if f.is_finite() => f.trunc() as i64,
             _ => 0,
@@ -843,7 +844,10 @@ pub(crate) mod sprintf {
     }
 
     fn float_of(v: &Value) -> f64 {
-        v.as_f64().unwrap_or(0.0)
+        match v.as_number().or_else(|| crate::value::to_number(v)) {
+            Some(n) => n.as_f64(),
+            None => 0.0,
+        }
     }
 
     /// PHP exponent form: `1.234500e+3`.

@@ -1054,10 +1054,15 @@ impl Cx<'_> {
                 }
                 Some((n, nspan)) => {
                     seen_named = true;
-                    let Some(pos) = sig.params.iter().position(|p| **p == **n) else {
+                    let Some(pos) = sig.position(n) else {
+                        let valid = if sig.params.is_empty() {
+                            "it takes no named arguments".to_string()
+                        } else {
+                            format!("its arguments: {}", sig.params.join(", "))
+                        };
                         let mut e = Error::new(
                             ErrorKind::UnknownName,
-                            format!("{who} has no argument `{n}`"),
+                            format!("{who} has no argument `{n}` ({valid})"),
                         );
                         if let Some(s) = names::closest(n, sig.params.iter().copied()) {
                             e = e.with_hint(format!("did you mean `{s}`?"));
@@ -1258,13 +1263,21 @@ impl Cx<'_> {
                     positional += 1;
                 }
                 Some((n, nspan)) => match params.iter().position(|p| p == n) {
-                    Some(i) => slots[i] = Some(v),
-                    None => {
+                    Some(i) if slots[i].is_some() => {
                         return Err(self.err(
-                            ErrorKind::UnknownName,
-                            format!("macro `{mname}` has no argument `{n}`"),
+                            ErrorKind::InvalidArgument,
+                            format!("macro `{mname}`: argument `{n}` given twice"),
                             *nspan,
                         ))
+                    }
+                    Some(i) => slots[i] = Some(v),
+                    None => {
+                        let valid = params.iter().map(|p| &**p).collect::<Vec<_>>().join(", ");
+                        return Err(self.err(
+                            ErrorKind::UnknownName,
+                            format!("macro `{mname}` has no argument `{n}` (its arguments: {valid})"),
+                            *nspan,
+                        ));
                     }
                 },
             }

@@ -181,7 +181,8 @@ impl Vm<'_> {
             Expr::MatchesConst(a, re) => {
                 let x = self.eval(a)?;
                 self.pay_shallow(&[&x])?;
-                Ok(Value::Bool(re.is_match(&x.to_cow_str())))
+                // as Twig (PHP's preg_match): 1 or 0
+                Ok(Value::Int(i64::from(re.is_match(&x.to_cow_str()))))
             }
             Expr::Cond(c, a, b) => {
                 if self.eval_truthy(c)? {
@@ -271,6 +272,19 @@ impl Vm<'_> {
                 self.call_macro(mref, vals, *span)
             }
             Expr::Arrow(a) => Ok(self.arrow_value(a)),
+            Expr::Include(..)
+            | Expr::Source(..)
+            | Expr::BlockCall(..)
+            | Expr::BlockDefined(..)
+            | Expr::Parent(..) => self.eval_library(e),
+        }
+    }
+
+    /// The template-library expressions (`include()`, `source()`, `block()`,
+    /// `parent()`), apart so that `eval`'s stack frame stays small.
+    #[inline(never)]
+    fn eval_library(&mut self, e: &Expr) -> R<Value> {
+        match e {
             Expr::Include(inc) => {
                 let s = self.capture_with(|vm| vm.include(inc, None))?;
                 Ok(Value::safe(s))
@@ -346,6 +360,7 @@ impl Vm<'_> {
                 }
                 Ok(Value::safe(s))
             }
+            _ => Ok(Value::Undefined),
         }
     }
 
@@ -465,7 +480,7 @@ impl Vm<'_> {
             BinOp::NotIn => Ok(Value::Bool(!value::contains(y, x))),
             BinOp::Matches => {
                 let re = crate::builtins::pcre::compile(&y.to_cow_str())?;
-                Ok(Value::Bool(re.is_match(&x.to_cow_str())))
+                Ok(Value::Int(i64::from(re.is_match(&x.to_cow_str()))))
             }
             BinOp::StartsWith => Ok(Value::Bool(value::starts_with(x, y, false))),
             BinOp::EndsWith => Ok(Value::Bool(value::starts_with(x, y, true))),
@@ -525,6 +540,10 @@ impl Vm<'_> {
 /// `v[start:length]` for lists, maps and strings (characters); negative start counts
 /// from the end, negative length stops that many from the end (Twig's `slice`).
 pub(crate) fn slice(v: &Value, start: &Value, len: &Value) -> R<Value> {
+    // A number or boolean is sliced as the string it prints as (Twig: `1.5[0:2]` is `1.`).
+    if matches!(v, Value::Int(_) | Value::Float(_) | Value::Bool(_)) {
+        return slice(&Value::str(v.to_output()), start, len);
+    }
     let n = match v {
         Value::List(l) => l.len(),
         Value::Map(m) => m.len(),

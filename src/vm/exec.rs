@@ -152,7 +152,10 @@ impl Vm<'_> {
                 }
                 Node::Include(inc) => self.include(inc, None)?,
                 Node::Embed(prog, inc) => {
-                    if !matches!(inc.name, crate::compile::ir::Expr::Const(_)) {
+                    if matches!(
+                        inc.ignore_missing,
+                        crate::compile::ir::Expr::Const(Value::Bool(true))
+                    ) {
                         // `ignore missing`: skip when the embedded template's parent is missing
                         let n = self.eval(&inc.name)?;
                         if self.load_template(&n, true, inc.span)?.is_none() {
