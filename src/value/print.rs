@@ -243,9 +243,9 @@ mod tests {
         let v = Value::map(m);
         let mut s = String::new();
         write_json(&mut s, &v, None);
-        assert_eq!(s, r#"{"a/b":[1,2.0,"é\n"],"e":{}}"#);
+        assert_eq!(s, r#"{"a/b":[1,2,"é\n"],"e":{}}"#);
         let mut p = String::new();
         write_json(&mut p, &v, Some(0));
-        assert_eq!(p, "{\n    \"a/b\": [\n        1,\n        2.0,\n        \"é\\n\"\n    ],\n    \"e\": {}\n}");
+        assert_eq!(p, "{\n    \"a/b\": [\n        1,\n        2,\n        \"é\\n\"\n    ],\n    \"e\": {}\n}");
     }
 }

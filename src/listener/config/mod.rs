@@ -315,7 +315,7 @@ fn load(
                 errors.push(src.diag(
                     top.line_of("server"),
                     "server.templates",
-                    script_error(&e),
+                    format!("{name}: {}", script_error(&e)),
                 ));
             }
         }
