@@ -151,12 +151,9 @@ impl Loader for FolderLoader {
         if !real.starts_with(&self.root) || !real.is_file() {
             return Ok(None);
         }
-        std::fs::read_to_string(&real).map(Some).map_err(|e| {
-            Error::new(
-                ErrorKind::Io,
-                format!("cannot read template `{name}`: {e}"),
-            )
-        })
+        std::fs::read_to_string(&real)
+            .map(Some)
+            .map_err(|e| Error::new(ErrorKind::Io, format!("cannot read template `{name}`: {e}")))
     }
     fn names(&self) -> Vec<String> {
         let mut out = Vec::new();
@@ -256,7 +253,12 @@ impl Library {
             return Ok(None);
         };
         let key = normalize_name(name)?;
-        if let Some(p) = self.cache.read().ok().and_then(|c| c.get(key.as_str()).cloned()) {
+        if let Some(p) = self
+            .cache
+            .read()
+            .ok()
+            .and_then(|c| c.get(key.as_str()).cloned())
+        {
             return Ok(Some(p));
         }
         if chain.len() > self.max_depth || chain.iter().any(|c| **c == *key) {
@@ -275,7 +277,8 @@ impl Library {
         };
         let p = Arc::new(self.compile(&key, &source, chain)?);
         if let Ok(mut c) = self.cache.write() {
-            c.entry(Arc::from(key.as_str())).or_insert_with(|| p.clone());
+            c.entry(Arc::from(key.as_str()))
+                .or_insert_with(|| p.clone());
         }
         Ok(Some(p))
     }
@@ -327,7 +330,15 @@ mod tests {
         assert_eq!(normalize_name("a//b/./c.twig").unwrap(), "a/b/c.twig");
         assert_eq!(normalize_name("a\\b.twig").unwrap(), "a/b.twig");
         assert_eq!(normalize_name("a/../b.twig").unwrap(), "b.twig");
-        for bad in ["../x.twig", "a/../../x", "/etc/passwd", "C:/x", "a\0b", "", "./"] {
+        for bad in [
+            "../x.twig",
+            "a/../../x",
+            "/etc/passwd",
+            "C:/x",
+            "a\0b",
+            "",
+            "./",
+        ] {
             assert!(normalize_name(bad).is_err(), "{bad:?} must be refused");
         }
     }

@@ -37,7 +37,11 @@ pub fn register(r: &mut Registry) {
     });
     r.filter(
         "number_format",
-        &["decimal|decimals?", "decimal_point|dec_point?", "thousand_sep|thousands_sep?"],
+        &[
+            "decimal|decimals?",
+            "decimal_point|dec_point?",
+            "thousand_sep|thousands_sep?",
+        ],
         |s, a| number_format_builtin("number_format", s, a),
     );
     r.filter("reduce", &["arrow", "initial?"], reduce);
@@ -167,7 +171,11 @@ fn batch(state: &mut dyn State, a: &[Value]) -> Result<Value, Error> {
         .max()
         .map_or(0, |m| m + 1);
     for (ci, chunk) in chunks.into_iter().enumerate() {
-        let pad = if ci + 1 == n && !fill.is_null() { missing } else { 0 };
+        let pad = if ci + 1 == n && !fill.is_null() {
+            missing
+        } else {
+            0
+        };
         if keyed {
             let mut m = Map::new();
             for (k, v) in chunk {

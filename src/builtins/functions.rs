@@ -13,7 +13,9 @@ use std::cmp::Ordering;
 
 /// Registers this module's builtins.
 pub fn register(r: &mut Registry) {
-    r.function("cycle", &["values|list", "position|i"], |_, a| cycle(arg(a, 0), arg(a, 1)));
+    r.function("cycle", &["values|list", "position|i"], |_, a| {
+        cycle(arg(a, 0), arg(a, 1))
+    });
     r.function("random", &["values|list_or_max?", "max?"], |_, a| {
         random(arg(a, 0), arg(a, 1))
     });
@@ -23,7 +25,9 @@ pub fn register(r: &mut Registry) {
             v => v,
         })
     });
-    r.function("min", &["value", "values..."], |_, a| Ok(extreme(a, Ordering::Less)));
+    r.function("min", &["value", "values..."], |_, a| {
+        Ok(extreme(a, Ordering::Less))
+    });
     r.function("max", &["value", "values..."], |_, a| {
         Ok(extreme(a, Ordering::Greater))
     });

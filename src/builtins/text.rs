@@ -353,7 +353,9 @@ fn trim(_: &mut dyn State, a: &[Value]) -> Result<Value, Error> {
     let s = input("trim", a)?;
     let chars: Vec<char> = match arg(a, 1) {
         Value::Undefined | Value::Null => TRIM_DEFAULT.chars().collect(),
-        v => expect_string("trim", "character_mask", v)?.chars().collect(),
+        v => expect_string("trim", "character_mask", v)?
+            .chars()
+            .collect(),
     };
     let side = match arg(a, 2) {
         Value::Undefined | Value::Null => "both".to_string(),

@@ -192,6 +192,9 @@ pub enum Node {
     Embed(Arc<Program>, Box<IncludeCall>),
 }
 
+/// Block definitions, most derived first: (template, index of the block there).
+pub type BlockChain = Vec<(Arc<Program>, usize)>;
+
 /// A compiled block definition (its own frame, like a macro).
 pub struct BlockDef {
     pub name: Arc<str>,
@@ -227,7 +230,7 @@ pub struct Program {
     pub block_index: HashMap<Arc<str>, usize>,
     /// Blocks brought in by `use`, one entry per name (the last `use` wins): the
     /// definition and, after it, what its `parent()` reaches in its own template.
-    pub traits: Vec<(Arc<str>, Vec<(Arc<Program>, usize)>)>,
+    pub traits: Vec<(Arc<str>, BlockChain)>,
     /// The parent when `extends` names a constant template (for `block(name, tpl)`).
     pub parent_name: Option<Arc<str>>,
     /// Size of the last output, to allocate the next one at once.

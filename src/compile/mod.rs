@@ -8,8 +8,8 @@ mod names;
 pub(crate) use names::closest;
 
 use crate::builtins::{Builtin, Registry, Signature};
-use crate::loader::Library;
 use crate::error::{Error, ErrorKind};
+use crate::loader::Library;
 use crate::syntax::ast::{self, Arg, BinOp, ExprKind, Span, StmtKind, TemplateRef, UnOp};
 use crate::syntax::Parsed;
 use crate::value::{self, Value};
@@ -91,7 +91,7 @@ struct Cx<'a> {
     esc: Vec<Esc>,
     blocks: Vec<BlockDef>,
     block_names: HashMap<Arc<str>, Span>,
-    traits: Vec<(Arc<str>, Vec<(Arc<Program>, usize)>)>,
+    traits: Vec<(Arc<str>, BlockChain)>,
     /// Nesting of block definitions being compiled (`parent()` needs one).
     in_block: usize,
     /// The template extends or uses another one (`parent()` has a target).
@@ -285,7 +285,7 @@ impl Cx<'_> {
         }
         // The used template's effective blocks: own (then what its `parent()` reaches
         // among its traits), else its traits'.
-        let mut mine: Vec<(Arc<str>, Vec<(Arc<Program>, usize)>)> = Vec::new();
+        let mut mine: Vec<(Arc<str>, BlockChain)> = Vec::new();
         let mut own: Vec<(&Arc<str>, &usize)> = p.block_index.iter().collect();
         own.sort_by_key(|(_, i)| **i);
         for (b, i) in own {
@@ -404,7 +404,11 @@ impl Cx<'_> {
         let mut hops = 0;
         while let Some(p) = prog {
             if let Some(&i) = p.macro_index.get(n) {
-                let ps = p.macros.get(i).map(|m| m.params.clone()).unwrap_or_default();
+                let ps = p
+                    .macros
+                    .get(i)
+                    .map(|m| m.params.clone())
+                    .unwrap_or_default();
                 return Ok((MacroRef::Imported(p, i), ps));
             }
             hops += 1;
@@ -1116,7 +1120,9 @@ impl Cx<'_> {
         let sig = Signature::parse(&["name", "template?"]);
         let mut v = self.map_args(&sig, "function `block`", args, span)?;
         v.resize(2, Expr::Const(Value::Undefined));
-        let t = v.pop().filter(|e| !matches!(e, Expr::Const(Value::Undefined)));
+        let t = v
+            .pop()
+            .filter(|e| !matches!(e, Expr::Const(Value::Undefined)));
         let n = v.pop().unwrap_or(Expr::Const(Value::Null));
         Ok((Box::new(n), t.map(Box::new)))
     }
@@ -1156,7 +1162,9 @@ impl Cx<'_> {
                 let sig = Signature::parse(&["name", "ignore_missing?"]);
                 let mut v = self.map_args(&sig, "function `source`", args, span)?;
                 v.resize(2, Expr::Const(Value::Undefined));
-                let im = v.pop().filter(|e| !matches!(e, Expr::Const(Value::Undefined)));
+                let im = v
+                    .pop()
+                    .filter(|e| !matches!(e, Expr::Const(Value::Undefined)));
                 let n = v.pop().unwrap_or(Expr::Const(Value::Null));
                 Expr::Source(Box::new(n), im.map(Box::new), span)
             }
@@ -1262,24 +1270,26 @@ impl Cx<'_> {
                     }
                     positional += 1;
                 }
-                Some((n, nspan)) => match params.iter().position(|p| p == n) {
-                    Some(i) if slots[i].is_some() => {
-                        return Err(self.err(
-                            ErrorKind::InvalidArgument,
-                            format!("macro `{mname}`: argument `{n}` given twice"),
-                            *nspan,
-                        ))
-                    }
-                    Some(i) => slots[i] = Some(v),
-                    None => {
-                        let valid = params.iter().map(|p| &**p).collect::<Vec<_>>().join(", ");
-                        return Err(self.err(
+                Some((n, nspan)) => {
+                    match params.iter().position(|p| p == n) {
+                        Some(i) if slots[i].is_some() => {
+                            return Err(self.err(
+                                ErrorKind::InvalidArgument,
+                                format!("macro `{mname}`: argument `{n}` given twice"),
+                                *nspan,
+                            ))
+                        }
+                        Some(i) => slots[i] = Some(v),
+                        None => {
+                            let valid = params.iter().map(|p| &**p).collect::<Vec<_>>().join(", ");
+                            return Err(self.err(
                             ErrorKind::UnknownName,
                             format!("macro `{mname}` has no argument `{n}` (its arguments: {valid})"),
                             *nspan,
                         ));
+                        }
                     }
-                },
+                }
             }
         }
         let mut out: Vec<Expr> = slots

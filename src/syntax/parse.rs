@@ -866,9 +866,7 @@ fn tag(cx: &Ctx, p: Pair<Rule>, span: Span) -> R<Tag> {
             stmt(StmtKind::Set(targets, values))
         }
         Rule::set_block => {
-            let n = it
-                .next()
-                .ok_or_else(|| cx.syntax("malformed set", span))?;
+            let n = it.next().ok_or_else(|| cx.syntax("malformed set", span))?;
             Tag::Set(assignable(cx, n.as_str(), cx.span(&n))?)
         }
         Rule::endset => Tag::EndSet,

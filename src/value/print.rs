@@ -93,7 +93,7 @@ pub fn write_json_float(out: &mut String, f: f64) {
     let exp: i64 = exp.parse().unwrap_or(0);
     let digits: String = mant.chars().filter(|c| *c != '.').collect();
     let decpt = exp + 1;
-    if decpt < -3 || decpt > 17 {
+    if !(-3..=17).contains(&decpt) {
         let (first, rest) = digits.split_at(1);
         let rest = if rest.is_empty() { "0" } else { rest };
         let sign = if exp < 0 { '-' } else { '+' };
@@ -246,6 +246,9 @@ mod tests {
         assert_eq!(s, r#"{"a/b":[1,2,"é\n"],"e":{}}"#);
         let mut p = String::new();
         write_json(&mut p, &v, Some(0));
-        assert_eq!(p, "{\n    \"a/b\": [\n        1,\n        2,\n        \"é\\n\"\n    ],\n    \"e\": {}\n}");
+        assert_eq!(
+            p,
+            "{\n    \"a/b\": [\n        1,\n        2,\n        \"é\\n\"\n    ],\n    \"e\": {}\n}"
+        );
     }
 }
