@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Listener throughput against a bare hyper baseline (docs/listener.md, "Performance").
+# Listener throughput against a bare hyper baseline (docs/listener.md, "Performance"), and a
+# durable row: a two-step workflow journaled in SQLite (docs/state.md).
 #
 # Both servers are pinned to CPU 0 (`taskset -c 0`), wrk to CPU 1; 32 connections, one wrk
 # thread. The listener serves a JWT-authenticated `data` endpoint that renders request data
@@ -118,3 +119,68 @@ printf '%-12s %10s req/s   p99 %8s   peak RSS %10s   non-2xx %s   (2,000 tokens 
   listener "$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")" "$(awk '$1 == "99%" {print $2}' <<<"$out")" \
   "$(awk '/^VmHWM:/ {print $2 " " $3}' "/proc/$listener_pid/status")" \
   "$(awk '/Non-2xx/ {print $NF}' <<<"$out" | grep . || echo 0)"
+
+# Durable runs (docs/state.md): a `data` endpoint with a two-step workflow on the default
+# state backend (SQLite beside the configuration file, group commit). Every 200 is a run
+# committed before the answer; afterwards every accepted run must have completed.
+mkdir -p "$dir/durable"
+cat >"$dir/durable/endpoints.toml" <<TOML
+[[endpoint]]
+name = "durable"
+first_hash = "$h1"
+second_hash = "$h2"
+return_type = "data"
+return_data = '''{"status": "received", "ref": {{ __data.ref|default('')|json_encode|raw }}}'''
+
+[[endpoint.step]]
+id = "keep"
+type = "store"
+name = "ref"
+value = "{{ __data.ref }}"
+
+[[endpoint.step]]
+id = "seen"
+parent = "keep"
+type = "store"
+name = "seen"
+expression = "__data.ref ~ '-seen'"
+TOML
+taskset -c 0 "$bin" serve "$dir/durable/endpoints.toml" --addr 127.0.0.1:8093 >/dev/null 2>&1 &
+pids+=($!)
+durable_pid=$!
+wait_port 8093
+durable_url="http://127.0.0.1:8093/listener/$h1/$h2?ref=A-1"
+# No warm-up: every run in the file comes from the measured wrk run.
+run_wrk durable "$durable_pid" "$durable_url"
+echo "durable / bare_hyper = $(awk -v a="$(cat "$dir/durable.rps")" -v b="$(cat "$dir/bare_hyper.rps")" \
+  'BEGIN { printf "%.2f", a / b }')   (last bare_hyper round)"
+accepted="$(awk '/requests in/ {print $1}' "$dir/durable.wrk")"
+db="$dir/durable/.flexscript/state.db"
+count() {
+  python3 -c "import sqlite3,sys; c=sqlite3.connect('file:'+sys.argv[1]+'?mode=ro', uri=True); print(c.execute(sys.argv[2]).fetchone()[0])" "$db" "$1"
+}
+for _ in $(seq 1 600); do
+  [ "$(count "SELECT count(*) FROM runs WHERE status NOT IN ('succeeded','failed','interrupted')")" = 0 ] && break
+  sleep 0.5
+done
+# wrk counts the answers it read; requests cut at the end were accepted too, so the check is
+# succeeded >= answered and nothing unfinished or failed.
+succeeded="$(count "SELECT count(*) FROM runs WHERE status = 'succeeded'")"
+others="$(count "SELECT count(*) FROM runs WHERE status != 'succeeded'")"
+echo "durable runs: $succeeded succeeded, $others not, $accepted answered by wrk"
+[ "$succeeded" -ge "$accepted" ] && [ "$others" = 0 ] || { echo "durable: accepted runs did not all complete"; exit 1; }
+
+# Memory with history on: drive the same endpoint (unmeasured) until at least 100,000 runs are
+# in the journal (at most 30 more wrk runs of 10 s), let them finish, then read the RSS.
+for _ in $(seq 1 30); do
+  [ "$(count "SELECT count(*) FROM runs")" -ge 100000 ] && break
+  taskset -c 1 wrk -t1 -c32 -d10s "$durable_url" >/dev/null
+done
+for _ in $(seq 1 600); do
+  [ "$(count "SELECT count(*) FROM runs WHERE status NOT IN ('succeeded','failed','interrupted')")" = 0 ] && break
+  sleep 0.5
+done
+printf 'durable memory: %s runs in the journal (%s succeeded), RSS %s, peak RSS %s\n' \
+  "$(count "SELECT count(*) FROM runs")" "$(count "SELECT count(*) FROM runs WHERE status = 'succeeded'")" \
+  "$(awk '/^VmRSS:/ {print $2 " " $3}' "/proc/$durable_pid/status")" \
+  "$(awk '/^VmHWM:/ {print $2 " " $3}' "/proc/$durable_pid/status")"

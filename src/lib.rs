@@ -25,6 +25,7 @@ pub use limits::Limits;
 pub use loader::{FolderLoader, Loader, MapLoader};
 pub use value::Value;
 pub mod listener;
+pub mod state;
 
 /// The README's Rust examples compile and run as doc tests.
 #[cfg(doctest)]

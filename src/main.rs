@@ -48,6 +48,10 @@ enum Command {
         /// Template library folder for extends/include/import/embed/use (docs/templates.md).
         #[arg(long, value_name = "DIR")]
         templates: Option<String>,
+        /// Shared store for memoryGet/incrementAndGet: `memory` (the default, empty) or
+        /// `sqlite:PATH` (a state file; not while a server owns it).
+        #[arg(long, value_name = "VALUE")]
+        state: Option<String>,
     },
     /// Check templates (and `.toml` listener configurations); diagnostics on stderr.
     /// With `--templates DIR`, every template in DIR is compiled too.
@@ -65,6 +69,9 @@ enum Command {
         addr: Option<String>,
         #[arg(long)]
         watch: bool,
+        /// State backend, overriding `[server] state`: `memory` or `sqlite:PATH`.
+        #[arg(long, value_name = "VALUE")]
+        state: Option<String>,
     },
     /// Print a fresh `[[endpoint]]` stanza.
     NewEndpoint { name: String },
@@ -148,6 +155,7 @@ fn render(
     strict: bool,
     records: Option<String>,
     templates: Option<String>,
+    state: Option<String>,
 ) -> Result<String, Error> {
     let ctx = read_context(context.as_deref())?;
     let (mut engine, loader) = library_engine(templates.as_deref())?;
@@ -157,6 +165,17 @@ fn render(
             flexscript::host::JsonRecords::from_file(&path)?,
         ));
     }
+    // A one-off render gets an empty in-memory shared store unless told otherwise; the
+    // backend (and its file lock) lives until the render is done.
+    let spec = flexscript::state::StateSpec::parse(
+        state.as_deref().unwrap_or("memory"),
+        std::path::Path::new("."),
+    )
+    .map_err(|e| Error::new(ErrorKind::InvalidArgument, format!("--state: {e}")))?;
+    let backend = spec
+        .open(flexscript::state::Durability::Normal)
+        .map_err(|e| Error::new(ErrorKind::Io, e))?;
+    engine.set_store(backend.store());
     let in_library = file.as_deref().and_then(|f| name_in(loader.as_ref(), f));
     let tpl = match (expr, file, in_library) {
         (Some(e), _, _) => engine.compile("-e", &e)?,
@@ -221,7 +240,10 @@ fn main() -> ExitCode {
             strict,
             records,
             templates,
-        } => match render(file, expr, context, autoescape, strict, records, templates) {
+            state,
+        } => match render(
+            file, expr, context, autoescape, strict, records, templates, state,
+        ) {
             Ok(out) => {
                 use std::io::Write;
                 let mut stdout = std::io::stdout();
@@ -250,10 +272,12 @@ fn main() -> ExitCode {
             config,
             addr,
             watch,
+            state,
         } => ExitCode::from(cli::serve(
             std::path::Path::new(&config),
             addr.as_deref(),
             watch,
+            state.as_deref(),
         )),
         Command::NewEndpoint { name } => {
             print!("{}", cli::new_endpoint(&name));

@@ -21,6 +21,7 @@ fn one_endpoint(server_table: &str) -> String {
 async fn connections_beyond_the_cap_wait_until_one_closes() {
     let options = Options {
         max_connections: Some(2),
+        ..Options::default()
     };
     // The embedding program's option wins over the file.
     let s = serve_with(&one_endpoint("[server]\nmax_connections = 50\n"), options).await;

@@ -2,7 +2,7 @@
 //! `serve`, `check FILE.toml`, `new-endpoint`, `token`. `main.rs` only parses arguments.
 
 use super::config::check_config;
-use super::server::{start, Running};
+use super::server::{start_with, Options, Running};
 use rand::RngCore;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -37,7 +37,7 @@ pub fn check(path: &Path) -> bool {
 
 /// `flexscript serve`: runs until SIGINT/SIGTERM; SIGHUP (and `--watch`) reload the file.
 /// Returns the process exit code.
-pub fn serve(config: &Path, addr: Option<&str>, watch: bool) -> u8 {
+pub fn serve(config: &Path, addr: Option<&str>, watch: bool, state: Option<&str>) -> u8 {
     init_logging();
     let addr: Option<SocketAddr> = match addr.map(str::parse).transpose() {
         Ok(a) => a,
@@ -62,7 +62,11 @@ pub fn serve(config: &Path, addr: Option<&str>, watch: bool) -> u8 {
             eprintln!("error: cannot install signal handlers");
             return 1;
         };
-        let running = match start(config, addr).await {
+        let options = Options {
+            state: state.map(str::to_string),
+            ..Options::default()
+        };
+        let running = match start_with(config, addr, options).await {
             Ok(r) => r,
             Err(e) => {
                 for line in e.lines() {

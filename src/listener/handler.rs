@@ -10,12 +10,14 @@ use super::request::{to_data, RequestParts};
 use super::respond::{self, json, json_error, Body};
 use super::server::State;
 use super::sse;
-use super::workflow::{self, Outcome, Run, SseMsg};
+use super::workflow::{Outcome, Run, SseMsg};
 use crate::{RenderOptions, Template, Value};
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_LENGTH, ORIGIN, WWW_AUTHENTICATE};
+use hyper::header::{
+    HeaderValue, ALLOW, CONNECTION, CONTENT_LENGTH, ORIGIN, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use hyper::{Method, Request, Response, StatusCode};
 use std::sync::Arc;
 use std::time::Duration;
@@ -299,21 +301,29 @@ async fn respond_and_run(
             config.store.clone(),
             config.server.timezone,
             state.client.clone(),
+            state.runner.clone(),
             reply,
             sse,
         ))
     };
+    let runner = &state.runner;
+    let fp = config.fingerprint.as_str();
     match &ep.return_type {
         ReturnType::Answer(a) => {
             let r = respond::answer(&ep.name, a, &data);
             if !ep.steps.is_empty() {
-                tokio::spawn(workflow::run(new_run(None, None), data));
+                // Journaled before the answer leaves (docs/state.md).
+                if let Err(e) = runner.start(new_run(None, None), data, fp).await {
+                    return unavailable(&ep.name, &e);
+                }
             }
             r
         }
         ReturnType::Continue => {
             let (tx, rx) = oneshot::channel();
-            tokio::spawn(workflow::run(new_run(Some(tx), None), data));
+            if let Err(e) = runner.start(new_run(Some(tx), None), data, fp).await {
+                return unavailable(&ep.name, &e);
+            }
             let sync = ep.run_mode == RunMode::Sync;
             let limit = if sync {
                 Duration::from_millis(ep.response_timeout_ms)
@@ -342,10 +352,11 @@ async fn respond_and_run(
         }
         ReturnType::Sse => {
             let (tx, mut rx) = mpsc::channel(16);
-            let guard = AbortOnDrop(Some(tokio::spawn(workflow::run(
-                new_run(None, Some(tx)),
-                data,
-            ))));
+            let handle = match runner.start(new_run(None, Some(tx)), data, fp).await {
+                Ok(h) => h,
+                Err(e) => return unavailable(&ep.name, &e),
+            };
+            let guard = AbortOnDrop(Some(handle));
             let limit = Duration::from_millis(ep.response_timeout_ms);
             match tokio::time::timeout(limit, rx.recv()).await {
                 Ok(Some(SseMsg::Failed(step))) => step_failed(&step),
@@ -360,6 +371,18 @@ async fn respond_and_run(
             }
         }
     }
+}
+
+/// 503 + `Retry-After` when the run cannot be journaled: never accept work that cannot be kept.
+fn unavailable(endpoint: &str, e: &crate::state::StateError) -> Response<Body> {
+    tracing::error!(endpoint = %endpoint, error = %e, "run not accepted: the journal cannot be written");
+    let mut r = json_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the run cannot be recorded right now; retry later",
+    );
+    r.headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static("5"));
+    r
 }
 
 fn step_failed(step: &str) -> Response<Body> {

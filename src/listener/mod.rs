@@ -16,6 +16,7 @@ mod listing;
 pub mod log;
 pub mod request;
 pub mod respond;
+pub mod runs;
 pub mod server;
 mod settings;
 pub mod sse;

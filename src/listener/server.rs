@@ -10,7 +10,9 @@
 use super::config::{load_config_with_store, Config};
 use super::handler;
 use super::respond::{json_error, Body};
+use super::runs::Runner;
 use super::webhook::{self, HttpClient};
+use crate::state::{Backend, StateSpec};
 use futures_util::FutureExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -39,10 +41,12 @@ pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 
 /// What every request handler shares.
 pub struct State {
-    config: RwLock<Arc<Config>>,
+    config: Arc<RwLock<Arc<Config>>>,
     pub client: HttpClient,
     pub shutdown: watch::Receiver<bool>,
     path: PathBuf,
+    /// The run journal, worker pool and timers (kept across reloads).
+    pub runner: Arc<Runner>,
 }
 
 impl State {
@@ -99,6 +103,14 @@ impl Running {
     pub fn config_path(&self) -> &Path {
         &self.state.path
     }
+    /// The state backend (journal and shared store) of this server.
+    pub fn backend(&self) -> Arc<dyn Backend> {
+        self.state.runner.backend.clone()
+    }
+    /// The runner: gauges of queued/running/waiting runs, resuming retried runs.
+    pub fn runner(&self) -> Arc<Runner> {
+        self.state.runner.clone()
+    }
 }
 
 /// Server settings given by the embedding program, overriding the configuration file.
@@ -107,6 +119,9 @@ pub struct Options {
     /// Connections served at once; more wait unaccepted until one closes (at least 1).
     /// `None`: the file's `[server] max_connections` (default [`MAX_CONNECTIONS`]).
     pub max_connections: Option<usize>,
+    /// A `[server] state` value (`memory`, `sqlite:PATH`) overriding the file's
+    /// (`serve --state`); a relative path is relative to the working directory.
+    pub state: Option<String>,
 }
 
 /// Loads `config_path` and binds `addr` (else `[server] addr`, else [`DEFAULT_ADDR`]), with
@@ -121,7 +136,14 @@ pub async fn start_with(
     addr: Option<SocketAddr>,
     options: Options,
 ) -> Result<Running, String> {
-    let config = super::config::load_config(config_path).map_err(|e| e.to_string())?;
+    // Read once for the server settings, then again with the backend's shared store.
+    let first = super::config::load_config(config_path).map_err(|e| e.to_string())?;
+    let spec = match &options.state {
+        Some(v) => StateSpec::parse(v, Path::new("."))?,
+        None => first.server.state.clone(),
+    };
+    let backend = spec.open(first.server.durability)?;
+    let config = load_config_with_store(config_path, backend.store()).map_err(|e| e.to_string())?;
     for w in &config.warnings {
         tracing::warn!(warning = %w, "configuration warning");
     }
@@ -140,11 +162,20 @@ pub async fn start_with(
         .max_connections
         .unwrap_or(config.server.max_connections)
         .max(1);
+    let client = webhook::client();
+    let workers = config.server.workers;
+    let config = Arc::new(RwLock::new(Arc::new(config)));
+    let runner = Runner::new(backend, workers, config.clone(), client.clone());
+    let resumed = runner.recover().await.map_err(|e| e.to_string())?;
+    if resumed > 0 {
+        tracing::info!(runs = resumed, "unfinished runs resumed");
+    }
     let state = Arc::new(State {
-        config: RwLock::new(Arc::new(config)),
-        client: webhook::client(),
+        config,
+        client,
         shutdown,
         path: config_path.to_path_buf(),
+        runner,
     });
     let permits = Arc::new(Semaphore::new(cap));
     let task = tokio::spawn(accept_loop(listener, state.clone(), permits));

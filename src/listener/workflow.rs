@@ -7,12 +7,15 @@
 //! is logged with endpoint, step id and error; the run reports it through [`Run::fail`].
 
 use super::condition;
-use super::config::{Answer, Branch, Endpoint, ReturnType, StepKind, ValueSource};
+use super::config::{Answer, Branch, Endpoint, ReturnType, RunMode, StepKind, ValueSource};
 use super::respond::{self, Body};
+use super::runs::Runner;
 use super::webhook::{self, HttpClient};
 use crate::host::SharedStore;
+use crate::state::{self, Checkpoint, RunEvent};
 use crate::{RenderOptions, Template, Value};
 use hyper::Response;
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -48,6 +51,13 @@ pub struct Run {
     pub store: Arc<dyn SharedStore>,
     pub tz: chrono_tz::Tz,
     pub client: HttpClient,
+    /// The journal and the worker pool (src/listener/runs.rs).
+    pub runner: Arc<Runner>,
+    /// False for sync `continue` and `sse`: journaled for history, never resumed.
+    pub resumable: bool,
+    /// Due times of steps already waiting on their delay (a resumed run waits only what is
+    /// left), by step id.
+    pub dues: HashMap<String, i64>,
     /// For `continue`: the first answer goes here.
     pub reply: Mutex<Option<oneshot::Sender<Outcome>>>,
     /// For `sse`: frames go here (dropped when the run ends → the stream sends `event: end`).
@@ -57,21 +67,29 @@ pub struct Run {
 }
 
 impl Run {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         endpoint: Arc<Endpoint>,
         run_id: String,
         store: Arc<dyn SharedStore>,
         tz: chrono_tz::Tz,
         client: HttpClient,
+        runner: Arc<Runner>,
         reply: Option<oneshot::Sender<Outcome>>,
         sse: Option<mpsc::Sender<SseMsg>>,
     ) -> Run {
+        let resumable = !(sse.is_some()
+            || (matches!(endpoint.return_type, ReturnType::Continue)
+                && endpoint.run_mode == RunMode::Sync));
         Run {
             endpoint,
             run_id,
             store,
             tz,
             client,
+            runner,
+            resumable,
+            dues: HashMap::new(),
             reply: Mutex::new(reply),
             sse,
             sse_closed: AtomicBool::new(false),
@@ -81,6 +99,11 @@ impl Run {
 
     fn take_reply(&self) -> Option<oneshot::Sender<Outcome>> {
         self.reply.lock().ok().and_then(|mut r| r.take())
+    }
+
+    /// True while a request waits for this run's answer (it must not be parked).
+    fn has_listener(&self) -> bool {
+        self.sse.is_some() || self.reply.lock().map(|r| r.is_some()).unwrap_or(false)
     }
 
     /// Reports a failed step to a waiting `continue`/`sse` request.
@@ -94,12 +117,50 @@ impl Run {
             }
         }
     }
+
+    /// Journals `event`: a resumable run waits for the commit (so a step's checkpoint is
+    /// durable before the next step acts), a non-resumable one only queues it.
+    async fn journal(&self, event: RunEvent, wait: bool) {
+        let f = self.runner.backend.record(event);
+        if wait && self.resumable {
+            if let Err(e) = f.await {
+                tracing::error!(endpoint = %self.endpoint.name, run_id = %self.run_id,
+                    error = %e, "journal write failed");
+            }
+        }
+    }
 }
 
-/// Runs the whole tree of `run`'s endpoint on `data`; returns when every branch is done.
+/// Runs the whole tree of `run`'s endpoint on `data`; returns when every branch is done or
+/// parked on a delay.
 pub async fn run(run: Arc<Run>, data: Value) {
-    let roots = run.endpoint.roots().to_vec();
-    run_steps(run, roots, data).await;
+    let roots = run
+        .endpoint
+        .roots()
+        .iter()
+        .map(|i| (*i, data.clone()))
+        .collect();
+    run_from(run, roots).await;
+}
+
+/// Runs the given steps (each with its own `__data`) and their subtrees concurrently.
+pub async fn run_from(run: Arc<Run>, steps: Vec<(usize, Value)>) {
+    let mut steps = steps;
+    match steps.len() {
+        0 => {}
+        1 => {
+            if let Some((i, d)) = steps.pop() {
+                run_step(run, i, d).await
+            }
+        }
+        _ => {
+            let mut set = JoinSet::new();
+            for (i, d) in steps {
+                set.spawn(run_step(run.clone(), i, d));
+            }
+            while set.join_next().await.is_some() {}
+        }
+    }
 }
 
 type BoxFut = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -128,11 +189,60 @@ fn run_step(run: Arc<Run>, mut i: usize, mut data: Value) -> BoxFut {
             let Some(step) = run.endpoint.steps.get(i) else {
                 return;
             };
+            let kind = step.kind.name();
             if step.delay_ms > 0 {
-                tokio::time::sleep(Duration::from_millis(step.delay_ms)).await;
+                let due = match run.dues.get(&step.id) {
+                    Some(d) => *d,
+                    None => {
+                        let due = state::now_ms().saturating_add(step.delay_ms as i64);
+                        run.journal(
+                            RunEvent::StepWaiting {
+                                run: run.run_id.clone(),
+                                step: step.id.clone(),
+                                kind: kind.into(),
+                                due,
+                            },
+                            true,
+                        )
+                        .await;
+                        due
+                    }
+                };
+                let left = due.saturating_sub(state::now_ms());
+                if left > 0 {
+                    if run.resumable && !run.has_listener() {
+                        // Nobody waits for this run: it holds no task while it waits.
+                        run.runner.park(&run.run_id, &step.id, due);
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(left as u64)).await;
+                }
             }
-            match exec(&run, &step.kind, &mut data).await {
-                Ok(branch) => {
+            run.journal(
+                RunEvent::StepStarted {
+                    run: run.run_id.clone(),
+                    step: step.id.clone(),
+                    kind: kind.into(),
+                    at: state::now_ms(),
+                },
+                false,
+            )
+            .await;
+            match exec(&run, &step.id, &step.kind, &mut data).await {
+                Ok(checkpoint) => {
+                    let branch = checkpoint
+                        .branch
+                        .map(|yes| if yes { Branch::Yes } else { Branch::No });
+                    run.journal(
+                        RunEvent::StepSucceeded {
+                            run: run.run_id.clone(),
+                            step: step.id.clone(),
+                            at: state::now_ms(),
+                            checkpoint,
+                        },
+                        true,
+                    )
+                    .await;
                     let next = run.endpoint.children(i, branch);
                     match next.as_slice() {
                         [] => return,
@@ -145,12 +255,32 @@ fn run_step(run: Arc<Run>, mut i: usize, mut data: Value) -> BoxFut {
                         endpoint = %run.endpoint.name, run_id = %run.run_id, step = %step.id,
                         error = %e, "workflow step failed"
                     );
+                    run.journal(
+                        RunEvent::StepFailed {
+                            run: run.run_id.clone(),
+                            step: step.id.clone(),
+                            at: state::now_ms(),
+                            error: e.clone(),
+                        },
+                        true,
+                    )
+                    .await;
+                    run.runner
+                        .step_failed(&run.run_id, &format!("step \"{}\" failed: {e}", step.id));
                     run.fail(&step.id).await;
                     return;
                 }
             }
         }
     })
+}
+
+/// `__data` for a step whose ancestors finished in an earlier attempt: the request data with
+/// each ancestor's checkpoint applied in order.
+pub fn apply_checkpoint(data: &mut Value, checkpoint: &Checkpoint) {
+    for (path, value) in &checkpoint.set {
+        set_path(data, path, Value::from(value));
+    }
 }
 
 fn opts() -> RenderOptions {
@@ -199,8 +329,13 @@ pub fn set_path(data: &mut Value, name: &str, value: Value) {
     }
 }
 
-/// Executes one step; `Ok(Some(branch))` for a condition.
-async fn exec(run: &Run, kind: &StepKind, data: &mut Value) -> Result<Option<Branch>, String> {
+/// Executes one step; the checkpoint holds its `__data` writes and a condition's branch.
+async fn exec(
+    run: &Run,
+    step_id: &str,
+    kind: &StepKind,
+    data: &mut Value,
+) -> Result<Checkpoint, String> {
     match kind {
         StepKind::Condition {
             left,
@@ -218,26 +353,33 @@ async fn exec(run: &Run, kind: &StepKind, data: &mut Value) -> Result<Option<Bra
                 r2.as_deref().unwrap_or(""),
                 &run.tz,
             );
-            Ok(Some(if yes { Branch::Yes } else { Branch::No }))
+            Ok(Checkpoint {
+                set: Vec::new(),
+                branch: Some(yes),
+            })
         }
         StepKind::Store { name, value } => {
             let v = value_of(value, data)?;
+            let json = v.to_json();
             set_path(data, name, v);
-            Ok(None)
+            Ok(Checkpoint {
+                set: vec![(name.clone(), json)],
+                branch: None,
+            })
         }
         StepKind::SetMemory { name, value, ttl_s } => {
             let v = value_of(value, data)?;
             run.store.set(name, v, Duration::from_secs(*ttl_s));
-            Ok(None)
+            Ok(Checkpoint::default())
         }
         StepKind::Log { message } => {
             let m = render(message, data)?;
             tracing::info!(endpoint = %run.endpoint.name, run_id = %run.run_id, text = %m, "workflow log");
-            Ok(None)
+            Ok(Checkpoint::default())
         }
         StepKind::Respond(answer) => {
             respond_step(run, answer, data);
-            Ok(None)
+            Ok(Checkpoint::default())
         }
         StepKind::Emit {
             data: tpl,
@@ -246,7 +388,7 @@ async fn exec(run: &Run, kind: &StepKind, data: &mut Value) -> Result<Option<Bra
         } => {
             let text = render(tpl, data)?;
             emit(run, event.clone(), text, *is_final).await;
-            Ok(None)
+            Ok(Checkpoint::default())
         }
         StepKind::Webhook {
             method,
@@ -256,13 +398,25 @@ async fn exec(run: &Run, kind: &StepKind, data: &mut Value) -> Result<Option<Bra
             timeout_ms,
             retries,
         } => {
+            let mut headers: Vec<(String, String)> = headers
+                .iter()
+                .map(|(k, t)| Ok((k.clone(), render(t, data)?)))
+                .collect::<Result<_, String>>()?;
+            // The same key on every attempt of this step, across resumes: receivers can drop
+            // a repeat (docs/state.md). A key set by the step itself wins.
+            if !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("idempotency-key"))
+            {
+                headers.push((
+                    "Idempotency-Key".into(),
+                    format!("{}.{step_id}", run.run_id),
+                ));
+            }
             let call = webhook::Call {
                 method: method.clone(),
                 url: render(url, data)?,
-                headers: headers
-                    .iter()
-                    .map(|(k, t)| Ok((k.clone(), render(t, data)?)))
-                    .collect::<Result<_, String>>()?,
+                headers,
                 body: body.as_ref().map(|t| render(t, data)).transpose()?,
                 timeout: Duration::from_millis(*timeout_ms),
                 retries: *retries,
@@ -272,8 +426,12 @@ async fn exec(run: &Run, kind: &StepKind, data: &mut Value) -> Result<Option<Bra
                 tracing::warn!(endpoint = %run.endpoint.name, run_id = %run.run_id,
                     status = %result["status"], error = %result["error"], "webhook call failed");
             }
+            let json = result.clone();
             set_path(data, "webhook", Value::from(result));
-            Ok(None)
+            Ok(Checkpoint {
+                set: vec![("webhook".into(), json)],
+                branch: None,
+            })
         }
     }
 }

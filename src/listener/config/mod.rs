@@ -164,6 +164,20 @@ pub struct ServerConfig {
     /// Connections served at once (`max_connections`, default 4096); read at start, a reload
     /// keeps the running server's cap.
     pub max_connections: usize,
+    /// `state`: where runs and the shared store live (default `sqlite:.flexscript/state.db`
+    /// beside this file); read at start, a reload keeps the running server's backend.
+    pub state: crate::state::StateSpec,
+    /// `durability`: `"normal"` (survives a process crash) or `"fsync"` (power loss).
+    pub durability: crate::state::Durability,
+    /// `workers`: runs executed at once (default 4 × cores); read at start.
+    pub workers: usize,
+    /// `history_days` / `history_max`: retention of finished runs.
+    pub retention: crate::state::Retention,
+}
+
+/// The default `workers`: 4 × the available cores.
+pub fn default_workers() -> usize {
+    4 * std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Largest accepted `max_connections`.
@@ -177,6 +191,8 @@ pub struct Config {
     pub endpoints: Vec<Arc<Endpoint>>,
     pub warnings: Vec<Diagnostic>,
     pub store: Arc<dyn SharedStore>,
+    /// SHA-256 (hex) of the file's text, journaled with each run.
+    pub fingerprint: String,
 }
 
 impl Config {
@@ -372,6 +388,10 @@ fn load(
         endpoints: endpoints.into_iter().map(|(_, e)| Arc::new(e)).collect(),
         warnings: warnings.clone(),
         store,
+        fingerprint: {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(text.as_bytes()))
+        },
     };
     (Some(config), errors, warnings)
 }
@@ -398,6 +418,11 @@ fn read_server(
         templates: None,
         timezone: chrono_tz::UTC,
         max_connections: super::server::MAX_CONNECTIONS,
+        state: crate::state::StateSpec::parse(crate::state::DEFAULT_STATE, base)
+            .unwrap_or(crate::state::StateSpec::Memory),
+        durability: crate::state::Durability::Normal,
+        workers: default_workers(),
+        retention: crate::state::Retention::default(),
     };
     let Some(item) = item else {
         return cfg;
@@ -433,6 +458,29 @@ fn read_server(
         MAX_CONNECTIONS_LIMIT,
     );
     cfg.max_connections = usize::try_from(cap).unwrap_or(super::server::MAX_CONNECTIONS);
+    if let Some(v) = f.string("state") {
+        match crate::state::StateSpec::parse(&v, base) {
+            Ok(spec) => cfg.state = spec,
+            Err(e) => f.error("state", e),
+        }
+    }
+    match f.string("durability").as_deref() {
+        None | Some("normal") => {}
+        Some("fsync") => cfg.durability = crate::state::Durability::Fsync,
+        Some(other) => f.error(
+            "durability",
+            format!("must be \"normal\" or \"fsync\", not `{other}`"),
+        ),
+    }
+    let workers = f.uint_in("workers", cfg.workers as u64, 1, 100_000);
+    cfg.workers = usize::try_from(workers).unwrap_or(cfg.workers);
+    cfg.retention.days = f.uint_in("history_days", cfg.retention.days, 0, 36_500);
+    cfg.retention.max_per_endpoint = f.uint_in(
+        "history_max",
+        cfg.retention.max_per_endpoint,
+        0,
+        100_000_000,
+    );
     errors.extend(f.finish(&[]));
     cfg
 }

@@ -7,6 +7,9 @@ use super::{script_error, Answer, Diagnostic};
 use crate::{Engine, Expression, Template};
 use toml_edit::Item;
 
+/// Largest `delay_ms`: 30 days (delays are durable: stored as a due time).
+pub const MAX_DELAY_MS: u64 = 30 * 24 * 3_600_000;
+
 /// Which child list of a `condition` a step belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Branch {
@@ -114,6 +117,21 @@ pub enum StepKind {
     Log {
         message: Template,
     },
+}
+
+impl StepKind {
+    /// The step's `type`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            StepKind::Condition { .. } => "condition",
+            StepKind::Store { .. } => "store",
+            StepKind::Respond(_) => "respond",
+            StepKind::Emit { .. } => "emit",
+            StepKind::Webhook { .. } => "webhook",
+            StepKind::SetMemory { .. } => "set_memory",
+            StepKind::Log { .. } => "log",
+        }
+    }
 }
 
 /// One workflow step.
@@ -348,7 +366,7 @@ pub fn read(
             f.error("id", format!("duplicate step id `{id}`"));
         }
         let ty = f.required("type").unwrap_or_default();
-        let delay_ms = f.uint("delay_ms", 0, 3_600_000);
+        let delay_ms = f.uint("delay_ms", 0, MAX_DELAY_MS);
         let parent = match f.string("parent") {
             Some(p) if p.is_empty() => None,
             Some(p) => match steps.iter().position(|s| s.id == p) {

@@ -1,0 +1,641 @@
+//! Durable workflow runs (docs/state.md): the journal around [`workflow`], the worker pool,
+//! parked delays, recovery after a restart and the background chores.
+//!
+//! A run moves through *activations*: the first one when the request is accepted, one per
+//! recovery or retry, one each time a parked delay is due. An activation holds one worker
+//! permit (`[server] workers`) while its branches run; runs waiting for a permit are
+//! `queued`. A branch that reaches a `delay_ms` while nobody waits for the run's answer parks
+//! it: the due time is journaled, a timer entry (two ids) is all that stays in memory, and a
+//! new activation continues that branch when it is due. The run ends when no activation runs
+//! and no branch is parked: `failed` if any step failed, else `succeeded`.
+//!
+//! Sync `continue` and `sse` runs are journaled for history but run outside the pool (their
+//! request is the answer path) and are never resumed: after a crash they are `interrupted`.
+
+use super::config::{Branch, Config, Endpoint};
+use super::webhook::HttpClient;
+use super::workflow::{self, Run};
+use crate::state::{self, Backend, RunEvent, RunRecord, RunStatus, StateError, StepStatus};
+use crate::Value;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinHandle;
+
+/// A run resumed this many times without finishing is `failed` (a step that crashes the
+/// process, or never finishes, is not retried forever).
+pub const MAX_ATTEMPTS: u32 = 5;
+/// How often unowned `queued` runs (retried from the CLI) are looked for.
+const CLAIM_EVERY: Duration = Duration::from_secs(2);
+/// How often finished runs beyond the retention are purged.
+const PURGE_EVERY: Duration = Duration::from_secs(600);
+
+/// Counts of runs, for metrics (cheap: three atomics).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunGauges {
+    /// Activations waiting for a worker.
+    pub queued: usize,
+    /// Activations holding a worker.
+    pub running: usize,
+    /// Branches parked on a delay.
+    pub waiting: usize,
+}
+
+#[derive(Default)]
+struct Active {
+    /// Activations not yet finished.
+    live: usize,
+    /// Branches parked on a delay.
+    parked: usize,
+    /// The first step failure.
+    error: Option<String>,
+}
+
+struct Timer {
+    due: i64,
+    run: String,
+    step: String,
+}
+
+/// The journal, the worker pool and the timers of one serving process.
+pub struct Runner {
+    pub backend: Arc<dyn Backend>,
+    /// This process's claim on the runs it executes.
+    owner: String,
+    workers: Arc<Semaphore>,
+    queued: AtomicUsize,
+    running: AtomicUsize,
+    waiting: AtomicUsize,
+    active: Mutex<HashMap<String, Active>>,
+    timers: mpsc::UnboundedSender<Timer>,
+    config: Arc<RwLock<Arc<Config>>>,
+    client: HttpClient,
+}
+
+impl Runner {
+    /// A runner on `backend` with `workers` permits; spawns the timer task (call inside a
+    /// tokio runtime). `config` is the server's live configuration (reloads included).
+    pub fn new(
+        backend: Arc<dyn Backend>,
+        workers: usize,
+        config: Arc<RwLock<Arc<Config>>>,
+        client: HttpClient,
+    ) -> Arc<Runner> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let runner = Arc::new(Runner {
+            backend,
+            owner: uuid::Uuid::new_v4().simple().to_string(),
+            workers: Arc::new(Semaphore::new(workers.max(1))),
+            queued: AtomicUsize::new(0),
+            running: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
+            active: Mutex::new(HashMap::new()),
+            timers: tx,
+            config,
+            client,
+        });
+        tokio::spawn(timer_loop(Arc::downgrade(&runner), rx));
+        runner
+    }
+
+    /// Current counts of queued, running and waiting runs.
+    pub fn gauges(&self) -> RunGauges {
+        RunGauges {
+            queued: self.queued.load(Ordering::Relaxed),
+            running: self.running.load(Ordering::Relaxed),
+            waiting: self.waiting.load(Ordering::Relaxed),
+        }
+    }
+
+    /// This process's owner id in the journal.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    fn config(&self) -> Arc<Config> {
+        match self.config.read() {
+            Ok(c) => c.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn active(&self) -> MutexGuard<'_, HashMap<String, Active>> {
+        self.active.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Journals a new run and starts it. A resumable run is committed before this returns
+    /// (the caller answers only then); a journal error is returned and nothing runs.
+    pub async fn start(
+        self: &Arc<Self>,
+        run: Arc<Run>,
+        data: Value,
+        fingerprint: &str,
+    ) -> Result<JoinHandle<()>, StateError> {
+        let ep = &run.endpoint;
+        let record = RunRecord::new(
+            run.run_id.clone(),
+            ep.name.clone(),
+            ep.first_hash.clone(),
+            ep.second_hash.clone(),
+            fingerprint.to_string(),
+            run.resumable,
+            state::record::journal_data(&data),
+            state::now_ms(),
+            Some(self.owner.clone()),
+        );
+        // The write is queued by the call itself: later events follow it in order.
+        let created = self.backend.create_run(record);
+        if run.resumable {
+            created.await?;
+        } else {
+            tokio::spawn(async move {
+                if let Err(e) = created.await {
+                    tracing::error!(error = %e, "journal write failed");
+                }
+            });
+        }
+        self.active().insert(
+            run.run_id.clone(),
+            Active {
+                live: 1,
+                ..Active::default()
+            },
+        );
+        let roots = ep.roots().iter().map(|i| (*i, data.clone())).collect();
+        Ok(self.activate(run, roots))
+    }
+
+    /// Spawns one activation of `run` over `steps`.
+    fn activate(self: &Arc<Self>, run: Arc<Run>, steps: Vec<(usize, Value)>) -> JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let permit = if run.resumable {
+                me.queued.fetch_add(1, Ordering::Relaxed);
+                let p = me.workers.clone().acquire_owned().await.ok();
+                me.queued.fetch_sub(1, Ordering::Relaxed);
+                p
+            } else {
+                None
+            };
+            me.running.fetch_add(1, Ordering::Relaxed);
+            let started = me.backend.record(RunEvent::Status {
+                run: run.run_id.clone(),
+                status: RunStatus::Running,
+                at: state::now_ms(),
+                error: None,
+            });
+            if run.resumable {
+                let _ = started.await;
+            }
+            // Counters and the end-of-activation bookkeeping run even if the task is aborted
+            // (an `sse` client that went away).
+            let guard = ActivationGuard {
+                runner: me.clone(),
+                run_id: run.run_id.clone(),
+                _permit: permit,
+            };
+            workflow::run_from(run, steps).await;
+            drop(guard);
+        })
+    }
+
+    /// A branch of `run` parks until `due` on step `step`.
+    pub(crate) fn park(&self, run: &str, step: &str, due: i64) {
+        if let Some(a) = self.active().get_mut(run) {
+            a.parked += 1;
+        }
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let _ = self.timers.send(Timer {
+            due,
+            run: run.to_string(),
+            step: step.to_string(),
+        });
+    }
+
+    /// Remembers the first failure of `run` (its final status is `failed`).
+    pub(crate) fn step_failed(&self, run: &str, error: &str) {
+        if let Some(a) = self.active().get_mut(run) {
+            a.error.get_or_insert_with(|| error.to_string());
+        }
+    }
+
+    /// An activation of `run` ended: finishes the run or marks it waiting.
+    fn activation_done(&self, run: &str) {
+        let outcome = {
+            let mut active = self.active();
+            let Some(a) = active.get_mut(run) else {
+                return;
+            };
+            a.live = a.live.saturating_sub(1);
+            if a.live > 0 {
+                return;
+            }
+            if a.parked > 0 {
+                (RunStatus::Waiting, None)
+            } else {
+                let a = active.remove(run).unwrap_or_default();
+                match a.error {
+                    Some(e) => (RunStatus::Failed, Some(e)),
+                    None => (RunStatus::Succeeded, None),
+                }
+            }
+        };
+        let f = self.backend.record(RunEvent::Status {
+            run: run.to_string(),
+            status: outcome.0,
+            at: state::now_ms(),
+            error: outcome.1,
+        });
+        tokio::spawn(async move {
+            if let Err(e) = f.await {
+                tracing::error!(error = %e, "journal write failed");
+            }
+        });
+    }
+
+    /// A parked branch is due: continue it in a new activation.
+    fn wake(self: &Arc<Self>, run_id: String, step_id: String) {
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        {
+            let mut active = self.active();
+            let a = active.entry(run_id.clone()).or_default();
+            a.parked = a.parked.saturating_sub(1);
+            a.live += 1;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            match me.backend.get_run(&run_id).await {
+                Ok(rec) => match me.prepare(&rec) {
+                    Ok((run, _)) => {
+                        let i = run.endpoint.steps.iter().position(|s| s.id == step_id);
+                        match i.and_then(|i| data_for(&run.endpoint, &rec, i).map(|d| (i, d))) {
+                            Some((i, d)) => {
+                                me.activate(run, vec![(i, d)]);
+                                return;
+                            }
+                            None => me.step_failed(
+                                &run_id,
+                                &format!("step \"{step_id}\" can no longer be resumed"),
+                            ),
+                        }
+                    }
+                    Err(e) => me.step_failed(&run_id, &e),
+                },
+                Err(e) => me.step_failed(&run_id, &format!("cannot read the run: {e}")),
+            }
+            me.activation_done(&run_id);
+        });
+    }
+
+    /// The endpoint of `rec` in the current configuration (matched by its hashes, its steps
+    /// by id) and a [`Run`] for it; an error when the endpoint or a step vanished.
+    fn prepare(self: &Arc<Self>, rec: &RunRecord) -> Result<(Arc<Run>, Arc<Endpoint>), String> {
+        let config = self.config();
+        let ep = config
+            .endpoints
+            .iter()
+            .find(|e| e.first_hash == rec.first_hash && e.second_hash == rec.second_hash)
+            .cloned()
+            .ok_or_else(|| {
+                format!(
+                    "endpoint \"{}\" is no longer in the configuration",
+                    rec.endpoint
+                )
+            })?;
+        for s in &rec.steps {
+            if !ep.steps.iter().any(|x| x.id == s.id) {
+                return Err(format!(
+                    "step \"{}\" is no longer in endpoint \"{}\"",
+                    s.id, ep.name
+                ));
+            }
+        }
+        let mut run = Run::new(
+            ep.clone(),
+            rec.id.clone(),
+            config.store.clone(),
+            config.server.timezone,
+            self.client.clone(),
+            self.clone(),
+            None,
+            None,
+        );
+        run.resumable = true;
+        run.dues = rec
+            .steps
+            .iter()
+            .filter(|s| s.status == StepStatus::Waiting)
+            .filter_map(|s| s.due.map(|d| (s.id.clone(), d)))
+            .collect();
+        Ok((Arc::new(run), ep))
+    }
+
+    /// Continues a run read back from the journal: after a restart (`after_crash`: a run
+    /// past [`MAX_ATTEMPTS`] is given up), or after a retry.
+    pub fn resume(self: &Arc<Self>, rec: RunRecord, after_crash: bool) {
+        let fail = |me: &Arc<Self>, error: String| {
+            tracing::error!(run_id = %rec.id, endpoint = %rec.endpoint, error = %error, "run cannot be resumed");
+            let f = me.backend.record(RunEvent::Status {
+                run: rec.id.clone(),
+                status: RunStatus::Failed,
+                at: state::now_ms(),
+                error: Some(error),
+            });
+            tokio::spawn(f);
+        };
+        if after_crash && rec.attempt > MAX_ATTEMPTS {
+            return fail(
+                self,
+                format!("gave up after {MAX_ATTEMPTS} attempts without finishing"),
+            );
+        }
+        let (run, ep) = match self.prepare(&rec) {
+            Ok(x) => x,
+            Err(e) => return fail(self, e),
+        };
+        let frontier = frontier(&ep, &rec);
+        let error = rec
+            .steps
+            .iter()
+            .find(|s| s.status == StepStatus::Failed)
+            .map(|s| {
+                format!(
+                    "step \"{}\" failed: {}",
+                    s.id,
+                    s.error.as_deref().unwrap_or("")
+                )
+            });
+        tracing::info!(run_id = %rec.id, endpoint = %ep.name, attempt = rec.attempt, steps = frontier.len(), "resuming run");
+        self.active().insert(
+            rec.id.clone(),
+            Active {
+                live: 1,
+                parked: 0,
+                error,
+            },
+        );
+        self.activate(run, frontier);
+    }
+
+    /// Claims and starts runs queued again by a retry now, instead of within [`CLAIM_EVERY`]
+    /// (the admin API calls this after [`Backend::retry_run`]).
+    pub async fn claim_now(self: &Arc<Self>) -> Result<usize, StateError> {
+        let runs = self.backend.claim(&self.owner, 64).await?;
+        let n = runs.len();
+        for rec in runs {
+            self.resume(rec, false);
+        }
+        Ok(n)
+    }
+
+    /// At start: marks interrupted runs, resumes the others, and starts the chores (claiming
+    /// retried runs, purging old ones).
+    pub async fn recover(self: &Arc<Self>) -> Result<usize, StateError> {
+        let runs = self.backend.recover(&self.owner, state::now_ms()).await?;
+        let n = runs.len();
+        for rec in runs {
+            self.resume(rec, true);
+        }
+        tokio::spawn(chores(Arc::downgrade(self)));
+        Ok(n)
+    }
+}
+
+/// Ends an activation, also when its task is aborted.
+struct ActivationGuard {
+    runner: Arc<Runner>,
+    run_id: String,
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Drop for ActivationGuard {
+    fn drop(&mut self) {
+        self.runner.running.fetch_sub(1, Ordering::Relaxed);
+        self.runner.activation_done(&self.run_id);
+    }
+}
+
+/// `__data` of step `i` of `rec`: the request data with its ancestors' checkpoints applied;
+/// `None` when an ancestor did not succeed.
+fn data_for(ep: &Endpoint, rec: &RunRecord, i: usize) -> Option<Value> {
+    let mut chain = Vec::new();
+    let mut cur = ep.steps.get(i)?.parent;
+    while let Some(p) = cur {
+        chain.push(p);
+        cur = ep.steps.get(p)?.parent;
+    }
+    let mut data = Value::from(&rec.data);
+    for p in chain.into_iter().rev() {
+        let s = rec.step(&ep.steps[p].id)?;
+        if s.status != StepStatus::Succeeded {
+            return None;
+        }
+        if let Some(cp) = &s.checkpoint {
+            workflow::apply_checkpoint(&mut data, cp);
+        }
+    }
+    Some(data)
+}
+
+/// The steps of `rec` to run now, each with its `__data`: walking from the roots, finished
+/// steps are replayed from their checkpoints (a condition follows the branch it took); the
+/// first unfinished step of each branch (in flight, waiting or never started) is returned.
+fn frontier(ep: &Endpoint, rec: &RunRecord) -> Vec<(usize, Value)> {
+    let mut out = Vec::new();
+    let mut stack: Vec<(usize, Value)> = ep
+        .roots()
+        .iter()
+        .rev()
+        .map(|i| (*i, Value::from(&rec.data)))
+        .collect();
+    while let Some((i, mut data)) = stack.pop() {
+        match rec.step(&ep.steps[i].id) {
+            Some(s) if s.status == StepStatus::Succeeded => {
+                let mut branch = None;
+                if let Some(cp) = &s.checkpoint {
+                    workflow::apply_checkpoint(&mut data, cp);
+                    branch = cp.branch.map(|y| if y { Branch::Yes } else { Branch::No });
+                }
+                for c in ep.children(i, branch).into_iter().rev() {
+                    stack.push((c, data.clone()));
+                }
+            }
+            Some(s) if s.status == StepStatus::Failed => {}
+            _ => out.push((i, data)),
+        }
+    }
+    out
+}
+
+async fn timer_loop(runner: std::sync::Weak<Runner>, mut rx: mpsc::UnboundedReceiver<Timer>) {
+    let mut heap: BinaryHeap<Reverse<(i64, String, String)>> = BinaryHeap::new();
+    loop {
+        let wait = heap
+            .peek()
+            .map(|Reverse((due, _, _))| (*due - state::now_ms()).max(0) as u64);
+        tokio::select! {
+            t = rx.recv() => match t {
+                Some(t) => heap.push(Reverse((t.due, t.run, t.step))),
+                None => return,
+            },
+            _ = tokio::time::sleep(Duration::from_millis(wait.unwrap_or(3_600_000))), if wait.is_some() => {
+                let now = state::now_ms();
+                while heap.peek().is_some_and(|Reverse((due, _, _))| *due <= now) {
+                    if let Some(Reverse((_, run, step))) = heap.pop() {
+                        match runner.upgrade() {
+                            Some(r) => r.wake(run, step),
+                            None => return,
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Claims runs queued again by a retry and purges old runs, until the runner is dropped.
+async fn chores(runner: std::sync::Weak<Runner>) {
+    let mut claim = tokio::time::interval(CLAIM_EVERY);
+    let mut purge = tokio::time::interval(PURGE_EVERY);
+    loop {
+        tokio::select! {
+            _ = claim.tick() => {
+                let Some(r) = runner.upgrade() else { return };
+                match r.backend.claim(&r.owner, 64).await {
+                    Ok(runs) => for rec in runs { r.resume(rec, false) },
+                    Err(e) => tracing::warn!(error = %e, "cannot claim queued runs"),
+                }
+            }
+            _ = purge.tick() => {
+                let Some(r) = runner.upgrade() else { return };
+                let retention = r.config().server.retention;
+                match r.backend.purge(retention, state::now_ms()).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(purged = n, "old runs purged"),
+                    Err(e) => tracing::warn!(error = %e, "cannot purge old runs"),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{Checkpoint, StepRecord};
+    use serde_json::json;
+
+    fn endpoint(steps: &str) -> Arc<Endpoint> {
+        let dir = std::env::temp_dir().join(format!(
+            "flexscript-runs-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("e.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[[endpoint]]\nname = \"e\"\nfirst_hash = \"{h}\"\nsecond_hash = \"{h}\"\n\
+                 return_type = \"data\"\nreturn_data = \"ok\"\n{steps}",
+                h = "a".repeat(32)
+            ),
+        )
+        .unwrap();
+        let c = crate::listener::load_config(&path).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        c.endpoints[0].clone()
+    }
+
+    fn done(id: &str, set: &[(&str, serde_json::Value)], branch: Option<bool>) -> StepRecord {
+        StepRecord {
+            id: id.into(),
+            kind: String::new(),
+            status: StepStatus::Succeeded,
+            started: Some(1),
+            finished: Some(2),
+            due: None,
+            error: None,
+            checkpoint: Some(Checkpoint {
+                set: set
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect(),
+                branch,
+            }),
+        }
+    }
+
+    fn step(id: &str, status: StepStatus) -> StepRecord {
+        StepRecord {
+            id: id.into(),
+            kind: String::new(),
+            status,
+            started: Some(1),
+            finished: None,
+            due: None,
+            error: None,
+            checkpoint: None,
+        }
+    }
+
+    #[test]
+    fn frontier_follows_branches_siblings_and_checkpoints() {
+        let s = |id: &str, extra: &str| {
+            format!("[[endpoint.step]]\nid = \"{id}\"\ntype = \"store\"\nname = \"{id}\"\nvalue = \"1\"\n{extra}\n")
+        };
+        let ep = endpoint(&format!(
+            "[[endpoint.step]]\nid = \"c\"\ntype = \"condition\"\nleft = \"1\"\noperator = \"equal\"\nright = \"1\"\n{}{}{}{}{}{}",
+            s("yes1", "parent = \"c\"\nbranch = \"yes\""),
+            s("no1", "parent = \"c\"\nbranch = \"no\""),
+            s("a", "parent = \"yes1\""),
+            s("b", "parent = \"yes1\""),
+            s("a2", "parent = \"a\""),
+            s("other_root", "parent = \"\""),
+        ));
+        let mut rec = RunRecord::new(
+            "r".into(),
+            "e".into(),
+            String::new(),
+            String::new(),
+            String::new(),
+            true,
+            json!({"req": 1}),
+            0,
+            None,
+        );
+        rec.steps = vec![
+            done("c", &[], Some(true)),
+            done("yes1", &[("x.y", json!(1))], None),
+            done("a", &[("only_a", json!("A"))], None),
+            step("b", StepStatus::Running),
+            step("other_root", StepStatus::Failed),
+        ];
+        let f = frontier(&ep, &rec);
+        let names: Vec<_> = f.iter().map(|(i, _)| ep.steps[*i].id.as_str()).collect();
+        assert_eq!(
+            names,
+            ["a2", "b"],
+            "the no branch and the failed root stay out"
+        );
+        let data = |n: usize| f[n].1.to_json();
+        assert_eq!(data(0), json!({"req": 1, "x": {"y": 1}, "only_a": "A"}));
+        assert_eq!(
+            data(1),
+            json!({"req": 1, "x": {"y": 1}}),
+            "a sibling's writes are invisible"
+        );
+        let b = ep.steps.iter().position(|s| s.id == "b").unwrap();
+        assert_eq!(data_for(&ep, &rec, b).unwrap().to_json(), data(1));
+        // Nothing done yet: the roots, on the request data.
+        rec.steps.clear();
+        let roots: Vec<_> = frontier(&ep, &rec)
+            .iter()
+            .map(|(i, _)| ep.steps[*i].id.clone())
+            .collect();
+        assert_eq!(roots, ["c", "other_root"]);
+    }
+}

@@ -1,0 +1,239 @@
+//! The listener's state backend (docs/state.md): the run journal and the shared store of
+//! `set_memory` / `memoryGet` / `incrementAndGet`, behind one trait, [`Backend`].
+//!
+//! Two implementations: [`memory::MemoryBackend`] (in-process, nothing survives a restart) and
+//! [`sqlite::SqliteBackend`] (an embedded SQLite file in WAL mode, the default). The trait is
+//! shaped for a backend shared by several processes too: a run is executed by the process that
+//! [claimed](Backend::claim) it, every write is an asynchronous, acknowledged operation, and the
+//! journal holds everything needed to continue a run elsewhere (the request data and one
+//! checkpoint per finished step).
+//!
+//! Engine-free: this module uses the engine's [`SharedStore`] trait and [`Value`] only.
+
+pub mod memory;
+pub mod record;
+pub mod sqlite;
+
+pub use record::{
+    Checkpoint, RunFilter, RunPage, RunRecord, RunStatus, RunSummary, StepRecord, StepStatus,
+};
+
+use crate::host::SharedStore;
+use futures_util::future::BoxFuture;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// An error of the state backend.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StateError {
+    /// The backend cannot be written or read now (disk full, read-only file, backend down):
+    /// endpoints that need it answer 503 with `Retry-After`.
+    Unavailable(String),
+    /// No run with that id.
+    NotFound,
+    /// The run is in a state that does not allow the operation (retry of a running run: 409).
+    Conflict(String),
+    /// A stored record cannot be read back (an error for that run, never a crash).
+    Corrupt(String),
+}
+
+impl fmt::Display for StateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StateError::Unavailable(m) => write!(f, "state backend unavailable: {m}"),
+            StateError::NotFound => write!(f, "no such run"),
+            StateError::Conflict(m) => write!(f, "{m}"),
+            StateError::Corrupt(m) => write!(f, "corrupt run record: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for StateError {}
+
+/// Result of a backend operation.
+pub type StateResult<T> = Result<T, StateError>;
+
+/// Where a retried run starts again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetryFrom {
+    /// From its failed (or interrupted) steps: finished steps keep their checkpoints.
+    Failed,
+    /// From the first step: every step record is dropped.
+    Start,
+}
+
+/// A change to a run already in the journal. Times are milliseconds since the Unix epoch.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RunEvent {
+    /// The run's status changed (`running`, `waiting`, `succeeded`, `failed`, `interrupted`).
+    /// `at` is the start time for `running`, the finish time for final statuses.
+    Status {
+        run: String,
+        status: RunStatus,
+        at: i64,
+        error: Option<String>,
+    },
+    /// A step began (or began again after a resume).
+    StepStarted {
+        run: String,
+        step: String,
+        kind: String,
+        at: i64,
+    },
+    /// A step waits for its `delay_ms` until `due` (the run holds no task meanwhile).
+    StepWaiting {
+        run: String,
+        step: String,
+        kind: String,
+        due: i64,
+    },
+    /// A step finished; `checkpoint` holds the `__data` changes it made.
+    StepSucceeded {
+        run: String,
+        step: String,
+        at: i64,
+        checkpoint: Checkpoint,
+    },
+    /// A step failed with `error` (its branch stops).
+    StepFailed {
+        run: String,
+        step: String,
+        at: i64,
+        error: String,
+    },
+}
+
+/// Retention of finished runs (`[server] history_days`, `history_max`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    /// Finished runs older than this many days are purged.
+    pub days: u64,
+    /// At most this many finished runs are kept per endpoint (the newest).
+    pub max_per_endpoint: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Retention {
+        Retention {
+            days: 7,
+            max_per_endpoint: 10_000,
+        }
+    }
+}
+
+/// The run journal and the shared store. Every method may be called from any thread; the
+/// futures of writes resolve once the change is durable (committed), so a caller that awaits
+/// [`Backend::create_run`] before answering keeps the promise of docs/state.md.
+pub trait Backend: Send + Sync {
+    /// A short description for logs and errors (`sqlite:/path/state.db`, `memory`).
+    fn describe(&self) -> String;
+
+    /// The shared store of `set_memory` / `memoryGet` / `incrementAndGet`.
+    fn store(&self) -> Arc<dyn SharedStore>;
+
+    /// Journals a new run (status `queued`, claimed by `run.owner`); resolves once committed.
+    fn create_run(&self, run: RunRecord) -> BoxFuture<'static, StateResult<()>>;
+
+    /// Records a change to a run; resolves once committed.
+    fn record(&self, event: RunEvent) -> BoxFuture<'static, StateResult<()>>;
+
+    /// At the start of a serving process (`owner`): runs that cannot resume (sync `continue`,
+    /// `sse`) and were left unfinished become `interrupted`; every other unfinished run is
+    /// claimed by `owner`, its attempt count raised by one, and returned to be continued.
+    fn recover(&self, owner: &str, now: i64) -> BoxFuture<'static, StateResult<Vec<RunRecord>>>;
+
+    /// Claims up to `limit` `queued` runs that no process owns (retried runs) for `owner`.
+    fn claim(&self, owner: &str, limit: usize) -> BoxFuture<'static, StateResult<Vec<RunRecord>>>;
+
+    /// Runs, newest first, filtered by endpoint and status, after the cursor `before`.
+    fn list_runs(&self, filter: RunFilter) -> BoxFuture<'static, StateResult<RunPage>>;
+
+    /// One run's whole record (request data, steps with timing, checkpoints and errors).
+    fn get_run(&self, id: &str) -> BoxFuture<'static, StateResult<RunRecord>>;
+
+    /// Queues a `failed` or `interrupted` run again (unowned, so a serving process claims
+    /// it); [`StateError::Conflict`] for any other status. Returns the updated record.
+    fn retry_run(&self, id: &str, from: RetryFrom) -> BoxFuture<'static, StateResult<RunRecord>>;
+
+    /// Purges finished runs beyond `retention` (older than `now - days`, or past the newest
+    /// `max_per_endpoint` of their endpoint); returns how many were removed.
+    fn purge(&self, retention: Retention, now: i64) -> BoxFuture<'static, StateResult<u64>>;
+}
+
+/// The `[server] durability` setting of a SQLite backend.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// `synchronous = NORMAL` in WAL mode: survives a process crash (`kill -9`).
+    #[default]
+    Normal,
+    /// `synchronous = FULL`: every commit reaches the disk (survives a power loss).
+    Fsync,
+}
+
+/// A parsed `[server] state` / `--state` value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StateSpec {
+    /// `memory`.
+    Memory,
+    /// `sqlite:PATH` (relative paths resolved against the configuration file's folder).
+    Sqlite(PathBuf),
+}
+
+/// The default `[server] state`.
+pub const DEFAULT_STATE: &str = "sqlite:.flexscript/state.db";
+
+impl StateSpec {
+    /// Parses `value`; a relative SQLite path is resolved against `base`.
+    pub fn parse(value: &str, base: &Path) -> Result<StateSpec, String> {
+        let value = value.trim();
+        if value == "memory" {
+            return Ok(StateSpec::Memory);
+        }
+        if let Some(path) = value.strip_prefix("sqlite:") {
+            if path.is_empty() {
+                return Err("`sqlite:` needs a file path (sqlite:PATH)".into());
+            }
+            let p = Path::new(path);
+            return Ok(StateSpec::Sqlite(if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }));
+        }
+        if value.starts_with("redis://") || value.starts_with("rediss://") {
+            return Err("the Redis backend is not available in this version".into());
+        }
+        Err(format!(
+            "unknown state backend `{value}` (use `memory` or `sqlite:PATH`)"
+        ))
+    }
+
+    /// Opens the backend for a serving process (takes ownership of a SQLite file).
+    pub fn open(&self, durability: Durability) -> Result<Arc<dyn Backend>, String> {
+        match self {
+            StateSpec::Memory => Ok(Arc::new(memory::MemoryBackend::new())),
+            StateSpec::Sqlite(path) => sqlite::SqliteBackend::open(path, durability)
+                .map(|b| Arc::new(b) as Arc<dyn Backend>),
+        }
+    }
+
+    /// Opens the backend for a reader (the CLI): a SQLite file is not owned, so this works
+    /// while a server runs. Writes (a retry) go through SQLite's own locking.
+    pub fn open_reader(&self) -> Result<Arc<dyn Backend>, String> {
+        match self {
+            StateSpec::Memory => Ok(Arc::new(memory::MemoryBackend::new())),
+            StateSpec::Sqlite(path) => {
+                sqlite::SqliteBackend::open_reader(path).map(|b| Arc::new(b) as Arc<dyn Backend>)
+            }
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests;

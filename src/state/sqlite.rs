@@ -1,0 +1,921 @@
+//! `[server] state = "sqlite:PATH"` (the default): an embedded SQLite file in WAL mode.
+//!
+//! - **Group commit**: journal writes and shared-store writes go to one writer thread, which
+//!   applies everything queued in one transaction and then acknowledges each write; a caller
+//!   waits only for the commit that holds its write. If a transaction fails (disk full,
+//!   read-only file), its writes are retried one by one so each gets its own answer.
+//! - **Ownership**: a serving process holds an exclusive SQLite lock on `PATH.lock` for its
+//!   lifetime and writes its pid to `PATH.pid`; a second serving process is refused with the
+//!   file and that pid. The operating system drops the lock when the process dies, even on
+//!   `kill -9`. Readers ([`SqliteBackend::open_reader`]) take no lock.
+//! - **Shared store**: an in-memory copy ([`MemoryStore`], loaded at open) answers reads and
+//!   keeps `incrementAndGet` atomic; every change is written through to the `store` table.
+
+use super::record::{Checkpoint, RunRecord, RunStatus, StepRecord, StepStatus};
+use super::{
+    Backend, Durability, Retention, RetryFrom, RunEvent, RunFilter, RunPage, StateError,
+    StateResult,
+};
+use crate::error::Error;
+use crate::host::{MemoryStore, SharedStore};
+use crate::value::Value;
+use futures_util::future::{BoxFuture, FutureExt};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// Most writes applied in one transaction.
+const MAX_BATCH: usize = 1024;
+/// Most runs purged in one transaction.
+const PURGE_CHUNK: usize = 1000;
+/// How long a connection waits for another writer's lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS runs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    endpoint TEXT NOT NULL,
+    first_hash TEXT NOT NULL,
+    second_hash TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    resumable INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    created INTEGER NOT NULL,
+    started INTEGER,
+    finished INTEGER,
+    error TEXT,
+    data TEXT NOT NULL,
+    owner TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_endpoint ON runs (endpoint, seq);
+CREATE INDEX IF NOT EXISTS runs_status ON runs (status, seq);
+CREATE TABLE IF NOT EXISTS steps (
+    run TEXT NOT NULL,
+    id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    status TEXT NOT NULL,
+    started INTEGER,
+    finished INTEGER,
+    due INTEGER,
+    error TEXT,
+    checkpoint TEXT,
+    UNIQUE (run, id)
+);
+CREATE TABLE IF NOT EXISTS store (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    expires INTEGER
+);
+";
+
+/// One queued write.
+enum Op {
+    Create(Box<RunRecord>),
+    Event(RunEvent),
+    StoreSet {
+        name: String,
+        value: String,
+        expires: Option<i64>,
+    },
+    StoreDel(String),
+}
+
+struct Job {
+    op: Op,
+    ack: Option<oneshot::Sender<StateResult<()>>>,
+}
+
+/// The SQLite backend.
+pub struct SqliteBackend {
+    path: PathBuf,
+    writer: Mutex<Option<mpsc::Sender<Job>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Queries and the rare multi-row updates (recover, claim, retry, purge).
+    reader: Mutex<Connection>,
+    store: Arc<SqliteStore>,
+    /// Held for the process lifetime: the ownership lock.
+    _owner: Option<Mutex<Connection>>,
+}
+
+fn sql_err(path: &Path, e: rusqlite::Error) -> String {
+    format!("state file {}: {e}", path.display())
+}
+
+fn unavailable(e: rusqlite::Error) -> StateError {
+    StateError::Unavailable(e.to_string())
+}
+
+/// Opens (creating) the database at `path` with the pragmas of `durability`.
+fn connect(path: &Path, durability: Durability) -> Result<Connection, String> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| sql_err(path, e))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| sql_err(path, e))?;
+    let sync = match durability {
+        Durability::Normal => "NORMAL",
+        Durability::Fsync => "FULL",
+    };
+    // journal_mode reads the header first: a file that is not a database fails here.
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(|e| sql_err(path, e))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(format!(
+            "state file {}: cannot switch to WAL mode (journal mode is {mode})",
+            path.display()
+        ));
+    }
+    conn.execute_batch(&format!("PRAGMA synchronous = {sync};"))
+        .map_err(|e| sql_err(path, e))?;
+    Ok(conn)
+}
+
+/// Takes the ownership lock of `path` for this process, or names the owner.
+fn take_ownership(path: &Path) -> Result<Connection, String> {
+    let lock_path = with_suffix(path, ".lock");
+    let pid_path = with_suffix(path, ".pid");
+    let conn = Connection::open(&lock_path).map_err(|e| sql_err(&lock_path, e))?;
+    conn.busy_timeout(Duration::from_millis(200))
+        .map_err(|e| sql_err(&lock_path, e))?;
+    let taken = conn.execute_batch(
+        "PRAGMA locking_mode = EXCLUSIVE;
+         BEGIN EXCLUSIVE;
+         CREATE TABLE IF NOT EXISTS owner (pid INTEGER);
+         DELETE FROM owner;
+         COMMIT;",
+    );
+    match taken {
+        Ok(()) => {
+            let _ = std::fs::write(&pid_path, format!("{}\n", std::process::id()));
+            Ok(conn)
+        }
+        Err(rusqlite::Error::SqliteFailure(f, _))
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) =>
+        {
+            let pid = std::fs::read_to_string(&pid_path)
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|_| "unknown".into());
+            Err(format!(
+                "state file {} is in use by another flexscript serve (pid {pid})",
+                path.display()
+            ))
+        }
+        Err(e) => Err(sql_err(&lock_path, e)),
+    }
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_os_string();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+impl SqliteBackend {
+    /// Opens `path` for a serving process: creates the folder and the file, takes
+    /// ownership, checks the file is a readable database, loads the shared store.
+    pub fn open(path: &Path, durability: Durability) -> Result<SqliteBackend, String> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create the folder {}: {e}", dir.display()))?;
+        }
+        let owner = take_ownership(path)?;
+        let mut backend = SqliteBackend::open_inner(path, durability)?;
+        backend._owner = Some(Mutex::new(owner));
+        Ok(backend)
+    }
+
+    /// Opens an existing `path` without taking ownership (the CLI's reader).
+    pub fn open_reader(path: &Path) -> Result<SqliteBackend, String> {
+        if !path.exists() {
+            return Err(format!("state file {} does not exist", path.display()));
+        }
+        SqliteBackend::open_inner(path, Durability::Normal)
+    }
+
+    fn open_inner(path: &Path, durability: Durability) -> Result<SqliteBackend, String> {
+        let writer = connect(path, durability)?;
+        writer.execute_batch(SCHEMA).map_err(|e| sql_err(path, e))?;
+        let reader = connect(path, durability)?;
+        let mem = MemoryStore::new();
+        load_store(&reader, &mem, super::now_ms()).map_err(|e| sql_err(path, e))?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        let thread = std::thread::Builder::new()
+            .name("flexscript-journal".into())
+            .spawn(move || writer_loop(writer, rx))
+            .map_err(|e| format!("cannot start the journal writer: {e}"))?;
+        Ok(SqliteBackend {
+            path: path.to_path_buf(),
+            writer: Mutex::new(Some(tx.clone())),
+            thread: Mutex::new(Some(thread)),
+            reader: Mutex::new(reader),
+            store: Arc::new(SqliteStore {
+                mem,
+                tx: Mutex::new(tx),
+            }),
+            _owner: None,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        self.reader.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn submit(&self, op: Op) -> BoxFuture<'static, StateResult<()>> {
+        let (ack, rx) = oneshot::channel();
+        let sent = match &*self.writer.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(tx) => tx.send(Job { op, ack: Some(ack) }).is_ok(),
+            None => false,
+        };
+        async move {
+            if !sent {
+                return Err(StateError::Unavailable("the journal writer stopped".into()));
+            }
+            rx.await.unwrap_or_else(|_| {
+                Err(StateError::Unavailable("the journal writer stopped".into()))
+            })
+        }
+        .boxed()
+    }
+}
+
+impl Drop for SqliteBackend {
+    fn drop(&mut self) {
+        // Close both senders (the store may outlive the backend: it gets a closed one), let
+        // the writer drain its queue and close its connection.
+        if let Ok(mut w) = self.writer.lock() {
+            w.take();
+        }
+        let (closed, _) = mpsc::channel();
+        if let Ok(mut s) = self.store.tx.lock() {
+            *s = closed;
+        }
+        if let Some(h) = self.thread.lock().ok().and_then(|mut t| t.take()) {
+            let _ = h.join();
+        }
+    }
+}
+
+fn load_store(conn: &Connection, mem: &MemoryStore, now: i64) -> rusqlite::Result<()> {
+    let mut stmt = conn
+        .prepare("SELECT name, value, expires FROM store WHERE expires IS NULL OR expires > ?1")?;
+    let rows = stmt.query_map(params![now], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, Option<i64>>(2)?,
+        ))
+    })?;
+    for row in rows {
+        let (name, text, expires) = row?;
+        let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) else {
+            tracing::warn!(name = %name, "shared store: unreadable stored value skipped");
+            continue;
+        };
+        match expires {
+            None => {
+                if let Some(n) = json.as_i64() {
+                    let _ = mem.increment(&name, n);
+                }
+            }
+            Some(t) => {
+                let ttl = Duration::from_millis((t - now).max(1) as u64);
+                mem.set(&name, Value::from(json), ttl);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        let together = (|| {
+            let tx = conn.transaction()?;
+            for j in &batch {
+                apply(&tx, &j.op)?;
+            }
+            tx.commit()
+        })();
+        match together {
+            Ok(()) => {
+                for j in batch {
+                    if let Some(a) = j.ack {
+                        let _ = a.send(Ok(()));
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, writes = batch.len(), "journal commit failed; retrying each write alone");
+                for j in batch {
+                    let one = (|| {
+                        let tx = conn.transaction()?;
+                        apply(&tx, &j.op)?;
+                        tx.commit()
+                    })();
+                    if let Err(e) = &one {
+                        tracing::error!(error = %e, "journal write failed");
+                    }
+                    if let Some(a) = j.ack {
+                        let _ = a.send(one.map_err(unavailable));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn apply(tx: &rusqlite::Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
+    match op {
+        Op::Create(r) => {
+            tx.prepare_cached(
+                "INSERT INTO runs (id, endpoint, first_hash, second_hash, fingerprint, resumable,
+                 status, attempt, created, started, finished, error, data, owner)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            )?
+            .execute(params![
+                r.id,
+                r.endpoint,
+                r.first_hash,
+                r.second_hash,
+                r.config_fingerprint,
+                r.resumable,
+                r.status.as_str(),
+                r.attempt,
+                r.created,
+                r.started,
+                r.finished,
+                r.error,
+                r.data.to_string(),
+                r.owner,
+            ])?;
+        }
+        Op::Event(e) => apply_event(tx, e)?,
+        Op::StoreSet {
+            name,
+            value,
+            expires,
+        } => {
+            tx.prepare_cached(
+                "INSERT INTO store (name, value, expires) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value, expires = excluded.expires",
+            )?
+            .execute(params![name, value, expires])?;
+        }
+        Op::StoreDel(name) => {
+            tx.prepare_cached("DELETE FROM store WHERE name = ?1")?
+                .execute(params![name])?;
+        }
+    }
+    Ok(())
+}
+
+fn apply_event(tx: &rusqlite::Transaction<'_>, e: &RunEvent) -> rusqlite::Result<()> {
+    let upsert =
+        "INSERT INTO steps (run, id, kind, status, started, finished, due, error, checkpoint)
+                  VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, NULL, NULL)
+                  ON CONFLICT (run, id) DO UPDATE SET";
+    match e {
+        RunEvent::Status {
+            run,
+            status,
+            at,
+            error,
+        } => {
+            let sql = if status.is_final() {
+                "UPDATE runs SET status = ?2, finished = ?3, error = ?4 WHERE id = ?1"
+            } else {
+                "UPDATE runs SET status = ?2, started = COALESCE(started, ?3),
+                 error = COALESCE(?4, error) WHERE id = ?1"
+            };
+            let at = if *status == RunStatus::Running || status.is_final() {
+                Some(*at)
+            } else {
+                None
+            };
+            tx.prepare_cached(sql)?
+                .execute(params![run, status.as_str(), at, error])?;
+        }
+        RunEvent::StepStarted {
+            run,
+            step,
+            kind,
+            at,
+        } => {
+            tx.prepare_cached(&format!(
+                "{upsert} kind = excluded.kind, status = excluded.status, started = excluded.started,
+                 finished = NULL, error = NULL, checkpoint = NULL"
+            ))?
+            .execute(params![run, step, kind, StepStatus::Running.as_str(), at, None::<i64>])?;
+        }
+        RunEvent::StepWaiting {
+            run,
+            step,
+            kind,
+            due,
+        } => {
+            tx.prepare_cached(&format!(
+                "{upsert} kind = excluded.kind, status = excluded.status, due = excluded.due"
+            ))?
+            .execute(params![
+                run,
+                step,
+                kind,
+                StepStatus::Waiting.as_str(),
+                None::<i64>,
+                due
+            ])?;
+        }
+        RunEvent::StepSucceeded {
+            run,
+            step,
+            at,
+            checkpoint,
+        } => {
+            tx.prepare_cached(&format!(
+                "{upsert} status = excluded.status, finished = ?7, checkpoint = ?8"
+            ))?
+            .execute(params![
+                run,
+                step,
+                "",
+                StepStatus::Succeeded.as_str(),
+                None::<i64>,
+                None::<i64>,
+                at,
+                checkpoint.to_text()
+            ])?;
+        }
+        RunEvent::StepFailed {
+            run,
+            step,
+            at,
+            error,
+        } => {
+            tx.prepare_cached(&format!(
+                "{upsert} status = excluded.status, finished = ?7, error = ?8"
+            ))?
+            .execute(params![
+                run,
+                step,
+                "",
+                StepStatus::Failed.as_str(),
+                None::<i64>,
+                None::<i64>,
+                at,
+                error
+            ])?;
+        }
+    }
+    Ok(())
+}
+
+const RUN_COLUMNS: &str =
+    "seq, id, endpoint, first_hash, second_hash, fingerprint, resumable, status,
+    attempt, created, started, finished, error, data, owner";
+
+/// A `runs` row, its data still text (decoded by [`decode_run`]).
+struct RunRow {
+    seq: i64,
+    record: RunRecord,
+    status: String,
+    data: String,
+}
+
+fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
+    let status: String = r.get(7)?;
+    Ok(RunRow {
+        seq: r.get(0)?,
+        status: status.clone(),
+        data: r.get(13)?,
+        record: RunRecord {
+            id: r.get(1)?,
+            endpoint: r.get(2)?,
+            first_hash: r.get(3)?,
+            second_hash: r.get(4)?,
+            config_fingerprint: r.get(5)?,
+            resumable: r.get(6)?,
+            status: RunStatus::parse(&status).unwrap_or(RunStatus::Failed),
+            attempt: r.get(8)?,
+            created: r.get(9)?,
+            started: r.get(10)?,
+            finished: r.get(11)?,
+            error: r.get(12)?,
+            data: serde_json::Value::Null,
+            steps: Vec::new(),
+            owner: r.get(14)?,
+        },
+    })
+}
+
+/// Completes a row: status and data decoded, steps loaded.
+fn decode_run(conn: &Connection, row: RunRow) -> StateResult<RunRecord> {
+    let mut rec = row.record;
+    rec.status = RunStatus::parse(&row.status)
+        .ok_or_else(|| StateError::Corrupt(format!("run {}: status `{}`", rec.id, row.status)))?;
+    rec.data = serde_json::from_str(&row.data)
+        .map_err(|e| StateError::Corrupt(format!("run {}: request data: {e}", rec.id)))?;
+    rec.steps = load_steps(conn, &rec.id)?;
+    Ok(rec)
+}
+
+fn load_steps(conn: &Connection, run: &str) -> StateResult<Vec<StepRecord>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT id, kind, status, started, finished, due, error, checkpoint
+             FROM steps WHERE run = ?1 ORDER BY rowid",
+        )
+        .map_err(unavailable)?;
+    let rows = stmt
+        .query_map(params![run], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Option<i64>>(3)?,
+                r.get::<_, Option<i64>>(4)?,
+                r.get::<_, Option<i64>>(5)?,
+                r.get::<_, Option<String>>(6)?,
+                r.get::<_, Option<String>>(7)?,
+            ))
+        })
+        .map_err(unavailable)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, kind, status, started, finished, due, error, checkpoint) =
+            row.map_err(unavailable)?;
+        let status = StepStatus::parse(&status).ok_or_else(|| {
+            StateError::Corrupt(format!("run {run}: step {id}: status `{status}`"))
+        })?;
+        let checkpoint = checkpoint
+            .map(|t| Checkpoint::from_text(&t))
+            .transpose()
+            .map_err(|e| StateError::Corrupt(format!("run {run}: step {id}: {e}")))?;
+        out.push(StepRecord {
+            id,
+            kind,
+            status,
+            started,
+            finished,
+            due,
+            error,
+            checkpoint,
+        });
+    }
+    Ok(out)
+}
+
+fn get_run(conn: &Connection, id: &str) -> StateResult<RunRecord> {
+    let row = conn
+        .query_row(
+            &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"),
+            params![id],
+            run_row,
+        )
+        .optional()
+        .map_err(unavailable)?
+        .ok_or(StateError::NotFound)?;
+    decode_run(conn, row)
+}
+
+/// Runs `f` in an immediate (write-locked) transaction on `conn`.
+fn immediate<T>(
+    conn: &mut Connection,
+    f: impl FnOnce(&rusqlite::Transaction<'_>) -> StateResult<T>,
+) -> StateResult<T> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(unavailable)?;
+    let out = f(&tx)?;
+    tx.commit().map_err(unavailable)?;
+    Ok(out)
+}
+
+/// The ids of the runs selected by `sql` (one `?1` parameter).
+fn ids(conn: &Connection, sql: &str, p: impl rusqlite::Params) -> StateResult<Vec<String>> {
+    let mut stmt = conn.prepare(sql).map_err(unavailable)?;
+    let rows = stmt
+        .query_map(p, |r| r.get::<_, String>(0))
+        .map_err(unavailable)?;
+    rows.collect::<Result<_, _>>().map_err(unavailable)
+}
+
+impl Backend for SqliteBackend {
+    fn describe(&self) -> String {
+        format!("sqlite:{}", self.path.display())
+    }
+
+    fn store(&self) -> Arc<dyn SharedStore> {
+        self.store.clone()
+    }
+
+    fn create_run(&self, run: RunRecord) -> BoxFuture<'static, StateResult<()>> {
+        self.submit(Op::Create(Box::new(run)))
+    }
+
+    fn record(&self, event: RunEvent) -> BoxFuture<'static, StateResult<()>> {
+        self.submit(Op::Event(event))
+    }
+
+    fn recover(&self, owner: &str, now: i64) -> BoxFuture<'static, StateResult<Vec<RunRecord>>> {
+        let owner = owner.to_string();
+        let result = (|| {
+            let mut conn = self.reader();
+            let ids = immediate(&mut conn, |tx| {
+                tx.execute(
+                    "UPDATE runs SET status = 'interrupted', finished = ?1,
+                     error = 'interrupted: the server stopped during the run'
+                     WHERE resumable = 0 AND status IN ('queued', 'running', 'waiting')",
+                    params![now],
+                )
+                .map_err(unavailable)?;
+                tx.execute(
+                    "UPDATE runs SET owner = ?1, attempt = attempt + 1
+                     WHERE status IN ('queued', 'running', 'waiting')",
+                    params![owner],
+                )
+                .map_err(unavailable)?;
+                ids(
+                    tx,
+                    "SELECT id FROM runs WHERE owner = ?1
+                     AND status IN ('queued', 'running', 'waiting') ORDER BY seq",
+                    params![owner],
+                )
+            })?;
+            let mut out = Vec::new();
+            for id in ids {
+                match get_run(&conn, &id) {
+                    Ok(r) => out.push(r),
+                    Err(StateError::Corrupt(m)) => {
+                        tracing::error!(run_id = %id, error = %m, "unreadable run marked failed");
+                        let _ = conn.execute(
+                            "UPDATE runs SET status = 'failed', finished = ?2, error = ?3 WHERE id = ?1",
+                            params![id, now, format!("corrupt run record: {m}")],
+                        );
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(out)
+        })();
+        futures_util::future::ready(result).boxed()
+    }
+
+    fn claim(&self, owner: &str, limit: usize) -> BoxFuture<'static, StateResult<Vec<RunRecord>>> {
+        let owner = owner.to_string();
+        let result = (|| {
+            let mut conn = self.reader();
+            // A cheap read first: the write lock only when there is something to claim.
+            let any = conn
+                .query_row(
+                    "SELECT 1 FROM runs WHERE status = 'queued' AND owner IS NULL LIMIT 1",
+                    [],
+                    |_| Ok(()),
+                )
+                .optional()
+                .map_err(unavailable)?;
+            if any.is_none() {
+                return Ok(Vec::new());
+            }
+            let ids = immediate(&mut conn, |tx| {
+                let ids = ids(
+                    tx,
+                    "SELECT id FROM runs WHERE status = 'queued' AND owner IS NULL
+                     ORDER BY seq LIMIT ?1",
+                    params![limit as i64],
+                )?;
+                for id in &ids {
+                    tx.execute(
+                        "UPDATE runs SET owner = ?2 WHERE id = ?1",
+                        params![id, owner],
+                    )
+                    .map_err(unavailable)?;
+                }
+                Ok(ids)
+            })?;
+            let mut out = Vec::new();
+            for id in ids {
+                match get_run(&conn, &id) {
+                    Ok(r) => out.push(r),
+                    Err(StateError::Corrupt(m)) => {
+                        tracing::error!(run_id = %id, error = %m, "unreadable run marked failed");
+                        let _ = conn.execute(
+                            "UPDATE runs SET status = 'failed', finished = ?2, error = ?3 WHERE id = ?1",
+                            params![id, super::now_ms(), format!("corrupt run record: {m}")],
+                        );
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(out)
+        })();
+        futures_util::future::ready(result).boxed()
+    }
+
+    fn list_runs(&self, filter: RunFilter) -> BoxFuture<'static, StateResult<RunPage>> {
+        let result = (|| {
+            let conn = self.reader();
+            let limit = filter.clamped_limit();
+            let before = filter
+                .before
+                .as_deref()
+                .map(|c| c.parse::<i64>())
+                .transpose()
+                .map_err(|_| StateError::Conflict("bad cursor".into()))?
+                .unwrap_or(i64::MAX);
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {RUN_COLUMNS} FROM runs WHERE seq < ?1
+                     AND (?2 IS NULL OR endpoint = ?2) AND (?3 IS NULL OR status = ?3)
+                     ORDER BY seq DESC LIMIT ?4"
+                ))
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map(
+                    params![
+                        before,
+                        filter.endpoint,
+                        filter.status.map(|s| s.as_str()),
+                        (limit + 1) as i64
+                    ],
+                    run_row,
+                )
+                .map_err(unavailable)?;
+            let mut runs = Vec::new();
+            let mut next = None;
+            for row in rows {
+                let row = row.map_err(unavailable)?;
+                if runs.len() == limit {
+                    next = Some((row.seq + 1).to_string());
+                    break;
+                }
+                let mut rec = row.record;
+                rec.status = RunStatus::parse(&row.status).unwrap_or(RunStatus::Failed);
+                runs.push(rec.summary());
+            }
+            Ok(RunPage { runs, next })
+        })();
+        futures_util::future::ready(result).boxed()
+    }
+
+    fn get_run(&self, id: &str) -> BoxFuture<'static, StateResult<RunRecord>> {
+        let result = get_run(&self.reader(), id);
+        futures_util::future::ready(result).boxed()
+    }
+
+    fn retry_run(&self, id: &str, from: RetryFrom) -> BoxFuture<'static, StateResult<RunRecord>> {
+        let result = {
+            let mut conn = self.reader();
+            immediate(&mut conn, |tx| {
+                let mut rec = get_run(tx, id)?;
+                rec.requeue(from)?;
+                match from {
+                    RetryFrom::Start => tx.execute("DELETE FROM steps WHERE run = ?1", params![id]),
+                    RetryFrom::Failed => tx.execute(
+                        "DELETE FROM steps WHERE run = ?1 AND status != 'succeeded'",
+                        params![id],
+                    ),
+                }
+                .map_err(unavailable)?;
+                tx.execute(
+                    "UPDATE runs SET status = 'queued', attempt = ?2, finished = NULL, error = NULL,
+                     owner = NULL, resumable = 1 WHERE id = ?1",
+                    params![id, rec.attempt],
+                )
+                .map_err(unavailable)?;
+                Ok(rec)
+            })
+        };
+        futures_util::future::ready(result).boxed()
+    }
+
+    fn purge(&self, retention: Retention, now: i64) -> BoxFuture<'static, StateResult<u64>> {
+        let cutoff = now.saturating_sub((retention.days as i64).saturating_mul(86_400_000));
+        let max = i64::try_from(retention.max_per_endpoint).unwrap_or(i64::MAX);
+        // Chosen in one read, deleted in chunks of PURGE_CHUNK runs, one transaction each: the
+        // journal writer (answers waiting for their commit) gets the write lock between chunks.
+        // A run retried meanwhile is no longer final and is kept.
+        let result = (|| {
+            let mut conn = self.reader();
+            let doomed = ids(
+                &conn,
+                "SELECT id FROM (
+                   SELECT id, finished, ROW_NUMBER() OVER (PARTITION BY endpoint ORDER BY seq DESC) AS n
+                   FROM runs WHERE status IN ('succeeded', 'failed', 'interrupted'))
+                 WHERE finished < ?1 OR n > ?2",
+                params![cutoff, max],
+            )?;
+            let mut purged = 0u64;
+            for chunk in doomed.chunks(PURGE_CHUNK) {
+                purged += immediate(&mut conn, |tx| {
+                    let mut n = 0;
+                    for id in chunk {
+                        let gone = tx
+                            .execute(
+                                "DELETE FROM runs WHERE id = ?1
+                                 AND status IN ('succeeded', 'failed', 'interrupted')",
+                                params![id],
+                            )
+                            .map_err(unavailable)?;
+                        if gone > 0 {
+                            tx.execute("DELETE FROM steps WHERE run = ?1", params![id])
+                                .map_err(unavailable)?;
+                            n += 1;
+                        }
+                    }
+                    Ok(n)
+                })?;
+            }
+            immediate(&mut conn, |tx| {
+                tx.execute(
+                    "DELETE FROM store WHERE expires IS NOT NULL AND expires <= ?1",
+                    params![now],
+                )
+                .map_err(unavailable)
+            })?;
+            Ok(purged)
+        })();
+        futures_util::future::ready(result).boxed()
+    }
+}
+
+/// The shared store of a SQLite backend: a [`MemoryStore`] written through to the file.
+pub struct SqliteStore {
+    mem: MemoryStore,
+    /// Also serialises each change with its write, so the file sees changes in order.
+    tx: Mutex<mpsc::Sender<Job>>,
+}
+
+impl SqliteStore {
+    fn send(tx: &mpsc::Sender<Job>, op: Op) {
+        if tx.send(Job { op, ack: None }).is_err() {
+            tracing::error!("shared store: the journal writer stopped; change not saved");
+        }
+    }
+}
+
+impl SharedStore for SqliteStore {
+    fn get(&self, name: &str) -> Option<Value> {
+        self.mem.get(name)
+    }
+
+    fn set(&self, name: &str, value: Value, ttl: Duration) {
+        let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        let json = value.to_json().to_string();
+        self.mem.set(name, value, ttl);
+        let stored = !ttl.is_zero() && self.mem.get(name).is_some();
+        if stored {
+            let expires = i64::try_from(ttl.as_millis())
+                .ok()
+                .and_then(|ms| super::now_ms().checked_add(ms));
+            Self::send(
+                &tx,
+                Op::StoreSet {
+                    name: name.to_string(),
+                    value: json,
+                    // A TTL too large for the clock never expires; kept as a far date.
+                    expires: Some(expires.unwrap_or(i64::MAX)),
+                },
+            );
+        } else {
+            Self::send(&tx, Op::StoreDel(name.to_string()));
+        }
+    }
+
+    fn increment(&self, name: &str, by: i64) -> Result<i64, Error> {
+        let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        let n = self.mem.increment(name, by)?;
+        Self::send(
+            &tx,
+            Op::StoreSet {
+                name: name.to_string(),
+                value: n.to_string(),
+                expires: None,
+            },
+        );
+        Ok(n)
+    }
+}

@@ -1,0 +1,453 @@
+//! The same journal tests on both backends, plus SQLite-only ones (a real file in a temp dir).
+
+use super::memory::MemoryBackend;
+use super::sqlite::SqliteBackend;
+use super::*;
+use serde_json::json;
+use std::time::Duration;
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "flexscript-state-{tag}-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn new_run(id: &str, endpoint: &str, resumable: bool) -> RunRecord {
+    RunRecord::new(
+        id.into(),
+        endpoint.into(),
+        "a".repeat(32),
+        "b".repeat(32),
+        "fp".into(),
+        resumable,
+        json!({"name": "x"}),
+        1_000,
+        Some("me".into()),
+    )
+}
+
+fn status(run: &str, status: RunStatus, at: i64, error: Option<&str>) -> RunEvent {
+    RunEvent::Status {
+        run: run.into(),
+        status,
+        at,
+        error: error.map(str::to_string),
+    }
+}
+
+/// Every journal query on `b`.
+fn journal_queries(b: &dyn Backend) {
+    block_on(async {
+        for i in 0..5 {
+            let ep = if i % 2 == 0 { "even" } else { "odd" };
+            b.create_run(new_run(&format!("r{i}"), ep, true))
+                .await
+                .unwrap();
+        }
+        b.record(status("r0", RunStatus::Running, 1_100, None))
+            .await
+            .unwrap();
+        b.record(RunEvent::StepStarted {
+            run: "r0".into(),
+            step: "s1".into(),
+            kind: "store".into(),
+            at: 1_110,
+        })
+        .await
+        .unwrap();
+        let cp = Checkpoint {
+            set: vec![("a.b".into(), json!(1))],
+            branch: None,
+        };
+        b.record(RunEvent::StepSucceeded {
+            run: "r0".into(),
+            step: "s1".into(),
+            at: 1_120,
+            checkpoint: cp.clone(),
+        })
+        .await
+        .unwrap();
+        b.record(RunEvent::StepStarted {
+            run: "r0".into(),
+            step: "s2".into(),
+            kind: "webhook".into(),
+            at: 1_130,
+        })
+        .await
+        .unwrap();
+        b.record(RunEvent::StepFailed {
+            run: "r0".into(),
+            step: "s2".into(),
+            at: 1_140,
+            error: "boom".into(),
+        })
+        .await
+        .unwrap();
+        b.record(status(
+            "r0",
+            RunStatus::Failed,
+            1_150,
+            Some("step s2 failed"),
+        ))
+        .await
+        .unwrap();
+        b.record(RunEvent::StepWaiting {
+            run: "r1".into(),
+            step: "later".into(),
+            kind: "log".into(),
+            due: 9_000,
+        })
+        .await
+        .unwrap();
+
+        let r0 = b.get_run("r0").await.unwrap();
+        assert_eq!(r0.status, RunStatus::Failed);
+        assert_eq!(r0.started, Some(1_100));
+        assert_eq!(r0.finished, Some(1_150));
+        assert_eq!(r0.error.as_deref(), Some("step s2 failed"));
+        assert_eq!(r0.data, json!({"name": "x"}));
+        assert_eq!(r0.steps.len(), 2);
+        assert_eq!(r0.steps[0].id, "s1");
+        assert_eq!(r0.steps[0].kind, "store");
+        assert_eq!(r0.steps[0].status, StepStatus::Succeeded);
+        assert_eq!(r0.steps[0].checkpoint.as_ref(), Some(&cp));
+        assert_eq!(r0.steps[1].status, StepStatus::Failed);
+        assert_eq!(r0.steps[1].error.as_deref(), Some("boom"));
+        assert_eq!(r0.summary().duration_ms, Some(50));
+        let r1 = b.get_run("r1").await.unwrap();
+        assert_eq!(r1.steps[0].status, StepStatus::Waiting);
+        assert_eq!(r1.steps[0].due, Some(9_000));
+        assert_eq!(b.get_run("nope").await, Err(StateError::NotFound));
+
+        // Listing: newest first, filters, cursor.
+        let all = b.list_runs(RunFilter::default()).await.unwrap();
+        let ids: Vec<_> = all.runs.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["r4", "r3", "r2", "r1", "r0"]);
+        assert_eq!(all.next, None);
+        let even = b
+            .list_runs(RunFilter {
+                endpoint: Some("even".into()),
+                limit: 2,
+                ..RunFilter::default()
+            })
+            .await
+            .unwrap();
+        let ids: Vec<_> = even.runs.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["r4", "r2"]);
+        let rest = b
+            .list_runs(RunFilter {
+                endpoint: Some("even".into()),
+                limit: 2,
+                before: even.next.clone(),
+                ..RunFilter::default()
+            })
+            .await
+            .unwrap();
+        let ids: Vec<_> = rest.runs.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["r0"]);
+        assert_eq!(rest.next, None);
+        let failed = b
+            .list_runs(RunFilter {
+                status: Some(RunStatus::Failed),
+                ..RunFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(failed.runs.len(), 1);
+        assert_eq!(failed.runs[0].error.as_deref(), Some("step s2 failed"));
+
+        // Retry: only failed / interrupted; from the failed step keeps finished steps.
+        match b.retry_run("r1", RetryFrom::Failed).await {
+            Err(StateError::Conflict(m)) => assert!(m.contains("queued"), "{m}"),
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+        assert_eq!(
+            b.retry_run("zz", RetryFrom::Start).await,
+            Err(StateError::NotFound)
+        );
+        let again = b.retry_run("r0", RetryFrom::Failed).await.unwrap();
+        assert_eq!(again.status, RunStatus::Queued);
+        assert_eq!(again.attempt, 2);
+        assert_eq!(again.owner, None);
+        let stored = b.get_run("r0").await.unwrap();
+        assert_eq!(stored.status, RunStatus::Queued);
+        assert_eq!(stored.error, None);
+        assert_eq!(stored.finished, None);
+        assert_eq!(stored.steps.len(), 1, "the failed step is dropped");
+        assert_eq!(stored.steps[0].id, "s1");
+        // Claim: only unowned queued runs (r0 now), once.
+        let claimed = b.claim("other", 10).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(claimed[0].id, "r0");
+        assert_eq!(claimed[0].steps.len(), 1);
+        assert!(b.claim("third", 10).await.unwrap().is_empty());
+        b.record(status("r0", RunStatus::Interrupted, 2_000, Some("x")))
+            .await
+            .unwrap();
+        let from_start = b.retry_run("r0", RetryFrom::Start).await.unwrap();
+        assert!(from_start.steps.is_empty());
+        assert!(b.get_run("r0").await.unwrap().steps.is_empty());
+    });
+}
+
+fn recovery(b: &dyn Backend) {
+    block_on(async {
+        b.create_run(new_run("keep", "e", true)).await.unwrap();
+        b.create_run(new_run("sync", "e", false)).await.unwrap();
+        b.create_run(new_run("done", "e", true)).await.unwrap();
+        b.record(status("done", RunStatus::Succeeded, 5, None))
+            .await
+            .unwrap();
+        let back = b.recover("new-owner", 7_000).await.unwrap();
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0].id, "keep");
+        assert_eq!(back[0].attempt, 2);
+        assert_eq!(back[0].owner.as_deref(), Some("new-owner"));
+        let sync = b.get_run("sync").await.unwrap();
+        assert_eq!(sync.status, RunStatus::Interrupted);
+        assert!(sync.error.unwrap().contains("interrupted"));
+    });
+}
+
+fn retention(b: &dyn Backend) {
+    block_on(async {
+        let day = 86_400_000;
+        for i in 0..6 {
+            let mut r = new_run(&format!("p{i}"), if i < 4 { "a" } else { "b" }, true);
+            r.created = i * day;
+            b.create_run(r).await.unwrap();
+            b.record(status(
+                &format!("p{i}"),
+                RunStatus::Succeeded,
+                i * day,
+                None,
+            ))
+            .await
+            .unwrap();
+        }
+        b.create_run(new_run("open", "a", true)).await.unwrap();
+        // Older than 2 days before day 6 (p0..p3 finished before day 4) or beyond 1 per
+        // endpoint: only p5 (b's newest) is left, and the unfinished run.
+        let purged = b
+            .purge(
+                Retention {
+                    days: 2,
+                    max_per_endpoint: 1,
+                },
+                6 * day,
+            )
+            .await
+            .unwrap();
+        assert_eq!(purged, 5);
+        let left: Vec<_> = b
+            .list_runs(RunFilter::default())
+            .await
+            .unwrap()
+            .runs
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(left, ["open", "p5"]);
+    });
+}
+
+#[test]
+fn memory_journal() {
+    journal_queries(&MemoryBackend::new());
+    recovery(&MemoryBackend::new());
+    retention(&MemoryBackend::new());
+}
+
+#[test]
+fn sqlite_journal() {
+    let dir = temp_dir("journal");
+    journal_queries(&SqliteBackend::open(&dir.join("a.db"), Durability::Normal).unwrap());
+    recovery(&SqliteBackend::open(&dir.join("b.db"), Durability::Fsync).unwrap());
+    retention(&SqliteBackend::open(&dir.join("c.db"), Durability::Normal).unwrap());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn sqlite_survives_reopen_and_keeps_the_store() {
+    let dir = temp_dir("reopen");
+    let path = dir.join("sub/state.db");
+    {
+        let b = SqliteBackend::open(&path, Durability::Normal).unwrap();
+        block_on(b.create_run(new_run("r", "e", true))).unwrap();
+        let s = b.store();
+        assert_eq!(s.increment("hits", 1).unwrap(), 1);
+        assert_eq!(s.increment("hits", 2).unwrap(), 3);
+        s.set(
+            "greeting",
+            crate::Value::from("hi"),
+            Duration::from_secs(60),
+        );
+        s.set("gone", crate::Value::from("x"), Duration::from_millis(1));
+        s.set("removed", crate::Value::from("x"), Duration::from_secs(60));
+        s.set("removed", crate::Value::Null, Duration::ZERO);
+    }
+    let b = SqliteBackend::open(&path, Durability::Normal).unwrap();
+    assert_eq!(block_on(b.get_run("r")).unwrap().endpoint, "e");
+    let s = b.store();
+    assert_eq!(s.increment("hits", 0).unwrap(), 3);
+    assert_eq!(s.get("greeting").unwrap().to_output(), "hi");
+    assert!(s.get("gone").is_none());
+    assert!(s.get("removed").is_none());
+    drop(b);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn sqlite_has_one_owner_and_any_readers() {
+    let dir = temp_dir("owner");
+    let path = dir.join("state.db");
+    let owner = SqliteBackend::open(&path, Durability::Normal).unwrap();
+    block_on(owner.create_run(new_run("r", "e", true))).unwrap();
+    let err = SqliteBackend::open(&path, Durability::Normal)
+        .err()
+        .expect("a second owner is refused");
+    assert!(err.contains(&path.display().to_string()), "{err}");
+    assert!(
+        err.contains(&format!("pid {}", std::process::id())),
+        "{err}"
+    );
+    let reader = SqliteBackend::open_reader(&path).unwrap();
+    assert_eq!(block_on(reader.get_run("r")).unwrap().id, "r");
+    drop(owner);
+    // Once the owner is gone, the file can be owned again.
+    SqliteBackend::open(&path, Durability::Normal).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn sqlite_refuses_a_corrupt_file_with_the_reason() {
+    let dir = temp_dir("corrupt");
+    let path = dir.join("state.db");
+    std::fs::write(&path, vec![b'x'; 8192]).unwrap();
+    let err = SqliteBackend::open(&path, Durability::Normal)
+        .err()
+        .expect("refused");
+    assert!(err.contains(&path.display().to_string()), "{err}");
+    assert!(err.contains("not a database"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn corrupt_rows_are_an_error_for_that_run() {
+    let dir = temp_dir("rows");
+    let path = dir.join("state.db");
+    let b = SqliteBackend::open(&path, Durability::Normal).unwrap();
+    block_on(b.create_run(new_run("bad", "e", true))).unwrap();
+    block_on(b.create_run(new_run("good", "e", true))).unwrap();
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    raw.execute("UPDATE runs SET data = '{not json' WHERE id = 'bad'", [])
+        .unwrap();
+    match block_on(b.get_run("bad")) {
+        Err(StateError::Corrupt(m)) => assert!(m.contains("bad"), "{m}"),
+        other => panic!("expected corrupt, got {other:?}"),
+    }
+    let back = block_on(b.recover("me2", 5)).unwrap();
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].id, "good");
+    let bad = block_on(b.list_runs(RunFilter {
+        status: Some(RunStatus::Failed),
+        ..RunFilter::default()
+    }))
+    .unwrap();
+    assert_eq!(bad.runs[0].id, "bad");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn credentials_never_reach_the_journal() {
+    let data = crate::Value::from(json!({
+        "name": "x",
+        "__headers": {"authorization": "Bearer s3cret", "token": "t0k", "x_other": "kept"}
+    }));
+    let j = record::journal_data(&data);
+    assert_eq!(j["__headers"], json!({"x_other": "kept"}));
+    assert_eq!(j["name"], "x");
+}
+
+#[test]
+fn state_values_parse() {
+    let base = Path::new("/srv/app");
+    assert_eq!(
+        StateSpec::parse(DEFAULT_STATE, base).unwrap(),
+        StateSpec::Sqlite(PathBuf::from("/srv/app/.flexscript/state.db"))
+    );
+    assert_eq!(
+        StateSpec::parse("sqlite:/var/x.db", base).unwrap(),
+        StateSpec::Sqlite(PathBuf::from("/var/x.db"))
+    );
+    assert_eq!(StateSpec::parse("memory", base).unwrap(), StateSpec::Memory);
+    assert!(StateSpec::parse("sqlite:", base).is_err());
+    assert!(StateSpec::parse("postgres://x", base)
+        .unwrap_err()
+        .contains("unknown"));
+}
+
+#[test]
+fn sqlite_purges_many_runs_in_chunks_and_keeps_their_steps_tidy() {
+    let dir = temp_dir("purge");
+    let b = SqliteBackend::open(&dir.join("p.db"), Durability::Normal).unwrap();
+    block_on(async {
+        // More runs than one purge transaction takes, each with a step.
+        let n = 2_500;
+        for i in 0..n {
+            let id = format!("r{i}");
+            b.create_run(new_run(&id, "e", true)).await.unwrap();
+            b.record(RunEvent::StepFailed {
+                run: id.clone(),
+                step: "s".into(),
+                at: 2_000,
+                error: "boom".into(),
+            })
+            .await
+            .unwrap();
+            b.record(status(&id, RunStatus::Failed, 2_000, Some("boom")))
+                .await
+                .unwrap();
+        }
+        let keep = Retention {
+            days: 7,
+            max_per_endpoint: 100,
+        };
+        assert_eq!(b.purge(keep, 3_000).await.unwrap(), n - 100);
+        let page = b
+            .list_runs(RunFilter {
+                limit: 1000,
+                ..RunFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(page.runs.len(), 100);
+        assert_eq!(
+            page.runs[0].id,
+            format!("r{}", n - 1),
+            "the newest are kept"
+        );
+        let kept = b.get_run(&format!("r{}", n - 1)).await.unwrap();
+        assert_eq!(kept.steps.len(), 1);
+        assert_eq!(b.purge(keep, 3_000).await.unwrap(), 0);
+    });
+    let raw = rusqlite::Connection::open(dir.join("p.db")).unwrap();
+    let steps: i64 = raw
+        .query_row("SELECT count(*) FROM steps", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(steps, 100, "the purged runs' steps are gone too");
+    drop(raw);
+    drop(b);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

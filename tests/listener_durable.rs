@@ -1,0 +1,927 @@
+//! Durable runs and state (docs/state.md) against real `flexscript serve` children killed with
+//! SIGKILL, a real SQLite file in a temp dir and a real local webhook receiver on 127.0.0.1.
+mod listener_support;
+use flexscript::state::{sqlite::SqliteBackend, Backend, RunFilter, RunStatus};
+use listener_support::*;
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_flexscript");
+
+fn h(n: usize) -> String {
+    format!("{n:032x}")
+}
+fn path(n: usize) -> String {
+    format!("/listener/{}/{}", h(n), h(n))
+}
+fn ep(n: usize, fields: &str, steps: &str) -> String {
+    format!(
+        "[[endpoint]]\nname = \"ep{n}\"\nfirst_hash = \"{}\"\nsecond_hash = \"{}\"\n{fields}\n{steps}\n",
+        h(n),
+        h(n)
+    )
+}
+fn data_ep(n: usize, steps: &str) -> String {
+    ep(
+        n,
+        "return_type = \"data\"\nreturn_data = '''{\"status\": \"received\"}'''",
+        steps,
+    )
+}
+fn step(id: &str, ty: &str, fields: &str) -> String {
+    format!("[[endpoint.step]]\nid = \"{id}\"\ntype = \"{ty}\"\n{fields}\n")
+}
+fn hook(id: &str, url: &str, extra: &str) -> String {
+    step(
+        id,
+        "webhook",
+        &format!("url = \"{url}\"\nbody = '''{{{{ __data.n }}}}'''\n{extra}"),
+    )
+}
+
+/// One call seen by the receiver: `Idempotency-Key`, path, body, when.
+#[derive(Clone, Debug)]
+struct Call {
+    key: String,
+    path: String,
+    body: String,
+    at: Instant,
+}
+
+/// A real HTTP receiver recording every call; answers 200 after `delay`.
+struct Receiver {
+    addr: std::net::SocketAddr,
+    calls: Arc<Mutex<Vec<Call>>>,
+}
+
+impl Receiver {
+    async fn start(delay: Duration) -> Receiver {
+        use http_body_util::{BodyExt, Full};
+        use hyper::{body::Incoming, Request, Response};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let calls2 = calls.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let calls = calls2.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let calls = calls.clone();
+                        async move {
+                            let key = req
+                                .headers()
+                                .get("idempotency-key")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("")
+                                .to_string();
+                            let path = req.uri().path().to_string();
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            calls.lock().expect("lock").push(Call {
+                                key,
+                                path,
+                                body: String::from_utf8_lossy(&body).into_owned(),
+                                at: Instant::now(),
+                            });
+                            tokio::time::sleep(delay).await;
+                            Ok::<_, std::convert::Infallible>(Response::new(Full::new(
+                                bytes::Bytes::from_static(b"{}"),
+                            )))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Receiver { addr, calls }
+    }
+
+    fn url(&self, p: &str) -> String {
+        format!("http://{}{p}", self.addr)
+    }
+
+    fn calls(&self) -> Vec<Call> {
+        self.calls.lock().expect("lock").clone()
+    }
+}
+
+/// Starts `flexscript serve PATH --addr 127.0.0.1:0` (through `sh -c PREFIX` when given) and
+/// waits for its ready line; stderr is collected in the returned buffer.
+async fn spawn_serve(
+    path: &std::path::Path,
+    prefix: Option<&str>,
+) -> (Child, std::net::SocketAddr) {
+    let mut cmd = match prefix {
+        Some(p) => {
+            let mut c = Command::new("sh");
+            c.arg("-c").arg(format!("{p}; exec \"$0\" \"$@\"")).arg(BIN);
+            c
+        }
+        None => Command::new(BIN),
+    };
+    let mut child = cmd
+        .args([
+            "serve",
+            path.to_str().expect("utf-8"),
+            "--addr",
+            "127.0.0.1:0",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).map(|_| line)
+    })
+    .await
+    .expect("join")
+    .expect("ready line");
+    let addr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("ready line: {line:?}"))
+        .parse()
+        .expect("addr");
+    (child, addr)
+}
+
+fn kill9(child: &mut Child) {
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+}
+
+/// Polls `cond` every 50 ms for up to `limit`.
+async fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cond()
+}
+
+fn post_n(n: usize) -> String {
+    format!("{{\"n\": {n}}}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_with_hundreds_of_runs_loses_none() {
+    const RUNS: usize = 300;
+    let rx = Receiver::start(Duration::from_millis(20)).await;
+    let steps = format!(
+        "{}{}",
+        hook("first", &rx.url("/first"), ""),
+        hook(
+            "later",
+            &rx.url("/later"),
+            "parent = \"first\"\ndelay_ms = 1500"
+        ),
+    );
+    let cfg = write_config(&format!("[server]\nworkers = 4\n{}", data_ep(1, &steps)));
+    let (mut child, addr) = spawn_serve(cfg.path(), None).await;
+    for n in 0..RUNS {
+        let r = request(
+            addr,
+            "POST",
+            &path(1),
+            &[("content-type", "application/json")],
+            post_n(n).as_bytes(),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    // Kill when some runs wait on their delay, some run and most are queued behind 4 workers.
+    let firsts = || rx.calls().iter().filter(|c| c.path == "/first").count();
+    assert!(wait_for(Duration::from_secs(60), || firsts() >= 20).await);
+    kill9(&mut child);
+    let (first, later) = (firsts(), rx.calls().len() - firsts());
+    assert!(
+        first < RUNS && later < first,
+        "the kill came too late: {first} first steps, {later} delayed steps done"
+    );
+
+    let (mut child, _addr) = spawn_serve(cfg.path(), None).await;
+    let all = wait_for(Duration::from_secs(120), || {
+        let c = rx.calls();
+        let keys: HashSet<_> = c.iter().map(|c| c.key.clone()).collect();
+        keys.len() >= 2 * RUNS
+    })
+    .await;
+    // The journal says so too, once the last steps' answers are in.
+    let b = SqliteBackend::open_reader(&cfg.path().parent().unwrap().join(".flexscript/state.db"))
+        .expect("reader");
+    let mut succeeded = 0;
+    for _ in 0..600 {
+        let page = b
+            .list_runs(RunFilter {
+                status: Some(RunStatus::Succeeded),
+                limit: 1000,
+                ..RunFilter::default()
+            })
+            .await
+            .expect("list");
+        succeeded = page.runs.len();
+        if succeeded == RUNS {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let calls = rx.calls();
+    kill9(&mut child);
+    assert_eq!(succeeded, RUNS);
+    assert!(all, "only {} distinct keys", {
+        calls.iter().map(|c| &c.key).collect::<HashSet<_>>().len()
+    });
+    // Every accepted request's two steps ran, under one run id per request.
+    let mut run_of: HashMap<String, String> = HashMap::new();
+    let mut steps_of: HashMap<String, HashSet<String>> = HashMap::new();
+    for c in &calls {
+        let (run, step) = c.key.split_once('.').expect("key is run.step");
+        let prev = run_of.insert(c.body.clone(), run.to_string());
+        assert!(
+            prev.is_none() || prev.as_deref() == Some(run),
+            "one run per request"
+        );
+        assert_eq!(format!("/{step}"), c.path);
+        steps_of
+            .entry(c.body.clone())
+            .or_default()
+            .insert(step.to_string());
+    }
+    for n in 0..RUNS {
+        let s = steps_of
+            .get(&n.to_string())
+            .unwrap_or_else(|| panic!("run {n} lost"));
+        assert_eq!(s.len(), 2, "run {n}: {s:?}");
+    }
+    // Repeats only for steps in flight at the kill: at most one per worker and waiting run.
+    let dups = calls.len() - 2 * RUNS;
+    assert!(dups <= 8, "{dups} repeated calls");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_memory_and_history_survive_a_restart_without_credentials() {
+    let steps = format!(
+        "{}{}",
+        step(
+            "count",
+            "store",
+            "name = \"hits\"\nvalue = \"{{ incrementAndGet('hits') }}\""
+        ),
+        step(
+            "remember",
+            "set_memory",
+            "parent = \"count\"\nname = \"last\"\nvalue = \"{{ __data.n }}\"\nttl_s = 600"
+        ),
+    );
+    let read = ep(
+        2,
+        "return_type = \"data\"\nreturn_data = '''{\"hits\": {{ incrementAndGet('hits', 0) }}, \"last\": \"{{ memoryGet('last') }}\"}'''",
+        "",
+    );
+    let cfg = write_config(&format!("{}{read}", data_ep(1, &steps)));
+    let s = serve_file(cfg.path()).await;
+    for n in 0..3 {
+        let r = s
+            .request(
+                "POST",
+                &path(1),
+                &[
+                    ("content-type", "application/json"),
+                    ("authorization", "Bearer sup3r-s3cret-bearer"),
+                    ("token", "t0ken-s3cret-value"),
+                ],
+                post_n(n).as_bytes(),
+            )
+            .await;
+        assert_eq!(r.status, 200);
+    }
+    // The three runs go concurrently: wait until all are finished, then read.
+    let backend = s.running.backend();
+    for _ in 0..400 {
+        let page = backend.list_runs(RunFilter::default()).await.expect("list");
+        if page.runs.len() == 3 && page.runs.iter().all(|r| r.status == RunStatus::Succeeded) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let before = s.get(&path(2)).await.body;
+    let shown: serde_json::Value = serde_json::from_str(&before).expect("json");
+    assert_eq!(shown["hits"], 3, "{before}");
+    assert!(
+        ["0", "1", "2"].contains(&shown["last"].as_str().unwrap_or("")),
+        "{before}"
+    );
+    let runs = backend.list_runs(RunFilter::default()).await.expect("list");
+    assert_eq!(runs.runs.len(), 3);
+    let one = backend.get_run(&runs.runs[0].id).await.expect("run");
+    assert!(one.data["n"].is_i64());
+    drop(backend);
+    s.running.shutdown().await;
+
+    // The same file, a new server: counters and memory are still there.
+    let s = serve_file(cfg.path()).await;
+    assert_eq!(s.get(&path(2)).await.body, before);
+    s.running.shutdown().await;
+
+    // Credentials never reach the file (WAL included).
+    let dir = cfg.path().parent().unwrap().join(".flexscript");
+    let mut bytes = Vec::new();
+    for f in std::fs::read_dir(&dir).expect("state dir") {
+        bytes.extend(std::fs::read(f.expect("entry").path()).expect("read"));
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        text.contains("\"n\":2") || text.contains("\"n\": 2"),
+        "runs are in the file"
+    );
+    assert!(!text.contains("sup3r-s3cret-bearer"));
+    assert!(!text.contains("t0ken-s3cret-value"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_delay_resumes_after_a_restart_with_what_is_left() {
+    let rx = Receiver::start(Duration::ZERO).await;
+    let cfg = write_config(&data_ep(1, &hook("w", &rx.url("/late"), "delay_ms = 2000")));
+    let (mut child, addr) = spawn_serve(cfg.path(), None).await;
+    let t0 = Instant::now();
+    let r = request(
+        addr,
+        "POST",
+        &path(1),
+        &[("content-type", "application/json")],
+        b"{\"n\": 7}",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    kill9(&mut child);
+    assert!(rx.calls().is_empty());
+    let (mut child, _) = spawn_serve(cfg.path(), None).await;
+    let restarted = Instant::now();
+    assert!(wait_for(Duration::from_secs(20), || !rx.calls().is_empty()).await);
+    let at = rx.calls()[0].at;
+    kill9(&mut child);
+    assert!(
+        at.duration_since(t0) >= Duration::from_millis(1950),
+        "not before the due time"
+    );
+    assert!(
+        at.saturating_duration_since(restarted) < Duration::from_millis(1800),
+        "waited {:?} after the restart: the full delay again",
+        at.saturating_duration_since(restarted)
+    );
+    assert_eq!(rx.calls().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_continue_killed_mid_run_is_interrupted_not_resumed() {
+    let rx = Receiver::start(Duration::ZERO).await;
+    let steps = format!(
+        "{}{}",
+        hook("first", &rx.url("/first"), ""),
+        hook(
+            "second",
+            &rx.url("/second"),
+            "parent = \"first\"\ndelay_ms = 1500"
+        ),
+    );
+    let cfg = write_config(&ep(
+        1,
+        "return_type = \"continue\"\nrun_mode = \"sync\"\nresponse_timeout_ms = 30000",
+        &steps,
+    ));
+    let (mut child, addr) = spawn_serve(cfg.path(), None).await;
+    let req = tokio::spawn(async move {
+        request(
+            addr,
+            "POST",
+            &path(1),
+            &[("content-type", "application/json")],
+            b"{\"n\": 1}",
+        )
+        .await
+    });
+    assert!(wait_for(Duration::from_secs(20), || !rx.calls().is_empty()).await);
+    // The record is queued without waiting (the request waits for the run): wait for its commit.
+    let db = cfg.path().parent().unwrap().join(".flexscript/state.db");
+    let b = SqliteBackend::open_reader(&db).expect("reader");
+    for _ in 0..200 {
+        if !b
+            .list_runs(RunFilter::default())
+            .await
+            .expect("list")
+            .runs
+            .is_empty()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    kill9(&mut child);
+    let _ = req.await;
+    let (mut child, _) = spawn_serve(cfg.path(), None).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    kill9(&mut child);
+    let calls = rx.calls();
+    assert_eq!(calls.len(), 1, "not resumed: {calls:?}");
+    let runs = b.list_runs(RunFilter::default()).await.expect("list");
+    assert_eq!(runs.runs.len(), 1);
+    assert_eq!(runs.runs[0].status, RunStatus::Interrupted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_journal_answers_503_and_recovers() {
+    // A real "disk full": the child's file size limit (RLIMIT_FSIZE) is raised later with
+    // prlimit; SIGXFSZ is ignored so the write fails with EFBIG instead of killing it.
+    let cfg = write_config(&data_ep(
+        1,
+        &step("s", "store", "name = \"x\"\nvalue = \"{{ __data.pad }}\""),
+    ));
+    let (mut child, addr) = spawn_serve(cfg.path(), Some("ulimit -S -f 400; trap '' XFSZ")).await;
+    let pad = "p".repeat(8000);
+    let body = format!("{{\"pad\": \"{pad}\"}}");
+    let mut first_503 = None;
+    for i in 0..400 {
+        let r = request(
+            addr,
+            "POST",
+            &path(1),
+            &[("content-type", "application/json")],
+            body.as_bytes(),
+        )
+        .await;
+        match r.status {
+            200 => {}
+            503 => {
+                first_503 = Some((i, r));
+                break;
+            }
+            s => panic!("unexpected {s}: {}", r.body),
+        }
+    }
+    let (i, r) = first_503.expect("the journal filled up");
+    assert!(i > 0, "the first runs fitted");
+    assert!(r.header("retry-after").is_some());
+    assert!(r.json()["error"].as_str().unwrap_or("").contains("retry"));
+    // Space returns: runs are accepted again.
+    let ok = Command::new("prlimit")
+        .args(["--pid", &child.id().to_string(), "--fsize=unlimited"])
+        .status()
+        .expect("prlimit");
+    assert!(ok.success());
+    let r = request(
+        addr,
+        "POST",
+        &path(1),
+        &[("content-type", "application/json")],
+        body.as_bytes(),
+    )
+    .await;
+    kill9(&mut child);
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_or_owned_state_file_stops_the_start() {
+    let cfg = write_config(&data_ep(1, ""));
+    let dir = cfg.path().parent().unwrap().join(".flexscript");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let db = dir.join("state.db");
+    std::fs::write(&db, vec![b'#'; 4096]).expect("write");
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            cfg.path().to_str().unwrap(),
+            "--addr",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&db.display().to_string()), "{err}");
+    assert!(err.contains("not a database"), "{err}");
+    std::fs::remove_file(&db).expect("rm");
+
+    let (mut owner, _) = spawn_serve(cfg.path(), None).await;
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            cfg.path().to_str().unwrap(),
+            "--addr",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .expect("run");
+    let pid = owner.id();
+    kill9(&mut owner);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&db.display().to_string()), "{err}");
+    assert!(err.contains(&format!("pid {pid}")), "{err}");
+}
+
+#[test]
+fn render_has_a_shared_store_by_default() {
+    let out = Command::new(BIN)
+        .args([
+            "render",
+            "-e",
+            "{{ incrementAndGet('n') }}{{ incrementAndGet('n') }}:[{{ memoryGet('x') }}]",
+        ])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "12:[]");
+    let dir = temp_dir();
+    let state = format!("sqlite:{}", dir.join("s.db").display());
+    for want in ["1", "2"] {
+        let out = Command::new(BIN)
+            .args([
+                "render",
+                "--state",
+                &state,
+                "-e",
+                "{{ incrementAndGet('n') }}",
+            ])
+            .output()
+            .expect("run");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), want);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_runs_survive_a_reload_and_fail_when_their_step_or_endpoint_vanished() {
+    let rx = Receiver::start(Duration::ZERO).await;
+    let waits = |n: usize, id: &str| {
+        data_ep(
+            n,
+            &format!(
+                "{}{}",
+                step("s1", "store", "name = \"x\"\nvalue = \"1\""),
+                hook(
+                    id,
+                    &rx.url(&format!("/ep{n}")),
+                    "parent = \"s1\"\ndelay_ms = 1500"
+                ),
+            ),
+        )
+    };
+    let cfg = write_config(&format!(
+        "{}{}{}",
+        waits(1, "w"),
+        waits(2, "w"),
+        waits(3, "w")
+    ));
+    let s = serve_file(cfg.path()).await;
+    for n in 1..=3 {
+        let r = s.post_json(&path(n), &post_n(n)).await;
+        assert_eq!(r.status, 200);
+    }
+    let runner = s.running.runner();
+    assert!(wait_for(Duration::from_secs(10), || runner.gauges().waiting == 3).await);
+    // Endpoint 1 unchanged, endpoint 2's delayed step renamed, endpoint 3 gone.
+    std::fs::write(
+        cfg.path(),
+        format!("{}{}", waits(1, "w"), waits(2, "renamed")),
+    )
+    .expect("write");
+    s.running.reload().expect("reload");
+    let backend = s.running.backend();
+    let mut statuses = Vec::new();
+    for _ in 0..200 {
+        let page = backend.list_runs(RunFilter::default()).await.expect("list");
+        statuses = page
+            .runs
+            .iter()
+            .map(|r| (r.endpoint.clone(), r.status, r.error.clone()))
+            .collect();
+        if statuses.iter().all(|(_, st, _)| st.is_final()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    statuses.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(statuses[0].1, RunStatus::Succeeded, "{statuses:?}");
+    assert_eq!(statuses[1].1, RunStatus::Failed);
+    assert!(
+        statuses[1].2.as_deref().unwrap_or("").contains("\"w\""),
+        "{statuses:?}"
+    );
+    assert_eq!(statuses[2].1, RunStatus::Failed);
+    assert!(
+        statuses[2]
+            .2
+            .as_deref()
+            .unwrap_or("")
+            .contains("no longer in the configuration"),
+        "{statuses:?}"
+    );
+    let paths: Vec<_> = rx.calls().into_iter().map(|c| c.path).collect();
+    assert_eq!(paths, ["/ep1"]);
+    assert_eq!(runner.gauges().waiting, 0);
+    s.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_bound_runs_and_the_answer_never_waits_for_one() {
+    let rx = Receiver::start(Duration::from_millis(400)).await;
+    let cfg = write_config(&format!(
+        "[server]\nworkers = 1\nstate = \"memory\"\n{}",
+        data_ep(1, &hook("w", &rx.url("/slow"), ""))
+    ));
+    let s = serve_file(cfg.path()).await;
+    let t = Instant::now();
+    for n in 0..5 {
+        assert_eq!(s.post_json(&path(1), &post_n(n)).await.status, 200);
+    }
+    assert!(
+        t.elapsed() < Duration::from_millis(1500),
+        "answers waited: {:?}",
+        t.elapsed()
+    );
+    let runner = s.running.runner();
+    let g = runner.gauges();
+    assert!(g.running <= 1 && g.queued >= 3, "{g:?}");
+    assert!(wait_for(Duration::from_secs(20), || rx.calls().len() == 5).await);
+    // One at a time: the calls are at least the receiver's delay apart.
+    let calls = rx.calls();
+    for pair in calls.windows(2) {
+        assert!(pair[1].at.duration_since(pair[0].at) >= Duration::from_millis(350));
+    }
+    s.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_run_retried_through_the_backend_runs_again_from_its_failed_step() {
+    let rx = Receiver::start(Duration::ZERO).await;
+    let steps = format!(
+        "{}{}{}",
+        hook("before", &rx.url("/before"), ""),
+        step(
+            "divide",
+            "store",
+            "parent = \"before\"\nname = \"q\"\nvalue = \"{{ 10 // memoryGet('d', 0) }}\""
+        ),
+        hook("after", &rx.url("/after"), "parent = \"divide\""),
+    );
+    let cfg = write_config(&data_ep(1, &steps));
+    let s = serve_file(cfg.path()).await;
+    assert_eq!(s.post_json(&path(1), &post_n(1)).await.status, 200);
+    let backend = s.running.backend();
+    let mut run = None;
+    for _ in 0..200 {
+        let page = backend.list_runs(RunFilter::default()).await.expect("list");
+        if page.runs[0].status == RunStatus::Failed {
+            run = Some(page.runs[0].clone());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let run = run.expect("the run failed");
+    assert!(
+        run.error.as_deref().unwrap_or("").contains("divide"),
+        "{run:?}"
+    );
+    // Running runs cannot be retried; the failed one can, once the cause is fixed.
+    backend
+        .store()
+        .set("d", flexscript::Value::Int(5), Duration::from_secs(60));
+    backend
+        .retry_run(&run.id, flexscript::state::RetryFrom::Failed)
+        .await
+        .expect("retry");
+    assert!(matches!(
+        backend
+            .retry_run(&run.id, flexscript::state::RetryFrom::Failed)
+            .await,
+        Err(flexscript::state::StateError::Conflict(_))
+    ));
+    s.running.runner().claim_now().await.expect("claim");
+    assert!(wait_for(Duration::from_secs(20), || rx.calls().len() == 2).await);
+    let paths: Vec<_> = rx.calls().into_iter().map(|c| c.path).collect();
+    assert_eq!(
+        paths,
+        ["/before", "/after"],
+        "the finished step is not repeated"
+    );
+    let mut rec = backend.get_run(&run.id).await.expect("get");
+    for _ in 0..100 {
+        if rec.status.is_final() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        rec = backend.get_run(&run.id).await.expect("get");
+    }
+    assert_eq!(rec.status, RunStatus::Succeeded);
+    assert_eq!(rec.attempt, 2);
+    let divide = rec.step("divide").expect("step");
+    assert_eq!(divide.checkpoint.as_ref().expect("cp").set[0].1, "2");
+    s.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_never_finishes_is_given_up_after_its_attempts() {
+    // Two runs left `running` by crashed servers: one already resumed 5 times (a step that
+    // takes the process down every time), one on its first attempt.
+    let rx = Receiver::start(Duration::ZERO).await;
+    let cfg = write_config(&data_ep(1, &hook("w", &rx.url("/w"), "")));
+    let db = cfg.path().parent().unwrap().join(".flexscript/state.db");
+    {
+        let b = SqliteBackend::open(&db, flexscript::state::Durability::Normal).expect("open");
+        for (id, attempt) in [("looping", 5), ("fresh", 1)] {
+            let mut rec = flexscript::state::RunRecord::new(
+                id.into(),
+                "ep1".into(),
+                h(1),
+                h(1),
+                String::new(),
+                true,
+                serde_json::json!({"n": id}),
+                flexscript::state::now_ms(),
+                Some("a-dead-server".into()),
+            );
+            rec.attempt = attempt;
+            b.create_run(rec).await.expect("create");
+            b.record(flexscript::state::RunEvent::Status {
+                run: id.into(),
+                status: RunStatus::Running,
+                at: flexscript::state::now_ms(),
+                error: None,
+            })
+            .await
+            .expect("running");
+        }
+    }
+    let (mut child, _) = spawn_serve(cfg.path(), None).await;
+    let reader = SqliteBackend::open_reader(&db).expect("reader");
+    let mut finals = HashMap::new();
+    for _ in 0..400 {
+        let page = reader.list_runs(RunFilter::default()).await.expect("list");
+        finals = page
+            .runs
+            .iter()
+            .filter(|r| r.status.is_final())
+            .map(|r| (r.id.clone(), (r.status, r.error.clone())))
+            .collect();
+        if finals.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    kill9(&mut child);
+    let (status, error) = finals.get("looping").expect("looping run finished").clone();
+    assert_eq!(status, RunStatus::Failed);
+    assert!(
+        error
+            .as_deref()
+            .unwrap_or("")
+            .contains("gave up after 5 attempts"),
+        "{error:?}"
+    );
+    assert_eq!(finals.get("fresh").map(|f| f.0), Some(RunStatus::Succeeded));
+    let bodies: Vec<_> = rx.calls().into_iter().map(|c| c.body).collect();
+    assert_eq!(bodies, ["fresh"], "only the fresh run ran its step");
+}
+
+#[test]
+fn state_settings_are_read_and_bad_ones_are_named() {
+    use flexscript::state::{Durability, StateSpec};
+    let cfg = write_config(&format!(
+        "[server]\nstate = \"sqlite:data/runs.db\"\ndurability = \"fsync\"\nworkers = 3\n\
+         history_days = 2\nhistory_max = 50\n{}",
+        data_ep(1, "")
+    ));
+    let c = flexscript::listener::load_config(cfg.path()).expect("config");
+    let dir = cfg.path().parent().unwrap();
+    assert_eq!(c.server.state, StateSpec::Sqlite(dir.join("data/runs.db")));
+    assert_eq!(c.server.durability, Durability::Fsync);
+    assert_eq!(c.server.workers, 3);
+    assert_eq!(
+        (c.server.retention.days, c.server.retention.max_per_endpoint),
+        (2, 50)
+    );
+    // The defaults: SQLite beside the file, crash-safe, 4 × cores workers, 7 days / 10,000.
+    let cfg = write_config(&data_ep(1, ""));
+    let c = flexscript::listener::load_config(cfg.path()).expect("config");
+    assert_eq!(
+        c.server.state,
+        StateSpec::Sqlite(cfg.path().parent().unwrap().join(".flexscript/state.db"))
+    );
+    assert_eq!(c.server.durability, Durability::Normal);
+    assert!(c.server.workers >= 4);
+    assert_eq!(
+        (c.server.retention.days, c.server.retention.max_per_endpoint),
+        (7, 10_000)
+    );
+
+    for (line, needle) in [
+        ("durability = \"sometimes\"", "durability"),
+        ("workers = 0", "workers"),
+        ("state = \"postgres://db\"", "state"),
+        ("state = \"sqlite:\"", "state"),
+        ("history_days = -1", "history_days"),
+    ] {
+        let cfg = write_config(&format!("[server]\n{line}\n{}", data_ep(1, "")));
+        let err = match flexscript::listener::load_config(cfg.path()) {
+            Ok(_) => panic!("`{line}` accepted"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains(needle), "`{line}`: {err}");
+    }
+    // `serve` refuses it with exit status 1 before binding.
+    let cfg = write_config(&format!("[server]\nworkers = 0\n{}", data_ep(1, "")));
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            cfg.path().to_str().unwrap(),
+            "--addr",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("workers"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sse_run_killed_mid_stream_is_interrupted_not_resumed() {
+    let rx = Receiver::start(Duration::ZERO).await;
+    let steps = format!(
+        "{}{}{}",
+        step("hello", "emit", "data = \"started\""),
+        hook("first", &rx.url("/first"), "parent = \"hello\""),
+        hook(
+            "second",
+            &rx.url("/second"),
+            "parent = \"first\"\ndelay_ms = 1500"
+        ),
+    );
+    let cfg = write_config(&ep(
+        1,
+        "return_type = \"sse\"\nrun_mode = \"sync\"\nresponse_timeout_ms = 30000",
+        &steps,
+    ));
+    let (mut child, addr) = spawn_serve(cfg.path(), None).await;
+    let req = tokio::spawn(async move { request(addr, "GET", &path(1), &[], b"").await });
+    assert!(wait_for(Duration::from_secs(20), || !rx.calls().is_empty()).await);
+    // The record is queued without waiting (the stream is the answer): wait for its commit.
+    let db = cfg.path().parent().unwrap().join(".flexscript/state.db");
+    let b = SqliteBackend::open_reader(&db).expect("reader");
+    for _ in 0..200 {
+        if !b
+            .list_runs(RunFilter::default())
+            .await
+            .expect("list")
+            .runs
+            .is_empty()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    kill9(&mut child);
+    let _ = req.await;
+    let (mut child, _) = spawn_serve(cfg.path(), None).await;
+    let mut status = None;
+    for _ in 0..200 {
+        let runs = b.list_runs(RunFilter::default()).await.expect("list");
+        assert_eq!(runs.runs.len(), 1);
+        if runs.runs[0].status.is_final() {
+            status = Some(runs.runs[0].status);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Past the delay's due time: the second step never ran.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    kill9(&mut child);
+    assert_eq!(status, Some(RunStatus::Interrupted));
+    let paths: Vec<_> = rx.calls().into_iter().map(|c| c.path).collect();
+    assert_eq!(paths, ["/first"], "not resumed");
+}
