@@ -28,6 +28,7 @@ mod error;
 mod escape;
 pub mod host;
 mod limits;
+pub mod loader;
 mod options;
 mod pcre;
 mod syntax;
@@ -37,6 +38,7 @@ mod vm;
 pub use engine::{Engine, Escape, Expression, RenderOptions, Template};
 pub use error::{Error, ErrorKind, Location};
 pub use limits::Limits;
+pub use loader::{FolderLoader, Loader, MapLoader};
 pub use value::{Map, Value};
 #[cfg(feature = "listener")]
 #[allow(missing_docs)] // being edited by several hands; documented in docs/listener.md

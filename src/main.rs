@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 use flexscript::listener::cli;
-use flexscript::{Engine, Error, ErrorKind, Escape, RenderOptions, Value};
+use flexscript::{Engine, Error, ErrorKind, Escape, FolderLoader, RenderOptions, Value};
 use std::io::Read;
 use std::process::ExitCode;
 
@@ -45,14 +45,21 @@ enum Command {
         /// JSON record store for find*/query (docs/catalogue.md "Host-backed functions").
         #[arg(long, value_name = "FILE")]
         records: Option<String>,
+        /// Template library folder for extends/include/import/embed/use (docs/templates.md).
+        #[arg(long, value_name = "DIR")]
+        templates: Option<String>,
         /// Shared store for memoryGet/incrementAndGet: `memory` (the default, empty) or
         /// `sqlite:PATH` (a state file; not while a server owns it).
         #[arg(long, value_name = "VALUE")]
         state: Option<String>,
     },
     /// Check templates (and `.toml` listener configurations); diagnostics on stderr.
+    /// With `--templates DIR`, every template in DIR is compiled too.
     Check {
-        #[arg(required = true)]
+        /// Template library folder: each of its templates is checked.
+        #[arg(long, value_name = "DIR")]
+        templates: Option<String>,
+        #[arg(required_unless_present = "templates")]
         files: Vec<String>,
     },
     /// Run test cases (`*.cases.toml`) against a listener configuration (docs/testing.md).
@@ -193,6 +200,27 @@ fn read_context(path: Option<&str>) -> Result<Value, Error> {
     Ok(Value::from(json))
 }
 
+/// An engine with the template folder `dir` as its library.
+fn library_engine(dir: Option<&str>) -> Result<(Engine, Option<FolderLoader>), Error> {
+    let mut engine = Engine::new();
+    let Some(dir) = dir else {
+        return Ok((engine, None));
+    };
+    let loader = FolderLoader::new(dir)?;
+    engine.set_loader(loader.clone());
+    Ok((engine, Some(loader)))
+}
+
+/// The library name of `file` when it lies inside the loader's folder.
+fn name_in(loader: Option<&FolderLoader>, file: &str) -> Option<String> {
+    let root = loader?.root();
+    let real = std::fs::canonicalize(file).ok()?;
+    let rel = real.strip_prefix(root).ok()?;
+    let parts: Option<Vec<&str>> = rel.components().map(|c| c.as_os_str().to_str()).collect();
+    Some(parts?.join("/"))
+}
+
+#[allow(clippy::too_many_arguments)]
 fn render(
     file: Option<String>,
     expr: Option<String>,
@@ -200,15 +228,11 @@ fn render(
     autoescape: AutoEscape,
     strict: bool,
     records: Option<String>,
+    templates: Option<String>,
     state: Option<String>,
 ) -> Result<String, Error> {
-    let (name, source) = match (expr, file) {
-        (Some(e), _) => ("-e".to_string(), e),
-        (None, Some(f)) => (f.clone(), read_source(&f)?),
-        (None, None) => return Err(Error::new(ErrorKind::Io, "render: no template given")),
-    };
     let ctx = read_context(context.as_deref())?;
-    let mut engine = Engine::new();
+    let (mut engine, loader) = library_engine(templates.as_deref())?;
     engine.set_strict(strict);
     if let Some(path) = records {
         engine.set_records(std::sync::Arc::new(
@@ -226,7 +250,13 @@ fn render(
         .open(flexscript::state::Durability::Normal)
         .map_err(|e| Error::new(ErrorKind::Io, e))?;
     engine.set_store(backend.store());
-    let tpl = engine.compile(&name, &source)?;
+    let in_library = file.as_deref().and_then(|f| name_in(loader.as_ref(), f));
+    let tpl = match (expr, file, in_library) {
+        (Some(e), _, _) => engine.compile("-e", &e)?,
+        (None, Some(_), Some(name)) => engine.get_template(&name)?,
+        (None, Some(f), None) => engine.compile(&f, &read_source(&f)?)?,
+        (None, None, _) => return Err(Error::new(ErrorKind::Io, "render: no template given")),
+    };
     tpl.render_value(
         &ctx,
         RenderOptions::default().with_escape(match autoescape {
@@ -236,15 +266,32 @@ fn render(
     )
 }
 
-fn check(files: &[String]) -> bool {
-    let engine = Engine::new();
+fn check(templates: Option<&str>, files: &[String]) -> bool {
+    let (engine, loader) = match library_engine(templates) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("{e}");
+            return false;
+        }
+    };
     let mut ok = true;
+    if loader.is_some() {
+        for name in engine.template_names() {
+            if let Err(e) = engine.get_template(&name) {
+                eprintln!("{e}");
+                ok = false;
+            }
+        }
+    }
     for f in files {
         if f.ends_with(".toml") {
             ok &= cli::check(std::path::Path::new(f));
             continue;
         }
-        let result = read_source(f).and_then(|src| engine.compile(f, &src).map(|_| ()));
+        let result = match name_in(loader.as_ref(), f) {
+            Some(name) => engine.get_template(&name).map(|_| ()),
+            None => read_source(f).and_then(|src| engine.compile(f, &src).map(|_| ())),
+        };
         if let Err(e) = result {
             eprintln!("{e}");
             ok = false;
@@ -263,8 +310,11 @@ fn main() -> ExitCode {
             autoescape,
             strict,
             records,
+            templates,
             state,
-        } => match render(file, expr, context, autoescape, strict, records, state) {
+        } => match render(
+            file, expr, context, autoescape, strict, records, templates, state,
+        ) {
             Ok(out) => {
                 use std::io::Write;
                 let mut stdout = std::io::stdout();
@@ -282,8 +332,8 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Command::Check { files } => {
-            if check(&files) {
+        Command::Check { templates, files } => {
+            if check(templates.as_deref(), &files) {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)

@@ -13,18 +13,22 @@ use std::cmp::Ordering;
 
 /// Registers this module's builtins.
 pub fn register(r: &mut Registry) {
-    r.function("cycle", &["list", "i"], |_, a| cycle(arg(a, 0), arg(a, 1)));
-    r.function("random", &["list_or_max?", "max?"], |_, a| {
+    r.function("cycle", &["values|list", "position|i"], |_, a| {
+        cycle(arg(a, 0), arg(a, 1))
+    });
+    r.function("random", &["values|list_or_max?", "max?"], |_, a| {
         random(arg(a, 0), arg(a, 1))
     });
-    r.function("attribute", &["obj", "key"], |_, a| {
+    r.function("attribute", &["object|obj", "attribute|key"], |_, a| {
         Ok(match arg(a, 0).get_item(arg(a, 1)) {
             Value::Undefined => Value::Null,
             v => v,
         })
     });
-    r.function("min", &["values..."], |_, a| Ok(extreme(a, Ordering::Less)));
-    r.function("max", &["values..."], |_, a| {
+    r.function("min", &["value", "values..."], |_, a| {
+        Ok(extreme(a, Ordering::Less))
+    });
+    r.function("max", &["value", "values..."], |_, a| {
         Ok(extreme(a, Ordering::Greater))
     });
     r.function("round", &["n", "precision?", "method?"], |_, a| {
@@ -141,7 +145,7 @@ fn random(values: &Value, max: &Value) -> Result<Value, Error> {
 fn extreme(args: &[Value], want: Ordering) -> Value {
     let items: Vec<&Value> = match args {
         [single @ (Value::List(_) | Value::Map(_))] => single.iter_values().collect(),
-        _ => args.iter().filter(|v| !v.is_undefined()).collect(),
+        _ => args.iter().collect(),
     };
     let mut best: Option<&Value> = None;
     for v in items {

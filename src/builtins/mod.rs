@@ -97,25 +97,38 @@ pub struct Signature {
     pub required: usize,
     /// Whether extra positional arguments are accepted after `params`.
     pub variadic: bool,
+    /// Other accepted names of parameters (`(alias, index in params)`).
+    pub aliases: Vec<(&'static str, usize)>,
 }
 
 impl Signature {
     /// Parses a compact spec: `["length", "suffix?"]` — `?` marks an optional
-    /// parameter, a trailing `"..."` (alone, or as `"name..."`) makes the builtin variadic.
+    /// parameter, a trailing `"..."` (alone, or as `"name..."`) makes the builtin
+    /// variadic, `"character_mask|chars?"` gives a parameter a second accepted name.
     pub fn parse(spec: &[&'static str]) -> Signature {
         let mut params = Vec::new();
         let mut required = 0;
         let mut variadic = false;
+        let mut aliases = Vec::new();
         for p in spec {
+            let (p, optional) = match p.strip_suffix('?') {
+                Some(n) => (n, true),
+                None => (*p, false),
+            };
             if let Some(name) = p.strip_suffix("...") {
                 variadic = true;
                 if !name.is_empty() {
                     params.push(name);
                 }
-            } else if let Some(name) = p.strip_suffix('?') {
-                params.push(name);
-            } else {
-                params.push(p);
+                continue;
+            }
+            let mut names = p.split('|');
+            let name = names.next().unwrap_or(p);
+            for alias in names {
+                aliases.push((alias, params.len()));
+            }
+            params.push(name);
+            if !optional {
                 required = params.len();
             }
         }
@@ -123,7 +136,16 @@ impl Signature {
             params,
             required,
             variadic,
+            aliases,
         }
+    }
+
+    /// The position of the parameter called `name` (or one of its aliases).
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.params
+            .iter()
+            .position(|p| *p == name)
+            .or_else(|| self.aliases.iter().find(|(a, _)| *a == name).map(|a| a.1))
     }
 }
 

@@ -337,7 +337,8 @@ pub fn contains(haystack: &Value, needle: &Value) -> bool {
 
 /// `a starts with b` / `a ends with b` on strings.
 pub fn starts_with(a: &Value, b: &Value, end: bool) -> bool {
-    if !a.is_string() && !a.is_number() {
+    // As Twig: false unless both sides are strings.
+    if !a.is_string() || !b.is_string() {
         return false;
     }
     let (a, b) = (a.to_cow_str(), b.to_cow_str());

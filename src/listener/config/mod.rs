@@ -11,7 +11,7 @@ pub use steps::{Branch, Operator, Step, StepKind, ValueSource};
 use super::guard::{Guard, SystemResolver};
 use super::webhook::{self, ClientSettings, HttpClient, Trust};
 use crate::host::{JsonRecords, MemoryStore, SharedStore};
-use crate::{Engine, Template};
+use crate::{Engine, FolderLoader, Loader, Template};
 use fields::{Fields, Source};
 use std::fmt;
 use std::net::SocketAddr;
@@ -173,6 +173,8 @@ pub struct ServerConfig {
     pub body_limit: u64,
     pub api_key: Option<String>,
     pub records: Option<PathBuf>,
+    /// The template library folder (`templates`, relative to the file; docs/templates.md).
+    pub templates: Option<PathBuf>,
     pub timezone: chrono_tz::Tz,
     /// Connections served at once (`max_connections`, default 4096); read at start, a reload
     /// keeps the running server's cap.
@@ -393,6 +395,21 @@ fn load(
             )),
         }
     }
+    // The template library: set before the snippets (they may import from it).
+    let mut library: Option<FolderLoader> = None;
+    if let Some(dir) = &server.templates {
+        match FolderLoader::new(dir) {
+            Ok(l) => {
+                engine.set_loader(l.clone());
+                library = Some(l);
+            }
+            Err(e) => errors.push(src.diag(
+                top.line_of("server"),
+                "server.templates",
+                format!("cannot load: {}", e.message()),
+            )),
+        }
+    }
     if let Some(item) = top.item("snippets") {
         match item.as_table_like() {
             Some(t) => {
@@ -410,6 +427,29 @@ fn load(
                 }
             }
             None => top.error("snippets", "must be a table"),
+        }
+    }
+    if let Some(l) = &library {
+        let snippets: Vec<String> = top
+            .item("snippets")
+            .and_then(|i| i.as_table_like())
+            .map(|t| t.iter().map(|(k, _)| k.to_string()).collect())
+            .unwrap_or_default();
+        for name in l.names() {
+            if snippets.contains(&name) {
+                errors.push(src.diag(
+                    top.line_of("snippets"),
+                    &format!("snippets.{name}"),
+                    format!("`{name}` is both a snippet and a file of the templates folder"),
+                ));
+            } else if let Err(e) = engine.get_template(&name) {
+                // every template of the folder compiles at load (errors are config errors)
+                errors.push(src.diag(
+                    top.line_of("server"),
+                    "server.templates",
+                    format!("{name}: {}", script_error(&e)),
+                ));
+            }
         }
     }
 
@@ -502,6 +542,7 @@ fn read_server(
         body_limit: DEFAULT_BODY_LIMIT,
         api_key: None,
         records: None,
+        templates: None,
         timezone: chrono_tz::UTC,
         max_connections: super::server::MAX_CONNECTIONS,
         admin_key: None,
@@ -536,6 +577,7 @@ fn read_server(
         f.error("api_key", "must not be empty");
     }
     cfg.records = f.string("records").map(|r| base.join(r));
+    cfg.templates = f.string("templates").map(|t| base.join(t));
     if let Some(tz) = f.string("timezone") {
         match tz.parse() {
             Ok(tz) => cfg.timezone = tz,
