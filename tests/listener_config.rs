@@ -4,7 +4,6 @@
 mod listener_support;
 use flexscript::listener::{check_config, load_config};
 use listener_support::*;
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -285,20 +284,7 @@ async fn spawn_serve(
         .stderr(stderr)
         .spawn()
         .expect("spawn serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).map(|_| line)
-    })
-    .await
-    .expect("join")
-    .expect("ready line");
-    let addr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .unwrap_or_else(|| panic!("ready line: {line:?}"))
-        .parse()
-        .expect("addr");
+    let addr = ready_addr(&mut child).await;
     (child, addr)
 }
 

@@ -6,7 +6,6 @@ mod listener_support;
 
 use flexscript::listener::{check_config, Options, ReadyCheck};
 use listener_support::*;
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -476,20 +475,7 @@ async fn spawn_serve(
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).map(|_| line)
-    })
-    .await
-    .expect("join")
-    .expect("ready line");
-    let addr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .unwrap_or_else(|| panic!("ready line: {line:?}"))
-        .parse()
-        .expect("addr");
+    let addr = ready_addr(&mut child).await;
     (child, addr)
 }
 
@@ -1165,20 +1151,7 @@ async fn a_full_disk_counts_backend_errors_and_readiness_stays() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).map(|_| line)
-    })
-    .await
-    .expect("join")
-    .expect("ready line");
-    let addr: std::net::SocketAddr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .unwrap_or_else(|| panic!("ready line: {line:?}"))
-        .parse()
-        .expect("addr");
+    let addr = ready_addr(&mut child).await;
     let body = format!("{{\"pad\": \"{}\"}}", "p".repeat(8000));
     let mut refused = false;
     for _ in 0..400 {
