@@ -2,7 +2,7 @@
 //! commands run through the built binary.
 #![cfg(feature = "listener")]
 mod listener_support;
-use flexscript::listener::{check_config, load_config};
+use flexscript::listener::{check_config, load_config, Options};
 use listener_support::*;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -381,7 +381,15 @@ async fn the_example_configuration_is_clean_and_works() {
         errors.is_empty() && warnings.is_empty(),
         "{errors:?} {warnings:?}"
     );
-    let s = serve_file(&path).await;
+    // In memory: the file's default state (SQLite beside it) would write into the repository.
+    let s = serve_file_with(
+        &path,
+        Options {
+            state: Some("memory".into()),
+            ..Options::default()
+        },
+    )
+    .await;
     let invoice = "/listener/9f2c4e1a7b3d5f60a1c2e3f405162738/41d0b2c3d4e5f60718293a4b5c6d7e8f";
     let r = s
         .post_json(
