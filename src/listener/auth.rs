@@ -393,6 +393,42 @@ fn map_error(kind: &ErrorKind) -> AuthError {
     }
 }
 
+/// Why [`sign`] could not sign a token.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SignError {
+    /// An algorithm other than `HS256`, `HS384` or `HS512`.
+    Algorithm(String),
+    /// An empty secret.
+    EmptySecret,
+    /// The JWT library refused (the cause is kept as the source).
+    Encode(jsonwebtoken::errors::Error),
+}
+
+impl std::fmt::Display for SignError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SignError::Algorithm(alg) => {
+                write!(
+                    f,
+                    "unsupported algorithm {alg:?} (use HS256, HS384 or HS512)"
+                )
+            }
+            SignError::EmptySecret => f.write_str("the secret is empty"),
+            SignError::Encode(_) => f.write_str("could not sign the token"),
+        }
+    }
+}
+
+impl std::error::Error for SignError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SignError::Encode(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
 /// Signs a token for `flexscript token`: claims `iss = key`, `iat = now`, `exp = now + ttl_s`
 /// (no `exp` when `ttl_s == 0`) and `data` when given. `alg` is `HS256`, `HS384` or `HS512`.
 pub fn sign(
@@ -401,11 +437,10 @@ pub fn sign(
     alg: &str,
     ttl_s: u64,
     data: Option<serde_json::Value>,
-) -> Result<String, String> {
-    let algorithm = hs_algorithm(alg)
-        .ok_or_else(|| format!("unsupported algorithm {alg:?} (use HS256, HS384 or HS512)"))?;
+) -> Result<String, SignError> {
+    let algorithm = hs_algorithm(alg).ok_or_else(|| SignError::Algorithm(alg.to_string()))?;
     if secret.is_empty() {
-        return Err("the secret is empty".to_string());
+        return Err(SignError::EmptySecret);
     }
     let now = crate::clock::now().timestamp().max(0) as u64;
     let mut claims = serde_json::Map::new();
@@ -422,7 +457,7 @@ pub fn sign(
         &claims,
         &EncodingKey::from_secret(secret.as_bytes()),
     )
-    .map_err(|_| "could not sign the token".to_string())
+    .map_err(SignError::Encode)
 }
 
 #[cfg(test)]

@@ -628,7 +628,8 @@ async fn serve_case(config_path: &Path, job: &Job) -> Result<Observed, String> {
                 "HS256",
                 ttl.unwrap_or(3600),
                 Some(toml_to_json(data)),
-            )?;
+            )
+            .map_err(|e| e.to_string())?;
             builder = builder.header(AUTHORIZATION, format!("Bearer {token}"));
         }
     }

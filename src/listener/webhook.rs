@@ -35,6 +35,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::{ClientConfig, RootCertStore};
 use serde_json::{json, Value as Json};
 use std::error::Error as StdError;
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -143,9 +144,52 @@ impl Default for ClientSettings {
     }
 }
 
+/// Why [`roots`] could not build a root store; `Display` is a short message for the
+/// configuration report.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum RootsError {
+    /// `webhook_trust = "system"` found no usable certificate (with the first loading error).
+    NoSystemCertificate(Option<String>),
+    /// A `webhook_ca` file is not PEM.
+    NotPem(rustls::pki_types::pem::Error),
+    /// A certificate rustls refuses.
+    Unusable(rustls::Error),
+    /// A `webhook_ca` file without any certificate.
+    Empty,
+}
+
+impl fmt::Display for RootsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RootsError::NoSystemCertificate(None) => {
+                f.write_str("no certificate found in the system store")
+            }
+            RootsError::NoSystemCertificate(Some(why)) => {
+                write!(f, "no certificate found in the system store: {why}")
+            }
+            RootsError::NotPem(e) => write!(f, "not a PEM certificate file ({e})"),
+            RootsError::Unusable(e) => write!(f, "unusable certificate: {e}"),
+            RootsError::Empty => {
+                f.write_str("no PEM certificate (-----BEGIN CERTIFICATE-----) in the file")
+            }
+        }
+    }
+}
+
+impl std::error::Error for RootsError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            RootsError::NotPem(e) => Some(e),
+            RootsError::Unusable(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
 /// The root store for `trust` plus the PEM certificates `extra_pem` (the contents of
-/// `webhook_ca` files). Errors are short messages for the configuration report.
-pub fn roots(trust: Trust, extra_pem: &[&[u8]]) -> Result<RootCertStore, String> {
+/// `webhook_ca` files).
+pub fn roots(trust: Trust, extra_pem: &[&[u8]]) -> Result<RootCertStore, RootsError> {
     let mut roots = RootCertStore::empty();
     match trust {
         Trust::Mozilla => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
@@ -153,26 +197,20 @@ pub fn roots(trust: Trust, extra_pem: &[&[u8]]) -> Result<RootCertStore, String>
             let found = rustls_native_certs::load_native_certs();
             let (added, _) = roots.add_parsable_certificates(found.certs);
             if added == 0 {
-                let why = found
-                    .errors
-                    .first()
-                    .map(|e| format!(": {e}"))
-                    .unwrap_or_default();
-                return Err(format!("no certificate found in the system store{why}"));
+                let why = found.errors.first().map(|e| e.to_string());
+                return Err(RootsError::NoSystemCertificate(why));
             }
         }
     }
     for pem in extra_pem {
         let mut n = 0;
         for cert in CertificateDer::pem_slice_iter(pem) {
-            let cert = cert.map_err(|e| format!("not a PEM certificate file ({e})"))?;
-            roots
-                .add(cert)
-                .map_err(|e| format!("unusable certificate: {e}"))?;
+            let cert = cert.map_err(RootsError::NotPem)?;
+            roots.add(cert).map_err(RootsError::Unusable)?;
             n += 1;
         }
         if n == 0 {
-            return Err("no PEM certificate (-----BEGIN CERTIFICATE-----) in the file".into());
+            return Err(RootsError::Empty);
         }
     }
     Ok(roots)

@@ -47,19 +47,63 @@ impl fmt::Display for Diagnostic {
     }
 }
 
-/// Every error of a refused configuration file (never empty).
+/// Every error of a refused configuration file (never empty). When the file could not be read
+/// or is not TOML at all, the I/O or TOML parse error is kept as the
+/// [`source`](std::error::Error::source).
 #[derive(Clone, Debug)]
-pub struct ConfigErrors(pub Vec<Diagnostic>);
+pub struct ConfigErrors {
+    /// The errors, in file order.
+    pub diagnostics: Vec<Diagnostic>,
+    cause: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl ConfigErrors {
+    /// Errors without an underlying cause.
+    pub fn new(diagnostics: Vec<Diagnostic>) -> ConfigErrors {
+        ConfigErrors {
+            diagnostics,
+            cause: None,
+        }
+    }
+}
 
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, d) in self.0.iter().enumerate() {
+        for (i, d) in self.diagnostics.iter().enumerate() {
             if i > 0 {
                 writeln!(f)?;
             }
             write!(f, "{d}")?;
         }
         Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause
+            .as_deref()
+            .map(|c| c as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// What [`load`] found: the configuration (when there is no error), its errors, its warnings,
+/// and the I/O or TOML error behind a file that could not be read or parsed.
+struct Loaded {
+    config: Option<Config>,
+    errors: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
+    cause: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Loaded {
+    fn refused(d: Diagnostic, cause: Arc<dyn std::error::Error + Send + Sync>) -> Loaded {
+        Loaded {
+            config: None,
+            errors: vec![d],
+            warnings: Vec::new(),
+            cause: Some(cause),
+        }
     }
 }
 
@@ -307,8 +351,8 @@ pub fn load_config(path: &Path) -> Result<Config, ConfigErrors> {
 
 /// `flexscript check`: (errors, warnings) of a configuration file.
 pub fn check_config(path: &Path) -> (Vec<Diagnostic>, Vec<Diagnostic>) {
-    let (_, errors, warnings) = load(path, Arc::new(MemoryStore::new()), None);
-    (errors, warnings)
+    let l = load(path, Arc::new(MemoryStore::new()), None);
+    (l.errors, l.warnings)
 }
 
 /// Loads `path`, installing `store` (kept across reloads) in the engine.
@@ -326,18 +370,18 @@ pub fn load_config_with_records(
     store: Arc<dyn SharedStore>,
     records: Option<&Path>,
 ) -> Result<Config, ConfigErrors> {
-    match load(path, store, records) {
-        (Some(c), _, _) => Ok(c),
-        (None, errors, _) => Err(ConfigErrors(errors)),
+    let l = load(path, store, records);
+    match l.config {
+        Some(c) => Ok(c),
+        None => Err(ConfigErrors {
+            diagnostics: l.errors,
+            cause: l.cause,
+        }),
     }
 }
 
 /// The configuration (when there is no error), its errors and its warnings.
-fn load(
-    path: &Path,
-    store: Arc<dyn SharedStore>,
-    records: Option<&Path>,
-) -> (Option<Config>, Vec<Diagnostic>, Vec<Diagnostic>) {
+fn load(path: &Path, store: Arc<dyn SharedStore>, records: Option<&Path>) -> Loaded {
     let file = path
         .file_name()
         .map(|f| f.to_string_lossy().into_owned())
@@ -351,7 +395,7 @@ fn load(
                 field: String::new(),
                 message: format!("cannot read: {e}"),
             };
-            return (None, vec![d], Vec::new());
+            return Loaded::refused(d, Arc::new(e));
         }
     };
     let src = Source {
@@ -363,7 +407,7 @@ fn load(
         Err(e) => {
             let line = e.span().map(|s| src.line_of(s.start)).unwrap_or(1);
             let d = src.diag(line, "", format!("TOML syntax: {}", e.message()));
-            return (None, vec![d], Vec::new());
+            return Loaded::refused(d, Arc::new(e));
         }
     };
     let base = path.parent().unwrap_or(Path::new("."));
@@ -496,7 +540,12 @@ fn load(
     warnings.sort_by_key(|d| d.line);
     if !errors.is_empty() {
         errors.sort_by_key(|d| d.line);
-        return (None, errors, warnings);
+        return Loaded {
+            config: None,
+            errors,
+            warnings,
+            cause: None,
+        };
     }
     let client = HttpClient::new(ClientSettings {
         guard: server.webhook.guard.clone(),
@@ -518,7 +567,12 @@ fn load(
             hex::encode(sha2::Sha256::digest(text.as_bytes()))
         },
     };
-    (Some(config), errors, warnings)
+    Loaded {
+        config: Some(config),
+        errors,
+        warnings,
+        cause: None,
+    }
 }
 
 /// The message of a compile error: the engine's message with its position in the script.
@@ -672,7 +726,7 @@ fn read_webhook(f: &mut Fields<'_>, base: &Path) -> WebhookSettings {
     let allow = strings(f, "webhook_allow");
     match Guard::new(&allow) {
         Ok(g) => w.guard = g,
-        Err(e) => f.error("webhook_allow", e),
+        Err(e) => f.error("webhook_allow", e.to_string()),
     }
     let trust = match f.string("webhook_trust").as_deref() {
         None | Some("mozilla") => Trust::Mozilla,
@@ -700,7 +754,7 @@ fn read_webhook(f: &mut Fields<'_>, base: &Path) -> WebhookSettings {
                 } else {
                     "webhook_ca"
                 };
-                f.error(key, e);
+                f.error(key, e.to_string());
             }
         }
     }
