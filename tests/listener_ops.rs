@@ -101,10 +101,7 @@ async fn readiness_checks_plug_in_and_give_a_one_line_reason() {
             }
         }
     });
-    let options = Options {
-        readiness: vec![backend],
-        ..Options::default()
-    };
+    let options = Options::default().with_readiness(backend);
     let s = serve_with(&endpoint("a", 'a', ""), options).await;
     let r = s.get("/readyz").await;
     assert_eq!(r.status, 503);
@@ -119,10 +116,7 @@ async fn readiness_checks_plug_in_and_give_a_one_line_reason() {
 
     // A check that never answers is a failure after its time limit, not a hung probe.
     let hang = ReadyCheck::new("state backend", std::future::pending);
-    let options = Options {
-        readiness: vec![hang],
-        ..Options::default()
-    };
+    let options = Options::default().with_readiness(hang);
     let s = serve_with(&endpoint("a", 'a', ""), options).await;
     let t = Instant::now();
     let r = s.get("/readyz").await;

@@ -17,6 +17,7 @@
 //!   a repeated token costs a keyed-hash look-up and a constant-time comparison instead of an
 //!   HMAC and two JSON parses, and its time claims are checked again on every use.
 
+use crate::builtins::crypto::ct_eq;
 use crate::Value;
 use hyper::http::HeaderMap;
 use jsonwebtoken::errors::ErrorKind;
@@ -24,7 +25,6 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::Mutex;
-use subtle::ConstantTimeEq;
 
 /// Clock-skew allowance on `exp`, `nbf` and `iat`, in seconds.
 pub const LEEWAY_S: u64 = 60;
@@ -182,7 +182,7 @@ impl TokenCache {
         let slot = self.slot(token);
         let entries = self.entries();
         let hit = entries.get(&slot)?;
-        if !bool::from(hit.token.as_bytes().ct_eq(token.as_bytes())) {
+        if !ct_eq(hit.token.as_bytes(), token.as_bytes()) {
             return None;
         }
         Some(hit.still_valid(now))
@@ -326,8 +326,7 @@ impl Verifier {
         let mut claims = data.claims;
         // Our own issuer check on top of the crate's: exactly one string, equal to the key.
         match claims.get("iss") {
-            Some(serde_json::Value::String(iss))
-                if bool::from(iss.as_bytes().ct_eq(self.key.as_bytes())) => {}
+            Some(serde_json::Value::String(iss)) if ct_eq(iss.as_bytes(), self.key.as_bytes()) => {}
             Some(_) => return Err(invalid("wrong issuer")),
             None => return Err(invalid("missing or malformed claim iss")),
         }

@@ -74,10 +74,10 @@ pub fn serve(config: &Path, addr: Option<&str>, watch: bool, state: Option<&str>
             eprintln!("error: cannot install signal handlers");
             return 1;
         };
-        let options = Options {
-            state: state.map(str::to_string),
-            ..Options::default()
-        };
+        let mut options = Options::default();
+        if let Some(spec) = state {
+            options = options.with_state(spec);
+        }
         let running = match start_with(config, addr, options).await {
             Ok(r) => r,
             Err(e) => {

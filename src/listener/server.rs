@@ -167,7 +167,11 @@ impl Running {
 }
 
 /// Server settings given by the embedding program, overriding the configuration file.
+///
+/// `#[non_exhaustive]`: start from `Options::default()` and use the `with_*` builders, so that
+/// new settings are not breaking changes.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct Options {
     /// Connections served at once; more wait unaccepted until one closes (at least 1).
     /// `None`: the file's `[server] max_connections` (default [`MAX_CONNECTIONS`]).
@@ -177,6 +181,24 @@ pub struct Options {
     /// A `[server] state` value (`memory`, `sqlite:PATH`, `redis://…`) overriding the file's
     /// (`serve --state`); a relative path is relative to the working directory.
     pub state: Option<String>,
+}
+
+impl Options {
+    /// Serves at most `n` connections at once (see [`Options::max_connections`]).
+    pub fn with_max_connections(mut self, n: usize) -> Options {
+        self.max_connections = Some(n);
+        self
+    }
+    /// Adds a condition to `/readyz`.
+    pub fn with_readiness(mut self, check: ReadyCheck) -> Options {
+        self.readiness.push(check);
+        self
+    }
+    /// Uses the state backend `spec` instead of the file's (see [`Options::state`]).
+    pub fn with_state(mut self, spec: impl Into<String>) -> Options {
+        self.state = Some(spec.into());
+        self
+    }
 }
 
 /// Why a server did not start. `Display` is the message `serve` prints (one `error:` line per
