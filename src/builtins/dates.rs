@@ -27,6 +27,15 @@ pub(crate) enum DateInput {
 }
 
 impl DateInput {
+    /// The instant of the input, a naive one read in `tz` (see [`resolve_local`]); `None` for
+    /// a wall-clock time that cannot be placed.
+    pub(crate) fn instant(self, tz: &Tz) -> Option<DateTime<Utc>> {
+        match self {
+            DateInput::Instant(t) => Some(t),
+            DateInput::Naive(n) => resolve_local(tz, n).map(|t| t.with_timezone(&Utc)),
+        }
+    }
+
     /// Places the input in `tz`.
     pub(crate) fn in_zone(self, name: &str, tz: &Tz) -> Result<DateTime<Tz>, Error> {
         match self {
@@ -131,8 +140,9 @@ fn parse_str(name: &str, raw: &str) -> Result<Option<DateInput>, Error> {
 }
 
 /// `YYYY-MM-DD`, optionally followed by `T` or a space and `HH:MM[:SS[.frac]]`, optionally
-/// followed by `Z` or an offset `±HH[:MM]` / `±HHMM`.
-fn parse_iso(s: &str) -> Option<DateInput> {
+/// followed by `Z` or an offset `±HH[:MM]` / `±HHMM`. The one date grammar of the crate: the
+/// listener's condition steps read their dates with it too.
+pub(crate) fn parse_iso(s: &str) -> Option<DateInput> {
     let date_part = s.get(..10)?;
     let date = NaiveDate::parse_from_str(date_part, "%Y-%m-%d").ok()?;
     let rest = s.get(10..)?;
