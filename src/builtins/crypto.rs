@@ -164,7 +164,10 @@ fn jwt_encode(_state: &mut dyn State, args: &[Value]) -> Result<Value, Error> {
     .map_err(|e| Error::new(ErrorKind::Runtime, format!("jwtEncode: {e}")))
 }
 
-/// Verifies a compact JWT with `secret` and `alg`: signature, `exp` and `nbf` (60 s leeway);
+/// Leeway in seconds for `exp`, `nbf` and `iat`: `jwtDecode` and the listener's token checks.
+pub const JWT_LEEWAY_S: u64 = 60;
+
+/// Verifies a compact JWT with `secret` and `alg`: signature, `exp` and `nbf` ([`JWT_LEEWAY_S`]);
 /// no audience and no required claims. `None` on any failure.
 pub fn jwt_verify(token: &str, secret: &str, alg: &str) -> Option<serde_json::Value> {
     let alg = algorithm(alg)?;
@@ -172,7 +175,7 @@ pub fn jwt_verify(token: &str, secret: &str, alg: &str) -> Option<serde_json::Va
         return None;
     }
     let mut v = jsonwebtoken::Validation::new(alg);
-    v.leeway = 60;
+    v.leeway = JWT_LEEWAY_S;
     v.validate_exp = true;
     v.validate_nbf = true;
     v.validate_aud = false;

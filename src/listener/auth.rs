@@ -26,8 +26,9 @@ use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::Mutex;
 
-/// Clock-skew allowance on `exp`, `nbf` and `iat`, in seconds.
-pub const LEEWAY_S: u64 = 60;
+/// Clock-skew allowance on `exp`, `nbf` and `iat`, in seconds: the templates' `jwtDecode`
+/// allows the same.
+pub const LEEWAY_S: u64 = crate::builtins::crypto::JWT_LEEWAY_S;
 
 /// The rendered authentication settings of one endpoint.
 pub struct AuthSettings<'a> {

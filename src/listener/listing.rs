@@ -48,7 +48,7 @@ pub fn answer<B>(config: &Config, req: &Request<B>) -> Response<Body> {
             serde_json::json!({
                 "name": e.name,
                 "url": e.path(),
-                "methods": ["GET", "POST", "PUT", "OPTIONS"],
+                "methods": super::cors::METHODS,
                 "return_type": e.return_type.name(),
                 "add_authentication": e.auth.is_some(),
                 "allow_cors": e.cors.is_some(),
