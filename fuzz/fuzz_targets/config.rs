@@ -10,7 +10,8 @@ use std::sync::OnceLock;
 fn scratch() -> &'static PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("flexscript-fuzz-config-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("flexscript-fuzz-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("scratch dir");
         dir.join("endpoints.toml")
     })

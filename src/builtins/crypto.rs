@@ -233,6 +233,10 @@ pub fn register(r: &mut Registry) {
     r.function("jwtEncode", &["claims", "secret", "alg?"], jwt_encode);
     r.function("jwtDecode", &["token", "secret", "alg?"], jwt_decode);
     r.function("signUrl", &["url", "secret", "ttl?"], sign_url);
+    // A fresh nonce, `iat` and `expires` from the clock.
+    for name in ["encrypt", "jwtEncode", "signUrl"] {
+        r.mark_non_deterministic(name);
+    }
 }
 
 #[cfg(test)]

@@ -316,6 +316,7 @@ pub fn register(r: &mut Registry) {
     r.filter("date_modify", &["modifier"], date_modify);
     r.function("date", &["value", "format?"], date_function);
     r.function("now", &["format?"], now);
+    r.mark_non_deterministic("now");
     r.function("dateAdd", &["value", "modifier", "format?"], date_add);
     r.function("daysBetween", &["a", "b"], days_between);
 }
