@@ -38,14 +38,13 @@ impl DateInput {
 
     /// Places the input in `tz`.
     pub(crate) fn in_zone(self, name: &str, tz: &Tz) -> Result<DateTime<Tz>, Error> {
-        match self {
-            DateInput::Instant(t) => Ok(t.with_timezone(tz)),
-            DateInput::Naive(n) => resolve_local(tz, n).ok_or_else(|| {
-                Error::new(
-                    ErrorKind::InvalidArgument,
-                    format!("{name}: the date {n} does not exist in {}", tz.name()),
-                )
-            }),
+        match (self.instant(tz), self) {
+            (Some(t), _) => Ok(t.with_timezone(tz)),
+            (None, DateInput::Naive(n)) => Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!("{name}: the date {n} does not exist in {}", tz.name()),
+            )),
+            (None, DateInput::Instant(t)) => Ok(t.with_timezone(tz)),
         }
     }
 }
