@@ -216,16 +216,29 @@ pub fn token(
 pub enum RunsAction {
     /// List runs, newest first.
     List {
+        /// Only runs of this endpoint.
         endpoint: Option<String>,
+        /// Only runs in this status.
         status: Option<String>,
+        /// At most this many runs (1..=1000).
         limit: usize,
+        /// The cursor of the next (older) page.
         before: Option<String>,
+        /// Print the page as JSON.
         json: bool,
     },
     /// Print one run's whole record (JSON).
-    Show { id: String },
+    Show {
+        /// The run's id.
+        id: String,
+    },
     /// Queue a failed or interrupted run again (`from`: `failed` or `start`).
-    Retry { id: String, from: String },
+    Retry {
+        /// The run's id.
+        id: String,
+        /// `failed` (from its failed step) or `start`.
+        from: String,
+    },
 }
 
 /// `flexscript runs …`: reads (and retries) runs in the state backend of the configuration at

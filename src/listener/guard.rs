@@ -426,6 +426,7 @@ pub fn literal_ipv4(host: &str) -> Option<Ipv4Addr> {
 
 /// Host name resolution, injectable for tests.
 pub trait Resolve: Send + Sync {
+    /// The addresses of `host` (`port` for resolvers that need it).
     fn resolve<'a>(
         &'a self,
         host: &'a str,
@@ -462,6 +463,7 @@ pub struct GuardedConnector {
 }
 
 impl GuardedConnector {
+    /// A connector that resolves with `resolver` and connects only where `guard` allows.
     pub fn new(guard: Arc<Guard>, resolver: Arc<dyn Resolve>) -> GuardedConnector {
         let mut inner = HttpConnector::new();
         inner.set_connect_timeout(Some(std::time::Duration::from_secs(10)));

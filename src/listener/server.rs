@@ -53,6 +53,7 @@ pub const ADMIN_CONNECTIONS: usize = 64;
 /// What every request handler shares.
 pub struct State {
     config: Arc<RwLock<Arc<Config>>>,
+    /// Turns true when the server shuts down (streams end, runs stop waiting).
     pub shutdown: watch::Receiver<bool>,
     path: PathBuf,
     /// The conditions of `/readyz` (a serving process has its configuration loaded).
@@ -113,6 +114,7 @@ pub struct Running {
 }
 
 impl Running {
+    /// The bound public address (the real port when asked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }

@@ -57,11 +57,17 @@ fn is_credential(name: &str) -> bool {
 /// The command line of `flexscript test`.
 #[derive(Clone, Debug, Default)]
 pub struct Args {
+    /// The listener configuration under test.
     pub config: PathBuf,
+    /// Case files or folders (empty: every `*.cases.toml` under `tests/` beside the configuration).
     pub cases: Vec<PathBuf>,
+    /// Rewrite the expected snapshots instead of comparing.
     pub update: bool,
+    /// Only cases whose name contains this.
     pub filter: Option<String>,
+    /// Also write a JUnit XML report here.
     pub junit: Option<PathBuf>,
+    /// Cases run at once (at least 1).
     pub jobs: usize,
 }
 

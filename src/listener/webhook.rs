@@ -126,9 +126,13 @@ pub enum Trust {
 
 /// Everything an [`HttpClient`] is built from.
 pub struct ClientSettings {
+    /// Which destinations may be called (`webhook_allow`).
     pub guard: Guard,
+    /// The trusted TLS roots.
     pub roots: RootCertStore,
+    /// Default cap on a response body, in bytes.
     pub max_response_bytes: usize,
+    /// Resolves host names (the system's; tests lend their own).
     pub resolver: Arc<dyn Resolve>,
 }
 
@@ -307,11 +311,17 @@ fn error_chain(e: &dyn StdError) -> String {
 
 /// One rendered webhook call.
 pub struct Call {
+    /// The HTTP method.
     pub method: String,
+    /// The destination URL.
     pub url: String,
+    /// Request headers.
     pub headers: Vec<(String, String)>,
+    /// The request body.
     pub body: Option<String>,
+    /// Time limit of one attempt.
     pub timeout: Duration,
+    /// Further attempts after a transport error, a timeout or a 5xx.
     pub retries: u32,
     /// The step's `max_response_bytes`; `None`: the client's default.
     pub max_response_bytes: Option<usize>,

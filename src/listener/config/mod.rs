@@ -25,9 +25,13 @@ pub const DEFAULT_BODY_LIMIT: u64 = 1_048_576;
 /// One error or warning of a configuration file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Diagnostic {
+    /// The file's name.
     pub file: String,
+    /// 1-based line; 0 when the problem is the whole file.
     pub line: usize,
+    /// The field's path (`endpoint[0].first_hash`); empty when none.
     pub field: String,
+    /// What is wrong.
     pub message: String,
 }
 
@@ -110,27 +114,36 @@ impl Loaded {
 /// `run_mode` of an endpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RunMode {
+    /// The request waits for the run (up to `response_timeout_ms`).
     Sync,
+    /// The run goes on after the answer.
     Async,
 }
 
 /// A rendered answer: `data`, `html` or `redirect` (endpoint fields or a `respond` step).
 #[derive(Clone, Debug)]
 pub enum Answer {
+    /// `data`: JSON (or detected) content rendered from the template.
     Data(Template),
+    /// `html`: an HTML page.
     Html(Template),
+    /// `redirect`: a 302 to the rendered URL.
     Redirect(Template),
 }
 
 /// `return_type` of an endpoint.
 #[derive(Clone, Debug)]
 pub enum ReturnType {
+    /// An answer rendered from the endpoint's own fields.
     Answer(Answer),
+    /// `continue`: the workflow answers (a `respond` step, or a run summary).
     Continue,
+    /// `sse`: a stream of the workflow's `emit` events.
     Sse,
 }
 
 impl ReturnType {
+    /// The `return_type` as written in the file.
     pub fn name(&self) -> &'static str {
         match self {
             ReturnType::Answer(Answer::Data(_)) => "data",
@@ -145,14 +158,21 @@ impl ReturnType {
 /// One `[[endpoint]]`.
 #[derive(Clone, Debug)]
 pub struct Endpoint {
+    /// The endpoint's name (logs, metrics, the listing).
     pub name: String,
+    /// The first path segment after `/listener/`.
     pub first_hash: String,
+    /// The second path segment.
     pub second_hash: String,
+    /// Whether `/dynamic-endpoints` lists it.
     pub published: bool,
+    /// Whether the request waits for the workflow.
     pub run_mode: RunMode,
+    /// What the request answers.
     pub return_type: ReturnType,
     /// `Some((endpoint_key, endpoint_secret))` when `add_authentication = true`.
     pub auth: Option<(Template, Template)>,
+    /// Whether tokens must carry `exp` (`require_exp`, default true).
     pub require_exp: bool,
     /// `Some(cors_domains)` when `allow_cors = true`.
     pub cors: Option<Template>,
@@ -160,6 +180,7 @@ pub struct Endpoint {
     pub signature: Option<SignatureSpec>,
     /// Limit for a `continue`/`sse` sync answer, in ms.
     pub response_timeout_ms: u64,
+    /// The workflow, in file order.
     pub steps: Vec<Step>,
     /// Roots and children lists, computed once at load.
     pub(crate) tree: Vec<Vec<usize>>,
@@ -196,8 +217,11 @@ impl Endpoint {
 /// without request data, `env()` allowed) and the timestamp tolerance.
 #[derive(Clone, Debug)]
 pub struct SignatureSpec {
+    /// The signature scheme.
     pub scheme: super::signature::Scheme,
+    /// The shared secret.
     pub secret: Template,
+    /// Accepted clock difference of the signed timestamp, in seconds.
     pub tolerance_s: u64,
 }
 
@@ -213,12 +237,17 @@ pub(crate) fn build_tree(steps: &[Step]) -> Vec<Vec<usize>> {
 /// The `[server]` table.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
+    /// `addr`: where to listen (the command line's `--addr` wins).
     pub addr: Option<SocketAddr>,
+    /// Largest request body, in bytes (`body_limit`, default 1 MiB).
     pub body_limit: u64,
+    /// The key of `/dynamic-endpoints` (`api_key`); `None`: not served.
     pub api_key: Option<String>,
+    /// A JSON file of records for the record builtins (`records`).
     pub records: Option<PathBuf>,
     /// The template library folder (`templates`, relative to the file; docs/templates.md).
     pub templates: Option<PathBuf>,
+    /// The time zone of dates without an offset (`timezone`, default UTC).
     pub timezone: chrono_tz::Tz,
     /// Connections served at once (`max_connections`, default 4096); read at start, a reload
     /// keeps the running server's cap.
@@ -320,10 +349,15 @@ pub const MAX_CONNECTIONS_LIMIT: u64 = 1_000_000;
 /// A loaded, validated configuration.
 #[derive(Clone)]
 pub struct Config {
+    /// The file it was loaded from.
     pub path: PathBuf,
+    /// The `[server]` table.
     pub server: ServerConfig,
+    /// The endpoints, in file order.
     pub endpoints: Vec<Arc<Endpoint>>,
+    /// What is allowed but probably a mistake.
     pub warnings: Vec<Diagnostic>,
+    /// The shared store the scripts read and write (kept across reloads).
     pub store: Arc<dyn SharedStore>,
     /// SHA-256 (hex) of the file's text, journaled with each run.
     pub fingerprint: String,
