@@ -42,7 +42,6 @@ pub use value::{Map, Value};
 #[cfg(feature = "listener")]
 pub mod listener;
 #[cfg(feature = "listener")]
-#[allow(missing_docs)] // the durable-runs work is landing here; see docs/state.md
 pub mod state;
 
 /// The README's Rust examples compile and run as doc tests.
