@@ -36,8 +36,11 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         Err(errors) => {
-            assert!(!errors.0.is_empty(), "a refused file lists its errors");
-            for d in &errors.0 {
+            assert!(
+                !errors.diagnostics.is_empty(),
+                "a refused file lists its errors"
+            );
+            for d in &errors.diagnostics {
                 assert!(!d.message.is_empty());
             }
         }
