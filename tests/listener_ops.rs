@@ -958,18 +958,8 @@ async fn runs_cli_reads_and_retries_a_stopped_servers_file() {
     let path = file.path().to_path_buf();
     let (child, addr) = spawn_serve(&path, &[]).await;
     let mut guard = Guard(Some(child));
-    assert_eq!(
-        request(
-            addr,
-            "POST",
-            &ep_path('a', 'a'),
-            &[("content-type", "application/json")],
-            b"{\"order\": 1}"
-        )
-        .await
-        .status,
-        200
-    );
+    let r = post_json_to(addr, &ep_path('a', 'a'), "{\"order\": 1}").await;
+    assert_eq!(r.status, 200);
     // The command reads the file while the server runs.
     let p = path.clone();
     let failed =
@@ -977,18 +967,8 @@ async fn runs_cli_reads_and_retries_a_stopped_servers_file() {
             .await
             .expect("join");
     let id = failed[0]["id"].as_str().expect("id").to_string();
-    assert_eq!(
-        request(
-            addr,
-            "POST",
-            &ep_path('b', 'b'),
-            &[("content-type", "application/json")],
-            b"{\"d\": 2}"
-        )
-        .await
-        .status,
-        200
-    );
+    let r = post_json_to(addr, &ep_path('b', 'b'), "{\"d\": 2}").await;
+    assert_eq!(r.status, 200);
     let p = path.clone();
     tokio::task::spawn_blocking(move || {
         wait_cli_listed(&p, &["--endpoint", "setdiv", "--status", "succeeded"], 1)
@@ -1149,14 +1129,7 @@ async fn a_full_disk_counts_backend_errors_and_readiness_stays() {
     let body = format!("{{\"pad\": \"{}\"}}", "p".repeat(8000));
     let mut refused = false;
     for _ in 0..400 {
-        let r = request(
-            addr,
-            "POST",
-            &ep_path('a', 'a'),
-            &[("content-type", "application/json")],
-            body.as_bytes(),
-        )
-        .await;
+        let r = post_json_to(addr, &ep_path('a', 'a'), &body).await;
         if r.status == 503 {
             refused = true;
             break;

@@ -445,13 +445,18 @@ async fn once(
     }))
 }
 
+/// The TLS test receiver, shared with the end-to-end webhook tests.
+#[cfg(test)]
+#[path = "../../tests/listener_support/tls.rs"]
+mod test_tls;
+
 #[cfg(test)]
 mod tests {
     //! Real sockets: a TLS server on 127.0.0.1 with a certificate generated at test time.
     use super::*;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
     use std::net::SocketAddr;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     use tokio::net::TcpListener;
 
     /// A self-signed certificate for `127.0.0.1`/`localhost` and its PKCS#8 key.
@@ -467,45 +472,15 @@ mod tests {
 
     /// Serves every TLS connection with one JSON response echoing the request line.
     async fn tls_server(cert: CertificateDer<'static>, key: PrivateKeyDer<'static>) -> SocketAddr {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_no_client_auth()
-            .with_single_cert(vec![cert], key)
-            .expect("server config");
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    let Ok(mut tls) = acceptor.accept(tcp).await else {
-                        return;
-                    };
-                    let mut head = Vec::new();
-                    let mut buf = [0u8; 1024];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match tls.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    let text = String::from_utf8_lossy(&head).into_owned();
-                    let line = text.lines().next().unwrap_or("").to_string();
-                    let body = json!({ "line": line }).to_string();
-                    let resp = format!(
-                        "HTTP/1.1 201 Created\r\ncontent-type: application/json\r\n\
-                         x-tls: yes\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                    let _ = tls.write_all(resp.as_bytes()).await;
-                    let _ = tls.shutdown().await;
-                });
-            }
-        });
-        addr
+        super::test_tls::tls_server(cert, key, |line| {
+            let body = json!({ "line": line }).to_string();
+            format!(
+                "HTTP/1.1 201 Created\r\ncontent-type: application/json\r\n\
+                 x-tls: yes\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            )
+        })
+        .await
     }
 
     fn call(url: String, retries: u32) -> Call {

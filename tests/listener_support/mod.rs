@@ -4,6 +4,8 @@
 //! (so tests see exactly what goes on the wire: status, headers, chunked bodies, SSE frames).
 #![allow(dead_code)]
 
+pub mod tls;
+
 use flexscript::listener::{start_with, Options, Running};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -232,6 +234,18 @@ pub async fn request(
         .expect("response within 40 s")
         .ok();
     parse_response(&raw)
+}
+
+/// POSTs `json` (`Content-Type: application/json`) to a server at `addr` (a `serve` child).
+pub async fn post_json_to(addr: SocketAddr, path: &str, json: &str) -> Resp {
+    request(
+        addr,
+        "POST",
+        path,
+        &[("content-type", "application/json")],
+        json.as_bytes(),
+    )
+    .await
 }
 
 /// Parses a complete HTTP/1.1 response (Content-Length, chunked, or read-to-close body).
