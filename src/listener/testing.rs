@@ -1,6 +1,6 @@
 //! `flexscript test` (docs/testing.md): runs case files against a configuration in-process.
 //!
-//! Each case is served by [`super::handler::handle`], the function the server calls for every
+//! Each case is served by `handler::handle`, the function the server calls for every
 //! request, on a fresh in-memory state backend, on its own thread with a current-thread tokio
 //! runtime whose clock is paused (a `delay_ms` or a `response_timeout_ms` passes instantly)
 //! and a frozen [`crate::clock`] (`now` and the seed). Outbound webhooks go to the case's

@@ -4,7 +4,7 @@
 //! (copy-on-write: `Value` maps are reference counted), so values written by siblings are
 //! invisible. Children live in a `JoinSet` owned by their parent's task: aborting the run's
 //! task (SSE client gone, shutdown) cancels the whole tree. A failing step stops its branch and
-//! is logged with endpoint, step id and error; the run reports it through [`Run::fail`].
+//! is logged with endpoint, step id and error; the run reports it through `Run::fail`.
 
 use super::condition;
 use super::config::{Answer, Branch, Endpoint, ReturnType, RunMode, StepKind, ValueSource};
