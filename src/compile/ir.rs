@@ -196,8 +196,11 @@ pub struct BlockMemo {
     /// blocks)`. Only tables made of `Level` entries are kept (they hold no `Program`, so the
     /// memo creates no reference cycle); the entry keeps the key table alive, so its address
     /// identifies it.
-    pub extended: std::sync::Mutex<Vec<((Arc<BlockTable>, usize), Arc<BlockTable>)>>,
+    pub extended: std::sync::Mutex<Vec<ExtendedTable>>,
 }
+
+/// `((child chain's table, level of the parent), the table with the parent's blocks added)`.
+pub type ExtendedTable = ((Arc<BlockTable>, usize), Arc<BlockTable>);
 
 /// A compiled block definition (its own frame, like a macro).
 pub struct BlockDef {
