@@ -11,6 +11,12 @@
 //!
 //! Sync `continue` and `sse` runs are journaled for history but run outside the pool (their
 //! request is the answer path) and are never resumed: after a crash they are `interrupted`.
+//!
+//! **Backlog.** At most [`Runner::queue_bound`] activations wait for a worker in memory. A run
+//! accepted beyond that (and that no request waits for) is journaled *unowned* and holds
+//! nothing in memory but a counter (and its credential headers, which the journal never
+//! stores): it waits only in the journal, and is claimed back from it in batches when the
+//! in-memory queue has room again (each time an activation ends, and every [`CLAIM_EVERY`]).
 
 use super::config::{Branch, Config, Endpoint};
 use super::webhook::HttpClient;
@@ -19,7 +25,7 @@ use crate::state::{self, Backend, RunEvent, RunRecord, RunStatus, StateError, St
 use crate::Value;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, Semaphore};
@@ -32,6 +38,10 @@ pub const MAX_ATTEMPTS: u32 = 5;
 const CLAIM_EVERY: Duration = Duration::from_secs(2);
 /// How often finished runs beyond the retention are purged.
 const PURGE_EVERY: Duration = Duration::from_secs(600);
+/// In-memory queue bound: this many activations waiting per worker, and at least
+/// [`MIN_QUEUE`].
+const QUEUE_PER_WORKER: usize = 8;
+const MIN_QUEUE: usize = 64;
 
 /// Counts of runs, for metrics (cheap: three atomics).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -42,6 +52,9 @@ pub struct RunGauges {
     pub running: usize,
     /// Branches parked on a delay.
     pub waiting: usize,
+    /// Runs accepted past the in-memory queue bound, waiting only in the journal (claimed
+    /// back when the queue has room).
+    pub backlog: usize,
 }
 
 #[derive(Default)]
@@ -69,6 +82,13 @@ pub struct Runner {
     queued: AtomicUsize,
     running: AtomicUsize,
     waiting: AtomicUsize,
+    /// Bound of `queued` beyond which new runs wait only in the journal.
+    bound: usize,
+    backlog: AtomicUsize,
+    /// A claim from the journal is in progress.
+    refilling: AtomicBool,
+    /// Credential headers of runs in the backlog (the journal does not keep them), by run id.
+    held: Mutex<HashMap<String, Vec<(String, serde_json::Value)>>>,
     active: Mutex<HashMap<String, Active>>,
     timers: mpsc::UnboundedSender<Timer>,
     config: Arc<RwLock<Arc<Config>>>,
@@ -85,13 +105,18 @@ impl Runner {
         client: HttpClient,
     ) -> Arc<Runner> {
         let (tx, rx) = mpsc::unbounded_channel();
+        let workers = workers.max(1);
         let runner = Arc::new(Runner {
             backend,
             owner: uuid::Uuid::new_v4().simple().to_string(),
-            workers: Arc::new(Semaphore::new(workers.max(1))),
+            workers: Arc::new(Semaphore::new(workers)),
             queued: AtomicUsize::new(0),
             running: AtomicUsize::new(0),
             waiting: AtomicUsize::new(0),
+            bound: workers.saturating_mul(QUEUE_PER_WORKER).max(MIN_QUEUE),
+            backlog: AtomicUsize::new(0),
+            refilling: AtomicBool::new(false),
+            held: Mutex::new(HashMap::new()),
             active: Mutex::new(HashMap::new()),
             timers: tx,
             config,
@@ -107,7 +132,14 @@ impl Runner {
             queued: self.queued.load(Ordering::Relaxed),
             running: self.running.load(Ordering::Relaxed),
             waiting: self.waiting.load(Ordering::Relaxed),
+            backlog: self.backlog.load(Ordering::Relaxed),
         }
+    }
+
+    /// Most activations waiting for a worker in memory (`[server] workers` × 8, at least 64);
+    /// runs accepted beyond it wait only in the journal.
+    pub fn queue_bound(&self) -> usize {
+        self.bound
     }
 
     /// This process's owner id in the journal.
@@ -127,7 +159,9 @@ impl Runner {
     }
 
     /// Journals a new run and starts it. A resumable run is committed before this returns
-    /// (the caller answers only then); a journal error is returned and nothing runs.
+    /// (the caller answers only then); a journal error is returned and nothing runs. Past the
+    /// in-memory queue bound, a resumable run nobody waits for is only journaled (unowned)
+    /// and claimed back later; the handle is then of a task that does nothing.
     pub async fn start(
         self: &Arc<Self>,
         run: Arc<Run>,
@@ -135,6 +169,21 @@ impl Runner {
         fingerprint: &str,
     ) -> Result<JoinHandle<()>, StateError> {
         let ep = &run.endpoint;
+        // A place in the in-memory queue is taken now (so concurrent requests cannot pass the
+        // bound); a run a request waits for (async `continue`) always gets one.
+        let reserved = run.resumable && self.reserve(1) == 1;
+        let spill = run.resumable && !reserved && !run.has_listener();
+        let release = |me: &Self| {
+            if reserved {
+                me.queued.fetch_sub(1, Ordering::Relaxed);
+            }
+        };
+        if spill {
+            let secrets = secret_headers(&data);
+            if !secrets.is_empty() {
+                self.held().insert(run.run_id.clone(), secrets);
+            }
+        }
         let record = RunRecord::new(
             run.run_id.clone(),
             ep.name.clone(),
@@ -144,12 +193,25 @@ impl Runner {
             run.resumable,
             state::record::journal_data(&data),
             state::now_ms(),
-            Some(self.owner.clone()),
+            (!spill).then(|| self.owner.clone()),
         );
         // The write is queued by the call itself: later events follow it in order.
         let created = self.backend.create_run(record);
+        if spill {
+            if let Err(e) = created.await {
+                self.held().remove(&run.run_id);
+                return Err(e);
+            }
+            self.backlog.fetch_add(1, Ordering::Relaxed);
+            // Workers may have emptied the queue meanwhile.
+            self.refill(false);
+            return Ok(tokio::spawn(std::future::ready(())));
+        }
         if run.resumable {
-            created.await?;
+            if let Err(e) = created.await {
+                release(self);
+                return Err(e);
+            }
         } else {
             tokio::spawn(async move {
                 if let Err(e) = created.await {
@@ -165,15 +227,117 @@ impl Runner {
             },
         );
         let roots = ep.roots().iter().map(|i| (*i, data.clone())).collect();
-        Ok(self.activate(run, roots))
+        Ok(self.activate(run, roots, reserved))
+    }
+
+    fn held(&self) -> MutexGuard<'_, HashMap<String, Vec<(String, serde_json::Value)>>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Puts back the credential headers of a run claimed from the backlog.
+    fn restore_held(&self, rec: &mut RunRecord) {
+        let Some(secrets) = self.held().remove(&rec.id) else {
+            return;
+        };
+        if let Some(headers) = rec
+            .data
+            .get_mut("__headers")
+            .and_then(serde_json::Value::as_object_mut)
+        {
+            for (k, v) in secrets {
+                headers.insert(k, v);
+            }
+        }
+    }
+
+    /// Claims queued runs from the journal while the in-memory queue has room (in batches
+    /// of at least a quarter of the bound). Only with `force` (the periodic chore) when this
+    /// process has no backlog: runs retried from the CLI are unowned and queued too.
+    fn refill(self: &Arc<Self>, force: bool) {
+        if !wants_claim(self, force) || self.refilling.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut force = force;
+            loop {
+                let seen = me.backlog.load(Ordering::Relaxed);
+                let room = me.reserve(room_of(&me));
+                if room == 0 {
+                    me.refilling.store(false, Ordering::Release);
+                    return;
+                }
+                let backend = me.backend.clone();
+                let owner = me.owner.clone();
+                // The SQLite backend claims inside the call: off the async threads.
+                let claimed = match tokio::task::spawn_blocking(move || {
+                    backend.claim(&owner, room)
+                })
+                .await
+                {
+                    Ok(f) => f.await,
+                    Err(e) => Err(StateError::Unavailable(e.to_string())),
+                };
+                let runs = match claimed {
+                    Ok(runs) => runs,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot claim queued runs");
+                        me.queued.fetch_sub(room, Ordering::Relaxed);
+                        me.refilling.store(false, Ordering::Release);
+                        return;
+                    }
+                };
+                let got = runs.len();
+                // Every backlog run counted in `seen` was committed before this claim: when
+                // fewer than asked came back, none of them is left unclaimed.
+                let done = if got < room { seen } else { got.min(seen) };
+                let _ = me
+                    .backlog
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                        Some(b.saturating_sub(done))
+                    });
+                me.queued.fetch_sub(room - got.min(room), Ordering::Relaxed);
+                for mut rec in runs {
+                    me.restore_held(&mut rec);
+                    me.resume_counted(rec, false, true);
+                }
+                force = force && got == room;
+                me.refilling.store(false, Ordering::Release);
+                if !wants_claim(&me, force) || me.refilling.swap(true, Ordering::AcqRel) {
+                    return;
+                }
+            }
+        });
     }
 
     /// Spawns one activation of `run` over `steps`.
-    fn activate(self: &Arc<Self>, run: Arc<Run>, steps: Vec<(usize, Value)>) -> JoinHandle<()> {
+    /// Takes up to `n` places in the in-memory queue (fewer at the bound); returns how many.
+    fn reserve(&self, n: usize) -> usize {
+        match self
+            .queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
+                (q < self.bound).then(|| q + n.min(self.bound - q))
+            }) {
+            Ok(q) => n.min(self.bound - q),
+            Err(_) => 0,
+        }
+    }
+
+    /// Spawns one activation of `run` over `steps`; `reserved`: its place in the queue count
+    /// is already taken.
+    fn activate(
+        self: &Arc<Self>,
+        run: Arc<Run>,
+        steps: Vec<(usize, Value)>,
+        reserved: bool,
+    ) -> JoinHandle<()> {
         let me = self.clone();
+        // Counted before the task starts: the bound in `start` sees it at once.
+        if run.resumable && !reserved {
+            me.queued.fetch_add(1, Ordering::Relaxed);
+        }
         tokio::spawn(async move {
             let permit = if run.resumable {
-                me.queued.fetch_add(1, Ordering::Relaxed);
                 let p = me.workers.clone().acquire_owned().await.ok();
                 me.queued.fetch_sub(1, Ordering::Relaxed);
                 p
@@ -181,15 +345,20 @@ impl Runner {
                 None
             };
             me.running.fetch_add(1, Ordering::Relaxed);
+            // Not awaited: the writes of one run are applied in order, so the `running` mark
+            // is committed with (or before) the first checkpoint, which is awaited. A crash
+            // before that leaves the run `queued`, which recovery resumes the same way.
             let started = me.backend.record(RunEvent::Status {
                 run: run.run_id.clone(),
                 status: RunStatus::Running,
                 at: state::now_ms(),
                 error: None,
             });
-            if run.resumable {
-                let _ = started.await;
-            }
+            tokio::spawn(async move {
+                if let Err(e) = started.await {
+                    tracing::error!(error = %e, "journal write failed");
+                }
+            });
             // Counters and the end-of-activation bookkeeping run even if the task is aborted
             // (an `sse` client that went away).
             let guard = ActivationGuard {
@@ -273,7 +442,7 @@ impl Runner {
                         let i = run.endpoint.steps.iter().position(|s| s.id == step_id);
                         match i.and_then(|i| data_for(&run.endpoint, &rec, i).map(|d| (i, d))) {
                             Some((i, d)) => {
-                                me.activate(run, vec![(i, d)]);
+                                me.activate(run, vec![(i, d)], false);
                                 return;
                             }
                             None => me.step_failed(
@@ -336,6 +505,17 @@ impl Runner {
     /// Continues a run read back from the journal: after a restart (`after_crash`: a run
     /// past [`MAX_ATTEMPTS`] is given up), or after a retry.
     pub fn resume(self: &Arc<Self>, rec: RunRecord, after_crash: bool) {
+        self.resume_counted(rec, after_crash, false)
+    }
+
+    /// [`Runner::resume`]; `reserved`: a place in the queue count is taken for this run (given
+    /// back if it cannot be resumed).
+    fn resume_counted(self: &Arc<Self>, rec: RunRecord, after_crash: bool, reserved: bool) {
+        let release = |me: &Arc<Self>| {
+            if reserved {
+                me.queued.fetch_sub(1, Ordering::Relaxed);
+            }
+        };
         let fail = |me: &Arc<Self>, error: String| {
             tracing::error!(run_id = %rec.id, endpoint = %rec.endpoint, error = %error, "run cannot be resumed");
             let f = me.backend.record(RunEvent::Status {
@@ -347,6 +527,7 @@ impl Runner {
             tokio::spawn(f);
         };
         if after_crash && rec.attempt > MAX_ATTEMPTS {
+            release(self);
             return fail(
                 self,
                 format!("gave up after {MAX_ATTEMPTS} attempts without finishing"),
@@ -354,7 +535,10 @@ impl Runner {
         }
         let (run, ep) = match self.prepare(&rec) {
             Ok(x) => x,
-            Err(e) => return fail(self, e),
+            Err(e) => {
+                release(self);
+                return fail(self, e);
+            }
         };
         let frontier = frontier(&ep, &rec);
         let error = rec
@@ -377,7 +561,7 @@ impl Runner {
                 error,
             },
         );
-        self.activate(run, frontier);
+        self.activate(run, frontier, reserved);
     }
 
     /// Claims and starts runs queued again by a retry now, instead of within [`CLAIM_EVERY`]
@@ -385,7 +569,8 @@ impl Runner {
     pub async fn claim_now(self: &Arc<Self>) -> Result<usize, StateError> {
         let runs = self.backend.claim(&self.owner, 64).await?;
         let n = runs.len();
-        for rec in runs {
+        for mut rec in runs {
+            self.restore_held(&mut rec);
             self.resume(rec, false);
         }
         Ok(n)
@@ -415,7 +600,35 @@ impl Drop for ActivationGuard {
     fn drop(&mut self) {
         self.runner.running.fetch_sub(1, Ordering::Relaxed);
         self.runner.activation_done(&self.run_id);
+        if self._permit.is_some() {
+            self.runner.refill(false);
+        }
     }
+}
+
+fn room_of(r: &Runner) -> usize {
+    r.bound.saturating_sub(r.queued.load(Ordering::Relaxed))
+}
+
+/// A claim is worth it: something may be in the journal (`force`, or a backlog) and the
+/// in-memory queue has room for a batch (a quarter of the bound).
+fn wants_claim(r: &Runner, force: bool) -> bool {
+    (force || r.backlog.load(Ordering::Relaxed) > 0) && room_of(r) >= (r.bound / 4).max(1)
+}
+
+/// The credential headers of `data` (removed from the journal's copy), to keep in memory
+/// while the run waits in the backlog.
+fn secret_headers(data: &Value) -> Vec<(String, serde_json::Value)> {
+    let Value::Map(m) = data else {
+        return Vec::new();
+    };
+    let Some(Value::Map(h)) = m.get("__headers") else {
+        return Vec::new();
+    };
+    state::record::SECRET_HEADERS
+        .iter()
+        .filter_map(|k| h.get(*k).map(|v| (k.to_string(), v.to_json())))
+        .collect()
 }
 
 /// `__data` of step `i` of `rec`: the request data with its ancestors' checkpoints applied;
@@ -504,10 +717,7 @@ async fn chores(runner: std::sync::Weak<Runner>) {
         tokio::select! {
             _ = claim.tick() => {
                 let Some(r) = runner.upgrade() else { return };
-                match r.backend.claim(&r.owner, 64).await {
-                    Ok(runs) => for rec in runs { r.resume(rec, false) },
-                    Err(e) => tracing::warn!(error = %e, "cannot claim queued runs"),
-                }
+                r.refill(true);
             }
             _ = purge.tick() => {
                 let Some(r) = runner.upgrade() else { return };

@@ -102,7 +102,7 @@ impl Run {
     }
 
     /// True while a request waits for this run's answer (it must not be parked).
-    fn has_listener(&self) -> bool {
+    pub(crate) fn has_listener(&self) -> bool {
         self.sse.is_some() || self.reply.lock().map(|r| r.is_some()).unwrap_or(false)
     }
 
