@@ -270,14 +270,11 @@ impl Runner {
                 let backend = me.backend.clone();
                 let owner = me.owner.clone();
                 // The SQLite backend claims inside the call: off the async threads.
-                let claimed = match tokio::task::spawn_blocking(move || {
-                    backend.claim(&owner, room)
-                })
-                .await
-                {
-                    Ok(f) => f.await,
-                    Err(e) => Err(StateError::Unavailable(e.to_string())),
-                };
+                let claimed =
+                    match tokio::task::spawn_blocking(move || backend.claim(&owner, room)).await {
+                        Ok(f) => f.await,
+                        Err(e) => Err(StateError::Unavailable(e.to_string())),
+                    };
                 let runs = match claimed {
                     Ok(runs) => runs,
                     Err(e) => {
