@@ -549,7 +549,12 @@ impl Runner {
                     s.error.as_deref().unwrap_or("")
                 )
             });
-        tracing::info!(run_id = %rec.id, endpoint = %ep.name, attempt = rec.attempt, steps = frontier.len(), "resuming run");
+        if reserved {
+            // Claimed back from the backlog (or retried): routine, one per run under load.
+            tracing::debug!(run_id = %rec.id, endpoint = %ep.name, attempt = rec.attempt, "run claimed from the journal");
+        } else {
+            tracing::info!(run_id = %rec.id, endpoint = %ep.name, attempt = rec.attempt, steps = frontier.len(), "resuming run");
+        }
         self.active().insert(
             rec.id.clone(),
             Active {
