@@ -87,6 +87,8 @@ pub struct Runner {
     backlog: AtomicUsize,
     /// A claim from the journal is in progress.
     refilling: AtomicBool,
+    /// Places of `queued` reserved for a claim in progress (not shown in the gauge).
+    claiming: AtomicUsize,
     /// Credential headers of runs in the backlog (the journal does not keep them), by run id.
     held: Mutex<HashMap<String, Vec<(String, serde_json::Value)>>>,
     active: Mutex<HashMap<String, Active>>,
@@ -116,6 +118,7 @@ impl Runner {
             bound: workers.saturating_mul(QUEUE_PER_WORKER).max(MIN_QUEUE),
             backlog: AtomicUsize::new(0),
             refilling: AtomicBool::new(false),
+            claiming: AtomicUsize::new(0),
             held: Mutex::new(HashMap::new()),
             active: Mutex::new(HashMap::new()),
             timers: tx,
@@ -129,7 +132,10 @@ impl Runner {
     /// Current counts of queued, running and waiting runs.
     pub fn gauges(&self) -> RunGauges {
         RunGauges {
-            queued: self.queued.load(Ordering::Relaxed),
+            queued: self
+                .queued
+                .load(Ordering::Relaxed)
+                .saturating_sub(self.claiming.load(Ordering::Relaxed)),
             running: self.running.load(Ordering::Relaxed),
             waiting: self.waiting.load(Ordering::Relaxed),
             backlog: self.backlog.load(Ordering::Relaxed),
@@ -267,6 +273,7 @@ impl Runner {
                     me.refilling.store(false, Ordering::Release);
                     return;
                 }
+                me.claiming.fetch_add(room, Ordering::Relaxed);
                 let backend = me.backend.clone();
                 let owner = me.owner.clone();
                 // The SQLite backend claims inside the call: off the async threads.
@@ -275,6 +282,7 @@ impl Runner {
                         Ok(f) => f.await,
                         Err(e) => Err(StateError::Unavailable(e.to_string())),
                     };
+                me.claiming.fetch_sub(room, Ordering::Relaxed);
                 let runs = match claimed {
                     Ok(runs) => runs,
                     Err(e) => {
