@@ -4,12 +4,17 @@
 //! Workloads:
 //! - `table`: a 100×100 table of integers through two nested `for` loops;
 //! - `teams`: a small page looping over 4 teams with `loop.first` and attribute access;
-//! - `compile/teams`: parse + compile of the `teams` page.
+//! - `compile/teams`: parse + compile of the `teams` page;
+//! - `teams-from-json`: the `teams` page rendered from a `serde_json::Value` each call (the
+//!   engine converts the context every time, as a host that does not keep values does);
+//! - `teams-from-value`: flexscript's `render(&flexscript::Value)` (must not re-serialise);
+//! - `engine-new`: a fresh environment with every builtin.
 //!
-//! Every engine renders without autoescaping (template names without `.html`), from a context
-//! converted once, so the loop measures rendering only. Run with `cargo bench --bench render`.
+//! Every engine renders without autoescaping (template names without `.html`); in `table` and
+//! `teams` from a context converted once, so the loop measures rendering only. Run with
+//! `cargo bench --bench render`; the last lines printed are flexscript ÷ each peer per row.
 
-use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use criterion::{black_box, criterion_group, Criterion};
 use serde_json::{json, Value as Json};
 
 const TABLE: &str = "<table>{% for row in table %}<tr>{% for cell in row %}<td>{{ cell }}</td>{% endfor %}</tr>{% endfor %}</table>";
@@ -84,6 +89,52 @@ fn render_group(c: &mut Criterion, group: &str, source: &str, ctx: &Json) {
     g.finish();
 }
 
+/// The `teams` page rendered from an unconverted context on every call.
+fn from_context(c: &mut Criterion) {
+    let ctx = teams_context();
+    let engine = flexscript::Engine::new();
+    let flex = engine.compile("teams", TEAMS).expect("compiles");
+    let flex_value = flexscript::Value::from(ctx.clone());
+    let mut mini_env = minijinja::Environment::new();
+    mini_env.add_template("teams", TEAMS).expect("compiles");
+    let mini = mini_env.get_template("teams").expect("added");
+    let mut tera = tera::Tera::default();
+    tera.add_raw_template("teams", TEAMS).expect("compiles");
+    assert_eq!(
+        flex.render(&ctx).expect("renders"),
+        mini.render(&ctx).expect("renders")
+    );
+
+    let mut g = c.benchmark_group("teams-from-json");
+    g.bench_function("flexscript", |b| b.iter(|| flex.render(black_box(&ctx))));
+    g.bench_function("minijinja", |b| b.iter(|| mini.render(black_box(&ctx))));
+    g.bench_function("tera", |b| {
+        b.iter(|| {
+            let cx = tera::Context::from_serialize(black_box(&ctx)).expect("object");
+            tera.render("teams", &cx)
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("teams-from-value");
+    g.bench_function("flexscript", |b| {
+        b.iter(|| flex.render(black_box(&flex_value)))
+    });
+    let mini_value = minijinja::Value::from_serialize(&ctx);
+    g.bench_function("minijinja", |b| {
+        b.iter(|| mini.render(black_box(&mini_value)))
+    });
+    g.finish();
+}
+
+fn engine_new(c: &mut Criterion) {
+    let mut g = c.benchmark_group("engine-new");
+    g.bench_function("flexscript", |b| b.iter(flexscript::Engine::new));
+    g.bench_function("minijinja", |b| b.iter(minijinja::Environment::new));
+    g.bench_function("tera", |b| b.iter(tera::Tera::default));
+    g.finish();
+}
+
 fn render(c: &mut Criterion) {
     render_group(c, "table", TABLE, &table_context());
     render_group(c, "teams", TEAMS, &teams_context());
@@ -106,5 +157,46 @@ fn compile(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, render, compile);
-criterion_main!(benches);
+/// Prints flexscript's median ÷ each peer's median for every group measured in this run
+/// (criterion keeps its estimates under `target/criterion/<group>/<engine>/new/`).
+fn print_ratios() {
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
+        .join("criterion");
+    let median = |group: &str, engine: &str| -> Option<f64> {
+        let path = dir.join(group).join(engine).join("new/estimates.json");
+        let text = std::fs::read_to_string(path).ok()?;
+        let v: Json = serde_json::from_str(&text).ok()?;
+        v["median"]["point_estimate"].as_f64()
+    };
+    println!("\nflexscript ÷ peer (median times, this run):");
+    let groups = [
+        "table",
+        "teams",
+        "teams-from-json",
+        "teams-from-value",
+        "compile_teams",
+        "engine-new",
+    ];
+    for group in groups {
+        let Some(flex) = median(group, "flexscript") else {
+            continue;
+        };
+        let mut line = format!("  {group:<18} flexscript {:>10.1} ns", flex);
+        for peer in ["minijinja", "tera"] {
+            if let Some(p) = median(group, peer) {
+                line.push_str(&format!("   {peer} {p:>10.1} ns ({:.2}×)", flex / p));
+            }
+        }
+        println!("{line}");
+    }
+}
+
+criterion_group!(benches, render, from_context, compile, engine_new);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    print_ratios();
+}

@@ -1,4 +1,4 @@
-//! Content-type detection of rendered `data` bodies (listener.md §6), shared by the listener and
+//! Content-type detection of rendered `data` bodies (docs/listener.md "`data` Content-Type detection"), shared by the listener and
 //! the CLI.
 //!
 //! The first rule that holds on the trimmed body (ASCII whitespace and a leading BOM removed) wins:

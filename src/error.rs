@@ -55,77 +55,130 @@ impl ErrorKind {
 /// Where an error happened: template name, 1-based line and column, byte span.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Location {
+    /// The template's name.
     pub name: Arc<str>,
+    /// 1-based line.
     pub line: usize,
+    /// 1-based column, in characters.
     pub column: usize,
+    /// Byte range in the source.
     pub span: Range<usize>,
     /// The whole source line the span starts on (for the snippet).
     pub source_line: String,
 }
 
-/// An engine error: kind, message, optional location and an optional hint
-/// (printed under the caret, e.g. "did you mean `upper`?").
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Error {
+/// An engine error: kind, message, optional location, an optional hint (printed under the
+/// caret, e.g. "did you mean `upper`?") and an optional cause ([`std::error::Error::source`]).
+///
+/// One pointer wide (everything lives in one box), so `Result<T, Error>` stays small on the
+/// render's hot paths.
+#[derive(Clone)]
+pub struct Error(Box<Inner>);
+
+#[derive(Clone)]
+struct Inner {
     kind: ErrorKind,
     message: String,
     hint: Option<String>,
-    location: Option<Box<Location>>,
+    location: Option<Location>,
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+const _: () = assert!(std::mem::size_of::<Error>() == std::mem::size_of::<usize>());
+
+impl PartialEq for Error {
+    /// Kind, message, hint and location; the cause is not compared.
+    fn eq(&self, other: &Error) -> bool {
+        let (a, b) = (&self.0, &other.0);
+        a.kind == b.kind && a.message == b.message && a.hint == b.hint && a.location == b.location
+    }
+}
+
+impl Eq for Error {}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Error");
+        d.field("kind", &self.0.kind)
+            .field("message", &self.0.message);
+        if let Some(h) = &self.0.hint {
+            d.field("hint", h);
+        }
+        if let Some(l) = &self.0.location {
+            d.field("location", l);
+        }
+        if let Some(s) = &self.0.source {
+            d.field("source", s);
+        }
+        d.finish()
+    }
 }
 
 impl Error {
     /// An error without a location; the interpreter adds one when it passes by.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
-        Error {
+        Error(Box::new(Inner {
             kind,
             message: message.into(),
             hint: None,
             location: None,
-        }
+            source: None,
+        }))
     }
 
     /// Adds a hint printed under the caret.
     pub fn with_hint(mut self, hint: impl Into<String>) -> Error {
-        self.hint = Some(hint.into());
+        self.0.hint = Some(hint.into());
+        self
+    }
+
+    /// Keeps `cause` as this error's [`source`](std::error::Error::source) (an I/O or
+    /// parse error behind an `Io` error), so that callers can walk the chain.
+    pub fn with_source(mut self, cause: impl std::error::Error + Send + Sync + 'static) -> Error {
+        self.0.source = Some(Arc::new(cause));
         self
     }
 
     /// Attaches a location unless the error already has one.
     /// `span` is a byte range into `source`.
     pub fn with_location(mut self, name: &str, source: &str, span: Range<usize>) -> Error {
-        if self.location.is_none() {
-            self.location = Some(Box::new(locate(name, source, span)));
+        if self.0.location.is_none() {
+            self.0.location = Some(locate(name, source, span));
         }
         self
     }
 
+    /// What went wrong, coarsely.
     pub fn kind(&self) -> ErrorKind {
-        self.kind
+        self.0.kind
     }
+    /// The message, without location or hint.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
+    /// The hint printed under the caret, if any.
     pub fn hint(&self) -> Option<&str> {
-        self.hint.as_deref()
+        self.0.hint.as_deref()
     }
+    /// Where it happened, if known.
     pub fn location(&self) -> Option<&Location> {
-        self.location.as_deref()
+        self.0.location.as_ref()
     }
     /// Template name, if located.
     pub fn name(&self) -> Option<&str> {
-        self.location.as_ref().map(|l| &*l.name)
+        self.0.location.as_ref().map(|l| &*l.name)
     }
     /// 1-based line, if located.
     pub fn line(&self) -> Option<usize> {
-        self.location.as_ref().map(|l| l.line)
+        self.0.location.as_ref().map(|l| l.line)
     }
     /// 1-based column (in characters), if located.
     pub fn column(&self) -> Option<usize> {
-        self.location.as_ref().map(|l| l.column)
+        self.0.location.as_ref().map(|l| l.column)
     }
     /// Byte span in the source, if located.
     pub fn span(&self) -> Option<Range<usize>> {
-        self.location.as_ref().map(|l| l.span.clone())
+        self.0.location.as_ref().map(|l| l.span.clone())
     }
 }
 
@@ -165,9 +218,9 @@ impl fmt::Display for Error {
     /// Renders `error: message`, then (when located) the `--> name:line:col` line,
     /// the source line and a caret under the span, with the hint after the caret.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "error: {}", self.message)?;
-        let Some(loc) = &self.location else {
-            if let Some(hint) = &self.hint {
+        write!(f, "error: {}", self.0.message)?;
+        let Some(loc) = &self.0.location else {
+            if let Some(hint) = &self.0.hint {
                 write!(f, "\n  = {hint}")?;
             }
             return Ok(());
@@ -204,14 +257,21 @@ impl fmt::Display for Error {
             "\n{pad} | {indent}{}",
             "^".repeat(span_chars.min(end.saturating_sub(col)).max(1))
         )?;
-        if let Some(hint) = &self.hint {
+        if let Some(hint) = &self.0.hint {
             write!(f, " {hint}")?;
         }
         Ok(())
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0
+            .source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
 
 #[cfg(test)]
 mod tests {

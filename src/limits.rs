@@ -1,8 +1,12 @@
-//! The sandbox limits every render runs under (language.md §5).
+//! The sandbox limits every render runs under (docs/language.md §5).
 
 /// Limits set on the engine; each exceeded limit is an [`ErrorKind::Limit`](crate::ErrorKind::Limit)
 /// error that names it.
+///
+/// `#[non_exhaustive]`: start from `Limits::default()` and set fields or use the `with_*`
+/// builders, e.g. `Limits::default().with_fuel(20_000)`.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Limits {
     /// Evaluation steps per render (loop iterations, calls and output count).
     pub fuel: u64,
@@ -22,5 +26,28 @@ impl Default for Limits {
             max_depth: 128,
             max_range: 100_000,
         }
+    }
+}
+
+impl Limits {
+    /// Evaluation steps per render.
+    pub fn with_fuel(mut self, fuel: u64) -> Limits {
+        self.fuel = fuel;
+        self
+    }
+    /// Bytes of output (and of any single string).
+    pub fn with_max_output(mut self, bytes: usize) -> Limits {
+        self.max_output = bytes;
+        self
+    }
+    /// Nesting depth.
+    pub fn with_max_depth(mut self, depth: usize) -> Limits {
+        self.max_depth = depth;
+        self
+    }
+    /// Items a range may have.
+    pub fn with_max_range(mut self, items: usize) -> Limits {
+        self.max_range = items;
+        self
     }
 }

@@ -3,13 +3,15 @@
 //! result as an insta snapshot in `tests/snapshots/` (named after the relative path:
 //! `language/operators/precedence.test` → `language__operators__precedence`).
 //!
-//! # Fixture format (cli-and-layout.md "Fixture format")
+//! # Fixture format (the harness below)
 //!
 //! ```text
 //! --TEST--            one-line title (required, first)
 //! --CONTEXT--         JSON object: the render context (optional, default `{}`)
 //! --OPTIONS--         JSON object (optional), keys below
 //! --SNIPPET name--    a named snippet for include/import (optional, repeatable)
+//! --FILE name--       a template of the library (a `MapLoader`) for extends, include,
+//!                     import, embed, use (optional, repeatable; docs/templates.md)
 //! --TEMPLATE--        the template source (required)
 //! --EXPECT--          the exact output             } exactly one
 //! --ERROR--           the expected error (below)   } of these two
@@ -76,6 +78,7 @@ struct Fixture {
     context: Option<serde_json::Value>,
     options: Options,
     snippets: Vec<(String, String)>,
+    files: Vec<(String, String)>,
     template: String,
     expected: Expected,
 }
@@ -140,7 +143,7 @@ fn parse(text: &str, dir: &Path) -> Result<Fixture, String> {
     let mut fx = Fixture::default();
     let mut seen: Vec<String> = Vec::new();
     for (name, arg, body) in sections {
-        if name != "SNIPPET" {
+        if name != "SNIPPET" && name != "FILE" {
             if seen.contains(&name) {
                 return Err(format!("section --{name}-- appears twice"));
             }
@@ -168,6 +171,15 @@ fn parse(text: &str, dir: &Path) -> Result<Fixture, String> {
                     return Err(format!("snippet `{n}` is defined twice"));
                 }
                 fx.snippets.push((n, chop(body)));
+            }
+            "FILE" => {
+                let Some(n) = arg.filter(|a| !a.is_empty()) else {
+                    return Err("--FILE-- needs a name: --FILE name--".into());
+                };
+                if fx.files.iter().any(|(s, _)| *s == n) {
+                    return Err(format!("file `{n}` is defined twice"));
+                }
+                fx.files.push((n, chop(body)));
             }
             "TEMPLATE" => fx.template = chop(body),
             "EXPECT" | "ERROR" => {
@@ -274,11 +286,19 @@ fn run(fx: Fixture) -> (Result<String, Error>, Expected) {
         context,
         options: o,
         snippets,
+        files,
         template,
         expected,
         ..
     } = fx;
     let mut engine = Engine::new();
+    if !files.is_empty() {
+        let pairs = files.iter().map(|(n, s)| (n.as_str(), s.as_str()));
+        match flexscript::MapLoader::from_pairs(pairs) {
+            Ok(l) => engine.set_loader(l),
+            Err(e) => return (Err(e), expected),
+        }
+    }
     engine.set_strict(o.strict);
     if let Some(tz) = o.timezone {
         engine.set_timezone(tz);
@@ -292,14 +312,13 @@ fn run(fx: Fixture) -> (Result<String, Error>, Expected) {
     if o.store {
         engine.set_store(Arc::new(MemoryStore::new()));
     }
-    let opts = RenderOptions {
-        escape: if o.autoescape_html {
+    let opts = RenderOptions::default()
+        .with_escape(if o.autoescape_html {
             Escape::Html
         } else {
             Escape::None
-        },
-        allow_env: o.allow_env,
-    };
+        })
+        .with_env(o.allow_env);
     let ctx = Value::from(&context.unwrap_or_else(|| serde_json::json!({})));
     let result = (|| {
         for (name, src) in &snippets {

@@ -312,10 +312,7 @@ fn arrow_functions_cannot_be_passed_to_macros() {
 /// An engine with 100,000 units of fuel (the default is 1,000,000).
 fn fuel_engine() -> Engine {
     let mut engine = Engine::new();
-    engine.set_limits(flexscript::Limits {
-        fuel: 100_000,
-        ..flexscript::Limits::default()
-    });
+    engine.set_limits(flexscript::Limits::default().with_fuel(100_000));
     engine
 }
 

@@ -1,6 +1,7 @@
-//! JWT authentication end to end (listener.md §4): every row of the auth matrix against a real
+//! JWT authentication end to end (docs/listener.md "Authentication and CORS"): every row of the auth matrix against a real
 //! server on 127.0.0.1:0, with tokens signed by hand (HMAC + base64url), independent of the
 //! `jsonwebtoken` crate used by the server.
+#![cfg(feature = "listener")]
 
 mod listener_support;
 

@@ -1,9 +1,9 @@
 //! Configuration validation (errors with file, line and field; warnings) and the listener CLI
 //! commands run through the built binary.
+#![cfg(feature = "listener")]
 mod listener_support;
-use flexscript::listener::{check_config, load_config};
+use flexscript::listener::{check_config, load_config, Options};
 use listener_support::*;
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -284,20 +284,7 @@ async fn spawn_serve(
         .stderr(stderr)
         .spawn()
         .expect("spawn serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).map(|_| line)
-    })
-    .await
-    .expect("join")
-    .expect("ready line");
-    let addr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .unwrap_or_else(|| panic!("ready line: {line:?}"))
-        .parse()
-        .expect("addr");
+    let addr = ready_addr(&mut child).await;
     (child, addr)
 }
 
@@ -394,7 +381,15 @@ async fn the_example_configuration_is_clean_and_works() {
         errors.is_empty() && warnings.is_empty(),
         "{errors:?} {warnings:?}"
     );
-    let s = serve_file(&path).await;
+    // In memory: the file's default state (SQLite beside it) would write into the repository.
+    let s = serve_file_with(
+        &path,
+        Options {
+            state: Some("memory".into()),
+            ..Options::default()
+        },
+    )
+    .await;
     let invoice = "/listener/9f2c4e1a7b3d5f60a1c2e3f405162738/41d0b2c3d4e5f60718293a4b5c6d7e8f";
     let r = s
         .post_json(

@@ -1,6 +1,7 @@
-//! CORS end to end (listener.md §4): allowed, denied and `*` origins, the preflight answered
+//! CORS end to end (docs/listener.md "Authentication and CORS"): allowed, denied and `*` origins, the preflight answered
 //! before authentication (Flexie's "gotcha" fixed), CORS headers on error responses,
 //! `allow_cors = false`, and a bare OPTIONS.
+#![cfg(feature = "listener")]
 
 mod listener_support;
 

@@ -1,6 +1,7 @@
 //! `examples/endpoints.toml` loads with the config loader and every demo endpoint answers, once
 //! each, over a real socket. The file is copied with its port replaced by a free one, so the
 //! order-intake webhook reaches the demo's own invoice endpoint as it does when served on 8080.
+#![cfg(feature = "listener")]
 
 mod listener_support;
 

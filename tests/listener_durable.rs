@@ -3,8 +3,22 @@
 mod listener_support;
 use flexscript::state::{sqlite::SqliteBackend, Backend, RunFilter, RunStatus};
 use listener_support::*;
+
+/// The configuration with `webhook_allow` opening this machine's test receivers: the
+/// destination guard refuses loopback unless the operator allows it (docs/security.md).
+fn allow_loopback(toml: &str) -> String {
+    const ALLOW: &str = "[server]\nwebhook_allow = [\"127.0.0.1\"]\n";
+    match toml.find("[server]\n") {
+        Some(i) => format!("{}{ALLOW}{}", &toml[..i], &toml[i + "[server]\n".len()..]),
+        None => format!("{ALLOW}{toml}"),
+    }
+}
+
+/// Writes a configuration (see [`allow_loopback`]).
+fn write_config(toml: &str) -> TempFile {
+    listener_support::write_config(&allow_loopback(toml))
+}
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -146,20 +160,7 @@ async fn spawn_serve(
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).map(|_| line)
-    })
-    .await
-    .expect("join")
-    .expect("ready line");
-    let addr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .unwrap_or_else(|| panic!("ready line: {line:?}"))
-        .parse()
-        .expect("addr");
+    let addr = ready_addr(&mut child).await;
     (child, addr)
 }
 
@@ -622,7 +623,7 @@ async fn waiting_runs_survive_a_reload_and_fail_when_their_step_or_endpoint_vani
     // Endpoint 1 unchanged, endpoint 2's delayed step renamed, endpoint 3 gone.
     std::fs::write(
         cfg.path(),
-        format!("{}{}", waits(1, "w"), waits(2, "renamed")),
+        allow_loopback(&format!("{}{}", waits(1, "w"), waits(2, "renamed"))),
     )
     .expect("write");
     s.running.reload().expect("reload");

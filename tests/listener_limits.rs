@@ -1,6 +1,7 @@
-//! End-to-end over real sockets: the cap on simultaneously open connections (listener.md §9,
+//! End-to-end over real sockets: the cap on simultaneously open connections (docs/listener.md "Operations",
 //! memory stays bounded): at the cap a new client waits unaccepted and is served as soon as an
 //! open connection closes.
+#![cfg(feature = "listener")]
 mod listener_support;
 use flexscript::listener::Options;
 use listener_support::*;

@@ -1,5 +1,6 @@
-//! Request → `__data` end to end (listener.md §3) and `data` content-type detection (§6),
+//! Request → `__data` end to end (docs/listener.md "Request → `__data`") and `data` content-type detection (docs/listener.md "`data` Content-Type detection"),
 //! through a real server: every mapping rule, hostile bodies, and every detection rule.
+#![cfg(feature = "listener")]
 
 mod listener_support;
 

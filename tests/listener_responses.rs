@@ -1,5 +1,6 @@
 //! End-to-end over real sockets: return types (data/html/redirect/continue/sse), 404/405/413,
 //! the listing, settings rendering with env(), reload and graceful shutdown.
+#![cfg(feature = "listener")]
 mod listener_support;
 use listener_support::*;
 use std::time::{Duration, Instant};

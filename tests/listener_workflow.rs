@@ -1,6 +1,7 @@
 //! End-to-end workflows over real sockets: every step type, the 18 condition operators, the
 //! step tree (branches, concurrency, copy-on-write data, delays), webhooks against a real local
 //! hyper server (timeouts, retries), continue sync/async/504/500, SSE frame by frame.
+#![cfg(feature = "listener")]
 mod listener_support;
 use listener_support::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -470,6 +471,7 @@ async fn webhook_calls_a_real_server() {
     let base = format!("http://{}", hook.addr);
     let report = "{{ __data.webhook.ok ? 'ok' : 'fail' }} {{ __data.webhook.status }} {{ __data.webhook.body.echo.n ?? __data.webhook.body }} {{ __data.webhook.headers.x_reply }}";
     let cfg = [
+        "[server]\nwebhook_allow = [\"127.0.0.1\"]\n".to_string(),
         sync_continue(1, &[
             webhook(&format!("{base}/echo"), "method = \"put\"\nheaders = { x-sig = \"sig-{{ __data.n }}\" }\nbody = '''{\"n\": {{ __data.n }}}'''"),
             respond("r", "", report),

@@ -1,9 +1,9 @@
-//! The README's catalogue table is executable documentation: every row's Example is
+//! The catalogue table of `docs/catalogue.md` is executable documentation: every row's Example is
 //! rendered with a fresh engine and an empty context, and must print its Output exactly.
 //!
 //! A catalogue table starts with the header `| Name | Kind | Signature | Example | Output |`,
 //! then a separator line, then one row per builtin. Example and Output cells are code
-//! spans (one pair of backticks); `\|` in a cell stands for `|`. The README may hold
+//! spans (one pair of backticks); `\|` in a cell stands for `|`. The file may hold
 //! several such tables; together they must have at least [`MIN_ROWS`] rows.
 
 use flexscript::Engine;
@@ -119,13 +119,13 @@ fn check(rows: &[Row]) -> Vec<String> {
 
 #[test]
 fn readme_catalogue_examples_render_as_documented() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/catalogue.md");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    let rows = parse_tables(&text).unwrap_or_else(|e| panic!("README.md catalogue: {e}"));
+    let rows = parse_tables(&text).unwrap_or_else(|e| panic!("docs/catalogue.md catalogue: {e}"));
     assert!(
         rows.len() >= MIN_ROWS,
-        "README.md must have a catalogue table (`{HEADER}`) with at least {MIN_ROWS} rows, found {}",
+        "docs/catalogue.md must have a catalogue table (`{HEADER}`) with at least {MIN_ROWS} rows, found {}",
         rows.len()
     );
     let failures = check(&rows);

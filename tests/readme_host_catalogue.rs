@@ -1,5 +1,5 @@
-//! The README's host-backed catalogue table (header `Example (host)`) is executable
-//! documentation: every row renders with an engine that has the README's JSON record source,
+//! The host-backed catalogue table of `docs/catalogue.md` (header `Example (host)`) is executable
+//! documentation: every row renders with an engine that has the file's JSON record source,
 //! a fresh `MemoryStore` per row, and `env()` allowed. (The main table is checked by
 //! `tests/readme_catalogue.rs` with a bare engine.)
 
@@ -60,8 +60,8 @@ fn split_cells(line: &str) -> Vec<String> {
 }
 
 fn doc() -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
-    std::fs::read_to_string(path).expect("README.md")
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/catalogue.md");
+    std::fs::read_to_string(path).expect("docs/catalogue.md")
 }
 
 fn check(engine: impl Fn() -> Engine, rows: &[(usize, String, String)], opts: RenderOptions) {
@@ -87,7 +87,7 @@ fn check(engine: impl Fn() -> Engine, rows: &[(usize, String, String)], opts: Re
 fn host_table_renders_with_the_documented_records() {
     let text = doc();
     let json = text
-        .split("### Host-backed functions")
+        .split("## Host-backed functions")
         .nth(1)
         .expect("a host-backed functions section")
         .split("```json")
@@ -103,9 +103,6 @@ fn host_table_renders_with_the_documented_records() {
         e.set_store(Arc::new(MemoryStore::new()));
         e
     };
-    let opts = RenderOptions {
-        allow_env: true,
-        ..RenderOptions::default()
-    };
+    let opts = RenderOptions::default().with_env(true);
     check(engine, &rows, opts);
 }

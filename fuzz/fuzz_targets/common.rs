@@ -7,12 +7,13 @@ use flexscript::{Engine, Limits};
 /// An engine with small limits, so every input finishes fast.
 pub fn small_engine() -> Engine {
     let mut engine = Engine::new();
-    engine.set_limits(Limits {
-        fuel: 20_000,
-        max_output: 64 * 1024,
-        max_depth: 64,
-        max_range: 1_000,
-    });
+    engine.set_limits(
+        Limits::default()
+            .with_fuel(20_000)
+            .with_max_output(64 * 1024)
+            .with_max_depth(64)
+            .with_max_range(1_000),
+    );
     let _ = engine.add_snippet("snip", "[{{ x }}]");
     engine
 }

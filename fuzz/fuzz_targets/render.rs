@@ -19,10 +19,7 @@ fuzz_target!(|data: &[u8]| {
     } else {
         flexscript::Escape::None
     };
-    let opts = flexscript::RenderOptions {
-        escape,
-        allow_env: false,
-    };
+    let opts = flexscript::RenderOptions::default().with_escape(escape);
     match tpl.render_with(&input.context, opts) {
         Ok(out) => assert!(
             out.len() <= 64 * 1024,

@@ -1,6 +1,6 @@
 //! An arbitrary request (method, URI, content type, headers, body, JWT data) through
 //! `listener::request::to_data`, plus the body through `detect::content_type` and a differential
-//! check of the two XML readers: never a panic, and the invariants of listener.md §3 hold.
+//! check of the two XML readers: never a panic, and the invariants of docs/listener.md "Request → `__data`" hold.
 #![no_main]
 use arbitrary::Arbitrary;
 use flexscript::detect::{self, xml};

@@ -1,13 +1,13 @@
-//! The language's minimum builtin set and every test of language.md §2.4:
+//! The language's minimum builtin set and every test of docs/language.md §2.4:
 //! filters `upper lower length join default escape/e raw json_encode`, function
 //! `range`, tests `defined null none empty even odd iterable sequence mapping string
 //! number boolean divisible by, same as, true false`.
 
 use super::{arg, expect_string, opt_bool, Registry, State};
-use crate::compile::ir::Strategy;
 use crate::error::{Error, ErrorKind};
-use crate::value::{self, strict_eq, write_json, Value};
-use crate::vm::escape::escape;
+use crate::escape::escape;
+use crate::escape::Strategy;
+use crate::value::{self, strict_eq, write_json, Number, Value};
 
 /// Registers the core builtins.
 pub fn register(r: &mut Registry) {
@@ -45,7 +45,7 @@ fn filters(r: &mut Registry) {
             None => Ok(Value::Int(v.to_output().chars().count() as i64)),
         }
     });
-    r.filter("join", &["sep?", "last_sep?"], |st, a| {
+    r.filter("join", &["glue|sep?", "and|last_sep?"], |st, a| {
         let sep = if arg(a, 1).is_null() {
             String::new()
         } else {
@@ -67,7 +67,7 @@ fn filters(r: &mut Registry) {
         }
         Ok(Value::str(out))
     });
-    r.filter("default", &["v?"], |_, a| {
+    r.filter("default", &["default|v?"], |_, a| {
         let v = arg(a, 0);
         if v.is_empty() {
             let d = arg(a, 1);
@@ -103,8 +103,8 @@ fn filters(r: &mut Registry) {
         st.check_size(out.len())?;
         Ok(Value::safe(out))
     };
-    r.filter("escape", &["strategy?"], esc);
-    r.filter("e", &["strategy?"], esc);
+    r.filter("escape", &["strategy?", "charset?"], esc);
+    r.filter("e", &["strategy?", "charset?"], esc);
     r.filter("raw", &[], |_, a| {
         Ok(match arg(a, 0) {
             Value::Str(s) => Value::Safe(s.clone()),
@@ -120,19 +120,23 @@ fn filters(r: &mut Registry) {
     });
 }
 
+/// The integer PHP's `%` sees (Twig's `even`/`odd`): floats and numeric strings are
+/// truncated (`2.5` → 2), `null`/`false` are 0, a leading-numeric string counts.
 fn int_test(name: &'static str, v: &Value) -> Result<i64, Error> {
-    match v {
-        Value::Int(i) => Ok(*i),
-        Value::Float(f) if f.fract() == 0.0 => Ok(*f as i64),
-        other => other.as_i64().ok_or_else(|| {
-            Error::new(
-                ErrorKind::Type,
-                format!(
-                    "{name}: expected a number, got {}",
-                    other.type_with_article()
-                ),
-            )
-        }),
+    let n = match v {
+        Value::List(_) | Value::Map(_) => None,
+        other => other.as_number().or_else(|| crate::value::to_number(other)),
+    };
+    match n {
+        Some(Number::Int(i)) => Ok(i),
+        Some(Number::Float(f)) if f.is_finite() => Ok(f.trunc() as i64),
+        _ => Err(Error::new(
+            ErrorKind::Type,
+            format!(
+                "{name}: expected a number or a numeric string, got {}",
+                v.type_with_article()
+            ),
+        )),
     }
 }
 

@@ -1,4 +1,4 @@
-//! Security builtins (catalogue.md): `hashHmac`, `encrypt`/`decrypt` (AES-256-GCM),
+//! Security builtins (docs/catalogue.md): `hashHmac`, `encrypt`/`decrypt` (AES-256-GCM),
 //! `jwtEncode`/`jwtDecode` (HS256/384/512 via `jsonwebtoken`) and `signUrl`.
 //!
 //! Keys and secrets are template strings. MAC and tag checks happen inside `aes-gcm`,
@@ -202,7 +202,7 @@ fn sign_url(_state: &mut dyn State, args: &[Value]) -> Result<Value, Error> {
     let url = expect_string("signUrl", "url", arg(args, 0))?;
     let key = secret("signUrl", "secret", arg(args, 1))?;
     let ttl = opt_i64("signUrl", "ttl", arg(args, 2))?.unwrap_or(3600);
-    let expires = chrono::Utc::now()
+    let expires = crate::clock::now()
         .timestamp()
         .checked_add(ttl)
         .ok_or_else(|| invalid(format!("signUrl: ttl {ttl} is out of range")))?;

@@ -1,4 +1,4 @@
-//! PHP `date()` formatting of a zoned date-time (catalogue.md "Dates").
+//! PHP `date()` formatting of a zoned date-time (docs/catalogue.md "Behaviour notes (dates, security, host)").
 //!
 //! Supported letters: `d D j l N S w z W F m M n t L o Y y a A g G h H i s u v e I O P p T Z U c r`;
 //! `\` makes the next character literal; every other character is copied as it is.

@@ -1,4 +1,4 @@
-//! Date builtins (catalogue.md "Dates"): filters `date`, `date_modify`; functions `now`,
+//! Date builtins (docs/catalogue.md "Behaviour notes (dates, security, host)"): filters `date`, `date_modify`; functions `now`,
 //! `date`, `dateAdd`, `daysBetween`.
 //!
 //! Inputs: Unix timestamps (integers, or strings of digits, or `@digits`), `"now"`, ISO 8601
@@ -101,7 +101,7 @@ fn parse_str(name: &str, raw: &str) -> Result<Option<DateInput>, Error> {
         return Ok(None);
     }
     if s.eq_ignore_ascii_case("now") {
-        return Ok(Some(DateInput::Instant(Utc::now())));
+        return Ok(Some(DateInput::Instant(crate::clock::now())));
     }
     let digits = s.strip_prefix('@').unwrap_or(s);
     let unsigned = digits.strip_prefix('-').unwrap_or(digits);
@@ -271,7 +271,7 @@ fn date_modify(state: &mut dyn State, args: &[Value]) -> Result<Value, Error> {
 fn now(state: &mut dyn State, args: &[Value]) -> Result<Value, Error> {
     let tz = state.host().timezone;
     let fmt = format_arg("now", arg(args, 0), "Y-m-d H:i:s")?;
-    render(state, &Utc::now().with_timezone(&tz), &fmt)
+    render(state, &crate::clock::now().with_timezone(&tz), &fmt)
 }
 
 /// Function `dateAdd(value, modifier, format = "Y-m-d H:i:s")`.

@@ -1,4 +1,4 @@
-//! Catalogue functions (catalogue.md): `cycle`, `random`, `attribute`, `min`, `max`,
+//! Catalogue functions (docs/catalogue.md): `cycle`, `random`, `attribute`, `min`, `max`,
 //! `round`, `numberFormat`, `formatCurrency`, `jsonDecode`, `coalesce`, `contains`,
 //! `addTag`, `removeTag`, `matchAnyTag`, `dump`. (`truncate`, `htmlToText` and
 //! `extractEmails` live in the text module.)
@@ -13,18 +13,22 @@ use std::cmp::Ordering;
 
 /// Registers this module's builtins.
 pub fn register(r: &mut Registry) {
-    r.function("cycle", &["list", "i"], |_, a| cycle(arg(a, 0), arg(a, 1)));
-    r.function("random", &["list_or_max?", "max?"], |_, a| {
+    r.function("cycle", &["values|list", "position|i"], |_, a| {
+        cycle(arg(a, 0), arg(a, 1))
+    });
+    r.function("random", &["values|list_or_max?", "max?"], |_, a| {
         random(arg(a, 0), arg(a, 1))
     });
-    r.function("attribute", &["obj", "key"], |_, a| {
+    r.function("attribute", &["object|obj", "attribute|key"], |_, a| {
         Ok(match arg(a, 0).get_item(arg(a, 1)) {
             Value::Undefined => Value::Null,
             v => v,
         })
     });
-    r.function("min", &["values..."], |_, a| Ok(extreme(a, Ordering::Less)));
-    r.function("max", &["values..."], |_, a| {
+    r.function("min", &["value", "values..."], |_, a| {
+        Ok(extreme(a, Ordering::Less))
+    });
+    r.function("max", &["value", "values..."], |_, a| {
         Ok(extreme(a, Ordering::Greater))
     });
     r.function("round", &["n", "precision?", "method?"], |_, a| {
@@ -92,10 +96,9 @@ fn cycle(values: &Value, position: &Value) -> Result<Value, Error> {
 /// `0..=n` (or `n..=0`); two integers → that range; a string → one of its characters;
 /// a list or map → one of its items.
 fn random(values: &Value, max: &Value) -> Result<Value, Error> {
-    let mut rng = rand::thread_rng();
-    let mut range = |lo: i64, hi: i64| {
+    let range = |lo: i64, hi: i64| {
         let (lo, hi) = if lo <= hi { (lo, hi) } else { (hi, lo) };
-        Value::Int(rng.gen_range(lo..=hi))
+        Value::Int(crate::clock::with_rng(|r| r.gen_range(lo..=hi)))
     };
     match values {
         Value::Undefined | Value::Null => {
@@ -117,7 +120,7 @@ fn random(values: &Value, max: &Value) -> Result<Value, Error> {
                     "random: cannot pick from an empty list",
                 ));
             }
-            let i = rand::thread_rng().gen_range(0..items.len());
+            let i = crate::clock::with_rng(|r| r.gen_range(0..items.len()));
             Ok(items.get(i).map_or(Value::Null, |v| (*v).clone()))
         }
         Value::Callable(_) => Err(Error::new(
@@ -129,7 +132,7 @@ fn random(values: &Value, max: &Value) -> Result<Value, Error> {
             if chars.is_empty() {
                 return Ok(Value::str(""));
             }
-            let i = rand::thread_rng().gen_range(0..chars.len());
+            let i = crate::clock::with_rng(|r| r.gen_range(0..chars.len()));
             Ok(chars
                 .get(i)
                 .map_or(Value::str(""), |c| Value::str(c.to_string())))
@@ -142,7 +145,7 @@ fn random(values: &Value, max: &Value) -> Result<Value, Error> {
 fn extreme(args: &[Value], want: Ordering) -> Value {
     let items: Vec<&Value> = match args {
         [single @ (Value::List(_) | Value::Map(_))] => single.iter_values().collect(),
-        _ => args.iter().filter(|v| !v.is_undefined()).collect(),
+        _ => args.iter().collect(),
     };
     let mut best: Option<&Value> = None;
     for v in items {

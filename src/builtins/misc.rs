@@ -90,7 +90,7 @@ fn qr_code(state: &mut dyn State, args: &[Value]) -> Result<Value, Error> {
 
 /// `uuid()`: a random UUID v4, lower-case hyphenated.
 fn uuid(_state: &mut dyn State, _args: &[Value]) -> Result<Value, Error> {
-    Ok(Value::from(uuid::Uuid::new_v4().to_string()))
+    Ok(Value::from(crate::clock::uuid_v4().to_string()))
 }
 
 /// The last microsecond value handed out by `uniqueId`.
@@ -98,7 +98,7 @@ static LAST_UNIQUE: AtomicU64 = AtomicU64::new(0);
 
 /// A strictly increasing microsecond counter: the clock, or one more than the last value.
 fn next_unique_micros() -> u64 {
-    let now = chrono::Utc::now().timestamp_micros().max(0) as u64;
+    let now = crate::clock::now().timestamp_micros().max(0) as u64;
     let mut last = LAST_UNIQUE.load(Ordering::Relaxed);
     loop {
         let next = now.max(last.saturating_add(1));

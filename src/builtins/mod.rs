@@ -21,7 +21,6 @@ pub mod dates;
 pub mod filters;
 pub mod functions;
 pub mod misc;
-pub mod pcre;
 pub mod records;
 #[cfg(test)]
 mod teststate;
@@ -51,7 +50,7 @@ pub trait State {
     fn limits(&self) -> &Limits;
     /// What the host lends: timezone, records, shared store.
     fn host(&self) -> &Host;
-    /// True only when rendering a settings field (listener.md §6): `env()` works.
+    /// True only when rendering a settings field (docs/listener.md "Responses"): `env()` works.
     fn env_allowed(&self) -> bool;
 }
 
@@ -60,7 +59,9 @@ pub trait State {
 pub struct Host {
     /// The engine-wide timezone (default UTC).
     pub timezone: chrono_tz::Tz,
+    /// Where `findOne`, `query`… look records up (none: those builtins fail with a host error).
     pub records: Option<Arc<dyn RecordSource>>,
+    /// The shared store behind `memoryGet`, `incrementAndGet`… (none: a host error).
     pub store: Option<Arc<dyn SharedStore>>,
 }
 
@@ -96,25 +97,38 @@ pub struct Signature {
     pub required: usize,
     /// Whether extra positional arguments are accepted after `params`.
     pub variadic: bool,
+    /// Other accepted names of parameters (`(alias, index in params)`).
+    pub aliases: Vec<(&'static str, usize)>,
 }
 
 impl Signature {
     /// Parses a compact spec: `["length", "suffix?"]` — `?` marks an optional
-    /// parameter, a trailing `"..."` (alone, or as `"name..."`) makes the builtin variadic.
+    /// parameter, a trailing `"..."` (alone, or as `"name..."`) makes the builtin
+    /// variadic, `"character_mask|chars?"` gives a parameter a second accepted name.
     pub fn parse(spec: &[&'static str]) -> Signature {
         let mut params = Vec::new();
         let mut required = 0;
         let mut variadic = false;
+        let mut aliases = Vec::new();
         for p in spec {
+            let (p, optional) = match p.strip_suffix('?') {
+                Some(n) => (n, true),
+                None => (*p, false),
+            };
             if let Some(name) = p.strip_suffix("...") {
                 variadic = true;
                 if !name.is_empty() {
                     params.push(name);
                 }
-            } else if let Some(name) = p.strip_suffix('?') {
-                params.push(name);
-            } else {
-                params.push(p);
+                continue;
+            }
+            let mut names = p.split('|');
+            let name = names.next().unwrap_or(p);
+            for alias in names {
+                aliases.push((alias, params.len()));
+            }
+            params.push(name);
+            if !optional {
                 required = params.len();
             }
         }
@@ -122,29 +136,64 @@ impl Signature {
             params,
             required,
             variadic,
+            aliases,
         }
+    }
+
+    /// The position of the parameter called `name` (or one of its aliases).
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.params
+            .iter()
+            .position(|p| *p == name)
+            .or_else(|| self.aliases.iter().find(|(a, _)| *a == name).map(|a| a.1))
     }
 }
 
 /// One registered builtin.
 #[derive(Clone)]
 pub struct Builtin {
+    /// The name templates call it by.
     pub name: Arc<str>,
+    /// Its declared parameters.
     pub signature: Signature,
+    /// The code.
     pub func: BuiltinFn,
 }
 
-/// The three namespaces of builtins.
+/// The three namespaces of builtins (filters, functions, tests).
+///
+/// Cheap to clone: the tables are shared behind one `Arc` and copied only when a host adds or
+/// replaces a builtin (copy-on-write). Every [`Registry::with_builtins`] shares one table set
+/// built on first use, so `Engine::new()` costs a reference-count bump, not ~200 insertions.
 #[derive(Clone, Default)]
 pub struct Registry {
-    pub filters: HashMap<Arc<str>, Builtin>,
-    pub functions: HashMap<Arc<str>, Builtin>,
-    pub tests: HashMap<Arc<str>, Builtin>,
+    tables: Arc<Tables>,
+}
+
+/// The tables behind a [`Registry`]; read inside the crate through `Deref`.
+#[derive(Clone, Default)]
+#[doc(hidden)]
+pub struct Tables {
+    pub(crate) filters: HashMap<Arc<str>, Builtin>,
+    pub(crate) functions: HashMap<Arc<str>, Builtin>,
+    pub(crate) tests: HashMap<Arc<str>, Builtin>,
+}
+
+impl std::ops::Deref for Registry {
+    type Target = Tables;
+    fn deref(&self) -> &Tables {
+        &self.tables
+    }
 }
 
 impl Registry {
-    /// Every built-in of the language and the catalogue.
+    /// Every built-in of the language and the catalogue (shared, see the type's docs).
     pub fn with_builtins() -> Registry {
+        static BUILTINS: std::sync::OnceLock<Registry> = std::sync::OnceLock::new();
+        BUILTINS.get_or_init(Registry::build_builtins).clone()
+    }
+
+    fn build_builtins() -> Registry {
         let mut r = Registry::default();
         core::register(&mut r);
         filters::register(&mut r);
@@ -157,12 +206,45 @@ impl Registry {
         r
     }
 
+    /// The filter called `name`, if any.
+    pub fn get_filter(&self, name: &str) -> Option<&Builtin> {
+        self.tables.filters.get(name)
+    }
+    /// The function called `name`, if any.
+    pub fn get_function(&self, name: &str) -> Option<&Builtin> {
+        self.tables.functions.get(name)
+    }
+    /// The test called `name`, if any.
+    pub fn get_test(&self, name: &str) -> Option<&Builtin> {
+        self.tables.tests.get(name)
+    }
+    /// The names of every filter, function and test, sorted within each kind, each with
+    /// its kind (`"filter"`, `"function"`, `"test"`).
+    pub fn names(&self) -> Vec<(&'static str, &str)> {
+        let mut out = Vec::new();
+        for (kind, table) in [
+            ("filter", &self.tables.filters),
+            ("function", &self.tables.functions),
+            ("test", &self.tables.tests),
+        ] {
+            let mut names: Vec<&str> = table.keys().map(|k| &**k).collect();
+            names.sort_unstable();
+            out.extend(names.into_iter().map(|n| (kind, n)));
+        }
+        out
+    }
+
     /// Registers (or replaces) a filter.
     pub fn filter<F>(&mut self, name: &str, spec: &[&'static str], f: F)
     where
         F: Fn(&mut dyn State, &[Value]) -> Result<Value, Error> + Send + Sync + 'static,
     {
-        insert(&mut self.filters, name, spec, Arc::new(f));
+        insert(
+            &mut Arc::make_mut(&mut self.tables).filters,
+            name,
+            spec,
+            Arc::new(f),
+        );
     }
 
     /// Registers (or replaces) a function.
@@ -170,7 +252,12 @@ impl Registry {
     where
         F: Fn(&mut dyn State, &[Value]) -> Result<Value, Error> + Send + Sync + 'static,
     {
-        insert(&mut self.functions, name, spec, Arc::new(f));
+        insert(
+            &mut Arc::make_mut(&mut self.tables).functions,
+            name,
+            spec,
+            Arc::new(f),
+        );
     }
 
     /// Registers (or replaces) a test.
@@ -178,7 +265,12 @@ impl Registry {
     where
         F: Fn(&mut dyn State, &[Value]) -> Result<Value, Error> + Send + Sync + 'static,
     {
-        insert(&mut self.tests, name, spec, Arc::new(f));
+        insert(
+            &mut Arc::make_mut(&mut self.tables).tests,
+            name,
+            spec,
+            Arc::new(f),
+        );
     }
 }
 

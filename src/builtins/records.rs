@@ -352,7 +352,7 @@ fn increment_and_get(state: &mut dyn State, args: &[Value]) -> Result<Value, Err
 fn memory_get(state: &mut dyn State, args: &[Value]) -> Result<Value, Error> {
     let st = store("memoryGet", state)?;
     let key = name_arg("memoryGet", "name", arg(args, 0))?;
-    Ok(st.get(&key).unwrap_or_else(|| match arg(args, 1) {
+    Ok(st.try_get(&key)?.unwrap_or_else(|| match arg(args, 1) {
         Value::Undefined => Value::Null,
         d => d.clone(),
     }))

@@ -1,4 +1,4 @@
-//! Catalogue string filters and text functions (catalogue.md): `capitalize`,
+//! Catalogue string filters and text functions (docs/catalogue.md): `capitalize`,
 //! `format`, `nl2br`, `replace`, `split`, `striptags`, `title`, `trim`, `truncate`,
 //! `url_encode`; functions `truncate`, `htmlToText`, `extractEmails`.
 //!
@@ -38,8 +38,8 @@ pub fn register(r: &mut Registry) {
         s.check_size(out.len())?;
         Ok(Value::safe(out))
     });
-    r.filter("replace", &["map"], replace);
-    r.filter("split", &["sep", "limit?"], |st, a| {
+    r.filter("replace", &["from|map"], replace);
+    r.filter("split", &["delimiter|sep", "limit?"], |st, a| {
         let s = input("split", a)?;
         let sep = expect_string("split", "the separator", arg(a, 1))?;
         let limit = opt_i64("split", "limit", arg(a, 2))?;
@@ -63,7 +63,7 @@ pub fn register(r: &mut Registry) {
             .map(Value::from)
             .collect())
     });
-    r.filter("striptags", &["allowed?"], |_, a| {
+    r.filter("striptags", &["allowable_tags|allowed?"], |_, a| {
         let s = input("striptags", a)?;
         let allowed = expect_string("striptags", "allowed", arg(a, 1))?;
         Ok(Value::str(striptags(&s, &allowed)))
@@ -73,7 +73,15 @@ pub fn register(r: &mut Registry) {
         st.check_size(out.len())?;
         Ok(Value::str(out))
     });
-    r.filter("trim", &["chars?", "side?"], trim);
+    r.filter("trim", &["character_mask|chars?", "side?"], trim);
+    r.filter("spaceless", &[], |st, a| {
+        let s = match arg(a, 0) {
+            Value::Undefined | Value::Null => String::new(),
+            _ => input("spaceless", a)?,
+        };
+        st.fuel(s.len() as u64 / 64)?;
+        Ok(Value::safe(spaceless(&s)))
+    });
     r.filter("truncate", &["length", "suffix?"], |_, a| {
         truncate_builtin("truncate", a)
     });
@@ -112,6 +120,25 @@ pub fn register(r: &mut Registry) {
 /// The piped string of a string filter (`null` → `""`).
 fn input(name: &str, a: &[Value]) -> Result<String, Error> {
     expect_string(name, "the input", arg(a, 0))
+}
+
+/// Twig's `spaceless`: trims, then removes whitespace between HTML tags (`>  <`).
+pub(crate) fn spaceless(s: &str) -> String {
+    let t = s.trim();
+    let mut out = String::with_capacity(t.len());
+    let mut rest = t;
+    while let Some(i) = rest.find('>') {
+        out.push_str(&rest[..=i]);
+        let after = &rest[i + 1..];
+        let trimmed = after.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
+        rest = if trimmed.len() < after.len() && trimmed.starts_with('<') {
+            trimmed
+        } else {
+            after
+        };
+    }
+    out.push_str(rest);
+    out
 }
 
 /// First character upper case, the rest lower case (Unicode).
@@ -326,7 +353,9 @@ fn trim(_: &mut dyn State, a: &[Value]) -> Result<Value, Error> {
     let s = input("trim", a)?;
     let chars: Vec<char> = match arg(a, 1) {
         Value::Undefined | Value::Null => TRIM_DEFAULT.chars().collect(),
-        v => expect_string("trim", "chars", v)?.chars().collect(),
+        v => expect_string("trim", "character_mask", v)?
+            .chars()
+            .collect(),
     };
     let side = match arg(a, 2) {
         Value::Undefined | Value::Null => "both".to_string(),
@@ -346,6 +375,10 @@ fn trim(_: &mut dyn State, a: &[Value]) -> Result<Value, Error> {
             ))
         }
     };
+    // Trimming safe markup with the default characters keeps it safe (as Twig).
+    if arg(a, 0).is_safe() && arg(a, 1).is_undefined() {
+        return Ok(Value::safe(out.to_string()));
+    }
     Ok(Value::str(out))
 }
 
@@ -803,8 +836,9 @@ pub(crate) mod sprintf {
         Ok(n)
     }
 
+    /// PHP's cast of an argument: a leading-numeric string counts (`"123abc"` → 123).
     fn int_of(v: &Value) -> i64 {
-        match v.as_number() {
+        match v.as_number().or_else(|| crate::value::to_number(v)) {
             Some(Number::Int(i)) => i,
             Some(Number::Float(f)) if f.is_finite() => f.trunc() as i64,
             _ => 0,
@@ -812,7 +846,10 @@ pub(crate) mod sprintf {
     }
 
     fn float_of(v: &Value) -> f64 {
-        v.as_f64().unwrap_or(0.0)
+        match v.as_number().or_else(|| crate::value::to_number(v)) {
+            Some(n) => n.as_f64(),
+            None => 0.0,
+        }
     }
 
     /// PHP exponent form: `1.234500e+3`.

@@ -14,7 +14,7 @@
 //! r.add_filter("slug", |v: &str| v.to_lowercase().replace(' ', "-"));
 //! r.add_function("clamp", |x: i64, lo: i64, hi: Option<i64>| x.max(lo).min(hi.unwrap_or(i64::MAX)));
 //! r.add_test("long", |v: &str, n: Option<i64>| v.chars().count() as i64 > n.unwrap_or(10));
-//! assert!(r.filters.contains_key("slug") && r.functions.contains_key("clamp"));
+//! assert!(r.get_filter("slug").is_some() && r.get_function("clamp").is_some());
 //! ```
 
 use super::args::arg;

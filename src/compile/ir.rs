@@ -4,6 +4,7 @@
 //! render-context keys and snippet names.
 
 use crate::builtins::BuiltinFn;
+pub(crate) use crate::escape::Strategy;
 use crate::syntax::ast::{BinOp, Span};
 use crate::value::Value;
 use regex::Regex;
@@ -43,6 +44,9 @@ pub struct Call {
     pub func: BuiltinFn,
     pub args: Vec<Expr>,
     pub span: Span,
+    /// From this argument on, a given argument that is missing (undefined) is
+    /// passed as `null`, as Twig does (1 for filters and tests: the piped value stays).
+    pub null_from: usize,
 }
 
 /// Where a called macro lives.
@@ -96,6 +100,27 @@ pub enum Expr {
     Defined(Box<Expr>, bool),
     MacroCall(MacroRef, Vec<Expr>, Span),
     Arrow(Arc<Arrow>),
+    /// `include(template, variables, with_context, ignore_missing)`.
+    Include(Box<IncludeCall>),
+    /// `source(name, ignore_missing)`.
+    Source(Box<Expr>, Option<Box<Expr>>, Span),
+    /// `block(name)` / `block(name, template)`.
+    BlockCall(Box<Expr>, Option<Box<Expr>>, Span),
+    /// `block(name[, template]) is [not] defined`.
+    BlockDefined(Box<Expr>, Option<Box<Expr>>, bool, Span),
+    /// `parent()` inside a block.
+    Parent(Span),
+}
+
+/// An `include` tag or function: template name(s) and what it sees.
+#[derive(Clone)]
+pub struct IncludeCall {
+    pub name: Expr,
+    pub with: Option<Expr>,
+    /// `false` = `only` / `with_context: false`.
+    pub with_context: Expr,
+    pub ignore_missing: Expr,
+    pub span: Span,
 }
 
 /// Output escaping of a print node.
@@ -105,29 +130,6 @@ pub enum Esc {
     Auto,
     Off,
     On(Strategy),
-}
-
-/// An escaping strategy (language.md §4).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Strategy {
-    Html,
-    HtmlAttr,
-    Js,
-    Css,
-    Url,
-}
-
-impl Strategy {
-    pub fn from_name(n: &str) -> Option<Strategy> {
-        Some(match n {
-            "html" => Strategy::Html,
-            "html_attr" => Strategy::HtmlAttr,
-            "js" => Strategy::Js,
-            "css" => Strategy::Css,
-            "url" => Strategy::Url,
-            _ => return None,
-        })
-    }
 }
 
 /// A `for` loop.
@@ -159,13 +161,24 @@ pub enum Node {
     /// Filters applied to the captured body (each `Call` has a placeholder `args[0]`).
     Apply(Vec<Call>, Vec<Node>),
     Do(Expr, Span),
-    Include {
-        name: Expr,
-        ignore_missing: bool,
-        with: Option<Expr>,
-        only: bool,
-        span: Span,
-    },
+    Include(Box<IncludeCall>),
+    /// `{% extends expr %}`: the parent template, rendered after the body.
+    Extends(Expr, Span),
+    /// Renders the block of that name (the most derived definition).
+    BlockRef(Arc<str>, Span),
+    /// `{% embed %}`: an anonymous child template, included.
+    Embed(Arc<Program>, Box<IncludeCall>),
+}
+
+/// Block definitions, most derived first: (template, index of the block there).
+pub type BlockChain = Vec<(Arc<Program>, usize)>;
+
+/// A compiled block definition (its own frame, like a macro).
+pub struct BlockDef {
+    pub name: Arc<str>,
+    pub slots: usize,
+    pub slot_names: Arc<Vec<Arc<str>>>,
+    pub body: Vec<Node>,
 }
 
 /// A compiled macro.
@@ -190,6 +203,34 @@ pub struct Program {
     pub slot_names: Arc<Vec<Arc<str>>>,
     pub macros: Vec<MacroDef>,
     pub macro_index: HashMap<Arc<str>, usize>,
+    /// Blocks defined in this template, by name.
+    pub blocks: Vec<BlockDef>,
+    pub block_index: HashMap<Arc<str>, usize>,
+    /// Blocks brought in by `use`, one entry per name (the last `use` wins): the
+    /// definition and, after it, what its `parent()` reaches in its own template.
+    pub traits: Vec<(Arc<str>, BlockChain)>,
+    /// The parent when `extends` names a constant template (for `block(name, tpl)`).
+    pub parent_name: Option<Arc<str>>,
     /// Size of the last output, to allocate the next one at once.
     pub size_hint: std::sync::atomic::AtomicUsize,
+}
+
+impl Program {
+    /// A program with nothing in it.
+    pub fn empty(name: &str, source: &str) -> Program {
+        Program {
+            name: Arc::from(name),
+            source: Arc::from(source),
+            body: Vec::new(),
+            slots: 0,
+            slot_names: Arc::new(Vec::new()),
+            macros: Vec::new(),
+            macro_index: HashMap::new(),
+            blocks: Vec::new(),
+            block_index: HashMap::new(),
+            traits: Vec::new(),
+            parent_name: None,
+            size_hint: Default::default(),
+        }
+    }
 }

@@ -5,8 +5,11 @@
 pub mod ir;
 mod names;
 
+pub(crate) use names::closest;
+
 use crate::builtins::{Builtin, Registry, Signature};
 use crate::error::{Error, ErrorKind};
+use crate::loader::Library;
 use crate::syntax::ast::{self, Arg, BinOp, ExprKind, Span, StmtKind, TemplateRef, UnOp};
 use crate::syntax::Parsed;
 use crate::value::{self, Value};
@@ -17,9 +20,14 @@ use std::sync::Arc;
 /// What the compiler needs from the engine.
 pub struct Env<'a> {
     pub registry: &'a Registry,
-    pub snippets: &'a HashMap<Arc<str>, Arc<Program>>,
+    /// Named templates for `import`, `from`, `use` (loaded while compiling).
+    pub library: &'a Library,
+    /// Templates whose compilation is in progress (an import cycle is an error).
+    pub chain: &'a [Arc<str>],
     pub strict: bool,
 }
+
+const OUTSIDE_BLOCKS: &str = "a template that extends another one cannot include content outside blocks: put it inside a `{% block %}`";
 
 type R<T> = Result<T, Error>;
 
@@ -81,28 +89,66 @@ struct Cx<'a> {
     from_imports: HashMap<Arc<str>, (Import, Arc<str>)>,
     frame: Frame,
     esc: Vec<Esc>,
+    blocks: Vec<BlockDef>,
+    block_names: HashMap<Arc<str>, Span>,
+    traits: Vec<(Arc<str>, BlockChain)>,
+    /// Nesting of block definitions being compiled (`parent()` needs one).
+    in_block: usize,
+    /// The template extends or uses another one (`parent()` has a target).
+    has_parent: bool,
+    /// The parent template when `extends` names a constant.
+    parent_const: Option<Arc<str>>,
+    /// The template-level imports (what every block starts from).
+    top_imports: Option<TopImports>,
+}
+
+type TopImports = (
+    HashMap<Arc<str>, Import>,
+    HashMap<Arc<str>, (Import, Arc<str>)>,
+);
+
+impl<'a> Cx<'a> {
+    fn new(env: &'a Env<'a>, name: &'a str, source: &'a str) -> Cx<'a> {
+        Cx {
+            env,
+            name,
+            source,
+            own_macros: HashMap::new(),
+            imports: HashMap::new(),
+            from_imports: HashMap::new(),
+            frame: Frame::default(),
+            esc: vec![Esc::Auto],
+            blocks: Vec::new(),
+            block_names: HashMap::new(),
+            traits: Vec::new(),
+            in_block: 0,
+            has_parent: false,
+            parent_const: None,
+            top_imports: None,
+        }
+    }
 }
 
 /// Compiles a parsed template into a [`Program`].
 pub fn compile_template(env: &Env, name: &str, source: &str, parsed: &Parsed) -> R<Program> {
-    let mut cx = Cx {
-        env,
-        name,
-        source,
-        own_macros: HashMap::new(),
-        imports: HashMap::new(),
-        from_imports: HashMap::new(),
-        frame: Frame::default(),
-        esc: vec![Esc::Auto],
-    };
+    let mut cx = Cx::new(env, name, source);
     for (i, m) in parsed.macros.iter().enumerate() {
         let params = m.params.iter().map(|p| p.0.clone()).collect();
         cx.own_macros.insert(m.name.clone(), (i, params));
+    }
+    for s in &parsed.body {
+        if let StmtKind::Extends(e) = &s.kind {
+            cx.has_parent = true;
+            if let ExprKind::Str(n) = &e.kind {
+                cx.parent_const = Some(n.clone());
+            }
+        }
     }
     cx.collect_imports(&parsed.body)?;
     for m in &parsed.macros {
         cx.collect_imports(&m.body)?;
     }
+    cx.top_imports = Some((cx.imports.clone(), cx.from_imports.clone()));
     let mut macros = Vec::new();
     for m in &parsed.macros {
         macros.push(cx.compile_macro(m)?);
@@ -110,7 +156,31 @@ pub fn compile_template(env: &Env, name: &str, source: &str, parsed: &Parsed) ->
     names::declare(&parsed.body, &mut |n| {
         cx.frame.slot(n);
     });
-    let body = cx.stmts(&parsed.body)?;
+    // `extends` (one, at the top level) and `use` come first.
+    let mut parent: Option<&ast::Expr> = None;
+    for s in &parsed.body {
+        match &s.kind {
+            StmtKind::Extends(e) => {
+                if parent.is_some() {
+                    return Err(cx.err(
+                        ErrorKind::Syntax,
+                        "multiple extends tags are forbidden",
+                        s.span,
+                    ));
+                }
+                parent = Some(e);
+            }
+            StmtKind::Use(e, renames) => cx.use_template(e, renames, s.span)?,
+            _ => {}
+        }
+    }
+    cx.has_parent |= parent.is_some();
+    let body = if parent.is_some() {
+        cx.child_body(&parsed.body)?
+    } else {
+        cx.stmts(&parsed.body)?
+    };
+    let parent_name = cx.parent_const.clone();
     let macro_index = parsed
         .macros
         .iter()
@@ -125,22 +195,22 @@ pub fn compile_template(env: &Env, name: &str, source: &str, parsed: &Parsed) ->
         slot_names: Arc::new(cx.frame.names),
         macros,
         macro_index,
+        block_index: cx
+            .blocks
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (b.name.clone(), i))
+            .collect(),
+        blocks: cx.blocks,
+        traits: cx.traits,
+        parent_name,
         size_hint: Default::default(),
     })
 }
 
 /// Compiles a standalone expression; returns it with the number of slots it needs.
 pub fn compile_expression(env: &Env, name: &str, source: &str, e: &ast::Expr) -> R<(Expr, usize)> {
-    let mut cx = Cx {
-        env,
-        name,
-        source,
-        own_macros: HashMap::new(),
-        imports: HashMap::new(),
-        from_imports: HashMap::new(),
-        frame: Frame::default(),
-        esc: vec![Esc::Auto],
-    };
+    let mut cx = Cx::new(env, name, source);
     let e = cx.expr(e)?;
     Ok((e, cx.frame.names.len()))
 }
@@ -176,27 +246,178 @@ impl Cx<'_> {
     fn import_target(&self, r: &TemplateRef, span: Span) -> R<Import> {
         match r {
             TemplateRef::SelfRef => Ok(Import::SelfRef),
-            TemplateRef::Named(n) => match self.env.snippets.get(n) {
-                Some(p) => Ok(Import::Snippet(p.clone())),
-                None => Err(self.err(
-                    ErrorKind::UnknownName,
-                    format!("unknown snippet `{n}`"),
-                    span,
-                )),
-            },
+            TemplateRef::Named(n) if **n == *self.name => Ok(Import::SelfRef),
+            TemplateRef::Named(n) => Ok(Import::Snippet(self.load(n, span)?)),
         }
     }
 
-    fn check_macro_exists(&self, imp: &Import, n: &str, span: Span) -> R<()> {
-        let ok = match imp {
-            Import::SelfRef => self.own_macros.contains_key(n),
-            Import::Snippet(p) => p.macro_index.contains_key(n),
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(self.err(ErrorKind::UnknownName, format!("unknown macro `{n}`"), span))
+    /// A named template from the library, compiled now (errors located at `span`).
+    fn load(&self, n: &str, span: Span) -> R<Arc<Program>> {
+        let located = |e: Error| e.with_location(self.name, self.source, span.range());
+        match self.env.library.get(n, self.env.chain).map_err(located)? {
+            Some(p) => Ok(p),
+            None => Err(located(self.env.library.missing(n))),
         }
+    }
+
+    /// `{% use "tpl" with a as b %}`: the template's blocks (and its own traits)
+    /// become this template's, below its own definitions.
+    fn use_template(
+        &mut self,
+        e: &ast::Expr,
+        renames: &[(Arc<str>, Arc<str>)],
+        span: Span,
+    ) -> R<()> {
+        let ExprKind::Str(n) = &e.kind else {
+            return Err(self.err(
+                ErrorKind::Syntax,
+                "the template of a `use` tag must be a constant string",
+                e.span,
+            ));
+        };
+        let p = self.load(n, e.span)?;
+        if p.parent_name.is_some() || p.body.iter().any(|n| matches!(n, Node::Extends(..))) {
+            return Err(self.err(
+                ErrorKind::Syntax,
+                format!("template `{n}` cannot be used as a trait: it extends another template"),
+                e.span,
+            ));
+        }
+        // The used template's effective blocks: own (then what its `parent()` reaches
+        // among its traits), else its traits'.
+        let mut mine: Vec<(Arc<str>, BlockChain)> = Vec::new();
+        let mut own: Vec<(&Arc<str>, &usize)> = p.block_index.iter().collect();
+        own.sort_by_key(|(_, i)| **i);
+        for (b, i) in own {
+            let mut chain = vec![(p.clone(), *i)];
+            if let Some((_, c)) = p.traits.iter().find(|(n, _)| n == b) {
+                chain.extend(c.iter().cloned());
+            }
+            mine.push((b.clone(), chain));
+        }
+        for (b, c) in &p.traits {
+            if !p.block_index.contains_key(b) {
+                mine.push((b.clone(), c.clone()));
+            }
+        }
+        // `with a as b`, applied as Twig does (so `with a` alone, or `a as a`, drops `a`).
+        for (from, to) in renames {
+            let Some(pos) = mine.iter().position(|(n, _)| n == from) else {
+                return Err(self.err(
+                    ErrorKind::UnknownName,
+                    format!("block `{from}` is not defined in trait `{n}`"),
+                    span,
+                ));
+            };
+            let (_, chain) = mine.remove(pos);
+            if to != from {
+                mine.retain(|(n, _)| n != to);
+                mine.push((to.clone(), chain));
+            }
+        }
+        for (b, chain) in mine {
+            match self.traits.iter_mut().find(|(n, _)| *n == b) {
+                Some(slot) => slot.1 = chain,
+                None => self.traits.push((b, chain)),
+            }
+        }
+        self.has_parent = true;
+        Ok(())
+    }
+
+    /// The body of a template that extends another: only definitions and code
+    /// without output (`set`, `import`, …) remain; block tags only define.
+    fn child_body(&mut self, body: &[ast::Stmt]) -> R<Vec<Node>> {
+        let mut out = Vec::new();
+        for s in body {
+            match &s.kind {
+                StmtKind::Text(t) if t.trim().is_empty() => {}
+                StmtKind::Block(name, b) => self.block_def(name, b, s.span)?,
+                StmtKind::Extends(e) => out.push(Node::Extends(self.expr(e)?, s.span)),
+                _ => {
+                    check_child(s, false).map_err(|(m, sp)| self.err(ErrorKind::Syntax, m, sp))?;
+                    if let Some(n) = self.stmt(s)? {
+                        out.push(n);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Compiles a block definition in its own frame.
+    fn block_def(&mut self, name: &Arc<str>, body: &[ast::Stmt], span: Span) -> R<()> {
+        if let Some(first) = self.block_names.get(name) {
+            let line = self.source[..(first.start as usize).min(self.source.len())]
+                .matches('\n')
+                .count()
+                + 1;
+            return Err(self.err(
+                ErrorKind::Syntax,
+                format!("the block `{name}` has already been defined on line {line}"),
+                span,
+            ));
+        }
+        self.block_names.insert(name.clone(), span);
+        // A block sees the template's imports and its own, not an enclosing block's.
+        let saved_imports = (self.imports.clone(), self.from_imports.clone());
+        if let Some((i, f)) = &self.top_imports {
+            (self.imports, self.from_imports) = (i.clone(), f.clone());
+        }
+        self.collect_imports(body)?;
+        let outer = std::mem::take(&mut self.frame);
+        names::declare(body, &mut |n| {
+            self.frame.slot(n);
+        });
+        self.in_block += 1;
+        let r = self.stmts(body);
+        self.in_block -= 1;
+        let frame = std::mem::replace(&mut self.frame, outer);
+        (self.imports, self.from_imports) = saved_imports;
+        self.blocks.push(BlockDef {
+            name: name.clone(),
+            slots: frame.names.len(),
+            slot_names: Arc::new(frame.names),
+            body: r?,
+        });
+        Ok(())
+    }
+
+    fn check_macro_exists(&self, imp: &Import, n: &str, span: Span) -> R<()> {
+        self.find_macro(imp, n, span).map(|_| ())
+    }
+
+    /// Finds macro `n` in `imp` or, as Twig does, in the templates it extends.
+    fn find_macro(&self, imp: &Import, n: &str, span: Span) -> R<(MacroRef, Vec<Arc<str>>)> {
+        let mut prog = match imp {
+            Import::SelfRef => {
+                if let Some((i, ps)) = self.own_macros.get(n) {
+                    return Ok((MacroRef::Local(*i), ps.clone()));
+                }
+                match &self.parent_const {
+                    Some(p) => Some(self.load(p, span)?),
+                    None => None,
+                }
+            }
+            Import::Snippet(p) => Some(p.clone()),
+        };
+        let mut hops = 0;
+        while let Some(p) = prog {
+            if let Some(&i) = p.macro_index.get(n) {
+                let ps = p
+                    .macros
+                    .get(i)
+                    .map(|m| m.params.clone())
+                    .unwrap_or_default();
+                return Ok((MacroRef::Imported(p, i), ps));
+            }
+            hops += 1;
+            prog = match &p.parent_name {
+                Some(pn) if hops < self.env.library.max_depth => Some(self.load(pn, span)?),
+                _ => None,
+            };
+        }
+        Err(self.err(ErrorKind::UnknownName, format!("unknown macro `{n}`"), span))
     }
 
     fn compile_macro(&mut self, m: &ast::Macro) -> R<MacroDef> {
@@ -262,7 +483,8 @@ impl Cx<'_> {
             StmtKind::Text(t) => Node::Text(t.clone()),
             StmtKind::Print(e) => {
                 let esc = self.esc.last().copied().unwrap_or(Esc::Auto);
-                Node::Print(self.expr(e)?, esc, e.span)
+                let compiled = safe_literals(e, self.expr(e)?);
+                Node::Print(compiled, esc, e.span)
             }
             StmtKind::Set(targets, values) => {
                 let mut out = Vec::new();
@@ -414,17 +636,79 @@ impl Cx<'_> {
                 ignore_missing,
                 with,
                 only,
-            } => Node::Include {
+            } => Node::Include(Box::new(IncludeCall {
                 name: self.expr(name)?,
-                ignore_missing: *ignore_missing,
                 with: match with {
                     Some(w) => Some(self.expr(w)?),
                     None => None,
                 },
-                only: *only,
+                with_context: Expr::Const(Value::Bool(!*only)),
+                ignore_missing: Expr::Const(Value::Bool(*ignore_missing)),
                 span: s.span,
-            },
-            StmtKind::Import(..) | StmtKind::FromImport(..) => return Ok(None),
+            })),
+            StmtKind::Import(..) | StmtKind::FromImport(..) | StmtKind::Use(..) => {
+                return Ok(None)
+            }
+            StmtKind::Extends(_) => {
+                return Err(self.err(
+                    ErrorKind::Syntax,
+                    "`extends` must be at the top level of a template (not inside a block, macro or other tag)",
+                    s.span,
+                ))
+            }
+            StmtKind::Block(name, body) => {
+                self.block_def(name, body, s.span)?;
+                Node::BlockRef(name.clone(), s.span)
+            }
+            StmtKind::Embed {
+                name,
+                ignore_missing,
+                with,
+                only,
+                body,
+            } => {
+                let mut sub = vec![ast::Stmt {
+                    kind: StmtKind::Extends(name.clone()),
+                    span: s.span,
+                }];
+                sub.extend(body.iter().cloned());
+                let parsed = Parsed {
+                    body: sub,
+                    macros: Vec::new(),
+                };
+                let prog = compile_template(self.env, self.name, self.source, &parsed)?;
+                Node::Embed(
+                    Arc::new(prog),
+                    Box::new(IncludeCall {
+                        // checked first with `ignore missing`
+                        name: if *ignore_missing {
+                            self.expr(name)?
+                        } else {
+                            Expr::Const(Value::Null)
+                        },
+                        with: match with {
+                            Some(w) => Some(self.expr(w)?),
+                            None => None,
+                        },
+                        with_context: Expr::Const(Value::Bool(!*only)),
+                        ignore_missing: Expr::Const(Value::Bool(*ignore_missing)),
+                        span: s.span,
+                    }),
+                )
+            }
+            StmtKind::Guard(kind, name, nspan, body, else_body) => {
+                let r = self.env.registry;
+                let exists = match &**kind {
+                    "function" => {
+                        r.functions.contains_key(name)
+                            || matches!(&**name, "include" | "source" | "block" | "parent")
+                    }
+                    "filter" => r.filters.contains_key(name),
+                    _ => r.tests.contains_key(name) || &**name == "defined",
+                };
+                let _ = nspan;
+                Node::Block(self.stmts(if exists { body } else { else_body })?)
+            }
         }))
     }
 
@@ -476,7 +760,14 @@ impl Cx<'_> {
                 }
                 Expr::Map(out)
             }
+            ExprKind::Name(n) if &**n == "_self" => Expr::Const(Value::str(self.name)),
             ExprKind::Name(n) => self.name(n, span, strict),
+            ExprKind::DynAttr(base, key) => Expr::Item(
+                Box::new(self.expr_mode(base, strict)?),
+                Box::new(self.expr(key)?),
+                span,
+                strict,
+            ),
             ExprKind::Attr(base, attr) => {
                 if let Some(level) = self.loop_ref(base) {
                     if let Some(f) = LoopField::from_name(attr) {
@@ -554,6 +845,32 @@ impl Cx<'_> {
             ExprKind::Filter(input, name, nspan, args) => self.filter(input, name, *nspan, args)?,
             ExprKind::Test(input, negated, name, nspan, args) => {
                 if &**name == "defined" {
+                    if let ExprKind::Call(f, _, args) = &input.kind {
+                        if &**f == "block" && !self.from_imports.contains_key(f) {
+                            let (n, t) = self.block_args(args, span)?;
+                            return Ok(Expr::BlockDefined(n, t, *negated, span));
+                        }
+                        if &**f == "attribute" && (2..=3).contains(&args.len()) {
+                            // `attribute(x, key) is defined` asks whether the key exists
+                            let (b, k) = (&args[0].value, &args[1].value);
+                            return Ok(Expr::Defined(
+                                Box::new(Expr::Item(
+                                    Box::new(self.expr_mode(b, false)?),
+                                    Box::new(self.expr(k)?),
+                                    span,
+                                    false,
+                                )),
+                                *negated,
+                            ));
+                        }
+                    }
+                    if !definable(input) {
+                        return Err(self.err(
+                            ErrorKind::Syntax,
+                            "the `defined` test only works with variables, attributes, items, macros and blocks",
+                            input.span,
+                        ));
+                    }
                     return Ok(Expr::Defined(
                         Box::new(self.expr_mode(input, false)?),
                         *negated,
@@ -566,6 +883,7 @@ impl Cx<'_> {
                         func: b.func.clone(),
                         args,
                         span,
+                        null_from: 1,
                     }),
                     *negated,
                 )
@@ -661,7 +979,7 @@ impl Cx<'_> {
             BinOp::Or => return Ok(Expr::Or(Box::new(a), Box::new(b))),
             BinOp::Matches => {
                 if let Expr::Const(Value::Str(p)) = &b {
-                    let re = crate::builtins::pcre::compile(p)
+                    let re = crate::pcre::compile(p)
                         .map_err(|e| e.with_location(self.name, self.source, r.span.range()))?;
                     return Ok(Expr::MatchesConst(Box::new(a), Arc::new(re)));
                 }
@@ -740,10 +1058,15 @@ impl Cx<'_> {
                 }
                 Some((n, nspan)) => {
                     seen_named = true;
-                    let Some(pos) = sig.params.iter().position(|p| **p == **n) else {
+                    let Some(pos) = sig.position(n) else {
+                        let valid = if sig.params.is_empty() {
+                            "it takes no named arguments".to_string()
+                        } else {
+                            format!("its arguments: {}", sig.params.join(", "))
+                        };
                         let mut e = Error::new(
                             ErrorKind::UnknownName,
-                            format!("{who} has no argument `{n}`"),
+                            format!("{who} has no argument `{n}` ({valid})"),
                         );
                         if let Some(s) = names::closest(n, sig.params.iter().copied()) {
                             e = e.with_hint(format!("did you mean `{s}`?"));
@@ -789,12 +1112,100 @@ impl Cx<'_> {
             func: b.func.clone(),
             args,
             span,
+            null_from: 1,
         })))
+    }
+
+    fn block_args(&mut self, args: &[Arg], span: Span) -> R<(Box<Expr>, Option<Box<Expr>>)> {
+        let sig = Signature::parse(&["name", "template?"]);
+        let mut v = self.map_args(&sig, "function `block`", args, span)?;
+        v.resize(2, Expr::Const(Value::Undefined));
+        let t = v
+            .pop()
+            .filter(|e| !matches!(e, Expr::Const(Value::Undefined)));
+        let n = v.pop().unwrap_or(Expr::Const(Value::Null));
+        Ok((Box::new(n), t.map(Box::new)))
+    }
+
+    /// `include()`, `source()`, `block()`, `parent()`: functions of the template library.
+    fn library_call(&mut self, name: &str, args: &[Arg], span: Span) -> R<Option<Expr>> {
+        Ok(Some(match name {
+            "include" => {
+                let sig = Signature::parse(&[
+                    "template",
+                    "variables?",
+                    "with_context?",
+                    "ignore_missing?",
+                    "sandboxed?",
+                ]);
+                let mut v = self
+                    .map_args(&sig, "function `include`", args, span)?
+                    .into_iter();
+                let mut next = || v.next().unwrap_or(Expr::Const(Value::Undefined));
+                let name = next();
+                let with = Some(next());
+                let or = |e: Expr, d: bool| match e {
+                    Expr::Const(Value::Undefined) => Expr::Const(Value::Bool(d)),
+                    e => e,
+                };
+                let with_context = or(next(), true);
+                let ignore_missing = or(next(), false);
+                Expr::Include(Box::new(IncludeCall {
+                    name,
+                    with,
+                    with_context,
+                    ignore_missing,
+                    span,
+                }))
+            }
+            "source" => {
+                let sig = Signature::parse(&["name", "ignore_missing?"]);
+                let mut v = self.map_args(&sig, "function `source`", args, span)?;
+                v.resize(2, Expr::Const(Value::Undefined));
+                let im = v
+                    .pop()
+                    .filter(|e| !matches!(e, Expr::Const(Value::Undefined)));
+                let n = v.pop().unwrap_or(Expr::Const(Value::Null));
+                Expr::Source(Box::new(n), im.map(Box::new), span)
+            }
+            "block" => {
+                let (n, t) = self.block_args(args, span)?;
+                Expr::BlockCall(n, t, span)
+            }
+            "parent" => {
+                if self.in_block == 0 {
+                    return Err(self.err(
+                        ErrorKind::Syntax,
+                        "calling `parent()` outside of a block is forbidden",
+                        span,
+                    ));
+                }
+                if !self.has_parent {
+                    return Err(self.err(
+                        ErrorKind::Syntax,
+                        "calling `parent()` on a template that does not extend nor `use` another template is forbidden",
+                        span,
+                    ));
+                }
+                if !args.is_empty() {
+                    return Err(self.err(
+                        ErrorKind::InvalidArgument,
+                        "function `parent` takes no arguments",
+                        span,
+                    ));
+                }
+                Expr::Parent(span)
+            }
+            _ => return Ok(None),
+        }))
     }
 
     fn call(&mut self, name: &Arc<str>, nspan: Span, args: &[Arg], span: Span) -> R<Expr> {
         if let Some((imp, mname)) = self.from_imports.get(name).cloned() {
             return self.macro_call(&imp, &mname, args, span);
+        }
+        if let Some(e) = self.library_call(name, args, span)? {
+            return Ok(e);
         }
         if let Some(b) = self.env.registry.functions.get(name).cloned() {
             let args = self.map_args(&b.signature, &format!("function `{name}`"), args, span)?;
@@ -802,6 +1213,7 @@ impl Cx<'_> {
                 func: b.func.clone(),
                 args,
                 span,
+                null_from: 0,
             })));
         }
         self.lookup(&self.env.registry.functions, "function", name, nspan)
@@ -831,33 +1243,7 @@ impl Cx<'_> {
     }
 
     fn macro_call(&mut self, imp: &Import, mname: &Arc<str>, args: &[Arg], span: Span) -> R<Expr> {
-        let (mref, params) = match imp {
-            Import::SelfRef => {
-                let (i, ps) = self.own_macros.get(mname).cloned().ok_or_else(|| {
-                    self.err(
-                        ErrorKind::UnknownName,
-                        format!("unknown macro `{mname}`"),
-                        span,
-                    )
-                })?;
-                (MacroRef::Local(i), ps)
-            }
-            Import::Snippet(p) => {
-                let i = *p.macro_index.get(mname).ok_or_else(|| {
-                    self.err(
-                        ErrorKind::UnknownName,
-                        format!("unknown macro `{mname}`"),
-                        span,
-                    )
-                })?;
-                let ps = p
-                    .macros
-                    .get(i)
-                    .map(|m| m.params.clone())
-                    .unwrap_or_default();
-                (MacroRef::Imported(p.clone(), i), ps)
-            }
-        };
+        let (mref, params) = self.find_macro(imp, mname, span)?;
         // Map named arguments by hand (macro parameter names are not 'static).
         let mut slots: Vec<Option<Expr>> = vec![None; params.len()];
         let mut extra = Vec::new();
@@ -884,16 +1270,26 @@ impl Cx<'_> {
                     }
                     positional += 1;
                 }
-                Some((n, nspan)) => match params.iter().position(|p| p == n) {
-                    Some(i) => slots[i] = Some(v),
-                    None => {
-                        return Err(self.err(
+                Some((n, nspan)) => {
+                    match params.iter().position(|p| p == n) {
+                        Some(i) if slots[i].is_some() => {
+                            return Err(self.err(
+                                ErrorKind::InvalidArgument,
+                                format!("macro `{mname}`: argument `{n}` given twice"),
+                                *nspan,
+                            ))
+                        }
+                        Some(i) => slots[i] = Some(v),
+                        None => {
+                            let valid = params.iter().map(|p| &**p).collect::<Vec<_>>().join(", ");
+                            return Err(self.err(
                             ErrorKind::UnknownName,
-                            format!("macro `{mname}` has no argument `{n}`"),
+                            format!("macro `{mname}` has no argument `{n}` (its arguments: {valid})"),
                             *nspan,
-                        ))
+                        ));
+                        }
                     }
-                },
+                }
             }
         }
         let mut out: Vec<Expr> = slots
@@ -928,5 +1324,87 @@ fn fold(op: BinOp, x: &Value, y: &Value) -> Option<Value> {
         BinOp::Eq => Some(Value::Bool(value::loose_eq(x, y))),
         BinOp::Ne => Some(Value::Bool(!value::loose_eq(x, y))),
         _ => None,
+    }
+}
+
+/// Refuses output in the top level of a template that extends another (Twig does):
+/// text other than whitespace, prints, includes; and a block definition nested in a
+/// tag that does not capture its output (`if`, `for`, …).
+fn check_child(s: &ast::Stmt, nested: bool) -> Result<(), (String, Span)> {
+    let all = |b: &[ast::Stmt]| b.iter().try_for_each(|s| check_child(s, true));
+    match &s.kind {
+        StmtKind::Text(t) if !t.trim().is_empty() => Err((OUTSIDE_BLOCKS.to_string(), s.span)),
+        StmtKind::Print(_) | StmtKind::Include { .. } | StmtKind::Embed { .. } => {
+            Err((OUTSIDE_BLOCKS.to_string(), s.span))
+        }
+        StmtKind::Block(..) if nested => Err((
+            "a block definition cannot be nested under tags that do not capture output (`if`, `for`, `with`…)".to_string(),
+            s.span,
+        )),
+        StmtKind::If(branches, else_body) => {
+            for (_, b) in branches {
+                all(b)?;
+            }
+            else_body.as_deref().map_or(Ok(()), all)
+        }
+        StmtKind::For {
+            body, else_body, ..
+        } => {
+            all(body)?;
+            else_body.as_deref().map_or(Ok(()), all)
+        }
+        StmtKind::With(_, _, b) | StmtKind::Autoescape(_, b) => all(b),
+        StmtKind::Guard(_, _, _, a, b) => {
+            all(a)?;
+            all(b)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Whether `x is defined` makes sense on this expression (as Twig: names, attribute
+/// and item access, macro calls, `block()`, `x|default`, literals).
+fn definable(e: &ast::Expr) -> bool {
+    match &e.kind {
+        ExprKind::Name(_)
+        | ExprKind::Attr(..)
+        | ExprKind::Item(..)
+        | ExprKind::DynAttr(..)
+        | ExprKind::CallValue(..)
+        | ExprKind::Call(..)
+        | ExprKind::Null
+        | ExprKind::Bool(_)
+        | ExprKind::Int(_)
+        | ExprKind::Float(_)
+        | ExprKind::Str(_)
+        | ExprKind::List(_)
+        | ExprKind::Map(_) => true,
+        ExprKind::Filter(_, n, _, _) => &**n == "default",
+        _ => false,
+    }
+}
+
+/// Twig's escaper leaves string literals alone: a printed literal, or a literal
+/// branch of a conditional, is marked safe (`{{ c ? "<br>" : x }}` escapes only `x`).
+fn safe_literals(ast: &ast::Expr, e: Expr) -> Expr {
+    match (&ast.kind, e) {
+        (ExprKind::Str(_), Expr::Const(Value::Str(s))) => Expr::Const(Value::Safe(s)),
+        (ExprKind::Cond(_, a, b), Expr::Cond(c, x, y)) => Expr::Cond(
+            c,
+            Box::new(safe_literals(a, *x)),
+            match (b, y) {
+                (Some(b), Some(y)) => Some(Box::new(safe_literals(b, *y))),
+                (_, y) => y,
+            },
+        ),
+        (ExprKind::Elvis(a, b), Expr::Elvis(x, y)) => Expr::Elvis(
+            Box::new(safe_literals(a, *x)),
+            Box::new(safe_literals(b, *y)),
+        ),
+        (ExprKind::Coalesce(a, b), Expr::Coalesce(x, y)) => Expr::Coalesce(
+            Box::new(safe_literals(a, *x)),
+            Box::new(safe_literals(b, *y)),
+        ),
+        (_, e) => e,
     }
 }

@@ -40,12 +40,17 @@ pub fn declare(body: &[Stmt], f: &mut dyn FnMut(&Arc<str>)) {
             StmtKind::With(_, _, b) | StmtKind::Apply(_, b) | StmtKind::Autoescape(_, b) => {
                 declare(b, f)
             }
+            StmtKind::Guard(_, _, _, a, b) => {
+                declare(a, f);
+                declare(b, f);
+            }
             _ => {}
         }
     }
 }
 
-/// Calls `f` for every `import` / `from … import` statement (macros included).
+/// Calls `f` for every `import` / `from … import` statement, not entering blocks
+/// (their imports are their own).
 pub fn imports(body: &[Stmt], f: &mut dyn FnMut(&Stmt)) {
     for s in body {
         match &s.kind {
@@ -54,6 +59,10 @@ pub fn imports(body: &[Stmt], f: &mut dyn FnMut(&Stmt)) {
             | StmtKind::With(_, _, b)
             | StmtKind::Apply(_, b)
             | StmtKind::Autoescape(_, b) => imports(b, f),
+            StmtKind::Guard(_, _, _, a, b) => {
+                imports(a, f);
+                imports(b, f);
+            }
             StmtKind::If(branches, else_body) => {
                 for (_, b) in branches {
                     imports(b, f);

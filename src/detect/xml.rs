@@ -1,5 +1,5 @@
 //! A small, safe XML reader on top of `quick-xml`: well-formedness checks for content-type
-//! detection (listener.md §6) and the `__data.__xml` mapping of request bodies (listener.md §3).
+//! detection (docs/listener.md "`data` Content-Type detection") and the `__data.__xml` mapping of request bodies (docs/listener.md "Request → `__data`").
 //!
 //! Safety decisions:
 //! - A document with a `<!DOCTYPE …>` is **not XML** for this runtime: DTDs are never read, so no
@@ -49,7 +49,7 @@ pub fn well_formed_root(s: &str) -> Option<String> {
     }
 }
 
-/// Parses a well-formed document into `{root_name: value}` following listener.md §3: an element
+/// Parses a well-formed document into `{root_name: value}` following docs/listener.md "Request → `__data`": an element
 /// with neither attributes nor child elements becomes its text (exactly, `""` when empty); any
 /// other element becomes a map with attributes under `@name`, children by name (repeated names
 /// become lists, in document order) and its non-blank text, trimmed, under `#text`.

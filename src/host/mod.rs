@@ -9,4 +9,4 @@ pub mod records;
 pub mod store;
 
 pub use records::{JsonRecords, RecordSource};
-pub use store::{MemoryStore, SharedStore};
+pub use store::{MemoryStore, SharedStore, STORE_UNAVAILABLE};

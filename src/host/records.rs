@@ -1,7 +1,7 @@
-//! Record look-ups behind `findOne`, `findMany`, `query`… (catalogue.md "Record look-ups").
+//! Record look-ups behind `findOne`, `findMany`, `query`… (docs/catalogue.md "Host-backed functions").
 //!
 //! [`RecordSource`] is the host trait; [`JsonRecords`] is the read-only in-process source the
-//! listener loads from its records file (listener.md §7).
+//! listener loads from its records file (docs/catalogue.md "Host-backed functions").
 
 use crate::error::{Error, ErrorKind};
 use crate::value::Value;
@@ -71,6 +71,7 @@ impl JsonRecords {
                 ErrorKind::Io,
                 format!("cannot read records file {}: {e}", path.display()),
             )
+            .with_source(e)
         })?;
         JsonRecords::from_json_str(&text)
             .map_err(|e| invalid(format!("{}: {}", path.display(), e.message())))
@@ -141,5 +142,11 @@ mod tests {
         }
         let err = JsonRecords::from_file("/nonexistent/records.json").unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Io);
+        // The I/O error is kept as the cause.
+        let cause = std::error::Error::source(&err).expect("a cause");
+        let io = cause
+            .downcast_ref::<std::io::Error>()
+            .expect("an io::Error");
+        assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
     }
 }

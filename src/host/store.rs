@@ -1,4 +1,4 @@
-//! The shared store behind `set_memory`, `memoryGet` and `incrementAndGet` (listener.md §7).
+//! The shared store behind `set_memory`, `memoryGet` and `incrementAndGet` (docs/catalogue.md "Host-backed functions").
 //!
 //! [`MemoryStore`] is in-process and concurrent (one short mutex section per call; values are
 //! reference counted, so reads clone cheaply). Entries written with [`SharedStore::set`] expire
@@ -17,6 +17,12 @@ use std::time::{Duration, Instant};
 pub trait SharedStore: Send + Sync {
     /// The live value under `name`, if any (expired entries are gone).
     fn get(&self, name: &str) -> Option<Value>;
+    /// [`SharedStore::get`] for a store that can be unreachable (a shared server): an
+    /// [`ErrorKind::Host`] error whose message holds [`STORE_UNAVAILABLE`] then, so the caller
+    /// can answer "retry later" instead of rendering without the value.
+    fn try_get(&self, name: &str) -> Result<Option<Value>, Error> {
+        Ok(self.get(name))
+    }
     /// Writes `value` under `name` for `ttl`.
     fn set(&self, name: &str, value: Value, ttl: Duration);
     /// Atomically adds `by` to the counter `name` (missing = 0) and returns the new value.
@@ -28,6 +34,10 @@ pub trait SharedStore: Send + Sync {
         live
     }
 }
+
+/// Part of the message of a store error meaning "unreachable now, retry later" (the listener
+/// answers 503 with `Retry-After` for a render that failed with it).
+pub const STORE_UNAVAILABLE: &str = "shared store unavailable";
 
 /// Default maximum number of entries of a [`MemoryStore`].
 pub const DEFAULT_MAX_ENTRIES: usize = 100_000;

@@ -1,4 +1,4 @@
-//! JWT authentication of endpoint requests (listener.md §4) and token signing for
+//! JWT authentication of endpoint requests (docs/listener.md "Authentication and CORS") and token signing for
 //! `flexscript token`.
 //!
 //! Contract:
@@ -255,8 +255,10 @@ impl Verifier {
         let validation = |alg| {
             let mut v = Validation::new(alg);
             v.leeway = LEEWAY_S;
-            v.validate_exp = true;
-            v.validate_nbf = true;
+            // `exp` and `nbf` are checked in `verify_fully` against `crate::clock` (a frozen
+            // clock in `flexscript test`), not the crate's system clock.
+            v.validate_exp = false;
+            v.validate_nbf = false;
             v.validate_aud = false;
             v.set_issuer(&[s.key]);
             v.required_spec_claims.clear();
@@ -294,7 +296,7 @@ impl Verifier {
         if self.empty_secret {
             return Err(invalid("endpoint secret is not configured"));
         }
-        let now = jsonwebtoken::get_current_timestamp();
+        let now = crate::clock::now().timestamp().max(0) as u64;
         if let Some(checked) = self.cache.lookup(token, now) {
             return checked;
         }
@@ -329,6 +331,25 @@ impl Verifier {
             Some(_) => return Err(invalid("wrong issuer")),
             None => return Err(invalid("missing or malformed claim iss")),
         }
+        for (claim, message) in [
+            ("exp", "malformed claim exp"),
+            ("nbf", "malformed claim nbf"),
+        ] {
+            if claims
+                .get(claim)
+                .is_some_and(|v| numeric_date(Some(v)).is_none())
+            {
+                return Err(invalid(message));
+            }
+        }
+        let exp = numeric_date(claims.get("exp"));
+        if exp.is_some_and(|exp| exp < now.saturating_sub(LEEWAY_S)) {
+            return Err(invalid("token expired"));
+        }
+        let nbf = numeric_date(claims.get("nbf"));
+        if nbf.is_some_and(|nbf| nbf > now.saturating_add(LEEWAY_S)) {
+            return Err(invalid("token not yet valid"));
+        }
         let iat = match claims.get("iat") {
             None => None,
             Some(iat) => match iat.as_f64() {
@@ -341,8 +362,8 @@ impl Verifier {
         };
         Ok(Accepted {
             token: token.into(),
-            exp: numeric_date(claims.get("exp")),
-            nbf: numeric_date(claims.get("nbf")),
+            exp,
+            nbf,
             iat,
             data: claims.remove("data").map(Value::from),
         })
@@ -386,7 +407,7 @@ pub fn sign(
     if secret.is_empty() {
         return Err("the secret is empty".to_string());
     }
-    let now = jsonwebtoken::get_current_timestamp();
+    let now = crate::clock::now().timestamp().max(0) as u64;
     let mut claims = serde_json::Map::new();
     claims.insert("iss".into(), key.into());
     claims.insert("iat".into(), now.into());

@@ -1,7 +1,8 @@
-//! The logic behind the listener commands of the `flexscript` binary (cli-and-layout.md):
-//! `serve`, `check FILE.toml`, `new-endpoint`, `token`. `main.rs` only parses arguments.
+//! The logic behind the listener commands of the `flexscript` binary (README.md "Command line"):
+//! `serve`, `check FILE.toml`, `new-endpoint`, `token`, `runs`. `main.rs` only parses
+//! arguments.
 
-use super::config::check_config;
+use super::config::{check_config, peek_log_format, LogFormat};
 use super::server::{start_with, Options, Running};
 use rand::RngCore;
 use std::io::Write;
@@ -9,18 +10,29 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-/// Logs go to stderr (stdout carries only the ready line) through [`super::log`]'s buffer,
-/// filtered by `RUST_LOG` (default `info`).
-pub fn init_logging() {
+/// Logs go to stderr (stdout carries only the ready lines) through [`super::log`]'s buffer,
+/// filtered by `RUST_LOG` (default `info`), as text or as one JSON object per line
+/// (`timestamp`, `level`, `message` and the event's fields at the top level; JSON string
+/// escaping keeps control characters from breaking a line).
+pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(super::log::BufferedStderr::new())
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .fmt_fields(super::log::LineFields)
-        .try_init();
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .fmt_fields(super::log::LineFields)
+            .try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init(),
+    };
 }
 
 /// `flexscript check FILE.toml`: prints every error and warning on stderr; true when no error.
@@ -38,7 +50,7 @@ pub fn check(path: &Path) -> bool {
 /// `flexscript serve`: runs until SIGINT/SIGTERM; SIGHUP (and `--watch`) reload the file.
 /// Returns the process exit code.
 pub fn serve(config: &Path, addr: Option<&str>, watch: bool, state: Option<&str>) -> u8 {
-    init_logging();
+    init_logging(peek_log_format(config));
     let addr: Option<SocketAddr> = match addr.map(str::parse).transpose() {
         Ok(a) => a,
         Err(_) => {
@@ -77,6 +89,9 @@ pub fn serve(config: &Path, addr: Option<&str>, watch: bool, state: Option<&str>
         };
         let mut out = std::io::stdout();
         let _ = writeln!(out, "listening on http://{}", running.local_addr());
+        if let Some(admin) = running.admin_addr() {
+            let _ = writeln!(out, "admin listening on http://{admin}");
+        }
         let _ = out.flush();
         run_until_signal(running, signals, watch).await
     });
@@ -194,4 +209,180 @@ pub fn token(
         .transpose()
         .map_err(|e| format!("--data is not valid JSON: {e}"))?;
     super::auth::sign(key, secret, alg, ttl, data)
+}
+
+/// What `flexscript runs` does.
+#[derive(Clone, Debug)]
+pub enum RunsAction {
+    /// List runs, newest first.
+    List {
+        endpoint: Option<String>,
+        status: Option<String>,
+        limit: usize,
+        before: Option<String>,
+        json: bool,
+    },
+    /// Print one run's whole record (JSON).
+    Show { id: String },
+    /// Queue a failed or interrupted run again (`from`: `failed` or `start`).
+    Retry { id: String, from: String },
+}
+
+/// `flexscript runs …`: reads (and retries) runs in the state backend of the configuration at
+/// `config` (or `state`), directly: a server may be running on it or not. Returns the exit code
+/// (0 done, 1 any error, printed on stderr).
+pub fn runs(config: &Path, state: Option<&str>, action: RunsAction) -> u8 {
+    match runs_inner(config, state, action) {
+        Ok(out) => {
+            let mut stdout = std::io::stdout();
+            if stdout
+                .write_all(out.as_bytes())
+                .and_then(|_| stdout.flush())
+                .is_err()
+            {
+                return 1;
+            }
+            0
+        }
+        Err(e) => {
+            for line in e.lines() {
+                eprintln!("error: {line}");
+            }
+            1
+        }
+    }
+}
+
+fn runs_inner(config: &Path, state: Option<&str>, action: RunsAction) -> Result<String, String> {
+    use super::runs_api;
+    use crate::state::{RunFilter, StateSpec};
+    let loaded = super::config::load_config(config).map_err(|e| e.to_string())?;
+    let spec = match state {
+        Some(v) => StateSpec::parse(v, Path::new("."))?,
+        None => loaded.server.state.clone(),
+    };
+    if spec == StateSpec::Memory {
+        return Err(
+            "state = \"memory\" keeps runs inside the serving process only: use the admin API (GET /runs) of the running server"
+                .into(),
+        );
+    }
+    let backend = spec.open_reader()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(async move {
+        match action {
+            RunsAction::List {
+                endpoint,
+                status,
+                limit,
+                before,
+                json,
+            } => {
+                let filter = RunFilter {
+                    endpoint,
+                    status: status.as_deref().map(runs_api::parse_status).transpose()?,
+                    limit: runs_api::parse_limit(&limit.to_string())?,
+                    before,
+                };
+                let page = backend
+                    .list_runs(filter)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if json {
+                    Ok(format!("{}\n", runs_api::page_json(&page)))
+                } else {
+                    Ok(runs_table(&page))
+                }
+            }
+            RunsAction::Show { id } => {
+                let rec = backend.get_run(&id).await.map_err(|e| match e {
+                    crate::state::StateError::NotFound => format!("no run {id}"),
+                    e => e.to_string(),
+                })?;
+                serde_json::to_string_pretty(&runs_api::record_json(&rec))
+                    .map(|s| s + "\n")
+                    .map_err(|e| e.to_string())
+            }
+            RunsAction::Retry { id, from } => {
+                let from = runs_api::parse_from(&from)?;
+                let rec = backend.retry_run(&id, from).await.map_err(|e| match e {
+                    crate::state::StateError::NotFound => format!("no run {id}"),
+                    e => e.to_string(),
+                })?;
+                Ok(format!(
+                    "run {} of \"{}\" queued again (attempt {}, from {}); a server on this state runs it within a few seconds, or when it starts\n",
+                    rec.id,
+                    rec.endpoint,
+                    rec.attempt,
+                    match from {
+                        crate::state::RetryFrom::Failed => "its failed step",
+                        crate::state::RetryFrom::Start => "the first step",
+                    }
+                ))
+            }
+        }
+    })
+}
+
+/// A listing page as an aligned table (times in UTC, RFC 3339), with the next cursor.
+fn runs_table(page: &crate::state::RunPage) -> String {
+    if page.runs.is_empty() {
+        return "no runs\n".into();
+    }
+    let time = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+            .unwrap_or_else(|| ms.to_string())
+    };
+    let one_line = |s: &str| -> String {
+        s.chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect()
+    };
+    let mut rows = vec![[
+        "ID".to_string(),
+        "ENDPOINT".to_string(),
+        "STATUS".to_string(),
+        "CREATED".to_string(),
+        "DURATION".to_string(),
+        "ERROR".to_string(),
+    ]];
+    for r in &page.runs {
+        rows.push([
+            r.id.clone(),
+            one_line(&r.endpoint),
+            r.status.as_str().to_string(),
+            time(r.created),
+            r.duration_ms
+                .map_or_else(|| "-".to_string(), |d| format!("{d} ms")),
+            one_line(r.error.as_deref().unwrap_or("")),
+        ]);
+    }
+    let mut widths = [0usize; 6];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in &rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i == 5 {
+                line.push_str(cell);
+            } else {
+                line.push_str(cell);
+                line.push_str(&" ".repeat(widths[i] - cell.chars().count() + 2));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    if let Some(next) = &page.next {
+        out.push_str(&format!("next page: --before {next}\n"));
+    }
+    out
 }

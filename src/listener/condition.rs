@@ -1,4 +1,4 @@
-//! The 18 condition operators (listener.md §5) over rendered operands: two numbers compare as
+//! The 18 condition operators (docs/listener.md "Workflows") over rendered operands: two numbers compare as
 //! numbers, two dates as dates (instants), anything else as strings (byte order). Dates are
 //! RFC 3339, `YYYY-MM-DD HH:MM[:SS]`, `YYYY-MM-DDTHH:MM[:SS]` or `YYYY-MM-DD` (midnight);
 //! dates without an offset are in the server's time zone. `greater_than_now`/`less_than_now`
@@ -54,7 +54,7 @@ pub fn compare(a: &str, b: &str, tz: &Tz) -> Ordering {
 }
 
 fn versus_now(left: &str, tz: &Tz) -> Option<Ordering> {
-    let now = Utc::now();
+    let now = crate::clock::now();
     if let Some(d) = parse_date(left, tz) {
         return Some(d.cmp(&now));
     }

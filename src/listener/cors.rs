@@ -1,4 +1,4 @@
-//! CORS for endpoints with `allow_cors = true` (listener.md §4).
+//! CORS for endpoints with `allow_cors = true` (docs/listener.md "Authentication and CORS").
 //!
 //! Contract:
 //! - [`CorsPolicy::parse`] takes the *rendered* `cors_domains`: split on commas, trimmed, empty

@@ -1,20 +1,23 @@
-//! One request to `/listener/{first}/{second}` (listener.md §2–§6), in the fixed order:
-//! method check → CORS preflight → authentication → request data → response and workflow.
+//! One request to `/listener/{first}/{second}` (docs/listener.md, docs/security.md), in the
+//! fixed order: method check → CORS preflight → JWT authentication → signature header present →
+//! body read → signature verified over the raw body → request data → response and workflow.
 // An early answer travels as `Err(Response)`: one per request, size is irrelevant.
 #![allow(clippy::result_large_err)]
 
+use super::admin::{self, Role};
 use super::auth::{AuthSettings, Verifier};
 use super::config::{Config, Endpoint, ReturnType, RunMode};
 use super::cors::{is_preflight, CorsPolicy};
 use super::request::{to_data, RequestParts};
 use super::respond::{self, json, json_error, Body};
 use super::server::State;
+use super::signature::{self, SigError};
 use super::sse;
 use super::workflow::{Outcome, Run, SseMsg};
 use crate::{RenderOptions, Template, Value};
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use hyper::body::Body as HttpBody;
 use hyper::header::{
     HeaderValue, ALLOW, CONNECTION, CONTENT_LENGTH, ORIGIN, RETRY_AFTER, WWW_AUTHENTICATE,
 };
@@ -30,11 +33,11 @@ pub const ASYNC_WAIT: Duration = Duration::from_secs(20);
 pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 const ALLOWED: &str = "GET, POST, PUT, OPTIONS";
 
-/// A handled request, with what the request log line needs.
+/// A handled request, with what the request log line and the metrics need.
 pub struct Handled {
     /// `None`: not found (404), built by [`Handled::into_response`].
     pub response: Option<Response<Body>>,
-    pub endpoint: Option<String>,
+    pub endpoint: Option<Arc<Endpoint>>,
     pub run_id: Option<String>,
 }
 
@@ -54,21 +57,43 @@ impl Handled {
     }
 }
 
-/// Routes one request.
-pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Handled {
+/// Routes one request received on the listener of `role`. The body type is generic: the
+/// server passes hyper's `Incoming`, `flexscript test` an in-memory body (the same code
+/// answers both).
+pub async fn handle<B>(state: Arc<State>, req: Request<B>, role: Role) -> Handled
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+{
     let config = state.config();
     let mut h = Handled {
         response: None,
         endpoint: None,
         run_id: None,
     };
-    route(&state, &config, req, &mut h).await;
+    route(&state, &config, req, role, &mut h).await;
     h
 }
 
 /// Fills `h` for one request; no response set means 404.
-async fn route(state: &Arc<State>, config: &Arc<Config>, req: Request<Incoming>, h: &mut Handled) {
+async fn route<B>(
+    state: &Arc<State>,
+    config: &Arc<Config>,
+    req: Request<B>,
+    role: Role,
+    h: &mut Handled,
+) where
+    B: HttpBody<Data = Bytes> + Unpin,
+{
     let path = req.uri().path();
+    if admin::is_admin_path(path) {
+        if role == Role::Admin || !state.separate_admin {
+            h.response = Some(admin::answer(state, config, role, &req).await);
+        }
+        return;
+    }
+    if role == Role::Admin {
+        return;
+    }
     if path == "/dynamic-endpoints" {
         h.response = Some(super::listing::answer(config, &req));
         return;
@@ -83,7 +108,7 @@ async fn route(state: &Arc<State>, config: &Arc<Config>, req: Request<Incoming>,
     let Some(ep) = config.find(first, second).cloned() else {
         return;
     };
-    h.endpoint = Some(ep.name.clone());
+    h.endpoint = Some(ep.clone());
     let origin = req.headers().get(ORIGIN).cloned();
     let cors = match &ep.cors {
         None => None,
@@ -128,14 +153,17 @@ fn render_setting(ep: &Endpoint, t: &Template) -> Result<String, Response<Body>>
 }
 
 /// Returns the response and whether ordinary CORS headers apply to it.
-async fn endpoint(
+async fn endpoint<B>(
     state: &Arc<State>,
     config: &Config,
     ep: &Arc<Endpoint>,
     cors: Option<&CorsPolicy>,
-    req: Request<Incoming>,
+    req: Request<B>,
     run_id: &mut Option<String>,
-) -> (Response<Body>, bool) {
+) -> (Response<Body>, bool)
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+{
     let method = req.method().clone();
     if ![Method::GET, Method::POST, Method::PUT, Method::OPTIONS].contains(&method) {
         let mut r = json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
@@ -198,6 +226,31 @@ async fn endpoint(
             }
         }
     }
+    // A signed endpoint: no signature header → 403 before the body is read; the signature is
+    // checked over the raw body once it is in (after JWT, which needs only the headers).
+    let sig_key = match &ep.signature {
+        None => None,
+        Some(spec) => {
+            if !signature::present(&spec.scheme, req.headers()) {
+                return (sig_refused(&SigError::Missing), true);
+            }
+            let key = ep.settings.signature_key(|| {
+                let secret = render_setting(ep, &spec.secret)?;
+                spec.scheme.key(&secret).map_err(|why| {
+                    tracing::error!(endpoint = %ep.name, field = spec.secret.name(), error = why,
+                        "signature secret unusable");
+                    json_error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "the endpoint settings could not be rendered",
+                    )
+                })
+            });
+            match key {
+                Ok(k) => Some((spec, k)),
+                Err(r) => return (r, true),
+            }
+        }
+    };
     let (parts, body) = req.into_parts();
     let read = read_body(body, &parts.headers, config.server.body_limit);
     let body = match tokio::time::timeout(BODY_READ_TIMEOUT, read).await {
@@ -213,6 +266,19 @@ async fn endpoint(
             return (r, true);
         }
     };
+    if let Some((spec, key)) = &sig_key {
+        let now = signature::now();
+        if let Err(e) = signature::verify(
+            &spec.scheme,
+            key,
+            spec.tolerance_s,
+            &parts.headers,
+            &body,
+            now,
+        ) {
+            return (sig_refused(&e), true);
+        }
+    }
     let data = match to_data(&RequestParts {
         method: &parts.method,
         uri: &parts.uri,
@@ -228,21 +294,30 @@ async fn endpoint(
     (respond_and_run(state, config, ep, data, id).await, true)
 }
 
+/// The 403/401 JSON answer of a refused signature (CORS headers are added by the caller).
+fn sig_refused(e: &SigError) -> Response<Body> {
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+    json_error(status, &e.message())
+}
+
 /// A random (version 4) UUID in simple form, from the thread-local CSPRNG: no `getrandom`
 /// system call per request.
 fn new_run_id() -> String {
-    let bytes: [u8; 16] = rand::random();
+    let bytes = crate::clock::random_bytes();
     uuid::Builder::from_random_bytes(bytes)
         .into_uuid()
         .simple()
         .to_string()
 }
 
-async fn read_body(
-    mut body: Incoming,
+async fn read_body<B>(
+    mut body: B,
     headers: &hyper::HeaderMap,
     limit: u64,
-) -> Result<Bytes, Response<Body>> {
+) -> Result<Bytes, Response<Body>>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+{
     let too_large = || {
         let mut r = json_error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
         r.headers_mut()
@@ -300,7 +375,7 @@ async fn respond_and_run(
             run_id.clone(),
             config.store.clone(),
             config.server.timezone,
-            state.client.clone(),
+            config.client.clone(),
             state.runner.clone(),
             reply,
             sse,

@@ -1,4 +1,4 @@
-//! `GET /dynamic-endpoints` (listener.md §8): the published endpoints for a caller holding the
+//! `GET /dynamic-endpoints` (docs/listener.md "Responses"): the published endpoints for a caller holding the
 //! server's `api_key` (header `apikey` or `?apikey=`, compared in constant time). No `api_key`
 //! configured → 404 (as if the route did not exist); wrong or missing key → 401; another
 //! method → 405. Never lists keys, secrets or steps.

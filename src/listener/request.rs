@@ -1,4 +1,4 @@
-//! Request → `__data` (listener.md §3). Synchronous and pure, so it can be fuzzed.
+//! Request → `__data` (docs/listener.md "Request → `__data`"). Synchronous and pure, so it can be fuzzed.
 //!
 //! The first body rule that applies, then merged with the query string (body keys win, compared
 //! at the top level):
@@ -259,7 +259,7 @@ fn check_json_depth_map(m: &Map<String, Json>) -> Result<(), BadRequest> {
 }
 
 /// Headers as a map: names lower-cased with `-` turned into `_`, repeated values joined with
-/// `, ` (listener.md §3). Also names the headers of a webhook's response.
+/// `, ` (docs/listener.md "Request → `__data`"). Also names the headers of a webhook's response.
 pub(crate) fn header_map(h: &HeaderMap) -> Fields {
     let mut out = Fields::with_capacity(h.keys_len() + 1);
     for name in h.keys() {

@@ -1,4 +1,4 @@
-//! Building HTTP responses (listener.md §6): rendered `data`/`html`/`redirect` answers and JSON
+//! Building HTTP responses (docs/listener.md "Responses"): rendered `data`/`html`/`redirect` answers and JSON
 //! errors `{"error": "..."}`. A render error is a 500 whose message names the endpoint field
 //! but never the script's values (they may hold request data or secrets); the detail is logged.
 
@@ -76,6 +76,17 @@ pub fn answer(endpoint: &str, answer: &Answer, data: &Value) -> Response<Body> {
         },
     ) {
         Ok(out) => out,
+        Err(e) if e.message().contains(crate::host::STORE_UNAVAILABLE) => {
+            // The shared store (Redis) is unreachable: retry later, as for the journal.
+            tracing::error!(endpoint, field = tpl.name(), error = %e.message(), "render failed: shared store unavailable");
+            let mut r = json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the shared store cannot be reached right now; retry later",
+            );
+            r.headers_mut()
+                .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("5"));
+            return r;
+        }
         Err(e) => {
             let error = super::config::script_error(&e);
             tracing::error!(endpoint, field = tpl.name(), error = %error, "render failed");

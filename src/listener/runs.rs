@@ -19,7 +19,7 @@
 //! in-memory queue has room again (each time an activation ends, and every [`CLAIM_EVERY`]).
 
 use super::config::{Branch, Config, Endpoint};
-use super::webhook::HttpClient;
+use super::metrics::{Metered, Metrics, RunEnd};
 use super::workflow::{self, Run};
 use crate::state::{self, Backend, RunEvent, RunRecord, RunStatus, StateError, StepStatus};
 use crate::Value;
@@ -27,7 +27,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 
@@ -65,6 +65,9 @@ struct Active {
     parked: usize,
     /// The first step failure.
     error: Option<String>,
+    /// For the metrics: the endpoint and when this process started (or resumed) the run.
+    endpoint: Option<Arc<Endpoint>>,
+    since: Option<Instant>,
 }
 
 struct Timer {
@@ -75,7 +78,10 @@ struct Timer {
 
 /// The journal, the worker pool and the timers of one serving process.
 pub struct Runner {
+    /// The state backend, measured for the metrics (journal latency, backend errors).
     pub backend: Arc<dyn Backend>,
+    /// The server's metrics (src/listener/metrics.rs).
+    pub metrics: Arc<Metrics>,
     /// This process's claim on the runs it executes.
     owner: String,
     workers: Arc<Semaphore>,
@@ -94,7 +100,6 @@ pub struct Runner {
     active: Mutex<HashMap<String, Active>>,
     timers: mpsc::UnboundedSender<Timer>,
     config: Arc<RwLock<Arc<Config>>>,
-    client: HttpClient,
 }
 
 impl Runner {
@@ -104,12 +109,13 @@ impl Runner {
         backend: Arc<dyn Backend>,
         workers: usize,
         config: Arc<RwLock<Arc<Config>>>,
-        client: HttpClient,
     ) -> Arc<Runner> {
         let (tx, rx) = mpsc::unbounded_channel();
         let workers = workers.max(1);
+        let metrics = Arc::new(Metrics::new());
         let runner = Arc::new(Runner {
-            backend,
+            backend: Arc::new(Metered::new(backend, metrics.clone())),
+            metrics,
             owner: uuid::Uuid::new_v4().simple().to_string(),
             workers: Arc::new(Semaphore::new(workers)),
             queued: AtomicUsize::new(0),
@@ -123,7 +129,6 @@ impl Runner {
             active: Mutex::new(HashMap::new()),
             timers: tx,
             config,
-            client,
         });
         tokio::spawn(timer_loop(Arc::downgrade(&runner), rx));
         runner
@@ -229,6 +234,8 @@ impl Runner {
             run.run_id.clone(),
             Active {
                 live: 1,
+                endpoint: Some(ep.clone()),
+                since: Some(Instant::now()),
                 ..Active::default()
             },
         );
@@ -411,10 +418,20 @@ impl Runner {
                 (RunStatus::Waiting, None)
             } else {
                 let a = active.remove(run).unwrap_or_default();
-                match a.error {
+                let end = match a.error {
                     Some(e) => (RunStatus::Failed, Some(e)),
                     None => (RunStatus::Succeeded, None),
+                };
+                if let (Some(ep), Some(since)) = (&a.endpoint, a.since) {
+                    let status = match end.0 {
+                        RunStatus::Failed => RunEnd::Failed,
+                        _ => RunEnd::Succeeded,
+                    };
+                    ep.metrics
+                        .get_or_resolve(&self.metrics, &ep.name)
+                        .run_finished(status, since.elapsed());
                 }
+                end
             }
         };
         let f = self.backend.record(RunEvent::Status {
@@ -492,7 +509,8 @@ impl Runner {
             rec.id.clone(),
             config.store.clone(),
             config.server.timezone,
-            self.client.clone(),
+            // The current configuration's client: its allowlist and trusted roots apply.
+            config.client.clone(),
             self.clone(),
             None,
             None,
@@ -569,6 +587,8 @@ impl Runner {
                 live: 1,
                 parked: 0,
                 error,
+                endpoint: Some(ep.clone()),
+                since: Some(Instant::now()),
             },
         );
         self.activate(run, frontier, reserved);

@@ -1,17 +1,21 @@
-//! The HTTP/1 server (listener.md §9): accept loop, per-connection header-read timeout
+//! The HTTP/1 server (docs/listener.md "Operations"): accept loop, per-connection header-read timeout
 //! (30 s, via hyper-util's `TokioTimer`), one structured log line per request (endpoint name,
 //! status, duration, run id — never the path, which holds the URL hashes, nor any header),
 //! panics turned into 500s, atomic reload, graceful shutdown (stop accepting, let requests
 //! finish for up to [`GRACE`], SSE streams end with `event: end`), and a cap on open
 //! connections ([`MAX_CONNECTIONS`]): at the cap the accept loop stops accepting until a
 //! connection closes, so further clients wait in the kernel's listen backlog and memory stays
-//! bounded.
+//! bounded. With `[server] admin_addr` a second listener serves the operations and admin routes
+//! (see `admin`), with its own small connection cap ([`ADMIN_CONNECTIONS`]) so that public
+//! traffic cannot crowd out health checks and scrapes. Every answered request is counted in the
+//! server's [`Metrics`].
 
+use super::admin::{self, ReadyCheck, Role};
 use super::config::{load_config_with_store, Config};
 use super::handler;
+use super::metrics::Metrics;
 use super::respond::{json_error, Body};
 use super::runs::Runner;
-use super::webhook::{self, HttpClient};
 use crate::state::{Backend, StateSpec};
 use futures_util::FutureExt;
 use hyper::body::Incoming;
@@ -38,13 +42,18 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub const MAX_CONNECTIONS: usize = 4096;
 /// Default address when neither `--addr` nor `[server] addr` is given.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
+/// Cap on simultaneously open connections of the `admin_addr` listener.
+pub const ADMIN_CONNECTIONS: usize = 64;
 
 /// What every request handler shares.
 pub struct State {
     config: Arc<RwLock<Arc<Config>>>,
-    pub client: HttpClient,
     pub shutdown: watch::Receiver<bool>,
     path: PathBuf,
+    /// The conditions of `/readyz` (a serving process has its configuration loaded).
+    pub readiness: Vec<ReadyCheck>,
+    /// Whether an `admin_addr` listener serves the admin routes (the public one then does not).
+    pub separate_admin: bool,
     /// The run journal, worker pool and timers (kept across reloads).
     pub runner: Arc<Runner>,
 }
@@ -59,10 +68,40 @@ impl State {
     }
 }
 
+impl State {
+    /// A state that serves requests without a socket (`flexscript test`, src/listener/testing.rs):
+    /// `config` loaded with `backend`'s shared store, webhooks through `client`. Call inside a
+    /// tokio runtime (the runner spawns its timer task). The returned sender is the shutdown
+    /// signal: keep it alive while requests are served.
+    pub(crate) fn detached(
+        mut config: Config,
+        backend: Arc<dyn Backend>,
+        client: super::webhook::HttpClient,
+    ) -> (Arc<State>, watch::Sender<bool>) {
+        // The configuration's own client is replaced: webhooks go through `client` only.
+        config.client = client;
+        let (stop, shutdown) = watch::channel(false);
+        let path = config.path.clone();
+        let workers = config.server.workers;
+        let config = Arc::new(RwLock::new(Arc::new(config)));
+        let runner = Runner::new(backend, workers, config.clone());
+        let state = Arc::new(State {
+            config,
+            shutdown,
+            path,
+            readiness: Vec::new(),
+            separate_admin: false,
+            runner,
+        });
+        (state, stop)
+    }
+}
+
 /// A running server. Dropping it without [`Running::shutdown`] also stops the server (the
 /// shutdown channel closes), without waiting.
 pub struct Running {
     addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
     state: Arc<State>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
@@ -71,6 +110,14 @@ pub struct Running {
 impl Running {
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+    /// The bound address of the `admin_addr` listener, when there is one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+    /// The server's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.state.runner.metrics
     }
     /// Stops accepting, waits up to [`GRACE`] for open requests, then returns.
     pub async fn shutdown(self) {
@@ -86,6 +133,7 @@ impl Running {
                 for w in &new.warnings {
                     tracing::warn!(warning = %w, "configuration warning");
                 }
+                admin::announce(&new);
                 match self.state.config.write() {
                     Ok(mut c) => *c = Arc::new(new),
                     Err(p) => *p.into_inner() = Arc::new(new),
@@ -119,7 +167,9 @@ pub struct Options {
     /// Connections served at once; more wait unaccepted until one closes (at least 1).
     /// `None`: the file's `[server] max_connections` (default [`MAX_CONNECTIONS`]).
     pub max_connections: Option<usize>,
-    /// A `[server] state` value (`memory`, `sqlite:PATH`) overriding the file's
+    /// More conditions for `/readyz` (each one's failure reason is shown to anyone asking).
+    pub readiness: Vec<ReadyCheck>,
+    /// A `[server] state` value (`memory`, `sqlite:PATH`, `redis://…`) overriding the file's
     /// (`serve --state`); a relative path is relative to the working directory.
     pub state: Option<String>,
 }
@@ -142,11 +192,12 @@ pub async fn start_with(
         Some(v) => StateSpec::parse(v, Path::new("."))?,
         None => first.server.state.clone(),
     };
-    let backend = spec.open(first.server.durability)?;
+    let backend = spec.open_with(first.server.durability, first.server.lease_s)?;
     let config = load_config_with_store(config_path, backend.store()).map_err(|e| e.to_string())?;
     for w in &config.warnings {
         tracing::warn!(warning = %w, "configuration warning");
     }
+    admin::announce(&config);
     let addr = match addr.or(config.server.addr) {
         Some(a) => a,
         None => DEFAULT_ADDR
@@ -157,37 +208,93 @@ pub async fn start_with(
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let admin_listener = match config.server.admin_addr {
+        Some(a) => Some(
+            TcpListener::bind(a)
+                .await
+                .map_err(|e| format!("cannot listen on {a} (admin_addr): {e}"))?,
+        ),
+        None => None,
+    };
+    let admin_addr = admin_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()
+        .map_err(|e| e.to_string())?;
     let (stop, shutdown) = watch::channel(false);
     let cap = options
         .max_connections
         .unwrap_or(config.server.max_connections)
         .max(1);
-    let client = webhook::client();
     let workers = config.server.workers;
     let config = Arc::new(RwLock::new(Arc::new(config)));
-    let runner = Runner::new(backend, workers, config.clone(), client.clone());
+    let runner = Runner::new(backend, workers, config.clone());
     let resumed = runner.recover().await.map_err(|e| e.to_string())?;
     if resumed > 0 {
         tracing::info!(runs = resumed, "unfinished runs resumed");
     }
+    let mut readiness = vec![backend_check(runner.backend.clone())];
+    readiness.extend(options.readiness);
     let state = Arc::new(State {
         config,
-        client,
         shutdown,
         path: config_path.to_path_buf(),
+        readiness,
+        separate_admin: admin_listener.is_some(),
         runner,
     });
-    let permits = Arc::new(Semaphore::new(cap));
-    let task = tokio::spawn(accept_loop(listener, state.clone(), permits));
+    let public = accept_loop(
+        listener,
+        state.clone(),
+        Arc::new(Semaphore::new(cap)),
+        Role::Public,
+    );
+    let task = match admin_listener {
+        None => tokio::spawn(public),
+        Some(l) => {
+            let admin = accept_loop(
+                l,
+                state.clone(),
+                Arc::new(Semaphore::new(ADMIN_CONNECTIONS)),
+                Role::Admin,
+            );
+            tokio::spawn(async move {
+                tokio::join!(public, admin);
+            })
+        }
+    };
     Ok(Running {
         addr,
+        admin_addr,
         state,
         stop,
         task,
     })
 }
 
-async fn accept_loop(listener: TcpListener, state: Arc<State>, permits: Arc<Semaphore>) {
+/// `/readyz`'s probe of the state backend: a one-run listing (a read every backend answers
+/// quickly). Only an unavailable backend fails it (a corrupt record is that run's problem).
+fn backend_check(backend: Arc<dyn Backend>) -> ReadyCheck {
+    ReadyCheck::new("state backend", move || {
+        let probe = backend.list_runs(crate::state::RunFilter {
+            limit: 1,
+            ..Default::default()
+        });
+        async move {
+            match probe.await {
+                Err(crate::state::StateError::Unavailable(reason)) => Err(reason),
+                _ => Ok(()),
+            }
+        }
+    })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    state: Arc<State>,
+    permits: Arc<Semaphore>,
+    role: Role,
+) {
     let mut shutdown = state.shutdown.clone();
     let mut conns = JoinSet::new();
     loop {
@@ -206,7 +313,7 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, permits: Arc<Sema
                 Ok((stream, _)) => {
                     let state = state.clone();
                     conns.spawn(async move {
-                        connection(stream, state).await;
+                        connection(stream, state, role).await;
                         drop(permit);
                     });
                 }
@@ -231,10 +338,10 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, permits: Arc<Sema
     conns.abort_all();
 }
 
-async fn connection(stream: tokio::net::TcpStream, state: Arc<State>) {
+async fn connection(stream: tokio::net::TcpStream, state: Arc<State>, role: Role) {
     let mut shutdown = state.shutdown.clone();
     let service_state = state.clone();
-    let service = service_fn(move |req| serve(service_state.clone(), req));
+    let service = service_fn(move |req| serve(service_state.clone(), req, role));
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
@@ -250,10 +357,14 @@ async fn connection(stream: tokio::net::TcpStream, state: Arc<State>) {
     let _ = conn.await;
 }
 
-async fn serve(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+async fn serve(
+    state: Arc<State>,
+    req: Request<Incoming>,
+    role: Role,
+) -> Result<Response<Body>, Infallible> {
     let start = Instant::now();
     let method = req.method().clone();
-    let handled = AssertUnwindSafe(handler::handle(state, req))
+    let handled = AssertUnwindSafe(handler::handle(state.clone(), req, role))
         .catch_unwind()
         .await;
     let h = match handled {
@@ -270,11 +381,18 @@ async fn serve(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bod
             }
         }
     };
+    let elapsed = start.elapsed();
+    let status = h.status();
+    match &h.endpoint {
+        Some(ep) => ep.metrics.get_or_resolve(&state.runner.metrics, &ep.name),
+        None => state.runner.metrics.no_endpoint(),
+    }
+    .request(status, elapsed);
     tracing::info!(
-        endpoint = h.endpoint.as_deref().unwrap_or("-"),
+        endpoint = h.endpoint.as_ref().map_or("-", |e| e.name.as_str()),
         method = %method,
-        status = h.status(),
-        duration_ms = start.elapsed().as_secs_f64() * 1000.0,
+        status,
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
         run_id = h.run_id.as_deref().unwrap_or("-"),
         "request"
     );

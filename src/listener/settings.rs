@@ -1,5 +1,5 @@
 //! Per-endpoint cache of the rendered settings fields (`endpoint_key`, `endpoint_secret`,
-//! `cors_domains`). They see no request data, only the configuration and `env()`, so they are
+//! `cors_domains`, the `[endpoint.signature]` secret). They see no request data, only the configuration and `env()`, so they are
 //! rendered on the first request that needs them and kept for the life of the loaded
 //! configuration: a reload builds new endpoints, hence a fresh cache. A render failure is not
 //! kept (every request retries it, logs it and answers 500, as without the cache).
@@ -13,6 +13,7 @@ use std::sync::{Arc, OnceLock};
 pub struct SettingsCache {
     auth: OnceLock<Arc<Verifier>>,
     cors: OnceLock<Arc<CorsPolicy>>,
+    signature_key: OnceLock<Arc<Vec<u8>>>,
 }
 
 impl Clone for SettingsCache {
@@ -54,6 +55,13 @@ impl SettingsCache {
         make: impl FnOnce() -> Result<CorsPolicy, E>,
     ) -> Result<Arc<CorsPolicy>, E> {
         get_or_try(&self.cors, make)
+    }
+    /// The HMAC key of `[endpoint.signature]`, from its rendered secret.
+    pub fn signature_key<E>(
+        &self,
+        make: impl FnOnce() -> Result<Vec<u8>, E>,
+    ) -> Result<Arc<Vec<u8>>, E> {
+        get_or_try(&self.signature_key, make)
     }
 }
 

@@ -1,4 +1,4 @@
-//! Server-Sent Events for `sse` endpoints (listener.md §6).
+//! Server-Sent Events for `sse` endpoints (docs/listener.md "Responses").
 //!
 //! The stream starts with the run's first message: a failure before any frame is a 500 JSON
 //! error (the handler's job); otherwise a 200 `text/event-stream` whose body is fed by a pump

@@ -1,58 +1,254 @@
-//! Outbound HTTP for `webhook` steps (listener.md §5), `http://` and `https://`. TLS is rustls
-//! (the `ring` provider, TLS 1.2 and 1.3) and trusts exactly the Mozilla roots compiled in by
-//! `webpki-roots` (no system certificate files are read); a certificate or handshake failure is
-//! `ok = false` with the TLS error in `error`. Each attempt is bounded by `timeout_ms`;
-//! a transport error, a timeout or a 5xx status is retried up to `retries` more times (after
-//! 100 ms, 200 ms, … capped at 2 s). The response body is read up to [`MAX_BODY`] bytes. The
-//! result is never an error: `{ok, status, body, headers}` (+ `error` when no usable response),
-//! `ok` = 2xx, `status` = 0 without a response, `body` parsed when it is JSON, `headers` named
-//! like request headers (lower case, `-` → `_`, repeated values joined with `, `).
+//! Outbound HTTP for `webhook` steps (docs/listener.md "Workflows", docs/security.md), `http://` and
+//! `https://`.
+//!
+//! - Destinations go through the [`GuardedConnector`]: private, loopback, link-local and the
+//!   other non-public ranges are refused unless `[server] webhook_allow` opens them, the cloud
+//!   metadata addresses always; a refusal is `ok = false` with `error = "destination refused:
+//!   <reason>"`, final (no retry), and nothing is sent. User info in the URL is refused too.
+//!   Redirects are never followed: a 3xx is the result.
+//! - TLS is rustls (the `ring` provider, TLS 1.2 and 1.3) trusting the Mozilla roots compiled
+//!   in by `webpki-roots`, or the system store (`webhook_trust = "system"`), plus the
+//!   `webhook_ca` PEM roots; ALPN offers HTTP/2 and HTTP/1.1 (HTTP/2 when the receiver picks
+//!   it). A certificate or handshake failure is `ok = false` with the TLS error in `error`.
+//! - Each attempt is bounded by `timeout_ms`; a transport error, a timeout or a 5xx status is
+//!   retried up to `retries` more times (after 100 ms, 200 ms, … capped at 2 s).
+//! - With a signing key the request carries the Standard Webhooks headers `webhook-id`,
+//!   `webhook-timestamp` and `webhook-signature`, signed afresh at each attempt.
+//! - The response body is read up to `max_response_bytes` (the step's, else the client's,
+//!   default [`MAX_BODY`]); a larger body is `ok = false` with the reason and no body kept.
+//!
+//! The result is never an error: `{ok, status, body, headers}` (+ `error` when no usable
+//! response), `ok` = 2xx, `status` = 0 without a response, `body` parsed when it is JSON,
+//! `headers` named like request headers (lower case, `-` → `_`, repeated values joined with
+//! `, `).
 
+use super::guard::{Guard, GuardedConnector, Refused, Resolve, SystemResolver, Unresolved};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE};
-use hyper::{Method, Request, Uri};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Method, Request, StatusCode, Uri};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 use rustls::{ClientConfig, RootCertStore};
 use serde_json::{json, Value as Json};
 use std::error::Error as StdError;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Largest webhook response body kept (1 MiB).
+/// Default cap on a webhook response body (1 MiB): `[server] webhook_max_response_bytes`,
+/// or a step's `max_response_bytes`.
 pub const MAX_BODY: usize = 1 << 20;
 
-/// The shared outbound client (http and https).
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+type Inner = Client<HttpsConnector<GuardedConnector>, Full<Bytes>>;
 
-/// The production client: TLS trusts the `webpki-roots` (Mozilla) set only.
-pub fn client() -> HttpClient {
-    let mut roots = RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    client_with_roots(roots)
+/// A webhook response as a [`Transport`] reads it: status, headers, body (at most the cap).
+pub type Answer = (StatusCode, HeaderMap, Bytes);
+
+/// Why a [`Transport`] produced no usable answer.
+pub enum SendError {
+    /// The destination guard refused the address: final, no retry.
+    Refused(String),
+    /// The response body is larger than the cap (status and headers of the response).
+    TooLarge(StatusCode, HeaderMap),
+    /// A transport error (its text ends up in the step's `error`).
+    Other(String),
 }
 
-/// A client trusting `roots` instead of the Mozilla set (crate-internal: tests inject a
-/// self-signed certificate here; the runtime always goes through [`client`]).
+impl From<String> for SendError {
+    fn from(s: String) -> SendError {
+        SendError::Other(s)
+    }
+}
+
+/// A boxed future of a [`Transport`].
+pub type Sending<'a> = Pin<Box<dyn Future<Output = Result<Answer, SendError>> + Send + 'a>>;
+
+/// The seam where a built webhook request leaves: the network (the guarded hyper client), or
+/// the stubs of `flexscript test` (src/listener/testing.rs). Timeouts and retries stay in
+/// [`perform`].
+pub trait Transport: Send + Sync {
+    /// Sends `req` and reads at most `max_body` bytes of the response.
+    fn send(&self, req: Request<Full<Bytes>>, max_body: usize) -> Sending<'_>;
+}
+
+impl Transport for Inner {
+    fn send(&self, req: Request<Full<Bytes>>, cap: usize) -> Sending<'_> {
+        Box::pin(async move {
+            let resp = self.request(req).await.map_err(|e| match guard_error(&e) {
+                Some(g) if g.starts_with("destination refused") => SendError::Refused(g),
+                Some(g) => SendError::Other(g),
+                None => SendError::Other(format!("request failed: {}", error_chain(&e))),
+            })?;
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            let declared = headers
+                .get(CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            if declared.is_some_and(|n| n > cap as u64) {
+                return Err(SendError::TooLarge(status, headers));
+            }
+            match Limited::new(resp.into_body(), cap).collect().await {
+                Ok(b) => Ok((status, headers, b.to_bytes())),
+                Err(e) if e.is::<LengthLimitError>() => Err(SendError::TooLarge(status, headers)),
+                Err(e) => Err(SendError::Other(format!(
+                    "reading the response failed: {e}"
+                ))),
+            }
+        })
+    }
+}
+
+/// The shared outbound client (http and https): the [`GuardedConnector`] under TLS (or the
+/// test runner's stubs), plus the default response-body cap. Cloning shares the connection
+/// pool.
+#[derive(Clone)]
+pub struct HttpClient {
+    transport: Arc<dyn Transport>,
+    max_body: usize,
+}
+
+/// Where TLS trust comes from (`[server] webhook_trust`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Trust {
+    /// The Mozilla roots compiled in (`webpki-roots`).
+    #[default]
+    Mozilla,
+    /// The operating system's store (`rustls-native-certs`).
+    System,
+}
+
+/// Everything an [`HttpClient`] is built from.
+pub struct ClientSettings {
+    pub guard: Guard,
+    pub roots: RootCertStore,
+    pub max_response_bytes: usize,
+    pub resolver: Arc<dyn Resolve>,
+}
+
+impl Default for ClientSettings {
+    /// Default guard (no `webhook_allow`), Mozilla roots, 1 MiB, the system resolver.
+    fn default() -> ClientSettings {
+        ClientSettings {
+            guard: Guard::default(),
+            roots: roots(Trust::Mozilla, &[]).unwrap_or_else(|_| RootCertStore::empty()),
+            max_response_bytes: MAX_BODY,
+            resolver: Arc::new(SystemResolver),
+        }
+    }
+}
+
+/// The root store for `trust` plus the PEM certificates `extra_pem` (the contents of
+/// `webhook_ca` files). Errors are short messages for the configuration report.
+pub fn roots(trust: Trust, extra_pem: &[&[u8]]) -> Result<RootCertStore, String> {
+    let mut roots = RootCertStore::empty();
+    match trust {
+        Trust::Mozilla => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        Trust::System => {
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                let why = found
+                    .errors
+                    .first()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default();
+                return Err(format!("no certificate found in the system store{why}"));
+            }
+        }
+    }
+    for pem in extra_pem {
+        let mut n = 0;
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            let cert = cert.map_err(|e| format!("not a PEM certificate file ({e})"))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("unusable certificate: {e}"))?;
+            n += 1;
+        }
+        if n == 0 {
+            return Err("no PEM certificate (-----BEGIN CERTIFICATE-----) in the file".into());
+        }
+    }
+    Ok(roots)
+}
+
+/// The default client: no `webhook_allow`, Mozilla roots, 1 MiB responses.
+pub fn client() -> HttpClient {
+    HttpClient::new(ClientSettings::default())
+}
+
+impl HttpClient {
+    /// A client with the given guard, trust and cap. TLS is rustls (ring provider, TLS 1.2 and
+    /// 1.3) offering HTTP/2 and HTTP/1.1 by ALPN; plain http is HTTP/1.1.
+    pub fn new(settings: ClientSettings) -> HttpClient {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            // The ring provider implements TLS 1.2 and 1.3, the safe defaults: cannot fail.
+            .expect("ring supports the default TLS versions")
+            .with_root_certificates(settings.roots)
+            .with_no_client_auth();
+        let connector = GuardedConnector::new(Arc::new(settings.guard), settings.resolver);
+        let https = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_all_versions()
+            .wrap_connector(connector);
+        let inner: Inner = Client::builder(TokioExecutor::new()).build(https);
+        HttpClient {
+            transport: Arc::new(inner),
+            max_body: settings.max_response_bytes,
+        }
+    }
+
+    /// A client sending through `transport` (the test runner's stubs), with the default cap.
+    pub fn with_transport(transport: Arc<dyn Transport>) -> HttpClient {
+        HttpClient {
+            transport,
+            max_body: MAX_BODY,
+        }
+    }
+}
+
+/// A client trusting `roots` instead of the Mozilla set, with `webhook_allow = ["127.0.0.1"]`
+/// (crate-internal: tests inject a self-signed certificate here).
+#[cfg(test)]
 pub(crate) fn client_with_roots(roots: RootCertStore) -> HttpClient {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        // The ring provider implements TLS 1.2 and 1.3, the safe defaults: cannot fail.
-        .expect("ring supports the default TLS versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let mut http = HttpConnector::new();
-    http.set_connect_timeout(Some(Duration::from_secs(10)));
-    http.enforce_http(false);
-    let connector = HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    Client::builder(TokioExecutor::new()).build(connector)
+    HttpClient::new(ClientSettings {
+        guard: Guard::new(&["127.0.0.1"]).expect("valid rule"),
+        roots,
+        ..ClientSettings::default()
+    })
+}
+
+/// The host of `url` (for log lines: never the path or the query), or `-`.
+pub fn host_of(url: &str) -> String {
+    url.trim()
+        .parse::<Uri>()
+        .ok()
+        .and_then(|u| u.host().map(str::to_string))
+        .unwrap_or_else(|| "-".into())
+}
+
+/// The guard's verdict hidden in a client error, if any.
+fn guard_error(e: &(dyn StdError + 'static)) -> Option<String> {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if let Some(r) = c.downcast_ref::<Refused>() {
+            return Some(r.to_string());
+        }
+        if let Some(u) = c.downcast_ref::<Unresolved>() {
+            return Some(u.to_string());
+        }
+        cur = c.source();
+    }
+    None
 }
 
 /// `e` and its causes, `: `-separated (the TLS reason sits a few levels down). The parts are
@@ -79,6 +275,10 @@ pub struct Call {
     pub body: Option<String>,
     pub timeout: Duration,
     pub retries: u32,
+    /// The step's `max_response_bytes`; `None`: the client's default.
+    pub max_response_bytes: Option<usize>,
+    /// Standard Webhooks signing: (HMAC key, `webhook-id`).
+    pub sign: Option<(Vec<u8>, String)>,
 }
 
 fn failure(message: &str) -> Json {
@@ -107,7 +307,8 @@ pub async fn perform(client: &HttpClient, call: &Call) -> Json {
         let result = tokio::time::timeout(call.timeout, once(client, call, &uri, &method)).await;
         last = match result {
             Err(_) => failure("timed out"),
-            Ok(Err(e)) => failure(&e),
+            Ok(Err(Failed::Refused(e))) => return failure(&e),
+            Ok(Err(Failed::Other(e))) => failure(&e),
             Ok(Ok(r)) => r,
         };
         let status = last["status"].as_u64().unwrap_or(0);
@@ -118,12 +319,30 @@ pub async fn perform(client: &HttpClient, call: &Call) -> Json {
     last
 }
 
+/// Why an attempt produced no response.
+enum Failed {
+    /// The guard refused the destination: final, no retry.
+    Refused(String),
+    Other(String),
+}
+
+impl From<String> for Failed {
+    fn from(s: String) -> Failed {
+        Failed::Other(s)
+    }
+}
+
 async fn once(
     client: &HttpClient,
     call: &Call,
     uri: &Uri,
     method: &Method,
-) -> Result<Json, String> {
+) -> Result<Json, Failed> {
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(Failed::Refused(
+            "destination refused: user info in the URL".into(),
+        ));
+    }
     let mut builder = Request::builder().method(method.clone()).uri(uri.clone());
     let mut has_ct = false;
     for (k, v) in &call.headers {
@@ -138,20 +357,36 @@ async fn once(
     if !has_ct && !body.is_empty() {
         builder = builder.header(CONTENT_TYPE, crate::detect::content_type(&body));
     }
+    if let Some((key, id)) = &call.sign {
+        // Signed at each attempt, so a retry carries a fresh timestamp.
+        let ts = super::signature::now();
+        let sig = super::signature::sign_standard(key, id, ts, body.as_bytes());
+        let id = HeaderValue::from_str(id).map_err(|_| "invalid webhook-id".to_string())?;
+        builder = builder
+            .header("webhook-id", id)
+            .header("webhook-timestamp", ts)
+            .header("webhook-signature", sig);
+    }
     let req = builder
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| format!("invalid request: {e}"))?;
-    let resp = client
-        .request(req)
-        .await
-        .map_err(|e| format!("request failed: {}", error_chain(&e)))?;
-    let status = resp.status().as_u16();
-    let headers = crate::Value::map(super::request::header_map(resp.headers())).to_json();
-    let bytes = Limited::new(resp.into_body(), MAX_BODY)
-        .collect()
-        .await
-        .map_err(|e| format!("reading the response failed: {e}"))?
-        .to_bytes();
+    let cap = call.max_response_bytes.unwrap_or(client.max_body);
+    let (status, headers, bytes) = match client.transport.send(req, cap).await {
+        Ok(answer) => answer,
+        Err(SendError::Refused(why)) => return Err(Failed::Refused(why)),
+        Err(SendError::Other(why)) => return Err(Failed::Other(why)),
+        Err(SendError::TooLarge(status, headers)) => {
+            return Ok(json!({
+                "ok": false,
+                "status": status.as_u16(),
+                "body": null,
+                "headers": crate::Value::map(super::request::header_map(&headers)).to_json(),
+                "error": format!("response body larger than max_response_bytes ({cap} bytes)"),
+            }))
+        }
+    };
+    let status = status.as_u16();
+    let headers = crate::Value::map(super::request::header_map(&headers)).to_json();
     let text = String::from_utf8_lossy(&bytes).into_owned();
     let body = serde_json::from_str::<Json>(&text).unwrap_or(Json::String(text));
     Ok(json!({
@@ -233,7 +468,14 @@ mod tests {
             body: Some("{\"a\":1}".into()),
             timeout: Duration::from_secs(10),
             retries,
+            max_response_bytes: None,
+            sign: None,
         }
+    }
+
+    /// Mozilla roots only, with 127.0.0.1 opened for the local test servers.
+    fn local_client() -> HttpClient {
+        client_with_roots(roots(Trust::Mozilla, &[]).expect("mozilla roots"))
     }
 
     #[tokio::test]
@@ -254,8 +496,8 @@ mod tests {
     async fn https_with_an_untrusted_certificate_is_ok_false_with_the_tls_reason() {
         let (cert, key) = self_signed();
         let addr = tls_server(cert, key).await;
-        // The production client: webpki roots only, which do not hold the self-signed cert.
-        let r = perform(&client(), &call(format!("https://{addr}/"), 1)).await;
+        // The production roots (webpki), which do not hold the self-signed cert.
+        let r = perform(&local_client(), &call(format!("https://{addr}/"), 1)).await;
         assert_eq!(r["ok"], false, "{r}");
         assert_eq!(r["status"], 0);
         let err = r["error"].as_str().unwrap_or("");
@@ -272,7 +514,7 @@ mod tests {
                 let _ = tcp.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await;
             }
         });
-        let r = perform(&client(), &call(format!("https://{addr}/"), 0)).await;
+        let r = perform(&local_client(), &call(format!("https://{addr}/"), 0)).await;
         assert_eq!(r["ok"], false, "{r}");
         let err = r["error"].as_str().unwrap_or("");
         assert!(
@@ -292,5 +534,71 @@ mod tests {
         let r = perform(&client(), &call("ftp://127.0.0.1/".into(), 0)).await;
         assert_eq!(r["ok"], false);
         assert_eq!(r["error"], "the URL must start with http:// or https://");
+    }
+
+    #[tokio::test]
+    async fn user_info_is_refused_and_not_retried() {
+        let t = std::time::Instant::now();
+        let r = perform(&local_client(), &call("http://u:p@127.0.0.1:1/".into(), 5)).await;
+        assert_eq!(r["error"], "destination refused: user info in the URL");
+        // A refusal is final: five retries would take 100+200+400+800+1600 ms.
+        assert!(t.elapsed() < Duration::from_millis(1500));
+        let r = perform(&client(), &call("http://127.0.0.1:1/".into(), 5)).await;
+        assert_eq!(
+            r["error"],
+            "destination refused: 127.0.0.1 is a loopback address (open it with [server] webhook_allow)"
+        );
+    }
+
+    /// An HTTP/2 server over TLS (ALPN `h2`) answering with the request's version.
+    async fn h2_server(cert: CertificateDer<'static>, key: PrivateKeyDer<'static>) -> SocketAddr {
+        use hyper::{body::Incoming, Response};
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .expect("server config");
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let svc = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                        let v = format!("{:?}", req.version());
+                        Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(
+                            json!({ "version": v }).to_string(),
+                        ))))
+                    });
+                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                        .await;
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn https_speaks_http2_when_the_receiver_offers_it() {
+        let (cert, key) = self_signed();
+        let mut roots = RootCertStore::empty();
+        roots.add(cert.clone()).expect("add root");
+        let addr = h2_server(cert.clone(), key.clone_key()).await;
+        let client = client_with_roots(roots.clone());
+        let r = perform(&client, &call(format!("https://{addr}/h2"), 0)).await;
+        assert_eq!(r["ok"], true, "{r}");
+        assert_eq!(r["body"]["version"], "HTTP/2.0");
+        // A receiver without ALPN gets HTTP/1.1.
+        let addr = tls_server(cert, key).await;
+        let r = perform(&client, &call(format!("https://{addr}/h1"), 0)).await;
+        assert_eq!(r["body"]["line"], "POST /h1 HTTP/1.1", "{r}");
     }
 }

@@ -1,4 +1,4 @@
-//! Running an endpoint's step tree for one request (listener.md §5).
+//! Running an endpoint's step tree for one request (docs/listener.md "Workflows").
 //!
 //! Siblings run concurrently as tokio tasks; each branch gets its own copy of `__data`
 //! (copy-on-write: `Value` maps are reference counted), so values written by siblings are
@@ -267,6 +267,7 @@ fn run_step(run: Arc<Run>, mut i: usize, mut data: Value) -> BoxFut {
                     .await;
                     run.runner
                         .step_failed(&run.run_id, &format!("step \"{}\" failed: {e}", step.id));
+                    run.runner.metrics.global().step_failed(kind);
                     run.fail(&step.id).await;
                     return;
                 }
@@ -397,7 +398,26 @@ async fn exec(
             body,
             timeout_ms,
             retries,
+            max_response_bytes,
+            sign_secret,
         } => {
+            let url = render(url, data)?;
+            let host = webhook::host_of(&url);
+            let sign = match sign_secret.as_ref().map(|t| signing_key(run, t)) {
+                None => None,
+                Some(Ok(key)) => Some((key, format!("{}.{step_id}", run.run_id))),
+                Some(Err(why)) => {
+                    tracing::warn!(endpoint = %run.endpoint.name, run_id = %run.run_id,
+                        step = %step_id, error = why, "webhook not sent");
+                    let result = serde_json::json!({"ok": false, "status": 0, "body": null,
+                        "headers": {}, "error": why});
+                    set_path(data, "webhook", Value::from(result.clone()));
+                    return Ok(Checkpoint {
+                        set: vec![("webhook".into(), result)],
+                        branch: None,
+                    });
+                }
+            };
             let mut headers: Vec<(String, String)> = headers
                 .iter()
                 .map(|(k, t)| Ok((k.clone(), render(t, data)?)))
@@ -415,16 +435,24 @@ async fn exec(
             }
             let call = webhook::Call {
                 method: method.clone(),
-                url: render(url, data)?,
+                url,
                 headers,
                 body: body.as_ref().map(|t| render(t, data)).transpose()?,
                 timeout: Duration::from_millis(*timeout_ms),
                 retries: *retries,
+                max_response_bytes: max_response_bytes.map(|n| n as usize),
+                sign,
             };
             let result = webhook::perform(&run.client, &call).await;
+            let status = result["status"].as_u64().unwrap_or(0);
+            run.runner
+                .metrics
+                .global()
+                .webhook_call(u16::try_from(status).unwrap_or(0));
             if result["ok"] != serde_json::Value::Bool(true) {
                 tracing::warn!(endpoint = %run.endpoint.name, run_id = %run.run_id,
-                    status = %result["status"], error = %result["error"], "webhook call failed");
+                    step = %step_id, host = %host, status = %result["status"],
+                    error = %result["error"], "webhook call failed");
             }
             let json = result.clone();
             set_path(data, "webhook", Value::from(result));
@@ -434,6 +462,24 @@ async fn exec(
             })
         }
     }
+}
+
+/// The HMAC key of a webhook's `sign_secret`, rendered like a settings field (no request data,
+/// `env()` allowed). Errors are fixed phrases: a render message could quote the secret.
+fn signing_key(run: &Run, t: &Template) -> Result<Vec<u8>, &'static str> {
+    let opts = RenderOptions {
+        allow_env: true,
+        ..RenderOptions::default()
+    };
+    let secret = t.render_value(&Value::empty_map(), opts).map_err(|e| {
+        tracing::error!(endpoint = %run.endpoint.name, field = t.name(), error = e.kind().as_str(),
+            "sign_secret render failed");
+        "sign_secret could not be rendered"
+    })?;
+    super::signature::standard_key(&secret).map_err(|why| match why {
+        "the secret is empty" => "sign_secret is empty",
+        _ => "sign_secret: whsec_ must be followed by base64",
+    })
 }
 
 fn respond_step(run: &Run, answer: &Answer, data: &Value) {

@@ -12,6 +12,7 @@
 
 pub mod memory;
 pub mod record;
+pub mod redis;
 pub mod sqlite;
 
 pub use record::{
@@ -178,6 +179,8 @@ pub enum StateSpec {
     Memory,
     /// `sqlite:PATH` (relative paths resolved against the configuration file's folder).
     Sqlite(PathBuf),
+    /// `redis://…` / `rediss://…` (the URL as written; shown only with its password hidden).
+    Redis(String),
 }
 
 /// The default `[server] state`.
@@ -202,16 +205,36 @@ impl StateSpec {
             }));
         }
         if value.starts_with("redis://") || value.starts_with("rediss://") {
-            return Err("the Redis backend is not available in this version".into());
+            let url = ::redis::IntoConnectionInfo::into_connection_info(value).map_err(|e| {
+                format!(
+                    "bad Redis URL `{}`: {}",
+                    redis::redact(value),
+                    e.to_string().replace(value, "…")
+                )
+            });
+            url?;
+            return Ok(StateSpec::Redis(value.to_string()));
         }
         Err(format!(
-            "unknown state backend `{value}` (use `memory` or `sqlite:PATH`)"
+            "unknown state backend `{value}` (use `memory`, `sqlite:PATH` or `redis://HOST:PORT/DB`)"
         ))
     }
 
     /// Opens the backend for a serving process (takes ownership of a SQLite file).
     pub fn open(&self, durability: Durability) -> Result<Arc<dyn Backend>, String> {
+        self.open_with(durability, redis::DEFAULT_LEASE_S)
+    }
+
+    /// [`StateSpec::open`] with the lease of a claimed run on Redis (`[server] lease_s`).
+    pub fn open_with(
+        &self,
+        durability: Durability,
+        lease_s: u64,
+    ) -> Result<Arc<dyn Backend>, String> {
         match self {
+            StateSpec::Redis(url) => {
+                redis::RedisBackend::open(url, lease_s).map(|b| Arc::new(b) as Arc<dyn Backend>)
+            }
             StateSpec::Memory => Ok(Arc::new(memory::MemoryBackend::new())),
             StateSpec::Sqlite(path) => sqlite::SqliteBackend::open(path, durability)
                 .map(|b| Arc::new(b) as Arc<dyn Backend>),
@@ -222,6 +245,8 @@ impl StateSpec {
     /// while a server runs. Writes (a retry) go through SQLite's own locking.
     pub fn open_reader(&self) -> Result<Arc<dyn Backend>, String> {
         match self {
+            StateSpec::Redis(url) => redis::RedisBackend::open(url, redis::DEFAULT_LEASE_S)
+                .map(|b| Arc::new(b) as Arc<dyn Backend>),
             StateSpec::Memory => Ok(Arc::new(memory::MemoryBackend::new())),
             StateSpec::Sqlite(path) => {
                 sqlite::SqliteBackend::open_reader(path).map(|b| Arc::new(b) as Arc<dyn Backend>)
@@ -232,7 +257,7 @@ impl StateSpec {
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+    crate::clock::now().timestamp_millis()
 }
 
 #[cfg(test)]

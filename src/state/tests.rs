@@ -451,3 +451,231 @@ fn sqlite_purges_many_runs_in_chunks_and_keeps_their_steps_tidy() {
     drop(b);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A `redis-server` child on a free loopback port, with its data in a temp dir; killed and
+/// removed on drop. `None` (with instructions) when `redis-server` is not installed, unless
+/// `CI=true`, where that is a failure.
+pub(crate) struct RedisChild {
+    child: std::process::Child,
+    dir: PathBuf,
+    pub port: u16,
+}
+
+impl RedisChild {
+    pub(crate) fn start() -> Option<RedisChild> {
+        let missing = std::process::Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .is_err();
+        if missing {
+            let msg = "redis-server is not installed: the Redis backend tests need it \
+                       (Debian/Ubuntu: `apt-get install -y redis-server`)";
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("{msg}");
+            }
+            eprintln!("SKIPPED: {msg}");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = temp_dir("redis");
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        Some(RedisChild { child, dir, port })
+    }
+
+    pub(crate) fn url(&self, db: u8) -> String {
+        format!("redis://127.0.0.1:{}/{db}", self.port)
+    }
+}
+
+impl Drop for RedisChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn redis_journal() {
+    let Some(redis) = RedisChild::start() else {
+        return;
+    };
+    let open = |db: u8, lease: u64| redis::RedisBackend::open(&redis.url(db), lease).unwrap();
+    journal_queries(&open(1, 30));
+    retention(&open(2, 30));
+    // Recovery on Redis takes over only runs whose lease expired (others may be running).
+    let b = open(3, 1);
+    block_on(async {
+        b.create_run(new_run("keep", "e", true)).await.unwrap();
+        b.create_run(new_run("sync", "e", false)).await.unwrap();
+        assert!(
+            b.recover("other", 0).await.unwrap().is_empty(),
+            "lease held"
+        );
+    });
+    drop(b);
+    // The owner stopped renewing (its backend is gone): after the lease, another takes over.
+    std::thread::sleep(Duration::from_millis(1_300));
+    let b = open(3, 1);
+    recovery_after_lease(&b);
+    // A run taken over too often is given up.
+    block_on(async {
+        b.create_run(new_run("doomed", "e", true)).await.unwrap();
+    });
+    let mut c = ::redis::Client::open(redis.url(3))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    ::redis::cmd("HSET")
+        .arg("fs:{j}:run:doomed")
+        .arg("attempt")
+        .arg(redis::MAX_ATTEMPTS)
+        .exec(&mut c)
+        .unwrap();
+    ::redis::cmd("ZADD")
+        .arg("fs:{j}:leases")
+        .arg(1)
+        .arg("doomed")
+        .exec(&mut c)
+        .unwrap();
+    block_on(async {
+        assert!(b.claim("x", 10).await.unwrap().is_empty());
+        let r = b.get_run("doomed").await.unwrap();
+        assert_eq!(r.status, RunStatus::Failed);
+        assert!(r.error.unwrap().contains("gave up after 5 attempts"));
+    });
+    // Writes are applied in call order, whether or not their callers wait (a run's events
+    // never overtake each other).
+    let b = open(5, 30);
+    block_on(async {
+        let create = b.create_run(new_run("o", "e", true));
+        for i in 0..50 {
+            let step = format!("s{i}");
+            drop(b.record(RunEvent::StepStarted {
+                run: "o".into(),
+                step: step.clone(),
+                kind: "store".into(),
+                at: 10,
+            }));
+            drop(b.record(RunEvent::StepSucceeded {
+                run: "o".into(),
+                step,
+                at: 11,
+                checkpoint: Checkpoint {
+                    set: vec![("x".into(), json!(i))],
+                    branch: None,
+                },
+            }));
+        }
+        let last = b.record(status("o", RunStatus::Succeeded, 12, None));
+        create.await.unwrap();
+        last.await.unwrap();
+        let r = b.get_run("o").await.unwrap();
+        assert_eq!(r.status, RunStatus::Succeeded);
+        assert_eq!(r.steps.len(), 50);
+        for (i, s) in r.steps.iter().enumerate() {
+            assert_eq!(s.id, format!("s{i}"));
+            assert_eq!(s.kind, "store");
+            assert_eq!(s.status, StepStatus::Succeeded);
+            assert_eq!(s.checkpoint.as_ref().unwrap().set[0].1, json!(i));
+        }
+    });
+    // The store: JSON values with TTLs, exact counters, shared by two backends.
+    let (x, y) = (open(4, 30), open(4, 30));
+    let (sx, sy) = (x.store(), y.store());
+    sx.set(
+        "v",
+        crate::Value::from(&json!({"a": [1, "b"]})),
+        Duration::from_secs(60),
+    );
+    assert_eq!(sy.get("v").unwrap().to_json(), json!({"a": [1, "b"]}));
+    sx.set("short", crate::Value::from(1i64), Duration::from_millis(50));
+    std::thread::sleep(Duration::from_millis(120));
+    assert!(sy.get("short").is_none());
+    std::thread::scope(|s| {
+        for st in [&sx, &sy, &sx, &sy] {
+            s.spawn(move || {
+                for _ in 0..250 {
+                    st.increment("hits", 1).unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(sy.increment("hits", 0).unwrap(), 1000);
+    assert_eq!(sx.get("hits").unwrap().to_json(), json!(1000));
+    assert!(sx.increment("v", 1).is_err());
+    assert!(sx.remove("v"));
+    assert!(sy.get("v").is_none());
+}
+
+fn recovery_after_lease(b: &dyn Backend) {
+    block_on(async {
+        let back = b.recover("new-owner", 0).await.unwrap();
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0].id, "keep");
+        assert_eq!(back[0].attempt, 2);
+        assert_eq!(back[0].owner.as_deref(), Some("new-owner"));
+        let sync = b.get_run("sync").await.unwrap();
+        assert_eq!(sync.status, RunStatus::Interrupted);
+        assert!(sync.error.unwrap().contains("interrupted"));
+        // Now leased to new-owner: nobody else takes it.
+        assert!(b.claim("third", 10).await.unwrap().is_empty());
+    });
+}
+
+#[test]
+fn redis_down_is_unavailable_and_urls_are_checked() {
+    let base = Path::new("/srv");
+    assert_eq!(
+        StateSpec::parse("redis://u:pw@127.0.0.1:6379/2", base).unwrap(),
+        StateSpec::Redis("redis://u:pw@127.0.0.1:6379/2".into())
+    );
+    assert!(StateSpec::parse("rediss://127.0.0.1:6380/0", base).is_ok());
+    let bad = StateSpec::parse("redis://u:pw@127.0.0.1:notaport/0", base).unwrap_err();
+    assert!(!bad.contains("pw"), "{bad}");
+    assert_eq!(redis::redact("redis://u:pw@h:1/0"), "redis://u:***@h:1/0");
+    // Nothing listens on this port: every operation is Unavailable, quickly, without panic.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let b = redis::RedisBackend::open(&format!("redis://:pw@127.0.0.1:{port}/0"), 30).unwrap();
+    assert!(!b.describe().contains("pw"));
+    block_on(async {
+        let e = b.create_run(new_run("x", "e", true)).await.unwrap_err();
+        assert!(matches!(e, StateError::Unavailable(_)), "{e:?}");
+        assert!(!e.to_string().contains("pw"));
+        assert!(matches!(
+            b.list_runs(RunFilter::default()).await,
+            Err(StateError::Unavailable(_))
+        ));
+        assert!(b.recover("me", 0).await.unwrap().is_empty());
+    });
+    let st = b.store();
+    assert!(st.get("k").is_none());
+    assert!(st.increment("k", 1).is_err());
+}

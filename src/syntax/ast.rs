@@ -29,10 +29,11 @@ impl Span {
     }
 }
 
-/// Binary operators (language.md §2.3).
+/// Binary operators (docs/language.md §2.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BinOp {
     Or,
+    Xor,
     And,
     BOr,
     BXor,
@@ -101,6 +102,8 @@ pub enum ExprKind {
     Attr(Box<Expr>, Arc<str>),
     /// `a[k]`.
     Item(Box<Expr>, Box<Expr>),
+    /// `a.(expr)`: attribute named by an expression.
+    DynAttr(Box<Expr>, Box<Expr>),
     /// `a[start:length]`.
     Slice(Box<Expr>, Option<Box<Expr>>, Option<Box<Expr>>),
     Unary(UnOp, Box<Expr>),
@@ -182,4 +185,20 @@ pub enum StmtKind {
     },
     Import(TemplateRef, Arc<str>),
     FromImport(TemplateRef, Vec<(Arc<str>, Arc<str>)>),
+    /// `{% extends expr %}`.
+    Extends(Expr),
+    /// `{% block name %}…{% endblock %}`: a definition, rendered in place.
+    Block(Arc<str>, Vec<Stmt>),
+    /// `{% embed expr … %}…{% endembed %}`: `body` holds the overriding blocks.
+    Embed {
+        name: Expr,
+        ignore_missing: bool,
+        with: Option<Expr>,
+        only: bool,
+        body: Vec<Stmt>,
+    },
+    /// `{% use "tpl" with a as b %}`.
+    Use(Expr, Vec<(Arc<str>, Arc<str>)>),
+    /// `{% guard function x %}…{% else %}…{% endguard %}` (kind, name, body, else).
+    Guard(Arc<str>, Arc<str>, Span, Vec<Stmt>, Vec<Stmt>),
 }

@@ -1,6 +1,6 @@
 //! pest → AST. Whitespace control and the first-newline rule are applied to text
 //! here; block tags are nested with a stack; expressions go through one PrattParser
-//! that holds the whole precedence table (language.md §2.3).
+//! that holds the whole precedence table (docs/language.md §2.3).
 
 use super::ast::*;
 use super::fast::FastTag;
@@ -18,7 +18,7 @@ struct FlexieParser;
 
 type R<T> = Result<T, Error>;
 
-/// The precedence table, lowest first (language.md §2.3).
+/// The precedence table, lowest first (docs/language.md §2.3).
 fn pratt() -> &'static PrattParser<Rule> {
     static P: OnceLock<PrattParser<Rule>> = OnceLock::new();
     P.get_or_init(|| {
@@ -29,6 +29,7 @@ fn pratt() -> &'static PrattParser<Rule> {
             .op(Op::infix(Rule::op_elvis, Right) | Op::postfix(Rule::ternary))
             .op(Op::infix(Rule::op_coalesce, Right))
             .op(Op::infix(Rule::op_or, Left))
+            .op(Op::infix(Rule::op_xor, Left))
             .op(Op::infix(Rule::op_and, Left))
             .op(Op::infix(Rule::op_bor, Left))
             .op(Op::infix(Rule::op_bxor, Left))
@@ -60,6 +61,7 @@ fn pratt() -> &'static PrattParser<Rule> {
             .op(Op::postfix(Rule::filter))
             .op(Op::prefix(Rule::op_neg) | Op::prefix(Rule::op_pos))
             .op(Op::postfix(Rule::attr)
+                | Op::postfix(Rule::dyn_attr)
                 | Op::postfix(Rule::subscript)
                 | Op::postfix(Rule::call_args))
     })
@@ -113,7 +115,11 @@ pub(super) fn template(cx: &Ctx) -> R<Parsed> {
     let tokens = super::lex::lex(cx.name, cx.src, cx.max_depth)?;
     let mut items = Vec::with_capacity(tokens.len());
     for t in &tokens {
-        items.push(flat_item(cx, t)?);
+        let mut item = flat_item(cx, t)?;
+        if verbatim_tag(cx, t) {
+            item.block_end = false;
+        }
+        items.push(item);
     }
     apply_whitespace(&mut items);
     nest(cx, items)
@@ -250,6 +256,19 @@ enum Tag {
     EndAutoescape,
     Macro(Arc<str>, Vec<(Arc<str>, Option<Expr>)>),
     EndMacro,
+    Block(Arc<str>, Option<Expr>),
+    EndBlock(Option<(Arc<str>, Span)>),
+    Embed {
+        name: Expr,
+        ignore_missing: bool,
+        with: Option<Expr>,
+        only: bool,
+    },
+    EndEmbed,
+    Guard(Arc<str>, Arc<str>, Span),
+    EndGuard,
+    /// A tag that leaves nothing behind (`deprecated`, `flush`).
+    Nothing,
 }
 
 struct Flat {
@@ -324,6 +343,15 @@ fn flat(t: &Token, span: Span, kind: FlatKind) -> Flat {
         block_end: matches!(t.kind, Kind::Tag | Kind::Comment),
         kind,
     }
+}
+
+/// Twig removes no newline after `{% verbatim %}` or `{% endverbatim %}`.
+fn verbatim_tag(cx: &Ctx, t: &Token) -> bool {
+    t.kind == Kind::Tag
+        && matches!(
+            cx.src.get(t.code.0..t.code.1).map(str::trim),
+            Some("verbatim" | "endverbatim")
+        )
 }
 
 fn keyword_tag(k: &str, span: Span) -> Tag {
@@ -401,6 +429,19 @@ enum Open {
     Apply(Vec<FilterCall>),
     Autoescape(EscapeName),
     Macro(Arc<str>, Vec<(Arc<str>, Option<Expr>)>),
+    Block(Arc<str>),
+    Embed {
+        name: Expr,
+        ignore_missing: bool,
+        with: Option<Expr>,
+        only: bool,
+    },
+    Guard {
+        kind: Arc<str>,
+        name: Arc<str>,
+        name_span: Span,
+        main: Option<Vec<Stmt>>,
+    },
 }
 
 struct Frame {
@@ -542,7 +583,7 @@ fn handle_tag(
                     }
                 }
                 Some(Frame {
-                    open: Open::For { main, .. },
+                    open: Open::For { main, .. } | Open::Guard { main, .. },
                     body,
                     ..
                 }) if main.is_none() => *main = Some(std::mem::take(body)),
@@ -640,6 +681,109 @@ fn handle_tag(
             }
             return open(cx, stack, Open::Macro(name, params), "macro", span);
         }
+        Tag::Nothing => None,
+        Tag::Block(name, short) => {
+            if stack.iter().any(|f| matches!(f.open, Open::Macro(..))) {
+                return Err(cx.syntax("a block cannot be defined inside a macro", span));
+            }
+            match short {
+                Some(e) => {
+                    let espan = e.span;
+                    Some(StmtKind::Block(
+                        name,
+                        vec![Stmt {
+                            kind: StmtKind::Print(e),
+                            span: espan,
+                        }],
+                    ))
+                }
+                None => return open(cx, stack, Open::Block(name), "block", span),
+            }
+        }
+        Tag::EndBlock(given) => {
+            let f = close(cx, stack, "block", span)?;
+            let Open::Block(name) = f.open else {
+                return Err(cx.syntax("unbalanced block", span));
+            };
+            if let Some((g, gspan)) = given {
+                if g != name {
+                    return Err(cx.syntax(
+                        format!("expected endblock for block \"{name}\" (but \"{g}\" given)"),
+                        gspan,
+                    ));
+                }
+            }
+            Some(StmtKind::Block(name, f.body))
+        }
+        Tag::Embed {
+            name,
+            ignore_missing,
+            with,
+            only,
+        } => {
+            return open(
+                cx,
+                stack,
+                Open::Embed {
+                    name,
+                    ignore_missing,
+                    with,
+                    only,
+                },
+                "embed",
+                span,
+            )
+        }
+        Tag::EndEmbed => {
+            let f = close(cx, stack, "embed", span)?;
+            let Open::Embed {
+                name,
+                ignore_missing,
+                with,
+                only,
+            } = f.open
+            else {
+                return Err(cx.syntax("unbalanced embed", span));
+            };
+            Some(StmtKind::Embed {
+                name,
+                ignore_missing,
+                with,
+                only,
+                body: f.body,
+            })
+        }
+        Tag::Guard(kind, name, name_span) => {
+            return open(
+                cx,
+                stack,
+                Open::Guard {
+                    kind,
+                    name,
+                    name_span,
+                    main: None,
+                },
+                "guard",
+                span,
+            )
+        }
+        Tag::EndGuard => {
+            let f = close(cx, stack, "guard", span)?;
+            let Open::Guard {
+                kind,
+                name,
+                name_span,
+                main,
+            } = f.open
+            else {
+                return Err(cx.syntax("unbalanced guard", span));
+            };
+            let (body, else_body) = match main {
+                Some(m) => (m, f.body),
+                None => (f.body, Vec::new()),
+            };
+            Some(StmtKind::Guard(kind, name, name_span, body, else_body))
+        }
         Tag::EndMacro => {
             let f = close(cx, stack, "macro", span)?;
             let Open::Macro(name, params) = f.open else {
@@ -657,10 +801,21 @@ fn handle_tag(
 
 // ───────────────────────── tags ─────────────────────────
 
-fn names(cx: &Ctx, p: Pair<Rule>) -> Vec<(Arc<str>, Span)> {
+fn names(cx: &Ctx, p: Pair<Rule>) -> R<Vec<(Arc<str>, Span)>> {
     p.into_inner()
-        .map(|n| (Arc::from(n.as_str()), cx.span(&n)))
+        .map(|n| assignable(cx, n.as_str(), cx.span(&n)).map(|a| (a, cx.span(&n))))
         .collect()
+}
+
+/// A name a tag assigns to: never `true`, `false`, `null` or `none` (as Twig).
+fn assignable(cx: &Ctx, n: &str, span: Span) -> R<Arc<str>> {
+    if matches!(
+        n.to_ascii_lowercase().as_str(),
+        "true" | "false" | "null" | "none"
+    ) {
+        return Err(cx.syntax(format!("cannot assign a value to `{n}`"), span));
+    }
+    Ok(Arc::from(n))
 }
 
 fn template_ref(p: Pair<Rule>) -> TemplateRef {
@@ -692,7 +847,7 @@ fn tag(cx: &Ctx, p: Pair<Rule>, span: Span) -> R<Tag> {
             let (Some(ns), Some(es)) = (it.next(), it.next()) else {
                 return Err(cx.syntax("malformed set", span));
             };
-            let targets = names(cx, ns);
+            let targets = names(cx, ns)?;
             let values = es
                 .into_inner()
                 .map(|e| expr(cx, e))
@@ -710,7 +865,10 @@ fn tag(cx: &Ctx, p: Pair<Rule>, span: Span) -> R<Tag> {
             }
             stmt(StmtKind::Set(targets, values))
         }
-        Rule::set_block => Tag::Set(Arc::from(it.next().map_or("", |n| n.as_str()))),
+        Rule::set_block => {
+            let n = it.next().ok_or_else(|| cx.syntax("malformed set", span))?;
+            Tag::Set(assignable(cx, n.as_str(), cx.span(&n))?)
+        }
         Rule::endset => Tag::EndSet,
         Rule::if_stmt => Tag::If(expr_at(cx, it.next(), span)?),
         Rule::elseif_stmt => Tag::ElseIf(expr_at(cx, it.next(), span)?),
@@ -720,7 +878,7 @@ fn tag(cx: &Ctx, p: Pair<Rule>, span: Span) -> R<Tag> {
             let (Some(ns), Some(e)) = (it.next(), it.next()) else {
                 return Err(cx.syntax("malformed for", span));
             };
-            let mut ns = names(cx, ns);
+            let mut ns = names(cx, ns)?;
             if ns.len() > 2 {
                 return Err(cx.syntax("for: at most two names (key, value)", span));
             }
@@ -797,7 +955,16 @@ fn tag(cx: &Ctx, p: Pair<Rule>, span: Span) -> R<Tag> {
             let mut params = Vec::new();
             for mp in it {
                 let mut mi = mp.into_inner();
-                let pname = Arc::from(mi.next().map_or("", |n| n.as_str()));
+                let pn = mi
+                    .next()
+                    .ok_or_else(|| cx.syntax("malformed macro", span))?;
+                let pname = assignable(cx, pn.as_str(), cx.span(&pn))?;
+                if &*pname == "varargs" {
+                    return Err(cx.syntax(
+                        format!("the argument `varargs` of macro `{name}` cannot be declared: `varargs` holds the extra arguments"),
+                        cx.span(&pn),
+                    ));
+                }
                 let default = match mi.next() {
                     Some(e) => Some(expr(cx, e)?),
                     None => None,
@@ -811,7 +978,8 @@ fn tag(cx: &Ctx, p: Pair<Rule>, span: Span) -> R<Tag> {
             let (Some(r), Some(alias)) = (it.next(), it.next()) else {
                 return Err(cx.syntax("malformed import", span));
             };
-            stmt(StmtKind::Import(template_ref(r), Arc::from(alias.as_str())))
+            let alias = assignable(cx, alias.as_str(), cx.span(&alias))?;
+            stmt(StmtKind::Import(template_ref(r), alias))
         }
         Rule::from_stmt => {
             let r = it.next().ok_or_else(|| cx.syntax("malformed from", span))?;
@@ -819,11 +987,65 @@ fn tag(cx: &Ctx, p: Pair<Rule>, span: Span) -> R<Tag> {
             for item in it {
                 let mut ii = item.into_inner().filter(|c| c.as_rule() == Rule::name);
                 let n: Arc<str> = Arc::from(ii.next().map_or("", |n| n.as_str()));
-                let alias = ii.next().map_or(n.clone(), |a| Arc::from(a.as_str()));
+                let alias = match ii.next() {
+                    Some(a) => assignable(cx, a.as_str(), cx.span(&a))?,
+                    None => n.clone(),
+                };
                 list.push((n, alias));
             }
             stmt(StmtKind::FromImport(template_ref(r), list))
         }
+        Rule::extends_stmt => stmt(StmtKind::Extends(expr_at(cx, it.next(), span)?)),
+        Rule::block_stmt => {
+            let n = it.next().map_or("", |n| n.as_str());
+            let short = match it.next() {
+                Some(e) => Some(expr(cx, e)?),
+                None => None,
+            };
+            Tag::Block(Arc::from(n), short)
+        }
+        Rule::endblock => Tag::EndBlock(it.next().map(|n| (Arc::from(n.as_str()), cx.span(&n)))),
+        Rule::embed_stmt => {
+            let name = expr_at(cx, it.next(), span)?;
+            let (mut ignore_missing, mut with, mut only) = (false, None, false);
+            for c in it {
+                match c.as_rule() {
+                    Rule::ignore_missing => ignore_missing = true,
+                    Rule::expr => with = Some(expr(cx, c)?),
+                    Rule::only => only = true,
+                    _ => {}
+                }
+            }
+            Tag::Embed {
+                name,
+                ignore_missing,
+                with,
+                only,
+            }
+        }
+        Rule::endembed => Tag::EndEmbed,
+        Rule::use_stmt => {
+            let name = expr_at(cx, it.next(), span)?;
+            let mut renames = Vec::new();
+            for item in it {
+                let mut ii = item.into_inner().filter(|c| c.as_rule() == Rule::name);
+                let Some(a) = ii.next() else {
+                    return Err(cx.syntax("malformed use", span));
+                };
+                let b = ii.next().unwrap_or_else(|| a.clone());
+                renames.push((Arc::from(a.as_str()), Arc::from(b.as_str())));
+            }
+            stmt(StmtKind::Use(name, renames))
+        }
+        Rule::guard_stmt => {
+            let (Some(k), Some(n)) = (it.next(), it.next()) else {
+                return Err(cx.syntax("malformed guard", span));
+            };
+            let name: String = n.as_str().split_whitespace().collect::<Vec<_>>().join(" ");
+            Tag::Guard(Arc::from(k.as_str()), Arc::from(name.as_str()), cx.span(&n))
+        }
+        Rule::endguard => Tag::EndGuard,
+        Rule::deprecated_stmt | Rule::flush_stmt => Tag::Nothing,
         Rule::unknown_tag => {
             let n = it.next().map_or("", |n| n.as_str());
             return Err(cx.syntax(format!("unknown tag `{n}`"), pspan));
@@ -864,6 +1086,16 @@ fn is_keyword(r: Rule) -> bool {
             | Rule::kw_from
             | Rule::kw_as
             | Rule::kw_is
+            | Rule::kw_extends
+            | Rule::kw_block
+            | Rule::kw_endblock
+            | Rule::kw_embed
+            | Rule::kw_endembed
+            | Rule::kw_use
+            | Rule::kw_guard
+            | Rule::kw_endguard
+            | Rule::kw_deprecated
+            | Rule::kw_flush
     )
 }
 
@@ -994,6 +1226,7 @@ fn infix(cx: &Ctx, l: Expr, op: Pair<Rule>, r: Expr, span: Span) -> R<Expr> {
             })
         }
         Rule::op_or => BinOp::Or,
+        Rule::op_xor => BinOp::Xor,
         Rule::op_and => BinOp::And,
         Rule::op_bor => BinOp::BOr,
         Rule::op_bxor => BinOp::BXor,
@@ -1020,7 +1253,48 @@ fn infix(cx: &Ctx, l: Expr, op: Pair<Rule>, r: Expr, span: Span) -> R<Expr> {
         Rule::op_div => BinOp::Div,
         Rule::op_floordiv => BinOp::FloorDiv,
         Rule::op_mod => BinOp::Mod,
-        Rule::op_pow => BinOp::Pow,
+        Rule::op_pow => {
+            // `-2 ** 2` is `-(2 ** 2)` as in Twig: a minus written right before the
+            // left operand moves outside (a parenthesised `(-2) ** 2` stays).
+            let signed = matches!(
+                cx.src.as_bytes().get(l.span.start as usize),
+                Some(b'-' | b'+')
+            );
+            if let (true, ExprKind::Unary(u @ (UnOp::Neg | UnOp::Pos), inner)) = (signed, &l.kind) {
+                let (u, inner) = (*u, inner.clone());
+                let inner_span = inner.span;
+                let pow = Expr {
+                    kind: ExprKind::Binary(BinOp::Pow, inner, r),
+                    span: inner_span.to(span),
+                };
+                return Ok(Expr {
+                    kind: ExprKind::Unary(u, Box::new(pow)),
+                    span,
+                });
+            }
+            if let (ExprKind::Int(_) | ExprKind::Float(_), Some(b'-')) =
+                (&l.kind, cx.src.as_bytes().get(l.span.start as usize))
+            {
+                let l = *l;
+                let pos = Expr {
+                    kind: match l.kind {
+                        ExprKind::Int(i) => ExprKind::Int(i.wrapping_neg()),
+                        ExprKind::Float(f) => ExprKind::Float(-f),
+                        k => k,
+                    },
+                    span: Span::new(l.span.start as usize + 1, l.span.end as usize),
+                };
+                let pow = Expr {
+                    kind: ExprKind::Binary(BinOp::Pow, Box::new(pos), r),
+                    span,
+                };
+                return Ok(Expr {
+                    kind: ExprKind::Unary(UnOp::Neg, Box::new(pow)),
+                    span,
+                });
+            }
+            BinOp::Pow
+        }
         _ => return Err(cx.syntax("unknown operator", cx.span(&op))),
     };
     Ok(Expr {
@@ -1059,6 +1333,13 @@ fn postfix(cx: &Ctx, lhs: Expr, op: Pair<Rule>, span: Span) -> R<Expr> {
             }
         }
         Rule::call_args => ExprKind::CallValue(l, call_args(cx, op)?),
+        Rule::dyn_attr => {
+            let e = op
+                .into_inner()
+                .next()
+                .ok_or_else(|| cx.syntax("expected an expression", span))?;
+            ExprKind::DynAttr(l, Box::new(expr(cx, e)?))
+        }
         Rule::filter => {
             let fc = op
                 .into_inner()
@@ -1074,11 +1355,15 @@ fn postfix(cx: &Ctx, lhs: Expr, op: Pair<Rule>, span: Span) -> R<Expr> {
             for c in op.into_inner() {
                 match c.as_rule() {
                     Rule::test_not => negated = true,
-                    Rule::test_name => {
+                    Rule::test_name | Rule::test_two_name => {
                         let n: String = c.as_str().split_whitespace().collect::<Vec<_>>().join(" ");
                         name = Some((Arc::from(n.as_str()), cx.span(&c)));
                     }
                     Rule::call_args => args = call_args(cx, c)?,
+                    Rule::test_one => args.push(Arg {
+                        name: None,
+                        value: pratt_expr(cx, c)?.0,
+                    }),
                     _ => {}
                 }
             }
@@ -1146,7 +1431,11 @@ fn primary(cx: &Ctx, p: Pair<Rule>) -> D {
                 .into_inner()
                 .next()
                 .ok_or_else(|| cx.syntax("expected an expression", span))?;
-            pratt_expr(cx, inner)
+            // The span covers the parentheses (`(-2) ** 2` is not `-(2 ** 2)`).
+            pratt_expr(cx, inner).map(|(mut e, d)| {
+                e.span = span;
+                (e, d)
+            })
         }
         Rule::number => {
             if s.contains(['.', 'e', 'E']) {
@@ -1233,7 +1522,7 @@ fn primary(cx: &Ctx, p: Pair<Rule>) -> D {
                         .next()
                         .ok_or_else(|| cx.syntax("expected an expression", span))?;
                     mk(ExprKind::Arrow(
-                        vec![Arc::from(name)],
+                        vec![assignable(cx, name, cx.span(&n))?],
                         Box::new(expr(cx, b)?),
                     ))
                 }
@@ -1244,7 +1533,10 @@ fn primary(cx: &Ctx, p: Pair<Rule>) -> D {
             let (Some(ps), Some(body)) = (it.next(), it.next()) else {
                 return Err(cx.syntax("malformed arrow function", span));
             };
-            let params = ps.into_inner().map(|n| Arc::from(n.as_str())).collect();
+            let params = ps
+                .into_inner()
+                .map(|n| assignable(cx, n.as_str(), cx.span(&n)))
+                .collect::<R<Vec<_>>>()?;
             mk(ExprKind::Arrow(params, Box::new(expr(cx, body)?)))
         }
         _ => Err(cx.syntax("expected an expression", span)),

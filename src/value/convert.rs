@@ -7,8 +7,11 @@ use std::sync::Arc;
 
 impl Value {
     /// Converts anything serde can serialize (a `serde_json::Value`, a struct, a map…).
+    ///
+    /// One pass, no intermediate `serde_json::Value`; a [`Value`] inside the data (or the
+    /// data itself) is shared, not copied (see `value/ser.rs`).
     pub fn from_serialize<T: Serialize + ?Sized>(v: &T) -> Result<Value, Error> {
-        serde_json::to_value(v).map(Value::from).map_err(|e| {
+        super::ser::with_parking(|| v.serialize(super::ser::ValueSerializer)).map_err(|e| {
             Error::new(
                 ErrorKind::InvalidArgument,
                 format!("cannot convert the context: {e}"),
@@ -69,6 +72,10 @@ impl From<Value> for serde_json::Value {
 
 impl Serialize for Value {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if super::ser::parking() {
+            // Inside `Value::from_serialize`: hand over a clone, not the data.
+            return s.serialize_newtype_struct(super::ser::HANDLE, &super::ser::park(self));
+        }
         match self {
             Value::Undefined | Value::Null | Value::Callable(_) => s.serialize_unit(),
             Value::Bool(b) => s.serialize_bool(*b),

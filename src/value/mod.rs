@@ -3,13 +3,14 @@
 //! A `Value` is small (24 bytes) and cheap to clone: strings, lists and maps are
 //! reference counted, so passing context values around never copies them.
 //! Maps keep insertion order. Semantics (truthiness, loose equality, ordering,
-//! printing) follow PHP 8 as Twig 3 does; see `language.md` §2.3 and §2.6.
+//! printing) follow PHP 8 as Twig 3 does; see `docs/language.md` §2.3 and §2.6.
 
 mod compare;
 mod convert;
 mod number;
 mod ops;
 mod print;
+mod ser;
 
 pub use compare::{compare, loose_eq, strict_eq};
 pub use number::{parse_numeric, Number};
@@ -47,18 +48,29 @@ pub enum Value {
     /// A missing variable, key or index. Prints as nothing; `is defined` is false.
     #[default]
     Undefined,
+    /// `null`.
     Null,
+    /// `true` or `false`.
     Bool(bool),
+    /// An integer.
     Int(i64),
+    /// A float (never NaN from JSON; arithmetic may produce infinities).
     Float(f64),
     /// A string that is escaped under autoescaping.
     Str(Arc<str>),
     /// A string marked safe (`raw`, output of `escape`): never escaped again.
     Safe(Arc<str>),
+    /// A list (shared).
     List(Arc<Vec<Value>>),
+    /// An ordered map with string keys (shared).
     Map(Arc<Map>),
-    Callable(Callable),
+    /// An arrow function or a macro, behind one `Arc` so that `Value` stays 24 bytes.
+    Callable(Arc<Callable>),
 }
+
+// Every variant is at most 16 bytes (a fat `Arc` or an 8-byte scalar) plus the tag: a
+// `Value` is copied on every variable read, so its size is part of the render speed.
+const _: () = assert!(std::mem::size_of::<Value>() == 24);
 
 impl Value {
     /// A plain (unsafe) string value.
@@ -111,6 +123,7 @@ impl Value {
         }
     }
 
+    /// True for a missing variable, key or index.
     pub fn is_undefined(&self) -> bool {
         matches!(self, Value::Undefined)
     }
@@ -118,9 +131,11 @@ impl Value {
     pub fn is_null(&self) -> bool {
         matches!(self, Value::Undefined | Value::Null)
     }
+    /// True for integers and floats.
     pub fn is_number(&self) -> bool {
         matches!(self, Value::Int(_) | Value::Float(_))
     }
+    /// True for strings, safe or not.
     pub fn is_string(&self) -> bool {
         matches!(self, Value::Str(_) | Value::Safe(_))
     }
@@ -162,18 +177,21 @@ impl Value {
             _ => None,
         }
     }
+    /// The items, for a list.
     pub fn as_list(&self) -> Option<&[Value]> {
         match self {
             Value::List(l) => Some(l),
             _ => None,
         }
     }
+    /// The entries, for a map.
     pub fn as_map(&self) -> Option<&Map> {
         match self {
             Value::Map(m) => Some(m),
             _ => None,
         }
     }
+    /// The boolean, for a boolean.
     pub fn as_bool(&self) -> Option<bool> {
         match self {
             Value::Bool(b) => Some(*b),
@@ -208,7 +226,7 @@ impl Value {
         self.as_number().map(Number::as_f64)
     }
 
-    /// The printed form of the value (language.md §2.6): null and false print as
+    /// The printed form of the value (docs/language.md §2.6): null and false print as
     /// nothing, true as `1`, floats as PHP, lists and maps as compact JSON.
     pub fn to_output(&self) -> String {
         let mut s = String::new();

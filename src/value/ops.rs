@@ -1,4 +1,4 @@
-//! Operators on values with PHP 8 semantics (language.md §2.3): arithmetic on numbers
+//! Operators on values with PHP 8 semantics (docs/language.md §2.3): arithmetic on numbers
 //! and numeric strings, exact-int division, floor division, `%` with the sign of the
 //! dividend, `**`, overflow to float, `~` concatenation, `..` ranges and `in`.
 
@@ -9,12 +9,19 @@ use std::sync::Arc;
 /// The arithmetic operators.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Arith {
+    /// `+`
     Add,
+    /// `-`
     Sub,
+    /// `*`
     Mul,
+    /// `/`
     Div,
+    /// `//`
     FloorDiv,
+    /// `%`
     Rem,
+    /// `**`
     Pow,
 }
 
@@ -330,7 +337,8 @@ pub fn contains(haystack: &Value, needle: &Value) -> bool {
 
 /// `a starts with b` / `a ends with b` on strings.
 pub fn starts_with(a: &Value, b: &Value, end: bool) -> bool {
-    if !a.is_string() && !a.is_number() {
+    // As Twig: false unless both sides are strings.
+    if !a.is_string() || !b.is_string() {
         return false;
     }
     let (a, b) = (a.to_cow_str(), b.to_cow_str());

@@ -3,7 +3,7 @@
 use super::Value;
 use std::fmt::Write;
 
-/// Appends the printed form of `v` (language.md §2.6) to `out`.
+/// Appends the printed form of `v` (docs/language.md §2.6) to `out`.
 pub fn write_value(out: &mut String, v: &Value) {
     match v {
         Value::Undefined | Value::Null | Value::Bool(false) => {}
@@ -72,6 +72,49 @@ pub fn format_float(out: &mut String, f: f64) {
     }
 }
 
+/// A float as PHP's `json_encode` writes it (`serialize_precision = -1`): the shortest
+/// round-trip digits; integral values without `.0` (`2.0` → `2`); exponent form when
+/// the decimal point would sit more than 17 digits out or 4 zeros in (`1.0e+20`, `1.5e-7`).
+pub fn write_json_float(out: &mut String, f: f64) {
+    if !f.is_finite() {
+        out.push('0');
+        return;
+    }
+    if f.is_sign_negative() {
+        out.push('-');
+    }
+    let a = f.abs();
+    if a == 0.0 {
+        out.push('0');
+        return;
+    }
+    let e = format!("{a:e}");
+    let (mant, exp) = e.split_once('e').unwrap_or((&e, "0"));
+    let exp: i64 = exp.parse().unwrap_or(0);
+    let digits: String = mant.chars().filter(|c| *c != '.').collect();
+    let decpt = exp + 1;
+    if !(-3..=17).contains(&decpt) {
+        let (first, rest) = digits.split_at(1);
+        let rest = if rest.is_empty() { "0" } else { rest };
+        let sign = if exp < 0 { '-' } else { '+' };
+        let _ = write!(out, "{first}.{rest}e{sign}{}", exp.unsigned_abs());
+    } else if decpt <= 0 {
+        out.push_str("0.");
+        out.extend(std::iter::repeat_n('0', decpt.unsigned_abs() as usize));
+        out.push_str(&digits);
+    } else {
+        let d = decpt as usize;
+        if digits.len() <= d {
+            out.push_str(&digits);
+            out.extend(std::iter::repeat_n('0', d - digits.len()));
+        } else {
+            out.push_str(&digits[..d]);
+            out.push('.');
+            out.push_str(&digits[d..]);
+        }
+    }
+}
+
 /// Appends `v` as JSON. `indent: None` is compact; `Some(0)` pretty-prints with
 /// 4-space indentation (PHP `JSON_PRETTY_PRINT`). `/` and non-ASCII stay as they are.
 /// Floats use the shortest round-trip form (`3.0`, `0.30000000000000004`).
@@ -82,13 +125,7 @@ pub fn write_json(out: &mut String, v: &Value, indent: Option<usize>) {
         Value::Int(i) => {
             let _ = write!(out, "{i}");
         }
-        Value::Float(f) => {
-            if f.is_finite() {
-                let _ = write!(out, "{f:?}");
-            } else {
-                out.push('0');
-            }
-        }
+        Value::Float(f) => write_json_float(out, *f),
         Value::Str(s) | Value::Safe(s) => write_json_str(out, s),
         Value::List(l) => {
             if l.is_empty() {
@@ -206,9 +243,12 @@ mod tests {
         let v = Value::map(m);
         let mut s = String::new();
         write_json(&mut s, &v, None);
-        assert_eq!(s, r#"{"a/b":[1,2.0,"é\n"],"e":{}}"#);
+        assert_eq!(s, r#"{"a/b":[1,2,"é\n"],"e":{}}"#);
         let mut p = String::new();
         write_json(&mut p, &v, Some(0));
-        assert_eq!(p, "{\n    \"a/b\": [\n        1,\n        2.0,\n        \"é\\n\"\n    ],\n    \"e\": {}\n}");
+        assert_eq!(
+            p,
+            "{\n    \"a/b\": [\n        1,\n        2,\n        \"é\\n\"\n    ],\n    \"e\": {}\n}"
+        );
     }
 }

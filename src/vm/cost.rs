@@ -1,4 +1,4 @@
-//! Fuel for the size of the data an operation touches (language.md §5).
+//! Fuel for the size of the data an operation touches (docs/language.md §5).
 //!
 //! Every step costs one unit of fuel; on top of that, operations pay for the data
 //! they read or build, so that repeating an operation on a large value (appending to

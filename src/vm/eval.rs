@@ -181,7 +181,8 @@ impl Vm<'_> {
             Expr::MatchesConst(a, re) => {
                 let x = self.eval(a)?;
                 self.pay_shallow(&[&x])?;
-                Ok(Value::Bool(re.is_match(&x.to_cow_str())))
+                // as Twig (PHP's preg_match): 1 or 0
+                Ok(Value::Int(i64::from(re.is_match(&x.to_cow_str()))))
             }
             Expr::Cond(c, a, b) => {
                 if self.eval_truthy(c)? {
@@ -246,10 +247,7 @@ impl Vm<'_> {
                 Ok(v)
             }
             Expr::Call(c) => {
-                let mut args = Vec::with_capacity(c.args.len());
-                for a in &c.args {
-                    args.push(self.eval(a)?);
-                }
+                let args = self.call_args(c)?;
                 self.burn(c.span)?;
                 self.pay_call(&args, c.span)?;
                 let v = (c.func)(self, &args).map_err(|e| self.loc(e, c.span))?;
@@ -257,10 +255,7 @@ impl Vm<'_> {
                 Ok(v)
             }
             Expr::Test(c, negated) => {
-                let mut args = Vec::with_capacity(c.args.len());
-                for a in &c.args {
-                    args.push(self.eval(a)?);
-                }
+                let args = self.call_args(c)?;
                 self.pay_call(&args, c.span)?;
                 let v = (c.func)(self, &args).map_err(|e| self.loc(e, c.span))?;
                 Ok(Value::Bool(v.is_truthy() != *negated))
@@ -277,6 +272,95 @@ impl Vm<'_> {
                 self.call_macro(mref, vals, *span)
             }
             Expr::Arrow(a) => Ok(self.arrow_value(a)),
+            Expr::Include(..)
+            | Expr::Source(..)
+            | Expr::BlockCall(..)
+            | Expr::BlockDefined(..)
+            | Expr::Parent(..) => self.eval_library(e),
+        }
+    }
+
+    /// The template-library expressions (`include()`, `source()`, `block()`,
+    /// `parent()`), apart so that `eval`'s stack frame stays small.
+    #[inline(never)]
+    fn eval_library(&mut self, e: &Expr) -> R<Value> {
+        match e {
+            Expr::Include(inc) => {
+                let s = self.capture_with(|vm| vm.include(inc, None))?;
+                Ok(Value::safe(s))
+            }
+            Expr::Source(name, ignore, span) => {
+                let n = self.eval(name)?;
+                let ignore = match ignore {
+                    Some(i) => self.eval(i)?.is_truthy(),
+                    None => false,
+                };
+                let lib = self.shared.library.clone();
+                match lib.source(&n.to_cow_str()) {
+                    Ok(Some(src)) => Ok(Value::safe(src)),
+                    Ok(None) if ignore => Ok(Value::safe(String::new())),
+                    Ok(None) => Err(self.loc(lib.missing(&n.to_cow_str()), *span)),
+                    Err(e) => Err(self.loc(e, *span)),
+                }
+            }
+            Expr::BlockCall(name, tpl, span) => {
+                let n: Arc<str> = Arc::from(&*self.eval(name)?.to_cow_str());
+                let run = |vm: &mut Self| -> R<String> {
+                    if !vm.has_block(&n) {
+                        return Err(vm.loc(
+                            Error::new(
+                                ErrorKind::UnknownName,
+                                format!("block `{n}` is not defined"),
+                            ),
+                            *span,
+                        ));
+                    }
+                    vm.capture_with(|vm| vm.render_block(&n, 0, *span).map(|_| ()))
+                };
+                let s = match tpl {
+                    Some(t) => {
+                        let t = self.eval(t)?;
+                        self.with_blocks_of(&t, *span, run)?
+                    }
+                    None => run(self)?,
+                };
+                Ok(Value::safe(s))
+            }
+            Expr::BlockDefined(name, tpl, negated, span) => {
+                let n = self.eval(name)?.to_cow_str().into_owned();
+                let found = match tpl {
+                    Some(t) => {
+                        let t = self.eval(t)?;
+                        self.with_blocks_of(&t, *span, |vm| Ok(vm.has_block(&n)))?
+                    }
+                    None => self.has_block(&n),
+                };
+                Ok(Value::Bool(found != *negated))
+            }
+            Expr::Parent(span) => {
+                let Some((name, level)) = self.current_block() else {
+                    return Err(self.loc(
+                        Error::new(ErrorKind::Runtime, "`parent()` is only valid in a block"),
+                        *span,
+                    ));
+                };
+                let mut found = false;
+                let s = self.capture_with(|vm| {
+                    found = vm.render_block(&name, level + 1, *span)?;
+                    Ok(())
+                })?;
+                if !found {
+                    return Err(self.loc(
+                        Error::new(
+                            ErrorKind::UnknownName,
+                            format!("block `{name}` has no parent definition to render"),
+                        ),
+                        *span,
+                    ));
+                }
+                Ok(Value::safe(s))
+            }
+            _ => Ok(Value::Undefined),
         }
     }
 
@@ -337,6 +421,21 @@ impl Vm<'_> {
         Value::map(m)
     }
 
+    /// The argument values of a builtin call: a given argument that is missing is
+    /// `null` (an omitted optional one stays undefined).
+    fn call_args(&mut self, c: &crate::compile::ir::Call) -> R<Vec<Value>> {
+        let mut args = Vec::with_capacity(c.args.len());
+        for (i, a) in c.args.iter().enumerate() {
+            let v = self.eval(a)?;
+            if i >= c.null_from && v.is_undefined() && !matches!(a, Expr::Const(_)) {
+                args.push(Value::Null);
+            } else {
+                args.push(v);
+            }
+        }
+        Ok(args)
+    }
+
     /// Fuel for the arguments of a filter, function or test call (see `cost`).
     pub(crate) fn pay_call(&mut self, args: &[Value], span: Span) -> R<()> {
         let refs: Vec<&Value> = args.iter().collect();
@@ -380,8 +479,8 @@ impl Vm<'_> {
             BinOp::In => Ok(Value::Bool(value::contains(y, x))),
             BinOp::NotIn => Ok(Value::Bool(!value::contains(y, x))),
             BinOp::Matches => {
-                let re = crate::builtins::pcre::compile(&y.to_cow_str())?;
-                Ok(Value::Bool(re.is_match(&x.to_cow_str())))
+                let re = crate::pcre::compile(&y.to_cow_str())?;
+                Ok(Value::Int(i64::from(re.is_match(&x.to_cow_str()))))
             }
             BinOp::StartsWith => Ok(Value::Bool(value::starts_with(x, y, false))),
             BinOp::EndsWith => Ok(Value::Bool(value::starts_with(x, y, true))),
@@ -433,6 +532,7 @@ impl Vm<'_> {
             BinOp::BXor => value::bitwise("b-xor", x, y),
             BinOp::And => Ok(Value::Bool(x.is_truthy() && y.is_truthy())),
             BinOp::Or => Ok(Value::Bool(x.is_truthy() || y.is_truthy())),
+            BinOp::Xor => Ok(Value::Bool(x.is_truthy() != y.is_truthy())),
         }
     }
 }
@@ -440,6 +540,10 @@ impl Vm<'_> {
 /// `v[start:length]` for lists, maps and strings (characters); negative start counts
 /// from the end, negative length stops that many from the end (Twig's `slice`).
 pub(crate) fn slice(v: &Value, start: &Value, len: &Value) -> R<Value> {
+    // A number or boolean is sliced as the string it prints as (Twig: `1.5[0:2]` is `1.`).
+    if matches!(v, Value::Int(_) | Value::Float(_) | Value::Bool(_)) {
+        return slice(&Value::str(v.to_output()), start, len);
+    }
     let n = match v {
         Value::List(l) => l.len(),
         Value::Map(m) => m.len(),

@@ -4,8 +4,8 @@
 use super::escape::{escape_into, write_int};
 use super::{LoopState, Vm};
 use crate::compile::ir::{Esc, For, Node, Strategy};
-use crate::engine::Escape;
 use crate::error::{Error, ErrorKind};
+use crate::escape::Escape;
 use crate::syntax::ast::Span;
 use crate::value::{write_value, Map, Value};
 use std::sync::Arc;
@@ -150,48 +150,31 @@ impl Vm<'_> {
                 Node::Do(e, span) => {
                     self.eval(e).map_err(|e| self.loc(e, *span))?;
                 }
-                Node::Include {
-                    name,
-                    ignore_missing,
-                    with,
-                    only,
-                    span,
-                } => {
-                    let n = self.eval(name)?;
-                    let key = n.to_cow_str();
-                    let Some(prog) = self.shared.snippets.get(&*key).cloned() else {
-                        if *ignore_missing {
+                Node::Include(inc) => self.include(inc, None)?,
+                Node::Embed(prog, inc) => {
+                    if matches!(
+                        inc.ignore_missing,
+                        crate::compile::ir::Expr::Const(Value::Bool(true))
+                    ) {
+                        // `ignore missing`: skip when the embedded template's parent is missing
+                        let n = self.eval(&inc.name)?;
+                        if self.load_template(&n, true, inc.span)?.is_none() {
                             continue;
                         }
-                        return Err(self.loc(
-                            Error::new(ErrorKind::UnknownName, format!("unknown snippet `{key}`")),
-                            *span,
-                        ));
-                    };
-                    let mut vars = if *only { Map::new() } else { self.variables() };
-                    if let Some(w) = with {
-                        match self.eval(w)? {
-                            Value::Map(m) => {
-                                for (k, v) in m.iter() {
-                                    vars.insert(k.clone(), v.clone());
-                                }
-                            }
-                            Value::Null | Value::Undefined => {}
-                            other => {
-                                return Err(self.loc(
-                                    Error::new(
-                                        ErrorKind::Type,
-                                        format!(
-                                            "include: `with` expects a map, got {}",
-                                            other.type_with_article()
-                                        ),
-                                    ),
-                                    *span,
-                                ))
-                            }
-                        }
                     }
-                    self.include(prog, Arc::new(vars), *span)?;
+                    self.include(inc, Some(prog))?
+                }
+                Node::Extends(e, span) => {
+                    let n = self.eval(e).map_err(|e| self.loc(e, *span))?;
+                    if n.is_null() || matches!(n, Value::Bool(false)) {
+                        continue;
+                    }
+                    if let Some(p) = self.load_template(&n, false, *span)? {
+                        self.set_parent(p);
+                    }
+                }
+                Node::BlockRef(name, span) => {
+                    self.render_block(name, 0, *span)?;
                 }
             }
         }

@@ -3,15 +3,17 @@
 //! (fuel, output/string size, depth).
 
 mod cost;
-pub mod escape;
+pub(crate) use crate::escape;
 mod eval;
 mod exec;
 
 use crate::builtins::{Host, State};
-use crate::compile::ir::{Arrow, Expr, MacroRef, Program};
-use crate::engine::{Escape, RenderOptions};
+use crate::compile::ir::{Arrow, Expr, IncludeCall, MacroRef, Program};
 use crate::error::{Error, ErrorKind};
+use crate::escape::Escape;
 use crate::limits::Limits;
+use crate::loader::Library;
+use crate::options::RenderOptions;
 use crate::syntax::ast::Span;
 use crate::value::{Map, Value};
 use std::collections::HashMap;
@@ -21,11 +23,37 @@ use std::sync::Arc;
 const STACK_RED_ZONE: usize = 256 * 1024;
 const STACK_GROW: usize = 4 * 1024 * 1024;
 
-/// What every render of an engine shares: limits, host services, snippets.
+/// What every render of an engine shares: limits, host services, the template library.
 pub struct Shared {
     pub limits: Limits,
     pub host: Host,
-    pub snippets: Arc<HashMap<Arc<str>, Arc<Program>>>,
+    pub library: Arc<Library>,
+}
+
+/// The blocks a template instance can render: for each name, the definitions from
+/// the most derived template to the base (`parent()` walks down the list).
+pub(crate) type BlockTable = HashMap<Arc<str>, Vec<(Arc<Program>, usize)>>;
+
+/// Appends `prog`'s blocks (own definitions, then those brought in by `use`).
+fn add_blocks(table: &mut BlockTable, prog: &Arc<Program>) {
+    for (i, b) in prog.blocks.iter().enumerate() {
+        table
+            .entry(b.name.clone())
+            .or_default()
+            .push((prog.clone(), i));
+    }
+    for (n, chain) in &prog.traits {
+        table
+            .entry(n.clone())
+            .or_default()
+            .extend(chain.iter().cloned());
+    }
+}
+
+fn table_for(prog: &Arc<Program>) -> Arc<BlockTable> {
+    let mut t = BlockTable::new();
+    add_blocks(&mut t, prog);
+    Arc::new(t)
 }
 
 /// Position in one running `for` loop.
@@ -62,6 +90,14 @@ pub struct Vm<'a> {
     pub(crate) shared: &'a Shared,
     pub(crate) escape: Escape,
     env_allowed: bool,
+    /// Blocks of the template instance being rendered.
+    blocks: Arc<BlockTable>,
+    /// The block running now and its level in the table (for `parent()`).
+    cur_block: Option<(Arc<str>, usize)>,
+    /// Set by `extends`: rendered once the child's body is done.
+    parent: Option<Arc<Program>>,
+    /// Templates being rendered (includes and parents), for the depth-limit message.
+    chain: Vec<Arc<str>>,
 }
 
 fn context_map(ctx: &Value) -> Result<Arc<Map>, Error> {
@@ -99,6 +135,10 @@ impl<'a> Vm<'a> {
             shared,
             escape: opts.escape,
             env_allowed: opts.allow_env,
+            blocks: Arc::default(),
+            cur_block: None,
+            parent: None,
+            chain: Vec::new(),
         })
     }
 
@@ -272,43 +312,291 @@ impl<'a> Vm<'a> {
         r
     }
 
-    /// Renders a snippet into the output with the given context.
-    pub(crate) fn include(
+    /// Enters a template (include, parent, embed): the depth limit names the chain.
+    fn enter_template(&mut self, name: &Arc<str>, span: Span) -> Result<(), Error> {
+        if self.depth >= self.shared.limits.max_depth {
+            let mut names: Vec<&str> = self.chain.iter().map(|n| &**n).collect();
+            names.push(name);
+            // Show the first cycle when there is one, else the last templates.
+            let shown = match names
+                .iter()
+                .enumerate()
+                .find_map(|(i, n)| names[..i].iter().position(|m| m == n).map(|j| (j, i)))
+            {
+                Some((j, i)) => format!("{} → …", names[j..=i].join(" → ")),
+                None => {
+                    let from = names.len().saturating_sub(8);
+                    names[from..].join(" → ")
+                }
+            };
+            return Err(self.loc(
+                Error::new(
+                    ErrorKind::Limit,
+                    format!(
+                        "nesting depth exceeds the limit of {} (includes, extends, macro calls): {shown}",
+                        self.shared.limits.max_depth
+                    ),
+                ),
+                span,
+            ));
+        }
+        self.depth += 1;
+        self.chain.push(name.clone());
+        Ok(())
+    }
+
+    fn leave_template(&mut self) {
+        self.depth -= 1;
+        self.chain.pop();
+    }
+
+    /// Loads a template by name at render time; a list names candidates (the first
+    /// that exists wins). `None`: missing and `ignore_missing`.
+    pub(crate) fn load_template(
+        &mut self,
+        name: &Value,
+        ignore_missing: bool,
+        span: Span,
+    ) -> Result<Option<Arc<Program>>, Error> {
+        let lib = self.shared.library.clone();
+        let names: Vec<Value> = match name {
+            Value::List(l) => l.iter().cloned().collect(),
+            Value::Map(m) => m.values().cloned().collect(),
+            other => vec![other.clone()],
+        };
+        for n in &names {
+            let key = n.to_cow_str();
+            match lib.get(&key, &[]) {
+                Ok(Some(p)) => return Ok(Some(p)),
+                Ok(None) => {}
+                // an invalid name among candidates is one that does not exist
+                Err(e) if names.len() > 1 && e.kind() == ErrorKind::InvalidArgument => {}
+                Err(e) => return Err(self.loc(e, span)),
+            }
+        }
+        if ignore_missing {
+            return Ok(None);
+        }
+        let e = match names.as_slice() {
+            [one] => lib.missing(&one.to_cow_str()),
+            _ => Error::new(
+                ErrorKind::UnknownName,
+                format!(
+                    "none of the templates {} exists",
+                    names
+                        .iter()
+                        .map(|n| format!("`{}`", n.to_cow_str()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
+        };
+        Err(self.loc(e, span))
+    }
+
+    /// Renders a template instance (its own frame and blocks) with `ctx`.
+    pub(crate) fn run_template(
         &mut self,
         prog: Arc<Program>,
         ctx: Arc<Map>,
         span: Span,
     ) -> Result<(), Error> {
         stacker::maybe_grow(STACK_RED_ZONE, STACK_GROW, || {
-            self.include_inner(prog, ctx, span)
+            self.enter_template(&prog.name, span)?;
+            let saved_blocks = std::mem::replace(&mut self.blocks, table_for(&prog));
+            let saved_cur = self.cur_block.take();
+            let slots = vec![Value::Undefined; prog.slots];
+            let names = prog.slot_names.clone();
+            let r = self.with_frame(prog.clone(), names, slots, ctx, |vm| {
+                vm.exec_template(&prog)
+            });
+            self.blocks = saved_blocks;
+            self.cur_block = saved_cur;
+            self.leave_template();
+            r
         })
     }
 
-    fn include_inner(
-        &mut self,
-        prog: Arc<Program>,
-        ctx: Arc<Map>,
-        span: Span,
-    ) -> Result<(), Error> {
-        self.enter(span)?;
-        let slots = vec![Value::Undefined; prog.slots];
-        let names = prog.slot_names.clone();
-        let r = self.with_frame(prog.clone(), names, slots, ctx, |vm| {
-            vm.exec(&prog.body).map(|_| ())
+    /// Runs a template's body in the current frame; when it extended another, the
+    /// body's output is dropped and the parent renders with the child's variables.
+    pub(crate) fn exec_template(&mut self, prog: &Arc<Program>) -> Result<(), Error> {
+        let start = self.out.len();
+        let saved_parent = self.parent.take();
+        let r = self.exec(&prog.body);
+        let parent = std::mem::replace(&mut self.parent, saved_parent);
+        r?;
+        let Some(parent) = parent else {
+            return Ok(());
+        };
+        self.out.truncate(start);
+        add_blocks(Arc::make_mut(&mut self.blocks), &parent);
+        let vars = self.variables_arc();
+        self.enter_template(&parent.name, Span::default())?;
+        let r = stacker::maybe_grow(STACK_RED_ZONE, STACK_GROW, || {
+            let slots = vec![Value::Undefined; parent.slots];
+            let names = parent.slot_names.clone();
+            self.with_frame(parent.clone(), names, slots, vars, |vm| {
+                vm.exec_template(&parent)
+            })
         });
-        self.depth -= 1;
+        self.leave_template();
         r
+    }
+
+    /// `include` (tag or function) and `embed`: renders into the output.
+    pub(crate) fn include(
+        &mut self,
+        inc: &IncludeCall,
+        embedded: Option<&Arc<Program>>,
+    ) -> Result<(), Error> {
+        let ignore = self.eval(&inc.ignore_missing)?.is_truthy();
+        let prog = match embedded {
+            Some(p) => p.clone(),
+            None => {
+                let n = self.eval(&inc.name)?;
+                match self.load_template(&n, ignore, inc.span)? {
+                    Some(p) => p,
+                    None => return Ok(()),
+                }
+            }
+        };
+        let with_context = self.eval(&inc.with_context)?.is_truthy();
+        let mut vars = if with_context {
+            self.variables()
+        } else {
+            Map::new()
+        };
+        if let Some(w) = &inc.with {
+            match self.eval(w)? {
+                Value::Map(m) => {
+                    for (k, v) in m.iter() {
+                        vars.insert(k.clone(), v.clone());
+                    }
+                }
+                Value::List(l) if l.is_empty() => {}
+                Value::Null | Value::Undefined => {}
+                other => {
+                    return Err(self.loc(
+                        Error::new(
+                            ErrorKind::Type,
+                            format!(
+                                "include: the variables must be a map, got {}",
+                                other.type_with_article()
+                            ),
+                        ),
+                        inc.span,
+                    ))
+                }
+            }
+        }
+        self.run_template(prog, Arc::new(vars), inc.span)
+    }
+
+    /// Renders block `name` at `level` of the current table; false when there is none.
+    pub(crate) fn render_block(
+        &mut self,
+        name: &Arc<str>,
+        level: usize,
+        span: Span,
+    ) -> Result<bool, Error> {
+        let Some((prog, idx)) = self.blocks.get(name).and_then(|v| v.get(level)).cloned() else {
+            return Ok(false);
+        };
+        let Some(def) = prog.blocks.get(idx) else {
+            return Ok(false);
+        };
+        if let Err(e) = self.enter(span) {
+            return Err(e.with_hint(format!("while rendering block `{name}`")));
+        }
+        let vars = self.variables_arc();
+        let saved_cur = self.cur_block.replace((name.clone(), level));
+        let r = stacker::maybe_grow(STACK_RED_ZONE, STACK_GROW, || {
+            let slots = vec![Value::Undefined; def.slots];
+            self.with_frame(prog.clone(), def.slot_names.clone(), slots, vars, |vm| {
+                vm.exec(&def.body).map(|_| ())
+            })
+        });
+        self.cur_block = saved_cur;
+        self.depth -= 1;
+        r.map(|()| true)
+    }
+
+    /// Runs `f` with the blocks of template `tpl` (and its constant parents) instead
+    /// of the current ones (`block(name, tpl)`).
+    pub(crate) fn with_blocks_of<T>(
+        &mut self,
+        tpl: &Value,
+        span: Span,
+        f: impl FnOnce(&mut Self) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let Some(mut prog) = self.load_template(tpl, false, span)? else {
+            return Err(self.loc(self.shared.library.missing(&tpl.to_cow_str()), span));
+        };
+        let mut table = BlockTable::new();
+        add_blocks(&mut table, &prog);
+        let mut hops = 0;
+        while let Some(p) = prog.parent_name.clone() {
+            hops += 1;
+            if hops > self.shared.limits.max_depth {
+                break;
+            }
+            match self.load_template(&Value::Str(p), false, span)? {
+                Some(pp) => {
+                    add_blocks(&mut table, &pp);
+                    prog = pp;
+                }
+                None => break,
+            }
+        }
+        let saved = std::mem::replace(&mut self.blocks, Arc::new(table));
+        let saved_cur = self.cur_block.take();
+        let r = f(self);
+        self.blocks = saved;
+        self.cur_block = saved_cur;
+        r
+    }
+
+    pub(crate) fn has_block(&self, name: &str) -> bool {
+        self.blocks.get(name).is_some_and(|v| !v.is_empty())
+    }
+
+    pub(crate) fn current_block(&self) -> Option<(Arc<str>, usize)> {
+        self.cur_block.clone()
+    }
+
+    pub(crate) fn set_parent(&mut self, p: Arc<Program>) {
+        self.parent = Some(p);
+    }
+
+    /// Runs `f` writing into a fresh buffer; returns what it wrote.
+    pub(crate) fn capture_with(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<(), Error>,
+    ) -> Result<String, Error> {
+        let saved = std::mem::take(&mut self.out);
+        let r = f(self);
+        let captured = std::mem::replace(&mut self.out, saved);
+        r.map(|()| captured)
     }
 
     /// The value of an arrow-function expression.
     pub(crate) fn arrow_value(&self, a: &Arc<Arrow>) -> Value {
-        Value::Callable(crate::value::Callable {
+        Value::Callable(Arc::new(crate::value::Callable {
             name: Arc::from("arrow function"),
             inner: Arc::new(ArrowClosure {
                 arrow: a.clone(),
                 frame: self.frame_id,
             }),
-        })
+        }))
+    }
+
+    /// The current variables, without a copy when the frame set none.
+    pub(crate) fn variables_arc(&self) -> Arc<Map> {
+        if self.scope.slots.iter().all(|v| v.is_undefined()) {
+            self.scope.ctx.clone()
+        } else {
+            Arc::new(self.variables())
+        }
     }
 
     /// The current variables as a map (context keys overridden by template variables).
@@ -407,7 +695,11 @@ pub fn render(
     let mut vm = Vm::new(program.clone(), shared, ctx, opts)?;
     let hint = program.size_hint.load(Relaxed).max(program.source.len());
     vm.out.reserve(hint.min(shared.limits.max_output));
-    vm.exec(&program.body)?;
+    if !program.blocks.is_empty() || !program.traits.is_empty() {
+        vm.blocks = table_for(program);
+    }
+    vm.chain.push(program.name.clone());
+    vm.exec_template(program)?;
     program.size_hint.store(vm.out.len(), Relaxed);
     Ok(vm.out)
 }

@@ -375,3 +375,22 @@ impl Stream {
         }
     }
 }
+
+/// Waits for a `flexscript serve` child's ready line (`listening on http://ADDR`, its first line
+/// on stdout, which must be piped) and returns ADDR.
+pub async fn ready_addr(child: &mut std::process::Child) -> SocketAddr {
+    use std::io::{BufRead, BufReader};
+    let stdout = child.stdout.take().expect("stdout");
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).map(|_| line)
+    })
+    .await
+    .expect("join")
+    .expect("ready line");
+    line.trim()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("ready line: {line:?}"))
+        .parse()
+        .expect("addr")
+}

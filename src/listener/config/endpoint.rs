@@ -1,7 +1,11 @@
 //! One `[[endpoint]]` table → [`Endpoint`], with its scripts compiled and its steps read.
 
 use super::fields::{Fields, Source};
-use super::{script_error, steps, Answer, Diagnostic, Endpoint, ReturnType, RunMode};
+use super::{
+    script_error, steps, Answer, Diagnostic, Endpoint, ReturnType, RunMode, SignatureSpec,
+};
+use crate::listener::signature::{Encoding, Scheme, DEFAULT_TOLERANCE_S};
+use hyper::header::HeaderName;
 
 /// Most steps one endpoint may have.
 pub const MAX_STEPS: usize = 1000;
@@ -21,6 +25,93 @@ pub fn template(f: &mut Fields<'_>, engine: &Engine, key: &str) -> Option<Templa
             f.error(key, script_error(&e));
             None
         }
+    }
+}
+
+/// Longest accepted `tolerance_s` (one day).
+pub const MAX_TOLERANCE_S: u64 = 86_400;
+
+/// Reads `[endpoint.signature]` (errors go to the endpoint's list).
+fn signature(f: &mut Fields<'_>, engine: &Engine) -> Option<SignatureSpec> {
+    let item = f.item("signature")?;
+    let Some(table) = item.as_table() else {
+        f.error("signature", "must be a table ([endpoint.signature])");
+        return None;
+    };
+    let mut s = Fields::new(f.src, table, f.path("signature"));
+    let name = s.required("scheme").unwrap_or_default();
+    let header = s.string("header");
+    let encoding = s.string("encoding");
+    let scheme = match name.as_str() {
+        "standard-webhooks" => Some(Scheme::StandardWebhooks),
+        "github" => Some(Scheme::Github),
+        "stripe" => Some(Scheme::Stripe),
+        "hmac-sha256" => {
+            let h = header.clone().unwrap_or_else(|| "X-Signature".into());
+            let header = HeaderName::from_bytes(h.as_bytes());
+            if header.is_err() {
+                s.error("header", "must be a valid header name");
+            }
+            let encoding = match encoding.as_deref() {
+                None | Some("hex") => Some(Encoding::Hex),
+                Some("base64") => Some(Encoding::Base64),
+                Some(_) => {
+                    s.error("encoding", "must be \"hex\" or \"base64\"");
+                    None
+                }
+            };
+            header
+                .ok()
+                .zip(encoding)
+                .map(|(header, encoding)| Scheme::HmacSha256 { header, encoding })
+        }
+        "" => None,
+        other => {
+            s.error(
+                "scheme",
+                format!("unknown scheme `{other}` (one of {})", Scheme::NAMES),
+            );
+            None
+        }
+    };
+    if name != "hmac-sha256" {
+        for k in ["header", "encoding"] {
+            if s.table.contains_key(k) {
+                s.error(k, "only for scheme = \"hmac-sha256\"");
+            }
+        }
+    }
+    let raw_secret = s.required("secret");
+    if raw_secret.as_deref().is_some_and(|r| r.trim().is_empty()) {
+        s.error("secret", "must not be empty");
+    }
+    let secret = template(&mut s, engine, "secret");
+    // A secret without template syntax is checked now (a `whsec_` value must be base64).
+    if let (Some(sc), Some(raw)) = (&scheme, &raw_secret) {
+        if !raw.contains("{{") && !raw.contains("{%") && !raw.trim().is_empty() {
+            if let Err(e) = sc.key(raw) {
+                s.error("secret", e);
+            }
+        }
+    }
+    let timestamped = scheme.as_ref().is_some_and(Scheme::timestamped);
+    if !timestamped && s.table.contains_key("tolerance_s") && scheme.is_some() {
+        s.error(
+            "tolerance_s",
+            "only for the timestamped schemes (standard-webhooks, stripe)",
+        );
+    }
+    let tolerance_s = s.uint_in("tolerance_s", DEFAULT_TOLERANCE_S, 1, MAX_TOLERANCE_S);
+    let errs = s.finish(&[]);
+    let ok = errs.is_empty();
+    f.errors.extend(errs);
+    match (ok, scheme, secret) {
+        (true, Some(scheme), Some(secret)) => Some(SignatureSpec {
+            scheme,
+            secret,
+            tolerance_s,
+        }),
+        _ => None,
     }
 }
 
@@ -125,6 +216,7 @@ pub fn read(
         );
     }
     let cors = if allow_cors { domains } else { None };
+    let signature = signature(&mut f, engine);
     let response_timeout_ms = f.uint(
         "response_timeout_ms",
         DEFAULT_RESPONSE_TIMEOUT_MS,
@@ -147,9 +239,11 @@ pub fn read(
             auth,
             require_exp,
             cors,
+            signature,
             response_timeout_ms,
             tree: super::build_tree(&steps),
             settings: Default::default(),
+            metrics: Default::default(),
             steps,
         }),
         _ => None,

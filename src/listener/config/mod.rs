@@ -1,4 +1,4 @@
-//! The listener configuration (listener.md §1): TOML → a validated [`Config`] with every script
+//! The listener configuration (docs/listener.md "Configuration"): TOML → a validated [`Config`] with every script
 //! compiled. A file is validated as a whole: every problem is reported with file, line and field
 //! (`endpoints.toml:12: endpoint[0].first_hash: must be 32+ hex chars`); unknown fields are errors.
 
@@ -8,8 +8,10 @@ mod steps;
 
 pub use steps::{Branch, Operator, Step, StepKind, ValueSource};
 
+use super::guard::{Guard, SystemResolver};
+use super::webhook::{self, ClientSettings, HttpClient, Trust};
 use crate::host::{JsonRecords, MemoryStore, SharedStore};
-use crate::{Engine, Template};
+use crate::{Engine, FolderLoader, Loader, Template};
 use fields::{Fields, Source};
 use std::fmt;
 use std::net::SocketAddr;
@@ -110,6 +112,8 @@ pub struct Endpoint {
     pub require_exp: bool,
     /// `Some(cors_domains)` when `allow_cors = true`.
     pub cors: Option<Template>,
+    /// `Some` when the endpoint has an `[endpoint.signature]` table.
+    pub signature: Option<SignatureSpec>,
     /// Limit for a `continue`/`sse` sync answer, in ms.
     pub response_timeout_ms: u64,
     pub steps: Vec<Step>,
@@ -117,6 +121,8 @@ pub struct Endpoint {
     pub(crate) tree: Vec<Vec<usize>>,
     /// Rendered settings fields, filled on first use (a reload starts afresh).
     pub(crate) settings: super::settings::SettingsCache,
+    /// This endpoint's metric handles, resolved on its first request.
+    pub(crate) metrics: super::metrics::MetricsSlot,
 }
 
 impl Endpoint {
@@ -142,6 +148,15 @@ impl Endpoint {
     }
 }
 
+/// An endpoint's `[endpoint.signature]`: the scheme, the secret (a settings field: rendered
+/// without request data, `env()` allowed) and the timestamp tolerance.
+#[derive(Clone, Debug)]
+pub struct SignatureSpec {
+    pub scheme: super::signature::Scheme,
+    pub secret: Template,
+    pub tolerance_s: u64,
+}
+
 /// `tree[0]` = roots, `tree[i + 1]` = children of step `i`.
 pub(crate) fn build_tree(steps: &[Step]) -> Vec<Vec<usize>> {
     let mut tree = vec![Vec::new(); steps.len() + 1];
@@ -158,10 +173,21 @@ pub struct ServerConfig {
     pub body_limit: u64,
     pub api_key: Option<String>,
     pub records: Option<PathBuf>,
+    /// The template library folder (`templates`, relative to the file; docs/templates.md).
+    pub templates: Option<PathBuf>,
     pub timezone: chrono_tz::Tz,
     /// Connections served at once (`max_connections`, default 4096); read at start, a reload
     /// keeps the running server's cap.
     pub max_connections: usize,
+    /// `admin_key`, a settings-like field (no request data, `env()` allowed), rendered on first
+    /// use (see [`ServerConfig::admin_key`]). `None`: the admin routes answer 404.
+    pub admin_key: Option<Template>,
+    /// `admin_addr`: the admin routes and the operations routes are served there instead of on
+    /// the public address (read at start, like `addr`).
+    pub admin_addr: Option<SocketAddr>,
+    /// `log_format` of `flexscript serve` (read at start).
+    pub log_format: LogFormat,
+    pub(crate) admin_cache: super::admin::AdminKeyCache,
     /// `state`: where runs and the shared store live (default `sqlite:.flexscript/state.db`
     /// beside this file); read at start, a reload keeps the running server's backend.
     pub state: crate::state::StateSpec,
@@ -171,11 +197,77 @@ pub struct ServerConfig {
     pub workers: usize,
     /// `history_days` / `history_max`: retention of finished runs.
     pub retention: crate::state::Retention,
+    /// Outbound webhook settings (`webhook_allow`, `webhook_ca`, `webhook_trust`,
+    /// `webhook_max_response_bytes`).
+    pub webhook: WebhookSettings,
+    /// `lease_s`: on Redis, how long a claimed run stays with a process that stopped
+    /// renewing it before another process takes it over (docs/redis.md).
+    pub lease_s: u64,
+}
+
+/// `[server] log_format`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `name=value` fields after the message (the default).
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl LogFormat {
+    fn parse(s: &str) -> Option<LogFormat> {
+        match s {
+            "text" => Some(LogFormat::Text),
+            "json" => Some(LogFormat::Json),
+            _ => None,
+        }
+    }
+}
+
+/// The `[server] log_format` of the file at `path`, read without loading the rest (logging is
+/// set up before the configuration is loaded, so that its errors are logged in that format).
+/// An unreadable file or value gives the default: loading the file reports the problem.
+pub fn peek_log_format(path: &Path) -> LogFormat {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return LogFormat::Text;
+    };
+    let Ok(doc) = ImDocument::parse(text.as_str()) else {
+        return LogFormat::Text;
+    };
+    doc.as_table()
+        .get("server")
+        .and_then(|s| s.get("log_format"))
+        .and_then(Item::as_str)
+        .and_then(LogFormat::parse)
+        .unwrap_or_default()
 }
 
 /// The default `workers`: 4 × the available cores.
 pub fn default_workers() -> usize {
     4 * std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The `[server]` fields of outbound webhooks (docs/security.md).
+#[derive(Clone, Debug)]
+pub struct WebhookSettings {
+    /// The destination policy built from `webhook_allow`.
+    pub guard: Guard,
+    /// The trusted roots: `webhook_trust` plus the `webhook_ca` files.
+    pub roots: rustls::RootCertStore,
+    /// Default response-body cap of `webhook` steps (default 1 MiB).
+    pub max_response_bytes: u64,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> WebhookSettings {
+        WebhookSettings {
+            guard: Guard::default(),
+            roots: webhook::roots(Trust::Mozilla, &[])
+                .unwrap_or_else(|_| rustls::RootCertStore::empty()),
+            max_response_bytes: webhook::MAX_BODY as u64,
+        }
+    }
 }
 
 /// Largest accepted `max_connections`.
@@ -191,6 +283,12 @@ pub struct Config {
     pub store: Arc<dyn SharedStore>,
     /// SHA-256 (hex) of the file's text, journaled with each run.
     pub fingerprint: String,
+    /// The outbound client of `webhook` steps, built from `server.webhook` (a reload builds a
+    /// new one, so a changed `webhook_allow` or `webhook_ca` applies to the runs after it).
+    pub client: HttpClient,
+    /// The engine the endpoints were compiled with (time zone, store, records, snippets):
+    /// `flexscript test` renders its template cases with it.
+    pub engine: Engine,
 }
 
 impl Config {
@@ -209,7 +307,7 @@ pub fn load_config(path: &Path) -> Result<Config, ConfigErrors> {
 
 /// `flexscript check`: (errors, warnings) of a configuration file.
 pub fn check_config(path: &Path) -> (Vec<Diagnostic>, Vec<Diagnostic>) {
-    let (_, errors, warnings) = load(path, Arc::new(MemoryStore::new()));
+    let (_, errors, warnings) = load(path, Arc::new(MemoryStore::new()), None);
     (errors, warnings)
 }
 
@@ -218,7 +316,17 @@ pub fn load_config_with_store(
     path: &Path,
     store: Arc<dyn SharedStore>,
 ) -> Result<Config, ConfigErrors> {
-    match load(path, store) {
+    load_config_with_records(path, store, None)
+}
+
+/// [`load_config_with_store`] with the record source replaced by `records` when given
+/// (a `flexscript test` case's own `records` file).
+pub fn load_config_with_records(
+    path: &Path,
+    store: Arc<dyn SharedStore>,
+    records: Option<&Path>,
+) -> Result<Config, ConfigErrors> {
+    match load(path, store, records) {
         (Some(c), _, _) => Ok(c),
         (None, errors, _) => Err(ConfigErrors(errors)),
     }
@@ -228,6 +336,7 @@ pub fn load_config_with_store(
 fn load(
     path: &Path,
     store: Arc<dyn SharedStore>,
+    records: Option<&Path>,
 ) -> (Option<Config>, Vec<Diagnostic>, Vec<Diagnostic>) {
     let file = path
         .file_name()
@@ -263,16 +372,40 @@ fn load(
     let root = doc.as_table();
     let mut top = Fields::new(&src, root, String::new());
 
-    let server = read_server(&src, top.item("server"), base, &mut errors);
+    let (mut server, admin_key) = read_server(&src, top.item("server"), base, &mut errors);
+    if let Some(r) = records {
+        server.records = Some(r.to_path_buf());
+    }
     let mut engine = Engine::new();
     engine.set_timezone(server.timezone);
     engine.set_store(store.clone());
+    if let Some((key, line)) = admin_key {
+        match engine.compile("server.admin_key", &key) {
+            Ok(t) => server.admin_key = Some(t),
+            Err(e) => errors.push(src.diag(line, "server.admin_key", script_error(&e))),
+        }
+    }
     if let Some(records) = &server.records {
         match JsonRecords::from_file(records) {
             Ok(r) => engine.set_records(Arc::new(r)),
             Err(e) => errors.push(src.diag(
                 top.line_of("server"),
                 "server.records",
+                format!("cannot load: {}", e.message()),
+            )),
+        }
+    }
+    // The template library: set before the snippets (they may import from it).
+    let mut library: Option<FolderLoader> = None;
+    if let Some(dir) = &server.templates {
+        match FolderLoader::new(dir) {
+            Ok(l) => {
+                engine.set_loader(l.clone());
+                library = Some(l);
+            }
+            Err(e) => errors.push(src.diag(
+                top.line_of("server"),
+                "server.templates",
                 format!("cannot load: {}", e.message()),
             )),
         }
@@ -294,6 +427,29 @@ fn load(
                 }
             }
             None => top.error("snippets", "must be a table"),
+        }
+    }
+    if let Some(l) = &library {
+        let snippets: Vec<String> = top
+            .item("snippets")
+            .and_then(|i| i.as_table_like())
+            .map(|t| t.iter().map(|(k, _)| k.to_string()).collect())
+            .unwrap_or_default();
+        for name in l.names() {
+            if snippets.contains(&name) {
+                errors.push(src.diag(
+                    top.line_of("snippets"),
+                    &format!("snippets.{name}"),
+                    format!("`{name}` is both a snippet and a file of the templates folder"),
+                ));
+            } else if let Err(e) = engine.get_template(&name) {
+                // every template of the folder compiles at load (errors are config errors)
+                errors.push(src.diag(
+                    top.line_of("server"),
+                    "server.templates",
+                    format!("{name}: {}", script_error(&e)),
+                ));
+            }
         }
     }
 
@@ -342,12 +498,21 @@ fn load(
         errors.sort_by_key(|d| d.line);
         return (None, errors, warnings);
     }
+    let client = HttpClient::new(ClientSettings {
+        guard: server.webhook.guard.clone(),
+        roots: server.webhook.roots.clone(),
+        max_response_bytes: usize::try_from(server.webhook.max_response_bytes)
+            .unwrap_or(webhook::MAX_BODY),
+        resolver: Arc::new(SystemResolver),
+    });
     let config = Config {
         path: path.to_path_buf(),
+        client,
         server,
         endpoints: endpoints.into_iter().map(|(_, e)| Arc::new(e)).collect(),
         warnings: warnings.clone(),
         store,
+        engine,
         fingerprint: {
             use sha2::Digest;
             hex::encode(sha2::Sha256::digest(text.as_bytes()))
@@ -364,31 +529,40 @@ pub(crate) fn script_error(e: &crate::Error) -> String {
     }
 }
 
+/// The `[server]` table, and the source and line of `admin_key` (compiled by the caller, with
+/// the engine).
 fn read_server(
     src: &Source<'_>,
     item: Option<&Item>,
     base: &Path,
     errors: &mut Vec<Diagnostic>,
-) -> ServerConfig {
+) -> (ServerConfig, Option<(String, usize)>) {
     let mut cfg = ServerConfig {
         addr: None,
         body_limit: DEFAULT_BODY_LIMIT,
         api_key: None,
         records: None,
+        templates: None,
         timezone: chrono_tz::UTC,
         max_connections: super::server::MAX_CONNECTIONS,
+        admin_key: None,
+        admin_addr: None,
+        log_format: LogFormat::Text,
+        admin_cache: Default::default(),
         state: crate::state::StateSpec::parse(crate::state::DEFAULT_STATE, base)
             .unwrap_or(crate::state::StateSpec::Memory),
         durability: crate::state::Durability::Normal,
         workers: default_workers(),
         retention: crate::state::Retention::default(),
+        webhook: WebhookSettings::default(),
+        lease_s: crate::state::redis::DEFAULT_LEASE_S,
     };
     let Some(item) = item else {
-        return cfg;
+        return (cfg, None);
     };
     let Some(table) = item.as_table() else {
         errors.push(src.diag(1, "server", "must be a table ([server])"));
-        return cfg;
+        return (cfg, None);
     };
     let mut f = Fields::new(src, table, "server".to_string());
     if let Some(a) = f.string("addr") {
@@ -403,6 +577,7 @@ fn read_server(
         f.error("api_key", "must not be empty");
     }
     cfg.records = f.string("records").map(|r| base.join(r));
+    cfg.templates = f.string("templates").map(|t| base.join(t));
     if let Some(tz) = f.string("timezone") {
         match tz.parse() {
             Ok(tz) => cfg.timezone = tz,
@@ -416,6 +591,31 @@ fn read_server(
         MAX_CONNECTIONS_LIMIT,
     );
     cfg.max_connections = usize::try_from(cap).unwrap_or(super::server::MAX_CONNECTIONS);
+    let admin_key = f.string("admin_key");
+    if admin_key.as_deref().is_some_and(|k| k.trim().is_empty()) {
+        f.error(
+            "admin_key",
+            "must not be empty (leave it out to turn the admin routes off)",
+        );
+    }
+    let admin_key = admin_key
+        .filter(|k| !k.trim().is_empty())
+        .map(|k| (k, f.line_of("admin_key")));
+    if let Some(a) = f.string("admin_addr") {
+        match a.parse::<SocketAddr>() {
+            Ok(a) if cfg.addr.is_some_and(|p| p == a && a.port() != 0) => {
+                f.error("admin_addr", "must differ from addr")
+            }
+            Ok(a) => cfg.admin_addr = Some(a),
+            Err(_) => f.error("admin_addr", "must be HOST:PORT with an IP address"),
+        }
+    }
+    if let Some(l) = f.string("log_format") {
+        match LogFormat::parse(&l) {
+            Some(l) => cfg.log_format = l,
+            None => f.error("log_format", "must be \"text\" or \"json\""),
+        }
+    }
     if let Some(v) = f.string("state") {
         match crate::state::StateSpec::parse(&v, base) {
             Ok(spec) => cfg.state = spec,
@@ -432,6 +632,7 @@ fn read_server(
     }
     let workers = f.uint_in("workers", cfg.workers as u64, 1, 100_000);
     cfg.workers = usize::try_from(workers).unwrap_or(cfg.workers);
+    cfg.lease_s = f.uint_in("lease_s", cfg.lease_s, 1, 3_600);
     cfg.retention.days = f.uint_in("history_days", cfg.retention.days, 0, 36_500);
     cfg.retention.max_per_endpoint = f.uint_in(
         "history_max",
@@ -439,6 +640,75 @@ fn read_server(
         0,
         100_000_000,
     );
+    cfg.webhook = read_webhook(&mut f, base);
     errors.extend(f.finish(&[]));
-    cfg
+    (cfg, admin_key)
+}
+
+/// A string or an array of strings (`webhook_allow`, `webhook_ca`).
+fn strings(f: &mut Fields<'_>, key: &str) -> Vec<String> {
+    let Some(item) = f.item(key) else {
+        return Vec::new();
+    };
+    if let Some(s) = item.as_str() {
+        return vec![s.to_string()];
+    }
+    let Some(arr) = item.as_array() else {
+        f.error(key, "must be a string or an array of strings");
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for v in arr.iter() {
+        match v.as_str() {
+            Some(s) => out.push(s.to_string()),
+            None => f.error(key, "must be a string or an array of strings"),
+        }
+    }
+    out
+}
+
+fn read_webhook(f: &mut Fields<'_>, base: &Path) -> WebhookSettings {
+    let mut w = WebhookSettings::default();
+    let allow = strings(f, "webhook_allow");
+    match Guard::new(&allow) {
+        Ok(g) => w.guard = g,
+        Err(e) => f.error("webhook_allow", e),
+    }
+    let trust = match f.string("webhook_trust").as_deref() {
+        None | Some("mozilla") => Trust::Mozilla,
+        Some("system") => Trust::System,
+        Some(_) => {
+            f.error("webhook_trust", "must be \"mozilla\" or \"system\"");
+            Trust::Mozilla
+        }
+    };
+    let mut pems = Vec::new();
+    for ca in strings(f, "webhook_ca") {
+        match std::fs::read(base.join(&ca)) {
+            Ok(p) => pems.push(p),
+            Err(e) => f.error("webhook_ca", format!("cannot read {ca}: {e}")),
+        }
+    }
+    let pem_refs: Vec<&[u8]> = pems.iter().map(Vec::as_slice).collect();
+    let custom = trust != Trust::Mozilla || !pem_refs.is_empty();
+    if custom {
+        match webhook::roots(trust, &pem_refs) {
+            Ok(r) => w.roots = r,
+            Err(e) => {
+                let key = if pem_refs.is_empty() {
+                    "webhook_trust"
+                } else {
+                    "webhook_ca"
+                };
+                f.error(key, e);
+            }
+        }
+    }
+    w.max_response_bytes = f.uint_in(
+        "webhook_max_response_bytes",
+        webhook::MAX_BODY as u64,
+        1,
+        steps::MAX_RESPONSE_BYTES_LIMIT,
+    );
+    w
 }

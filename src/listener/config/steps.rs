@@ -1,4 +1,4 @@
-//! `[[endpoint.step]]` tables → [`Step`]s forming a tree (listener.md §5), plus the
+//! `[[endpoint.step]]` tables → [`Step`]s forming a tree (docs/listener.md "Workflows"), plus the
 //! "never responds" warning for `continue` endpoints.
 
 use super::endpoint::template;
@@ -10,6 +10,9 @@ use toml_edit::Item;
 /// Largest `delay_ms`: 30 days (delays are durable: stored as a due time).
 pub const MAX_DELAY_MS: u64 = 30 * 24 * 3_600_000;
 
+/// Largest `max_response_bytes` (a step's or the server's): 256 MiB.
+pub const MAX_RESPONSE_BYTES_LIMIT: u64 = 256 << 20;
+
 /// Which child list of a `condition` a step belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Branch {
@@ -17,7 +20,7 @@ pub enum Branch {
     No,
 }
 
-/// A condition operator (listener.md §5).
+/// A condition operator (docs/listener.md "Workflows").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Operator {
     Equal,
@@ -108,6 +111,10 @@ pub enum StepKind {
         body: Option<Template>,
         timeout_ms: u64,
         retries: u32,
+        /// Response body cap; `None`: `[server] webhook_max_response_bytes`.
+        max_response_bytes: Option<u64>,
+        /// Standard Webhooks signing secret (a settings field: `env()`, no request data).
+        sign_secret: Option<Template>,
     },
     SetMemory {
         name: String,
@@ -300,6 +307,23 @@ fn read_kind(f: &mut Fields<'_>, engine: &Engine, ty: &str) -> Option<StepKind> 
             let body = template(f, engine, "body");
             let timeout_ms = f.uint("timeout_ms", 10_000, 600_000);
             let retries = f.uint("retries", 0, 10) as u32;
+            let max_response_bytes = f
+                .table
+                .contains_key("max_response_bytes")
+                .then(|| f.uint_in("max_response_bytes", 0, 1, MAX_RESPONSE_BYTES_LIMIT));
+            let raw_secret = f.string("sign_secret");
+            if raw_secret.as_deref().is_some_and(|r| r.trim().is_empty()) {
+                f.error("sign_secret", "must not be empty");
+            }
+            if let Some(raw) = raw_secret
+                .as_deref()
+                .filter(|r| !r.contains("{{") && !r.contains("{%"))
+            {
+                if let Err(e) = crate::listener::signature::standard_key(raw) {
+                    f.error("sign_secret", e);
+                }
+            }
+            let sign_secret = template(f, engine, "sign_secret");
             Some(StepKind::Webhook {
                 method,
                 url: url?,
@@ -307,6 +331,8 @@ fn read_kind(f: &mut Fields<'_>, engine: &Engine, ty: &str) -> Option<StepKind> 
                 body,
                 timeout_ms,
                 retries,
+                max_response_bytes,
+                sign_secret,
             })
         }
         "log" => {

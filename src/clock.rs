@@ -1,0 +1,131 @@
+//! The one place the engine and the listener read the time and draw randomness for values a
+//! template or a run can see (`date("now")`, `now()`, `random()`, `uuid()`, run ids, JWT
+//! `exp`/`nbf` checks, `greater_than_now`, `delay_ms` due times).
+//!
+//! Normally this is the system clock and the thread-local CSPRNG. `flexscript test`
+//! (docs/testing.md) runs each case on its own thread and installs a [`Frozen`] clock there:
+//! a fixed start instant plus whatever the installer's elapsed function reports (the test
+//! runner uses tokio's paused time, so a skipped `delay_ms` moves it), and a seeded generator.
+//! The override is per thread, so cases running side by side do not see each other's clock.
+
+use chrono::{DateTime, Utc};
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
+use std::cell::RefCell;
+use std::time::Duration;
+
+/// A frozen clock and (optionally) a seeded random generator for the current thread.
+pub struct Frozen {
+    /// The instant `now` reads before any time has passed.
+    pub start: DateTime<Utc>,
+    /// Time elapsed since `start` (for example a paused tokio clock).
+    pub elapsed: Box<dyn Fn() -> Duration>,
+    /// The seeded generator; `None` keeps real randomness.
+    pub rng: Option<StdRng>,
+}
+
+thread_local! {
+    static FROZEN: RefCell<Option<Frozen>> = const { RefCell::new(None) };
+}
+
+/// Removes the thread's frozen clock when dropped.
+pub struct FrozenGuard(());
+
+impl Drop for FrozenGuard {
+    fn drop(&mut self) {
+        FROZEN.with(|f| f.borrow_mut().take());
+    }
+}
+
+/// Installs a frozen clock for the current thread until the guard is dropped.
+pub fn freeze(
+    start: DateTime<Utc>,
+    elapsed: Box<dyn Fn() -> Duration>,
+    seed: Option<u64>,
+) -> FrozenGuard {
+    FROZEN.with(|f| {
+        *f.borrow_mut() = Some(Frozen {
+            start,
+            elapsed,
+            rng: seed.map(StdRng::seed_from_u64),
+        })
+    });
+    FrozenGuard(())
+}
+
+/// Now: the frozen clock of this thread, else the system clock.
+pub fn now() -> DateTime<Utc> {
+    FROZEN
+        .with(|f| {
+            f.borrow().as_ref().map(|fr| {
+                let d = chrono::Duration::from_std((fr.elapsed)()).unwrap_or_default();
+                fr.start + d
+            })
+        })
+        .unwrap_or_else(Utc::now)
+}
+
+/// Runs `f` with the seeded generator of this thread, else the thread-local CSPRNG.
+pub fn with_rng<T>(f: impl FnOnce(&mut dyn RngCore) -> T) -> T {
+    let mut f = Some(f);
+    let seeded = FROZEN.with(|fr| {
+        let mut fr = fr.borrow_mut();
+        match fr.as_mut().and_then(|fr| fr.rng.as_mut()) {
+            Some(rng) => f.take().map(|f| f(rng)),
+            None => None,
+        }
+    });
+    match (seeded, f) {
+        (Some(v), _) => v,
+        (None, Some(f)) => f(&mut rand::thread_rng()),
+        // `f` was taken only when the seeded branch produced a value.
+        (None, None) => unreachable!("with_rng: closure consumed without a value"),
+    }
+}
+
+/// 16 random bytes (from [`with_rng`]).
+pub fn random_bytes() -> [u8; 16] {
+    let mut b = [0u8; 16];
+    with_rng(|r| r.fill_bytes(&mut b));
+    b
+}
+
+/// A random version 4 UUID (from [`with_rng`]).
+pub fn uuid_v4() -> uuid::Uuid {
+    uuid::Builder::from_random_bytes(random_bytes()).into_uuid()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    #[test]
+    fn frozen_clock_and_seed_are_per_thread_and_deterministic() {
+        let start: DateTime<Utc> = "2026-03-01T09:00:00Z".parse().unwrap();
+        let step = Rc::new(Cell::new(0u64));
+        let s2 = step.clone();
+        let draw = || (now(), uuid_v4(), with_rng(|r| r.next_u32()));
+        let a = {
+            let _g = freeze(
+                start,
+                Box::new(move || Duration::from_secs(s2.get())),
+                Some(7),
+            );
+            assert_eq!(now(), start);
+            step.set(5);
+            assert_eq!(now(), start + chrono::Duration::seconds(5));
+            draw()
+        };
+        let b = {
+            let _g = freeze(start, Box::new(|| Duration::from_secs(5)), Some(7));
+            draw()
+        };
+        assert_eq!(a, b);
+        assert_eq!(a.1.get_version_num(), 4);
+        // Unfrozen again: the real clock and real randomness.
+        assert!(now() > start + chrono::Duration::days(30));
+        assert_ne!(uuid_v4(), uuid_v4());
+    }
+}

@@ -1,0 +1,1040 @@
+//! `[server] state = "redis://…"` / `"rediss://…"`: the run journal and the shared store in a
+//! Redis (or Valkey) server shared by any number of serving processes (docs/redis.md).
+//!
+//! Layout (every journal key shares the `{j}` hash tag, so the scripts that touch several of
+//! them stay on one slot):
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `fs:m:NAME` | string | a `set_memory` value as JSON (`PX` TTL), or an `INCRBY` counter |
+//! | `fs:{j}:run:ID` | hash | one run: `rec` (the record as accepted, JSON), `status`, `attempt`, `started`, `finished`, `error`, `owner`, `resumable`, `seq`, and per step `k:`/`t:`/`b:`/`f:`/`d:`/`e:`/`c:`/`o:STEP` (kind, status, started, finished, due, error, checkpoint, order) |
+//! | `fs:{j}:seq` | string | the run counter (listing order and cursors) |
+//! | `fs:{j}:all`, `fs:{j}:ep:NAME` | sorted sets | run ids by `seq` (listings) |
+//! | `fs:{j}:leases` | sorted set | unfinished runs by lease expiry (ms, Redis clock); 0 = queued, unowned |
+//! | `fs:{j}:delays` | sorted set | runs waiting on a `delay_ms`, by due time |
+//! | `fs:{j}:finished`, `fs:{j}:done:NAME` | sorted sets | finished runs by finish time / by `seq` (retention) |
+//! | `fs:{j}:endpoints` | set | endpoint names seen |
+//!
+//! Acknowledgement and redelivery are a *lease* sorted set (the reliable-queue pattern): a
+//! process owns a run while its lease is in the future and renews the leases of all its
+//! unfinished runs every `lease_s / 3`; a final status removes the lease (the acknowledgement);
+//! any process's [`Backend::claim`] takes over runs whose lease expired (redelivery), raising
+//! their attempt count. Lease times are read from Redis's own clock (`TIME`), so the
+//! processes' clocks do not matter.
+//!
+//! Every multi-key change is one Lua script (atomic, one round trip): accepting a run costs one
+//! round trip on the answer path.
+//!
+//! All Redis I/O runs on a small dedicated tokio runtime owned by the backend. Async callers
+//! await a task spawned there; the synchronous shared store (templates call `memoryGet` /
+//! `incrementAndGet` inside a render) waits for it inside [`tokio::task::block_in_place`] when
+//! called from a multi-thread runtime worker, so the other tasks of that worker move to another
+//! thread instead of stalling (docs/redis.md, "Templates and Redis").
+
+use super::{
+    Backend, Retention, RetryFrom, RunEvent, RunFilter, RunPage, RunRecord, RunStatus, RunSummary,
+    StateError, StateResult, StepRecord, StepStatus,
+};
+use crate::error::{Error, ErrorKind};
+use crate::host::{SharedStore, STORE_UNAVAILABLE};
+use crate::value::Value;
+use futures_util::future::{BoxFuture, FutureExt};
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Script};
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Default lease of a claimed run (`[server] lease_s`).
+pub const DEFAULT_LEASE_S: u64 = 30;
+/// A run taken over this many times without finishing is `failed` (a step that kills every
+/// process that runs it is not retried forever; the same limit as a SQLite restart's).
+pub const MAX_ATTEMPTS: u32 = 5;
+/// Timeout of one Redis command (and of one connection attempt).
+const TIMEOUT: Duration = Duration::from_secs(3);
+/// Journal key prefix.
+const J: &str = "fs:{j}:";
+/// Shared store key prefix.
+const M: &str = "fs:m:";
+
+const CREATE: &str = r#"
+local p, id = ARGV[1], ARGV[2]
+local k = p .. 'run:' .. id
+local seq = redis.call('INCR', p .. 'seq')
+redis.call('DEL', k)
+local n = tonumber(ARGV[3])
+local i = 4 + 2 * n
+redis.call('HSET', k, 'seq', seq, unpack(ARGV, 4, i - 1))
+local ep = redis.call('HGET', k, 'endpoint')
+redis.call('ZADD', p .. 'all', seq, id)
+redis.call('ZADD', p .. 'ep:' .. ep, seq, id)
+redis.call('SADD', p .. 'endpoints', ep)
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if redis.call('HGET', k, 'owner') then
+  redis.call('ZADD', p .. 'leases', now + tonumber(ARGV[i]), id)
+else
+  redis.call('ZADD', p .. 'leases', 0, id)
+end
+return seq
+"#;
+
+const RECORD: &str = r#"
+local p, id, op = ARGV[1], ARGV[2], ARGV[3]
+local k = p .. 'run:' .. id
+if redis.call('EXISTS', k) == 0 then return 0 end
+local function final(s) return s == 'succeeded' or s == 'failed' or s == 'interrupted' end
+if op == 'status' then
+  local st, at, err = ARGV[4], ARGV[5], ARGV[6]
+  redis.call('HSET', k, 'status', st)
+  if st == 'running' then redis.call('HSETNX', k, 'started', at) end
+  if final(st) then
+    redis.call('HSET', k, 'finished', at)
+    local ep = redis.call('HGET', k, 'endpoint')
+    local seq = redis.call('HGET', k, 'seq')
+    redis.call('ZREM', p .. 'leases', id)
+    redis.call('ZREM', p .. 'delays', id)
+    redis.call('ZADD', p .. 'finished', at, id)
+    redis.call('ZADD', p .. 'done:' .. ep, seq, id)
+  end
+  if ARGV[7] == '1' then redis.call('HSET', k, 'error', err)
+  elseif final(st) then redis.call('HDEL', k, 'error') end
+  return 1
+end
+local s = ARGV[4]
+if redis.call('HEXISTS', k, 'o:' .. s) == 0 then
+  redis.call('HSET', k, 'o:' .. s, redis.call('HINCRBY', k, 'nsteps', 1))
+end
+if ARGV[5] ~= '' or redis.call('HEXISTS', k, 'k:' .. s) == 0 then
+  redis.call('HSET', k, 'k:' .. s, ARGV[5])
+end
+if op == 'started' then
+  redis.call('HSET', k, 't:' .. s, 'running', 'b:' .. s, ARGV[6])
+  redis.call('HDEL', k, 'f:' .. s, 'e:' .. s, 'c:' .. s)
+elseif op == 'waiting' then
+  redis.call('HSET', k, 't:' .. s, 'waiting', 'd:' .. s, ARGV[6])
+  local cur = redis.call('ZSCORE', p .. 'delays', id)
+  if not cur or tonumber(cur) > tonumber(ARGV[6]) then
+    redis.call('ZADD', p .. 'delays', ARGV[6], id)
+  end
+elseif op == 'succeeded' then
+  redis.call('HSET', k, 't:' .. s, 'succeeded', 'f:' .. s, ARGV[6], 'c:' .. s, ARGV[7])
+elseif op == 'failed' then
+  redis.call('HSET', k, 't:' .. s, 'failed', 'f:' .. s, ARGV[6], 'e:' .. s, ARGV[7])
+end
+return 1
+"#;
+
+const CLAIM: &str = r#"
+local p, owner, limit, lease = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ids = redis.call('ZRANGEBYSCORE', p .. 'leases', '-inf', now, 'WITHSCORES', 'LIMIT', 0, limit)
+local out = {}
+for i = 1, #ids, 2 do
+  local id, score = ids[i], tonumber(ids[i + 1])
+  local k = p .. 'run:' .. id
+  local st = redis.call('HGET', k, 'status')
+  if not st or st == 'succeeded' or st == 'failed' or st == 'interrupted' then
+    redis.call('ZREM', p .. 'leases', id)
+  elseif redis.call('HGET', k, 'resumable') == '0' then
+    local ep = redis.call('HGET', k, 'endpoint')
+    redis.call('HSET', k, 'status', 'interrupted', 'finished', now,
+      'error', 'interrupted: the server stopped during the run')
+    redis.call('ZREM', p .. 'leases', id)
+    redis.call('ZREM', p .. 'delays', id)
+    redis.call('ZADD', p .. 'finished', now, id)
+    redis.call('ZADD', p .. 'done:' .. ep, redis.call('HGET', k, 'seq'), id)
+  elseif score > 0 and redis.call('HINCRBY', k, 'attempt', 1) > tonumber(ARGV[5]) then
+    local ep = redis.call('HGET', k, 'endpoint')
+    redis.call('HSET', k, 'status', 'failed', 'finished', now,
+      'error', 'gave up after ' .. ARGV[5] .. ' attempts without finishing')
+    redis.call('ZREM', p .. 'leases', id)
+    redis.call('ZREM', p .. 'delays', id)
+    redis.call('ZADD', p .. 'finished', now, id)
+    redis.call('ZADD', p .. 'done:' .. ep, redis.call('HGET', k, 'seq'), id)
+  else
+    redis.call('HSET', k, 'owner', owner)
+    redis.call('ZADD', p .. 'leases', now + lease, id)
+    table.insert(out, id)
+  end
+end
+return out
+"#;
+
+const RENEW: &str = r#"
+local p, owner, lease = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lost = {}
+for i = 4, #ARGV do
+  local id = ARGV[i]
+  if redis.call('HGET', p .. 'run:' .. id, 'owner') == owner
+     and redis.call('ZSCORE', p .. 'leases', id) then
+    redis.call('ZADD', p .. 'leases', now + lease, id)
+  else
+    table.insert(lost, id)
+  end
+end
+return lost
+"#;
+
+const RETRY: &str = r#"
+local p, id, expect = ARGV[1], ARGV[2], ARGV[3]
+local k = p .. 'run:' .. id
+if redis.call('HGET', k, 'status') ~= expect then return 0 end
+local seq = redis.call('HGET', k, 'seq')
+local ep = redis.call('HGET', k, 'endpoint')
+redis.call('DEL', k)
+local n = tonumber(ARGV[4])
+redis.call('HSET', k, 'seq', seq, unpack(ARGV, 5, 4 + 2 * n))
+redis.call('ZREM', p .. 'finished', id)
+redis.call('ZREM', p .. 'done:' .. ep, id)
+redis.call('ZADD', p .. 'leases', 0, id)
+return 1
+"#;
+
+const DROP: &str = r#"
+local p = ARGV[1]
+local n = 0
+for i = 2, #ARGV do
+  local id = ARGV[i]
+  local k = p .. 'run:' .. id
+  local st = redis.call('HGET', k, 'status')
+  if st == 'succeeded' or st == 'failed' or st == 'interrupted' or not st then
+    local ep = redis.call('HGET', k, 'endpoint')
+    redis.call('DEL', k)
+    redis.call('ZREM', p .. 'all', id)
+    redis.call('ZREM', p .. 'finished', id)
+    if ep then
+      redis.call('ZREM', p .. 'ep:' .. ep, id)
+      redis.call('ZREM', p .. 'done:' .. ep, id)
+    end
+    if st then n = n + 1 end
+  end
+end
+return n
+"#;
+
+struct Scripts {
+    claim: Script,
+    renew: Script,
+    retry: Script,
+    drop: Script,
+}
+
+/// One journal write waiting for the writer task.
+struct Job {
+    cmd: redis::Cmd,
+    done: tokio::sync::oneshot::Sender<StateResult<redis::Value>>,
+}
+
+struct Inner {
+    conn: ConnectionManager,
+    /// Journal writes, in call order, to the writer task (group commit).
+    writes: tokio::sync::mpsc::UnboundedSender<Job>,
+    scripts: Scripts,
+    /// The lease of a claimed run, in milliseconds.
+    lease_ms: u64,
+    /// Unfinished runs this process owns, per owner id: their leases are renewed.
+    owned: Mutex<HashMap<String, HashSet<String>>>,
+}
+
+/// The Redis backend.
+pub struct RedisBackend {
+    inner: Arc<Inner>,
+    /// The runtime every Redis operation runs on (shut down in the background on drop).
+    rt: Option<tokio::runtime::Runtime>,
+    handle: tokio::runtime::Handle,
+    describe: String,
+}
+
+fn unavailable(e: redis::RedisError) -> StateError {
+    StateError::Unavailable(format!("redis: {}", e.kind_description()))
+}
+
+trait KindDescription {
+    fn kind_description(&self) -> String;
+}
+
+impl KindDescription for redis::RedisError {
+    /// The error without any part of the URL (it may hold a password).
+    fn kind_description(&self) -> String {
+        if self.is_timeout() {
+            "timed out".into()
+        } else if self.is_connection_refusal() {
+            "connection refused".into()
+        } else if self.is_connection_dropped() || self.is_io_error() {
+            "connection lost".into()
+        } else {
+            let mut s = self.to_string();
+            s.truncate(200);
+            s
+        }
+    }
+}
+
+/// `redis://user:***@host:port/db`: the URL without its password.
+pub fn redact(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((cred, host)) => {
+                let user = cred.split(':').next().unwrap_or("");
+                format!("{scheme}://{user}:***@{host}")
+            }
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+impl RedisBackend {
+    /// Opens the backend on `url` with leases of `lease_s` seconds. Connects lazily: a Redis
+    /// that is down now makes operations fail with [`StateError::Unavailable`] until it is
+    /// back (the connection is retried with backoff on the next operations).
+    pub fn open(url: &str, lease_s: u64) -> Result<RedisBackend, String> {
+        let describe = redact(url);
+        let client = redis::Client::open(url)
+            .map_err(|e| format!("bad Redis URL `{describe}`: {}", e.kind_description()))?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("flexscript-redis")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the Redis runtime: {e}"))?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(TIMEOUT))
+            .set_response_timeout(Some(TIMEOUT))
+            .set_number_of_retries(2)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_secs(2));
+        let conn = {
+            let _guard = rt.enter();
+            ConnectionManager::new_lazy_with_config(client, config)
+                .map_err(|e| format!("cannot use Redis `{describe}`: {}", e.kind_description()))?
+        };
+        let (writes, queue) = tokio::sync::mpsc::unbounded_channel();
+        rt.spawn(writer(conn.clone(), queue));
+        let inner = Arc::new(Inner {
+            conn,
+            writes,
+            scripts: Scripts {
+                claim: Script::new(CLAIM),
+                renew: Script::new(RENEW),
+                retry: Script::new(RETRY),
+                drop: Script::new(DROP),
+            },
+            lease_ms: lease_s.max(1) * 1000,
+            owned: Mutex::new(HashMap::new()),
+        });
+        let handle = rt.handle().clone();
+        handle.spawn(renew_loop(Arc::downgrade(&inner)));
+        Ok(RedisBackend {
+            inner,
+            rt: Some(rt),
+            handle,
+            describe,
+        })
+    }
+
+    /// Runs `f` on the Redis runtime; the future can be awaited from any runtime.
+    fn spawn<T, F, Fut>(&self, f: F) -> BoxFuture<'static, StateResult<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce(Arc<Inner>) -> Fut,
+        Fut: Future<Output = StateResult<T>> + Send + 'static,
+    {
+        let task = self.handle.spawn(f(self.inner.clone()));
+        async move {
+            task.await
+                .unwrap_or_else(|_| Err(StateError::Unavailable("redis task stopped".into())))
+        }
+        .boxed()
+    }
+}
+
+impl Drop for RedisBackend {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Inner {
+    /// Queues a journal write now (its place in the order is taken at the call) and returns
+    /// its acknowledgement.
+    fn write(&self, cmd: redis::Cmd) -> impl Future<Output = StateResult<redis::Value>> {
+        let (done, rx) = tokio::sync::oneshot::channel();
+        let queued = self.writes.send(Job { cmd, done }).is_ok();
+        async move {
+            if !queued {
+                return Err(StateError::Unavailable("redis writer stopped".into()));
+            }
+            rx.await
+                .unwrap_or_else(|_| Err(StateError::Unavailable("redis writer stopped".into())))
+        }
+    }
+
+    fn own(&self, owner: &str, id: &str) {
+        let mut o = self.owned.lock().unwrap_or_else(|e| e.into_inner());
+        o.entry(owner.to_string())
+            .or_default()
+            .insert(id.to_string());
+    }
+
+    fn disown(&self, id: &str) {
+        let mut o = self.owned.lock().unwrap_or_else(|e| e.into_inner());
+        for set in o.values_mut() {
+            set.remove(id);
+        }
+    }
+
+    async fn get_run(&self, id: &str) -> StateResult<RunRecord> {
+        let mut c = self.conn.clone();
+        let h: HashMap<String, String> = c
+            .hgetall(format!("{J}run:{id}"))
+            .await
+            .map_err(unavailable)?;
+        if h.is_empty() {
+            return Err(StateError::NotFound);
+        }
+        decode(&h)
+    }
+
+    /// Loads claimed runs; an unreadable one is marked failed (never a crash).
+    async fn load_claimed(
+        self: &Arc<Self>,
+        owner: &str,
+        ids: Vec<String>,
+    ) -> StateResult<Vec<RunRecord>> {
+        let mut out = Vec::new();
+        for id in ids {
+            match self.get_run(&id).await {
+                Ok(r) => {
+                    self.own(owner, &id);
+                    out.push(r);
+                }
+                Err(StateError::Corrupt(m)) => {
+                    tracing::error!(run_id = %id, error = %m, "unreadable run marked failed");
+                    let _ = self
+                        .record(RunEvent::Status {
+                            run: id.clone(),
+                            status: RunStatus::Failed,
+                            at: super::now_ms(),
+                            error: Some(format!("corrupt run record: {m}")),
+                        })
+                        .await;
+                }
+                Err(StateError::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn claim(self: &Arc<Self>, owner: &str, limit: usize) -> StateResult<Vec<RunRecord>> {
+        let mut c = self.conn.clone();
+        let ids: Vec<String> = self
+            .scripts
+            .claim
+            .arg(J)
+            .arg(owner)
+            .arg(limit.max(1))
+            .arg(self.lease_ms)
+            .arg(MAX_ATTEMPTS)
+            .invoke_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        self.load_claimed(owner, ids).await
+    }
+
+    /// Queues `event` now; the future resolves once Redis applied it.
+    fn record(self: &Arc<Self>, event: RunEvent) -> impl Future<Output = StateResult<()>> {
+        let mut inv = eval(RECORD);
+        inv.arg(J);
+        let mut final_run = None;
+        match &event {
+            RunEvent::Status {
+                run,
+                status,
+                at,
+                error,
+            } => {
+                inv.arg(run).arg("status").arg(status.as_str()).arg(*at);
+                match error {
+                    Some(e) => inv.arg(e.as_str()).arg("1"),
+                    None => inv.arg("").arg("0"),
+                };
+                if status.is_final() {
+                    final_run = Some(run.clone());
+                }
+            }
+            RunEvent::StepStarted {
+                run,
+                step,
+                kind,
+                at,
+            } => {
+                inv.arg(run).arg("started").arg(step).arg(kind).arg(*at);
+            }
+            RunEvent::StepWaiting {
+                run,
+                step,
+                kind,
+                due,
+            } => {
+                inv.arg(run).arg("waiting").arg(step).arg(kind).arg(*due);
+            }
+            RunEvent::StepSucceeded {
+                run,
+                step,
+                at,
+                checkpoint,
+            } => {
+                inv.arg(run)
+                    .arg("succeeded")
+                    .arg(step)
+                    .arg("")
+                    .arg(*at)
+                    .arg(checkpoint.to_text());
+            }
+            RunEvent::StepFailed {
+                run,
+                step,
+                at,
+                error,
+            } => {
+                inv.arg(run)
+                    .arg("failed")
+                    .arg(step)
+                    .arg("")
+                    .arg(*at)
+                    .arg(error.as_str());
+            }
+        }
+        let write = self.write(inv);
+        let me = self.clone();
+        async move {
+            let found = write.await?;
+            if let Some(id) = final_run {
+                me.disown(&id);
+            }
+            if found == redis::Value::Int(0) {
+                return Err(StateError::NotFound);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `EVAL script 0 …`: the script text travels with each call, so a Redis restarted (its
+/// script cache empty) needs no `SCRIPT LOAD` round before a pipelined batch.
+fn eval(script: &str) -> redis::Cmd {
+    let mut c = redis::cmd("EVAL");
+    c.arg(script).arg(0);
+    c
+}
+
+/// The journal writer: writes are sent in the order they were made (a run's events never
+/// overtake each other, even when their callers do not wait), and everything queued while a
+/// batch is in flight goes in the next batch, one pipeline = one round trip (group commit).
+async fn writer(conn: ConnectionManager, mut queue: tokio::sync::mpsc::UnboundedReceiver<Job>) {
+    const BATCH: usize = 512;
+    let mut c = conn;
+    while let Some(first) = queue.recv().await {
+        let mut jobs = vec![first];
+        while jobs.len() < BATCH {
+            match queue.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let mut pipe = redis::pipe();
+        let mut waiting = Vec::with_capacity(jobs.len());
+        for j in jobs {
+            pipe.add_command(j.cmd);
+            waiting.push(j.done);
+        }
+        match pipe.query_async::<Vec<redis::Value>>(&mut c).await {
+            Ok(values) if values.len() == waiting.len() => {
+                for (v, tx) in values.into_iter().zip(waiting) {
+                    let _ = tx.send(Ok(v));
+                }
+            }
+            Ok(_) => {
+                for tx in waiting {
+                    let _ = tx.send(Err(StateError::Unavailable(
+                        "redis: short pipeline answer".into(),
+                    )));
+                }
+            }
+            Err(e) => {
+                let e = unavailable(e);
+                for tx in waiting {
+                    let _ = tx.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// The hash fields of a whole record (as created, or as requeued by a retry).
+fn fields(run: &RunRecord) -> Vec<(String, String)> {
+    let mut base = run.clone();
+    base.steps.clear();
+    let mut f = vec![
+        ("rec".to_string(), base.to_text()),
+        ("endpoint".into(), run.endpoint.clone()),
+        ("status".into(), run.status.as_str().into()),
+        ("attempt".into(), run.attempt.to_string()),
+        ("created".into(), run.created.to_string()),
+        (
+            "resumable".into(),
+            if run.resumable { "1" } else { "0" }.into(),
+        ),
+        ("nsteps".into(), run.steps.len().to_string()),
+    ];
+    let mut opt = |name: &str, v: Option<String>| {
+        if let Some(v) = v {
+            f.push((name.to_string(), v));
+        }
+    };
+    opt("started", run.started.map(|v| v.to_string()));
+    opt("finished", run.finished.map(|v| v.to_string()));
+    opt("error", run.error.clone());
+    opt("owner", run.owner.clone());
+    for (i, s) in run.steps.iter().enumerate() {
+        let id = &s.id;
+        f.push((format!("o:{id}"), (i + 1).to_string()));
+        f.push((format!("k:{id}"), s.kind.clone()));
+        f.push((format!("t:{id}"), s.status.as_str().into()));
+        let mut opt = |p: &str, v: Option<String>| {
+            if let Some(v) = v {
+                f.push((format!("{p}:{id}"), v));
+            }
+        };
+        opt("b", s.started.map(|v| v.to_string()));
+        opt("f", s.finished.map(|v| v.to_string()));
+        opt("d", s.due.map(|v| v.to_string()));
+        opt("e", s.error.clone());
+        opt("c", s.checkpoint.as_ref().map(|c| c.to_text()));
+    }
+    f
+}
+
+fn int(h: &HashMap<String, String>, name: &str) -> StateResult<Option<i64>> {
+    h.get(name)
+        .map(|v| {
+            v.parse::<i64>()
+                .map_err(|_| StateError::Corrupt(format!("{name}: `{v}` is not a number")))
+        })
+        .transpose()
+}
+
+/// A run record from its hash.
+fn decode(h: &HashMap<String, String>) -> StateResult<RunRecord> {
+    let text = h
+        .get("rec")
+        .ok_or_else(|| StateError::Corrupt("missing record".into()))?;
+    let mut r = RunRecord::from_text(text)?;
+    let status = h.get("status").map(String::as_str).unwrap_or("");
+    r.status = RunStatus::parse(status)
+        .ok_or_else(|| StateError::Corrupt(format!("status `{status}`")))?;
+    r.attempt = int(h, "attempt")?.unwrap_or(1).clamp(0, u32::MAX as i64) as u32;
+    r.started = int(h, "started")?;
+    r.finished = int(h, "finished")?;
+    r.error = h.get("error").cloned();
+    r.owner = h.get("owner").cloned();
+    r.resumable = h.get("resumable").map(String::as_str) != Some("0");
+    let mut steps = Vec::new();
+    for (name, order) in h {
+        let Some(id) = name.strip_prefix("o:") else {
+            continue;
+        };
+        let order: i64 = order
+            .parse()
+            .map_err(|_| StateError::Corrupt(format!("step {id}: order")))?;
+        let get = |p: &str| h.get(&format!("{p}:{id}"));
+        let status = get("t").map(String::as_str).unwrap_or("");
+        let ts = |p: &str| int(h, &format!("{p}:{id}"));
+        steps.push((
+            order,
+            StepRecord {
+                id: id.to_string(),
+                kind: get("k").cloned().unwrap_or_default(),
+                status: StepStatus::parse(status)
+                    .ok_or_else(|| StateError::Corrupt(format!("step {id}: status `{status}`")))?,
+                started: ts("b")?,
+                finished: ts("f")?,
+                due: ts("d")?,
+                error: get("e").cloned(),
+                checkpoint: get("c")
+                    .map(|c| super::Checkpoint::from_text(c))
+                    .transpose()?,
+            },
+        ));
+    }
+    steps.sort_by_key(|(o, _)| *o);
+    r.steps = steps.into_iter().map(|(_, s)| s).collect();
+    Ok(r)
+}
+
+/// Renews the leases of every unfinished run this process owns, every `lease / 3`.
+async fn renew_loop(inner: std::sync::Weak<Inner>) {
+    loop {
+        let every = match inner.upgrade() {
+            Some(i) => Duration::from_millis((i.lease_ms / 3).max(200)),
+            None => return,
+        };
+        tokio::time::sleep(every).await;
+        let Some(i) = inner.upgrade() else { return };
+        let owned: Vec<(String, Vec<String>)> = {
+            let o = i.owned.lock().unwrap_or_else(|e| e.into_inner());
+            o.iter()
+                .filter(|(_, ids)| !ids.is_empty())
+                .map(|(k, ids)| (k.clone(), ids.iter().cloned().collect()))
+                .collect()
+        };
+        for (owner, ids) in owned {
+            for chunk in ids.chunks(500) {
+                let mut c = i.conn.clone();
+                let mut inv = i.scripts.renew.prepare_invoke();
+                inv.arg(J).arg(&owner).arg(i.lease_ms);
+                for id in chunk {
+                    inv.arg(id);
+                }
+                match inv.invoke_async::<Vec<String>>(&mut c).await {
+                    Ok(lost) => {
+                        for id in lost {
+                            i.disown(&id);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %unavailable(e), "cannot renew run leases");
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Backend for RedisBackend {
+    fn describe(&self) -> String {
+        self.describe.clone()
+    }
+
+    fn store(&self) -> Arc<dyn SharedStore> {
+        Arc::new(RedisStore {
+            conn: self.inner.conn.clone(),
+            handle: self.handle.clone(),
+        })
+    }
+
+    fn create_run(&self, run: RunRecord) -> BoxFuture<'static, StateResult<()>> {
+        let f = fields(&run);
+        let mut inv = eval(CREATE);
+        inv.arg(J).arg(&run.id).arg(f.len());
+        for (k, v) in &f {
+            inv.arg(k).arg(v);
+        }
+        inv.arg(self.inner.lease_ms);
+        // Queued now, so the run's later events (queued after this call) follow it.
+        let write = self.inner.write(inv);
+        let inner = self.inner.clone();
+        async move {
+            write.await?;
+            if let Some(owner) = &run.owner {
+                if !run.status.is_final() {
+                    inner.own(owner, &run.id);
+                }
+            }
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn record(&self, event: RunEvent) -> BoxFuture<'static, StateResult<()>> {
+        self.inner.record(event).boxed()
+    }
+
+    fn recover(&self, owner: &str, _now: i64) -> BoxFuture<'static, StateResult<Vec<RunRecord>>> {
+        // Other processes may be running: only runs whose lease expired are taken over (the
+        // same as a claim). With Redis down the process starts anyway (nothing to resume yet;
+        // the claim chore takes the runs over once Redis answers).
+        let owner = owner.to_string();
+        self.spawn(move |inner| async move {
+            match inner.claim(&owner, 1000).await {
+                Err(StateError::Unavailable(m)) => {
+                    tracing::warn!(error = %m, "Redis unavailable at start: runs are taken over once it answers");
+                    Ok(Vec::new())
+                }
+                r => r,
+            }
+        })
+    }
+
+    fn claim(&self, owner: &str, limit: usize) -> BoxFuture<'static, StateResult<Vec<RunRecord>>> {
+        let owner = owner.to_string();
+        self.spawn(move |inner| async move { inner.claim(&owner, limit).await })
+    }
+
+    fn list_runs(&self, filter: RunFilter) -> BoxFuture<'static, StateResult<RunPage>> {
+        self.spawn(move |inner| async move {
+            let limit = filter.clamped_limit();
+            let mut max = match filter.before.as_deref() {
+                Some(c) => {
+                    let b = c
+                        .parse::<i64>()
+                        .map_err(|_| StateError::Conflict("bad cursor".into()))?;
+                    format!("({b}")
+                }
+                None => "+inf".to_string(),
+            };
+            let key = match &filter.endpoint {
+                Some(e) => format!("{J}ep:{e}"),
+                None => format!("{J}all"),
+            };
+            let batch = (limit + 1).max(50);
+            let mut runs: Vec<RunSummary> = Vec::new();
+            let mut next = None;
+            let mut c = inner.conn.clone();
+            'outer: loop {
+                let ids: Vec<(String, i64)> = redis::cmd("ZREVRANGEBYSCORE")
+                    .arg(&key)
+                    .arg(&max)
+                    .arg("-inf")
+                    .arg("WITHSCORES")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(batch)
+                    .query_async(&mut c)
+                    .await
+                    .map_err(unavailable)?;
+                if ids.is_empty() {
+                    break;
+                }
+                let mut pipe = redis::pipe();
+                for (id, _) in &ids {
+                    pipe.cmd("HMGET").arg(format!("{J}run:{id}")).arg(&[
+                        "endpoint", "status", "created", "started", "finished", "error",
+                    ]);
+                }
+                let rows: Vec<Vec<Option<String>>> =
+                    pipe.query_async(&mut c).await.map_err(unavailable)?;
+                for ((id, seq), row) in ids.iter().zip(rows) {
+                    let Some(status) = row
+                        .get(1)
+                        .cloned()
+                        .flatten()
+                        .and_then(|s| RunStatus::parse(&s))
+                    else {
+                        continue;
+                    };
+                    if filter.status.is_some_and(|s| s != status) {
+                        continue;
+                    }
+                    if runs.len() == limit {
+                        next = Some((seq + 1).to_string());
+                        break 'outer;
+                    }
+                    let n = |i: usize| {
+                        row.get(i)
+                            .cloned()
+                            .flatten()
+                            .and_then(|v| v.parse::<i64>().ok())
+                    };
+                    runs.push(RunSummary {
+                        id: id.clone(),
+                        endpoint: row.first().cloned().flatten().unwrap_or_default(),
+                        status,
+                        created: n(2).unwrap_or(0),
+                        duration_ms: match (n(3), n(4)) {
+                            (Some(s), Some(f)) => Some((f - s).max(0)),
+                            _ => None,
+                        },
+                        error: row.get(5).cloned().flatten(),
+                    });
+                }
+                if ids.len() < batch {
+                    break;
+                }
+                max = format!("({}", ids[ids.len() - 1].1);
+            }
+            Ok(RunPage { runs, next })
+        })
+    }
+
+    fn get_run(&self, id: &str) -> BoxFuture<'static, StateResult<RunRecord>> {
+        let id = id.to_string();
+        self.spawn(move |inner| async move { inner.get_run(&id).await })
+    }
+
+    fn retry_run(&self, id: &str, from: RetryFrom) -> BoxFuture<'static, StateResult<RunRecord>> {
+        let id = id.to_string();
+        self.spawn(move |inner| async move {
+            let mut rec = inner.get_run(&id).await?;
+            let was = rec.status;
+            rec.requeue(from)?;
+            let f = fields(&rec);
+            let mut c = inner.conn.clone();
+            let mut inv = inner.scripts.retry.prepare_invoke();
+            inv.arg(J).arg(&id).arg(was.as_str()).arg(f.len());
+            for (k, v) in &f {
+                inv.arg(k).arg(v);
+            }
+            let done: i64 = inv.invoke_async(&mut c).await.map_err(unavailable)?;
+            if done == 0 {
+                return Err(StateError::Conflict(format!(
+                    "run {id} changed meanwhile; try again"
+                )));
+            }
+            Ok(rec)
+        })
+    }
+
+    fn purge(&self, retention: Retention, now: i64) -> BoxFuture<'static, StateResult<u64>> {
+        self.spawn(move |inner| async move {
+            let cutoff = now.saturating_sub((retention.days as i64).saturating_mul(86_400_000));
+            let mut c = inner.conn.clone();
+            let mut doomed: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+                .arg(format!("{J}finished"))
+                .arg("-inf")
+                .arg(format!("({cutoff}"))
+                .query_async(&mut c)
+                .await
+                .map_err(unavailable)?;
+            let endpoints: Vec<String> = c
+                .smembers(format!("{J}endpoints"))
+                .await
+                .map_err(unavailable)?;
+            let max = i64::try_from(retention.max_per_endpoint).unwrap_or(i64::MAX);
+            for ep in endpoints {
+                let key = format!("{J}done:{ep}");
+                let n: i64 = c.zcard(&key).await.map_err(unavailable)?;
+                if n > max {
+                    // Oldest first: ranks 0 .. n - max - 1.
+                    let old: Vec<String> = c
+                        .zrange(&key, 0, (n - max - 1) as isize)
+                        .await
+                        .map_err(unavailable)?;
+                    doomed.extend(old);
+                }
+            }
+            doomed.sort();
+            doomed.dedup();
+            let mut purged = 0u64;
+            for chunk in doomed.chunks(200) {
+                let mut inv = inner.scripts.drop.prepare_invoke();
+                inv.arg(J);
+                for id in chunk {
+                    inv.arg(id);
+                }
+                let n: i64 = inv.invoke_async(&mut c).await.map_err(unavailable)?;
+                purged += n.max(0) as u64;
+            }
+            Ok(purged)
+        })
+    }
+}
+
+/// The shared store on Redis: values as JSON with `PX` TTLs, counters with `INCRBY`.
+/// Synchronous (templates call it during a render): each call waits for one Redis round trip
+/// run on the backend's runtime (see the module documentation).
+pub struct RedisStore {
+    conn: ConnectionManager,
+    handle: tokio::runtime::Handle,
+}
+
+impl RedisStore {
+    fn wait<T: Send + 'static>(
+        &self,
+        f: impl Future<Output = redis::RedisResult<T>> + Send + 'static,
+    ) -> redis::RedisResult<T> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.handle.spawn(async move {
+            let _ = tx.send(f.await);
+        });
+        let recv = move || {
+            rx.recv().unwrap_or_else(|_| {
+                Err(redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "redis task stopped",
+                )))
+            })
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(recv)
+            }
+            _ => recv(),
+        }
+    }
+}
+
+impl SharedStore for RedisStore {
+    fn get(&self, name: &str) -> Option<Value> {
+        self.try_get(name).ok().flatten()
+    }
+
+    fn try_get(&self, name: &str) -> Result<Option<Value>, Error> {
+        let mut c = self.conn.clone();
+        let key = format!("{M}{name}");
+        match self.wait(async move { c.get::<_, Option<String>>(key).await }) {
+            Ok(Some(text)) => Ok(Some(
+                match serde_json::from_str::<serde_json::Value>(&text) {
+                    Ok(j) => Value::from(&j),
+                    Err(_) => Value::from(text.as_str()),
+                },
+            )),
+            Ok(None) => Ok(None),
+            Err(e) => {
+                let e = unavailable(e);
+                tracing::warn!(error = %e, "shared store read failed");
+                Err(Error::new(
+                    ErrorKind::Host,
+                    format!("memoryGet: {STORE_UNAVAILABLE} ({e})"),
+                ))
+            }
+        }
+    }
+
+    fn set(&self, name: &str, value: Value, ttl: Duration) {
+        let mut c = self.conn.clone();
+        let key = format!("{M}{name}");
+        let ms = ttl.as_millis().min(u64::MAX as u128) as u64;
+        let text = serde_json::to_string(&value.to_json()).unwrap_or_else(|_| "null".into());
+        let r = self.wait(async move {
+            if ms == 0 {
+                c.del::<_, ()>(key).await
+            } else {
+                c.pset_ex::<_, _, ()>(key, text, ms).await
+            }
+        });
+        if let Err(e) = r {
+            tracing::warn!(error = %unavailable(e), "shared store write failed");
+        }
+    }
+
+    fn increment(&self, name: &str, by: i64) -> Result<i64, Error> {
+        let mut c = self.conn.clone();
+        let key = format!("{M}{name}");
+        self.wait(async move { c.incr::<_, _, i64>(key, by).await })
+            .map_err(|e| {
+                if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError)
+                    || e.to_string().contains("not an integer")
+                {
+                    Error::new(
+                        ErrorKind::InvalidArgument,
+                        format!("incrementAndGet: `{name}` does not hold an integer"),
+                    )
+                } else {
+                    Error::new(
+                        ErrorKind::Host,
+                        format!("incrementAndGet: {STORE_UNAVAILABLE} ({})", unavailable(e)),
+                    )
+                }
+            })
+    }
+}

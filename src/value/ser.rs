@@ -1,0 +1,598 @@
+//! Anything serde can serialize → [`Value`], in one pass (no intermediate `serde_json::Value`).
+//!
+//! A [`Value`] met inside the data (the whole context, or a field of a host struct) is not
+//! taken apart and rebuilt: while [`Value::from_serialize`] runs, `Value`'s own `Serialize`
+//! impl parks a clone of itself (a reference-count bump) in a thread-local slot and hands the
+//! serializer only the slot's number, under a private newtype name that [`ValueSerializer`]
+//! recognises. Outside `from_serialize` (e.g. `serde_json::to_string(&value)`) a `Value`
+//! serializes as plain JSON data.
+
+use super::{Map, Value};
+use serde::ser::{self, Serialize};
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::sync::Arc;
+
+/// The newtype name that marks a parked [`Value`]; no real type is named like this.
+pub(super) const HANDLE: &str = "\u{1}flexscript::Value";
+
+thread_local! {
+    /// How many `from_serialize` calls are running on this thread (0 = plain serialization).
+    static DEPTH: Cell<usize> = const { Cell::new(0) };
+    /// Values parked by `Value::serialize` while `DEPTH > 0`, taken back by the serializer.
+    static PARKED: RefCell<Vec<Value>> = const { RefCell::new(Vec::new()) };
+}
+
+/// True while a [`ValueSerializer`] runs on this thread.
+pub(super) fn parking() -> bool {
+    DEPTH.with(Cell::get) > 0
+}
+
+/// Parks a clone of `v`; returns its slot number.
+pub(super) fn park(v: &Value) -> u64 {
+    PARKED.with(|p| {
+        let mut p = p.borrow_mut();
+        p.push(v.clone());
+        (p.len() - 1) as u64
+    })
+}
+
+fn unpark(slot: u64) -> Option<Value> {
+    PARKED.with(|p| p.borrow_mut().get_mut(slot as usize).map(std::mem::take))
+}
+
+/// Runs `f` with parking on; the parked values are dropped when the outermost call ends.
+pub(super) fn with_parking<R>(f: impl FnOnce() -> R) -> R {
+    struct Guard;
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            let d = DEPTH.with(|d| {
+                d.set(d.get() - 1);
+                d.get()
+            });
+            if d == 0 {
+                PARKED.with(|p| p.borrow_mut().clear());
+            }
+        }
+    }
+    DEPTH.with(|d| d.set(d.get() + 1));
+    let _guard = Guard;
+    f()
+}
+
+/// A serialization failure (a map key that is not a string, a custom error of the data).
+#[derive(Debug)]
+pub struct SerError(String);
+
+impl fmt::Display for SerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SerError {}
+
+impl ser::Error for SerError {
+    fn custom<T: fmt::Display>(msg: T) -> SerError {
+        SerError(msg.to_string())
+    }
+}
+
+/// A serde `Serializer` whose output is a [`Value`], with the same mapping as going through
+/// `serde_json::Value` (non-finite floats become null, integers above `i64::MAX` floats, enum
+/// variants with data `{variant: data}`).
+pub struct ValueSerializer;
+
+type R = Result<Value, SerError>;
+
+fn float(f: f64) -> Value {
+    if f.is_finite() {
+        Value::Float(f)
+    } else {
+        Value::Null
+    }
+}
+
+fn tagged(variant: &'static str, v: Value) -> Value {
+    let mut m = Map::with_capacity(1);
+    m.insert(Arc::from(variant), v);
+    Value::map(m)
+}
+
+impl ser::Serializer for ValueSerializer {
+    type Ok = Value;
+    type Error = SerError;
+    type SerializeSeq = SeqSer;
+    type SerializeTuple = SeqSer;
+    type SerializeTupleStruct = SeqSer;
+    type SerializeTupleVariant = VariantSeqSer;
+    type SerializeMap = MapSer;
+    type SerializeStruct = MapSer;
+    type SerializeStructVariant = VariantMapSer;
+
+    fn serialize_bool(self, v: bool) -> R {
+        Ok(Value::Bool(v))
+    }
+    fn serialize_i8(self, v: i8) -> R {
+        Ok(Value::Int(v.into()))
+    }
+    fn serialize_i16(self, v: i16) -> R {
+        Ok(Value::Int(v.into()))
+    }
+    fn serialize_i32(self, v: i32) -> R {
+        Ok(Value::Int(v.into()))
+    }
+    fn serialize_i64(self, v: i64) -> R {
+        Ok(Value::Int(v))
+    }
+    fn serialize_i128(self, v: i128) -> R {
+        Ok(i64::try_from(v).map_or(Value::Float(v as f64), Value::Int))
+    }
+    fn serialize_u8(self, v: u8) -> R {
+        Ok(Value::Int(v.into()))
+    }
+    fn serialize_u16(self, v: u16) -> R {
+        Ok(Value::Int(v.into()))
+    }
+    fn serialize_u32(self, v: u32) -> R {
+        Ok(Value::Int(v.into()))
+    }
+    fn serialize_u64(self, v: u64) -> R {
+        Ok(i64::try_from(v).map_or(Value::Float(v as f64), Value::Int))
+    }
+    fn serialize_u128(self, v: u128) -> R {
+        Ok(i64::try_from(v).map_or(Value::Float(v as f64), Value::Int))
+    }
+    fn serialize_f32(self, v: f32) -> R {
+        Ok(float(v.into()))
+    }
+    fn serialize_f64(self, v: f64) -> R {
+        Ok(float(v))
+    }
+    fn serialize_char(self, v: char) -> R {
+        Ok(Value::Str(Arc::from(v.encode_utf8(&mut [0; 4]) as &str)))
+    }
+    fn serialize_str(self, v: &str) -> R {
+        Ok(Value::Str(Arc::from(v)))
+    }
+    fn serialize_bytes(self, v: &[u8]) -> R {
+        Ok(Value::list(
+            v.iter().map(|b| Value::Int((*b).into())).collect(),
+        ))
+    }
+    fn serialize_none(self) -> R {
+        Ok(Value::Null)
+    }
+    fn serialize_some<T: ?Sized + Serialize>(self, value: &T) -> R {
+        value.serialize(self)
+    }
+    fn serialize_unit(self) -> R {
+        Ok(Value::Null)
+    }
+    fn serialize_unit_struct(self, _name: &'static str) -> R {
+        Ok(Value::Null)
+    }
+    fn serialize_unit_variant(self, _name: &'static str, _i: u32, variant: &'static str) -> R {
+        Ok(Value::Str(Arc::from(variant)))
+    }
+    fn serialize_newtype_struct<T: ?Sized + Serialize>(self, name: &'static str, value: &T) -> R {
+        let v = value.serialize(self)?;
+        if name == HANDLE {
+            if let Value::Int(slot) = v {
+                return unpark(slot as u64).ok_or_else(|| SerError("lost a parked value".into()));
+            }
+        }
+        Ok(v)
+    }
+    fn serialize_newtype_variant<T: ?Sized + Serialize>(
+        self,
+        _name: &'static str,
+        _i: u32,
+        variant: &'static str,
+        value: &T,
+    ) -> R {
+        Ok(tagged(variant, value.serialize(self)?))
+    }
+    fn serialize_seq(self, len: Option<usize>) -> Result<SeqSer, SerError> {
+        Ok(SeqSer(Vec::with_capacity(len.unwrap_or(0).min(4096))))
+    }
+    fn serialize_tuple(self, len: usize) -> Result<SeqSer, SerError> {
+        self.serialize_seq(Some(len))
+    }
+    fn serialize_tuple_struct(self, _name: &'static str, len: usize) -> Result<SeqSer, SerError> {
+        self.serialize_seq(Some(len))
+    }
+    fn serialize_tuple_variant(
+        self,
+        _name: &'static str,
+        _i: u32,
+        variant: &'static str,
+        len: usize,
+    ) -> Result<VariantSeqSer, SerError> {
+        Ok(VariantSeqSer(variant, self.serialize_seq(Some(len))?))
+    }
+    fn serialize_map(self, len: Option<usize>) -> Result<MapSer, SerError> {
+        Ok(MapSer {
+            map: Map::with_capacity(len.unwrap_or(0).min(4096)),
+            key: None,
+        })
+    }
+    fn serialize_struct(self, _name: &'static str, len: usize) -> Result<MapSer, SerError> {
+        self.serialize_map(Some(len))
+    }
+    fn serialize_struct_variant(
+        self,
+        _name: &'static str,
+        _i: u32,
+        variant: &'static str,
+        len: usize,
+    ) -> Result<VariantMapSer, SerError> {
+        Ok(VariantMapSer(variant, self.serialize_map(Some(len))?))
+    }
+}
+
+/// Builds a list.
+pub struct SeqSer(Vec<Value>);
+
+impl ser::SerializeSeq for SeqSer {
+    type Ok = Value;
+    type Error = SerError;
+    fn serialize_element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), SerError> {
+        self.0.push(value.serialize(ValueSerializer)?);
+        Ok(())
+    }
+    fn end(self) -> R {
+        Ok(Value::list(self.0))
+    }
+}
+
+impl ser::SerializeTuple for SeqSer {
+    type Ok = Value;
+    type Error = SerError;
+    fn serialize_element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), SerError> {
+        ser::SerializeSeq::serialize_element(self, value)
+    }
+    fn end(self) -> R {
+        ser::SerializeSeq::end(self)
+    }
+}
+
+impl ser::SerializeTupleStruct for SeqSer {
+    type Ok = Value;
+    type Error = SerError;
+    fn serialize_field<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), SerError> {
+        ser::SerializeSeq::serialize_element(self, value)
+    }
+    fn end(self) -> R {
+        ser::SerializeSeq::end(self)
+    }
+}
+
+/// Builds `{variant: [..]}`.
+pub struct VariantSeqSer(&'static str, SeqSer);
+
+impl ser::SerializeTupleVariant for VariantSeqSer {
+    type Ok = Value;
+    type Error = SerError;
+    fn serialize_field<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), SerError> {
+        ser::SerializeSeq::serialize_element(&mut self.1, value)
+    }
+    fn end(self) -> R {
+        Ok(tagged(self.0, ser::SerializeSeq::end(self.1)?))
+    }
+}
+
+/// Builds a map; keys must serialize as strings, numbers or booleans (as `serde_json`).
+pub struct MapSer {
+    map: Map,
+    key: Option<Arc<str>>,
+}
+
+impl ser::SerializeMap for MapSer {
+    type Ok = Value;
+    type Error = SerError;
+    fn serialize_key<T: ?Sized + Serialize>(&mut self, key: &T) -> Result<(), SerError> {
+        self.key = Some(key.serialize(KeySerializer)?);
+        Ok(())
+    }
+    fn serialize_value<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), SerError> {
+        let key = self
+            .key
+            .take()
+            .ok_or_else(|| SerError("a map value without a key".into()))?;
+        self.map.insert(key, value.serialize(ValueSerializer)?);
+        Ok(())
+    }
+    fn end(self) -> R {
+        Ok(Value::map(self.map))
+    }
+}
+
+impl ser::SerializeStruct for MapSer {
+    type Ok = Value;
+    type Error = SerError;
+    fn serialize_field<T: ?Sized + Serialize>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), SerError> {
+        self.map
+            .insert(Arc::from(key), value.serialize(ValueSerializer)?);
+        Ok(())
+    }
+    fn end(self) -> R {
+        Ok(Value::map(self.map))
+    }
+}
+
+/// Builds `{variant: {..}}`.
+pub struct VariantMapSer(&'static str, MapSer);
+
+impl ser::SerializeStructVariant for VariantMapSer {
+    type Ok = Value;
+    type Error = SerError;
+    fn serialize_field<T: ?Sized + Serialize>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), SerError> {
+        ser::SerializeStruct::serialize_field(&mut self.1, key, value)
+    }
+    fn end(self) -> R {
+        Ok(tagged(self.0, ser::SerializeStruct::end(self.1)?))
+    }
+}
+
+/// Map keys: strings as they are; numbers and booleans as their decimal text (as `serde_json`).
+struct KeySerializer;
+
+fn key_error() -> SerError {
+    SerError("key must be a string".into())
+}
+
+type K = Result<Arc<str>, SerError>;
+
+impl ser::Serializer for KeySerializer {
+    type Ok = Arc<str>;
+    type Error = SerError;
+    type SerializeSeq = ser::Impossible<Arc<str>, SerError>;
+    type SerializeTuple = ser::Impossible<Arc<str>, SerError>;
+    type SerializeTupleStruct = ser::Impossible<Arc<str>, SerError>;
+    type SerializeTupleVariant = ser::Impossible<Arc<str>, SerError>;
+    type SerializeMap = ser::Impossible<Arc<str>, SerError>;
+    type SerializeStruct = ser::Impossible<Arc<str>, SerError>;
+    type SerializeStructVariant = ser::Impossible<Arc<str>, SerError>;
+
+    fn serialize_bool(self, v: bool) -> K {
+        Ok(Arc::from(if v { "true" } else { "false" }))
+    }
+    fn serialize_i8(self, v: i8) -> K {
+        Ok(Arc::from(v.to_string()))
+    }
+    fn serialize_i16(self, v: i16) -> K {
+        Ok(Arc::from(v.to_string()))
+    }
+    fn serialize_i32(self, v: i32) -> K {
+        Ok(Arc::from(v.to_string()))
+    }
+    fn serialize_i64(self, v: i64) -> K {
+        Ok(Arc::from(v.to_string()))
+    }
+    fn serialize_u8(self, v: u8) -> K {
+        Ok(Arc::from(v.to_string()))
+    }
+    fn serialize_u16(self, v: u16) -> K {
+        Ok(Arc::from(v.to_string()))
+    }
+    fn serialize_u32(self, v: u32) -> K {
+        Ok(Arc::from(v.to_string()))
+    }
+    fn serialize_u64(self, v: u64) -> K {
+        Ok(Arc::from(v.to_string()))
+    }
+    fn serialize_f32(self, v: f32) -> K {
+        Ok(Arc::from(v.to_string()))
+    }
+    fn serialize_f64(self, v: f64) -> K {
+        Ok(Arc::from(v.to_string()))
+    }
+    fn serialize_char(self, v: char) -> K {
+        Ok(Arc::from(v.encode_utf8(&mut [0; 4]) as &str))
+    }
+    fn serialize_str(self, v: &str) -> K {
+        Ok(Arc::from(v))
+    }
+    fn serialize_bytes(self, _v: &[u8]) -> K {
+        Err(key_error())
+    }
+    fn serialize_none(self) -> K {
+        Err(key_error())
+    }
+    fn serialize_some<T: ?Sized + Serialize>(self, _value: &T) -> K {
+        Err(key_error())
+    }
+    fn serialize_unit(self) -> K {
+        Err(key_error())
+    }
+    fn serialize_unit_struct(self, _name: &'static str) -> K {
+        Err(key_error())
+    }
+    fn serialize_unit_variant(self, _name: &'static str, _i: u32, variant: &'static str) -> K {
+        Ok(Arc::from(variant))
+    }
+    fn serialize_newtype_struct<T: ?Sized + Serialize>(self, name: &'static str, value: &T) -> K {
+        let key = value.serialize(self)?;
+        if name != HANDLE {
+            return Ok(key);
+        }
+        // A parked `Value` used as a key: a string, a number or a boolean, as text.
+        match key.parse().ok().and_then(unpark) {
+            Some(Value::Str(s) | Value::Safe(s)) => Ok(s),
+            Some(v @ (Value::Int(_) | Value::Float(_) | Value::Bool(_))) => {
+                Ok(Arc::from(v.to_json().to_string()))
+            }
+            _ => Err(key_error()),
+        }
+    }
+    fn serialize_newtype_variant<T: ?Sized + Serialize>(
+        self,
+        _name: &'static str,
+        _i: u32,
+        _variant: &'static str,
+        _value: &T,
+    ) -> K {
+        Err(key_error())
+    }
+    fn serialize_seq(self, _len: Option<usize>) -> Result<Self::SerializeSeq, SerError> {
+        Err(key_error())
+    }
+    fn serialize_tuple(self, _len: usize) -> Result<Self::SerializeTuple, SerError> {
+        Err(key_error())
+    }
+    fn serialize_tuple_struct(
+        self,
+        _name: &'static str,
+        _len: usize,
+    ) -> Result<Self::SerializeTupleStruct, SerError> {
+        Err(key_error())
+    }
+    fn serialize_tuple_variant(
+        self,
+        _name: &'static str,
+        _i: u32,
+        _variant: &'static str,
+        _len: usize,
+    ) -> Result<Self::SerializeTupleVariant, SerError> {
+        Err(key_error())
+    }
+    fn serialize_map(self, _len: Option<usize>) -> Result<Self::SerializeMap, SerError> {
+        Err(key_error())
+    }
+    fn serialize_struct(
+        self,
+        _name: &'static str,
+        _len: usize,
+    ) -> Result<Self::SerializeStruct, SerError> {
+        Err(key_error())
+    }
+    fn serialize_struct_variant(
+        self,
+        _name: &'static str,
+        _i: u32,
+        _variant: &'static str,
+        _len: usize,
+    ) -> Result<Self::SerializeStructVariant, SerError> {
+        Err(key_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Value;
+    use serde::Serialize;
+    use serde_json::json;
+
+    fn same_as_json<T: Serialize>(v: &T) {
+        let direct = Value::from_serialize(v).expect("serializes");
+        let via = Value::from(serde_json::to_value(v).expect("to json"));
+        assert_eq!(direct.to_json(), via.to_json());
+    }
+
+    #[derive(Serialize)]
+    enum E {
+        Unit,
+        New(i32),
+        Tuple(i32, bool),
+        Struct { a: Option<u8> },
+    }
+
+    #[derive(Serialize)]
+    struct Host<'a> {
+        name: &'a str,
+        tags: Vec<char>,
+        big: u64,
+        nan: f64,
+        unit: (),
+        e: Vec<E>,
+        keyed: std::collections::BTreeMap<i32, bool>,
+        bytes: serde_bytes_like::Bytes,
+        inner: Value,
+    }
+
+    mod serde_bytes_like {
+        pub struct Bytes(pub Vec<u8>);
+        impl serde::Serialize for Bytes {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_bytes(&self.0)
+            }
+        }
+    }
+
+    #[test]
+    fn the_direct_serializer_maps_data_as_serde_json_does() {
+        same_as_json(&json!({"a": [1, 2.5, "x", null, true, {"b": {}}], "c": -3}));
+        same_as_json(&Host {
+            name: "Zoë",
+            tags: vec!['a', 'ß'],
+            big: u64::MAX,
+            nan: f64::NAN,
+            unit: (),
+            e: vec![
+                E::Unit,
+                E::New(4),
+                E::Tuple(1, false),
+                E::Struct { a: None },
+            ],
+            keyed: [(1, true), (-2, false)].into_iter().collect(),
+            bytes: serde_bytes_like::Bytes(vec![0, 255]),
+            inner: Value::from(json!({"k": [1, "two"]})),
+        });
+    }
+
+    #[test]
+    fn a_value_is_passed_through_not_copied() {
+        let ctx = Value::from(json!({"teams": [{"name": "a"}]}));
+        let back = Value::from_serialize(&ctx).expect("serializes");
+        match (&ctx, &back) {
+            (Value::Map(a), Value::Map(b)) => assert!(std::sync::Arc::ptr_eq(a, b)),
+            _ => panic!("not maps"),
+        }
+        // Outside from_serialize a Value is plain JSON data.
+        assert_eq!(
+            serde_json::to_string(&ctx).expect("json"),
+            r#"{"teams":[{"name":"a"}]}"#
+        );
+    }
+
+    #[test]
+    fn a_value_can_be_a_map_key() {
+        let m: std::collections::BTreeMap<i32, Value> = [(1, Value::from("x"))].into();
+        struct Keys(Vec<(Value, i32)>);
+        impl Serialize for Keys {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeMap;
+                let mut m = s.serialize_map(None)?;
+                for (k, v) in &self.0 {
+                    m.serialize_entry(k, v)?;
+                }
+                m.end()
+            }
+        }
+        let keys = Keys(vec![(Value::from("a"), 1), (Value::Int(7), 2)]);
+        let v = Value::from_serialize(&keys).expect("string and number keys");
+        assert_eq!(v.to_json(), json!({"a": 1, "7": 2}));
+        assert_eq!(
+            Value::from_serialize(&m).expect("map").to_json(),
+            json!({"1": "x"})
+        );
+        let bad = Keys(vec![(Value::list(vec![]), 1)]);
+        assert!(Value::from_serialize(&bad).is_err());
+    }
+
+    #[test]
+    fn a_map_key_that_is_not_a_string_is_an_error() {
+        let m: std::collections::HashMap<Vec<u8>, i32> = [(vec![1], 1)].into_iter().collect();
+        let e = Value::from_serialize(&m).expect_err("list keys");
+        assert!(e.to_string().contains("key must be a string"), "{e}");
+    }
+}

@@ -1,0 +1,566 @@
+//! Many instances on one Redis (docs/redis.md): real `redis-server` children on free loopback
+//! ports, real `flexscript serve` children (killed with SIGKILL), a real webhook receiver on
+//! 127.0.0.1. Without `redis-server` installed these tests say how to install it and pass
+//! locally, but fail under `CI=true`.
+mod listener_support;
+use listener_support::*;
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_flexscript");
+
+fn h(n: usize) -> String {
+    format!("{n:032x}")
+}
+fn path(n: usize) -> String {
+    format!("/listener/{}/{}", h(n), h(n))
+}
+fn ep(n: usize, fields: &str, steps: &str) -> String {
+    format!(
+        "[[endpoint]]\nname = \"ep{n}\"\nfirst_hash = \"{}\"\nsecond_hash = \"{}\"\n{fields}\n{steps}\n",
+        h(n),
+        h(n)
+    )
+}
+fn step(id: &str, ty: &str, fields: &str) -> String {
+    format!("[[endpoint.step]]\nid = \"{id}\"\ntype = \"{ty}\"\n{fields}\n")
+}
+fn hook(id: &str, url: &str, extra: &str) -> String {
+    step(
+        id,
+        "webhook",
+        &format!("url = \"{url}\"\nbody = '''{{{{ __data.n }}}}'''\n{extra}"),
+    )
+}
+const DATA: &str = "return_type = \"data\"\nreturn_data = '''{\"status\": \"received\"}'''";
+
+/// A `redis-server` child on a loopback port (the same port again after [`Redis::restart`]).
+struct Redis {
+    child: Option<Child>,
+    dir: PathBuf,
+    port: u16,
+    aof: bool,
+}
+
+impl Redis {
+    /// `None` when `redis-server` is missing (a failure under `CI=true`).
+    fn start(aof: bool) -> Option<Redis> {
+        if Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            let msg = "redis-server is not installed: these tests need it \
+                       (Debian/Ubuntu, as root: `apt-get install -y redis-server`)";
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("{msg}");
+            }
+            eprintln!("SKIPPED: {msg}");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let dir = std::env::temp_dir().join(format!(
+            "flexscript-redis-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let mut r = Redis {
+            child: None,
+            dir,
+            port,
+            aof,
+        };
+        r.restart();
+        Some(r)
+    }
+
+    fn restart(&mut self) {
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", ""])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null());
+        if self.aof {
+            // Every acknowledged write is on disk before the answer: a SIGKILL loses nothing.
+            cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
+        }
+        self.child = Some(cmd.spawn().expect("spawn redis-server"));
+        let end = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < end, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill9();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `flexscript serve` children, killed on drop.
+struct Fleet(Vec<(Child, SocketAddr)>);
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for (c, _) in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Fleet {
+    async fn start(cfg: &Path, n: usize) -> Fleet {
+        let mut f = Fleet(Vec::new());
+        for _ in 0..n {
+            f.0.push(spawn_serve(cfg).await);
+        }
+        f
+    }
+    fn addr(&self, i: usize) -> SocketAddr {
+        self.0[i].1
+    }
+    fn kill9(&mut self, i: usize) {
+        let _ = self.0[i].0.kill();
+        let _ = self.0[i].0.wait();
+    }
+}
+
+async fn spawn_serve(path: &Path) -> (Child, SocketAddr) {
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            path.to_str().expect("utf-8"),
+            "--addr",
+            "127.0.0.1:0",
+        ])
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve");
+    let addr = ready_addr(&mut child).await;
+    (child, addr)
+}
+
+/// A real HTTP receiver recording `(Idempotency-Key, path, body)` of every call.
+struct Receiver {
+    addr: SocketAddr,
+    calls: Arc<Mutex<Vec<(String, String, String)>>>,
+}
+
+impl Receiver {
+    async fn start(delay: Duration) -> Receiver {
+        use http_body_util::{BodyExt, Full};
+        use hyper::{body::Incoming, Request, Response};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let calls2 = calls.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let calls = calls2.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let calls = calls.clone();
+                        async move {
+                            let key = req
+                                .headers()
+                                .get("idempotency-key")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("")
+                                .to_string();
+                            let p = req.uri().path().to_string();
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            calls.lock().expect("lock").push((
+                                key,
+                                p,
+                                String::from_utf8_lossy(&body).into_owned(),
+                            ));
+                            tokio::time::sleep(delay).await;
+                            Ok::<_, std::convert::Infallible>(Response::new(Full::new(
+                                bytes::Bytes::from_static(b"{}"),
+                            )))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Receiver { addr, calls }
+    }
+    fn url(&self, p: &str) -> String {
+        format!("http://{}{p}", self.addr)
+    }
+    fn calls(&self) -> Vec<(String, String, String)> {
+        self.calls.lock().expect("lock").clone()
+    }
+}
+
+async fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cond()
+}
+
+/// POST `{"n": n}` to `addr`; `None` when the connection fails (a killed instance).
+async fn post(addr: SocketAddr, p: &str, n: usize) -> Option<Resp> {
+    let body = format!("{{\"n\": {n}}}");
+    let p = p.to_string();
+    tokio::spawn(async move {
+        request(
+            addr,
+            "POST",
+            &p,
+            &[("content-type", "application/json")],
+            body.as_bytes(),
+        )
+        .await
+    })
+    .await
+    .ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_share_exact_counters_and_memory() {
+    let Some(redis) = Redis::start(false) else {
+        return;
+    };
+    let count = ep(
+        1,
+        "return_type = \"data\"\nreturn_data = '''{\"n\": {{ incrementAndGet('hits') }}}'''",
+        "",
+    );
+    let remember = ep(
+        2,
+        DATA,
+        &step(
+            "remember",
+            "set_memory",
+            "name = \"greeting\"\nvalue = \"{{ __data.n }}\"\nttl_s = 600",
+        ),
+    );
+    let read = ep(
+        3,
+        "return_type = \"data\"\nreturn_data = '''{\"greeting\": \"{{ memoryGet('greeting') }}\", \"hits\": {{ incrementAndGet('hits', 0) }}}'''",
+        "",
+    );
+    let cfg = write_config(&format!(
+        "[server]\nstate = \"{}\"\nadmin_key = \"adm1n-key\"\n{count}{remember}{read}",
+        redis.url()
+    ));
+    let fleet = Fleet::start(cfg.path(), 3).await;
+    // 3 instances × 100 concurrent increments: every value 1..=300 handed out exactly once.
+    let mut tasks = Vec::new();
+    for i in 0..300 {
+        let addr = fleet.addr(i % 3);
+        tasks.push(tokio::spawn(async move {
+            request(addr, "GET", &path(1), &[], b"").await
+        }));
+    }
+    let mut seen = HashSet::new();
+    for t in tasks {
+        let r = t.await.expect("join");
+        assert_eq!(r.status, 200, "{}", r.body);
+        let n = r.json()["n"].as_i64().expect("n");
+        assert!(seen.insert(n), "{n} handed out twice");
+    }
+    assert_eq!(seen, (1..=300).collect::<HashSet<i64>>());
+    // Set through instance 0, read through 1 and 2.
+    let r = post(fleet.addr(0), &path(2), 4242).await.expect("answer");
+    assert_eq!(r.status, 200, "{}", r.body);
+    for i in [1, 2] {
+        let mut last = String::new();
+        let end = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < end {
+            last = request(fleet.addr(i), "GET", &path(3), &[], b"").await.body;
+            if last.contains("4242") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let v: serde_json::Value = serde_json::from_str(&last).expect("json");
+        assert_eq!(v["greeting"], "4242", "instance {i}: {last}");
+        assert_eq!(v["hits"], 300, "instance {i}: {last}");
+    }
+    // The run accepted by instance 0 is seen by the admin API of instance 2 and by the CLI.
+    let r = request(
+        fleet.addr(2),
+        "GET",
+        "/runs?endpoint=ep2",
+        &[("authorization", "Bearer adm1n-key")],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let runs = r.json()["runs"].as_array().cloned().expect("runs");
+    assert_eq!(runs.len(), 1, "{}", r.body);
+    assert_eq!(runs[0]["status"], "succeeded", "{}", r.body);
+    let id = runs[0]["id"].as_str().expect("id").to_string();
+    let out = Command::new(BIN)
+        .args(["runs", "show", &id, "--config"])
+        .arg(cfg.path())
+        .output()
+        .expect("runs show");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(shown["data"]["n"], 4242);
+    assert_eq!(shown["steps"][0]["id"], "remember");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_instance_has_its_runs_finished_by_the_others() {
+    const RUNS: usize = 150;
+    let Some(redis) = Redis::start(false) else {
+        return;
+    };
+    let rx = Receiver::start(Duration::from_millis(150)).await;
+    let steps = format!(
+        "{}{}",
+        hook("first", &rx.url("/first"), ""),
+        hook(
+            "later",
+            &rx.url("/later"),
+            "parent = \"first\"\ndelay_ms = 1000"
+        ),
+    );
+    let cfg = write_config(&format!(
+        "[server]\nstate = \"{}\"\nlease_s = 2\nwebhook_allow = [\"127.0.0.1\"]\nworkers = 2\n{}",
+        redis.url(),
+        ep(1, DATA, &steps)
+    ));
+    let mut fleet = Fleet::start(cfg.path(), 3).await;
+    let mut accepted = HashSet::new();
+    let mut accepted_by_victim = 0;
+    let mut unfinished_at_kill = 0;
+    for n in 0..RUNS {
+        let i = n % 3;
+        if n == RUNS / 2 {
+            // Mid-load, with runs of instance 0 queued behind its 2 workers.
+            fleet.kill9(0);
+            let finished_by_victim: HashSet<String> = rx
+                .calls()
+                .into_iter()
+                .filter(|c| c.1 == "/later" && c.2.parse::<usize>().is_ok_and(|b| b % 3 == 0))
+                .map(|c| c.2)
+                .collect();
+            unfinished_at_kill = accepted_by_victim - finished_by_victim.len();
+        }
+        if n >= RUNS / 2 && i == 0 {
+            continue;
+        }
+        if let Some(r) = post(fleet.addr(i), &path(1), n).await {
+            if r.status == 200 {
+                accepted.insert(n.to_string());
+                if i == 0 {
+                    accepted_by_victim += 1;
+                }
+            }
+        }
+    }
+    let sent = (0..RUNS).filter(|n| *n < RUNS / 2 || n % 3 != 0).count();
+    assert_eq!(accepted.len(), sent, "every live answer is a 200");
+    assert!(
+        unfinished_at_kill >= 5,
+        "the kill came too late: {unfinished_at_kill} of {accepted_by_victim} runs unfinished"
+    );
+    let done = wait_for(Duration::from_secs(180), || {
+        let keys: HashSet<String> = rx.calls().into_iter().map(|c| c.0).collect();
+        keys.len() >= 2 * accepted.len()
+    })
+    .await;
+    let calls = rx.calls();
+    let mut steps_of: HashMap<String, HashSet<String>> = HashMap::new();
+    let mut run_of: HashMap<String, String> = HashMap::new();
+    for (key, p, body) in &calls {
+        let (run, step) = key.split_once('.').expect("key is run.step");
+        assert_eq!(format!("/{step}"), *p);
+        let prev = run_of.insert(body.clone(), run.to_string());
+        assert!(
+            prev.is_none() || prev.as_deref() == Some(run),
+            "one run id per request"
+        );
+        steps_of
+            .entry(body.clone())
+            .or_default()
+            .insert(step.into());
+    }
+    for n in &accepted {
+        let s = steps_of.get(n).unwrap_or_else(|| panic!("run {n} lost"));
+        assert_eq!(s.len(), 2, "run {n}: {s:?}");
+    }
+    assert!(done);
+    // Repeats only for the steps in flight at the kill (2 workers).
+    let distinct: HashSet<&String> = calls.iter().map(|c| &c.0).collect();
+    assert!(
+        calls.len() - distinct.len() <= 2,
+        "{} repeats",
+        calls.len() - distinct.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_answers_503_keeps_stateless_endpoints_and_recovers() {
+    let Some(mut redis) = Redis::start(true) else {
+        return;
+    };
+    let rx = Receiver::start(Duration::ZERO).await;
+    let cfg = write_config(&format!(
+        "[server]\nstate = \"{}\"\nlease_s = 2\nwebhook_allow = [\"127.0.0.1\"]\n{}{}{}{}",
+        redis.url(),
+        ep(1, DATA, &hook("send", &rx.url("/send"), "")),
+        ep(
+            2,
+            "return_type = \"data\"\nreturn_data = '''{\"plain\": true}'''",
+            ""
+        ),
+        ep(
+            3,
+            "return_type = \"data\"\nreturn_data = '''{\"n\": {{ incrementAndGet('c') }}}'''",
+            ""
+        ),
+        ep(
+            4,
+            "return_type = \"data\"\nreturn_data = '''{\"m\": \"{{ memoryGet('m', 'none') }}\"}'''",
+            ""
+        ),
+    ));
+    let fleet = Fleet::start(cfg.path(), 2).await;
+    let ready = |i: usize| {
+        let a = fleet.addr(i);
+        async move { request(a, "GET", "/readyz", &[], b"").await }
+    };
+    assert_eq!(ready(0).await.status, 200);
+    let mut accepted = HashSet::new();
+    let (mut ok_before, mut unavailable) = (0, 0);
+    let mut n = 0;
+    // Under load: Redis dies after 40 requests and comes back after 80.
+    while n < 160 {
+        if n == 40 {
+            redis.kill9();
+        }
+        if n == 80 {
+            // Both instances notice: 503 with Retry-After, /readyz 503, plain endpoints 200.
+            for i in 0..2 {
+                let r = ready(i).await;
+                assert_eq!(r.status, 503, "{}", r.body);
+                assert!(r.body.contains("state backend"), "{}", r.body);
+                let plain = request(fleet.addr(i), "GET", &path(2), &[], b"").await;
+                assert_eq!(plain.status, 200, "{}", plain.body);
+                // Renders that need the shared store: 503 too, never a value made up.
+                for p in [path(3), path(4)] {
+                    let r = request(fleet.addr(i), "GET", &p, &[], b"").await;
+                    assert_eq!(r.status, 503, "{p}: {}", r.body);
+                    assert!(r.header("retry-after").is_some());
+                }
+            }
+            redis.restart();
+        }
+        let r = post(fleet.addr(n % 2), &path(1), n).await.expect("answer");
+        match r.status {
+            200 => {
+                accepted.insert(n.to_string());
+                if n < 40 {
+                    ok_before += 1;
+                }
+            }
+            503 => {
+                assert!(r.header("retry-after").is_some());
+                assert!((40..80).contains(&n) || n >= 80, "503 at {n} with Redis up");
+                unavailable += 1;
+            }
+            s => panic!("request {n}: {s} {}", r.body),
+        }
+        n += 1;
+        if (40..80).contains(&n) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert_eq!(ok_before, 40);
+    assert!(
+        unavailable >= 30,
+        "only {unavailable} answers were 503 while Redis was down"
+    );
+    // Full recovery: after Redis is back, both answer 200 and /readyz is ready again.
+    for i in 0..2 {
+        assert!(
+            wait_for_async(Duration::from_secs(30), || async {
+                post(fleet.addr(i), &path(1), 10_000 + i)
+                    .await
+                    .is_some_and(|r| r.status == 200)
+            })
+            .await,
+            "instance {i} did not recover"
+        );
+        accepted.insert((10_000 + i).to_string());
+        assert_eq!(ready(i).await.status, 200);
+        let m = request(fleet.addr(i), "GET", &path(4), &[], b"").await;
+        assert_eq!((m.status, m.body.as_str()), (200, "{\"m\": \"none\"}"));
+    }
+    // No 200 for work that was not kept: every accepted request's webhook is sent.
+    let all = wait_for(Duration::from_secs(60), || {
+        let sent: HashSet<String> = rx.calls().into_iter().map(|c| c.2).collect();
+        accepted.iter().all(|n| sent.contains(n))
+    })
+    .await;
+    let sent: HashSet<String> = rx.calls().into_iter().map(|c| c.2).collect();
+    let lost: Vec<_> = accepted.iter().filter(|n| !sent.contains(*n)).collect();
+    assert!(all, "accepted but never run: {lost:?}");
+}
+
+async fn wait_for_async<F, Fut>(limit: Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if cond().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
