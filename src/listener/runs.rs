@@ -12,17 +12,17 @@
 //! Sync `continue` and `sse` runs are journaled for history but run outside the pool (their
 //! request is the answer path) and are never resumed: after a crash they are `interrupted`.
 //!
-//! **Backlog.** At most [`Runner::queue_bound`] activations wait for a worker in memory. A run
-//! accepted beyond that (and that no request waits for) is journaled *unowned* and holds
-//! nothing in memory but a counter (and its credential headers, which the journal never
-//! stores): it waits only in the journal, and is claimed back from it in batches when the
-//! in-memory queue has room again (each time an activation ends, and every [`CLAIM_EVERY`]).
+//! **Backlog.** At most [`Runner::queue_bound`] activations wait for a worker in memory; runs
+//! accepted beyond it wait only in the journal and are claimed back (src/listener/runs/backlog.rs).
+
+mod backlog;
 
 use super::config::{Branch, Config, Endpoint};
 use super::metrics::{Metered, Metrics, RunEnd};
 use super::workflow::{self, Run};
 use crate::state::{self, Backend, RunEvent, RunRecord, RunStatus, StateError, StepStatus};
 use crate::Value;
+use backlog::{secret_headers, Secrets, MIN_QUEUE, QUEUE_PER_WORKER};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -38,10 +38,6 @@ pub const MAX_ATTEMPTS: u32 = 5;
 const CLAIM_EVERY: Duration = Duration::from_secs(2);
 /// How often finished runs beyond the retention are purged.
 const PURGE_EVERY: Duration = Duration::from_secs(600);
-/// In-memory queue bound: this many activations waiting per worker, and at least
-/// [`MIN_QUEUE`].
-const QUEUE_PER_WORKER: usize = 8;
-const MIN_QUEUE: usize = 64;
 
 /// Counts of runs, for metrics (cheap: three atomics).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -96,7 +92,7 @@ pub struct Runner {
     /// Places of `queued` reserved for a claim in progress (not shown in the gauge).
     claiming: AtomicUsize,
     /// Credential headers of runs in the backlog (the journal does not keep them), by run id.
-    held: Mutex<HashMap<String, Vec<(String, serde_json::Value)>>>,
+    held: Mutex<HashMap<String, Secrets>>,
     active: Mutex<HashMap<String, Active>>,
     timers: mpsc::UnboundedSender<Timer>,
     config: Arc<RwLock<Arc<Config>>>,
@@ -173,11 +169,38 @@ impl Runner {
     /// (the caller answers only then); a journal error is returned and nothing runs. Past the
     /// in-memory queue bound, a resumable run nobody waits for is only journaled (unowned)
     /// and claimed back later; the handle is then of a task that does nothing.
+    ///
+    /// Cancel-safe: hyper drops a request's future when its client disconnects, possibly while
+    /// the journal commits. A resumable run is therefore committed and activated in a task of
+    /// its own, which the caller only waits for: a committed run always runs, and a reserved
+    /// place in the queue is always given back (before, such a run stayed `queued`, owned by
+    /// this process, until the next start).
     pub async fn start(
         self: &Arc<Self>,
         run: Arc<Run>,
         data: Value,
         fingerprint: &str,
+    ) -> Result<JoinHandle<()>, StateError> {
+        if !run.resumable {
+            // Nothing is awaited for these: `accept` completes in its first poll.
+            return self
+                .clone()
+                .accept(run, data, fingerprint.to_string())
+                .await;
+        }
+        let me = self.clone();
+        let fingerprint = fingerprint.to_string();
+        tokio::spawn(async move { me.accept(run, data, fingerprint).await })
+            .await
+            .unwrap_or_else(|e| Err(StateError::Unavailable(format!("run not started: {e}"))))
+    }
+
+    /// [`Runner::start`]'s work: reserve a place (or spill), journal, activate.
+    async fn accept(
+        self: Arc<Self>,
+        run: Arc<Run>,
+        data: Value,
+        fingerprint: String,
     ) -> Result<JoinHandle<()>, StateError> {
         let ep = &run.endpoint;
         // A place in the in-memory queue is taken now (so concurrent requests cannot pass the
@@ -200,7 +223,7 @@ impl Runner {
             ep.name.clone(),
             ep.first_hash.clone(),
             ep.second_hash.clone(),
-            fingerprint.to_string(),
+            fingerprint,
             run.resumable,
             state::record::journal_data(&data),
             state::now_ms(),
@@ -220,7 +243,7 @@ impl Runner {
         }
         if run.resumable {
             if let Err(e) = created.await {
-                release(self);
+                release(&self);
                 return Err(e);
             }
         } else {
@@ -241,98 +264,6 @@ impl Runner {
         );
         let roots = ep.roots().iter().map(|i| (*i, data.clone())).collect();
         Ok(self.activate(run, roots, reserved))
-    }
-
-    fn held(&self) -> MutexGuard<'_, HashMap<String, Vec<(String, serde_json::Value)>>> {
-        self.held.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Puts back the credential headers of a run claimed from the backlog.
-    fn restore_held(&self, rec: &mut RunRecord) {
-        let Some(secrets) = self.held().remove(&rec.id) else {
-            return;
-        };
-        if let Some(headers) = rec
-            .data
-            .get_mut("__headers")
-            .and_then(serde_json::Value::as_object_mut)
-        {
-            for (k, v) in secrets {
-                headers.insert(k, v);
-            }
-        }
-    }
-
-    /// Claims queued runs from the journal while the in-memory queue has room (in batches
-    /// of at least a quarter of the bound). Only with `force` (the periodic chore) when this
-    /// process has no backlog: runs retried from the CLI are unowned and queued too.
-    fn refill(self: &Arc<Self>, force: bool) {
-        if !wants_claim(self, force) || self.refilling.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let me = self.clone();
-        tokio::spawn(async move {
-            let mut force = force;
-            loop {
-                let seen = me.backlog.load(Ordering::Relaxed);
-                let room = me.reserve(room_of(&me));
-                if room == 0 {
-                    me.refilling.store(false, Ordering::Release);
-                    return;
-                }
-                me.claiming.fetch_add(room, Ordering::Relaxed);
-                let backend = me.backend.clone();
-                let owner = me.owner.clone();
-                // The SQLite backend claims inside the call: off the async threads.
-                let claimed =
-                    match tokio::task::spawn_blocking(move || backend.claim(&owner, room)).await {
-                        Ok(f) => f.await,
-                        Err(e) => Err(StateError::Unavailable(e.to_string())),
-                    };
-                me.claiming.fetch_sub(room, Ordering::Relaxed);
-                let runs = match claimed {
-                    Ok(runs) => runs,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot claim queued runs");
-                        me.queued.fetch_sub(room, Ordering::Relaxed);
-                        me.refilling.store(false, Ordering::Release);
-                        return;
-                    }
-                };
-                let got = runs.len();
-                // Every backlog run counted in `seen` was committed before this claim: when
-                // fewer than asked came back, none of them is left unclaimed.
-                let done = if got < room { seen } else { got.min(seen) };
-                let _ = me
-                    .backlog
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
-                        Some(b.saturating_sub(done))
-                    });
-                me.queued.fetch_sub(room - got.min(room), Ordering::Relaxed);
-                for mut rec in runs {
-                    me.restore_held(&mut rec);
-                    me.resume_counted(rec, false, true);
-                }
-                force = force && got == room;
-                me.refilling.store(false, Ordering::Release);
-                if !wants_claim(&me, force) || me.refilling.swap(true, Ordering::AcqRel) {
-                    return;
-                }
-            }
-        });
-    }
-
-    /// Spawns one activation of `run` over `steps`.
-    /// Takes up to `n` places in the in-memory queue (fewer at the bound); returns how many.
-    fn reserve(&self, n: usize) -> usize {
-        match self
-            .queued
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
-                (q < self.bound).then(|| q + n.min(self.bound - q))
-            }) {
-            Ok(q) => n.min(self.bound - q),
-            Err(_) => 0,
-        }
     }
 
     /// Spawns one activation of `run` over `steps`; `reserved`: its place in the queue count
@@ -634,31 +565,6 @@ impl Drop for ActivationGuard {
             self.runner.refill(false);
         }
     }
-}
-
-fn room_of(r: &Runner) -> usize {
-    r.bound.saturating_sub(r.queued.load(Ordering::Relaxed))
-}
-
-/// A claim is worth it: something may be in the journal (`force`, or a backlog) and the
-/// in-memory queue has room for a batch (a quarter of the bound).
-fn wants_claim(r: &Runner, force: bool) -> bool {
-    (force || r.backlog.load(Ordering::Relaxed) > 0) && room_of(r) >= (r.bound / 4).max(1)
-}
-
-/// The credential headers of `data` (removed from the journal's copy), to keep in memory
-/// while the run waits in the backlog.
-fn secret_headers(data: &Value) -> Vec<(String, serde_json::Value)> {
-    let Value::Map(m) = data else {
-        return Vec::new();
-    };
-    let Some(Value::Map(h)) = m.get("__headers") else {
-        return Vec::new();
-    };
-    state::record::SECRET_HEADERS
-        .iter()
-        .filter_map(|k| h.get(*k).map(|v| (k.to_string(), v.to_json())))
-        .collect()
 }
 
 /// `__data` of step `i` of `rec`: the request data with its ancestors' checkpoints applied;
