@@ -564,3 +564,60 @@ where
     }
     false
 }
+
+/// A `set_memory` write Redis cannot take fails its step (it is not lost quietly): a sync
+/// `continue` endpoint waiting for the workflow answers 503 with `Retry-After`, as a render that
+/// reads the store does; once Redis is back the same request stores its value and answers 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_set_memory_write_redis_cannot_take_fails_with_503() {
+    let Some(mut redis) = Redis::start(false) else {
+        return;
+    };
+    let write = format!(
+        "{}{}",
+        step(
+            "m",
+            "set_memory",
+            "name = \"k\"\nvalue = \"{{ __data.n }}\"\nttl_s = 600"
+        ),
+        step(
+            "r",
+            "respond",
+            "parent = \"m\"\nreturn_type = \"data\"\nreturn_data = \"stored\""
+        ),
+    );
+    let cfg = write_config(&format!(
+        "[server]\nstate = \"{}\"\n{}{}",
+        redis.url(),
+        ep(
+            1,
+            "return_type = \"continue\"\nrun_mode = \"sync\"\nresponse_timeout_ms = 30000",
+            &write
+        ),
+        ep(
+            2,
+            "return_type = \"data\"\nreturn_data = '''{{ memoryGet('k', 'none') }}'''",
+            ""
+        ),
+    ));
+    let fleet = Fleet::start(cfg.path(), 1).await;
+    let r = post(fleet.addr(0), &path(1), 1).await.expect("answer");
+    assert_eq!((r.status, r.body.as_str()), (200, "stored"));
+    redis.kill9();
+    let r = post(fleet.addr(0), &path(1), 2).await.expect("answer");
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.header("retry-after").is_some());
+    assert!(r.body.contains("shared store"), "{}", r.body);
+    redis.restart();
+    assert!(
+        wait_for_async(Duration::from_secs(30), || async {
+            post(fleet.addr(0), &path(1), 3)
+                .await
+                .is_some_and(|r| r.status == 200)
+        })
+        .await,
+        "no recovery"
+    );
+    let got = request(fleet.addr(0), "GET", &path(2), &[], b"").await;
+    assert_eq!((got.status, got.body.as_str()), (200, "3"));
+}

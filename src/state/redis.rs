@@ -1001,6 +1001,12 @@ impl SharedStore for RedisStore {
     }
 
     fn set(&self, name: &str, value: Value, ttl: Duration) {
+        if let Err(e) = self.try_set(name, value, ttl) {
+            tracing::warn!(error = %e.message(), "shared store write failed");
+        }
+    }
+
+    fn try_set(&self, name: &str, value: Value, ttl: Duration) -> Result<(), Error> {
         let mut c = self.conn.clone();
         let key = format!("{M}{name}");
         let ms = ttl.as_millis().min(u64::MAX as u128) as u64;
@@ -1012,9 +1018,12 @@ impl SharedStore for RedisStore {
                 c.pset_ex::<_, _, ()>(key, text, ms).await
             }
         });
-        if let Err(e) = r {
-            tracing::warn!(error = %unavailable(e), "shared store write failed");
-        }
+        r.map_err(|e| {
+            Error::new(
+                ErrorKind::Host,
+                format!("set_memory: {STORE_UNAVAILABLE} ({})", unavailable(e)),
+            )
+        })
     }
 
     fn increment(&self, name: &str, by: i64) -> Result<i64, Error> {
