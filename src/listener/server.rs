@@ -192,7 +192,11 @@ pub async fn start_with(
         Some(v) => StateSpec::parse(v, Path::new("."))?,
         None => first.server.state.clone(),
     };
-    let backend = spec.open_with(first.server.durability, first.server.lease_s)?;
+    let backend = spec.open_with(
+        first.server.durability,
+        first.server.lease_s,
+        first.server.redis_ca.as_deref(),
+    )?;
     let config = load_config_with_store(config_path, backend.store()).map_err(|e| e.to_string())?;
     for w in &config.warnings {
         tracing::warn!(warning = %w, "configuration warning");

@@ -294,9 +294,33 @@ impl RedisBackend {
     /// that is down now makes operations fail with [`StateError::Unavailable`] until it is
     /// back (the connection is retried with backoff on the next operations).
     pub fn open(url: &str, lease_s: u64) -> Result<RedisBackend, String> {
+        Self::open_with_ca(url, lease_s, None)
+    }
+
+    /// [`RedisBackend::open`]; for a `rediss://` URL, `ca` (PEM certificates) replaces the
+    /// built-in roots (a private CA, `[server] redis_ca`). With a `redis://` URL it is an error.
+    pub fn open_with_ca(
+        url: &str,
+        lease_s: u64,
+        ca: Option<&[u8]>,
+    ) -> Result<RedisBackend, String> {
         let describe = redact(url);
-        let client = redis::Client::open(url)
-            .map_err(|e| format!("bad Redis URL `{describe}`: {}", e.kind_description()))?;
+        let client = match ca {
+            None => redis::Client::open(url),
+            Some(_) if !url.starts_with("rediss://") => {
+                return Err(format!(
+                    "redis_ca is set but `{describe}` is not a rediss:// (TLS) URL"
+                ))
+            }
+            Some(pem) => redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.to_vec()),
+                },
+            ),
+        }
+        .map_err(|e| format!("bad Redis URL `{describe}`: {}", e.kind_description()))?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("flexscript-redis")
