@@ -89,6 +89,10 @@ pub struct Runner {
     backlog: AtomicUsize,
     /// A claim from the journal is in progress.
     refilling: AtomicBool,
+    /// The journal may hold owner-less queued runs the `backlog` count does not know of (true
+    /// at start — recovery leaves the backlog of an earlier process there — and after a claim
+    /// that filled its batch).
+    more: AtomicBool,
     /// Places of `queued` reserved for a claim in progress (not shown in the gauge).
     claiming: AtomicUsize,
     /// Credential headers of runs in the backlog (the journal does not keep them), by run id.
@@ -120,6 +124,7 @@ impl Runner {
             bound: workers.saturating_mul(QUEUE_PER_WORKER).max(MIN_QUEUE),
             backlog: AtomicUsize::new(0),
             refilling: AtomicBool::new(false),
+            more: AtomicBool::new(true),
             claiming: AtomicUsize::new(0),
             held: Mutex::new(HashMap::new()),
             active: Mutex::new(HashMap::new()),

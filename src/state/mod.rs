@@ -140,8 +140,10 @@ pub trait Backend: Send + Sync {
     fn record(&self, event: RunEvent) -> BoxFuture<'static, StateResult<()>>;
 
     /// At the start of a serving process (`owner`): runs that cannot resume (sync `continue`,
-    /// `sse`) and were left unfinished become `interrupted`; every other unfinished run is
-    /// claimed by `owner`, its attempt count raised by one, and returned to be continued.
+    /// `sse`) and were left unfinished become `interrupted`; every other unfinished run that
+    /// had an owner is claimed by `owner`, its attempt count raised by one, and returned to be
+    /// continued. Owner-less `queued` runs (never started: the backlog, retried runs) are left
+    /// for [`Backend::claim`], so a large backlog is not loaded into memory at once.
     fn recover(&self, owner: &str, now: i64) -> BoxFuture<'static, StateResult<Vec<RunRecord>>>;
 
     /// Claims up to `limit` `queued` runs that no process owns (retried runs) for `owner`.

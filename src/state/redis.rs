@@ -130,7 +130,7 @@ const CLAIM: &str = r#"
 local p, owner, limit, lease = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ids = redis.call('ZRANGEBYSCORE', p .. 'leases', '-inf', now, 'WITHSCORES', 'LIMIT', 0, limit)
+local ids = redis.call('ZRANGEBYSCORE', p .. 'leases', ARGV[6], now, 'WITHSCORES', 'LIMIT', 0, limit)
 local out = {}
 for i = 1, #ids, 2 do
   local id, score = ids[i], tonumber(ids[i + 1])
@@ -458,7 +458,14 @@ impl Inner {
         Ok(out)
     }
 
-    async fn claim(self: &Arc<Self>, owner: &str, limit: usize) -> StateResult<Vec<RunRecord>> {
+    /// Claims up to `limit` runs: expired leases, and with `unowned` the owner-less queued runs
+    /// (score 0) too.
+    async fn claim(
+        self: &Arc<Self>,
+        owner: &str,
+        limit: usize,
+        unowned: bool,
+    ) -> StateResult<Vec<RunRecord>> {
         let mut c = self.conn.clone();
         let ids: Vec<String> = self
             .scripts
@@ -468,6 +475,7 @@ impl Inner {
             .arg(limit.max(1))
             .arg(self.lease_ms)
             .arg(MAX_ATTEMPTS)
+            .arg(if unowned { "-inf" } else { "(0" })
             .invoke_async(&mut c)
             .await
             .map_err(unavailable)?;
@@ -789,7 +797,8 @@ impl Backend for RedisBackend {
         // the claim chore takes the runs over once Redis answers).
         let owner = owner.to_string();
         self.spawn(move |inner| async move {
-            match inner.claim(&owner, 1000).await {
+            // Owner-less queued runs (the backlog) are left for the runner's claims.
+            match inner.claim(&owner, 1000, false).await {
                 Err(StateError::Unavailable(m)) => {
                     tracing::warn!(error = %m, "Redis unavailable at start: runs are taken over once it answers");
                     Ok(Vec::new())
@@ -801,7 +810,7 @@ impl Backend for RedisBackend {
 
     fn claim(&self, owner: &str, limit: usize) -> BoxFuture<'static, StateResult<Vec<RunRecord>>> {
         let owner = owner.to_string();
-        self.spawn(move |inner| async move { inner.claim(&owner, limit).await })
+        self.spawn(move |inner| async move { inner.claim(&owner, limit, true).await })
     }
 
     fn list_runs(&self, filter: RunFilter) -> BoxFuture<'static, StateResult<RunPage>> {

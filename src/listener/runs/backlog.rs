@@ -7,7 +7,8 @@
 //! stores). It is *claimed* back ([`crate::state::Backend::claim`], which takes every backend's owner-less
 //! `queued` runs, and on Redis expired leases too) in batches when the queue has room again:
 //! each time an activation ends, and every `CLAIM_EVERY` (which also catches any owner-less
-//! run the `backlog` count missed).
+//! run the `backlog` count missed). At start, recovery leaves owner-less runs in the journal
+//! (`more` is set): they are claimed the same way, never all loaded at once.
 //!
 //! Invariants: a place reserved in `queued` is given back exactly once (by the activation
 //! taking a worker, or on every path where no activation follows); a committed run owned by
@@ -88,6 +89,7 @@ impl Runner {
                     }
                 };
                 let got = runs.len();
+                me.more.store(got == room, Ordering::Relaxed);
                 // Every backlog run counted in `seen` was committed before this claim: when
                 // fewer than asked came back, none of them is left unclaimed.
                 let done = if got < room { seen } else { got.min(seen) };
@@ -130,7 +132,8 @@ fn room_of(r: &Runner) -> usize {
 /// A claim is worth it: something may be in the journal (`force`, or a backlog) and the
 /// in-memory queue has room for a batch (a quarter of the bound).
 fn wants_claim(r: &Runner, force: bool) -> bool {
-    (force || r.backlog.load(Ordering::Relaxed) > 0) && room_of(r) >= (r.bound / 4).max(1)
+    (force || r.backlog.load(Ordering::Relaxed) > 0 || r.more.load(Ordering::Relaxed))
+        && room_of(r) >= (r.bound / 4).max(1)
 }
 
 /// The credential headers of `data` (removed from the journal's copy), to keep in memory
@@ -152,7 +155,9 @@ pub(super) fn secret_headers(data: &Value) -> Secrets {
 mod tests {
     use super::super::Runner;
     use crate::listener::workflow::Run;
-    use crate::state::{sqlite::SqliteBackend, Backend, Durability, RunFilter, RunStatus};
+    use crate::state::{
+        self, sqlite::SqliteBackend, Backend, Durability, RunFilter, RunRecord, RunStatus,
+    };
     use crate::Value;
     use std::sync::{Arc, RwLock};
     use std::time::{Duration, Instant};
@@ -170,14 +175,13 @@ mod tests {
         page.runs.len()
     }
 
-    /// Requests whose future is dropped while their run commits (hyper drops a request's
-    /// future when its client disconnects): every run is journaled, and every one of them must
-    /// still run and finish. Before `start` committed and activated in a task of its own, such
-    /// a run stayed `queued`, owned by the server, until a restart, and its reserved place in
-    /// the queue was never given back (past the bound, the backlog then stalled too).
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn runs_of_requests_that_went_away_during_the_commit_all_finish() {
-        const RUNS: usize = 300;
+    /// A configuration with one `data` endpoint of two `store` steps, and a SQLite journal, in
+    /// a fresh temp dir.
+    fn setup() -> (
+        std::path::PathBuf,
+        Arc<crate::listener::config::Config>,
+        Arc<dyn Backend>,
+    ) {
         let dir = std::env::temp_dir().join(format!(
             "flexscript-backlog-{}-{}",
             std::process::id(),
@@ -197,9 +201,21 @@ mod tests {
         )
         .unwrap();
         let config = Arc::new(crate::listener::load_config(&path).unwrap());
-        let ep = config.endpoints[0].clone();
         let backend: Arc<dyn Backend> =
             Arc::new(SqliteBackend::open(&dir.join("state.db"), Durability::Normal).unwrap());
+        (dir, config, backend)
+    }
+
+    /// Requests whose future is dropped while their run commits (hyper drops a request's
+    /// future when its client disconnects): every run is journaled, and every one of them must
+    /// still run and finish. Before `start` committed and activated in a task of its own, such
+    /// a run stayed `queued`, owned by the server, until a restart, and its reserved place in
+    /// the queue was never given back (past the bound, the backlog then stalled too).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn runs_of_requests_that_went_away_during_the_commit_all_finish() {
+        const RUNS: usize = 300;
+        let (dir, config, backend) = setup();
+        let ep = config.endpoints[0].clone();
         let runner = Runner::new(backend.clone(), 1, Arc::new(RwLock::new(config.clone())));
         assert!(runner.queue_bound() < RUNS, "past the bound too");
         runner.recover().await.expect("recover");
@@ -235,6 +251,57 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        drop(runner);
+        drop(backend);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The backlog an earlier process left in the journal (owner-less queued runs) is not
+    /// loaded at start: recovery leaves it, and the runner claims it in batches that never pass
+    /// the in-memory bound, until every run has finished.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_backlog_left_in_the_journal_is_claimed_in_batches_after_a_start() {
+        const RUNS: usize = 400;
+        let (dir, config, backend) = setup();
+        let ep = &config.endpoints[0];
+        for i in 0..RUNS {
+            let rec = RunRecord::new(
+                format!("left-{i:04}"),
+                ep.name.clone(),
+                ep.first_hash.clone(),
+                ep.second_hash.clone(),
+                "fp".into(),
+                true,
+                serde_json::json!({"n": i}),
+                state::now_ms(),
+                None,
+            );
+            backend.create_run(rec).await.expect("journal");
+        }
+        let runner = Runner::new(backend.clone(), 1, Arc::new(RwLock::new(config.clone())));
+        let bound = runner.queue_bound();
+        assert!(bound * 4 <= RUNS);
+        assert_eq!(
+            runner.recover().await.expect("recover"),
+            0,
+            "nothing loaded"
+        );
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut most = 0;
+        loop {
+            let g = runner.gauges();
+            most = most.max(g.queued + g.running);
+            let done = count(&backend, Some(RunStatus::Succeeded)).await;
+            if done == RUNS && (g.queued, g.running) == (0, 0) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{done} of {RUNS} succeeded; {g:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(most <= bound + 1, "{most} runs in memory, bound {bound}");
         drop(runner);
         drop(backend);
         let _ = std::fs::remove_dir_all(&dir);
