@@ -212,6 +212,9 @@ sed -e "1i [server]\nstate = \"redis://127.0.0.1:$rport/0\"\nhistory_max = 10000
 commands() { rcli INFO commandstats | awk -F'[:=,]' '/^cmdstat_/ {s += $3} END {print s + 0}'; }
 evals() { rcli INFO commandstats | awk -F'[:=,]' '/^cmdstat_eval:/ {s += $3} END {print s + 0}'; }
 redis_cpu() { rcli INFO cpu | awk -F: '/^used_cpu_(sys|user):/ {s += $2} END {printf "%.3f", s}'; }
+# Read events on Redis's sockets: one per batch of commands received (a pipeline, or a lone
+# command), i.e. the network round trips of all clients.
+reads() { rcli INFO stats | awk -F: '/^total_reads_processed:/ {print $2 + 0}'; }
 # Waits until no run is unfinished, then prints "succeeded total".
 redis_runs() {
   for _ in $(seq 1 1200); do
@@ -225,11 +228,13 @@ redis_runs() {
     return n" 0 | tr '\n' ' '
   rcli ZCARD 'fs:{j}:all'
 }
-# per_request LABEL REQUESTS C0 C1 E0 E1 CPU0 CPU1
-per_request() {
-  awk -v n="$2" -v c0="$3" -v c1="$4" -v e0="$5" -v e1="$6" -v u0="$7" -v u1="$8" -v l="$1" 'BEGIN {
-    printf "%s: %.2f Redis commands per request (%.2f EVAL), Redis CPU %.1f us per request\n",
-      l, (c1 - c0) / n, (e1 - e0) / n, (u1 - u0) * 1e6 / n }'
+# per_run LABEL RUNS C0 C1 E0 E1 CPU0 CPU1 R0 R1: per journaled run, over its whole life (the
+# answer path's one EVAL, then the workflow's journal writes after the answer).
+per_run() {
+  awk -v n="$2" -v c0="$3" -v c1="$4" -v e0="$5" -v e1="$6" -v u0="$7" -v u1="$8" \
+    -v r0="$9" -v r1="${10}" -v l="$1" 'BEGIN {
+    printf "%s per run: %.2f EVAL (1 on the answer path), %.2f Redis round trips (read events), %.1f commands incl. those inside scripts, Redis CPU %.1f us\n",
+      l, (e1 - e0) / n, (r1 - r0) / n, (c1 - c0) / n, (u1 - u0) * 1e6 / n }'
 }
 answered() { awk '/requests in/ {print $1}' "$1"; }
 
@@ -238,14 +243,13 @@ pids+=($!)
 redis1_pid=$!
 wait_port 8094
 redis1_url="http://127.0.0.1:8094/listener/$h1/$h2?ref=A-1"
-c0="$(commands)"; e0="$(evals)"; u0="$(redis_cpu)"
+c0="$(commands)"; e0="$(evals)"; u0="$(redis_cpu)"; r0="$(reads)"
 run_wrk redis_1 "$redis1_pid" "$redis1_url"
-c1="$(commands)"; e1="$(evals)"; u1="$(redis_cpu)"
 echo "redis_1 / bare_hyper = $(awk -v a="$(cat "$dir/redis_1.rps")" -v b="$(cat "$dir/bare_hyper.rps")" \
   'BEGIN { printf "%.2f", a / b }')   (last bare_hyper round)"
 n1="$(answered "$dir/redis_1.wrk")"
 read -r ok1 all1 <<<"$(redis_runs)"
-per_request "redis_1" "$all1" "$c0" "$(commands)" "$e0" "$(evals)" "$u0" "$(redis_cpu)"
+per_run "redis_1" "$all1" "$c0" "$(commands)" "$e0" "$(evals)" "$u0" "$(redis_cpu)" "$r0" "$(reads)"
 echo "redis_1 runs: $ok1 succeeded of $all1 journaled, $n1 answered by wrk"
 [ "$ok1" -ge "$n1" ] && [ "$ok1" = "$all1" ] || { echo "redis: accepted runs did not all complete"; exit 1; }
 
@@ -254,7 +258,7 @@ pids+=($!)
 redis2_pid=$!
 wait_port 8095
 redis2_url="http://127.0.0.1:8095/listener/$h1/$h2?ref=A-1"
-c0="$(commands)"; e0="$(evals)"; u0="$(redis_cpu)"
+c0="$(commands)"; e0="$(evals)"; u0="$(redis_cpu)"; r0="$(reads)"
 before="$(rcli ZCARD 'fs:{j}:all')"
 taskset -c 1 wrk -t1 -c32 -d"${secs}s" --latency "$redis1_url" >"$dir/redis_2a.wrk" &
 wa=$!
@@ -271,6 +275,6 @@ echo "redis_2 (two processes) total $total req/s = $(awk -v a="$total" -v b="$(c
   'BEGIN { printf "%.2f", a / b }') x bare_hyper (last round)"
 n2=$(( $(answered "$dir/redis_2a.wrk") + $(answered "$dir/redis_2b.wrk") ))
 read -r ok2 all2 <<<"$(redis_runs)"
-per_request "redis_2" "$((all2 - before))" "$c0" "$(commands)" "$e0" "$(evals)" "$u0" "$(redis_cpu)"
+per_run "redis_2" "$((all2 - before))" "$c0" "$(commands)" "$e0" "$(evals)" "$u0" "$(redis_cpu)" "$r0" "$(reads)"
 echo "redis_2 runs: $((ok2 - ok1)) succeeded of $((all2 - before)) journaled, $n2 answered by wrk"
 [ "$((ok2 - ok1))" -ge "$n2" ] && [ "$ok2" = "$all2" ] || { echo "redis: accepted runs did not all complete"; exit 1; }
