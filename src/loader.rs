@@ -1,6 +1,6 @@
 //! Where named templates come from (docs/templates.md "The template library"):
 //! the [`Loader`] trait with a folder loader and a map loader, template-name
-//! normalisation, and the engine's [`Library`]: loader + snippets + a thread-safe
+//! normalisation, and the engine's `Library`: loader + snippets + a thread-safe
 //! cache of compiled templates.
 
 use crate::builtins::Registry;

@@ -19,6 +19,7 @@ pub fn register(r: &mut Registry) {
     r.function("random", &["values|list_or_max?", "max?"], |_, a| {
         random(arg(a, 0), arg(a, 1))
     });
+    r.mark_non_deterministic("random");
     r.function("attribute", &["object|obj", "attribute|key"], |_, a| {
         Ok(match arg(a, 0).get_item(arg(a, 1)) {
             Value::Undefined => Value::Null,

@@ -147,6 +147,8 @@ pub fn register(r: &mut Registry) {
     r.function("qrCode", &["text", "size?"], qr_code);
     r.function("uuid", &[], uuid);
     r.function("uniqueId", &["prefix?"], unique_id);
+    r.mark_non_deterministic("uuid");
+    r.mark_non_deterministic("uniqueId");
     r.function("env", &["name"], env);
 }
 

@@ -396,6 +396,7 @@ pub fn register(r: &mut Registry) {
         query,
     );
     r.function("incrementAndGet", &["name", "by?"], increment_and_get);
+    r.mark_non_deterministic("incrementAndGet");
     r.function("memoryGet", &["name", "default?"], memory_get);
 }
 

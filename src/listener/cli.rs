@@ -74,14 +74,14 @@ pub fn serve(config: &Path, addr: Option<&str>, watch: bool, state: Option<&str>
             eprintln!("error: cannot install signal handlers");
             return 1;
         };
-        let options = Options {
-            state: state.map(str::to_string),
-            ..Options::default()
-        };
+        let mut options = Options::default();
+        if let Some(spec) = state {
+            options = options.with_state(spec);
+        }
         let running = match start_with(config, addr, options).await {
             Ok(r) => r,
             Err(e) => {
-                for line in e.lines() {
+                for line in e.to_string().lines() {
                     eprintln!("error: {line}");
                 }
                 return 1;
@@ -208,7 +208,7 @@ pub fn token(
         .map(serde_json::from_str::<serde_json::Value>)
         .transpose()
         .map_err(|e| format!("--data is not valid JSON: {e}"))?;
-    super::auth::sign(key, secret, alg, ttl, data)
+    super::auth::sign(key, secret, alg, ttl, data).map_err(|e| e.to_string())
 }
 
 /// What `flexscript runs` does.
@@ -216,16 +216,29 @@ pub fn token(
 pub enum RunsAction {
     /// List runs, newest first.
     List {
+        /// Only runs of this endpoint.
         endpoint: Option<String>,
+        /// Only runs in this status.
         status: Option<String>,
+        /// At most this many runs (1..=1000).
         limit: usize,
+        /// The cursor of the next (older) page.
         before: Option<String>,
+        /// Print the page as JSON.
         json: bool,
     },
     /// Print one run's whole record (JSON).
-    Show { id: String },
+    Show {
+        /// The run's id.
+        id: String,
+    },
     /// Queue a failed or interrupted run again (`from`: `failed` or `start`).
-    Retry { id: String, from: String },
+    Retry {
+        /// The run's id.
+        id: String,
+        /// `failed` (from its failed step) or `start`.
+        from: String,
+    },
 }
 
 /// `flexscript runs …`: reads (and retries) runs in the state backend of the configuration at
@@ -283,8 +296,12 @@ fn runs_inner(config: &Path, state: Option<&str>, action: RunsAction) -> Result<
             } => {
                 let filter = RunFilter {
                     endpoint,
-                    status: status.as_deref().map(runs_api::parse_status).transpose()?,
-                    limit: runs_api::parse_limit(&limit.to_string())?,
+                    status: status
+                        .as_deref()
+                        .map(runs_api::parse_status)
+                        .transpose()
+                        .map_err(|e| e.to_string())?,
+                    limit: runs_api::parse_limit(&limit.to_string()).map_err(|e| e.to_string())?,
                     before,
                 };
                 let page = backend
@@ -307,7 +324,7 @@ fn runs_inner(config: &Path, state: Option<&str>, action: RunsAction) -> Result<
                     .map_err(|e| e.to_string())
             }
             RunsAction::Retry { id, from } => {
-                let from = runs_api::parse_from(&from)?;
+                let from = runs_api::parse_from(&from).map_err(|e| e.to_string())?;
                 let rec = backend.retry_run(&id, from).await.map_err(|e| match e {
                     crate::state::StateError::NotFound => format!("no run {id}"),
                     e => e.to_string(),
