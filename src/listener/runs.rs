@@ -210,7 +210,7 @@ impl Runner {
         let ep = &run.endpoint;
         // A place in the in-memory queue is taken now (so concurrent requests cannot pass the
         // bound); a run a request waits for (async `continue`) always gets one.
-        let reserved = run.resumable && self.reserve(1) == 1;
+        let reserved = run.resumable && self.reserve_one();
         let spill = run.resumable && !reserved && !run.has_listener();
         let release = |me: &Self| {
             if reserved {
