@@ -7,7 +7,7 @@ use super::server::{start_with, Options, Running};
 use rand::RngCore;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 /// Logs go to stderr (stdout carries only the ready lines) through [`super::log`]'s buffer,
@@ -103,6 +103,54 @@ fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
+/// What `serve --watch` compares from one tick to the next: the configuration file's
+/// modification time and, when `[server] templates` names a folder, the path, size and
+/// modification time of every file under it (docs/templates.md "In the listener"). A file
+/// added, removed or rewritten in the folder reloads like a change of the configuration.
+#[derive(PartialEq, Debug)]
+struct Watched {
+    config: Option<SystemTime>,
+    templates: Vec<(PathBuf, u64, Option<SystemTime>)>,
+}
+
+/// At most this many files of the templates folder are compared (a library is far smaller).
+const WATCH_FILES: usize = 10_000;
+
+fn watched(running: &Running) -> Watched {
+    let mut templates = Vec::new();
+    if let Some(dir) = running.templates_dir() {
+        watch_walk(&dir, 0, &mut templates);
+        templates.sort();
+    }
+    Watched {
+        config: modified(running.config_path()),
+        templates,
+    }
+}
+
+fn watch_walk(dir: &Path, depth: usize, out: &mut Vec<(PathBuf, u64, Option<SystemTime>)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if out.len() >= WATCH_FILES {
+            return;
+        }
+        let path = entry.path();
+        // `metadata` follows symbolic links, as the loader does when it reads a file
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            if depth < 32 {
+                watch_walk(&path, depth + 1, out);
+            }
+        } else {
+            out.push((path, meta.len(), meta.modified().ok()));
+        }
+    }
+}
+
 /// The signals `serve` reacts to.
 #[cfg(unix)]
 struct Signals {
@@ -125,8 +173,7 @@ impl Signals {
 
 #[cfg(unix)]
 async fn run_until_signal(running: Running, mut s: Signals, watch: bool) -> u8 {
-    let path = running.config_path().to_path_buf();
-    let mut seen = modified(&path);
+    let mut seen = if watch { Some(watched(&running)) } else { None };
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         tokio::select! {
@@ -134,9 +181,12 @@ async fn run_until_signal(running: Running, mut s: Signals, watch: bool) -> u8 {
             _ = s.int.recv() => break,
             _ = s.hup.recv() => { let _ = running.reload(); }
             _ = tick.tick(), if watch => {
-                let now = modified(&path);
-                if now != seen {
-                    seen = now;
+                let now = watched(&running);
+                if seen.as_ref() != Some(&now) {
+                    // the snapshot taken before the reload: a file written during it is
+                    // seen at the next tick (a reload that names another templates folder
+                    // costs one more reload, then watches the new folder)
+                    seen = Some(now);
                     let _ = running.reload();
                 }
             }

@@ -158,6 +158,10 @@ impl Running {
     pub fn config_path(&self) -> &Path {
         &self.state.path
     }
+    /// The template library folder of the configuration in force (`[server] templates`).
+    pub fn templates_dir(&self) -> Option<PathBuf> {
+        self.state.config().server.templates.clone()
+    }
     /// The state backend (journal and shared store) of this server.
     pub fn backend(&self) -> Arc<dyn Backend> {
         self.state.runner.backend.clone()
