@@ -358,7 +358,7 @@ fn runs_inner(config: &Path, state: Option<&str>, action: RunsAction) -> Result<
                 .into(),
         );
     }
-    let backend = spec.open_reader()?;
+    let backend = spec.open_reader_with(loaded.server.redis_ca.as_deref())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
