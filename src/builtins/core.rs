@@ -17,7 +17,7 @@ pub fn register(r: &mut Registry) {
     tests(r);
     r.declare_function(
         "range",
-        &["start|low", "end|high", "step?"],
+        &["low", "high", "step?"],
         |st: &mut dyn State, low: &Value, high: &Value, step: &Value| {
             let max = st.limits().max_range;
             value::range(low, high, step, max)
