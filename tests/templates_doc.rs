@@ -84,7 +84,10 @@ fn every_builtin_declares_typed_parameters() {
             untyped.push(format!("{kind} {n}"));
         }
     }
-    assert!(untyped.is_empty(), "builtins without typed declarations: {untyped:?}");
+    assert!(
+        untyped.is_empty(),
+        "builtins without typed declarations: {untyped:?}"
+    );
 }
 
 #[test]
