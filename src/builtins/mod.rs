@@ -3,8 +3,9 @@
 //! Every builtin is a [`BuiltinFn`]: it receives the render [`State`] and its
 //! arguments as one positional slice. The catalogue declares each builtin with typed,
 //! named parameters (`declare_filter`, `declare_function`, `declare_test` in [`typed`]),
-//! which convert that slice and build every wrong-type error in one place. For filters and tests `args[0]` is the
-//! piped / tested value and `args[1..]` the declared parameters; for functions
+//! which convert that slice and build every wrong-type error in one place. For filters
+//! and tests `args[0]` is the piped / tested value and `args[1..]` the declared
+//! parameters; for functions
 //! `args` are the declared parameters. The compiler resolves named arguments
 //! against the declared [`Signature`] at compile time, so a builtin always sees
 //! its parameters in declaration order; an omitted optional parameter arrives as

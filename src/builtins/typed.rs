@@ -723,4 +723,95 @@ mod tests {
             Some((vec!["arg1", "arg2", "arg3"], 2, false))
         );
     }
+
+    #[test]
+    fn declared_builtins_convert_and_name_their_parameters() {
+        let mut r = Registry::default();
+        r.declare_filter(
+            "pad",
+            &["width", "fill?"],
+            |_: &mut dyn State, s: Cow<str>, width: i64, fill: Option<Cow<str>>| {
+                let fill = fill.unwrap_or(Cow::Borrowed(" "));
+                format!("{}{s}", fill.repeat(usize::try_from(width).unwrap_or(0)))
+            },
+        );
+        r.declare_function(
+            "count",
+            &["first", "rest..."],
+            |_: &mut dyn State, first: &Value, Rest(rest): Rest| {
+                i64::from(!first.is_undefined()) + rest.len() as i64
+            },
+        );
+        r.declare_function(
+            "apply",
+            &["arrow"],
+            |st: &mut dyn State, Arrow(f): Arrow| st.call(f, &[]),
+        );
+        let out = |res: Result<Value, Error>| match res {
+            Ok(v) => v.to_output(),
+            Err(e) => format!("ERR {}", e.message()),
+        };
+        assert_eq!(
+            out(run(&r, "filter", "pad", &[Value::Int(7), Value::Int(2)])),
+            "  7"
+        );
+        assert_eq!(
+            out(run(
+                &r,
+                "filter",
+                "pad",
+                &[Value::str("x"), Value::Int(1), Value::Null]
+            )),
+            " x"
+        );
+        assert_eq!(
+            out(run(
+                &r,
+                "filter",
+                "pad",
+                &[Value::list(vec![]), Value::Int(1)]
+            )),
+            "ERR pad: the input must be a string, got a list"
+        );
+        assert_eq!(
+            out(run(
+                &r,
+                "filter",
+                "pad",
+                &[Value::str("x"), Value::str("wide")]
+            )),
+            "ERR pad: width must be an integer, got a string"
+        );
+        assert_eq!(
+            out(run(
+                &r,
+                "filter",
+                "pad",
+                &[Value::str("x"), Value::Int(1), Value::list(vec![])]
+            )),
+            "ERR pad: fill must be a string, got a list"
+        );
+        let ints: Vec<Value> = (0..4).map(Value::Int).collect();
+        assert_eq!(out(run(&r, "function", "count", &ints)), "4");
+        assert_eq!(out(run(&r, "function", "count", &[])), "0");
+        assert_eq!(
+            out(run(&r, "function", "apply", &[Value::Int(1)])),
+            "ERR apply: arrow must be an arrow function, got a number"
+        );
+        let sig = &r.filters.get("pad").expect("pad").signature;
+        assert_eq!(
+            (sig.params.clone(), sig.types.clone(), sig.required),
+            (vec!["width", "fill"], vec!["integer", "string"], 1)
+        );
+        let sig = &r.functions.get("count").expect("count").signature;
+        assert!(sig.variadic && sig.types == ["any", "any"]);
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "does not declare every parameter")]
+    fn a_spec_that_misses_a_parameter_is_caught_at_registration() {
+        let mut r = Registry::default();
+        r.declare_filter("bad", &[], |_: &mut dyn State, _s: Cow<str>, _n: i64| 0);
+    }
 }
