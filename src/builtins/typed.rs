@@ -814,4 +814,39 @@ mod tests {
         let mut r = Registry::default();
         r.declare_filter("bad", &[], |_: &mut dyn State, _s: Cow<str>, _n: i64| 0);
     }
+
+    /// The example of docs/catalogue.md "Host filters, functions and tests from typed closures".
+    #[test]
+    fn declared_host_filter_with_named_arguments() {
+        let mut engine = crate::Engine::new();
+        engine.registry_mut().declare_filter(
+            "pad",
+            &["width", "fill?"],
+            |_: &mut dyn State, s: Cow<str>, width: i64, fill: Option<Cow<str>>| {
+                format!(
+                    "{}{s}",
+                    fill.as_deref()
+                        .unwrap_or(" ")
+                        .repeat(width.clamp(0, 100) as usize)
+                )
+            },
+        );
+        engine
+            .registry_mut()
+            .add_function("clamp", |x: i64, lo: i64, hi: Option<i64>| {
+                x.max(lo).min(hi.unwrap_or(i64::MAX))
+            });
+        let render = |src: &str| {
+            engine
+                .compile("t", src)
+                .and_then(|t| t.render(&serde_json::json!({})))
+                .unwrap_or_else(|e| format!("ERR {}", e.message()))
+        };
+        assert_eq!(render(r#"{{ "x"|pad(fill: "*", width: 2) }}"#), "**x");
+        assert_eq!(
+            render(r#"{{ "x"|pad(width: "wide") }}"#),
+            "ERR pad: width must be an integer, got a string"
+        );
+        assert_eq!(render("{{ clamp(5, arg2: 7) }}"), "7");
+    }
 }
