@@ -21,7 +21,6 @@ pub mod builtins;
 pub mod clock;
 mod compile;
 #[cfg(feature = "listener")]
-#[allow(missing_docs)]
 pub mod detect;
 mod engine;
 mod error;
@@ -41,10 +40,8 @@ pub use limits::Limits;
 pub use loader::{FolderLoader, Loader, MapLoader};
 pub use value::{Map, Value};
 #[cfg(feature = "listener")]
-#[allow(missing_docs)] // being edited by several hands; documented in docs/listener.md
 pub mod listener;
 #[cfg(feature = "listener")]
-#[allow(missing_docs)] // the durable-runs work is landing here; see docs/state.md
 pub mod state;
 
 /// The README's Rust examples compile and run as doc tests.

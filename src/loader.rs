@@ -1,6 +1,6 @@
 //! Where named templates come from (docs/templates.md "The template library"):
 //! the [`Loader`] trait with a folder loader and a map loader, template-name
-//! normalisation, and the engine's [`Library`]: loader + snippets + a thread-safe
+//! normalisation, and the engine's `Library`: loader + snippets + a thread-safe
 //! cache of compiled templates.
 
 use crate::builtins::Registry;
@@ -254,6 +254,14 @@ impl Library {
         let Some(loader) = &self.loader else {
             return Ok(None);
         };
+        // A name already in normal form (the usual case) is found without normalising it
+        // again: the cache's keys are normal names.
+        // (`C:x` is refused by `normalize_name` even when `./C:x` was cached as `C:x`)
+        if name.as_bytes().get(1) != Some(&b':') {
+            if let Some(p) = self.cache.read().ok().and_then(|c| c.get(name).cloned()) {
+                return Ok(Some(p));
+            }
+        }
         let key = normalize_name(name)?;
         if let Some(p) = self
             .cache

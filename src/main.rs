@@ -190,6 +190,7 @@ fn read_context(path: Option<&str>) -> Result<Value, Error> {
             ErrorKind::InvalidArgument,
             format!("invalid JSON context in {path}: {e}"),
         )
+        .with_source(e)
     })?;
     if !json.is_object() {
         return Err(Error::new(

@@ -382,14 +382,7 @@ async fn the_example_configuration_is_clean_and_works() {
         "{errors:?} {warnings:?}"
     );
     // In memory: the file's default state (SQLite beside it) would write into the repository.
-    let s = serve_file_with(
-        &path,
-        Options {
-            state: Some("memory".into()),
-            ..Options::default()
-        },
-    )
-    .await;
+    let s = serve_file_with(&path, Options::default().with_state("memory")).await;
     let invoice = "/listener/9f2c4e1a7b3d5f60a1c2e3f405162738/41d0b2c3d4e5f60718293a4b5c6d7e8f";
     let r = s
         .post_json(

@@ -20,7 +20,6 @@ fn write_config(toml: &str) -> TempFile {
 }
 use std::collections::{HashMap, HashSet};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_flexscript");
@@ -54,84 +53,6 @@ fn hook(id: &str, url: &str, extra: &str) -> String {
         "webhook",
         &format!("url = \"{url}\"\nbody = '''{{{{ __data.n }}}}'''\n{extra}"),
     )
-}
-
-/// One call seen by the receiver: `Idempotency-Key`, path, body, when.
-#[derive(Clone, Debug)]
-struct Call {
-    key: String,
-    path: String,
-    body: String,
-    at: Instant,
-}
-
-/// A real HTTP receiver recording every call; answers 200 after `delay`.
-struct Receiver {
-    addr: std::net::SocketAddr,
-    calls: Arc<Mutex<Vec<Call>>>,
-}
-
-impl Receiver {
-    async fn start(delay: Duration) -> Receiver {
-        use http_body_util::{BodyExt, Full};
-        use hyper::{body::Incoming, Request, Response};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let calls = Arc::new(Mutex::new(Vec::new()));
-        let calls2 = calls.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let calls = calls2.clone();
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let calls = calls.clone();
-                        async move {
-                            let key = req
-                                .headers()
-                                .get("idempotency-key")
-                                .and_then(|v| v.to_str().ok())
-                                .unwrap_or("")
-                                .to_string();
-                            let path = req.uri().path().to_string();
-                            let body = req
-                                .into_body()
-                                .collect()
-                                .await
-                                .map(|b| b.to_bytes())
-                                .unwrap_or_default();
-                            calls.lock().expect("lock").push(Call {
-                                key,
-                                path,
-                                body: String::from_utf8_lossy(&body).into_owned(),
-                                at: Instant::now(),
-                            });
-                            tokio::time::sleep(delay).await;
-                            Ok::<_, std::convert::Infallible>(Response::new(Full::new(
-                                bytes::Bytes::from_static(b"{}"),
-                            )))
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
-        Receiver { addr, calls }
-    }
-
-    fn url(&self, p: &str) -> String {
-        format!("http://{}{p}", self.addr)
-    }
-
-    fn calls(&self) -> Vec<Call> {
-        self.calls.lock().expect("lock").clone()
-    }
 }
 
 /// Starts `flexscript serve PATH --addr 127.0.0.1:0` (through `sh -c PREFIX` when given) and
@@ -179,6 +100,57 @@ async fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     cond()
+}
+
+/// The crash sequence of the mid-run kill tests: serves `cfg`, sends the request `send` builds
+/// (the run's first webhook goes to `rx`, its second waits in a 1500 ms delay), waits for the
+/// first call and for the run's record in the SQLite file, SIGKILLs the child, restarts it, and
+/// waits for the run to turn final and past the delay's due time. Returns the run's final
+/// status (the file must hold exactly one run) and the receiver's calls.
+async fn kill_mid_run_and_restart<F, Fut>(
+    cfg: &TempFile,
+    rx: &Receiver,
+    send: F,
+) -> (Option<RunStatus>, Vec<Call>)
+where
+    F: FnOnce(std::net::SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = Resp> + Send + 'static,
+{
+    let (mut child, addr) = spawn_serve(cfg.path(), None).await;
+    let req = tokio::spawn(send(addr));
+    assert!(wait_for(Duration::from_secs(20), || !rx.calls().is_empty()).await);
+    // The record is queued without waiting (the request waits for the run): wait for its commit.
+    let db = cfg.path().parent().unwrap().join(".flexscript/state.db");
+    let b = SqliteBackend::open_reader(&db).expect("reader");
+    for _ in 0..200 {
+        if !b
+            .list_runs(RunFilter::default())
+            .await
+            .expect("list")
+            .runs
+            .is_empty()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    kill9(&mut child);
+    let _ = req.await;
+    let (mut child, _) = spawn_serve(cfg.path(), None).await;
+    let mut status = None;
+    for _ in 0..200 {
+        let runs = b.list_runs(RunFilter::default()).await.expect("list");
+        assert_eq!(runs.runs.len(), 1);
+        if runs.runs[0].status.is_final() {
+            status = Some(runs.runs[0].status);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Past the delay's due time: a resumed run would have called its second step by now.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    kill9(&mut child);
+    (status, rx.calls())
 }
 
 fn post_n(n: usize) -> String {
@@ -412,8 +384,7 @@ async fn a_sync_continue_killed_mid_run_is_interrupted_not_resumed() {
         "return_type = \"continue\"\nrun_mode = \"sync\"\nresponse_timeout_ms = 30000",
         &steps,
     ));
-    let (mut child, addr) = spawn_serve(cfg.path(), None).await;
-    let req = tokio::spawn(async move {
+    let (status, calls) = kill_mid_run_and_restart(&cfg, &rx, |addr| async move {
         request(
             addr,
             "POST",
@@ -422,33 +393,11 @@ async fn a_sync_continue_killed_mid_run_is_interrupted_not_resumed() {
             b"{\"n\": 1}",
         )
         .await
-    });
-    assert!(wait_for(Duration::from_secs(20), || !rx.calls().is_empty()).await);
-    // The record is queued without waiting (the request waits for the run): wait for its commit.
-    let db = cfg.path().parent().unwrap().join(".flexscript/state.db");
-    let b = SqliteBackend::open_reader(&db).expect("reader");
-    for _ in 0..200 {
-        if !b
-            .list_runs(RunFilter::default())
-            .await
-            .expect("list")
-            .runs
-            .is_empty()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    kill9(&mut child);
-    let _ = req.await;
-    let (mut child, _) = spawn_serve(cfg.path(), None).await;
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    kill9(&mut child);
-    let calls = rx.calls();
-    assert_eq!(calls.len(), 1, "not resumed: {calls:?}");
-    let runs = b.list_runs(RunFilter::default()).await.expect("list");
-    assert_eq!(runs.runs.len(), 1);
-    assert_eq!(runs.runs[0].status, RunStatus::Interrupted);
+    })
+    .await;
+    assert_eq!(status, Some(RunStatus::Interrupted));
+    let paths: Vec<_> = calls.into_iter().map(|c| c.path).collect();
+    assert_eq!(paths, ["/first"], "not resumed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -888,41 +837,11 @@ async fn an_sse_run_killed_mid_stream_is_interrupted_not_resumed() {
         "return_type = \"sse\"\nrun_mode = \"sync\"\nresponse_timeout_ms = 30000",
         &steps,
     ));
-    let (mut child, addr) = spawn_serve(cfg.path(), None).await;
-    let req = tokio::spawn(async move { request(addr, "GET", &path(1), &[], b"").await });
-    assert!(wait_for(Duration::from_secs(20), || !rx.calls().is_empty()).await);
-    // The record is queued without waiting (the stream is the answer): wait for its commit.
-    let db = cfg.path().parent().unwrap().join(".flexscript/state.db");
-    let b = SqliteBackend::open_reader(&db).expect("reader");
-    for _ in 0..200 {
-        if !b
-            .list_runs(RunFilter::default())
-            .await
-            .expect("list")
-            .runs
-            .is_empty()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    kill9(&mut child);
-    let _ = req.await;
-    let (mut child, _) = spawn_serve(cfg.path(), None).await;
-    let mut status = None;
-    for _ in 0..200 {
-        let runs = b.list_runs(RunFilter::default()).await.expect("list");
-        assert_eq!(runs.runs.len(), 1);
-        if runs.runs[0].status.is_final() {
-            status = Some(runs.runs[0].status);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    // Past the delay's due time: the second step never ran.
-    tokio::time::sleep(Duration::from_millis(2000)).await;
-    kill9(&mut child);
+    let (status, calls) = kill_mid_run_and_restart(&cfg, &rx, |addr| async move {
+        request(addr, "GET", &path(1), &[], b"").await
+    })
+    .await;
     assert_eq!(status, Some(RunStatus::Interrupted));
-    let paths: Vec<_> = rx.calls().into_iter().map(|c| c.path).collect();
+    let paths: Vec<_> = calls.into_iter().map(|c| c.path).collect();
     assert_eq!(paths, ["/first"], "not resumed");
 }

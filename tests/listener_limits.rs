@@ -20,10 +20,7 @@ fn one_endpoint(server_table: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_beyond_the_cap_wait_until_one_closes() {
-    let options = Options {
-        max_connections: Some(2),
-        ..Options::default()
-    };
+    let options = Options::default().with_max_connections(2);
     // The embedding program's option wins over the file.
     let s = serve_with(&one_endpoint("[server]\nmax_connections = 50\n"), options).await;
     cap_of_two_holds(s).await;

@@ -29,14 +29,7 @@ fn series(text: &str, name: &str) -> Option<f64> {
 }
 
 async fn metrics(s: &Server) -> String {
-    let r = s
-        .request(
-            "GET",
-            "/metrics",
-            &[("authorization", &format!("Bearer {KEY}"))],
-            b"",
-        )
-        .await;
+    let r = admin(s, "GET", "/metrics").await;
     assert_eq!(r.status, 200, "{}", r.body);
     r.body
 }
@@ -101,10 +94,7 @@ async fn readiness_checks_plug_in_and_give_a_one_line_reason() {
             }
         }
     });
-    let options = Options {
-        readiness: vec![backend],
-        ..Options::default()
-    };
+    let options = Options::default().with_readiness(backend);
     let s = serve_with(&endpoint("a", 'a', ""), options).await;
     let r = s.get("/readyz").await;
     assert_eq!(r.status, 503);
@@ -119,10 +109,7 @@ async fn readiness_checks_plug_in_and_give_a_one_line_reason() {
 
     // A check that never answers is a failure after its time limit, not a hung probe.
     let hang = ReadyCheck::new("state backend", std::future::pending);
-    let options = Options {
-        readiness: vec![hang],
-        ..Options::default()
-    };
+    let options = Options::default().with_readiness(hang);
     let s = serve_with(&endpoint("a", 'a', ""), options).await;
     let t = Instant::now();
     let r = s.get("/readyz").await;
@@ -359,8 +346,8 @@ async fn admin_addr_serves_operations_on_a_separate_listener() {
         endpoint("a", 'a', "")
     );
     let s = serve(&toml).await;
-    let admin = s.running.admin_addr().expect("admin listener");
-    assert_ne!(admin, s.addr);
+    let admin_at = s.running.admin_addr().expect("admin listener");
+    assert_ne!(admin_at, s.addr);
     // Public: endpoints and the listing only.
     assert_eq!(s.get(&ep_path('a', 'a')).await.status, 200);
     let listing = s
@@ -373,22 +360,15 @@ async fn admin_addr_serves_operations_on_a_separate_listener() {
         .await;
     assert_eq!(listing.status, 200);
     for path in ["/healthz", "/readyz", "/metrics", "/runs"] {
-        let r = s
-            .request(
-                "GET",
-                path,
-                &[("authorization", &format!("Bearer {KEY}"))],
-                b"",
-            )
-            .await;
+        let r = admin(&s, "GET", path).await;
         assert_eq!(r.status, 404, "public {path}");
     }
     // Admin: health, readiness and metrics without a key; nothing else.
     for path in ["/healthz", "/readyz"] {
-        let r = request(admin, "GET", path, &[], b"").await;
+        let r = request(admin_at, "GET", path, &[], b"").await;
         assert_eq!((r.status, r.body.as_str()), (200, "ok\n"), "admin {path}");
     }
-    let r = request(admin, "GET", "/metrics", &[], b"").await;
+    let r = request(admin_at, "GET", "/metrics", &[], b"").await;
     assert_eq!(r.status, 200);
     assert_eq!(
         series(
@@ -400,7 +380,7 @@ async fn admin_addr_serves_operations_on_a_separate_listener() {
         r.body
     );
     for path in [ep_path('a', 'a'), "/dynamic-endpoints".to_string()] {
-        let r = request(admin, "GET", &path, &[("apikey", "listing-key")], b"").await;
+        let r = request(admin_at, "GET", &path, &[("apikey", "listing-key")], b"").await;
         assert_eq!(r.status, 404, "admin {path}");
     }
     s.running.shutdown().await;
@@ -613,14 +593,18 @@ message = "other"
     )
 }
 
-fn admin_headers() -> Vec<(&'static str, String)> {
-    vec![("authorization", format!("Bearer {KEY}"))]
+/// An admin-route request with the admin key [`KEY`] as a bearer token.
+async fn admin(s: &Server, method: &str, path: &str) -> Resp {
+    let bearer = format!("Bearer {KEY}");
+    s.request(method, path, &[("authorization", &bearer)], b"")
+        .await
 }
 
-async fn admin(s: &Server, method: &str, path: &str) -> Resp {
-    let h = admin_headers();
-    let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    s.request(method, path, &h, b"").await
+/// The status of `GET /metrics` with `key` in the `apikey` header.
+async fn metrics_status_with(s: &Server, key: &str) -> u16 {
+    s.request("GET", "/metrics", &[("apikey", key)], b"")
+        .await
+        .status
 }
 
 /// Polls `GET /runs/{id}` until `done` holds for the record (30 s at most).
@@ -964,18 +948,8 @@ async fn runs_cli_reads_and_retries_a_stopped_servers_file() {
     let path = file.path().to_path_buf();
     let (child, addr) = spawn_serve(&path, &[]).await;
     let mut guard = Guard(Some(child));
-    assert_eq!(
-        request(
-            addr,
-            "POST",
-            &ep_path('a', 'a'),
-            &[("content-type", "application/json")],
-            b"{\"order\": 1}"
-        )
-        .await
-        .status,
-        200
-    );
+    let r = post_json_to(addr, &ep_path('a', 'a'), "{\"order\": 1}").await;
+    assert_eq!(r.status, 200);
     // The command reads the file while the server runs.
     let p = path.clone();
     let failed =
@@ -983,18 +957,8 @@ async fn runs_cli_reads_and_retries_a_stopped_servers_file() {
             .await
             .expect("join");
     let id = failed[0]["id"].as_str().expect("id").to_string();
-    assert_eq!(
-        request(
-            addr,
-            "POST",
-            &ep_path('b', 'b'),
-            &[("content-type", "application/json")],
-            b"{\"d\": 2}"
-        )
-        .await
-        .status,
-        200
-    );
+    let r = post_json_to(addr, &ep_path('b', 'b'), "{\"d\": 2}").await;
+    assert_eq!(r.status, 200);
     let p = path.clone();
     tokio::task::spawn_blocking(move || {
         wait_cli_listed(&p, &["--endpoint", "setdiv", "--status", "succeeded"], 1)
@@ -1155,14 +1119,7 @@ async fn a_full_disk_counts_backend_errors_and_readiness_stays() {
     let body = format!("{{\"pad\": \"{}\"}}", "p".repeat(8000));
     let mut refused = false;
     for _ in 0..400 {
-        let r = request(
-            addr,
-            "POST",
-            &ep_path('a', 'a'),
-            &[("content-type", "application/json")],
-            body.as_bytes(),
-        )
-        .await;
+        let r = post_json_to(addr, &ep_path('a', 'a'), &body).await;
         if r.status == 503 {
             refused = true;
             break;
@@ -1196,13 +1153,7 @@ async fn a_reload_changes_the_admin_key() {
         endpoint("a", 'a', "")
     ))
     .await;
-    let with = |k: &'static str| vec![("apikey", k)];
-    assert_eq!(
-        s.request("GET", "/metrics", &with("old-key"), b"")
-            .await
-            .status,
-        200
-    );
+    assert_eq!(metrics_status_with(&s, "old-key").await, 200);
     std::fs::write(
         &s.config_path,
         format!(
@@ -1212,26 +1163,11 @@ async fn a_reload_changes_the_admin_key() {
     )
     .expect("write");
     s.running.reload().expect("reload");
-    assert_eq!(
-        s.request("GET", "/metrics", &with("old-key"), b"")
-            .await
-            .status,
-        401
-    );
-    assert_eq!(
-        s.request("GET", "/metrics", &with("new-key"), b"")
-            .await
-            .status,
-        200
-    );
+    assert_eq!(metrics_status_with(&s, "old-key").await, 401);
+    assert_eq!(metrics_status_with(&s, "new-key").await, 200);
     // Without the key the routes are gone again.
     std::fs::write(&s.config_path, endpoint("a", 'a', "")).expect("write");
     s.running.reload().expect("reload");
-    assert_eq!(
-        s.request("GET", "/metrics", &with("new-key"), b"")
-            .await
-            .status,
-        404
-    );
+    assert_eq!(metrics_status_with(&s, "new-key").await, 404);
     s.running.shutdown().await;
 }

@@ -8,7 +8,6 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_flexscript");
@@ -167,69 +166,6 @@ async fn spawn_serve(path: &Path) -> (Child, SocketAddr) {
     (child, addr)
 }
 
-/// A real HTTP receiver recording `(Idempotency-Key, path, body)` of every call.
-struct Receiver {
-    addr: SocketAddr,
-    calls: Arc<Mutex<Vec<(String, String, String)>>>,
-}
-
-impl Receiver {
-    async fn start(delay: Duration) -> Receiver {
-        use http_body_util::{BodyExt, Full};
-        use hyper::{body::Incoming, Request, Response};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let calls = Arc::new(Mutex::new(Vec::new()));
-        let calls2 = calls.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let calls = calls2.clone();
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let calls = calls.clone();
-                        async move {
-                            let key = req
-                                .headers()
-                                .get("idempotency-key")
-                                .and_then(|v| v.to_str().ok())
-                                .unwrap_or("")
-                                .to_string();
-                            let p = req.uri().path().to_string();
-                            let body = req
-                                .into_body()
-                                .collect()
-                                .await
-                                .map(|b| b.to_bytes())
-                                .unwrap_or_default();
-                            calls.lock().expect("lock").push((
-                                key,
-                                p,
-                                String::from_utf8_lossy(&body).into_owned(),
-                            ));
-                            tokio::time::sleep(delay).await;
-                            Ok::<_, std::convert::Infallible>(Response::new(Full::new(
-                                bytes::Bytes::from_static(b"{}"),
-                            )))
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
-        Receiver { addr, calls }
-    }
-    fn url(&self, p: &str) -> String {
-        format!("http://{}{p}", self.addr)
-    }
-    fn calls(&self) -> Vec<(String, String, String)> {
-        self.calls.lock().expect("lock").clone()
-    }
-}
-
 async fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + limit;
     while Instant::now() < end {
@@ -383,8 +319,8 @@ async fn a_killed_instance_has_its_runs_finished_by_the_others() {
             let finished_by_victim: HashSet<String> = rx
                 .calls()
                 .into_iter()
-                .filter(|c| c.1 == "/later" && c.2.parse::<usize>().is_ok_and(|b| b % 3 == 0))
-                .map(|c| c.2)
+                .filter(|c| c.path == "/later" && c.body.parse::<usize>().is_ok_and(|b| b % 3 == 0))
+                .map(|c| c.body)
                 .collect();
             unfinished_at_kill = accepted_by_victim - finished_by_victim.len();
         }
@@ -407,14 +343,17 @@ async fn a_killed_instance_has_its_runs_finished_by_the_others() {
         "the kill came too late: {unfinished_at_kill} of {accepted_by_victim} runs unfinished"
     );
     let done = wait_for(Duration::from_secs(180), || {
-        let keys: HashSet<String> = rx.calls().into_iter().map(|c| c.0).collect();
+        let keys: HashSet<String> = rx.calls().into_iter().map(|c| c.key).collect();
         keys.len() >= 2 * accepted.len()
     })
     .await;
     let calls = rx.calls();
     let mut steps_of: HashMap<String, HashSet<String>> = HashMap::new();
     let mut run_of: HashMap<String, String> = HashMap::new();
-    for (key, p, body) in &calls {
+    for Call {
+        key, path: p, body, ..
+    } in &calls
+    {
         let (run, step) = key.split_once('.').expect("key is run.step");
         assert_eq!(format!("/{step}"), *p);
         let prev = run_of.insert(body.clone(), run.to_string());
@@ -433,7 +372,7 @@ async fn a_killed_instance_has_its_runs_finished_by_the_others() {
     }
     assert!(done);
     // Repeats only for the steps in flight at the kill (2 workers).
-    let distinct: HashSet<&String> = calls.iter().map(|c| &c.0).collect();
+    let distinct: HashSet<&String> = calls.iter().map(|c| &c.key).collect();
     assert!(
         calls.len() - distinct.len() <= 2,
         "{} repeats",
@@ -541,11 +480,11 @@ async fn redis_down_answers_503_keeps_stateless_endpoints_and_recovers() {
     }
     // No 200 for work that was not kept: every accepted request's webhook is sent.
     let all = wait_for(Duration::from_secs(60), || {
-        let sent: HashSet<String> = rx.calls().into_iter().map(|c| c.2).collect();
+        let sent: HashSet<String> = rx.calls().into_iter().map(|c| c.body).collect();
         accepted.iter().all(|n| sent.contains(n))
     })
     .await;
-    let sent: HashSet<String> = rx.calls().into_iter().map(|c| c.2).collect();
+    let sent: HashSet<String> = rx.calls().into_iter().map(|c| c.body).collect();
     let lost: Vec<_> = accepted.iter().filter(|n| !sent.contains(*n)).collect();
     assert!(all, "accepted but never run: {lost:?}");
 }

@@ -352,7 +352,11 @@ async fn reload_applies_a_good_file_and_keeps_serving_on_a_broken_one() {
         "the shared store survives a reload"
     );
     std::fs::write(&s.config_path, data_endpoint('a', "{{ broken")).expect("write");
-    let err = s.running.reload().expect_err("broken file refused");
+    let err = s
+        .running
+        .reload()
+        .expect_err("broken file refused")
+        .to_string();
     assert!(
         err.contains("endpoints.toml:") && err.contains("return_data"),
         "{err}"
@@ -370,6 +374,11 @@ async fn start_refuses_a_broken_file_with_every_error() {
         Ok(_) => panic!("started"),
         Err(e) => e,
     };
+    let flexscript::listener::StartError::Config(errors) = &err else {
+        panic!("not a configuration error: {err:?}");
+    };
+    assert!(errors.diagnostics.len() >= 3, "{err}");
+    let err = err.to_string();
     assert!(
         err.contains("endpoints.toml:2: server.bogus: unknown field"),
         "{err}"
@@ -378,6 +387,58 @@ async fn start_refuses_a_broken_file_with_every_error() {
     assert!(
         err.contains("endpoint[0].return_type: is required"),
         "{err}"
+    );
+}
+
+/// The start errors are typed and keep their cause: the TOML parse error behind a file that is
+/// not TOML, the I/O error behind a missing file, the socket's error behind a taken address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_errors_keep_their_cause() {
+    use flexscript::listener::StartError;
+    use std::error::Error as _;
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().expect("addr");
+    let path = write_config("[server\n");
+    let err = match flexscript::listener::start(&path, Some(any)).await {
+        Ok(_) => panic!("started"),
+        Err(e) => e,
+    };
+    assert!(matches!(err, StartError::Config(_)), "{err:?}");
+    assert!(err.to_string().contains("TOML syntax"), "{err}");
+    let config = err.source().expect("the configuration errors");
+    let toml = config.source().expect("the TOML error");
+    assert!(!toml.to_string().is_empty());
+
+    let missing = path.with_file_name("missing.toml");
+    let err = match flexscript::listener::start(&missing, Some(any)).await {
+        Ok(_) => panic!("started"),
+        Err(e) => e,
+    };
+    let io = err
+        .source()
+        .and_then(|c| c.source())
+        .expect("the I/O error");
+    let io = io.downcast_ref::<std::io::Error>().expect("an io::Error");
+    assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+
+    let taken = std::net::TcpListener::bind(any).expect("bind");
+    let addr = taken.local_addr().expect("addr");
+    let path = write_config(&data_endpoint('a', "x"));
+    let err = match flexscript::listener::start(&path, Some(addr)).await {
+        Ok(_) => panic!("started on a taken address"),
+        Err(e) => e,
+    };
+    assert!(
+        matches!(&err, StartError::Listen { addr: a, admin: false, .. } if *a == addr),
+        "{err:?}"
+    );
+    assert_eq!(err.to_string().lines().count(), 1, "{err}");
+    assert!(err
+        .to_string()
+        .starts_with(&format!("cannot listen on {addr}: ")));
+    let io = err.source().expect("the socket error");
+    assert_eq!(
+        io.downcast_ref::<std::io::Error>().map(|e| e.kind()),
+        Some(std::io::ErrorKind::AddrInUse)
     );
 }
 

@@ -143,3 +143,63 @@ fn cli_render_and_check_with_a_templates_folder() {
         "{err}"
     );
 }
+
+/// Polls `GET` on the endpoint until its body is `want` (generous: the machine may be loaded).
+async fn poll_body(addr: std::net::SocketAddr, want: &str) -> String {
+    let t = std::time::Instant::now();
+    let mut seen = String::new();
+    while t.elapsed() < std::time::Duration::from_secs(30) {
+        seen = request(addr, "GET", &ep_path('a', 'b'), &[], b"")
+            .await
+            .body;
+        if seen == want {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_watch_reloads_when_a_template_file_changes() {
+    let dir = temp_dir();
+    write(dir.path(), "tpl/parts/v.twig", "\"one\"");
+    let toml = format!(
+        "[server]\ntemplates = \"tpl\"\n\n{}",
+        endpoint("{\"v\": {% include 'parts/v.twig' %}}")
+    );
+    write(dir.path(), "endpoints.toml", &toml);
+    let path = dir.path().join("endpoints.toml");
+    let mut child = Command::new(BIN)
+        .args(["serve", path.to_str().expect("utf-8")])
+        .args(["--addr", "127.0.0.1:0", "--state", "memory", "--watch"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn serve");
+    let addr = ready_addr(&mut child).await;
+    assert_eq!(poll_body(addr, r#"{"v": "one"}"#).await, r#"{"v": "one"}"#);
+    // a rewritten file (the configuration file is not touched)
+    write(dir.path(), "tpl/parts/v.twig", "\"two, longer\"");
+    let two = poll_body(addr, r#"{"v": "two, longer"}"#).await;
+    // a broken template is refused: the previous library keeps serving
+    write(dir.path(), "tpl/parts/v.twig", "{% if %}");
+    write(dir.path(), "tpl/parts/w.twig", "\"new file\"");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let kept = request(addr, "GET", &ep_path('a', 'b'), &[], b"")
+        .await
+        .body;
+    // a fix, and a file added in a new subfolder that the fix includes
+    write(dir.path(), "tpl/more/x.twig", "\"added\"");
+    write(
+        dir.path(),
+        "tpl/parts/v.twig",
+        "{% include 'more/x.twig' %}",
+    );
+    let three = poll_body(addr, r#"{"v": "added"}"#).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(two, r#"{"v": "two, longer"}"#);
+    assert_eq!(kept, r#"{"v": "two, longer"}"#);
+    assert_eq!(three, r#"{"v": "added"}"#);
+}

@@ -10,7 +10,8 @@ use std::sync::OnceLock;
 fn scratch() -> &'static PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("flexscript-fuzz-config-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("flexscript-fuzz-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("scratch dir");
         dir.join("endpoints.toml")
     })
@@ -35,8 +36,11 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         Err(errors) => {
-            assert!(!errors.0.is_empty(), "a refused file lists its errors");
-            for d in &errors.0 {
+            assert!(
+                !errors.diagnostics.is_empty(),
+                "a refused file lists its errors"
+            );
+            for d in &errors.diagnostics {
                 assert!(!d.message.is_empty());
             }
         }

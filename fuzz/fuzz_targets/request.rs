@@ -61,7 +61,10 @@ fuzz_target!(|input: Input| {
     if let Some(v) = ct.and_then(|c| HeaderValue::from_str(&c).ok()) {
         headers.insert("content-type", v);
     }
-    let jwt = input.jwt.as_ref().map(|v| flexscript::Value::from(v.to_json(0)));
+    let jwt = input
+        .jwt
+        .as_ref()
+        .map(|v| flexscript::Value::from(v.to_json(0)));
     let parts = RequestParts {
         method: &method,
         uri: &uri,

@@ -56,7 +56,10 @@ fuzz_target!(|input: Input| {
             headers.append(scheme.header(), v);
         }
     }
-    for (name, value) in [("webhook-id", &input.id), ("webhook-timestamp", &input.timestamp)] {
+    for (name, value) in [
+        ("webhook-id", &input.id),
+        ("webhook-timestamp", &input.timestamp),
+    ] {
         if let Some(v) = value.as_ref().and_then(|v| HeaderValue::from_bytes(v).ok()) {
             headers.insert(name, v);
         }
@@ -82,7 +85,14 @@ fuzz_target!(|input: Input| {
             h.insert("webhook-signature", HeaderValue::from_str(&sig).unwrap());
             if id.trim() == id {
                 assert_eq!(
-                    verify(&Scheme::StandardWebhooks, &input.key, tol, &h, &input.body, now),
+                    verify(
+                        &Scheme::StandardWebhooks,
+                        &input.key,
+                        tol,
+                        &h,
+                        &input.body,
+                        now
+                    ),
                     Ok(())
                 );
             }

@@ -39,7 +39,9 @@ pub fn hmac(algo: &str, key: &[u8], data: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
-/// Constant-time equality of two byte strings (lengths are not secret).
+/// Constant-time equality of two byte strings (lengths are not secret). The listener compares
+/// its keys and tokens with it.
+#[cfg_attr(not(feature = "listener"), allow(dead_code))]
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq;
     a.len() == b.len() && bool::from(a.ct_eq(b))
@@ -160,7 +162,10 @@ fn jwt_encode(
     .map_err(|e| Error::new(ErrorKind::Runtime, format!("jwtEncode: {e}")))
 }
 
-/// Verifies a compact JWT with `secret` and `alg`: signature, `exp` and `nbf` (60 s leeway);
+/// Leeway in seconds for `exp`, `nbf` and `iat`: `jwtDecode` and the listener's token checks.
+pub const JWT_LEEWAY_S: u64 = 60;
+
+/// Verifies a compact JWT with `secret` and `alg`: signature, `exp` and `nbf` ([`JWT_LEEWAY_S`]);
 /// no audience and no required claims. `None` on any failure.
 pub fn jwt_verify(token: &str, secret: &str, alg: &str) -> Option<serde_json::Value> {
     let alg = algorithm(alg)?;
@@ -168,7 +173,7 @@ pub fn jwt_verify(token: &str, secret: &str, alg: &str) -> Option<serde_json::Va
         return None;
     }
     let mut v = jsonwebtoken::Validation::new(alg);
-    v.leeway = 60;
+    v.leeway = JWT_LEEWAY_S;
     v.validate_exp = true;
     v.validate_nbf = true;
     v.validate_aud = false;
@@ -230,6 +235,10 @@ pub fn register(r: &mut Registry) {
     r.declare_function("jwtEncode", &["claims", "secret", "alg?"], jwt_encode);
     r.declare_function("jwtDecode", &["token", "secret", "alg?"], jwt_decode);
     r.declare_function("signUrl", &["url", "secret", "ttl?"], sign_url);
+    // A fresh nonce, `iat` and `expires` from the clock.
+    for name in ["encrypt", "jwtEncode", "signUrl"] {
+        r.mark_non_deterministic(name);
+    }
 }
 
 #[cfg(test)]

@@ -28,16 +28,24 @@ pub(crate) enum DateInput {
 }
 
 impl DateInput {
+    /// The instant of the input, a naive one read in `tz` (see [`resolve_local`]); `None` for
+    /// a wall-clock time that cannot be placed.
+    pub(crate) fn instant(self, tz: &Tz) -> Option<DateTime<Utc>> {
+        match self {
+            DateInput::Instant(t) => Some(t),
+            DateInput::Naive(n) => resolve_local(tz, n).map(|t| t.with_timezone(&Utc)),
+        }
+    }
+
     /// Places the input in `tz`.
     pub(crate) fn in_zone(self, name: &str, tz: &Tz) -> Result<DateTime<Tz>, Error> {
-        match self {
-            DateInput::Instant(t) => Ok(t.with_timezone(tz)),
-            DateInput::Naive(n) => resolve_local(tz, n).ok_or_else(|| {
-                Error::new(
-                    ErrorKind::InvalidArgument,
-                    format!("{name}: the date {n} does not exist in {}", tz.name()),
-                )
-            }),
+        match (self.instant(tz), self) {
+            (Some(t), _) => Ok(t.with_timezone(tz)),
+            (None, DateInput::Naive(n)) => Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!("{name}: the date {n} does not exist in {}", tz.name()),
+            )),
+            (None, DateInput::Instant(t)) => Ok(t.with_timezone(tz)),
         }
     }
 }
@@ -131,8 +139,9 @@ fn parse_str(name: &str, raw: &str) -> Result<Option<DateInput>, Error> {
 }
 
 /// `YYYY-MM-DD`, optionally followed by `T` or a space and `HH:MM[:SS[.frac]]`, optionally
-/// followed by `Z` or an offset `±HH[:MM]` / `±HHMM`.
-fn parse_iso(s: &str) -> Option<DateInput> {
+/// followed by `Z` or an offset `±HH[:MM]` / `±HHMM`. The one date grammar of the crate: the
+/// listener's condition steps read their dates with it too.
+pub(crate) fn parse_iso(s: &str) -> Option<DateInput> {
     let date_part = s.get(..10)?;
     let date = NaiveDate::parse_from_str(date_part, "%Y-%m-%d").ok()?;
     let rest = s.get(10..)?;
@@ -314,6 +323,7 @@ pub fn register(r: &mut Registry) {
     r.declare_filter("date_modify", &["modifier"], date_modify);
     r.declare_function("date", &["value|date", "format?"], date_function);
     r.declare_function("now", &["format?"], now);
+    r.mark_non_deterministic("now");
     r.declare_function("dateAdd", &["value", "modifier", "format?"], date_add);
     r.declare_function("daysBetween", &["a", "b"], days_between);
 }

@@ -729,78 +729,16 @@ pub(crate) fn number_format_builtin(
 
 #[cfg(test)]
 pub(crate) mod test_support {
-    //! A minimal [`State`] for unit tests: arrows are Rust closures.
-    use super::super::{Host, State};
-    use crate::error::{Error, ErrorKind};
-    use crate::limits::Limits;
-    use crate::value::{Callable, Value};
-    use std::sync::Arc;
+    //! Helpers of the builtins' unit tests; the test [`State`](super::super::State) is
+    //! `teststate`'s.
+    use crate::error::Error;
+    use crate::value::Value;
 
-    type Body = dyn Fn(&[Value]) -> Value + Send + Sync;
-    struct TestFn(Box<Body>);
+    pub use super::super::teststate::{arrow, TestState};
 
-    /// A callable value backed by a Rust closure.
-    pub fn arrow(f: impl Fn(&[Value]) -> Value + Send + Sync + 'static) -> Value {
-        Value::Callable(Arc::new(Callable {
-            name: Arc::from("arrow function"),
-            inner: Arc::new(TestFn(Box::new(f))),
-        }))
-    }
-
-    /// Test state with default limits and a fuel counter.
-    #[derive(Default)]
-    pub struct TestState {
-        pub limits: Limits,
-        pub host: Host,
-        pub fuel_used: u64,
-    }
-
-    impl State for TestState {
-        fn call(&mut self, callee: &Value, args: &[Value]) -> Result<Value, Error> {
-            match callee {
-                Value::Callable(c) => match c.inner.downcast_ref::<TestFn>() {
-                    Some(f) => Ok((f.0)(args)),
-                    None => Err(Error::new(ErrorKind::Type, "not a test function")),
-                },
-                _ => Err(Error::new(ErrorKind::Type, "not callable")),
-            }
-        }
-        fn fuel(&mut self, n: u64) -> Result<(), Error> {
-            self.fuel_used += n;
-            if self.fuel_used > self.limits.fuel {
-                return Err(Error::new(ErrorKind::Limit, "fuel exhausted"));
-            }
-            Ok(())
-        }
-        fn check_size(&self, bytes: usize) -> Result<(), Error> {
-            if bytes > self.limits.max_output {
-                return Err(Error::new(ErrorKind::Limit, "size limit"));
-            }
-            Ok(())
-        }
-        fn limits(&self) -> &Limits {
-            &self.limits
-        }
-        fn host(&self) -> &Host {
-            &self.host
-        }
-        fn env_allowed(&self) -> bool {
-            false
-        }
-    }
-
-    /// Calls a registered builtin by kind and name.
+    /// Calls a built-in by kind and name.
     pub fn call(kind: &str, name: &str, args: &[Value]) -> Result<Value, Error> {
-        let r = super::super::Registry::with_builtins();
-        let table = match kind {
-            "filter" => &r.filters,
-            "function" => &r.functions,
-            _ => &r.tests,
-        };
-        let b = table
-            .get(name)
-            .ok_or_else(|| Error::new(ErrorKind::UnknownName, name.to_string()))?;
-        (b.func)(&mut TestState::default(), args)
+        super::super::teststate::call_in(&super::super::Registry::with_builtins(), kind, name, args)
     }
 
     /// A value from JSON text (test data only).

@@ -26,6 +26,7 @@ pub fn register(r: &mut Registry) {
         &["values|list_or_max?", "max?"],
         |_: &mut dyn State, values: &Value, max: Option<i64>| random(values, max),
     );
+    r.mark_non_deterministic("random");
     r.declare_function(
         "attribute",
         &["variable|object|obj", "attribute|key"],

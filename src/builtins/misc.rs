@@ -146,6 +146,8 @@ pub fn register(r: &mut Registry) {
     r.declare_function("qrCode", &["text", "size?"], qr_code);
     r.declare_function("uuid", &[], uuid);
     r.declare_function("uniqueId", &["prefix?"], unique_id);
+    r.mark_non_deterministic("uuid");
+    r.mark_non_deterministic("uniqueId");
     r.declare_function("env", &["name"], env);
 }
 

@@ -15,21 +15,23 @@
 //! Module owners: `core` (the language's minimum set and every test of §2.4),
 //! `filters`/`functions` (the catalogue), `dates`, `crypto`, `records`.
 
-pub mod core;
-pub mod crypto;
-pub mod datefmt;
-pub mod datemod;
-pub mod dates;
-pub mod filters;
-pub mod functions;
-pub mod misc;
-pub mod records;
+pub(crate) mod core;
+pub(crate) mod crypto;
+#[cfg(test)]
+mod crypto_vectors;
+pub(crate) mod datefmt;
+pub(crate) mod datemod;
+pub(crate) mod dates;
+pub(crate) mod filters;
+pub(crate) mod functions;
+pub(crate) mod misc;
+pub(crate) mod records;
 #[cfg(test)]
 mod teststate;
-pub mod text;
-pub mod typed;
+pub(crate) mod text;
+pub(crate) mod typed;
 
-pub use typed::{ArgType, Arrow, FunctionArgs, Rest};
+pub use typed::{ArgType, Arrow, BuiltinBody, FunctionArgs, FunctionResult, HostFn, Rest};
 
 use crate::error::Error;
 use crate::host::{RecordSource, SharedStore};
@@ -162,6 +164,9 @@ pub struct Builtin {
     pub signature: Signature,
     /// The code.
     pub func: BuiltinFn,
+    /// False for a builtin whose result may differ between two calls with the same arguments
+    /// (`random`, `now`, …); see [`Registry::mark_non_deterministic`].
+    pub deterministic: bool,
 }
 
 /// The three namespaces of builtins (filters, functions, tests).
@@ -236,6 +241,29 @@ impl Registry {
             out.extend(names.into_iter().map(|n| (kind, n)));
         }
         out
+    }
+
+    /// Marks the function `name` as non-deterministic: two calls with the same arguments may
+    /// answer differently (randomness, the clock, the shared store). The determinism fuzz target
+    /// skips expressions that call one (fuzz/README.md). A later registration under the same name
+    /// starts deterministic again.
+    pub fn mark_non_deterministic(&mut self, name: &str) {
+        if let Some(b) = Arc::make_mut(&mut self.tables).functions.get_mut(name) {
+            b.deterministic = false;
+        }
+    }
+
+    /// The names of the non-deterministic functions, sorted.
+    pub fn non_deterministic(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .tables
+            .functions
+            .values()
+            .filter(|b| !b.deterministic)
+            .map(|b| &*b.name)
+            .collect();
+        names.sort_unstable();
+        names
     }
 
     /// Registers (or replaces) a filter.
@@ -314,6 +342,7 @@ fn insert(
             name,
             signature: Signature::parse(spec),
             func,
+            deterministic: true,
         },
     );
 }
@@ -321,6 +350,28 @@ fn insert(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_clock_randomness_and_the_store_are_marked_non_deterministic() {
+        let r = Registry::with_builtins();
+        assert_eq!(
+            r.non_deterministic(),
+            [
+                "encrypt",
+                "incrementAndGet",
+                "jwtEncode",
+                "now",
+                "random",
+                "signUrl",
+                "uniqueId",
+                "uuid"
+            ]
+        );
+        assert!(r.get_function("upper").is_none_or(|b| b.deterministic));
+        let mut r = r.clone();
+        r.function("now", &[], |_, _| Ok(Value::Int(0)));
+        assert!(!r.non_deterministic().contains(&"now"));
+    }
 
     #[test]
     fn signature_spec() {

@@ -442,6 +442,7 @@ pub fn register(r: &mut Registry) {
         query,
     );
     r.declare_function("incrementAndGet", &["name", "by?"], increment_and_get);
+    r.mark_non_deterministic("incrementAndGet");
     r.declare_function("memoryGet", &["name", "default?"], memory_get);
 }
 

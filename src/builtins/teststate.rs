@@ -1,26 +1,48 @@
-//! A minimal [`State`] for the catalogue-b unit tests (no interpreter behind it).
+//! The one [`State`] of the builtins' unit tests (no interpreter behind it): arrows are Rust
+//! closures ([`arrow`]), fuel is counted against the limits, `env()` is off unless a test
+//! turns it on.
 
-use super::{Host, State};
+use super::{Host, Registry, State};
 use crate::error::{Error, ErrorKind};
 use crate::limits::Limits;
-use crate::value::Value;
+use crate::value::{Callable, Value};
+use std::sync::Arc;
 
-/// Default limits, a default [`Host`] (UTC, no records, no store), `env()` off.
+type Body = dyn Fn(&[Value]) -> Value + Send + Sync;
+struct TestFn(Box<Body>);
+
+/// A callable value backed by a Rust closure.
+pub fn arrow(f: impl Fn(&[Value]) -> Value + Send + Sync + 'static) -> Value {
+    Value::Callable(Arc::new(Callable {
+        name: Arc::from("arrow function"),
+        inner: Arc::new(TestFn(Box::new(f))),
+    }))
+}
+
+/// Default limits, a default [`Host`] (UTC, no records, no store), `env()` off, a fuel counter.
 #[derive(Default)]
 pub struct TestState {
     pub host: Host,
     pub limits: Limits,
     pub env_allowed: bool,
+    pub fuel_used: u64,
 }
 
 impl State for TestState {
-    fn call(&mut self, _callee: &Value, _args: &[Value]) -> Result<Value, Error> {
-        Err(Error::new(
-            ErrorKind::Runtime,
-            "TestState cannot call functions",
-        ))
+    fn call(&mut self, callee: &Value, args: &[Value]) -> Result<Value, Error> {
+        match callee {
+            Value::Callable(c) => match c.inner.downcast_ref::<TestFn>() {
+                Some(f) => Ok((f.0)(args)),
+                None => Err(Error::new(ErrorKind::Type, "not a test function")),
+            },
+            _ => Err(Error::new(ErrorKind::Type, "not callable")),
+        }
     }
-    fn fuel(&mut self, _n: u64) -> Result<(), Error> {
+    fn fuel(&mut self, n: u64) -> Result<(), Error> {
+        self.fuel_used += n;
+        if self.fuel_used > self.limits.fuel {
+            return Err(Error::new(ErrorKind::Limit, "fuel exhausted"));
+        }
         Ok(())
     }
     fn check_size(&self, bytes: usize) -> Result<(), Error> {
@@ -70,3 +92,17 @@ macro_rules! shims {
     };
 }
 pub(crate) use shims;
+
+/// Calls the builtin `name` of `kind` (`"filter"`, `"function"`, else a test) of `r` with a
+/// fresh [`TestState`].
+pub fn call_in(r: &Registry, kind: &str, name: &str, args: &[Value]) -> Result<Value, Error> {
+    let table = match kind {
+        "filter" => &r.filters,
+        "function" => &r.functions,
+        _ => &r.tests,
+    };
+    let b = table
+        .get(name)
+        .ok_or_else(|| Error::new(ErrorKind::UnknownName, name.to_string()))?;
+    (b.func)(&mut TestState::default(), args)
+}

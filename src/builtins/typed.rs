@@ -598,22 +598,11 @@ impl Registry {
 
 #[cfg(test)]
 mod tests {
-    use super::super::filters::test_support::TestState;
     use super::super::Signature;
     use super::*;
     use crate::error::ErrorKind;
 
-    fn run(r: &Registry, kind: &str, name: &str, args: &[Value]) -> Result<Value, Error> {
-        let table = match kind {
-            "filter" => &r.filters,
-            "function" => &r.functions,
-            _ => &r.tests,
-        };
-        let b = table
-            .get(name)
-            .ok_or_else(|| Error::new(ErrorKind::UnknownName, name.to_string()))?;
-        (b.func)(&mut TestState::default(), args)
-    }
+    use super::super::teststate::call_in as run;
 
     #[test]
     fn typed_filters_functions_tests() {

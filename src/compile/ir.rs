@@ -173,6 +173,35 @@ pub enum Node {
 /// Block definitions, most derived first: (template, index of the block there).
 pub type BlockChain = Vec<(Arc<Program>, usize)>;
 
+/// Where a block definition lives while a template instance renders: in the template at
+/// `level` of the `extends` chain (0 = the template rendered, 1 = its parent, …), or in a
+/// template brought in by `use`.
+#[derive(Clone)]
+pub enum BlockAt {
+    Level(usize, usize),
+    Used(Arc<Program>, usize),
+}
+
+/// The blocks a template instance can render: for each name, the definitions from the most
+/// derived template to the base (`parent()` walks down the list).
+pub type BlockTable = HashMap<Arc<str>, Vec<BlockAt>>;
+
+/// Block tables the VM built for this template, kept so that later renders reuse them
+/// instead of rebuilding them for every level of an `extends` chain (src/vm/mod.rs).
+#[derive(Default)]
+pub struct BlockMemo {
+    /// The table of this template alone.
+    pub own: std::sync::OnceLock<Arc<BlockTable>>,
+    /// `((child chain's table, level of this template), that table plus this template's
+    /// blocks)`. Only tables made of `Level` entries are kept (they hold no `Program`, so the
+    /// memo creates no reference cycle); the entry keeps the key table alive, so its address
+    /// identifies it.
+    pub extended: std::sync::Mutex<Vec<ExtendedTable>>,
+}
+
+/// `((child chain's table, level of the parent), the table with the parent's blocks added)`.
+pub type ExtendedTable = ((Arc<BlockTable>, usize), Arc<BlockTable>);
+
 /// A compiled block definition (its own frame, like a macro).
 pub struct BlockDef {
     pub name: Arc<str>,
@@ -213,6 +242,8 @@ pub struct Program {
     pub parent_name: Option<Arc<str>>,
     /// Size of the last output, to allocate the next one at once.
     pub size_hint: std::sync::atomic::AtomicUsize,
+    /// Block tables built by the VM for this template (filled while rendering).
+    pub block_memo: BlockMemo,
 }
 
 impl Program {
@@ -231,6 +262,7 @@ impl Program {
             traits: Vec::new(),
             parent_name: None,
             size_hint: Default::default(),
+            block_memo: BlockMemo::default(),
         }
     }
 }

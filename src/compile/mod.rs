@@ -205,6 +205,7 @@ pub fn compile_template(env: &Env, name: &str, source: &str, parsed: &Parsed) ->
         traits: cx.traits,
         parent_name,
         size_hint: Default::default(),
+        block_memo: Default::default(),
     })
 }
 

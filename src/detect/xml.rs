@@ -25,7 +25,9 @@ pub struct XmlLimits {
 /// Why [`parse`] refused a well-formed document.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum XmlLimitError {
+    /// Elements nested deeper than this limit.
     TooDeep(usize),
+    /// More elements than this limit.
     TooManyElements(usize),
 }
 

@@ -17,6 +17,7 @@
 //!   a repeated token costs a keyed-hash look-up and a constant-time comparison instead of an
 //!   HMAC and two JSON parses, and its time claims are checked again on every use.
 
+use crate::builtins::crypto::ct_eq;
 use crate::Value;
 use hyper::http::HeaderMap;
 use jsonwebtoken::errors::ErrorKind;
@@ -24,10 +25,10 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::Mutex;
-use subtle::ConstantTimeEq;
 
-/// Clock-skew allowance on `exp`, `nbf` and `iat`, in seconds.
-pub const LEEWAY_S: u64 = 60;
+/// Clock-skew allowance on `exp`, `nbf` and `iat`, in seconds: the templates' `jwtDecode`
+/// allows the same.
+pub const LEEWAY_S: u64 = crate::builtins::crypto::JWT_LEEWAY_S;
 
 /// The rendered authentication settings of one endpoint.
 pub struct AuthSettings<'a> {
@@ -182,7 +183,7 @@ impl TokenCache {
         let slot = self.slot(token);
         let entries = self.entries();
         let hit = entries.get(&slot)?;
-        if !bool::from(hit.token.as_bytes().ct_eq(token.as_bytes())) {
+        if !ct_eq(hit.token.as_bytes(), token.as_bytes()) {
             return None;
         }
         Some(hit.still_valid(now))
@@ -326,8 +327,7 @@ impl Verifier {
         let mut claims = data.claims;
         // Our own issuer check on top of the crate's: exactly one string, equal to the key.
         match claims.get("iss") {
-            Some(serde_json::Value::String(iss))
-                if bool::from(iss.as_bytes().ct_eq(self.key.as_bytes())) => {}
+            Some(serde_json::Value::String(iss)) if ct_eq(iss.as_bytes(), self.key.as_bytes()) => {}
             Some(_) => return Err(invalid("wrong issuer")),
             None => return Err(invalid("missing or malformed claim iss")),
         }
@@ -393,6 +393,42 @@ fn map_error(kind: &ErrorKind) -> AuthError {
     }
 }
 
+/// Why [`sign`] could not sign a token.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SignError {
+    /// An algorithm other than `HS256`, `HS384` or `HS512`.
+    Algorithm(String),
+    /// An empty secret.
+    EmptySecret,
+    /// The JWT library refused (the cause is kept as the source).
+    Encode(jsonwebtoken::errors::Error),
+}
+
+impl std::fmt::Display for SignError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SignError::Algorithm(alg) => {
+                write!(
+                    f,
+                    "unsupported algorithm {alg:?} (use HS256, HS384 or HS512)"
+                )
+            }
+            SignError::EmptySecret => f.write_str("the secret is empty"),
+            SignError::Encode(_) => f.write_str("could not sign the token"),
+        }
+    }
+}
+
+impl std::error::Error for SignError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SignError::Encode(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
 /// Signs a token for `flexscript token`: claims `iss = key`, `iat = now`, `exp = now + ttl_s`
 /// (no `exp` when `ttl_s == 0`) and `data` when given. `alg` is `HS256`, `HS384` or `HS512`.
 pub fn sign(
@@ -401,11 +437,10 @@ pub fn sign(
     alg: &str,
     ttl_s: u64,
     data: Option<serde_json::Value>,
-) -> Result<String, String> {
-    let algorithm = hs_algorithm(alg)
-        .ok_or_else(|| format!("unsupported algorithm {alg:?} (use HS256, HS384 or HS512)"))?;
+) -> Result<String, SignError> {
+    let algorithm = hs_algorithm(alg).ok_or_else(|| SignError::Algorithm(alg.to_string()))?;
     if secret.is_empty() {
-        return Err("the secret is empty".to_string());
+        return Err(SignError::EmptySecret);
     }
     let now = crate::clock::now().timestamp().max(0) as u64;
     let mut claims = serde_json::Map::new();
@@ -422,7 +457,7 @@ pub fn sign(
         &claims,
         &EncodingKey::from_secret(secret.as_bytes()),
     )
-    .map_err(|_| "could not sign the token".to_string())
+    .map_err(SignError::Encode)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use super::server::{start_with, Options, Running};
 use rand::RngCore;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 /// Logs go to stderr (stdout carries only the ready lines) through [`super::log`]'s buffer,
@@ -74,14 +74,14 @@ pub fn serve(config: &Path, addr: Option<&str>, watch: bool, state: Option<&str>
             eprintln!("error: cannot install signal handlers");
             return 1;
         };
-        let options = Options {
-            state: state.map(str::to_string),
-            ..Options::default()
-        };
+        let mut options = Options::default();
+        if let Some(spec) = state {
+            options = options.with_state(spec);
+        }
         let running = match start_with(config, addr, options).await {
             Ok(r) => r,
             Err(e) => {
-                for line in e.lines() {
+                for line in e.to_string().lines() {
                     eprintln!("error: {line}");
                 }
                 return 1;
@@ -101,6 +101,54 @@ pub fn serve(config: &Path, addr: Option<&str>, watch: bool, state: Option<&str>
 
 fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// What `serve --watch` compares from one tick to the next: the configuration file's
+/// modification time and, when `[server] templates` names a folder, the path, size and
+/// modification time of every file under it (docs/templates.md "In the listener"). A file
+/// added, removed or rewritten in the folder reloads like a change of the configuration.
+#[derive(PartialEq, Debug)]
+struct Watched {
+    config: Option<SystemTime>,
+    templates: Vec<(PathBuf, u64, Option<SystemTime>)>,
+}
+
+/// At most this many files of the templates folder are compared (a library is far smaller).
+const WATCH_FILES: usize = 10_000;
+
+fn watched(running: &Running) -> Watched {
+    let mut templates = Vec::new();
+    if let Some(dir) = running.templates_dir() {
+        watch_walk(&dir, 0, &mut templates);
+        templates.sort();
+    }
+    Watched {
+        config: modified(running.config_path()),
+        templates,
+    }
+}
+
+fn watch_walk(dir: &Path, depth: usize, out: &mut Vec<(PathBuf, u64, Option<SystemTime>)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if out.len() >= WATCH_FILES {
+            return;
+        }
+        let path = entry.path();
+        // `metadata` follows symbolic links, as the loader does when it reads a file
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            if depth < 32 {
+                watch_walk(&path, depth + 1, out);
+            }
+        } else {
+            out.push((path, meta.len(), meta.modified().ok()));
+        }
+    }
 }
 
 /// The signals `serve` reacts to.
@@ -125,8 +173,7 @@ impl Signals {
 
 #[cfg(unix)]
 async fn run_until_signal(running: Running, mut s: Signals, watch: bool) -> u8 {
-    let path = running.config_path().to_path_buf();
-    let mut seen = modified(&path);
+    let mut seen = if watch { Some(watched(&running)) } else { None };
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         tokio::select! {
@@ -134,9 +181,12 @@ async fn run_until_signal(running: Running, mut s: Signals, watch: bool) -> u8 {
             _ = s.int.recv() => break,
             _ = s.hup.recv() => { let _ = running.reload(); }
             _ = tick.tick(), if watch => {
-                let now = modified(&path);
-                if now != seen {
-                    seen = now;
+                let now = watched(&running);
+                if seen.as_ref() != Some(&now) {
+                    // the snapshot taken before the reload: a file written during it is
+                    // seen at the next tick (a reload that names another templates folder
+                    // costs one more reload, then watches the new folder)
+                    seen = Some(now);
                     let _ = running.reload();
                 }
             }
@@ -208,7 +258,7 @@ pub fn token(
         .map(serde_json::from_str::<serde_json::Value>)
         .transpose()
         .map_err(|e| format!("--data is not valid JSON: {e}"))?;
-    super::auth::sign(key, secret, alg, ttl, data)
+    super::auth::sign(key, secret, alg, ttl, data).map_err(|e| e.to_string())
 }
 
 /// What `flexscript runs` does.
@@ -216,16 +266,29 @@ pub fn token(
 pub enum RunsAction {
     /// List runs, newest first.
     List {
+        /// Only runs of this endpoint.
         endpoint: Option<String>,
+        /// Only runs in this status.
         status: Option<String>,
+        /// At most this many runs (1..=1000).
         limit: usize,
+        /// The cursor of the next (older) page.
         before: Option<String>,
+        /// Print the page as JSON.
         json: bool,
     },
     /// Print one run's whole record (JSON).
-    Show { id: String },
+    Show {
+        /// The run's id.
+        id: String,
+    },
     /// Queue a failed or interrupted run again (`from`: `failed` or `start`).
-    Retry { id: String, from: String },
+    Retry {
+        /// The run's id.
+        id: String,
+        /// `failed` (from its failed step) or `start`.
+        from: String,
+    },
 }
 
 /// `flexscript runs …`: reads (and retries) runs in the state backend of the configuration at
@@ -283,8 +346,12 @@ fn runs_inner(config: &Path, state: Option<&str>, action: RunsAction) -> Result<
             } => {
                 let filter = RunFilter {
                     endpoint,
-                    status: status.as_deref().map(runs_api::parse_status).transpose()?,
-                    limit: runs_api::parse_limit(&limit.to_string())?,
+                    status: status
+                        .as_deref()
+                        .map(runs_api::parse_status)
+                        .transpose()
+                        .map_err(|e| e.to_string())?,
+                    limit: runs_api::parse_limit(&limit.to_string()).map_err(|e| e.to_string())?,
                     before,
                 };
                 let page = backend
@@ -307,7 +374,7 @@ fn runs_inner(config: &Path, state: Option<&str>, action: RunsAction) -> Result<
                     .map_err(|e| e.to_string())
             }
             RunsAction::Retry { id, from } => {
-                let from = runs_api::parse_from(&from)?;
+                let from = runs_api::parse_from(&from).map_err(|e| e.to_string())?;
                 let rec = backend.retry_run(&id, from).await.map_err(|e| match e {
                     crate::state::StateError::NotFound => format!("no run {id}"),
                     e => e.to_string(),

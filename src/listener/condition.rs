@@ -1,37 +1,20 @@
 //! The 18 condition operators (docs/listener.md "Workflows") over rendered operands: two numbers compare as
 //! numbers, two dates as dates (instants), anything else as strings (byte order). Dates are
-//! RFC 3339, `YYYY-MM-DD HH:MM[:SS]`, `YYYY-MM-DDTHH:MM[:SS]` or `YYYY-MM-DD` (midnight);
-//! dates without an offset are in the server's time zone. `greater_than_now`/`less_than_now`
+//! read by the templates' date parser (`builtins::dates`, as PHP reads them): `YYYY-MM-DD`,
+//! optionally with `T` or a space and `HH:MM[:SS[.fraction]]`, optionally with `Z` or an
+//! offset `±HH[:MM]`/`±HHMM`; dates without an offset are in the server's time zone, a time
+//! in a daylight-saving gap moves forward by the gap and a repeated time is the earlier one. `greater_than_now`/`less_than_now`
 //! are false when the left operand is not a date (or a number, read as a Unix timestamp).
 //! The string operators (`contains`, `begins_with`, …) are case-sensitive; `is_empty` trims.
 
 use super::config::Operator;
-use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use std::cmp::Ordering;
 
 /// A date operand as a UTC instant.
 pub fn parse_date(s: &str, tz: &Tz) -> Option<DateTime<Utc>> {
-    let s = s.trim();
-    if let Ok(d) = DateTime::parse_from_rfc3339(s) {
-        return Some(d.with_timezone(&Utc));
-    }
-    let naive = [
-        "%Y-%m-%d %H:%M:%S",
-        "%Y-%m-%dT%H:%M:%S",
-        "%Y-%m-%d %H:%M",
-        "%Y-%m-%dT%H:%M",
-    ]
-    .iter()
-    .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
-    .or_else(|| {
-        NaiveDate::parse_from_str(s, "%Y-%m-%d")
-            .ok()
-            .and_then(|d| d.and_hms_opt(0, 0, 0))
-    })?;
-    tz.from_local_datetime(&naive)
-        .earliest()
-        .map(|d| d.with_timezone(&Utc))
+    crate::builtins::dates::parse_iso(s.trim())?.instant(tz)
 }
 
 fn number(s: &str) -> Option<f64> {
@@ -124,6 +107,58 @@ mod tests {
         ));
         assert!(!evaluate(Operator::LessThanNow, "not a date", "", "", &TZ));
         assert!(evaluate(Operator::IsEmpty, "  ", "", "", &TZ));
+    }
+
+    /// One grammar with the `date` filter (Twig/PHP): fractions, offsets with or without a
+    /// colon, and a time in the spring-forward gap moved forward (02:30 on 8 March 2026 in New
+    /// York is 03:30 EDT, as PHP's `new DateTime` reads it).
+    #[test]
+    fn dates_are_read_as_the_templates_read_them() {
+        let ny: Tz = chrono_tz::America::New_York;
+        let at = |s: &str| parse_date(s, &ny).map(|d| d.to_rfc3339());
+        let gap = Some("2026-03-08T07:30:00+00:00".to_string());
+        assert_eq!(at("2026-03-08 02:30"), gap);
+        assert_eq!(at("2026-03-08T02:30:00"), gap);
+        assert_eq!(at("2026-03-08 03:30"), gap);
+        // The repeated hour of the fall-back night: the earlier (EDT) instant.
+        assert_eq!(
+            at("2026-11-01 01:30"),
+            Some("2026-11-01T05:30:00+00:00".into())
+        );
+        assert_eq!(
+            at("2026-01-01 10:00:00.5"),
+            Some("2026-01-01T15:00:00.500+00:00".into())
+        );
+        for s in [
+            "2026-01-01 10:00:00+0200",
+            "2026-01-01 10:00+02",
+            "2026-01-01T10:00:00+02:00",
+        ] {
+            assert_eq!(at(s), Some("2026-01-01T08:00:00+00:00".into()), "{s}");
+        }
+        assert_eq!(at("2026-01-01T10:00:00Z"), at("2026-01-01 05:00"));
+        assert!(evaluate(
+            Operator::Equal,
+            "2026-03-08 02:30",
+            "2026-03-08T07:30:00Z",
+            "",
+            &ny
+        ));
+        // The same instants through the template's date filter.
+        let engine = crate::Engine::new();
+        let tpl = engine
+            .compile(
+                "t",
+                "{{ '2026-03-08 02:30'|date('c', 'America/New_York') }} \
+                 {{ '2026-01-01 10:00:00+0200'|date('c', 'UTC') }}",
+            )
+            .expect("compiles");
+        assert_eq!(
+            tpl.render(&serde_json::json!({})).expect("renders"),
+            "2026-03-08T03:30:00-04:00 2026-01-01T08:00:00+00:00"
+        );
+        assert_eq!(parse_date("2026-13-01", &ny), None);
+        assert_eq!(parse_date("today", &ny), None);
     }
 
     #[test]

@@ -20,7 +20,11 @@ use hyper::http::header::{
 };
 use hyper::http::{HeaderMap, HeaderName, HeaderValue, Method};
 
-/// Methods announced to preflights.
+/// The methods an endpoint answers: one list for the handler's 405 and `Allow`, the CORS
+/// preflight and the `/dynamic-endpoints` listing.
+pub const METHODS: [&str; 4] = ["GET", "POST", "PUT", "OPTIONS"];
+/// [`METHODS`] as a header value (`Allow`, `Access-Control-Allow-Methods`); a unit test keeps
+/// the two equal.
 pub const ALLOW_METHODS: &str = "GET, POST, PUT, OPTIONS";
 /// Request headers always allowed by a preflight answer.
 pub const BASE_ALLOW_HEADERS: [&str; 3] = ["authorization", "token", "content-type"];
@@ -161,6 +165,11 @@ pub fn normalize_origin(origin: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn allow_methods_is_the_method_list() {
+        assert_eq!(ALLOW_METHODS, METHODS.join(", "));
+    }
 
     fn hv(s: &str) -> HeaderValue {
         HeaderValue::from_str(s).unwrap()

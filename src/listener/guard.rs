@@ -63,6 +63,22 @@ impl fmt::Display for Unresolved {
 
 impl std::error::Error for Unresolved {}
 
+/// A `webhook_allow` entry that is not an address, CIDR range or host name (the entry).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadAllowEntry(pub String);
+
+impl fmt::Display for BadAllowEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "`{}` is not an address, CIDR range or host name (with an optional :port)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for BadAllowEntry {}
+
 /// One `webhook_allow` entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Rule {
@@ -114,13 +130,11 @@ impl Guard {
     /// (`10.1.2.0/24`, `127.0.0.1`, `::1`), optionally with a port (`127.0.0.1:8080`,
     /// `[::1]:8080`, `10.0.0.0/8:443`), or a host name with an optional port
     /// (`hooks.internal.example`, `hooks.internal.example:8443`). Errors name the bad entry.
-    pub fn new<S: AsRef<str>>(allow: &[S]) -> Result<Guard, String> {
+    pub fn new<S: AsRef<str>>(allow: &[S]) -> Result<Guard, BadAllowEntry> {
         let mut rules = Vec::new();
         for entry in allow {
             let e = entry.as_ref().trim();
-            rules.push(Self::rule(e).ok_or_else(|| {
-                format!("`{e}` is not an address, CIDR range or host name (with an optional :port)")
-            })?);
+            rules.push(Self::rule(e).ok_or_else(|| BadAllowEntry(e.to_string()))?);
         }
         Ok(Guard { allow: rules })
     }
@@ -412,6 +426,7 @@ pub fn literal_ipv4(host: &str) -> Option<Ipv4Addr> {
 
 /// Host name resolution, injectable for tests.
 pub trait Resolve: Send + Sync {
+    /// The addresses of `host` (`port` for resolvers that need it).
     fn resolve<'a>(
         &'a self,
         host: &'a str,
@@ -448,6 +463,7 @@ pub struct GuardedConnector {
 }
 
 impl GuardedConnector {
+    /// A connector that resolves with `resolver` and connects only where `guard` allows.
     pub fn new(guard: Arc<Guard>, resolver: Arc<dyn Resolve>) -> GuardedConnector {
         let mut inner = HttpConnector::new();
         inner.set_connect_timeout(Some(std::time::Duration::from_secs(10)));

@@ -27,11 +27,12 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::cors::{ALLOW_METHODS as ALLOWED, METHODS};
+
 /// How long an `async` `continue` request waits for a `respond` step before its 202.
 pub const ASYNC_WAIT: Duration = Duration::from_secs(20);
 /// Limit for receiving a request body once the headers are in (slow clients → 408).
 pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
-const ALLOWED: &str = "GET, POST, PUT, OPTIONS";
 
 /// A handled request, with what the request log line and the metrics need.
 pub struct Handled {
@@ -165,7 +166,7 @@ where
     B: HttpBody<Data = Bytes> + Unpin,
 {
     let method = req.method().clone();
-    if ![Method::GET, Method::POST, Method::PUT, Method::OPTIONS].contains(&method) {
+    if !METHODS.contains(&method.as_str()) {
         let mut r = json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
         r.headers_mut()
             .insert(ALLOW, HeaderValue::from_static(ALLOWED));

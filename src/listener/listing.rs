@@ -5,9 +5,9 @@
 
 use super::config::Config;
 use super::respond::{json, json_error, Body};
+use crate::builtins::crypto::ct_eq;
 use hyper::header::{HeaderValue, ALLOW};
 use hyper::{Method, Request, Response, StatusCode};
-use subtle::ConstantTimeEq;
 
 fn query_key(query: &str) -> Option<String> {
     query.split('&').find_map(|pair| {
@@ -36,7 +36,7 @@ pub fn answer<B>(config: &Config, req: &Request<B>) -> Response<Body> {
         .get("apikey")
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         .or_else(|| req.uri().query().and_then(query_key));
-    let ok = given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(api_key.as_bytes())));
+    let ok = given.is_some_and(|g| ct_eq(g.as_bytes(), api_key.as_bytes()));
     if !ok {
         return json_error(StatusCode::UNAUTHORIZED, "invalid or missing api key");
     }
@@ -48,7 +48,7 @@ pub fn answer<B>(config: &Config, req: &Request<B>) -> Response<Body> {
             serde_json::json!({
                 "name": e.name,
                 "url": e.path(),
-                "methods": ["GET", "POST", "PUT", "OPTIONS"],
+                "methods": super::cors::METHODS,
                 "return_type": e.return_type.name(),
                 "add_authentication": e.auth.is_some(),
                 "allow_cors": e.cors.is_some(),

@@ -86,6 +86,7 @@ pub fn flush() {
 pub struct BufferedStderr;
 
 impl BufferedStderr {
+    /// The writer; the first call starts the flushing thread.
     pub fn new() -> BufferedStderr {
         FLUSHER.call_once(|| {
             let spawned = std::thread::Builder::new()

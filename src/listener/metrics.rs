@@ -49,11 +49,14 @@ const COMMIT_BUCKETS: [f64; 14] = [
 /// (`interrupted` runs are marked by the journal at a restart, not finished by a process).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RunEnd {
+    /// Every step ran.
     Succeeded,
+    /// A step failed.
     Failed,
 }
 
 impl RunEnd {
+    /// The metric label value.
     pub fn as_str(self) -> &'static str {
         match self {
             RunEnd::Succeeded => "succeeded",
@@ -65,8 +68,11 @@ impl RunEnd {
 /// A state counted by the `flexscript_runs_active` gauge.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RunState {
+    /// Waiting for a worker.
     Queued,
+    /// On a worker.
     Running,
+    /// Waiting on a step's delay.
     Waiting,
 }
 
@@ -477,6 +483,7 @@ pub struct Metered {
 }
 
 impl Metered {
+    /// Times and counts every call of `inner` in `metrics`.
     pub fn new(inner: Arc<dyn Backend>, metrics: Arc<Metrics>) -> Metered {
         Metered { inner, metrics }
     }

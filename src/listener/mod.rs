@@ -33,4 +33,4 @@ pub mod workflow;
 
 pub use admin::ReadyCheck;
 pub use config::{check_config, load_config, Config, ConfigErrors, Diagnostic, LogFormat};
-pub use server::{start, start_with, Options, Running};
+pub use server::{start, start_with, Options, Running, StartError};

@@ -54,9 +54,13 @@ const RESERVED: [&str; 8] = [
 
 /// One request, as the runtime received it.
 pub struct RequestParts<'a> {
+    /// The request method.
     pub method: &'a Method,
+    /// The request target (path and query).
     pub uri: &'a Uri,
+    /// The request headers.
     pub headers: &'a HeaderMap,
+    /// The whole body (within `body_limit`).
     pub body: &'a [u8],
     /// The token's `data` claim when authentication passed (goes to __headers.__jwt_data as a
     /// 1-item list).

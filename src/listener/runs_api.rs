@@ -19,6 +19,7 @@ use crate::state::{RetryFrom, RunFilter, RunPage, RunRecord, RunStatus, StateErr
 use hyper::header::{HeaderValue, ALLOW, RETRY_AFTER};
 use hyper::{Method, Response, StatusCode};
 use serde_json::json;
+use std::fmt;
 use std::sync::Arc;
 
 /// Largest `limit` of a listing.
@@ -30,32 +31,67 @@ fn decode(v: &str) -> String {
         .into_owned()
 }
 
+/// A bad query value of the runs API or of `flexscript runs` (answered 400 with this text).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum QueryError {
+    /// A `status` that is not a run status.
+    UnknownStatus(String),
+    /// A `limit` outside 1..=[`MAX_LIMIT`] or not a number.
+    Limit,
+    /// A retry's `from` that is neither `start` nor `failed`.
+    From(String),
+    /// A parameter the route does not know.
+    UnknownParameter {
+        /// The parameter's (decoded) name.
+        name: String,
+        /// The parameters the route knows, for the message.
+        known: &'static str,
+    },
+}
+
+impl fmt::Display for QueryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            QueryError::UnknownStatus(s) => write!(
+                f,
+                "unknown status `{s}` (queued, running, waiting, succeeded, failed, interrupted)"
+            ),
+            QueryError::Limit => write!(f, "limit must be a number from 1 to {MAX_LIMIT}"),
+            QueryError::From(s) => write!(f, "from must be `start` or `failed`, not `{s}`"),
+            QueryError::UnknownParameter { name, known } => {
+                write!(f, "unknown parameter `{name}` ({known})")
+            }
+        }
+    }
+}
+
+impl std::error::Error for QueryError {}
+
 /// Parses a `status` value.
-pub fn parse_status(s: &str) -> Result<RunStatus, String> {
-    RunStatus::parse(s).ok_or_else(|| {
-        format!("unknown status `{s}` (queued, running, waiting, succeeded, failed, interrupted)")
-    })
+pub fn parse_status(s: &str) -> Result<RunStatus, QueryError> {
+    RunStatus::parse(s).ok_or_else(|| QueryError::UnknownStatus(s.to_string()))
 }
 
 /// Parses a `limit` value (1..=[`MAX_LIMIT`]).
-pub fn parse_limit(s: &str) -> Result<usize, String> {
+pub fn parse_limit(s: &str) -> Result<usize, QueryError> {
     match s.parse::<usize>() {
         Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-        _ => Err(format!("limit must be a number from 1 to {MAX_LIMIT}")),
+        _ => Err(QueryError::Limit),
     }
 }
 
 /// Parses a `from` value of a retry.
-pub fn parse_from(s: &str) -> Result<RetryFrom, String> {
+pub fn parse_from(s: &str) -> Result<RetryFrom, QueryError> {
     match s {
         "failed" => Ok(RetryFrom::Failed),
         "start" => Ok(RetryFrom::Start),
-        _ => Err(format!("from must be `start` or `failed`, not `{s}`")),
+        _ => Err(QueryError::From(s.to_string())),
     }
 }
 
 /// The listing filter of a `GET /runs` query string.
-pub fn filter_from_query(query: &str) -> Result<RunFilter, String> {
+pub fn filter_from_query(query: &str) -> Result<RunFilter, QueryError> {
     let mut filter = RunFilter::default();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -67,10 +103,10 @@ pub fn filter_from_query(query: &str) -> Result<RunFilter, String> {
             "before" if !v.is_empty() => filter.before = Some(v),
             "before" => {}
             other => {
-                return Err(format!(
-                    "unknown parameter `{}` (endpoint, status, limit, before)",
-                    decode(other)
-                ))
+                return Err(QueryError::UnknownParameter {
+                    name: decode(other),
+                    known: "endpoint, status, limit, before",
+                })
             }
         }
     }
@@ -137,7 +173,7 @@ pub async fn answer(
             }
             let filter = match filter_from_query(query) {
                 Ok(f) => f,
-                Err(m) => return json_error(StatusCode::BAD_REQUEST, &m),
+                Err(m) => return json_error(StatusCode::BAD_REQUEST, &m.to_string()),
             };
             match backend.list_runs(filter).await {
                 Ok(page) => json(StatusCode::OK, &page_json(&page)),
@@ -163,11 +199,14 @@ pub async fn answer(
                 let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
                 let parsed = match k {
                     "from" => parse_from(&decode(v)),
-                    other => Err(format!("unknown parameter `{}` (from)", decode(other))),
+                    other => Err(QueryError::UnknownParameter {
+                        name: decode(other),
+                        known: "from",
+                    }),
                 };
                 match parsed {
                     Ok(f) => from = f,
-                    Err(m) => return json_error(StatusCode::BAD_REQUEST, &m),
+                    Err(m) => return json_error(StatusCode::BAD_REQUEST, &m.to_string()),
                 }
             }
             match backend.retry_run(&decode(id), from).await {
@@ -223,7 +262,7 @@ mod tests {
             ("limit=x", "limit must be"),
             ("colour=red", "unknown parameter `colour`"),
         ] {
-            let e = filter_from_query(bad).unwrap_err();
+            let e = filter_from_query(bad).unwrap_err().to_string();
             assert!(e.starts_with(msg), "{bad}: {e}");
         }
         assert_eq!(parse_from("start"), Ok(RetryFrom::Start));

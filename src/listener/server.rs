@@ -11,12 +11,13 @@
 //! server's [`Metrics`].
 
 use super::admin::{self, ReadyCheck, Role};
+use super::config::ConfigErrors;
 use super::config::{load_config_with_store, Config};
 use super::handler;
 use super::metrics::Metrics;
 use super::respond::{json_error, Body};
 use super::runs::Runner;
-use crate::state::{Backend, StateSpec};
+use crate::state::{Backend, StateError, StateSpec};
 use futures_util::FutureExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -24,6 +25,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
+use std::fmt;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
@@ -41,13 +43,17 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// [`Options::max_connections`]).
 pub const MAX_CONNECTIONS: usize = 4096;
 /// Default address when neither `--addr` nor `[server] addr` is given.
-pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
+pub const DEFAULT_ADDR: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::new(127, 0, 0, 1),
+    8080,
+));
 /// Cap on simultaneously open connections of the `admin_addr` listener.
 pub const ADMIN_CONNECTIONS: usize = 64;
 
 /// What every request handler shares.
 pub struct State {
     config: Arc<RwLock<Arc<Config>>>,
+    /// Turns true when the server shuts down (streams end, runs stop waiting).
     pub shutdown: watch::Receiver<bool>,
     path: PathBuf,
     /// The conditions of `/readyz` (a serving process has its configuration loaded).
@@ -108,6 +114,7 @@ pub struct Running {
 }
 
 impl Running {
+    /// The bound public address (the real port when asked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }
@@ -126,7 +133,7 @@ impl Running {
     }
     /// Reloads the configuration file; a broken file is refused (and logged) and the old one
     /// keeps serving. The listening address does not change.
-    pub fn reload(&self) -> Result<(), String> {
+    pub fn reload(&self) -> Result<(), ConfigErrors> {
         let old = self.state.config();
         match load_config_with_store(&self.state.path, old.store.clone()) {
             Ok(new) => {
@@ -143,13 +150,17 @@ impl Running {
             }
             Err(e) => {
                 tracing::error!(errors = %e, "reload refused, keeping the previous configuration");
-                Err(e.to_string())
+                Err(e)
             }
         }
     }
     /// The configuration file being served.
     pub fn config_path(&self) -> &Path {
         &self.state.path
+    }
+    /// The template library folder of the configuration in force (`[server] templates`).
+    pub fn templates_dir(&self) -> Option<PathBuf> {
+        self.state.config().server.templates.clone()
     }
     /// The state backend (journal and shared store) of this server.
     pub fn backend(&self) -> Arc<dyn Backend> {
@@ -162,7 +173,11 @@ impl Running {
 }
 
 /// Server settings given by the embedding program, overriding the configuration file.
+///
+/// `#[non_exhaustive]`: start from `Options::default()` and use the `with_*` builders, so that
+/// new settings are not breaking changes.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct Options {
     /// Connections served at once; more wait unaccepted until one closes (at least 1).
     /// `None`: the file's `[server] max_connections` (default [`MAX_CONNECTIONS`]).
@@ -174,9 +189,86 @@ pub struct Options {
     pub state: Option<String>,
 }
 
+impl Options {
+    /// Serves at most `n` connections at once (see [`Options::max_connections`]).
+    pub fn with_max_connections(mut self, n: usize) -> Options {
+        self.max_connections = Some(n);
+        self
+    }
+    /// Adds a condition to `/readyz`.
+    pub fn with_readiness(mut self, check: ReadyCheck) -> Options {
+        self.readiness.push(check);
+        self
+    }
+    /// Uses the state backend `spec` instead of the file's (see [`Options::state`]).
+    pub fn with_state(mut self, spec: impl Into<String>) -> Options {
+        self.state = Some(spec.into());
+        self
+    }
+}
+
+/// Why a server did not start. `Display` is the message `serve` prints (one `error:` line per
+/// line); [`source`](std::error::Error::source) is the configuration's, the state backend's or
+/// the socket's error.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The configuration file is refused (every error, with file, line and field).
+    Config(ConfigErrors),
+    /// The state backend (`[server] state` or [`Options::state`]) is malformed or cannot be
+    /// opened.
+    State(String),
+    /// The unfinished runs of the journal could not be read back.
+    Recover(StateError),
+    /// The public (or, with `admin: true`, the `admin_addr`) address cannot be bound.
+    Listen {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Whether it is `[server] admin_addr`.
+        admin: bool,
+        /// The socket's error.
+        source: std::io::Error,
+    },
+    /// Another socket error (reading back the bound address).
+    Io(std::io::Error),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Config(e) => write!(f, "{e}"),
+            StartError::State(e) => f.write_str(e),
+            StartError::Recover(e) => write!(f, "{e}"),
+            StartError::Listen {
+                addr,
+                admin: false,
+                source,
+            } => write!(f, "cannot listen on {addr}: {source}"),
+            StartError::Listen {
+                addr,
+                admin: true,
+                source,
+            } => write!(f, "cannot listen on {addr} (admin_addr): {source}"),
+            StartError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StartError::Config(e) => Some(e),
+            StartError::State(_) => None,
+            StartError::Recover(e) => Some(e),
+            StartError::Listen { source, .. } => Some(source),
+            StartError::Io(e) => Some(e),
+        }
+    }
+}
+
 /// Loads `config_path` and binds `addr` (else `[server] addr`, else [`DEFAULT_ADDR`]), with
 /// the default [`Options`].
-pub async fn start(config_path: &Path, addr: Option<SocketAddr>) -> Result<Running, String> {
+pub async fn start(config_path: &Path, addr: Option<SocketAddr>) -> Result<Running, StartError> {
     start_with(config_path, addr, Options::default()).await
 }
 
@@ -185,34 +277,40 @@ pub async fn start_with(
     config_path: &Path,
     addr: Option<SocketAddr>,
     options: Options,
-) -> Result<Running, String> {
+) -> Result<Running, StartError> {
     // Read once for the server settings, then again with the backend's shared store.
-    let first = super::config::load_config(config_path).map_err(|e| e.to_string())?;
+    let first = super::config::load_config(config_path).map_err(StartError::Config)?;
     let spec = match &options.state {
-        Some(v) => StateSpec::parse(v, Path::new("."))?,
+        Some(v) => StateSpec::parse(v, Path::new(".")).map_err(StartError::State)?,
         None => first.server.state.clone(),
     };
-    let backend = spec.open_with(first.server.durability, first.server.lease_s)?;
-    let config = load_config_with_store(config_path, backend.store()).map_err(|e| e.to_string())?;
+    let backend = spec
+        .open_with(first.server.durability, first.server.lease_s)
+        .map_err(StartError::State)?;
+    let config =
+        load_config_with_store(config_path, backend.store()).map_err(StartError::Config)?;
     for w in &config.warnings {
         tracing::warn!(warning = %w, "configuration warning");
     }
     admin::announce(&config);
-    let addr = match addr.or(config.server.addr) {
-        Some(a) => a,
-        None => DEFAULT_ADDR
-            .parse()
-            .map_err(|_| "bad default address".to_string())?,
-    };
+    let addr = addr.or(config.server.addr).unwrap_or(DEFAULT_ADDR);
     let listener = TcpListener::bind(addr)
         .await
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        .map_err(|source| StartError::Listen {
+            addr,
+            admin: false,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(StartError::Io)?;
     let admin_listener = match config.server.admin_addr {
         Some(a) => Some(
             TcpListener::bind(a)
                 .await
-                .map_err(|e| format!("cannot listen on {a} (admin_addr): {e}"))?,
+                .map_err(|source| StartError::Listen {
+                    addr: a,
+                    admin: true,
+                    source,
+                })?,
         ),
         None => None,
     };
@@ -220,7 +318,7 @@ pub async fn start_with(
         .as_ref()
         .map(TcpListener::local_addr)
         .transpose()
-        .map_err(|e| e.to_string())?;
+        .map_err(StartError::Io)?;
     let (stop, shutdown) = watch::channel(false);
     let cap = options
         .max_connections
@@ -229,7 +327,7 @@ pub async fn start_with(
     let workers = config.server.workers;
     let config = Arc::new(RwLock::new(Arc::new(config)));
     let runner = Runner::new(backend, workers, config.clone());
-    let resumed = runner.recover().await.map_err(|e| e.to_string())?;
+    let resumed = runner.recover().await.map_err(StartError::Recover)?;
     if resumed > 0 {
         tracing::info!(runs = resumed, "unfinished runs resumed");
     }

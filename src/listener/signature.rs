@@ -37,18 +37,26 @@ pub const DEFAULT_TOLERANCE_S: u64 = 300;
 /// How a `hmac-sha256` signature is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Encoding {
+    /// Lower-case hex digits.
     Hex,
+    /// Standard base64.
     Base64,
 }
 
 /// An inbound signature scheme.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Scheme {
+    /// `standard-webhooks`: `webhook-id`, `webhook-timestamp`, `webhook-signature`.
     StandardWebhooks,
+    /// `github`: `X-Hub-Signature-256: sha256=HEX`.
     Github,
+    /// `stripe`: `Stripe-Signature: t=…,v1=…`.
     Stripe,
+    /// `hmac-sha256`: an HMAC-SHA256 of the body in a header of the endpoint's choice.
     HmacSha256 {
+        /// The header carrying the signature.
         header: HeaderName,
+        /// How the signature is written.
         encoding: Encoding,
     },
 }
@@ -109,12 +117,14 @@ pub enum SigError {
 }
 
 impl SigError {
+    /// The status the request is answered with.
     pub fn status(&self) -> u16 {
         match self {
             SigError::Missing => 403,
             SigError::Invalid(_) => 401,
         }
     }
+    /// The message the request is answered with (safe to show).
     pub fn message(&self) -> String {
         match self {
             SigError::Missing => "missing signature".to_string(),

@@ -1,6 +1,6 @@
 //! `flexscript test` (docs/testing.md): runs case files against a configuration in-process.
 //!
-//! Each case is served by [`super::handler::handle`], the function the server calls for every
+//! Each case is served by `handler::handle`, the function the server calls for every
 //! request, on a fresh in-memory state backend, on its own thread with a current-thread tokio
 //! runtime whose clock is paused (a `delay_ms` or a `response_timeout_ms` passes instantly)
 //! and a frozen [`crate::clock`] (`now` and the seed). Outbound webhooks go to the case's
@@ -57,11 +57,17 @@ fn is_credential(name: &str) -> bool {
 /// The command line of `flexscript test`.
 #[derive(Clone, Debug, Default)]
 pub struct Args {
+    /// The listener configuration under test.
     pub config: PathBuf,
+    /// Case files or folders (empty: every `*.cases.toml` under `tests/` beside the configuration).
     pub cases: Vec<PathBuf>,
+    /// Rewrite the expected snapshots instead of comparing.
     pub update: bool,
+    /// Only cases whose name contains this.
     pub filter: Option<String>,
+    /// Also write a JUnit XML report here.
     pub junit: Option<PathBuf>,
+    /// Cases run at once (at least 1).
     pub jobs: usize,
 }
 
@@ -628,7 +634,8 @@ async fn serve_case(config_path: &Path, job: &Job) -> Result<Observed, String> {
                 "HS256",
                 ttl.unwrap_or(3600),
                 Some(toml_to_json(data)),
-            )?;
+            )
+            .map_err(|e| e.to_string())?;
             builder = builder.header(AUTHORIZATION, format!("Bearer {token}"));
         }
     }

@@ -35,6 +35,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::{ClientConfig, RootCertStore};
 use serde_json::{json, Value as Json};
 use std::error::Error as StdError;
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -125,9 +126,13 @@ pub enum Trust {
 
 /// Everything an [`HttpClient`] is built from.
 pub struct ClientSettings {
+    /// Which destinations may be called (`webhook_allow`).
     pub guard: Guard,
+    /// The trusted TLS roots.
     pub roots: RootCertStore,
+    /// Default cap on a response body, in bytes.
     pub max_response_bytes: usize,
+    /// Resolves host names (the system's; tests lend their own).
     pub resolver: Arc<dyn Resolve>,
 }
 
@@ -143,9 +148,52 @@ impl Default for ClientSettings {
     }
 }
 
+/// Why [`roots`] could not build a root store; `Display` is a short message for the
+/// configuration report.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum RootsError {
+    /// `webhook_trust = "system"` found no usable certificate (with the first loading error).
+    NoSystemCertificate(Option<String>),
+    /// A `webhook_ca` file is not PEM.
+    NotPem(rustls::pki_types::pem::Error),
+    /// A certificate rustls refuses.
+    Unusable(rustls::Error),
+    /// A `webhook_ca` file without any certificate.
+    Empty,
+}
+
+impl fmt::Display for RootsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RootsError::NoSystemCertificate(None) => {
+                f.write_str("no certificate found in the system store")
+            }
+            RootsError::NoSystemCertificate(Some(why)) => {
+                write!(f, "no certificate found in the system store: {why}")
+            }
+            RootsError::NotPem(e) => write!(f, "not a PEM certificate file ({e})"),
+            RootsError::Unusable(e) => write!(f, "unusable certificate: {e}"),
+            RootsError::Empty => {
+                f.write_str("no PEM certificate (-----BEGIN CERTIFICATE-----) in the file")
+            }
+        }
+    }
+}
+
+impl std::error::Error for RootsError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            RootsError::NotPem(e) => Some(e),
+            RootsError::Unusable(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
 /// The root store for `trust` plus the PEM certificates `extra_pem` (the contents of
-/// `webhook_ca` files). Errors are short messages for the configuration report.
-pub fn roots(trust: Trust, extra_pem: &[&[u8]]) -> Result<RootCertStore, String> {
+/// `webhook_ca` files).
+pub fn roots(trust: Trust, extra_pem: &[&[u8]]) -> Result<RootCertStore, RootsError> {
     let mut roots = RootCertStore::empty();
     match trust {
         Trust::Mozilla => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
@@ -153,26 +201,20 @@ pub fn roots(trust: Trust, extra_pem: &[&[u8]]) -> Result<RootCertStore, String>
             let found = rustls_native_certs::load_native_certs();
             let (added, _) = roots.add_parsable_certificates(found.certs);
             if added == 0 {
-                let why = found
-                    .errors
-                    .first()
-                    .map(|e| format!(": {e}"))
-                    .unwrap_or_default();
-                return Err(format!("no certificate found in the system store{why}"));
+                let why = found.errors.first().map(|e| e.to_string());
+                return Err(RootsError::NoSystemCertificate(why));
             }
         }
     }
     for pem in extra_pem {
         let mut n = 0;
         for cert in CertificateDer::pem_slice_iter(pem) {
-            let cert = cert.map_err(|e| format!("not a PEM certificate file ({e})"))?;
-            roots
-                .add(cert)
-                .map_err(|e| format!("unusable certificate: {e}"))?;
+            let cert = cert.map_err(RootsError::NotPem)?;
+            roots.add(cert).map_err(RootsError::Unusable)?;
             n += 1;
         }
         if n == 0 {
-            return Err("no PEM certificate (-----BEGIN CERTIFICATE-----) in the file".into());
+            return Err(RootsError::Empty);
         }
     }
     Ok(roots)
@@ -269,11 +311,17 @@ fn error_chain(e: &dyn StdError) -> String {
 
 /// One rendered webhook call.
 pub struct Call {
+    /// The HTTP method.
     pub method: String,
+    /// The destination URL.
     pub url: String,
+    /// Request headers.
     pub headers: Vec<(String, String)>,
+    /// The request body.
     pub body: Option<String>,
+    /// Time limit of one attempt.
     pub timeout: Duration,
+    /// Further attempts after a transport error, a timeout or a 5xx.
     pub retries: u32,
     /// The step's `max_response_bytes`; `None`: the client's default.
     pub max_response_bytes: Option<usize>,
@@ -397,13 +445,18 @@ async fn once(
     }))
 }
 
+/// The TLS test receiver, shared with the end-to-end webhook tests.
+#[cfg(test)]
+#[path = "../../tests/listener_support/tls.rs"]
+mod test_tls;
+
 #[cfg(test)]
 mod tests {
     //! Real sockets: a TLS server on 127.0.0.1 with a certificate generated at test time.
     use super::*;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
     use std::net::SocketAddr;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     use tokio::net::TcpListener;
 
     /// A self-signed certificate for `127.0.0.1`/`localhost` and its PKCS#8 key.
@@ -419,45 +472,15 @@ mod tests {
 
     /// Serves every TLS connection with one JSON response echoing the request line.
     async fn tls_server(cert: CertificateDer<'static>, key: PrivateKeyDer<'static>) -> SocketAddr {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_no_client_auth()
-            .with_single_cert(vec![cert], key)
-            .expect("server config");
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    let Ok(mut tls) = acceptor.accept(tcp).await else {
-                        return;
-                    };
-                    let mut head = Vec::new();
-                    let mut buf = [0u8; 1024];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match tls.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    let text = String::from_utf8_lossy(&head).into_owned();
-                    let line = text.lines().next().unwrap_or("").to_string();
-                    let body = json!({ "line": line }).to_string();
-                    let resp = format!(
-                        "HTTP/1.1 201 Created\r\ncontent-type: application/json\r\n\
-                         x-tls: yes\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                    let _ = tls.write_all(resp.as_bytes()).await;
-                    let _ = tls.shutdown().await;
-                });
-            }
-        });
-        addr
+        super::test_tls::tls_server(cert, key, |line| {
+            let body = json!({ "line": line }).to_string();
+            format!(
+                "HTTP/1.1 201 Created\r\ncontent-type: application/json\r\n\
+                 x-tls: yes\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            )
+        })
+        .await
     }
 
     fn call(url: String, retries: u32) -> Call {

@@ -4,7 +4,7 @@
 //! (copy-on-write: `Value` maps are reference counted), so values written by siblings are
 //! invisible. Children live in a `JoinSet` owned by their parent's task: aborting the run's
 //! task (SSE client gone, shutdown) cancels the whole tree. A failing step stops its branch and
-//! is logged with endpoint, step id and error; the run reports it through [`Run::fail`].
+//! is logged with endpoint, step id and error; the run reports it through `Run::fail`.
 
 use super::condition;
 use super::config::{Answer, Branch, Endpoint, ReturnType, RunMode, StepKind, ValueSource};
@@ -35,9 +35,13 @@ pub enum Outcome {
 /// A message from a run to an `sse` stream.
 #[derive(Debug)]
 pub enum SseMsg {
+    /// One event.
     Frame {
+        /// The event's name.
         event: Option<String>,
+        /// The rendered data.
         data: String,
+        /// Whether the stream ends after it.
         is_final: bool,
     },
     /// A step failed (its id).
@@ -46,10 +50,15 @@ pub enum SseMsg {
 
 /// The shared state of one run.
 pub struct Run {
+    /// The endpoint being run.
     pub endpoint: Arc<Endpoint>,
+    /// The run's id (logs, the journal, `Idempotency-Key`s).
     pub run_id: String,
+    /// The shared store of the scripts.
     pub store: Arc<dyn SharedStore>,
+    /// The server time zone (condition dates).
     pub tz: chrono_tz::Tz,
+    /// The outbound client of `webhook` steps.
     pub client: HttpClient,
     /// The journal and the worker pool (src/listener/runs.rs).
     pub runner: Arc<Runner>,
@@ -63,10 +72,12 @@ pub struct Run {
     /// For `sse`: frames go here (dropped when the run ends → the stream sends `event: end`).
     pub sse: Option<mpsc::Sender<SseMsg>>,
     sse_closed: AtomicBool,
+    /// Events emitted so far.
     pub emitted: AtomicU64,
 }
 
 impl Run {
+    /// A run of `endpoint`, journaled and resumed through `runner`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         endpoint: Arc<Endpoint>,

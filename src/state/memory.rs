@@ -31,6 +31,7 @@ impl Default for MemoryBackend {
 }
 
 impl MemoryBackend {
+    /// An empty journal and store.
     pub fn new() -> MemoryBackend {
         MemoryBackend {
             store: Arc::new(MemoryStore::new()),

@@ -70,37 +70,57 @@ pub enum RunEvent {
     /// The run's status changed (`running`, `waiting`, `succeeded`, `failed`, `interrupted`).
     /// `at` is the start time for `running`, the finish time for final statuses.
     Status {
+        /// The run's id.
         run: String,
+        /// The new status.
         status: RunStatus,
+        /// When.
         at: i64,
+        /// Why a run failed.
         error: Option<String>,
     },
     /// A step began (or began again after a resume).
     StepStarted {
+        /// The run's id.
         run: String,
+        /// The step's id.
         step: String,
+        /// The step's type.
         kind: String,
+        /// When.
         at: i64,
     },
     /// A step waits for its `delay_ms` until `due` (the run holds no task meanwhile).
     StepWaiting {
+        /// The run's id.
         run: String,
+        /// The step's id.
         step: String,
+        /// The step's type.
         kind: String,
+        /// When it runs.
         due: i64,
     },
     /// A step finished; `checkpoint` holds the `__data` changes it made.
     StepSucceeded {
+        /// The run's id.
         run: String,
+        /// The step's id.
         step: String,
+        /// When.
         at: i64,
+        /// The `__data` changes of the step.
         checkpoint: Checkpoint,
     },
     /// A step failed with `error` (its branch stops).
     StepFailed {
+        /// The run's id.
         run: String,
+        /// The step's id.
         step: String,
+        /// When.
         at: i64,
+        /// Why.
         error: String,
     },
 }

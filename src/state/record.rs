@@ -10,15 +10,22 @@ use serde_json::Value as Json;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunStatus {
+    /// Accepted, waiting for a worker (or, owner-less, to be claimed).
     Queued,
+    /// On a worker.
     Running,
+    /// A step waits for its delay.
     Waiting,
+    /// Every step ran.
     Succeeded,
+    /// A step failed.
     Failed,
+    /// Stopped by a crash or shutdown and not resumable (sync `continue`, `sse`).
     Interrupted,
 }
 
 impl RunStatus {
+    /// The status as stored and shown (`queued`, …).
     pub fn as_str(self) -> &'static str {
         match self {
             RunStatus::Queued => "queued",
@@ -30,6 +37,7 @@ impl RunStatus {
         }
     }
 
+    /// The status named `s`; `None` for an unknown name.
     pub fn parse(s: &str) -> Option<RunStatus> {
         Some(match s {
             "queued" => RunStatus::Queued,
@@ -55,13 +63,18 @@ impl RunStatus {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StepStatus {
+    /// Started.
     Running,
+    /// Waiting for its delay.
     Waiting,
+    /// Finished.
     Succeeded,
+    /// Failed (its branch stopped).
     Failed,
 }
 
 impl StepStatus {
+    /// The status as stored and shown.
     pub fn as_str(self) -> &'static str {
         match self {
             StepStatus::Running => "running",
@@ -71,6 +84,7 @@ impl StepStatus {
         }
     }
 
+    /// The status named `s`; `None` for an unknown name.
     pub fn parse(s: &str) -> Option<StepStatus> {
         Some(match s {
             "running" => StepStatus::Running,
@@ -111,15 +125,21 @@ impl Checkpoint {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StepRecord {
+    /// The step's id.
     pub id: String,
     /// The step type (`store`, `webhook`, …).
     pub kind: String,
+    /// Where the step is.
     pub status: StepStatus,
+    /// When it (last) began, in ms since the Unix epoch.
     pub started: Option<i64>,
+    /// When it finished.
     pub finished: Option<i64>,
     /// When a waiting step's delay is over.
     pub due: Option<i64>,
+    /// Why it failed.
     pub error: Option<String>,
+    /// What a finished step changed.
     pub checkpoint: Option<Checkpoint>,
 }
 
@@ -127,24 +147,33 @@ pub struct StepRecord {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunRecord {
+    /// The run's id.
     pub id: String,
     /// The endpoint's name and hashes (a resumed run finds its endpoint by the hashes).
     pub endpoint: String,
+    /// The endpoint's first hash.
     pub first_hash: String,
+    /// The endpoint's second hash.
     pub second_hash: String,
     /// The SHA-256 of the configuration file that accepted the run.
     pub config_fingerprint: String,
     /// False for sync `continue` and `sse` runs: after a crash they are `interrupted`.
     pub resumable: bool,
+    /// Where the run is.
     pub status: RunStatus,
     /// 1 for the first execution, raised by each resume and retry.
     pub attempt: u32,
+    /// When it was accepted, in ms since the Unix epoch.
     pub created: i64,
+    /// When it (last) began running.
     pub started: Option<i64>,
+    /// When it reached a final status.
     pub finished: Option<i64>,
+    /// Why it failed.
     pub error: Option<String>,
     /// The request `__data`, without credential headers.
     pub data: Json,
+    /// Its steps, in the order they began.
     pub steps: Vec<StepRecord>,
     /// The process executing the run (`None`: free to be claimed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -322,18 +351,26 @@ impl RunRecord {
 /// One line of a run listing.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunSummary {
+    /// The run's id.
     pub id: String,
+    /// The endpoint's name.
     pub endpoint: String,
+    /// Where the run is.
     pub status: RunStatus,
+    /// When it was accepted, in ms since the Unix epoch.
     pub created: i64,
+    /// From start to finish, for a finished run.
     pub duration_ms: Option<i64>,
+    /// Why it failed.
     pub error: Option<String>,
 }
 
 /// A run listing query: newest first.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunFilter {
+    /// Only runs of this endpoint (by name).
     pub endpoint: Option<String>,
+    /// Only runs in this status.
     pub status: Option<RunStatus>,
     /// At most this many runs (1..=1000; 0 means 50).
     pub limit: usize,
@@ -365,6 +402,7 @@ impl RunFilter {
 /// A page of a run listing.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunPage {
+    /// The runs, newest first.
     pub runs: Vec<RunSummary>,
     /// Pass as [`RunFilter::before`] for the next (older) page; `None` on the last page.
     pub next: Option<String>,

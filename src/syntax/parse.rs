@@ -121,7 +121,7 @@ pub(super) fn template(cx: &Ctx) -> R<Parsed> {
         }
         items.push(item);
     }
-    apply_whitespace(&mut items);
+    apply_whitespace(cx.src, &mut items);
     nest(cx, items)
 }
 
@@ -281,7 +281,8 @@ struct Flat {
 }
 
 enum FlatKind {
-    Text(String),
+    /// Text: a byte range of the source (trimmed in place, copied once into the AST).
+    Text(usize, usize),
     Comment,
     Print(Expr),
     Tag(Tag),
@@ -297,7 +298,7 @@ fn flat_item(cx: &Ctx, t: &Token) -> R<Flat> {
         ..*cx
     };
     let kind = match t.kind {
-        Kind::Text | Kind::Verbatim => FlatKind::Text(code.to_string()),
+        Kind::Text | Kind::Verbatim => FlatKind::Text(t.code.0, t.code.0 + code.len()),
         Kind::Comment => FlatKind::Comment,
         Kind::Print => {
             if let Some(e) = super::fast::path(code, t.code.0, cx.max_depth) {
@@ -375,37 +376,39 @@ fn keyword_tag(k: &str, span: Span) -> Tag {
     }
 }
 
-fn trim_text_start(s: &str, t: Trim, first_newline: bool) -> String {
+fn trim_text_start(s: &str, t: Trim, first_newline: bool) -> &str {
     match t {
-        Trim::All => s.trim_start().to_string(),
-        Trim::Line => s.trim_start_matches([' ', '\t', '\0', '\x0b']).to_string(),
+        Trim::All => s.trim_start(),
+        Trim::Line => s.trim_start_matches([' ', '\t', '\0', '\x0b']),
         Trim::No if first_newline => s
             .strip_prefix("\r\n")
             .or_else(|| s.strip_prefix('\n'))
-            .unwrap_or(s)
-            .to_string(),
-        Trim::No => s.to_string(),
+            .unwrap_or(s),
+        Trim::No => s,
     }
 }
 
-fn trim_text_end(s: &str, t: Trim) -> String {
+fn trim_text_end(s: &str, t: Trim) -> &str {
     match t {
-        Trim::All => s.trim_end().to_string(),
-        Trim::Line => s.trim_end_matches([' ', '\t', '\0', '\x0b']).to_string(),
-        Trim::No => s.to_string(),
+        Trim::All => s.trim_end(),
+        Trim::Line => s.trim_end_matches([' ', '\t', '\0', '\x0b']),
+        Trim::No => s,
     }
 }
 
-fn apply_whitespace(items: &mut [Flat]) {
+fn apply_whitespace(src: &str, items: &mut [Flat]) {
     for i in 0..items.len() {
         let (prev_trim, prev_block) = match i.checked_sub(1).and_then(|j| items.get(j)) {
             Some(p) => (p.rtrim, p.block_end),
             None => (Trim::No, false),
         };
         let next_trim = items.get(i + 1).map_or(Trim::No, |n| n.ltrim);
-        if let Some(FlatKind::Text(t)) = items.get_mut(i).map(|x| &mut x.kind) {
-            let s = trim_text_start(t, prev_trim, prev_block);
-            *t = trim_text_end(&s, next_trim);
+        if let Some(FlatKind::Text(a, b)) = items.get_mut(i).map(|x| &mut x.kind) {
+            let text = src.get(*a..*b).unwrap_or("");
+            let s = trim_text_start(text, prev_trim, prev_block);
+            let start = *a + (text.len() - s.len());
+            *a = start;
+            *b = start + trim_text_end(s, next_trim).len();
         }
     }
 }
@@ -462,8 +465,8 @@ fn nest(cx: &Ctx, items: Vec<Flat>) -> R<Parsed> {
     for it in items {
         let span = it.span;
         let stmt = match it.kind {
-            FlatKind::Text(t) if t.is_empty() => None,
-            FlatKind::Text(t) => Some(StmtKind::Text(Arc::from(t))),
+            FlatKind::Text(a, b) if a >= b => None,
+            FlatKind::Text(a, b) => Some(StmtKind::Text(Arc::from(cx.src.get(a..b).unwrap_or("")))),
             FlatKind::Comment => None,
             FlatKind::Print(e) => Some(StmtKind::Print(e)),
             FlatKind::Tag(tag) => handle_tag(cx, &mut stack, &mut macros, tag, span)?,

@@ -99,6 +99,16 @@ fn tagged(variant: &'static str, v: Value) -> Value {
     Value::map(m)
 }
 
+/// `fn NAME(self, v: TYPE) -> R` for integer types: `Value::Int` when `v` fits in an i64,
+/// else `Value::Float`.
+macro_rules! int_fns {
+    ($($name:ident: $ty:ty),*) => {$(
+        fn $name(self, v: $ty) -> R {
+            Ok(i64::try_from(v).map_or(Value::Float(v as f64), Value::Int))
+        }
+    )*};
+}
+
 impl ser::Serializer for ValueSerializer {
     type Ok = Value;
     type Error = SerError;
@@ -113,36 +123,19 @@ impl ser::Serializer for ValueSerializer {
     fn serialize_bool(self, v: bool) -> R {
         Ok(Value::Bool(v))
     }
-    fn serialize_i8(self, v: i8) -> R {
-        Ok(Value::Int(v.into()))
-    }
-    fn serialize_i16(self, v: i16) -> R {
-        Ok(Value::Int(v.into()))
-    }
-    fn serialize_i32(self, v: i32) -> R {
-        Ok(Value::Int(v.into()))
-    }
-    fn serialize_i64(self, v: i64) -> R {
-        Ok(Value::Int(v))
-    }
-    fn serialize_i128(self, v: i128) -> R {
-        Ok(i64::try_from(v).map_or(Value::Float(v as f64), Value::Int))
-    }
-    fn serialize_u8(self, v: u8) -> R {
-        Ok(Value::Int(v.into()))
-    }
-    fn serialize_u16(self, v: u16) -> R {
-        Ok(Value::Int(v.into()))
-    }
-    fn serialize_u32(self, v: u32) -> R {
-        Ok(Value::Int(v.into()))
-    }
-    fn serialize_u64(self, v: u64) -> R {
-        Ok(i64::try_from(v).map_or(Value::Float(v as f64), Value::Int))
-    }
-    fn serialize_u128(self, v: u128) -> R {
-        Ok(i64::try_from(v).map_or(Value::Float(v as f64), Value::Int))
-    }
+    // Integers: an `Int` when they fit in an i64, else a float (as `serde_json`).
+    int_fns!(
+        serialize_i8: i8,
+        serialize_i16: i16,
+        serialize_i32: i32,
+        serialize_i64: i64,
+        serialize_i128: i128,
+        serialize_u8: u8,
+        serialize_u16: u16,
+        serialize_u32: u32,
+        serialize_u64: u64,
+        serialize_u128: u128
+    );
     fn serialize_f32(self, v: f32) -> R {
         Ok(float(v.into()))
     }
@@ -246,27 +239,26 @@ impl ser::SerializeSeq for SeqSer {
     }
 }
 
-impl ser::SerializeTuple for SeqSer {
-    type Ok = Value;
-    type Error = SerError;
-    fn serialize_element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), SerError> {
-        ser::SerializeSeq::serialize_element(self, value)
-    }
-    fn end(self) -> R {
-        ser::SerializeSeq::end(self)
-    }
+/// Tuples and tuple structs are lists: their serializers are [`SeqSer`]'s.
+macro_rules! as_seq {
+    ($($trait:ident::$add:ident),*) => {$(
+        impl ser::$trait for SeqSer {
+            type Ok = Value;
+            type Error = SerError;
+            fn $add<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), SerError> {
+                ser::SerializeSeq::serialize_element(self, value)
+            }
+            fn end(self) -> R {
+                ser::SerializeSeq::end(self)
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTupleStruct for SeqSer {
-    type Ok = Value;
-    type Error = SerError;
-    fn serialize_field<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), SerError> {
-        ser::SerializeSeq::serialize_element(self, value)
-    }
-    fn end(self) -> R {
-        ser::SerializeSeq::end(self)
-    }
-}
+as_seq!(
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field
+);
 
 /// Builds `{variant: [..]}`.
 pub struct VariantSeqSer(&'static str, SeqSer);
@@ -352,6 +344,15 @@ fn key_error() -> SerError {
 
 type K = Result<Arc<str>, SerError>;
 
+/// `fn NAME(self, v: TYPE) -> K` for number types: the decimal text of `v`.
+macro_rules! key_text_fns {
+    ($($name:ident: $ty:ty),*) => {$(
+        fn $name(self, v: $ty) -> K {
+            Ok(Arc::from(v.to_string()))
+        }
+    )*};
+}
+
 impl ser::Serializer for KeySerializer {
     type Ok = Arc<str>;
     type Error = SerError;
@@ -366,36 +367,19 @@ impl ser::Serializer for KeySerializer {
     fn serialize_bool(self, v: bool) -> K {
         Ok(Arc::from(if v { "true" } else { "false" }))
     }
-    fn serialize_i8(self, v: i8) -> K {
-        Ok(Arc::from(v.to_string()))
-    }
-    fn serialize_i16(self, v: i16) -> K {
-        Ok(Arc::from(v.to_string()))
-    }
-    fn serialize_i32(self, v: i32) -> K {
-        Ok(Arc::from(v.to_string()))
-    }
-    fn serialize_i64(self, v: i64) -> K {
-        Ok(Arc::from(v.to_string()))
-    }
-    fn serialize_u8(self, v: u8) -> K {
-        Ok(Arc::from(v.to_string()))
-    }
-    fn serialize_u16(self, v: u16) -> K {
-        Ok(Arc::from(v.to_string()))
-    }
-    fn serialize_u32(self, v: u32) -> K {
-        Ok(Arc::from(v.to_string()))
-    }
-    fn serialize_u64(self, v: u64) -> K {
-        Ok(Arc::from(v.to_string()))
-    }
-    fn serialize_f32(self, v: f32) -> K {
-        Ok(Arc::from(v.to_string()))
-    }
-    fn serialize_f64(self, v: f64) -> K {
-        Ok(Arc::from(v.to_string()))
-    }
+    // Numbers: their decimal text.
+    key_text_fns!(
+        serialize_i8: i8,
+        serialize_i16: i16,
+        serialize_i32: i32,
+        serialize_i64: i64,
+        serialize_u8: u8,
+        serialize_u16: u16,
+        serialize_u32: u32,
+        serialize_u64: u64,
+        serialize_f32: f32,
+        serialize_f64: f64
+    );
     fn serialize_char(self, v: char) -> K {
         Ok(Arc::from(v.encode_utf8(&mut [0; 4]) as &str))
     }
@@ -547,6 +531,31 @@ mod tests {
             bytes: serde_bytes_like::Bytes(vec![0, 255]),
             inner: Value::from(json!({"k": [1, "two"]})),
         });
+    }
+
+    #[test]
+    fn every_integer_width_maps_as_serde_json_does() {
+        same_as_json(&(
+            i8::MIN,
+            i16::MIN,
+            i32::MIN,
+            i64::MIN,
+            u8::MAX,
+            u16::MAX,
+            u32::MAX,
+            u64::MAX,
+            (i64::MAX as u64) + 1,
+        ));
+        same_as_json(
+            &[(u64::MAX, 1i128), (7, -1)]
+                .into_iter()
+                .collect::<std::collections::BTreeMap<u64, i128>>(),
+        );
+        same_as_json(
+            &[(i8::MIN, 1u128)]
+                .into_iter()
+                .collect::<std::collections::BTreeMap<i8, u128>>(),
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ mod eval;
 mod exec;
 
 use crate::builtins::{Host, State};
-use crate::compile::ir::{Arrow, Expr, IncludeCall, MacroRef, Program};
+use crate::compile::ir::{Arrow, BlockAt, BlockTable, Expr, IncludeCall, MacroRef, Program};
 use crate::error::{Error, ErrorKind};
 use crate::escape::Escape;
 use crate::limits::Limits;
@@ -16,7 +16,6 @@ use crate::loader::Library;
 use crate::options::RenderOptions;
 use crate::syntax::ast::Span;
 use crate::value::{Map, Value};
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Below this much remaining stack, macro calls and includes continue on a new segment.
@@ -30,30 +29,81 @@ pub struct Shared {
     pub library: Arc<Library>,
 }
 
-/// The blocks a template instance can render: for each name, the definitions from
-/// the most derived template to the base (`parent()` walks down the list).
-pub(crate) type BlockTable = HashMap<Arc<str>, Vec<(Arc<Program>, usize)>>;
-
-/// Appends `prog`'s blocks (own definitions, then those brought in by `use`).
-fn add_blocks(table: &mut BlockTable, prog: &Arc<Program>) {
+/// Appends the blocks of `prog`, at `level` of the `extends` chain (own definitions, then
+/// those brought in by `use`).
+fn add_blocks(table: &mut BlockTable, prog: &Program, level: usize) {
     for (i, b) in prog.blocks.iter().enumerate() {
         table
             .entry(b.name.clone())
             .or_default()
-            .push((prog.clone(), i));
+            .push(BlockAt::Level(level, i));
     }
     for (n, chain) in &prog.traits {
         table
             .entry(n.clone())
             .or_default()
-            .extend(chain.iter().cloned());
+            .extend(chain.iter().map(|(p, i)| BlockAt::Used(p.clone(), *i)));
     }
 }
 
-fn table_for(prog: &Arc<Program>) -> Arc<BlockTable> {
-    let mut t = BlockTable::new();
-    add_blocks(&mut t, prog);
-    Arc::new(t)
+/// The table of `prog` alone, at level 0 (built on its first render, then shared).
+fn table_for(prog: &Program) -> Arc<BlockTable> {
+    prog.block_memo
+        .own
+        .get_or_init(|| {
+            let mut t = BlockTable::new();
+            add_blocks(&mut t, prog, 0);
+            Arc::new(t)
+        })
+        .clone()
+}
+
+/// The table of a template with no blocks (shared: a render without blocks allocates none).
+fn empty_table() -> Arc<BlockTable> {
+    static EMPTY: std::sync::OnceLock<Arc<BlockTable>> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(Arc::default).clone()
+}
+
+/// The block table and levels a template instance starts with.
+fn instance_blocks(prog: &Arc<Program>) -> (Arc<BlockTable>, Vec<Arc<Program>>) {
+    if prog.blocks.is_empty() && prog.traits.is_empty() {
+        (empty_table(), Vec::new())
+    } else {
+        (table_for(prog), vec![prog.clone()])
+    }
+}
+
+/// How many child chains a template remembers its extended tables for.
+const EXTENDED_MEMO: usize = 32;
+
+/// `table` plus the blocks of `parent` at `level`: built once per child chain and kept in
+/// `parent` (an `extends` chain renders without rebuilding its table at every level).
+fn extend_table(table: &Arc<BlockTable>, parent: &Program, level: usize) -> Arc<BlockTable> {
+    let memo = &parent.block_memo.extended;
+    if let Ok(m) = memo.lock() {
+        if let Some((_, t)) = m
+            .iter()
+            .find(|((k, l), _)| *l == level && Arc::ptr_eq(k, table))
+        {
+            return t.clone();
+        }
+    }
+    let mut t = (**table).clone();
+    add_blocks(&mut t, parent, level);
+    let t = Arc::new(t);
+    // Only tables without `use`d templates are kept: they hold no `Program`, so the memo
+    // cannot make a reference cycle (the new table contains the key's entries).
+    if t.values()
+        .flatten()
+        .all(|b| matches!(b, BlockAt::Level(..)))
+    {
+        if let Ok(mut m) = memo.lock() {
+            if m.len() < EXTENDED_MEMO {
+                m.push(((table.clone(), level), t.clone()));
+            }
+        }
+    }
+    t
 }
 
 /// Position in one running `for` loop.
@@ -92,6 +142,9 @@ pub struct Vm<'a> {
     env_allowed: bool,
     /// Blocks of the template instance being rendered.
     blocks: Arc<BlockTable>,
+    /// The templates of the instance's `extends` chain, by level (`BlockAt::Level`); empty
+    /// while the instance's template has neither blocks nor a parent.
+    levels: Vec<Arc<Program>>,
     /// The block running now and its level in the table (for `parent()`).
     cur_block: Option<(Arc<str>, usize)>,
     /// Set by `extends`: rendered once the child's body is done.
@@ -135,7 +188,8 @@ impl<'a> Vm<'a> {
             shared,
             escape: opts.escape,
             env_allowed: opts.allow_env,
-            blocks: Arc::default(),
+            blocks: empty_table(),
+            levels: Vec::new(),
             cur_block: None,
             parent: None,
             chain: Vec::new(),
@@ -359,6 +413,15 @@ impl<'a> Vm<'a> {
         span: Span,
     ) -> Result<Option<Arc<Program>>, Error> {
         let lib = self.shared.library.clone();
+        if let Value::Str(n) = name {
+            // one name (the usual case): no list of candidates to build
+            return match lib.get(n, &[]) {
+                Ok(Some(p)) => Ok(Some(p)),
+                Ok(None) if ignore_missing => Ok(None),
+                Ok(None) => Err(self.loc(lib.missing(n), span)),
+                Err(e) => Err(self.loc(e, span)),
+            };
+        }
         let names: Vec<Value> = match name {
             Value::List(l) => l.iter().cloned().collect(),
             Value::Map(m) => m.values().cloned().collect(),
@@ -403,7 +466,9 @@ impl<'a> Vm<'a> {
     ) -> Result<(), Error> {
         stacker::maybe_grow(STACK_RED_ZONE, STACK_GROW, || {
             self.enter_template(&prog.name, span)?;
-            let saved_blocks = std::mem::replace(&mut self.blocks, table_for(&prog));
+            let (table, levels) = instance_blocks(&prog);
+            let saved_blocks = std::mem::replace(&mut self.blocks, table);
+            let saved_levels = std::mem::replace(&mut self.levels, levels);
             let saved_cur = self.cur_block.take();
             let slots = vec![Value::Undefined; prog.slots];
             let names = prog.slot_names.clone();
@@ -411,6 +476,7 @@ impl<'a> Vm<'a> {
                 vm.exec_template(&prog)
             });
             self.blocks = saved_blocks;
+            self.levels = saved_levels;
             self.cur_block = saved_cur;
             self.leave_template();
             r
@@ -429,7 +495,13 @@ impl<'a> Vm<'a> {
             return Ok(());
         };
         self.out.truncate(start);
-        add_blocks(Arc::make_mut(&mut self.blocks), &parent);
+        if self.levels.is_empty() {
+            // `prog` started the instance without blocks: it is level 0
+            self.levels.push(prog.clone());
+            self.blocks = table_for(prog);
+        }
+        self.blocks = extend_table(&self.blocks, &parent, self.levels.len());
+        self.levels.push(parent.clone());
         let vars = self.variables_arc();
         self.enter_template(&parent.name, Span::default())?;
         let r = stacker::maybe_grow(STACK_RED_ZONE, STACK_GROW, || {
@@ -498,7 +570,12 @@ impl<'a> Vm<'a> {
         level: usize,
         span: Span,
     ) -> Result<bool, Error> {
-        let Some((prog, idx)) = self.blocks.get(name).and_then(|v| v.get(level)).cloned() else {
+        let found = match self.blocks.get(name).and_then(|v| v.get(level)) {
+            Some(BlockAt::Level(l, i)) => self.levels.get(*l).map(|p| (p.clone(), *i)),
+            Some(BlockAt::Used(p, i)) => Some((p.clone(), *i)),
+            None => None,
+        };
+        let Some((prog, idx)) = found else {
             return Ok(false);
         };
         let Some(def) = prog.blocks.get(idx) else {
@@ -532,7 +609,8 @@ impl<'a> Vm<'a> {
             return Err(self.loc(self.shared.library.missing(&tpl.to_cow_str()), span));
         };
         let mut table = BlockTable::new();
-        add_blocks(&mut table, &prog);
+        add_blocks(&mut table, &prog, 0);
+        let mut levels = vec![prog.clone()];
         let mut hops = 0;
         while let Some(p) = prog.parent_name.clone() {
             hops += 1;
@@ -541,16 +619,19 @@ impl<'a> Vm<'a> {
             }
             match self.load_template(&Value::Str(p), false, span)? {
                 Some(pp) => {
-                    add_blocks(&mut table, &pp);
+                    add_blocks(&mut table, &pp, levels.len());
+                    levels.push(pp.clone());
                     prog = pp;
                 }
                 None => break,
             }
         }
         let saved = std::mem::replace(&mut self.blocks, Arc::new(table));
+        let saved_levels = std::mem::replace(&mut self.levels, levels);
         let saved_cur = self.cur_block.take();
         let r = f(self);
         self.blocks = saved;
+        self.levels = saved_levels;
         self.cur_block = saved_cur;
         r
     }
@@ -694,9 +775,7 @@ pub fn render(
     let mut vm = Vm::new(program.clone(), shared, ctx, opts)?;
     let hint = program.size_hint.load(Relaxed).max(program.source.len());
     vm.out.reserve(hint.min(shared.limits.max_output));
-    if !program.blocks.is_empty() || !program.traits.is_empty() {
-        vm.blocks = table_for(program);
-    }
+    (vm.blocks, vm.levels) = instance_blocks(program);
     vm.chain.push(program.name.clone());
     vm.exec_template(program)?;
     program.size_hint.store(vm.out.len(), Relaxed);

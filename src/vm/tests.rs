@@ -359,3 +359,48 @@ fn escaping_strategies_in_autoescape_blocks() {
         "a\\u0027b|a%20b"
     );
 }
+
+/// The block tables of an `extends` chain are kept in the templates after the first render
+/// (src/vm/mod.rs): later renders, other children of the same parents, a child using a trait
+/// and a dynamic parent must all still resolve their own blocks.
+#[test]
+fn kept_block_tables_stay_per_chain() {
+    let mut engine = Engine::new();
+    engine.set_loader(
+        crate::MapLoader::from_pairs([
+            (
+                "base",
+                "[{% block a %}A{% endblock %}|{% block b %}B{% endblock %}]",
+            ),
+            (
+                "mid",
+                "{% extends 'base' %}{% block a %}m{{ parent() }}{% endblock %}",
+            ),
+            (
+                "one",
+                "{% extends 'mid' %}{% block b %}1{{ parent() }}{% endblock %}",
+            ),
+            (
+                "two",
+                "{% extends 'mid' %}{% block a %}2{{ parent() }}{% endblock %}",
+            ),
+            ("trait", "{% block b %}T{% endblock %}"),
+            ("three", "{% extends 'mid' %}{% use 'trait' %}"),
+            ("bare", "{% extends p %}"),
+        ])
+        .expect("names"),
+    );
+    let render = |name: &str, ctx: serde_json::Value| {
+        let t = engine.get_template(name).expect(name);
+        t.render(&ctx).expect(name)
+    };
+    for _ in 0..3 {
+        assert_eq!(render("one", json!({})), "[mA|1B]");
+        assert_eq!(render("two", json!({})), "[2mA|B]");
+        assert_eq!(render("three", json!({})), "[mA|T]");
+        assert_eq!(render("mid", json!({})), "[mA|B]");
+        assert_eq!(render("bare", json!({"p": "one"})), "[mA|1B]");
+        assert_eq!(render("bare", json!({"p": "two"})), "[2mA|B]");
+        assert_eq!(render("base", json!({})), "[A|B]");
+    }
+}

@@ -4,6 +4,8 @@
 //! (so tests see exactly what goes on the wire: status, headers, chunked bodies, SSE frames).
 #![allow(dead_code)]
 
+pub mod tls;
+
 use flexscript::listener::{start_with, Options, Running};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -234,6 +236,18 @@ pub async fn request(
     parse_response(&raw)
 }
 
+/// POSTs `json` (`Content-Type: application/json`) to a server at `addr` (a `serve` child).
+pub async fn post_json_to(addr: SocketAddr, path: &str, json: &str) -> Resp {
+    request(
+        addr,
+        "POST",
+        path,
+        &[("content-type", "application/json")],
+        json.as_bytes(),
+    )
+    .await
+}
+
 /// Parses a complete HTTP/1.1 response (Content-Length, chunked, or read-to-close body).
 pub fn parse_response(raw: &[u8]) -> Resp {
     let end = raw
@@ -393,4 +407,83 @@ pub async fn ready_addr(child: &mut std::process::Child) -> SocketAddr {
         .unwrap_or_else(|| panic!("ready line: {line:?}"))
         .parse()
         .expect("addr")
+}
+
+/// One call seen by the receiver: `Idempotency-Key`, path, body, when.
+#[derive(Clone, Debug)]
+pub struct Call {
+    pub key: String,
+    pub path: String,
+    pub body: String,
+    pub at: std::time::Instant,
+}
+
+/// A real webhook receiver on 127.0.0.1 recording every call (to count `Idempotency-Key`s);
+/// answers 200 `{}` after `delay`.
+pub struct Receiver {
+    pub addr: SocketAddr,
+    calls: std::sync::Arc<std::sync::Mutex<Vec<Call>>>,
+}
+
+impl Receiver {
+    pub async fn start(delay: Duration) -> Receiver {
+        use http_body_util::{BodyExt, Full};
+        use hyper::{body::Incoming, Request, Response};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let calls2 = calls.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let calls = calls2.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let calls = calls.clone();
+                        async move {
+                            let key = req
+                                .headers()
+                                .get("idempotency-key")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("")
+                                .to_string();
+                            let path = req.uri().path().to_string();
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            calls.lock().expect("lock").push(Call {
+                                key,
+                                path,
+                                body: String::from_utf8_lossy(&body).into_owned(),
+                                at: std::time::Instant::now(),
+                            });
+                            tokio::time::sleep(delay).await;
+                            Ok::<_, std::convert::Infallible>(Response::new(Full::new(
+                                bytes::Bytes::from_static(b"{}"),
+                            )))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Receiver { addr, calls }
+    }
+
+    pub fn url(&self, p: &str) -> String {
+        format!("http://{}{p}", self.addr)
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.calls.lock().expect("lock").clone()
+    }
 }

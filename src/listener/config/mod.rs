@@ -25,9 +25,13 @@ pub const DEFAULT_BODY_LIMIT: u64 = 1_048_576;
 /// One error or warning of a configuration file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Diagnostic {
+    /// The file's name.
     pub file: String,
+    /// 1-based line; 0 when the problem is the whole file.
     pub line: usize,
+    /// The field's path (`endpoint[0].first_hash`); empty when none.
     pub field: String,
+    /// What is wrong.
     pub message: String,
 }
 
@@ -47,13 +51,29 @@ impl fmt::Display for Diagnostic {
     }
 }
 
-/// Every error of a refused configuration file (never empty).
+/// Every error of a refused configuration file (never empty). When the file could not be read
+/// or is not TOML at all, the I/O or TOML parse error is kept as the
+/// [`source`](std::error::Error::source).
 #[derive(Clone, Debug)]
-pub struct ConfigErrors(pub Vec<Diagnostic>);
+pub struct ConfigErrors {
+    /// The errors, in file order.
+    pub diagnostics: Vec<Diagnostic>,
+    cause: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl ConfigErrors {
+    /// Errors without an underlying cause.
+    pub fn new(diagnostics: Vec<Diagnostic>) -> ConfigErrors {
+        ConfigErrors {
+            diagnostics,
+            cause: None,
+        }
+    }
+}
 
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, d) in self.0.iter().enumerate() {
+        for (i, d) in self.diagnostics.iter().enumerate() {
             if i > 0 {
                 writeln!(f)?;
             }
@@ -63,30 +83,67 @@ impl fmt::Display for ConfigErrors {
     }
 }
 
+impl std::error::Error for ConfigErrors {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause
+            .as_deref()
+            .map(|c| c as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// What [`load`] found: the configuration (when there is no error), its errors, its warnings,
+/// and the I/O or TOML error behind a file that could not be read or parsed.
+struct Loaded {
+    config: Option<Config>,
+    errors: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
+    cause: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Loaded {
+    fn refused(d: Diagnostic, cause: Arc<dyn std::error::Error + Send + Sync>) -> Loaded {
+        Loaded {
+            config: None,
+            errors: vec![d],
+            warnings: Vec::new(),
+            cause: Some(cause),
+        }
+    }
+}
+
 /// `run_mode` of an endpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RunMode {
+    /// The request waits for the run (up to `response_timeout_ms`).
     Sync,
+    /// The run goes on after the answer.
     Async,
 }
 
 /// A rendered answer: `data`, `html` or `redirect` (endpoint fields or a `respond` step).
 #[derive(Clone, Debug)]
 pub enum Answer {
+    /// `data`: JSON (or detected) content rendered from the template.
     Data(Template),
+    /// `html`: an HTML page.
     Html(Template),
+    /// `redirect`: a 302 to the rendered URL.
     Redirect(Template),
 }
 
 /// `return_type` of an endpoint.
 #[derive(Clone, Debug)]
 pub enum ReturnType {
+    /// An answer rendered from the endpoint's own fields.
     Answer(Answer),
+    /// `continue`: the workflow answers (a `respond` step, or a run summary).
     Continue,
+    /// `sse`: a stream of the workflow's `emit` events.
     Sse,
 }
 
 impl ReturnType {
+    /// The `return_type` as written in the file.
     pub fn name(&self) -> &'static str {
         match self {
             ReturnType::Answer(Answer::Data(_)) => "data",
@@ -101,14 +158,21 @@ impl ReturnType {
 /// One `[[endpoint]]`.
 #[derive(Clone, Debug)]
 pub struct Endpoint {
+    /// The endpoint's name (logs, metrics, the listing).
     pub name: String,
+    /// The first path segment after `/listener/`.
     pub first_hash: String,
+    /// The second path segment.
     pub second_hash: String,
+    /// Whether `/dynamic-endpoints` lists it.
     pub published: bool,
+    /// Whether the request waits for the workflow.
     pub run_mode: RunMode,
+    /// What the request answers.
     pub return_type: ReturnType,
     /// `Some((endpoint_key, endpoint_secret))` when `add_authentication = true`.
     pub auth: Option<(Template, Template)>,
+    /// Whether tokens must carry `exp` (`require_exp`, default true).
     pub require_exp: bool,
     /// `Some(cors_domains)` when `allow_cors = true`.
     pub cors: Option<Template>,
@@ -116,6 +180,7 @@ pub struct Endpoint {
     pub signature: Option<SignatureSpec>,
     /// Limit for a `continue`/`sse` sync answer, in ms.
     pub response_timeout_ms: u64,
+    /// The workflow, in file order.
     pub steps: Vec<Step>,
     /// Roots and children lists, computed once at load.
     pub(crate) tree: Vec<Vec<usize>>,
@@ -152,8 +217,11 @@ impl Endpoint {
 /// without request data, `env()` allowed) and the timestamp tolerance.
 #[derive(Clone, Debug)]
 pub struct SignatureSpec {
+    /// The signature scheme.
     pub scheme: super::signature::Scheme,
+    /// The shared secret.
     pub secret: Template,
+    /// Accepted clock difference of the signed timestamp, in seconds.
     pub tolerance_s: u64,
 }
 
@@ -169,12 +237,17 @@ pub(crate) fn build_tree(steps: &[Step]) -> Vec<Vec<usize>> {
 /// The `[server]` table.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
+    /// `addr`: where to listen (the command line's `--addr` wins).
     pub addr: Option<SocketAddr>,
+    /// Largest request body, in bytes (`body_limit`, default 1 MiB).
     pub body_limit: u64,
+    /// The key of `/dynamic-endpoints` (`api_key`); `None`: not served.
     pub api_key: Option<String>,
+    /// A JSON file of records for the record builtins (`records`).
     pub records: Option<PathBuf>,
     /// The template library folder (`templates`, relative to the file; docs/templates.md).
     pub templates: Option<PathBuf>,
+    /// The time zone of dates without an offset (`timezone`, default UTC).
     pub timezone: chrono_tz::Tz,
     /// Connections served at once (`max_connections`, default 4096); read at start, a reload
     /// keeps the running server's cap.
@@ -276,10 +349,15 @@ pub const MAX_CONNECTIONS_LIMIT: u64 = 1_000_000;
 /// A loaded, validated configuration.
 #[derive(Clone)]
 pub struct Config {
+    /// The file it was loaded from.
     pub path: PathBuf,
+    /// The `[server]` table.
     pub server: ServerConfig,
+    /// The endpoints, in file order.
     pub endpoints: Vec<Arc<Endpoint>>,
+    /// What is allowed but probably a mistake.
     pub warnings: Vec<Diagnostic>,
+    /// The shared store the scripts read and write (kept across reloads).
     pub store: Arc<dyn SharedStore>,
     /// SHA-256 (hex) of the file's text, journaled with each run.
     pub fingerprint: String,
@@ -307,8 +385,8 @@ pub fn load_config(path: &Path) -> Result<Config, ConfigErrors> {
 
 /// `flexscript check`: (errors, warnings) of a configuration file.
 pub fn check_config(path: &Path) -> (Vec<Diagnostic>, Vec<Diagnostic>) {
-    let (_, errors, warnings) = load(path, Arc::new(MemoryStore::new()), None);
-    (errors, warnings)
+    let l = load(path, Arc::new(MemoryStore::new()), None);
+    (l.errors, l.warnings)
 }
 
 /// Loads `path`, installing `store` (kept across reloads) in the engine.
@@ -326,18 +404,18 @@ pub fn load_config_with_records(
     store: Arc<dyn SharedStore>,
     records: Option<&Path>,
 ) -> Result<Config, ConfigErrors> {
-    match load(path, store, records) {
-        (Some(c), _, _) => Ok(c),
-        (None, errors, _) => Err(ConfigErrors(errors)),
+    let l = load(path, store, records);
+    match l.config {
+        Some(c) => Ok(c),
+        None => Err(ConfigErrors {
+            diagnostics: l.errors,
+            cause: l.cause,
+        }),
     }
 }
 
 /// The configuration (when there is no error), its errors and its warnings.
-fn load(
-    path: &Path,
-    store: Arc<dyn SharedStore>,
-    records: Option<&Path>,
-) -> (Option<Config>, Vec<Diagnostic>, Vec<Diagnostic>) {
+fn load(path: &Path, store: Arc<dyn SharedStore>, records: Option<&Path>) -> Loaded {
     let file = path
         .file_name()
         .map(|f| f.to_string_lossy().into_owned())
@@ -351,7 +429,7 @@ fn load(
                 field: String::new(),
                 message: format!("cannot read: {e}"),
             };
-            return (None, vec![d], Vec::new());
+            return Loaded::refused(d, Arc::new(e));
         }
     };
     let src = Source {
@@ -363,7 +441,7 @@ fn load(
         Err(e) => {
             let line = e.span().map(|s| src.line_of(s.start)).unwrap_or(1);
             let d = src.diag(line, "", format!("TOML syntax: {}", e.message()));
-            return (None, vec![d], Vec::new());
+            return Loaded::refused(d, Arc::new(e));
         }
     };
     let base = path.parent().unwrap_or(Path::new("."));
@@ -496,7 +574,12 @@ fn load(
     warnings.sort_by_key(|d| d.line);
     if !errors.is_empty() {
         errors.sort_by_key(|d| d.line);
-        return (None, errors, warnings);
+        return Loaded {
+            config: None,
+            errors,
+            warnings,
+            cause: None,
+        };
     }
     let client = HttpClient::new(ClientSettings {
         guard: server.webhook.guard.clone(),
@@ -518,7 +601,12 @@ fn load(
             hex::encode(sha2::Sha256::digest(text.as_bytes()))
         },
     };
-    (Some(config), errors, warnings)
+    Loaded {
+        config: Some(config),
+        errors,
+        warnings,
+        cause: None,
+    }
 }
 
 /// The message of a compile error: the engine's message with its position in the script.
@@ -672,7 +760,7 @@ fn read_webhook(f: &mut Fields<'_>, base: &Path) -> WebhookSettings {
     let allow = strings(f, "webhook_allow");
     match Guard::new(&allow) {
         Ok(g) => w.guard = g,
-        Err(e) => f.error("webhook_allow", e),
+        Err(e) => f.error("webhook_allow", e.to_string()),
     }
     let trust = match f.string("webhook_trust").as_deref() {
         None | Some("mozilla") => Trust::Mozilla,
@@ -700,7 +788,7 @@ fn read_webhook(f: &mut Fields<'_>, base: &Path) -> WebhookSettings {
                 } else {
                     "webhook_ca"
                 };
-                f.error(key, e);
+                f.error(key, e.to_string());
             }
         }
     }

@@ -16,33 +16,53 @@ pub const MAX_RESPONSE_BYTES_LIMIT: u64 = 256 << 20;
 /// Which child list of a `condition` a step belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Branch {
+    /// Run when the condition holds (`branch = "yes"`).
     Yes,
+    /// Run when it does not (`branch = "no"`).
     No,
 }
 
 /// A condition operator (docs/listener.md "Workflows").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Operator {
+    /// `equal`: the operands are equal (as numbers, dates or strings).
     Equal,
+    /// `not_equal`.
     NotEqual,
+    /// `greater`: left > right.
     Greater,
+    /// `greater_or_equal`.
     GreaterOrEqual,
+    /// `less`: left < right.
     Less,
+    /// `less_or_equal`.
     LessOrEqual,
+    /// `greater_than_now`: left is a date (or timestamp) after now.
     GreaterThanNow,
+    /// `less_than_now`: left is a date (or timestamp) before now.
     LessThanNow,
+    /// `between`: right ≤ left ≤ right2.
     Between,
+    /// `contains`: right is a substring of left (case-sensitive).
     Contains,
+    /// `not_contains`.
     NotContains,
+    /// `begins_with`.
     BeginsWith,
+    /// `not_begins_with`.
     NotBeginsWith,
+    /// `ends_with`.
     EndsWith,
+    /// `not_ends_with`.
     NotEndsWith,
+    /// `is_empty` (or `empty`): left is blank after trimming.
     IsEmpty,
+    /// `is_not_empty` (or `not_empty`).
     IsNotEmpty,
 }
 
 impl Operator {
+    /// The operator named `s` in the file; `None` for an unknown name.
     pub fn parse(s: &str) -> Option<Operator> {
         use Operator::*;
         Some(match s {
@@ -81,47 +101,75 @@ impl Operator {
 /// `value` (template → string) or `expression` (→ typed value).
 #[derive(Clone, Debug)]
 pub enum ValueSource {
+    /// `value`: a template, rendered to a string.
     Template(Template),
+    /// `expression`: an expression, evaluated to a typed value.
     Expression(Expression),
 }
 
 /// What a step does.
 #[derive(Clone, Debug)]
 pub enum StepKind {
+    /// `condition`: runs its `yes` or `no` children.
     Condition {
+        /// The left operand.
         left: Template,
+        /// The comparison.
         operator: Operator,
+        /// The right operand (absent for the operators that do not read it).
         right: Option<Template>,
+        /// The upper bound of `between`.
         right2: Option<Template>,
     },
+    /// `store`: sets a (dotted) name in the run's data.
     Store {
+        /// The dotted name.
         name: String,
+        /// What is stored.
         value: ValueSource,
     },
+    /// `respond`: the answer of an `async` `continue` request.
     Respond(Answer),
+    /// `emit`: one server-sent event.
     Emit {
+        /// The event's data.
         data: Template,
+        /// The event's name (plain text).
         event: Option<String>,
+        /// Whether the stream ends after it.
         is_final: bool,
     },
+    /// `webhook`: an outbound HTTP call.
     Webhook {
+        /// The HTTP method.
         method: String,
+        /// The destination (checked by the guard).
         url: Template,
+        /// Request headers, values rendered.
         headers: Vec<(String, Template)>,
+        /// The request body.
         body: Option<Template>,
+        /// Time limit of one attempt, in ms.
         timeout_ms: u64,
+        /// Further attempts after a transport error, a timeout or a 5xx.
         retries: u32,
         /// Response body cap; `None`: `[server] webhook_max_response_bytes`.
         max_response_bytes: Option<u64>,
         /// Standard Webhooks signing secret (a settings field: `env()`, no request data).
         sign_secret: Option<Template>,
     },
+    /// `set_memory`: writes the shared store.
     SetMemory {
+        /// The key.
         name: String,
+        /// What is written.
         value: ValueSource,
+        /// Time to live in seconds (default 3600).
         ttl_s: u64,
     },
+    /// `log`: one log line.
     Log {
+        /// The line's message.
         message: Template,
     },
 }
@@ -144,11 +192,15 @@ impl StepKind {
 /// One workflow step.
 #[derive(Clone, Debug)]
 pub struct Step {
+    /// The step's `id` (unique within the endpoint).
     pub id: String,
     /// Index of the parent step; `None` for a root.
     pub parent: Option<usize>,
+    /// The branch of the parent `condition` it runs on.
     pub branch: Option<Branch>,
+    /// Wait before the step runs, in ms (a durable timer).
     pub delay_ms: u64,
+    /// What the step does.
     pub kind: StepKind,
 }
 

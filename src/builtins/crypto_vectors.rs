@@ -2,8 +2,8 @@
 //! (HMAC-MD5/SHA1) and the jwt.io HS256 example, each checked directly and through templates
 //! rendered by the engine.
 
-use flexscript::builtins::crypto::{hmac, jwt_verify};
-use flexscript::{Engine, RenderOptions};
+use super::crypto::{hmac, jwt_verify};
+use crate::{Engine, RenderOptions};
 
 /// `(key, data)` as bytes and the expected hex MACs.
 struct Vector {
