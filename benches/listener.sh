@@ -9,8 +9,13 @@
 # The machine's speed drifts by ±20 % over minutes, so the two servers are measured in
 # alternation, ROUNDS times, and the ratio of each round and their median are printed.
 #
-# Usage: bash benches/listener.sh [SECONDS=10] [ROUNDS=3]
-# Needs: wrk (Debian: apt-get install -y wrk), taskset (util-linux), curl.
+# A Redis row (docs/redis.md): the same durable endpoint on Redis, one listener process, then two
+# (one wrk per process, run at once), with Redis commands and Redis CPU per request (skipped
+# when redis-server is not installed).
+#
+# Usage: bash benches/listener.sh [SECONDS=10] [ROUNDS=3]   (MEMORY_RUNS=N: see the memory row)
+# Needs: wrk (Debian: apt-get install -y wrk), taskset (util-linux), curl, python3;
+# redis-server and redis-cli for the Redis row.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-10}"
@@ -172,8 +177,9 @@ echo "durable runs: $succeeded succeeded, $others not, $accepted answered by wrk
 
 # Memory with history on: drive the same endpoint (unmeasured) until at least 100,000 runs are
 # in the journal (at most 30 more wrk runs of 10 s), let them finish, then read the RSS.
+# (MEMORY_RUNS=N lowers the count for a smoke test of the script.)
 for _ in $(seq 1 30); do
-  [ "$(count "SELECT count(*) FROM runs")" -ge 100000 ] && break
+  [ "$(count "SELECT count(*) FROM runs")" -ge "${MEMORY_RUNS:-100000}" ] && break
   taskset -c 1 wrk -t1 -c32 -d10s "$durable_url" >/dev/null
 done
 for _ in $(seq 1 600); do
@@ -184,3 +190,91 @@ printf 'durable memory: %s runs in the journal (%s succeeded), RSS %s, peak RSS 
   "$(count "SELECT count(*) FROM runs")" "$(count "SELECT count(*) FROM runs WHERE status = 'succeeded'")" \
   "$(awk '/^VmRSS:/ {print $2 " " $3}' "/proc/$durable_pid/status")" \
   "$(awk '/^VmHWM:/ {print $2 " " $3}' "/proc/$durable_pid/status")"
+
+# Redis (docs/redis.md): the durable endpoint with `state = "redis://…"`, AOF `everysec` as in
+# production. One listener process (CPU 0, wrk and Redis on CPU 1), then two processes, each
+# with its own wrk, run at once (on this 2-core machine the two then share the CPUs with Redis
+# and both wrk: the row shows the cost of sharing one Redis, not machine scaling). Redis
+# commands and Redis CPU per request come from `INFO commandstats` / `INFO cpu` deltas.
+if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+  echo "redis: skipped (redis-server / redis-cli not installed)"
+  exit 0
+fi
+rport=8096
+mkdir -p "$dir/redis"
+taskset -c 1 redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly yes \
+  --appendfsync everysec --dir "$dir/redis" >/dev/null &
+pids+=($!)
+rcli() { redis-cli -p "$rport" "$@" | tr -d '\r'; }
+for _ in $(seq 1 100); do [ "$(rcli ping 2>/dev/null)" = PONG ] && break; sleep 0.1; done
+sed -e "1i [server]\nstate = \"redis://127.0.0.1:$rport/0\"\nhistory_max = 100000000\n" \
+  "$dir/durable/endpoints.toml" >"$dir/redis/endpoints.toml"
+commands() { rcli INFO commandstats | awk -F'[:=,]' '/^cmdstat_/ {s += $3} END {print s + 0}'; }
+evals() { rcli INFO commandstats | awk -F'[:=,]' '/^cmdstat_eval:/ {s += $3} END {print s + 0}'; }
+redis_cpu() { rcli INFO cpu | awk -F: '/^used_cpu_(sys|user):/ {s += $2} END {printf "%.3f", s}'; }
+# Read events on Redis's sockets: one per batch of commands received (a pipeline, or a lone
+# command), i.e. the network round trips of all clients.
+reads() { rcli INFO stats | awk -F: '/^total_reads_processed:/ {print $2 + 0}'; }
+# Waits until no run is unfinished, then prints "succeeded total".
+redis_runs() {
+  for _ in $(seq 1 1200); do
+    [ "$(rcli ZCARD 'fs:{j}:leases')" = 0 ] && break
+    sleep 0.5
+  done
+  rcli EVAL "local n = 0
+    for _, id in ipairs(redis.call('ZRANGE', 'fs:{j}:all', 0, -1)) do
+      if redis.call('HGET', 'fs:{j}:run:' .. id, 'status') == 'succeeded' then n = n + 1 end
+    end
+    return n" 0 | tr '\n' ' '
+  rcli ZCARD 'fs:{j}:all'
+}
+# per_run LABEL RUNS C0 C1 E0 E1 CPU0 CPU1 R0 R1: per journaled run, over its whole life (the
+# answer path's one EVAL, then the workflow's journal writes after the answer).
+per_run() {
+  awk -v n="$2" -v c0="$3" -v c1="$4" -v e0="$5" -v e1="$6" -v u0="$7" -v u1="$8" \
+    -v r0="$9" -v r1="${10}" -v l="$1" 'BEGIN {
+    printf "%s per run: %.2f EVAL (1 on the answer path), %.2f Redis round trips (read events), %.1f commands incl. those inside scripts, Redis CPU %.1f us\n",
+      l, (e1 - e0) / n, (r1 - r0) / n, (c1 - c0) / n, (u1 - u0) * 1e6 / n }'
+}
+answered() { awk '/requests in/ {print $1}' "$1"; }
+
+taskset -c 0 "$bin" serve "$dir/redis/endpoints.toml" --addr 127.0.0.1:8094 >/dev/null 2>&1 &
+pids+=($!)
+redis1_pid=$!
+wait_port 8094
+redis1_url="http://127.0.0.1:8094/listener/$h1/$h2?ref=A-1"
+c0="$(commands)"; e0="$(evals)"; u0="$(redis_cpu)"; r0="$(reads)"
+run_wrk redis_1 "$redis1_pid" "$redis1_url"
+echo "redis_1 / bare_hyper = $(awk -v a="$(cat "$dir/redis_1.rps")" -v b="$(cat "$dir/bare_hyper.rps")" \
+  'BEGIN { printf "%.2f", a / b }')   (last bare_hyper round)"
+n1="$(answered "$dir/redis_1.wrk")"
+read -r ok1 all1 <<<"$(redis_runs)"
+per_run "redis_1" "$all1" "$c0" "$(commands)" "$e0" "$(evals)" "$u0" "$(redis_cpu)" "$r0" "$(reads)"
+echo "redis_1 runs: $ok1 succeeded of $all1 journaled, $n1 answered by wrk"
+[ "$ok1" -ge "$n1" ] && [ "$ok1" = "$all1" ] || { echo "redis: accepted runs did not all complete"; exit 1; }
+
+taskset -c 1 "$bin" serve "$dir/redis/endpoints.toml" --addr 127.0.0.1:8095 >/dev/null 2>&1 &
+pids+=($!)
+redis2_pid=$!
+wait_port 8095
+redis2_url="http://127.0.0.1:8095/listener/$h1/$h2?ref=A-1"
+c0="$(commands)"; e0="$(evals)"; u0="$(redis_cpu)"; r0="$(reads)"
+before="$(rcli ZCARD 'fs:{j}:all')"
+taskset -c 1 wrk -t1 -c32 -d"${secs}s" --latency "$redis1_url" >"$dir/redis_2a.wrk" &
+wa=$!
+taskset -c 0 wrk -t1 -c32 -d"${secs}s" --latency "$redis2_url" >"$dir/redis_2b.wrk" &
+wb=$!
+wait "$wa" "$wb"
+for f in redis_2a redis_2b; do
+  printf '%-12s %10s req/s   p99 %8s   non-2xx %s\n' "$f" \
+    "$(awk '/^Requests\/sec:/ {print $2}' "$dir/$f.wrk")" "$(awk '$1 == "99%" {print $2}' "$dir/$f.wrk")" \
+    "$(awk '/Non-2xx/ {print $NF}' "$dir/$f.wrk" | grep . || echo 0)"
+done
+total="$(awk '/^Requests\/sec:/ {s += $2} END {printf "%.0f", s}' "$dir/redis_2a.wrk" "$dir/redis_2b.wrk")"
+echo "redis_2 (two processes) total $total req/s = $(awk -v a="$total" -v b="$(cat "$dir/bare_hyper.rps")" \
+  'BEGIN { printf "%.2f", a / b }') x bare_hyper (last round)"
+n2=$(( $(answered "$dir/redis_2a.wrk") + $(answered "$dir/redis_2b.wrk") ))
+read -r ok2 all2 <<<"$(redis_runs)"
+per_run "redis_2" "$((all2 - before))" "$c0" "$(commands)" "$e0" "$(evals)" "$u0" "$(redis_cpu)" "$r0" "$(reads)"
+echo "redis_2 runs: $((ok2 - ok1)) succeeded of $((all2 - before)) journaled, $n2 answered by wrk"
+[ "$((ok2 - ok1))" -ge "$n2" ] && [ "$ok2" = "$all2" ] || { echo "redis: accepted runs did not all complete"; exit 1; }

@@ -30,6 +30,14 @@ const TEAMS: &str = r#"<html>
   </body>
 </html>"#;
 
+/// Builtins in a hot loop (argument conversion of every call): filters the three engines share.
+const FILTERS: &str = "{% for n in names %}{{ n|upper }}{{ n|lower|capitalize }}{{ n|trim|length }}{{ n|title }}{% endfor %}";
+
+fn filters_context() -> Json {
+    let names: Vec<String> = (0..200).map(|i| format!(" team{i} fc ")).collect();
+    json!({ "names": names })
+}
+
 fn table_context() -> Json {
     let table: Vec<Vec<i64>> = (0..100).map(|_| (0..100).collect()).collect();
     json!({ "table": table })
@@ -138,6 +146,7 @@ fn engine_new(c: &mut Criterion) {
 fn render(c: &mut Criterion) {
     render_group(c, "table", TABLE, &table_context());
     render_group(c, "teams", TEAMS, &teams_context());
+    render_group(c, "filters", FILTERS, &filters_context());
 }
 
 fn compile(c: &mut Criterion) {
@@ -174,6 +183,7 @@ fn print_ratios() {
     let groups = [
         "table",
         "teams",
+        "filters",
         "teams-from-json",
         "teams-from-value",
         "compile_teams",

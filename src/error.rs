@@ -126,6 +126,16 @@ impl Error {
         }))
     }
 
+    /// The one shape of every wrong-type error: "`who`: `what` must be `expected`, got
+    /// `got`" (`got` is the value's type with its article, `Value::type_with_article`),
+    /// e.g. "truncate: length must be an integer, got a string".
+    pub fn type_mismatch(who: &str, what: &str, expected: &str, got: &str) -> Error {
+        Error::new(
+            ErrorKind::Type,
+            format!("{who}: {what} must be {expected}, got {got}"),
+        )
+    }
+
     /// Adds a hint printed under the caret.
     pub fn with_hint(mut self, hint: impl Into<String>) -> Error {
         self.0.hint = Some(hint.into());

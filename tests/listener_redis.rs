@@ -503,3 +503,193 @@ where
     }
     false
 }
+
+/// A `set_memory` write Redis cannot take fails its step (it is not lost quietly): a sync
+/// `continue` endpoint waiting for the workflow answers 503 with `Retry-After`, as a render that
+/// reads the store does; once Redis is back the same request stores its value and answers 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_set_memory_write_redis_cannot_take_fails_with_503() {
+    let Some(mut redis) = Redis::start(false) else {
+        return;
+    };
+    let write = format!(
+        "{}{}",
+        step(
+            "m",
+            "set_memory",
+            "name = \"k\"\nvalue = \"{{ __data.n }}\"\nttl_s = 600"
+        ),
+        step(
+            "r",
+            "respond",
+            "parent = \"m\"\nreturn_type = \"data\"\nreturn_data = \"stored\""
+        ),
+    );
+    let cfg = write_config(&format!(
+        "[server]\nstate = \"{}\"\n{}{}",
+        redis.url(),
+        ep(
+            1,
+            "return_type = \"continue\"\nrun_mode = \"sync\"\nresponse_timeout_ms = 30000",
+            &write
+        ),
+        ep(
+            2,
+            "return_type = \"data\"\nreturn_data = '''{{ memoryGet('k', 'none') }}'''",
+            ""
+        ),
+    ));
+    let fleet = Fleet::start(cfg.path(), 1).await;
+    let r = post(fleet.addr(0), &path(1), 1).await.expect("answer");
+    assert_eq!((r.status, r.body.as_str()), (200, "stored"));
+    redis.kill9();
+    let r = post(fleet.addr(0), &path(1), 2).await.expect("answer");
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.header("retry-after").is_some());
+    assert!(r.body.contains("shared store"), "{}", r.body);
+    redis.restart();
+    assert!(
+        wait_for_async(Duration::from_secs(30), || async {
+            post(fleet.addr(0), &path(1), 3)
+                .await
+                .is_some_and(|r| r.status == 200)
+        })
+        .await,
+        "no recovery"
+    );
+    let got = request(fleet.addr(0), "GET", &path(2), &[], b"").await;
+    assert_eq!((got.status, got.body.as_str()), (200, "3"));
+}
+
+/// A `redis-server` child serving TLS only (`rediss://`), with a leaf for 127.0.0.1 signed by a
+/// private CA made here; killed on drop.
+struct TlsRedis {
+    child: Child,
+    dir: PathBuf,
+    port: u16,
+    ca_pem: String,
+}
+
+impl TlsRedis {
+    fn start() -> Option<TlsRedis> {
+        // Skips (or fails under CI) exactly like the plain server when redis-server is missing.
+        let plain = Redis::start(false)?;
+        drop(plain);
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let ca_key = KeyPair::generate().expect("ca key");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "flexscript redis test CA");
+        let ca = ca_params.self_signed(&ca_key).expect("ca cert");
+        let leaf_key = KeyPair::generate().expect("leaf key");
+        let leaf = CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .expect("leaf params")
+            .signed_by(&leaf_key, &ca, &ca_key)
+            .expect("leaf cert");
+        let dir = std::env::temp_dir().join(format!(
+            "flexscript-rediss-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join("ca.pem"), ca.pem()).expect("ca");
+        std::fs::write(dir.join("leaf.pem"), leaf.pem()).expect("leaf");
+        std::fs::write(dir.join("leaf.key"), leaf_key.serialize_pem()).expect("key");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--port", "0", "--tls-port", &port.to_string()])
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--tls-auth-clients",
+                "no",
+            ])
+            .arg("--tls-cert-file")
+            .arg(dir.join("leaf.pem"))
+            .arg("--tls-key-file")
+            .arg(dir.join("leaf.key"))
+            .arg("--tls-ca-cert-file")
+            .arg(dir.join("ca.pem"))
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        let end = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < end, "redis-server (TLS) did not start");
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        Some(TlsRedis {
+            child,
+            dir,
+            port,
+            ca_pem: ca.pem(),
+        })
+    }
+}
+
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `state = "rediss://…"` works against a Redis serving TLS with a private CA when
+/// `redis_ca` names that CA (journal and shared store), and is refused without it (the built-in
+/// roots do not know the CA: 503s and an unready `/readyz`, never a plain-text fallback).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_works_with_the_ca_trusted_and_is_refused_without() {
+    let Some(redis) = TlsRedis::start() else {
+        return;
+    };
+    let endpoints = format!(
+        "{}{}",
+        ep(
+            1,
+            DATA,
+            &step("s", "store", "name = \"n\"\nvalue = \"{{ __data.n }}\"")
+        ),
+        ep(
+            2,
+            "return_type = \"data\"\nreturn_data = '''{\"c\": {{ incrementAndGet('c') }}}'''",
+            ""
+        ),
+    );
+    let url = format!("rediss://127.0.0.1:{}/0", redis.port);
+    let trusted = write_config(&format!(
+        "[server]\nstate = \"{url}\"\nredis_ca = \"ca.pem\"\n{endpoints}"
+    ));
+    std::fs::write(trusted.path().with_file_name("ca.pem"), &redis.ca_pem).expect("ca");
+    let fleet = Fleet::start(trusted.path(), 1).await;
+    let a = fleet.addr(0);
+    assert_eq!(request(a, "GET", "/readyz", &[], b"").await.status, 200);
+    let r = post(a, &path(1), 7).await.expect("answer");
+    assert_eq!(r.status, 200, "a run journaled over TLS: {}", r.body);
+    for want in 1..=2 {
+        let r = request(a, "GET", &path(2), &[], b"").await;
+        assert_eq!((r.status, r.body), (200, format!("{{\"c\": {want}}}")));
+    }
+    drop(fleet);
+
+    let untrusted = write_config(&format!("[server]\nstate = \"{url}\"\n{endpoints}"));
+    let fleet = Fleet::start(untrusted.path(), 1).await;
+    let a = fleet.addr(0);
+    let ready = request(a, "GET", "/readyz", &[], b"").await;
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    let r = post(a, &path(1), 8).await.expect("answer");
+    assert_eq!(r.status, 503, "{}", r.body);
+    let r = request(a, "GET", &path(2), &[], b"").await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.header("retry-after").is_some());
+}

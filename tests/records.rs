@@ -246,7 +246,7 @@ fn argument_errors_name_the_function() {
         ),
         (
             r#"{{ getUserById({a: 1}) }}"#,
-            "getUserById: the id must be a string or a number",
+            "getUserById: id must be a string or a number",
         ),
     ] {
         let err = engine

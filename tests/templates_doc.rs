@@ -25,6 +25,9 @@ fn table() -> String {
                 .enumerate()
                 .map(|(i, p)| {
                     let mut s = format!("`{p}`");
+                    if let Some(t) = sig.types.get(i).filter(|t| **t != "any") {
+                        s.push_str(&format!(" {t}"));
+                    }
                     let aliases: Vec<&str> = sig
                         .aliases
                         .iter()
@@ -59,9 +62,32 @@ fn table() -> String {
     ];
     rows.extend(extra.iter().map(|s| s.to_string()));
     format!(
-        "{BEGIN}\n| name | kind | parameters (`?` optional, `…` more positional) |\n|---|---|---|\n{}\n{END}",
+        "{BEGIN}\n| name | kind | parameters (type when not any; `?` optional, `…` more positional) |\n|---|---|---|\n{}\n{END}",
         rows.join("\n")
     )
+}
+
+/// Every builtin of the engine is declared with typed parameters: a type per name.
+#[test]
+fn every_builtin_declares_typed_parameters() {
+    let mut engine = Engine::new();
+    let reg = engine.registry_mut();
+    let mut untyped = Vec::new();
+    for (kind, n) in reg.names() {
+        let b = match kind {
+            "filter" => reg.get_filter(n),
+            "function" => reg.get_function(n),
+            _ => reg.get_test(n),
+        }
+        .expect("a listed name is registered");
+        if b.signature.types.len() != b.signature.params.len() {
+            untyped.push(format!("{kind} {n}"));
+        }
+    }
+    assert!(
+        untyped.is_empty(),
+        "builtins without typed declarations: {untyped:?}"
+    );
 }
 
 #[test]

@@ -3,126 +3,125 @@
 //! `range`, tests `defined null none empty even odd iterable sequence mapping string
 //! number boolean divisible by, same as, true false`.
 
-use super::{arg, expect_string, opt_bool, Registry, State};
+use super::typed::type_error;
+use super::{Registry, State};
 use crate::error::{Error, ErrorKind};
 use crate::escape::escape;
 use crate::escape::Strategy;
 use crate::value::{self, strict_eq, write_json, Number, Value};
+use std::borrow::Cow;
 
 /// Registers the core builtins.
 pub fn register(r: &mut Registry) {
     filters(r);
     tests(r);
-    r.function("range", &["low", "high", "step?"], |st, a| {
-        let max = st.limits().max_range;
-        value::range(arg(a, 0), arg(a, 1), arg(a, 2), max)
-    });
+    r.declare_function(
+        "range",
+        &["low", "high", "step?"],
+        |st: &mut dyn State, low: &Value, high: &Value, step: &Value| {
+            let max = st.limits().max_range;
+            value::range(low, high, step, max)
+        },
+    );
 }
 
-fn string_filter(
-    st: &mut dyn State,
-    name: &str,
-    v: &Value,
-    f: fn(&str) -> String,
-) -> Result<Value, Error> {
-    let s = expect_string(name, "the input", v)?;
-    let out = f(&s);
+fn string_filter(st: &mut dyn State, s: &str, f: fn(&str) -> String) -> Result<Value, Error> {
+    let out = f(s);
     st.check_size(out.len())?;
     Ok(Value::str(out))
 }
 
 fn filters(r: &mut Registry) {
-    r.filter("upper", &[], |st, a| {
-        string_filter(st, "upper", arg(a, 0), str::to_uppercase)
+    r.declare_filter("upper", &[], |st: &mut dyn State, s: Cow<str>| {
+        string_filter(st, &s, str::to_uppercase)
     });
-    r.filter("lower", &[], |st, a| {
-        string_filter(st, "lower", arg(a, 0), str::to_lowercase)
+    r.declare_filter("lower", &[], |st: &mut dyn State, s: Cow<str>| {
+        string_filter(st, &s, str::to_lowercase)
     });
-    r.filter("length", &[], |_, a| {
-        let v = arg(a, 0);
+    r.declare_filter("length", &[], |_: &mut dyn State, v: &Value| {
         match v.len() {
-            Some(n) => Ok(Value::from(n)),
-            None => Ok(Value::Int(v.to_output().chars().count() as i64)),
+            Some(n) => Value::from(n),
+            None => Value::Int(v.to_output().chars().count() as i64),
         }
     });
-    r.filter("join", &["glue|sep?", "and|last_sep?"], |st, a| {
-        let sep = if arg(a, 1).is_null() {
-            String::new()
-        } else {
-            expect_string("join", "the separator", arg(a, 1))?
-        };
-        let last = if arg(a, 2).is_null() {
-            sep.clone()
-        } else {
-            expect_string("join", "the last separator", arg(a, 2))?
-        };
-        let items: Vec<&Value> = arg(a, 0).iter_values().collect();
-        let mut out = String::new();
-        for (i, item) in items.iter().enumerate() {
-            if i > 0 {
-                out.push_str(if i + 1 == items.len() { &last } else { &sep });
+    r.declare_filter(
+        "join",
+        &["glue|sep?", "and|last_sep?"],
+        |st: &mut dyn State, v: &Value, sep: Option<Cow<str>>, last: Option<Cow<str>>| {
+            let sep = sep.unwrap_or_default();
+            let last = last.unwrap_or_else(|| sep.clone());
+            let items: Vec<&Value> = v.iter_values().collect();
+            let mut out = String::new();
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(if i + 1 == items.len() { &last } else { &sep });
+                }
+                value::write_value(&mut out, item);
+                st.check_size(out.len())?;
             }
-            value::write_value(&mut out, item);
-            st.check_size(out.len())?;
-        }
-        Ok(Value::str(out))
-    });
-    r.filter("default", &["default|v?"], |_, a| {
-        let v = arg(a, 0);
-        if v.is_empty() {
-            let d = arg(a, 1);
-            Ok(if d.is_undefined() {
+            Ok::<_, Error>(Value::str(out))
+        },
+    );
+    r.declare_filter(
+        "default",
+        &["default|v?"],
+        |_: &mut dyn State, v: &Value, d: &Value| {
+            if !v.is_empty() {
+                v.clone()
+            } else if d.is_undefined() {
                 Value::str("")
             } else {
                 d.clone()
-            })
-        } else {
-            Ok(v.clone())
-        }
-    });
-    let esc = |st: &mut dyn State, a: &[Value]| -> Result<Value, Error> {
-        let name = if arg(a, 1).is_null() {
-            "html".to_string()
-        } else {
-            expect_string("escape", "the strategy", arg(a, 1))?
-        };
-        let strategy = Strategy::from_name(&name).ok_or_else(|| {
-            Error::new(
-                ErrorKind::InvalidArgument,
-                format!("escape: unknown strategy `{name}` (html, html_attr, js, css, url)"),
-            )
-        })?;
-        let v = arg(a, 0);
-        let s = match v {
-            Value::Int(_) | Value::Float(_) | Value::Null | Value::Undefined | Value::Bool(_) => {
-                return Ok(Value::safe(v.to_output()))
             }
-            other => other.to_cow_str(),
-        };
-        let out = escape(&s, strategy);
-        st.check_size(out.len())?;
-        Ok(Value::safe(out))
-    };
-    r.filter("escape", &["strategy?", "charset?"], esc);
-    r.filter("e", &["strategy?", "charset?"], esc);
-    r.filter("raw", &[], |_, a| {
-        Ok(match arg(a, 0) {
-            Value::Str(s) => Value::Safe(s.clone()),
-            other => other.clone(),
-        })
+        },
+    );
+    for name in ["escape", "e"] {
+        r.declare_filter(
+            name,
+            &["strategy?", "charset?"],
+            |st: &mut dyn State, v: &Value, strategy: Option<Cow<str>>, _charset: &Value| {
+                let name = strategy.unwrap_or(Cow::Borrowed("html"));
+                let strategy = Strategy::from_name(&name).ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::InvalidArgument,
+                        format!(
+                            "escape: unknown strategy `{name}` (html, html_attr, js, css, url)"
+                        ),
+                    )
+                })?;
+                let s = match v {
+                    Value::Int(_)
+                    | Value::Float(_)
+                    | Value::Null
+                    | Value::Undefined
+                    | Value::Bool(_) => return Ok(Value::safe(v.to_output())),
+                    other => other.to_cow_str(),
+                };
+                let out = escape(&s, strategy);
+                st.check_size(out.len())?;
+                Ok::<_, Error>(Value::safe(out))
+            },
+        );
+    }
+    r.declare_filter("raw", &[], |_: &mut dyn State, v: &Value| match v {
+        Value::Str(s) => Value::Safe(s.clone()),
+        other => other.clone(),
     });
-    r.filter("json_encode", &["pretty?"], |st, a| {
-        let mut out = String::new();
-        let pretty = opt_bool(arg(a, 1)).unwrap_or(false);
-        write_json(&mut out, arg(a, 0), pretty.then_some(0));
-        st.check_size(out.len())?;
-        Ok(Value::str(out))
-    });
+    r.declare_filter(
+        "json_encode",
+        &["pretty?"],
+        |st: &mut dyn State, v: &Value, pretty: Option<bool>| {
+            let mut out = String::new();
+            write_json(&mut out, v, pretty.unwrap_or(false).then_some(0));
+            st.check_size(out.len())?;
+            Ok::<_, Error>(Value::str(out))
+        },
+    );
 }
 
 /// The integer PHP's `%` sees (Twig's `even`/`odd`): floats and numeric strings are
 /// truncated (`2.5` → 2), `null`/`false` are 0, a leading-numeric string counts.
-fn int_test(name: &'static str, v: &Value) -> Result<i64, Error> {
+fn int_test(name: &str, what: &str, v: &Value) -> Result<i64, Error> {
     let n = match v {
         Value::List(_) | Value::Map(_) => None,
         other => other.as_number().or_else(|| crate::value::to_number(other)),
@@ -130,62 +129,55 @@ fn int_test(name: &'static str, v: &Value) -> Result<i64, Error> {
     match n {
         Some(Number::Int(i)) => Ok(i),
         Some(Number::Float(f)) if f.is_finite() => Ok(f.trunc() as i64),
-        _ => Err(Error::new(
-            ErrorKind::Type,
-            format!(
-                "{name}: expected a number or a numeric string, got {}",
-                v.type_with_article()
-            ),
-        )),
+        _ => Err(type_error(name, what, "a number or a numeric string", v)),
     }
 }
 
 fn tests(r: &mut Registry) {
-    let b = |x: bool| Ok(Value::Bool(x));
-    r.test("defined", &[], move |_, a| b(!arg(a, 0).is_undefined()));
-    r.test("null", &[], move |_, a| b(arg(a, 0).is_null()));
-    r.test("none", &[], move |_, a| b(arg(a, 0).is_null()));
-    r.test("empty", &[], move |_, a| b(arg(a, 0).is_empty()));
-    r.test("even", &[], move |_, a| {
-        b(int_test("even", arg(a, 0))? % 2 == 0)
+    type Check = fn(&Value) -> bool;
+    let checks: [(&str, Check); 12] = [
+        ("defined", |v| !v.is_undefined()),
+        ("null", Value::is_null),
+        ("none", Value::is_null),
+        ("empty", Value::is_empty),
+        ("iterable", |v| matches!(v, Value::List(_) | Value::Map(_))),
+        ("sequence", |v| matches!(v, Value::List(_))),
+        ("mapping", |v| matches!(v, Value::Map(_))),
+        ("string", Value::is_string),
+        ("number", Value::is_number),
+        ("boolean", |v| matches!(v, Value::Bool(_))),
+        ("true", |v| matches!(v, Value::Bool(true))),
+        ("false", |v| matches!(v, Value::Bool(false))),
+    ];
+    for (name, check) in checks {
+        r.declare_test(name, &[], move |_: &mut dyn State, v: &Value| check(v));
+    }
+    r.declare_test("even", &[], |_: &mut dyn State, v: &Value| {
+        Ok::<_, Error>(int_test("even", "the input", v)? % 2 == 0)
     });
-    r.test("odd", &[], move |_, a| {
-        b(int_test("odd", arg(a, 0))? % 2 != 0)
+    r.declare_test("odd", &[], |_: &mut dyn State, v: &Value| {
+        Ok::<_, Error>(int_test("odd", "the input", v)? % 2 != 0)
     });
-    r.test("iterable", &[], move |_, a| {
-        b(matches!(arg(a, 0), Value::List(_) | Value::Map(_)))
-    });
-    r.test("sequence", &[], move |_, a| {
-        b(matches!(arg(a, 0), Value::List(_)))
-    });
-    r.test("mapping", &[], move |_, a| {
-        b(matches!(arg(a, 0), Value::Map(_)))
-    });
-    r.test("string", &[], move |_, a| b(arg(a, 0).is_string()));
-    r.test("number", &[], move |_, a| b(arg(a, 0).is_number()));
-    r.test("boolean", &[], move |_, a| {
-        b(matches!(arg(a, 0), Value::Bool(_)))
-    });
-    r.test("true", &[], move |_, a| {
-        b(matches!(arg(a, 0), Value::Bool(true)))
-    });
-    r.test("false", &[], move |_, a| {
-        b(matches!(arg(a, 0), Value::Bool(false)))
-    });
-    r.test("same as", &["other"], move |_, a| {
-        b(strict_eq(arg(a, 0), arg(a, 1)))
-    });
-    r.test("divisible by", &["divisor"], move |_, a| {
-        let x = int_test("divisible by", arg(a, 0))?;
-        let d = int_test("divisible by", arg(a, 1))?;
-        if d == 0 {
-            return Err(Error::new(
-                ErrorKind::DivisionByZero,
-                "divisible by: division by zero",
-            ));
-        }
-        b(x.checked_rem(d).unwrap_or(0) == 0)
-    });
+    r.declare_test(
+        "same as",
+        &["other"],
+        |_: &mut dyn State, v: &Value, other: &Value| strict_eq(v, other),
+    );
+    r.declare_test(
+        "divisible by",
+        &["divisor"],
+        |_: &mut dyn State, v: &Value, divisor: &Value| {
+            let x = int_test("divisible by", "the input", v)?;
+            let d = int_test("divisible by", "divisor", divisor)?;
+            if d == 0 {
+                return Err(Error::new(
+                    ErrorKind::DivisionByZero,
+                    "divisible by: division by zero",
+                ));
+            }
+            Ok(x.checked_rem(d).unwrap_or(0) == 0)
+        },
+    );
 }
 
 #[cfg(test)]

@@ -5,10 +5,10 @@
 //! `hmac` and `jsonwebtoken`, which compare in constant time; [`ct_eq`] is the helper for any
 //! comparison of secrets done here.
 
-use super::args::{arg, expect_string, opt_bool, opt_i64, opt_string};
+use super::typed::convert_value;
 use super::{Registry, State};
 use crate::error::{Error, ErrorKind};
-use crate::value::Value;
+use crate::value::{Map, Value};
 use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -16,6 +16,7 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 
 const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
@@ -51,8 +52,7 @@ fn invalid(msg: String) -> Error {
 }
 
 /// A non-empty secret argument.
-fn secret(name: &str, what: &str, v: &Value) -> Result<String, Error> {
-    let s = expect_string(name, what, v)?;
+fn secret<'a>(name: &str, what: &str, s: Cow<'a, str>) -> Result<Cow<'a, str>, Error> {
     if s.is_empty() {
         return Err(invalid(format!("{name}: the {what} must not be empty")));
     }
@@ -60,11 +60,14 @@ fn secret(name: &str, what: &str, v: &Value) -> Result<String, Error> {
 }
 
 /// `hashHmac(algo, data, key, raw = false)`.
-fn hash_hmac(_state: &mut dyn State, args: &[Value]) -> Result<Value, Error> {
-    let algo = expect_string("hashHmac", "algo", arg(args, 0))?;
-    let data = expect_string("hashHmac", "data", arg(args, 1))?;
-    let key = expect_string("hashHmac", "key", arg(args, 2))?;
-    let raw = opt_bool(arg(args, 3)).unwrap_or(false);
+fn hash_hmac(
+    _state: &mut dyn State,
+    algo: Cow<str>,
+    data: Cow<str>,
+    key: Cow<str>,
+    raw: Option<bool>,
+) -> Result<Value, Error> {
+    let raw = raw.unwrap_or(false);
     let mac = hmac(&algo, key.as_bytes(), data.as_bytes()).ok_or_else(|| {
         invalid(format!(
             "hashHmac: unknown algorithm \"{algo}\" (md5, sha1, sha256, sha384, sha512)"
@@ -110,9 +113,8 @@ pub fn decrypt_str(token: &str, key: &str) -> Option<String> {
 }
 
 /// `encrypt(text, key)`.
-fn encrypt(state: &mut dyn State, args: &[Value]) -> Result<Value, Error> {
-    let text = expect_string("encrypt", "text", arg(args, 0))?;
-    let key = secret("encrypt", "key", arg(args, 1))?;
+fn encrypt(state: &mut dyn State, text: Cow<str>, key: Cow<str>) -> Result<Value, Error> {
+    let key = secret("encrypt", "key", key)?;
     state.check_size(text.len().saturating_mul(4) / 3 + 64)?;
     encrypt_str(&text, &key)
         .map(Value::from)
@@ -120,11 +122,11 @@ fn encrypt(state: &mut dyn State, args: &[Value]) -> Result<Value, Error> {
 }
 
 /// `decrypt(token, key)`: the text, or `null` when anything is wrong.
-fn decrypt(_state: &mut dyn State, args: &[Value]) -> Result<Value, Error> {
-    let (Some(token), Some(key)) = (arg(args, 0).as_str(), arg(args, 1).as_str()) else {
-        return Ok(Value::Null);
+fn decrypt(_state: &mut dyn State, token: &Value, key: &Value) -> Value {
+    let (Some(token), Some(key)) = (token.as_str(), key.as_str()) else {
+        return Value::Null;
     };
-    Ok(decrypt_str(token, key).map_or(Value::Null, Value::from))
+    decrypt_str(token, key).map_or(Value::Null, Value::from)
 }
 
 fn algorithm(name: &str) -> Option<jsonwebtoken::Algorithm> {
@@ -137,19 +139,15 @@ fn algorithm(name: &str) -> Option<jsonwebtoken::Algorithm> {
 }
 
 /// `jwtEncode(claims, secret, alg = "HS256")`.
-fn jwt_encode(_state: &mut dyn State, args: &[Value]) -> Result<Value, Error> {
-    let claims = arg(args, 0);
-    if claims.as_map().is_none() {
-        return Err(Error::new(
-            ErrorKind::Type,
-            format!(
-                "jwtEncode: claims must be a map, got {}",
-                claims.type_with_article()
-            ),
-        ));
-    }
-    let key = secret("jwtEncode", "secret", arg(args, 1))?;
-    let alg_name = opt_string("jwtEncode", "alg", arg(args, 2))?.unwrap_or_else(|| "HS256".into());
+fn jwt_encode(
+    _state: &mut dyn State,
+    claims: &Value,
+    key: Cow<str>,
+    alg: Option<Cow<str>>,
+) -> Result<Value, Error> {
+    convert_value::<&Map>("jwtEncode", "claims", claims)?;
+    let key = secret("jwtEncode", "secret", key)?;
+    let alg_name = alg.unwrap_or(Cow::Borrowed("HS256"));
     let alg = algorithm(&alg_name).ok_or_else(|| {
         invalid(format!(
             "jwtEncode: unsupported algorithm \"{alg_name}\" (HS256, HS384, HS512)"
@@ -190,30 +188,34 @@ pub fn jwt_verify(token: &str, secret: &str, alg: &str) -> Option<serde_json::Va
 }
 
 /// `jwtDecode(token, secret, alg = "HS256")`: the verified claims map or `null`.
-fn jwt_decode(_state: &mut dyn State, args: &[Value]) -> Result<Value, Error> {
-    let (Some(token), Some(key)) = (arg(args, 0).as_str(), arg(args, 1).as_str()) else {
-        return Ok(Value::Null);
+fn jwt_decode(_state: &mut dyn State, token: &Value, key: &Value, alg: &Value) -> Value {
+    let (Some(token), Some(key)) = (token.as_str(), key.as_str()) else {
+        return Value::Null;
     };
-    let alg = match arg(args, 2) {
-        v if v.is_null() => "HS256".to_string(),
-        v => v.to_output(),
+    let alg = match alg {
+        v if v.is_null() => Cow::Borrowed("HS256"),
+        v => v.to_cow_str(),
     };
-    Ok(jwt_verify(token, key, &alg).map_or(Value::Null, Value::from))
+    jwt_verify(token, key, &alg).map_or(Value::Null, Value::from)
 }
 
 /// `signUrl(url, secret, ttl = 3600)`: appends `expires` and `signature` (hex HMAC-SHA256 of
 /// the URL with `expires`). A `#fragment` is kept at the end and is not signed.
-fn sign_url(_state: &mut dyn State, args: &[Value]) -> Result<Value, Error> {
-    let url = expect_string("signUrl", "url", arg(args, 0))?;
-    let key = secret("signUrl", "secret", arg(args, 1))?;
-    let ttl = opt_i64("signUrl", "ttl", arg(args, 2))?.unwrap_or(3600);
+fn sign_url(
+    _state: &mut dyn State,
+    url: Cow<str>,
+    key: Cow<str>,
+    ttl: Option<i64>,
+) -> Result<Value, Error> {
+    let key = secret("signUrl", "secret", key)?;
+    let ttl = ttl.unwrap_or(3600);
     let expires = crate::clock::now()
         .timestamp()
         .checked_add(ttl)
         .ok_or_else(|| invalid(format!("signUrl: ttl {ttl} is out of range")))?;
     let (base, fragment) = match url.find('#') {
         Some(i) => url.split_at(i),
-        None => (url.as_str(), ""),
+        None => (&*url, ""),
     };
     let sep = if base.contains('?') { '&' } else { '?' };
     let with_expires = format!("{base}{sep}expires={expires}");
@@ -227,12 +229,12 @@ fn sign_url(_state: &mut dyn State, args: &[Value]) -> Result<Value, Error> {
 
 /// Registers this module's builtins.
 pub fn register(r: &mut Registry) {
-    r.function("hashHmac", &["algo", "data", "key", "raw?"], hash_hmac);
-    r.function("encrypt", &["text", "key"], encrypt);
-    r.function("decrypt", &["token", "key"], decrypt);
-    r.function("jwtEncode", &["claims", "secret", "alg?"], jwt_encode);
-    r.function("jwtDecode", &["token", "secret", "alg?"], jwt_decode);
-    r.function("signUrl", &["url", "secret", "ttl?"], sign_url);
+    r.declare_function("hashHmac", &["algo", "data", "key", "raw?"], hash_hmac);
+    r.declare_function("encrypt", &["text", "key"], encrypt);
+    r.declare_function("decrypt", &["token", "key"], decrypt);
+    r.declare_function("jwtEncode", &["claims", "secret", "alg?"], jwt_encode);
+    r.declare_function("jwtDecode", &["token", "secret", "alg?"], jwt_decode);
+    r.declare_function("signUrl", &["url", "secret", "ttl?"], sign_url);
     // A fresh nonce, `iat` and `expires` from the clock.
     for name in ["encrypt", "jwtEncode", "signUrl"] {
         r.mark_non_deterministic(name);
@@ -243,6 +245,15 @@ pub fn register(r: &mut Registry) {
 mod tests {
     use super::*;
     use crate::builtins::teststate::TestState;
+
+    crate::builtins::teststate::shims!(
+        hash_hmac => function "hashHmac",
+        encrypt => function "encrypt",
+        decrypt => function "decrypt",
+        jwt_encode => function "jwtEncode",
+        jwt_decode => function "jwtDecode",
+        sign_url => function "signUrl",
+    );
 
     type F = fn(&mut dyn State, &[Value]) -> Result<Value, Error>;
     fn call(f: F, args: &[Value]) -> Result<Value, Error> {

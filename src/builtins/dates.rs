@@ -7,7 +7,7 @@
 //! prints as nothing instead of failing the whole render). A naive input (no offset) is read in
 //! the call's timezone (the filter's `timezone`, else the engine's); output is in that timezone.
 
-use super::args::{arg, expect_string, opt_string};
+use super::typed::type_error;
 use super::{datefmt, datemod, Registry, State};
 use crate::error::{Error, ErrorKind};
 use crate::value::Value;
@@ -16,6 +16,7 @@ use chrono::{
     Utc,
 };
 use chrono_tz::Tz;
+use std::borrow::Cow;
 
 /// A date input before it is placed in a timezone.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -71,8 +72,8 @@ pub(crate) fn resolve_local(tz: &Tz, naive: NaiveDateTime) -> Option<DateTime<Tz
     }
 }
 
-/// Reads a date argument; `Ok(None)` for null, undefined and `""`.
-pub(crate) fn parse_input(name: &str, v: &Value) -> Result<Option<DateInput>, Error> {
+/// Reads the date parameter `what` of `name`; `Ok(None)` for null, undefined and `""`.
+pub(crate) fn parse_input(name: &str, what: &str, v: &Value) -> Result<Option<DateInput>, Error> {
     let out_of_range = || {
         Error::new(
             ErrorKind::InvalidArgument,
@@ -93,12 +94,11 @@ pub(crate) fn parse_input(name: &str, v: &Value) -> Result<Option<DateInput>, Er
         }
         Value::Float(_) => Err(out_of_range()),
         Value::Str(s) | Value::Safe(s) => parse_str(name, s),
-        other => Err(Error::new(
-            ErrorKind::Type,
-            format!(
-                "{name}: the date must be a string or a Unix timestamp, got {}",
-                other.type_with_article()
-            ),
+        other => Err(type_error(
+            name,
+            what,
+            "a string or a Unix timestamp",
+            other,
         )),
     }
 }
@@ -198,8 +198,8 @@ fn split_offset(rest: &str) -> Option<(&str, Option<FixedOffset>)> {
 }
 
 /// The timezone argument (an IANA name), or the engine's.
-fn zone(name: &str, state: &dyn State, v: &Value) -> Result<Tz, Error> {
-    match opt_string(name, "timezone", v)? {
+fn zone(name: &str, state: &dyn State, tz: Option<Cow<str>>) -> Result<Tz, Error> {
+    match tz {
         None => Ok(state.host().timezone),
         Some(tz) => tz.trim().parse::<Tz>().map_err(|_| {
             Error::new(
@@ -208,11 +208,6 @@ fn zone(name: &str, state: &dyn State, v: &Value) -> Result<Tz, Error> {
             )
         }),
     }
-}
-
-/// The format argument, or `default` when missing or null.
-fn format_arg(name: &str, v: &Value, default: &str) -> Result<String, Error> {
-    Ok(opt_string(name, "format", v)?.unwrap_or_else(|| default.to_string()))
 }
 
 /// Longest expansion of one format character (`l`, `c` and `r` are the long ones).
@@ -226,9 +221,8 @@ fn render(state: &dyn State, dt: &DateTime<Tz>, fmt: &str) -> Result<Value, Erro
     Ok(Value::from(out))
 }
 
-fn modify(name: &str, dt: &DateTime<Tz>, modifier: &Value) -> Result<DateTime<Tz>, Error> {
-    let m = expect_string(name, "modifier", modifier)?;
-    datemod::apply(dt, &m).map_err(|e| {
+fn modify(name: &str, dt: &DateTime<Tz>, m: &str) -> Result<DateTime<Tz>, Error> {
+    datemod::apply(dt, m).map_err(|e| {
         let shown: String = m.chars().take(60).collect();
         Error::new(
             ErrorKind::InvalidArgument,
@@ -238,20 +232,29 @@ fn modify(name: &str, dt: &DateTime<Tz>, modifier: &Value) -> Result<DateTime<Tz
 }
 
 /// Filter `date(format = "F j, Y H:i", timezone = null)`.
-fn date_filter(state: &mut dyn State, args: &[Value]) -> Result<Value, Error> {
-    let tz = zone("date", state, arg(args, 2))?;
-    let fmt = format_arg("date", arg(args, 1), "F j, Y H:i")?;
-    match parse_input("date", arg(args, 0))? {
+fn date_filter(
+    state: &mut dyn State,
+    date: &Value,
+    format: Option<Cow<str>>,
+    timezone: Option<Cow<str>>,
+) -> Result<Value, Error> {
+    let tz = zone("date", state, timezone)?;
+    let fmt = format.unwrap_or(Cow::Borrowed("F j, Y H:i"));
+    match parse_input("date", "the input", date)? {
         None => Ok(Value::Null),
         Some(input) => render(state, &input.in_zone("date", &tz)?, &fmt),
     }
 }
 
 /// Function `date(value, format = "Y-m-d H:i:s")`.
-fn date_function(state: &mut dyn State, args: &[Value]) -> Result<Value, Error> {
+fn date_function(
+    state: &mut dyn State,
+    value: &Value,
+    format: Option<Cow<str>>,
+) -> Result<Value, Error> {
     let tz = state.host().timezone;
-    let fmt = format_arg("date", arg(args, 1), "Y-m-d H:i:s")?;
-    match parse_input("date", arg(args, 0))? {
+    let fmt = format.unwrap_or(Cow::Borrowed("Y-m-d H:i:s"));
+    match parse_input("date", "value", value)? {
         None => Ok(Value::Null),
         Some(input) => render(state, &input.in_zone("date", &tz)?, &fmt),
     }
@@ -259,15 +262,15 @@ fn date_function(state: &mut dyn State, args: &[Value]) -> Result<Value, Error> 
 
 /// Filter `date_modify(modifier)`: a naive input gives a naive `Y-m-d H:i:s` result (so a later
 /// `date(…, timezone)` reads it the same way); any other input an ISO 8601 string with offset.
-fn date_modify(state: &mut dyn State, args: &[Value]) -> Result<Value, Error> {
+fn date_modify(state: &mut dyn State, date: &Value, modifier: Cow<str>) -> Result<Value, Error> {
     let tz = state.host().timezone;
-    let Some(input) = parse_input("date_modify", arg(args, 0))? else {
+    let Some(input) = parse_input("date_modify", "the input", date)? else {
         return Ok(Value::Null);
     };
     let dt = modify(
         "date_modify",
         &input.in_zone("date_modify", &tz)?,
-        arg(args, 1),
+        &modifier,
     )?;
     let fmt = match input {
         DateInput::Naive(_) => "Y-m-d H:i:s",
@@ -277,30 +280,35 @@ fn date_modify(state: &mut dyn State, args: &[Value]) -> Result<Value, Error> {
 }
 
 /// Function `now(format = "Y-m-d H:i:s")`.
-fn now(state: &mut dyn State, args: &[Value]) -> Result<Value, Error> {
+fn now(state: &mut dyn State, format: Option<Cow<str>>) -> Result<Value, Error> {
     let tz = state.host().timezone;
-    let fmt = format_arg("now", arg(args, 0), "Y-m-d H:i:s")?;
+    let fmt = format.unwrap_or(Cow::Borrowed("Y-m-d H:i:s"));
     render(state, &crate::clock::now().with_timezone(&tz), &fmt)
 }
 
 /// Function `dateAdd(value, modifier, format = "Y-m-d H:i:s")`.
-fn date_add(state: &mut dyn State, args: &[Value]) -> Result<Value, Error> {
+fn date_add(
+    state: &mut dyn State,
+    value: &Value,
+    modifier: Cow<str>,
+    format: Option<Cow<str>>,
+) -> Result<Value, Error> {
     let tz = state.host().timezone;
-    let fmt = format_arg("dateAdd", arg(args, 2), "Y-m-d H:i:s")?;
-    let Some(input) = parse_input("dateAdd", arg(args, 0))? else {
+    let fmt = format.unwrap_or(Cow::Borrowed("Y-m-d H:i:s"));
+    let Some(input) = parse_input("dateAdd", "value", value)? else {
         return Ok(Value::Null);
     };
-    let dt = modify("dateAdd", &input.in_zone("dateAdd", &tz)?, arg(args, 1))?;
+    let dt = modify("dateAdd", &input.in_zone("dateAdd", &tz)?, &modifier)?;
     render(state, &dt, &fmt)
 }
 
 /// Function `daysBetween(a, b)`: whole days from `a` to `b` on the engine's wall clock
 /// (truncated toward zero, negative when `b` is earlier); `null` when either is missing.
-fn days_between(state: &mut dyn State, args: &[Value]) -> Result<Value, Error> {
+fn days_between(state: &mut dyn State, a: &Value, b: &Value) -> Result<Value, Error> {
     let tz = state.host().timezone;
     let (Some(a), Some(b)) = (
-        parse_input("daysBetween", arg(args, 0))?,
-        parse_input("daysBetween", arg(args, 1))?,
+        parse_input("daysBetween", "a", a)?,
+        parse_input("daysBetween", "b", b)?,
     ) else {
         return Ok(Value::Null);
     };
@@ -311,19 +319,28 @@ fn days_between(state: &mut dyn State, args: &[Value]) -> Result<Value, Error> {
 
 /// Registers this module's builtins.
 pub fn register(r: &mut Registry) {
-    r.filter("date", &["format?", "timezone?"], date_filter);
-    r.filter("date_modify", &["modifier"], date_modify);
-    r.function("date", &["value", "format?"], date_function);
-    r.function("now", &["format?"], now);
+    r.declare_filter("date", &["format?", "timezone?"], date_filter);
+    r.declare_filter("date_modify", &["modifier"], date_modify);
+    r.declare_function("date", &["value|date", "format?"], date_function);
+    r.declare_function("now", &["format?"], now);
     r.mark_non_deterministic("now");
-    r.function("dateAdd", &["value", "modifier", "format?"], date_add);
-    r.function("daysBetween", &["a", "b"], days_between);
+    r.declare_function("dateAdd", &["value", "modifier", "format?"], date_add);
+    r.declare_function("daysBetween", &["a", "b"], days_between);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::builtins::teststate::TestState;
+
+    crate::builtins::teststate::shims!(
+        date_filter => filter "date",
+        date_modify => filter "date_modify",
+        date_function => function "date",
+        now => function "now",
+        date_add => function "dateAdd",
+        days_between => function "daysBetween",
+    );
 
     fn call(f: fn(&mut dyn State, &[Value]) -> Result<Value, Error>, args: &[Value]) -> String {
         let mut st = TestState::default();
@@ -378,7 +395,8 @@ mod tests {
         assert!(call(date_function, &[s("yesterday-ish")]).starts_with("ERR date: cannot read"));
         assert!(call(date_function, &[s("2024-13-01")]).starts_with("ERR date:"));
         assert!(call(date_function, &[s("2024-02-30")]).starts_with("ERR date:"));
-        assert!(call(date_function, &[Value::Bool(true)]).starts_with("ERR date: the date must"));
+        assert!(call(date_function, &[Value::Bool(true)])
+            .starts_with("ERR date: value must be a string or a Unix timestamp, got a boolean"));
         assert!(call(date_function, &[Value::Int(i64::MAX)]).starts_with("ERR date: timestamp"));
         assert!(call(date_function, &[Value::Float(f64::NAN)]).starts_with("ERR date: timestamp"));
     }

@@ -8,74 +8,98 @@
 //! and every item costs one unit of fuel. The numeric helpers `php_round` and
 //! `number_format` are shared with the functions module.
 
-use super::args::{arg, expect_number, expect_string, opt_i64};
+use super::typed::{type_error, ArgType, Arrow};
 use super::{Registry, State};
 use crate::error::{Error, ErrorKind};
 use crate::value::{compare, Map, Number, Value};
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::sync::Arc;
 
 /// Registers this module's builtins.
 pub fn register(r: &mut Registry) {
-    r.filter("abs", &[], |_, a| abs(arg(a, 0)));
-    r.filter("batch", &["size", "fill?", "preserve_keys?"], batch);
-    r.filter("column", &["name|key", "index?"], |_, a| {
-        column(arg(a, 0), arg(a, 1), arg(a, 2))
+    r.declare_filter("abs", &[], |_: &mut dyn State, n: Number| abs(n));
+    r.declare_filter("batch", &["size", "fill?", "preserve_keys?"], batch);
+    r.declare_filter(
+        "column",
+        &["name|key", "index?"],
+        |_: &mut dyn State, v: &Value, name: &Value, index: &Value| column(v, name, index),
+    );
+    r.declare_filter("filter", &["arrow"], filter);
+    r.declare_filter("first", &[], |_: &mut dyn State, v: &Value| {
+        first_or_last(v, true)
     });
-    r.filter("filter", &["arrow"], filter);
-    r.filter("first", &[], |_, a| Ok(first_or_last(arg(a, 0), true)));
-    r.filter("last", &[], |_, a| Ok(first_or_last(arg(a, 0), false)));
-    r.filter("group_by", &["key"], group_by);
-    r.filter("keys", &[], |_, a| Ok(keys(arg(a, 0))));
-    r.filter("map", &["arrow"], map);
-    r.filter("merge", &["other"], |s, a| {
-        let (left, right) = (arg(a, 0), arg(a, 1));
-        // merging a list with itself in a loop doubles it: every copied item costs fuel
-        let n = left.len().unwrap_or(0) + right.len().unwrap_or(0);
-        s.fuel(n as u64)?;
-        merge(left, right)
+    r.declare_filter("last", &[], |_: &mut dyn State, v: &Value| {
+        first_or_last(v, false)
     });
-    r.filter(
+    r.declare_filter("group_by", &["key"], group_by);
+    r.declare_filter("keys", &[], |_: &mut dyn State, v: &Value| keys(v));
+    r.declare_filter("map", &["arrow"], map);
+    r.declare_filter(
+        "merge",
+        &["other"],
+        |s: &mut dyn State, left: &Value, right: &Value| {
+            // merging a list with itself in a loop doubles it: every copied item costs fuel
+            let n = left.len().unwrap_or(0) + right.len().unwrap_or(0);
+            s.fuel(n as u64)?;
+            merge(left, right)
+        },
+    );
+    r.declare_filter(
         "number_format",
         &[
             "decimal|decimals?",
             "decimal_point|dec_point?",
             "thousand_sep|thousands_sep?",
         ],
-        |s, a| number_format_builtin("number_format", s, a),
+        |s: &mut dyn State,
+         PhpNumber(n): PhpNumber,
+         decimals: Option<i64>,
+         point: Option<Cow<str>>,
+         sep: Option<Cow<str>>| {
+            number_format_builtin("number_format", s, n, decimals, point, sep)
+        },
     );
-    r.filter("reduce", &["arrow", "initial?"], reduce);
-    r.filter("reverse", &["preserve_keys?"], |_, a| reverse(arg(a, 0)));
-    r.filter("round", &["precision?", "method?"], |_, a| {
-        round_builtin("round", arg(a, 0), arg(a, 1), arg(a, 2))
-    });
-    r.filter("slice", &["start", "length?", "preserve_keys?"], |_, a| {
-        slice(arg(a, 0), arg(a, 1), arg(a, 2))
-    });
-    r.filter("sort", &["arrow?"], sort);
-    r.filter("sum", &["key?"], |_, a| sum(arg(a, 0), arg(a, 1)));
+    r.declare_filter("reduce", &["arrow", "initial?"], reduce);
+    r.declare_filter(
+        "reverse",
+        &["preserve_keys?"],
+        |_: &mut dyn State, v: &Value, _preserve_keys: &Value| reverse(v),
+    );
+    r.declare_filter(
+        "round",
+        &["precision?", "method?"],
+        |_: &mut dyn State,
+         PhpNumber(n): PhpNumber,
+         precision: Option<i64>,
+         method: Option<Cow<str>>| { round_builtin("round", n, precision, method) },
+    );
+    r.declare_filter(
+        "slice",
+        &["start", "length?", "preserve_keys?"],
+        |_: &mut dyn State, v: &Value, start: Option<i64>, length: Option<i64>, _keys: &Value| {
+            slice(v, start.unwrap_or(0), length)
+        },
+    );
+    r.declare_filter("sort", &["arrow?"], sort);
+    r.declare_filter(
+        "sum",
+        &["key?"],
+        |_: &mut dyn State, v: &Value, key: &Value| sum(v, key),
+    );
 }
 
-fn type_err(builtin: &str, what: &str, expected: &str, got: &Value) -> Error {
-    Error::new(
-        ErrorKind::Type,
-        format!(
-            "{builtin}: {what} must be {expected}, got {}",
-            got.type_with_article()
-        ),
-    )
-}
+/// A number with PHP's coercion of empty values (`null`, `''`, `false` → 0, `true` → 1),
+/// the input of `round` and `number_format`.
+pub(crate) struct PhpNumber(pub Number);
 
-/// The arrow-function argument of `builtin`, or a type error.
-pub(crate) fn expect_arrow<'a>(builtin: &str, v: &'a Value) -> Result<&'a Value, Error> {
-    match v {
-        Value::Callable(_) => Ok(v),
-        other => Err(type_err(
-            builtin,
-            "the argument",
-            "an arrow function",
-            other,
-        )),
+impl<'a> ArgType<'a> for PhpNumber {
+    type Output = PhpNumber;
+    fn from_arg(v: &'a Value) -> Result<PhpNumber, &'static str> {
+        Number::from_arg(empty_as_zero(v)).map(PhpNumber)
+    }
+    fn type_name() -> &'static str {
+        "number"
     }
 }
 
@@ -93,7 +117,7 @@ fn entries(builtin: &str, v: &Value) -> Result<Vec<(Value, Value)>, Error> {
             .iter()
             .map(|(k, x)| (Value::Str(k.clone()), x.clone()))
             .collect()),
-        other => Err(type_err(builtin, "the input", "a list or a map", other)),
+        other => Err(type_error(builtin, "the input", "a list or a map", other)),
     }
 }
 
@@ -117,23 +141,29 @@ pub(crate) fn add_numbers(a: Number, b: Number) -> Number {
     }
 }
 
-fn abs(v: &Value) -> Result<Value, Error> {
-    Ok(match expect_number("abs", "the input", v)? {
+fn abs(n: Number) -> Value {
+    match n {
         Number::Int(i) => i
             .checked_abs()
             .map_or(Value::Float((i as f64).abs()), Value::Int),
         Number::Float(f) => Value::Float(f.abs()),
-    })
+    }
 }
 
 /// `batch`: chunks of `size` (a float is rounded up, as Twig); a map's chunks keep
 /// its keys (Twig's `preserve_keys`), a list's are lists. `fill` pads the last chunk.
-fn batch(state: &mut dyn State, a: &[Value]) -> Result<Value, Error> {
-    let input = arg(a, 0);
+fn batch(
+    state: &mut dyn State,
+    input: &Value,
+    size: Number,
+    fill: &Value,
+    preserve_keys: &Value,
+) -> Result<Value, Error> {
     let items = entries("batch", input)?;
-    let size = match arg(a, 1) {
-        Value::Float(f) if f.is_finite() => f.ceil() as i64,
-        v => opt_i64("batch", "size", v)?.unwrap_or(0),
+    let size = match size {
+        Number::Float(f) if f.is_finite() => f.ceil() as i64,
+        Number::Float(_) => 0,
+        Number::Int(i) => i,
     };
     if size < 1 {
         return Err(Error::new(
@@ -142,9 +172,8 @@ fn batch(state: &mut dyn State, a: &[Value]) -> Result<Value, Error> {
         ));
     }
     let size = usize::try_from(size).unwrap_or(usize::MAX);
-    let fill = arg(a, 2);
     state.fuel(items.len() as u64)?;
-    let keyed = matches!(input, Value::Map(_)) && !matches!(arg(a, 3), Value::Bool(false));
+    let keyed = matches!(input, Value::Map(_)) && !matches!(preserve_keys, Value::Bool(false));
     let missing = match items.len() % size {
         0 => 0,
         r => size - r,
@@ -229,9 +258,7 @@ fn column(input: &Value, key: &Value, index: &Value) -> Result<Value, Error> {
     Ok(Value::map(out))
 }
 
-fn filter(state: &mut dyn State, a: &[Value]) -> Result<Value, Error> {
-    let arrow = expect_arrow("filter", arg(a, 1))?;
-    let input = arg(a, 0);
+fn filter(state: &mut dyn State, input: &Value, Arrow(arrow): Arrow) -> Result<Value, Error> {
     let is_map = matches!(input, Value::Map(_));
     let mut list = Vec::new();
     let mut map = Map::new();
@@ -252,9 +279,7 @@ fn filter(state: &mut dyn State, a: &[Value]) -> Result<Value, Error> {
     })
 }
 
-fn map(state: &mut dyn State, a: &[Value]) -> Result<Value, Error> {
-    let arrow = expect_arrow("map", arg(a, 1))?;
-    let input = arg(a, 0);
+fn map(state: &mut dyn State, input: &Value, Arrow(arrow): Arrow) -> Result<Value, Error> {
     let is_map = matches!(input, Value::Map(_));
     let mut list = Vec::new();
     let mut map = Map::new();
@@ -274,13 +299,17 @@ fn map(state: &mut dyn State, a: &[Value]) -> Result<Value, Error> {
     })
 }
 
-fn reduce(state: &mut dyn State, a: &[Value]) -> Result<Value, Error> {
-    let arrow = expect_arrow("reduce", arg(a, 1))?;
-    let mut carry = match arg(a, 2) {
+fn reduce(
+    state: &mut dyn State,
+    input: &Value,
+    Arrow(arrow): Arrow,
+    initial: &Value,
+) -> Result<Value, Error> {
+    let mut carry = match initial {
         Value::Undefined => Value::Null,
         v => v.clone(),
     };
-    for (k, v) in entries("reduce", arg(a, 0))? {
+    for (k, v) in entries("reduce", input)? {
         state.fuel(1)?;
         carry = state.call(arrow, &[carry, v, k])?;
     }
@@ -310,10 +339,9 @@ fn first_or_last(v: &Value, first: bool) -> Value {
     }
 }
 
-fn group_by(state: &mut dyn State, a: &[Value]) -> Result<Value, Error> {
-    let key = arg(a, 1);
+fn group_by(state: &mut dyn State, input: &Value, key: &Value) -> Result<Value, Error> {
     let mut groups: indexmap::IndexMap<Arc<str>, Vec<Value>> = indexmap::IndexMap::new();
-    for (_, item) in entries("group_by", arg(a, 0))? {
+    for (_, item) in entries("group_by", input)? {
         state.fuel(1)?;
         let k = match item.get_item(key) {
             Value::Undefined | Value::Null => Arc::from(""),
@@ -340,10 +368,10 @@ fn keys(v: &Value) -> Value {
 fn merge(left: &Value, right: &Value) -> Result<Value, Error> {
     let check = |what: &str, v: &Value| match v {
         Value::Undefined | Value::Null | Value::List(_) | Value::Map(_) => Ok(()),
-        other => Err(type_err("merge", what, "a list or a map", other)),
+        other => Err(type_error("merge", what, "a list or a map", other)),
     };
     check("the input", left)?;
-    check("the argument", right)?;
+    check("other", right)?;
     match (left, right) {
         (Value::List(x), Value::List(y)) => {
             Ok(x.iter().chain(y.iter()).cloned().collect::<Value>())
@@ -374,7 +402,7 @@ fn reverse(v: &Value) -> Result<Value, Error> {
                 .collect(),
         ),
         Value::Callable(_) => {
-            return Err(type_err(
+            return Err(type_error(
                 "reverse",
                 "the input",
                 "a list, a map or a string",
@@ -403,9 +431,7 @@ fn slice_range(len: usize, start: i64, length: Option<i64>) -> std::ops::Range<u
     from..to
 }
 
-fn slice(v: &Value, start: &Value, length: &Value) -> Result<Value, Error> {
-    let start = opt_i64("slice", "start", start)?.unwrap_or(0);
-    let length = opt_i64("slice", "length", length)?;
+fn slice(v: &Value, start: i64, length: Option<i64>) -> Result<Value, Error> {
     Ok(match v {
         Value::Undefined | Value::Null => Value::Null,
         Value::List(l) => {
@@ -424,7 +450,7 @@ fn slice(v: &Value, start: &Value, length: &Value) -> Result<Value, Error> {
             )
         }
         Value::Callable(_) => {
-            return Err(type_err(
+            return Err(type_error(
                 "slice",
                 "the input",
                 "a list, a map or a string",
@@ -475,19 +501,14 @@ pub(crate) fn merge_sort<T: Clone>(
     Ok(src)
 }
 
-fn sort(state: &mut dyn State, a: &[Value]) -> Result<Value, Error> {
-    let input = arg(a, 0);
-    let arrow = match arg(a, 1) {
-        Value::Undefined | Value::Null => None,
-        v => Some(expect_arrow("sort", v)?.clone()),
-    };
+fn sort(state: &mut dyn State, input: &Value, arrow: Option<Arrow>) -> Result<Value, Error> {
     let items = entries("sort", input)?;
     let sorted = merge_sort(items, &mut |x: &(Value, Value), y: &(Value, Value)| {
         state.fuel(1)?;
         match &arrow {
             None => Ok(compare(&x.1, &y.1)),
             Some(f) => {
-                let r = state.call(f, &[x.1.clone(), y.1.clone()])?;
+                let r = state.call(f.0, &[x.1.clone(), y.1.clone()])?;
                 let n = r.as_f64().unwrap_or(0.0);
                 Ok(n.partial_cmp(&0.0).unwrap_or(Ordering::Equal))
             }
@@ -509,7 +530,7 @@ fn sum(v: &Value, key: &Value) -> Result<Value, Error> {
         };
         match x {
             Value::List(_) | Value::Map(_) | Value::Callable(_) => {
-                return Err(type_err("sum", "each item", "a number", &x))
+                return Err(type_error("sum", "each item", "a number", &x))
             }
             _ => {
                 if let Some(n) = x.as_number() {
@@ -605,15 +626,14 @@ fn round_int(i: i64, precision: i64, method: RoundMethod) -> Value {
 /// Shared body of the `round` filter and function.
 pub(crate) fn round_builtin(
     name: &str,
-    v: &Value,
-    precision: &Value,
-    method: &Value,
+    n: Number,
+    precision: Option<i64>,
+    method: Option<Cow<str>>,
 ) -> Result<Value, Error> {
-    let n = expect_number(name, "the value", empty_as_zero(v))?;
-    let precision = opt_i64(name, "precision", precision)?.unwrap_or(0);
+    let precision = precision.unwrap_or(0);
     let method = match method {
-        Value::Undefined | Value::Null => RoundMethod::Common,
-        m => match expect_string(name, "method", m)?.as_str() {
+        None => RoundMethod::Common,
+        Some(m) => match &*m {
             "common" => RoundMethod::Common,
             "ceil" => RoundMethod::Ceil,
             "floor" => RoundMethod::Floor,
@@ -683,29 +703,25 @@ pub(crate) fn number_format(n: Number, decimals: i64, point: &str, sep: &str) ->
     out
 }
 
-/// Shared body of the `number_format` filter and the `numberFormat` function:
-/// `a` is `[value, decimals?, dec_point?, thousands_sep?]`.
+/// Shared body of the `number_format` filter and the `numberFormat` function (an
+/// omitted or `null` point or separator is PHP's default, `.` and `,`).
 pub(crate) fn number_format_builtin(
     name: &str,
     state: &mut dyn State,
-    a: &[Value],
+    n: Number,
+    decimals: Option<i64>,
+    point: Option<Cow<str>>,
+    sep: Option<Cow<str>>,
 ) -> Result<Value, Error> {
-    let n = expect_number(name, "the value", empty_as_zero(arg(a, 0)))?;
-    let decimals = opt_i64(name, "decimals", arg(a, 1))?.unwrap_or(0);
+    let decimals = decimals.unwrap_or(0);
     if decimals > MAX_DECIMALS {
         return Err(Error::new(
             ErrorKind::InvalidArgument,
             format!("{name}: decimals must be at most {MAX_DECIMALS}, got {decimals}"),
         ));
     }
-    let text = |i: usize, default: &str| -> Result<String, Error> {
-        match arg(a, i) {
-            Value::Undefined => Ok(default.to_string()),
-            v => expect_string(name, if i == 2 { "dec_point" } else { "thousands_sep" }, v),
-        }
-    };
-    let point = text(2, ".")?;
-    let sep = text(3, ",")?;
+    let point = point.unwrap_or(Cow::Borrowed("."));
+    let sep = sep.unwrap_or(Cow::Borrowed(","));
     let out = number_format(n, decimals, &point, &sep);
     state.check_size(out.len())?;
     Ok(Value::str(out))

@@ -3,80 +3,121 @@
 //! `addTag`, `removeTag`, `matchAnyTag`, `dump`. (`truncate`, `htmlToText` and
 //! `extractEmails` live in the text module.)
 
-use super::args::{arg, expect_number, expect_string, opt_i64};
-use super::filters::{number_format, number_format_builtin, round_builtin};
+use super::filters::{number_format, number_format_builtin, round_builtin, PhpNumber};
+use super::typed::{convert_value, type_error, ArgType, Rest};
 use super::{Registry, State};
 use crate::error::{Error, ErrorKind};
-use crate::value::{compare, loose_eq, write_json, Value};
+use crate::value::{compare, loose_eq, write_json, Number, Value};
 use rand::Rng;
+use std::borrow::Cow;
 use std::cmp::Ordering;
 
 /// Registers this module's builtins.
 pub fn register(r: &mut Registry) {
-    r.function("cycle", &["values|list", "position|i"], |_, a| {
-        cycle(arg(a, 0), arg(a, 1))
-    });
-    r.function("random", &["values|list_or_max?", "max?"], |_, a| {
-        random(arg(a, 0), arg(a, 1))
-    });
+    r.declare_function(
+        "cycle",
+        &["values|list", "position|i"],
+        |_: &mut dyn State, values: &Value, position: Option<i64>| {
+            cycle(values, position.unwrap_or(0))
+        },
+    );
+    r.declare_function(
+        "random",
+        &["values|list_or_max?", "max?"],
+        |_: &mut dyn State, values: &Value, max: Option<i64>| random(values, max),
+    );
     r.mark_non_deterministic("random");
-    r.function("attribute", &["object|obj", "attribute|key"], |_, a| {
-        Ok(match arg(a, 0).get_item(arg(a, 1)) {
+    r.declare_function(
+        "attribute",
+        &["variable|object|obj", "attribute|key"],
+        |_: &mut dyn State, v: &Value, attribute: &Value| match v.get_item(attribute) {
             Value::Undefined => Value::Null,
             v => v,
-        })
-    });
-    r.function("min", &["value", "values..."], |_, a| {
-        Ok(extreme(a, Ordering::Less))
-    });
-    r.function("max", &["value", "values..."], |_, a| {
-        Ok(extreme(a, Ordering::Greater))
-    });
-    r.function("round", &["n", "precision?", "method?"], |_, a| {
-        round_builtin("round", arg(a, 0), arg(a, 1), arg(a, 2))
-    });
-    r.function(
+        },
+    );
+    r.declare_function(
+        "min",
+        &["value", "values..."],
+        |_: &mut dyn State, value: &Value, Rest(values): Rest| {
+            extreme(value, values, Ordering::Less)
+        },
+    );
+    r.declare_function(
+        "max",
+        &["value", "values..."],
+        |_: &mut dyn State, value: &Value, Rest(values): Rest| {
+            extreme(value, values, Ordering::Greater)
+        },
+    );
+    r.declare_function(
+        "round",
+        &["n", "precision?", "method?"],
+        |_: &mut dyn State,
+         PhpNumber(n): PhpNumber,
+         precision: Option<i64>,
+         method: Option<Cow<str>>| { round_builtin("round", n, precision, method) },
+    );
+    r.declare_function(
         "numberFormat",
         &["n", "decimals?", "dec_point?", "thousands_sep?"],
-        |s, a| number_format_builtin("numberFormat", s, a),
+        |s: &mut dyn State,
+         PhpNumber(n): PhpNumber,
+         decimals: Option<i64>,
+         point: Option<Cow<str>>,
+         sep: Option<Cow<str>>| {
+            number_format_builtin("numberFormat", s, n, decimals, point, sep)
+        },
     );
-    r.function(
+    r.declare_function(
         "formatCurrency",
         &["amount", "symbol?", "decimals?"],
         format_currency,
     );
-    r.function("jsonDecode", &["text"], |_, a| json_decode(arg(a, 0)));
-    r.function("coalesce", &["..."], |_, a| {
-        Ok(a.iter()
-            .find(|v| !v.is_null() && v.as_str() != Some(""))
-            .cloned()
-            .unwrap_or(Value::Null))
+    r.declare_function("jsonDecode", &["text"], |_: &mut dyn State, v: &Value| {
+        json_decode(v)
     });
-    r.function("contains", &["haystack", "needle"], |_, a| {
-        contains(arg(a, 0), arg(a, 1)).map(Value::Bool)
-    });
-    r.function("addTag", &["tags", "tag"], |_, a| {
-        add_tag(arg(a, 0), arg(a, 1))
-    });
-    r.function("removeTag", &["tags", "tag"], |_, a| {
-        remove_tag(arg(a, 0), arg(a, 1))
-    });
-    r.function("matchAnyTag", &["tags", "candidates"], |_, a| {
-        let tags = tag_set(&tag_list("matchAnyTag", "tags", arg(a, 0))?);
-        let candidates = tag_list("matchAnyTag", "candidates", arg(a, 1))?;
-        Ok(Value::Bool(
-            candidates.iter().any(|c| tags.contains(&tag_key(c))),
-        ))
-    });
-    r.function("dump", &["value"], |s, a| {
+    r.declare_function(
+        "coalesce",
+        &["values..."],
+        |_: &mut dyn State, Rest(a): Rest| {
+            a.iter()
+                .find(|v| !v.is_null() && v.as_str() != Some(""))
+                .cloned()
+                .unwrap_or(Value::Null)
+        },
+    );
+    r.declare_function(
+        "contains",
+        &["haystack", "needle"],
+        |_: &mut dyn State, haystack: &Value, needle: &Value| contains(haystack, needle),
+    );
+    r.declare_function(
+        "addTag",
+        &["tags", "tag"],
+        |_: &mut dyn State, Tags(tags): Tags, Tags(tag): Tags| add_tag(tags, tag),
+    );
+    r.declare_function(
+        "removeTag",
+        &["tags", "tag"],
+        |_: &mut dyn State, Tags(tags): Tags, Tags(tag): Tags| remove_tag(tags, &tag),
+    );
+    r.declare_function(
+        "matchAnyTag",
+        &["tags", "candidates"],
+        |_: &mut dyn State, Tags(tags): Tags, Tags(candidates): Tags| {
+            let tags = tag_set(&tags);
+            candidates.iter().any(|c| tags.contains(&tag_key(c)))
+        },
+    );
+    r.declare_function("dump", &["value"], |s: &mut dyn State, v: &Value| {
         let mut out = String::new();
-        write_json(&mut out, arg(a, 0), Some(0));
+        write_json(&mut out, v, Some(0));
         s.check_size(out.len())?;
-        Ok(Value::str(out))
+        Ok::<_, Error>(Value::str(out))
     });
 }
 
-fn cycle(values: &Value, position: &Value) -> Result<Value, Error> {
+fn cycle(values: &Value, pos: i64) -> Result<Value, Error> {
     let items: Vec<&Value> = match values {
         Value::List(_) | Value::Map(_) => values.iter_values().collect(),
         other => return Ok(other.clone()),
@@ -87,7 +128,6 @@ fn cycle(values: &Value, position: &Value) -> Result<Value, Error> {
             "cycle: the list of values must not be empty",
         ));
     }
-    let pos = opt_i64("cycle", "position", position)?.unwrap_or(0);
     let len = i64::try_from(items.len()).unwrap_or(i64::MAX);
     let i = usize::try_from(pos.rem_euclid(len)).unwrap_or(0);
     Ok(items.get(i).map_or(Value::Null, |v| (*v).clone()))
@@ -96,19 +136,19 @@ fn cycle(values: &Value, position: &Value) -> Result<Value, Error> {
 /// Twig `random`: no argument → an integer in `0..=2147483647`; an integer `n` →
 /// `0..=n` (or `n..=0`); two integers → that range; a string → one of its characters;
 /// a list or map → one of its items.
-fn random(values: &Value, max: &Value) -> Result<Value, Error> {
+fn random(values: &Value, max: Option<i64>) -> Result<Value, Error> {
     let range = |lo: i64, hi: i64| {
         let (lo, hi) = if lo <= hi { (lo, hi) } else { (hi, lo) };
         Value::Int(crate::clock::with_rng(|r| r.gen_range(lo..=hi)))
     };
     match values {
         Value::Undefined | Value::Null => {
-            let hi = opt_i64("random", "max", max)?.unwrap_or(2_147_483_647);
+            let hi = max.unwrap_or(2_147_483_647);
             Ok(range(0, hi))
         }
         Value::Int(_) | Value::Float(_) => {
-            let lo = expect_number("random", "min", values)?.as_f64() as i64;
-            match opt_i64("random", "max", max)? {
+            let lo = values.as_f64().unwrap_or(0.0) as i64;
+            match max {
                 Some(hi) => Ok(range(lo, hi)),
                 None => Ok(range(0, lo)),
             }
@@ -124,9 +164,11 @@ fn random(values: &Value, max: &Value) -> Result<Value, Error> {
             let i = crate::clock::with_rng(|r| r.gen_range(0..items.len()));
             Ok(items.get(i).map_or(Value::Null, |v| (*v).clone()))
         }
-        Value::Callable(_) => Err(Error::new(
-            ErrorKind::Type,
-            "random: the argument must be a list, a string or a number, got a function",
+        Value::Callable(_) => Err(type_error(
+            "random",
+            "values",
+            "a list, a string or a number",
+            values,
         )),
         other => {
             let chars: Vec<char> = other.to_output().chars().collect();
@@ -143,10 +185,10 @@ fn random(values: &Value, max: &Value) -> Result<Value, Error> {
 
 /// `min`/`max`: over the arguments, or over the items of a single list or map
 /// argument; PHP ordering; the first of equal extremes wins; `null` when empty.
-fn extreme(args: &[Value], want: Ordering) -> Value {
-    let items: Vec<&Value> = match args {
-        [single @ (Value::List(_) | Value::Map(_))] => single.iter_values().collect(),
-        _ => args.iter().collect(),
+fn extreme(value: &Value, values: &[Value], want: Ordering) -> Value {
+    let items: Vec<&Value> = match (value, values) {
+        (Value::List(_) | Value::Map(_), []) => value.iter_values().collect(),
+        _ => std::iter::once(value).chain(values).collect(),
     };
     let mut best: Option<&Value> = None;
     for v in items {
@@ -160,13 +202,14 @@ fn extreme(args: &[Value], want: Ordering) -> Value {
 
 /// `formatCurrency(amount, symbol = "$", decimals = 2)`: the symbol, then the
 /// formatted absolute amount; a negative amount gets its `-` before the symbol.
-fn format_currency(state: &mut dyn State, a: &[Value]) -> Result<Value, Error> {
-    let n = expect_number("formatCurrency", "amount", arg(a, 0))?;
-    let symbol = match arg(a, 1) {
-        Value::Undefined => "$".to_string(),
-        v => expect_string("formatCurrency", "symbol", v)?,
-    };
-    let decimals = opt_i64("formatCurrency", "decimals", arg(a, 2))?.unwrap_or(2);
+fn format_currency(
+    state: &mut dyn State,
+    n: Number,
+    symbol: Option<Cow<str>>,
+    decimals: Option<i64>,
+) -> Result<Value, Error> {
+    let symbol = symbol.unwrap_or(Cow::Borrowed("$"));
+    let decimals = decimals.unwrap_or(2);
     if !(0..=100).contains(&decimals) {
         return Err(Error::new(
             ErrorKind::InvalidArgument,
@@ -188,10 +231,7 @@ fn json_decode(v: &Value) -> Result<Value, Error> {
     match v {
         Value::List(_) | Value::Map(_) => Ok(v.clone()),
         Value::Undefined | Value::Null => Ok(Value::Null),
-        Value::Callable(_) => Err(Error::new(
-            ErrorKind::Type,
-            "jsonDecode: text must be a string, got a function",
-        )),
+        Value::Callable(_) => Err(type_error("jsonDecode", "text", "a string", v)),
         other => {
             let text = other.to_output();
             Ok(serde_json::from_str::<serde_json::Value>(&text)
@@ -207,40 +247,55 @@ fn contains(haystack: &Value, needle: &Value) -> Result<bool, Error> {
     match haystack {
         Value::Undefined | Value::Null => Ok(false),
         Value::List(_) | Value::Map(_) => Ok(haystack.iter_values().any(|v| loose_eq(v, needle))),
-        Value::Callable(_) => Err(Error::new(
-            ErrorKind::Type,
-            "contains: haystack must be a string or a list, got a function",
+        Value::Callable(_) => Err(type_error(
+            "contains",
+            "haystack",
+            "a string or a list",
+            haystack,
         )),
         other => {
-            let n = expect_string("contains", "needle", needle)?;
-            Ok(other.to_output().contains(n.as_str()))
+            let n = convert_value::<Cow<str>>("contains", "needle", needle)?;
+            Ok(other.to_cow_str().contains(&*n))
         }
     }
 }
 
-/// Tags as strings: a list (items printed), a comma-separated string, or `null` (none).
-fn tag_list(name: &str, what: &str, v: &Value) -> Result<Vec<String>, Error> {
-    match v {
-        Value::Undefined | Value::Null => Ok(Vec::new()),
-        Value::List(l) => l
-            .iter()
-            .filter(|t| !t.is_null())
-            .map(|t| expect_string(name, what, t))
-            .collect(),
-        Value::Map(_) | Value::Callable(_) => Err(Error::new(
-            ErrorKind::Type,
-            format!(
-                "{name}: {what} must be a list of tags or a string, got {}",
-                v.type_with_article()
-            ),
-        )),
-        other => Ok(other
-            .to_output()
-            .split(',')
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .map(String::from)
-            .collect()),
+/// Tags as strings: a list (items printed, `null` items skipped), a comma-separated
+/// string, or `null` (none).
+struct Tags(Vec<String>);
+
+impl<'a> ArgType<'a> for Tags {
+    type Output = Tags;
+    fn from_arg(v: &'a Value) -> Result<Tags, &'static str> {
+        Self::from_args_at(std::slice::from_ref(v), 0).map_err(|(_, e)| e)
+    }
+    fn type_name() -> &'static str {
+        "tags"
+    }
+    /// A bad item of a list is named as the value that was wrong.
+    fn from_args_at(args: &'a [Value], i: usize) -> Result<Tags, (&'a Value, &'static str)> {
+        const WANT: &str = "a list of tags or a string";
+        let v = super::typed::arg(args, i);
+        let tags = match v {
+            Value::Undefined | Value::Null => Ok(Vec::new()),
+            Value::List(l) => l
+                .iter()
+                .filter(|t| !t.is_null())
+                .map(|t| match t {
+                    Value::List(_) | Value::Map(_) | Value::Callable(_) => Err((t, WANT)),
+                    other => Ok(other.to_output()),
+                })
+                .collect(),
+            Value::Map(_) | Value::Callable(_) => Err((v, WANT)),
+            other => Ok(other
+                .to_output()
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(String::from)
+                .collect()),
+        };
+        tags.map(Tags)
     }
 }
 
@@ -255,25 +310,23 @@ fn tag_set(tags: &[String]) -> std::collections::HashSet<String> {
 }
 
 /// `addTag(tags, tag)`: the tags plus each new tag not already present (case-insensitive).
-fn add_tag(tags: &Value, tag: &Value) -> Result<Value, Error> {
-    let mut out = tag_list("addTag", "tags", tags)?;
+fn add_tag(mut out: Vec<String>, tag: Vec<String>) -> Value {
     let mut seen = tag_set(&out);
-    for t in tag_list("addTag", "tag", tag)? {
+    for t in tag {
         if seen.insert(tag_key(&t)) {
             out.push(t);
         }
     }
-    Ok(out.into_iter().map(Value::from).collect())
+    out.into_iter().map(Value::from).collect()
 }
 
 /// `removeTag(tags, tag)`: the tags without any equal to `tag` (case-insensitive).
-fn remove_tag(tags: &Value, tag: &Value) -> Result<Value, Error> {
-    let remove = tag_set(&tag_list("removeTag", "tag", tag)?);
-    Ok(tag_list("removeTag", "tags", tags)?
-        .into_iter()
+fn remove_tag(tags: Vec<String>, tag: &[String]) -> Value {
+    let remove = tag_set(tag);
+    tags.into_iter()
         .filter(|t| !remove.contains(&tag_key(t)))
         .map(Value::from)
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]

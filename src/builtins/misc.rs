@@ -1,32 +1,34 @@
 //! Miscellaneous catalogue functions: `jsonPath`, `qrCode`, `uuid`, `uniqueId`, `env`.
 
-use super::args::{arg, expect_string, opt_i64};
+use super::typed::type_error;
 use super::{Registry, State};
 use crate::error::{Error, ErrorKind};
 use crate::value::Value;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// `jsonPath(value, path)`: RFC 9535 matches as a list. A string value is parsed as JSON;
 /// a string that is not valid JSON has no matches. An invalid path is an error.
-fn json_path(state: &mut dyn State, args: &[Value]) -> Result<Value, Error> {
-    let path_text = expect_string("jsonPath", "path", arg(args, 1))?;
+fn json_path(state: &mut dyn State, value: &Value, path_text: Cow<str>) -> Result<Value, Error> {
     let path = serde_json_path::JsonPath::parse(&path_text).map_err(|e| {
         Error::new(
             ErrorKind::InvalidArgument,
             format!("jsonPath: invalid path \"{path_text}\": {e}"),
         )
     })?;
-    let doc = match arg(args, 0) {
+    let doc = match value {
         Value::Str(s) | Value::Safe(s) => match serde_json::from_str::<serde_json::Value>(s) {
             Ok(v) => v,
             Err(_) => return Ok(Value::list(Vec::new())),
         },
         Value::Callable(_) => {
-            return Err(Error::new(
-                ErrorKind::Type,
-                "jsonPath: value must be JSON data or a JSON string, got a function",
+            return Err(type_error(
+                "jsonPath",
+                "value",
+                "JSON data or a JSON string",
+                value,
             ))
         }
         other => other.to_json(),
@@ -40,9 +42,8 @@ fn json_path(state: &mut dyn State, args: &[Value]) -> Result<Value, Error> {
 const QR_MAX_BYTES: usize = 2953;
 
 /// `qrCode(text, size = 200)`: `data:image/svg+xml;base64,…` of a `size`×`size` SVG.
-fn qr_code(state: &mut dyn State, args: &[Value]) -> Result<Value, Error> {
-    let text = expect_string("qrCode", "text", arg(args, 0))?;
-    let size = opt_i64("qrCode", "size", arg(args, 1))?.unwrap_or(200);
+fn qr_code(state: &mut dyn State, text: Cow<str>, size: Option<i64>) -> Result<Value, Error> {
+    let size = size.unwrap_or(200);
     if !(16..=2000).contains(&size) {
         return Err(Error::new(
             ErrorKind::InvalidArgument,
@@ -89,8 +90,8 @@ fn qr_code(state: &mut dyn State, args: &[Value]) -> Result<Value, Error> {
 }
 
 /// `uuid()`: a random UUID v4, lower-case hyphenated.
-fn uuid(_state: &mut dyn State, _args: &[Value]) -> Result<Value, Error> {
-    Ok(Value::from(crate::clock::uuid_v4().to_string()))
+fn uuid(_state: &mut dyn State) -> Value {
+    Value::from(crate::clock::uuid_v4().to_string())
 }
 
 /// The last microsecond value handed out by `uniqueId`.
@@ -111,51 +112,57 @@ fn next_unique_micros() -> u64 {
 
 /// `uniqueId(prefix = "")`: prefix + 13 hex characters like PHP `uniqid` (8 for the seconds,
 /// 5 for the microseconds), unique within the process.
-fn unique_id(_state: &mut dyn State, args: &[Value]) -> Result<Value, Error> {
-    let prefix = expect_string("uniqueId", "prefix", arg(args, 0))?;
+fn unique_id(_state: &mut dyn State, prefix: Cow<str>) -> Value {
     let micros = next_unique_micros();
-    Ok(Value::from(format!(
+    Value::from(format!(
         "{prefix}{:08x}{:05x}",
         micros / 1_000_000,
         micros % 1_000_000
-    )))
+    ))
 }
 
 /// `env(name)`: an environment variable (settings fields only); `null` when unset.
-fn env(state: &mut dyn State, args: &[Value]) -> Result<Value, Error> {
+fn env(state: &mut dyn State, name: Cow<str>) -> Result<Value, Error> {
     if !state.env_allowed() {
         return Err(Error::new(
             ErrorKind::Runtime,
             "env() is only available in settings fields",
         ));
     }
-    let name = expect_string("env", "name", arg(args, 0))?;
     if name.is_empty() || name.contains(['=', '\0']) {
         return Err(Error::new(
             ErrorKind::InvalidArgument,
             format!("env: invalid variable name \"{name}\""),
         ));
     }
-    Ok(std::env::var_os(&name).map_or(Value::Null, |v| {
+    Ok(std::env::var_os(&*name).map_or(Value::Null, |v| {
         Value::from(v.to_string_lossy().into_owned())
     }))
 }
 
 /// Registers this module's builtins.
 pub fn register(r: &mut Registry) {
-    r.function("jsonPath", &["value", "path"], json_path);
-    r.function("qrCode", &["text", "size?"], qr_code);
-    r.function("uuid", &[], uuid);
-    r.function("uniqueId", &["prefix?"], unique_id);
+    r.declare_function("jsonPath", &["value", "path"], json_path);
+    r.declare_function("qrCode", &["text", "size?"], qr_code);
+    r.declare_function("uuid", &[], uuid);
+    r.declare_function("uniqueId", &["prefix?"], unique_id);
     r.mark_non_deterministic("uuid");
     r.mark_non_deterministic("uniqueId");
-    r.function("env", &["name"], env);
+    r.declare_function("env", &["name"], env);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::builtins::teststate::TestState;
+
+    crate::builtins::teststate::shims!(
+        json_path => function "jsonPath",
+        qr_code => function "qrCode",
+        uuid => function "uuid",
+        unique_id => function "uniqueId",
+        env => function "env",
+    );
 
     fn s(x: &str) -> Value {
         Value::from(x)

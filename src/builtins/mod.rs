@@ -1,18 +1,20 @@
 //! Built-in filters, functions and tests, and the interface they share.
 //!
 //! Every builtin is a [`BuiltinFn`]: it receives the render [`State`] and its
-//! arguments as one positional slice. For filters and tests `args[0]` is the
-//! piped / tested value and `args[1..]` the declared parameters; for functions
+//! arguments as one positional slice. The catalogue declares each builtin with typed,
+//! named parameters (`declare_filter`, `declare_function`, `declare_test` in [`typed`]),
+//! which convert that slice and build every wrong-type error in one place. For filters
+//! and tests `args[0]` is the piped / tested value and `args[1..]` the declared
+//! parameters; for functions
 //! `args` are the declared parameters. The compiler resolves named arguments
 //! against the declared [`Signature`] at compile time, so a builtin always sees
 //! its parameters in declaration order; an omitted optional parameter arrives as
-//! [`Value::Undefined`] (or is absent when it is past the end of the slice —
-//! use [`arg`] to read it). Tests return a boolean [`Value`].
+//! [`Value::Undefined`] (or is absent when it is past the end of the slice).
+//! Tests return a boolean [`Value`].
 //!
 //! Module owners: `core` (the language's minimum set and every test of §2.4),
 //! `filters`/`functions` (the catalogue), `dates`, `crypto`, `records`.
 
-pub(crate) mod args;
 pub(crate) mod core;
 pub(crate) mod crypto;
 #[cfg(test)]
@@ -29,10 +31,7 @@ mod teststate;
 pub(crate) mod text;
 pub(crate) mod typed;
 
-pub use args::{
-    arg, expect_list, expect_map, expect_number, expect_string, opt_bool, opt_i64, opt_string,
-};
-pub use typed::{ArgType, FunctionArgs, FunctionResult, HostFn};
+pub use typed::{ArgType, Arrow, BuiltinBody, FunctionArgs, FunctionResult, HostFn, Rest};
 
 use crate::error::Error;
 use crate::host::{RecordSource, SharedStore};
@@ -102,6 +101,9 @@ pub struct Signature {
     pub variadic: bool,
     /// Other accepted names of parameters (`(alias, index in params)`).
     pub aliases: Vec<(&'static str, usize)>,
+    /// The type of each parameter (`"integer"`, `"string"`, `"any"`…), as declared by a
+    /// typed builtin (docs/templates.md's table); empty for an untyped one.
+    pub types: Vec<&'static str>,
 }
 
 impl Signature {
@@ -140,6 +142,7 @@ impl Signature {
             required,
             variadic,
             aliases,
+            types: Vec::new(),
         }
     }
 
@@ -300,6 +303,29 @@ impl Registry {
             spec,
             Arc::new(f),
         );
+    }
+}
+
+/// The namespace of a builtin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Filter,
+    Function,
+    Test,
+}
+
+impl Registry {
+    /// Replaces the declared signature of a registered builtin.
+    pub(crate) fn set_signature(&mut self, kind: Kind, name: &str, sig: Signature) {
+        let t = Arc::make_mut(&mut self.tables);
+        let table = match kind {
+            Kind::Filter => &mut t.filters,
+            Kind::Function => &mut t.functions,
+            Kind::Test => &mut t.tests,
+        };
+        if let Some(b) = table.get_mut(name) {
+            b.signature = sig;
+        }
     }
 }
 

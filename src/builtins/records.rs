@@ -8,11 +8,12 @@
 //! at 1000 records. Without a record source (or store) every call is an
 //! [`ErrorKind::Host`] error naming the function.
 
-use super::args::{arg, expect_string, opt_i64, opt_string};
+use super::typed::{convert_value, type_error, ArgType, Rest};
 use super::{Registry, State};
 use crate::error::{Error, ErrorKind};
 use crate::host::{RecordSource, SharedStore};
-use crate::value::{compare, loose_eq, Number, Value};
+use crate::value::{compare, loose_eq, Map, Number, Value};
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// Hard cap on the records a look-up returns.
@@ -37,8 +38,7 @@ fn store(name: &str, state: &dyn State) -> Result<Arc<dyn SharedStore>, Error> {
 }
 
 /// A non-empty string argument naming a record type, field or key.
-fn name_arg(name: &str, what: &str, v: &Value) -> Result<String, Error> {
-    let s = expect_string(name, what, v)?;
+fn name_arg<'a>(name: &str, what: &str, s: Cow<'a, str>) -> Result<Cow<'a, str>, Error> {
     if s.is_empty() {
         return Err(Error::new(
             ErrorKind::InvalidArgument,
@@ -48,10 +48,10 @@ fn name_arg(name: &str, what: &str, v: &Value) -> Result<String, Error> {
     Ok(s)
 }
 
-/// All records of the type in `args[0]`, charging one unit of fuel per record.
-fn load(name: &str, state: &mut dyn State, type_arg: &Value) -> Result<Vec<Value>, Error> {
+/// All records of type `rtype`, charging one unit of fuel per record.
+fn load(name: &str, state: &mut dyn State, rtype: &str) -> Result<Vec<Value>, Error> {
     let src = source(name, state)?;
-    let rtype = name_arg(name, "type", type_arg)?;
+    let rtype = name_arg(name, "type", Cow::Borrowed(rtype))?;
     let records = src.records(&rtype)?;
     state.fuel(records.len() as u64)?;
     Ok(records)
@@ -59,22 +59,46 @@ fn load(name: &str, state: &mut dyn State, type_arg: &Value) -> Result<Vec<Value
 
 type Conditions = Vec<(Value, Value)>;
 
-/// Field/value pairs from a flat argument list.
-fn pairs(name: &str, rest: &[Value]) -> Result<Conditions, Error> {
-    if rest.is_empty() || rest.len() % 2 != 0 {
+/// `orderBy`, `dir` and `limit` of `findMany` and `query`.
+type Order<'a> = (Option<Cow<'a, str>>, Option<Cow<'a, str>>, Option<i64>);
+
+/// The parameters of `findSum`, `findMin`, `findMax`: type, column, field, value, more pairs.
+type Aggregate<'a> = (
+    Cow<'a, str>,
+    Cow<'a, str>,
+    Cow<'a, str>,
+    &'a Value,
+    Rest<'a>,
+);
+
+/// Field/value pairs: the declared first pair, then the further arguments two by two.
+fn pairs(name: &str, field: Cow<str>, value: &Value, rest: &[Value]) -> Result<Conditions, Error> {
+    if rest.len() % 2 != 0 {
         return Err(Error::new(
             ErrorKind::InvalidArgument,
             format!(
                 "{name}: field/value arguments must come in pairs, got {}",
-                rest.len()
+                rest.len() + 2
             ),
         ));
     }
-    rest.chunks(2)
-        .map(|c| {
-            let field = name_arg(name, "field", c.first().unwrap_or(&Value::Undefined))?;
-            Ok((Value::from(field), c.get(1).cloned().unwrap_or_default()))
-        })
+    let first = (
+        Value::from(name_arg(name, "field", field)?.into_owned()),
+        value.clone(),
+    );
+    std::iter::once(Ok(first))
+        .chain(rest.chunks(2).map(|c| {
+            let field = c.first().unwrap_or(&Value::Undefined);
+            let field = name_arg(
+                name,
+                "field",
+                convert_value::<Cow<str>>(name, "field", field)?,
+            )?;
+            Ok((
+                Value::from(field.into_owned()),
+                c.get(1).cloned().unwrap_or_default(),
+            ))
+        }))
         .collect()
 }
 
@@ -85,18 +109,10 @@ fn matches(record: &Value, conds: &Conditions) -> bool {
 }
 
 /// Sorts by `order_by` (`ASC`/`DESC`, stable) and truncates to `limit` (capped at 1000).
-fn order_and_limit(
-    name: &str,
-    mut records: Vec<Value>,
-    order_by: &Value,
-    dir: &Value,
-    limit: &Value,
-) -> Result<Value, Error> {
-    let order_by = opt_string(name, "orderBy", order_by)?.unwrap_or_else(|| "id".into());
-    let desc = match opt_string(name, "dir", dir)?
-        .as_deref()
-        .map(str::to_ascii_uppercase)
-    {
+fn order_and_limit(name: &str, mut records: Vec<Value>, order: Order) -> Result<Value, Error> {
+    let (order_by, dir, limit) = order;
+    let order_by = order_by.unwrap_or(Cow::Borrowed("id"));
+    let desc = match dir.as_deref().map(str::to_ascii_uppercase) {
         None => false,
         Some(d) if d == "ASC" => false,
         Some(d) if d == "DESC" => true,
@@ -107,7 +123,7 @@ fn order_and_limit(
             ))
         }
     };
-    let limit = opt_i64(name, "limit", limit)?.unwrap_or(MAX_RECORDS as i64);
+    let limit = limit.unwrap_or(MAX_RECORDS as i64);
     if limit < 0 {
         return Err(Error::new(
             ErrorKind::InvalidArgument,
@@ -117,7 +133,7 @@ fn order_and_limit(
     let limit = usize::try_from(limit)
         .unwrap_or(MAX_RECORDS)
         .min(MAX_RECORDS);
-    let key = Value::from(order_by);
+    let key = Value::from(order_by.into_owned());
     records.sort_by(|a, b| {
         let o = compare(&a.get_item(&key), &b.get_item(&key));
         if desc {
@@ -131,9 +147,15 @@ fn order_and_limit(
 }
 
 /// `findOne(type, field, value, …)`.
-fn find_one(state: &mut dyn State, args: &[Value]) -> Result<Value, Error> {
-    let conds = pairs("findOne", args.get(1..).unwrap_or_default())?;
-    let records = load("findOne", state, arg(args, 0))?;
+fn find_one(
+    state: &mut dyn State,
+    rtype: Cow<str>,
+    field: Cow<str>,
+    value: &Value,
+    Rest(rest): Rest,
+) -> Result<Value, Error> {
+    let conds = pairs("findOne", field, value, rest)?;
+    let records = load("findOne", state, &rtype)?;
     Ok(records
         .into_iter()
         .find(|r| matches(r, &conds))
@@ -141,27 +163,42 @@ fn find_one(state: &mut dyn State, args: &[Value]) -> Result<Value, Error> {
 }
 
 /// `findMany(type, field, value, orderBy = "id", dir = "ASC", limit = 1000)`.
-fn find_many(state: &mut dyn State, args: &[Value]) -> Result<Value, Error> {
-    let conds = pairs("findMany", args.get(1..3).unwrap_or_default())?;
-    let records = load("findMany", state, arg(args, 0))?;
+fn find_many(
+    state: &mut dyn State,
+    rtype: Cow<str>,
+    field: Cow<str>,
+    value: &Value,
+    order_by: Option<Cow<str>>,
+    dir: Option<Cow<str>>,
+    limit: Option<i64>,
+) -> Result<Value, Error> {
+    let conds = pairs("findMany", field, value, &[])?;
+    let records = load("findMany", state, &rtype)?;
     let found = records.into_iter().filter(|r| matches(r, &conds)).collect();
-    order_and_limit("findMany", found, arg(args, 3), arg(args, 4), arg(args, 5))
+    order_and_limit("findMany", found, (order_by, dir, limit))
 }
 
 /// `findCount(type, field, value, …)`.
-fn find_count(state: &mut dyn State, args: &[Value]) -> Result<Value, Error> {
-    let conds = pairs("findCount", args.get(1..).unwrap_or_default())?;
-    let records = load("findCount", state, arg(args, 0))?;
+fn find_count(
+    state: &mut dyn State,
+    rtype: Cow<str>,
+    field: Cow<str>,
+    value: &Value,
+    Rest(rest): Rest,
+) -> Result<Value, Error> {
+    let conds = pairs("findCount", field, value, rest)?;
+    let records = load("findCount", state, &rtype)?;
     Ok(Value::from(
         records.iter().filter(|r| matches(r, &conds)).count(),
     ))
 }
 
 /// The `column` values (neither null nor undefined) of the matching records.
-fn column_values(name: &str, state: &mut dyn State, args: &[Value]) -> Result<Vec<Value>, Error> {
-    let column = Value::from(name_arg(name, "column", arg(args, 1))?);
-    let conds = pairs(name, args.get(2..).unwrap_or_default())?;
-    let records = load(name, state, arg(args, 0))?;
+fn column_values(name: &str, state: &mut dyn State, q: Aggregate) -> Result<Vec<Value>, Error> {
+    let (rtype, column, field, value, Rest(rest)) = q;
+    let column = Value::from(name_arg(name, "column", column)?.into_owned());
+    let conds = pairs(name, field, value, rest)?;
+    let records = load(name, state, &rtype)?;
     Ok(records
         .iter()
         .filter(|r| matches(r, &conds))
@@ -171,9 +208,9 @@ fn column_values(name: &str, state: &mut dyn State, args: &[Value]) -> Result<Ve
 }
 
 /// `findSum(type, column, field, value, …)`: non-numeric values are skipped; 0 for no match.
-fn find_sum(state: &mut dyn State, args: &[Value]) -> Result<Value, Error> {
+fn find_sum(state: &mut dyn State, q: Aggregate) -> Result<Value, Error> {
     let mut total = Number::Int(0);
-    for v in column_values("findSum", state, args)? {
+    for v in column_values("findSum", state, q)? {
         let Some(n) = (match v {
             Value::List(_) | Value::Map(_) | Value::Bool(_) => None,
             other => other.as_number(),
@@ -196,27 +233,17 @@ fn find_sum(state: &mut dyn State, args: &[Value]) -> Result<Value, Error> {
 fn extreme(
     name: &str,
     state: &mut dyn State,
-    args: &[Value],
+    q: Aggregate,
     want: std::cmp::Ordering,
 ) -> Result<Value, Error> {
     let mut best: Option<Value> = None;
-    for v in column_values(name, state, args)? {
+    for v in column_values(name, state, q)? {
         best = match best {
             Some(b) if compare(&v, &b) != want => Some(b),
             _ => Some(v),
         };
     }
     Ok(best.unwrap_or(Value::Null))
-}
-
-/// `findMin(type, column, field, value, …)`: `null` for no match.
-fn find_min(state: &mut dyn State, args: &[Value]) -> Result<Value, Error> {
-    extreme("findMin", state, args, std::cmp::Ordering::Less)
-}
-
-/// `findMax(type, column, field, value, …)`: `null` for no match.
-fn find_max(state: &mut dyn State, args: &[Value]) -> Result<Value, Error> {
-    extreme("findMax", state, args, std::cmp::Ordering::Greater)
 }
 
 fn digits(v: &Value) -> String {
@@ -227,11 +254,15 @@ fn digits(v: &Value) -> String {
 }
 
 /// `findByPhoneNumber(type, field, number)`: first record whose `field` has the same digits.
-fn find_by_phone(state: &mut dyn State, args: &[Value]) -> Result<Value, Error> {
-    let field = Value::from(name_arg("findByPhoneNumber", "field", arg(args, 1))?);
-    let number = expect_string("findByPhoneNumber", "number", arg(args, 2))?;
+fn find_by_phone(
+    state: &mut dyn State,
+    rtype: Cow<str>,
+    field: Cow<str>,
+    number: Cow<str>,
+) -> Result<Value, Error> {
+    let field = Value::from(name_arg("findByPhoneNumber", "field", field)?.into_owned());
     let wanted: String = number.chars().filter(char::is_ascii_digit).collect();
-    let records = load("findByPhoneNumber", state, arg(args, 0))?;
+    let records = load("findByPhoneNumber", state, &rtype)?;
     if wanted.is_empty() {
         return Ok(Value::Null);
     }
@@ -245,13 +276,17 @@ fn find_by_phone(state: &mut dyn State, args: &[Value]) -> Result<Value, Error> 
 }
 
 /// `getSmartListRecords(type, list)`: the records of the list's ids, in list order.
-fn smart_list_records(state: &mut dyn State, args: &[Value]) -> Result<Value, Error> {
+fn smart_list_records(
+    state: &mut dyn State,
+    rtype: Cow<str>,
+    list: Cow<str>,
+) -> Result<Value, Error> {
     let name = "getSmartListRecords";
     let src = source(name, state)?;
-    let rtype = name_arg(name, "type", arg(args, 0))?;
-    let list = name_arg(name, "list", arg(args, 1))?;
+    let rtype = name_arg(name, "type", rtype)?;
+    let list = name_arg(name, "list", list)?;
     let ids = src.smart_list(&rtype, &list)?;
-    let records = load(name, state, arg(args, 0))?;
+    let records = load(name, state, &rtype)?;
     state.fuel(ids.len() as u64)?;
     let id_key = Value::from("id");
     let found = ids
@@ -269,22 +304,16 @@ fn smart_list_records(state: &mut dyn State, args: &[Value]) -> Result<Value, Er
 
 /// First record of `rtype` whose one of `fields` loosely equals `wanted` (fields in priority order).
 fn by_key(
-    name: &str,
+    (name, what): (&str, &str),
     state: &mut dyn State,
     rtype: &str,
     fields: &[&str],
     wanted: &Value,
 ) -> Result<Value, Error> {
-    let records = load(name, state, &Value::from(rtype))?;
+    let records = load(name, state, rtype)?;
     match wanted {
         Value::List(_) | Value::Map(_) | Value::Callable(_) => {
-            return Err(Error::new(
-                ErrorKind::Type,
-                format!(
-                    "{name}: the id must be a string or a number, got {}",
-                    wanted.type_with_article()
-                ),
-            ))
+            return Err(type_error(name, what, "a string or a number", wanted))
         }
         v if v.is_null() || v.as_str() == Some("") => return Ok(Value::Null),
         _ => {}
@@ -302,57 +331,70 @@ fn by_key(
 }
 
 /// `getOrganization(idOrVat)`: type `organization`, by `id`, else by `vat`.
-fn get_organization(state: &mut dyn State, args: &[Value]) -> Result<Value, Error> {
+fn get_organization(state: &mut dyn State, id_or_vat: &Value) -> Result<Value, Error> {
     by_key(
-        "getOrganization",
+        ("getOrganization", "idOrVat"),
         state,
         "organization",
         &["id", "vat"],
-        arg(args, 0),
+        id_or_vat,
     )
 }
 
 /// `getUserById(id)`: type `user`.
-fn get_user_by_id(state: &mut dyn State, args: &[Value]) -> Result<Value, Error> {
-    by_key("getUserById", state, "user", &["id"], arg(args, 0))
+fn get_user_by_id(state: &mut dyn State, id: &Value) -> Result<Value, Error> {
+    by_key(("getUserById", "id"), state, "user", &["id"], id)
 }
 
 /// `query(type, filters = {}, orderBy = "id", dir = "ASC", limit = 1000)`.
-fn query(state: &mut dyn State, args: &[Value]) -> Result<Value, Error> {
-    let conds: Conditions = match arg(args, 1) {
-        v if v.is_null() => Vec::new(),
-        Value::Map(m) => m
-            .iter()
+fn query(
+    state: &mut dyn State,
+    rtype: Cow<str>,
+    filters: Option<Filters>,
+    order_by: Option<Cow<str>>,
+    dir: Option<Cow<str>>,
+    limit: Option<i64>,
+) -> Result<Value, Error> {
+    let conds: Conditions = filters.map_or_else(Vec::new, |Filters(m)| {
+        m.iter()
             .map(|(k, v)| (Value::Str(k.clone()), v.clone()))
-            .collect(),
-        other => {
-            return Err(Error::new(
-                ErrorKind::Type,
-                format!(
-                    "query: filters must be a map of field: value, got {}",
-                    other.type_with_article()
-                ),
-            ))
-        }
-    };
-    let records = load("query", state, arg(args, 0))?;
+            .collect()
+    });
+    let records = load("query", state, &rtype)?;
     let found = records.into_iter().filter(|r| matches(r, &conds)).collect();
-    order_and_limit("query", found, arg(args, 2), arg(args, 3), arg(args, 4))
+    order_and_limit("query", found, (order_by, dir, limit))
+}
+
+/// The `filters` map of `query` (field: value).
+struct Filters<'a>(&'a Map);
+
+impl<'a> ArgType<'a> for Filters<'_> {
+    type Output = Filters<'a>;
+    fn from_arg(v: &'a Value) -> Result<Filters<'a>, &'static str> {
+        v.as_map().map(Filters).ok_or("a map of field: value")
+    }
+    fn type_name() -> &'static str {
+        "map"
+    }
 }
 
 /// `incrementAndGet(name, by = 1)`.
-fn increment_and_get(state: &mut dyn State, args: &[Value]) -> Result<Value, Error> {
+fn increment_and_get(
+    state: &mut dyn State,
+    key: Cow<str>,
+    by: Option<i64>,
+) -> Result<Value, Error> {
     let st = store("incrementAndGet", state)?;
-    let key = name_arg("incrementAndGet", "name", arg(args, 0))?;
-    let by = opt_i64("incrementAndGet", "by", arg(args, 1))?.unwrap_or(1);
+    let key = name_arg("incrementAndGet", "name", key)?;
+    let by = by.unwrap_or(1);
     st.increment(&key, by).map(Value::Int)
 }
 
 /// `memoryGet(name, default = null)`.
-fn memory_get(state: &mut dyn State, args: &[Value]) -> Result<Value, Error> {
+fn memory_get(state: &mut dyn State, key: Cow<str>, default: &Value) -> Result<Value, Error> {
     let st = store("memoryGet", state)?;
-    let key = name_arg("memoryGet", "name", arg(args, 0))?;
-    Ok(st.try_get(&key)?.unwrap_or_else(|| match arg(args, 1) {
+    let key = name_arg("memoryGet", "name", key)?;
+    Ok(st.try_get(&key)?.unwrap_or_else(|| match default {
         Value::Undefined => Value::Null,
         d => d.clone(),
     }))
@@ -360,44 +402,48 @@ fn memory_get(state: &mut dyn State, args: &[Value]) -> Result<Value, Error> {
 
 /// Registers this module's builtins.
 pub fn register(r: &mut Registry) {
-    r.function("findOne", &["type", "field", "value", "..."], find_one);
-    r.function(
+    r.declare_function("findOne", &["type", "field", "value", "..."], find_one);
+    r.declare_function(
         "findMany",
         &["type", "field", "value", "orderBy?", "dir?", "limit?"],
         find_many,
     );
-    r.function("findCount", &["type", "field", "value", "..."], find_count);
-    r.function(
-        "findSum",
-        &["type", "column", "field", "value", "..."],
-        find_sum,
-    );
-    r.function(
-        "findMin",
-        &["type", "column", "field", "value", "..."],
-        find_min,
-    );
-    r.function(
-        "findMax",
-        &["type", "column", "field", "value", "..."],
-        find_max,
-    );
-    r.function(
+    r.declare_function("findCount", &["type", "field", "value", "..."], find_count);
+    for name in ["findSum", "findMin", "findMax"] {
+        r.declare_function(
+            name,
+            &["type", "column", "field", "value", "..."],
+            move |st: &mut dyn State,
+                  rtype: Cow<str>,
+                  column: Cow<str>,
+                  field: Cow<str>,
+                  value: &Value,
+                  rest: Rest| {
+                let q = (rtype, column, field, value, rest);
+                match name {
+                    "findSum" => find_sum(st, q),
+                    "findMin" => extreme(name, st, q, std::cmp::Ordering::Less),
+                    _ => extreme(name, st, q, std::cmp::Ordering::Greater),
+                }
+            },
+        );
+    }
+    r.declare_function(
         "findByPhoneNumber",
         &["type", "field", "number"],
         find_by_phone,
     );
-    r.function("getSmartListRecords", &["type", "list"], smart_list_records);
-    r.function("getOrganization", &["idOrVat"], get_organization);
-    r.function("getUserById", &["id"], get_user_by_id);
-    r.function(
+    r.declare_function("getSmartListRecords", &["type", "list"], smart_list_records);
+    r.declare_function("getOrganization", &["idOrVat"], get_organization);
+    r.declare_function("getUserById", &["id"], get_user_by_id);
+    r.declare_function(
         "query",
         &["type", "filters?", "orderBy?", "dir?", "limit?"],
         query,
     );
-    r.function("incrementAndGet", &["name", "by?"], increment_and_get);
+    r.declare_function("incrementAndGet", &["name", "by?"], increment_and_get);
     r.mark_non_deterministic("incrementAndGet");
-    r.function("memoryGet", &["name", "default?"], memory_get);
+    r.declare_function("memoryGet", &["name", "default?"], memory_get);
 }
 
 #[cfg(test)]
@@ -405,6 +451,22 @@ mod tests {
     use super::*;
     use crate::builtins::teststate::TestState;
     use crate::host::{JsonRecords, MemoryStore};
+
+    crate::builtins::teststate::shims!(
+        find_one => function "findOne",
+        find_many => function "findMany",
+        find_count => function "findCount",
+        find_sum => function "findSum",
+        find_min => function "findMin",
+        find_max => function "findMax",
+        find_by_phone => function "findByPhoneNumber",
+        smart_list_records => function "getSmartListRecords",
+        get_organization => function "getOrganization",
+        get_user_by_id => function "getUserById",
+        query => function "query",
+        increment_and_get => function "incrementAndGet",
+        memory_get => function "memoryGet",
+    );
 
     const DATA: &str = r#"{
         "contact": [
@@ -451,8 +513,10 @@ mod tests {
         )
         .contains("Bob"));
         assert_eq!(run(find_one, &[s("contact"), s("city"), s("Rome")]), "");
-        assert!(run(find_one, &[s("contact"), s("city")])
-            .starts_with("ERR findOne: field/value arguments must come in pairs"));
+        assert!(
+            run(find_one, &[s("contact"), s("city"), s("Paris"), s("id")])
+                .starts_with("ERR findOne: field/value arguments must come in pairs")
+        );
         assert_eq!(
             ids(&run(find_many, &[s("contact"), s("city"), s("Paris")])),
             vec![2, 3]

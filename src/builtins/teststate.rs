@@ -62,6 +62,37 @@ impl State for TestState {
     }
 }
 
+/// Calls the registered builtin `name` of `kind` (`"filter"`, `"function"`, `"test"`)
+/// the way the VM does: one positional slice, converted by its declaration.
+pub fn call_builtin(
+    kind: &str,
+    name: &str,
+    st: &mut dyn State,
+    args: &[Value],
+) -> Result<Value, Error> {
+    let r = super::Registry::with_builtins();
+    let b = match kind {
+        "filter" => r.get_filter(name),
+        "function" => r.get_function(name),
+        _ => r.get_test(name),
+    }
+    .ok_or_else(|| Error::new(ErrorKind::UnknownName, format!("no {kind} `{name}`")))?;
+    (b.func)(st, args)
+}
+
+/// Test shims with the old `fn(&mut dyn State, &[Value])` shape over registered builtins:
+/// `shims!(find_one => function "findOne", …)`.
+macro_rules! shims {
+    ($($f:ident => $kind:ident $name:literal),* $(,)?) => {
+        $(
+            fn $f(st: &mut dyn State, a: &[Value]) -> Result<Value, Error> {
+                crate::builtins::teststate::call_builtin(stringify!($kind), $name, st, a)
+            }
+        )*
+    };
+}
+pub(crate) use shims;
+
 /// Calls the builtin `name` of `kind` (`"filter"`, `"function"`, else a test) of `r` with a
 /// fresh [`TestState`].
 pub fn call_in(r: &Registry, kind: &str, name: &str, args: &[Value]) -> Result<Value, Error> {

@@ -6,120 +6,115 @@
 //! strings (escaped under autoescape), except `nl2br`, which escapes a plain input
 //! and returns a safe string. `sprintf` lives in the inner module `sprintf`.
 
-use super::args::{arg, expect_string, opt_i64};
+use super::typed::{convert_value, type_error, ArgType, Rest};
 use super::{Registry, State};
 use crate::error::{Error, ErrorKind};
-use crate::value::Value;
+use crate::value::{Map, Value};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use std::borrow::Cow;
 use std::sync::OnceLock;
 
 /// Registers this module's builtins.
 pub fn register(r: &mut Registry) {
-    r.filter("capitalize", &[], |st, a| {
-        let out = capitalize(&input("capitalize", a)?);
+    r.declare_filter("capitalize", &[], |st: &mut dyn State, s: Cow<str>| {
+        let out = capitalize(&s);
         st.check_size(out.len())?;
-        Ok(Value::str(out))
+        Ok::<_, Error>(Value::str(out))
     });
-    r.filter("format", &["..."], |s, a| {
-        let fmt = input("format", a)?;
-        let out = sprintf::sprintf(&fmt, a.get(1..).unwrap_or(&[]))?;
-        s.check_size(out.len())?;
-        Ok(Value::str(out))
-    });
-    r.filter("nl2br", &[], |s, a| {
-        let v = arg(a, 0);
-        let text = input("nl2br", a)?;
+    r.declare_filter(
+        "format",
+        &["values..."],
+        |st: &mut dyn State, fmt: Cow<str>, Rest(values): Rest| {
+            let out = sprintf::sprintf(&fmt, values)?;
+            st.check_size(out.len())?;
+            Ok::<_, Error>(Value::str(out))
+        },
+    );
+    r.declare_filter("nl2br", &[], |st: &mut dyn State, v: &Value| {
+        let text = convert_value::<Cow<str>>("nl2br", "the input", v)?;
         let escaped = if v.is_safe() {
-            text
+            text.into_owned()
         } else {
             html_special_chars(&text)
         };
         let out = nl2br(&escaped);
-        s.check_size(out.len())?;
-        Ok(Value::safe(out))
-    });
-    r.filter("replace", &["from|map"], replace);
-    r.filter("split", &["delimiter|sep", "limit?"], |st, a| {
-        let s = input("split", a)?;
-        let sep = expect_string("split", "the separator", arg(a, 1))?;
-        let limit = opt_i64("split", "limit", arg(a, 2))?;
-        // a generated list: at most `max_range` items, one unit of fuel each
-        let parts = if sep.is_empty() {
-            let size = usize::try_from(limit.unwrap_or(1).max(1)).unwrap_or(usize::MAX);
-            s.chars().count().div_ceil(size)
-        } else {
-            s.matches(sep.as_str()).count() + 1
-        };
-        let max = st.limits().max_range;
-        if parts > max {
-            return Err(Error::new(
-                ErrorKind::Limit,
-                format!("split: the result would have {parts} items, more than the limit of {max}"),
-            ));
-        }
-        st.fuel(parts as u64)?;
-        Ok(split(&s, &sep, limit)
-            .into_iter()
-            .map(Value::from)
-            .collect())
-    });
-    r.filter("striptags", &["allowable_tags|allowed?"], |_, a| {
-        let s = input("striptags", a)?;
-        let allowed = expect_string("striptags", "allowed", arg(a, 1))?;
-        Ok(Value::str(striptags(&s, &allowed)))
-    });
-    r.filter("title", &[], |st, a| {
-        let out = title(&input("title", a)?);
         st.check_size(out.len())?;
-        Ok(Value::str(out))
+        Ok::<_, Error>(Value::safe(out))
     });
-    r.filter("trim", &["character_mask|chars?", "side?"], trim);
-    r.filter("spaceless", &[], |st, a| {
-        let s = match arg(a, 0) {
-            Value::Undefined | Value::Null => String::new(),
-            _ => input("spaceless", a)?,
-        };
+    r.declare_filter("replace", &["from|map"], replace);
+    r.declare_filter(
+        "split",
+        &["delimiter|sep", "limit?"],
+        |st: &mut dyn State, s: Cow<str>, sep: Cow<str>, limit: Option<i64>| {
+            // a generated list: at most `max_range` items, one unit of fuel each
+            let parts = if sep.is_empty() {
+                let size = usize::try_from(limit.unwrap_or(1).max(1)).unwrap_or(usize::MAX);
+                s.chars().count().div_ceil(size)
+            } else {
+                s.matches(&*sep).count() + 1
+            };
+            let max = st.limits().max_range;
+            if parts > max {
+                return Err(Error::new(
+                    ErrorKind::Limit,
+                    format!(
+                        "split: the result would have {parts} items, more than the limit of {max}"
+                    ),
+                ));
+            }
+            st.fuel(parts as u64)?;
+            Ok(split(&s, &sep, limit)
+                .into_iter()
+                .map(Value::from)
+                .collect::<Value>())
+        },
+    );
+    r.declare_filter(
+        "striptags",
+        &["allowable_tags|allowed?"],
+        |_: &mut dyn State, s: Cow<str>, allowed: Cow<str>| Value::str(striptags(&s, &allowed)),
+    );
+    r.declare_filter("title", &[], |st: &mut dyn State, s: Cow<str>| {
+        let out = title(&s);
+        st.check_size(out.len())?;
+        Ok::<_, Error>(Value::str(out))
+    });
+    r.declare_filter("trim", &["character_mask|chars?", "side?"], trim);
+    r.declare_filter("spaceless", &[], |st: &mut dyn State, s: Cow<str>| {
         st.fuel(s.len() as u64 / 64)?;
-        Ok(Value::safe(spaceless(&s)))
+        Ok::<_, Error>(Value::safe(spaceless(&s)))
     });
-    r.filter("truncate", &["length", "suffix?"], |_, a| {
-        truncate_builtin("truncate", a)
+    r.declare_filter("truncate", &["length", "suffix?"], truncate_builtin);
+    r.declare_filter("url_encode", &[], |st: &mut dyn State, v: &Value| {
+        let out = url_encode(v)?;
+        st.check_size(out.len())?;
+        Ok::<_, Error>(Value::str(out))
     });
-    r.filter("url_encode", &[], |s, a| {
-        let out = url_encode(arg(a, 0))?;
-        s.check_size(out.len())?;
-        Ok(Value::str(out))
+    r.declare_function("truncate", &["text", "length", "suffix?"], truncate_builtin);
+    r.declare_function("htmlToText", &["html"], |_: &mut dyn State, s: Cow<str>| {
+        Value::str(html_to_text(&s))
     });
-    r.function("truncate", &["text", "length", "suffix?"], |_, a| {
-        truncate_builtin("truncate", a)
-    });
-    r.function("htmlToText", &["html"], |_, a| {
-        let s = expect_string("htmlToText", "html", arg(a, 0))?;
-        Ok(Value::str(html_to_text(&s)))
-    });
-    r.function("extractEmails", &["text"], |st, a| {
-        let s = expect_string("extractEmails", "text", arg(a, 0))?;
-        // the scan costs about four times a plain copy: pay for it beforehand
-        st.fuel(s.len() as u64 / 64)?;
-        let found = extract_emails(&s)?;
-        let max = st.limits().max_range;
-        if found.len() > max {
-            return Err(Error::new(
-                ErrorKind::Limit,
-                format!(
-                    "extractEmails: found {} addresses, more than the limit of {max}",
-                    found.len()
-                ),
-            ));
-        }
-        st.fuel(found.len() as u64)?;
-        Ok(found.into_iter().map(Value::from).collect())
-    });
-}
-
-/// The piped string of a string filter (`null` → `""`).
-fn input(name: &str, a: &[Value]) -> Result<String, Error> {
-    expect_string(name, "the input", arg(a, 0))
+    r.declare_function(
+        "extractEmails",
+        &["text"],
+        |st: &mut dyn State, s: Cow<str>| {
+            // the scan costs about four times a plain copy: pay for it beforehand
+            st.fuel(s.len() as u64 / 64)?;
+            let found = extract_emails(&s)?;
+            let max = st.limits().max_range;
+            if found.len() > max {
+                return Err(Error::new(
+                    ErrorKind::Limit,
+                    format!(
+                        "extractEmails: found {} addresses, more than the limit of {max}",
+                        found.len()
+                    ),
+                ));
+            }
+            st.fuel(found.len() as u64)?;
+            Ok(found.into_iter().map(Value::from).collect::<Value>())
+        },
+    );
 }
 
 /// Twig's `spaceless`: trims, then removes whitespace between HTML tags (`>  <`).
@@ -205,28 +200,31 @@ pub(crate) fn nl2br(s: &str) -> String {
     out
 }
 
-fn replace(state: &mut dyn State, a: &[Value]) -> Result<Value, Error> {
-    let s = input("replace", a)?;
-    let pairs = match arg(a, 1) {
-        Value::Map(m) => m
-            .iter()
-            .map(|(k, v)| {
-                Ok((
-                    k.to_string(),
-                    expect_string("replace", "each replacement", v)?,
-                ))
-            })
-            .collect::<Result<Vec<_>, Error>>()?,
-        other => {
-            return Err(Error::new(
-                ErrorKind::Type,
-                format!(
-                    "replace: the argument must be a map of search => replacement, got {}",
-                    other.type_with_article()
-                ),
-            ))
-        }
-    };
+/// The `from` map of `replace`.
+struct Pairs<'a>(&'a Map);
+
+impl<'a> ArgType<'a> for Pairs<'_> {
+    type Output = Pairs<'a>;
+    fn from_arg(v: &'a Value) -> Result<Pairs<'a>, &'static str> {
+        v.as_map()
+            .map(Pairs)
+            .ok_or("a map of search => replacement")
+    }
+    fn type_name() -> &'static str {
+        "map"
+    }
+}
+
+fn replace(state: &mut dyn State, s: Cow<str>, Pairs(from): Pairs) -> Result<Value, Error> {
+    let pairs = from
+        .iter()
+        .map(|(k, v)| match v {
+            Value::List(_) | Value::Map(_) | Value::Callable(_) => {
+                Err(type_error("replace", "each replacement", "a string", v))
+            }
+            other => Ok((k.to_string(), other.to_output())),
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
     let out = strtr(&s, &pairs, state)?;
     Ok(Value::str(out))
 }
@@ -349,22 +347,21 @@ fn tag_name(tag: &str) -> String {
 /// PHP's default `trim` characters.
 const TRIM_DEFAULT: &str = " \t\n\r\0\x0B";
 
-fn trim(_: &mut dyn State, a: &[Value]) -> Result<Value, Error> {
-    let s = input("trim", a)?;
-    let chars: Vec<char> = match arg(a, 1) {
-        Value::Undefined | Value::Null => TRIM_DEFAULT.chars().collect(),
-        v => expect_string("trim", "character_mask", v)?
-            .chars()
-            .collect(),
-    };
-    let side = match arg(a, 2) {
-        Value::Undefined | Value::Null => "both".to_string(),
-        v => expect_string("trim", "side", v)?,
-    };
+fn trim(
+    _: &mut dyn State,
+    input: &Value,
+    mask: Option<Cow<str>>,
+    side: Option<Cow<str>>,
+) -> Result<Value, Error> {
+    let s = convert_value::<Cow<str>>("trim", "the input", input)?;
+    // Trimming safe markup with the default characters keeps it safe (as Twig).
+    let keep_safe = input.is_safe() && mask.is_none();
+    let chars: Vec<char> = mask.as_deref().unwrap_or(TRIM_DEFAULT).chars().collect();
+    let side = side.unwrap_or(Cow::Borrowed("both"));
     // a set: `chars` may be as long as the input
     let chars: std::collections::HashSet<char> = chars.into_iter().collect();
     let f = |c: char| chars.contains(&c);
-    let out = match side.as_str() {
+    let out = match &*side {
         "both" => s.trim_matches(f),
         "left" => s.trim_start_matches(f),
         "right" => s.trim_end_matches(f),
@@ -375,17 +372,21 @@ fn trim(_: &mut dyn State, a: &[Value]) -> Result<Value, Error> {
             ))
         }
     };
-    // Trimming safe markup with the default characters keeps it safe (as Twig).
-    if arg(a, 0).is_safe() && arg(a, 1).is_undefined() {
+    if keep_safe {
         return Ok(Value::safe(out.to_string()));
     }
     Ok(Value::str(out))
 }
 
-/// `truncate` filter and function: `a` is `[text, length, suffix?]`.
-fn truncate_builtin(name: &str, a: &[Value]) -> Result<Value, Error> {
-    let s = expect_string(name, "the text", arg(a, 0))?;
-    let length = opt_i64(name, "length", arg(a, 1))?.ok_or_else(|| {
+/// `truncate` filter and function.
+fn truncate_builtin(
+    _: &mut dyn State,
+    s: Cow<str>,
+    length: Option<i64>,
+    suffix: Option<Cow<str>>,
+) -> Result<Value, Error> {
+    let name = "truncate";
+    let length = length.ok_or_else(|| {
         Error::new(
             ErrorKind::InvalidArgument,
             format!("{name}: length is required"),
@@ -397,10 +398,7 @@ fn truncate_builtin(name: &str, a: &[Value]) -> Result<Value, Error> {
             format!("{name}: length must not be negative, got {length}"),
         )
     })?;
-    let suffix = match arg(a, 2) {
-        Value::Undefined => "...".to_string(),
-        v => expect_string(name, "suffix", v)?,
-    };
+    let suffix = suffix.unwrap_or(Cow::Borrowed("..."));
     Ok(Value::str(truncate(&s, length, &suffix)))
 }
 
@@ -434,9 +432,11 @@ pub(crate) fn url_encode(v: &Value) -> Result<String, Error> {
             build_query(None, v, &mut parts, 0)?;
             Ok(parts.join("&"))
         }
-        Value::Callable(_) => Err(Error::new(
-            ErrorKind::Type,
-            "url_encode: the input must be a string, a list or a map, got a function",
+        Value::Callable(_) => Err(type_error(
+            "url_encode",
+            "the input",
+            "a string, a list or a map",
+            v,
         )),
         other => Ok(rawurlencode(&other.to_output())),
     }
@@ -649,7 +649,7 @@ mod tests {
             "hello All"
         );
         assert!(f("replace", &[Value::str("x"), Value::str("y")])
-            .contains("replace: the argument must be a map"));
+            .contains("replace: from must be a map of search => replacement, got a string"));
         assert_eq!(split("a,b,c", ",", None), ["a", "b", "c"]);
         assert_eq!(split("a,b,c", ",", Some(2)), ["a", "b,c"]);
         assert_eq!(split("a,b,c", ",", Some(-1)), ["a", "b"]);

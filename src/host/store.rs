@@ -25,6 +25,13 @@ pub trait SharedStore: Send + Sync {
     }
     /// Writes `value` under `name` for `ttl`.
     fn set(&self, name: &str, value: Value, ttl: Duration);
+    /// [`SharedStore::set`] for a store that can be unreachable (a shared server): an
+    /// [`ErrorKind::Host`] error whose message holds [`STORE_UNAVAILABLE`] when the write was
+    /// not made, so the caller fails (and answers "retry later") instead of losing it quietly.
+    fn try_set(&self, name: &str, value: Value, ttl: Duration) -> Result<(), Error> {
+        self.set(name, value, ttl);
+        Ok(())
+    }
     /// Atomically adds `by` to the counter `name` (missing = 0) and returns the new value.
     fn increment(&self, name: &str, by: i64) -> Result<i64, Error>;
     /// Removes `name`; true when a live entry was removed.

@@ -300,6 +300,7 @@ pub async fn answer<B>(
             global.set_active(RunState::Queued, gauges.queued);
             global.set_active(RunState::Running, gauges.running);
             global.set_active(RunState::Waiting, gauges.waiting);
+            global.set_active(RunState::Backlog, gauges.backlog);
             text(
                 StatusCode::OK,
                 metrics.encode(),

@@ -78,6 +78,10 @@ pub fn serve(config: &Path, addr: Option<&str>, watch: bool, state: Option<&str>
         if let Some(spec) = state {
             options = options.with_state(spec);
         }
+        // A file changed while the configuration and the library load must not be missed
+        // by `--watch`: the first snapshot is taken before the ready line, and a file
+        // modified since `loading` makes the first tick reload.
+        let loading = SystemTime::now();
         let running = match start_with(config, addr, options).await {
             Ok(r) => r,
             Err(e) => {
@@ -87,13 +91,16 @@ pub fn serve(config: &Path, addr: Option<&str>, watch: bool, state: Option<&str>
                 return 1;
             }
         };
+        let seen = watch
+            .then(|| watched(&running))
+            .filter(|w| !w.changed_since(loading));
         let mut out = std::io::stdout();
         let _ = writeln!(out, "listening on http://{}", running.local_addr());
         if let Some(admin) = running.admin_addr() {
             let _ = writeln!(out, "admin listening on http://{admin}");
         }
         let _ = out.flush();
-        run_until_signal(running, signals, watch).await
+        run_until_signal(running, signals, watch, seen).await
     });
     super::log::flush();
     code
@@ -111,6 +118,18 @@ fn modified(path: &Path) -> Option<SystemTime> {
 struct Watched {
     config: Option<SystemTime>,
     templates: Vec<(PathBuf, u64, Option<SystemTime>)>,
+}
+
+impl Watched {
+    /// Whether any watched file was modified at or after `t` (a clock step backwards only
+    /// costs one reload).
+    fn changed_since(&self, t: SystemTime) -> bool {
+        self.config.is_some_and(|m| m >= t)
+            || self
+                .templates
+                .iter()
+                .any(|(_, _, m)| m.is_some_and(|m| m >= t))
+    }
 }
 
 /// At most this many files of the templates folder are compared (a library is far smaller).
@@ -172,8 +191,12 @@ impl Signals {
 }
 
 #[cfg(unix)]
-async fn run_until_signal(running: Running, mut s: Signals, watch: bool) -> u8 {
-    let mut seen = if watch { Some(watched(&running)) } else { None };
+async fn run_until_signal(
+    running: Running,
+    mut s: Signals,
+    watch: bool,
+    mut seen: Option<Watched>,
+) -> u8 {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         tokio::select! {
@@ -208,7 +231,12 @@ impl Signals {
 }
 
 #[cfg(not(unix))]
-async fn run_until_signal(running: Running, _s: Signals, _watch: bool) -> u8 {
+async fn run_until_signal(
+    running: Running,
+    _s: Signals,
+    _watch: bool,
+    _seen: Option<Watched>,
+) -> u8 {
     let _ = tokio::signal::ctrl_c().await;
     running.shutdown().await;
     0
@@ -330,7 +358,7 @@ fn runs_inner(config: &Path, state: Option<&str>, action: RunsAction) -> Result<
                 .into(),
         );
     }
-    let backend = spec.open_reader()?;
+    let backend = spec.open_reader_with(loaded.server.redis_ca.as_deref())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -415,6 +415,7 @@ async fn respond_and_run(
             match tokio::time::timeout(limit, rx).await {
                 Ok(Ok(Outcome::Reply(r))) => r,
                 Ok(Ok(Outcome::Failed(step))) => step_failed(&step),
+                Ok(Ok(Outcome::Unavailable(step))) => store_unavailable(&ep.name, &step),
                 Ok(Err(_)) if sync => json_error(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "workflow finished without a response",
@@ -455,6 +456,19 @@ fn unavailable(endpoint: &str, e: &crate::state::StateError) -> Response<Body> {
     let mut r = json_error(
         StatusCode::SERVICE_UNAVAILABLE,
         "the run cannot be recorded right now; retry later",
+    );
+    r.headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static("5"));
+    r
+}
+
+/// 503 + `Retry-After`: a step failed because the shared store could not be reached (as for a
+/// render of the answer that reads it, src/listener/respond.rs).
+fn store_unavailable(endpoint: &str, step: &str) -> Response<Body> {
+    tracing::error!(endpoint = %endpoint, step = %step, "workflow step failed: shared store unavailable");
+    let mut r = json_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the shared store cannot be reached right now; retry later",
     );
     r.headers_mut()
         .insert(RETRY_AFTER, HeaderValue::from_static("5"));

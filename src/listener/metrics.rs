@@ -74,6 +74,8 @@ pub enum RunState {
     Running,
     /// Waiting on a step's delay.
     Waiting,
+    /// Accepted past the in-memory queue bound: waiting only in the journal.
+    Backlog,
 }
 
 impl RunState {
@@ -82,6 +84,7 @@ impl RunState {
             RunState::Queued => "queued",
             RunState::Running => "running",
             RunState::Waiting => "waiting",
+            RunState::Backlog => "backlog",
         }
     }
 }
@@ -152,6 +155,7 @@ pub struct Global {
     queued: Gauge,
     running: Gauge,
     waiting: Gauge,
+    backlog: Gauge,
     step_failures: Family<TypeLabel, Counter>,
     webhook_calls: [Counter; WEBHOOK_CLASSES.len()],
     journal_commit: Histogram,
@@ -272,14 +276,15 @@ impl Metrics {
         let active = Family::<StateLabel, Gauge>::default();
         registry.register(
             "runs_active",
-            "Runs of this process not finished yet, by state (queued for a worker, running, waiting on a delay)",
+            "Runs of this process not finished yet, by state (queued for a worker, running, waiting on a delay, backlog: accepted past the in-memory queue bound and waiting only in the journal)",
             active.clone(),
         );
         let gauge = |s: RunState| active.get_or_create_owned(&StateLabel { state: s.as_str() });
-        let (queued, running, waiting) = (
+        let (queued, running, waiting, backlog) = (
             gauge(RunState::Queued),
             gauge(RunState::Running),
             gauge(RunState::Waiting),
+            gauge(RunState::Backlog),
         );
         let step_failures = Family::<TypeLabel, Counter>::default();
         registry.register(
@@ -315,6 +320,7 @@ impl Metrics {
             queued,
             running,
             waiting,
+            backlog,
             step_failures,
             webhook_calls,
             journal_commit,
@@ -382,6 +388,7 @@ impl Global {
             RunState::Queued => &self.queued,
             RunState::Running => &self.running,
             RunState::Waiting => &self.waiting,
+            RunState::Backlog => &self.backlog,
         }
     }
 

@@ -11,15 +11,21 @@
 //!
 //! Sync `continue` and `sse` runs are journaled for history but run outside the pool (their
 //! request is the answer path) and are never resumed: after a crash they are `interrupted`.
+//!
+//! **Backlog.** At most [`Runner::queue_bound`] activations wait for a worker in memory; runs
+//! accepted beyond it wait only in the journal and are claimed back (src/listener/runs/backlog.rs).
+
+mod backlog;
 
 use super::config::{Branch, Config, Endpoint};
 use super::metrics::{Metered, Metrics, RunEnd};
 use super::workflow::{self, Run};
 use crate::state::{self, Backend, RunEvent, RunRecord, RunStatus, StateError, StepStatus};
 use crate::Value;
+use backlog::{secret_headers, Secrets, MIN_QUEUE, QUEUE_PER_WORKER};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Semaphore};
@@ -42,6 +48,9 @@ pub struct RunGauges {
     pub running: usize,
     /// Branches parked on a delay.
     pub waiting: usize,
+    /// Runs accepted past the in-memory queue bound, waiting only in the journal (claimed
+    /// back when the queue has room).
+    pub backlog: usize,
 }
 
 #[derive(Default)]
@@ -75,6 +84,19 @@ pub struct Runner {
     queued: AtomicUsize,
     running: AtomicUsize,
     waiting: AtomicUsize,
+    /// Bound of `queued` beyond which new runs wait only in the journal.
+    bound: usize,
+    backlog: AtomicUsize,
+    /// A claim from the journal is in progress.
+    refilling: AtomicBool,
+    /// The journal may hold owner-less queued runs the `backlog` count does not know of (true
+    /// at start — recovery leaves the backlog of an earlier process there — and after a claim
+    /// that filled its batch).
+    more: AtomicBool,
+    /// Places of `queued` reserved for a claim in progress (not shown in the gauge).
+    claiming: AtomicUsize,
+    /// Credential headers of runs in the backlog (the journal does not keep them), by run id.
+    held: Mutex<HashMap<String, Secrets>>,
     active: Mutex<HashMap<String, Active>>,
     timers: mpsc::UnboundedSender<Timer>,
     config: Arc<RwLock<Arc<Config>>>,
@@ -89,15 +111,22 @@ impl Runner {
         config: Arc<RwLock<Arc<Config>>>,
     ) -> Arc<Runner> {
         let (tx, rx) = mpsc::unbounded_channel();
+        let workers = workers.max(1);
         let metrics = Arc::new(Metrics::new());
         let runner = Arc::new(Runner {
             backend: Arc::new(Metered::new(backend, metrics.clone())),
             metrics,
             owner: uuid::Uuid::new_v4().simple().to_string(),
-            workers: Arc::new(Semaphore::new(workers.max(1))),
+            workers: Arc::new(Semaphore::new(workers)),
             queued: AtomicUsize::new(0),
             running: AtomicUsize::new(0),
             waiting: AtomicUsize::new(0),
+            bound: workers.saturating_mul(QUEUE_PER_WORKER).max(MIN_QUEUE),
+            backlog: AtomicUsize::new(0),
+            refilling: AtomicBool::new(false),
+            more: AtomicBool::new(true),
+            claiming: AtomicUsize::new(0),
+            held: Mutex::new(HashMap::new()),
             active: Mutex::new(HashMap::new()),
             timers: tx,
             config,
@@ -109,10 +138,20 @@ impl Runner {
     /// Current counts of queued, running and waiting runs.
     pub fn gauges(&self) -> RunGauges {
         RunGauges {
-            queued: self.queued.load(Ordering::Relaxed),
+            queued: self
+                .queued
+                .load(Ordering::Relaxed)
+                .saturating_sub(self.claiming.load(Ordering::Relaxed)),
             running: self.running.load(Ordering::Relaxed),
             waiting: self.waiting.load(Ordering::Relaxed),
+            backlog: self.backlog.load(Ordering::Relaxed),
         }
+    }
+
+    /// Most activations waiting for a worker in memory (`[server] workers` × 8, at least 64);
+    /// runs accepted beyond it wait only in the journal.
+    pub fn queue_bound(&self) -> usize {
+        self.bound
     }
 
     /// This process's owner id in the journal.
@@ -132,29 +171,86 @@ impl Runner {
     }
 
     /// Journals a new run and starts it. A resumable run is committed before this returns
-    /// (the caller answers only then); a journal error is returned and nothing runs.
+    /// (the caller answers only then); a journal error is returned and nothing runs. Past the
+    /// in-memory queue bound, a resumable run nobody waits for is only journaled (unowned)
+    /// and claimed back later; the handle is then of a task that does nothing.
+    ///
+    /// Cancel-safe: hyper drops a request's future when its client disconnects, possibly while
+    /// the journal commits. A resumable run is therefore committed and activated in a task of
+    /// its own, which the caller only waits for: a committed run always runs, and a reserved
+    /// place in the queue is always given back (before, such a run stayed `queued`, owned by
+    /// this process, until the next start).
     pub async fn start(
         self: &Arc<Self>,
         run: Arc<Run>,
         data: Value,
         fingerprint: &str,
     ) -> Result<JoinHandle<()>, StateError> {
+        if !run.resumable {
+            // Nothing is awaited for these: `accept` completes in its first poll.
+            return self
+                .clone()
+                .accept(run, data, fingerprint.to_string())
+                .await;
+        }
+        let me = self.clone();
+        let fingerprint = fingerprint.to_string();
+        tokio::spawn(async move { me.accept(run, data, fingerprint).await })
+            .await
+            .unwrap_or_else(|e| Err(StateError::Unavailable(format!("run not started: {e}"))))
+    }
+
+    /// [`Runner::start`]'s work: reserve a place (or spill), journal, activate.
+    async fn accept(
+        self: Arc<Self>,
+        run: Arc<Run>,
+        data: Value,
+        fingerprint: String,
+    ) -> Result<JoinHandle<()>, StateError> {
         let ep = &run.endpoint;
+        // A place in the in-memory queue is taken now (so concurrent requests cannot pass the
+        // bound); a run a request waits for (async `continue`) always gets one.
+        let reserved = run.resumable && self.reserve_one();
+        let spill = run.resumable && !reserved && !run.has_listener();
+        let release = |me: &Self| {
+            if reserved {
+                me.queued.fetch_sub(1, Ordering::Relaxed);
+            }
+        };
+        if spill {
+            let secrets = secret_headers(&data);
+            if !secrets.is_empty() {
+                self.held().insert(run.run_id.clone(), secrets);
+            }
+        }
         let record = RunRecord::new(
             run.run_id.clone(),
             ep.name.clone(),
             ep.first_hash.clone(),
             ep.second_hash.clone(),
-            fingerprint.to_string(),
+            fingerprint,
             run.resumable,
             state::record::journal_data(&data),
             state::now_ms(),
-            Some(self.owner.clone()),
+            (!spill).then(|| self.owner.clone()),
         );
         // The write is queued by the call itself: later events follow it in order.
         let created = self.backend.create_run(record);
+        if spill {
+            if let Err(e) = created.await {
+                self.held().remove(&run.run_id);
+                return Err(e);
+            }
+            self.backlog.fetch_add(1, Ordering::Relaxed);
+            // Workers may have emptied the queue meanwhile.
+            self.refill(false);
+            return Ok(tokio::spawn(std::future::ready(())));
+        }
         if run.resumable {
-            created.await?;
+            if let Err(e) = created.await {
+                release(&self);
+                return Err(e);
+            }
         } else {
             tokio::spawn(async move {
                 if let Err(e) = created.await {
@@ -172,15 +268,24 @@ impl Runner {
             },
         );
         let roots = ep.roots().iter().map(|i| (*i, data.clone())).collect();
-        Ok(self.activate(run, roots))
+        Ok(self.activate(run, roots, reserved))
     }
 
-    /// Spawns one activation of `run` over `steps`.
-    fn activate(self: &Arc<Self>, run: Arc<Run>, steps: Vec<(usize, Value)>) -> JoinHandle<()> {
+    /// Spawns one activation of `run` over `steps`; `reserved`: its place in the queue count
+    /// is already taken.
+    fn activate(
+        self: &Arc<Self>,
+        run: Arc<Run>,
+        steps: Vec<(usize, Value)>,
+        reserved: bool,
+    ) -> JoinHandle<()> {
         let me = self.clone();
+        // Counted before the task starts: the bound in `start` sees it at once.
+        if run.resumable && !reserved {
+            me.queued.fetch_add(1, Ordering::Relaxed);
+        }
         tokio::spawn(async move {
             let permit = if run.resumable {
-                me.queued.fetch_add(1, Ordering::Relaxed);
                 let p = me.workers.clone().acquire_owned().await.ok();
                 me.queued.fetch_sub(1, Ordering::Relaxed);
                 p
@@ -188,15 +293,20 @@ impl Runner {
                 None
             };
             me.running.fetch_add(1, Ordering::Relaxed);
+            // Not awaited: the writes of one run are applied in order, so the `running` mark
+            // is committed with (or before) the first checkpoint, which is awaited. A crash
+            // before that leaves the run `queued`, which recovery resumes the same way.
             let started = me.backend.record(RunEvent::Status {
                 run: run.run_id.clone(),
                 status: RunStatus::Running,
                 at: state::now_ms(),
                 error: None,
             });
-            if run.resumable {
-                let _ = started.await;
-            }
+            tokio::spawn(async move {
+                if let Err(e) = started.await {
+                    tracing::error!(error = %e, "journal write failed");
+                }
+            });
             // Counters and the end-of-activation bookkeeping run even if the task is aborted
             // (an `sse` client that went away).
             let guard = ActivationGuard {
@@ -290,7 +400,7 @@ impl Runner {
                         let i = run.endpoint.steps.iter().position(|s| s.id == step_id);
                         match i.and_then(|i| data_for(&run.endpoint, &rec, i).map(|d| (i, d))) {
                             Some((i, d)) => {
-                                me.activate(run, vec![(i, d)]);
+                                me.activate(run, vec![(i, d)], false);
                                 return;
                             }
                             None => me.step_failed(
@@ -354,6 +464,17 @@ impl Runner {
     /// Continues a run read back from the journal: after a restart (`after_crash`: a run
     /// past [`MAX_ATTEMPTS`] is given up), or after a retry.
     pub fn resume(self: &Arc<Self>, rec: RunRecord, after_crash: bool) {
+        self.resume_counted(rec, after_crash, false)
+    }
+
+    /// [`Runner::resume`]; `reserved`: a place in the queue count is taken for this run (given
+    /// back if it cannot be resumed).
+    fn resume_counted(self: &Arc<Self>, rec: RunRecord, after_crash: bool, reserved: bool) {
+        let release = |me: &Arc<Self>| {
+            if reserved {
+                me.queued.fetch_sub(1, Ordering::Relaxed);
+            }
+        };
         let fail = |me: &Arc<Self>, error: String| {
             tracing::error!(run_id = %rec.id, endpoint = %rec.endpoint, error = %error, "run cannot be resumed");
             let f = me.backend.record(RunEvent::Status {
@@ -365,6 +486,7 @@ impl Runner {
             tokio::spawn(f);
         };
         if after_crash && rec.attempt > MAX_ATTEMPTS {
+            release(self);
             return fail(
                 self,
                 format!("gave up after {MAX_ATTEMPTS} attempts without finishing"),
@@ -372,7 +494,10 @@ impl Runner {
         }
         let (run, ep) = match self.prepare(&rec) {
             Ok(x) => x,
-            Err(e) => return fail(self, e),
+            Err(e) => {
+                release(self);
+                return fail(self, e);
+            }
         };
         let frontier = frontier(&ep, &rec);
         let error = rec
@@ -386,7 +511,12 @@ impl Runner {
                     s.error.as_deref().unwrap_or("")
                 )
             });
-        tracing::info!(run_id = %rec.id, endpoint = %ep.name, attempt = rec.attempt, steps = frontier.len(), "resuming run");
+        if reserved {
+            // Claimed back from the backlog (or retried): routine, one per run under load.
+            tracing::debug!(run_id = %rec.id, endpoint = %ep.name, attempt = rec.attempt, "run claimed from the journal");
+        } else {
+            tracing::info!(run_id = %rec.id, endpoint = %ep.name, attempt = rec.attempt, steps = frontier.len(), "resuming run");
+        }
         self.active().insert(
             rec.id.clone(),
             Active {
@@ -397,7 +527,7 @@ impl Runner {
                 since: Some(Instant::now()),
             },
         );
-        self.activate(run, frontier);
+        self.activate(run, frontier, reserved);
     }
 
     /// Claims and starts runs queued again by a retry now, instead of within [`CLAIM_EVERY`]
@@ -405,7 +535,8 @@ impl Runner {
     pub async fn claim_now(self: &Arc<Self>) -> Result<usize, StateError> {
         let runs = self.backend.claim(&self.owner, 64).await?;
         let n = runs.len();
-        for rec in runs {
+        for mut rec in runs {
+            self.restore_held(&mut rec);
             self.resume(rec, false);
         }
         Ok(n)
@@ -435,6 +566,9 @@ impl Drop for ActivationGuard {
     fn drop(&mut self) {
         self.runner.running.fetch_sub(1, Ordering::Relaxed);
         self.runner.activation_done(&self.run_id);
+        if self._permit.is_some() {
+            self.runner.refill(false);
+        }
     }
 }
 
@@ -524,10 +658,7 @@ async fn chores(runner: std::sync::Weak<Runner>) {
         tokio::select! {
             _ = claim.tick() => {
                 let Some(r) = runner.upgrade() else { return };
-                match r.backend.claim(&r.owner, 64).await {
-                    Ok(runs) => for rec in runs { r.resume(rec, false) },
-                    Err(e) => tracing::warn!(error = %e, "cannot claim queued runs"),
-                }
+                r.refill(true);
             }
             _ = purge.tick() => {
                 let Some(r) = runner.upgrade() else { return };

@@ -285,7 +285,11 @@ pub async fn start_with(
         None => first.server.state.clone(),
     };
     let backend = spec
-        .open_with(first.server.durability, first.server.lease_s)
+        .open_with(
+            first.server.durability,
+            first.server.lease_s,
+            first.server.redis_ca.as_deref(),
+        )
         .map_err(StartError::State)?;
     let config =
         load_config_with_store(config_path, backend.store()).map_err(StartError::Config)?;

@@ -30,6 +30,9 @@ pub enum Outcome {
     Reply(Response<Body>),
     /// A step failed before any answer (its id).
     Failed(String),
+    /// A step failed before any answer because the shared store (Redis) was unreachable (its
+    /// id): the request is answered 503 with `Retry-After`.
+    Unavailable(String),
 }
 
 /// A message from a run to an `sse` stream.
@@ -113,14 +116,18 @@ impl Run {
     }
 
     /// True while a request waits for this run's answer (it must not be parked).
-    fn has_listener(&self) -> bool {
+    pub(crate) fn has_listener(&self) -> bool {
         self.sse.is_some() || self.reply.lock().map(|r| r.is_some()).unwrap_or(false)
     }
 
     /// Reports a failed step to a waiting `continue`/`sse` request.
-    async fn fail(&self, step: &str) {
+    async fn fail(&self, step: &str, unavailable: bool) {
         if let Some(tx) = self.take_reply() {
-            let _ = tx.send(Outcome::Failed(step.to_string()));
+            let _ = tx.send(if unavailable {
+                Outcome::Unavailable(step.to_string())
+            } else {
+                Outcome::Failed(step.to_string())
+            });
         }
         if let Some(tx) = &self.sse {
             if self.emitted.load(Ordering::SeqCst) == 0 && !self.sse_closed.load(Ordering::SeqCst) {
@@ -279,7 +286,8 @@ fn run_step(run: Arc<Run>, mut i: usize, mut data: Value) -> BoxFut {
                     run.runner
                         .step_failed(&run.run_id, &format!("step \"{}\" failed: {e}", step.id));
                     run.runner.metrics.global().step_failed(kind);
-                    run.fail(&step.id).await;
+                    run.fail(&step.id, e.contains(crate::host::STORE_UNAVAILABLE))
+                        .await;
                     return;
                 }
             }
@@ -381,7 +389,10 @@ async fn exec(
         }
         StepKind::SetMemory { name, value, ttl_s } => {
             let v = value_of(value, data)?;
-            run.store.set(name, v, Duration::from_secs(*ttl_s));
+            // A write the store could not make fails the step (never lost quietly).
+            run.store
+                .try_set(name, v, Duration::from_secs(*ttl_s))
+                .map_err(|e| e.message().to_string())?;
             Ok(Checkpoint::default())
         }
         StepKind::Log { message } => {

@@ -128,7 +128,8 @@ impl Backend for MemoryBackend {
         let mut j = self.lock();
         let mut out = Vec::new();
         for r in j.runs.values_mut() {
-            if r.status.is_final() {
+            if r.status.is_final() || (r.status == RunStatus::Queued && r.owner.is_none()) {
+                // Owner-less queued runs (the backlog) are left for `claim`.
                 continue;
             }
             if !r.resumable {

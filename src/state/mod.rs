@@ -160,8 +160,10 @@ pub trait Backend: Send + Sync {
     fn record(&self, event: RunEvent) -> BoxFuture<'static, StateResult<()>>;
 
     /// At the start of a serving process (`owner`): runs that cannot resume (sync `continue`,
-    /// `sse`) and were left unfinished become `interrupted`; every other unfinished run is
-    /// claimed by `owner`, its attempt count raised by one, and returned to be continued.
+    /// `sse`) and were left unfinished become `interrupted`; every other unfinished run that
+    /// had an owner is claimed by `owner`, its attempt count raised by one, and returned to be
+    /// continued. Owner-less `queued` runs (never started: the backlog, retried runs) are left
+    /// for [`Backend::claim`], so a large backlog is not loaded into memory at once.
     fn recover(&self, owner: &str, now: i64) -> BoxFuture<'static, StateResult<Vec<RunRecord>>>;
 
     /// Claims up to `limit` `queued` runs that no process owns (retried runs) for `owner`.
@@ -242,19 +244,20 @@ impl StateSpec {
 
     /// Opens the backend for a serving process (takes ownership of a SQLite file).
     pub fn open(&self, durability: Durability) -> Result<Arc<dyn Backend>, String> {
-        self.open_with(durability, redis::DEFAULT_LEASE_S)
+        self.open_with(durability, redis::DEFAULT_LEASE_S, None)
     }
 
-    /// [`StateSpec::open`] with the lease of a claimed run on Redis (`[server] lease_s`).
+    /// [`StateSpec::open`] with the lease of a claimed run on Redis (`[server] lease_s`) and
+    /// the PEM roots trusted for `rediss://` (`[server] redis_ca`; `None`: the built-in roots).
     pub fn open_with(
         &self,
         durability: Durability,
         lease_s: u64,
+        redis_ca: Option<&[u8]>,
     ) -> Result<Arc<dyn Backend>, String> {
         match self {
-            StateSpec::Redis(url) => {
-                redis::RedisBackend::open(url, lease_s).map(|b| Arc::new(b) as Arc<dyn Backend>)
-            }
+            StateSpec::Redis(url) => redis::RedisBackend::open_with_ca(url, lease_s, redis_ca)
+                .map(|b| Arc::new(b) as Arc<dyn Backend>),
             StateSpec::Memory => Ok(Arc::new(memory::MemoryBackend::new())),
             StateSpec::Sqlite(path) => sqlite::SqliteBackend::open(path, durability)
                 .map(|b| Arc::new(b) as Arc<dyn Backend>),
@@ -264,9 +267,16 @@ impl StateSpec {
     /// Opens the backend for a reader (the CLI): a SQLite file is not owned, so this works
     /// while a server runs. Writes (a retry) go through SQLite's own locking.
     pub fn open_reader(&self) -> Result<Arc<dyn Backend>, String> {
+        self.open_reader_with(None)
+    }
+
+    /// [`StateSpec::open_reader`] trusting `redis_ca` for `rediss://` (`[server] redis_ca`).
+    pub fn open_reader_with(&self, redis_ca: Option<&[u8]>) -> Result<Arc<dyn Backend>, String> {
         match self {
-            StateSpec::Redis(url) => redis::RedisBackend::open(url, redis::DEFAULT_LEASE_S)
-                .map(|b| Arc::new(b) as Arc<dyn Backend>),
+            StateSpec::Redis(url) => {
+                redis::RedisBackend::open_with_ca(url, redis::DEFAULT_LEASE_S, redis_ca)
+                    .map(|b| Arc::new(b) as Arc<dyn Backend>)
+            }
             StateSpec::Memory => Ok(Arc::new(memory::MemoryBackend::new())),
             StateSpec::Sqlite(path) => {
                 sqlite::SqliteBackend::open_reader(path).map(|b| Arc::new(b) as Arc<dyn Backend>)

@@ -130,7 +130,7 @@ const CLAIM: &str = r#"
 local p, owner, limit, lease = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ids = redis.call('ZRANGEBYSCORE', p .. 'leases', '-inf', now, 'WITHSCORES', 'LIMIT', 0, limit)
+local ids = redis.call('ZRANGEBYSCORE', p .. 'leases', ARGV[6], now, 'WITHSCORES', 'LIMIT', 0, limit)
 local out = {}
 for i = 1, #ids, 2 do
   local id, score = ids[i], tonumber(ids[i + 1])
@@ -294,9 +294,33 @@ impl RedisBackend {
     /// that is down now makes operations fail with [`StateError::Unavailable`] until it is
     /// back (the connection is retried with backoff on the next operations).
     pub fn open(url: &str, lease_s: u64) -> Result<RedisBackend, String> {
+        Self::open_with_ca(url, lease_s, None)
+    }
+
+    /// [`RedisBackend::open`]; for a `rediss://` URL, `ca` (PEM certificates) replaces the
+    /// built-in roots (a private CA, `[server] redis_ca`). With a `redis://` URL it is an error.
+    pub fn open_with_ca(
+        url: &str,
+        lease_s: u64,
+        ca: Option<&[u8]>,
+    ) -> Result<RedisBackend, String> {
         let describe = redact(url);
-        let client = redis::Client::open(url)
-            .map_err(|e| format!("bad Redis URL `{describe}`: {}", e.kind_description()))?;
+        let client = match ca {
+            None => redis::Client::open(url),
+            Some(_) if !url.starts_with("rediss://") => {
+                return Err(format!(
+                    "redis_ca is set but `{describe}` is not a rediss:// (TLS) URL"
+                ))
+            }
+            Some(pem) => redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.to_vec()),
+                },
+            ),
+        }
+        .map_err(|e| format!("bad Redis URL `{describe}`: {}", e.kind_description()))?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("flexscript-redis")
@@ -434,7 +458,14 @@ impl Inner {
         Ok(out)
     }
 
-    async fn claim(self: &Arc<Self>, owner: &str, limit: usize) -> StateResult<Vec<RunRecord>> {
+    /// Claims up to `limit` runs: expired leases, and with `unowned` the owner-less queued runs
+    /// (score 0) too.
+    async fn claim(
+        self: &Arc<Self>,
+        owner: &str,
+        limit: usize,
+        unowned: bool,
+    ) -> StateResult<Vec<RunRecord>> {
         let mut c = self.conn.clone();
         let ids: Vec<String> = self
             .scripts
@@ -444,6 +475,7 @@ impl Inner {
             .arg(limit.max(1))
             .arg(self.lease_ms)
             .arg(MAX_ATTEMPTS)
+            .arg(if unowned { "-inf" } else { "(0" })
             .invoke_async(&mut c)
             .await
             .map_err(unavailable)?;
@@ -765,7 +797,8 @@ impl Backend for RedisBackend {
         // the claim chore takes the runs over once Redis answers).
         let owner = owner.to_string();
         self.spawn(move |inner| async move {
-            match inner.claim(&owner, 1000).await {
+            // Owner-less queued runs (the backlog) are left for the runner's claims.
+            match inner.claim(&owner, 1000, false).await {
                 Err(StateError::Unavailable(m)) => {
                     tracing::warn!(error = %m, "Redis unavailable at start: runs are taken over once it answers");
                     Ok(Vec::new())
@@ -777,7 +810,7 @@ impl Backend for RedisBackend {
 
     fn claim(&self, owner: &str, limit: usize) -> BoxFuture<'static, StateResult<Vec<RunRecord>>> {
         let owner = owner.to_string();
-        self.spawn(move |inner| async move { inner.claim(&owner, limit).await })
+        self.spawn(move |inner| async move { inner.claim(&owner, limit, true).await })
     }
 
     fn list_runs(&self, filter: RunFilter) -> BoxFuture<'static, StateResult<RunPage>> {
@@ -1001,6 +1034,12 @@ impl SharedStore for RedisStore {
     }
 
     fn set(&self, name: &str, value: Value, ttl: Duration) {
+        if let Err(e) = self.try_set(name, value, ttl) {
+            tracing::warn!(error = %e.message(), "shared store write failed");
+        }
+    }
+
+    fn try_set(&self, name: &str, value: Value, ttl: Duration) -> Result<(), Error> {
         let mut c = self.conn.clone();
         let key = format!("{M}{name}");
         let ms = ttl.as_millis().min(u64::MAX as u128) as u64;
@@ -1012,9 +1051,12 @@ impl SharedStore for RedisStore {
                 c.pset_ex::<_, _, ()>(key, text, ms).await
             }
         });
-        if let Err(e) = r {
-            tracing::warn!(error = %unavailable(e), "shared store write failed");
-        }
+        r.map_err(|e| {
+            Error::new(
+                ErrorKind::Host,
+                format!("set_memory: {STORE_UNAVAILABLE} ({})", unavailable(e)),
+            )
+        })
     }
 
     fn increment(&self, name: &str, by: i64) -> Result<i64, Error> {

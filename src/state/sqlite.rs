@@ -652,9 +652,12 @@ impl Backend for SqliteBackend {
                     params![now],
                 )
                 .map_err(unavailable)?;
+                // Owner-less queued runs (the backlog: never started) stay in the journal for
+                // the runner to claim as its queue has room (src/listener/runs/backlog.rs).
                 tx.execute(
                     "UPDATE runs SET owner = ?1, attempt = attempt + 1
-                     WHERE status IN ('queued', 'running', 'waiting')",
+                     WHERE status IN ('running', 'waiting')
+                        OR (status = 'queued' AND owner IS NOT NULL)",
                     params![owner],
                 )
                 .map_err(unavailable)?;

@@ -201,8 +201,31 @@ fn journal_queries(b: &dyn Backend) {
     });
 }
 
+/// A queued run nobody owns (the backlog of the bounded run queue).
+fn unowned(id: &str) -> RunRecord {
+    let mut r = new_run(id, "e", true);
+    r.owner = None;
+    r
+}
+
+/// Recovery leaves the owner-less queued runs for `claim` (never all in memory at once).
+fn backlog_left_for_claim(b: &dyn Backend, owner: &str) {
+    block_on(async {
+        let left = b.get_run("backlog").await.unwrap();
+        assert_eq!(
+            (left.status, left.owner.as_deref(), left.attempt),
+            (RunStatus::Queued, None, 1)
+        );
+        let claimed = b.claim(owner, 10).await.unwrap();
+        let ids: Vec<_> = claimed.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["backlog"]);
+        assert_eq!(claimed[0].attempt, 1, "a claim is not an attempt");
+    });
+}
+
 fn recovery(b: &dyn Backend) {
     block_on(async {
+        b.create_run(unowned("backlog")).await.unwrap();
         b.create_run(new_run("keep", "e", true)).await.unwrap();
         b.create_run(new_run("sync", "e", false)).await.unwrap();
         b.create_run(new_run("done", "e", true)).await.unwrap();
@@ -218,6 +241,7 @@ fn recovery(b: &dyn Backend) {
         assert_eq!(sync.status, RunStatus::Interrupted);
         assert!(sync.error.unwrap().contains("interrupted"));
     });
+    backlog_left_for_claim(b, "new-owner");
 }
 
 fn retention(b: &dyn Backend) {
@@ -529,6 +553,7 @@ fn redis_journal() {
     // Recovery on Redis takes over only runs whose lease expired (others may be running).
     let b = open(3, 1);
     block_on(async {
+        b.create_run(unowned("backlog")).await.unwrap();
         b.create_run(new_run("keep", "e", true)).await.unwrap();
         b.create_run(new_run("sync", "e", false)).await.unwrap();
         assert!(
@@ -641,6 +666,9 @@ fn recovery_after_lease(b: &dyn Backend) {
         let sync = b.get_run("sync").await.unwrap();
         assert_eq!(sync.status, RunStatus::Interrupted);
         assert!(sync.error.unwrap().contains("interrupted"));
+    });
+    backlog_left_for_claim(b, "new-owner");
+    block_on(async {
         // Now leased to new-owner: nobody else takes it.
         assert!(b.claim("third", 10).await.unwrap().is_empty());
     });

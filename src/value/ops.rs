@@ -363,7 +363,9 @@ pub fn range(low: &Value, high: &Value, step: &Value, max: usize) -> Result<Valu
     } else {
         to_number(step)
             .filter(|_| !matches!(step, Value::List(_) | Value::Map(_)))
-            .ok_or_else(|| Error::new(ErrorKind::Type, "range: step must be a number"))?
+            .ok_or_else(|| {
+                Error::type_mismatch("range", "step", "a number", step.type_with_article())
+            })?
     };
     if step_n.as_f64() == 0.0 {
         return Err(Error::new(
@@ -400,13 +402,7 @@ pub fn range(low: &Value, high: &Value, step: &Value, max: usize) -> Result<Valu
         to_number(v)
             .filter(|_| !matches!(v, Value::List(_) | Value::Map(_)))
             .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Type,
-                    format!(
-                        "range: {what} must be a number or a letter, got {}",
-                        v.type_with_article()
-                    ),
-                )
+                Error::type_mismatch("range", what, "a number or a letter", v.type_with_article())
             })
     };
     let (a, b) = (num(low, "low")?, num(high, "high")?);

@@ -563,7 +563,7 @@ pub(crate) fn slice(v: &Value, start: &Value, len: &Value) -> R<Value> {
         }
         x.as_i64()
             .map(Some)
-            .ok_or_else(|| Error::new(ErrorKind::Type, format!("slice: {what} must be an integer")))
+            .ok_or_else(|| Error::type_mismatch("slice", what, "an integer", x.type_with_article()))
     };
     let s = int(start, "start")?.unwrap_or(0);
     let s = if s < 0 { (n + s).max(0) } else { s.min(n) };

@@ -602,12 +602,11 @@ impl<'a> Vm<'a> {
                 Value::Null | Value::Undefined => {}
                 other => {
                     return Err(self.loc(
-                        Error::new(
-                            ErrorKind::Type,
-                            format!(
-                                "include: the variables must be a map, got {}",
-                                other.type_with_article()
-                            ),
+                        Error::type_mismatch(
+                            "include",
+                            "the variables",
+                            "a map",
+                            other.type_with_article(),
                         ),
                         inc.span,
                     ))

@@ -276,6 +276,9 @@ pub struct ServerConfig {
     /// `lease_s`: on Redis, how long a claimed run stays with a process that stopped
     /// renewing it before another process takes it over (docs/redis.md).
     pub lease_s: u64,
+    /// `redis_ca`: PEM certificates (read from the files) trusted instead of the built-in
+    /// roots for a `rediss://` state URL (docs/redis.md).
+    pub redis_ca: Option<Vec<u8>>,
 }
 
 /// `[server] log_format`.
@@ -644,6 +647,7 @@ fn read_server(
         retention: crate::state::Retention::default(),
         webhook: WebhookSettings::default(),
         lease_s: crate::state::redis::DEFAULT_LEASE_S,
+        redis_ca: None,
     };
     let Some(item) = item else {
         return (cfg, None);
@@ -721,6 +725,17 @@ fn read_server(
     let workers = f.uint_in("workers", cfg.workers as u64, 1, 100_000);
     cfg.workers = usize::try_from(workers).unwrap_or(cfg.workers);
     cfg.lease_s = f.uint_in("lease_s", cfg.lease_s, 1, 3_600);
+    let mut ca = Vec::new();
+    for file in strings(&mut f, "redis_ca") {
+        match std::fs::read(base.join(&file)) {
+            Ok(mut pem) => {
+                ca.append(&mut pem);
+                ca.push(b'\n');
+            }
+            Err(e) => f.error("redis_ca", format!("cannot read {file}: {e}")),
+        }
+    }
+    cfg.redis_ca = (!ca.is_empty()).then_some(ca);
     cfg.retention.days = f.uint_in("history_days", cfg.retention.days, 0, 36_500);
     cfg.retention.max_per_endpoint = f.uint_in(
         "history_max",
