@@ -204,6 +204,9 @@ impl Loader for MapLoader {
 /// Everything a render may load by name: snippets, the loader and the cache of
 /// compiled templates, with what compiling needs (builtins, strictness, depth).
 pub(crate) struct Library {
+    /// Unique among the libraries of this process (a reload builds a new library): what a
+    /// template's remembered parent is checked against (`ParentLink` in src/compile/ir.rs).
+    pub id: u64,
     pub registry: Registry,
     pub strict: bool,
     pub max_depth: usize,
@@ -220,7 +223,9 @@ impl Library {
         snippets: HashMap<Arc<str>, Arc<Program>>,
         loader: Option<Arc<dyn Loader>>,
     ) -> Library {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Library {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             registry,
             strict,
             max_depth,

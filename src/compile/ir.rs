@@ -9,6 +9,7 @@ use crate::syntax::ast::{BinOp, Span};
 use crate::value::Value;
 use regex::Regex;
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
 /// Fields of `loop` read directly from the loop state.
@@ -184,7 +185,31 @@ pub enum BlockAt {
 
 /// The blocks a template instance can render: for each name, the definitions from the most
 /// derived template to the base (`parent()` walks down the list).
-pub type BlockTable = HashMap<Arc<str>, Vec<BlockAt>>;
+pub type BlockTable = HashMap<Arc<str>, Vec<BlockAt>, BuildHasherDefault<NameHasher>>;
+
+/// A fast hasher for the short block names of a [`BlockTable`] (FxHash's mixing step): the
+/// names come from templates, and a table holds a few dozen at most, so the flooding
+/// resistance of the default hasher buys nothing here while costing a hash per block render.
+#[derive(Default)]
+pub struct NameHasher(u64);
+
+impl std::hash::Hasher for NameHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 /// Block tables the VM built for this template, kept so that later renders reuse them
 /// instead of rebuilding them for every level of an `extends` chain (src/vm/mod.rs).
@@ -197,6 +222,19 @@ pub struct BlockMemo {
     /// memo creates no reference cycle); the entry keeps the key table alive, so its address
     /// identifies it.
     pub extended: std::sync::Mutex<Vec<ExtendedTable>>,
+    /// The parent that this template's constant `extends` resolved to in one library (set on
+    /// the first render): later renders from that library skip the lookup.
+    pub parent: std::sync::OnceLock<ParentLink>,
+}
+
+/// A resolved constant parent (see [`BlockMemo::parent`]). It is used only while the library
+/// that resolved it is the one rendering (`library`: its [`crate::loader::Library::id`]), so a
+/// reload (a new library) never sees it; `Weak`, so that templates extending each other in a
+/// cycle do not keep each other alive.
+pub struct ParentLink {
+    pub library: u64,
+    pub name: Arc<str>,
+    pub program: std::sync::Weak<Program>,
 }
 
 /// `((child chain's table, level of the parent), the table with the parent's blocks added)`.

@@ -338,30 +338,31 @@ impl Vm<'_> {
                 Ok(Value::Bool(found != *negated))
             }
             Expr::Parent(span) => {
-                let Some((name, level)) = self.current_block() else {
-                    return Err(self.loc(
-                        Error::new(ErrorKind::Runtime, "`parent()` is only valid in a block"),
-                        *span,
-                    ));
-                };
-                let mut found = false;
-                let s = self.capture_with(|vm| {
-                    found = vm.render_block(&name, level + 1, *span)?;
-                    Ok(())
-                })?;
-                if !found {
-                    return Err(self.loc(
-                        Error::new(
-                            ErrorKind::UnknownName,
-                            format!("block `{name}` has no parent definition to render"),
-                        ),
-                        *span,
-                    ));
-                }
+                let s = self.capture_with(|vm| vm.render_parent(*span))?;
                 Ok(Value::safe(s))
             }
             _ => Ok(Value::Undefined),
         }
+    }
+
+    /// `parent()`: renders the next definition of the running block into the output.
+    pub(crate) fn render_parent(&mut self, span: Span) -> R<()> {
+        let Some((name, level)) = self.current_block() else {
+            return Err(self.loc(
+                Error::new(ErrorKind::Runtime, "`parent()` is only valid in a block"),
+                span,
+            ));
+        };
+        if !self.render_block(&name, level + 1, span)? {
+            return Err(self.loc(
+                Error::new(
+                    ErrorKind::UnknownName,
+                    format!("block `{name}` has no parent definition to render"),
+                ),
+                span,
+            ));
+        }
+        Ok(())
     }
 
     /// Bounds how deeply a template can nest lists and maps (deep values would

@@ -3,7 +3,7 @@
 
 use super::escape::{escape_into, write_int};
 use super::{LoopState, Vm};
-use crate::compile::ir::{Esc, For, Node, Strategy};
+use crate::compile::ir::{Esc, Expr, For, Node, Strategy};
 use crate::error::{Error, ErrorKind};
 use crate::escape::Escape;
 use crate::syntax::ast::Span;
@@ -56,6 +56,19 @@ impl Vm<'_> {
                 Node::Text(t) => {
                     self.out.push_str(t);
                     self.check_out(Span::default())?;
+                }
+                Node::Print(Expr::Parent(ps), _, span) => {
+                    // `{{ parent() }}`: the parent block renders straight into the output
+                    // (what it prints is safe: escaping does not apply)
+                    self.burn(*span)?;
+                    let before = self.out.len();
+                    self.render_parent(*ps)?;
+                    self.check_out(*span)?;
+                    let written = (self.out.len() - before) as u64 / super::cost::BYTES_PER_UNIT;
+                    if written > 0 {
+                        crate::builtins::State::fuel(self, written)
+                            .map_err(|e| self.loc(e, *span))?;
+                    }
                 }
                 Node::Print(e, esc, span) => {
                     self.burn(*span)?;
@@ -152,10 +165,7 @@ impl Vm<'_> {
                 }
                 Node::Include(inc) => self.include(inc, None)?,
                 Node::Embed(prog, inc) => {
-                    if matches!(
-                        inc.ignore_missing,
-                        crate::compile::ir::Expr::Const(Value::Bool(true))
-                    ) {
+                    if matches!(inc.ignore_missing, Expr::Const(Value::Bool(true))) {
                         // `ignore missing`: skip when the embedded template's parent is missing
                         let n = self.eval(&inc.name)?;
                         if self.load_template(&n, true, inc.span)?.is_none() {
@@ -165,6 +175,12 @@ impl Vm<'_> {
                     self.include(inc, Some(prog))?
                 }
                 Node::Extends(e, span) => {
+                    if let Expr::Const(Value::Str(n)) = e {
+                        // a constant parent: found in the library once, then remembered
+                        let p = self.constant_parent(n, *span)?;
+                        self.set_parent(p);
+                        continue;
+                    }
                     let n = self.eval(e).map_err(|e| self.loc(e, *span))?;
                     if n.is_null() || matches!(n, Value::Bool(false)) {
                         continue;

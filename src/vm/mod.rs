@@ -8,7 +8,9 @@ mod eval;
 mod exec;
 
 use crate::builtins::{Host, State};
-use crate::compile::ir::{Arrow, BlockAt, BlockTable, Expr, IncludeCall, MacroRef, Program};
+use crate::compile::ir::{
+    Arrow, BlockAt, BlockTable, Expr, IncludeCall, MacroRef, ParentLink, Program,
+};
 use crate::error::{Error, ErrorKind};
 use crate::escape::Escape;
 use crate::limits::Limits;
@@ -51,7 +53,7 @@ fn table_for(prog: &Program) -> Arc<BlockTable> {
     prog.block_memo
         .own
         .get_or_init(|| {
-            let mut t = BlockTable::new();
+            let mut t = BlockTable::default();
             add_blocks(&mut t, prog, 0);
             Arc::new(t)
         })
@@ -151,6 +153,8 @@ pub struct Vm<'a> {
     parent: Option<Arc<Program>>,
     /// Templates being rendered (includes and parents), for the depth-limit message.
     chain: Vec<Arc<str>>,
+    /// Slot vectors of finished frames, emptied, for the next frames to reuse.
+    spare_slots: Vec<Vec<Value>>,
 }
 
 fn context_map(ctx: &Value) -> Result<Arc<Map>, Error> {
@@ -193,6 +197,7 @@ impl<'a> Vm<'a> {
             cur_block: None,
             parent: None,
             chain: Vec::new(),
+            spare_slots: Vec::new(),
         })
     }
 
@@ -273,6 +278,20 @@ impl<'a> Vm<'a> {
         Ok(())
     }
 
+    /// `n` undefined slots for a new frame (a vector of a finished frame when there is one).
+    fn new_slots(&mut self, n: usize) -> Vec<Value> {
+        if n == 0 {
+            return Vec::new();
+        }
+        match self.spare_slots.pop() {
+            Some(mut v) => {
+                v.resize(n, Value::Undefined);
+                v
+            }
+            None => vec![Value::Undefined; n],
+        }
+    }
+
     /// Runs `f` in a fresh frame (`slots`, `ctx`, `program`), restoring the caller's after.
     fn with_frame<T>(
         &mut self,
@@ -294,7 +313,11 @@ impl<'a> Vm<'a> {
         let r = f(self);
         self.program = saved_prog;
         self.names = saved_names;
-        self.scope.slots = saved_slots;
+        let mut used = std::mem::replace(&mut self.scope.slots, saved_slots);
+        if used.capacity() > 0 && self.spare_slots.len() < 8 {
+            used.clear();
+            self.spare_slots.push(used);
+        }
         self.scope.ctx = saved_ctx;
         self.scope.loops.truncate(self.scope.loop_base);
         self.scope.loop_base = saved_base;
@@ -332,7 +355,7 @@ impl<'a> Vm<'a> {
         if let Err(e) = self.enter(span) {
             return Err(e.with_hint(format!("while calling macro `{}`", m.name)));
         }
-        let mut slots = vec![Value::Undefined; m.slots];
+        let mut slots = self.new_slots(m.slots);
         let mut extra = Vec::new();
         for (i, a) in args.into_iter().enumerate() {
             if i < m.params.len() {
@@ -457,6 +480,36 @@ impl<'a> Vm<'a> {
         Err(self.loc(e, span))
     }
 
+    /// The parent named by the constant `extends` of the running template: remembered in the
+    /// template after the first lookup, for as long as this library renders it.
+    pub(crate) fn constant_parent(
+        &mut self,
+        name: &Arc<str>,
+        span: Span,
+    ) -> Result<Arc<Program>, Error> {
+        let lib_id = self.shared.library.id;
+        let prog = self.program.clone();
+        if let Some(link) = prog.block_memo.parent.get() {
+            if link.library == lib_id && link.name == *name {
+                if let Some(p) = link.program.upgrade() {
+                    return Ok(p);
+                }
+            }
+        }
+        let lib = self.shared.library.clone();
+        let p = match lib.get(name, &[]) {
+            Ok(Some(p)) => p,
+            Ok(None) => return Err(self.loc(lib.missing(name), span)),
+            Err(e) => return Err(self.loc(e, span)),
+        };
+        let _ = prog.block_memo.parent.set(ParentLink {
+            library: lib_id,
+            name: name.clone(),
+            program: Arc::downgrade(&p),
+        });
+        Ok(p)
+    }
+
     /// Renders a template instance (its own frame and blocks) with `ctx`.
     pub(crate) fn run_template(
         &mut self,
@@ -470,7 +523,7 @@ impl<'a> Vm<'a> {
             let saved_blocks = std::mem::replace(&mut self.blocks, table);
             let saved_levels = std::mem::replace(&mut self.levels, levels);
             let saved_cur = self.cur_block.take();
-            let slots = vec![Value::Undefined; prog.slots];
+            let slots = self.new_slots(prog.slots);
             let names = prog.slot_names.clone();
             let r = self.with_frame(prog.clone(), names, slots, ctx, |vm| {
                 vm.exec_template(&prog)
@@ -505,7 +558,7 @@ impl<'a> Vm<'a> {
         let vars = self.variables_arc();
         self.enter_template(&parent.name, Span::default())?;
         let r = stacker::maybe_grow(STACK_RED_ZONE, STACK_GROW, || {
-            let slots = vec![Value::Undefined; parent.slots];
+            let slots = self.new_slots(parent.slots);
             let names = parent.slot_names.clone();
             self.with_frame(parent.clone(), names, slots, vars, |vm| {
                 vm.exec_template(&parent)
@@ -587,7 +640,7 @@ impl<'a> Vm<'a> {
         let vars = self.variables_arc();
         let saved_cur = self.cur_block.replace((name.clone(), level));
         let r = stacker::maybe_grow(STACK_RED_ZONE, STACK_GROW, || {
-            let slots = vec![Value::Undefined; def.slots];
+            let slots = self.new_slots(def.slots);
             self.with_frame(prog.clone(), def.slot_names.clone(), slots, vars, |vm| {
                 vm.exec(&def.body).map(|_| ())
             })
@@ -608,7 +661,7 @@ impl<'a> Vm<'a> {
         let Some(mut prog) = self.load_template(tpl, false, span)? else {
             return Err(self.loc(self.shared.library.missing(&tpl.to_cow_str()), span));
         };
-        let mut table = BlockTable::new();
+        let mut table = BlockTable::default();
         add_blocks(&mut table, &prog, 0);
         let mut levels = vec![prog.clone()];
         let mut hops = 0;

@@ -404,3 +404,51 @@ fn kept_block_tables_stay_per_chain() {
         assert_eq!(render("base", json!({})), "[A|B]");
     }
 }
+
+/// A constant parent is remembered in the child after the first render (src/vm/mod.rs), but
+/// only for the library that resolved it: a new loader (a reload) renders the changed parent,
+/// also for a snippet child that outlives the library, and a cycle of parents still stops at
+/// the depth limit.
+#[test]
+fn remembered_parents_never_outlive_a_reload() {
+    let loader = |base: &str| {
+        crate::MapLoader::from_pairs([
+            ("base", base),
+            (
+                "mid",
+                "{% extends 'base' %}{% block b %}m{{ parent() }}{% endblock %}",
+            ),
+            (
+                "child",
+                "{% extends 'mid' %}{% block b %}c{{ parent() }}{% endblock %}",
+            ),
+            ("x", "{% extends 'y' %}"),
+            ("y", "{% extends 'x' %}"),
+        ])
+        .expect("names")
+    };
+    let mut engine = Engine::new();
+    engine.set_loader(loader("1[{% block b %}B{% endblock %}]"));
+    engine
+        .add_snippet(
+            "snip",
+            "{% extends 'mid' %}{% block b %}s{{ parent() }}{% endblock %}",
+        )
+        .expect("snippet");
+    let render = |engine: &Engine, name: &str| {
+        let t = engine.get_template(name).expect(name);
+        t.render(&json!({})).expect(name)
+    };
+    for _ in 0..2 {
+        assert_eq!(render(&engine, "child"), "1[cmB]");
+        assert_eq!(render(&engine, "snip"), "1[smB]");
+    }
+    let t = engine.get_template("x").expect("x");
+    let e = t.render(&json!({})).expect_err("a cycle");
+    assert_eq!(e.kind(), ErrorKind::Limit, "{e}");
+    engine.set_loader(loader("2<{% block b %}b{% endblock %}>"));
+    for _ in 0..2 {
+        assert_eq!(render(&engine, "child"), "2<cmb>");
+        assert_eq!(render(&engine, "snip"), "2<smb>");
+    }
+}
