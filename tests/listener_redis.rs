@@ -575,28 +575,16 @@ impl TlsRedis {
         // Skips (or fails under CI) exactly like the plain server when redis-server is missing.
         let plain = Redis::start(false)?;
         drop(plain);
-        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-        let ca_key = KeyPair::generate().expect("ca key");
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "flexscript redis test CA");
-        let ca = ca_params.self_signed(&ca_key).expect("ca cert");
-        let leaf_key = KeyPair::generate().expect("leaf key");
-        let leaf = CertificateParams::new(vec!["127.0.0.1".to_string()])
-            .expect("leaf params")
-            .signed_by(&leaf_key, &ca, &ca_key)
-            .expect("leaf cert");
+        let ca = private_ca("flexscript redis test CA");
         let dir = std::env::temp_dir().join(format!(
             "flexscript-rediss-{}-{}",
             std::process::id(),
             rand::random::<u32>()
         ));
         std::fs::create_dir_all(&dir).expect("dir");
-        std::fs::write(dir.join("ca.pem"), ca.pem()).expect("ca");
-        std::fs::write(dir.join("leaf.pem"), leaf.pem()).expect("leaf");
-        std::fs::write(dir.join("leaf.key"), leaf_key.serialize_pem()).expect("key");
+        std::fs::write(dir.join("ca.pem"), &ca.ca_pem).expect("ca");
+        std::fs::write(dir.join("leaf.pem"), &ca.leaf_pem).expect("leaf");
+        std::fs::write(dir.join("leaf.key"), &ca.key_pem).expect("key");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .expect("bind")
             .local_addr()
@@ -632,7 +620,7 @@ impl TlsRedis {
             child,
             dir,
             port,
-            ca_pem: ca.pem(),
+            ca_pem: ca.ca_pem,
         })
     }
 }

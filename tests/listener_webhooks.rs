@@ -465,20 +465,8 @@ async fn signed_webhooks_verify_with_independent_verifiers() {
 
 /// A CA and a leaf for 127.0.0.1 signed by it: (CA PEM, leaf DER, leaf key DER).
 fn private_ca() -> (String, Vec<u8>, Vec<u8>) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-    let ca_key = KeyPair::generate().expect("ca key");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "flexscript test CA");
-    let ca = ca_params.self_signed(&ca_key).expect("ca cert");
-    let leaf_key = KeyPair::generate().expect("leaf key");
-    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string()])
-        .expect("leaf params")
-        .signed_by(&leaf_key, &ca, &ca_key)
-        .expect("leaf cert");
-    (ca.pem(), leaf.der().to_vec(), leaf_key.serialize_der())
+    let ca = listener_support::private_ca("flexscript test CA");
+    (ca.ca_pem, ca.leaf_der, ca.key_der)
 }
 
 /// An HTTPS receiver (HTTP/1.1) with the given leaf; answers `{"tls": true}`.

@@ -487,3 +487,40 @@ impl Receiver {
         self.calls.lock().expect("lock").clone()
     }
 }
+
+/// A private CA and a leaf certificate for `127.0.0.1` signed by it (rcgen), for the TLS
+/// webhook receivers and the TLS-only redis-server.
+pub struct PrivateCa {
+    /// The CA certificate, PEM.
+    pub ca_pem: String,
+    /// The leaf certificate, PEM and DER.
+    pub leaf_pem: String,
+    pub leaf_der: Vec<u8>,
+    /// The leaf's private key, PEM and DER (PKCS#8).
+    pub key_pem: String,
+    pub key_der: Vec<u8>,
+}
+
+/// A fresh [`PrivateCa`] whose CA is called `name`.
+pub fn private_ca(name: &str) -> PrivateCa {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().expect("ca key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    let ca = ca_params.self_signed(&ca_key).expect("ca cert");
+    let leaf_key = KeyPair::generate().expect("leaf key");
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .expect("leaf params")
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .expect("leaf cert");
+    PrivateCa {
+        ca_pem: ca.pem(),
+        leaf_pem: leaf.pem(),
+        leaf_der: leaf.der().to_vec(),
+        key_pem: leaf_key.serialize_pem(),
+        key_der: leaf_key.serialize_der(),
+    }
+}
