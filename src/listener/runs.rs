@@ -679,7 +679,11 @@ mod tests {
     use crate::state::{Checkpoint, StepRecord};
     use serde_json::json;
 
-    fn endpoint(steps: &str) -> Arc<Endpoint> {
+    /// A fresh temp dir holding `e.toml`, a configuration with one `data` endpoint `e` whose
+    /// steps are `steps`, and that configuration loaded (also used by `backlog`'s tests).
+    pub(super) fn config_in_temp_dir(
+        steps: &str,
+    ) -> (std::path::PathBuf, crate::listener::config::Config) {
         let dir = std::env::temp_dir().join(format!(
             "flexscript-runs-{}-{}",
             std::process::id(),
@@ -696,7 +700,12 @@ mod tests {
             ),
         )
         .unwrap();
-        let c = crate::listener::load_config(&path).unwrap();
+        let config = crate::listener::load_config(&path).unwrap();
+        (dir, config)
+    }
+
+    fn endpoint(steps: &str) -> Arc<Endpoint> {
+        let (dir, c) = config_in_temp_dir(steps);
         std::fs::remove_dir_all(&dir).unwrap();
         c.endpoints[0].clone()
     }

@@ -198,25 +198,11 @@ mod tests {
         Arc<crate::listener::config::Config>,
         Arc<dyn Backend>,
     ) {
-        let dir = std::env::temp_dir().join(format!(
-            "flexscript-backlog-{}-{}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("e.toml");
-        std::fs::write(
-            &path,
-            format!(
-                "[[endpoint]]\nname = \"e\"\nfirst_hash = \"{h}\"\nsecond_hash = \"{h}\"\n\
-                 return_type = \"data\"\nreturn_data = \"ok\"\n\
-                 [[endpoint.step]]\nid = \"a\"\ntype = \"store\"\nname = \"x\"\nvalue = \"1\"\n\
-                 [[endpoint.step]]\nid = \"b\"\nparent = \"a\"\ntype = \"store\"\nname = \"y\"\nvalue = \"2\"\n",
-                h = "a".repeat(32)
-            ),
-        )
-        .unwrap();
-        let config = Arc::new(crate::listener::load_config(&path).unwrap());
+        let (dir, config) = super::super::tests::config_in_temp_dir(
+            "[[endpoint.step]]\nid = \"a\"\ntype = \"store\"\nname = \"x\"\nvalue = \"1\"\n\
+             [[endpoint.step]]\nid = \"b\"\nparent = \"a\"\ntype = \"store\"\nname = \"y\"\nvalue = \"2\"\n",
+        );
+        let config = Arc::new(config);
         let backend: Arc<dyn Backend> =
             Arc::new(SqliteBackend::open(&dir.join("state.db"), Durability::Normal).unwrap());
         (dir, config, backend)
