@@ -82,9 +82,12 @@ enum Command {
     },
     /// Run the listener.
     Serve {
+        /// The endpoints file (TOML).
         config: String,
+        /// Listen address, overriding `[server] addr` (`127.0.0.1:0` picks a free port).
         #[arg(long, value_name = "HOST:PORT")]
         addr: Option<String>,
+        /// Reload when the configuration file or a file under `[server] templates` changes.
         #[arg(long)]
         watch: bool,
         /// State backend, overriding `[server] state`: `memory`, `sqlite:PATH` or `redis://HOST:PORT/DB`.
