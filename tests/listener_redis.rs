@@ -526,7 +526,7 @@ async fn a_set_memory_write_redis_cannot_take_fails_with_503() {
         ),
     );
     let cfg = write_config(&format!(
-        "[server]\nstate = \"{}\"\n{}{}",
+        "[server]\nstate = \"{}\"\n{}{}{}",
         redis.url(),
         ep(
             1,
@@ -538,6 +538,19 @@ async fn a_set_memory_write_redis_cannot_take_fails_with_503() {
             "return_type = \"data\"\nreturn_data = '''{{ memoryGet('k', 'none') }}'''",
             ""
         ),
+        ep(
+            3,
+            "return_type = \"sse\"\nrun_mode = \"sync\"\nresponse_timeout_ms = 30000",
+            &format!(
+                "{}{}",
+                step(
+                    "m",
+                    "set_memory",
+                    "name = \"s\"\nvalue = \"{{ __data.n }}\"\nttl_s = 600"
+                ),
+                step("e", "emit", "parent = \"m\"\ndata = \"stored\""),
+            )
+        ),
     ));
     let fleet = Fleet::start(cfg.path(), 1).await;
     let r = post(fleet.addr(0), &path(1), 1).await.expect("answer");
@@ -547,6 +560,10 @@ async fn a_set_memory_write_redis_cannot_take_fails_with_503() {
     assert_eq!(r.status, 503, "{}", r.body);
     assert!(r.header("retry-after").is_some());
     assert!(r.body.contains("shared store"), "{}", r.body);
+    // an `sse` endpoint whose first step cannot write answers 503 the same way (not 500)
+    let r = post(fleet.addr(0), &path(3), 2).await.expect("answer");
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.header("retry-after").is_some());
     redis.restart();
     assert!(
         wait_for_async(Duration::from_secs(30), || async {

@@ -437,6 +437,7 @@ async fn respond_and_run(
             let limit = Duration::from_millis(ep.response_timeout_ms);
             match tokio::time::timeout(limit, rx.recv()).await {
                 Ok(Some(SseMsg::Failed(step))) => step_failed(&step),
+                Ok(Some(SseMsg::Unavailable(step))) => store_unavailable(&ep.name, &step),
                 Ok(first) => match guard.take() {
                     Some(run) => sse::stream(first, rx, run, state.shutdown.clone()),
                     None => step_failed(""),

@@ -107,7 +107,7 @@ pub fn stream(
                         return;
                     }
                 }
-                Some(SseMsg::Failed(_)) => {}
+                Some(SseMsg::Failed(_) | SseMsg::Unavailable(_)) => {}
                 None => {
                     let _ = tx.send(Bytes::from_static(END_FRAME.as_bytes())).await;
                     if let Some(r) = run.take() {

@@ -49,6 +49,9 @@ pub enum SseMsg {
     },
     /// A step failed (its id).
     Failed(String),
+    /// A step failed because the shared store could not be reached (its id): the request is
+    /// answered 503 with `Retry-After`, as a `continue` is.
+    Unavailable(String),
 }
 
 /// The shared state of one run.
@@ -131,7 +134,12 @@ impl Run {
         }
         if let Some(tx) = &self.sse {
             if self.emitted.load(Ordering::SeqCst) == 0 && !self.sse_closed.load(Ordering::SeqCst) {
-                let _ = tx.send(SseMsg::Failed(step.to_string())).await;
+                let msg = if unavailable {
+                    SseMsg::Unavailable(step.to_string())
+                } else {
+                    SseMsg::Failed(step.to_string())
+                };
+                let _ = tx.send(msg).await;
             }
         }
     }
