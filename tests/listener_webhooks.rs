@@ -63,7 +63,8 @@ struct Receiver {
     hits: Arc<AtomicUsize>,
 }
 
-/// Answers by path: `/redirect` → 302 to a private address, `/big` → 5 MB (with a length),
+/// Answers by path: `/redirect` → 302 to this receiver's own `/followed` (an allowed loopback
+/// destination, so a client that followed redirects would show a second hit), `/big` → 5 MB (with a length),
 /// `/stream-big` → 5 MB read to the close (no length), anything else → 200 `{"got": true}`.
 async fn receiver() -> Receiver {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -120,9 +121,11 @@ async fn receiver() -> Receiver {
                 });
                 let big = vec![b'x'; 5 * 1024 * 1024];
                 let resp: Vec<u8> = match target.split('?').next().unwrap_or("") {
-                    "/redirect" => b"HTTP/1.1 302 Found\r\nlocation: http://10.0.0.1/admin\r\n\
-                        content-length: 0\r\nconnection: close\r\n\r\n"
-                        .to_vec(),
+                    "/redirect" => format!(
+                        "HTTP/1.1 302 Found\r\nlocation: http://{addr}/followed\r\n\
+                         content-length: 0\r\nconnection: close\r\n\r\n"
+                    )
+                    .into_bytes(),
                     "/big" => [
                         format!(
                             "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
@@ -244,7 +247,10 @@ async fn webhook_allow_opens_the_receiver_and_redirects_are_not_followed() {
     let w = s.get(&path(3)).await.json();
     assert_eq!(w["status"], 302, "{w}");
     assert_eq!(w["ok"], false);
-    assert_eq!(w["headers"]["location"], "http://10.0.0.1/admin");
+    assert_eq!(
+        w["headers"]["location"],
+        format!("http://127.0.0.1:{port}/followed")
+    );
     assert_eq!(
         rx.hits.load(Ordering::SeqCst) - before,
         1,
