@@ -25,34 +25,11 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_flexscript");
 
-fn h(n: usize) -> String {
-    format!("{n:032x}")
-}
-fn path(n: usize) -> String {
-    format!("/listener/{}/{}", h(n), h(n))
-}
-fn ep(n: usize, fields: &str, steps: &str) -> String {
-    format!(
-        "[[endpoint]]\nname = \"ep{n}\"\nfirst_hash = \"{}\"\nsecond_hash = \"{}\"\n{fields}\n{steps}\n",
-        h(n),
-        h(n)
-    )
-}
 fn data_ep(n: usize, steps: &str) -> String {
     ep(
         n,
         "return_type = \"data\"\nreturn_data = '''{\"status\": \"received\"}'''",
         steps,
-    )
-}
-fn step(id: &str, ty: &str, fields: &str) -> String {
-    format!("[[endpoint.step]]\nid = \"{id}\"\ntype = \"{ty}\"\n{fields}\n")
-}
-fn hook(id: &str, url: &str, extra: &str) -> String {
-    step(
-        id,
-        "webhook",
-        &format!("url = \"{url}\"\nbody = '''{{{{ __data.n }}}}'''\n{extra}"),
     )
 }
 

@@ -16,13 +16,6 @@ const STRIPE: &str = "whsec_stripe_is_used_raw";
 const SHOP: &str = "shop-secret-from-env";
 const JWT_SECRET: &str = "jwt-secret-0123456789";
 
-fn h(n: usize) -> String {
-    format!("{n:032x}")
-}
-fn path(n: usize) -> String {
-    format!("/listener/{}/{}", h(n), h(n))
-}
-
 fn ep(n: usize, extra: &str, signature: &str) -> String {
     format!(
         r#"[[endpoint]]

@@ -14,13 +14,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn h(n: usize) -> String {
-    format!("{n:032x}")
-}
-fn path(n: usize) -> String {
-    format!("/listener/{}/{}", h(n), h(n))
-}
-
 /// A sync `continue` endpoint whose webhook step calls `url` (+ `extra` fields) and answers
 /// with `__data.webhook` as JSON.
 fn hook_ep(n: usize, url: &str, extra: &str) -> String {

@@ -8,29 +8,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Hashes of test endpoint number `n`.
-fn h(n: usize) -> String {
-    format!("{n:032x}")
-}
-fn path(n: usize) -> String {
-    format!("/listener/{}/{}", h(n), h(n))
-}
-/// Endpoint number `n` with its own fields and steps.
-fn ep(n: usize, fields: &str, steps: &str) -> String {
-    format!(
-        "[[endpoint]]\nname = \"ep{n}\"\nfirst_hash = \"{}\"\nsecond_hash = \"{}\"\n{fields}\n{steps}\n",
-        h(n),
-        h(n)
-    )
-}
 fn sync_continue(n: usize, steps: &str) -> String {
     ep(n, "return_type = \"continue\"\nrun_mode = \"sync\"", steps)
 }
 fn respond(id: &str, extra: &str, body: &str) -> String {
     format!("[[endpoint.step]]\nid = \"{id}\"\ntype = \"respond\"\n{extra}\nreturn_type = \"data\"\nreturn_data = '''{body}'''\n")
-}
-fn step(id: &str, ty: &str, fields: &str) -> String {
-    format!("[[endpoint.step]]\nid = \"{id}\"\ntype = \"{ty}\"\n{fields}\n")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

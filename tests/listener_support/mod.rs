@@ -524,3 +524,38 @@ pub fn private_ca(name: &str) -> PrivateCa {
         key_der: leaf_key.serialize_der(),
     }
 }
+
+// Numbered endpoints: the TOML of endpoint `n` (hashes `{n:032x}`), its path, its steps.
+
+/// The first and second hash of numbered endpoint `n`.
+pub fn h(n: usize) -> String {
+    format!("{n:032x}")
+}
+
+/// The path of numbered endpoint `n`.
+pub fn path(n: usize) -> String {
+    format!("/listener/{}/{}", h(n), h(n))
+}
+
+/// Numbered endpoint `n` (named `ep{n}`) with its own fields and steps.
+pub fn ep(n: usize, fields: &str, steps: &str) -> String {
+    format!(
+        "[[endpoint]]\nname = \"ep{n}\"\nfirst_hash = \"{}\"\nsecond_hash = \"{}\"\n{fields}\n{steps}\n",
+        h(n),
+        h(n)
+    )
+}
+
+/// A `[[endpoint.step]]` of type `ty` with its other fields.
+pub fn step(id: &str, ty: &str, fields: &str) -> String {
+    format!("[[endpoint.step]]\nid = \"{id}\"\ntype = \"{ty}\"\n{fields}\n")
+}
+
+/// A webhook step posting `{{ __data.n }}` to `url`, with `extra` fields.
+pub fn hook(id: &str, url: &str, extra: &str) -> String {
+    step(
+        id,
+        "webhook",
+        &format!("url = \"{url}\"\nbody = '''{{{{ __data.n }}}}'''\n{extra}"),
+    )
+}
