@@ -233,15 +233,21 @@ fn recovery(b: &dyn Backend) {
             .await
             .unwrap();
         let back = b.recover("new-owner", 7_000).await.unwrap();
-        assert_eq!(back.len(), 1);
-        assert_eq!(back[0].id, "keep");
-        assert_eq!(back[0].attempt, 2);
-        assert_eq!(back[0].owner.as_deref(), Some("new-owner"));
-        let sync = b.get_run("sync").await.unwrap();
-        assert_eq!(sync.status, RunStatus::Interrupted);
-        assert!(sync.error.unwrap().contains("interrupted"));
+        recovered_by_new_owner(b, back).await;
     });
     backlog_left_for_claim(b, "new-owner");
+}
+
+/// What `recover` by `new-owner` must give back from the runs `keep` (resumable, taken over
+/// as attempt 2) and `sync` (not resumable: marked interrupted).
+async fn recovered_by_new_owner(b: &dyn Backend, back: Vec<RunRecord>) {
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].id, "keep");
+    assert_eq!(back[0].attempt, 2);
+    assert_eq!(back[0].owner.as_deref(), Some("new-owner"));
+    let sync = b.get_run("sync").await.unwrap();
+    assert_eq!(sync.status, RunStatus::Interrupted);
+    assert!(sync.error.unwrap().contains("interrupted"));
 }
 
 fn retention(b: &dyn Backend) {
@@ -659,13 +665,7 @@ fn redis_journal() {
 fn recovery_after_lease(b: &dyn Backend) {
     block_on(async {
         let back = b.recover("new-owner", 0).await.unwrap();
-        assert_eq!(back.len(), 1);
-        assert_eq!(back[0].id, "keep");
-        assert_eq!(back[0].attempt, 2);
-        assert_eq!(back[0].owner.as_deref(), Some("new-owner"));
-        let sync = b.get_run("sync").await.unwrap();
-        assert_eq!(sync.status, RunStatus::Interrupted);
-        assert!(sync.error.unwrap().contains("interrupted"));
+        recovered_by_new_owner(b, back).await;
     });
     backlog_left_for_claim(b, "new-owner");
     block_on(async {
