@@ -8,7 +8,7 @@ use super::{Registry, State};
 use crate::error::{Error, ErrorKind};
 use crate::escape::escape;
 use crate::escape::Strategy;
-use crate::value::{self, strict_eq, write_json, Number, Value};
+use crate::value::{self, strict_eq, Number, Value};
 use std::borrow::Cow;
 
 /// Registers the core builtins.
@@ -107,12 +107,40 @@ fn filters(r: &mut Registry) {
         Value::Str(s) => Value::Safe(s.clone()),
         other => other.clone(),
     });
+    // `flags` and `depth` are PHP's, which Twig passes on, in Twig's order; `pretty` is the
+    // catalogue's own, and a boolean given first (`json_encode(true)`) is read as `pretty`.
     r.declare_filter(
         "json_encode",
-        &["pretty?"],
-        |st: &mut dyn State, v: &Value, pretty: Option<bool>| {
+        &["flags?", "depth?", "pretty?"],
+        |st: &mut dyn State,
+         v: &Value,
+         flags: Option<&Value>,
+         depth: Option<i64>,
+         pretty: Option<bool>| {
+            let mut flags = match flags {
+                None | Some(Value::Bool(false)) => 0,
+                Some(Value::Bool(true)) => 128,
+                Some(Value::Int(f)) => *f,
+                Some(other) => {
+                    return Err(type_error(
+                        "json_encode",
+                        "flags",
+                        "PHP JSON flags (an integer) or a boolean (pretty)",
+                        other,
+                    ))
+                }
+            };
+            if pretty == Some(true) {
+                flags |= 128;
+            }
+            let style = value::JsonStyle::from_flags(flags);
+            let depth = usize::try_from(depth.unwrap_or(512)).unwrap_or(0);
             let mut out = String::new();
-            write_json(&mut out, v, pretty.unwrap_or(false).then_some(0));
+            let indent = style.pretty.then_some(0);
+            if !value::write_json_styled(&mut out, v, &style, indent, depth) {
+                // nested deeper than `depth`: PHP's json_encode returns false
+                return Ok(Value::Bool(false));
+            }
             st.check_size(out.len())?;
             Ok::<_, Error>(Value::str(out))
         },

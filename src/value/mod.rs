@@ -16,6 +16,7 @@ pub use compare::{compare, loose_eq, strict_eq};
 pub use number::{parse_numeric, Number};
 pub use ops::{arith, bitwise, contains, neg, pos, range, starts_with, to_number, Arith};
 pub use print::{format_float, write_json, write_json_str, write_value};
+pub(crate) use print::{write_json_styled, JsonStyle};
 
 use indexmap::IndexMap;
 use std::any::Any;

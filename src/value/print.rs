@@ -119,52 +119,133 @@ pub fn write_json_float(out: &mut String, f: f64) {
 /// 4-space indentation (PHP `JSON_PRETTY_PRINT`). `/` and non-ASCII stay as they are.
 /// Floats use the shortest round-trip form (`3.0`, `0.30000000000000004`).
 pub fn write_json(out: &mut String, v: &Value, indent: Option<usize>) {
+    let style = JsonStyle {
+        pretty: indent.is_some(),
+        ..JsonStyle::default()
+    };
+    write_json_styled(out, v, &style, indent, usize::MAX);
+}
+
+/// The PHP `json_encode` flags that change what [`write_json_styled`] writes (the others are
+/// accepted and ignored: `/` and non-ASCII characters are always written as they are).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct JsonStyle {
+    /// `JSON_PRETTY_PRINT` (128): 4-space indentation.
+    pub pretty: bool,
+    /// `JSON_FORCE_OBJECT` (16): lists are written as objects keyed `"0"`, `"1"`, ….
+    pub force_object: bool,
+    /// `JSON_HEX_TAG` (1), `JSON_HEX_AMP` (2), `JSON_HEX_APOS` (4), `JSON_HEX_QUOT` (8):
+    /// `<` `>`, `&`, `'`, `"` in strings are written `\u003C`-style.
+    pub hex: u8,
+    /// `JSON_PRESERVE_ZERO_FRACTION` (1024): `2.0` is written `2.0`, not `2`.
+    pub zero_fraction: bool,
+}
+
+impl JsonStyle {
+    /// The style of PHP `json_encode` flags (a bit set).
+    pub(crate) fn from_flags(flags: i64) -> JsonStyle {
+        JsonStyle {
+            pretty: flags & 128 != 0,
+            force_object: flags & 16 != 0,
+            hex: (flags & 0b1111) as u8,
+            zero_fraction: flags & 1024 != 0,
+        }
+    }
+}
+
+/// Appends `v` as JSON in `style`, `indent` levels deep when pretty. Lists and maps may
+/// nest `depth` levels (PHP's `depth`: `[1]` needs 1, `[[1]]` 2); false when deeper, with
+/// `out` left partly written (PHP's `json_encode` then returns `false`).
+pub(crate) fn write_json_styled(
+    out: &mut String,
+    v: &Value,
+    style: &JsonStyle,
+    indent: Option<usize>,
+    depth: usize,
+) -> bool {
+    let inner = indent.map(|n| n + 1);
     match v {
         Value::Undefined | Value::Null | Value::Callable(_) => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         Value::Int(i) => {
             let _ = write!(out, "{i}");
         }
-        Value::Float(f) => write_json_float(out, *f),
-        Value::Str(s) | Value::Safe(s) => write_json_str(out, s),
-        Value::List(l) => {
+        Value::Float(f) => {
+            let start = out.len();
+            write_json_float(out, *f);
+            if style.zero_fraction && f.is_finite() && !out[start..].contains(['.', 'e']) {
+                out.push_str(".0");
+            }
+        }
+        Value::Str(s) | Value::Safe(s) => write_json_str_hex(out, s, style.hex),
+        Value::List(_) | Value::Map(_) if depth == 0 => return false,
+        Value::List(l) if !style.force_object => {
             if l.is_empty() {
                 out.push_str("[]");
-                return;
+                return true;
             }
             out.push('[');
             for (i, item) in l.iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
-                newline(out, indent.map(|n| n + 1));
-                write_json(out, item, indent.map(|n| n + 1));
+                newline(out, inner);
+                if !write_json_styled(out, item, style, inner, depth - 1) {
+                    return false;
+                }
             }
             newline(out, indent);
             out.push(']');
         }
+        Value::List(l) => {
+            let entries = l
+                .iter()
+                .enumerate()
+                .map(|(i, item)| (std::borrow::Cow::Owned(i.to_string()), item));
+            return write_json_object(out, entries, l.is_empty(), style, indent, depth);
+        }
         Value::Map(m) => {
-            if m.is_empty() {
-                out.push_str("{}");
-                return;
-            }
-            out.push('{');
-            for (i, (k, item)) in m.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                newline(out, indent.map(|n| n + 1));
-                write_json_str(out, k);
-                out.push(':');
-                if indent.is_some() {
-                    out.push(' ');
-                }
-                write_json(out, item, indent.map(|n| n + 1));
-            }
-            newline(out, indent);
-            out.push('}');
+            let entries = m
+                .iter()
+                .map(|(k, item)| (std::borrow::Cow::Borrowed(&**k), item));
+            return write_json_object(out, entries, m.is_empty(), style, indent, depth);
         }
     }
+    true
+}
+
+/// Appends the entries of a map (or of a list written as an object) as a JSON object.
+fn write_json_object<'a>(
+    out: &mut String,
+    entries: impl Iterator<Item = (std::borrow::Cow<'a, str>, &'a Value)>,
+    empty: bool,
+    style: &JsonStyle,
+    indent: Option<usize>,
+    depth: usize,
+) -> bool {
+    if empty {
+        out.push_str("{}");
+        return true;
+    }
+    let inner = indent.map(|n| n + 1);
+    out.push('{');
+    for (i, (k, item)) in entries.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        newline(out, inner);
+        write_json_str_hex(out, &k, style.hex);
+        out.push(':');
+        if indent.is_some() {
+            out.push(' ');
+        }
+        if !write_json_styled(out, item, style, inner, depth - 1) {
+            return false;
+        }
+    }
+    newline(out, indent);
+    out.push('}');
+    true
 }
 
 fn newline(out: &mut String, indent: Option<usize>) {
@@ -178,10 +259,16 @@ fn newline(out: &mut String, indent: Option<usize>) {
 
 /// Appends a JSON string literal.
 pub fn write_json_str(out: &mut String, s: &str) {
+    write_json_str_hex(out, s, 0)
+}
+
+/// Appends a JSON string literal; `hex` holds the `JSON_HEX_*` bits of [`JsonStyle`].
+fn write_json_str_hex(out: &mut String, s: &str, hex: u8) {
     out.push('"');
     let mut start = 0;
     for (i, b) in s.bytes().enumerate() {
         let esc: &str = match b {
+            b'"' if hex & 8 != 0 => "\\u0022",
             b'"' => "\\\"",
             b'\\' => "\\\\",
             b'\n' => "\\n",
@@ -190,6 +277,10 @@ pub fn write_json_str(out: &mut String, s: &str) {
             0x08 => "\\b",
             0x0c => "\\f",
             0..=0x1f => "",
+            b'<' if hex & 1 != 0 => "\\u003C",
+            b'>' if hex & 1 != 0 => "\\u003E",
+            b'&' if hex & 2 != 0 => "\\u0026",
+            b'\'' if hex & 4 != 0 => "\\u0027",
             _ => continue,
         };
         out.push_str(&s[start..i]);
