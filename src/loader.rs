@@ -213,6 +213,9 @@ pub(crate) struct Library {
     pub snippets: HashMap<Arc<str>, Arc<Program>>,
     pub loader: Option<Arc<dyn Loader>>,
     cache: RwLock<HashMap<Arc<str>, Arc<Program>>>,
+    /// The `extends` chains resolved for templates of this library (`ResolvedChain` in
+    /// src/compile/ir.rs; the templates link to them weakly).
+    pub chains: std::sync::Mutex<Vec<Arc<crate::compile::ir::ResolvedChain>>>,
 }
 
 impl Library {
@@ -232,6 +235,7 @@ impl Library {
             snippets,
             loader,
             cache: RwLock::new(HashMap::new()),
+            chains: Default::default(),
         }
     }
 
@@ -296,6 +300,19 @@ impl Library {
                 .or_insert_with(|| p.clone());
         }
         Ok(Some(p))
+    }
+
+    /// Whether `p` is one of this library's templates (a snippet or a cached template; nothing
+    /// is loaded).
+    pub fn holds(&self, p: &Arc<Program>) -> bool {
+        if let Some(s) = self.snippets.get(&p.name) {
+            return Arc::ptr_eq(s, p);
+        }
+        self.cache
+            .read()
+            .ok()
+            .and_then(|c| c.get(&p.name).map(|q| Arc::ptr_eq(q, p)))
+            .unwrap_or(false)
     }
 
     /// The raw source of `name` (for `source()`), `None` when it does not exist.

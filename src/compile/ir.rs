@@ -225,6 +225,27 @@ pub struct BlockMemo {
     /// The parent that this template's constant `extends` resolved to in one library (set on
     /// the first render): later renders from that library skip the lookup.
     pub parent: std::sync::OnceLock<ParentLink>,
+    /// This template's whole `extends` chain as resolved in one library (set on the first
+    /// render when every level is constant and the levels between this template and the base
+    /// do nothing but extend): later renders from that library render the base at once.
+    pub chain: std::sync::OnceLock<ChainLink>,
+}
+
+/// A whole `extends` chain resolved once (see [`BlockMemo::chain`]): the templates from the
+/// child (level 0) to the base, and the block table of the instance. Held by the library
+/// that resolved it ([`crate::loader::Library`]), so that it lives as long as that library
+/// and no longer, and so that no template holds its own chain (a base may import macros
+/// from its child: a template holding its chain could then keep itself alive).
+pub struct ResolvedChain {
+    pub levels: Arc<Vec<Arc<Program>>>,
+    pub table: Arc<BlockTable>,
+}
+
+/// A template's link to its [`ResolvedChain`]: used only while the library that resolved it
+/// (`library`: its id) is the one rendering, so a reload never sees it.
+pub struct ChainLink {
+    pub library: u64,
+    pub chain: std::sync::Weak<ResolvedChain>,
 }
 
 /// A resolved constant parent (see [`BlockMemo::parent`]). It is used only while the library

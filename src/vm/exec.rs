@@ -348,7 +348,9 @@ impl Vm<'_> {
             }
             self.scope.ctx = Arc::new(merged);
         }
-        for (i, n) in self.names.clone().iter().enumerate() {
+        let prog = self.program.clone();
+        let names = self.frame.slot_names(&prog);
+        for (i, n) in names.iter().enumerate() {
             if let Some(v) = vars.get(n) {
                 if let Some(slot) = self.scope.slots.get_mut(i) {
                     *slot = v.clone();

@@ -9,7 +9,8 @@ mod exec;
 
 use crate::builtins::{Host, State};
 use crate::compile::ir::{
-    Arrow, BlockAt, BlockTable, Expr, IncludeCall, MacroRef, ParentLink, Program,
+    Arrow, BlockAt, BlockTable, ChainLink, Expr, IncludeCall, MacroRef, Node, ParentLink, Program,
+    ResolvedChain,
 };
 use crate::error::{Error, ErrorKind};
 use crate::escape::Escape;
@@ -66,12 +67,29 @@ fn empty_table() -> Arc<BlockTable> {
     EMPTY.get_or_init(Arc::default).clone()
 }
 
+/// The levels of an instance without blocks (shared, as [`empty_table`]).
+fn no_levels() -> Levels {
+    static EMPTY: std::sync::OnceLock<Levels> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(Arc::default).clone()
+}
+
+/// The templates of an instance's `extends` chain, by level (shared with the chain's memo).
+type Levels = Arc<Vec<Arc<Program>>>;
+
 /// The block table and levels a template instance starts with.
-fn instance_blocks(prog: &Arc<Program>) -> (Arc<BlockTable>, Vec<Arc<Program>>) {
+fn instance_blocks(prog: &Arc<Program>) -> (Arc<BlockTable>, Levels) {
     if prog.blocks.is_empty() && prog.traits.is_empty() {
-        (empty_table(), Vec::new())
+        (empty_table(), no_levels())
     } else {
-        (table_for(prog), vec![prog.clone()])
+        (table_for(prog), Arc::new(vec![prog.clone()]))
+    }
+}
+
+/// The constant parent named by a body that is nothing but `{% extends 'name' %}`.
+fn only_extends(prog: &Program) -> Option<&Arc<str>> {
+    match prog.body.as_slice() {
+        [Node::Extends(Expr::Const(Value::Str(n)), _)] => Some(n),
+        _ => None,
     }
 }
 
@@ -108,6 +126,26 @@ fn extend_table(table: &Arc<BlockTable>, parent: &Program, level: usize) -> Arc<
     t
 }
 
+/// What a frame runs: the names of its slots are those of the template's top level, of one
+/// of its blocks or of one of its macros (of the frame's `program`).
+#[derive(Clone, Copy)]
+pub(crate) enum Frame {
+    Template,
+    Block(usize),
+    Macro(usize),
+}
+
+impl Frame {
+    /// The names of the slots of this frame of `p`.
+    pub(crate) fn slot_names(self, p: &Program) -> &[Arc<str>] {
+        match self {
+            Frame::Template => &p.slot_names,
+            Frame::Block(i) => p.blocks.get(i).map_or(&[], |b| &b.slot_names[..]),
+            Frame::Macro(i) => p.macros.get(i).map_or(&[], |m| &m.slot_names[..]),
+        }
+    }
+}
+
 /// Position in one running `for` loop.
 #[derive(Clone, Copy)]
 pub(crate) struct LoopState {
@@ -134,7 +172,8 @@ pub struct Vm<'a> {
     pub(crate) out: String,
     pub(crate) scope: Scope,
     pub(crate) program: Arc<Program>,
-    pub(crate) names: Arc<Vec<Arc<str>>>,
+    /// What the running frame is in `program` (where its slot names are).
+    frame: Frame,
     fuel: u64,
     depth: usize,
     frame_id: u64,
@@ -146,7 +185,7 @@ pub struct Vm<'a> {
     blocks: Arc<BlockTable>,
     /// The templates of the instance's `extends` chain, by level (`BlockAt::Level`); empty
     /// while the instance's template has neither blocks nor a parent.
-    levels: Vec<Arc<Program>>,
+    levels: Levels,
     /// The block running now and its level in the table (for `parent()`).
     cur_block: Option<(Arc<str>, usize)>,
     /// Set by `extends`: rendered once the child's body is done.
@@ -183,7 +222,7 @@ impl<'a> Vm<'a> {
                 loops: Vec::new(),
                 loop_base: 0,
             },
-            names: program.slot_names.clone(),
+            frame: Frame::Template,
             program,
             fuel: shared.limits.fuel,
             depth: 0,
@@ -193,7 +232,7 @@ impl<'a> Vm<'a> {
             escape: opts.escape,
             env_allowed: opts.allow_env,
             blocks: empty_table(),
-            levels: Vec::new(),
+            levels: no_levels(),
             cur_block: None,
             parent: None,
             chain: Vec::new(),
@@ -293,18 +332,20 @@ impl<'a> Vm<'a> {
     }
 
     /// Runs `f` in a fresh frame (`slots`, `ctx`, `program`), restoring the caller's after.
+    /// `ctx: None` keeps the caller's context (a block called from a frame that set no
+    /// variable sees exactly that context: no copy, no reference count to touch).
     fn with_frame<T>(
         &mut self,
         program: Arc<Program>,
-        names: Arc<Vec<Arc<str>>>,
+        frame: Frame,
         slots: Vec<Value>,
-        ctx: Arc<Map>,
+        ctx: Option<Arc<Map>>,
         f: impl FnOnce(&mut Self) -> Result<T, Error>,
     ) -> Result<T, Error> {
         let saved_prog = std::mem::replace(&mut self.program, program);
-        let saved_names = std::mem::replace(&mut self.names, names);
+        let saved_kind = std::mem::replace(&mut self.frame, frame);
         let saved_slots = std::mem::replace(&mut self.scope.slots, slots);
-        let saved_ctx = std::mem::replace(&mut self.scope.ctx, ctx);
+        let saved_ctx = ctx.map(|c| std::mem::replace(&mut self.scope.ctx, c));
         let saved_base = self.scope.loop_base;
         let saved_frame = self.frame_id;
         self.scope.loop_base = self.scope.loops.len();
@@ -312,13 +353,15 @@ impl<'a> Vm<'a> {
         self.next_frame += 1;
         let r = f(self);
         self.program = saved_prog;
-        self.names = saved_names;
+        self.frame = saved_kind;
         let mut used = std::mem::replace(&mut self.scope.slots, saved_slots);
         if used.capacity() > 0 && self.spare_slots.len() < 8 {
             used.clear();
             self.spare_slots.push(used);
         }
-        self.scope.ctx = saved_ctx;
+        if let Some(c) = saved_ctx {
+            self.scope.ctx = c;
+        }
         self.scope.loops.truncate(self.scope.loop_base);
         self.scope.loop_base = saved_base;
         self.frame_id = saved_frame;
@@ -369,22 +412,27 @@ impl<'a> Vm<'a> {
         if let Some(s) = slots.get_mut(m.varargs as usize) {
             *s = Value::list(extra);
         }
-        let names = m.slot_names.clone();
-        let r = self.with_frame(prog.clone(), names, slots, Arc::new(Map::new()), |vm| {
-            for (i, d) in m.defaults.iter().enumerate() {
-                if vm.scope.slots.get(i).is_some_and(|v| v.is_undefined()) {
-                    let v = match d {
-                        Some(e) => vm.eval(e)?,
-                        None => Value::Null,
-                    };
-                    vm.scope.slots[i] = v;
+        let r = self.with_frame(
+            prog.clone(),
+            Frame::Macro(idx),
+            slots,
+            Some(Arc::new(Map::new())),
+            |vm| {
+                for (i, d) in m.defaults.iter().enumerate() {
+                    if vm.scope.slots.get(i).is_some_and(|v| v.is_undefined()) {
+                        let v = match d {
+                            Some(e) => vm.eval(e)?,
+                            None => Value::Null,
+                        };
+                        vm.scope.slots[i] = v;
+                    }
                 }
-            }
-            let saved = std::mem::take(&mut vm.out);
-            let r = vm.exec(&m.body);
-            let body = std::mem::replace(&mut vm.out, saved);
-            r.map(|_| Value::safe(body))
-        });
+                let saved = std::mem::take(&mut vm.out);
+                let r = vm.exec(&m.body);
+                let body = std::mem::replace(&mut vm.out, saved);
+                r.map(|_| Value::safe(body))
+            },
+        );
         self.depth -= 1;
         r
     }
@@ -524,8 +572,7 @@ impl<'a> Vm<'a> {
             let saved_levels = std::mem::replace(&mut self.levels, levels);
             let saved_cur = self.cur_block.take();
             let slots = self.new_slots(prog.slots);
-            let names = prog.slot_names.clone();
-            let r = self.with_frame(prog.clone(), names, slots, ctx, |vm| {
+            let r = self.with_frame(prog.clone(), Frame::Template, slots, Some(ctx), |vm| {
                 vm.exec_template(&prog)
             });
             self.blocks = saved_blocks;
@@ -539,6 +586,18 @@ impl<'a> Vm<'a> {
     /// Runs a template's body in the current frame; when it extended another, the
     /// body's output is dropped and the parent renders with the child's variables.
     pub(crate) fn exec_template(&mut self, prog: &Arc<Program>) -> Result<(), Error> {
+        // `prog` is level 0 of its instance: its whole chain may be known already
+        let resolved = if self.levels.len() <= 1 {
+            self.resolved_chain(prog)
+        } else {
+            None
+        };
+        if let Some(rc) = &resolved {
+            if only_extends(prog).is_some() && self.chain_fits(rc) {
+                // the body would only name the parent: nothing to run
+                return self.render_resolved(rc);
+            }
+        }
         let start = self.out.len();
         let saved_parent = self.parent.take();
         let r = self.exec(&prog.body);
@@ -548,23 +607,149 @@ impl<'a> Vm<'a> {
             return Ok(());
         };
         self.out.truncate(start);
+        if self.levels.len() <= 1 {
+            let rc = match resolved {
+                Some(rc) => Some(rc),
+                None => self.resolve_chain(prog, &parent),
+            };
+            if let Some(rc) = rc {
+                if Arc::ptr_eq(&rc.levels[1], &parent) && self.chain_fits(&rc) {
+                    return self.render_resolved(&rc);
+                }
+            }
+        }
         if self.levels.is_empty() {
             // `prog` started the instance without blocks: it is level 0
-            self.levels.push(prog.clone());
+            self.levels = Arc::new(vec![prog.clone()]);
             self.blocks = table_for(prog);
         }
         self.blocks = extend_table(&self.blocks, &parent, self.levels.len());
-        self.levels.push(parent.clone());
-        let vars = self.variables_arc();
+        Arc::make_mut(&mut self.levels).push(parent.clone());
+        let vars = self.inherited_ctx();
         self.enter_template(&parent.name, Span::default())?;
         let r = stacker::maybe_grow(STACK_RED_ZONE, STACK_GROW, || {
             let slots = self.new_slots(parent.slots);
-            let names = parent.slot_names.clone();
-            self.with_frame(parent.clone(), names, slots, vars, |vm| {
+            self.with_frame(parent.clone(), Frame::Template, slots, vars, |vm| {
                 vm.exec_template(&parent)
             })
         });
         self.leave_template();
+        r
+    }
+
+    /// The chain of `prog` remembered for the rendering library, if any.
+    fn resolved_chain(&self, prog: &Program) -> Option<Arc<ResolvedChain>> {
+        let link = prog.block_memo.chain.get()?;
+        if link.library != self.shared.library.id {
+            return None;
+        }
+        link.chain.upgrade()
+    }
+
+    /// Whether entering every parent of `rc` stays within the depth limit (else the levels
+    /// are entered one by one, and the one beyond the limit reports it).
+    fn chain_fits(&self, rc: &ResolvedChain) -> bool {
+        self.depth + rc.levels.len() - 1 <= self.shared.limits.max_depth
+    }
+
+    /// Resolves and remembers the chain of `prog` (level 0, whose body named `parent`) when
+    /// every level is a constant and the levels between `prog` and the base have bodies that
+    /// are nothing but their `extends` (their frames would set nothing the base could see).
+    /// `None` (the chain renders level by level) otherwise, or when `prog` is not one of the
+    /// library's templates (an `embed`, a template compiled apart).
+    fn resolve_chain(
+        &mut self,
+        prog: &Arc<Program>,
+        parent: &Arc<Program>,
+    ) -> Option<Arc<ResolvedChain>> {
+        if prog.block_memo.chain.get().is_some() {
+            return None; // resolved (for another library), or known not to resolve
+        }
+        let lib = self.shared.library.clone();
+        let rc = self.chain_levels(&lib, prog, parent).map(|levels| {
+            let mut table = BlockTable::default();
+            for (i, l) in levels.iter().enumerate() {
+                add_blocks(&mut table, l, i);
+            }
+            Arc::new(ResolvedChain {
+                levels: Arc::new(levels),
+                table: Arc::new(table),
+            })
+        });
+        // A chain that does not resolve is remembered as such (an empty link): the next
+        // renders go level by level without trying again.
+        let link = ChainLink {
+            library: lib.id,
+            chain: rc
+                .as_ref()
+                .map_or_else(std::sync::Weak::new, Arc::downgrade),
+        };
+        if prog.block_memo.chain.set(link).is_ok() {
+            if let (Some(rc), Ok(mut kept)) = (&rc, lib.chains.lock()) {
+                kept.push(rc.clone());
+            }
+        }
+        rc
+    }
+
+    /// The levels of the chain of `prog` (see [`Vm::resolve_chain`]).
+    fn chain_levels(
+        &self,
+        lib: &Library,
+        prog: &Arc<Program>,
+        parent: &Arc<Program>,
+    ) -> Option<Vec<Arc<Program>>> {
+        if !lib.holds(prog) {
+            return None;
+        }
+        let mut levels = vec![prog.clone(), parent.clone()];
+        let mut last = parent.clone();
+        while let Some(name) = only_extends(&last) {
+            if levels.len() > self.shared.limits.max_depth {
+                return None;
+            }
+            let next = lib.get(name, &[]).ok()??;
+            if levels.iter().any(|l| Arc::ptr_eq(l, &next)) {
+                return None; // a cycle: rendered level by level, it reports itself
+            }
+            levels.push(next.clone());
+            last = next;
+        }
+        if last.body.iter().any(|n| matches!(n, Node::Extends(..))) {
+            return None; // a level with more than its `extends` (or a dynamic one)
+        }
+        Some(levels)
+    }
+
+    /// Renders the base of a resolved chain with the variables of level 0 (the running
+    /// frame): the levels between have nothing to run, so only their depth is counted.
+    fn render_resolved(&mut self, rc: &ResolvedChain) -> Result<(), Error> {
+        let Some(base) = rc.levels.last().cloned() else {
+            return Ok(());
+        };
+        self.blocks = rc.table.clone();
+        self.levels = rc.levels.clone();
+        let vars = self.inherited_ctx();
+        let mut entered = 0;
+        let mut r = Ok(());
+        for l in rc.levels.iter().skip(1) {
+            r = self.enter_template(&l.name, Span::default());
+            if r.is_err() {
+                break;
+            }
+            entered += 1;
+        }
+        if r.is_ok() {
+            r = stacker::maybe_grow(STACK_RED_ZONE, STACK_GROW, || {
+                let slots = self.new_slots(base.slots);
+                self.with_frame(base.clone(), Frame::Template, slots, vars, |vm| {
+                    vm.exec(&base.body).map(|_| ())
+                })
+            });
+        }
+        for _ in 0..entered {
+            self.leave_template();
+        }
         r
     }
 
@@ -637,14 +822,23 @@ impl<'a> Vm<'a> {
         if let Err(e) = self.enter(span) {
             return Err(e.with_hint(format!("while rendering block `{name}`")));
         }
-        let vars = self.variables_arc();
+        let vars = self.inherited_ctx();
         let saved_cur = self.cur_block.replace((name.clone(), level));
-        let r = stacker::maybe_grow(STACK_RED_ZONE, STACK_GROW, || {
+        let check_stack = self.depth % 8 == 0;
+        let run = || {
             let slots = self.new_slots(def.slots);
-            self.with_frame(prog.clone(), def.slot_names.clone(), slots, vars, |vm| {
+            self.with_frame(prog.clone(), Frame::Block(idx), slots, vars, |vm| {
                 vm.exec(&def.body).map(|_| ())
             })
-        });
+        };
+        // The remaining stack is checked at every eighth level of nesting: a block adds a few
+        // frames, far less than the red zone (256 KiB) in seven levels, and the check (a call
+        // into `stacker`) is a fair part of entering a block.
+        let r = if check_stack {
+            stacker::maybe_grow(STACK_RED_ZONE, STACK_GROW, run)
+        } else {
+            run()
+        };
         self.cur_block = saved_cur;
         self.depth -= 1;
         r.map(|()| true)
@@ -680,7 +874,7 @@ impl<'a> Vm<'a> {
             }
         }
         let saved = std::mem::replace(&mut self.blocks, Arc::new(table));
-        let saved_levels = std::mem::replace(&mut self.levels, levels);
+        let saved_levels = std::mem::replace(&mut self.levels, Arc::new(levels));
         let saved_cur = self.cur_block.take();
         let r = f(self);
         self.blocks = saved;
@@ -723,12 +917,13 @@ impl<'a> Vm<'a> {
         }))
     }
 
-    /// The current variables, without a copy when the frame set none.
-    pub(crate) fn variables_arc(&self) -> Arc<Map> {
+    /// The context of a frame that sees the current variables (a block, a parent template):
+    /// `None` when the running frame set no variable, so the new frame keeps the same context.
+    fn inherited_ctx(&self) -> Option<Arc<Map>> {
         if self.scope.slots.iter().all(|v| v.is_undefined()) {
-            self.scope.ctx.clone()
+            None
         } else {
-            Arc::new(self.variables())
+            Some(Arc::new(self.variables()))
         }
     }
 
@@ -737,7 +932,7 @@ impl<'a> Vm<'a> {
         let mut m = (*self.scope.ctx).clone();
         for (i, v) in self.scope.slots.iter().enumerate() {
             if !v.is_undefined() {
-                if let Some(n) = self.names.get(i) {
+                if let Some(n) = self.frame.slot_names(&self.program).get(i) {
                     m.insert(n.clone(), v.clone());
                 }
             }

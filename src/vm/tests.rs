@@ -452,3 +452,151 @@ fn remembered_parents_never_outlive_a_reload() {
         assert_eq!(render(&engine, "snip"), "2<smb>");
     }
 }
+
+/// A constant `extends` chain whose middle levels only extend is resolved once and its base
+/// rendered at once (`ResolvedChain`, src/vm/mod.rs); every render, first or later, must print
+/// what rendering level by level prints: the child's variables reach the base and its blocks,
+/// a block's own variables do not leak, a middle level with a `set` (or a dynamic parent)
+/// still runs, and the chain of a child that is not the library's (`embed`) too.
+#[test]
+fn resolved_chains_render_like_level_by_level() {
+    let mut engine = Engine::new();
+    engine.set_loader(
+        crate::MapLoader::from_pairs([
+            (
+                "base",
+                "{% set b = 'B' %}<{{ b }}{{ c ?? '-' }}{{ m ?? '-' }}|{% block x %}x{{ b }}{{ c ?? '-' }}{% set y = 1 %}{% endblock %}|{{ y ?? 'no-leak' }}|{% block z %}z{% endblock %}>",
+            ),
+            (
+                "mid",
+                "{% extends 'base' %}{% import 'macros' as mac %}{% block x %}m{{ parent() }}{% endblock %}",
+            ),
+            (
+                "setmid",
+                "{% extends 'base' %}{% set m = 'M' %}{% block x %}s{{ parent() }}{{ m }}{% endblock %}",
+            ),
+            ("dynmid", "{% extends p %}"),
+            ("macros", "{% macro hi() %}hi{% endmacro %}"),
+            ("child", "{% extends 'mid' %}{% block z %}c{{ parent() }}{{ b ?? '-' }}{% endblock %}"),
+            ("setchild", "{% set c = 'C' %}{% extends 'mid' %}"),
+            ("child2", "{% extends 'setmid' %}{% block z %}2{% endblock %}"),
+            ("child3", "{% extends 'dynmid' %}{% block z %}3{% endblock %}"),
+            (
+                "embeds",
+                "[{% embed 'mid' %}{% block z %}e{{ parent() }}{% endblock %}{% endembed %}]",
+            ),
+        ])
+        .expect("names"),
+    );
+    let render = |name: &str, ctx: serde_json::Value| {
+        let t = engine.get_template(name).expect(name);
+        t.render(&ctx).unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    for _ in 0..3 {
+        assert_eq!(render("child", json!({})), "<B--|mxB-|no-leak|czB>");
+        assert_eq!(render("setchild", json!({})), "<BC-|mxBC|no-leak|z>");
+        assert_eq!(render("child2", json!({})), "<B-M|sxB-M|no-leak|2>");
+        assert_eq!(
+            render("child3", json!({"p": "mid"})),
+            "<B--|mxB-|no-leak|3>"
+        );
+        assert_eq!(
+            render("child3", json!({"p": "setmid"})),
+            "<B-M|sxB-M|no-leak|3>"
+        );
+        assert_eq!(render("embeds", json!({})), "[<B--|mxB-|no-leak|ez>]");
+        assert_eq!(
+            render("child", json!({"b": "ctx", "c": "k"})),
+            "<Bk-|mxBk|no-leak|czB>"
+        );
+    }
+}
+
+/// A reload that changes a middle template of a resolved chain (from "only extends" to
+/// "sets a variable", and to another parent) renders the new chain.
+#[test]
+fn resolved_chains_follow_a_reload_of_a_middle_template() {
+    let loader = |mid: &str| {
+        crate::MapLoader::from_pairs([
+            ("base", "[{{ v ?? '-' }}{% block b %}B{% endblock %}]"),
+            ("other", "({% block b %}O{% endblock %})"),
+            ("mid", mid),
+            (
+                "child",
+                "{% extends 'mid' %}{% block b %}c{{ parent() }}{% endblock %}",
+            ),
+        ])
+        .expect("names")
+    };
+    let mut engine = Engine::new();
+    let render = |engine: &Engine| {
+        let t = engine.get_template("child").expect("child");
+        t.render(&json!({})).expect("child")
+    };
+    engine.set_loader(loader("{% extends 'base' %}"));
+    for _ in 0..2 {
+        assert_eq!(render(&engine), "[-cB]");
+    }
+    engine.set_loader(loader("{% extends 'base' %}{% set v = 'V' %}"));
+    for _ in 0..2 {
+        assert_eq!(render(&engine), "[VcB]");
+    }
+    engine.set_loader(loader("{% extends 'other' %}"));
+    for _ in 0..2 {
+        assert_eq!(render(&engine), "(cO)");
+    }
+}
+
+/// Errors raised in a resolved chain name the template and line they come from (a block of
+/// the child, a block of a middle level, the base's body), on the first render and after;
+/// and the depth limit still names the chain when it is reached inside it.
+#[test]
+fn resolved_chains_locate_errors_and_count_depth() {
+    let lib = [
+        ("base", "<{% block a %}{% endblock %}>\n{{ 1 // (z ?? 1) }}"),
+        (
+            "mid",
+            "{% extends 'base' %}\n{% block a %}\n{{ parent() }}{{ 1 // (y ?? 1) }}{% endblock %}",
+        ),
+        (
+            "child",
+            "{% extends 'mid' %}\n\n{% block a %}{{ parent() }}{{ 1 // (x ?? 1) }}{% endblock %}",
+        ),
+    ];
+    let mut engine = Engine::new();
+    engine.set_loader(crate::MapLoader::from_pairs(lib).expect("names"));
+    let t = engine.get_template("child").expect("child");
+    for _ in 0..2 {
+        assert_eq!(t.render(&json!({})).expect("renders"), "<11>\n1");
+        for (var, name, line) in [("x", "child", 3), ("y", "mid", 3), ("z", "base", 2)] {
+            let e = t.render(&json!({ var: 0 })).expect_err(var);
+            assert_eq!(e.name(), Some(name), "{var}: {e}");
+            assert_eq!(e.line(), Some(line), "{var}: {e}");
+        }
+    }
+    // child → mid → base is two templates deep: a limit of 1 stops at `base`, one of 2 at
+    // the first block
+    let lib = [
+        ("base", "<{% block a %}{% endblock %}>"),
+        ("mid", "{% extends 'base' %}{% block a %}m{% endblock %}"),
+        ("child", "{% extends 'mid' %}"),
+    ];
+    for depth in [1, 2] {
+        let mut engine = Engine::new();
+        engine.set_loader(crate::MapLoader::from_pairs(lib).expect("names"));
+        engine.set_limits(Limits {
+            max_depth: depth,
+            ..Limits::default()
+        });
+        let t = engine.get_template("child").expect("child");
+        for _ in 0..2 {
+            let e = t.render(&json!({})).expect_err("too deep");
+            assert_eq!(e.kind(), ErrorKind::Limit, "{e}");
+            if depth == 1 {
+                assert!(e.to_string().contains("child → mid → base"), "{e}");
+            } else {
+                assert!(e.to_string().contains("block `a`"), "{e}");
+            }
+        }
+    }
+}
