@@ -510,13 +510,14 @@ impl Cx<'_> {
                 };
                 Node::If(bs, eb, s.span)
             }
-            StmtKind::For {
-                key,
-                value,
-                iter,
-                body,
-                else_body,
-            } => {
+            StmtKind::For(l) => {
+                let ast::ForLoop {
+                    key,
+                    value,
+                    iter,
+                    body,
+                    else_body,
+                } = &**l;
                 let iter = self.expr(iter)?;
                 let key = key.as_ref().map(|k| self.frame.slot(k));
                 let value = self.frame.slot(value);
@@ -632,19 +633,14 @@ impl Cx<'_> {
                 return Ok(Some(Node::Block(body?)));
             }
             StmtKind::Do(e) => Node::Do(self.expr(e)?, s.span),
-            StmtKind::Include {
-                name,
-                ignore_missing,
-                with,
-                only,
-            } => Node::Include(Box::new(IncludeCall {
-                name: self.expr(name)?,
-                with: match with {
+            StmtKind::Include(inc) => Node::Include(Box::new(IncludeCall {
+                name: self.expr(&inc.name)?,
+                with: match &inc.with {
                     Some(w) => Some(self.expr(w)?),
                     None => None,
                 },
-                with_context: Expr::Const(Value::Bool(!*only)),
-                ignore_missing: Expr::Const(Value::Bool(*ignore_missing)),
+                with_context: Expr::Const(Value::Bool(!inc.only)),
+                ignore_missing: Expr::Const(Value::Bool(inc.ignore_missing)),
                 span: s.span,
             })),
             StmtKind::Import(..) | StmtKind::FromImport(..) | StmtKind::Use(..) => {
@@ -661,13 +657,13 @@ impl Cx<'_> {
                 self.block_def(name, body, s.span)?;
                 Node::BlockRef(name.clone(), s.span)
             }
-            StmtKind::Embed {
-                name,
-                ignore_missing,
-                with,
-                only,
-                body,
-            } => {
+            StmtKind::Embed(tag, body) => {
+                let ast::IncludeTag {
+                    name,
+                    ignore_missing,
+                    with,
+                    only,
+                } = &**tag;
                 let mut sub = vec![ast::Stmt {
                     kind: StmtKind::Extends(name.clone()),
                     span: s.span,
@@ -697,7 +693,14 @@ impl Cx<'_> {
                     }),
                 )
             }
-            StmtKind::Guard(kind, name, nspan, body, else_body) => {
+            StmtKind::Guard(g) => {
+                let ast::GuardTag {
+                    kind,
+                    name,
+                    body,
+                    else_body,
+                    ..
+                } = &**g;
                 let r = self.env.registry;
                 let exists = match &**kind {
                     "function" => {
@@ -707,7 +710,6 @@ impl Cx<'_> {
                     "filter" => r.filters.contains_key(name),
                     _ => r.tests.contains_key(name) || &**name == "defined",
                 };
-                let _ = nspan;
                 Node::Block(self.stmts(if exists { body } else { else_body })?)
             }
         }))
@@ -1335,7 +1337,7 @@ fn check_child(s: &ast::Stmt, nested: bool) -> Result<(), (String, Span)> {
     let all = |b: &[ast::Stmt]| b.iter().try_for_each(|s| check_child(s, true));
     match &s.kind {
         StmtKind::Text(t) if !t.trim().is_empty() => Err((OUTSIDE_BLOCKS.to_string(), s.span)),
-        StmtKind::Print(_) | StmtKind::Include { .. } | StmtKind::Embed { .. } => {
+        StmtKind::Print(_) | StmtKind::Include(_) | StmtKind::Embed(..) => {
             Err((OUTSIDE_BLOCKS.to_string(), s.span))
         }
         StmtKind::Block(..) if nested => Err((
@@ -1348,16 +1350,14 @@ fn check_child(s: &ast::Stmt, nested: bool) -> Result<(), (String, Span)> {
             }
             else_body.as_deref().map_or(Ok(()), all)
         }
-        StmtKind::For {
-            body, else_body, ..
-        } => {
-            all(body)?;
-            else_body.as_deref().map_or(Ok(()), all)
+        StmtKind::For(l) => {
+            all(&l.body)?;
+            l.else_body.as_deref().map_or(Ok(()), all)
         }
         StmtKind::With(_, _, b) | StmtKind::Autoescape(_, b) => all(b),
-        StmtKind::Guard(_, _, _, a, b) => {
-            all(a)?;
-            all(b)
+        StmtKind::Guard(g) => {
+            all(&g.body)?;
+            all(&g.else_body)
         }
         _ => Ok(()),
     }

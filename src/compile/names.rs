@@ -21,28 +21,22 @@ pub fn declare(body: &[Stmt], f: &mut dyn FnMut(&Arc<str>)) {
                     declare(b, f);
                 }
             }
-            StmtKind::For {
-                key,
-                value,
-                body,
-                else_body,
-                ..
-            } => {
-                if let Some(k) = key {
+            StmtKind::For(l) => {
+                if let Some(k) = &l.key {
                     f(k);
                 }
-                f(value);
-                declare(body, f);
-                if let Some(b) = else_body {
+                f(&l.value);
+                declare(&l.body, f);
+                if let Some(b) = &l.else_body {
                     declare(b, f);
                 }
             }
             StmtKind::With(_, _, b) | StmtKind::Apply(_, b) | StmtKind::Autoescape(_, b) => {
                 declare(b, f)
             }
-            StmtKind::Guard(_, _, _, a, b) => {
-                declare(a, f);
-                declare(b, f);
+            StmtKind::Guard(g) => {
+                declare(&g.body, f);
+                declare(&g.else_body, f);
             }
             _ => {}
         }
@@ -59,9 +53,9 @@ pub fn imports(body: &[Stmt], f: &mut dyn FnMut(&Stmt)) {
             | StmtKind::With(_, _, b)
             | StmtKind::Apply(_, b)
             | StmtKind::Autoescape(_, b) => imports(b, f),
-            StmtKind::Guard(_, _, _, a, b) => {
-                imports(a, f);
-                imports(b, f);
+            StmtKind::Guard(g) => {
+                imports(&g.body, f);
+                imports(&g.else_body, f);
             }
             StmtKind::If(branches, else_body) => {
                 for (_, b) in branches {
@@ -71,11 +65,9 @@ pub fn imports(body: &[Stmt], f: &mut dyn FnMut(&Stmt)) {
                     imports(b, f);
                 }
             }
-            StmtKind::For {
-                body, else_body, ..
-            } => {
-                imports(body, f);
-                if let Some(b) = else_body {
+            StmtKind::For(l) => {
+                imports(&l.body, f);
+                if let Some(b) = &l.else_body {
                     imports(b, f);
                 }
             }

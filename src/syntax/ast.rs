@@ -164,41 +164,56 @@ pub enum StmtKind {
     Set(Vec<(Arc<str>, Span)>, Vec<Expr>),
     SetBlock(Arc<str>, Vec<Stmt>),
     If(Vec<(Expr, Vec<Stmt>)>, Option<Vec<Stmt>>),
-    For {
-        key: Option<Arc<str>>,
-        value: Arc<str>,
-        iter: Expr,
-        body: Vec<Stmt>,
-        else_body: Option<Vec<Stmt>>,
-    },
+    For(Box<ForLoop>),
     Break,
     Continue,
-    With(Option<Expr>, bool, Vec<Stmt>),
+    With(Option<Box<Expr>>, bool, Vec<Stmt>),
     Apply(Vec<FilterCall>, Vec<Stmt>),
     Autoescape(EscapeName, Vec<Stmt>),
     Do(Expr),
-    Include {
-        name: Expr,
-        ignore_missing: bool,
-        with: Option<Expr>,
-        only: bool,
-    },
+    Include(Box<IncludeTag>),
     Import(TemplateRef, Arc<str>),
     FromImport(TemplateRef, Vec<(Arc<str>, Arc<str>)>),
     /// `{% extends expr %}`.
     Extends(Expr),
     /// `{% block name %}…{% endblock %}`: a definition, rendered in place.
     Block(Arc<str>, Vec<Stmt>),
-    /// `{% embed expr … %}…{% endembed %}`: `body` holds the overriding blocks.
-    Embed {
-        name: Expr,
-        ignore_missing: bool,
-        with: Option<Expr>,
-        only: bool,
-        body: Vec<Stmt>,
-    },
+    /// `{% embed expr … %}…{% endembed %}`: the body holds the overriding blocks.
+    Embed(Box<IncludeTag>, Vec<Stmt>),
     /// `{% use "tpl" with a as b %}`.
-    Use(Expr, Vec<(Arc<str>, Arc<str>)>),
-    /// `{% guard function x %}…{% else %}…{% endguard %}` (kind, name, body, else).
-    Guard(Arc<str>, Arc<str>, Span, Vec<Stmt>, Vec<Stmt>),
+    Use(Box<Expr>, Vec<(Arc<str>, Arc<str>)>),
+    /// `{% guard function x %}…{% else %}…{% endguard %}`.
+    Guard(Box<GuardTag>),
+}
+
+// The large statements are boxed so that a `Stmt` stays small (80 bytes): the parser moves
+// every statement into its block's body, and most statements are text and prints.
+
+/// `{% for key, value in iter %}…{% else %}…{% endfor %}`.
+#[derive(Clone, Debug)]
+pub struct ForLoop {
+    pub key: Option<Arc<str>>,
+    pub value: Arc<str>,
+    pub iter: Expr,
+    pub body: Vec<Stmt>,
+    pub else_body: Option<Vec<Stmt>>,
+}
+
+/// What `{% include %}` and `{% embed %}` name and pass.
+#[derive(Clone, Debug)]
+pub struct IncludeTag {
+    pub name: Expr,
+    pub ignore_missing: bool,
+    pub with: Option<Expr>,
+    pub only: bool,
+}
+
+/// `{% guard kind name %}…{% else %}…{% endguard %}`.
+#[derive(Clone, Debug)]
+pub struct GuardTag {
+    /// `function`, `filter` or `test`.
+    pub kind: Arc<str>,
+    pub name: Arc<str>,
+    pub body: Vec<Stmt>,
+    pub else_body: Vec<Stmt>,
 }

@@ -69,11 +69,19 @@ pub(super) fn path(code: &str, base: usize, max_depth: usize) -> Option<Expr> {
     Some(e)
 }
 
+/// Where the first ` in ` is in `s` (a byte scan: cheaper than a substring searcher here).
+fn find_in(s: &str) -> Option<usize> {
+    s.as_bytes().windows(4).position(|w| w == b" in ")
+}
+
 /// A common tag, or `None` to let pest parse it.
 pub(super) fn tag(code: &str, base: usize, max_depth: usize) -> Option<FastTag> {
     let t = code.trim();
-    if let Some(k) = KEYWORDS.iter().find(|k| **k == t) {
-        return Some(FastTag::Keyword(k));
+    // Every keyword is a lowercase word of 4 to 13 letters.
+    if (4..=13).contains(&t.len()) && t.bytes().all(|c| c.is_ascii_lowercase()) {
+        if let Some(k) = KEYWORDS.iter().find(|k| **k == t) {
+            return Some(FastTag::Keyword(k));
+        }
     }
     let lead = code.len() - code.trim_start().len();
     let (head, rest) = t.split_once(|c: char| c.is_ascii_whitespace())?;
@@ -82,16 +90,18 @@ pub(super) fn tag(code: &str, base: usize, max_depth: usize) -> Option<FastTag> 
         "if" => path(rest, rest_off, max_depth).map(FastTag::If),
         "elseif" => path(rest, rest_off, max_depth).map(FastTag::ElseIf),
         "for" => {
-            let (vars, seq) = rest.split_once(" in ")?;
-            let seq_off = rest_off + vars.len() + 4;
-            let names: Vec<&str> = vars.split(',').map(str::trim).collect();
-            if names.len() > 2 || !names.iter().all(|n| is_ident(n)) {
+            let at = find_in(rest)?;
+            let (vars, seq) = (&rest[..at], &rest[at + 4..]);
+            let seq_off = rest_off + at + 4;
+            let (key, value) = match vars.split_once(',') {
+                Some((k, v)) => (Some(k.trim()), v.trim()),
+                None => (None, vars.trim()),
+            };
+            if !is_ident(value) || key.is_some_and(|k| !is_ident(k)) {
                 return None;
             }
             let iter = path(seq, seq_off, max_depth)?;
-            let value: Arc<str> = Arc::from(*names.last()?);
-            let key = (names.len() == 2).then(|| Arc::from(names[0]));
-            Some(FastTag::For(key, value, iter))
+            Some(FastTag::For(key.map(Arc::from), Arc::from(value), iter))
         }
         _ => None,
     }

@@ -94,6 +94,20 @@ fn mismatched(name: &str, src: &str, open: u8, open_at: usize, found: u8, at: us
 pub fn scan_code(
     name: &str,
     src: &str,
+    i: usize,
+    max: usize,
+    tag: Option<bool>,
+) -> Result<usize, Error> {
+    match scan_plain(src.as_bytes(), i, tag) {
+        Some(close) => Ok(close),
+        None => scan_full(name, src, i, max, tag),
+    }
+}
+
+/// [`scan_code`] byte by byte.
+fn scan_full(
+    name: &str,
+    src: &str,
     mut i: usize,
     max: usize,
     tag: Option<bool>,
@@ -204,10 +218,39 @@ pub fn scan_code(
     Ok(i)
 }
 
+/// The common case of [`scan_code`]: code made only of names, digits, dots and spaces up to
+/// its closer (`team.name`, `for team in teams`, `endfor`). Nothing there nests nor opens a
+/// string, so the closer is the first `}}` (or `%}`); `None` sends anything else, and a `not`
+/// (a prefix operator, bounded by the depth limit), to the full scan.
+fn scan_plain(b: &[u8], from: usize, tag: Option<bool>) -> Option<usize> {
+    let close = match tag {
+        Some(true) => b'%',
+        Some(false) => b'}',
+        None => return None,
+    };
+    let mut j = from;
+    while let Some(&c) = b.get(j) {
+        if c == close {
+            return (b.get(j + 1) == Some(&b'}')).then_some(j);
+        }
+        if c == b'n' && b[j..].starts_with(b"not") {
+            return None;
+        }
+        if !(c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b' ' | b'\t' | b'\n' | b'\r')) {
+            return None;
+        }
+        j += 1;
+    }
+    None
+}
+
 /// Splits a template into tokens.
 pub fn lex(name: &str, src: &str, max: usize) -> Result<Vec<Token>, Error> {
     let b = src.as_bytes();
-    let mut out = Vec::new();
+    // At most a text and a delimiter per `{` (and the text after the last one): sized once
+    // instead of grown (a count of one byte is a cheap vectorised scan).
+    let braces = b.iter().filter(|&&c| c == b'{').count();
+    let mut out = Vec::with_capacity(2 * braces + 1);
     let mut i = 0;
     let mut text_start = 0;
     while let Some(off) = src[i..].find('{') {
@@ -380,5 +423,36 @@ mod tests {
         let deep = format!("{{{{ {}1{} }}}}", "(".repeat(5000), ")".repeat(5000));
         assert_eq!(lex("t", &deep, 128).unwrap_err().kind(), ErrorKind::Limit);
         assert!(lex("t", "{{ x ", 128).is_err());
+    }
+
+    /// The shortcut for plain code finds the closer the full scan finds, or leaves the code
+    /// to it.
+    #[test]
+    fn plain_code_scans_like_the_full_scan() {
+        let mut taken = 0;
+        for src in [
+            " team.name }}",
+            " for team in teams %}x",
+            "endfor%}",
+            " a } }}",
+            " a % %}",
+            " not a }}",
+            " a.b }",
+            " if x\n\t %}",
+            " cannot }}",
+            " a }} b }}",
+            " a %} %}",
+            " a",
+            "",
+        ] {
+            for tag in [Some(true), Some(false), None] {
+                let full = scan_full("t", src, 0, 2, tag).ok();
+                if let Some(plain) = scan_plain(src.as_bytes(), 0, tag) {
+                    taken += 1;
+                    assert_eq!(Some(plain), full, "{src:?} {tag:?}");
+                }
+            }
+        }
+        assert!(taken >= 6);
     }
 }

@@ -111,18 +111,36 @@ fn floor(s: &str, mut i: usize) -> usize {
 }
 
 /// Parses a whole template: the lexer splits it, pest parses each delimiter's code.
+///
+/// One pass over the tokens: each is parsed and nested at once (no list of parsed items in
+/// between, so no statement is moved more than once). The errors are those of two passes: a
+/// tag or print that does not parse is reported before a block that does not nest, so the
+/// first nesting error waits until every token has parsed.
 pub(super) fn template(cx: &Ctx) -> R<Parsed> {
     let tokens = super::lex::lex(cx.name, cx.src, cx.max_depth)?;
-    let mut items = Vec::with_capacity(tokens.len());
-    for t in &tokens {
-        let mut item = flat_item(cx, t)?;
-        if verbatim_tag(cx, t) {
-            item.block_end = false;
+    let mut nest = Nest::new(tokens.len());
+    let mut nest_err = None;
+    for (i, t) in tokens.iter().enumerate() {
+        let kind = match t.kind {
+            Kind::Text | Kind::Verbatim => {
+                let (a, b) = trimmed_text(cx, &tokens, i);
+                if a >= b {
+                    continue;
+                }
+                FlatKind::Text(a, b)
+            }
+            _ => flat_item(cx, t)?,
+        };
+        if nest_err.is_none() {
+            if let Err(e) = nest.item(cx, kind, Span::new(t.start, t.end)) {
+                nest_err = Some(e);
+            }
         }
-        items.push(item);
     }
-    apply_whitespace(cx.src, &mut items);
-    nest(cx, items)
+    match nest_err {
+        Some(e) => Err(e),
+        None => nest.finish(cx),
+    }
 }
 
 /// Parses a standalone expression.
@@ -238,6 +256,7 @@ fn pest_error(cx: &Ctx, e: pest::error::Error<Rule>) -> Error {
 
 // ───────────────────────── flat items ─────────────────────────
 
+#[derive(Debug)]
 enum Tag {
     Stmt(Stmt),
     Set(Arc<str>),
@@ -248,7 +267,7 @@ enum Tag {
     EndIf,
     For(Option<Arc<str>>, Arc<str>, Expr),
     EndFor,
-    With(Option<Expr>, bool),
+    With(Option<Box<Expr>>, bool),
     EndWith,
     Apply(Vec<FilterCall>),
     EndApply,
@@ -258,26 +277,12 @@ enum Tag {
     EndMacro,
     Block(Arc<str>, Option<Expr>),
     EndBlock(Option<(Arc<str>, Span)>),
-    Embed {
-        name: Expr,
-        ignore_missing: bool,
-        with: Option<Expr>,
-        only: bool,
-    },
+    Embed(Box<IncludeTag>),
     EndEmbed,
-    Guard(Arc<str>, Arc<str>, Span),
+    Guard(Arc<str>, Arc<str>),
     EndGuard,
     /// A tag that leaves nothing behind (`deprecated`, `flush`).
     Nothing,
-}
-
-struct Flat {
-    span: Span,
-    ltrim: Trim,
-    rtrim: Trim,
-    /// Ends with `%}` or `#}` (the first-newline rule applies after it).
-    block_end: bool,
-    kind: FlatKind,
 }
 
 enum FlatKind {
@@ -288,7 +293,8 @@ enum FlatKind {
     Tag(Tag),
 }
 
-fn flat_item(cx: &Ctx, t: &Token) -> R<Flat> {
+/// Parses a comment, print or tag token (text is trimmed by [`trimmed_text`]).
+fn flat_item(cx: &Ctx, t: &Token) -> R<FlatKind> {
     let span = Span::new(t.start, t.end);
     let code = cx.src.get(t.code.0..t.code.1).unwrap_or("");
     let sub = Ctx {
@@ -297,12 +303,12 @@ fn flat_item(cx: &Ctx, t: &Token) -> R<Flat> {
         code_end: t.code.1,
         ..*cx
     };
-    let kind = match t.kind {
+    Ok(match t.kind {
         Kind::Text | Kind::Verbatim => FlatKind::Text(t.code.0, t.code.0 + code.len()),
         Kind::Comment => FlatKind::Comment,
         Kind::Print => {
             if let Some(e) = super::fast::path(code, t.code.0, cx.max_depth) {
-                return Ok(flat(t, span, FlatKind::Print(e)));
+                return Ok(FlatKind::Print(e));
             }
             let pairs =
                 FlexieParser::parse(Rule::print_code, code).map_err(|e| pest_error(&sub, e))?;
@@ -321,7 +327,7 @@ fn flat_item(cx: &Ctx, t: &Token) -> R<Flat> {
                     FastTag::For(k, v, e) => Tag::For(k, v, e),
                     FastTag::Keyword(k) => keyword_tag(k, span),
                 };
-                return Ok(flat(t, span, FlatKind::Tag(tag)));
+                return Ok(FlatKind::Tag(tag));
             }
             let pairs =
                 FlexieParser::parse(Rule::tag_code, code).map_err(|e| pest_error(&sub, e))?;
@@ -332,18 +338,7 @@ fn flat_item(cx: &Ctx, t: &Token) -> R<Flat> {
                 .ok_or_else(|| cx.syntax("expected a tag", span))?;
             FlatKind::Tag(tag(&sub, st, span)?)
         }
-    };
-    Ok(flat(t, span, kind))
-}
-
-fn flat(t: &Token, span: Span, kind: FlatKind) -> Flat {
-    Flat {
-        span,
-        ltrim: t.ltrim,
-        rtrim: t.rtrim,
-        block_end: matches!(t.kind, Kind::Tag | Kind::Comment),
-        kind,
-    }
+    })
 }
 
 /// Twig removes no newline after `{% verbatim %}` or `{% endverbatim %}`.
@@ -396,21 +391,25 @@ fn trim_text_end(s: &str, t: Trim) -> &str {
     }
 }
 
-fn apply_whitespace(src: &str, items: &mut [Flat]) {
-    for i in 0..items.len() {
-        let (prev_trim, prev_block) = match i.checked_sub(1).and_then(|j| items.get(j)) {
-            Some(p) => (p.rtrim, p.block_end),
-            None => (Trim::No, false),
-        };
-        let next_trim = items.get(i + 1).map_or(Trim::No, |n| n.ltrim);
-        if let Some(FlatKind::Text(a, b)) = items.get_mut(i).map(|x| &mut x.kind) {
-            let text = src.get(*a..*b).unwrap_or("");
-            let s = trim_text_start(text, prev_trim, prev_block);
-            let start = *a + (text.len() - s.len());
-            *a = start;
-            *b = start + trim_text_end(s, next_trim).len();
-        }
-    }
+/// The byte range of text token `i` once trimmed by its neighbours' whitespace-control
+/// markers and by the first-newline rule after a `%}` or `#}` (except after `{% verbatim %}`
+/// and `{% endverbatim %}`: Twig removes no newline there).
+fn trimmed_text(cx: &Ctx, tokens: &[Token], i: usize) -> (usize, usize) {
+    let (prev_trim, prev_block) = match i.checked_sub(1).and_then(|j| tokens.get(j)) {
+        Some(p) => (
+            p.rtrim,
+            matches!(p.kind, Kind::Tag | Kind::Comment) && !verbatim_tag(cx, p),
+        ),
+        None => (Trim::No, false),
+    };
+    let next_trim = tokens.get(i + 1).map_or(Trim::No, |n| n.ltrim);
+    let Some(t) = tokens.get(i) else {
+        return (0, 0);
+    };
+    let text = cx.src.get(t.code.0..t.code.1).unwrap_or("");
+    let s = trim_text_start(text, prev_trim, prev_block);
+    let start = t.code.0 + (text.len() - s.len());
+    (start, start + trim_text_end(s, next_trim).len())
 }
 
 // ───────────────────────── nesting ─────────────────────────
@@ -428,21 +427,15 @@ enum Open {
         main: Option<Vec<Stmt>>,
     },
     Set(Arc<str>),
-    With(Option<Expr>, bool),
+    With(Option<Box<Expr>>, bool),
     Apply(Vec<FilterCall>),
     Autoescape(EscapeName),
     Macro(Arc<str>, Vec<(Arc<str>, Option<Expr>)>),
     Block(Arc<str>),
-    Embed {
-        name: Expr,
-        ignore_missing: bool,
-        with: Option<Expr>,
-        only: bool,
-    },
+    Embed(Box<IncludeTag>),
     Guard {
         kind: Arc<str>,
         name: Arc<str>,
-        name_span: Span,
         main: Option<Vec<Stmt>>,
     },
 }
@@ -454,44 +447,66 @@ struct Frame {
     body: Vec<Stmt>,
 }
 
-fn nest(cx: &Ctx, items: Vec<Flat>) -> R<Parsed> {
-    let mut stack = vec![Frame {
-        open: Open::Root,
-        tag: "",
-        span: Span::default(),
-        body: Vec::new(),
-    }];
-    let mut macros = Vec::new();
-    for it in items {
-        let span = it.span;
-        let stmt = match it.kind {
+/// The blocks open while the template is read, innermost last, and the macros defined.
+struct Nest {
+    stack: Vec<Frame>,
+    macros: Vec<Arc<Macro>>,
+}
+
+impl Nest {
+    /// `tokens`: how many tokens the template has (at most as many top-level statements).
+    fn new(tokens: usize) -> Nest {
+        let mut stack = Vec::with_capacity(4);
+        stack.push(Frame {
+            open: Open::Root,
+            tag: "",
+            span: Span::default(),
+            body: Vec::with_capacity(tokens.min(256)),
+        });
+        Nest {
+            stack,
+            macros: Vec::new(),
+        }
+    }
+
+    /// Adds the next item (spanning `span`) to the innermost open block.
+    fn item(&mut self, cx: &Ctx, kind: FlatKind, span: Span) -> R<()> {
+        let stmt = match kind {
             FlatKind::Text(a, b) if a >= b => None,
             FlatKind::Text(a, b) => Some(StmtKind::Text(Arc::from(cx.src.get(a..b).unwrap_or("")))),
             FlatKind::Comment => None,
             FlatKind::Print(e) => Some(StmtKind::Print(e)),
-            FlatKind::Tag(tag) => handle_tag(cx, &mut stack, &mut macros, tag, span)?,
+            FlatKind::Tag(tag) => handle_tag(cx, &mut self.stack, &mut self.macros, tag, span)?,
         };
         if let Some(kind) = stmt {
-            if let Some(top) = stack.last_mut() {
+            if let Some(top) = self.stack.last_mut() {
                 top.body.push(Stmt { kind, span });
             }
         }
+        Ok(())
     }
-    if stack.len() > 1 {
-        if let Some(top) = stack.last() {
-            let (l, c) = cx.line_col(top.span.start);
-            let end = cx.src.len();
-            return Err(cx.syntax(
-                format!(
-                    "expected \"end{}\" to close \"{}\" opened at {l}:{c}",
-                    top.tag, top.tag
-                ),
-                Span::new(end, end),
-            ));
+
+    /// The template, once every block is closed.
+    fn finish(mut self, cx: &Ctx) -> R<Parsed> {
+        if self.stack.len() > 1 {
+            if let Some(top) = self.stack.last() {
+                let (l, c) = cx.line_col(top.span.start);
+                let end = cx.src.len();
+                return Err(cx.syntax(
+                    format!(
+                        "expected \"end{}\" to close \"{}\" opened at {l}:{c}",
+                        top.tag, top.tag
+                    ),
+                    Span::new(end, end),
+                ));
+            }
         }
+        let body = self.stack.pop().map(|f| f.body).unwrap_or_default();
+        Ok(Parsed {
+            body,
+            macros: self.macros,
+        })
     }
-    let body = stack.pop().map(|f| f.body).unwrap_or_default();
-    Ok(Parsed { body, macros })
 }
 
 fn open(
@@ -638,13 +653,13 @@ fn handle_tag(
                 Some(m) => (m, Some(f.body)),
                 None => (f.body, None),
             };
-            Some(StmtKind::For {
+            Some(StmtKind::For(Box::new(ForLoop {
                 key,
                 value,
                 iter,
                 body,
                 else_body,
-            })
+            })))
         }
         Tag::Set(n) => return open(cx, stack, Open::Set(n), "set", span),
         Tag::EndSet => {
@@ -718,52 +733,21 @@ fn handle_tag(
             }
             Some(StmtKind::Block(name, f.body))
         }
-        Tag::Embed {
-            name,
-            ignore_missing,
-            with,
-            only,
-        } => {
-            return open(
-                cx,
-                stack,
-                Open::Embed {
-                    name,
-                    ignore_missing,
-                    with,
-                    only,
-                },
-                "embed",
-                span,
-            )
-        }
+        Tag::Embed(tag) => return open(cx, stack, Open::Embed(tag), "embed", span),
         Tag::EndEmbed => {
             let f = close(cx, stack, "embed", span)?;
-            let Open::Embed {
-                name,
-                ignore_missing,
-                with,
-                only,
-            } = f.open
-            else {
+            let Open::Embed(tag) = f.open else {
                 return Err(cx.syntax("unbalanced embed", span));
             };
-            Some(StmtKind::Embed {
-                name,
-                ignore_missing,
-                with,
-                only,
-                body: f.body,
-            })
+            Some(StmtKind::Embed(tag, f.body))
         }
-        Tag::Guard(kind, name, name_span) => {
+        Tag::Guard(kind, name) => {
             return open(
                 cx,
                 stack,
                 Open::Guard {
                     kind,
                     name,
-                    name_span,
                     main: None,
                 },
                 "guard",
@@ -772,20 +756,19 @@ fn handle_tag(
         }
         Tag::EndGuard => {
             let f = close(cx, stack, "guard", span)?;
-            let Open::Guard {
-                kind,
-                name,
-                name_span,
-                main,
-            } = f.open
-            else {
+            let Open::Guard { kind, name, main } = f.open else {
                 return Err(cx.syntax("unbalanced guard", span));
             };
             let (body, else_body) = match main {
                 Some(m) => (m, f.body),
                 None => (f.body, Vec::new()),
             };
-            Some(StmtKind::Guard(kind, name, name_span, body, else_body))
+            Some(StmtKind::Guard(Box::new(GuardTag {
+                kind,
+                name,
+                body,
+                else_body,
+            })))
         }
         Tag::EndMacro => {
             let f = close(cx, stack, "macro", span)?;
@@ -897,7 +880,7 @@ fn tag(cx: &Ctx, p: Pair<Rule>, span: Span) -> R<Tag> {
             let mut only = false;
             for c in it {
                 match c.as_rule() {
-                    Rule::expr => e = Some(expr(cx, c)?),
+                    Rule::expr => e = Some(Box::new(expr(cx, c)?)),
                     Rule::only => only = true,
                     _ => {}
                 }
@@ -946,12 +929,12 @@ fn tag(cx: &Ctx, p: Pair<Rule>, span: Span) -> R<Tag> {
                     _ => {}
                 }
             }
-            stmt(StmtKind::Include {
+            stmt(StmtKind::Include(Box::new(IncludeTag {
                 name,
                 ignore_missing,
                 with,
                 only,
-            })
+            })))
         }
         Rule::macro_stmt => {
             let name = Arc::from(it.next().map_or("", |n| n.as_str()));
@@ -1019,12 +1002,12 @@ fn tag(cx: &Ctx, p: Pair<Rule>, span: Span) -> R<Tag> {
                     _ => {}
                 }
             }
-            Tag::Embed {
+            Tag::Embed(Box::new(IncludeTag {
                 name,
                 ignore_missing,
                 with,
                 only,
-            }
+            }))
         }
         Rule::endembed => Tag::EndEmbed,
         Rule::use_stmt => {
@@ -1038,14 +1021,14 @@ fn tag(cx: &Ctx, p: Pair<Rule>, span: Span) -> R<Tag> {
                 let b = ii.next().unwrap_or_else(|| a.clone());
                 renames.push((Arc::from(a.as_str()), Arc::from(b.as_str())));
             }
-            stmt(StmtKind::Use(name, renames))
+            stmt(StmtKind::Use(Box::new(name), renames))
         }
         Rule::guard_stmt => {
             let (Some(k), Some(n)) = (it.next(), it.next()) else {
                 return Err(cx.syntax("malformed guard", span));
             };
             let name: String = n.as_str().split_whitespace().collect::<Vec<_>>().join(" ");
-            Tag::Guard(Arc::from(k.as_str()), Arc::from(name.as_str()), cx.span(&n))
+            Tag::Guard(Arc::from(k.as_str()), Arc::from(name.as_str()))
         }
         Rule::endguard => Tag::EndGuard,
         Rule::deprecated_stmt | Rule::flush_stmt => Tag::Nothing,
@@ -1599,6 +1582,132 @@ fn unescape(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod fast_paths {
+    use super::*;
+
+    fn cx(code: &str) -> Ctx<'_> {
+        Ctx {
+            name: "t",
+            src: code,
+            max_depth: 128,
+            base: 0,
+            closer: "%}",
+            code_end: code.len(),
+        }
+    }
+
+    /// What pest makes of `{{ code }}`.
+    fn pest_print(code: &str) -> Result<String, Error> {
+        let cx = cx(code);
+        let pairs = FlexieParser::parse(Rule::print_code, code).map_err(|e| pest_error(&cx, e))?;
+        let e = pairs
+            .flatten()
+            .find(|p| p.as_rule() == Rule::expr)
+            .ok_or_else(|| cx.syntax("expected an expression", Span::default()))?;
+        Ok(format!("{:?}", expr(&cx, e)?))
+    }
+
+    /// What pest makes of `{% code %}`.
+    fn pest_tag(code: &str) -> Result<String, Error> {
+        let cx = cx(code);
+        let span = Span::new(0, code.len());
+        let pairs = FlexieParser::parse(Rule::tag_code, code).map_err(|e| pest_error(&cx, e))?;
+        let st = pairs
+            .into_iter()
+            .next()
+            .and_then(|p| p.into_inner().next())
+            .ok_or_else(|| cx.syntax("expected a tag", span))?;
+        Ok(format!("{:?}", tag(&cx, st, span)?))
+    }
+
+    /// The fast paths build exactly what pest builds (names, nesting and spans), and leave
+    /// everything else to pest.
+    #[test]
+    fn fast_paths_build_what_pest_builds() {
+        let prints = [
+            "a",
+            " team.name ",
+            "loop.first",
+            "  a.b.c.d  ",
+            "a.0",
+            "x.1.y",
+            "_x",
+            "a1.b_2",
+            "nullable",
+            "trueish.x",
+            "nothing",
+            "notes.x",
+            "\tyear\n",
+        ];
+        for code in prints {
+            let fast = super::super::fast::path(code, 0, 128).map(|e| format!("{e:?}"));
+            assert_eq!(
+                fast.as_deref(),
+                Some(pest_print(code).unwrap().as_str()),
+                "{code:?}"
+            );
+        }
+        for code in [
+            "true", "NULL", "none.x", "not x", "a.b()", "a .b", "a\n.b", "1", "a..b", "a.",
+        ] {
+            assert!(super::super::fast::path(code, 0, 128).is_none(), "{code:?}");
+        }
+        let tags = [
+            "endfor",
+            " endif ",
+            "else",
+            "break",
+            "continue",
+            "endset",
+            "endwith",
+            "endapply",
+            "endautoescape",
+            "endmacro",
+            "if loop.first",
+            "if  x ",
+            "elseif a.b",
+            "for x in xs",
+            "for k, v in m.items",
+            "for k,v in m",
+            "for  x  in  a.b ",
+            "for item in data.0.rows",
+        ];
+        for code in tags {
+            let fast = super::super::fast::tag(code, 0, 128).map(|t| {
+                let span = Span::new(0, code.len());
+                format!(
+                    "{:?}",
+                    match t {
+                        FastTag::If(e) => Tag::If(e),
+                        FastTag::ElseIf(e) => Tag::ElseIf(e),
+                        FastTag::For(k, v, e) => Tag::For(k, v, e),
+                        FastTag::Keyword(k) => keyword_tag(k, span),
+                    }
+                )
+            });
+            assert_eq!(
+                fast.as_deref(),
+                Some(pest_tag(code).unwrap().as_str()),
+                "{code:?}"
+            );
+        }
+        for code in [
+            "for x in 1..3",
+            "for a, b, c in xs",
+            "for x in xs if x",
+            "if a == 1",
+            "elseif not a",
+            "Endfor",
+            "endblock",
+            "endfor x",
+            "set x = 1",
+        ] {
+            assert!(super::super::fast::tag(code, 0, 128).is_none(), "{code:?}");
+        }
+    }
 }
 
 #[cfg(test)]
