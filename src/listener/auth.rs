@@ -921,13 +921,12 @@ mod tests {
         assert_eq!(reason(rotated.verify(&bearer(&t))), "bad signature");
     }
 
+    /// What a check keeps of an accepted token: `exp`, `nbf` and the `data` claim.
+    type Kept = (Option<u64>, Option<u64>, Option<Json>);
+
     /// The checks as they were made with the `jsonwebtoken` crate's `decode` before the
     /// one-pass verification: the reference `verify_fully` is compared with.
-    fn verify_with_crate(
-        s: &AuthSettings<'_>,
-        token: &str,
-        now: u64,
-    ) -> Result<(Option<u64>, Option<u64>, Option<Json>), String> {
+    fn verify_with_crate(s: &AuthSettings<'_>, token: &str, now: u64) -> Result<Kept, String> {
         use jsonwebtoken::errors::ErrorKind;
         use jsonwebtoken::{DecodingKey, Validation};
         let map_error = |kind: &ErrorKind| match kind {

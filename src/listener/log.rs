@@ -438,7 +438,10 @@ mod tests {
         let mut out = String::new();
         write_time(&mut out, Duration::new(1_796_451_482, 7_000)).unwrap();
         write_time(&mut out, Duration::new(1_796_451_483, 0)).unwrap();
-        assert_eq!(out, "2026-12-05T06:18:02.000007Z2026-12-05T06:18:03.000000Z");
+        assert_eq!(
+            out,
+            "2026-12-05T06:18:02.000007Z2026-12-05T06:18:03.000000Z"
+        );
         // the live timer writes the same shape
         let mut live = String::new();
         Timestamp.format_time(&mut Writer::new(&mut live)).unwrap();
