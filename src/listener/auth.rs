@@ -8,9 +8,15 @@
 //! - Everything else that is wrong → [`AuthError::Invalid`] (401): the algorithm must be HS256,
 //!   HS384 or HS512 (read from the header, anything else refused before any verification, then
 //!   verified with exactly that algorithm); the HMAC signature must verify with the rendered
-//!   secret (constant time, inside the crate); `iss` must be present and equal the rendered key;
+//!   secret (constant time, `hmac`'s `verify_slice`); `iss` must be present and equal the
+//!   rendered key;
 //!   `exp` is required unless `require_exp = false`; `exp`, `nbf` and `iat` get 60 s of leeway
-//!   (`iat` more than 60 s in the future is refused); `aud` is ignored.
+//!   (`iat` more than 60 s in the future is refused); `aud` is ignored. A claims object naming
+//!   one of `iss`, `exp`, `nbf`, `iat`, `sub`, `aud`, `data` twice is malformed.
+//! - The checks are made here in one pass over the token (one base64 decoding and one JSON parse
+//!   per part, the HMAC keyed once per [`Verifier`]); they accept and refuse what the
+//!   `jsonwebtoken` crate's `decode` with our validation did (a test compares the two), which
+//!   took three header parses, two claims parses and a fresh HMAC key per token.
 //! - An empty secret refuses every token (a missing `env()` must not turn into a guessable key).
 //! - Reasons are short fixed phrases: they never contain the token, the secret or claim values.
 //! - A [`Verifier`] remembers up to [`CACHED_TOKENS`] tokens that passed (see [`TokenCache`]):
@@ -19,9 +25,14 @@
 
 use crate::builtins::crypto::ct_eq;
 use crate::Value;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
 use hyper::http::HeaderMap;
-use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Deserializer};
+use serde_json::Value as Json;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::Mutex;
@@ -232,14 +243,15 @@ fn numeric_date(v: Option<&serde_json::Value>) -> Option<u64> {
 }
 
 /// Everything needed to check tokens against one endpoint's rendered settings, built once
-/// (decoding key and one validation per HMAC algorithm). Holds the secret: never logged, and
-/// its `Debug` shows nothing of it.
+/// (the HMAC of each allowed algorithm keyed with the secret). Holds the secret: never logged,
+/// and its `Debug` shows nothing of it.
 pub struct Verifier {
     key: String,
+    require_exp: bool,
     empty_secret: bool,
-    decoding_key: DecodingKey,
-    /// Validations for HS256, HS384 and HS512, in that order.
-    validations: [Validation; 3],
+    hs256: Hmac<sha2::Sha256>,
+    hs384: Hmac<sha2::Sha384>,
+    hs512: Hmac<sha2::Sha512>,
     /// Tokens that passed.
     cache: TokenCache,
 }
@@ -250,34 +262,71 @@ impl std::fmt::Debug for Verifier {
     }
 }
 
+/// The claims a token's checks read, from one parse of its payload. A present claim is
+/// `Some` even when it is `null` (`present`); naming a field twice fails the parse (serde's
+/// derive refuses duplicates), so `sub` and `aud` are listed only for that.
+#[derive(Deserialize)]
+struct Claims {
+    #[serde(default, deserialize_with = "present")]
+    iss: Option<Json>,
+    #[serde(default, deserialize_with = "present")]
+    exp: Option<Json>,
+    #[serde(default, deserialize_with = "present")]
+    nbf: Option<Json>,
+    #[serde(default, deserialize_with = "present")]
+    iat: Option<Json>,
+    #[serde(default, deserialize_with = "present")]
+    data: Option<Json>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    sub: Option<IgnoredAny>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    aud: Option<IgnoredAny>,
+}
+
+/// A claim that is there, `null` included.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Json>, D::Error> {
+    Json::deserialize(d).map(Some)
+}
+
+/// A claim that counts as present for the `jsonwebtoken` crate (which reads `null` as absent).
+fn given(v: &Option<Json>) -> Option<&Json> {
+    v.as_ref().filter(|v| !v.is_null())
+}
+
+/// The issuer as the `jsonwebtoken` crate parses it: a string, or a list of strings.
+fn issuer_parses(iss: Option<&Json>) -> bool {
+    match iss {
+        Some(Json::String(_)) => true,
+        Some(Json::Array(a)) => a.iter().all(Json::is_string),
+        _ => false,
+    }
+}
+
+fn malformed() -> AuthError {
+    invalid("malformed token")
+}
+
+/// A keyed HMAC's verdict on `input` against `sig` (constant-time comparison in `hmac`).
+fn mac_verifies<M: Mac + Clone>(keyed: &M, input: &[u8], sig: &[u8]) -> bool {
+    let mut m = keyed.clone();
+    m.update(input);
+    m.verify_slice(sig).is_ok()
+}
+
 impl Verifier {
     /// Prepares the checks for `s`.
     pub fn new(s: &AuthSettings<'_>) -> Verifier {
-        let validation = |alg| {
-            let mut v = Validation::new(alg);
-            v.leeway = LEEWAY_S;
-            // `exp` and `nbf` are checked in `verify_fully` against `crate::clock` (a frozen
-            // clock in `flexscript test`), not the crate's system clock.
-            v.validate_exp = false;
-            v.validate_nbf = false;
-            v.validate_aud = false;
-            v.set_issuer(&[s.key]);
-            v.required_spec_claims.clear();
-            v.required_spec_claims.insert("iss".to_string());
-            if s.require_exp {
-                v.required_spec_claims.insert("exp".to_string());
-            }
-            v
-        };
+        let secret = s.secret.as_bytes();
         Verifier {
             key: s.key.to_string(),
-            empty_secret: s.secret.is_empty(),
-            decoding_key: DecodingKey::from_secret(s.secret.as_bytes()),
-            validations: [
-                validation(Algorithm::HS256),
-                validation(Algorithm::HS384),
-                validation(Algorithm::HS512),
-            ],
+            require_exp: s.require_exp,
+            empty_secret: secret.is_empty(),
+            // HMAC takes keys of any length: these never fail.
+            hs256: Hmac::new_from_slice(secret).unwrap_or_else(|_| unreachable!()),
+            hs384: Hmac::new_from_slice(secret).unwrap_or_else(|_| unreachable!()),
+            hs512: Hmac::new_from_slice(secret).unwrap_or_else(|_| unreachable!()),
             cache: TokenCache::default(),
         }
     }
@@ -307,50 +356,67 @@ impl Verifier {
         Ok(data)
     }
 
-    /// Every check of a token not seen before.
+    /// Every check of a token not seen before, in the order (and with the reasons) of the
+    /// `jsonwebtoken` crate's `decode` followed by our own checks.
     fn verify_fully(&self, token: &str, now: u64) -> Result<Accepted, AuthError> {
+        // header.payload.signature: a header part holding a dot fails its base64 decoding.
+        let (signing_input, signature) = token.rsplit_once('.').ok_or_else(malformed)?;
+        let (header, payload) = signing_input.rsplit_once('.').ok_or_else(malformed)?;
         // Pin the algorithm: only the HMAC family, chosen by us from a closed list. A header
-        // that does not parse (including "alg":"none", unknown to the crate) is malformed.
-        let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("malformed token"))?;
-        let validation = match header.alg {
-            Algorithm::HS256 => &self.validations[0],
-            Algorithm::HS384 => &self.validations[1],
-            Algorithm::HS512 => &self.validations[2],
-            _ => return Err(invalid("algorithm not allowed")),
+        // the crate does not parse (including "alg":"none", unknown to it) is malformed.
+        let header = URL_SAFE_NO_PAD.decode(header).map_err(|_| malformed())?;
+        let header: Header = serde_json::from_slice(&header).map_err(|_| malformed())?;
+        if !matches!(
+            header.alg,
+            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512
+        ) {
+            return Err(invalid("algorithm not allowed"));
+        }
+        let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| malformed())?;
+        let input = signing_input.as_bytes();
+        let good = match header.alg {
+            Algorithm::HS256 => mac_verifies(&self.hs256, input, &signature),
+            Algorithm::HS384 => mac_verifies(&self.hs384, input, &signature),
+            _ => mac_verifies(&self.hs512, input, &signature),
         };
-        let data = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(
-            token,
-            &self.decoding_key,
-            validation,
-        )
-        .map_err(|e| map_error(e.kind()))?;
-        let mut claims = data.claims;
-        // Our own issuer check on top of the crate's: exactly one string, equal to the key.
-        match claims.get("iss") {
-            Some(serde_json::Value::String(iss)) if ct_eq(iss.as_bytes(), self.key.as_bytes()) => {}
-            Some(_) => return Err(invalid("wrong issuer")),
-            None => return Err(invalid("missing or malformed claim iss")),
+        if !good {
+            return Err(invalid("bad signature"));
+        }
+        let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| malformed())?;
+        // The claims must be a JSON object (serde's derive would also take a list).
+        if payload.trim_ascii_start().first() != Some(&b'{') {
+            return Err(malformed());
+        }
+        let claims: Claims = serde_json::from_slice(&payload).map_err(|_| malformed())?;
+        // Required claims, then the issuer (a list of strings parses but is never our issuer).
+        let iss = given(&claims.iss);
+        if !issuer_parses(iss) {
+            return Err(invalid("missing or malformed claim iss"));
+        }
+        if self.require_exp && numeric_date(given(&claims.exp)).is_none() {
+            return Err(invalid("missing or malformed claim exp"));
+        }
+        match iss {
+            Some(Json::String(iss)) if ct_eq(iss.as_bytes(), self.key.as_bytes()) => {}
+            _ => return Err(invalid("wrong issuer")),
         }
         for (claim, message) in [
-            ("exp", "malformed claim exp"),
-            ("nbf", "malformed claim nbf"),
+            (&claims.exp, "malformed claim exp"),
+            (&claims.nbf, "malformed claim nbf"),
         ] {
-            if claims
-                .get(claim)
-                .is_some_and(|v| numeric_date(Some(v)).is_none())
-            {
+            if claim.is_some() && numeric_date(claim.as_ref()).is_none() {
                 return Err(invalid(message));
             }
         }
-        let exp = numeric_date(claims.get("exp"));
+        let exp = numeric_date(claims.exp.as_ref());
         if exp.is_some_and(|exp| exp < now.saturating_sub(LEEWAY_S)) {
             return Err(invalid("token expired"));
         }
-        let nbf = numeric_date(claims.get("nbf"));
+        let nbf = numeric_date(claims.nbf.as_ref());
         if nbf.is_some_and(|nbf| nbf > now.saturating_add(LEEWAY_S)) {
             return Err(invalid("token not yet valid"));
         }
-        let iat = match claims.get("iat") {
+        let iat = match &claims.iat {
             None => None,
             Some(iat) => match iat.as_f64() {
                 Some(iat) if issued_in_future(iat, now) => {
@@ -365,31 +431,8 @@ impl Verifier {
             exp,
             nbf,
             iat,
-            data: claims.remove("data").map(Value::from),
+            data: claims.data.map(Value::from),
         })
-    }
-}
-
-fn map_error(kind: &ErrorKind) -> AuthError {
-    match kind {
-        ErrorKind::InvalidSignature => invalid("bad signature"),
-        ErrorKind::ExpiredSignature => invalid("token expired"),
-        ErrorKind::ImmatureSignature => invalid("token not yet valid"),
-        ErrorKind::InvalidIssuer => invalid("wrong issuer"),
-        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
-            invalid("algorithm not allowed")
-        }
-        ErrorKind::MissingRequiredClaim(c) => match c.as_str() {
-            "iss" => invalid("missing or malformed claim iss"),
-            "exp" => invalid("missing or malformed claim exp"),
-            _ => invalid("missing claim"),
-        },
-        ErrorKind::InvalidClaimFormat(c) => match c.as_str() {
-            "exp" => invalid("malformed claim exp"),
-            "nbf" => invalid("malformed claim nbf"),
-            _ => invalid("malformed claim"),
-        },
-        _ => invalid("malformed token"),
     }
 }
 
@@ -463,7 +506,6 @@ pub fn sign(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use base64::Engine as _;
     use hmac::{Hmac, Mac};
     use hyper::http::HeaderValue;
     use serde_json::{json, Value as Json};
@@ -489,30 +531,7 @@ mod tests {
 
     /// Builds and signs a token by hand (independent of the crate under test).
     fn token_with(header: &Json, claims: &Json, secret: &str, alg: &str) -> String {
-        let signing_input = format!(
-            "{}.{}",
-            b64(header.to_string().as_bytes()),
-            b64(claims.to_string().as_bytes())
-        );
-        let sig = match alg {
-            "HS256" => {
-                let mut m = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-                m.update(signing_input.as_bytes());
-                m.finalize().into_bytes().to_vec()
-            }
-            "HS384" => {
-                let mut m = Hmac::<sha2::Sha384>::new_from_slice(secret.as_bytes()).unwrap();
-                m.update(signing_input.as_bytes());
-                m.finalize().into_bytes().to_vec()
-            }
-            "HS512" => {
-                let mut m = Hmac::<sha2::Sha512>::new_from_slice(secret.as_bytes()).unwrap();
-                m.update(signing_input.as_bytes());
-                m.finalize().into_bytes().to_vec()
-            }
-            _ => b"not-a-real-signature".to_vec(),
-        };
-        format!("{signing_input}.{}", b64(&sig))
+        raw_token(&header.to_string(), &claims.to_string(), secret, alg)
     }
 
     fn token(claims: &Json) -> String {
@@ -900,5 +919,232 @@ mod tests {
             ..settings()
         });
         assert_eq!(reason(rotated.verify(&bearer(&t))), "bad signature");
+    }
+
+    /// What a check keeps of an accepted token: `exp`, `nbf` and the `data` claim.
+    type Kept = (Option<u64>, Option<u64>, Option<Json>);
+
+    /// The checks as they were made with the `jsonwebtoken` crate's `decode` before the
+    /// one-pass verification: the reference `verify_fully` is compared with.
+    fn verify_with_crate(s: &AuthSettings<'_>, token: &str, now: u64) -> Result<Kept, String> {
+        use jsonwebtoken::errors::ErrorKind;
+        use jsonwebtoken::{DecodingKey, Validation};
+        let map_error = |kind: &ErrorKind| match kind {
+            ErrorKind::InvalidSignature => "bad signature".to_string(),
+            ErrorKind::InvalidIssuer => "wrong issuer".to_string(),
+            ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                "algorithm not allowed".to_string()
+            }
+            ErrorKind::MissingRequiredClaim(c) => format!("missing or malformed claim {c}"),
+            _ => "malformed token".to_string(),
+        };
+        let header = jsonwebtoken::decode_header(token).map_err(|_| "malformed token")?;
+        if !matches!(
+            header.alg,
+            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512
+        ) {
+            return Err("algorithm not allowed".into());
+        }
+        let mut v = Validation::new(header.alg);
+        v.leeway = LEEWAY_S;
+        v.validate_exp = false;
+        v.validate_nbf = false;
+        v.validate_aud = false;
+        v.set_issuer(&[s.key]);
+        v.required_spec_claims.clear();
+        v.required_spec_claims.insert("iss".to_string());
+        if s.require_exp {
+            v.required_spec_claims.insert("exp".to_string());
+        }
+        let data = jsonwebtoken::decode::<serde_json::Map<String, Json>>(
+            token,
+            &DecodingKey::from_secret(s.secret.as_bytes()),
+            &v,
+        )
+        .map_err(|e| map_error(e.kind()))?;
+        let mut claims = data.claims;
+        match claims.get("iss") {
+            Some(Json::String(iss)) if iss == s.key => {}
+            Some(_) => return Err("wrong issuer".into()),
+            None => return Err("missing or malformed claim iss".into()),
+        }
+        for (claim, message) in [
+            ("exp", "malformed claim exp"),
+            ("nbf", "malformed claim nbf"),
+        ] {
+            if claims
+                .get(claim)
+                .is_some_and(|v| numeric_date(Some(v)).is_none())
+            {
+                return Err(message.into());
+            }
+        }
+        let exp = numeric_date(claims.get("exp"));
+        if exp.is_some_and(|exp| exp < now.saturating_sub(LEEWAY_S)) {
+            return Err("token expired".into());
+        }
+        let nbf = numeric_date(claims.get("nbf"));
+        if nbf.is_some_and(|nbf| nbf > now.saturating_add(LEEWAY_S)) {
+            return Err("token not yet valid".into());
+        }
+        match claims.get("iat") {
+            None => {}
+            Some(iat) => match iat.as_f64() {
+                Some(iat) if issued_in_future(iat, now) => {
+                    return Err("token issued in the future".into())
+                }
+                Some(_) => {}
+                None => return Err("malformed claim iat".into()),
+            },
+        }
+        Ok((exp, nbf, claims.remove("data")))
+    }
+
+    /// A token over raw (possibly broken) header and claims texts, signed with `alg` (another
+    /// name: a bogus signature).
+    fn raw_token(header: &str, claims: &str, secret: &str, alg: &str) -> String {
+        let input = format!("{}.{}", b64(header.as_bytes()), b64(claims.as_bytes()));
+        let sig = match alg {
+            "HS256" => {
+                let mut m = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+                m.update(input.as_bytes());
+                m.finalize().into_bytes().to_vec()
+            }
+            "HS384" => {
+                let mut m = Hmac::<sha2::Sha384>::new_from_slice(secret.as_bytes()).unwrap();
+                m.update(input.as_bytes());
+                m.finalize().into_bytes().to_vec()
+            }
+            "HS512" => {
+                let mut m = Hmac::<sha2::Sha512>::new_from_slice(secret.as_bytes()).unwrap();
+                m.update(input.as_bytes());
+                m.finalize().into_bytes().to_vec()
+            }
+            _ => b"x".to_vec(),
+        };
+        format!("{input}.{}", b64(&sig))
+    }
+
+    #[test]
+    fn one_pass_checks_agree_with_the_crate() {
+        let n = now() as u64;
+        let claims_texts: Vec<String> = [
+            json!({"iss": KEY, "exp": n + 300}),
+            json!({"iss": KEY, "exp": n + 300, "data": {"u": [1, 2, {"x": null}]}}),
+            json!({"iss": KEY, "exp": n + 300, "data": null}),
+            json!({"iss": KEY, "exp": (n + 300) as f64 + 0.4}),
+            json!({"iss": KEY, "exp": 1e30}),
+            json!({"iss": KEY, "exp": -5}),
+            json!({"iss": KEY, "exp": null}),
+            json!({"iss": KEY, "exp": "soon"}),
+            json!({"iss": KEY, "exp": n - 61}),
+            json!({"iss": KEY, "exp": n - 59}),
+            json!({"iss": KEY, "exp": n + 300, "nbf": n + 61}),
+            json!({"iss": KEY, "exp": n + 300, "nbf": n + 59}),
+            json!({"iss": KEY, "exp": n + 300, "nbf": "x"}),
+            json!({"iss": KEY, "exp": n + 300, "nbf": null}),
+            json!({"iss": KEY, "exp": n + 300, "iat": n + 61}),
+            json!({"iss": KEY, "exp": n + 300, "iat": n as f64 + 59.5}),
+            json!({"iss": KEY, "exp": n + 300, "iat": "x"}),
+            json!({"iss": KEY, "exp": n + 300, "iat": null}),
+            json!({"iss": KEY}),
+            json!({"iss": "other", "exp": n + 300}),
+            json!({"iss": [KEY], "exp": n + 300}),
+            json!({"iss": [], "exp": n + 300}),
+            json!({"iss": [KEY, 5], "exp": n + 300}),
+            json!({"iss": 5, "exp": n + 300}),
+            json!({"iss": null, "exp": n + 300}),
+            json!({"exp": n + 300}),
+            json!({"iss": KEY, "exp": n + 300, "sub": 5, "aud": ["a", 1]}),
+            json!({"iss": format!("{KEY}x"), "exp": n + 300}),
+        ]
+        .iter()
+        .map(|c| c.to_string())
+        .chain(
+            [
+                "[1, 2]",
+                "\"text\"",
+                "7",
+                "",
+                "{",
+                " {\"iss\": \"issuer-7f3a\", \"exp\": 99999999999}",
+                "{\"iss\": \"issuer-7f3a\", \"exp\": 99999999999, \"exp\": 1}",
+                "{\"iss\": \"issuer-7f3a\", \"iss\": \"x\", \"exp\": 99999999999}",
+                "{\"iss\": \"issuer-7f3a\", \"exp\": 99999999999, \"sub\": 1, \"sub\": 2}",
+            ]
+            .map(String::from),
+        )
+        .collect();
+        let headers = [
+            r#"{"alg":"HS256","typ":"JWT"}"#,
+            r#"{"alg":"HS384"}"#,
+            r#"{"alg":"HS512","kid":"k1"}"#,
+            r#"{"alg":"RS256"}"#,
+            r#"{"alg":"none"}"#,
+            r#"{"typ":"JWT"}"#,
+            r#"{"alg":"HS256","kid":5}"#,
+            r#"[]"#,
+            r#"{"alg":"HS256","#,
+        ];
+        let mut compared = 0;
+        for require_exp in [true, false] {
+            let s = AuthSettings {
+                require_exp,
+                ..settings()
+            };
+            let v = Verifier::new(&s);
+            for header in headers {
+                for claims in &claims_texts {
+                    for (alg, secret) in [
+                        ("HS256", SECRET),
+                        ("HS384", SECRET),
+                        ("HS512", SECRET),
+                        ("HS256", "wrong-secret"),
+                    ] {
+                        let t = raw_token(header, claims, secret, alg);
+                        let mut tokens = vec![t.clone(), format!("{t}A"), format!("x.{t}")];
+                        tokens.push(t.replacen('.', "..", 1));
+                        for t in tokens {
+                            let ours = v
+                                .verify_fully(&t, n)
+                                .map(|a| (a.exp, a.nbf, a.data.map(|d| d.to_json())));
+                            let theirs = verify_with_crate(&s, &t, n);
+                            // Both refuse; the crate's order of its required claims varies.
+                            let same = match (&ours, &theirs) {
+                                (Err(AuthError::Invalid(a)), Err(b))
+                                    if a.starts_with("missing or malformed")
+                                        && b.starts_with("missing or malformed") =>
+                                {
+                                    true
+                                }
+                                (Err(AuthError::Invalid(a)), Err(b)) => a == b,
+                                (Ok(a), Ok(b)) => a == b,
+                                _ => false,
+                            };
+                            assert!(
+                                same,
+                                "{header} {claims} {alg} {secret}: ours {ours:?}, crate {theirs:?}"
+                            );
+                            compared += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(compared > 2000);
+    }
+
+    #[test]
+    fn duplicate_claims_are_malformed() {
+        let v = Verifier::new(&settings());
+        for claims in [
+            r#"{"iss": "issuer-7f3a", "exp": 99999999999, "exp": 1}"#,
+            r#"{"iss": "x", "iss": "issuer-7f3a", "exp": 99999999999}"#,
+            r#"{"iss": "issuer-7f3a", "exp": 99999999999, "data": 1, "data": 2}"#,
+            r#"{"iss": "issuer-7f3a", "exp": 99999999999, "iat": 1, "iat": 2}"#,
+        ] {
+            let t = raw_token(r#"{"alg":"HS256"}"#, claims, SECRET, "HS256");
+            assert_eq!(reason(v.verify(&bearer(&t))), "malformed token", "{claims}");
+        }
     }
 }

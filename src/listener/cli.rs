@@ -20,6 +20,7 @@ pub fn init_logging(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(super::log::BufferedStderr::new())
+        .with_timer(super::log::Timestamp)
         .with_target(false);
     let _ = match format {
         LogFormat::Text => builder

@@ -7,18 +7,23 @@
 //! when [`flush`] is called (the server calls it on the way out). Under load this turns one
 //! `write(2)` per request into one per few hundred requests.
 //!
+//! [`Timestamp`] writes each line's time as tracing's default timer does, formatting the date
+//! and the time of day once per second (per thread) instead of once per line.
+//!
 //! [`LineFields`] formats the fields of an event as tracing's default does (`name=value`,
 //! strings quoted), faster, and keeps every event on one line: control characters in any field
 //! (`%`-displayed errors included) are escaped, so request-derived text cannot forge log lines.
 
+use std::cell::RefCell;
 use std::fmt::{self, Write as _};
 use std::io::Write;
 use std::sync::{Mutex, MutexGuard, Once};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tracing::field::{Field, Visit};
 use tracing::{Level, Metadata};
 use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::FormatTime;
 use tracing_subscriber::fmt::{FormatFields, MakeWriter};
 
 /// Buffered bytes that trigger a write.
@@ -149,6 +154,46 @@ impl<'a> MakeWriter<'a> for BufferedStderr {
         Line {
             to: &STDERR,
             urgent: urgent(meta.level()),
+        }
+    }
+}
+
+/// The timer of the serve command's subscriber: `2026-12-05T06:19:00.123456Z` (UTC,
+/// microseconds), the text of tracing's default `SystemTime` timer.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Timestamp;
+
+/// Seconds since the epoch from which the default timer writes a year above 9999 (it then
+/// writes `+YYYYY`: left to it).
+const YEAR_10000: u64 = 253_402_300_800;
+
+thread_local! {
+    /// The last second formatted on this thread and its `YYYY-MM-DDTHH:MM:SS` text.
+    static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+}
+
+/// Writes the time `since_epoch` as [`Timestamp`] does.
+fn write_time(w: &mut impl fmt::Write, since_epoch: Duration) -> fmt::Result {
+    let secs = since_epoch.as_secs();
+    SECOND.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        if cell.0 != secs {
+            let t = chrono::DateTime::from_timestamp(secs as i64, 0).unwrap_or_default();
+            cell.1.clear();
+            write!(cell.1, "{}", t.format("%Y-%m-%dT%H:%M:%S"))?;
+            cell.0 = secs;
+        }
+        w.write_str(&cell.1)
+    })?;
+    write!(w, ".{:06}Z", since_epoch.subsec_micros())
+}
+
+impl FormatTime for Timestamp {
+    fn format_time(&self, w: &mut Writer<'_>) -> fmt::Result {
+        match SystemTime::now().duration_since(UNIX_EPOCH) {
+            Ok(d) if d.as_secs() < YEAR_10000 => write_time(w, d),
+            // A clock before 1970 or after 9999: the default timer's own text.
+            _ => tracing_subscriber::fmt::time::SystemTime.format_time(w),
         }
     }
 }
@@ -367,5 +412,40 @@ mod tests {
         );
         let line = formatted(|| tracing::info!("dynamic {}", "message\nsplit"));
         assert_eq!(line, "dynamic message\\nsplit\n");
+    }
+
+    #[test]
+    fn timestamps_read_as_rfc_3339_with_microseconds() {
+        use chrono::{SecondsFormat, TimeZone, Utc};
+        for (secs, nanos) in [
+            (0u64, 0u32),
+            (1_796_451_482, 123_456_789),
+            (1_796_451_482, 999_999_999),
+            (1_796_451_483, 1_000),
+            (1_796_451_482, 5),
+            (951_782_400, 42_000), // 2000-02-29
+            (YEAR_10000 - 1, 999_999_000),
+        ] {
+            let mut out = String::new();
+            write_time(&mut out, Duration::new(secs, nanos)).unwrap();
+            let want = Utc
+                .timestamp_opt(secs as i64, nanos / 1000 * 1000)
+                .unwrap()
+                .to_rfc3339_opts(SecondsFormat::Micros, true);
+            assert_eq!(out, want);
+        }
+        // the same second again (cached text), then the next one
+        let mut out = String::new();
+        write_time(&mut out, Duration::new(1_796_451_482, 7_000)).unwrap();
+        write_time(&mut out, Duration::new(1_796_451_483, 0)).unwrap();
+        assert_eq!(
+            out,
+            "2026-12-05T06:18:02.000007Z2026-12-05T06:18:03.000000Z"
+        );
+        // the live timer writes the same shape
+        let mut live = String::new();
+        Timestamp.format_time(&mut Writer::new(&mut live)).unwrap();
+        assert_eq!(live.len(), "2026-12-05T06:18:02.000007Z".len(), "{live}");
+        assert!(live.ends_with('Z') && live.as_bytes()[10] == b'T', "{live}");
     }
 }
