@@ -11,7 +11,10 @@ impl Value {
     /// One pass, no intermediate `serde_json::Value`; a [`Value`] inside the data (or the
     /// data itself) is shared, not copied (see `value/ser.rs`).
     pub fn from_serialize<T: Serialize + ?Sized>(v: &T) -> Result<Value, Error> {
-        super::ser::with_parking(|| v.serialize(super::ser::ValueSerializer)).map_err(|e| {
+        super::ser::with_keys(|keys| {
+            super::ser::with_parking(|| v.serialize(super::ser::ValueSerializer { keys }))
+        })
+        .map_err(|e| {
             Error::new(
                 ErrorKind::InvalidArgument,
                 format!("cannot convert the context: {e}"),

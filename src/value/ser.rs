@@ -8,9 +8,12 @@
 //! serializes as plain JSON data.
 
 use super::{Map, Value};
+use indexmap::map::raw_entry_v1::{RawEntryApiV1, RawEntryMut};
 use serde::ser::{self, Serialize};
 use std::cell::{Cell, RefCell};
+use std::collections::hash_map::RandomState;
 use std::fmt;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 /// The newtype name that marks a parked [`Value`]; no real type is named like this.
@@ -78,10 +81,104 @@ impl ser::Error for SerError {
     }
 }
 
+/// A map key and its hash under the conversion's hasher.
+type Key = (Arc<str>, u64);
+
+/// What the conversions of one thread share: one hasher, and the keys already made.
+///
+/// Every map built by the conversions of a thread uses a clone of one `RandomState` (std's
+/// SipHash with keys drawn from the OS at random, as `Map::new()` uses), so a key's hash is
+/// computed once, not once per map: records of one shape (a list of objects with the same
+/// fields, the same context rendered again) then share one `Arc<str>` and one hash per
+/// field. This is as safe against hash flooding from untrusted keys (the listener's request
+/// data) as a `Map::new()` per map: the SipHash keys stay secret, std itself gives every
+/// `RandomState::new()` of a thread the same keys but for a counter, and an `IndexMap`
+/// iterates in insertion order, so no map's iteration order reveals or depends on hashes.
+///
+/// The key cache is direct-mapped: a key has one slot, chosen from its length and end bytes,
+/// and a key that meets another in its slot replaces it. A lookup is one comparison, hit or
+/// miss, so data whose keys never repeat pays next to nothing; at most `SLOTS` keys of at
+/// most `MAX_LEN` bytes stay alive per thread. Sharing an `Arc<str>` is invisible to
+/// templates (strings compare by content).
+pub(super) struct Keys {
+    hasher: RandomState,
+    slots: [Option<Key>; Keys::SLOTS],
+}
+
+thread_local! {
+    /// The thread's [`Keys`], taken out while a conversion runs.
+    static KEYS: Cell<Option<Box<Keys>>> = const { Cell::new(None) };
+}
+
+/// Runs `f` with the thread's [`Keys`] (fresh ones when a conversion runs inside another).
+pub(super) fn with_keys<R>(f: impl FnOnce(&mut Keys) -> R) -> R {
+    let mut keys = KEYS.take().unwrap_or_else(|| {
+        Box::new(Keys {
+            hasher: RandomState::new(),
+            slots: Default::default(),
+        })
+    });
+    let r = f(&mut keys);
+    KEYS.set(Some(keys));
+    r
+}
+
+impl Keys {
+    const SLOTS: usize = 32;
+    /// Longer keys are made fresh each time (rarely repeated field names; a longer compare).
+    const MAX_LEN: usize = 32;
+
+    /// An empty map on the conversion's hasher (the only kind [`insert`] may be given).
+    fn map(&self, capacity: usize) -> Map {
+        Map::with_capacity_and_hasher(capacity, self.hasher.clone())
+    }
+
+    /// `k` with its hash, reusing an earlier `Arc<str>` and hash for the same text.
+    fn get(&mut self, k: &str) -> Key {
+        let b = k.as_bytes();
+        if b.len() > Self::MAX_LEN {
+            return self.fresh(Arc::from(k));
+        }
+        let end = |i: Option<&u8>| usize::from(i.copied().unwrap_or(0));
+        let h = b.len() ^ end(b.first()).wrapping_mul(7) ^ end(b.last()).wrapping_mul(3);
+        let i = h % Self::SLOTS;
+        if let Some((a, hash)) = &self.slots[i] {
+            if **a == *k {
+                return (a.clone(), *hash);
+            }
+        }
+        let key = self.fresh(Arc::from(k));
+        self.slots[i] = Some(key.clone());
+        key
+    }
+
+    /// `k` with its hash, not cached (keys made from numbers, long keys).
+    fn fresh(&self, k: Arc<str>) -> Key {
+        let hash = self.hasher.hash_one(&*k);
+        (k, hash)
+    }
+}
+
+/// Inserts into a map made by [`Keys::map`] (whose hasher produced `hash`); a repeated key
+/// keeps its place and takes the new value, as `IndexMap::insert`.
+fn insert(map: &mut Map, (key, hash): Key, v: Value) {
+    match map.raw_entry_mut_v1().from_key_hashed_nocheck(hash, &*key) {
+        RawEntryMut::Occupied(mut e) => {
+            e.insert(v);
+        }
+        RawEntryMut::Vacant(e) => {
+            e.insert_hashed_nocheck(hash, key, v);
+        }
+    }
+}
+
 /// A serde `Serializer` whose output is a [`Value`], with the same mapping as going through
 /// `serde_json::Value` (non-finite floats become null, integers above `i64::MAX` floats, enum
 /// variants with data `{variant: data}`).
-pub struct ValueSerializer;
+pub struct ValueSerializer<'k> {
+    /// The conversion's key cache.
+    pub(super) keys: &'k mut Keys,
+}
 
 type R = Result<Value, SerError>;
 
@@ -93,9 +190,9 @@ fn float(f: f64) -> Value {
     }
 }
 
-fn tagged(variant: &'static str, v: Value) -> Value {
-    let mut m = Map::with_capacity(1);
-    m.insert(Arc::from(variant), v);
+fn tagged(keys: &mut Keys, variant: &'static str, v: Value) -> Value {
+    let mut m = keys.map(1);
+    insert(&mut m, keys.get(variant), v);
     Value::map(m)
 }
 
@@ -109,16 +206,16 @@ macro_rules! int_fns {
     )*};
 }
 
-impl ser::Serializer for ValueSerializer {
+impl<'k> ser::Serializer for ValueSerializer<'k> {
     type Ok = Value;
     type Error = SerError;
-    type SerializeSeq = SeqSer;
-    type SerializeTuple = SeqSer;
-    type SerializeTupleStruct = SeqSer;
-    type SerializeTupleVariant = VariantSeqSer;
-    type SerializeMap = MapSer;
-    type SerializeStruct = MapSer;
-    type SerializeStructVariant = VariantMapSer;
+    type SerializeSeq = SeqSer<'k>;
+    type SerializeTuple = SeqSer<'k>;
+    type SerializeTupleStruct = SeqSer<'k>;
+    type SerializeTupleVariant = VariantSeqSer<'k>;
+    type SerializeMap = MapSer<'k>;
+    type SerializeStruct = MapSer<'k>;
+    type SerializeStructVariant = VariantMapSer<'k>;
 
     fn serialize_bool(self, v: bool) -> R {
         Ok(Value::Bool(v))
@@ -184,15 +281,24 @@ impl ser::Serializer for ValueSerializer {
         variant: &'static str,
         value: &T,
     ) -> R {
-        Ok(tagged(variant, value.serialize(self)?))
+        let keys = &mut *self.keys;
+        let v = value.serialize(ValueSerializer { keys: &mut *keys })?;
+        Ok(tagged(keys, variant, v))
     }
-    fn serialize_seq(self, len: Option<usize>) -> Result<SeqSer, SerError> {
-        Ok(SeqSer(Vec::with_capacity(len.unwrap_or(0).min(4096))))
+    fn serialize_seq(self, len: Option<usize>) -> Result<SeqSer<'k>, SerError> {
+        Ok(SeqSer {
+            items: Vec::with_capacity(len.unwrap_or(0).min(4096)),
+            keys: self.keys,
+        })
     }
-    fn serialize_tuple(self, len: usize) -> Result<SeqSer, SerError> {
+    fn serialize_tuple(self, len: usize) -> Result<SeqSer<'k>, SerError> {
         self.serialize_seq(Some(len))
     }
-    fn serialize_tuple_struct(self, _name: &'static str, len: usize) -> Result<SeqSer, SerError> {
+    fn serialize_tuple_struct(
+        self,
+        _name: &'static str,
+        len: usize,
+    ) -> Result<SeqSer<'k>, SerError> {
         self.serialize_seq(Some(len))
     }
     fn serialize_tuple_variant(
@@ -201,16 +307,17 @@ impl ser::Serializer for ValueSerializer {
         _i: u32,
         variant: &'static str,
         len: usize,
-    ) -> Result<VariantSeqSer, SerError> {
+    ) -> Result<VariantSeqSer<'k>, SerError> {
         Ok(VariantSeqSer(variant, self.serialize_seq(Some(len))?))
     }
-    fn serialize_map(self, len: Option<usize>) -> Result<MapSer, SerError> {
+    fn serialize_map(self, len: Option<usize>) -> Result<MapSer<'k>, SerError> {
         Ok(MapSer {
-            map: Map::with_capacity(len.unwrap_or(0).min(4096)),
+            map: self.keys.map(len.unwrap_or(0).min(4096)),
             key: None,
+            keys: self.keys,
         })
     }
-    fn serialize_struct(self, _name: &'static str, len: usize) -> Result<MapSer, SerError> {
+    fn serialize_struct(self, _name: &'static str, len: usize) -> Result<MapSer<'k>, SerError> {
         self.serialize_map(Some(len))
     }
     fn serialize_struct_variant(
@@ -219,30 +326,35 @@ impl ser::Serializer for ValueSerializer {
         _i: u32,
         variant: &'static str,
         len: usize,
-    ) -> Result<VariantMapSer, SerError> {
+    ) -> Result<VariantMapSer<'k>, SerError> {
         Ok(VariantMapSer(variant, self.serialize_map(Some(len))?))
     }
 }
 
 /// Builds a list.
-pub struct SeqSer(Vec<Value>);
+pub struct SeqSer<'k> {
+    items: Vec<Value>,
+    keys: &'k mut Keys,
+}
 
-impl ser::SerializeSeq for SeqSer {
+impl ser::SerializeSeq for SeqSer<'_> {
     type Ok = Value;
     type Error = SerError;
     fn serialize_element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), SerError> {
-        self.0.push(value.serialize(ValueSerializer)?);
+        self.items.push(value.serialize(ValueSerializer {
+            keys: &mut *self.keys,
+        })?);
         Ok(())
     }
     fn end(self) -> R {
-        Ok(Value::list(self.0))
+        Ok(Value::list(self.items))
     }
 }
 
 /// Tuples and tuple structs are lists: their serializers are [`SeqSer`]'s.
 macro_rules! as_seq {
     ($($trait:ident::$add:ident),*) => {$(
-        impl ser::$trait for SeqSer {
+        impl ser::$trait for SeqSer<'_> {
             type Ok = Value;
             type Error = SerError;
             fn $add<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), SerError> {
@@ -261,30 +373,34 @@ as_seq!(
 );
 
 /// Builds `{variant: [..]}`.
-pub struct VariantSeqSer(&'static str, SeqSer);
+pub struct VariantSeqSer<'k>(&'static str, SeqSer<'k>);
 
-impl ser::SerializeTupleVariant for VariantSeqSer {
+impl ser::SerializeTupleVariant for VariantSeqSer<'_> {
     type Ok = Value;
     type Error = SerError;
     fn serialize_field<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), SerError> {
         ser::SerializeSeq::serialize_element(&mut self.1, value)
     }
     fn end(self) -> R {
-        Ok(tagged(self.0, ser::SerializeSeq::end(self.1)?))
+        let SeqSer { items, keys } = self.1;
+        Ok(tagged(keys, self.0, Value::list(items)))
     }
 }
 
 /// Builds a map; keys must serialize as strings, numbers or booleans (as `serde_json`).
-pub struct MapSer {
+pub struct MapSer<'k> {
     map: Map,
-    key: Option<Arc<str>>,
+    key: Option<Key>,
+    keys: &'k mut Keys,
 }
 
-impl ser::SerializeMap for MapSer {
+impl ser::SerializeMap for MapSer<'_> {
     type Ok = Value;
     type Error = SerError;
     fn serialize_key<T: ?Sized + Serialize>(&mut self, key: &T) -> Result<(), SerError> {
-        self.key = Some(key.serialize(KeySerializer)?);
+        self.key = Some(key.serialize(KeySerializer {
+            keys: &mut *self.keys,
+        })?);
         Ok(())
     }
     fn serialize_value<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), SerError> {
@@ -292,7 +408,10 @@ impl ser::SerializeMap for MapSer {
             .key
             .take()
             .ok_or_else(|| SerError("a map value without a key".into()))?;
-        self.map.insert(key, value.serialize(ValueSerializer)?);
+        let v = value.serialize(ValueSerializer {
+            keys: &mut *self.keys,
+        })?;
+        insert(&mut self.map, key, v);
         Ok(())
     }
     fn end(self) -> R {
@@ -300,7 +419,7 @@ impl ser::SerializeMap for MapSer {
     }
 }
 
-impl ser::SerializeStruct for MapSer {
+impl ser::SerializeStruct for MapSer<'_> {
     type Ok = Value;
     type Error = SerError;
     fn serialize_field<T: ?Sized + Serialize>(
@@ -308,8 +427,10 @@ impl ser::SerializeStruct for MapSer {
         key: &'static str,
         value: &T,
     ) -> Result<(), SerError> {
-        self.map
-            .insert(Arc::from(key), value.serialize(ValueSerializer)?);
+        let v = value.serialize(ValueSerializer {
+            keys: &mut *self.keys,
+        })?;
+        insert(&mut self.map, self.keys.get(key), v);
         Ok(())
     }
     fn end(self) -> R {
@@ -318,9 +439,9 @@ impl ser::SerializeStruct for MapSer {
 }
 
 /// Builds `{variant: {..}}`.
-pub struct VariantMapSer(&'static str, MapSer);
+pub struct VariantMapSer<'k>(&'static str, MapSer<'k>);
 
-impl ser::SerializeStructVariant for VariantMapSer {
+impl ser::SerializeStructVariant for VariantMapSer<'_> {
     type Ok = Value;
     type Error = SerError;
     fn serialize_field<T: ?Sized + Serialize>(
@@ -331,41 +452,44 @@ impl ser::SerializeStructVariant for VariantMapSer {
         ser::SerializeStruct::serialize_field(&mut self.1, key, value)
     }
     fn end(self) -> R {
-        Ok(tagged(self.0, ser::SerializeStruct::end(self.1)?))
+        let MapSer { map, keys, .. } = self.1;
+        Ok(tagged(keys, self.0, Value::map(map)))
     }
 }
 
 /// Map keys: strings as they are; numbers and booleans as their decimal text (as `serde_json`).
-struct KeySerializer;
+struct KeySerializer<'k> {
+    keys: &'k mut Keys,
+}
 
 fn key_error() -> SerError {
     SerError("key must be a string".into())
 }
 
-type K = Result<Arc<str>, SerError>;
+type K = Result<Key, SerError>;
 
 /// `fn NAME(self, v: TYPE) -> K` for number types: the decimal text of `v`.
 macro_rules! key_text_fns {
     ($($name:ident: $ty:ty),*) => {$(
         fn $name(self, v: $ty) -> K {
-            Ok(Arc::from(v.to_string()))
+            Ok(self.keys.fresh(Arc::from(v.to_string())))
         }
     )*};
 }
 
-impl ser::Serializer for KeySerializer {
-    type Ok = Arc<str>;
+impl ser::Serializer for KeySerializer<'_> {
+    type Ok = Key;
     type Error = SerError;
-    type SerializeSeq = ser::Impossible<Arc<str>, SerError>;
-    type SerializeTuple = ser::Impossible<Arc<str>, SerError>;
-    type SerializeTupleStruct = ser::Impossible<Arc<str>, SerError>;
-    type SerializeTupleVariant = ser::Impossible<Arc<str>, SerError>;
-    type SerializeMap = ser::Impossible<Arc<str>, SerError>;
-    type SerializeStruct = ser::Impossible<Arc<str>, SerError>;
-    type SerializeStructVariant = ser::Impossible<Arc<str>, SerError>;
+    type SerializeSeq = ser::Impossible<Key, SerError>;
+    type SerializeTuple = ser::Impossible<Key, SerError>;
+    type SerializeTupleStruct = ser::Impossible<Key, SerError>;
+    type SerializeTupleVariant = ser::Impossible<Key, SerError>;
+    type SerializeMap = ser::Impossible<Key, SerError>;
+    type SerializeStruct = ser::Impossible<Key, SerError>;
+    type SerializeStructVariant = ser::Impossible<Key, SerError>;
 
     fn serialize_bool(self, v: bool) -> K {
-        Ok(Arc::from(if v { "true" } else { "false" }))
+        Ok(self.keys.get(if v { "true" } else { "false" }))
     }
     // Numbers: their decimal text.
     key_text_fns!(
@@ -381,10 +505,10 @@ impl ser::Serializer for KeySerializer {
         serialize_f64: f64
     );
     fn serialize_char(self, v: char) -> K {
-        Ok(Arc::from(v.encode_utf8(&mut [0; 4]) as &str))
+        Ok(self.keys.get(v.encode_utf8(&mut [0; 4])))
     }
     fn serialize_str(self, v: &str) -> K {
-        Ok(Arc::from(v))
+        Ok(self.keys.get(v))
     }
     fn serialize_bytes(self, _v: &[u8]) -> K {
         Err(key_error())
@@ -402,18 +526,20 @@ impl ser::Serializer for KeySerializer {
         Err(key_error())
     }
     fn serialize_unit_variant(self, _name: &'static str, _i: u32, variant: &'static str) -> K {
-        Ok(Arc::from(variant))
+        Ok(self.keys.get(variant))
     }
     fn serialize_newtype_struct<T: ?Sized + Serialize>(self, name: &'static str, value: &T) -> K {
-        let key = value.serialize(self)?;
+        let key = value.serialize(KeySerializer {
+            keys: &mut *self.keys,
+        })?;
         if name != HANDLE {
             return Ok(key);
         }
         // A parked `Value` used as a key: a string, a number or a boolean, as text.
-        match key.parse().ok().and_then(unpark) {
-            Some(Value::Str(s) | Value::Safe(s)) => Ok(s),
+        match key.0.parse().ok().and_then(unpark) {
+            Some(Value::Str(s) | Value::Safe(s)) => Ok(self.keys.fresh(s)),
             Some(v @ (Value::Int(_) | Value::Float(_) | Value::Bool(_))) => {
-                Ok(Arc::from(v.to_json().to_string()))
+                Ok(self.keys.fresh(Arc::from(v.to_json().to_string())))
             }
             _ => Err(key_error()),
         }
@@ -596,6 +722,63 @@ mod tests {
         );
         let bad = Keys(vec![(Value::list(vec![]), 1)]);
         assert!(Value::from_serialize(&bad).is_err());
+    }
+
+    #[test]
+    fn records_of_one_shape_share_their_keys() {
+        let data = json!({"teams": [{"name": "a", "score": 1}, {"name": "b", "score": 2}]});
+        let v = Value::from_serialize(&data).expect("serializes");
+        let teams = v.get_attr("teams");
+        let keys: Vec<Vec<std::sync::Arc<str>>> = teams
+            .iter_values()
+            .map(|t| t.as_map().expect("map").keys().cloned().collect())
+            .collect();
+        assert!(std::sync::Arc::ptr_eq(&keys[0][0], &keys[1][0]));
+        assert!(std::sync::Arc::ptr_eq(&keys[0][1], &keys[1][1]));
+        assert_eq!(v.to_json(), data);
+    }
+
+    #[test]
+    fn every_key_is_found_again_however_the_cache_fares() {
+        // More keys than cache slots, keys sharing a slot, keys too long for the cache, a
+        // repeated key (keeps its first place, takes the last value), an empty key: every key
+        // is found again by hashing (maps above 8 entries are hashed, not scanned).
+        struct Pairs(Vec<(String, i64)>);
+        impl Serialize for Pairs {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeMap;
+                let mut m = s.serialize_map(Some(self.0.len()))?;
+                for (k, v) in &self.0 {
+                    m.serialize_entry(k, v)?;
+                }
+                m.end()
+            }
+        }
+        let mut pairs: Vec<(String, i64)> = (0..200).map(|i| (format!("k{i}"), i)).collect();
+        pairs.push(("x".repeat(40), -1));
+        pairs.push((String::new(), -2));
+        pairs.push(("k7".into(), 700));
+        let v = Value::from_serialize(&Pairs(pairs)).expect("serializes");
+        let m = v.as_map().expect("map");
+        assert_eq!(m.len(), 202);
+        for i in (0..200).filter(|&i| i != 7) {
+            assert_eq!(m.get(format!("k{i}").as_str()), Some(&Value::Int(i)));
+        }
+        assert_eq!(m.get_index_of("k7"), Some(7));
+        assert_eq!(m.get("k7"), Some(&Value::Int(700)));
+        assert_eq!(m.get("x".repeat(40).as_str()), Some(&Value::Int(-1)));
+        assert_eq!(m.get(""), Some(&Value::Int(-2)));
+        // Nested maps built in the same conversion use the same hasher; lookups still work.
+        let data: serde_json::Value = (0..20)
+            .map(|i| (format!("r{i}"), json!({"id": i, "name": format!("n{i}")})))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+        let v = Value::from_serialize(&data).expect("serializes");
+        for i in 0..20 {
+            let r = v.as_map().and_then(|m| m.get(format!("r{i}").as_str()));
+            assert_eq!(r.map(|r| r.get_attr("id")), Some(Value::Int(i)));
+        }
+        assert_eq!(v.to_json(), data);
     }
 
     #[test]
