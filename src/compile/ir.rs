@@ -184,8 +184,10 @@ pub enum BlockAt {
 }
 
 /// The blocks a template instance can render: for each name, the definitions from the most
-/// derived template to the base (`parent()` walks down the list).
-pub type BlockTable = HashMap<Arc<str>, Vec<BlockAt>, BuildHasherDefault<NameHasher>>;
+/// derived template to the base (`parent()` walks down the list). Ordered by first insertion,
+/// so an entry keeps its index when a table is extended: the VM names the running block by
+/// that index (no name to clone or hash again for `parent()`).
+pub type BlockTable = indexmap::IndexMap<Arc<str>, Vec<BlockAt>, BuildHasherDefault<NameHasher>>;
 
 /// A fast hasher for the short block names of a [`BlockTable`] (FxHash's mixing step): the
 /// names come from templates, and a table holds a few dozen at most, so the flooding
@@ -202,8 +204,13 @@ impl std::hash::Hasher for NameHasher {
             w.copy_from_slice(c);
             self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
         }
-        for &b in chunks.remainder() {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        // The tail (all of a name up to 7 bytes) as one zero-padded word: one multiply
+        // instead of one per byte (`str` hashing writes a 0xff terminator after it).
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
         }
     }
     fn finish(&self) -> u64 {

@@ -347,22 +347,24 @@ impl Vm<'_> {
 
     /// `parent()`: renders the next definition of the running block into the output.
     pub(crate) fn render_parent(&mut self, span: Span) -> R<()> {
-        let Some((name, level)) = self.current_block() else {
-            return Err(self.loc(
+        match self.render_parent_block(span) {
+            Ok(true) => Ok(()),
+            Err(Some(e)) => Err(e),
+            Err(None) => Err(self.loc(
                 Error::new(ErrorKind::Runtime, "`parent()` is only valid in a block"),
                 span,
-            ));
-        };
-        if !self.render_block(&name, level + 1, span)? {
-            return Err(self.loc(
-                Error::new(
-                    ErrorKind::UnknownName,
-                    format!("block `{name}` has no parent definition to render"),
-                ),
-                span,
-            ));
+            )),
+            Ok(false) => {
+                let name = self.current_block_name().unwrap_or_default();
+                Err(self.loc(
+                    Error::new(
+                        ErrorKind::UnknownName,
+                        format!("block `{name}` has no parent definition to render"),
+                    ),
+                    span,
+                ))
+            }
         }
-        Ok(())
     }
 
     /// Bounds how deeply a template can nest lists and maps (deep values would

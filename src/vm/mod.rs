@@ -186,8 +186,9 @@ pub struct Vm<'a> {
     /// The templates of the instance's `extends` chain, by level (`BlockAt::Level`); empty
     /// while the instance's template has neither blocks nor a parent.
     levels: Levels,
-    /// The block running now and its level in the table (for `parent()`).
-    cur_block: Option<(Arc<str>, usize)>,
+    /// The block running now (its entry's index in `blocks`) and its level in that entry
+    /// (for `parent()`).
+    cur_block: Option<(usize, usize)>,
     /// Set by `extends`: rendered once the child's body is done.
     parent: Option<Arc<Program>>,
     /// Templates being rendered (includes and parents), for the depth-limit message.
@@ -333,16 +334,17 @@ impl<'a> Vm<'a> {
 
     /// Runs `f` in a fresh frame (`slots`, `ctx`, `program`), restoring the caller's after.
     /// `ctx: None` keeps the caller's context (a block called from a frame that set no
-    /// variable sees exactly that context: no copy, no reference count to touch).
+    /// variable sees exactly that context: no copy, no reference count to touch);
+    /// `program: None` keeps the running program (a block of the running template).
     fn with_frame<T>(
         &mut self,
-        program: Arc<Program>,
+        program: Option<Arc<Program>>,
         frame: Frame,
         slots: Vec<Value>,
         ctx: Option<Arc<Map>>,
         f: impl FnOnce(&mut Self) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let saved_prog = std::mem::replace(&mut self.program, program);
+        let saved_prog = program.map(|p| std::mem::replace(&mut self.program, p));
         let saved_kind = std::mem::replace(&mut self.frame, frame);
         let saved_slots = std::mem::replace(&mut self.scope.slots, slots);
         let saved_ctx = ctx.map(|c| std::mem::replace(&mut self.scope.ctx, c));
@@ -352,7 +354,9 @@ impl<'a> Vm<'a> {
         self.frame_id = self.next_frame;
         self.next_frame += 1;
         let r = f(self);
-        self.program = saved_prog;
+        if let Some(p) = saved_prog {
+            self.program = p;
+        }
         self.frame = saved_kind;
         let mut used = std::mem::replace(&mut self.scope.slots, saved_slots);
         if used.capacity() > 0 && self.spare_slots.len() < 8 {
@@ -413,7 +417,7 @@ impl<'a> Vm<'a> {
             *s = Value::list(extra);
         }
         let r = self.with_frame(
-            prog.clone(),
+            Some(prog.clone()),
             Frame::Macro(idx),
             slots,
             Some(Arc::new(Map::new())),
@@ -572,9 +576,13 @@ impl<'a> Vm<'a> {
             let saved_levels = std::mem::replace(&mut self.levels, levels);
             let saved_cur = self.cur_block.take();
             let slots = self.new_slots(prog.slots);
-            let r = self.with_frame(prog.clone(), Frame::Template, slots, Some(ctx), |vm| {
-                vm.exec_template(&prog)
-            });
+            let r = self.with_frame(
+                Some(prog.clone()),
+                Frame::Template,
+                slots,
+                Some(ctx),
+                |vm| vm.exec_template(&prog),
+            );
             self.blocks = saved_blocks;
             self.levels = saved_levels;
             self.cur_block = saved_cur;
@@ -629,7 +637,7 @@ impl<'a> Vm<'a> {
         self.enter_template(&parent.name, Span::default())?;
         let r = stacker::maybe_grow(STACK_RED_ZONE, STACK_GROW, || {
             let slots = self.new_slots(parent.slots);
-            self.with_frame(parent.clone(), Frame::Template, slots, vars, |vm| {
+            self.with_frame(Some(parent.clone()), Frame::Template, slots, vars, |vm| {
                 vm.exec_template(&parent)
             })
         });
@@ -742,7 +750,7 @@ impl<'a> Vm<'a> {
         if r.is_ok() {
             r = stacker::maybe_grow(STACK_RED_ZONE, STACK_GROW, || {
                 let slots = self.new_slots(base.slots);
-                self.with_frame(base.clone(), Frame::Template, slots, vars, |vm| {
+                self.with_frame(Some(base.clone()), Frame::Template, slots, vars, |vm| {
                     vm.exec(&base.body).map(|_| ())
                 })
             });
@@ -808,7 +816,16 @@ impl<'a> Vm<'a> {
         level: usize,
         span: Span,
     ) -> Result<bool, Error> {
-        let found = match self.blocks.get(name).and_then(|v| v.get(level)) {
+        match self.blocks.get_index_of(name) {
+            Some(entry) => self.render_entry(entry, level, span),
+            None => Ok(false),
+        }
+    }
+
+    /// Renders the definition at `level` of entry `entry` of the current table; false when
+    /// there is none.
+    fn render_entry(&mut self, entry: usize, level: usize, span: Span) -> Result<bool, Error> {
+        let found = match self.blocks.get_index(entry).and_then(|(_, v)| v.get(level)) {
             Some(BlockAt::Level(l, i)) => self.levels.get(*l).map(|p| (p.clone(), *i)),
             Some(BlockAt::Used(p, i)) => Some((p.clone(), *i)),
             None => None,
@@ -820,14 +837,18 @@ impl<'a> Vm<'a> {
             return Ok(false);
         };
         if let Err(e) = self.enter(span) {
+            let name = self.blocks.get_index(entry).map_or("", |(k, _)| &**k);
             return Err(e.with_hint(format!("while rendering block `{name}`")));
         }
         let vars = self.inherited_ctx();
-        let saved_cur = self.cur_block.replace((name.clone(), level));
+        let saved_cur = self.cur_block.replace((entry, level));
         let check_stack = self.depth % 8 == 0;
+        // A block of the running template (the base's own blocks in a resolved chain) runs
+        // without swapping the program.
+        let program = (!Arc::ptr_eq(&prog, &self.program)).then(|| prog.clone());
         let run = || {
             let slots = self.new_slots(def.slots);
-            self.with_frame(prog.clone(), Frame::Block(idx), slots, vars, |vm| {
+            self.with_frame(program, Frame::Block(idx), slots, vars, |vm| {
                 vm.exec(&def.body).map(|_| ())
             })
         };
@@ -842,6 +863,21 @@ impl<'a> Vm<'a> {
         self.cur_block = saved_cur;
         self.depth -= 1;
         r.map(|()| true)
+    }
+
+    /// `parent()`: renders the next definition of the running block; false when there is
+    /// none. `Err(None)` when no block is running.
+    pub(crate) fn render_parent_block(&mut self, span: Span) -> Result<bool, Option<Error>> {
+        let Some((entry, level)) = self.cur_block else {
+            return Err(None);
+        };
+        self.render_entry(entry, level + 1, span).map_err(Some)
+    }
+
+    /// The name of the running block (for messages).
+    pub(crate) fn current_block_name(&self) -> Option<Arc<str>> {
+        let (entry, _) = self.cur_block?;
+        self.blocks.get_index(entry).map(|(k, _)| k.clone())
     }
 
     /// Runs `f` with the blocks of template `tpl` (and its constant parents) instead
@@ -885,10 +921,6 @@ impl<'a> Vm<'a> {
 
     pub(crate) fn has_block(&self, name: &str) -> bool {
         self.blocks.get(name).is_some_and(|v| !v.is_empty())
-    }
-
-    pub(crate) fn current_block(&self) -> Option<(Arc<str>, usize)> {
-        self.cur_block.clone()
     }
 
     pub(crate) fn set_parent(&mut self, p: Arc<Program>) {
@@ -1023,7 +1055,13 @@ pub fn render(
     let mut vm = Vm::new(program.clone(), shared, ctx, opts)?;
     let hint = program.size_hint.load(Relaxed).max(program.source.len());
     vm.out.reserve(hint.min(shared.limits.max_output));
-    (vm.blocks, vm.levels) = instance_blocks(program);
+    // A child whose body only names the parent of a resolved chain gets the chain's table
+    // and levels in `exec_template`: its own would be built and dropped unused (two
+    // allocations per render). Rendered level by level, it starts without blocks, which
+    // `exec_template` handles (it becomes level 0 when its parent is entered).
+    if only_extends(program).is_none() || vm.resolved_chain(program).is_none() {
+        (vm.blocks, vm.levels) = instance_blocks(program);
+    }
     vm.chain.push(program.name.clone());
     vm.exec_template(program)?;
     program.size_hint.store(vm.out.len(), Relaxed);

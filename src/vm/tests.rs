@@ -600,3 +600,42 @@ fn resolved_chains_locate_errors_and_count_depth() {
         }
     }
 }
+
+#[test]
+fn a_child_that_only_extends_keeps_its_blocks_with_or_without_a_resolved_chain() {
+    // The child's own table is not built when its resolved chain will render it; when the
+    // chain does not fit the depth limit it renders level by level from no table at all.
+    let lib = [
+        (
+            "base",
+            "<{% block a %}b{% endblock %}|{% block c %}c{% endblock %}>",
+        ),
+        (
+            "mid",
+            "{% extends 'base' %}{% block a %}m{{ parent() }}{% endblock %}",
+        ),
+        (
+            "child",
+            "{% extends 'mid' %}{% block a %}k{{ parent() }}{% endblock %}",
+        ),
+    ];
+    for depth in [1, 2, 3, 8] {
+        let mut engine = Engine::new();
+        engine.set_loader(crate::MapLoader::from_pairs(lib).expect("names"));
+        engine.set_limits(Limits {
+            max_depth: depth,
+            ..Limits::default()
+        });
+        let t = engine.get_template("child").expect("child");
+        let first = t.render(&json!({})).map_err(|e| e.to_string());
+        for _ in 0..2 {
+            let again = t.render(&json!({})).map_err(|e| e.to_string());
+            assert_eq!(again, first, "depth {depth}");
+        }
+        if depth == 8 {
+            assert_eq!(first.as_deref(), Ok("<kmb|c>"), "depth {depth}");
+        } else if depth < 3 {
+            assert!(first.is_err(), "depth {depth}: {first:?}");
+        }
+    }
+}
