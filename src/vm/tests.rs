@@ -639,3 +639,31 @@ fn a_child_that_only_extends_keeps_its_blocks_with_or_without_a_resolved_chain()
         }
     }
 }
+
+/// Blocks nested to the depth limit render on a small thread stack: the remaining stack is
+/// probed only at every eighth block level (src/vm/mod.rs `render_block`), so the levels in
+/// between must fit in the red zone even in a debug build. (The template is compiled on the
+/// test thread: compiling is not stack-guarded, see the depth limit of the parser.)
+#[test]
+fn blocks_nested_to_the_depth_limit_fit_a_small_thread_stack() {
+    let depth = Limits::default().max_depth - 1;
+    let mut src = String::new();
+    for i in 0..depth {
+        src.push_str(&format!("{{% block b{i} %}}{i}"));
+    }
+    for _ in 0..depth {
+        src.push_str("{% endblock %}");
+    }
+    let t = Engine::new().compile("deep", &src).expect("compiles");
+    let out = std::thread::Builder::new()
+        .stack_size(320 * 1024)
+        .spawn(move || t.render(&json!({})).map(|s| s.len()))
+        .expect("thread")
+        .join()
+        .expect("no stack overflow");
+    match out {
+        Ok(len) => assert!(len > 0),
+        // the limit may count more than one level per block: an error, never an overflow
+        Err(e) => assert_eq!(e.kind(), ErrorKind::Limit, "{e}"),
+    }
+}
