@@ -275,8 +275,8 @@ struct Claims {
     nbf: Option<Json>,
     #[serde(default, deserialize_with = "present")]
     iat: Option<Json>,
-    #[serde(default, deserialize_with = "present")]
-    data: Option<Json>,
+    #[serde(default, deserialize_with = "present_data")]
+    data: Option<Value>,
     #[serde(default)]
     #[allow(dead_code)]
     sub: Option<IgnoredAny>,
@@ -288,6 +288,80 @@ struct Claims {
 /// A claim that is there, `null` included.
 fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Json>, D::Error> {
     Json::deserialize(d).map(Some)
+}
+
+/// The `data` claim, `null` included, read straight into a [`Value`] (as `Value::from` of
+/// the JSON value would give it, without building the JSON value first).
+fn present_data<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    d.deserialize_any(DataVisitor).map(Some)
+}
+
+/// Builds the [`Value`] that `Value::from(&serde_json::Value)` gives for the same JSON:
+/// integers that fit `i64` → `Int`, other numbers → `Float` (a non-finite float → `Null`, as
+/// serde_json's own value does), strings → `Str`, objects keep their first key order and
+/// their last value for a repeated key.
+struct DataVisitor;
+
+impl<'de> serde::de::Visitor<'de> for DataVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Int(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(i64::try_from(v).map_or(Value::Float(v as f64), Value::Int))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(if v.is_finite() {
+            Value::Float(v)
+        } else {
+            Value::Null
+        })
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::str(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(DataVisitor)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+        while let Some(v) = seq.next_element_seed(DataSeed)? {
+            items.push(v);
+        }
+        Ok(Value::list(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut fields = crate::value::Map::with_capacity(map.size_hint().unwrap_or(0).min(64));
+        while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            let v = map.next_value_seed(DataSeed)?;
+            fields.insert(std::sync::Arc::from(&*k), v);
+        }
+        Ok(Value::map(fields))
+    }
+}
+
+/// [`DataVisitor`] as a seed (for the items of lists and maps).
+struct DataSeed;
+
+impl<'de> serde::de::DeserializeSeed<'de> for DataSeed {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(DataVisitor)
+    }
 }
 
 /// A claim that counts as present for the `jsonwebtoken` crate (which reads `null` as absent).
@@ -306,6 +380,35 @@ fn issuer_parses(iss: Option<&Json>) -> bool {
 
 fn malformed() -> AuthError {
     invalid("malformed token")
+}
+
+/// The header parts most issuers write (`flexscript token` and the `jsonwebtoken` crate:
+/// `{"typ":"JWT","alg":…}`; PyJWT and jose: `{"alg":…,"typ":"JWT"}`; `{"alg":…}`), each for
+/// HS256, HS384 and HS512, base64url-encoded, with their algorithm. A token whose header part
+/// is one of these exact strings skips the header's decoding and parse: the parse of each gives
+/// that algorithm (a test checks), so nothing is accepted or refused differently.
+fn known_header(part: &str) -> Option<Algorithm> {
+    static KNOWN: std::sync::LazyLock<Vec<(String, Algorithm)>> = std::sync::LazyLock::new(|| {
+        let mut known = Vec::new();
+        for (name, alg) in [
+            ("HS256", Algorithm::HS256),
+            ("HS384", Algorithm::HS384),
+            ("HS512", Algorithm::HS512),
+        ] {
+            for json in [
+                format!(r#"{{"typ":"JWT","alg":"{name}"}}"#),
+                format!(r#"{{"alg":"{name}","typ":"JWT"}}"#),
+                format!(r#"{{"alg":"{name}"}}"#),
+            ] {
+                known.push((URL_SAFE_NO_PAD.encode(json), alg));
+            }
+        }
+        known
+    });
+    KNOWN
+        .iter()
+        .find(|(text, _)| text == part)
+        .map(|(_, alg)| *alg)
 }
 
 /// A keyed HMAC's verdict on `input` against `sig` (constant-time comparison in `hmac`).
@@ -364,17 +467,20 @@ impl Verifier {
         let (header, payload) = signing_input.rsplit_once('.').ok_or_else(malformed)?;
         // Pin the algorithm: only the HMAC family, chosen by us from a closed list. A header
         // the crate does not parse (including "alg":"none", unknown to it) is malformed.
-        let header = URL_SAFE_NO_PAD.decode(header).map_err(|_| malformed())?;
-        let header: Header = serde_json::from_slice(&header).map_err(|_| malformed())?;
-        if !matches!(
-            header.alg,
-            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512
-        ) {
+        let alg = match known_header(header) {
+            Some(alg) => alg,
+            None => {
+                let header = URL_SAFE_NO_PAD.decode(header).map_err(|_| malformed())?;
+                let header: Header = serde_json::from_slice(&header).map_err(|_| malformed())?;
+                header.alg
+            }
+        };
+        if !matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) {
             return Err(invalid("algorithm not allowed"));
         }
         let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| malformed())?;
         let input = signing_input.as_bytes();
-        let good = match header.alg {
+        let good = match alg {
             Algorithm::HS256 => mac_verifies(&self.hs256, input, &signature),
             Algorithm::HS384 => mac_verifies(&self.hs384, input, &signature),
             _ => mac_verifies(&self.hs512, input, &signature),
@@ -431,7 +537,7 @@ impl Verifier {
             exp,
             nbf,
             iat,
-            data: claims.data.map(Value::from),
+            data: claims.data,
         })
     }
 }
@@ -1077,6 +1183,7 @@ mod tests {
         .collect();
         let headers = [
             r#"{"alg":"HS256","typ":"JWT"}"#,
+            r#"{"typ":"JWT","alg":"HS512"}"#,
             r#"{"alg":"HS384"}"#,
             r#"{"alg":"HS512","kid":"k1"}"#,
             r#"{"alg":"RS256"}"#,
@@ -1132,6 +1239,82 @@ mod tests {
             }
         }
         assert!(compared > 2000);
+    }
+
+    #[test]
+    fn known_headers_parse_to_their_algorithm() {
+        let known = [
+            r#"{"typ":"JWT","alg":"HS256"}"#,
+            r#"{"alg":"HS384","typ":"JWT"}"#,
+            r#"{"alg":"HS512"}"#,
+        ];
+        for json in known {
+            let part = b64(json.as_bytes());
+            let parsed: Header = serde_json::from_str(json).unwrap();
+            assert_eq!(known_header(&part), Some(parsed.alg), "{json}");
+        }
+        // Every entry of the table, as the crate reads it.
+        for alg in ["HS256", "HS384", "HS512"] {
+            for json in [
+                format!(r#"{{"typ":"JWT","alg":"{alg}"}}"#),
+                format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#),
+                format!(r#"{{"alg":"{alg}"}}"#),
+            ] {
+                let t = format!("{}.e30.c2ln", b64(json.as_bytes()));
+                let header = jsonwebtoken::decode_header(&t).unwrap();
+                assert_eq!(known_header(&b64(json.as_bytes())), Some(header.alg));
+            }
+        }
+        // What `flexscript token` writes is in the table.
+        let t = sign(KEY, SECRET, "HS256", 60, None).unwrap();
+        assert_eq!(
+            known_header(t.split('.').next().unwrap()),
+            Some(Algorithm::HS256)
+        );
+        for other in [
+            r#"{"alg":"HS256","typ":"JWT","kid":"k"}"#,
+            r#"{"alg":"RS256"}"#,
+            r#"{"alg":"none"}"#,
+            r#"{ "alg":"HS256"}"#,
+        ] {
+            assert_eq!(known_header(&b64(other.as_bytes())), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn data_claim_reads_as_value_from_json() {
+        for text in [
+            "null",
+            "true",
+            "0",
+            "-9223372036854775808",
+            "9223372036854775807",
+            "9223372036854775808",
+            "18446744073709551615",
+            "18446744073709551616",
+            "1.5",
+            "-0.0",
+            "1e300",
+            r#""caf\u00e9 \n \ud83d\ude00""#,
+            "[]",
+            "{}",
+            r#"[1, [2, [3, {"a": null}]], "x"]"#,
+            r#"{"b": 1, "a": 2, "b": 3, "c": {"d": [true, false]}}"#,
+        ] {
+            let want = Value::from(&serde_json::from_str::<Json>(text).unwrap());
+            let mut de = serde_json::Deserializer::from_str(text);
+            let got = present_data(&mut de).unwrap().unwrap();
+            assert!(
+                crate::value::strict_eq(&got, &want) && got.to_json() == want.to_json(),
+                "{text}: {got:?} vs {want:?}"
+            );
+            // the key order too
+            assert_eq!(
+                got.to_json().to_string(),
+                want.to_json().to_string(),
+                "{text}"
+            );
+        }
     }
 
     #[test]

@@ -253,18 +253,26 @@ where
         }
     };
     let (parts, body) = req.into_parts();
-    let read = read_body(body, &parts.headers, config.server.body_limit);
-    let body = match tokio::time::timeout(BODY_READ_TIMEOUT, read).await {
-        Ok(Ok(b)) => b,
-        Ok(Err(r)) => return (r, true),
-        Err(_) => {
-            let mut r = json_error(
-                StatusCode::REQUEST_TIMEOUT,
-                "request body not received in time",
-            );
-            r.headers_mut()
-                .insert(CONNECTION, HeaderValue::from_static("close"));
-            return (r, true);
+    let limit = config.server.body_limit;
+    // A body known to be empty (no `Content-Length`/`Transfer-Encoding`, or a zero length)
+    // has nothing to wait for: no timer, no buffer.
+    let body = if body.is_end_stream() && declared_length(&parts.headers).is_none_or(|n| n <= limit)
+    {
+        Bytes::new()
+    } else {
+        let read = read_body(body, &parts.headers, limit);
+        match tokio::time::timeout(BODY_READ_TIMEOUT, read).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(r)) => return (r, true),
+            Err(_) => {
+                let mut r = json_error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request body not received in time",
+                );
+                r.headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+                return (r, true);
+            }
         }
     };
     if let Some((spec, key)) = &sig_key {
@@ -290,8 +298,7 @@ where
         Ok(d) => d,
         Err(e) => return (json_error(StatusCode::BAD_REQUEST, e.message()), true),
     };
-    let id = new_run_id();
-    *run_id = Some(id.clone());
+    let id = run_id.insert(new_run_id());
     (respond_and_run(state, config, ep, data, id).await, true)
 }
 
@@ -305,10 +312,20 @@ fn sig_refused(e: &SigError) -> Response<Body> {
 /// system call per request.
 fn new_run_id() -> String {
     let bytes = crate::clock::random_bytes();
+    let mut text = [0u8; uuid::fmt::Simple::LENGTH];
     uuid::Builder::from_random_bytes(bytes)
         .into_uuid()
         .simple()
+        .encode_lower(&mut text)
         .to_string()
+}
+
+/// The request's `Content-Length`, when it is a number.
+fn declared_length(headers: &hyper::HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
 }
 
 async fn read_body<B>(
@@ -325,11 +342,7 @@ where
             .insert(CONNECTION, HeaderValue::from_static("close"));
         r
     };
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
+    if declared_length(headers).is_some_and(|n| n > limit) {
         return Err(too_large());
     }
     let mut buf = BytesMut::new();
@@ -368,12 +381,12 @@ async fn respond_and_run(
     config: &Config,
     ep: &Arc<Endpoint>,
     data: Value,
-    run_id: String,
+    run_id: &str,
 ) -> Response<Body> {
     let new_run = |reply, sse| {
         Arc::new(Run::new(
             ep.clone(),
-            run_id.clone(),
+            run_id.to_string(),
             config.store.clone(),
             config.server.timezone,
             config.client.clone(),

@@ -266,7 +266,15 @@ fn check_json_depth_map(m: &Map<String, Json>) -> Result<(), BadRequest> {
 /// `, ` (docs/listener.md "Request → `__data`"). Also names the headers of a webhook's response.
 pub(crate) fn header_map(h: &HeaderMap) -> Fields {
     let mut out = Fields::with_capacity(h.keys_len() + 1);
-    for name in h.keys() {
+    // `iter()` yields every value of one name before the next name, names in the order of
+    // `keys()`: consecutive values of the same name are joined, with no look-up per name.
+    let mut iter = h.iter().peekable();
+    while let Some((name, value)) = iter.next() {
+        // One value (the usual case) is borrowed, not copied.
+        let mut joined = header_text(value);
+        while let Some((_, more)) = iter.next_if(|(next, _)| *next == name) {
+            joined = (joined.into_owned() + ", " + &header_text(more)).into();
+        }
         // `HeaderName`s are lower-case already; only `-` needs replacing.
         let name = name.as_str();
         let key: Arc<str> = if name.contains('-') {
@@ -274,16 +282,18 @@ pub(crate) fn header_map(h: &HeaderMap) -> Fields {
         } else {
             Arc::from(name)
         };
-        let mut values = h
-            .get_all(name)
-            .iter()
-            .map(|v| String::from_utf8_lossy(v.as_bytes()));
-        // One value (the usual case) is borrowed, not copied.
-        let first = values.next().unwrap_or_default();
-        let joined = values.fold(first, |acc, v| (acc.into_owned() + ", " + &v).into());
         out.insert(key, Value::str(&*joined));
     }
     out
+}
+
+/// A header value as text: visible ASCII as it is (checked faster than UTF-8), other bytes
+/// decoded as UTF-8 with invalid sequences replaced.
+fn header_text(v: &HeaderValue) -> std::borrow::Cow<'_, str> {
+    match v.to_str() {
+        Ok(s) => s.into(),
+        Err(_) => String::from_utf8_lossy(v.as_bytes()),
+    }
 }
 
 /// `__headers`: [`header_map`] plus `__jwt_data`, which only the runtime sets.
@@ -409,6 +419,47 @@ fn split_name(name: &str) -> (&str, Vec<Option<&str>>) {
 
 /// Decodes `application/x-www-form-urlencoded` text (also used for query strings) into a map.
 fn urlencoded(input: &[u8], what: &str) -> Result<Fields, BadRequest> {
+    if input.is_empty() {
+        return Ok(Fields::new());
+    }
+    // Without brackets (`[`, or `%5B` once decoded) every key is a plain top-level name: the
+    // fields go straight into the map (a repeated name keeps its first place and takes its
+    // last value, as `Branch::insert` does).
+    if !input.contains(&b'[') && !contains_ci(input, b"%5b") {
+        return urlencoded_flat(input, what);
+    }
+    urlencoded_nested(input, what)
+}
+
+/// [`urlencoded`] of a text whose keys hold no bracket.
+fn urlencoded_flat(input: &[u8], what: &str) -> Result<Fields, BadRequest> {
+    let mut fields = Fields::new();
+    let mut count = 0usize;
+    for pair in input.split(|&b| b == b'&') {
+        if pair.is_empty() {
+            continue;
+        }
+        count += 1;
+        if count > MAX_FIELDS {
+            return Err(BadRequest::new(format!(
+                "{what} has more than {MAX_FIELDS} fields"
+            )));
+        }
+        let (k, v) = match pair.iter().position(|&b| b == b'=') {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, &[][..]),
+        };
+        let key = form_decode(k);
+        if key.is_empty() {
+            continue;
+        }
+        fields.insert(Arc::from(key), Value::str(form_decode(v)));
+    }
+    Ok(fields)
+}
+
+/// [`urlencoded`] with PHP bracket names.
+fn urlencoded_nested(input: &[u8], what: &str) -> Result<Fields, BadRequest> {
     let mut root = Branch::default();
     let mut count = 0usize;
     for pair in input.split(|&b| b == b'&') {
@@ -432,6 +483,12 @@ fn urlencoded(input: &[u8], what: &str) -> Result<Fields, BadRequest> {
         root.insert(&key, Value::str(form_decode(v)))?;
     }
     Ok(root.into_fields())
+}
+
+/// Whether `needle` (lower-case ASCII) occurs in `hay`, ignoring ASCII case.
+fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 /// `+` → space, then percent-decoding, then UTF-8 (invalid sequences replaced).

@@ -491,3 +491,65 @@ fn to_data_gives_an_engine_map() {
     assert_eq!(v.get_attr("a").get_attr("b").len(), Some(1));
     assert_eq!(v.get_attr("q").as_str(), Some("1"));
 }
+
+#[test]
+fn flat_and_nested_form_decoding_agree_without_brackets() {
+    for text in [
+        "",
+        "a=1",
+        "a=1&b=2&a=3",
+        "&&a&=x&b=&c=%20+%41",
+        "%61=1&a=2",
+        "x=%ZZ&y=%e9&z=%C3%A9",
+        "k%5D=1&k]=2&0=a&1=b",
+        "+=1&%20=2",
+    ] {
+        let flat = urlencoded_flat(text.as_bytes(), "t").unwrap();
+        let nested = urlencoded_nested(text.as_bytes(), "t").unwrap();
+        assert_eq!(
+            Value::map(flat).to_json().to_string(),
+            Value::map(nested).to_json().to_string(),
+            "{text}"
+        );
+        assert_eq!(
+            Value::map(urlencoded(text.as_bytes(), "t").unwrap())
+                .to_json()
+                .to_string(),
+            Value::map(urlencoded_nested(text.as_bytes(), "t").unwrap())
+                .to_json()
+                .to_string()
+        );
+    }
+    // Brackets, raw or percent-encoded in either case, take the nested path.
+    for text in ["a[]=1&a[]=2", "a%5B%5D=1&a%5b%5d=2", "c%5bx%5D=1"] {
+        let got = Value::map(urlencoded(text.as_bytes(), "t").unwrap()).to_json();
+        assert!(
+            got.as_object().unwrap().values().all(|v| !v.is_string()),
+            "{text}: {got}"
+        );
+    }
+    let many = vec!["a=1"; MAX_FIELDS + 1].join("&");
+    assert!(urlencoded(many.as_bytes(), "query string").is_err());
+}
+
+#[test]
+fn repeated_and_non_utf8_headers() {
+    let mut headers = HeaderMap::new();
+    headers.append("x-multi", HeaderValue::from_static("one"));
+    headers.insert("accept", HeaderValue::from_static("text/plain"));
+    headers.append("x-multi", HeaderValue::from_static("two"));
+    headers.append(
+        "x-bytes",
+        HeaderValue::from_bytes(b"caf\xc3\xa9 \xff").unwrap(),
+    );
+    headers.append("x-multi", HeaderValue::from_bytes(b"\xe9").unwrap());
+    let got = Value::map(header_map(&headers)).to_json();
+    assert_eq!(
+        got,
+        json!({"x_multi": "one, two, \u{fffd}", "accept": "text/plain", "x_bytes": "caf\u{e9} \u{fffd}"})
+    );
+    assert_eq!(
+        got.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["x_multi", "accept", "x_bytes"]
+    );
+}
