@@ -273,6 +273,12 @@ impl Template {
     ) -> Result<String, Error> {
         self.render_value(&Value::from_serialize(ctx)?, opts)
     }
+    /// The constant attribute paths of the context variable `root` this template reads, or
+    /// `None` when it may read `root` otherwise (see `compile::reads`).
+    #[cfg_attr(not(feature = "listener"), allow(dead_code))]
+    pub(crate) fn attr_paths(&self, root: &str) -> Option<Vec<Vec<Arc<str>>>> {
+        crate::compile::reads::attr_paths(&self.program, root)
+    }
     /// Renders with a context already converted to a [`Value`] (no conversion cost).
     pub fn render_value(&self, ctx: &Value, opts: RenderOptions) -> Result<String, Error> {
         vm::render(&self.program, &self.shared, ctx, opts)

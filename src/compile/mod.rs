@@ -4,6 +4,7 @@
 
 pub mod ir;
 mod names;
+pub(crate) mod reads;
 
 pub(crate) use names::closest;
 

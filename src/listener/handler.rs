@@ -6,9 +6,10 @@
 
 use super::admin::{self, Role};
 use super::auth::{AuthSettings, Verifier};
+use super::config::Answer;
 use super::config::{Config, Endpoint, ReturnType, RunMode};
 use super::cors::{is_preflight, CorsPolicy};
-use super::request::{to_data, RequestParts};
+use super::request::{to_data_for, DataNeeds, RequestParts};
 use super::respond::{self, json, json_error, Body};
 use super::server::State;
 use super::signature::{self, SigError};
@@ -288,18 +289,36 @@ where
             return (sig_refused(&e), true);
         }
     }
-    let data = match to_data(&RequestParts {
-        method: &parts.method,
-        uri: &parts.uri,
-        headers: &parts.headers,
-        body: &body,
-        jwt_data: jwt_data.as_ref(),
-    }) {
+    let data = match to_data_for(
+        &RequestParts {
+            method: &parts.method,
+            uri: &parts.uri,
+            headers: &parts.headers,
+            body: &body,
+            jwt_data: jwt_data.as_ref(),
+        },
+        data_needs(ep),
+    ) {
         Ok(d) => d,
         Err(e) => return (json_error(StatusCode::BAD_REQUEST, e.message()), true),
     };
     let id = run_id.insert(new_run_id());
     (respond_and_run(state, config, ep, data, id).await, true)
+}
+
+/// The parts of `__data` an endpoint's request can be reduced to: only for an answer with no
+/// workflow (a run keeps the whole `__data`), from what its template reads.
+fn data_needs(ep: &Endpoint) -> Option<&DataNeeds> {
+    let ReturnType::Answer(answer) = &ep.return_type else {
+        return None;
+    };
+    if !ep.steps.is_empty() {
+        return None;
+    }
+    ep.settings.data_needs(|| {
+        let (Answer::Data(t) | Answer::Html(t) | Answer::Redirect(t)) = answer;
+        t.attr_paths("__data").map(|p| DataNeeds::from_paths(&p))
+    })
 }
 
 /// The 403/401 JSON answer of a refused signature (CORS headers are added by the caller).

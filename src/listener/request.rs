@@ -96,37 +96,93 @@ impl std::error::Error for BadRequest {}
 
 /// Builds `__data` (a map Value) from one request. Synchronous and pure (fuzzable).
 pub fn to_data(req: &RequestParts<'_>) -> Result<Value, BadRequest> {
+    to_data_for(req, None)
+}
+
+/// The parts of `__data` a reader looks at: its top-level keys and, under `__headers`, the
+/// entries (see [`to_data_for`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct DataNeeds {
+    keys: Vec<Arc<str>>,
+    /// `None`: every header (the `__headers` map itself is read).
+    headers: Option<Vec<Arc<str>>>,
+}
+
+impl DataNeeds {
+    /// From the constant attribute paths read under `__data` (`[["ref"], ["__headers",
+    /// "__jwt_data"]]` for `__data.ref` and `__data.__headers.__jwt_data[0]`).
+    pub(crate) fn from_paths(paths: &[Vec<Arc<str>>]) -> DataNeeds {
+        let mut keys: Vec<Arc<str>> = Vec::new();
+        let mut headers = Some(Vec::new());
+        for p in paths {
+            let Some(first) = p.first() else { continue };
+            if !keys.contains(first) {
+                keys.push(first.clone());
+            }
+            if &**first == "__headers" {
+                match (p.get(1), &mut headers) {
+                    (None, h) => *h = None,
+                    (Some(name), Some(h)) if !h.contains(name) => h.push(name.clone()),
+                    _ => {}
+                }
+            }
+        }
+        DataNeeds { keys, headers }
+    }
+
+    fn key(&self, k: &str) -> bool {
+        self.keys.iter().any(|x| **x == *k)
+    }
+}
+
+/// [`to_data`], building only what `needs` names (all of it when `None`): the same answers
+/// and errors for a reader that looks at nothing else. The body and the query string are
+/// parsed in full either way (their errors are 400s whatever is read).
+pub(crate) fn to_data_for(
+    req: &RequestParts<'_>,
+    needs: Option<&DataNeeds>,
+) -> Result<Value, BadRequest> {
     let query_str = req.uri.query().unwrap_or("");
     let query = urlencoded(query_str.as_bytes(), "query string")?;
     let body = parse_body(req)?;
+    let want = |k: &str| needs.is_none_or(|n| n.key(k));
 
     let mut data = Fields::with_capacity(body.fields.len() + query.len() + 8);
     for (k, v) in body.fields {
-        if !RESERVED.contains(&&*k) {
+        if !RESERVED.contains(&&*k) && want(&k) {
             data.insert(k, v);
         }
     }
     for (k, v) in &query {
-        if !RESERVED.contains(&&**k) && !data.contains_key(k) {
+        if !RESERVED.contains(&&**k) && want(k) && !data.contains_key(k) {
             data.insert(k.clone(), v.clone());
         }
     }
-    if let Some(files) = body.files {
+    if let Some(files) = body.files.filter(|_| want("__files")) {
         data.insert("__files".into(), files);
     }
-    if let Some(j) = body.json {
+    if let Some(j) = body.json.filter(|_| want("__json")) {
         data.insert("__json".into(), j);
     }
-    if let Some(raw) = body.raw {
+    if let Some(raw) = body.raw.filter(|_| want("__raw")) {
         data.insert("__raw".into(), Value::str(raw));
     }
-    if let Some(x) = body.xml {
+    if let Some(x) = body.xml.filter(|_| want("__xml")) {
         data.insert("__xml".into(), x);
     }
-    data.insert("__headers".into(), headers(req.headers, req.jwt_data));
-    data.insert("__method".into(), Value::str(req.method.as_str()));
-    data.insert("__path".into(), Value::str(req.uri.path()));
-    data.insert("__query".into(), Value::map(query));
+    if want("__headers") {
+        let only = needs.and_then(|n| n.headers.as_deref());
+        data.insert("__headers".into(), headers(req.headers, req.jwt_data, only));
+    }
+    if want("__method") {
+        data.insert("__method".into(), Value::str(req.method.as_str()));
+    }
+    if want("__path") {
+        data.insert("__path".into(), Value::str(req.uri.path()));
+    }
+    if want("__query") {
+        data.insert("__query".into(), Value::map(query));
+    }
     Ok(Value::map(data))
 }
 
@@ -265,11 +321,29 @@ fn check_json_depth_map(m: &Map<String, Json>) -> Result<(), BadRequest> {
 /// Headers as a map: names lower-cased with `-` turned into `_`, repeated values joined with
 /// `, ` (docs/listener.md "Request → `__data`"). Also names the headers of a webhook's response.
 pub(crate) fn header_map(h: &HeaderMap) -> Fields {
+    header_fields(h, |_| true)
+}
+
+/// Whether header `name` becomes the `__headers` key `key` (`-` → `_`).
+fn names_key(name: &str, key: &str) -> bool {
+    name.len() == key.len()
+        && name
+            .bytes()
+            .zip(key.bytes())
+            .all(|(n, k)| n == k || (n == b'-' && k == b'_'))
+}
+
+/// [`header_map`] of the headers whose name `keep` accepts.
+fn header_fields(h: &HeaderMap, keep: impl Fn(&str) -> bool) -> Fields {
     let mut out = Fields::with_capacity(h.keys_len() + 1);
     // `iter()` yields every value of one name before the next name, names in the order of
     // `keys()`: consecutive values of the same name are joined, with no look-up per name.
     let mut iter = h.iter().peekable();
     while let Some((name, value)) = iter.next() {
+        if !keep(name.as_str()) {
+            while iter.next_if(|(next, _)| *next == name).is_some() {}
+            continue;
+        }
         // One value (the usual case) is borrowed, not copied.
         let mut joined = header_text(value);
         while let Some((_, more)) = iter.next_if(|(next, _)| *next == name) {
@@ -296,11 +370,16 @@ fn header_text(v: &HeaderValue) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// `__headers`: [`header_map`] plus `__jwt_data`, which only the runtime sets.
-fn headers(h: &HeaderMap, jwt_data: Option<&Value>) -> Value {
-    let mut out = header_map(h);
+/// `__headers`: [`header_map`] plus `__jwt_data`, which only the runtime sets; with `only`,
+/// just the entries it names.
+fn headers(h: &HeaderMap, jwt_data: Option<&Value>, only: Option<&[Arc<str>]>) -> Value {
+    let mut out = match only {
+        None => header_map(h),
+        Some(keys) => header_fields(h, |name| keys.iter().any(|k| names_key(name, k))),
+    };
     out.shift_remove("__jwt_data");
-    if let Some(d) = jwt_data {
+    let jwt_wanted = only.is_none_or(|keys| keys.iter().any(|k| &**k == "__jwt_data"));
+    if let Some(d) = jwt_data.filter(|_| jwt_wanted) {
         out.insert("__jwt_data".into(), Value::list(vec![d.clone()]));
     }
     Value::map(out)

@@ -6,6 +6,7 @@
 
 use super::auth::Verifier;
 use super::cors::CorsPolicy;
+use super::request::DataNeeds;
 use std::sync::{Arc, OnceLock};
 
 /// Rendered settings of one endpoint. Cloning gives an empty cache.
@@ -14,6 +15,8 @@ pub struct SettingsCache {
     auth: OnceLock<Arc<Verifier>>,
     cors: OnceLock<Arc<CorsPolicy>>,
     signature_key: OnceLock<Arc<Vec<u8>>>,
+    /// The parts of `__data` the answer reads (`None`: all of them).
+    data_needs: OnceLock<Option<DataNeeds>>,
 }
 
 impl Clone for SettingsCache {
@@ -55,6 +58,10 @@ impl SettingsCache {
         make: impl FnOnce() -> Result<CorsPolicy, E>,
     ) -> Result<Arc<CorsPolicy>, E> {
         get_or_try(&self.cors, make)
+    }
+    /// The parts of `__data` to build for a request (`make` runs once; `None`: all).
+    pub fn data_needs(&self, make: impl FnOnce() -> Option<DataNeeds>) -> Option<&DataNeeds> {
+        self.data_needs.get_or_init(make).as_ref()
     }
     /// The HMAC key of `[endpoint.signature]`, from its rendered secret.
     pub fn signature_key<E>(

@@ -553,3 +553,109 @@ fn repeated_and_non_utf8_headers() {
         ["x_multi", "accept", "x_bytes"]
     );
 }
+
+/// Renders `src` with the full `__data` and with the parts its reads need: the same text (or
+/// both fail alike). Returns whether the template's reads could be followed.
+fn same_render(src: &str, r: &Req, jwt: Option<&Json>, strict: bool) -> bool {
+    let mut engine = crate::Engine::new();
+    engine.set_strict(strict);
+    let t = engine.compile("answer", src).unwrap();
+    let jwt = jwt.map(Value::from);
+    let parts = RequestParts {
+        method: &r.method,
+        uri: &r.uri,
+        headers: &r.headers,
+        body: &r.body,
+        jwt_data: jwt.as_ref(),
+    };
+    let needs = t.attr_paths("__data").map(|p| DataNeeds::from_paths(&p));
+    let render = |needs: Option<&DataNeeds>| {
+        let data = to_data_for(&parts, needs).unwrap();
+        t.render_value(
+            &crate::listener::respond::context(&data),
+            Default::default(),
+        )
+        .map_err(|e| e.to_string())
+    };
+    assert_eq!(render(None), render(needs.as_ref()), "{src}");
+    needs.is_some()
+}
+
+#[test]
+fn reduced_data_renders_the_same() {
+    let mut r = req(
+        "POST",
+        "/listener/a/b?ref=A-1&q=%20x&__path=no",
+        Some("application/json"),
+        br#"{"ref": "body", "n": [1, 2], "__headers": "no"}"#,
+    );
+    r.headers
+        .insert("user-agent", HeaderValue::from_static("curl/8"));
+    r.headers.append("x-two", HeaderValue::from_static("a"));
+    r.headers.append("x-two", HeaderValue::from_static("b"));
+    r.headers
+        .insert("__jwt_data", HeaderValue::from_static("forged"));
+    let jwt = json!({"user": "ann"});
+    let followed = [
+        "{{ __data.ref }} {{ __data.q }} {{ __data.n|json_encode }} {{ __data.__method }}",
+        r#"{"user": {{ __data.__headers.__jwt_data[0].user|json_encode|raw }}, "ref": {{ __data.ref|default('')|json_encode|raw }}}"#,
+        "{{ __data.__headers.user_agent }}|{{ __data.__headers.x_two }}|{{ __data.__headers.x_three is defined ? 'y' : 'n' }}",
+        "{{ __data.__headers|keys|join(',') }}",
+        "{{ __data.__query|json_encode }} {{ __data.__path }} {{ __data.missing ?? 'none' }}",
+        "{% if __data.ref == 'body' %}{% for x in __data.n %}{{ x }}{% endfor %}{% endif %}",
+        "{% set r = __data.ref %}{{ r }}{{ __data.__raw is defined ? 1 : 0 }}",
+        "{{ __data.nope.deeper }}",
+        "no data at all",
+    ];
+    for src in followed {
+        assert!(same_render(src, &r, Some(&jwt), false), "{src}");
+        assert!(same_render(src, &r, None, false), "{src}");
+    }
+    // Strict mode: a missing key fails alike.
+    assert!(same_render("{{ __data.nope }}", &r, Some(&jwt), true));
+    assert!(same_render(
+        "{{ __data.__headers.nope }}",
+        &r,
+        Some(&jwt),
+        true
+    ));
+    // Reads that are not constant paths: everything is built.
+    for src in [
+        "{{ __data|json_encode }}",
+        "{{ __data|keys|join(',') }}",
+        "{% for k, v in __data %}{{ k }}{% endfor %}",
+        "{{ __data['ref'] }}",
+        "{{ attribute(__data, 'ref') }}",
+        "{% set d = __data %}{{ d.ref }}",
+        "{% macro m(x) %}{{ x }}{% endmacro %}{{ _self.m(__data.ref) }}",
+        "{% block b %}{{ __data.ref }}{% endblock %}",
+        "{{ (__data.n|map(x => x ~ __data.ref))|join }}",
+    ] {
+        if let Ok(t) = crate::Engine::new().compile("answer", src) {
+            assert_eq!(t.attr_paths("__data"), None, "{src}");
+            same_render(src, &r, Some(&jwt), false);
+        }
+    }
+}
+
+#[test]
+fn needs_from_paths() {
+    let p = |v: &[&[&str]]| -> Vec<Vec<Arc<str>>> {
+        v.iter()
+            .map(|p| p.iter().map(|s| Arc::from(*s)).collect())
+            .collect()
+    };
+    let n = DataNeeds::from_paths(&p(&[
+        &["ref"],
+        &["__headers", "__jwt_data", "0"],
+        &["ref", "x"],
+    ]));
+    assert_eq!(n.keys, vec![Arc::from("ref"), Arc::from("__headers")]);
+    assert_eq!(n.headers, Some(vec![Arc::from("__jwt_data")]));
+    let n = DataNeeds::from_paths(&p(&[&["__headers", "host"], &["__headers"]]));
+    assert_eq!(n.headers, None);
+    assert!(names_key("user-agent", "user_agent"));
+    assert!(names_key("user_agent", "user_agent"));
+    assert!(!names_key("user_agent", "user-agent"));
+    assert!(!names_key("user-agent", "user_agen"));
+}
