@@ -13,7 +13,8 @@
 # (one wrk per process, run at once), with Redis commands and Redis CPU per request (skipped
 # when redis-server is not installed).
 #
-# Usage: bash benches/listener.sh [SECONDS=10] [ROUNDS=3]   (MEMORY_RUNS=N: see the memory row)
+# Usage: bash benches/listener.sh [SECONDS=10] [ROUNDS=3]   (MEMORY_RUNS=N: see the memory row;
+# ROWS=listener: only the listener rows, cached token and 2,000 tokens in turn, then stop)
 # Needs: wrk (Debian: apt-get install -y wrk), taskset (util-linux), curl, python3;
 # redis-server and redis-cli for the Redis row.
 set -euo pipefail
@@ -124,6 +125,7 @@ printf '%-12s %10s req/s   p99 %8s   peak RSS %10s   non-2xx %s   (2,000 tokens 
   listener "$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")" "$(awk '$1 == "99%" {print $2}' <<<"$out")" \
   "$(awk '/^VmHWM:/ {print $2 " " $3}' "/proc/$listener_pid/status")" \
   "$(awk '/Non-2xx/ {print $NF}' <<<"$out" | grep . || echo 0)"
+[ "${ROWS:-all}" = listener ] && exit 0
 
 # Durable runs (docs/state.md): a `data` endpoint with a two-step workflow on the default
 # state backend (SQLite beside the configuration file, group commit). Every 200 is a run

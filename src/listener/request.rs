@@ -532,7 +532,7 @@ fn urlencoded_flat(input: &[u8], what: &str) -> Result<Fields, BadRequest> {
         if key.is_empty() {
             continue;
         }
-        fields.insert(Arc::from(key), Value::str(form_decode(v)));
+        fields.insert(Arc::from(&*key), Value::str(&*form_decode(v)));
     }
     Ok(fields)
 }
@@ -559,7 +559,7 @@ fn urlencoded_nested(input: &[u8], what: &str) -> Result<Fields, BadRequest> {
         if key.is_empty() {
             continue;
         }
-        root.insert(&key, Value::str(form_decode(v)))?;
+        root.insert(&key, Value::str(&*form_decode(v)))?;
     }
     Ok(root.into_fields())
 }
@@ -571,16 +571,16 @@ fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
 }
 
 /// `+` → space, then percent-decoding, then UTF-8 (invalid sequences replaced).
-fn form_decode(s: &[u8]) -> String {
+fn form_decode(s: &[u8]) -> std::borrow::Cow<'_, str> {
     if !s.iter().any(|&b| b == b'+' || b == b'%') {
-        return String::from_utf8_lossy(s).into_owned();
+        return String::from_utf8_lossy(s);
     }
     let plus: Vec<u8> = s
         .iter()
         .map(|&b| if b == b'+' { b' ' } else { b })
         .collect();
     let bytes: Vec<u8> = percent_encoding::percent_decode(&plus).collect();
-    String::from_utf8_lossy(&bytes).into_owned()
+    String::from_utf8_lossy(&bytes).into_owned().into()
 }
 
 /// Parses a whole multipart body: (fields map, `__files` map if any file).
