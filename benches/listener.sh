@@ -13,8 +13,10 @@
 # (one wrk per process, run at once), with Redis commands and Redis CPU per request (skipped
 # when redis-server is not installed).
 #
-# Usage: bash benches/listener.sh [SECONDS=10] [ROUNDS=3]   (MEMORY_RUNS=N: see the memory row;
-# ROWS=listener: only the listener rows, cached token and 2,000 tokens in turn, then stop)
+# Usage: bash benches/listener.sh [SECONDS=10] [ROUNDS=3]   (MEMORY_RUNS=N: see the memory row)
+#   ROWS="durable redis": only those rows after bare hyper (any of: listener durable memory
+#   redis; default all; `memory` needs `durable`). BIN=PATH: serve with that flexscript binary
+#   instead of target/release/flexscript (an A/B against a copy of an older build).
 # Needs: wrk (Debian: apt-get install -y wrk), taskset (util-linux), curl, python3;
 # redis-server and redis-cli for the Redis row.
 set -euo pipefail
@@ -23,8 +25,10 @@ secs="${1:-10}"
 rounds="${2:-3}"
 command -v wrk >/dev/null || { echo "wrk not found (apt-get install -y wrk)"; exit 1; }
 
+rows="${ROWS:-listener durable memory redis}"
+row() { [[ " ${rows//,/ } " == *" $1 "* ]]; }
 cargo build --release --quiet --bin flexscript --example bare_hyper
-bin=target/release/flexscript
+bin="${BIN:-target/release/flexscript}"
 bare=target/release/examples/bare_hyper
 
 dir="$(mktemp -d)"
@@ -102,6 +106,10 @@ listener_url="http://127.0.0.1:8092/listener/$h1/$h2?ref=A-1"
 auth="Authorization: Bearer $token"
 warm "$bare_url"
 warm "$listener_url" "$auth"
+if ! row listener; then
+  # Bare hyper only: the reference of the rows below.
+  for round in $(seq 1 "$rounds"); do run_wrk bare_hyper "$bare_pid" "$bare_url"; done
+else
 ratios=()
 for round in $(seq 1 "$rounds"); do
   echo "round $round"
@@ -125,7 +133,7 @@ printf '%-12s %10s req/s   p99 %8s   peak RSS %10s   non-2xx %s   (2,000 tokens 
   listener "$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")" "$(awk '$1 == "99%" {print $2}' <<<"$out")" \
   "$(awk '/^VmHWM:/ {print $2 " " $3}' "/proc/$listener_pid/status")" \
   "$(awk '/Non-2xx/ {print $NF}' <<<"$out" | grep . || echo 0)"
-[ "${ROWS:-all}" = listener ] && exit 0
+fi
 
 # Durable runs (docs/state.md): a `data` endpoint with a two-step workflow on the default
 # state backend (SQLite beside the configuration file, group commit). Every 200 is a run
@@ -152,12 +160,14 @@ type = "store"
 name = "seen"
 expression = "__data.ref ~ '-seen'"
 TOML
+if row durable; then
 taskset -c 0 "$bin" serve "$dir/durable/endpoints.toml" --addr 127.0.0.1:8093 >/dev/null 2>&1 &
 pids+=($!)
 durable_pid=$!
 wait_port 8093
 durable_url="http://127.0.0.1:8093/listener/$h1/$h2?ref=A-1"
 # No warm-up: every run in the file comes from the measured wrk run.
+cpu0="$(awk '{print $14 + $15}' "/proc/$durable_pid/stat")"
 run_wrk durable "$durable_pid" "$durable_url"
 echo "durable / bare_hyper = $(awk -v a="$(cat "$dir/durable.rps")" -v b="$(cat "$dir/bare_hyper.rps")" \
   'BEGIN { printf "%.2f", a / b }')   (last bare_hyper round)"
@@ -175,8 +185,15 @@ done
 succeeded="$(count "SELECT count(*) FROM runs WHERE status = 'succeeded'")"
 others="$(count "SELECT count(*) FROM runs WHERE status != 'succeeded'")"
 echo "durable runs: $succeeded succeeded, $others not, $accepted answered by wrk"
+# The server's CPU time (user + system, all threads) per run, from the burst's start until
+# every run finished: the whole per-run cost on its core, less sensitive to the machine's load
+# than req/s.
+awk -v t0="$cpu0" -v n="$succeeded" -v hz="$(getconf CLK_TCK)" \
+  '{ printf "durable server CPU per run: %.1f us\n", ($14 + $15 - t0) * 1e6 / hz / n }' \
+  "/proc/$durable_pid/stat"
 [ "$succeeded" -ge "$accepted" ] && [ "$others" = 0 ] || { echo "durable: accepted runs did not all complete"; exit 1; }
 
+if row memory; then
 # Memory with history on: drive the same endpoint (unmeasured) until at least 100,000 runs are
 # in the journal (at most 30 more wrk runs of 10 s), let them finish, then read the RSS.
 # (MEMORY_RUNS=N lowers the count for a smoke test of the script.)
@@ -193,11 +210,15 @@ printf 'durable memory: %s runs in the journal (%s succeeded), RSS %s, peak RSS 
   "$(awk '/^VmRSS:/ {print $2 " " $3}' "/proc/$durable_pid/status")" \
   "$(awk '/^VmHWM:/ {print $2 " " $3}' "/proc/$durable_pid/status")"
 
+fi
+fi
+
 # Redis (docs/redis.md): the durable endpoint with `state = "redis://…"`, AOF `everysec` as in
 # production. One listener process (CPU 0, wrk and Redis on CPU 1), then two processes, each
 # with its own wrk, run at once (on this 2-core machine the two then share the CPUs with Redis
 # and both wrk: the row shows the cost of sharing one Redis, not machine scaling). Redis
 # commands and Redis CPU per request come from `INFO commandstats` / `INFO cpu` deltas.
+row redis || exit 0
 if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
   echo "redis: skipped (redis-server / redis-cli not installed)"
   exit 0
