@@ -53,8 +53,8 @@ pub fn write_int(out: &mut String, i: i64) {
     if i < 0 {
         out.push('-');
     }
-    // Digits are ASCII.
-    out.push_str(std::str::from_utf8(&buf[pos..]).unwrap_or("0"));
+    // Digits are ASCII: pushed as chars, without a UTF-8 check of the buffer.
+    out.extend(buf[pos..].iter().map(|&d| char::from(d)));
 }
 
 /// Appends `s` escaped with `strategy`.

@@ -243,12 +243,10 @@ impl Library {
     /// in progress (an `import`/`use` cycle is an error naming it).
     pub fn compile(&self, name: &str, source: &str, chain: &[Arc<str>]) -> Result<Program, Error> {
         let parsed = syntax::parse_template(name, source, self.max_depth)?;
-        let mut chain = chain.to_vec();
-        chain.push(Arc::from(name));
         let env = compile::Env {
             registry: &self.registry,
             library: self,
-            chain: &chain,
+            chain,
             strict: self.strict,
         };
         compile::compile_template(&env, name, source, &parsed)

@@ -146,9 +146,48 @@ pub struct For {
     pub span: Span,
 }
 
+/// Template text: a byte range of a shared string, the program's source (or, for text merged
+/// across a comment, a string of its own). Sharing the source costs a reference-count bump per
+/// text node where a copy would cost an allocation.
+#[derive(Clone)]
+pub struct Text {
+    src: Arc<str>,
+    start: u32,
+    end: u32,
+}
+
+impl Text {
+    /// `src[range]` (an empty text when the range is not one of `src`).
+    pub fn new(src: &Arc<str>, range: std::ops::Range<usize>) -> Text {
+        let ok = src.get(range.clone()).is_some();
+        Text {
+            src: src.clone(),
+            start: if ok { range.start as u32 } else { 0 },
+            end: if ok { range.end as u32 } else { 0 },
+        }
+    }
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        self.src
+            .get(self.start as usize..self.end as usize)
+            .unwrap_or("")
+    }
+    /// This text followed by `next`: the range widened when `next` follows it in the same
+    /// string, else a new string.
+    pub fn append(&mut self, next: &Text) {
+        if Arc::ptr_eq(&self.src, &next.src) && self.end == next.start {
+            self.end = next.end;
+        } else {
+            let joined = format!("{}{}", self.as_str(), next.as_str());
+            let len = joined.len();
+            *self = Text::new(&Arc::from(joined), 0..len);
+        }
+    }
+}
+
 /// A compiled statement.
 pub enum Node {
-    Text(Arc<str>),
+    Text(Text),
     /// A plain group of nodes (an `autoescape` block after compilation).
     Block(Vec<Node>),
     Print(Expr, Esc, Span),

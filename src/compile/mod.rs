@@ -23,7 +23,8 @@ pub struct Env<'a> {
     pub registry: &'a Registry,
     /// Named templates for `import`, `from`, `use` (loaded while compiling).
     pub library: &'a Library,
-    /// Templates whose compilation is in progress (an import cycle is an error).
+    /// Templates whose compilation is in progress around this one (an import cycle is an
+    /// error); this one is added when it loads another.
     pub chain: &'a [Arc<str>],
     pub strict: bool,
 }
@@ -38,10 +39,46 @@ enum Import {
     Snippet(Arc<Program>),
 }
 
+/// Names → slots of a frame: scanned while there are few (a frame holds a handful of names
+/// most of the time: a scan of short strings beats a SipHash each), hashed beyond.
+#[derive(Default)]
+struct SlotMap {
+    few: Vec<(Arc<str>, u32)>,
+    many: HashMap<Arc<str>, u32>,
+}
+
+impl SlotMap {
+    /// Names kept in the scanned list.
+    const FEW: usize = 16;
+
+    fn get(&self, name: &str) -> Option<u32> {
+        if self.many.is_empty() {
+            self.few.iter().find(|(n, _)| **n == *name).map(|e| e.1)
+        } else {
+            self.many.get(name).copied()
+        }
+    }
+
+    fn insert(&mut self, name: Arc<str>, slot: u32) {
+        if self.many.is_empty() {
+            if let Some(e) = self.few.iter_mut().find(|(n, _)| *n == name) {
+                e.1 = slot;
+                return;
+            }
+            if self.few.len() < Self::FEW {
+                self.few.push((name, slot));
+                return;
+            }
+            self.many = self.few.drain(..).collect();
+        }
+        self.many.insert(name, slot);
+    }
+}
+
 /// Per-frame (template body or macro) variable table.
 #[derive(Default)]
 struct Frame {
-    slots: HashMap<Arc<str>, u32>,
+    slots: SlotMap,
     names: Vec<Arc<str>>,
     /// Number of enclosing `for` loops.
     loops: u32,
@@ -56,7 +93,7 @@ struct Frame {
 
 impl Frame {
     fn slot(&mut self, name: &Arc<str>) -> u32 {
-        if let Some(&s) = self.slots.get(name) {
+        if let Some(s) = self.slots.get(name) {
             return s;
         }
         let s = self.names.len() as u32;
@@ -84,6 +121,8 @@ struct Cx<'a> {
     env: &'a Env<'a>,
     name: &'a str,
     source: &'a str,
+    /// The program's source, shared by its text nodes ([`Text`]) and the program.
+    shared_source: Arc<str>,
     /// Own macros: name → (index, parameter names).
     own_macros: HashMap<Arc<str>, (usize, Vec<Arc<str>>)>,
     imports: HashMap<Arc<str>, Import>,
@@ -109,16 +148,18 @@ type TopImports = (
 );
 
 impl<'a> Cx<'a> {
-    fn new(env: &'a Env<'a>, name: &'a str, source: &'a str) -> Cx<'a> {
+    fn new(env: &'a Env<'a>, name: &'a str, source: &'a str, shared_source: Arc<str>) -> Cx<'a> {
         Cx {
             env,
             name,
             source,
+            shared_source,
             own_macros: HashMap::new(),
             imports: HashMap::new(),
             from_imports: HashMap::new(),
             frame: Frame::default(),
-            esc: vec![Esc::Auto],
+            // empty: `Esc::Auto` outside `autoescape` blocks
+            esc: Vec::new(),
             blocks: Vec::new(),
             block_names: HashMap::new(),
             traits: Vec::new(),
@@ -132,7 +173,13 @@ impl<'a> Cx<'a> {
 
 /// Compiles a parsed template into a [`Program`].
 pub fn compile_template(env: &Env, name: &str, source: &str, parsed: &Parsed) -> R<Program> {
-    let mut cx = Cx::new(env, name, source);
+    compile_program(env, name, Arc::from(source), parsed)
+}
+
+/// [`compile_template`] with the source already shared (an `embed` shares its template's).
+fn compile_program(env: &Env, name: &str, source: Arc<str>, parsed: &Parsed) -> R<Program> {
+    let text = Arc::clone(&source);
+    let mut cx = Cx::new(env, name, &text, source);
     for (i, m) in parsed.macros.iter().enumerate() {
         let params = m.params.iter().map(|p| p.0.clone()).collect();
         cx.own_macros.insert(m.name.clone(), (i, params));
@@ -190,7 +237,7 @@ pub fn compile_template(env: &Env, name: &str, source: &str, parsed: &Parsed) ->
         .collect();
     Ok(Program {
         name: Arc::from(name),
-        source: Arc::from(source),
+        source: cx.shared_source,
         body,
         slots: cx.frame.names.len(),
         slot_names: Arc::new(cx.frame.names),
@@ -212,12 +259,17 @@ pub fn compile_template(env: &Env, name: &str, source: &str, parsed: &Parsed) ->
 
 /// Compiles a standalone expression; returns it with the number of slots it needs.
 pub fn compile_expression(env: &Env, name: &str, source: &str, e: &ast::Expr) -> R<(Expr, usize)> {
-    let mut cx = Cx::new(env, name, source);
+    let mut cx = Cx::new(env, name, source, Arc::from(""));
     let e = cx.expr(e)?;
     Ok((e, cx.frame.names.len()))
 }
 
 impl Cx<'_> {
+    /// The source text of a text statement.
+    fn text(&self, t: Span) -> &str {
+        self.source.get(t.range()).unwrap_or("")
+    }
+
     fn err(&self, kind: ErrorKind, msg: impl Into<String>, span: Span) -> Error {
         Error::new(kind, msg).with_location(self.name, self.source, span.range())
     }
@@ -256,7 +308,11 @@ impl Cx<'_> {
     /// A named template from the library, compiled now (errors located at `span`).
     fn load(&self, n: &str, span: Span) -> R<Arc<Program>> {
         let located = |e: Error| e.with_location(self.name, self.source, span.range());
-        match self.env.library.get(n, self.env.chain).map_err(located)? {
+        // the templates being compiled, this one last (an import cycle is an error)
+        let mut chain = Vec::with_capacity(self.env.chain.len() + 1);
+        chain.extend_from_slice(self.env.chain);
+        chain.push(Arc::from(self.name));
+        match self.env.library.get(n, &chain).map_err(located)? {
             Some(p) => Ok(p),
             None => Err(located(self.env.library.missing(n))),
         }
@@ -333,11 +389,12 @@ impl Cx<'_> {
         let mut out = Vec::new();
         for s in body {
             match &s.kind {
-                StmtKind::Text(t) if t.trim().is_empty() => {}
+                StmtKind::Text(t) if self.text(*t).trim().is_empty() => {}
                 StmtKind::Block(name, b) => self.block_def(name, b, s.span)?,
                 StmtKind::Extends(e) => out.push(Node::Extends(self.expr(e)?, s.span)),
                 _ => {
-                    check_child(s, false).map_err(|(m, sp)| self.err(ErrorKind::Syntax, m, sp))?;
+                    check_child(self.source, s, false)
+                        .map_err(|(m, sp)| self.err(ErrorKind::Syntax, m, sp))?;
                     if let Some(n) = self.stmt(s)? {
                         out.push(n);
                     }
@@ -471,7 +528,7 @@ impl Cx<'_> {
             if let Some(n) = self.stmt(s)? {
                 // merge adjacent text
                 if let (Node::Text(b), Some(Node::Text(a))) = (&n, out.last_mut()) {
-                    *a = Arc::from(format!("{a}{b}").as_str());
+                    a.append(b);
                     continue;
                 }
                 out.push(n);
@@ -482,7 +539,7 @@ impl Cx<'_> {
 
     fn stmt(&mut self, s: &ast::Stmt) -> R<Option<Node>> {
         Ok(Some(match &s.kind {
-            StmtKind::Text(t) => Node::Text(t.clone()),
+            StmtKind::Text(t) => Node::Text(Text::new(&self.shared_source, t.range())),
             StmtKind::Print(e) => {
                 let esc = self.esc.last().copied().unwrap_or(Esc::Auto);
                 let compiled = safe_literals(e, self.expr(e)?);
@@ -674,7 +731,7 @@ impl Cx<'_> {
                     body: sub,
                     macros: Vec::new(),
                 };
-                let prog = compile_template(self.env, self.name, self.source, &parsed)?;
+                let prog = compile_program(self.env, self.name, self.shared_source.clone(), &parsed)?;
                 Node::Embed(
                     Arc::new(prog),
                     Box::new(IncludeCall {
@@ -940,7 +997,7 @@ impl Cx<'_> {
             return Expr::LoopValue(self.frame.loops - 1);
         }
         match self.frame.slots.get(n) {
-            Some(&s) => Expr::Slot(s, n.clone(), span, strict),
+            Some(s) => Expr::Slot(s, n.clone(), span, strict),
             None => Expr::Ctx(n.clone(), span, strict),
         }
     }
@@ -1334,10 +1391,12 @@ fn fold(op: BinOp, x: &Value, y: &Value) -> Option<Value> {
 /// Refuses output in the top level of a template that extends another (Twig does):
 /// text other than whitespace, prints, includes; and a block definition nested in a
 /// tag that does not capture its output (`if`, `for`, …).
-fn check_child(s: &ast::Stmt, nested: bool) -> Result<(), (String, Span)> {
-    let all = |b: &[ast::Stmt]| b.iter().try_for_each(|s| check_child(s, true));
+fn check_child(source: &str, s: &ast::Stmt, nested: bool) -> Result<(), (String, Span)> {
+    let all = |b: &[ast::Stmt]| b.iter().try_for_each(|s| check_child(source, s, true));
     match &s.kind {
-        StmtKind::Text(t) if !t.trim().is_empty() => Err((OUTSIDE_BLOCKS.to_string(), s.span)),
+        StmtKind::Text(t) if !source.get(t.range()).unwrap_or("").trim().is_empty() => {
+            Err((OUTSIDE_BLOCKS.to_string(), s.span))
+        }
         StmtKind::Print(_) | StmtKind::Include(_) | StmtKind::Embed(..) => {
             Err((OUTSIDE_BLOCKS.to_string(), s.span))
         }

@@ -159,7 +159,8 @@ pub struct Stmt {
 
 #[derive(Clone, Debug)]
 pub enum StmtKind {
-    Text(Arc<str>),
+    /// Template text: its byte range in the source (after whitespace control), not a copy.
+    Text(Span),
     Print(Expr),
     Set(Vec<(Arc<str>, Span)>, Vec<Expr>),
     SetBlock(Arc<str>, Vec<Stmt>),

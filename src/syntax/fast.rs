@@ -4,6 +4,8 @@
 //! would; anything else goes to pest.
 
 use super::ast::{Expr, ExprKind, Span};
+use super::Names;
+use std::cell::RefCell;
 use std::sync::Arc;
 
 /// A tag recognised without pest.
@@ -36,35 +38,72 @@ fn is_ident(s: &str) -> bool {
         && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
 }
 
-/// `name(.name|.digits)*` starting at byte `base` of the source, or `None`.
-pub(super) fn path(code: &str, base: usize, max_depth: usize) -> Option<Expr> {
-    let lead = code.len() - code.trim_start().len();
-    let t = code.trim();
+/// The grammar's whitespace (`WHITESPACE` in grammar/flexie.pest): nothing else (not a form
+/// feed, not a non-ASCII space) may be trimmed, or the fast path would accept what pest reads
+/// differently or refuses.
+fn is_space(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+/// `s` without the grammar's whitespace at either end, and how many bytes went at the start.
+fn trim(s: &str) -> (usize, &str) {
+    let b = s.as_bytes();
+    let Some(start) = b.iter().position(|&c| !is_space(c)) else {
+        return (s.len(), "");
+    };
+    let end = b
+        .iter()
+        .rposition(|&c| !is_space(c))
+        .map_or(start, |e| e + 1);
+    (start, s.get(start..end).unwrap_or(""))
+}
+
+/// `name(.name|.digits)*` starting at byte `base` of the source, or `None`: one scan over the
+/// bytes, each name shared through `names`.
+pub(super) fn path(
+    code: &str,
+    base: usize,
+    max_depth: usize,
+    names: &RefCell<Names>,
+) -> Option<Expr> {
+    let (lead, t) = trim(code);
     if t.is_empty() || t.len() > 200 {
         return None;
     }
-    let mut parts = t.split('.');
-    let first = parts.next()?;
+    let b = t.as_bytes();
+    let word_end = |from: usize| {
+        from + b[from..]
+            .iter()
+            .position(|c| !(c.is_ascii_alphanumeric() || *c == b'_'))
+            .unwrap_or(b.len() - from)
+    };
+    let first_end = word_end(0);
+    let first = &t[..first_end];
     if !is_ident(first) || RESERVED.iter().any(|r| first.eq_ignore_ascii_case(r)) {
         return None;
     }
     let start = base + lead;
-    let mut end = start + first.len();
     let mut e = Expr {
-        kind: ExprKind::Name(Arc::from(first)),
-        span: Span::new(start, end),
+        kind: ExprKind::Name(Names::get(names, first)),
+        span: Span::new(start, start + first_end),
     };
-    for (depth, seg) in parts.enumerate() {
-        if depth >= max_depth
-            || !(is_ident(seg) || (!seg.is_empty() && seg.bytes().all(|c| c.is_ascii_digit())))
-        {
+    let mut i = first_end;
+    let mut depth = 0;
+    while i < b.len() {
+        if b[i] != b'.' || depth >= max_depth {
             return None;
         }
-        end += 1 + seg.len();
+        let end = word_end(i + 1);
+        let seg = &t[i + 1..end];
+        if !(is_ident(seg) || (!seg.is_empty() && seg.bytes().all(|c| c.is_ascii_digit()))) {
+            return None;
+        }
         e = Expr {
-            kind: ExprKind::Attr(Box::new(e), Arc::from(seg)),
-            span: Span::new(start, end),
+            kind: ExprKind::Attr(Box::new(e), Names::get(names, seg)),
+            span: Span::new(start, start + end),
         };
+        i = end;
+        depth += 1;
     }
     Some(e)
 }
@@ -75,33 +114,39 @@ fn find_in(s: &str) -> Option<usize> {
 }
 
 /// A common tag, or `None` to let pest parse it.
-pub(super) fn tag(code: &str, base: usize, max_depth: usize) -> Option<FastTag> {
-    let t = code.trim();
+pub(super) fn tag(
+    code: &str,
+    base: usize,
+    max_depth: usize,
+    names: &RefCell<Names>,
+) -> Option<FastTag> {
+    let (lead, t) = trim(code);
     // Every keyword is a lowercase word of 4 to 13 letters.
     if (4..=13).contains(&t.len()) && t.bytes().all(|c| c.is_ascii_lowercase()) {
         if let Some(k) = KEYWORDS.iter().find(|k| **k == t) {
             return Some(FastTag::Keyword(k));
         }
     }
-    let lead = code.len() - code.trim_start().len();
-    let (head, rest) = t.split_once(|c: char| c.is_ascii_whitespace())?;
-    let rest_off = base + lead + (t.len() - rest.len());
+    let at = t.bytes().position(is_space)?;
+    let (head, rest) = (&t[..at], &t[at + 1..]);
+    let rest_off = base + lead + at + 1;
     match head {
-        "if" => path(rest, rest_off, max_depth).map(FastTag::If),
-        "elseif" => path(rest, rest_off, max_depth).map(FastTag::ElseIf),
+        "if" => path(rest, rest_off, max_depth, names).map(FastTag::If),
+        "elseif" => path(rest, rest_off, max_depth, names).map(FastTag::ElseIf),
         "for" => {
             let at = find_in(rest)?;
             let (vars, seq) = (&rest[..at], &rest[at + 4..]);
             let seq_off = rest_off + at + 4;
             let (key, value) = match vars.split_once(',') {
-                Some((k, v)) => (Some(k.trim()), v.trim()),
-                None => (None, vars.trim()),
+                Some((k, v)) => (Some(trim(k).1), trim(v).1),
+                None => (None, trim(vars).1),
             };
             if !is_ident(value) || key.is_some_and(|k| !is_ident(k)) {
                 return None;
             }
-            let iter = path(seq, seq_off, max_depth)?;
-            Some(FastTag::For(key.map(Arc::from), Arc::from(value), iter))
+            let iter = path(seq, seq_off, max_depth, names)?;
+            let name = |n| Names::get(names, n);
+            Some(FastTag::For(key.map(name), name(value), iter))
         }
         _ => None,
     }
@@ -113,6 +158,9 @@ mod tests {
 
     #[test]
     fn paths_and_tags() {
+        let n = RefCell::new(Names::default());
+        let path = |code, base, depth| super::path(code, base, depth, &n);
+        let tag = |code, base, depth| super::tag(code, base, depth, &n);
         let e = path(" team.name ", 10, 128).unwrap();
         assert_eq!(e.span, Span::new(11, 20));
         assert!(path("a.b()", 0, 128).is_none());

@@ -7,7 +7,41 @@ mod parse;
 
 use crate::error::Error;
 use ast::{Expr, Macro, Stmt};
+use std::cell::RefCell;
 use std::sync::Arc;
+
+/// The names of one parse (variables, attributes, filters…): a name met again shares the
+/// `Arc<str>` made the first time instead of allocating another (`team` in `team.name` and
+/// `team.score`). Direct-mapped like the key cache of `src/value/ser.rs`: a name has one slot,
+/// chosen from its length and end bytes, and replaces whatever name was there; a lookup is
+/// one comparison. Sharing an `Arc<str>` is invisible to the compiler (names compare by text).
+#[derive(Default)]
+pub(crate) struct Names {
+    slots: [Option<Arc<str>>; 32],
+}
+
+impl Names {
+    /// `name` as an `Arc<str>`, shared with an earlier one of the same text when cached.
+    pub(crate) fn get(cell: &RefCell<Names>, name: &str) -> Arc<str> {
+        let b = name.as_bytes();
+        let (Some(&first), Some(&last)) = (b.first(), b.last()) else {
+            return Arc::from(name);
+        };
+        let Ok(mut names) = cell.try_borrow_mut() else {
+            return Arc::from(name);
+        };
+        let i =
+            (b.len() ^ usize::from(first).wrapping_mul(7) ^ usize::from(last).wrapping_mul(3)) % 32;
+        match &names.slots[i] {
+            Some(a) if **a == *name => a.clone(),
+            _ => {
+                let a: Arc<str> = Arc::from(name);
+                names.slots[i] = Some(a.clone());
+                a
+            }
+        }
+    }
+}
 
 /// A parsed template: its statements and the macros it defines.
 #[derive(Debug)]
@@ -18,6 +52,7 @@ pub struct Parsed {
 
 /// Parses a template; `max_depth` bounds bracket, expression and block nesting.
 pub fn parse_template(name: &str, src: &str, max_depth: usize) -> Result<Parsed, Error> {
+    let names = RefCell::new(Names::default());
     parse::template(&parse::Ctx {
         name,
         src,
@@ -25,11 +60,13 @@ pub fn parse_template(name: &str, src: &str, max_depth: usize) -> Result<Parsed,
         base: 0,
         closer: "",
         code_end: src.len(),
+        names: &names,
     })
 }
 
 /// Parses a standalone expression (no delimiters).
 pub fn parse_expression(name: &str, src: &str, max_depth: usize) -> Result<Expr, Error> {
+    let names = RefCell::new(Names::default());
     parse::expression(&parse::Ctx {
         name,
         src,
@@ -37,5 +74,6 @@ pub fn parse_expression(name: &str, src: &str, max_depth: usize) -> Result<Expr,
         base: 0,
         closer: "",
         code_end: src.len(),
+        names: &names,
     })
 }

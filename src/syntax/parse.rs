@@ -79,9 +79,15 @@ pub(super) struct Ctx<'s> {
     pub closer: &'static str,
     /// Where that code ends in the source.
     pub code_end: usize,
+    /// The names met so far (shared, not allocated again).
+    pub names: &'s std::cell::RefCell<super::Names>,
 }
 
 impl Ctx<'_> {
+    /// `name` as a shared `Arc<str>` (see [`super::Names`]).
+    fn name(&self, name: &str) -> Arc<str> {
+        super::Names::get(self.names, name)
+    }
     fn span(&self, p: &Pair<Rule>) -> Span {
         Span::new(
             self.base + p.as_span().start(),
@@ -285,8 +291,30 @@ enum Tag {
     Nothing,
 }
 
+impl Tag {
+    /// Whether the tag ends the innermost block or its current branch (`else`, `elseif`,
+    /// an end tag): it then takes that block's statements.
+    fn ends_branch(&self) -> bool {
+        matches!(
+            self,
+            Tag::EndSet
+                | Tag::ElseIf(_)
+                | Tag::Else
+                | Tag::EndIf
+                | Tag::EndFor
+                | Tag::EndWith
+                | Tag::EndApply
+                | Tag::EndAutoescape
+                | Tag::EndMacro
+                | Tag::EndBlock(_)
+                | Tag::EndEmbed
+                | Tag::EndGuard
+        )
+    }
+}
+
 enum FlatKind {
-    /// Text: a byte range of the source (trimmed in place, copied once into the AST).
+    /// Text: a byte range of the source (trimmed in place; the AST keeps the range).
     Text(usize, usize),
     Comment,
     Print(Expr),
@@ -307,7 +335,7 @@ fn flat_item(cx: &Ctx, t: &Token) -> R<FlatKind> {
         Kind::Text | Kind::Verbatim => FlatKind::Text(t.code.0, t.code.0 + code.len()),
         Kind::Comment => FlatKind::Comment,
         Kind::Print => {
-            if let Some(e) = super::fast::path(code, t.code.0, cx.max_depth) {
+            if let Some(e) = super::fast::path(code, t.code.0, cx.max_depth, cx.names) {
                 return Ok(FlatKind::Print(e));
             }
             let pairs =
@@ -320,7 +348,7 @@ fn flat_item(cx: &Ctx, t: &Token) -> R<FlatKind> {
         }
         Kind::Tag if matches!(code.trim(), "verbatim" | "endverbatim") => FlatKind::Comment,
         Kind::Tag => {
-            if let Some(ft) = super::fast::tag(code, t.code.0, cx.max_depth) {
+            if let Some(ft) = super::fast::tag(code, t.code.0, cx.max_depth, cx.names) {
                 let tag = match ft {
                     FastTag::If(e) => Tag::If(e),
                     FastTag::ElseIf(e) => Tag::ElseIf(e),
@@ -444,27 +472,37 @@ struct Frame {
     open: Open,
     tag: &'static str,
     span: Span,
+    /// Where the block's statements start in [`Nest::stmts`] while it is read.
+    start: usize,
+    /// The statements of the block (or of its branch) once read: moved out of
+    /// [`Nest::stmts`] when an `else`, `elseif` or end tag reaches the block.
     body: Vec<Stmt>,
 }
 
 /// The blocks open while the template is read, innermost last, and the macros defined.
 struct Nest {
     stack: Vec<Frame>,
+    /// The statements read so far and not yet in a closed block: those of each open block
+    /// follow those of the block around it. A block's statements are moved out when it
+    /// closes (or switches branch) into a vector of exactly their number: no body grows.
+    stmts: Vec<Stmt>,
     macros: Vec<Arc<Macro>>,
 }
 
 impl Nest {
-    /// `tokens`: how many tokens the template has (at most as many top-level statements).
+    /// `tokens`: how many tokens the template has (at most as many statements).
     fn new(tokens: usize) -> Nest {
         let mut stack = Vec::with_capacity(4);
         stack.push(Frame {
             open: Open::Root,
             tag: "",
             span: Span::default(),
-            body: Vec::with_capacity(tokens.min(256)),
+            start: 0,
+            body: Vec::new(),
         });
         Nest {
             stack,
+            stmts: Vec::with_capacity(tokens.min(4096)),
             macros: Vec::new(),
         }
     }
@@ -473,21 +511,36 @@ impl Nest {
     fn item(&mut self, cx: &Ctx, kind: FlatKind, span: Span) -> R<()> {
         let stmt = match kind {
             FlatKind::Text(a, b) if a >= b => None,
-            FlatKind::Text(a, b) => Some(StmtKind::Text(Arc::from(cx.src.get(a..b).unwrap_or("")))),
+            FlatKind::Text(a, b) => Some(StmtKind::Text(Span::new(a, b))),
             FlatKind::Comment => None,
             FlatKind::Print(e) => Some(StmtKind::Print(e)),
-            FlatKind::Tag(tag) => handle_tag(cx, &mut self.stack, &mut self.macros, tag, span)?,
+            FlatKind::Tag(tag) => {
+                if tag.ends_branch() {
+                    // the innermost block's statements, for the tag to take
+                    if let Some(top) = self.stack.last_mut() {
+                        let from = top.start.min(self.stmts.len());
+                        top.body = self.stmts.drain(from..).collect();
+                    }
+                }
+                let depth = self.stack.len();
+                let stmt = handle_tag(cx, &mut self.stack, &mut self.macros, tag, span)?;
+                if self.stack.len() > depth {
+                    // a block opened: its statements start here
+                    if let Some(top) = self.stack.last_mut() {
+                        top.start = self.stmts.len();
+                    }
+                }
+                stmt
+            }
         };
         if let Some(kind) = stmt {
-            if let Some(top) = self.stack.last_mut() {
-                top.body.push(Stmt { kind, span });
-            }
+            self.stmts.push(Stmt { kind, span });
         }
         Ok(())
     }
 
     /// The template, once every block is closed.
-    fn finish(mut self, cx: &Ctx) -> R<Parsed> {
+    fn finish(self, cx: &Ctx) -> R<Parsed> {
         if self.stack.len() > 1 {
             if let Some(top) = self.stack.last() {
                 let (l, c) = cx.line_col(top.span.start);
@@ -501,9 +554,8 @@ impl Nest {
                 ));
             }
         }
-        let body = self.stack.pop().map(|f| f.body).unwrap_or_default();
         Ok(Parsed {
-            body,
+            body: self.stmts,
             macros: self.macros,
         })
     }
@@ -527,6 +579,7 @@ fn open(
         open,
         tag,
         span,
+        start: 0,
         body: Vec::new(),
     });
     Ok(None)
@@ -795,13 +848,13 @@ fn names(cx: &Ctx, p: Pair<Rule>) -> R<Vec<(Arc<str>, Span)>> {
 
 /// A name a tag assigns to: never `true`, `false`, `null` or `none` (as Twig).
 fn assignable(cx: &Ctx, n: &str, span: Span) -> R<Arc<str>> {
-    if matches!(
-        n.to_ascii_lowercase().as_str(),
-        "true" | "false" | "null" | "none"
-    ) {
+    if ["true", "false", "null", "none"]
+        .iter()
+        .any(|k| n.eq_ignore_ascii_case(k))
+    {
         return Err(cx.syntax(format!("cannot assign a value to `{n}`"), span));
     }
-    Ok(Arc::from(n))
+    Ok(cx.name(n))
 }
 
 fn template_ref(p: Pair<Rule>) -> TemplateRef {
@@ -1102,7 +1155,7 @@ fn filter_call(cx: &Ctx, p: Pair<Rule>) -> R<FilterCall> {
         None => Vec::new(),
     };
     Ok(FilterCall {
-        name: Arc::from(n.as_str()),
+        name: cx.name(n.as_str()),
         span: cx.span(&n),
         args,
     })
@@ -1294,7 +1347,7 @@ fn postfix(cx: &Ctx, lhs: Expr, op: Pair<Rule>, span: Span) -> R<Expr> {
     let kind = match op.as_rule() {
         Rule::attr => {
             let n = op.into_inner().next().map_or("", |n| n.as_str());
-            ExprKind::Attr(l, Arc::from(n))
+            ExprKind::Attr(l, cx.name(n))
         }
         Rule::subscript => {
             // `[start]`, or a slice `[start:len]` with both parts optional.
@@ -1483,11 +1536,15 @@ fn primary(cx: &Ctx, p: Pair<Rule>) -> D {
             match it.next() {
                 None => {
                     // The name's own span (the `named` rule may end with whitespace).
-                    let kind = match name.to_ascii_lowercase().as_str() {
-                        "true" => ExprKind::Bool(true),
-                        "false" => ExprKind::Bool(false),
-                        "null" | "none" => ExprKind::Null,
-                        _ => ExprKind::Name(Arc::from(name)),
+                    let is = |k: &str| name.eq_ignore_ascii_case(k);
+                    let kind = if is("true") {
+                        ExprKind::Bool(true)
+                    } else if is("false") {
+                        ExprKind::Bool(false)
+                    } else if is("null") || is("none") {
+                        ExprKind::Null
+                    } else {
+                        ExprKind::Name(cx.name(name))
                     };
                     Ok((
                         Expr {
@@ -1498,7 +1555,7 @@ fn primary(cx: &Ctx, p: Pair<Rule>) -> D {
                     ))
                 }
                 Some(a) if a.as_rule() == Rule::call_args => mk(ExprKind::Call(
-                    Arc::from(name),
+                    cx.name(name),
                     cx.span(&n),
                     call_args(cx, a)?,
                 )),
@@ -1588,6 +1645,10 @@ fn unescape(s: &str) -> String {
 mod fast_paths {
     use super::*;
 
+    fn names() -> std::cell::RefCell<super::super::Names> {
+        Default::default()
+    }
+
     fn cx(code: &str) -> Ctx<'_> {
         Ctx {
             name: "t",
@@ -1596,6 +1657,7 @@ mod fast_paths {
             base: 0,
             closer: "%}",
             code_end: code.len(),
+            names: Box::leak(Box::new(names())),
         }
     }
 
@@ -1643,7 +1705,7 @@ mod fast_paths {
             "\tyear\n",
         ];
         for code in prints {
-            let fast = super::super::fast::path(code, 0, 128).map(|e| format!("{e:?}"));
+            let fast = super::super::fast::path(code, 0, 128, &names()).map(|e| format!("{e:?}"));
             assert_eq!(
                 fast.as_deref(),
                 Some(pest_print(code).unwrap().as_str()),
@@ -1653,7 +1715,10 @@ mod fast_paths {
         for code in [
             "true", "NULL", "none.x", "not x", "a.b()", "a .b", "a\n.b", "1", "a..b", "a.",
         ] {
-            assert!(super::super::fast::path(code, 0, 128).is_none(), "{code:?}");
+            assert!(
+                super::super::fast::path(code, 0, 128, &names()).is_none(),
+                "{code:?}"
+            );
         }
         let tags = [
             "endfor",
@@ -1676,7 +1741,7 @@ mod fast_paths {
             "for item in data.0.rows",
         ];
         for code in tags {
-            let fast = super::super::fast::tag(code, 0, 128).map(|t| {
+            let fast = super::super::fast::tag(code, 0, 128, &names()).map(|t| {
                 let span = Span::new(0, code.len());
                 format!(
                     "{:?}",
@@ -1704,9 +1769,117 @@ mod fast_paths {
             "endblock",
             "endfor x",
             "set x = 1",
+            // only the grammar's whitespace (space, tab, CR, LF) is skipped
+            "endfor\u{c}",
+            "if\u{c}x",
+            "for x in\u{a0}xs",
+            "for\u{b}x in xs",
         ] {
-            assert!(super::super::fast::tag(code, 0, 128).is_none(), "{code:?}");
+            assert!(
+                super::super::fast::tag(code, 0, 128, &names()).is_none(),
+                "{code:?}"
+            );
         }
+        for code in ["\u{c}a", "a\u{b}", "\u{a0}a", "a.b\u{85}"] {
+            assert!(
+                super::super::fast::path(code, 0, 128, &names()).is_none(),
+                "{code:?}"
+            );
+        }
+    }
+
+    /// What a fast path builds, as text (`None` when it declines).
+    fn fast_print(code: &str) -> Option<String> {
+        super::super::fast::path(code, 0, 128, &names()).map(|e| format!("{e:?}"))
+    }
+
+    fn fast_tag(code: &str) -> Option<String> {
+        let span = Span::new(0, code.len());
+        super::super::fast::tag(code, 0, 128, &names()).map(|t| {
+            format!(
+                "{:?}",
+                match t {
+                    FastTag::If(e) => Tag::If(e),
+                    FastTag::ElseIf(e) => Tag::ElseIf(e),
+                    FastTag::For(k, v, e) => Tag::For(k, v, e),
+                    FastTag::Keyword(k) => keyword_tag(k, span),
+                }
+            )
+        })
+    }
+
+    /// Differential test on a corpus: the code of every `{{ }}` and `{% %}` of every fixture
+    /// under tests/fixtures (and of some variants of it: other spacing, names cut short) gives
+    /// the AST pest gives whenever a fast path takes it.
+    #[test]
+    fn fast_paths_agree_with_pest_on_the_fixtures() {
+        fn files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for e in std::fs::read_dir(dir).expect("fixture dir").flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    files(&p, out);
+                } else if p.extension().is_some_and(|x| x == "test") {
+                    out.push(p);
+                }
+            }
+        }
+        let mut paths = Vec::new();
+        files(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"),
+            &mut paths,
+        );
+        assert!(paths.len() > 500, "{} fixtures", paths.len());
+        let (mut codes, mut taken) = (0, 0);
+        for path in paths {
+            let src = std::fs::read_to_string(&path).expect("fixture");
+            let b = src.as_bytes();
+            let mut i = 0;
+            while let Some(off) = src[i..].find('{') {
+                let at = i + off;
+                i = at + 1;
+                let tag = match b.get(at + 1) {
+                    Some(b'{') => false,
+                    Some(b'%') => true,
+                    _ => continue,
+                };
+                let from = at + 2 + usize::from(matches!(b.get(at + 2), Some(b'-' | b'~')));
+                let Ok(end) = super::super::lex::scan_code("t", &src, from, 128, Some(tag)) else {
+                    continue;
+                };
+                let Some(code) = src.get(from..end) else {
+                    continue;
+                };
+                let code = code.strip_suffix(['-', '~']).unwrap_or(code);
+                let t = code.trim();
+                let mut variants = vec![
+                    code.to_string(),
+                    t.to_string(),
+                    format!("\t{t}\n"),
+                    t.replacen(' ', "  ", 1),
+                    t.replacen(' ', "\n", 1),
+                    t.replacen(' ', "\u{c}", 1),
+                    t.replacen('.', " .", 1),
+                    t.replacen('.', "..", 1),
+                ];
+                variants.extend((1..t.len()).filter_map(|n| t.get(..n).map(str::to_string)));
+                for v in variants {
+                    codes += 1;
+                    let (fast, pest) = if tag {
+                        (fast_tag(&v), pest_tag(&v).ok())
+                    } else {
+                        (fast_print(&v), pest_print(&v).ok())
+                    };
+                    if let Some(f) = fast {
+                        taken += 1;
+                        assert_eq!(Some(f), pest, "{}: {v:?}", path.display());
+                    }
+                }
+            }
+        }
+        assert!(
+            codes > 10_000 && taken > 1_000,
+            "{codes} codes, {taken} fast"
+        );
     }
 }
 
@@ -1729,6 +1902,7 @@ mod perf {
                 std::hint::black_box(FlexieParser::parse(rule, code).map(|p| p.count()).ok());
             }
             let parse = t.elapsed().as_secs_f64() / n as f64 * 1e9;
+            let names = Default::default();
             let cx = Ctx {
                 name: "t",
                 src: code,
@@ -1736,6 +1910,7 @@ mod perf {
                 base: 0,
                 closer: "}}",
                 code_end: code.len(),
+                names: &names,
             };
             let t = std::time::Instant::now();
             for _ in 0..n {

@@ -26,6 +26,20 @@ use std::sync::Arc;
 /// An ordered map with string keys, as JSON objects and PHP arrays with string keys.
 pub type Map = IndexMap<Arc<str>, Value>;
 
+/// `a == b` for the short strings of map keys and names: compared inline byte by byte up to
+/// 16 bytes (a call to `memcmp` costs more than the comparison there), longer ones as usual.
+#[inline]
+pub(crate) fn same_text(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    if a.len() > 16 {
+        return a == b;
+    }
+    a.iter().zip(b).all(|(x, y)| x == y)
+}
+
 /// Something the interpreter can call: an arrow function or a macro. Opaque to
 /// everything but the interpreter, which downcasts it; builtins call it through
 /// [`crate::builtins::State::call`].

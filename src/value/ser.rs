@@ -143,7 +143,7 @@ impl Keys {
         let h = b.len() ^ end(b.first()).wrapping_mul(7) ^ end(b.last()).wrapping_mul(3);
         let i = h % Self::SLOTS;
         if let Some((a, hash)) = &self.slots[i] {
-            if **a == *k {
+            if super::same_text(a, k) {
                 return (a.clone(), *hash);
             }
         }

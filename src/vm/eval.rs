@@ -40,7 +40,7 @@ fn missing(prog: &Program, base: &Value, what: &str, span: Span) -> Error {
 pub(crate) fn map_get<'m>(m: &'m Map, k: &str) -> Option<&'m Value> {
     if m.len() <= 8 {
         m.iter()
-            .find(|(key, _)| key.len() == k.len() && ***key == *k)
+            .find(|(key, _)| crate::value::same_text(key, k))
             .map(|(_, v)| v)
     } else {
         m.get(k)

@@ -54,7 +54,7 @@ impl Vm<'_> {
         for n in nodes {
             match n {
                 Node::Text(t) => {
-                    self.out.push_str(t);
+                    self.out.push_str(t.as_str());
                     self.check_out(Span::default())?;
                 }
                 Node::Print(Expr::Parent(ps), _, span) => {
