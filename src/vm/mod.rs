@@ -280,9 +280,14 @@ pub struct Vm<'a> {
     parent: Option<Arc<Program>>,
     /// Templates being rendered (includes and parents), for the depth-limit message.
     chain: Vec<Name<'a>>,
-    /// Slot vectors of finished frames, emptied, for the next frames to reuse.
-    spare_slots: Vec<Vec<Value>>,
+    /// Slot vectors of finished frames, emptied, for the next frames to reuse: the first
+    /// `spare_len` (kept in place, so that keeping one allocates nothing).
+    spare_slots: [Vec<Value>; SPARE_SLOTS],
+    spare_len: usize,
 }
+
+/// How many slot vectors of finished frames a render keeps for reuse.
+const SPARE_SLOTS: usize = 4;
 
 fn context_map(ctx: &Value) -> Result<Arc<Map>, Error> {
     match ctx {
@@ -323,7 +328,8 @@ impl<'a> Vm<'a> {
             cur_block: None,
             parent: None,
             chain: Vec::new(),
-            spare_slots: Vec::new(),
+            spare_slots: Default::default(),
+            spare_len: 0,
         })
     }
 
@@ -409,13 +415,13 @@ impl<'a> Vm<'a> {
         if n == 0 {
             return Vec::new();
         }
-        match self.spare_slots.pop() {
-            Some(mut v) => {
-                v.resize(n, Value::Undefined);
-                v
-            }
-            None => vec![Value::Undefined; n],
+        if self.spare_len == 0 {
+            return vec![Value::Undefined; n];
         }
+        self.spare_len -= 1;
+        let mut v = std::mem::take(&mut self.spare_slots[self.spare_len]);
+        v.resize(n, Value::Undefined);
+        v
     }
 
     /// Runs `f` in a fresh frame (`slots`, `ctx`, `program`), restoring the caller's after.
@@ -445,9 +451,10 @@ impl<'a> Vm<'a> {
         }
         self.frame = saved_kind;
         let mut used = std::mem::replace(&mut self.scope.slots, saved_slots);
-        if used.capacity() > 0 && self.spare_slots.len() < 8 {
+        if used.capacity() > 0 && self.spare_len < SPARE_SLOTS {
             used.clear();
-            self.spare_slots.push(used);
+            self.spare_slots[self.spare_len] = used;
+            self.spare_len += 1;
         }
         if let Some(c) = saved_ctx {
             self.scope.ctx = c;
@@ -719,7 +726,8 @@ impl<'a> Vm<'a> {
             };
             if let Some(rc) = rc {
                 if is_parent_of(&rc) && self.chain_fits(&rc) {
-                    return self.render_resolved(Instance::Own(rc.table.clone(), rc.levels.clone()));
+                    return self
+                        .render_resolved(Instance::Own(rc.table.clone(), rc.levels.clone()));
                 }
             }
         }
@@ -972,7 +980,12 @@ impl<'a> Vm<'a> {
     /// Renders the definition at `level` of entry `entry` of the current table; false when
     /// there is none.
     fn render_entry(&mut self, entry: usize, level: usize, span: Span) -> Result<bool, Error> {
-        let found = match self.inst.table().get_index(entry).and_then(|(_, v)| v.get(level)) {
+        let found = match self
+            .inst
+            .table()
+            .get_index(entry)
+            .and_then(|(_, v)| v.get(level))
+        {
             Some(BlockAt::Level(l, i)) => self.inst.level(*l).map(|p| (p, *i)),
             Some(BlockAt::Used(p, i)) => Some((Prog::Shared(p.clone()), *i)),
             None => None,
