@@ -149,7 +149,7 @@ impl<'a> Instance<'a> {
     /// The name of the template at `level` of the chain.
     fn level_name(&self, level: usize) -> Option<Name<'a>> {
         match self {
-            Instance::Chain(rc) => rc.levels.get(level).map(|p| Name::Pinned(&*p.name)),
+            Instance::Chain(rc) => rc.levels.get(level).map(|p| Name::Pinned(&p.name)),
             Instance::Own(_, l) => l.get(level).map(|p| Name::Shared(p.name.clone())),
         }
     }
@@ -158,7 +158,7 @@ impl<'a> Instance<'a> {
     #[inline]
     fn level(&self, level: usize) -> Option<Prog<'a>> {
         match self {
-            Instance::Chain(rc) => rc.levels.get(level).map(|p| Prog::Pinned(&**p)),
+            Instance::Chain(rc) => rc.levels.get(level).map(|p| Prog::Pinned(p)),
             Instance::Own(_, l) => l.get(level).map(|p| Prog::Shared(p.clone())),
         }
     }
