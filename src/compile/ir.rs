@@ -204,8 +204,9 @@ pub enum Node {
     Include(Box<IncludeCall>),
     /// `{% extends expr %}`: the parent template, rendered after the body.
     Extends(Expr, Span),
-    /// Renders the block of that name (the most derived definition).
-    BlockRef(Arc<str>, Span),
+    /// Renders the block of that name (the most derived definition); the index of the
+    /// template's own definition of it (in `Program::blocks`).
+    BlockRef(Arc<str>, u32, Span),
     /// `{% embed %}`: an anonymous child template, included.
     Embed(Arc<Program>, Box<IncludeCall>),
 }
@@ -245,11 +246,14 @@ impl std::hash::Hasher for NameHasher {
         }
         // The tail (all of a name up to 7 bytes) as one zero-padded word: one multiply
         // instead of one per byte (`str` hashing writes a 0xff terminator after it).
+        // (assembled byte by byte: a copy of a variable length is a call to `memmove`)
         let rest = chunks.remainder();
         if !rest.is_empty() {
-            let mut w = [0u8; 8];
-            w[..rest.len()].copy_from_slice(rest);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+            let w = rest
+                .iter()
+                .enumerate()
+                .fold(0u64, |w, (i, &b)| w | u64::from(b) << (8 * i));
+            self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(K);
         }
     }
     fn finish(&self) -> u64 {
@@ -285,6 +289,10 @@ pub struct BlockMemo {
 pub struct ResolvedChain {
     pub levels: Arc<Vec<Arc<Program>>>,
     pub table: Arc<BlockTable>,
+    /// For each level, for each of its own blocks (by index in `Program::blocks`), the index
+    /// of its name's entry in `table`: a `{% block %}` tag of a level renders that entry
+    /// without hashing the name.
+    pub entries: Vec<Vec<u32>>,
 }
 
 /// A template's link to its [`ResolvedChain`]: used only while the library that resolved it

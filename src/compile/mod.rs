@@ -713,7 +713,9 @@ impl Cx<'_> {
             }
             StmtKind::Block(name, body) => {
                 self.block_def(name, body, s.span)?;
-                Node::BlockRef(name.clone(), s.span)
+                // `block_def` pushed this block last (after the blocks nested in it)
+                let own = u32::try_from(self.blocks.len().saturating_sub(1)).unwrap_or(u32::MAX);
+                Node::BlockRef(name.clone(), own, s.span)
             }
             StmtKind::Embed(tag, body) => {
                 let ast::IncludeTag {

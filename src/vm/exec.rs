@@ -189,8 +189,8 @@ impl Vm<'_> {
                         self.set_parent(p);
                     }
                 }
-                Node::BlockRef(name, span) => {
-                    self.render_block(name, 0, *span)?;
+                Node::BlockRef(name, own, span) => {
+                    self.render_block_ref(name, *own, *span)?;
                 }
             }
         }

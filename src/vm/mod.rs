@@ -77,11 +77,90 @@ fn no_levels() -> Levels {
 type Levels = Arc<Vec<Arc<Program>>>;
 
 /// The block table and levels a template instance starts with.
-fn instance_blocks(prog: &Arc<Program>) -> (Arc<BlockTable>, Levels) {
+fn instance_blocks<'a>(prog: &Arc<Program>) -> Instance<'a> {
     if prog.blocks.is_empty() && prog.traits.is_empty() {
-        (empty_table(), no_levels())
+        Instance::Own(empty_table(), no_levels())
     } else {
-        (table_for(prog), Arc::new(vec![prog.clone()]))
+        Instance::Own(table_for(prog), Arc::new(vec![prog.clone()]))
+    }
+}
+
+/// A template the VM runs: borrowed for the whole render when it is the template `render`
+/// was called with or a level of its resolved chain (switching to it touches no reference
+/// count), shared otherwise (included, imported, loaded by a dynamic name, …).
+#[derive(Clone)]
+pub(crate) enum Prog<'a> {
+    Pinned(&'a Program),
+    Shared(Arc<Program>),
+}
+
+impl std::ops::Deref for Prog<'_> {
+    type Target = Program;
+    #[inline]
+    fn deref(&self) -> &Program {
+        match self {
+            Prog::Pinned(p) => p,
+            Prog::Shared(p) => p,
+        }
+    }
+}
+
+/// A template name in the chain of templates being rendered (for the depth-limit message):
+/// borrowed like [`Prog::Pinned`], or shared.
+#[derive(Clone)]
+enum Name<'a> {
+    Pinned(&'a str),
+    Shared(Arc<str>),
+}
+
+impl std::ops::Deref for Name<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        match self {
+            Name::Pinned(n) => n,
+            Name::Shared(n) => n,
+        }
+    }
+}
+
+/// The blocks of the template instance being rendered: the resolved chain of the template
+/// `render` was called with, borrowed for the whole render (entering a level or a block of it
+/// touches no reference count), or a table and the templates of its levels.
+enum Instance<'a> {
+    Chain(&'a ResolvedChain),
+    Own(Arc<BlockTable>, Levels),
+}
+
+impl<'a> Instance<'a> {
+    fn table(&self) -> &BlockTable {
+        match self {
+            Instance::Chain(rc) => &rc.table,
+            Instance::Own(t, _) => t,
+        }
+    }
+
+    fn levels(&self) -> &[Arc<Program>] {
+        match self {
+            Instance::Chain(rc) => &rc.levels,
+            Instance::Own(_, l) => l,
+        }
+    }
+
+    /// The name of the template at `level` of the chain.
+    fn level_name(&self, level: usize) -> Option<Name<'a>> {
+        match self {
+            Instance::Chain(rc) => rc.levels.get(level).map(|p| Name::Pinned(&p.name)),
+            Instance::Own(_, l) => l.get(level).map(|p| Name::Shared(p.name.clone())),
+        }
+    }
+
+    /// The template at `level` of the chain.
+    #[inline]
+    fn level(&self, level: usize) -> Option<Prog<'a>> {
+        match self {
+            Instance::Chain(rc) => rc.levels.get(level).map(|p| Prog::Pinned(p)),
+            Instance::Own(_, l) => l.get(level).map(|p| Prog::Shared(p.clone())),
+        }
     }
 }
 
@@ -91,6 +170,15 @@ fn only_extends(prog: &Program) -> Option<&Arc<str>> {
         [Node::Extends(Expr::Const(Value::Str(n)), _)] => Some(n),
         _ => None,
     }
+}
+
+/// The chain of `prog` remembered for the rendering library, if any.
+fn resolved_chain(lib: &Library, prog: &Program) -> Option<Arc<ResolvedChain>> {
+    let link = prog.block_memo.chain.get()?;
+    if link.library != lib.id {
+        return None;
+    }
+    link.chain.upgrade()
 }
 
 /// How many child chains a template remembers its extended tables for.
@@ -171,7 +259,7 @@ struct ArrowClosure {
 pub struct Vm<'a> {
     pub(crate) out: String,
     pub(crate) scope: Scope,
-    pub(crate) program: Arc<Program>,
+    pub(crate) program: Prog<'a>,
     /// What the running frame is in `program` (where its slot names are).
     frame: Frame,
     fuel: u64,
@@ -181,21 +269,25 @@ pub struct Vm<'a> {
     pub(crate) shared: &'a Shared,
     pub(crate) escape: Escape,
     env_allowed: bool,
-    /// Blocks of the template instance being rendered.
-    blocks: Arc<BlockTable>,
-    /// The templates of the instance's `extends` chain, by level (`BlockAt::Level`); empty
-    /// while the instance's template has neither blocks nor a parent.
-    levels: Levels,
+    /// Blocks of the template instance being rendered, and the templates of its `extends`
+    /// chain by level (`BlockAt::Level`; no level while the instance's template has neither
+    /// blocks nor a parent).
+    inst: Instance<'a>,
     /// The block running now (its entry's index in `blocks`) and its level in that entry
     /// (for `parent()`).
     cur_block: Option<(usize, usize)>,
     /// Set by `extends`: rendered once the child's body is done.
     parent: Option<Arc<Program>>,
     /// Templates being rendered (includes and parents), for the depth-limit message.
-    chain: Vec<Arc<str>>,
-    /// Slot vectors of finished frames, emptied, for the next frames to reuse.
-    spare_slots: Vec<Vec<Value>>,
+    chain: Vec<Name<'a>>,
+    /// Slot vectors of finished frames, emptied, for the next frames to reuse: the first
+    /// `spare_len` (kept in place, so that keeping one allocates nothing).
+    spare_slots: [Vec<Value>; SPARE_SLOTS],
+    spare_len: usize,
 }
+
+/// How many slot vectors of finished frames a render keeps for reuse.
+const SPARE_SLOTS: usize = 4;
 
 fn context_map(ctx: &Value) -> Result<Arc<Map>, Error> {
     match ctx {
@@ -210,7 +302,7 @@ fn context_map(ctx: &Value) -> Result<Arc<Map>, Error> {
 
 impl<'a> Vm<'a> {
     fn new(
-        program: Arc<Program>,
+        program: &'a Program,
         shared: &'a Shared,
         ctx: &Value,
         opts: RenderOptions,
@@ -224,7 +316,7 @@ impl<'a> Vm<'a> {
                 loop_base: 0,
             },
             frame: Frame::Template,
-            program,
+            program: Prog::Pinned(program),
             fuel: shared.limits.fuel,
             depth: 0,
             frame_id: 0,
@@ -232,12 +324,12 @@ impl<'a> Vm<'a> {
             shared,
             escape: opts.escape,
             env_allowed: opts.allow_env,
-            blocks: empty_table(),
-            levels: no_levels(),
+            inst: Instance::Own(empty_table(), no_levels()),
             cur_block: None,
             parent: None,
             chain: Vec::new(),
-            spare_slots: Vec::new(),
+            spare_slots: Default::default(),
+            spare_len: 0,
         })
     }
 
@@ -323,13 +415,13 @@ impl<'a> Vm<'a> {
         if n == 0 {
             return Vec::new();
         }
-        match self.spare_slots.pop() {
-            Some(mut v) => {
-                v.resize(n, Value::Undefined);
-                v
-            }
-            None => vec![Value::Undefined; n],
+        if self.spare_len == 0 {
+            return vec![Value::Undefined; n];
         }
+        self.spare_len -= 1;
+        let mut v = std::mem::take(&mut self.spare_slots[self.spare_len]);
+        v.resize(n, Value::Undefined);
+        v
     }
 
     /// Runs `f` in a fresh frame (`slots`, `ctx`, `program`), restoring the caller's after.
@@ -338,7 +430,7 @@ impl<'a> Vm<'a> {
     /// `program: None` keeps the running program (a block of the running template).
     fn with_frame<T>(
         &mut self,
-        program: Option<Arc<Program>>,
+        program: Option<Prog<'a>>,
         frame: Frame,
         slots: Vec<Value>,
         ctx: Option<Arc<Map>>,
@@ -359,9 +451,10 @@ impl<'a> Vm<'a> {
         }
         self.frame = saved_kind;
         let mut used = std::mem::replace(&mut self.scope.slots, saved_slots);
-        if used.capacity() > 0 && self.spare_slots.len() < 8 {
+        if used.capacity() > 0 && self.spare_len < SPARE_SLOTS {
             used.clear();
-            self.spare_slots.push(used);
+            self.spare_slots[self.spare_len] = used;
+            self.spare_len += 1;
         }
         if let Some(c) = saved_ctx {
             self.scope.ctx = c;
@@ -394,7 +487,7 @@ impl<'a> Vm<'a> {
         self.burn(span)?;
         let (prog, idx) = match mref {
             MacroRef::Local(i) => (self.program.clone(), *i),
-            MacroRef::Imported(p, i) => (p.clone(), *i),
+            MacroRef::Imported(p, i) => (Prog::Shared(p.clone()), *i),
         };
         let Some(m) = prog.macros.get(idx) else {
             return Err(self.loc(Error::new(ErrorKind::Runtime, "unknown macro"), span));
@@ -442,10 +535,10 @@ impl<'a> Vm<'a> {
     }
 
     /// Enters a template (include, parent, embed): the depth limit names the chain.
-    fn enter_template(&mut self, name: &Arc<str>, span: Span) -> Result<(), Error> {
+    fn enter_template(&mut self, name: Name<'a>, span: Span) -> Result<(), Error> {
         if self.depth >= self.shared.limits.max_depth {
             let mut names: Vec<&str> = self.chain.iter().map(|n| &**n).collect();
-            names.push(name);
+            names.push(&name);
             // Show the first cycle when there is one, else the last templates.
             let shown = match names
                 .iter()
@@ -470,7 +563,7 @@ impl<'a> Vm<'a> {
             ));
         }
         self.depth += 1;
-        self.chain.push(name.clone());
+        self.chain.push(name);
         Ok(())
     }
 
@@ -570,21 +663,18 @@ impl<'a> Vm<'a> {
         span: Span,
     ) -> Result<(), Error> {
         stacker::maybe_grow(STACK_RED_ZONE, STACK_GROW, || {
-            self.enter_template(&prog.name, span)?;
-            let (table, levels) = instance_blocks(&prog);
-            let saved_blocks = std::mem::replace(&mut self.blocks, table);
-            let saved_levels = std::mem::replace(&mut self.levels, levels);
+            self.enter_template(Name::Shared(prog.name.clone()), span)?;
+            let saved_inst = std::mem::replace(&mut self.inst, instance_blocks(&prog));
             let saved_cur = self.cur_block.take();
             let slots = self.new_slots(prog.slots);
             let r = self.with_frame(
-                Some(prog.clone()),
+                Some(Prog::Shared(prog.clone())),
                 Frame::Template,
                 slots,
                 Some(ctx),
-                |vm| vm.exec_template(&prog),
+                |vm| vm.exec_template(&prog, None),
             );
-            self.blocks = saved_blocks;
-            self.levels = saved_levels;
+            self.inst = saved_inst;
             self.cur_block = saved_cur;
             self.leave_template();
             r
@@ -593,17 +683,25 @@ impl<'a> Vm<'a> {
 
     /// Runs a template's body in the current frame; when it extended another, the
     /// body's output is dropped and the parent renders with the child's variables.
-    pub(crate) fn exec_template(&mut self, prog: &Arc<Program>) -> Result<(), Error> {
+    /// `pinned`: the resolved chain of `prog` when `render` found it (and keeps it alive for
+    /// the whole render).
+    pub(crate) fn exec_template(
+        &mut self,
+        prog: &Arc<Program>,
+        pinned: Option<&'a ResolvedChain>,
+    ) -> Result<(), Error> {
         // `prog` is level 0 of its instance: its whole chain may be known already
-        let resolved = if self.levels.len() <= 1 {
-            self.resolved_chain(prog)
-        } else {
-            None
+        let resolved = match pinned {
+            None if self.inst.levels().len() <= 1 => resolved_chain(&self.shared.library, prog),
+            _ => None,
         };
-        if let Some(rc) = &resolved {
-            if only_extends(prog).is_some() && self.chain_fits(rc) {
-                // the body would only name the parent: nothing to run
-                return self.render_resolved(rc);
+        if only_extends(prog).is_some() {
+            // the body would only name the parent: nothing to run
+            if let Some(rc) = pinned.filter(|rc| self.chain_fits(rc)) {
+                return self.render_resolved(Instance::Chain(rc));
+            }
+            if let Some(rc) = resolved.as_ref().filter(|rc| self.chain_fits(rc)) {
+                return self.render_resolved(Instance::Own(rc.table.clone(), rc.levels.clone()));
             }
         }
         let start = self.out.len();
@@ -615,43 +713,50 @@ impl<'a> Vm<'a> {
             return Ok(());
         };
         self.out.truncate(start);
-        if self.levels.len() <= 1 {
+        let is_parent_of =
+            |rc: &ResolvedChain| rc.levels.get(1).is_some_and(|l| Arc::ptr_eq(l, &parent));
+        if let Some(rc) = pinned {
+            if is_parent_of(rc) && self.chain_fits(rc) {
+                return self.render_resolved(Instance::Chain(rc));
+            }
+        } else if self.inst.levels().len() <= 1 {
             let rc = match resolved {
                 Some(rc) => Some(rc),
                 None => self.resolve_chain(prog, &parent),
             };
             if let Some(rc) = rc {
-                if Arc::ptr_eq(&rc.levels[1], &parent) && self.chain_fits(&rc) {
-                    return self.render_resolved(&rc);
+                if is_parent_of(&rc) && self.chain_fits(&rc) {
+                    return self
+                        .render_resolved(Instance::Own(rc.table.clone(), rc.levels.clone()));
                 }
             }
         }
-        if self.levels.is_empty() {
-            // `prog` started the instance without blocks: it is level 0
-            self.levels = Arc::new(vec![prog.clone()]);
-            self.blocks = table_for(prog);
+        if let Instance::Chain(rc) = self.inst {
+            self.inst = Instance::Own(rc.table.clone(), rc.levels.clone());
         }
-        self.blocks = extend_table(&self.blocks, &parent, self.levels.len());
-        Arc::make_mut(&mut self.levels).push(parent.clone());
+        if let Instance::Own(table, levels) = &mut self.inst {
+            if levels.is_empty() {
+                // `prog` started the instance without blocks: it is level 0
+                *levels = Arc::new(vec![prog.clone()]);
+                *table = table_for(prog);
+            }
+            *table = extend_table(table, &parent, levels.len());
+            Arc::make_mut(levels).push(parent.clone());
+        }
         let vars = self.inherited_ctx();
-        self.enter_template(&parent.name, Span::default())?;
+        self.enter_template(Name::Shared(parent.name.clone()), Span::default())?;
         let r = stacker::maybe_grow(STACK_RED_ZONE, STACK_GROW, || {
             let slots = self.new_slots(parent.slots);
-            self.with_frame(Some(parent.clone()), Frame::Template, slots, vars, |vm| {
-                vm.exec_template(&parent)
-            })
+            self.with_frame(
+                Some(Prog::Shared(parent.clone())),
+                Frame::Template,
+                slots,
+                vars,
+                |vm| vm.exec_template(&parent, None),
+            )
         });
         self.leave_template();
         r
-    }
-
-    /// The chain of `prog` remembered for the rendering library, if any.
-    fn resolved_chain(&self, prog: &Program) -> Option<Arc<ResolvedChain>> {
-        let link = prog.block_memo.chain.get()?;
-        if link.library != self.shared.library.id {
-            return None;
-        }
-        link.chain.upgrade()
     }
 
     /// Whether entering every parent of `rc` stays within the depth limit (else the levels
@@ -679,9 +784,24 @@ impl<'a> Vm<'a> {
             for (i, l) in levels.iter().enumerate() {
                 add_blocks(&mut table, l, i);
             }
+            let entries = levels
+                .iter()
+                .map(|l| {
+                    l.blocks
+                        .iter()
+                        .map(|b| {
+                            table
+                                .get_index_of(&b.name)
+                                .and_then(|e| u32::try_from(e).ok())
+                                .unwrap_or(u32::MAX)
+                        })
+                        .collect()
+                })
+                .collect();
             Arc::new(ResolvedChain {
                 levels: Arc::new(levels),
                 table: Arc::new(table),
+                entries,
             })
         });
         // A chain that does not resolve is remembered as such (an empty link): the next
@@ -729,24 +849,27 @@ impl<'a> Vm<'a> {
         Some(levels)
     }
 
-    /// Renders the base of a resolved chain with the variables of level 0 (the running
-    /// frame): the levels between have nothing to run, so only their depth is counted.
-    fn render_resolved(&mut self, rc: &ResolvedChain) -> Result<(), Error> {
-        let Some(base) = rc.levels.last().cloned() else {
+    /// Renders the base of a resolved chain (`inst`) with the variables of level 0 (the
+    /// running frame): the levels between have nothing to run, so only their depth is counted.
+    fn render_resolved(&mut self, inst: Instance<'a>) -> Result<(), Error> {
+        let n = inst.levels().len();
+        let Some(base) = n.checked_sub(1).and_then(|l| inst.level(l)) else {
             return Ok(());
         };
-        self.blocks = rc.table.clone();
-        self.levels = rc.levels.clone();
         let vars = self.inherited_ctx();
         let mut entered = 0;
         let mut r = Ok(());
-        for l in rc.levels.iter().skip(1) {
-            r = self.enter_template(&l.name, Span::default());
+        for l in 1..n {
+            let Some(name) = inst.level_name(l) else {
+                break;
+            };
+            r = self.enter_template(name, Span::default());
             if r.is_err() {
                 break;
             }
             entered += 1;
         }
+        self.inst = inst;
         if r.is_ok() {
             r = stacker::maybe_grow(STACK_RED_ZONE, STACK_GROW, || {
                 let slots = self.new_slots(base.slots);
@@ -809,6 +932,38 @@ impl<'a> Vm<'a> {
         self.run_template(prog, Arc::new(vars), inc.span)
     }
 
+    /// `{% block name %}` of the running template (`own`: the index of its definition there):
+    /// renders the most derived definition of `name`. In a resolved chain, the entry of a
+    /// level's block is known (no name to hash).
+    pub(crate) fn render_block_ref(
+        &mut self,
+        name: &Arc<str>,
+        own: u32,
+        span: Span,
+    ) -> Result<bool, Error> {
+        if let Instance::Chain(rc) = self.inst {
+            let running: &Program = &self.program;
+            // (the tag and the definition share the name's `Arc`: a cheap check that `own`
+            // is this tag's block)
+            let entry = rc
+                .levels
+                .iter()
+                .position(|l| std::ptr::eq::<Program>(&**l, running))
+                .filter(|_| {
+                    running
+                        .blocks
+                        .get(own as usize)
+                        .is_some_and(|b| Arc::ptr_eq(&b.name, name))
+                })
+                .and_then(|l| rc.entries.get(l)?.get(own as usize))
+                .map(|&e| e as usize);
+            if let Some(e) = entry {
+                return self.render_entry(e, 0, span);
+            }
+        }
+        self.render_block(name, 0, span)
+    }
+
     /// Renders block `name` at `level` of the current table; false when there is none.
     pub(crate) fn render_block(
         &mut self,
@@ -816,7 +971,7 @@ impl<'a> Vm<'a> {
         level: usize,
         span: Span,
     ) -> Result<bool, Error> {
-        match self.blocks.get_index_of(name) {
+        match self.inst.table().get_index_of(name) {
             Some(entry) => self.render_entry(entry, level, span),
             None => Ok(false),
         }
@@ -825,9 +980,14 @@ impl<'a> Vm<'a> {
     /// Renders the definition at `level` of entry `entry` of the current table; false when
     /// there is none.
     fn render_entry(&mut self, entry: usize, level: usize, span: Span) -> Result<bool, Error> {
-        let found = match self.blocks.get_index(entry).and_then(|(_, v)| v.get(level)) {
-            Some(BlockAt::Level(l, i)) => self.levels.get(*l).map(|p| (p.clone(), *i)),
-            Some(BlockAt::Used(p, i)) => Some((p.clone(), *i)),
+        let found = match self
+            .inst
+            .table()
+            .get_index(entry)
+            .and_then(|(_, v)| v.get(level))
+        {
+            Some(BlockAt::Level(l, i)) => self.inst.level(*l).map(|p| (p, *i)),
+            Some(BlockAt::Used(p, i)) => Some((Prog::Shared(p.clone()), *i)),
             None => None,
         };
         let Some((prog, idx)) = found else {
@@ -837,7 +997,7 @@ impl<'a> Vm<'a> {
             return Ok(false);
         };
         if let Err(e) = self.enter(span) {
-            let name = self.blocks.get_index(entry).map_or("", |(k, _)| &**k);
+            let name = self.inst.table().get_index(entry).map_or("", |(k, _)| &**k);
             return Err(e.with_hint(format!("while rendering block `{name}`")));
         }
         let vars = self.inherited_ctx();
@@ -845,7 +1005,7 @@ impl<'a> Vm<'a> {
         let check_stack = self.depth % 8 == 0;
         // A block of the running template (the base's own blocks in a resolved chain) runs
         // without swapping the program.
-        let program = (!Arc::ptr_eq(&prog, &self.program)).then(|| prog.clone());
+        let program = (!std::ptr::eq::<Program>(&*prog, &*self.program)).then(|| prog.clone());
         let run = || {
             let slots = self.new_slots(def.slots);
             self.with_frame(program, Frame::Block(idx), slots, vars, |vm| {
@@ -877,7 +1037,7 @@ impl<'a> Vm<'a> {
     /// The name of the running block (for messages).
     pub(crate) fn current_block_name(&self) -> Option<Arc<str>> {
         let (entry, _) = self.cur_block?;
-        self.blocks.get_index(entry).map(|(k, _)| k.clone())
+        self.inst.table().get_index(entry).map(|(k, _)| k.clone())
     }
 
     /// Runs `f` with the blocks of template `tpl` (and its constant parents) instead
@@ -909,18 +1069,19 @@ impl<'a> Vm<'a> {
                 None => break,
             }
         }
-        let saved = std::mem::replace(&mut self.blocks, Arc::new(table));
-        let saved_levels = std::mem::replace(&mut self.levels, Arc::new(levels));
+        let saved = std::mem::replace(
+            &mut self.inst,
+            Instance::Own(Arc::new(table), Arc::new(levels)),
+        );
         let saved_cur = self.cur_block.take();
         let r = f(self);
-        self.blocks = saved;
-        self.levels = saved_levels;
+        self.inst = saved;
         self.cur_block = saved_cur;
         r
     }
 
     pub(crate) fn has_block(&self, name: &str) -> bool {
-        self.blocks.get(name).is_some_and(|v| !v.is_empty())
+        self.inst.table().get(name).is_some_and(|v| !v.is_empty())
     }
 
     pub(crate) fn set_parent(&mut self, p: Arc<Program>) {
@@ -1052,18 +1213,21 @@ pub fn render(
     opts: RenderOptions,
 ) -> Result<String, Error> {
     use std::sync::atomic::Ordering::Relaxed;
-    let mut vm = Vm::new(program.clone(), shared, ctx, opts)?;
+    // The resolved chain of `program`, if any, lives as long as the render: its levels and
+    // blocks are entered by reference.
+    let pinned = resolved_chain(&shared.library, program);
+    let mut vm = Vm::new(program, shared, ctx, opts)?;
     let hint = program.size_hint.load(Relaxed).max(program.source.len());
     vm.out.reserve(hint.min(shared.limits.max_output));
     // A child whose body only names the parent of a resolved chain gets the chain's table
     // and levels in `exec_template`: its own would be built and dropped unused (two
     // allocations per render). Rendered level by level, it starts without blocks, which
     // `exec_template` handles (it becomes level 0 when its parent is entered).
-    if only_extends(program).is_none() || vm.resolved_chain(program).is_none() {
-        (vm.blocks, vm.levels) = instance_blocks(program);
+    if only_extends(program).is_none() || pinned.is_none() {
+        vm.inst = instance_blocks(program);
     }
-    vm.chain.push(program.name.clone());
-    vm.exec_template(program)?;
+    vm.chain.push(Name::Pinned(&program.name));
+    vm.exec_template(program, pinned.as_deref())?;
     program.size_hint.store(vm.out.len(), Relaxed);
     Ok(vm.out)
 }
@@ -1076,7 +1240,7 @@ pub fn eval_expression(
     ctx: &Value,
     opts: RenderOptions,
 ) -> Result<Value, Error> {
-    let mut vm = Vm::new(program.clone(), shared, ctx, opts)?;
+    let mut vm = Vm::new(program, shared, ctx, opts)?;
     vm.eval(expr)
 }
 

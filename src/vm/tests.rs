@@ -667,3 +667,45 @@ fn blocks_nested_to_the_depth_limit_fit_a_small_thread_stack() {
         Err(e) => assert_eq!(e.kind(), ErrorKind::Limit, "{e}"),
     }
 }
+
+/// After the first render, a child's resolved chain is borrowed for the whole render and a
+/// level's `{% block %}` tag finds its entry by index (src/vm/mod.rs `render_block_ref`): the
+/// later renders must print what the first one prints, with traits (`use`), nested blocks,
+/// `block()`, `is defined`, `parent()`, `_self` macros, an included chain and loop variables
+/// inside blocks, and name the right template in errors.
+#[test]
+fn borrowed_chains_render_like_the_first_render() {
+    let lib = [
+        (
+            "base",
+            "<{% block head %}H{% block title %}T{% endblock %}{% endblock %}|{% block body %}{% endblock %}|{{ block('title') }}{{ block('nope') is defined ? 'y' : 'n' }}>",
+        ),
+        (
+            "mid",
+            "{% extends 'base' %}{% block title %}m{{ parent() }}{% endblock %}",
+        ),
+        ("trait", "{% block body %}U{% endblock %}"),
+        (
+            "child",
+            "{% extends 'mid' %}{% use 'trait' %}{% macro hi(n) %}hi{{ n }}{% endmacro %}{% block body %}{% for i in [1, 2] %}{{ loop.index }}{{ _self.hi(i) }}{% endfor %}{{ parent() }}[{% include 'other' %}]{{ i ?? '-' }}{% endblock %}",
+        ),
+        ("other", "{% extends 'mid' %}{% block head %}o{{ parent() }}{% endblock %}"),
+        (
+            "broken",
+            "{% extends 'mid' %}\n{% block body %}\n{{ 1 // (d ?? 1) }}{% endblock %}",
+        ),
+    ];
+    let mut engine = Engine::new();
+    engine.set_loader(crate::MapLoader::from_pairs(lib).expect("names"));
+    let t = engine.get_template("child").expect("child");
+    let want = "<HmT|1hi12hi2U[<oHmT||mTn>]-|mTn>";
+    for _ in 0..3 {
+        assert_eq!(t.render(&json!({})).expect("renders"), want);
+    }
+    let b = engine.get_template("broken").expect("broken");
+    for _ in 0..3 {
+        assert_eq!(b.render(&json!({})).expect("renders"), "<HmT|1|mTn>");
+        let e = b.render(&json!({"d": 0})).expect_err("division by zero");
+        assert_eq!((e.name(), e.line()), (Some("broken"), Some(3)), "{e}");
+    }
+}
