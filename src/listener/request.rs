@@ -513,33 +513,27 @@ fn urlencoded(input: &[u8], what: &str) -> Result<Fields, BadRequest> {
 /// [`urlencoded`] of a text whose keys hold no bracket.
 fn urlencoded_flat(input: &[u8], what: &str) -> Result<Fields, BadRequest> {
     let mut fields = Fields::new();
-    let mut count = 0usize;
-    for pair in input.split(|&b| b == b'&') {
-        if pair.is_empty() {
-            continue;
-        }
-        count += 1;
-        if count > MAX_FIELDS {
-            return Err(BadRequest::new(format!(
-                "{what} has more than {MAX_FIELDS} fields"
-            )));
-        }
-        let (k, v) = match pair.iter().position(|&b| b == b'=') {
-            Some(i) => (&pair[..i], &pair[i + 1..]),
-            None => (pair, &[][..]),
-        };
-        let key = form_decode(k);
-        if key.is_empty() {
-            continue;
-        }
-        fields.insert(Arc::from(&*key), Value::str(&*form_decode(v)));
-    }
+    for_each_field(input, what, |key, value| {
+        fields.insert(Arc::from(key), value);
+        Ok(())
+    })?;
     Ok(fields)
 }
 
 /// [`urlencoded`] with PHP bracket names.
 fn urlencoded_nested(input: &[u8], what: &str) -> Result<Fields, BadRequest> {
     let mut root = Branch::default();
+    for_each_field(input, what, |key, value| root.insert(key, value))?;
+    Ok(root.into_fields())
+}
+
+/// Calls `put` with each decoded `name=value` pair of a query string or form body (empty pairs
+/// and empty names skipped), refusing more than [`MAX_FIELDS`] pairs.
+fn for_each_field(
+    input: &[u8],
+    what: &str,
+    mut put: impl FnMut(&str, Value) -> Result<(), BadRequest>,
+) -> Result<(), BadRequest> {
     let mut count = 0usize;
     for pair in input.split(|&b| b == b'&') {
         if pair.is_empty() {
@@ -559,9 +553,9 @@ fn urlencoded_nested(input: &[u8], what: &str) -> Result<Fields, BadRequest> {
         if key.is_empty() {
             continue;
         }
-        root.insert(&key, Value::str(&*form_decode(v)))?;
+        put(&key, Value::str(&*form_decode(v)))?;
     }
-    Ok(root.into_fields())
+    Ok(())
 }
 
 /// Whether `needle` (lower-case ASCII) occurs in `hay`, ignoring ASCII case.
