@@ -133,6 +133,15 @@ pub enum Esc {
     On(Strategy),
 }
 
+/// A `with` block: the variables (a map expression), `only`, the body and the span an error
+/// about the variables points at.
+pub struct With {
+    pub vars: Option<Expr>,
+    pub only: bool,
+    pub body: Vec<Node>,
+    pub span: Span,
+}
+
 /// A `for` loop.
 pub struct For {
     pub key: Option<u32>,
@@ -185,7 +194,8 @@ impl Text {
     }
 }
 
-/// A compiled statement.
+/// A compiled statement. Kept at 64 bytes (the large, rare statements are boxed): the
+/// compiler writes every node into its block's vector and the VM walks them.
 pub enum Node {
     Text(Text),
     /// A plain group of nodes (an `autoescape` block after compilation).
@@ -197,7 +207,8 @@ pub enum Node {
     For(Box<For>),
     Break,
     Continue,
-    With(Option<Expr>, bool, Vec<Node>, Span),
+    /// `{% with %}` (boxed: large and rare, it would make every node larger).
+    With(Box<With>),
     /// Filters applied to the captured body (each `Call` has a placeholder `args[0]`).
     Apply(Vec<Call>, Vec<Node>),
     Do(Expr, Span),
@@ -379,3 +390,5 @@ impl Program {
         }
     }
 }
+
+const _: () = assert!(std::mem::size_of::<Node>() == 64);

@@ -649,7 +649,12 @@ impl Cx<'_> {
                     Some(e) => Some(self.expr(e)?),
                     None => None,
                 };
-                Node::With(e, *only, self.stmts(body)?, span)
+                Node::With(Box::new(ir::With {
+                    vars: e,
+                    only: *only,
+                    body: self.stmts(body)?,
+                    span,
+                }))
             }
             StmtKind::Apply(filters, body) => {
                 let body = self.capture_body("apply", body)?;

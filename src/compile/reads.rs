@@ -58,11 +58,11 @@ impl Walker<'_> {
                 self.nodes(&f.body)?;
                 self.nodes(&f.else_body)
             }
-            Node::With(vars, _, body, _) => {
-                if let Some(v) = vars {
+            Node::With(w) => {
+                if let Some(v) = &w.vars {
                     self.expr(v)?;
                 }
-                self.nodes(body)
+                self.nodes(&w.body)
             }
             Node::Apply(calls, body) => {
                 for c in calls {

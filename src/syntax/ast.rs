@@ -116,10 +116,11 @@ pub enum ExprKind {
     Call(Arc<str>, Span, Vec<Arg>),
     /// `callee(args)` on something that is not a plain name (`a.b()`, `m.macro()`).
     CallValue(Box<Expr>, Vec<Arg>),
-    /// `value | name(args)`.
-    Filter(Box<Expr>, Arc<str>, Span, Vec<Arg>),
+    /// `value | name(args)` (the arguments a boxed slice, as in `Test`: it keeps an `Expr` at
+    /// 64 bytes and a `Stmt` at 80, asserted below).
+    Filter(Box<Expr>, Arc<str>, Span, Box<[Arg]>),
     /// `value is [not] name(args)`.
-    Test(Box<Expr>, bool, Arc<str>, Span, Vec<Arg>),
+    Test(Box<Expr>, bool, Arc<str>, Span, Box<[Arg]>),
     /// `x => body`, `(a, b) => body`.
     Arrow(Vec<Arc<str>>, Box<Expr>),
 }
@@ -218,3 +219,6 @@ pub struct GuardTag {
     pub body: Vec<Stmt>,
     pub else_body: Vec<Stmt>,
 }
+
+const _: () = assert!(std::mem::size_of::<Expr>() == 64);
+const _: () = assert!(std::mem::size_of::<Stmt>() == 80);

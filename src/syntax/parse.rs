@@ -1385,7 +1385,7 @@ fn postfix(cx: &Ctx, lhs: Expr, op: Pair<Rule>, span: Span) -> R<Expr> {
                 .next()
                 .ok_or_else(|| cx.syntax("expected a filter", span))?;
             let f = filter_call(cx, fc)?;
-            ExprKind::Filter(l, f.name, f.span, f.args)
+            ExprKind::Filter(l, f.name, f.span, f.args.into_boxed_slice())
         }
         Rule::test => {
             let mut negated = false;
@@ -1407,7 +1407,7 @@ fn postfix(cx: &Ctx, lhs: Expr, op: Pair<Rule>, span: Span) -> R<Expr> {
                 }
             }
             let (n, nspan) = name.ok_or_else(|| cx.syntax("expected a test name", span))?;
-            ExprKind::Test(l, negated, n, nspan, args)
+            ExprKind::Test(l, negated, n, nspan, args.into_boxed_slice())
         }
         _ => return Err(cx.syntax("unknown operator", cx.span(&op))),
     };

@@ -138,8 +138,8 @@ impl Vm<'_> {
                 }
                 Node::Break => return Ok(Flow::Break),
                 Node::Continue => return Ok(Flow::Continue),
-                Node::With(e, only, body, span) => {
-                    let f = self.exec_with(e.as_ref(), *only, body, *span)?;
+                Node::With(w) => {
+                    let f = self.exec_with(w.vars.as_ref(), w.only, &w.body, w.span)?;
                     if f != Flow::Normal {
                         return Ok(f);
                     }
