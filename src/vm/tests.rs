@@ -10,6 +10,19 @@ fn render(src: &str, ctx: serde_json::Value) -> String {
     }
 }
 
+/// An engine whose template library holds `pairs` (name → source).
+fn library<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Engine {
+    let mut engine = Engine::new();
+    engine.set_loader(crate::MapLoader::from_pairs(pairs).expect("names"));
+    engine
+}
+
+/// Template `name` of `engine`'s library rendered with `ctx` (a panic naming it on an error).
+fn render_named(engine: &Engine, name: &str, ctx: serde_json::Value) -> String {
+    let t = engine.get_template(name).expect(name);
+    t.render(&ctx).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
 fn error(src: &str, ctx: serde_json::Value, strict: bool) -> crate::Error {
     let mut engine = Engine::new();
     engine.set_strict(strict);
@@ -365,35 +378,28 @@ fn escaping_strategies_in_autoescape_blocks() {
 /// and a dynamic parent must all still resolve their own blocks.
 #[test]
 fn kept_block_tables_stay_per_chain() {
-    let mut engine = Engine::new();
-    engine.set_loader(
-        crate::MapLoader::from_pairs([
-            (
-                "base",
-                "[{% block a %}A{% endblock %}|{% block b %}B{% endblock %}]",
-            ),
-            (
-                "mid",
-                "{% extends 'base' %}{% block a %}m{{ parent() }}{% endblock %}",
-            ),
-            (
-                "one",
-                "{% extends 'mid' %}{% block b %}1{{ parent() }}{% endblock %}",
-            ),
-            (
-                "two",
-                "{% extends 'mid' %}{% block a %}2{{ parent() }}{% endblock %}",
-            ),
-            ("trait", "{% block b %}T{% endblock %}"),
-            ("three", "{% extends 'mid' %}{% use 'trait' %}"),
-            ("bare", "{% extends p %}"),
-        ])
-        .expect("names"),
-    );
-    let render = |name: &str, ctx: serde_json::Value| {
-        let t = engine.get_template(name).expect(name);
-        t.render(&ctx).expect(name)
-    };
+    let engine = library([
+        (
+            "base",
+            "[{% block a %}A{% endblock %}|{% block b %}B{% endblock %}]",
+        ),
+        (
+            "mid",
+            "{% extends 'base' %}{% block a %}m{{ parent() }}{% endblock %}",
+        ),
+        (
+            "one",
+            "{% extends 'mid' %}{% block b %}1{{ parent() }}{% endblock %}",
+        ),
+        (
+            "two",
+            "{% extends 'mid' %}{% block a %}2{{ parent() }}{% endblock %}",
+        ),
+        ("trait", "{% block b %}T{% endblock %}"),
+        ("three", "{% extends 'mid' %}{% use 'trait' %}"),
+        ("bare", "{% extends p %}"),
+    ]);
+    let render = |name: &str, ctx: serde_json::Value| render_named(&engine, name, ctx);
     for _ in 0..3 {
         assert_eq!(render("one", json!({})), "[mA|1B]");
         assert_eq!(render("two", json!({})), "[2mA|B]");
@@ -435,10 +441,7 @@ fn remembered_parents_never_outlive_a_reload() {
             "{% extends 'mid' %}{% block b %}s{{ parent() }}{% endblock %}",
         )
         .expect("snippet");
-    let render = |engine: &Engine, name: &str| {
-        let t = engine.get_template(name).expect(name);
-        t.render(&json!({})).expect(name)
-    };
+    let render = |engine: &Engine, name: &str| render_named(engine, name, json!({}));
     for _ in 0..2 {
         assert_eq!(render(&engine, "child"), "1[cmB]");
         assert_eq!(render(&engine, "snip"), "1[smB]");
@@ -460,38 +463,31 @@ fn remembered_parents_never_outlive_a_reload() {
 /// still runs, and the chain of a child that is not the library's (`embed`) too.
 #[test]
 fn resolved_chains_render_like_level_by_level() {
-    let mut engine = Engine::new();
-    engine.set_loader(
-        crate::MapLoader::from_pairs([
-            (
-                "base",
-                "{% set b = 'B' %}<{{ b }}{{ c ?? '-' }}{{ m ?? '-' }}|{% block x %}x{{ b }}{{ c ?? '-' }}{% set y = 1 %}{% endblock %}|{{ y ?? 'no-leak' }}|{% block z %}z{% endblock %}>",
-            ),
-            (
-                "mid",
-                "{% extends 'base' %}{% import 'macros' as mac %}{% block x %}m{{ parent() }}{% endblock %}",
-            ),
-            (
-                "setmid",
-                "{% extends 'base' %}{% set m = 'M' %}{% block x %}s{{ parent() }}{{ m }}{% endblock %}",
-            ),
-            ("dynmid", "{% extends p %}"),
-            ("macros", "{% macro hi() %}hi{% endmacro %}"),
-            ("child", "{% extends 'mid' %}{% block z %}c{{ parent() }}{{ b ?? '-' }}{% endblock %}"),
-            ("setchild", "{% set c = 'C' %}{% extends 'mid' %}"),
-            ("child2", "{% extends 'setmid' %}{% block z %}2{% endblock %}"),
-            ("child3", "{% extends 'dynmid' %}{% block z %}3{% endblock %}"),
-            (
-                "embeds",
-                "[{% embed 'mid' %}{% block z %}e{{ parent() }}{% endblock %}{% endembed %}]",
-            ),
-        ])
-        .expect("names"),
-    );
-    let render = |name: &str, ctx: serde_json::Value| {
-        let t = engine.get_template(name).expect(name);
-        t.render(&ctx).unwrap_or_else(|e| panic!("{name}: {e}"))
-    };
+    let engine = library([
+        (
+            "base",
+            "{% set b = 'B' %}<{{ b }}{{ c ?? '-' }}{{ m ?? '-' }}|{% block x %}x{{ b }}{{ c ?? '-' }}{% set y = 1 %}{% endblock %}|{{ y ?? 'no-leak' }}|{% block z %}z{% endblock %}>",
+        ),
+        (
+            "mid",
+            "{% extends 'base' %}{% import 'macros' as mac %}{% block x %}m{{ parent() }}{% endblock %}",
+        ),
+        (
+            "setmid",
+            "{% extends 'base' %}{% set m = 'M' %}{% block x %}s{{ parent() }}{{ m }}{% endblock %}",
+        ),
+        ("dynmid", "{% extends p %}"),
+        ("macros", "{% macro hi() %}hi{% endmacro %}"),
+        ("child", "{% extends 'mid' %}{% block z %}c{{ parent() }}{{ b ?? '-' }}{% endblock %}"),
+        ("setchild", "{% set c = 'C' %}{% extends 'mid' %}"),
+        ("child2", "{% extends 'setmid' %}{% block z %}2{% endblock %}"),
+        ("child3", "{% extends 'dynmid' %}{% block z %}3{% endblock %}"),
+        (
+            "embeds",
+            "[{% embed 'mid' %}{% block z %}e{{ parent() }}{% endblock %}{% endembed %}]",
+        ),
+    ]);
+    let render = |name: &str, ctx: serde_json::Value| render_named(&engine, name, ctx);
     for _ in 0..3 {
         assert_eq!(render("child", json!({})), "<B--|mxB-|no-leak|czB>");
         assert_eq!(render("setchild", json!({})), "<BC-|mxBC|no-leak|z>");
@@ -529,10 +525,7 @@ fn resolved_chains_follow_a_reload_of_a_middle_template() {
         .expect("names")
     };
     let mut engine = Engine::new();
-    let render = |engine: &Engine| {
-        let t = engine.get_template("child").expect("child");
-        t.render(&json!({})).expect("child")
-    };
+    let render = |engine: &Engine| render_named(engine, "child", json!({}));
     engine.set_loader(loader("{% extends 'base' %}"));
     for _ in 0..2 {
         assert_eq!(render(&engine), "[-cB]");
@@ -563,8 +556,7 @@ fn resolved_chains_locate_errors_and_count_depth() {
             "{% extends 'mid' %}\n\n{% block a %}{{ parent() }}{{ 1 // (x ?? 1) }}{% endblock %}",
         ),
     ];
-    let mut engine = Engine::new();
-    engine.set_loader(crate::MapLoader::from_pairs(lib).expect("names"));
+    let engine = library(lib);
     let t = engine.get_template("child").expect("child");
     for _ in 0..2 {
         assert_eq!(t.render(&json!({})).expect("renders"), "<11>\n1");
@@ -582,8 +574,7 @@ fn resolved_chains_locate_errors_and_count_depth() {
         ("child", "{% extends 'mid' %}"),
     ];
     for depth in [1, 2] {
-        let mut engine = Engine::new();
-        engine.set_loader(crate::MapLoader::from_pairs(lib).expect("names"));
+        let mut engine = library(lib);
         engine.set_limits(Limits {
             max_depth: depth,
             ..Limits::default()
@@ -620,8 +611,7 @@ fn a_child_that_only_extends_keeps_its_blocks_with_or_without_a_resolved_chain()
         ),
     ];
     for depth in [1, 2, 3, 8] {
-        let mut engine = Engine::new();
-        engine.set_loader(crate::MapLoader::from_pairs(lib).expect("names"));
+        let mut engine = library(lib);
         engine.set_limits(Limits {
             max_depth: depth,
             ..Limits::default()
@@ -695,8 +685,7 @@ fn borrowed_chains_render_like_the_first_render() {
             "{% extends 'mid' %}\n{% block body %}\n{{ 1 // (d ?? 1) }}{% endblock %}",
         ),
     ];
-    let mut engine = Engine::new();
-    engine.set_loader(crate::MapLoader::from_pairs(lib).expect("names"));
+    let engine = library(lib);
     let t = engine.get_template("child").expect("child");
     let want = "<HmT|1hi12hi2U[<oHmT||mTn>]-|mTn>";
     for _ in 0..3 {
