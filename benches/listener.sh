@@ -39,21 +39,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-key="bench-issuer"
-secret="bench-secret-0123456789abcdef0123456789abcdef"
-h1=0123456789abcdef0123456789abcdef
-h2=fedcba9876543210fedcba9876543210
-cat >"$dir/bench.toml" <<TOML
-[[endpoint]]
-name = "bench"
-first_hash = "$h1"
-second_hash = "$h2"
-return_type = "data"
-return_data = '''{"status": "received", "user": {{ __data.__headers.__jwt_data[0].user|json_encode|raw }}, "ref": {{ __data.ref|default('')|json_encode|raw }}, "method": "{{ __data.__method }}"}'''
-add_authentication = true
-endpoint_key = "$key"
-endpoint_secret = "$secret"
-TOML
+. benches/listener_endpoint.sh
+bench_toml "$dir/bench.toml"
 token="$("$bin" token --key "$key" --secret "$secret" --ttl 3600 --data '{"user": "ann"}')"
 
 wait_port() {
