@@ -38,11 +38,16 @@ fn is_ident(s: &str) -> bool {
         && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
 }
 
-/// The grammar's whitespace (`WHITESPACE` in grammar/flexie.pest): nothing else (not a form
-/// feed, not a non-ASCII space) may be trimmed, or the fast path would accept what pest reads
-/// differently or refuses.
-fn is_space(c: u8) -> bool {
-    matches!(c, b' ' | b'\t' | b'\r' | b'\n')
+/// The grammar's whitespace (`WHITESPACE` in grammar/flexie.pest: space, tab, CR, LF, vertical
+/// tab, form feed): nothing else (not a NUL, not a non-ASCII space) may be trimmed, or the fast
+/// path would accept what pest reads differently or refuses.
+pub(super) fn is_space(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\r' | b'\n' | 0x0B | 0x0C)
+}
+
+/// [`is_space`] for a `char`.
+pub(super) fn is_space_char(c: char) -> bool {
+    u8::try_from(c).is_ok_and(is_space)
 }
 
 /// `s` without the grammar's whitespace at either end, and how many bytes went at the start.

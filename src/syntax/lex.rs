@@ -2,6 +2,7 @@
 //! `{% %}` tags and verbatim blocks (as Twig's lexer does), bounding bracket and
 //! operator nesting on the way. pest then parses only the code inside each delimiter.
 
+use super::fast::{is_space, is_space_char};
 use crate::error::{Error, ErrorKind};
 
 /// Whitespace control on one side of a delimiter.
@@ -160,7 +161,7 @@ fn scan_full(
             if depth + ternaries > max {
                 return Err(too_deep(name, src, i, max));
             }
-        } else if !c.is_ascii_whitespace() {
+        } else if !is_space(c) {
             prefix_run = 0;
         }
         match c {
@@ -218,7 +219,8 @@ fn scan_full(
     Ok(i)
 }
 
-/// The common case of [`scan_code`]: code made only of names, digits, dots and spaces up to
+/// The common case of [`scan_code`]: code made only of names, digits, dots and the grammar's
+/// whitespace up to
 /// its closer (`team.name`, `for team in teams`, `endfor`). Nothing there nests nor opens a
 /// string, so the closer is the first `}}` (or `%}`); `None` sends anything else, and a `not`
 /// (a prefix operator, bounded by the depth limit), to the full scan.
@@ -236,7 +238,7 @@ fn scan_plain(b: &[u8], from: usize, tag: Option<bool>) -> Option<usize> {
         if c == b'n' && b[j..].starts_with(b"not") {
             return None;
         }
-        if !(c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b' ' | b'\t' | b'\n' | b'\r')) {
+        if !(c.is_ascii_alphanumeric() || c == b'_' || c == b'.' || is_space(c)) {
             return None;
         }
         j += 1;
@@ -323,7 +325,9 @@ pub fn lex(name: &str, src: &str, max: usize) -> Result<Vec<Token>, Error> {
             rtrim,
         };
         i = end;
-        if kind == Kind::Tag && src[tok.code.0..tok.code.1].trim() == "verbatim" {
+        if kind == Kind::Tag
+            && src[tok.code.0..tok.code.1].trim_matches(is_space_char) == "verbatim"
+        {
             let (body_end, close_tok) = find_endverbatim(name, src, at, end, max)?;
             out.push(Token {
                 kind: Kind::Tag,
@@ -372,7 +376,10 @@ fn find_endverbatim(
         let at = i + off;
         let ltrim = trim_at(b, at + 2);
         let code_start = at + 2 + usize::from(ltrim != Trim::No);
-        if src[code_start..].trim_start().starts_with("endverbatim") {
+        if src[code_start..]
+            .trim_start_matches(is_space_char)
+            .starts_with("endverbatim")
+        {
             let j = scan_code(name, src, code_start, max, Some(true))?;
             if j < b.len() {
                 let rtrim = if j > code_start {
@@ -444,6 +451,8 @@ mod tests {
             " not a }}",
             " a.b }",
             " if x\n\t %}",
+            "\u{b}if\u{c}x\u{b}%}",
+            " endfor\u{c} }}",
             " cannot }}",
             " a }} b }}",
             " a %} %}",

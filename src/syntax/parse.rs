@@ -346,7 +346,14 @@ fn flat_item(cx: &Ctx, t: &Token) -> R<FlatKind> {
                 .ok_or_else(|| cx.syntax("expected an expression", span))?;
             FlatKind::Print(expr(&sub, e)?)
         }
-        Kind::Tag if matches!(code.trim(), "verbatim" | "endverbatim") => FlatKind::Comment,
+        Kind::Tag
+            if matches!(
+                code.trim_matches(super::fast::is_space_char),
+                "verbatim" | "endverbatim"
+            ) =>
+        {
+            FlatKind::Comment
+        }
         Kind::Tag => {
             if let Some(ft) = super::fast::tag(code, t.code.0, cx.max_depth, cx.names) {
                 let tag = match ft {
@@ -373,7 +380,9 @@ fn flat_item(cx: &Ctx, t: &Token) -> R<FlatKind> {
 fn verbatim_tag(cx: &Ctx, t: &Token) -> bool {
     t.kind == Kind::Tag
         && matches!(
-            cx.src.get(t.code.0..t.code.1).map(str::trim),
+            cx.src
+                .get(t.code.0..t.code.1)
+                .map(|c| c.trim_matches(super::fast::is_space_char)),
             Some("verbatim" | "endverbatim")
         )
 }
@@ -399,9 +408,17 @@ fn keyword_tag(k: &str, span: Span) -> Tag {
     }
 }
 
+/// What `-` trims on its right (`-}}` and the text after it): Twig's lexer skips PCRE `\s`
+/// there (space, tab, LF, vertical tab, form feed, CR), not a NUL nor a non-ASCII space.
+const TRIM_RIGHT_OF_DASH: [char; 6] = [' ', '\t', '\n', '\x0b', '\x0c', '\r'];
+
+/// What `-` trims on its left (the text before `{{-`): Twig calls PHP's `rtrim` there, whose
+/// set is space, tab, LF, CR, NUL and vertical tab (a form feed stays).
+const TRIM_LEFT_OF_DASH: [char; 6] = [' ', '\t', '\n', '\r', '\0', '\x0b'];
+
 fn trim_text_start(s: &str, t: Trim, first_newline: bool) -> &str {
     match t {
-        Trim::All => s.trim_start(),
+        Trim::All => s.trim_start_matches(TRIM_RIGHT_OF_DASH),
         Trim::Line => s.trim_start_matches([' ', '\t', '\0', '\x0b']),
         Trim::No if first_newline => s
             .strip_prefix("\r\n")
@@ -413,7 +430,7 @@ fn trim_text_start(s: &str, t: Trim, first_newline: bool) -> &str {
 
 fn trim_text_end(s: &str, t: Trim) -> &str {
     match t {
-        Trim::All => s.trim_end(),
+        Trim::All => s.trim_end_matches(TRIM_LEFT_OF_DASH),
         Trim::Line => s.trim_end_matches([' ', '\t', '\0', '\x0b']),
         Trim::No => s,
     }
@@ -1703,6 +1720,8 @@ mod fast_paths {
             "nothing",
             "notes.x",
             "\tyear\n",
+            "\u{b}x\u{b}",
+            "\u{c}a.b\u{c}",
         ];
         for code in prints {
             let fast = super::super::fast::path(code, 0, 128, &names()).map(|e| format!("{e:?}"));
@@ -1739,6 +1758,12 @@ mod fast_paths {
             "for k,v in m",
             "for  x  in  a.b ",
             "for item in data.0.rows",
+            "endfor\u{c}",
+            "\u{b}endif",
+            "if\u{c}x",
+            "elseif\u{b}a.b\u{c}",
+            "for x in \u{c}xs",
+            "for\u{b}k,\u{c}v in m",
         ];
         for code in tags {
             assert_eq!(
@@ -1757,18 +1782,18 @@ mod fast_paths {
             "endblock",
             "endfor x",
             "set x = 1",
-            // only the grammar's whitespace (space, tab, CR, LF) is skipped
-            "endfor\u{c}",
-            "if\u{c}x",
+            // only the grammar's whitespace (space, tab, CR, LF, VT, FF) is skipped
+            "endfor\u{0}",
+            "if\u{a0}x",
             "for x in\u{a0}xs",
-            "for\u{b}x in xs",
+            "for\u{85}x in xs",
         ] {
             assert!(
                 super::super::fast::tag(code, 0, 128, &names()).is_none(),
                 "{code:?}"
             );
         }
-        for code in ["\u{c}a", "a\u{b}", "\u{a0}a", "a.b\u{85}"] {
+        for code in ["\u{0}a", "a\u{a0}", "\u{a0}a", "a.b\u{85}"] {
             assert!(
                 super::super::fast::path(code, 0, 128, &names()).is_none(),
                 "{code:?}"
@@ -1847,6 +1872,8 @@ mod fast_paths {
                     t.replacen(' ', "  ", 1),
                     t.replacen(' ', "\n", 1),
                     t.replacen(' ', "\u{c}", 1),
+                    t.replacen(' ', "\u{b}", 1),
+                    format!("\u{b}{t}\u{c}"),
                     t.replacen('.', " .", 1),
                     t.replacen('.', "..", 1),
                 ];
@@ -1912,5 +1939,20 @@ mod perf {
             let conv = t.elapsed().as_secs_f64() / n as f64 * 1e9;
             println!("{code:?}: pest {parse:.0}ns, pest+ast {conv:.0}ns");
         }
+    }
+}
+
+/// The sets `-` trims on either side (a NUL cannot sit in a fixture file).
+#[cfg(test)]
+mod dash_trim {
+    #[test]
+    fn dash_trims_nul_on_its_left_only() {
+        let engine = crate::Engine::new();
+        let t = engine.compile(
+            "t",
+            "a \0{{- x -}}\0 b|c\u{b}\0 {%- if 1 -%}\0 d{% endif %}",
+        );
+        let out = t.unwrap().render(&serde_json::json!({"x": "X"})).unwrap();
+        assert_eq!(out, "aX\0 b|c\0 d");
     }
 }
