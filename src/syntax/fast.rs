@@ -50,8 +50,9 @@ pub(super) fn is_space_char(c: char) -> bool {
     u8::try_from(c).is_ok_and(is_space)
 }
 
-/// `s` without the grammar's whitespace at either end, and how many bytes went at the start.
-fn trim(s: &str) -> (usize, &str) {
+/// `s` without the grammar's whitespace at either end, and how many bytes went at the start
+/// (a byte scan: those bytes never occur inside a multi-byte character).
+pub(super) fn trim(s: &str) -> (usize, &str) {
     let b = s.as_bytes();
     let Some(start) = b.iter().position(|&c| !is_space(c)) else {
         return (s.len(), "");

@@ -2,7 +2,7 @@
 //! `{% %}` tags and verbatim blocks (as Twig's lexer does), bounding bracket and
 //! operator nesting on the way. pest then parses only the code inside each delimiter.
 
-use super::fast::{is_space, is_space_char};
+use super::fast::{is_space, is_space_char, trim};
 use crate::error::{Error, ErrorKind};
 
 /// Whitespace control on one side of a delimiter.
@@ -249,15 +249,26 @@ fn scan_plain(b: &[u8], from: usize, tag: Option<bool>) -> Option<usize> {
 /// Splits a template into tokens.
 pub fn lex(name: &str, src: &str, max: usize) -> Result<Vec<Token>, Error> {
     let b = src.as_bytes();
-    // At most a text and a delimiter per `{` (and the text after the last one): sized once
-    // instead of grown (a count of one byte is a cheap vectorised scan).
-    // (counted in chunks into bytes, which vectorises to a compare and a subtract per 16
+    // At most a text and a delimiter per run of `{` (and the text after the last one): sized
+    // once instead of grown. Two delimiters never share a run (one ends with `}` before the
+    // next begins), so counting the ends of runs (a `{` not followed by `{`) bounds them, and
+    // `{{` counts once, not twice, which keeps a small template's vector small.
+    // (counted in chunks into bytes, which vectorises to compares and a subtract per 16
     // bytes; a `usize` count widens every byte first)
-    let braces: usize = b
+    let next = b.get(1..).unwrap_or_default();
+    let runs: usize = b
         .chunks(255)
-        .map(|c| usize::from(c.iter().fold(0u8, |n, &x| n + u8::from(x == b'{'))))
-        .sum();
-    let mut out = Vec::with_capacity(2 * braces + 1);
+        .zip(next.chunks(255))
+        .map(|(c, n)| {
+            let ends = c
+                .iter()
+                .zip(n)
+                .fold(0u8, |k, (&x, &y)| k + u8::from(x == b'{' && y != b'{'));
+            usize::from(ends)
+        })
+        .sum::<usize>()
+        + usize::from(b.last() == Some(&b'{'));
+    let mut out = Vec::with_capacity(2 * runs + 1);
     let mut i = 0;
     let mut text_start = 0;
     while let Some(off) = src[i..].find('{') {
@@ -325,9 +336,7 @@ pub fn lex(name: &str, src: &str, max: usize) -> Result<Vec<Token>, Error> {
             rtrim,
         };
         i = end;
-        if kind == Kind::Tag
-            && src[tok.code.0..tok.code.1].trim_matches(is_space_char) == "verbatim"
-        {
+        if kind == Kind::Tag && trim(&src[tok.code.0..tok.code.1]).1 == "verbatim" {
             let (body_end, close_tok) = find_endverbatim(name, src, at, end, max)?;
             out.push(Token {
                 kind: Kind::Tag,

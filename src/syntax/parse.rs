@@ -346,12 +346,7 @@ fn flat_item(cx: &Ctx, t: &Token) -> R<FlatKind> {
                 .ok_or_else(|| cx.syntax("expected an expression", span))?;
             FlatKind::Print(expr(&sub, e)?)
         }
-        Kind::Tag
-            if matches!(
-                code.trim_matches(super::fast::is_space_char),
-                "verbatim" | "endverbatim"
-            ) =>
-        {
+        Kind::Tag if matches!(super::fast::trim(code).1, "verbatim" | "endverbatim") => {
             FlatKind::Comment
         }
         Kind::Tag => {
@@ -382,7 +377,7 @@ fn verbatim_tag(cx: &Ctx, t: &Token) -> bool {
         && matches!(
             cx.src
                 .get(t.code.0..t.code.1)
-                .map(|c| c.trim_matches(super::fast::is_space_char)),
+                .map(|c| super::fast::trim(c).1),
             Some("verbatim" | "endverbatim")
         )
 }
