@@ -100,9 +100,14 @@ type Key = (Arc<str>, u64);
 /// miss, so data whose keys never repeat pays next to nothing; at most `SLOTS` keys of at
 /// most `MAX_LEN` bytes stay alive per thread. Sharing an `Arc<str>` is invisible to
 /// templates (strings compare by content).
+///
+/// Short string values have a cache of the same kind (`strs`, strings up to `MAX_STR`
+/// bytes): the same context converted again (a host rendering one record shape per request)
+/// reuses their `Arc<str>` instead of allocating, and freeing, a copy per conversion.
 pub(super) struct Keys {
     hasher: RandomState,
     slots: [Option<Key>; Keys::SLOTS],
+    strs: [Option<Arc<str>>; Keys::SLOTS],
 }
 
 thread_local! {
@@ -116,6 +121,7 @@ pub(super) fn with_keys<R>(f: impl FnOnce(&mut Keys) -> R) -> R {
         Box::new(Keys {
             hasher: RandomState::new(),
             slots: Default::default(),
+            strs: Default::default(),
         })
     });
     let r = f(&mut keys);
@@ -127,6 +133,30 @@ impl Keys {
     const SLOTS: usize = 32;
     /// Longer keys are made fresh each time (rarely repeated field names; a longer compare).
     const MAX_LEN: usize = 32;
+    /// Longer string values are copied each time.
+    const MAX_STR: usize = 16;
+
+    /// The cache slot of a text of at most `MAX_LEN` bytes: from its length and end bytes.
+    fn slot(b: &[u8]) -> usize {
+        let end = |i: Option<&u8>| usize::from(i.copied().unwrap_or(0));
+        (b.len() ^ end(b.first()).wrapping_mul(7) ^ end(b.last()).wrapping_mul(3)) % Self::SLOTS
+    }
+
+    /// The string value `s`, sharing an earlier `Arc<str>` of the same text.
+    fn string(&mut self, s: &str) -> Arc<str> {
+        if s.len() > Self::MAX_STR {
+            return Arc::from(s);
+        }
+        let slot = &mut self.strs[Self::slot(s.as_bytes())];
+        if let Some(a) = slot {
+            if super::same_text(a, s) {
+                return a.clone();
+            }
+        }
+        let a: Arc<str> = Arc::from(s);
+        *slot = Some(a.clone());
+        a
+    }
 
     /// An empty map on the conversion's hasher (the only kind [`insert`] may be given).
     fn map(&self, capacity: usize) -> Map {
@@ -139,9 +169,7 @@ impl Keys {
         if b.len() > Self::MAX_LEN {
             return self.fresh(Arc::from(k));
         }
-        let end = |i: Option<&u8>| usize::from(i.copied().unwrap_or(0));
-        let h = b.len() ^ end(b.first()).wrapping_mul(7) ^ end(b.last()).wrapping_mul(3);
-        let i = h % Self::SLOTS;
+        let i = Self::slot(b);
         if let Some((a, hash)) = &self.slots[i] {
             if super::same_text(a, k) {
                 return (a.clone(), *hash);
@@ -243,7 +271,7 @@ impl<'k> ser::Serializer for ValueSerializer<'k> {
         Ok(Value::Str(Arc::from(v.encode_utf8(&mut [0; 4]) as &str)))
     }
     fn serialize_str(self, v: &str) -> R {
-        Ok(Value::Str(Arc::from(v)))
+        Ok(Value::Str(self.keys.string(v)))
     }
     fn serialize_bytes(self, v: &[u8]) -> R {
         Ok(Value::list(
@@ -722,6 +750,26 @@ mod tests {
         );
         let bad = Keys(vec![(Value::list(vec![]), 1)]);
         assert!(Value::from_serialize(&bad).is_err());
+    }
+
+    #[test]
+    fn short_strings_are_shared_and_every_string_kept() {
+        // Short strings met again share one `Arc<str>` (here two conversions of one context);
+        // strings sharing a cache slot, long strings and the empty string keep their text.
+        let data = json!({"a": ["Jiangsu", "Beijing", "ab", "ba", "", "x".repeat(40)]});
+        let s = |v: &Value, i: usize| match v.get_attr("a").iter_values().nth(i) {
+            Some(Value::Str(s)) => s.clone(),
+            _ => panic!("a string"),
+        };
+        let (v, w) = (Value::from_serialize(&data), Value::from_serialize(&data));
+        let (v, w) = (v.expect("serializes"), w.expect("serializes"));
+        assert!(std::sync::Arc::ptr_eq(&s(&v, 0), &s(&w, 0)));
+        assert!(std::sync::Arc::ptr_eq(&s(&v, 1), &s(&w, 1)));
+        assert_eq!(v.to_json(), data);
+        assert_eq!(w.to_json(), data);
+        let many: Vec<String> = (0..100).map(|i| format!("s{i}")).collect();
+        let m = Value::from_serialize(&many).expect("serializes");
+        assert_eq!(m.to_json(), json!(many));
     }
 
     #[test]
