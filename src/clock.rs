@@ -95,6 +95,17 @@ pub fn uuid_v4() -> uuid::Uuid {
     uuid::Builder::from_random_bytes(random_bytes()).into_uuid()
 }
 
+/// A time-ordered (version 7) UUID: [`now`] in milliseconds, then 74 random bits (from
+/// [`with_rng`]). Ids made later sort after earlier ones (within a millisecond, in any order),
+/// so the journal's indexes on run ids grow at their end (docs/state.md, "Performance").
+pub fn uuid_v7() -> uuid::Uuid {
+    let bytes = random_bytes();
+    let mut rand = [0u8; 10];
+    rand.copy_from_slice(&bytes[..10]);
+    let ms = u64::try_from(now().timestamp_millis()).unwrap_or(0);
+    uuid::Builder::from_unix_timestamp_millis(ms, &rand).into_uuid()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,5 +138,26 @@ mod tests {
         // Unfrozen again: the real clock and real randomness.
         assert!(now() > start + chrono::Duration::days(30));
         assert_ne!(uuid_v4(), uuid_v4());
+    }
+
+    #[test]
+    fn v7_uuids_follow_the_clock_and_the_seed() {
+        let start: DateTime<Utc> = "2026-03-01T09:00:00Z".parse().unwrap();
+        let step = Rc::new(Cell::new(0u64));
+        let s2 = step.clone();
+        let _g = freeze(
+            start,
+            Box::new(move || Duration::from_millis(s2.get())),
+            Some(7),
+        );
+        let a = uuid_v7();
+        step.set(1);
+        let b = uuid_v7();
+        assert_eq!(a.get_version_num(), 7);
+        assert!(a < b, "{a} {b}");
+        assert!(a.simple().to_string() < b.simple().to_string());
+        let (secs, _) = a.get_timestamp().unwrap().to_unix();
+        assert_eq!(secs as i64, start.timestamp());
+        assert_ne!(uuid_v7(), b, "random within a millisecond");
     }
 }

@@ -19,7 +19,7 @@ mod backlog;
 
 use super::config::{Branch, Config, Endpoint};
 use super::metrics::{Metered, Metrics, RunEnd};
-use super::workflow::{self, Run};
+use super::workflow::{self, Run, Wait};
 use crate::state::{self, Backend, RunEvent, RunRecord, RunStatus, StateError, StepStatus};
 use crate::Value;
 use backlog::{secret_headers, Secrets, MIN_QUEUE, QUEUE_PER_WORKER};
@@ -294,19 +294,25 @@ impl Runner {
             };
             me.running.fetch_add(1, Ordering::Relaxed);
             // Not awaited: the writes of one run are applied in order, so the `running` mark
-            // is committed with (or before) the first checkpoint, which is awaited. A crash
-            // before that leaves the run `queued`, which recovery resumes the same way.
-            let started = me.backend.record(RunEvent::Status {
+            // is committed with (or before) the run's next write that is waited for (or its
+            // final status). A crash before that leaves the run `queued`, which recovery
+            // resumes the same way.
+            let started = RunEvent::Status {
                 run: run.run_id.clone(),
                 status: RunStatus::Running,
                 at: state::now_ms(),
                 error: None,
-            });
-            tokio::spawn(async move {
-                if let Err(e) = started.await {
-                    tracing::error!(error = %e, "journal write failed");
-                }
-            });
+            };
+            if run.resumable {
+                run.journal(started, Wait::Later).await;
+            } else {
+                let started = me.backend.record(started);
+                tokio::spawn(async move {
+                    if let Err(e) = started.await {
+                        tracing::error!(error = %e, "journal write failed");
+                    }
+                });
+            }
             // Counters and the end-of-activation bookkeeping run even if the task is aborted
             // (an `sse` client that went away).
             let guard = ActivationGuard {
@@ -314,8 +320,11 @@ impl Runner {
                 run_id: run.run_id.clone(),
                 _permit: permit,
             };
-            workflow::run_from(run, steps).await;
+            workflow::run_from(run.clone(), steps).await;
+            // The worker is given back (and the final status queued) before the writes not
+            // waited for are collected: nothing of the run waits for a commit any more.
             drop(guard);
+            run.settle().await;
         })
     }
 
@@ -677,6 +686,7 @@ async fn chores(runner: std::sync::Weak<Runner>) {
 mod tests {
     use super::*;
     use crate::state::{Checkpoint, StepRecord};
+    use futures_util::future::BoxFuture;
     use serde_json::json;
 
     /// A fresh temp dir holding `e.toml`, a configuration with one `data` endpoint `e` whose
@@ -740,6 +750,227 @@ mod tests {
             error: None,
             checkpoint: None,
         }
+    }
+
+    /// A backend whose journal writes are applied at once (in memory) but acknowledged only
+    /// once the gate opens: a commit that takes as long as the test wants. A run's creation is
+    /// not gated.
+    struct Gated {
+        inner: crate::state::memory::MemoryBackend,
+        open: tokio::sync::watch::Receiver<bool>,
+    }
+
+    impl Backend for Gated {
+        fn describe(&self) -> String {
+            "gated".into()
+        }
+        fn store(&self) -> Arc<dyn crate::host::SharedStore> {
+            self.inner.store()
+        }
+        fn create_run(&self, run: RunRecord) -> BoxFuture<'static, state::StateResult<()>> {
+            self.inner.create_run(run)
+        }
+        fn record(&self, event: RunEvent) -> BoxFuture<'static, state::StateResult<()>> {
+            let applied = self.inner.record(event);
+            let mut open = self.open.clone();
+            Box::pin(async move {
+                let _ = open.wait_for(|o| *o).await;
+                applied.await
+            })
+        }
+        fn recover(
+            &self,
+            owner: &str,
+            now: i64,
+        ) -> BoxFuture<'static, state::StateResult<Vec<RunRecord>>> {
+            self.inner.recover(owner, now)
+        }
+        fn claim(
+            &self,
+            owner: &str,
+            limit: usize,
+        ) -> BoxFuture<'static, state::StateResult<Vec<RunRecord>>> {
+            self.inner.claim(owner, limit)
+        }
+        fn list_runs(
+            &self,
+            filter: state::RunFilter,
+        ) -> BoxFuture<'static, state::StateResult<state::RunPage>> {
+            self.inner.list_runs(filter)
+        }
+        fn get_run(&self, id: &str) -> BoxFuture<'static, state::StateResult<RunRecord>> {
+            self.inner.get_run(id)
+        }
+        fn retry_run(
+            &self,
+            id: &str,
+            from: state::RetryFrom,
+        ) -> BoxFuture<'static, state::StateResult<RunRecord>> {
+            self.inner.retry_run(id, from)
+        }
+        fn purge(
+            &self,
+            retention: state::Retention,
+            now: i64,
+        ) -> BoxFuture<'static, state::StateResult<u64>> {
+            self.inner.purge(retention, now)
+        }
+    }
+
+    /// A runner (one worker) on a [`Gated`] backend (gate closed) for the endpoint of `steps`,
+    /// and a resumable run `r1` of it.
+    fn gated(
+        steps: &str,
+    ) -> (
+        tokio::sync::watch::Sender<bool>,
+        Arc<dyn Backend>,
+        Arc<Runner>,
+        Arc<Run>,
+    ) {
+        let (dir, config) = config_in_temp_dir(steps);
+        std::fs::remove_dir_all(&dir).unwrap();
+        let config = Arc::new(config);
+        let (gate, open) = tokio::sync::watch::channel(false);
+        let backend: Arc<dyn Backend> = Arc::new(Gated {
+            inner: crate::state::memory::MemoryBackend::new(),
+            open,
+        });
+        let runner = Runner::new(backend.clone(), 1, Arc::new(RwLock::new(config.clone())));
+        let run = Arc::new(Run::new(
+            config.endpoints[0].clone(),
+            "r1".into(),
+            config.store.clone(),
+            config.server.timezone,
+            crate::listener::webhook::client_with_roots(rustls::RootCertStore::empty()),
+            runner.clone(),
+            None,
+            None,
+        ));
+        assert!(run.resumable);
+        (gate, backend, runner, run)
+    }
+
+    /// Polls the journal until run `r1` satisfies `done` (at most 5 s).
+    async fn until(backend: &Arc<dyn Backend>, what: &str, done: impl Fn(&RunRecord) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let rec = backend.get_run("r1").await.expect("journaled");
+            if done(&rec) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{what}: {rec:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// `store` steps act only on `__data`: a run of them goes through every step and gives its
+    /// worker back without waiting for one commit; its writes are all journaled, in order, and
+    /// the activation ends once they are committed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn store_steps_do_not_wait_for_their_checkpoints() {
+        let (gate, backend, runner, run) = gated(
+            "[[endpoint.step]]\nid = \"a\"\ntype = \"store\"\nname = \"x\"\nvalue = \"1\"\n\
+             [[endpoint.step]]\nid = \"b\"\nparent = \"a\"\ntype = \"store\"\nname = \"y\"\n\
+             expression = \"__data.x ~ '2'\"\n",
+        );
+        let handle = runner
+            .start(run, Value::from(&json!({"q": 1})), "fp")
+            .await
+            .expect("accepted");
+        // No commit has been acknowledged: with a wait per checkpoint, step b would never start.
+        until(&backend, "the run ends with the gate closed", |r| {
+            r.status == RunStatus::Succeeded
+        })
+        .await;
+        let rec = backend.get_run("r1").await.unwrap();
+        let cp = |id: &str| rec.step(id).and_then(|s| s.checkpoint.clone()).unwrap();
+        assert_eq!(cp("a").set, vec![("x".to_string(), json!("1"))]);
+        assert_eq!(cp("b").set, vec![("y".to_string(), json!("12"))]);
+        assert_eq!(runner.gauges().running, 0, "the worker is free");
+        assert!(runner.workers.available_permits() == 1);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!handle.is_finished(), "the activation collects its writes");
+        gate.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), handle)
+            .await
+            .expect("the activation ends once its writes are committed")
+            .unwrap();
+    }
+
+    /// A `webhook` after `store` steps is sent only once everything the run journaled before it
+    /// is committed (so after a crash it runs again, if at all, on the same `__data`), and
+    /// with the `__data` those steps made.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_webhook_after_store_steps_waits_for_their_commit() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (sent, mut received) = mpsc::unbounded_channel::<String>();
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                let mut buf = vec![0u8; 4096];
+                let mut text = String::new();
+                while !text.contains("x=1;y=12") {
+                    match tcp.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
+                    }
+                }
+                let _ = sent.send(text);
+                let _ = tcp
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                    )
+                    .await;
+            }
+        });
+        let (gate, backend, runner, run) = gated(&format!(
+            "[[endpoint.step]]\nid = \"a\"\ntype = \"store\"\nname = \"x\"\nvalue = \"1\"\n\
+             [[endpoint.step]]\nid = \"b\"\nparent = \"a\"\ntype = \"store\"\nname = \"y\"\n\
+             expression = \"__data.x ~ '2'\"\n\
+             [[endpoint.step]]\nid = \"w\"\nparent = \"b\"\ntype = \"webhook\"\n\
+             url = \"http://{addr}/hook\"\nbody = \"x={{{{ __data.x }}}};y={{{{ __data.y }}}}\"\n"
+        ));
+        let handle = runner
+            .start(run, Value::from(&json!({"q": 1})), "fp")
+            .await
+            .expect("accepted");
+        // The store steps ran without a commit; the webhook has started and waits.
+        until(
+            &backend,
+            "both store steps done, the webhook started",
+            |r| {
+                r.step("b")
+                    .is_some_and(|s| s.status == StepStatus::Succeeded)
+                    && r.step("w").is_some()
+            },
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            received.try_recv().is_err(),
+            "the webhook was sent before the store steps were committed"
+        );
+        gate.send(true).unwrap();
+        let request = tokio::time::timeout(Duration::from_secs(5), received.recv())
+            .await
+            .expect("the webhook is sent once they are committed")
+            .unwrap();
+        assert!(request.contains("x=1;y=12"), "{request}");
+        assert!(
+            request
+                .to_ascii_lowercase()
+                .contains("idempotency-key: r1.w"),
+            "{request}"
+        );
+        tokio::time::timeout(Duration::from_secs(5), handle)
+            .await
+            .expect("the activation ends")
+            .unwrap();
+        until(&backend, "the run succeeded", |r| {
+            r.status == RunStatus::Succeeded
+        })
+        .await;
     }
 
     #[test]

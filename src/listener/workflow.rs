@@ -12,8 +12,9 @@ use super::respond::{self, Body};
 use super::runs::Runner;
 use super::webhook::{self, HttpClient};
 use crate::host::SharedStore;
-use crate::state::{self, Checkpoint, RunEvent};
+use crate::state::{self, Checkpoint, RunEvent, StateResult};
 use crate::{RenderOptions, Template, Value};
+use futures_util::future::BoxFuture;
 use hyper::Response;
 use std::collections::HashMap;
 use std::future::Future;
@@ -80,6 +81,32 @@ pub struct Run {
     sse_closed: AtomicBool,
     /// Events emitted so far.
     pub emitted: AtomicU64,
+    /// Journal writes queued and not waited for (the `running` mark, checkpoints of steps
+    /// without an external effect): their results are collected when the activation ends
+    /// ([`Run::settle`]), for the error log and the journal metrics.
+    unsynced: Mutex<Vec<BoxFuture<'static, StateResult<()>>>>,
+}
+
+/// How a journal write of a resumable run is waited for (non-resumable runs never wait).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// Not at all: the result is dropped (a step's start; a later write that is waited for
+    /// commits it too, as a backend applies one run's writes in order).
+    No,
+    /// Not now: the result is collected when the activation ends ([`Run::settle`]).
+    Later,
+    /// Now: the caller continues once the write — and so every earlier write of the run — is
+    /// committed.
+    Now,
+}
+
+/// Whether `kind` acts outside the run's `__data` (an HTTP call, a shared-store write, a log
+/// line, an answer, an event): such a step starts only once everything the run journaled before
+/// it is committed, so that after a crash it runs again — if it must — on the same `__data`,
+/// and no earlier step runs again after it acted. `store` and `condition` steps only change
+/// `__data` (docs/state.md, "Resume"): nothing waits for their checkpoints.
+pub(crate) fn acts_outside(kind: &StepKind) -> bool {
+    !matches!(kind, StepKind::Store { .. } | StepKind::Condition { .. })
 }
 
 impl Run {
@@ -111,6 +138,7 @@ impl Run {
             sse,
             sse_closed: AtomicBool::new(false),
             emitted: AtomicU64::new(0),
+            unsynced: Mutex::new(Vec::new()),
         }
     }
 
@@ -144,11 +172,35 @@ impl Run {
         }
     }
 
-    /// Journals `event`: a resumable run waits for the commit (so a step's checkpoint is
-    /// durable before the next step acts), a non-resumable one only queues it.
-    async fn journal(&self, event: RunEvent, wait: bool) {
+    /// Journals `event`. A resumable run waits for the commit only with [`Wait::Now`]; a
+    /// non-resumable one only queues it. The backend queues the write at the call, so the
+    /// writes of a run are applied in the order of these calls.
+    pub(crate) async fn journal(&self, event: RunEvent, wait: Wait) {
         let f = self.runner.backend.record(event);
-        if wait && self.resumable {
+        if !self.resumable {
+            return;
+        }
+        match wait {
+            Wait::No => {}
+            Wait::Later => self
+                .unsynced
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(f),
+            Wait::Now => {
+                if let Err(e) = f.await {
+                    tracing::error!(endpoint = %self.endpoint.name, run_id = %self.run_id,
+                        error = %e, "journal write failed");
+                }
+            }
+        }
+    }
+
+    /// Waits for the journal writes queued with [`Wait::Later`] (called when an activation
+    /// ended and gave back its worker): logs the failed ones.
+    pub(crate) async fn settle(&self) {
+        let pending = std::mem::take(&mut *self.unsynced.lock().unwrap_or_else(|e| e.into_inner()));
+        for f in pending {
             if let Err(e) = f.await {
                 tracing::error!(endpoint = %self.endpoint.name, run_id = %self.run_id,
                     error = %e, "journal write failed");
@@ -228,7 +280,7 @@ fn run_step(run: Arc<Run>, mut i: usize, mut data: Value) -> BoxFut {
                                 kind: kind.into(),
                                 due,
                             },
-                            true,
+                            Wait::Now,
                         )
                         .await;
                         due
@@ -251,7 +303,12 @@ fn run_step(run: Arc<Run>, mut i: usize, mut data: Value) -> BoxFut {
                     kind: kind.into(),
                     at: state::now_ms(),
                 },
-                false,
+                // A step acting outside `__data` waits for everything journaled before it.
+                if acts_outside(&step.kind) {
+                    Wait::Now
+                } else {
+                    Wait::No
+                },
             )
             .await;
             match exec(&run, &step.id, &step.kind, &mut data).await {
@@ -266,7 +323,9 @@ fn run_step(run: Arc<Run>, mut i: usize, mut data: Value) -> BoxFut {
                             at: state::now_ms(),
                             checkpoint,
                         },
-                        true,
+                        // Not waited for: the next step that acts outside `__data` (and the
+                        // run's final status) commits after it.
+                        Wait::Later,
                     )
                     .await;
                     let next = run.endpoint.children(i, branch);
@@ -288,7 +347,7 @@ fn run_step(run: Arc<Run>, mut i: usize, mut data: Value) -> BoxFut {
                             at: state::now_ms(),
                             error: e.clone(),
                         },
-                        true,
+                        Wait::Now,
                     )
                     .await;
                     run.runner

@@ -146,6 +146,12 @@ impl Default for Retention {
 /// The run journal and the shared store. Every method may be called from any thread; the
 /// futures of writes resolve once the change is durable (committed), so a caller that awaits
 /// [`Backend::create_run`] before answering keeps the promise of docs/state.md.
+///
+/// A write ([`Backend::create_run`], [`Backend::record`]) is queued by the call itself (its
+/// future need not be polled for the change to be made), and the writes of one run are applied
+/// in the order of the calls: once a write's future resolves `Ok`, every earlier write of that
+/// run was applied too (or its own future reports why not). The runner relies on it: a step
+/// that acts outside `__data` waits for its start record only (src/listener/workflow.rs).
 pub trait Backend: Send + Sync {
     /// A short description for logs and errors (`sqlite:/path/state.db`, `memory`).
     fn describe(&self) -> String;
