@@ -3,6 +3,7 @@
 //! `range`, tests `defined null none empty even odd iterable sequence mapping string
 //! number boolean divisible by, same as, true false`.
 
+use super::text;
 use super::typed::type_error;
 use super::{Registry, State};
 use crate::error::{Error, ErrorKind};
@@ -33,9 +34,17 @@ fn string_filter(st: &mut dyn State, s: &str, f: fn(&str) -> String) -> Result<V
 
 fn filters(r: &mut Registry) {
     r.declare_filter("upper", &[], |st: &mut dyn State, s: Cow<str>| {
+        if s.is_ascii() {
+            st.check_size(s.len())?;
+            return Ok(text::ascii_mapped(&s, |i, b| b[i].to_ascii_uppercase()));
+        }
         string_filter(st, &s, str::to_uppercase)
     });
     r.declare_filter("lower", &[], |st: &mut dyn State, s: Cow<str>| {
+        if s.is_ascii() {
+            st.check_size(s.len())?;
+            return Ok(text::ascii_mapped(&s, |i, b| b[i].to_ascii_lowercase()));
+        }
         string_filter(st, &s, str::to_lowercase)
     });
     r.declare_filter("length", &[], |_: &mut dyn State, v: &Value| {

@@ -17,7 +17,11 @@ use std::sync::OnceLock;
 /// Registers this module's builtins.
 pub fn register(r: &mut Registry) {
     r.declare_filter("capitalize", &[], |st: &mut dyn State, s: Cow<str>| {
-        let out = capitalize(&s);
+        st.check_size(s.len())?;
+        if s.is_ascii() {
+            return Ok(ascii_mapped(&s, |i, b| cased(b[i], i == 0)));
+        }
+        let out = capitalize_chars(&s);
         st.check_size(out.len())?;
         Ok::<_, Error>(Value::str(out))
     });
@@ -75,7 +79,13 @@ pub fn register(r: &mut Registry) {
         |_: &mut dyn State, s: Cow<str>, allowed: Cow<str>| Value::str(striptags(&s, &allowed)),
     );
     r.declare_filter("title", &[], |st: &mut dyn State, s: Cow<str>| {
-        let out = title(&s);
+        st.check_size(s.len())?;
+        if s.is_ascii() {
+            return Ok(ascii_mapped(&s, |i, b| {
+                cased(b[i], starts_ascii_word(i, b))
+            }));
+        }
+        let out = title_chars(&s);
         st.check_size(out.len())?;
         Ok::<_, Error>(Value::str(out))
     });
@@ -136,8 +146,9 @@ pub(crate) fn spaceless(s: &str) -> String {
     out
 }
 
-/// First character upper case, the rest lower case (Unicode).
-pub(crate) fn capitalize(s: &str) -> String {
+/// `capitalize` (first character upper case, the rest lower case) by Unicode case mapping;
+/// ASCII text takes `ascii_mapped` with the same result.
+fn capitalize_chars(s: &str) -> String {
     let mut chars = s.chars();
     match chars.next() {
         Some(c) => c
@@ -148,9 +159,10 @@ pub(crate) fn capitalize(s: &str) -> String {
     }
 }
 
-/// Upper-cases the first letter of every word and lower-cases the rest; a word
-/// continues across letters, digits and apostrophes (`o'neil` → `O'neil`, `1st` → `1st`).
-pub(crate) fn title(s: &str) -> String {
+/// `title` by Unicode case mapping: upper-cases the first letter of every word and lower-cases
+/// the rest; a word continues across letters, digits and apostrophes (`o'neil` → `O'neil`,
+/// `1st` → `1st`). ASCII text takes `ascii_mapped` with the same result.
+fn title_chars(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut in_word = false;
     for c in s.chars() {
@@ -162,6 +174,42 @@ pub(crate) fn title(s: &str) -> String {
         in_word = c.is_alphanumeric() || c == '\'' || c == '’';
     }
     out
+}
+
+/// Whether byte `i` of ASCII text `b` starts a word for `title`: `title_chars`'s rule on
+/// bytes (ASCII letters, digits and `'` continue a word).
+fn starts_ascii_word(i: usize, b: &[u8]) -> bool {
+    i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'\'')
+}
+
+/// An ASCII byte upper-cased or lower-cased.
+fn cased(c: u8, upper: bool) -> u8 {
+    if upper {
+        c.to_ascii_uppercase()
+    } else {
+        c.to_ascii_lowercase()
+    }
+}
+
+/// The string of ASCII text `s` with byte `i` replaced by `f(i, bytes)` (ASCII to ASCII), in
+/// one allocation: short texts are mapped on the stack and copied once into the value.
+pub(crate) fn ascii_mapped(s: &str, f: impl Fn(usize, &[u8]) -> u8) -> Value {
+    let b = s.as_bytes();
+    let mut stack = [0u8; 64];
+    let mut heap = Vec::new();
+    let out = if b.len() <= stack.len() {
+        &mut stack[..b.len()]
+    } else {
+        heap.resize(b.len(), 0);
+        &mut heap[..]
+    };
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = f(i, b);
+    }
+    match std::str::from_utf8(out) {
+        Ok(t) => Value::str(t),
+        Err(_) => Value::str(String::from_utf8_lossy(out).into_owned()),
+    }
 }
 
 /// PHP `htmlspecialchars` (as Twig's `escape("html")`): `& < > " '`.
@@ -345,7 +393,71 @@ fn tag_name(tag: &str) -> String {
 }
 
 /// PHP's default `trim` characters.
-const TRIM_DEFAULT: &str = " \t\n\r\0\x0B";
+fn trim_default(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\r' | '\0' | '\x0B')
+}
+
+/// PHP's character mask (`php_charmask`), as sorted, merged character ranges: `a..z` is a
+/// range; a `..` without a valid range around it (`a..`, `..a`, `z..a`) adds its characters
+/// one by one except the first dot, as PHP does after its warning.
+fn char_mask(mask: &str) -> Vec<(char, char)> {
+    let m: Vec<char> = mask.chars().collect();
+    let mut ranges = Vec::with_capacity(m.len());
+    let mut i = 0;
+    while i < m.len() {
+        let c = m[i];
+        if i + 3 < m.len() && m[i + 1] == '.' && m[i + 2] == '.' && m[i + 3] >= c {
+            ranges.push((c, m[i + 3]));
+            i += 4;
+            continue;
+        }
+        if c == '.' && m.get(i + 1) == Some(&'.') {
+            i += 1;
+            continue;
+        }
+        ranges.push((c, c));
+        i += 1;
+    }
+    ranges.sort_unstable();
+    let mut merged: Vec<(char, char)> = Vec::with_capacity(ranges.len());
+    for (lo, hi) in ranges {
+        match merged.last_mut() {
+            Some(last) if u32::from(lo) <= u32::from(last.1) + 1 => last.1 = last.1.max(hi),
+            _ => merged.push((lo, hi)),
+        }
+    }
+    merged
+}
+
+/// Whether `c` lies in one of the sorted, disjoint `ranges`.
+fn in_mask(ranges: &[(char, char)], c: char) -> bool {
+    ranges
+        .binary_search_by(|&(lo, hi)| {
+            if hi < c {
+                std::cmp::Ordering::Less
+            } else if lo > c {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        })
+        .is_ok()
+}
+
+/// `s` trimmed of the characters `f` accepts on `side` (`both`, `left`, `right`).
+fn trim_side<'a>(s: &'a str, side: &str, f: impl Fn(char) -> bool) -> Result<&'a str, Error> {
+    Ok(match side {
+        "both" => s.trim_matches(f),
+        "left" => s.trim_start_matches(f),
+        "right" => s.trim_end_matches(f),
+        other => {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!("trim: side must be \"both\", \"left\" or \"right\", got \"{other}\""),
+            ))
+        }
+    })
+}
 
 fn trim(
     _: &mut dyn State,
@@ -356,24 +468,24 @@ fn trim(
     let s = convert_value::<Cow<str>>("trim", "the input", input)?;
     // Trimming safe markup with the default characters keeps it safe (as Twig).
     let keep_safe = input.is_safe() && mask.is_none();
-    let chars: Vec<char> = mask.as_deref().unwrap_or(TRIM_DEFAULT).chars().collect();
-    let side = side.unwrap_or(Cow::Borrowed("both"));
-    // a set: `chars` may be as long as the input
-    let chars: std::collections::HashSet<char> = chars.into_iter().collect();
-    let f = |c: char| chars.contains(&c);
-    let out = match &*side {
-        "both" => s.trim_matches(f),
-        "left" => s.trim_start_matches(f),
-        "right" => s.trim_end_matches(f),
-        other => {
-            return Err(Error::new(
-                ErrorKind::InvalidArgument,
-                format!("trim: side must be \"both\", \"left\" or \"right\", got \"{other}\""),
-            ))
+    let side = side.as_deref().unwrap_or("both");
+    let out = match mask.as_deref() {
+        None => trim_side(&s, side, trim_default)?,
+        Some(mask) => {
+            let ranges = char_mask(mask);
+            trim_side(&s, side, |c| in_mask(&ranges, c))?
         }
     };
+    if out.len() == s.len() {
+        // nothing trimmed: the input as it came (a string keeps its allocation)
+        if let Value::Str(_) | Value::Safe(_) = input {
+            if keep_safe || !input.is_safe() {
+                return Ok(input.clone());
+            }
+        }
+    }
     if keep_safe {
-        return Ok(Value::safe(out.to_string()));
+        return Ok(Value::safe(out));
     }
     Ok(Value::str(out))
 }
@@ -619,11 +731,55 @@ mod tests {
     }
 
     #[test]
+    fn ascii_case_paths_agree_with_the_unicode_ones() {
+        let all: String = (0u8..128).map(char::from).collect();
+        let samples = [
+            all.as_str(),
+            "o'neil-smith 1st",
+            " team7 fc ",
+            "HELLO wORLD",
+            "a'b'c 9x x9 _a .b",
+            "",
+        ];
+        for s in samples {
+            assert_eq!(f("title", &[Value::str(s)]), title_chars(s), "title {s:?}");
+            assert_eq!(
+                f("capitalize", &[Value::str(s)]),
+                capitalize_chars(s),
+                "capitalize {s:?}"
+            );
+            assert_eq!(
+                f("upper", &[Value::str(s)]),
+                s.to_uppercase(),
+                "upper {s:?}"
+            );
+            assert_eq!(
+                f("lower", &[Value::str(s)]),
+                s.to_lowercase(),
+                "lower {s:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn char_masks_follow_php() {
+        assert_eq!(char_mask("a..c"), vec![('a', 'c')]);
+        assert_eq!(char_mask("c..a"), vec![('.', '.'), ('a', 'a'), ('c', 'c')]);
+        assert_eq!(char_mask("a.."), vec![('.', '.'), ('a', 'a')]);
+        assert_eq!(char_mask("..a"), vec![('.', '.'), ('a', 'a')]);
+        assert_eq!(char_mask("0..9a..fb"), vec![('0', '9'), ('a', 'f')]);
+        assert_eq!(char_mask(""), vec![]);
+        let m = char_mask("xz-");
+        assert!(in_mask(&m, 'x') && in_mask(&m, '-') && !in_mask(&m, 'y'));
+    }
+
+    #[test]
     fn case() {
-        assert_eq!(capitalize("jOHN"), "John");
-        assert_eq!(capitalize("émile"), "Émile");
-        assert_eq!(title("acme ltd"), "Acme Ltd");
-        assert_eq!(title("o'neil-smith 1st"), "O'neil-Smith 1st");
+        let f = |name: &str, s: &str| f(name, &[Value::str(s)]);
+        assert_eq!(f("capitalize", "jOHN"), "John");
+        assert_eq!(f("capitalize", "émile"), "Émile");
+        assert_eq!(f("title", "acme ltd"), "Acme Ltd");
+        assert_eq!(f("title", "o'neil-smith 1st"), "O'neil-Smith 1st");
     }
 
     #[test]

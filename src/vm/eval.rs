@@ -247,17 +247,19 @@ impl Vm<'_> {
                 Ok(v)
             }
             Expr::Call(c) => {
-                let args = self.call_args(c)?;
-                self.burn(c.span)?;
-                self.pay_call(&args, c.span)?;
-                let v = (c.func)(self, &args).map_err(|e| self.loc(e, c.span))?;
+                let v = self.with_call_args(c, |vm, args| {
+                    vm.burn(c.span)?;
+                    vm.pay_call(args, c.span)?;
+                    (c.func)(vm, args).map_err(|e| vm.loc(e, c.span))
+                })?;
                 self.pay_shallow(&[&v]).map_err(|e| self.loc(e, c.span))?;
                 Ok(v)
             }
             Expr::Test(c, negated) => {
-                let args = self.call_args(c)?;
-                self.pay_call(&args, c.span)?;
-                let v = (c.func)(self, &args).map_err(|e| self.loc(e, c.span))?;
+                let v = self.with_call_args(c, |vm, args| {
+                    vm.pay_call(args, c.span)?;
+                    (c.func)(vm, args).map_err(|e| vm.loc(e, c.span))
+                })?;
                 Ok(Value::Bool(v.is_truthy() != *negated))
             }
             Expr::Defined(x, negated) => {
@@ -426,23 +428,45 @@ impl Vm<'_> {
 
     /// The argument values of a builtin call: a given argument that is missing is
     /// `null` (an omitted optional one stays undefined).
-    fn call_args(&mut self, c: &crate::compile::ir::Call) -> R<Vec<Value>> {
-        let mut args = Vec::with_capacity(c.args.len());
-        for (i, a) in c.args.iter().enumerate() {
-            let v = self.eval(a)?;
-            if i >= c.null_from && v.is_undefined() && !matches!(a, Expr::Const(_)) {
-                args.push(Value::Null);
-            } else {
-                args.push(v);
+    /// Evaluates the arguments of a call and passes them to `f`: up to four in an array on
+    /// the stack (most calls: no allocation), more in a vector.
+    fn with_call_args<T>(
+        &mut self,
+        c: &crate::compile::ir::Call,
+        f: impl FnOnce(&mut Self, &[Value]) -> R<T>,
+    ) -> R<T> {
+        let n = c.args.len();
+        if n <= 4 {
+            let mut args: [Value; 4] = Default::default();
+            for (i, (a, slot)) in c.args.iter().zip(args.iter_mut()).enumerate() {
+                *slot = self.call_arg(c, i, a)?;
             }
+            return f(self, &args[..n]);
         }
-        Ok(args)
+        let mut args = Vec::with_capacity(n);
+        for (i, a) in c.args.iter().enumerate() {
+            args.push(self.call_arg(c, i, a)?);
+        }
+        f(self, &args)
+    }
+
+    /// Argument `i` of a call: an undefined value past `null_from` (not a constant) is `null`.
+    fn call_arg(&mut self, c: &crate::compile::ir::Call, i: usize, a: &Expr) -> R<Value> {
+        let v = self.eval(a)?;
+        if i >= c.null_from && v.is_undefined() && !matches!(a, Expr::Const(_)) {
+            Ok(Value::Null)
+        } else {
+            Ok(v)
+        }
     }
 
     /// Fuel for the arguments of a filter, function or test call (see `cost`).
     pub(crate) fn pay_call(&mut self, args: &[Value], span: Span) -> R<()> {
-        let refs: Vec<&Value> = args.iter().collect();
-        self.pay_shallow(&refs).map_err(|e| self.loc(e, span))
+        let n: u64 = args.iter().map(super::cost::shallow).sum();
+        if n > 0 {
+            crate::builtins::State::fuel(self, n).map_err(|e| self.loc(e, span))?;
+        }
+        Ok(())
     }
 
     /// Fuel for the operands of a binary operator: comparisons and membership
