@@ -28,6 +28,7 @@ mod settings;
 pub mod signature;
 pub mod sse;
 pub mod testing;
+mod timer;
 pub mod webhook;
 pub mod workflow;
 

@@ -52,6 +52,47 @@ const RESERVED: [&str; 8] = [
     "__xml",
 ];
 
+/// The runtime's keys of `__data` and the usual method names, allocated once per process: a
+/// map key or a string value is an `Arc<str>`, so a request clones these (a reference count)
+/// instead of allocating and copying each one.
+static INTERNED: std::sync::LazyLock<[Arc<str>; 18]> = std::sync::LazyLock::new(|| {
+    [
+        "__headers",
+        "__method",
+        "__path",
+        "__query",
+        "__files",
+        "__json",
+        "__raw",
+        "__xml",
+        "__jwt_data",
+        "__data",
+        "GET",
+        "POST",
+        "PUT",
+        "PATCH",
+        "DELETE",
+        "HEAD",
+        "OPTIONS",
+        "TRACE",
+    ]
+    .map(Arc::from)
+});
+
+/// `text` as an `Arc<str>`: shared when it is one of [`INTERNED`], else a new one.
+pub(crate) fn key(text: &str) -> Arc<str> {
+    INTERNED
+        .iter()
+        .find(|k| ***k == *text)
+        .cloned()
+        .unwrap_or_else(|| Arc::from(text))
+}
+
+/// The method's name as a `__data.__method` value.
+fn method_text(m: &Method) -> Arc<str> {
+    key(m.as_str())
+}
+
 /// One request, as the runtime received it.
 pub struct RequestParts<'a> {
     /// The request method.
@@ -159,29 +200,29 @@ pub(crate) fn to_data_for(
         }
     }
     if let Some(files) = body.files.filter(|_| want("__files")) {
-        data.insert("__files".into(), files);
+        data.insert(key("__files"), files);
     }
     if let Some(j) = body.json.filter(|_| want("__json")) {
-        data.insert("__json".into(), j);
+        data.insert(key("__json"), j);
     }
     if let Some(raw) = body.raw.filter(|_| want("__raw")) {
-        data.insert("__raw".into(), Value::str(raw));
+        data.insert(key("__raw"), Value::str(raw));
     }
     if let Some(x) = body.xml.filter(|_| want("__xml")) {
-        data.insert("__xml".into(), x);
+        data.insert(key("__xml"), x);
     }
     if want("__headers") {
         let only = needs.and_then(|n| n.headers.as_deref());
-        data.insert("__headers".into(), headers(req.headers, req.jwt_data, only));
+        data.insert(key("__headers"), headers(req.headers, req.jwt_data, only));
     }
     if want("__method") {
-        data.insert("__method".into(), Value::str(req.method.as_str()));
+        data.insert(key("__method"), Value::Str(method_text(req.method)));
     }
     if want("__path") {
-        data.insert("__path".into(), Value::str(req.uri.path()));
+        data.insert(key("__path"), Value::str(req.uri.path()));
     }
     if want("__query") {
-        data.insert("__query".into(), Value::map(query));
+        data.insert(key("__query"), Value::map(query));
     }
     Ok(Value::map(data))
 }
@@ -380,7 +421,7 @@ fn headers(h: &HeaderMap, jwt_data: Option<&Value>, only: Option<&[Arc<str>]>) -
     out.shift_remove("__jwt_data");
     let jwt_wanted = only.is_none_or(|keys| keys.iter().any(|k| &**k == "__jwt_data"));
     if let Some(d) = jwt_data.filter(|_| jwt_wanted) {
-        out.insert("__jwt_data".into(), Value::list(vec![d.clone()]));
+        out.insert(key("__jwt_data"), Value::list(vec![d.clone()]));
     }
     Value::map(out)
 }

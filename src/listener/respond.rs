@@ -45,7 +45,7 @@ pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
 /// The render context of bodies and steps: `{__data: data}`, no `env()`.
 pub fn context(data: &Value) -> Value {
     let mut m = crate::value::Map::new();
-    m.insert("__data".into(), data.clone());
+    m.insert(super::request::key("__data"), data.clone());
     Value::map(m)
 }
 

@@ -1,13 +1,14 @@
-//! The HTTP/1 server (docs/listener.md "Operations"): accept loop, per-connection header-read timeout
-//! (30 s, via hyper-util's `TokioTimer`), one structured log line per request (endpoint name,
-//! status, duration, run id — never the path, which holds the URL hashes, nor any header),
-//! panics turned into 500s, atomic reload, graceful shutdown (stop accepting, let requests
-//! finish for up to [`GRACE`], SSE streams end with `event: end`), and a cap on open
-//! connections ([`MAX_CONNECTIONS`]): at the cap the accept loop stops accepting until a
-//! connection closes, so further clients wait in the kernel's listen backlog and memory stays
-//! bounded. With `[server] admin_addr` a second listener serves the operations and admin routes
-//! (see `admin`), with its own small connection cap ([`ADMIN_CONNECTIONS`]) so that public
-//! traffic cannot crowd out health checks and scrapes. Every answered request is counted in the
+//! The HTTP/1 server (docs/listener.md "Operations"): accept loop, per-connection header-read
+//! timeout (30 s, one tokio sleep per connection reused from request to request:
+//! src/listener/timer.rs), one structured log line per request (endpoint name, status,
+//! duration, run id — never the path, which holds the URL hashes, nor any header), panics
+//! turned into 500s, atomic reload, graceful shutdown (stop accepting, let requests finish for
+//! up to [`GRACE`], SSE streams end with `event: end`), and a cap on open connections
+//! ([`MAX_CONNECTIONS`]): at the cap the accept loop stops accepting until a connection closes,
+//! so further clients wait in the kernel's listen backlog and memory stays bounded. With
+//! `[server] admin_addr` a second listener serves the operations and admin routes (see
+//! `admin`), with its own small connection cap ([`ADMIN_CONNECTIONS`]) so that public traffic
+//! cannot crowd out health checks and scrapes. Every answered request is counted in the
 //! server's [`Metrics`].
 
 use super::admin::{self, ReadyCheck, Role};
@@ -23,7 +24,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::fmt;
 use std::net::SocketAddr;
@@ -445,7 +446,7 @@ async fn connection(stream: tokio::net::TcpStream, state: Arc<State>, role: Role
     let service_state = state.clone();
     let service = service_fn(move |req| serve(service_state.clone(), req, role));
     let conn = http1::Builder::new()
-        .timer(TokioTimer::new())
+        .timer(super::timer::ConnTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
