@@ -135,6 +135,7 @@ pub enum Esc {
 
 /// A `with` block: the variables (a map expression), `only`, the body and the span an error
 /// about the variables points at.
+#[derive(Clone)]
 pub struct With {
     pub vars: Option<Expr>,
     pub only: bool,
@@ -143,6 +144,7 @@ pub struct With {
 }
 
 /// A `for` loop.
+#[derive(Clone)]
 pub struct For {
     pub key: Option<u32>,
     pub value: u32,
@@ -195,7 +197,9 @@ impl Text {
 }
 
 /// A compiled statement. Kept at 64 bytes (the large, rare statements are boxed): the
-/// compiler writes every node into its block's vector and the VM walks them.
+/// compiler writes every node into its block's vector and the VM walks them. (`Clone`: the
+/// flattened body of a resolved chain holds copies of its levels' nodes, src/vm/flat.rs.)
+#[derive(Clone)]
 pub enum Node {
     Text(Text),
     /// A plain group of nodes (an `autoescape` block after compilation).
@@ -304,6 +308,78 @@ pub struct ResolvedChain {
     /// of its name's entry in `table`: a `{% block %}` tag of a level renders that entry
     /// without hashing the name.
     pub entries: Vec<Vec<u32>>,
+    /// The base's body with the final block bodies spliced in (src/vm/flat.rs), built with
+    /// the chain; `None` when the chain's blocks nest too deeply or too much to flatten.
+    pub flat: Option<FlatChain>,
+}
+
+/// The flattened body of a resolved chain (built and run by src/vm/flat.rs, which explains it).
+pub struct FlatChain {
+    pub body: Vec<Flat>,
+    /// The deepest nesting of inlined blocks (the render checks it against the depth limit).
+    pub nest: usize,
+    /// The most slots a block run in the enclosing frame's slots needs (the render sizes the
+    /// first frame's slots for it once).
+    pub slots: usize,
+}
+
+/// One step of a flattened body.
+pub enum Flat {
+    /// Text of one or more templates, and of `{{ parent() }}` prints whose definition is only
+    /// text (see [`FlatText`]).
+    Text(Box<FlatText>),
+    /// What follows runs as the switch says.
+    Switch(Switch),
+    /// Nodes run as they are, after the switch if any (else where the last switch left).
+    Run(Option<Switch>, Vec<Node>),
+    /// A block in a frame of its own, or in the enclosing frame's slots (see [`FlatFrame`]).
+    Frame(Box<FlatFrame>),
+    /// `{{ parent() }}` whose definition is spliced in `body` (which ends in the state it
+    /// started in).
+    Parent(Span, Vec<Flat>),
+}
+
+/// What follows runs as the frame of `program`'s block `block` (or of its top level), in
+/// block `cur` (entry and level in the chain's table), `nest` blocks deep.
+pub struct Switch {
+    pub program: Arc<Program>,
+    /// The block (by index in `Program::blocks`) whose frame this is; `None`: the template's.
+    pub block: Option<usize>,
+    pub cur: Option<(usize, usize)>,
+    pub nest: usize,
+}
+
+/// Merged text: each piece's end in `text` and the template it comes from (a size error names
+/// it, as the unmerged text node would); a piece printed by `{{ parent() }}` also has the
+/// print's span and template, and costs the print's fuel (`fuel`: the total). When the fuel
+/// and the output size allow the whole text, it is written at once; else the pieces are
+/// replayed one by one with the checks of the statements they come from.
+pub struct FlatText {
+    pub text: Text,
+    pub pieces: Vec<Piece>,
+    pub fuel: u64,
+}
+
+/// A piece of a [`FlatText`]: where it ends, its template, and the `{{ parent() }}` print
+/// (span, template) that printed it, if one did.
+pub struct Piece {
+    pub end: usize,
+    pub from: Arc<Program>,
+    pub print: Option<(Span, Arc<Program>)>,
+}
+
+/// Block `idx` of `program` (entry and level `cur`), with a frame of its own, or, when
+/// `shared`, in the slots of the enclosing frame: it uses its own slot numbers there, which
+/// are all undefined when it starts (nothing in the enclosing frame before it set a variable)
+/// and reset when it ends, so it sees and leaves what a fresh frame would. The rest of a frame
+/// (program, frame kind, loop base, frame id) is set as the VM's `with_frame` sets it.
+pub struct FlatFrame {
+    pub program: Arc<Program>,
+    pub idx: usize,
+    pub cur: (usize, usize),
+    pub nest: usize,
+    pub shared: bool,
+    pub body: Vec<Flat>,
 }
 
 /// A template's link to its [`ResolvedChain`]: used only while the library that resolved it

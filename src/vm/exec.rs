@@ -63,12 +63,7 @@ impl Vm<'_> {
                     self.burn(*span)?;
                     let before = self.out.len();
                     self.render_parent(*ps)?;
-                    self.check_out(*span)?;
-                    let written = (self.out.len() - before) as u64 / super::cost::BYTES_PER_UNIT;
-                    if written > 0 {
-                        crate::builtins::State::fuel(self, written)
-                            .map_err(|e| self.loc(e, *span))?;
-                    }
+                    self.parent_printed(before, *span)?;
                 }
                 Node::Print(e, esc, span) => {
                     self.burn(*span)?;
@@ -195,6 +190,16 @@ impl Vm<'_> {
             }
         }
         Ok(Flow::Normal)
+    }
+
+    /// After `{{ parent() }}` printed from `before` on: the print's output check and fuel.
+    pub(crate) fn parent_printed(&mut self, before: usize, span: Span) -> Result<(), Error> {
+        self.check_out(span)?;
+        let written = (self.out.len() - before) as u64 / super::cost::BYTES_PER_UNIT;
+        if written > 0 {
+            crate::builtins::State::fuel(self, written).map_err(|e| self.loc(e, span))?;
+        }
+        Ok(())
     }
 
     fn set(&mut self, slot: u32, v: Value) {

@@ -6,6 +6,7 @@ mod cost;
 pub(crate) use crate::escape;
 mod eval;
 mod exec;
+mod flat;
 
 use crate::builtins::{Host, State};
 use crate::compile::ir::{
@@ -535,36 +536,43 @@ impl<'a> Vm<'a> {
     }
 
     /// Enters a template (include, parent, embed): the depth limit names the chain.
+    #[inline]
     fn enter_template(&mut self, name: Name<'a>, span: Span) -> Result<(), Error> {
         if self.depth >= self.shared.limits.max_depth {
-            let mut names: Vec<&str> = self.chain.iter().map(|n| &**n).collect();
-            names.push(&name);
-            // Show the first cycle when there is one, else the last templates.
-            let shown = match names
-                .iter()
-                .enumerate()
-                .find_map(|(i, n)| names[..i].iter().position(|m| m == n).map(|j| (j, i)))
-            {
-                Some((j, i)) => format!("{} → …", names[j..=i].join(" → ")),
-                None => {
-                    let from = names.len().saturating_sub(8);
-                    names[from..].join(" → ")
-                }
-            };
-            return Err(self.loc(
-                Error::new(
-                    ErrorKind::Limit,
-                    format!(
-                        "nesting depth exceeds the limit of {} (includes, extends, macro calls): {shown}",
-                        self.shared.limits.max_depth
-                    ),
-                ),
-                span,
-            ));
+            return Err(self.template_depth_error(&name, span));
         }
         self.depth += 1;
         self.chain.push(name);
         Ok(())
+    }
+
+    /// The depth-limit error of entering template `name` (the chain named).
+    #[cold]
+    fn template_depth_error(&self, name: &str, span: Span) -> Error {
+        let mut names: Vec<&str> = self.chain.iter().map(|n| &**n).collect();
+        names.push(name);
+        // Show the first cycle when there is one, else the last templates.
+        let shown = match names
+            .iter()
+            .enumerate()
+            .find_map(|(i, n)| names[..i].iter().position(|m| m == n).map(|j| (j, i)))
+        {
+            Some((j, i)) => format!("{} → …", names[j..=i].join(" → ")),
+            None => {
+                let from = names.len().saturating_sub(8);
+                names[from..].join(" → ")
+            }
+        };
+        self.loc(
+            Error::new(
+                ErrorKind::Limit,
+                format!(
+                    "nesting depth exceeds the limit of {} (includes, extends, macro calls): {shown}",
+                    self.shared.limits.max_depth
+                ),
+            ),
+            span,
+        )
     }
 
     fn leave_template(&mut self) {
@@ -797,11 +805,13 @@ impl<'a> Vm<'a> {
                         })
                         .collect()
                 })
-                .collect();
+                .collect::<Vec<Vec<u32>>>();
+            let flat = flat::flatten(&levels, &table, &entries);
             Arc::new(ResolvedChain {
                 levels: Arc::new(levels),
                 table: Arc::new(table),
                 entries,
+                flat,
             })
         });
         // A chain that does not resolve is remembered as such (an empty link): the next
@@ -857,6 +867,14 @@ impl<'a> Vm<'a> {
             return Ok(());
         };
         let vars = self.inherited_ctx();
+        // the flattened body of a chain borrowed for the render (src/vm/flat.rs)
+        let flat = match &inst {
+            Instance::Chain(rc) => {
+                let rc: &'a ResolvedChain = rc;
+                rc.flat.as_ref()
+            }
+            Instance::Own(..) => None,
+        };
         let mut entered = 0;
         let mut r = Ok(());
         for l in 1..n {
@@ -872,10 +890,21 @@ impl<'a> Vm<'a> {
         self.inst = inst;
         if r.is_ok() {
             r = stacker::maybe_grow(STACK_RED_ZONE, STACK_GROW, || {
-                let slots = self.new_slots(base.slots);
-                self.with_frame(Some(base.clone()), Frame::Template, slots, vars, |vm| {
-                    vm.exec(&base.body).map(|_| ())
-                })
+                match flat {
+                    // the child set no variable: the base runs in its slots
+                    Some(f) if vars.is_none() && self.flat_fits(f) => {
+                        self.run_flat_shared(base.clone(), f)
+                    }
+                    _ => {
+                        let slots = self.new_slots(base.slots);
+                        self.with_frame(Some(base.clone()), Frame::Template, slots, vars, |vm| {
+                            match flat {
+                                Some(f) if vm.flat_fits(f) => vm.run_flat(f),
+                                _ => vm.exec(&base.body).map(|_| ()),
+                            }
+                        })
+                    }
+                }
             });
         }
         for _ in 0..entered {
@@ -1217,6 +1246,13 @@ pub fn render(
     // blocks are entered by reference.
     let pinned = resolved_chain(&shared.library, program);
     let mut vm = Vm::new(program, shared, ctx, opts)?;
+    if let Some(rc) = &pinned {
+        // the slots the flattened body will run in, allocated once (src/vm/flat.rs)
+        if let (Some(f), Some(base)) = (&rc.flat, rc.levels.last()) {
+            let n = f.slots.max(base.slots).max(program.slots);
+            vm.scope.slots.resize(n, Value::Undefined);
+        }
+    }
     let hint = program.size_hint.load(Relaxed).max(program.source.len());
     vm.out.reserve(hint.min(shared.limits.max_output));
     // A child whose body only names the parent of a resolved chain gets the chain's table

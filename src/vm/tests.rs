@@ -698,3 +698,167 @@ fn borrowed_chains_render_like_the_first_render() {
         assert_eq!((e.name(), e.line()), (Some("broken"), Some(3)), "{e}");
     }
 }
+
+/// `name` of `engine` rendered three times with `ctx`: the first render resolves its chain and
+/// renders block by block, the later ones may run the chain's flattened body (src/vm/flat.rs).
+/// All must print the same or fail alike (message, template, line). Returns the result and
+/// whether the later renders ran the flattened body.
+fn renders_alike(
+    engine: &Engine,
+    name: &str,
+    ctx: serde_json::Value,
+) -> (Result<String, String>, bool) {
+    let t = engine.get_template(name).expect(name);
+    let show = |r: Result<String, crate::Error>| {
+        r.map_err(|e| format!("{e} [{:?} {:?}]", e.name(), e.line()))
+    };
+    let first = show(t.render(&ctx));
+    let before = super::flat::RUNS.with(|n| n.get());
+    for _ in 0..2 {
+        assert_eq!(show(t.render(&ctx)), first, "{name} with {ctx}");
+    }
+    let runs = super::flat::RUNS.with(|n| n.get()) - before;
+    assert!(runs == 0 || runs == 2, "{runs}");
+    (first, runs == 2)
+}
+
+/// A three-level chain like benches/inheritance.rs, with an error to raise in a block of each
+/// level: a text-only `parent()`, blocks run in the enclosing frame's slots and a block with
+/// a loop in its own slots.
+const FLAT_LIB: [(&str, &str); 4] = [
+    (
+        "base",
+        "<t>{% block title %}Site{% endblock %}</t>\n{% block body %}{% endblock %}\n<f>{% block footer %}(c) {{ 1 // (f ?? 1) }}{% endblock %}</f>",
+    ),
+    (
+        "section",
+        "{% extends 'base' %}{% block body %}<nav>{% block nav %}home{% endblock %}</nav>\n<main>{% block main %}{% endblock %}</main>{% endblock %}",
+    ),
+    (
+        "page",
+        "{% extends 'section' %}{% block title %}{{ year }} · {{ parent() }}{% endblock %}\n{% block nav %}{{ parent() }} / {{ 1 // (n ?? 1) }}{% endblock %}",
+    ),
+    (
+        "child",
+        "{% extends 'page' %}\n{% block main %}<ul>{% for t in teams %}<li class=\"{% if loop.first %}a{% endif %}\">{{ t.name }}: {{ 1 // (t.d ?? 1) }}</li>{% endfor %}</ul>{% endblock %}",
+    ),
+];
+
+#[test]
+fn flattened_chains_render_like_block_by_block() {
+    let teams = json!([{"name": "x"}, {"name": "y"}]);
+    let (out, flat) = renders_alike(
+        &library(FLAT_LIB),
+        "child",
+        json!({"year": 2015, "teams": teams}),
+    );
+    assert!(flat, "the chain runs flattened");
+    assert_eq!(
+        out.as_deref(),
+        Ok("<t>2015 · Site</t>\n<nav>home / 1</nav>\n<main><ul><li class=\"a\">x: 1</li><li class=\"\">y: 1</li></ul></main><f>(c) 1</f>")
+    );
+    // an error in a block of each level names that level and line
+    for (ctx, name, line) in [
+        (json!({"f": 0}), "base", 3),
+        (json!({"n": 0}), "page", 2),
+        (json!({"teams": [{"name": "x", "d": 0}]}), "child", 2),
+    ] {
+        let (r, flat) = renders_alike(&library(FLAT_LIB), "child", ctx.clone());
+        assert!(flat, "{ctx}");
+        let e = r.expect_err("division by zero");
+        assert!(
+            e.contains(&format!("[Some({name:?}) Some({line})]")),
+            "{ctx}: {e}"
+        );
+    }
+    // the output and fuel limits stop a flattened body where they stop block by block (merged
+    // text and `parent()` prints replayed piece by piece)
+    let ctx = json!({"year": 2015, "teams": teams});
+    let full = out.as_deref().map_or(0, str::len);
+    let mut limited = 0;
+    for max_output in 0..=full {
+        let mut engine = library(FLAT_LIB);
+        engine.set_limits(Limits {
+            max_output,
+            ..Limits::default()
+        });
+        let (r, flat) = renders_alike(&engine, "child", ctx.clone());
+        assert!(flat);
+        if max_output < full {
+            let e = r.expect_err("too long");
+            assert!(e.contains("size limit"), "{e}");
+            limited += 1;
+        }
+    }
+    assert_eq!(limited, full);
+    for fuel in 0..40 {
+        let mut engine = library(FLAT_LIB);
+        engine.set_limits(Limits {
+            fuel,
+            ..Limits::default()
+        });
+        let (r, flat) = renders_alike(&engine, "child", ctx.clone());
+        assert!(flat);
+        if let Err(e) = r {
+            assert!(e.contains("fuel"), "{e}");
+        }
+    }
+}
+
+#[test]
+fn flattened_chains_keep_variables_and_fall_back_where_they_must() {
+    // A variable set before a block: the block gets a frame of its own that sees it (Twig
+    // prints `[V]|V`); a variable set by the child's body reaches the base's blocks.
+    let lib = [
+        (
+            "base",
+            "{% set v = 'V' %}{% block a %}{% endblock %}|{% block b %}{{ v }}{% endblock %}{% if true %}{% block c %}{% endblock %}{% endif %}",
+        ),
+        ("mid", "{% extends 'base' %}"),
+        (
+            "child",
+            "{% extends 'mid' %}{% block a %}[{{ v }}]{% endblock %}{% block c %}({{ w ?? '-' }}){% endblock %}",
+        ),
+        (
+            "setter",
+            "{% extends 'mid' %}{% set w = 'W' %}{% block c %}({{ w }}){% endblock %}",
+        ),
+    ];
+    let (out, flat) = renders_alike(&library(lib), "child", json!({}));
+    assert_eq!((out.as_deref(), flat), (Ok("[V]|V(-)"), true));
+    let (out, flat) = renders_alike(&library(lib), "setter", json!({}));
+    assert_eq!((out.as_deref(), flat), (Ok("|V(W)"), true));
+    // Blocks nested deeper than the depth limit allows after the chain's levels: the render
+    // goes block by block, and the block beyond the limit reports it, naming its template.
+    let lib = [
+        (
+            "base",
+            "<{% block a %}{% block b %}{% block c %}{% endblock %}{% endblock %}{% endblock %}>",
+        ),
+        ("mid", "{% extends 'base' %}"),
+        (
+            "child",
+            "{% extends 'mid' %}\n{% block c %}\n{{ 1 // (z ?? 1) }}{% endblock %}",
+        ),
+    ];
+    for depth in [4, 5] {
+        let mut engine = library(lib);
+        engine.set_limits(Limits {
+            max_depth: depth,
+            ..Limits::default()
+        });
+        let (r, flat) = renders_alike(&engine, "child", json!({}));
+        if depth == 4 {
+            assert!(!flat, "falls back");
+            let e = r.expect_err("too deep");
+            assert!(e.contains("block `c`"), "{e}");
+        } else {
+            assert!(flat);
+            assert_eq!(r.as_deref(), Ok("<1>"));
+            let (r, flat) = renders_alike(&engine, "child", json!({"z": 0}));
+            assert!(flat);
+            let e = r.expect_err("division by zero");
+            assert!(e.contains("[Some(\"child\") Some(3)]"), "{e}");
+        }
+    }
+}
