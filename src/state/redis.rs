@@ -77,21 +77,23 @@ local function exists(id, k)
   return false
 end
 -- Gives step s of run id an order (a new step) and its kind (when given, or when it has none)
--- by appending fields to f; true when the step was in the record already.
-local function step(id, k, s, kind, f)
-  local steps = known[id]
-  if not steps then steps = {}; known[id] = steps end
-  if steps[s] then
+-- by appending fields to f; true when the step was in the record already. The caller stores f
+-- with one HSET, then calls seen(id, s): later writes of the batch skip the HMGET.
+local function step(id, s, k, kind, f)
+  if known[id] and known[id][s] then
     if kind ~= '' then f[#f + 1] = 'k:' .. s; f[#f + 1] = kind end
     return true
   end
-  steps[s] = true
   local r = redis.call('HMGET', k, 'o:' .. s, 'k:' .. s)
   if not r[1] then
     f[#f + 1] = 'o:' .. s; f[#f + 1] = redis.call('HINCRBY', k, 'nsteps', 1)
   end
   if kind ~= '' or not r[2] then f[#f + 1] = 'k:' .. s; f[#f + 1] = kind end
   return r[1] and true or false
+end
+local function seen(id, s)
+  if not known[id] then known[id] = {} end
+  known[id][s] = true
 end
 local ops = {}
 -- C id endpoint owned n field value …: a new run (the answer path's write).
@@ -146,8 +148,9 @@ ops.b = function(i)
   local k = p .. 'run:' .. id
   if not exists(id, k) then return 0 end
   local f = {'t:' .. s, 'running', 'b:' .. s, ARGV[i + 3]}
-  local old = step(id, k, s, ARGV[i + 2], f)
+  local old = step(id, s, k, ARGV[i + 2], f)
   redis.call('HSET', k, unpack(f))
+  seen(id, s)
   if old then redis.call('HDEL', k, 'f:' .. s, 'e:' .. s, 'c:' .. s) end
   return 1
 end
@@ -157,8 +160,9 @@ ops.w = function(i)
   local k = p .. 'run:' .. id
   if not exists(id, k) then return 0 end
   local f = {'t:' .. s, 'waiting', 'd:' .. s, due}
-  step(id, k, s, ARGV[i + 2], f)
+  step(id, s, k, ARGV[i + 2], f)
   redis.call('HSET', k, unpack(f))
+  seen(id, s)
   local cur = redis.call('ZSCORE', p .. 'delays', id)
   if not cur or tonumber(cur) > tonumber(due) then
     redis.call('ZADD', p .. 'delays', due, id)
@@ -171,8 +175,9 @@ local function done(i, st, field)
   local k = p .. 'run:' .. id
   if not exists(id, k) then return 0 end
   local f = {'t:' .. s, st, 'f:' .. s, ARGV[i + 2], field .. s, ARGV[i + 3]}
-  step(id, k, s, '', f)
+  step(id, s, k, '', f)
   redis.call('HSET', k, unpack(f))
+  seen(id, s)
   return 1
 end
 ops.s = function(i) return done(i, 'succeeded', 'c:') end
