@@ -22,8 +22,10 @@
 //! their attempt count. Lease times are read from Redis's own clock (`TIME`), so the
 //! processes' clocks do not matter.
 //!
-//! Every multi-key change is one Lua script (atomic, one round trip): accepting a run costs one
-//! round trip on the answer path.
+//! Every multi-key change is one Lua script (atomic, one round trip). Journal writes (a run
+//! accepted, its events) go through one writer task per process that sends everything queued
+//! meanwhile as one `EVAL` of [`APPLY`] (group commit, one script run per batch): accepting a
+//! run costs one round trip on the answer path.
 //!
 //! All Redis I/O runs on a small dedicated tokio runtime owned by the backend. Async callers
 //! await a task spawned there; the synchronous shared store (templates call `memoryGet` /
