@@ -624,8 +624,8 @@ impl Inner {
 
 /// The journal writer: writes are applied in the order they were made (a run's events never
 /// overtake each other, even when their callers do not wait), and everything queued while a
-/// batch is in flight goes in the next batch: one `EVAL` of [`APPLY`] = one round trip and one
-/// script run for the whole batch (group commit). The script text travels with each call, so a
+/// batch is in flight goes in the next batch: one pipeline of `EVAL`s of [`APPLY`], each with up
+/// to 64 writes = one round trip (group commit). The script text travels with each call, so a
 /// Redis restarted (its script cache empty) needs no `SCRIPT LOAD` first.
 async fn writer(
     conn: ConnectionManager,
@@ -633,6 +633,7 @@ async fn writer(
     lease_ms: u64,
 ) {
     const BATCH: usize = 512;
+    const PER_SCRIPT: usize = 64;
     let mut c = conn;
     while let Some(first) = queue.recv().await {
         let mut jobs = vec![first];
@@ -642,32 +643,52 @@ async fn writer(
                 Err(_) => break,
             }
         }
-        let mut cmd = redis::cmd("EVAL");
-        cmd.arg(APPLY).arg(0).arg(J).arg(lease_ms);
-        let mut waiting = Vec::with_capacity(jobs.len());
-        for j in jobs {
-            cmd.arg(j.op).arg(j.args.len());
-            for a in &j.args {
-                cmd.arg(a);
+        // At most PER_SCRIPT writes per script call, the calls of a batch in one pipeline
+        // (one round trip): Redis reads and runs them one by one, so another process's
+        // acceptances are not held behind one long script.
+        let mut pipe = redis::pipe();
+        let mut groups = Vec::new();
+        let mut jobs = jobs.into_iter().peekable();
+        while jobs.peek().is_some() {
+            let mut cmd = redis::cmd("EVAL");
+            cmd.arg(APPLY).arg(0).arg(J).arg(lease_ms);
+            let mut group = Vec::new();
+            for j in jobs.by_ref().take(PER_SCRIPT) {
+                cmd.arg(j.op).arg(j.args.len());
+                for a in &j.args {
+                    cmd.arg(a);
+                }
+                group.push(j.done);
             }
-            waiting.push(j.done);
+            pipe.add_command(cmd);
+            groups.push(group);
         }
-        match cmd.query_async::<redis::Value>(&mut c).await {
-            Ok(redis::Value::Array(values)) if values.len() == waiting.len() => {
-                for (v, tx) in values.into_iter().zip(waiting) {
-                    let _ = tx.send(applied(v));
+        let short = || StateError::Unavailable("redis: short journal answer".into());
+        match pipe.query_async::<Vec<redis::Value>>(&mut c).await {
+            Ok(values) if values.len() == groups.len() => {
+                for (v, group) in values.into_iter().zip(groups) {
+                    match v {
+                        redis::Value::Array(items) if items.len() == group.len() => {
+                            for (item, tx) in items.into_iter().zip(group) {
+                                let _ = tx.send(applied(item));
+                            }
+                        }
+                        _ => {
+                            for tx in group {
+                                let _ = tx.send(Err(short()));
+                            }
+                        }
+                    }
                 }
             }
             Ok(_) => {
-                for tx in waiting {
-                    let _ = tx.send(Err(StateError::Unavailable(
-                        "redis: short journal answer".into(),
-                    )));
+                for tx in groups.into_iter().flatten() {
+                    let _ = tx.send(Err(short()));
                 }
             }
             Err(e) => {
                 let e = unavailable(e);
-                for tx in waiting {
+                for tx in groups.into_iter().flatten() {
                     let _ = tx.send(Err(e.clone()));
                 }
             }
