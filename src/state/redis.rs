@@ -22,8 +22,10 @@
 //! their attempt count. Lease times are read from Redis's own clock (`TIME`), so the
 //! processes' clocks do not matter.
 //!
-//! Every multi-key change is one Lua script (atomic, one round trip): accepting a run costs one
-//! round trip on the answer path.
+//! Every multi-key change is one Lua script (atomic, one round trip). Journal writes (a run
+//! accepted, its events) go through one writer task per process that sends everything queued
+//! meanwhile as one `EVAL` of [`APPLY`] (group commit, one script run per batch): accepting a
+//! run costs one round trip on the answer path.
 //!
 //! All Redis I/O runs on a small dedicated tokio runtime owned by the backend. Async callers
 //! await a task spawned there; the synchronous shared store (templates call `memoryGet` /
@@ -58,72 +60,145 @@ const J: &str = "fs:{j}:";
 /// Shared store key prefix.
 const M: &str = "fs:m:";
 
-const CREATE: &str = r#"
-local p, id = ARGV[1], ARGV[2]
-local k = p .. 'run:' .. id
-local seq = redis.call('INCR', p .. 'seq')
-redis.call('DEL', k)
-local n = tonumber(ARGV[3])
-local i = 4 + 2 * n
-redis.call('HSET', k, 'seq', seq, unpack(ARGV, 4, i - 1))
-local ep = redis.call('HGET', k, 'endpoint')
-redis.call('ZADD', p .. 'all', seq, id)
-redis.call('ZADD', p .. 'ep:' .. ep, seq, id)
-redis.call('SADD', p .. 'endpoints', ep)
+/// The journal writer's one script per batch: every queued write (run creations and run
+/// events, in call order) applied by one `EVAL` (docs/redis.md, "How the journal is kept in
+/// Redis"). `ARGV`: the key prefix, the lease in ms, then per write its op, its number of
+/// arguments and those arguments. Each write runs under `pcall` and gets its own answer: an
+/// integer (a creation's `seq`; 1 for an event, 0 when the run does not exist) or the error
+/// text. Within one batch the script remembers which runs exist (no `EXISTS` again), which
+/// endpoints it added to `endpoints`, and which steps already have an order and a kind.
+const APPLY: &str = r#"
+local p, lease = ARGV[1], tonumber(ARGV[2])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if redis.call('HGET', k, 'owner') then
-  redis.call('ZADD', p .. 'leases', now + tonumber(ARGV[i]), id)
-else
-  redis.call('ZADD', p .. 'leases', 0, id)
-end
-return seq
-"#;
-
-const RECORD: &str = r#"
-local p, id, op = ARGV[1], ARGV[2], ARGV[3]
-local k = p .. 'run:' .. id
-if redis.call('EXISTS', k) == 0 then return 0 end
+local live, eps, known = {}, {}, {}
 local function final(s) return s == 'succeeded' or s == 'failed' or s == 'interrupted' end
-if op == 'status' then
-  local st, at, err = ARGV[4], ARGV[5], ARGV[6]
-  redis.call('HSET', k, 'status', st)
-  if st == 'running' then redis.call('HSETNX', k, 'started', at) end
+local function exists(id, k)
+  if live[id] then return true end
+  if redis.call('EXISTS', k) == 1 then live[id] = true; return true end
+  return false
+end
+-- Gives step s of run id an order (a new step) and its kind (when given, or when it has none)
+-- by appending fields to f; true when the step was in the record already. The caller stores f
+-- with one HSET, then calls seen(id, s): later writes of the batch skip the HMGET.
+local function step(id, s, k, kind, f)
+  if known[id] and known[id][s] then
+    if kind ~= '' then f[#f + 1] = 'k:' .. s; f[#f + 1] = kind end
+    return true
+  end
+  local r = redis.call('HMGET', k, 'o:' .. s, 'k:' .. s)
+  if not r[1] then
+    f[#f + 1] = 'o:' .. s; f[#f + 1] = redis.call('HINCRBY', k, 'nsteps', 1)
+  end
+  if kind ~= '' or not r[2] then f[#f + 1] = 'k:' .. s; f[#f + 1] = kind end
+  return r[1] and true or false
+end
+local function seen(id, s)
+  if not known[id] then known[id] = {} end
+  known[id][s] = true
+end
+local ops = {}
+-- C id endpoint owned n field value …: a new run (the answer path's write).
+ops.C = function(i)
+  local id, ep, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 3])
+  local k = p .. 'run:' .. id
+  local seq = redis.call('INCR', p .. 'seq')
+  redis.call('DEL', k)
+  redis.call('HSET', k, 'seq', seq, unpack(ARGV, i + 4, i + 3 + 2 * n))
+  redis.call('ZADD', p .. 'all', seq, id)
+  redis.call('ZADD', p .. 'ep:' .. ep, seq, id)
+  if not eps[ep] then redis.call('SADD', p .. 'endpoints', ep); eps[ep] = true end
+  if ARGV[i + 2] == '1' then
+    redis.call('ZADD', p .. 'leases', now + lease, id)
+  else
+    redis.call('ZADD', p .. 'leases', 0, id)
+  end
+  live[id] = true
+  known[id] = nil
+  return seq
+end
+-- S id status at error has_error: the run's status.
+ops.S = function(i)
+  local id, st, at, err, has = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  local k = p .. 'run:' .. id
+  if not exists(id, k) then return 0 end
   if final(st) then
-    redis.call('HSET', k, 'finished', at)
-    local ep = redis.call('HGET', k, 'endpoint')
-    local seq = redis.call('HGET', k, 'seq')
+    if has == '1' then
+      redis.call('HSET', k, 'status', st, 'finished', at, 'error', err)
+    else
+      redis.call('HSET', k, 'status', st, 'finished', at)
+      redis.call('HDEL', k, 'error')
+    end
+    local r = redis.call('HMGET', k, 'endpoint', 'seq')
     redis.call('ZREM', p .. 'leases', id)
     redis.call('ZREM', p .. 'delays', id)
     redis.call('ZADD', p .. 'finished', at, id)
-    redis.call('ZADD', p .. 'done:' .. ep, seq, id)
+    redis.call('ZADD', p .. 'done:' .. r[1], r[2], id)
+  else
+    if has == '1' then
+      redis.call('HSET', k, 'status', st, 'error', err)
+    else
+      redis.call('HSET', k, 'status', st)
+    end
+    if st == 'running' then redis.call('HSETNX', k, 'started', at) end
   end
-  if ARGV[7] == '1' then redis.call('HSET', k, 'error', err)
-  elseif final(st) then redis.call('HDEL', k, 'error') end
   return 1
 end
-local s = ARGV[4]
-if redis.call('HEXISTS', k, 'o:' .. s) == 0 then
-  redis.call('HSET', k, 'o:' .. s, redis.call('HINCRBY', k, 'nsteps', 1))
+-- b id step kind at: a step started (again).
+ops.b = function(i)
+  local id, s = ARGV[i], ARGV[i + 1]
+  local k = p .. 'run:' .. id
+  if not exists(id, k) then return 0 end
+  local f = {'t:' .. s, 'running', 'b:' .. s, ARGV[i + 3]}
+  local old = step(id, s, k, ARGV[i + 2], f)
+  redis.call('HSET', k, unpack(f))
+  seen(id, s)
+  if old then redis.call('HDEL', k, 'f:' .. s, 'e:' .. s, 'c:' .. s) end
+  return 1
 end
-if ARGV[5] ~= '' or redis.call('HEXISTS', k, 'k:' .. s) == 0 then
-  redis.call('HSET', k, 'k:' .. s, ARGV[5])
-end
-if op == 'started' then
-  redis.call('HSET', k, 't:' .. s, 'running', 'b:' .. s, ARGV[6])
-  redis.call('HDEL', k, 'f:' .. s, 'e:' .. s, 'c:' .. s)
-elseif op == 'waiting' then
-  redis.call('HSET', k, 't:' .. s, 'waiting', 'd:' .. s, ARGV[6])
+-- w id step kind due: a step waits for its delay.
+ops.w = function(i)
+  local id, s, due = ARGV[i], ARGV[i + 1], ARGV[i + 3]
+  local k = p .. 'run:' .. id
+  if not exists(id, k) then return 0 end
+  local f = {'t:' .. s, 'waiting', 'd:' .. s, due}
+  step(id, s, k, ARGV[i + 2], f)
+  redis.call('HSET', k, unpack(f))
+  seen(id, s)
   local cur = redis.call('ZSCORE', p .. 'delays', id)
-  if not cur or tonumber(cur) > tonumber(ARGV[6]) then
-    redis.call('ZADD', p .. 'delays', ARGV[6], id)
+  if not cur or tonumber(cur) > tonumber(due) then
+    redis.call('ZADD', p .. 'delays', due, id)
   end
-elseif op == 'succeeded' then
-  redis.call('HSET', k, 't:' .. s, 'succeeded', 'f:' .. s, ARGV[6], 'c:' .. s, ARGV[7])
-elseif op == 'failed' then
-  redis.call('HSET', k, 't:' .. s, 'failed', 'f:' .. s, ARGV[6], 'e:' .. s, ARGV[7])
+  return 1
 end
-return 1
+-- s id step at checkpoint / f id step at error: a step finished.
+local function done(i, st, field)
+  local id, s = ARGV[i], ARGV[i + 1]
+  local k = p .. 'run:' .. id
+  if not exists(id, k) then return 0 end
+  local f = {'t:' .. s, st, 'f:' .. s, ARGV[i + 2], field .. s, ARGV[i + 3]}
+  step(id, s, k, '', f)
+  redis.call('HSET', k, unpack(f))
+  seen(id, s)
+  return 1
+end
+ops.s = function(i) return done(i, 'succeeded', 'c:') end
+ops.f = function(i) return done(i, 'failed', 'e:') end
+local out = {}
+local i = 3
+while i <= #ARGV do
+  local op, n = ARGV[i], tonumber(ARGV[i + 1])
+  local fn = ops[op]
+  local ok, r = false, 'unknown journal op ' .. tostring(op)
+  if fn then ok, r = pcall(fn, i + 2) end
+  if not ok then
+    if type(r) == 'table' then r = r.err end
+    r = tostring(r)
+  end
+  out[#out + 1] = r
+  i = i + 2 + n
+end
+return out
 "#;
 
 const CLAIM: &str = r#"
@@ -224,10 +299,11 @@ struct Scripts {
     drop: Script,
 }
 
-/// One journal write waiting for the writer task.
+/// One journal write waiting for the writer task: an op of [`APPLY`] and its arguments.
 struct Job {
-    cmd: redis::Cmd,
-    done: tokio::sync::oneshot::Sender<StateResult<redis::Value>>,
+    op: &'static str,
+    args: Vec<String>,
+    done: tokio::sync::oneshot::Sender<StateResult<i64>>,
 }
 
 struct Inner {
@@ -339,7 +415,8 @@ impl RedisBackend {
                 .map_err(|e| format!("cannot use Redis `{describe}`: {}", e.kind_description()))?
         };
         let (writes, queue) = tokio::sync::mpsc::unbounded_channel();
-        rt.spawn(writer(conn.clone(), queue));
+        let lease_ms = lease_s.max(1) * 1000;
+        rt.spawn(writer(conn.clone(), queue, lease_ms));
         let inner = Arc::new(Inner {
             conn,
             writes,
@@ -349,7 +426,7 @@ impl RedisBackend {
                 retry: Script::new(RETRY),
                 drop: Script::new(DROP),
             },
-            lease_ms: lease_s.max(1) * 1000,
+            lease_ms,
             owned: Mutex::new(HashMap::new()),
         });
         let handle = rt.handle().clone();
@@ -389,9 +466,9 @@ impl Drop for RedisBackend {
 impl Inner {
     /// Queues a journal write now (its place in the order is taken at the call) and returns
     /// its acknowledgement.
-    fn write(&self, cmd: redis::Cmd) -> impl Future<Output = StateResult<redis::Value>> {
+    fn write(&self, op: &'static str, args: Vec<String>) -> impl Future<Output = StateResult<i64>> {
         let (done, rx) = tokio::sync::oneshot::channel();
-        let queued = self.writes.send(Job { cmd, done }).is_ok();
+        let queued = self.writes.send(Job { op, args, done }).is_ok();
         async move {
             if !queued {
                 return Err(StateError::Unavailable("redis writer stopped".into()));
@@ -484,76 +561,60 @@ impl Inner {
 
     /// Queues `event` now; the future resolves once Redis applied it.
     fn record(self: &Arc<Self>, event: RunEvent) -> impl Future<Output = StateResult<()>> {
-        let mut inv = eval(RECORD);
-        inv.arg(J);
         let mut final_run = None;
-        match &event {
+        let (op, args) = match event {
             RunEvent::Status {
                 run,
                 status,
                 at,
                 error,
             } => {
-                inv.arg(run).arg("status").arg(status.as_str()).arg(*at);
-                match error {
-                    Some(e) => inv.arg(e.as_str()).arg("1"),
-                    None => inv.arg("").arg("0"),
-                };
                 if status.is_final() {
                     final_run = Some(run.clone());
                 }
+                let has = if error.is_some() { "1" } else { "0" };
+                let args = vec![
+                    run,
+                    status.as_str().to_string(),
+                    at.to_string(),
+                    error.unwrap_or_default(),
+                    has.to_string(),
+                ];
+                ("S", args)
             }
             RunEvent::StepStarted {
                 run,
                 step,
                 kind,
                 at,
-            } => {
-                inv.arg(run).arg("started").arg(step).arg(kind).arg(*at);
-            }
+            } => ("b", vec![run, step, kind, at.to_string()]),
             RunEvent::StepWaiting {
                 run,
                 step,
                 kind,
                 due,
-            } => {
-                inv.arg(run).arg("waiting").arg(step).arg(kind).arg(*due);
-            }
+            } => ("w", vec![run, step, kind, due.to_string()]),
             RunEvent::StepSucceeded {
                 run,
                 step,
                 at,
                 checkpoint,
-            } => {
-                inv.arg(run)
-                    .arg("succeeded")
-                    .arg(step)
-                    .arg("")
-                    .arg(*at)
-                    .arg(checkpoint.to_text());
-            }
+            } => ("s", vec![run, step, at.to_string(), checkpoint.to_text()]),
             RunEvent::StepFailed {
                 run,
                 step,
                 at,
                 error,
-            } => {
-                inv.arg(run)
-                    .arg("failed")
-                    .arg(step)
-                    .arg("")
-                    .arg(*at)
-                    .arg(error.as_str());
-            }
-        }
-        let write = self.write(inv);
+            } => ("f", vec![run, step, at.to_string(), error]),
+        };
+        let write = self.write(op, args);
         let me = self.clone();
         async move {
             let found = write.await?;
             if let Some(id) = final_run {
                 me.disown(&id);
             }
-            if found == redis::Value::Int(0) {
+            if found == 0 {
                 return Err(StateError::NotFound);
             }
             Ok(())
@@ -561,19 +622,18 @@ impl Inner {
     }
 }
 
-/// `EVAL script 0 …`: the script text travels with each call, so a Redis restarted (its
-/// script cache empty) needs no `SCRIPT LOAD` round before a pipelined batch.
-fn eval(script: &str) -> redis::Cmd {
-    let mut c = redis::cmd("EVAL");
-    c.arg(script).arg(0);
-    c
-}
-
-/// The journal writer: writes are sent in the order they were made (a run's events never
+/// The journal writer: writes are applied in the order they were made (a run's events never
 /// overtake each other, even when their callers do not wait), and everything queued while a
-/// batch is in flight goes in the next batch, one pipeline = one round trip (group commit).
-async fn writer(conn: ConnectionManager, mut queue: tokio::sync::mpsc::UnboundedReceiver<Job>) {
+/// batch is in flight goes in the next batch: one pipeline of `EVAL`s of [`APPLY`], each with up
+/// to 64 writes = one round trip (group commit). The script text travels with each call, so a
+/// Redis restarted (its script cache empty) needs no `SCRIPT LOAD` first.
+async fn writer(
+    conn: ConnectionManager,
+    mut queue: tokio::sync::mpsc::UnboundedReceiver<Job>,
+    lease_ms: u64,
+) {
     const BATCH: usize = 512;
+    const PER_SCRIPT: usize = 64;
     let mut c = conn;
     while let Some(first) = queue.recv().await {
         let mut jobs = vec![first];
@@ -583,32 +643,72 @@ async fn writer(conn: ConnectionManager, mut queue: tokio::sync::mpsc::Unbounded
                 Err(_) => break,
             }
         }
+        // At most PER_SCRIPT writes per script call, the calls of a batch in one pipeline
+        // (one round trip): Redis reads and runs them one by one, so another process's
+        // acceptances are not held behind one long script.
         let mut pipe = redis::pipe();
-        let mut waiting = Vec::with_capacity(jobs.len());
-        for j in jobs {
-            pipe.add_command(j.cmd);
-            waiting.push(j.done);
+        let mut groups = Vec::new();
+        let mut jobs = jobs.into_iter().peekable();
+        while jobs.peek().is_some() {
+            let mut cmd = redis::cmd("EVAL");
+            cmd.arg(APPLY).arg(0).arg(J).arg(lease_ms);
+            let mut group = Vec::new();
+            for j in jobs.by_ref().take(PER_SCRIPT) {
+                cmd.arg(j.op).arg(j.args.len());
+                for a in &j.args {
+                    cmd.arg(a);
+                }
+                group.push(j.done);
+            }
+            pipe.add_command(cmd);
+            groups.push(group);
         }
+        let short = || StateError::Unavailable("redis: short journal answer".into());
         match pipe.query_async::<Vec<redis::Value>>(&mut c).await {
-            Ok(values) if values.len() == waiting.len() => {
-                for (v, tx) in values.into_iter().zip(waiting) {
-                    let _ = tx.send(Ok(v));
+            Ok(values) if values.len() == groups.len() => {
+                for (v, group) in values.into_iter().zip(groups) {
+                    match v {
+                        redis::Value::Array(items) if items.len() == group.len() => {
+                            for (item, tx) in items.into_iter().zip(group) {
+                                let _ = tx.send(applied(item));
+                            }
+                        }
+                        _ => {
+                            for tx in group {
+                                let _ = tx.send(Err(short()));
+                            }
+                        }
+                    }
                 }
             }
             Ok(_) => {
-                for tx in waiting {
-                    let _ = tx.send(Err(StateError::Unavailable(
-                        "redis: short pipeline answer".into(),
-                    )));
+                for tx in groups.into_iter().flatten() {
+                    let _ = tx.send(Err(short()));
                 }
             }
             Err(e) => {
                 let e = unavailable(e);
-                for tx in waiting {
+                for tx in groups.into_iter().flatten() {
                     let _ = tx.send(Err(e.clone()));
                 }
             }
         }
+    }
+}
+
+/// One write's answer in [`APPLY`]'s reply: its integer, or the error Redis raised for it (that
+/// write only; the others of the batch were applied).
+fn applied(v: redis::Value) -> StateResult<i64> {
+    match v {
+        redis::Value::Int(n) => Ok(n),
+        redis::Value::BulkString(b) => {
+            let mut m = String::from_utf8_lossy(&b).into_owned();
+            m.truncate(200);
+            Err(StateError::Unavailable(format!("redis: {m}")))
+        }
+        _ => Err(StateError::Unavailable(
+            "redis: unexpected journal answer".into(),
+        )),
     }
 }
 
@@ -766,14 +866,17 @@ impl Backend for RedisBackend {
 
     fn create_run(&self, run: RunRecord) -> BoxFuture<'static, StateResult<()>> {
         let f = fields(&run);
-        let mut inv = eval(CREATE);
-        inv.arg(J).arg(&run.id).arg(f.len());
-        for (k, v) in &f {
-            inv.arg(k).arg(v);
+        let mut args = Vec::with_capacity(4 + 2 * f.len());
+        args.push(run.id.clone());
+        args.push(run.endpoint.clone());
+        args.push(if run.owner.is_some() { "1" } else { "0" }.to_string());
+        args.push(f.len().to_string());
+        for (k, v) in f {
+            args.push(k);
+            args.push(v);
         }
-        inv.arg(self.inner.lease_ms);
         // Queued now, so the run's later events (queued after this call) follow it.
-        let write = self.inner.write(inv);
+        let write = self.inner.write("C", args);
         let inner = self.inner.clone();
         async move {
             write.await?;

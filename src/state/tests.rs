@@ -662,6 +662,165 @@ fn redis_journal() {
     assert!(sy.get("v").is_none());
 }
 
+/// One run's whole life as journal events: steps started, waiting, failed, started again,
+/// succeeded (one never started), a non-final status with an error, then the final status.
+fn life(id: &str) -> Vec<RunEvent> {
+    let cp = |v: i64| Checkpoint {
+        set: vec![("n".into(), json!(v))],
+        branch: Some(v % 2 == 0),
+    };
+    let started = |step: &str, kind: &str, at: i64| RunEvent::StepStarted {
+        run: id.into(),
+        step: step.into(),
+        kind: kind.into(),
+        at,
+    };
+    vec![
+        status(id, RunStatus::Running, 1_100, None),
+        started("a", "store", 1_110),
+        RunEvent::StepSucceeded {
+            run: id.into(),
+            step: "a".into(),
+            at: 1_120,
+            checkpoint: cp(1),
+        },
+        RunEvent::StepWaiting {
+            run: id.into(),
+            step: "b".into(),
+            kind: "http".into(),
+            due: 5_000,
+        },
+        started("b", "http", 5_010),
+        RunEvent::StepFailed {
+            run: id.into(),
+            step: "b".into(),
+            at: 5_020,
+            error: "boom".into(),
+        },
+        status(id, RunStatus::Running, 5_030, Some("retrying b")),
+        started("b", "http", 5_040),
+        RunEvent::StepSucceeded {
+            run: id.into(),
+            step: "b".into(),
+            at: 5_050,
+            checkpoint: cp(2),
+        },
+        RunEvent::StepSucceeded {
+            run: id.into(),
+            step: "c".into(),
+            at: 5_060,
+            checkpoint: cp(3),
+        },
+        status(id, RunStatus::Succeeded, 5_070, None),
+    ]
+}
+
+/// The journal writer applies a whole batch of writes in one script call (src/state/redis.rs,
+/// `APPLY`): a run created and journaled with every event queued at once (merged into few
+/// calls) reads back exactly as when each write is its own call, and as the in-memory journal
+/// applies the same events; one write's error fails that write only.
+#[test]
+fn redis_batched_writes_read_back_as_applied_one_by_one() {
+    let Some(redis) = RedisChild::start() else {
+        return;
+    };
+    let open = |db: u8| redis::RedisBackend::open(&redis.url(db), 30).unwrap();
+    let mut raw = ::redis::Client::open(redis.url(6))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let evals = |c: &mut ::redis::Connection| -> i64 {
+        let info: String = ::redis::cmd("INFO").arg("commandstats").query(c).unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("cmdstat_eval:calls="))
+            .and_then(|l| l.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let mem = MemoryBackend::new();
+    let (merged, serial) = (open(6), open(7));
+    block_on(async {
+        mem.create_run(new_run("m", "e", true)).await.unwrap();
+        serial.create_run(new_run("m", "e", true)).await.unwrap();
+        for e in life("m") {
+            mem.record(e.clone()).await.unwrap();
+            serial.record(e).await.unwrap();
+        }
+        let before = evals(&mut raw);
+        let mut writes = vec![merged.create_run(new_run("m", "e", true))];
+        writes.extend(life("m").into_iter().map(|e| merged.record(e)));
+        let n = writes.len() as i64;
+        for w in writes {
+            w.await.unwrap();
+        }
+        let calls = evals(&mut raw) - before;
+        assert!(calls < n, "{n} writes queued together took {calls} EVALs");
+        let want = mem.get_run("m").await.unwrap();
+        assert_eq!(want.steps.len(), 3);
+        assert_eq!(serial.get_run("m").await.unwrap(), want);
+        assert_eq!(merged.get_run("m").await.unwrap(), want);
+        for b in [&merged, &serial] {
+            let page = b.list_runs(RunFilter::default()).await.unwrap();
+            assert_eq!(page.runs.len(), 1);
+            assert_eq!(page.runs[0].status, RunStatus::Succeeded);
+            assert_eq!(page.runs[0].duration_ms, Some(5_070 - 1_100));
+        }
+        // Finished: acknowledged (no lease, no delay), in the retention sets.
+        let mut score = |key: &str| -> Option<f64> {
+            ::redis::cmd("ZSCORE")
+                .arg(key)
+                .arg("m")
+                .query(&mut raw)
+                .unwrap()
+        };
+        assert_eq!(score("fs:{j}:leases"), None);
+        assert_eq!(score("fs:{j}:delays"), None);
+        assert_eq!(score("fs:{j}:finished"), Some(5_070.0));
+        assert!(score("fs:{j}:done:e").is_some());
+
+        // One failing write in a batch: the others are applied, each answer is its own.
+        for id in ["good", "bad"] {
+            merged.create_run(new_run(id, "e", true)).await.unwrap();
+        }
+        ::redis::cmd("HSET")
+            .arg("fs:{j}:run:bad")
+            .arg("nsteps")
+            .arg("x")
+            .exec(&mut raw)
+            .unwrap();
+        let step = |run: &str| RunEvent::StepStarted {
+            run: run.into(),
+            step: "s".into(),
+            kind: "store".into(),
+            at: 10,
+        };
+        let bad = merged.record(step("bad"));
+        let nope = merged.record(step("nope"));
+        let good = merged.record(step("good"));
+        let done = merged.record(status("good", RunStatus::Succeeded, 20, None));
+        match bad.await {
+            Err(StateError::Unavailable(m)) => assert!(m.contains("integer"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(nope.await, Err(StateError::NotFound));
+        good.await.unwrap();
+        done.await.unwrap();
+        let g = merged.get_run("good").await.unwrap();
+        assert_eq!(g.status, RunStatus::Succeeded);
+        assert_eq!(g.steps.len(), 1);
+        assert_eq!(g.steps[0].status, StepStatus::Running);
+        assert!(merged.get_run("bad").await.unwrap().steps.is_empty());
+        // `bad` is still unfinished and leased to its owner; `good` is acknowledged.
+        let leased: Vec<String> = ::redis::cmd("ZRANGE")
+            .arg("fs:{j}:leases")
+            .arg(0)
+            .arg(-1)
+            .query(&mut raw)
+            .unwrap();
+        assert_eq!(leased, vec!["bad".to_string()]);
+    });
+}
+
 fn recovery_after_lease(b: &dyn Backend) {
     block_on(async {
         let back = b.recover("new-owner", 0).await.unwrap();
