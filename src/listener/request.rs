@@ -52,31 +52,29 @@ const RESERVED: [&str; 8] = [
     "__xml",
 ];
 
+/// What [`INTERNED`] holds besides [`RESERVED`]: the other runtime keys and the usual methods.
+const INTERNED_MORE: [&str; 10] = [
+    "__jwt_data",
+    "__data",
+    "GET",
+    "POST",
+    "PUT",
+    "PATCH",
+    "DELETE",
+    "HEAD",
+    "OPTIONS",
+    "TRACE",
+];
+
 /// The runtime's keys of `__data` and the usual method names, allocated once per process: a
 /// map key or a string value is an `Arc<str>`, so a request clones these (a reference count)
 /// instead of allocating and copying each one.
-static INTERNED: std::sync::LazyLock<[Arc<str>; 18]> = std::sync::LazyLock::new(|| {
-    [
-        "__headers",
-        "__method",
-        "__path",
-        "__query",
-        "__files",
-        "__json",
-        "__raw",
-        "__xml",
-        "__jwt_data",
-        "__data",
-        "GET",
-        "POST",
-        "PUT",
-        "PATCH",
-        "DELETE",
-        "HEAD",
-        "OPTIONS",
-        "TRACE",
-    ]
-    .map(Arc::from)
+static INTERNED: std::sync::LazyLock<Vec<Arc<str>>> = std::sync::LazyLock::new(|| {
+    RESERVED
+        .iter()
+        .chain(INTERNED_MORE.iter())
+        .map(|k| Arc::from(*k))
+        .collect()
 });
 
 /// `text` as an `Arc<str>`: shared when it is one of [`INTERNED`], else a new one.
