@@ -134,7 +134,7 @@ impl Vm<'_> {
                 let k = self.eval(key)?;
                 if matches!(b, Value::Str(_) | Value::Safe(_)) {
                     // a character index walks the string
-                    self.pay_shallow(&[&b]).map_err(|e| self.loc(e, *span))?;
+                    self.pay_shallow([&b]).map_err(|e| self.loc(e, *span))?;
                 }
                 let v = b.get_item(&k);
                 if v.is_undefined() && *strict {
@@ -153,7 +153,7 @@ impl Vm<'_> {
                     None => Value::Null,
                 };
                 let v = slice(&b, &s, &l).map_err(|e| self.loc(e, *span))?;
-                self.pay_shallow(&[&v]).map_err(|e| self.loc(e, *span))?;
+                self.pay_shallow([&v]).map_err(|e| self.loc(e, *span))?;
                 Ok(v)
             }
             Expr::LoopField(level, f) => Ok(self.loop_field(*level, *f)),
@@ -175,12 +175,12 @@ impl Vm<'_> {
                 self.pay_operands(*op, &x, &y)
                     .map_err(|e| self.loc(e, *span))?;
                 let v = self.binary(*op, &x, &y).map_err(|e| self.loc(e, *span))?;
-                self.pay_shallow(&[&v]).map_err(|e| self.loc(e, *span))?;
+                self.pay_shallow([&v]).map_err(|e| self.loc(e, *span))?;
                 Ok(v)
             }
             Expr::MatchesConst(a, re) => {
                 let x = self.eval(a)?;
-                self.pay_shallow(&[&x])?;
+                self.pay_shallow([&x])?;
                 // as Twig (PHP's preg_match): 1 or 0
                 Ok(Value::Int(i64::from(re.is_match(&x.to_cow_str()))))
             }
@@ -243,7 +243,7 @@ impl Vm<'_> {
                     }
                 }
                 let v = Value::str(s);
-                self.pay_shallow(&[&v]).map_err(|e| self.loc(e, *span))?;
+                self.pay_shallow([&v]).map_err(|e| self.loc(e, *span))?;
                 Ok(v)
             }
             Expr::Call(c) => {
@@ -252,7 +252,7 @@ impl Vm<'_> {
                     vm.pay_call(args, c.span)?;
                     (c.func)(vm, args).map_err(|e| vm.loc(e, c.span))
                 })?;
-                self.pay_shallow(&[&v]).map_err(|e| self.loc(e, c.span))?;
+                self.pay_shallow([&v]).map_err(|e| self.loc(e, c.span))?;
                 Ok(v)
             }
             Expr::Test(c, negated) => {
@@ -462,11 +462,7 @@ impl Vm<'_> {
 
     /// Fuel for the arguments of a filter, function or test call (see `cost`).
     pub(crate) fn pay_call(&mut self, args: &[Value], span: Span) -> R<()> {
-        let n: u64 = args.iter().map(super::cost::shallow).sum();
-        if n > 0 {
-            crate::builtins::State::fuel(self, n).map_err(|e| self.loc(e, span))?;
-        }
-        Ok(())
+        self.pay_shallow(args).map_err(|e| self.loc(e, span))
     }
 
     /// Fuel for the operands of a binary operator: comparisons and membership
@@ -485,7 +481,7 @@ impl Vm<'_> {
                 self.pay_deep(x)?;
                 self.pay_deep(y)
             }
-            _ => self.pay_shallow(&[x, y]),
+            _ => self.pay_shallow([x, y]),
         }
     }
 

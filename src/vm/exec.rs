@@ -150,7 +150,7 @@ impl Vm<'_> {
                         self.burn(c.span)?;
                         self.pay_call(&args, c.span)?;
                         v = (c.func)(self, &args).map_err(|e| self.loc(e, c.span))?;
-                        self.pay_shallow(&[&v]).map_err(|e| self.loc(e, c.span))?;
+                        self.pay_shallow([&v]).map_err(|e| self.loc(e, c.span))?;
                     }
                     write_value(&mut self.out, &v);
                     self.check_out(Span::default())?;

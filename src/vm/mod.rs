@@ -349,8 +349,11 @@ impl<'a> Vm<'a> {
     }
 
     /// Charges fuel for the top level of values an operation read or built (see [`cost`]).
-    pub(crate) fn pay_shallow(&mut self, values: &[&Value]) -> Result<(), Error> {
-        let n: u64 = values.iter().map(|v| cost::shallow(v)).sum();
+    pub(crate) fn pay_shallow<'v>(
+        &mut self,
+        values: impl IntoIterator<Item = &'v Value>,
+    ) -> Result<(), Error> {
+        let n: u64 = values.into_iter().map(cost::shallow).sum();
         if n > 0 {
             State::fuel(self, n)?;
         }
