@@ -476,13 +476,15 @@ fn trim(
             trim_side(&s, side, |c| in_mask(&ranges, c))?
         }
     };
-    if out.len() == s.len() {
-        // nothing trimmed: the input as it came (a string keeps its allocation)
-        if let Value::Str(_) | Value::Safe(_) = input {
-            if keep_safe || !input.is_safe() {
-                return Ok(input.clone());
-            }
-        }
+    // nothing trimmed: the input as it came (a string keeps its allocation; safe markup only
+    // when it stays safe)
+    let unchanged = match input {
+        Value::Str(_) => true,
+        Value::Safe(_) => keep_safe,
+        _ => false,
+    };
+    if unchanged && out.len() == s.len() {
+        return Ok(input.clone());
     }
     if keep_safe {
         return Ok(Value::safe(out));
