@@ -949,6 +949,17 @@ impl Cx<'_> {
                         *negated,
                     ));
                 }
+                if let Some((n, nspan)) = args.iter().find_map(|a| a.name.as_ref()) {
+                    // Twig's parser reads a test's arguments as positional only: a named one
+                    // fails its compilation (docs/language.md, "Tests").
+                    return Err(self.err(
+                        ErrorKind::Syntax,
+                        format!(
+                            "a test takes positional arguments only: write the value of `{n}` without `{n}:`"
+                        ),
+                        *nspan,
+                    ));
+                }
                 let b = self.lookup(&self.env.registry.tests, "test", name, *nspan)?;
                 let args = self.args(&b, "test", input, args, *nspan)?;
                 Expr::Test(
