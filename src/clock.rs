@@ -11,7 +11,8 @@
 use chrono::{DateTime, Utc};
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// A frozen clock and (optionally) a seeded random generator for the current thread.
@@ -26,7 +27,12 @@ pub struct Frozen {
 
 thread_local! {
     static FROZEN: RefCell<Option<Frozen>> = const { RefCell::new(None) };
+    /// The last value [`unique_micros`] handed out under this thread's frozen clock.
+    static FROZEN_UNIQUE: Cell<u64> = const { Cell::new(0) };
 }
+
+/// The last value [`unique_micros`] handed out in this process (no frozen clock).
+static LAST_UNIQUE: AtomicU64 = AtomicU64::new(0);
 
 /// Removes the thread's frozen clock when dropped.
 pub struct FrozenGuard(());
@@ -34,6 +40,7 @@ pub struct FrozenGuard(());
 impl Drop for FrozenGuard {
     fn drop(&mut self) {
         FROZEN.with(|f| f.borrow_mut().take());
+        FROZEN_UNIQUE.with(|u| u.set(0));
     }
 }
 
@@ -50,6 +57,7 @@ pub fn freeze(
             rng: seed.map(StdRng::seed_from_u64),
         })
     });
+    FROZEN_UNIQUE.with(|u| u.set(0));
     FrozenGuard(())
 }
 
@@ -63,6 +71,30 @@ pub fn now() -> DateTime<Utc> {
             })
         })
         .unwrap_or_else(Utc::now)
+}
+
+/// A strictly increasing microsecond value for `uniqueId`: [`now`] in microseconds, or one more
+/// than the last value handed out. The last value is kept per frozen clock (so under
+/// `flexscript test --jobs N` a case's ids depend only on the case, not on the cases run beside
+/// it), else once for the process (ids unique within the process).
+pub fn unique_micros() -> u64 {
+    let now = now().timestamp_micros().max(0) as u64;
+    let frozen = FROZEN.with(|f| f.borrow().is_some());
+    if frozen {
+        return FROZEN_UNIQUE.with(|u| {
+            let next = now.max(u.get().saturating_add(1));
+            u.set(next);
+            next
+        });
+    }
+    let mut last = LAST_UNIQUE.load(Ordering::Relaxed);
+    loop {
+        let next = now.max(last.saturating_add(1));
+        match LAST_UNIQUE.compare_exchange_weak(last, next, Ordering::AcqRel, Ordering::Relaxed) {
+            Ok(_) => return next,
+            Err(actual) => last = actual,
+        }
+    }
 }
 
 /// Runs `f` with the seeded generator of this thread, else the thread-local CSPRNG.
@@ -109,8 +141,29 @@ pub fn uuid_v7() -> uuid::Uuid {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::cell::Cell;
     use std::rc::Rc;
+
+    #[test]
+    fn unique_values_count_per_frozen_clock_and_per_process_otherwise() {
+        let start: DateTime<Utc> = "2026-03-01T09:00:00Z".parse().unwrap();
+        let micros = start.timestamp_micros() as u64;
+        let case = || {
+            let _g = freeze(start, Box::new(|| Duration::ZERO), Some(1));
+            [unique_micros(), unique_micros(), unique_micros()]
+        };
+        let expected = [micros, micros + 1, micros + 2];
+        // The same case gives the same values, whatever ran before it on any thread.
+        assert_eq!(case(), expected);
+        let other = std::thread::spawn(move || {
+            let _g = freeze(start, Box::new(|| Duration::ZERO), None);
+            (0..100).map(|_| unique_micros()).last()
+        });
+        assert_eq!(other.join().unwrap(), Some(micros + 99));
+        assert_eq!(case(), expected);
+        // Unfrozen: the process counter, strictly increasing and from the real clock.
+        let (a, b) = (unique_micros(), unique_micros());
+        assert!(b > a && a > micros);
+    }
 
     #[test]
     fn frozen_clock_and_seed_are_per_thread_and_deterministic() {

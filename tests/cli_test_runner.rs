@@ -253,6 +253,42 @@ fn failing_expectation_shows_a_diff_then_update_writes_and_passes() {
     assert!(out.contains("is corrupt"), "{out}");
 }
 
+/// `uniqueId()` counts per case under the frozen clock: with several cases run side by side
+/// (`--jobs 2`), each case's ids are its own frozen `now` and the next microseconds, whatever
+/// the order the cases ran in.
+#[test]
+fn unique_ids_are_per_case_with_several_jobs() {
+    let dir = temp_dir();
+    let config = format!(
+        r#"
+[[endpoint]]
+name = "Ids"
+first_hash = "{a}"
+second_hash = "{b}"
+return_type = "html"
+return_html = "{{{{ uniqueId('a_') }}}} {{{{ uniqueId() }}}} {{{{ uniqueId() }}}}"
+"#,
+        a = hash('a'),
+        b = hash('b'),
+    );
+    std::fs::write(dir.join("endpoints.toml"), config).expect("write config");
+    std::fs::create_dir_all(dir.join("tests")).expect("mkdir");
+    // 2026-03-01T09:00:00Z is 0x69a40010 seconds; each case starts from it.
+    let mut cases = String::from("[defaults]\nnow = \"2026-03-01T09:00:00Z\"\n");
+    for i in 0..6 {
+        cases.push_str(&format!(
+            "\n[[case]]\nname = \"ids {i}\"\nendpoint = \"Ids\"\n[case.expect]\nstatus = 200\n\
+             body = \"a_69a4001000000 69a4001000001 69a4001000002\"\n"
+        ));
+    }
+    std::fs::write(dir.join("tests/ids.cases.toml"), cases).expect("write cases");
+    for jobs in ["2", "1", "2"] {
+        let (code, out, err) = run(&dir, &["--jobs", jobs]);
+        assert_eq!(code, 0, "--jobs {jobs}: {out}{err}");
+        assert_eq!(last_line(&out), "6 passed, 0 failed", "--jobs {jobs}");
+    }
+}
+
 #[test]
 fn junit_output_parses_with_the_right_counts() {
     let dir = project(CASES);

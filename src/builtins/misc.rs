@@ -7,7 +7,6 @@ use crate::value::Value;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// `jsonPath(value, path)`: RFC 9535 matches as a list. A string value is parsed as JSON;
 /// a string that is not valid JSON has no matches. An invalid path is an error.
@@ -94,26 +93,11 @@ fn uuid(_state: &mut dyn State) -> Value {
     Value::from(crate::clock::uuid_v4().to_string())
 }
 
-/// The last microsecond value handed out by `uniqueId`.
-static LAST_UNIQUE: AtomicU64 = AtomicU64::new(0);
-
-/// A strictly increasing microsecond counter: the clock, or one more than the last value.
-fn next_unique_micros() -> u64 {
-    let now = crate::clock::now().timestamp_micros().max(0) as u64;
-    let mut last = LAST_UNIQUE.load(Ordering::Relaxed);
-    loop {
-        let next = now.max(last.saturating_add(1));
-        match LAST_UNIQUE.compare_exchange_weak(last, next, Ordering::AcqRel, Ordering::Relaxed) {
-            Ok(_) => return next,
-            Err(actual) => last = actual,
-        }
-    }
-}
-
 /// `uniqueId(prefix = "")`: prefix + 13 hex characters like PHP `uniqid` (8 for the seconds,
-/// 5 for the microseconds), unique within the process.
+/// 5 for the microseconds), unique within the process (within a case under `flexscript test`:
+/// src/clock.rs).
 fn unique_id(_state: &mut dyn State, prefix: Cow<str>) -> Value {
-    let micros = next_unique_micros();
+    let micros = crate::clock::unique_micros();
     Value::from(format!(
         "{prefix}{:08x}{:05x}",
         micros / 1_000_000,
