@@ -30,6 +30,7 @@ mod limits;
 pub mod loader;
 mod options;
 mod pcre;
+mod stack;
 mod syntax;
 pub mod value;
 mod vm;

@@ -435,3 +435,61 @@ fn extract_emails_pays_for_its_scan() {
         .unwrap_err();
     assert!(e.message().starts_with("fuel exhausted"), "{}", e.message());
 }
+
+/// Templates nested just under the depth limit (blocks, `if`, `for`, `apply`, `with`,
+/// parentheses, lists, maps, calls, filters, ternaries, unary minus, operator chains, arrow
+/// functions) compile, render and drop on a 320 KiB thread: the parse (src/syntax/parse.rs
+/// `with_stack_for`), the compiler (src/compile/mod.rs `Cx::stmts`, `Cx::expr_mode`) and the
+/// VM (`Vm::nested` in src/vm/exec.rs, `Expr::Deep` in src/vm/eval.rs) probe the stack, so the
+/// depth limit, not the thread's stack, bounds nesting. Before, the first of these overflowed
+/// (an abort of the whole process, not an error).
+#[test]
+fn templates_nested_to_the_depth_limit_compile_on_a_small_thread_stack() {
+    let depth = flexscript::Limits::default().max_depth - 2;
+    let nest = |open: &str, mid: &str, close: &str| {
+        format!("{}{mid}{}", open.repeat(depth), close.repeat(depth))
+    };
+    let sources = [
+        nest("{% block b %}", "x", "{% endblock %}").replace("block b ", "block b{} "),
+        nest("{% if true %}", "x", "{% endif %}"),
+        nest("{% for i in [1] %}", "x", "{% endfor %}"),
+        nest("{% apply upper %}", "x", "{% endapply %}"),
+        nest("{% with {} %}", "x", "{% endwith %}"),
+        format!("{{{{ {} }}}}", nest("(", "1", ")")),
+        format!("{{{{ {}|length }}}}", nest("[", "1", "]")),
+        format!("{{{{ {}|length }}}}", nest("{a: ", "1", "}")),
+        format!("{{{{ {} }}}}", nest("max(", "1", ")")),
+        format!("{{{{ 1{} }}}}", "|abs".repeat(depth)),
+        format!("{{{{ {} }}}}", nest("true ? ", "1", " : 2")),
+        format!("{{{{ {} }}}}", nest("-", "1", "")),
+        format!("{{{{ 1{} }}}}", " + 1".repeat(depth)),
+        format!("{{{{ {}|join }}}}", nest("[1]|map(x => ", "x", ")")),
+    ];
+    for (n, src) in sources.into_iter().enumerate() {
+        // unique block names for the block case
+        let mut src = src;
+        let mut i = 0;
+        while let Some(p) = src.find("block b{}") {
+            src.replace_range(p..p + 9, &format!("block b{i}"));
+            i += 1;
+        }
+        eprintln!("source {n}: {src:.60}");
+        let out = std::thread::Builder::new()
+            .stack_size(320 * 1024)
+            .spawn(move || {
+                let engine = flexscript::Engine::new();
+                match engine.compile("deep", &src) {
+                    Ok(t) => t
+                        .render(&json!({}))
+                        .map(|s| s.len())
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
+            })
+            .expect("thread")
+            .join()
+            .unwrap_or_else(|_| panic!("source {n}: the thread overflowed its stack"));
+        let len = out.unwrap_or_else(|e| panic!("source {n}: {e:?}"));
+        assert!(len > 0, "source {n}");
+    }
+}

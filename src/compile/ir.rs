@@ -111,6 +111,11 @@ pub enum Expr {
     BlockDefined(Box<Expr>, Option<Box<Expr>>, bool, Span),
     /// `parent()` inside a block.
     Parent(Span),
+    /// Its operand, evaluated after a stack probe: the compiler wraps every 8th level of a
+    /// deeply nested expression in one (src/compile/mod.rs `Cx::expr_mode`), so evaluating an
+    /// expression nested to the depth limit fits a small thread stack and shallow ones pay
+    /// nothing.
+    Deep(Box<Expr>),
 }
 
 /// An `include` tag or function: template name(s) and what it sees.

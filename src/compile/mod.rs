@@ -140,6 +140,9 @@ struct Cx<'a> {
     parent_const: Option<Arc<str>>,
     /// The template-level imports (what every block starts from).
     top_imports: Option<TopImports>,
+    /// How many long expressions [`Cx::expr_mode`] is nested in (the stack is probed at
+    /// every 8th).
+    expr_depth: u32,
 }
 
 type TopImports = (
@@ -167,6 +170,7 @@ impl<'a> Cx<'a> {
             has_parent: false,
             parent_const: None,
             top_imports: None,
+            expr_depth: 0,
         }
     }
 }
@@ -522,7 +526,17 @@ impl Cx<'_> {
         r
     }
 
+    /// Compiles a body (each nested block's body is one more level of this recursion: the
+    /// stack is probed here, src/stack.rs).
     fn stmts(&mut self, body: &[ast::Stmt]) -> R<Vec<Node>> {
+        if crate::stack::enough() {
+            self.stmts_here(body)
+        } else {
+            crate::stack::grown(|| self.stmts_here(body))
+        }
+    }
+
+    fn stmts_here(&mut self, body: &[ast::Stmt]) -> R<Vec<Node>> {
         let mut out = Vec::with_capacity(body.len());
         for s in body {
             if let Some(n) = self.stmt(s)? {
@@ -793,6 +807,34 @@ impl Cx<'_> {
 
     /// Compiles with strictness `strict` for missing names (false under `defined`, `??`, `default`).
     fn expr_mode(&mut self, e: &ast::Expr, strict: bool) -> R<Expr> {
+        // An expression shorter than this holds fewer levels of nesting than that (each level
+        // takes a byte of source at least): those levels fit in the stack's red zone, so
+        // short expressions — nearly all — go straight on, with no count and no probe.
+        const SHORT: u32 = 32;
+        if e.span.end.saturating_sub(e.span.start) < SHORT {
+            return self.expr_here(e, strict);
+        }
+        self.long_expr(e, strict)
+    }
+
+    /// A long expression: one more level counted; every 8th level probes the stack
+    /// (src/stack.rs) and is wrapped in [`Expr::Deep`], so that evaluating it probes too.
+    #[inline(never)]
+    fn long_expr(&mut self, e: &ast::Expr, strict: bool) -> R<Expr> {
+        self.expr_depth += 1;
+        let r = if self.expr_depth % 8 == 0 {
+            crate::stack::guard(|| self.expr_here(e, strict)).map(|e| match e {
+                Expr::Const(_) => e,
+                e => Expr::Deep(Box::new(e)),
+            })
+        } else {
+            self.expr_here(e, strict)
+        };
+        self.expr_depth -= 1;
+        r
+    }
+
+    fn expr_here(&mut self, e: &ast::Expr, strict: bool) -> R<Expr> {
         let span = e.span;
         Ok(match &e.kind {
             ExprKind::Null => Expr::Const(Value::Null),

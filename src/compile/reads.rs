@@ -120,7 +120,7 @@ impl Walker<'_> {
             Expr::Not(a) | Expr::Neg(a, _) | Expr::Pos(a, _) | Expr::MatchesConst(a, _) => {
                 self.expr(a)
             }
-            Expr::Defined(a, _) => self.expr(a),
+            Expr::Defined(a, _) | Expr::Deep(a) => self.expr(a),
             Expr::And(a, b)
             | Expr::Or(a, b)
             | Expr::Bin(_, a, b, _)

@@ -152,16 +152,33 @@ pub(super) fn template(cx: &Ctx) -> R<Parsed> {
 /// Parses a standalone expression.
 pub(super) fn expression(cx: &Ctx) -> R<Expr> {
     super::lex::scan_code(cx.name, cx.src, 0, cx.max_depth, None)?;
-    let pairs =
-        FlexieParser::parse(Rule::expression_only, cx.src).map_err(|e| pest_error(cx, e))?;
-    for top in pairs {
-        for p in top.into_inner() {
-            if p.as_rule() == Rule::expr {
-                return expr(cx, p);
+    with_stack_for(cx.src, cx.max_depth, || {
+        let pairs =
+            FlexieParser::parse(Rule::expression_only, cx.src).map_err(|e| pest_error(cx, e))?;
+        for top in pairs {
+            for p in top.into_inner() {
+                if p.as_rule() == Rule::expr {
+                    return expr(cx, p);
+                }
             }
         }
-    }
-    Err(cx.syntax("expected an expression", Span::default()))
+        Err(cx.syntax("expected an expression", Span::default()))
+    })
+}
+
+/// Runs the pest parse of `code` and its conversion to the AST with enough stack for the
+/// deepest nesting `code` can hold (each level takes at least one byte of it, and the lexer
+/// already refused more than the depth limit): on a new segment when the thread has less left
+/// (src/stack.rs). Without it pest stops with "stack limit reached" — a syntax error — well
+/// before the depth limit on a small thread.
+fn with_stack_for<T>(code: &str, max_depth: usize, f: impl FnOnce() -> R<T>) -> R<T> {
+    /// Stack for one level of nesting (pest's rules and the conversion), with room to spare
+    /// in a debug build; and for the parse's fixed part.
+    const PER_LEVEL: usize = 6 * 1024;
+    const BASE: usize = 96 * 1024;
+    let levels = code.len().min(max_depth.saturating_mul(2));
+    let need = BASE + levels * PER_LEVEL;
+    stacker::maybe_grow(need, need.max(crate::stack::GROW), f)
 }
 
 // ───────────────────────── pest errors ─────────────────────────
@@ -338,13 +355,15 @@ fn flat_item(cx: &Ctx, t: &Token) -> R<FlatKind> {
             if let Some(e) = super::fast::path(code, t.code.0, cx.max_depth, cx.names) {
                 return Ok(FlatKind::Print(e));
             }
-            let pairs =
-                FlexieParser::parse(Rule::print_code, code).map_err(|e| pest_error(&sub, e))?;
-            let e = pairs
-                .flatten()
-                .find(|p| p.as_rule() == Rule::expr)
-                .ok_or_else(|| cx.syntax("expected an expression", span))?;
-            FlatKind::Print(expr(&sub, e)?)
+            with_stack_for(code, cx.max_depth, || {
+                let pairs =
+                    FlexieParser::parse(Rule::print_code, code).map_err(|e| pest_error(&sub, e))?;
+                let e = pairs
+                    .flatten()
+                    .find(|p| p.as_rule() == Rule::expr)
+                    .ok_or_else(|| cx.syntax("expected an expression", span))?;
+                Ok(FlatKind::Print(expr(&sub, e)?))
+            })?
         }
         Kind::Tag if matches!(super::fast::trim(code).1, "verbatim" | "endverbatim") => {
             FlatKind::Comment
@@ -359,14 +378,16 @@ fn flat_item(cx: &Ctx, t: &Token) -> R<FlatKind> {
                 };
                 return Ok(FlatKind::Tag(tag));
             }
-            let pairs =
-                FlexieParser::parse(Rule::tag_code, code).map_err(|e| pest_error(&sub, e))?;
-            let st = pairs
-                .into_iter()
-                .next()
-                .and_then(|p| p.into_inner().next())
-                .ok_or_else(|| cx.syntax("expected a tag", span))?;
-            FlatKind::Tag(tag(&sub, st, span)?)
+            with_stack_for(code, cx.max_depth, || {
+                let pairs =
+                    FlexieParser::parse(Rule::tag_code, code).map_err(|e| pest_error(&sub, e))?;
+                let st = pairs
+                    .into_iter()
+                    .next()
+                    .and_then(|p| p.into_inner().next())
+                    .ok_or_else(|| cx.syntax("expected a tag", span))?;
+                Ok(FlatKind::Tag(tag(&sub, st, span)?))
+            })?
         }
     })
 }

@@ -50,6 +50,20 @@ impl Vm<'_> {
     }
 
     /// Executes a statement list.
+    /// Runs `f` one statement level deeper; every 8th level first probes the stack (a new
+    /// segment below the red zone), so bodies nested to the depth limit fit a small thread.
+    #[inline]
+    fn nested<T>(&mut self, f: impl FnOnce(&mut Self) -> T) -> T {
+        self.nest += 1;
+        let r = if self.nest % 8 == 0 {
+            stacker::maybe_grow(super::STACK_RED_ZONE, super::STACK_GROW, || f(self))
+        } else {
+            f(self)
+        };
+        self.nest -= 1;
+        r
+    }
+
     pub(crate) fn exec(&mut self, nodes: &[Node]) -> Result<Flow, Error> {
         for n in nodes {
             match n {
@@ -85,7 +99,7 @@ impl Vm<'_> {
                     }
                 }
                 Node::Block(body) => {
-                    let f = self.exec(body)?;
+                    let f = self.nested(|vm| vm.exec(body))?;
                     if f != Flow::Normal {
                         return Ok(f);
                     }
@@ -106,7 +120,7 @@ impl Vm<'_> {
                     }
                 }
                 Node::SetBlock(slot, body) => {
-                    let captured = self.capture(body)?;
+                    let captured = self.nested(|vm| vm.capture(body))?;
                     self.set(*slot, Value::safe(captured));
                 }
                 Node::If(branches, else_body, span) => {
@@ -118,7 +132,7 @@ impl Vm<'_> {
                         }
                     }
                     let body = taken.unwrap_or(else_body);
-                    let f = self.exec(body)?;
+                    let f = self.nested(|vm| vm.exec(body))?;
                     if f != Flow::Normal {
                         return Ok(f);
                     }
@@ -126,7 +140,7 @@ impl Vm<'_> {
                 Node::For(f) => {
                     // Only the `else` branch can pass a break/continue on: it
                     // belongs to the enclosing loop.
-                    let f = self.exec_for(f)?;
+                    let f = self.nested(|vm| vm.exec_for(f))?;
                     if f != Flow::Normal {
                         return Ok(f);
                     }
@@ -134,13 +148,14 @@ impl Vm<'_> {
                 Node::Break => return Ok(Flow::Break),
                 Node::Continue => return Ok(Flow::Continue),
                 Node::With(w) => {
-                    let f = self.exec_with(w.vars.as_ref(), w.only, &w.body, w.span)?;
+                    let f =
+                        self.nested(|vm| vm.exec_with(w.vars.as_ref(), w.only, &w.body, w.span))?;
                     if f != Flow::Normal {
                         return Ok(f);
                     }
                 }
                 Node::Apply(filters, body) => {
-                    let mut v = Value::safe(self.capture(body)?);
+                    let mut v = Value::safe(self.nested(|vm| vm.capture(body))?);
                     for c in filters {
                         let mut args = Vec::with_capacity(c.args.len());
                         args.push(v);

@@ -265,6 +265,9 @@ pub struct Vm<'a> {
     frame: Frame,
     fuel: u64,
     depth: usize,
+    /// How deep statements with a body (`if`, `for`, `with`, `apply`, `set` blocks) are nested
+    /// in the running template: the stack is probed at every 8th level (src/vm/exec.rs).
+    nest: u32,
     frame_id: u64,
     next_frame: u64,
     pub(crate) shared: &'a Shared,
@@ -320,6 +323,7 @@ impl<'a> Vm<'a> {
             program: Prog::Pinned(program),
             fuel: shared.limits.fuel,
             depth: 0,
+            nest: 0,
             frame_id: 0,
             next_frame: 1,
             shared,

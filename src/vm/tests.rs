@@ -632,8 +632,8 @@ fn a_child_that_only_extends_keeps_its_blocks_with_or_without_a_resolved_chain()
 
 /// Blocks nested to the depth limit render on a small thread stack: the remaining stack is
 /// probed only at every eighth block level (src/vm/mod.rs `render_block`), so the levels in
-/// between must fit in the red zone even in a debug build. (The template is compiled on the
-/// test thread: compiling is not stack-guarded, see the depth limit of the parser.)
+/// between must fit in the red zone even in a debug build. (Compiling on a small thread is
+/// tested in tests/fuzz_regressions.rs, `templates_nested_to_the_depth_limit_…`.)
 #[test]
 fn blocks_nested_to_the_depth_limit_fit_a_small_thread_stack() {
     let depth = Limits::default().max_depth - 1;
