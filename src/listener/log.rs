@@ -763,14 +763,12 @@ mod tests {
             covered += usize::from(check(-10f64.powf(rng.gen_range(-4.5..16.5))));
         }
         assert!(covered > 600_000, "{covered}");
-        // ties and short expansions go to `{:?}`
-        for v in [
-            835733985643676.25,
-            0.25,
-            1.5,
-            1234.125,
-            2f64.powi(-25) * 3.0,
-        ] {
+        // ties and short expansions go to `{:?}` (the first is the tie the random values found:
+        // exactly ...676.25, where ryu writes ...676.2 and `{:?}` ...676.3)
+        let tie = 835_733_985_643_676.0 + 0.25;
+        assert_eq!(format!("{tie:?}"), "835733985643676.3");
+        assert_eq!(ryu::Buffer::new().format_finite(tie), "835733985643676.2");
+        for v in [tie, 0.25, 1.5, 1234.125, 2f64.powi(-25) * 3.0] {
             assert!(float_text(v, &mut ryu::Buffer::new()).is_none(), "{v}");
         }
     }
