@@ -157,9 +157,7 @@ pub fn content_type(body: &str) -> &'static str {
         .trim_start_matches('\u{feff}')
         .trim_matches(|c: char| c.is_ascii_whitespace());
     // (1) JSON
-    if (t.starts_with('{') || t.starts_with('['))
-        && serde_json::from_str::<serde::de::IgnoredAny>(t).is_ok()
-    {
+    if (t.starts_with('{') || t.starts_with('[')) && is_json(t) {
         return JSON;
     }
     if !t.starts_with('<') {
@@ -191,6 +189,176 @@ pub fn content_type(body: &str) -> &'static str {
     HTML
 }
 
+/// Whether `serde_json::from_str::<serde::de::IgnoredAny>(t)` accepts `t`: the same grammar
+/// as serde_json's `ignore_value` (strings: any byte but `"`, `\\` and controls below 0x20,
+/// escapes `\\ " / b f n r t` and `\\u` with four hex digits, surrogates not paired; numbers
+/// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`; whitespace space, tab, CR, LF; nothing
+/// after the value), checked without the deserializer's machinery. Nesting deeper than
+/// [`JSON_DEPTH`] is left to serde_json itself. A test compares the two on generated input.
+fn is_json(t: &str) -> bool {
+    json_shape(t.as_bytes())
+        .unwrap_or_else(|| serde_json::from_str::<serde::de::IgnoredAny>(t).is_ok())
+}
+
+/// Nesting that [`json_shape`] follows itself.
+const JSON_DEPTH: usize = 64;
+
+/// [`is_json`]'s check; `None` when the nesting goes deeper than [`JSON_DEPTH`].
+fn json_shape(s: &[u8]) -> Option<bool> {
+    let mut frames = [0u8; JSON_DEPTH];
+    let mut depth = 0;
+    let mut i = 0;
+    'value: loop {
+        i = json_ws(s, i);
+        let Some(&c) = s.get(i) else {
+            return Some(false);
+        };
+        let end = match c {
+            b'{' | b'[' => {
+                if depth == JSON_DEPTH {
+                    return None;
+                }
+                frames[depth] = c;
+                depth += 1;
+                i = json_ws(s, i + 1);
+                match (c, s.get(i)) {
+                    (b'[', Some(b']')) | (b'{', Some(b'}')) => {
+                        depth -= 1;
+                        Some(i + 1)
+                    }
+                    (b'{', _) => match json_key(s, i) {
+                        Some(j) => {
+                            i = j;
+                            continue 'value;
+                        }
+                        None => None,
+                    },
+                    _ => continue 'value,
+                }
+            }
+            b'"' => json_string(s, i + 1),
+            b'n' => s[i..].starts_with(b"null").then_some(i + 4),
+            b't' => s[i..].starts_with(b"true").then_some(i + 4),
+            b'f' => s[i..].starts_with(b"false").then_some(i + 5),
+            b'-' => json_number(s, i + 1),
+            b'0'..=b'9' => json_number(s, i),
+            _ => None,
+        };
+        let Some(mut at) = end else {
+            return Some(false);
+        };
+        // After a value: the end of the text, or a comma or the closer of the enclosing frame.
+        loop {
+            at = json_ws(s, at);
+            if depth == 0 {
+                return Some(at == s.len());
+            }
+            let frame = frames[depth - 1];
+            match (frame, s.get(at)) {
+                (b'[', Some(b',')) => {
+                    i = at + 1;
+                    continue 'value;
+                }
+                (b'{', Some(b',')) => match json_key(s, at + 1) {
+                    Some(j) => {
+                        i = j;
+                        continue 'value;
+                    }
+                    None => return Some(false),
+                },
+                (b'[', Some(b']')) | (b'{', Some(b'}')) => {
+                    depth -= 1;
+                    at += 1;
+                }
+                _ => return Some(false),
+            }
+        }
+    }
+}
+
+fn json_ws(s: &[u8], mut i: usize) -> usize {
+    while let Some(b' ' | b'\n' | b'\t' | b'\r') = s.get(i) {
+        i += 1;
+    }
+    i
+}
+
+/// `"key"` then `:` from `i` (whitespace allowed around): the index after the colon.
+fn json_key(s: &[u8], i: usize) -> Option<usize> {
+    let i = json_ws(s, i);
+    if s.get(i) != Some(&b'"') {
+        return None;
+    }
+    let i = json_ws(s, json_string(s, i + 1)?);
+    (s.get(i) == Some(&b':')).then_some(i + 1)
+}
+
+/// The rest of a string whose opening quote is before `i`: the index after the closing quote.
+fn json_string(s: &[u8], mut i: usize) -> Option<usize> {
+    loop {
+        // Plain bytes in one tight scan; then the quote, the escape or the control byte.
+        i += s
+            .get(i..)?
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        match s[i] {
+            b'"' => return Some(i + 1),
+            b'\\' => match *s.get(i + 1)? {
+                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i += 2,
+                b'u' => {
+                    let hex = s.get(i + 2..i + 6)?;
+                    if !hex.iter().all(u8::is_ascii_hexdigit) {
+                        return None;
+                    }
+                    i += 6;
+                }
+                _ => return None,
+            },
+            // a control byte
+            _ => return None,
+        }
+    }
+}
+
+/// A number from its first digit at `i` (after any `-`): the index after it.
+fn json_number(s: &[u8], mut i: usize) -> Option<usize> {
+    let digits = |s: &[u8], mut i: usize| {
+        while s.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        i
+    };
+    match *s.get(i)? {
+        b'0' => {
+            i += 1;
+            if s.get(i).is_some_and(u8::is_ascii_digit) {
+                return None;
+            }
+        }
+        b'1'..=b'9' => i = digits(s, i + 1),
+        _ => return None,
+    }
+    if s.get(i) == Some(&b'.') {
+        let j = digits(s, i + 1);
+        if j == i + 1 {
+            return None;
+        }
+        i = j;
+    }
+    if let Some(b'e' | b'E') = s.get(i) {
+        i += 1;
+        if let Some(b'+' | b'-') = s.get(i) {
+            i += 1;
+        }
+        let j = digits(s, i);
+        if j == i {
+            return None;
+        }
+        i = j;
+    }
+    Some(i)
+}
+
 fn starts_with_ci(s: &str, prefix: &str) -> bool {
     s.len() >= prefix.len() && s.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
 }
@@ -198,6 +366,121 @@ fn starts_with_ci(s: &str, prefix: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn serde_says(t: &str) -> bool {
+        serde_json::from_str::<serde::de::IgnoredAny>(t).is_ok()
+    }
+
+    #[test]
+    fn json_check_agrees_with_serde_json() {
+        let fixed = [
+            "{}",
+            "[]",
+            "{ }",
+            "[ ]",
+            "[1,]",
+            "[,1]",
+            "{\"a\":1,}",
+            "{\"a\" : 1 , \"b\":[true,false,null]}",
+            "{\"a\"}",
+            "{\"a\":}",
+            "{1:2}",
+            "{\"a\":1 \"b\":2}",
+            "[1 2]",
+            "[01]",
+            "[-0]",
+            "[-01]",
+            "[-]",
+            "[1.]",
+            "[1.5]",
+            "[.5]",
+            "[1e5]",
+            "[1E+5]",
+            "[1e-]",
+            "[1e]",
+            "[-1.5e-3]",
+            "[1.5e3.2]",
+            "[nul]",
+            "[nulll]",
+            "[null ]",
+            "[truefalse]",
+            "[True]",
+            "[\"\\u00e9\"]",
+            "[\"\\u00g9\"]",
+            "[\"\\ud800\"]",
+            "[\"\\u12\"]",
+            "[\"\\x\"]",
+            "[\"\\/\"]",
+            "[\"a\tb\"]",
+            "[\"a\u{7f}b\"]",
+            "[\"é\u{1F600}\"]",
+            "[\"unterminated]",
+            "{\"a\":1}}",
+            "[[]]]",
+            "[[[]]",
+            "[] x",
+            "[]\n\t\r ",
+            "[\u{a0}1]",
+            "[1]\u{0}",
+            "{\"a\":{\"b\":{\"c\":[1,{\"d\":\"e\"}]}}}",
+            "[\"\\\"\"]",
+            "{\"status\": \"received\", \"user\": \"ann\", \"ref\": \"A-1\", \"method\": \"GET\"}",
+        ];
+        for t in fixed {
+            assert_eq!(is_json(t), serde_says(t), "{t:?}");
+            assert_eq!(json_shape(t.as_bytes()), Some(serde_says(t)), "{t:?}");
+        }
+        // deep nesting: past JSON_DEPTH serde_json decides (it has no limit in this mode)
+        for depth in [63, 64, 65, 200, 5000] {
+            let t = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+            assert_eq!(is_json(&t), serde_says(&t), "{depth}");
+            let t = format!("{}1{}", "[".repeat(depth), "]".repeat(depth - 1));
+            assert_eq!(is_json(&t), serde_says(&t), "{depth}");
+            let t = format!("{}1{}", "{\"a\":".repeat(depth), "}".repeat(depth));
+            assert_eq!(is_json(&t), serde_says(&t), "{depth}");
+        }
+        // generated: token soups, and valid documents with one byte changed, dropped or added
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(10);
+        let atoms = [
+            "{", "}", "[", "]", ",", ":", "\"", "\"k\"", "\\", "\\u", "\\n", "0", "1", "9", "-",
+            ".", "e", "E", "+", " ", "\n", "\t", "\r", "\u{1}", "a", "f", "null", "true", "false",
+            "é", "\u{2028}", "00", "1.5", "\"v\"",
+        ];
+        let mut agree = 0;
+        for _ in 0..40_000 {
+            let n = rng.gen_range(1..12);
+            let mut t = String::from(if rng.gen_bool(0.5) { "{" } else { "[" });
+            for _ in 0..n {
+                t.push_str(atoms[rng.gen_range(0..atoms.len())]);
+            }
+            assert_eq!(is_json(&t), serde_says(&t), "{t:?}");
+            agree += usize::from(serde_says(&t));
+        }
+        let docs = [
+            r#"{"status": "received", "user": "ann", "ref": "A-1", "n": [1, -2.5e3, 0, true, null, {}]}"#,
+            r#"[{"a": "é
+"x"", "b": [[], [[]], {"c": -0.0}]}, 12345678901234567890, 1E-7]"#,
+        ];
+        for _ in 0..40_000 {
+            let doc = docs[rng.gen_range(0..docs.len())].as_bytes();
+            let mut b = doc.to_vec();
+            let at = rng.gen_range(0..b.len());
+            match rng.gen_range(0..3) {
+                0 => b[at] = b" \"\\{}[],:0123456789-.eEnultrfsaxu\t\n\x01"[rng.gen_range(0..34)],
+                1 => {
+                    b.remove(at);
+                }
+                _ => b.insert(at, b"\"\\{}[],:0-.e \x1f"[rng.gen_range(0..14)]),
+            }
+            let Ok(t) = String::from_utf8(b) else {
+                continue;
+            };
+            assert_eq!(is_json(&t), serde_says(&t), "{t:?}");
+            agree += usize::from(serde_says(&t));
+        }
+        assert!(agree > 1_000, "some generated texts are JSON ({agree})");
+    }
 
     #[test]
     fn html_list_is_sorted_and_lower_case() {

@@ -138,8 +138,9 @@ pub const CACHED_TOKEN_MAX_LEN: usize = 4096;
 
 /// Tokens that passed every check, with what a repeated use must check again.
 ///
-/// Keyed by a SipHash of the token under a per-process random key (so nobody can aim at a
-/// slot); the stored token is compared in constant time, so a look-up never tells how much of
+/// Keyed by a SipHash of the token's signature part (after its last `.`: the HMAC, distinct
+/// for distinct tokens, about a fifth of the token) under a per-process random key (so nobody
+/// can aim at a slot); the stored token, all of it, is compared in constant time, so a look-up never tells how much of
 /// a remembered token a guess matched. Only successes are kept; a full cache first drops what
 /// has expired, then everything. Built with the verifier, so a reload (new secret) starts
 /// empty.
@@ -181,17 +182,20 @@ impl Accepted {
 }
 
 impl TokenCache {
+    /// The slot of `token`: the keyed hash of its signature part (the whole text when it has no
+    /// `.`). Two tokens that share it share a slot: the later one replaces the earlier.
     fn slot(&self, token: &str) -> u64 {
-        self.hasher.hash_one(token.as_bytes())
+        let signature = token.rsplit_once('.').map_or(token, |(_, sig)| sig);
+        self.hasher.hash_one(signature.as_bytes())
     }
 
     fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Accepted>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The checks of a remembered token, or `None` when it is not remembered.
-    fn lookup(&self, token: &str, now: u64) -> Option<Result<Option<Value>, AuthError>> {
-        let slot = self.slot(token);
+    /// The checks of a remembered token in `slot` (its [`TokenCache::slot`]), or `None` when
+    /// it is not remembered.
+    fn lookup(&self, slot: u64, token: &str, now: u64) -> Option<Result<Option<Value>, AuthError>> {
         let entries = self.entries();
         let hit = entries.get(&slot)?;
         if !ct_eq(hit.token.as_bytes(), token.as_bytes()) {
@@ -200,11 +204,12 @@ impl TokenCache {
         Some(hit.still_valid(now))
     }
 
-    fn remember(&self, a: Accepted, now: u64) {
+    /// Keeps `a` in `slot` (the [`TokenCache::slot`] of its token, hashed once per request).
+    fn remember(&self, slot: u64, a: Accepted, now: u64) {
         if a.token.len() > CACHED_TOKEN_MAX_LEN {
             return;
         }
-        let slot = self.slot(&a.token);
+        debug_assert_eq!(slot, self.slot(&a.token));
         let mut entries = self.entries();
         if entries.len() >= CACHED_TOKENS && !entries.contains_key(&slot) {
             entries.retain(|_, e| e.still_valid(now).is_ok());
@@ -450,12 +455,14 @@ impl Verifier {
             return Err(invalid("endpoint secret is not configured"));
         }
         let now = crate::clock::now().timestamp().max(0) as u64;
-        if let Some(checked) = self.cache.lookup(token, now) {
+        // One keyed hash of the token serves the look-up and, on a miss, the insertion.
+        let slot = self.cache.slot(token);
+        if let Some(checked) = self.cache.lookup(slot, token, now) {
             return checked;
         }
         let accepted = self.verify_fully(token, now)?;
         let data = accepted.data.clone();
-        self.cache.remember(accepted, now);
+        self.cache.remember(slot, accepted, now);
         Ok(data)
     }
 
@@ -974,16 +981,31 @@ mod tests {
         // once the clock passes exp + leeway, the remembered token is refused as a fresh one is
         let later = n as u64 + 30 + LEEWAY_S + 1;
         assert_eq!(
-            v.cache.lookup(&t, later).map(reason),
+            v.cache.lookup(v.cache.slot(&t), &t, later).map(reason),
             Some("token expired".to_string())
         );
-        assert!(v.cache.lookup(&t, later - 2).is_some_and(|r| r.is_ok()));
+        assert!(v
+            .cache
+            .lookup(v.cache.slot(&t), &t, later - 2)
+            .is_some_and(|r| r.is_ok()));
         // a time travelling clock is checked too
         let earlier = (n as u64).saturating_sub(200);
         assert_eq!(
-            v.cache.lookup(&t, earlier).map(reason),
+            v.cache.lookup(v.cache.slot(&t), &t, earlier).map(reason),
             Some("token not yet valid".to_string())
         );
+        // a token with another payload under a remembered token's signature lands in its slot
+        // (the slot hashes the signature part) and still fails; the remembered one still hits
+        let (signed, sig) = t.rsplit_once('.').unwrap();
+        let (head, _) = signed.split_once('.').unwrap();
+        let other_payload = b64(json!({"iss": KEY, "exp": n + 30, "data": {"u": 2}})
+            .to_string()
+            .as_bytes());
+        let forged = format!("{head}.{other_payload}.{sig}");
+        assert_eq!(v.cache.slot(&forged), v.cache.slot(&t));
+        assert_eq!(reason(v.verify(&bearer(&forged))), "bad signature");
+        assert_eq!(v.cache().len(), 1);
+        assert_eq!(v.verify(&bearer(&t)).unwrap().map(|d| d.to_json()), first);
         // failures are never remembered; a tampered copy of a remembered token still fails
         let mut tampered = t.clone();
         tampered.push('A');

@@ -26,6 +26,7 @@ pub fn init_logging(format: LogFormat) {
         LogFormat::Text => builder
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .fmt_fields(super::log::LineFields)
+            .event_format(super::log::LineFormat::new())
             .try_init(),
         LogFormat::Json => builder
             .json()

@@ -20,11 +20,14 @@ use std::io::Write;
 use std::sync::{Mutex, MutexGuard, Once};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tracing::field::{Field, Visit};
+use tracing::Subscriber;
 use tracing::{Level, Metadata};
 use tracing_subscriber::field::RecordFields;
-use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::format::{self, FormatEvent, Writer};
 use tracing_subscriber::fmt::time::FormatTime;
+use tracing_subscriber::fmt::FmtContext;
 use tracing_subscriber::fmt::{FormatFields, MakeWriter};
+use tracing_subscriber::registry::LookupSpan;
 
 /// Buffered bytes that trigger a write.
 pub const FLUSH_BYTES: usize = 32 * 1024;
@@ -185,7 +188,14 @@ fn write_time(w: &mut impl fmt::Write, since_epoch: Duration) -> fmt::Result {
         }
         w.write_str(&cell.1)
     })?;
-    write!(w, ".{:06}Z", since_epoch.subsec_micros())
+    let mut fraction = *b".000000Z";
+    let mut micros = since_epoch.subsec_micros();
+    for digit in fraction[1..7].iter_mut().rev() {
+        *digit = b'0' + (micros % 10) as u8;
+        micros /= 10;
+    }
+    // ASCII only.
+    w.write_str(std::str::from_utf8(&fraction).unwrap_or_default())
 }
 
 impl FormatTime for Timestamp {
@@ -195,6 +205,87 @@ impl FormatTime for Timestamp {
             // A clock before 1970 or after 9999: the default timer's own text.
             _ => tracing_subscriber::fmt::time::SystemTime.format_time(w),
         }
+    }
+}
+
+/// The event formatter of the serve command's text logs, used with [`LineFields`]: the text of
+/// tracing's default (`Full`) format with [`Timestamp`] and no target, built in one string and
+/// handed to the writer at once instead of piece by piece through the formatting machinery.
+/// Events inside spans and coloured output (a terminal) go to the default format itself.
+#[derive(Debug)]
+pub struct LineFormat {
+    full: format::Format<format::Full, Timestamp>,
+}
+
+impl LineFormat {
+    /// The formatter (its fallback configured as `serve` configures the default format).
+    pub fn new() -> LineFormat {
+        LineFormat {
+            full: format::Format::default()
+                .with_timer(Timestamp)
+                .with_target(false),
+        }
+    }
+}
+
+impl Default for LineFormat {
+    fn default() -> Self {
+        LineFormat::new()
+    }
+}
+
+thread_local! {
+    /// The line being built on this thread (kept to reuse its allocation).
+    static LINE: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// The default format's level column: the name right-aligned in five characters.
+fn level_text(level: &Level) -> &'static str {
+    match *level {
+        Level::TRACE => "TRACE ",
+        Level::DEBUG => "DEBUG ",
+        Level::INFO => " INFO ",
+        Level::WARN => " WARN ",
+        Level::ERROR => "ERROR ",
+    }
+}
+
+impl<S, N> FormatEvent<S, N> for LineFormat
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> fmt::Result {
+        if writer.has_ansi_escapes() || ctx.event_scope().is_some() {
+            return self.full.format_event(ctx, writer, event);
+        }
+        let mut build = |line: &mut String| -> fmt::Result {
+            line.clear();
+            if Timestamp.format_time(&mut Writer::new(line)).is_err() {
+                line.push_str("<unknown time>");
+            }
+            line.push(' ');
+            line.push_str(level_text(event.metadata().level()));
+            let mut v = LineVisitor {
+                out: &mut *line,
+                first: true,
+                result: Ok(()),
+            };
+            event.record(&mut v);
+            v.result?;
+            line.push('\n');
+            writer.write_str(line)
+        };
+        // A field's `Debug` that logs would find the buffer taken: it gets its own.
+        LINE.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut line) => build(&mut line),
+            Err(_) => build(&mut String::new()),
+        })
     }
 }
 
@@ -214,13 +305,13 @@ impl<'w> FormatFields<'w> for LineFields {
     }
 }
 
-struct LineVisitor<'w> {
-    out: Writer<'w>,
+struct LineVisitor<W: fmt::Write> {
+    out: W,
     first: bool,
     result: fmt::Result,
 }
 
-impl LineVisitor<'_> {
+impl<W: fmt::Write> LineVisitor<W> {
     /// Writes the separator and `name=` (nothing for the message); `false` to skip the field.
     fn start(&mut self, field: &Field) -> bool {
         if self.result.is_err() || field.name().starts_with("log.") {
@@ -247,10 +338,46 @@ fn plain(s: &str) -> bool {
         .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
 }
 
-/// Escapes control characters (C0, DEL, C1) as it writes: one event, one line.
-struct OneLine<'a, 'w>(&'a mut Writer<'w>);
+/// `n` in decimal (after a `-` when `negative`), as `{}` writes it, without the formatting
+/// machinery: the per-request line has a status and often other integers.
+fn decimal(mut n: u64, negative: bool, buf: &mut [u8; 21]) -> &str {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if negative {
+        at -= 1;
+        buf[at] = b'-';
+    }
+    // Only ASCII digits and `-` were written.
+    std::str::from_utf8(&buf[at..]).unwrap_or_default()
+}
 
-impl fmt::Write for OneLine<'_, '_> {
+/// `{:?}` of `v` from ryu, for `1e-4 <= |v| < 1e16` with more than 25 bits after the binary
+/// point (a request's duration in milliseconds, measured in nanoseconds, nearly always is);
+/// `None` for the rest, left to `{:?}`. Both write the shortest digits that read back as `v`
+/// (the closest such digits), in plain decimal notation with at least one digit after the point
+/// (`0.25`, `0.000123`) in that range; outside it `{:?}` switches to an exponent at other bounds
+/// than ryu. They differ only on an exact tie between two shortest candidates (ryu rounds
+/// half to even, `{:?}` up: `835733985643676.25`), which needs the exact decimal expansion of
+/// `v` to have at most 18 significant digits; a value with more than 25 fractional bits has
+/// at least 19 (its expansion is an odd multiple of 5^26 over a power of ten), so it has none.
+/// A test compares the two.
+fn float_text(v: f64, buf: &mut ryu::Buffer) -> Option<&str> {
+    // Scaling by a power of two is exact: a fraction left means more than 25 fractional bits.
+    ((1e-4..1e16).contains(&v.abs()) && (v * 33_554_432.0).fract() != 0.0)
+        .then(|| buf.format_finite(v))
+}
+
+/// Escapes control characters (C0, DEL, C1) as it writes: one event, one line.
+struct OneLine<'a, W: fmt::Write>(&'a mut W);
+
+impl<W: fmt::Write> fmt::Write for OneLine<'_, W> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         let clean = |c: char| !(c.is_control());
         if s.chars().all(clean) {
@@ -267,7 +394,7 @@ impl fmt::Write for OneLine<'_, '_> {
     }
 }
 
-impl Visit for LineVisitor<'_> {
+impl<W: fmt::Write> Visit for LineVisitor<W> {
     fn record_str(&mut self, field: &Field, value: &str) {
         if !self.start(field) {
             return;
@@ -286,13 +413,25 @@ impl Visit for LineVisitor<'_> {
 
     fn record_u64(&mut self, field: &Field, value: u64) {
         if self.start(field) {
-            self.result = write!(self.out, "{value}");
+            self.result = self.out.write_str(decimal(value, false, &mut [0; 21]));
         }
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
         if self.start(field) {
-            self.result = write!(self.out, "{value}");
+            self.result =
+                self.out
+                    .write_str(decimal(value.unsigned_abs(), value < 0, &mut [0; 21]));
+        }
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        // `{:?}` of a float is digits, `.`, `-`, `e`, `inf` or `NaN`: nothing to escape.
+        if self.start(field) {
+            self.result = match float_text(value, &mut ryu::Buffer::new()) {
+                Some(text) => self.out.write_str(text),
+                None => write!(self.out, "{value:?}"),
+            };
         }
     }
 
@@ -412,6 +551,226 @@ mod tests {
         );
         let line = formatted(|| tracing::info!("dynamic {}", "message\nsplit"));
         assert_eq!(line, "dynamic message\\nsplit\n");
+    }
+
+    #[test]
+    fn numbers_read_as_the_default_format() {
+        for u in [
+            0u64,
+            7,
+            10,
+            99,
+            200,
+            404,
+            65_535,
+            1 << 40,
+            u64::MAX - 1,
+            u64::MAX,
+        ] {
+            assert_eq!(decimal(u, false, &mut [0; 21]), u.to_string());
+        }
+        for i in [
+            0i64,
+            -1,
+            9,
+            -10,
+            12_345,
+            -98_765,
+            i64::MAX,
+            i64::MIN,
+            i64::MIN + 1,
+        ] {
+            assert_eq!(
+                decimal(i.unsigned_abs(), i < 0, &mut [0; 21]),
+                i.to_string()
+            );
+        }
+        // through the subscriber, against tracing's own field formatter
+        let plain = |event: &dyn Fn()| {
+            static OUT: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+            struct Capture;
+            impl Write for Capture {
+                fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                    OUT.lock().unwrap().extend_from_slice(b);
+                    Ok(b.len())
+                }
+                fn flush(&mut self) -> std::io::Result<()> {
+                    Ok(())
+                }
+            }
+            let subscriber = tracing_subscriber::fmt()
+                .with_writer(|| Capture)
+                .with_ansi(false)
+                .without_time()
+                .with_target(false)
+                .with_level(false)
+                .finish();
+            OUT.lock().unwrap().clear();
+            tracing::subscriber::with_default(subscriber, event);
+            let out = String::from_utf8(OUT.lock().unwrap().clone()).unwrap();
+            out
+        };
+        for (u, i, f) in [
+            (0u64, 0i64, 0.0f64),
+            (200, -1, 0.25),
+            (u64::MAX, i64::MIN, -0.0),
+            (404, i64::MAX, 0.29306699999999997),
+            (1, -42, f64::NAN),
+            (65_535, 7, f64::INFINITY),
+            (10, -10, f64::NEG_INFINITY),
+            (3, 3, 1e-7),
+            (3, 3, 1.5e300),
+            (3, 3, 123_456_789.0),
+        ] {
+            let ours =
+                formatted(|| tracing::info!(status = u, delta = i, duration_ms = f, "request"));
+            let theirs =
+                plain(&|| tracing::info!(status = u, delta = i, duration_ms = f, "request"));
+            assert_eq!(ours, theirs);
+        }
+    }
+
+    /// The lines of `events` through the serve command's text subscriber, with [`LineFormat`]
+    /// or with tracing's default format configured alike, each without its timestamp (checked
+    /// for its shape).
+    fn serve_lines(ours: bool, ansi: bool, events: &dyn Fn()) -> Vec<String> {
+        static OUT: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+        struct Capture;
+        impl Write for Capture {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                OUT.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("trace"))
+            .with_writer(|| Capture)
+            .with_timer(Timestamp)
+            .with_target(false)
+            .with_ansi(ansi)
+            .fmt_fields(LineFields);
+        OUT.lock().unwrap().clear();
+        if ours {
+            let s = builder.event_format(LineFormat::new()).finish();
+            tracing::subscriber::with_default(s, events);
+        } else {
+            tracing::subscriber::with_default(builder.finish(), events);
+        }
+        let out = String::from_utf8(OUT.lock().unwrap().clone()).unwrap();
+        out.lines()
+            .map(|l| {
+                let l = l.strip_prefix("\u{1b}[2m").unwrap_or(l);
+                let (time, rest) = l.split_at("2026-12-05T06:18:02.000007Z".len());
+                assert!(time.ends_with('Z') && time.as_bytes()[10] == b'T', "{l}");
+                rest.to_string()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn line_format_writes_the_default_format() {
+        let events = || {
+            tracing::info!(
+                endpoint = "bench",
+                method = %"GET",
+                status = 200u16,
+                duration_ms = 0.268982,
+                run_id = "01a2468660407d5a8bb67a5a73141969",
+                "request"
+            );
+            tracing::info!(endpoint = "-", method = %"POST", status = 404u16, duration_ms = 1e-7, run_id = "-", "request");
+            tracing::warn!(error = %"bad\ninjected\u{1b}[31m", name = "quote\"d", "step \"x\" failed");
+            tracing::error!("request handler panicked");
+            tracing::debug!(
+                n = -3i64,
+                ok = false,
+                f = f64::NAN,
+                "debug {}",
+                "line\nsplit"
+            );
+            tracing::trace!(v = ?vec![1, 2], "trace");
+            tracing::info!(r#type = "raw name", "raw");
+            tracing::info!("");
+            let span = tracing::info_span!("run", id = "r1", step = 2u64);
+            let _in = span.enter();
+            tracing::info!(endpoint = "in a span", "request");
+            let inner = tracing::debug_span!("inner");
+            let _inner = inner.enter();
+            tracing::warn!("nested");
+        };
+        for ansi in [false, true] {
+            let ours = serve_lines(true, ansi, &events);
+            let theirs = serve_lines(false, ansi, &events);
+            assert_eq!(ours.len(), 10);
+            assert_eq!(ours, theirs, "ansi {ansi}");
+        }
+        assert_eq!(
+            serve_lines(true, false, &events)[0],
+            "  INFO request endpoint=\"bench\" method=GET status=200 duration_ms=0.268982 run_id=\"01a2468660407d5a8bb67a5a73141969\""
+        );
+    }
+
+    #[test]
+    fn float_text_is_the_debug_text() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+        let check = |v: f64| {
+            let mut buf = ryu::Buffer::new();
+            if let Some(text) = float_text(v, &mut buf) {
+                assert_eq!(text, format!("{v:?}"), "{v:e}");
+                true
+            } else {
+                false
+            }
+        };
+        let mut covered = 0;
+        for v in [
+            1e-4,
+            0.00010000000000000002,
+            9.999999999999999e-5,
+            1e16,
+            9999999999999998.0,
+            0.25,
+            0.29306699999999997,
+            1.0,
+            12.0,
+            0.1,
+            0.3,
+            1e15,
+            123456789.0,
+            -0.5,
+            -1e-4,
+            5e-324,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            0.0,
+            -0.0,
+            f64::NAN,
+            f64::INFINITY,
+        ] {
+            covered += usize::from(check(v));
+        }
+        for _ in 0..300_000 {
+            // any bit pattern, and request durations: whole nanoseconds as milliseconds
+            covered += usize::from(check(f64::from_bits(rng.gen())));
+            let d = std::time::Duration::from_nanos(rng.gen_range(0..10_000_000_000));
+            covered += usize::from(check(d.as_secs_f64() * 1000.0));
+            covered += usize::from(check(rng.gen_range(1e-4..1e16)));
+            covered += usize::from(check(10f64.powf(rng.gen_range(-4.5..16.5))));
+            covered += usize::from(check(-10f64.powf(rng.gen_range(-4.5..16.5))));
+        }
+        assert!(covered > 600_000, "{covered}");
+        // ties and short expansions go to `{:?}` (the first is the tie the random values found:
+        // exactly ...676.25, where ryu writes ...676.2 and `{:?}` ...676.3)
+        let tie = 835_733_985_643_676.0 + 0.25;
+        assert_eq!(format!("{tie:?}"), "835733985643676.3");
+        assert_eq!(ryu::Buffer::new().format_finite(tie), "835733985643676.2");
+        for v in [tie, 0.25, 1.5, 1234.125, 2f64.powi(-25) * 3.0] {
+            assert!(float_text(v, &mut ryu::Buffer::new()).is_none(), "{v}");
+        }
     }
 
     #[test]

@@ -79,11 +79,36 @@ static INTERNED: std::sync::LazyLock<Vec<Arc<str>>> = std::sync::LazyLock::new(|
 
 /// `text` as an `Arc<str>`: shared when it is one of [`INTERNED`], else a new one.
 pub(crate) fn key(text: &str) -> Arc<str> {
-    INTERNED
-        .iter()
-        .find(|k| ***k == *text)
-        .cloned()
-        .unwrap_or_else(|| Arc::from(text))
+    match interned_index(text) {
+        Some(i) => INTERNED[i].clone(),
+        None => Arc::from(text),
+    }
+}
+
+/// The place of `text` in [`INTERNED`] ([`RESERVED`] then [`INTERNED_MORE`]), by one `match`
+/// instead of a comparison with each entry (a test checks it against the two lists).
+fn interned_index(text: &str) -> Option<usize> {
+    Some(match text {
+        "__headers" => 0,
+        "__method" => 1,
+        "__path" => 2,
+        "__query" => 3,
+        "__files" => 4,
+        "__json" => 5,
+        "__raw" => 6,
+        "__xml" => 7,
+        "__jwt_data" => 8,
+        "__data" => 9,
+        "GET" => 10,
+        "POST" => 11,
+        "PUT" => 12,
+        "PATCH" => 13,
+        "DELETE" => 14,
+        "HEAD" => 15,
+        "OPTIONS" => 16,
+        "TRACE" => 17,
+        _ => return None,
+    })
 }
 
 /// The method's name as a `__data.__method` value.
@@ -182,15 +207,30 @@ pub(crate) fn to_data_for(
     needs: Option<&DataNeeds>,
 ) -> Result<Value, BadRequest> {
     let query_str = req.uri.query().unwrap_or("");
-    let query = urlencoded(query_str.as_bytes(), "query string")?;
-    let body = parse_body(req)?;
     let want = |k: &str| needs.is_none_or(|n| n.key(k));
+    // A reader that does not look at `__query`, of a query string without bracket names, too
+    // short to hold more than MAX_FIELDS pairs (k non-empty pairs take at least 2k - 1 bytes,
+    // so no error is possible): the query's fields go straight into `__data` after the body's
+    // (`direct_query`) instead of through a map of their own.
+    let direct = needs.is_some()
+        && !want("__query")
+        && query_str.len() < 2 * MAX_FIELDS
+        && !flat_needs_brackets(query_str.as_bytes());
+    let query = if direct {
+        Fields::new()
+    } else {
+        urlencoded(query_str.as_bytes(), "query string")?
+    };
+    let body = parse_body(req)?;
 
     let mut data = Fields::with_capacity(body.fields.len() + query.len() + 8);
     for (k, v) in body.fields {
         if !RESERVED.contains(&&*k) && want(&k) {
             data.insert(k, v);
         }
+    }
+    if direct {
+        direct_query(&mut data, query_str.as_bytes(), &want)?;
     }
     for (k, v) in &query {
         if !RESERVED.contains(&&**k) && want(k) && !data.contains_key(k) {
@@ -543,10 +583,39 @@ fn urlencoded(input: &[u8], what: &str) -> Result<Fields, BadRequest> {
     // Without brackets (`[`, or `%5B` once decoded) every key is a plain top-level name: the
     // fields go straight into the map (a repeated name keeps its first place and takes its
     // last value, as `Branch::insert` does).
-    if !input.contains(&b'[') && !contains_ci(input, b"%5b") {
+    if !flat_needs_brackets(input) {
         return urlencoded_flat(input, what);
     }
     urlencoded_nested(input, what)
+}
+
+/// Whether [`urlencoded`] would read `input` with bracket names (not [`urlencoded_flat`]).
+fn flat_needs_brackets(input: &[u8]) -> bool {
+    input.contains(&b'[') || contains_ci(input, b"%5b")
+}
+
+/// The fields of a flat query string merged into `data` as [`to_data_for`] merges the map of
+/// [`urlencoded_flat`]: after the `body_keys` first entries (the body's, which win), each
+/// wanted, non-reserved name once, at its first place, with its last value.
+fn direct_query(
+    data: &mut Fields,
+    input: &[u8],
+    want: &dyn Fn(&str) -> bool,
+) -> Result<(), BadRequest> {
+    let body_keys = data.len();
+    for_each_field(input, "query string", |key, value| {
+        if RESERVED.contains(&key) || !want(key) {
+            return Ok(());
+        }
+        match data.get_index_of(key) {
+            Some(i) if i < body_keys => {}
+            Some(i) => data[i] = value,
+            None => {
+                data.insert(Arc::from(key), value);
+            }
+        }
+        Ok(())
+    })
 }
 
 /// [`urlencoded`] of a text whose keys hold no bracket.

@@ -659,3 +659,105 @@ fn needs_from_paths() {
     assert!(!names_key("user_agent", "user-agent"));
     assert!(!names_key("user-agent", "user_agen"));
 }
+
+/// The query string of a reader that does not read `__query` is merged into `__data` without a
+/// map of its own (`direct_query`): the same entries, in the same order, with the same values
+/// as the full `__data` restricted to what the reader names.
+#[test]
+fn direct_query_fields_match_the_full_map() {
+    let requests = [
+        req("GET", "/l/a/b?ref=A-1", None, b""),
+        req("GET", "/l/a/b?ref=1&x=2&ref=3&&=e&y&ref=4", None, b""),
+        req("GET", "/l/a/b?a+b=c%20d&%72ef=%FF&q=1", None, b""),
+        req(
+            "GET",
+            "/l/a/b?__path=p&__method=m&__headers=h&ref=q",
+            None,
+            b"",
+        ),
+        req(
+            "POST",
+            "/l/a/b?ref=q&x=q&x=q2",
+            Some("application/json"),
+            br#"{"ref": "body", "z": 1}"#,
+        ),
+        req(
+            "POST",
+            "/l/a/b?x=q&ref=q",
+            Some("application/x-www-form-urlencoded"),
+            b"x=b&ref=b&ref=b2",
+        ),
+        req("POST", "/l/a/b?ref=q", None, b"plain body"),
+        // bracket names (and their encoded form) still go through the nested reader
+        req("GET", "/l/a/b?ref[]=1&ref[]=2&x=3", None, b""),
+        req("GET", "/l/a/b?ref%5B%5D=1&x=3", None, b""),
+        req("GET", "/l/a/b", None, b""),
+    ];
+    let paths = |v: &[&[&str]]| -> Vec<Vec<Arc<str>>> {
+        v.iter()
+            .map(|p| p.iter().map(|s| Arc::from(*s)).collect())
+            .collect()
+    };
+    let reads = [
+        paths(&[&["ref"]]),
+        paths(&[&["ref"], &["x"], &["__method"]]),
+        paths(&[&["x"], &["y"], &["a b"], &["__path"]]),
+        paths(&[&["ref"], &["__query"]]),
+        paths(&[&["q"], &["z"], &["__raw"]]),
+        paths(&[&["__headers"], &["__method"]]),
+    ];
+    for r in &requests {
+        let parts = RequestParts {
+            method: &r.method,
+            uri: &r.uri,
+            headers: &r.headers,
+            body: &r.body,
+            jwt_data: None,
+        };
+        let full = to_data_for(&parts, None).unwrap().to_json();
+        for p in &reads {
+            let needs = DataNeeds::from_paths(p);
+            let reduced = to_data_for(&parts, Some(&needs)).unwrap().to_json();
+            let expected: Map<String, Json> = full
+                .as_object()
+                .unwrap()
+                .iter()
+                .filter(|(k, _)| needs.key(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            assert_eq!(reduced, Json::Object(expected), "{} {:?}", r.uri, p);
+            // the order too
+            assert_eq!(
+                reduced.as_object().unwrap().keys().collect::<Vec<_>>(),
+                full.as_object()
+                    .unwrap()
+                    .keys()
+                    .filter(|k| needs.key(k))
+                    .collect::<Vec<_>>(),
+                "{} {:?}",
+                r.uri,
+                p
+            );
+        }
+    }
+}
+
+#[test]
+fn interned_keys_are_found_by_their_index() {
+    let all: Vec<&str> = RESERVED
+        .iter()
+        .chain(INTERNED_MORE.iter())
+        .copied()
+        .collect();
+    assert_eq!(INTERNED.len(), all.len());
+    for (i, k) in all.iter().enumerate() {
+        assert_eq!(interned_index(k), Some(i), "{k}");
+        assert_eq!(&*INTERNED[i], *k);
+        // shared, not a new allocation
+        assert!(Arc::ptr_eq(&key(k), &INTERNED[i]), "{k}");
+    }
+    for k in ["", "ref", "__Headers", "get", "__data ", "CONNECT"] {
+        assert_eq!(interned_index(k), None, "{k}");
+        assert_eq!(&*key(k), k);
+    }
+}
