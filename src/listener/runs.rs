@@ -23,6 +23,7 @@ use super::workflow::{self, Run, Wait};
 use crate::state::{self, Backend, RunEvent, RunRecord, RunStatus, StateError, StepStatus};
 use crate::Value;
 use backlog::{secret_headers, Secrets, MIN_QUEUE, QUEUE_PER_WORKER};
+use futures_util::future::BoxFuture;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -293,10 +294,9 @@ impl Runner {
                 None
             };
             me.running.fetch_add(1, Ordering::Relaxed);
-            // Not awaited: the writes of one run are applied in order, so the `running` mark
-            // is committed with (or before) the run's next write that is waited for (or its
-            // final status). A crash before that leaves the run `queued`, which recovery
-            // resumes the same way.
+            // Buffered (a resumable run): the `running` mark is written with the run's next
+            // write that is waited for, or with its final status. A crash before that leaves
+            // the run `queued`, which recovery resumes the same way.
             let started = RunEvent::Status {
                 run: run.run_id.clone(),
                 status: RunStatus::Running,
@@ -315,16 +315,32 @@ impl Runner {
             }
             // Counters and the end-of-activation bookkeeping run even if the task is aborted
             // (an `sse` client that went away).
-            let guard = ActivationGuard {
+            let mut guard = ActivationGuard {
                 runner: me.clone(),
-                run_id: run.run_id.clone(),
-                _permit: permit,
+                run: run.clone(),
+                permit,
+                ended: false,
             };
             workflow::run_from(run.clone(), steps).await;
-            // The worker is given back (and the final status queued) before the writes not
-            // waited for are collected: nothing of the run waits for a commit any more.
+            // The worker is given back and the run's buffered events and final status are
+            // written as one write; the task then only waits for its commit (for the error
+            // log and the journal metrics).
+            let written = guard.end();
             drop(guard);
-            run.settle().await;
+            let Some(f) = written else { return };
+            if !run.resumable {
+                // Its request (a stream, a sync `continue`) may wait for this task: not for a
+                // commit.
+                drop(run);
+                tokio::spawn(async move {
+                    if let Err(e) = f.await {
+                        tracing::error!(error = %e, "journal write failed");
+                    }
+                });
+            } else if let Err(e) = f.await {
+                tracing::error!(endpoint = %run.endpoint.name, run_id = %run.run_id,
+                    error = %e, "journal write failed");
+            }
         })
     }
 
@@ -348,16 +364,27 @@ impl Runner {
         }
     }
 
-    /// An activation of `run` ended: finishes the run or marks it waiting.
-    fn activation_done(&self, run: &str) {
+    /// An activation of `run` ended: finishes the run or marks it waiting. `pending`: the
+    /// activation's buffered events, written first in the same write as the status; returns
+    /// that write (`None`: nothing to write).
+    fn activation_done(
+        &self,
+        run: &str,
+        mut pending: Vec<RunEvent>,
+    ) -> Option<BoxFuture<'static, state::StateResult<()>>> {
+        let write = |me: &Self, events: Vec<RunEvent>| match events.len() {
+            0 => None,
+            1 => events.into_iter().next().map(|e| me.backend.record(e)),
+            _ => Some(me.backend.record_all(events)),
+        };
         let outcome = {
             let mut active = self.active();
             let Some(a) = active.get_mut(run) else {
-                return;
+                return write(self, pending);
             };
             a.live = a.live.saturating_sub(1);
             if a.live > 0 {
-                return;
+                return write(self, pending);
             }
             if a.parked > 0 {
                 (RunStatus::Waiting, None)
@@ -379,17 +406,25 @@ impl Runner {
                 end
             }
         };
-        let f = self.backend.record(RunEvent::Status {
+        pending.push(RunEvent::Status {
             run: run.to_string(),
             status: outcome.0,
             at: state::now_ms(),
             error: outcome.1,
         });
-        tokio::spawn(async move {
-            if let Err(e) = f.await {
-                tracing::error!(error = %e, "journal write failed");
-            }
-        });
+        write(self, pending)
+    }
+
+    /// Writes an activation's end in a task of its own (an activation without a task to wait
+    /// in: aborted, or never started).
+    fn spawn_done(&self, run: &str, pending: Vec<RunEvent>) {
+        if let Some(f) = self.activation_done(run, pending) {
+            tokio::spawn(async move {
+                if let Err(e) = f.await {
+                    tracing::error!(error = %e, "journal write failed");
+                }
+            });
+        }
     }
 
     /// A parked branch is due: continue it in a new activation.
@@ -422,7 +457,7 @@ impl Runner {
                 },
                 Err(e) => me.step_failed(&run_id, &format!("cannot read the run: {e}")),
             }
-            me.activation_done(&run_id);
+            me.spawn_done(&run_id, Vec::new());
         });
     }
 
@@ -567,16 +602,38 @@ impl Runner {
 /// Ends an activation, also when its task is aborted.
 struct ActivationGuard {
     runner: Arc<Runner>,
-    run_id: String,
-    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    run: Arc<Run>,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    ended: bool,
+}
+
+impl ActivationGuard {
+    /// Gives the worker back and queues the activation's end (its buffered events and the
+    /// run's status, one write); returns that write.
+    fn end(&mut self) -> Option<BoxFuture<'static, state::StateResult<()>>> {
+        if std::mem::replace(&mut self.ended, true) {
+            return None;
+        }
+        self.runner.running.fetch_sub(1, Ordering::Relaxed);
+        let written = self
+            .runner
+            .activation_done(&self.run.run_id, self.run.take_pending());
+        if self.permit.is_some() {
+            self.runner.refill(false);
+        }
+        self.permit.take();
+        written
+    }
 }
 
 impl Drop for ActivationGuard {
     fn drop(&mut self) {
-        self.runner.running.fetch_sub(1, Ordering::Relaxed);
-        self.runner.activation_done(&self.run_id);
-        if self._permit.is_some() {
-            self.runner.refill(false);
+        if let Some(f) = self.end() {
+            tokio::spawn(async move {
+                if let Err(e) = f.await {
+                    tracing::error!(error = %e, "journal write failed");
+                }
+            });
         }
     }
 }
