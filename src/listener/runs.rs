@@ -954,6 +954,120 @@ mod tests {
             .unwrap();
     }
 
+    /// A backend counting its writes: (creations, single events, `record_all` calls and the
+    /// events they carried).
+    struct Counting {
+        inner: crate::state::memory::MemoryBackend,
+        writes: Mutex<(usize, usize, Vec<usize>)>,
+    }
+
+    impl Backend for Counting {
+        fn describe(&self) -> String {
+            "counting".into()
+        }
+        fn store(&self) -> Arc<dyn crate::host::SharedStore> {
+            self.inner.store()
+        }
+        fn create_run(&self, run: RunRecord) -> BoxFuture<'static, state::StateResult<()>> {
+            self.writes.lock().unwrap().0 += 1;
+            self.inner.create_run(run)
+        }
+        fn record(&self, event: RunEvent) -> BoxFuture<'static, state::StateResult<()>> {
+            self.writes.lock().unwrap().1 += 1;
+            self.inner.record(event)
+        }
+        fn record_all(&self, events: Vec<RunEvent>) -> BoxFuture<'static, state::StateResult<()>> {
+            self.writes.lock().unwrap().2.push(events.len());
+            self.inner.record_all(events)
+        }
+        fn recover(
+            &self,
+            owner: &str,
+            now: i64,
+        ) -> BoxFuture<'static, state::StateResult<Vec<RunRecord>>> {
+            self.inner.recover(owner, now)
+        }
+        fn claim(
+            &self,
+            owner: &str,
+            limit: usize,
+        ) -> BoxFuture<'static, state::StateResult<Vec<RunRecord>>> {
+            self.inner.claim(owner, limit)
+        }
+        fn list_runs(
+            &self,
+            filter: state::RunFilter,
+        ) -> BoxFuture<'static, state::StateResult<state::RunPage>> {
+            self.inner.list_runs(filter)
+        }
+        fn get_run(&self, id: &str) -> BoxFuture<'static, state::StateResult<RunRecord>> {
+            self.inner.get_run(id)
+        }
+        fn retry_run(
+            &self,
+            id: &str,
+            from: state::RetryFrom,
+        ) -> BoxFuture<'static, state::StateResult<RunRecord>> {
+            self.inner.retry_run(id, from)
+        }
+        fn purge(
+            &self,
+            retention: state::Retention,
+            now: i64,
+        ) -> BoxFuture<'static, state::StateResult<u64>> {
+            self.inner.purge(retention, now)
+        }
+    }
+
+    /// A run of `store` and `condition` steps is journaled as two writes: its creation (before
+    /// the answer) and, at its end, one write holding its `running` mark, every step's start
+    /// and checkpoint and its final status (docs/state.md, "What a crash can re-run").
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_run_of_store_and_condition_steps_is_its_creation_and_one_write_at_its_end() {
+        let (dir, config) = config_in_temp_dir(
+            "[[endpoint.step]]\nid = \"a\"\ntype = \"store\"\nname = \"x\"\nvalue = \"1\"\n\
+             [[endpoint.step]]\nid = \"c\"\nparent = \"a\"\ntype = \"condition\"\n\
+             left = \"{{ __data.x }}\"\noperator = \"equal\"\nright = \"1\"\n\
+             [[endpoint.step]]\nid = \"b\"\nparent = \"c\"\nbranch = \"yes\"\ntype = \"store\"\n\
+             name = \"y\"\nexpression = \"__data.x ~ '2'\"\n",
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        let config = Arc::new(config);
+        let counting = Arc::new(Counting {
+            inner: crate::state::memory::MemoryBackend::new(),
+            writes: Mutex::new((0, 0, Vec::new())),
+        });
+        let backend: Arc<dyn Backend> = counting.clone();
+        let runner = Runner::new(backend.clone(), 1, Arc::new(RwLock::new(config.clone())));
+        let run = Arc::new(Run::new(
+            config.endpoints[0].clone(),
+            "r1".into(),
+            config.store.clone(),
+            config.server.timezone,
+            crate::listener::webhook::client_with_roots(rustls::RootCertStore::empty()),
+            runner.clone(),
+            None,
+            None,
+        ));
+        let handle = runner
+            .start(run, Value::from(&json!({"q": 1})), "fp")
+            .await
+            .expect("accepted");
+        tokio::time::timeout(Duration::from_secs(5), handle)
+            .await
+            .expect("the activation ends")
+            .unwrap();
+        // running, three steps' starts and ends, succeeded.
+        assert_eq!(*counting.writes.lock().unwrap(), (1, 0, vec![8]));
+        let rec = backend.get_run("r1").await.unwrap();
+        assert_eq!(rec.status, RunStatus::Succeeded);
+        assert!(rec.started.is_some());
+        let cp = |id: &str| rec.step(id).and_then(|s| s.checkpoint.clone()).unwrap();
+        assert_eq!(cp("a").set, vec![("x".to_string(), json!("1"))]);
+        assert_eq!(cp("c").branch, Some(true));
+        assert_eq!(cp("b").set, vec![("y".to_string(), json!("12"))]);
+    }
+
     /// A `webhook` after `store` steps is sent only once everything the run journaled before it
     /// is committed (so after a crash it runs again, if at all, on the same `__data`), and
     /// with the `__data` those steps made.

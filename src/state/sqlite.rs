@@ -778,16 +778,17 @@ fn apply_event(tx: &rusqlite::Transaction<'_>, e: &RunEvent) -> rusqlite::Result
             at,
             checkpoint,
         } => {
-            tx.prepare_cached(&format!(
-                "{upsert} status = excluded.status, finished = ?7, checkpoint = ?8"
-            ))?
+            // (A step never started — not made by the runner — gets its end all the same.)
+            tx.prepare_cached(
+                "INSERT INTO steps (run, id, kind, status, started, finished, due, error, checkpoint)
+                 VALUES (?1, ?2, '', ?3, NULL, ?4, NULL, NULL, ?5)
+                 ON CONFLICT (run, id) DO UPDATE SET status = excluded.status,
+                 finished = excluded.finished, checkpoint = excluded.checkpoint",
+            )?
             .execute(params![
                 run,
                 step,
-                "",
                 StepStatus::Succeeded.as_str(),
-                None::<i64>,
-                None::<i64>,
                 at,
                 checkpoint.to_text()
             ])?;
@@ -798,19 +799,13 @@ fn apply_event(tx: &rusqlite::Transaction<'_>, e: &RunEvent) -> rusqlite::Result
             at,
             error,
         } => {
-            tx.prepare_cached(&format!(
-                "{upsert} status = excluded.status, finished = ?7, error = ?8"
-            ))?
-            .execute(params![
-                run,
-                step,
-                "",
-                StepStatus::Failed.as_str(),
-                None::<i64>,
-                None::<i64>,
-                at,
-                error
-            ])?;
+            tx.prepare_cached(
+                "INSERT INTO steps (run, id, kind, status, started, finished, due, error, checkpoint)
+                 VALUES (?1, ?2, '', ?3, NULL, ?4, NULL, ?5, NULL)
+                 ON CONFLICT (run, id) DO UPDATE SET status = excluded.status,
+                 finished = excluded.finished, error = excluded.error",
+            )?
+            .execute(params![run, step, StepStatus::Failed.as_str(), at, error])?;
         }
     }
     Ok(())
