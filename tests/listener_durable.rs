@@ -942,3 +942,151 @@ async fn a_backlog_waits_in_the_journal_not_in_memory_and_all_of_it_completes() 
     );
     s.running.shutdown().await;
 }
+
+/// Runs of `store` steps only are journaled as their creation and one write at their end (their
+/// steps and final status in one transaction): a SIGKILL in the middle of a burst leaves each
+/// run either with no step (it runs again from its first step after the restart) or finished
+/// with every checkpoint — never half of its store writes — and after the restart every
+/// accepted run succeeds with each step journaled once, with the values of its own request
+/// (docs/state.md, "What a crash can re-run").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_runs_killed_mid_burst_are_all_or_nothing_and_all_complete() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+    use std::sync::Mutex;
+    const STEPS: usize = 30;
+    // One worker and a chain of store steps slower than acceptance: runs queue up, so the kill
+    // finds runs accepted and not finished.
+    let mut steps = String::new();
+    for i in 0..STEPS {
+        let parent = if i == 0 {
+            String::new()
+        } else {
+            format!("parent = \"s{}\"\n", i - 1)
+        };
+        steps.push_str(&step(
+            &format!("s{i}"),
+            "store",
+            &format!("{parent}name = \"v{i}\"\nvalue = \"{{{{ __data.n }}}}-{i}\""),
+        ));
+    }
+    let cfg = write_config(&format!("[server]\nworkers = 1\n{}", data_ep(1, &steps)));
+    let db = cfg.path().parent().unwrap().join(".flexscript/state.db");
+    let (mut child, addr) = spawn_serve(cfg.path(), None).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let next = Arc::new(AtomicUsize::new(0));
+    let answered = Arc::new(Mutex::new(HashSet::new()));
+    let mut posters = Vec::new();
+    for _ in 0..16 {
+        let (stop, next, answered) = (stop.clone(), next.clone(), answered.clone());
+        posters.push(tokio::spawn(async move {
+            while !stop.load(SeqCst) {
+                let n = next.fetch_add(1, SeqCst);
+                let r = request(
+                    addr,
+                    "POST",
+                    &path(1),
+                    &[("content-type", "application/json")],
+                    post_n(n).as_bytes(),
+                )
+                .await;
+                if r.status == 200 {
+                    answered.lock().unwrap().insert(n);
+                }
+            }
+        }));
+    }
+    assert!(
+        wait_for(Duration::from_secs(60), || answered.lock().unwrap().len()
+            >= 400)
+        .await
+    );
+    kill9(&mut child);
+    stop.store(true, SeqCst);
+    for p in posters {
+        let _ = p.await;
+    }
+    let answered = answered.lock().unwrap().clone();
+    // At the kill: every run has all of its steps and its final status, or none of them.
+    let runs = count(&db, "SELECT count(*) FROM runs");
+    let finished = count(&db, "SELECT count(*) FROM runs WHERE status = 'succeeded'");
+    let unfinished = count(&db, "SELECT count(*) FROM runs WHERE status != 'succeeded'");
+    assert_eq!(
+        count(
+            &db,
+            &format!(
+                "SELECT count(*) FROM runs WHERE status = 'succeeded'
+                 AND (SELECT count(*) FROM steps WHERE run = runs.id AND status = 'succeeded') = {STEPS}"
+            )
+        ),
+        finished
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM runs WHERE status != 'succeeded'
+             AND status IN ('queued', 'running')
+             AND NOT EXISTS (SELECT 1 FROM steps WHERE run = runs.id)"
+        ),
+        unfinished,
+        "an unfinished run with some of its steps journaled"
+    );
+    assert!(
+        unfinished > 0,
+        "the kill found no unfinished run ({runs} runs): nothing was tested"
+    );
+    assert!(runs as usize >= answered.len());
+
+    let (mut child, _) = spawn_serve(cfg.path(), None).await;
+    let done = wait_for(Duration::from_secs(60), || {
+        count(&db, "SELECT count(*) FROM runs WHERE status != 'succeeded'") == 0
+    })
+    .await;
+    kill9(&mut child);
+    assert!(done, "runs left unfinished after the restart");
+    assert_eq!(count(&db, "SELECT count(*) FROM runs"), runs);
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM steps"),
+        runs * STEPS as i64,
+        "each step journaled once"
+    );
+    // Only the unfinished runs ran again (those in the backlog, never started, are claimed
+    // without counting an attempt).
+    assert!(count(&db, "SELECT count(*) FROM runs WHERE attempt = 2") <= unfinished);
+    assert_eq!(count(&db, "SELECT count(*) FROM runs WHERE attempt > 2"), 0);
+    // Each run's checkpoints hold its own request's values; every answered request has its run.
+    let b = SqliteBackend::open_reader(&db).expect("reader");
+    let mut seen = HashSet::new();
+    let mut before = None;
+    loop {
+        let page = b
+            .list_runs(RunFilter {
+                limit: 1000,
+                before: before.clone(),
+                ..RunFilter::default()
+            })
+            .await
+            .expect("list");
+        for s in &page.runs {
+            let rec = b.get_run(&s.id).await.expect("run");
+            let n = rec.data["n"].as_u64().expect("n") as usize;
+            assert!(seen.insert(n), "two runs for request {n}");
+            for i in 0..STEPS {
+                let cp = rec
+                    .step(&format!("s{i}"))
+                    .and_then(|s| s.checkpoint.clone());
+                assert_eq!(
+                    cp.map(|c| c.set),
+                    Some(vec![(
+                        format!("v{i}"),
+                        serde_json::json!(format!("{n}-{i}"))
+                    )])
+                );
+            }
+        }
+        match page.next {
+            Some(n) => before = Some(n),
+            None => break,
+        }
+    }
+    assert!(answered.is_subset(&seen), "an answered request has no run");
+}

@@ -530,6 +530,10 @@ impl Backend for Metered {
         let t = Instant::now();
         self.watch(self.inner.record(event), Some(t))
     }
+    fn record_all(&self, events: Vec<RunEvent>) -> BoxFuture<'static, StateResult<()>> {
+        let t = Instant::now();
+        self.watch(self.inner.record_all(events), Some(t))
+    }
     fn recover(&self, owner: &str, now: i64) -> BoxFuture<'static, StateResult<Vec<RunRecord>>> {
         self.watch(self.inner.recover(owner, now), None)
     }

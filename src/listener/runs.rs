@@ -23,6 +23,7 @@ use super::workflow::{self, Run, Wait};
 use crate::state::{self, Backend, RunEvent, RunRecord, RunStatus, StateError, StepStatus};
 use crate::Value;
 use backlog::{secret_headers, Secrets, MIN_QUEUE, QUEUE_PER_WORKER};
+use futures_util::future::BoxFuture;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -293,10 +294,9 @@ impl Runner {
                 None
             };
             me.running.fetch_add(1, Ordering::Relaxed);
-            // Not awaited: the writes of one run are applied in order, so the `running` mark
-            // is committed with (or before) the run's next write that is waited for (or its
-            // final status). A crash before that leaves the run `queued`, which recovery
-            // resumes the same way.
+            // Buffered (a resumable run): the `running` mark is written with the run's next
+            // write that is waited for, or with its final status. A crash before that leaves
+            // the run `queued`, which recovery resumes the same way.
             let started = RunEvent::Status {
                 run: run.run_id.clone(),
                 status: RunStatus::Running,
@@ -315,16 +315,32 @@ impl Runner {
             }
             // Counters and the end-of-activation bookkeeping run even if the task is aborted
             // (an `sse` client that went away).
-            let guard = ActivationGuard {
+            let mut guard = ActivationGuard {
                 runner: me.clone(),
-                run_id: run.run_id.clone(),
-                _permit: permit,
+                run: run.clone(),
+                permit,
+                ended: false,
             };
             workflow::run_from(run.clone(), steps).await;
-            // The worker is given back (and the final status queued) before the writes not
-            // waited for are collected: nothing of the run waits for a commit any more.
+            // The worker is given back and the run's buffered events and final status are
+            // written as one write; the task then only waits for its commit (for the error
+            // log and the journal metrics).
+            let written = guard.end();
             drop(guard);
-            run.settle().await;
+            let Some(f) = written else { return };
+            if !run.resumable {
+                // Its request (a stream, a sync `continue`) may wait for this task: not for a
+                // commit.
+                drop(run);
+                tokio::spawn(async move {
+                    if let Err(e) = f.await {
+                        tracing::error!(error = %e, "journal write failed");
+                    }
+                });
+            } else if let Err(e) = f.await {
+                tracing::error!(endpoint = %run.endpoint.name, run_id = %run.run_id,
+                    error = %e, "journal write failed");
+            }
         })
     }
 
@@ -348,16 +364,27 @@ impl Runner {
         }
     }
 
-    /// An activation of `run` ended: finishes the run or marks it waiting.
-    fn activation_done(&self, run: &str) {
+    /// An activation of `run` ended: finishes the run or marks it waiting. `pending`: the
+    /// activation's buffered events, written first in the same write as the status; returns
+    /// that write (`None`: nothing to write).
+    fn activation_done(
+        &self,
+        run: &str,
+        mut pending: Vec<RunEvent>,
+    ) -> Option<BoxFuture<'static, state::StateResult<()>>> {
+        let write = |me: &Self, events: Vec<RunEvent>| match events.len() {
+            0 => None,
+            1 => events.into_iter().next().map(|e| me.backend.record(e)),
+            _ => Some(me.backend.record_all(events)),
+        };
         let outcome = {
             let mut active = self.active();
             let Some(a) = active.get_mut(run) else {
-                return;
+                return write(self, pending);
             };
             a.live = a.live.saturating_sub(1);
             if a.live > 0 {
-                return;
+                return write(self, pending);
             }
             if a.parked > 0 {
                 (RunStatus::Waiting, None)
@@ -379,17 +406,25 @@ impl Runner {
                 end
             }
         };
-        let f = self.backend.record(RunEvent::Status {
+        pending.push(RunEvent::Status {
             run: run.to_string(),
             status: outcome.0,
             at: state::now_ms(),
             error: outcome.1,
         });
-        tokio::spawn(async move {
-            if let Err(e) = f.await {
-                tracing::error!(error = %e, "journal write failed");
-            }
-        });
+        write(self, pending)
+    }
+
+    /// Writes an activation's end in a task of its own (an activation without a task to wait
+    /// in: aborted, or never started).
+    fn spawn_done(&self, run: &str, pending: Vec<RunEvent>) {
+        if let Some(f) = self.activation_done(run, pending) {
+            tokio::spawn(async move {
+                if let Err(e) = f.await {
+                    tracing::error!(error = %e, "journal write failed");
+                }
+            });
+        }
     }
 
     /// A parked branch is due: continue it in a new activation.
@@ -422,7 +457,7 @@ impl Runner {
                 },
                 Err(e) => me.step_failed(&run_id, &format!("cannot read the run: {e}")),
             }
-            me.activation_done(&run_id);
+            me.spawn_done(&run_id, Vec::new());
         });
     }
 
@@ -567,16 +602,38 @@ impl Runner {
 /// Ends an activation, also when its task is aborted.
 struct ActivationGuard {
     runner: Arc<Runner>,
-    run_id: String,
-    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    run: Arc<Run>,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    ended: bool,
+}
+
+impl ActivationGuard {
+    /// Gives the worker back and queues the activation's end (its buffered events and the
+    /// run's status, one write); returns that write.
+    fn end(&mut self) -> Option<BoxFuture<'static, state::StateResult<()>>> {
+        if std::mem::replace(&mut self.ended, true) {
+            return None;
+        }
+        self.runner.running.fetch_sub(1, Ordering::Relaxed);
+        let written = self
+            .runner
+            .activation_done(&self.run.run_id, self.run.take_pending());
+        if self.permit.is_some() {
+            self.runner.refill(false);
+        }
+        self.permit.take();
+        written
+    }
 }
 
 impl Drop for ActivationGuard {
     fn drop(&mut self) {
-        self.runner.running.fetch_sub(1, Ordering::Relaxed);
-        self.runner.activation_done(&self.run_id);
-        if self._permit.is_some() {
-            self.runner.refill(false);
+        if let Some(f) = self.end() {
+            tokio::spawn(async move {
+                if let Err(e) = f.await {
+                    tracing::error!(error = %e, "journal write failed");
+                }
+            });
         }
     }
 }
@@ -895,6 +952,120 @@ mod tests {
             .await
             .expect("the activation ends once its writes are committed")
             .unwrap();
+    }
+
+    /// A backend counting its writes: (creations, single events, `record_all` calls and the
+    /// events they carried).
+    struct Counting {
+        inner: crate::state::memory::MemoryBackend,
+        writes: Mutex<(usize, usize, Vec<usize>)>,
+    }
+
+    impl Backend for Counting {
+        fn describe(&self) -> String {
+            "counting".into()
+        }
+        fn store(&self) -> Arc<dyn crate::host::SharedStore> {
+            self.inner.store()
+        }
+        fn create_run(&self, run: RunRecord) -> BoxFuture<'static, state::StateResult<()>> {
+            self.writes.lock().unwrap().0 += 1;
+            self.inner.create_run(run)
+        }
+        fn record(&self, event: RunEvent) -> BoxFuture<'static, state::StateResult<()>> {
+            self.writes.lock().unwrap().1 += 1;
+            self.inner.record(event)
+        }
+        fn record_all(&self, events: Vec<RunEvent>) -> BoxFuture<'static, state::StateResult<()>> {
+            self.writes.lock().unwrap().2.push(events.len());
+            self.inner.record_all(events)
+        }
+        fn recover(
+            &self,
+            owner: &str,
+            now: i64,
+        ) -> BoxFuture<'static, state::StateResult<Vec<RunRecord>>> {
+            self.inner.recover(owner, now)
+        }
+        fn claim(
+            &self,
+            owner: &str,
+            limit: usize,
+        ) -> BoxFuture<'static, state::StateResult<Vec<RunRecord>>> {
+            self.inner.claim(owner, limit)
+        }
+        fn list_runs(
+            &self,
+            filter: state::RunFilter,
+        ) -> BoxFuture<'static, state::StateResult<state::RunPage>> {
+            self.inner.list_runs(filter)
+        }
+        fn get_run(&self, id: &str) -> BoxFuture<'static, state::StateResult<RunRecord>> {
+            self.inner.get_run(id)
+        }
+        fn retry_run(
+            &self,
+            id: &str,
+            from: state::RetryFrom,
+        ) -> BoxFuture<'static, state::StateResult<RunRecord>> {
+            self.inner.retry_run(id, from)
+        }
+        fn purge(
+            &self,
+            retention: state::Retention,
+            now: i64,
+        ) -> BoxFuture<'static, state::StateResult<u64>> {
+            self.inner.purge(retention, now)
+        }
+    }
+
+    /// A run of `store` and `condition` steps is journaled as two writes: its creation (before
+    /// the answer) and, at its end, one write holding its `running` mark, every step's start
+    /// and checkpoint and its final status (docs/state.md, "What a crash can re-run").
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_run_of_store_and_condition_steps_is_its_creation_and_one_write_at_its_end() {
+        let (dir, config) = config_in_temp_dir(
+            "[[endpoint.step]]\nid = \"a\"\ntype = \"store\"\nname = \"x\"\nvalue = \"1\"\n\
+             [[endpoint.step]]\nid = \"c\"\nparent = \"a\"\ntype = \"condition\"\n\
+             left = \"{{ __data.x }}\"\noperator = \"equal\"\nright = \"1\"\n\
+             [[endpoint.step]]\nid = \"b\"\nparent = \"c\"\nbranch = \"yes\"\ntype = \"store\"\n\
+             name = \"y\"\nexpression = \"__data.x ~ '2'\"\n",
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        let config = Arc::new(config);
+        let counting = Arc::new(Counting {
+            inner: crate::state::memory::MemoryBackend::new(),
+            writes: Mutex::new((0, 0, Vec::new())),
+        });
+        let backend: Arc<dyn Backend> = counting.clone();
+        let runner = Runner::new(backend.clone(), 1, Arc::new(RwLock::new(config.clone())));
+        let run = Arc::new(Run::new(
+            config.endpoints[0].clone(),
+            "r1".into(),
+            config.store.clone(),
+            config.server.timezone,
+            crate::listener::webhook::client_with_roots(rustls::RootCertStore::empty()),
+            runner.clone(),
+            None,
+            None,
+        ));
+        let handle = runner
+            .start(run, Value::from(&json!({"q": 1})), "fp")
+            .await
+            .expect("accepted");
+        tokio::time::timeout(Duration::from_secs(5), handle)
+            .await
+            .expect("the activation ends")
+            .unwrap();
+        // running, three steps' starts and ends, succeeded.
+        assert_eq!(*counting.writes.lock().unwrap(), (1, 0, vec![8]));
+        let rec = backend.get_run("r1").await.unwrap();
+        assert_eq!(rec.status, RunStatus::Succeeded);
+        assert!(rec.started.is_some());
+        let cp = |id: &str| rec.step(id).and_then(|s| s.checkpoint.clone()).unwrap();
+        assert_eq!(cp("a").set, vec![("x".to_string(), json!("1"))]);
+        assert_eq!(cp("c").branch, Some(true));
+        assert_eq!(cp("b").set, vec![("y".to_string(), json!("12"))]);
     }
 
     /// A `webhook` after `store` steps is sent only once everything the run journaled before it

@@ -12,9 +12,8 @@ use super::respond::{self, Body};
 use super::runs::Runner;
 use super::webhook::{self, HttpClient};
 use crate::host::SharedStore;
-use crate::state::{self, Checkpoint, RunEvent, StateResult};
+use crate::state::{self, Checkpoint, RunEvent};
 use crate::{RenderOptions, Template, Value};
-use futures_util::future::BoxFuture;
 use hyper::Response;
 use std::collections::HashMap;
 use std::future::Future;
@@ -81,22 +80,23 @@ pub struct Run {
     sse_closed: AtomicBool,
     /// Events emitted so far.
     pub emitted: AtomicU64,
-    /// Journal writes queued and not waited for (the `running` mark, checkpoints of steps
-    /// without an external effect): their results are collected when the activation ends
-    /// ([`Run::settle`]), for the error log and the journal metrics.
-    unsynced: Mutex<Vec<BoxFuture<'static, StateResult<()>>>>,
+    /// Journal events of a resumable run not written yet (its `running` mark, the starts
+    /// and checkpoints of steps without an external effect): they go to the journal as one
+    /// write with the run's next event that is waited for (a step acting outside `__data`, a
+    /// delay, a failure) or with the activation's end ([`Run::take_pending`]): a run of
+    /// `store` / `condition` steps is journaled as its creation and one write at its end.
+    pending: Mutex<Vec<RunEvent>>,
 }
 
-/// How a journal write of a resumable run is waited for (non-resumable runs never wait).
+/// How a journal event of a resumable run is written (non-resumable runs write each event at
+/// once and never wait).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Wait {
-    /// Not at all: the result is dropped (a step's start; a later write that is waited for
-    /// commits it too, as a backend applies one run's writes in order).
-    No,
-    /// Not now: the result is collected when the activation ends ([`Run::settle`]).
+    /// Not now: the event is kept in the run's buffer and written with the run's next event
+    /// that is waited for, or at the activation's end (one write, one transaction).
     Later,
-    /// Now: the caller continues once the write — and so every earlier write of the run — is
-    /// committed.
+    /// Now: the buffered events and this one are written as one write, and the caller
+    /// continues once it is committed.
     Now,
 }
 
@@ -138,7 +138,7 @@ impl Run {
             sse,
             sse_closed: AtomicBool::new(false),
             emitted: AtomicU64::new(0),
-            unsynced: Mutex::new(Vec::new()),
+            pending: Mutex::new(Vec::new()),
         }
     }
 
@@ -172,40 +172,36 @@ impl Run {
         }
     }
 
-    /// Journals `event`. A resumable run waits for the commit only with [`Wait::Now`]; a
-    /// non-resumable one only queues it. The backend queues the write at the call, so the
-    /// writes of a run are applied in the order of these calls.
+    /// Journals `event`. A resumable run buffers it with [`Wait::Later`]; with [`Wait::Now`]
+    /// it writes the buffer and `event` as one write and waits for its commit. A
+    /// non-resumable run writes it at once and does not wait. The backend queues a write at
+    /// the call (under the buffer's lock), so the events of a run reach the journal in the
+    /// order of these calls, also from concurrent branches.
     pub(crate) async fn journal(&self, event: RunEvent, wait: Wait) {
-        let f = self.runner.backend.record(event);
         if !self.resumable {
+            drop(self.runner.backend.record(event));
             return;
         }
-        match wait {
-            Wait::No => {}
-            Wait::Later => self
-                .unsynced
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(f),
-            Wait::Now => {
-                if let Err(e) = f.await {
-                    tracing::error!(endpoint = %self.endpoint.name, run_id = %self.run_id,
-                        error = %e, "journal write failed");
-                }
+        let f = {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            pending.push(event);
+            if wait == Wait::Later {
+                return;
             }
+            self.runner
+                .backend
+                .record_all(std::mem::take(&mut *pending))
+        };
+        if let Err(e) = f.await {
+            tracing::error!(endpoint = %self.endpoint.name, run_id = %self.run_id,
+                error = %e, "journal write failed");
         }
     }
 
-    /// Waits for the journal writes queued with [`Wait::Later`] (called when an activation
-    /// ended and gave back its worker): logs the failed ones.
-    pub(crate) async fn settle(&self) {
-        let pending = std::mem::take(&mut *self.unsynced.lock().unwrap_or_else(|e| e.into_inner()));
-        for f in pending {
-            if let Err(e) = f.await {
-                tracing::error!(endpoint = %self.endpoint.name, run_id = %self.run_id,
-                    error = %e, "journal write failed");
-            }
-        }
+    /// Takes the events buffered with [`Wait::Later`]: at the end of an activation (its
+    /// branches are done, so nothing is added meanwhile), to be written with the run's status.
+    pub(crate) fn take_pending(&self) -> Vec<RunEvent> {
+        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 
@@ -307,7 +303,7 @@ fn run_step(run: Arc<Run>, mut i: usize, mut data: Value) -> BoxFut {
                 if acts_outside(&step.kind) {
                     Wait::Now
                 } else {
-                    Wait::No
+                    Wait::Later
                 },
             )
             .await;
@@ -323,8 +319,8 @@ fn run_step(run: Arc<Run>, mut i: usize, mut data: Value) -> BoxFut {
                             at: state::now_ms(),
                             checkpoint,
                         },
-                        // Not waited for: the next step that acts outside `__data` (and the
-                        // run's final status) commits after it.
+                        // Buffered: written with the next step that acts outside `__data`, a
+                        // delay, a failure, or the run's final status.
                         Wait::Later,
                     )
                     .await;

@@ -165,6 +165,25 @@ pub trait Backend: Send + Sync {
     /// Records a change to a run; resolves once committed.
     fn record(&self, event: RunEvent) -> BoxFuture<'static, StateResult<()>>;
 
+    /// Records several changes of one run, in order, as one write (the runner's buffered
+    /// events of a run: its `running` mark, steps and final status); resolves once all are
+    /// committed. The SQLite and Redis backends apply them atomically (one transaction, one
+    /// script call), so a crash leaves all of them or none (docs/state.md, "What a crash can
+    /// re-run"). The default queues each with [`Backend::record`] and waits for all.
+    fn record_all(&self, events: Vec<RunEvent>) -> BoxFuture<'static, StateResult<()>> {
+        let all: Vec<_> = events.into_iter().map(|e| self.record(e)).collect();
+        Box::pin(async move {
+            let mut first = Ok(());
+            for f in all {
+                let r = f.await;
+                if first.is_ok() {
+                    first = r;
+                }
+            }
+            first
+        })
+    }
+
     /// At the start of a serving process (`owner`): runs that cannot resume (sync `continue`,
     /// `sse`) and were left unfinished become `interrupted`; every other unfinished run that
     /// had an owner is claimed by `owner`, its attempt count raised by one, and returned to be

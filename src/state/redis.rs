@@ -184,6 +184,40 @@ local function done(i, st, field)
 end
 ops.s = function(i) return done(i, 'succeeded', 'c:') end
 ops.f = function(i) return done(i, 'failed', 'e:') end
+-- d id step kind started at status payload: a step started and finished (b, then s or f, of a
+-- run's events written together): the same fields, one HSET.
+ops.d = function(i)
+  local id, s, st = ARGV[i], ARGV[i + 1], ARGV[i + 5]
+  local k = p .. 'run:' .. id
+  if not exists(id, k) then return 0 end
+  local field, other = 'c:', 'e:'
+  if st == 'failed' then field, other = 'e:', 'c:' end
+  local f = {'t:' .. s, st, 'b:' .. s, ARGV[i + 3], 'f:' .. s, ARGV[i + 4], field .. s, ARGV[i + 6]}
+  local old = step(id, s, k, ARGV[i + 2], f)
+  redis.call('HSET', k, unpack(f))
+  seen(id, s)
+  if old then redis.call('HDEL', k, other .. s) end
+  return 1
+end
+-- T id status at error has_error started: S, with the start time of a `running` written
+-- together with it (kept only if the run has none, as that `running` would have).
+ops.T = function(i)
+  local r = ops.S(i)
+  if r == 1 then redis.call('HSETNX', p .. 'run:' .. ARGV[i], 'started', ARGV[i + 5]) end
+  return r
+end
+-- M count (op n args…)…: several writes of one run as one (record_all): applied in order; 0
+-- when one of them found no run.
+ops.M = function(i)
+  local r, j = 1, i + 1
+  for _ = 1, tonumber(ARGV[i]) do
+    local fn = ops[ARGV[j]]
+    if not fn or ARGV[j] == 'M' then error('unknown journal op ' .. tostring(ARGV[j])) end
+    if fn(j + 2) == 0 then r = 0 end
+    j = j + 2 + tonumber(ARGV[j + 1])
+  end
+  return r
+end
 local out = {}
 local i = 3
 while i <= #ARGV do
@@ -561,52 +595,8 @@ impl Inner {
 
     /// Queues `event` now; the future resolves once Redis applied it.
     fn record(self: &Arc<Self>, event: RunEvent) -> impl Future<Output = StateResult<()>> {
-        let mut final_run = None;
-        let (op, args) = match event {
-            RunEvent::Status {
-                run,
-                status,
-                at,
-                error,
-            } => {
-                if status.is_final() {
-                    final_run = Some(run.clone());
-                }
-                let has = if error.is_some() { "1" } else { "0" };
-                let args = vec![
-                    run,
-                    status.as_str().to_string(),
-                    at.to_string(),
-                    error.unwrap_or_default(),
-                    has.to_string(),
-                ];
-                ("S", args)
-            }
-            RunEvent::StepStarted {
-                run,
-                step,
-                kind,
-                at,
-            } => ("b", vec![run, step, kind, at.to_string()]),
-            RunEvent::StepWaiting {
-                run,
-                step,
-                kind,
-                due,
-            } => ("w", vec![run, step, kind, due.to_string()]),
-            RunEvent::StepSucceeded {
-                run,
-                step,
-                at,
-                checkpoint,
-            } => ("s", vec![run, step, at.to_string(), checkpoint.to_text()]),
-            RunEvent::StepFailed {
-                run,
-                step,
-                at,
-                error,
-            } => ("f", vec![run, step, at.to_string(), error]),
-        };
+        let final_run = final_of(&event);
+        let (op, args) = op_of(event);
         let write = self.write(op, args);
         let me = self.clone();
         async move {
@@ -620,6 +610,201 @@ impl Inner {
             Ok(())
         }
     }
+
+    /// Queues the events of one run now, folded ([`fold`]), as one write (the `M` op of
+    /// [`APPLY`]: applied in one script call, so atomically). Resolves once Redis applied it.
+    fn record_all(
+        self: &Arc<Self>,
+        events: Vec<RunEvent>,
+    ) -> impl Future<Output = StateResult<()>> {
+        let finals: Vec<String> = events.iter().filter_map(final_of).collect();
+        let ops = fold(events);
+        let mut args = Vec::with_capacity(1 + ops.iter().map(|(_, a)| a.len() + 2).sum::<usize>());
+        args.push(ops.len().to_string());
+        for (op, a) in ops {
+            args.push(op.to_string());
+            args.push(a.len().to_string());
+            args.extend(a);
+        }
+        let write = self.write("M", args);
+        let me = self.clone();
+        async move {
+            let found = write.await?;
+            for id in finals {
+                me.disown(&id);
+            }
+            if found == 0 {
+                return Err(StateError::NotFound);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The run whose final status `event` is.
+fn final_of(event: &RunEvent) -> Option<String> {
+    match event {
+        RunEvent::Status { run, status, .. } if status.is_final() => Some(run.clone()),
+        _ => None,
+    }
+}
+
+/// The [`APPLY`] op of one event and its arguments.
+fn op_of(event: RunEvent) -> (&'static str, Vec<String>) {
+    match event {
+        RunEvent::Status {
+            run,
+            status,
+            at,
+            error,
+        } => {
+            let has = if error.is_some() { "1" } else { "0" };
+            let args = vec![
+                run,
+                status.as_str().to_string(),
+                at.to_string(),
+                error.unwrap_or_default(),
+                has.to_string(),
+            ];
+            ("S", args)
+        }
+        RunEvent::StepStarted {
+            run,
+            step,
+            kind,
+            at,
+        } => ("b", vec![run, step, kind, at.to_string()]),
+        RunEvent::StepWaiting {
+            run,
+            step,
+            kind,
+            due,
+        } => ("w", vec![run, step, kind, due.to_string()]),
+        RunEvent::StepSucceeded {
+            run,
+            step,
+            at,
+            checkpoint,
+        } => ("s", vec![run, step, at.to_string(), checkpoint.to_text()]),
+        RunEvent::StepFailed {
+            run,
+            step,
+            at,
+            error,
+        } => ("f", vec![run, step, at.to_string(), error]),
+    }
+}
+
+/// The ops of one run's events written together, with fewer writes: a step's start followed
+/// by its end becomes one `d`, a `running` followed by a final status one `T` (the final
+/// status with the start time). The hash ends the same as with every event applied in turn:
+/// the folded event's fields are all overwritten or kept by the later one.
+fn fold(events: Vec<RunEvent>) -> Vec<(&'static str, Vec<String>)> {
+    let n = events.len();
+    // The index of each step's next event and of each run's next status.
+    let mut next = vec![None; n];
+    {
+        let mut step_next: HashMap<(&str, &str), usize> = HashMap::new();
+        let mut status_next: HashMap<&str, usize> = HashMap::new();
+        for (i, e) in events.iter().enumerate().rev() {
+            next[i] = match e {
+                RunEvent::Status { run, .. } => status_next.insert(run, i),
+                RunEvent::StepStarted { run, step, .. }
+                | RunEvent::StepWaiting { run, step, .. }
+                | RunEvent::StepSucceeded { run, step, .. }
+                | RunEvent::StepFailed { run, step, .. } => step_next.insert((run, step), i),
+            };
+        }
+    }
+    let ends_step = |e: &RunEvent| {
+        matches!(
+            e,
+            RunEvent::StepSucceeded { .. } | RunEvent::StepFailed { .. }
+        )
+    };
+    let is_final = |e: &RunEvent| matches!(e, RunEvent::Status { status, .. } if status.is_final());
+    // Which events are folded into a later one (its index).
+    let mut into = vec![None; n];
+    for (i, e) in events.iter().enumerate() {
+        let Some(j) = next[i] else { continue };
+        let fold = match e {
+            RunEvent::StepStarted { .. } => ends_step(&events[j]),
+            RunEvent::Status {
+                status: RunStatus::Running,
+                error: None,
+                ..
+            } => is_final(&events[j]),
+            _ => false,
+        };
+        if fold {
+            into[i] = Some(j);
+        }
+    }
+    // What a folded event carries to the one it is folded into.
+    let mut start: Vec<Option<(String, i64)>> = vec![None; n];
+    let mut began: Vec<Option<i64>> = vec![None; n];
+    let mut out = Vec::with_capacity(n);
+    for (i, e) in events.into_iter().enumerate() {
+        if let Some(j) = into[i] {
+            match e {
+                RunEvent::StepStarted { kind, at, .. } => start[j] = Some((kind, at)),
+                RunEvent::Status { at, .. } => began[j] = Some(began[i].unwrap_or(at)),
+                _ => {}
+            }
+            continue;
+        }
+        match (e, start[i].take(), began[i]) {
+            (
+                RunEvent::StepSucceeded {
+                    run,
+                    step,
+                    at,
+                    checkpoint,
+                },
+                Some((kind, b)),
+                _,
+            ) => out.push((
+                "d",
+                vec![
+                    run,
+                    step,
+                    kind,
+                    b.to_string(),
+                    at.to_string(),
+                    "succeeded".into(),
+                    checkpoint.to_text(),
+                ],
+            )),
+            (
+                RunEvent::StepFailed {
+                    run,
+                    step,
+                    at,
+                    error,
+                },
+                Some((kind, b)),
+                _,
+            ) => out.push((
+                "d",
+                vec![
+                    run,
+                    step,
+                    kind,
+                    b.to_string(),
+                    at.to_string(),
+                    "failed".into(),
+                    error,
+                ],
+            )),
+            (e @ RunEvent::Status { .. }, _, Some(b)) => {
+                let (_, mut args) = op_of(e);
+                args.push(b.to_string());
+                out.push(("T", args));
+            }
+            (e, _, _) => out.push(op_of(e)),
+        }
+    }
+    out
 }
 
 /// The journal writer: writes are applied in the order they were made (a run's events never
@@ -892,6 +1077,10 @@ impl Backend for RedisBackend {
 
     fn record(&self, event: RunEvent) -> BoxFuture<'static, StateResult<()>> {
         self.inner.record(event).boxed()
+    }
+
+    fn record_all(&self, events: Vec<RunEvent>) -> BoxFuture<'static, StateResult<()>> {
+        self.inner.record_all(events).boxed()
     }
 
     fn recover(&self, owner: &str, _now: i64) -> BoxFuture<'static, StateResult<Vec<RunRecord>>> {

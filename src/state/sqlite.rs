@@ -30,6 +30,11 @@ use tokio::sync::oneshot;
 
 /// Most writes applied in one transaction.
 const MAX_BATCH: usize = 1024;
+/// How long the writer lets writes gather before a commit while writes keep coming (the last
+/// batch held more than one): a commit's cost is mostly fixed (its WAL frames: a page per
+/// table and index it touches), so under load more runs per commit is less CPU per run, for at
+/// most this much more latency. A lone write (an idle server) is committed at once.
+const LINGER: Duration = Duration::from_micros(500);
 /// Most runs purged in one transaction.
 const PURGE_CHUNK: usize = 1000;
 /// How long a connection waits for another writer's lock.
@@ -78,6 +83,9 @@ CREATE TABLE IF NOT EXISTS store (
 enum Op {
     Create(Box<RunRecord>),
     Event(RunEvent),
+    /// Several events of one run, applied in order in the same transaction
+    /// ([`Backend::record_all`]).
+    Events(Vec<RunEvent>),
     StoreSet {
         name: String,
         value: String,
@@ -315,7 +323,13 @@ fn load_store(conn: &Connection, mem: &MemoryStore, now: i64) -> rusqlite::Resul
 }
 
 fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
+    // Whether the last batch held more than one write: writes keep coming, so the next
+    // commit lingers for LINGER first and carries more of them (docs/state.md, "Performance").
+    let mut busy = false;
     while let Ok(first) = rx.recv() {
+        if busy {
+            std::thread::sleep(LINGER);
+        }
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -323,6 +337,7 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
+        busy = batch.len() > 1;
         let together = (|| {
             let tx = conn.transaction()?;
             apply_batch(&tx, &batch)?;
@@ -381,36 +396,59 @@ enum Planned {
 /// changes become one update (the last status, the first start time). Runs and steps are
 /// different tables, so folding a row's writes never reorders writes of one row.
 fn apply_batch(tx: &rusqlite::Transaction<'_>, batch: &[Job]) -> rusqlite::Result<()> {
-    let plan = plan(batch.iter().map(|j| &j.op));
-    for (j, p) in batch.iter().zip(&plan) {
-        match (*p, &j.op) {
-            (Planned::Alone, op) => apply(tx, op)?,
+    apply_flat(tx, &flatten(batch.iter().map(|j| &j.op)))
+}
+
+/// One write of a batch with the events of [`Op::Events`] taken one by one.
+#[derive(Clone, Copy)]
+enum Flat<'a> {
+    Event(&'a RunEvent),
+    Other(&'a Op),
+}
+
+fn flatten<'a>(ops: impl Iterator<Item = &'a Op>) -> Vec<Flat<'a>> {
+    let mut out = Vec::new();
+    for op in ops {
+        match op {
+            Op::Event(e) => out.push(Flat::Event(e)),
+            Op::Events(es) => out.extend(es.iter().map(Flat::Event)),
+            op => out.push(Flat::Other(op)),
+        }
+    }
+    out
+}
+
+fn apply_flat(tx: &rusqlite::Transaction<'_>, ops: &[Flat<'_>]) -> rusqlite::Result<()> {
+    let plan = plan(ops);
+    for (op, p) in ops.iter().zip(&plan) {
+        match (*p, *op) {
+            (_, Flat::Other(op)) => apply(tx, op)?,
+            (Planned::Alone, Flat::Event(e)) => apply_event(tx, e)?,
             (Planned::Folded, _) => {}
             (
                 Planned::Status { started },
-                Op::Event(RunEvent::Status {
+                Flat::Event(RunEvent::Status {
                     run,
                     status,
                     at,
                     error,
                 }),
             ) => status_update(tx, run, *status, *at, error.as_deref(), started)?,
-            (Planned::StepEnd { start }, Op::Event(end)) => {
-                let Op::Event(RunEvent::StepStarted { kind, at, .. }) = &batch[start].op else {
-                    apply(tx, &j.op)?;
+            (Planned::StepEnd { start }, Flat::Event(end)) => {
+                let Flat::Event(RunEvent::StepStarted { kind, at, .. }) = ops[start] else {
+                    apply_event(tx, end)?;
                     continue;
                 };
                 step_done(tx, end, kind, *at)?;
             }
-            (_, op) => apply(tx, op)?,
+            (_, Flat::Event(e)) => apply_event(tx, e)?,
         }
     }
     Ok(())
 }
 
 /// The plan of a batch (see [`apply_batch`]), one entry per write.
-fn plan<'a>(ops: impl Iterator<Item = &'a Op>) -> Vec<Planned> {
-    let ops: Vec<&Op> = ops.collect();
+fn plan(ops: &[Flat<'_>]) -> Vec<Planned> {
     let mut plan = vec![Planned::Alone; ops.len()];
     // Walking backwards: the next status change of each run, the next event of each step.
     let mut next_status: HashMap<&str, usize> = HashMap::new();
@@ -419,10 +457,10 @@ fn plan<'a>(ops: impl Iterator<Item = &'a Op>) -> Vec<Planned> {
     let mut step_after = vec![None; ops.len()];
     for (i, op) in ops.iter().enumerate().rev() {
         match op {
-            Op::Event(RunEvent::Status { run, .. }) => {
+            Flat::Event(RunEvent::Status { run, .. }) => {
                 status_after[i] = next_status.insert(run.as_str(), i);
             }
-            Op::Event(e) => {
+            Flat::Event(e) => {
                 if let Some(key) = step_key(e) {
                     step_after[i] = next_step.insert(key, i);
                 }
@@ -434,7 +472,7 @@ fn plan<'a>(ops: impl Iterator<Item = &'a Op>) -> Vec<Planned> {
     // the first start time); a step start whose next event ends the step is folded into it.
     let mut started: HashMap<&str, i64> = HashMap::new();
     for (i, op) in ops.iter().enumerate() {
-        let Op::Event(e) = op else { continue };
+        let Flat::Event(e) = op else { continue };
         match e {
             RunEvent::Status {
                 run,
@@ -451,7 +489,7 @@ fn plan<'a>(ops: impl Iterator<Item = &'a Op>) -> Vec<Planned> {
                 let foldable = |j: usize| {
                     let later_final = matches!(
                         ops[j],
-                        Op::Event(RunEvent::Status { status, .. }) if status.is_final()
+                        Flat::Event(RunEvent::Status { status, .. }) if status.is_final()
                     );
                     later_final || (!status.is_final() && error.is_none())
                 };
@@ -465,7 +503,7 @@ fn plan<'a>(ops: impl Iterator<Item = &'a Op>) -> Vec<Planned> {
                 if let Some(j) = step_after[i] {
                     if matches!(
                         ops[j],
-                        Op::Event(RunEvent::StepSucceeded { .. } | RunEvent::StepFailed { .. })
+                        Flat::Event(RunEvent::StepSucceeded { .. } | RunEvent::StepFailed { .. })
                     ) {
                         plan[i] = Planned::Folded;
                         plan[j] = Planned::StepEnd { start: i };
@@ -595,6 +633,10 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
             ])?;
         }
         Op::Event(e) => apply_event(tx, e)?,
+        Op::Events(es) => {
+            let ops: Vec<Flat<'_>> = es.iter().map(Flat::Event).collect();
+            apply_flat(tx, &ops)?;
+        }
         Op::StoreSet {
             name,
             value,
@@ -736,16 +778,17 @@ fn apply_event(tx: &rusqlite::Transaction<'_>, e: &RunEvent) -> rusqlite::Result
             at,
             checkpoint,
         } => {
-            tx.prepare_cached(&format!(
-                "{upsert} status = excluded.status, finished = ?7, checkpoint = ?8"
-            ))?
+            // (A step never started — not made by the runner — gets its end all the same.)
+            tx.prepare_cached(
+                "INSERT INTO steps (run, id, kind, status, started, finished, due, error, checkpoint)
+                 VALUES (?1, ?2, '', ?3, NULL, ?4, NULL, NULL, ?5)
+                 ON CONFLICT (run, id) DO UPDATE SET status = excluded.status,
+                 finished = excluded.finished, checkpoint = excluded.checkpoint",
+            )?
             .execute(params![
                 run,
                 step,
-                "",
                 StepStatus::Succeeded.as_str(),
-                None::<i64>,
-                None::<i64>,
                 at,
                 checkpoint.to_text()
             ])?;
@@ -756,19 +799,13 @@ fn apply_event(tx: &rusqlite::Transaction<'_>, e: &RunEvent) -> rusqlite::Result
             at,
             error,
         } => {
-            tx.prepare_cached(&format!(
-                "{upsert} status = excluded.status, finished = ?7, error = ?8"
-            ))?
-            .execute(params![
-                run,
-                step,
-                "",
-                StepStatus::Failed.as_str(),
-                None::<i64>,
-                None::<i64>,
-                at,
-                error
-            ])?;
+            tx.prepare_cached(
+                "INSERT INTO steps (run, id, kind, status, started, finished, due, error, checkpoint)
+                 VALUES (?1, ?2, '', ?3, NULL, ?4, NULL, ?5, NULL)
+                 ON CONFLICT (run, id) DO UPDATE SET status = excluded.status,
+                 finished = excluded.finished, error = excluded.error",
+            )?
+            .execute(params![run, step, StepStatus::Failed.as_str(), at, error])?;
         }
     }
     Ok(())
@@ -919,6 +956,10 @@ impl Backend for SqliteBackend {
 
     fn record(&self, event: RunEvent) -> BoxFuture<'static, StateResult<()>> {
         self.submit(Op::Event(event))
+    }
+
+    fn record_all(&self, events: Vec<RunEvent>) -> BoxFuture<'static, StateResult<()>> {
+        self.submit(Op::Events(events))
     }
 
     fn recover(&self, owner: &str, now: i64) -> BoxFuture<'static, StateResult<Vec<RunRecord>>> {
@@ -1351,7 +1392,7 @@ mod tests {
             tx.commit().unwrap();
         }
         let jobs: Vec<Job> = batch.into_iter().map(|op| Job { op, ack: None }).collect();
-        let written = plan(jobs.iter().map(|j| &j.op))
+        let written = plan(&flatten(jobs.iter().map(|j| &j.op)))
             .iter()
             .filter(|p| !matches!(p, Planned::Folded))
             .count();

@@ -866,3 +866,76 @@ fn redis_down_is_unavailable_and_urls_are_checked() {
     assert!(st.get("k").is_none());
     assert!(st.increment("k", 1).is_err());
 }
+
+/// A run of `store` steps as the runner writes it at its end: `running`, each step's start and
+/// checkpoint, the final status.
+fn store_run_life(id: &str) -> Vec<RunEvent> {
+    let mut out = vec![status(id, RunStatus::Running, 1_100, None)];
+    for (i, step) in ["keep", "seen"].into_iter().enumerate() {
+        let at = 1_110 + 10 * i as i64;
+        out.push(RunEvent::StepStarted {
+            run: id.into(),
+            step: step.into(),
+            kind: "store".into(),
+            at,
+        });
+        out.push(RunEvent::StepSucceeded {
+            run: id.into(),
+            step: step.into(),
+            at: at + 5,
+            checkpoint: Checkpoint {
+                set: vec![(step.into(), json!(i))],
+                branch: None,
+            },
+        });
+    }
+    out.push(status(id, RunStatus::Succeeded, 1_200, None));
+    out
+}
+
+/// `record_all` (the runner's buffered events of a run, one write) leaves the run exactly as
+/// the same events recorded one by one do, on `b`.
+fn record_all_reads_back_as_one_by_one(b: &dyn Backend) {
+    let mem = MemoryBackend::new();
+    block_on(async {
+        for (id, events) in [("s", store_run_life("s")), ("l", life("l"))] {
+            mem.create_run(new_run(id, "e", true)).await.unwrap();
+            b.create_run(new_run(id, "e", true)).await.unwrap();
+            for e in events.clone() {
+                mem.record(e).await.unwrap();
+            }
+            b.record_all(events).await.unwrap();
+            assert_eq!(b.get_run(id).await.unwrap(), mem.get_run(id).await.unwrap());
+        }
+        let s = b.get_run("s").await.unwrap();
+        assert_eq!(s.status, RunStatus::Succeeded);
+        assert_eq!(s.started, Some(1_100));
+        assert_eq!(s.steps.len(), 2);
+    });
+}
+
+#[test]
+fn record_all_on_every_backend() {
+    record_all_reads_back_as_one_by_one(&MemoryBackend::new());
+    let dir = temp_dir("record-all");
+    record_all_reads_back_as_one_by_one(
+        &SqliteBackend::open(&dir.join("a.db"), Durability::Normal).unwrap(),
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    if let Some(redis) = RedisChild::start() {
+        let b = redis::RedisBackend::open(&redis.url(8), 30).unwrap();
+        record_all_reads_back_as_one_by_one(&b);
+        // One script call applied all of a run's events; the run is acknowledged (no lease).
+        let mut raw = ::redis::Client::open(redis.url(8))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let leased: Vec<String> = ::redis::cmd("ZRANGE")
+            .arg("fs:{j}:leases")
+            .arg(0)
+            .arg(-1)
+            .query(&mut raw)
+            .unwrap();
+        assert!(leased.is_empty(), "{leased:?}");
+    }
+}
