@@ -13,8 +13,11 @@
 //! gets a frame of its own ([`Flat::Frame`]) as `Vm::render_entry` gives it. Block tags and
 //! `parent()` calls nested in other statements run through the block table, as before.
 //! Adjacent text of the spliced bodies is merged (a size error still names the template whose
-//! text crossed the limit). The depth limit is checked once, before the flattened body runs:
-//! a render that could pass it renders block by block, so its error is unchanged.
+//! text crossed the limit), and so is the text at the start and the end of a block with a frame
+//! (written outside the frame). The depth limit is checked once, before the flattened body runs:
+//! a render that could pass it renders block by block, so its error is unchanged. A render of a
+//! child that only extends runs its flattened chain straight from `render`
+//! ([`Vm::run_chain_at_top`]; benches/README.md "Inheritance, seventh round").
 //!
 //! [`ResolvedChain`]: crate::compile::ir::ResolvedChain
 
