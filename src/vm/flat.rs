@@ -13,15 +13,18 @@
 //! gets a frame of its own ([`Flat::Frame`]) as `Vm::render_entry` gives it. Block tags and
 //! `parent()` calls nested in other statements run through the block table, as before.
 //! Adjacent text of the spliced bodies is merged (a size error still names the template whose
-//! text crossed the limit). The depth limit is checked once, before the flattened body runs:
-//! a render that could pass it renders block by block, so its error is unchanged.
+//! text crossed the limit), and so is the text at the start and the end of a block with a frame
+//! (written outside the frame). The depth limit is checked once, before the flattened body runs:
+//! a render that could pass it renders block by block, so its error is unchanged. A render of a
+//! child that only extends runs its flattened chain straight from `render`
+//! ([`Vm::run_chain_at_top`]; benches/README.md "Inheritance, seventh round").
 //!
 //! [`ResolvedChain`]: crate::compile::ir::ResolvedChain
 
 use super::{Frame, Prog, Vm, STACK_GROW, STACK_RED_ZONE};
 use crate::compile::ir::{
-    BlockAt, BlockTable, Expr, Flat, FlatChain, FlatFrame, FlatText, Node, Piece, Program, Switch,
-    Text,
+    BlockAt, BlockTable, Expr, Flat, FlatChain, FlatFrame, FlatText, Node, Piece, Program,
+    ResolvedChain, Switch, Text,
 };
 use crate::error::Error;
 use crate::syntax::ast::Span;
@@ -32,6 +35,10 @@ use std::sync::Arc;
 thread_local! {
     /// How many flattened bodies this thread ran (tests check which path a render took).
     pub(crate) static RUNS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// How many of them `render` ran at once from its fresh VM (`Vm::run_chain_at_top`).
+    pub(crate) static AT_TOP: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// How many merged texts (`Flat::Text` steps) this thread's flattened bodies wrote.
+    pub(crate) static TEXTS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// Deepest nesting of inlined blocks; deeper block tags render through the block table.
@@ -248,14 +255,31 @@ impl Builder<'_> {
             if shared {
                 self.slots = self.slots.max(def.slots);
             }
+            // Text at the start or the end of the block is written outside its frame, merged
+            // with the text around it: entering and leaving a frame writes nothing and cannot
+            // fail, and a text's checks (size, and the fuel of the `parent()` prints merged in
+            // it) name the template of each piece, not the running one (`flat_text_slowly`).
+            let mut body = inner.items;
+            if let Some(Flat::Text(_)) = body.first() {
+                if let Flat::Text(t) = body.remove(0) {
+                    push_text(seq, *t);
+                }
+            }
+            let tail = match body.last() {
+                Some(Flat::Text(_)) => body.pop(),
+                _ => None,
+            };
             seq.items.push(Flat::Frame(Box::new(FlatFrame {
                 program: levels[l].clone(),
                 idx: i,
                 cur: (entry, level),
                 nest,
                 shared,
-                body: inner.items,
+                body,
             })));
+            if let Some(Flat::Text(t)) = tail {
+                push_text(seq, *t);
+            }
             // (the frame leaves the VM where it found it: `seq.at` is unchanged)
         }
         Some(true)
@@ -314,6 +338,21 @@ impl Builder<'_> {
     }
 }
 
+/// Appends merged text `t` after `seq` (merged with text that ends it).
+fn push_text(seq: &mut Seq, t: FlatText) {
+    if let Some(Flat::Text(prev)) = seq.items.last_mut() {
+        let shift = prev.text.as_str().len();
+        prev.text.append(&t.text);
+        prev.fuel += t.fuel;
+        prev.pieces.extend(t.pieces.into_iter().map(|p| Piece {
+            end: p.end + shift,
+            ..p
+        }));
+    } else {
+        seq.items.push(Flat::Text(Box::new(t)));
+    }
+}
+
 /// Whether a statement of a block's body runs the same in the enclosing frame's slots: text,
 /// a print of context values (`parent()` included) or a block tag.
 fn light(n: &Node) -> bool {
@@ -366,6 +405,45 @@ impl<'a> Vm<'a> {
         self.cur_block.is_none() && self.depth + flat.nest <= self.shared.limits.max_depth
     }
 
+    /// Whether `render` can run `program`'s resolved chain `rc` flattened at once, from the
+    /// fresh VM it made for `program`: the child's body is only its `extends` and every block
+    /// of the flattened body stays within the depth limit. This is the case in which
+    /// `exec_template` → `render_resolved` → `run_flat_shared` would run it (the child set no
+    /// variable, no block is running, the depth starts at 0).
+    pub(super) fn flat_at_top(&self, program: &Program, rc: &ResolvedChain) -> bool {
+        match &rc.flat {
+            Some(f) => {
+                self.depth == 0
+                    && super::only_extends(program).is_some()
+                    && rc.levels.len() - 1 + f.nest <= self.shared.limits.max_depth
+            }
+            None => false,
+        }
+    }
+
+    /// Runs the flattened body of `rc` from the fresh VM of a render of its child (see
+    /// [`Vm::flat_at_top`]), setting what `render_resolved` and `run_flat_shared` set: the
+    /// instance, the depth and names of the levels above the child, the base's program and
+    /// frame. Nothing is restored: the render ends with it.
+    pub(super) fn run_chain_at_top(&mut self, rc: &'a ResolvedChain) -> Result<(), Error> {
+        let (Some(flat), Some(base)) = (&rc.flat, rc.levels.last()) else {
+            return Ok(());
+        };
+        let above = &rc.levels[1..];
+        self.chain
+            .extend(above.iter().map(|p| super::Name::Pinned(&p.name)));
+        self.depth = above.len();
+        self.inst = super::Instance::Chain(rc);
+        self.program = Prog::Pinned(base);
+        self.frame = Frame::Template;
+        self.scope.loop_base = self.scope.loops.len();
+        self.frame_id = self.next_frame;
+        self.next_frame += 1;
+        #[cfg(test)]
+        AT_TOP.with(|n| n.set(n.get() + 1));
+        self.run_flat(flat)
+    }
+
     /// Runs the flattened body `flat` as the base's body in the running frame's slots (the
     /// child's, none of them set: the base sees the child's context), with the rest of the
     /// base's frame set as `Vm::with_frame` sets it.
@@ -413,6 +491,8 @@ impl<'a> Vm<'a> {
         for it in items {
             match it {
                 Flat::Text(t) => {
+                    #[cfg(test)]
+                    TEXTS.with(|n| n.set(n.get() + 1));
                     let text = t.text.as_str();
                     if self.fuel >= t.fuel
                         && self.out.len() + text.len() <= self.shared.limits.max_output

@@ -305,16 +305,18 @@ fn context_map(ctx: &Value) -> Result<Arc<Map>, Error> {
 }
 
 impl<'a> Vm<'a> {
+    /// A VM for `program` whose first frame has `slots` slots (at least `program.slots`).
     fn new(
         program: &'a Program,
         shared: &'a Shared,
         ctx: &Value,
         opts: RenderOptions,
+        slots: usize,
     ) -> Result<Vm<'a>, Error> {
         Ok(Vm {
             out: String::new(),
             scope: Scope {
-                slots: vec![Value::Undefined; program.slots],
+                slots: vec![Value::Undefined; slots.max(program.slots)],
                 ctx: context_map(ctx)?,
                 loops: Vec::new(),
                 loop_base: 0,
@@ -1252,16 +1254,27 @@ pub fn render(
     // The resolved chain of `program`, if any, lives as long as the render: its levels and
     // blocks are entered by reference.
     let pinned = resolved_chain(&shared.library, program);
-    let mut vm = Vm::new(program, shared, ctx, opts)?;
-    if let Some(rc) = &pinned {
-        // the slots the flattened body will run in, allocated once (src/vm/flat.rs)
-        if let (Some(f), Some(base)) = (&rc.flat, rc.levels.last()) {
-            let n = f.slots.max(base.slots).max(program.slots);
-            vm.scope.slots.resize(n, Value::Undefined);
-        }
-    }
+    // the slots the flattened body will run in, allocated once (src/vm/flat.rs)
+    let slots = match pinned.as_deref() {
+        Some(ResolvedChain {
+            flat: Some(f),
+            levels,
+            ..
+        }) => f.slots.max(levels.last().map_or(0, |b| b.slots)),
+        _ => 0,
+    };
+    let mut vm = Vm::new(program, shared, ctx, opts, slots)?;
     let hint = program.size_hint.load(Relaxed).max(program.source.len());
     vm.out.reserve(hint.min(shared.limits.max_output));
+    vm.chain.push(Name::Pinned(&program.name));
+    if let Some(rc) = pinned.as_deref() {
+        if vm.flat_at_top(program, rc) {
+            // the child only extends and its chain runs flattened: nothing else to set up
+            vm.run_chain_at_top(rc)?;
+            program.size_hint.store(vm.out.len(), Relaxed);
+            return Ok(vm.out);
+        }
+    }
     // A child whose body only names the parent of a resolved chain gets the chain's table
     // and levels in `exec_template`: its own would be built and dropped unused (two
     // allocations per render). Rendered level by level, it starts without blocks, which
@@ -1269,7 +1282,6 @@ pub fn render(
     if only_extends(program).is_none() || pinned.is_none() {
         vm.inst = instance_blocks(program);
     }
-    vm.chain.push(Name::Pinned(&program.name));
     vm.exec_template(program, pinned.as_deref())?;
     program.size_hint.store(vm.out.len(), Relaxed);
     Ok(vm.out)
@@ -1283,7 +1295,7 @@ pub fn eval_expression(
     ctx: &Value,
     opts: RenderOptions,
 ) -> Result<Value, Error> {
-    let mut vm = Vm::new(program, shared, ctx, opts)?;
+    let mut vm = Vm::new(program, shared, ctx, opts, 0)?;
     vm.eval(expr)
 }
 

@@ -862,3 +862,127 @@ fn flattened_chains_keep_variables_and_fall_back_where_they_must() {
         }
     }
 }
+
+/// How many flattened bodies `render` ran at once from its fresh VM, and how many merged texts
+/// flattened bodies wrote, while `f` ran (src/vm/flat.rs).
+fn counting<T>(f: impl FnOnce() -> T) -> (T, usize, usize) {
+    let top = super::flat::AT_TOP.with(|n| n.get());
+    let texts = super::flat::TEXTS.with(|n| n.get());
+    let r = f();
+    (
+        r,
+        super::flat::AT_TOP.with(|n| n.get()) - top,
+        super::flat::TEXTS.with(|n| n.get()) - texts,
+    )
+}
+
+#[test]
+fn flattened_chains_run_at_the_top_of_a_render_only_where_they_would_run_shared() {
+    // The bench's shape: the child only extends, so `render` runs the flattened body at once.
+    let ctx = json!({"year": 2015, "teams": [{"name": "x"}]});
+    let ((r, flat), top, _) = counting(|| renders_alike(&library(FLAT_LIB), "child", ctx.clone()));
+    assert!(r.is_ok() && flat, "{r:?}");
+    assert_eq!(top, 2, "the two later renders run it at the top");
+    // Included, the chain is not the render's first frame; with a variable set by the child,
+    // the base does not run in the child's slots: both run the flattened body the long way.
+    let mut lib = FLAT_LIB.to_vec();
+    lib.push(("outer", "[{% include 'child' %}]"));
+    lib.push(("setter", "{% extends 'page' %}{% set year = 1 %}"));
+    let ((r, _), top, _) = counting(|| renders_alike(&library(lib.clone()), "outer", ctx.clone()));
+    assert!(
+        r.as_deref()
+            .is_ok_and(|s| s.starts_with("[<t>2015 · Site</t>")),
+        "{r:?}"
+    );
+    assert_eq!(top, 0);
+    let ((r, flat), top, _) =
+        counting(|| renders_alike(&library(lib.clone()), "setter", ctx.clone()));
+    assert!(
+        r.as_deref().is_ok_and(|s| s.starts_with("<t>1 · Site</t>")),
+        "{r:?}"
+    );
+    assert_eq!((flat, top), (true, 0));
+    // The depth limit: the chain's levels and its deepest block just fit, so it runs at the
+    // top; an include in that block passes the limit and names the whole chain, as block by
+    // block. One level less: the render goes block by block.
+    let lib = [
+        ("base", "<{% block a %}{% include 'leaf' %}{% endblock %}>"),
+        ("mid", "{% extends 'base' %}"),
+        ("child", "{% extends 'mid' %}"),
+        ("leaf", "L"),
+    ];
+    for (max_depth, expect_top) in [(2, 0), (3, 2), (4, 2)] {
+        let mut engine = library(lib);
+        engine.set_limits(Limits {
+            max_depth,
+            ..Limits::default()
+        });
+        let ((r, _), top, _) = counting(|| renders_alike(&engine, "child", json!({})));
+        assert_eq!(top, expect_top, "max_depth {max_depth}");
+        match max_depth {
+            4 => assert_eq!(r.as_deref(), Ok("<L>")),
+            3 => {
+                let e = r.expect_err("too deep");
+                assert!(e.contains("child → mid → base → leaf"), "{e}");
+            }
+            _ => assert!(r.is_err_and(|e| e.contains("nesting depth")), "{max_depth}"),
+        }
+    }
+}
+
+#[test]
+fn flattened_frames_write_their_first_and_last_text_outside() {
+    // Block `a` gets a frame of its own (a variable was set before it) and block `b` too
+    // (it has a loop variable): the text at their start and end (`x`, the text-only
+    // `parent()`, `y`, `<b>`, `</b>`) is merged with the text around the frames.
+    let lib = [
+        (
+            "base",
+            "{% set v = 'V' %}<a>{% block a %}A{% endblock %}</a>\n{% block b %}{% endblock %}",
+        ),
+        ("mid", "{% extends 'base' %}"),
+        (
+            "child",
+            "{% extends 'mid' %}{% block a %}x{{ parent() }}{{ v }}{{ 1 // (z ?? 1) }}y{% endblock %}\n{% block b %}<b>{% for i in [1, 2] %}{{ i }}{% endfor %}</b>{% endblock %}",
+        ),
+    ];
+    let ((out, flat), _, texts) = counting(|| renders_alike(&library(lib), "child", json!({})));
+    assert_eq!(
+        (out.as_deref(), flat),
+        (Ok("<a>xAV1y</a>\n<b>12</b>"), true)
+    );
+    // `<a>xA`, `y</a>\n<b>`, `</b>` in each of the two flattened renders
+    assert_eq!(texts, 6);
+    // an error between the moved texts names the child and its line
+    let (r, flat) = renders_alike(&library(lib), "child", json!({"z": 0}));
+    assert!(flat);
+    let e = r.expect_err("division by zero");
+    assert!(e.contains("[Some(\"child\") Some(1)]"), "{e}");
+    // every output and fuel limit stops the moved text where it stops block by block
+    let full = out.as_deref().map_or(0, str::len);
+    for max_output in 0..=full {
+        let mut engine = library(lib);
+        engine.set_limits(Limits {
+            max_output,
+            ..Limits::default()
+        });
+        let (r, flat) = renders_alike(&engine, "child", json!({}));
+        assert!(flat);
+        assert_eq!(r.is_ok(), max_output == full, "{max_output}: {r:?}");
+    }
+    let mut failed = 0;
+    for fuel in 0..40 {
+        let mut engine = library(lib);
+        engine.set_limits(Limits {
+            fuel,
+            ..Limits::default()
+        });
+        let (r, flat) = renders_alike(&engine, "child", json!({}));
+        assert!(flat);
+        if let Err(e) = r {
+            assert!(e.contains("fuel"), "{e}");
+            failed += 1;
+        }
+    }
+    assert!((1..40).contains(&failed), "{failed}");
+}
