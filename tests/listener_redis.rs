@@ -456,6 +456,74 @@ async fn redis_down_answers_503_keeps_stateless_endpoints_and_recovers() {
     let sent: HashSet<String> = rx.calls().into_iter().map(|c| c.body).collect();
     let lost: Vec<_> = accepted.iter().filter(|n| !sent.contains(*n)).collect();
     assert!(all, "accepted but never run: {lost:?}");
+    // And nothing stays unfinished in the journal: a run whose writes failed while Redis was
+    // down is given up by its (live) process — no more lease renewals — then taken over after
+    // its lease and finished, so every run leaves the lease set.
+    let port = redis.port;
+    let drained = wait_for(Duration::from_secs(30), || {
+        unfinished_runs(port).is_some_and(|n| n == 0)
+    })
+    .await;
+    assert!(
+        drained,
+        "{:?} runs still unfinished (leased) after Redis came back",
+        unfinished_runs(port)
+    );
+}
+
+/// Runs whose journal writes fail while their process lives (Redis down while their webhook
+/// step works) are not kept leased by that process: it stops renewing them, and once Redis is
+/// back they are taken over after their lease and finished — none stays `running` in the
+/// journal for as long as the process lives (src/state/redis.rs `give_up`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_whose_writes_failed_are_taken_over_once_redis_is_back() {
+    let Some(mut redis) = Redis::start(true) else {
+        return;
+    };
+    // A slow receiver: the runs are inside their webhook step when Redis dies.
+    let rx = Receiver::start(Duration::from_millis(800)).await;
+    let cfg = write_config(&format!(
+        "[server]\nstate = \"{}\"\nlease_s = 2\nwebhook_allow = [\"127.0.0.1\"]\n{}",
+        redis.url(),
+        ep(1, DATA, &hook("send", &rx.url("/send"), "")),
+    ));
+    let fleet = Fleet::start(cfg.path(), 2).await;
+    let mut accepted = HashSet::new();
+    for n in 0..10 {
+        let r = post(fleet.addr(n % 2), &path(1), n).await.expect("answer");
+        assert_eq!(r.status, 200, "{}", r.body);
+        accepted.insert(n.to_string());
+    }
+    redis.kill9();
+    // The webhooks answer meanwhile; the runs' last writes (the step's end, the final status)
+    // fail against the dead Redis.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(unfinished_runs(redis.port).is_none(), "Redis is down");
+    redis.restart();
+    let port = redis.port;
+    let drained = wait_for(Duration::from_secs(40), || unfinished_runs(port) == Some(0)).await;
+    assert!(
+        drained,
+        "{:?} runs still unfinished (leased) after Redis came back",
+        unfinished_runs(port)
+    );
+    // Every accepted run's webhook was sent (a step taken over mid-way may be sent again,
+    // with the same Idempotency-Key).
+    let sent: HashSet<String> = rx.calls().into_iter().map(|c| c.body).collect();
+    let lost: Vec<_> = accepted.iter().filter(|n| !sent.contains(*n)).collect();
+    assert!(lost.is_empty(), "accepted but never run: {lost:?}");
+}
+
+/// How many runs are unfinished (in the lease set), asked of Redis over its inline protocol.
+fn unfinished_runs(port: u16) -> Option<u64> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"ZCARD fs:{j}:leases\r\n").ok()?;
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf).ok()?;
+    let line = std::str::from_utf8(&buf[..n]).ok()?;
+    line.strip_prefix(':')?.trim_end().parse().ok()
 }
 
 async fn wait_for_async<F, Fut>(limit: Duration, mut cond: F) -> bool

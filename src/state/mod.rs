@@ -125,6 +125,19 @@ pub enum RunEvent {
     },
 }
 
+impl RunEvent {
+    /// The id of the run the event belongs to.
+    pub fn run(&self) -> &str {
+        match self {
+            RunEvent::Status { run, .. }
+            | RunEvent::StepStarted { run, .. }
+            | RunEvent::StepWaiting { run, .. }
+            | RunEvent::StepSucceeded { run, .. }
+            | RunEvent::StepFailed { run, .. } => run,
+        }
+    }
+}
+
 /// Retention of finished runs (`[server] history_days`, `history_max`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Retention {

@@ -519,6 +519,24 @@ impl Inner {
             .insert(id.to_string());
     }
 
+    /// A write of run `id` failed (Redis down, or refusing writes): the journal no longer
+    /// holds what this process did with the run, so the process stops renewing its lease.
+    /// Once Redis answers, the lease runs out and a claim (of any process, this one included)
+    /// continues the run after its last journaled step (docs/redis.md, "Faults"). Renewing it
+    /// instead would keep it `running` in the journal for as long as this process lives.
+    fn give_up(&self, id: &str) {
+        let owned = self
+            .owned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .any(|set| set.contains(id));
+        if owned {
+            tracing::warn!(run_id = %id, "a journal write of the run failed: its lease is left to expire, and the run to be taken over");
+            self.disown(id);
+        }
+    }
+
     fn disown(&self, id: &str) {
         let mut o = self.owned.lock().unwrap_or_else(|e| e.into_inner());
         for set in o.values_mut() {
@@ -596,11 +614,12 @@ impl Inner {
     /// Queues `event` now; the future resolves once Redis applied it.
     fn record(self: &Arc<Self>, event: RunEvent) -> impl Future<Output = StateResult<()>> {
         let final_run = final_of(&event);
+        let id = event.run().to_string();
         let (op, args) = op_of(event);
         let write = self.write(op, args);
         let me = self.clone();
         async move {
-            let found = write.await?;
+            let found = write.await.inspect_err(|_| me.give_up(&id))?;
             if let Some(id) = final_run {
                 me.disown(&id);
             }
@@ -618,6 +637,7 @@ impl Inner {
         events: Vec<RunEvent>,
     ) -> impl Future<Output = StateResult<()>> {
         let finals: Vec<String> = events.iter().filter_map(final_of).collect();
+        let ids: Vec<String> = events.iter().map(|e| e.run().to_string()).collect();
         let ops = fold(events);
         let mut args = Vec::with_capacity(1 + ops.iter().map(|(_, a)| a.len() + 2).sum::<usize>());
         args.push(ops.len().to_string());
@@ -629,7 +649,11 @@ impl Inner {
         let write = self.write("M", args);
         let me = self.clone();
         async move {
-            let found = write.await?;
+            let found = write.await.inspect_err(|_| {
+                for id in &ids {
+                    me.give_up(id);
+                }
+            })?;
             for id in finals {
                 me.disown(&id);
             }
