@@ -1,6 +1,6 @@
-//! Stack probes for the engine's recursion (the parser, the compiler): below a red zone the
-//! recursion continues on a new stack segment (`stacker`), so templates nested up to the depth
-//! limit (src/limits.rs) compile on any thread, however small its stack.
+//! Stack probes for the engine's recursion (the parser, the compiler, the VM): below a red
+//! zone the recursion continues on a new stack segment (`stacker`), so templates nested up to
+//! the depth limit (src/limits.rs) compile and render on any thread, however small its stack.
 
 /// Below this much remaining stack, the next levels run on a new segment.
 pub(crate) const RED_ZONE: usize = 256 * 1024;

@@ -22,9 +22,9 @@ use crate::syntax::ast::Span;
 use crate::value::{Map, Value};
 use std::sync::Arc;
 
-/// Below this much remaining stack, macro calls and includes continue on a new segment.
-const STACK_RED_ZONE: usize = 256 * 1024;
-const STACK_GROW: usize = 4 * 1024 * 1024;
+/// Below this much remaining stack, macro calls, includes, blocks and nested bodies continue on
+/// a new segment of `STACK_GROW` bytes (the engine's one pair of figures, src/stack.rs).
+use crate::stack::{GROW as STACK_GROW, RED_ZONE as STACK_RED_ZONE};
 
 /// What every render of an engine shares: limits, host services, the template library.
 pub struct Shared {
