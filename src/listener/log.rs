@@ -492,31 +492,58 @@ mod tests {
         assert!(!urgent(&Level::INFO) && !urgent(&Level::DEBUG));
     }
 
-    /// Formats one event through a real subscriber using [`LineFields`], as `serve` does.
-    fn formatted(event: impl FnOnce()) -> String {
-        static OUT: Mutex<Vec<u8>> = Mutex::new(Vec::new());
-        struct Capture;
-        impl Write for Capture {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                OUT.lock().unwrap().extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
+    thread_local! {
+        /// What the subscribers of [`formatted`] and [`tracing_formatted`] write (per thread:
+        /// the subscriber writes on the thread of the event, and tests run side by side).
+        static OUT: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    struct Capture;
+    impl Write for Capture {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            OUT.with(|o| o.borrow_mut().extend_from_slice(b));
+            Ok(b.len())
         }
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(|| Capture)
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// [`bare`]'s builder: default fields and format without time, writing to [`Capture`].
+    type Bare = tracing_subscriber::fmt::SubscriberBuilder<
+        tracing_subscriber::fmt::format::DefaultFields,
+        tracing_subscriber::fmt::format::Format<tracing_subscriber::fmt::format::Full, ()>,
+        tracing_subscriber::filter::LevelFilter,
+        fn() -> Capture,
+    >;
+
+    /// The subscriber `serve` uses, without time, target and level, writing to [`OUT`].
+    fn bare() -> Bare {
+        tracing_subscriber::fmt()
+            .with_writer((|| Capture) as fn() -> Capture)
             .with_ansi(false)
             .without_time()
             .with_target(false)
             .with_level(false)
-            .fmt_fields(LineFields)
-            .finish();
-        OUT.lock().unwrap().clear();
+    }
+
+    /// Runs `event` under `subscriber` and returns what it wrote.
+    fn captured(
+        subscriber: impl tracing::Subscriber + Send + Sync,
+        event: impl FnOnce(),
+    ) -> String {
+        OUT.with(|o| o.borrow_mut().clear());
         tracing::subscriber::with_default(subscriber, event);
-        let out = String::from_utf8(OUT.lock().unwrap().clone()).unwrap();
-        out
+        OUT.with(|o| String::from_utf8(o.borrow().clone()).unwrap())
+    }
+
+    /// Formats one event through a real subscriber using [`LineFields`], as `serve` does.
+    fn formatted(event: impl FnOnce()) -> String {
+        captured(bare().fmt_fields(LineFields).finish(), event)
+    }
+
+    /// Formats one event with tracing's own field formatter.
+    fn tracing_formatted(event: impl FnOnce()) -> String {
+        captured(bare().finish(), event)
     }
 
     #[test]
@@ -586,30 +613,6 @@ mod tests {
             );
         }
         // through the subscriber, against tracing's own field formatter
-        let plain = |event: &dyn Fn()| {
-            static OUT: Mutex<Vec<u8>> = Mutex::new(Vec::new());
-            struct Capture;
-            impl Write for Capture {
-                fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                    OUT.lock().unwrap().extend_from_slice(b);
-                    Ok(b.len())
-                }
-                fn flush(&mut self) -> std::io::Result<()> {
-                    Ok(())
-                }
-            }
-            let subscriber = tracing_subscriber::fmt()
-                .with_writer(|| Capture)
-                .with_ansi(false)
-                .without_time()
-                .with_target(false)
-                .with_level(false)
-                .finish();
-            OUT.lock().unwrap().clear();
-            tracing::subscriber::with_default(subscriber, event);
-            let out = String::from_utf8(OUT.lock().unwrap().clone()).unwrap();
-            out
-        };
         for (u, i, f) in [
             (0u64, 0i64, 0.0f64),
             (200, -1, 0.25),
@@ -624,8 +627,9 @@ mod tests {
         ] {
             let ours =
                 formatted(|| tracing::info!(status = u, delta = i, duration_ms = f, "request"));
-            let theirs =
-                plain(&|| tracing::info!(status = u, delta = i, duration_ms = f, "request"));
+            let theirs = tracing_formatted(|| {
+                tracing::info!(status = u, delta = i, duration_ms = f, "request")
+            });
             assert_eq!(ours, theirs);
         }
     }
