@@ -787,17 +787,14 @@ fn fold(events: Vec<RunEvent>) -> Vec<(&'static str, Vec<String>)> {
                 },
                 Some((kind, b)),
                 _,
-            ) => out.push((
-                "d",
-                vec![
-                    run,
-                    step,
-                    kind,
-                    b.to_string(),
-                    at.to_string(),
-                    "succeeded".into(),
-                    checkpoint.to_text(),
-                ],
+            ) => out.push(step_done(
+                run,
+                step,
+                kind,
+                b,
+                at,
+                "succeeded",
+                checkpoint.to_text(),
             )),
             (
                 RunEvent::StepFailed {
@@ -808,18 +805,7 @@ fn fold(events: Vec<RunEvent>) -> Vec<(&'static str, Vec<String>)> {
                 },
                 Some((kind, b)),
                 _,
-            ) => out.push((
-                "d",
-                vec![
-                    run,
-                    step,
-                    kind,
-                    b.to_string(),
-                    at.to_string(),
-                    "failed".into(),
-                    error,
-                ],
-            )),
+            ) => out.push(step_done(run, step, kind, b, at, "failed", error)),
             (e @ RunEvent::Status { .. }, _, Some(b)) => {
                 let (_, mut args) = op_of(e);
                 args.push(b.to_string());
@@ -829,6 +815,29 @@ fn fold(events: Vec<RunEvent>) -> Vec<(&'static str, Vec<String>)> {
         }
     }
     out
+}
+
+/// The `d` op of [`APPLY`]: a step started at `began` and ended at `at` with `status`, its
+/// checkpoint or error in `detail`.
+fn step_done(
+    run: String,
+    step: String,
+    kind: String,
+    began: i64,
+    at: i64,
+    status: &str,
+    detail: String,
+) -> (&'static str, Vec<String>) {
+    let args = vec![
+        run,
+        step,
+        kind,
+        began.to_string(),
+        at.to_string(),
+        status.to_string(),
+        detail,
+    ];
+    ("d", args)
 }
 
 /// The journal writer: writes are applied in the order they were made (a run's events never
