@@ -39,6 +39,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Loopback ports picked free at start (two runs of this script at once do not collide).
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+p_bare="$(free_port)"; p_listener="$(free_port)"; p_durable="$(free_port)"
+p_redis1="$(free_port)"; p_redis2="$(free_port)"
+
 . benches/listener_endpoint.sh
 bench_toml "$dir/bench.toml"
 token="$("$bin" token --key "$key" --secret "$secret" --ttl 3600 --data '{"user": "ann"}')"
@@ -84,20 +91,20 @@ warm() {
   taskset -c 1 wrk -t1 -c32 -d2s "${args[@]}" "$url" >/dev/null
 }
 
-taskset -c 0 "$bare" 127.0.0.1:8091 2>/dev/null &
+taskset -c 0 "$bare" 127.0.0.1:${p_bare} 2>/dev/null &
 pids+=($!)
 bare_pid=$!
-taskset -c 0 "$bin" serve "$dir/bench.toml" --addr 127.0.0.1:8092 >/dev/null 2>&1 &
+taskset -c 0 "$bin" serve "$dir/bench.toml" --addr 127.0.0.1:${p_listener} >/dev/null 2>&1 &
 pids+=($!)
 listener_pid=$!
-wait_port 8091
-wait_port 8092
+wait_port "$p_bare"
+wait_port "$p_listener"
 
-check="$(curl -s -H "Authorization: Bearer $token" "http://127.0.0.1:8092/listener/$h1/$h2?ref=A-1")"
+check="$(curl -s -H "Authorization: Bearer $token" "http://127.0.0.1:${p_listener}/listener/$h1/$h2?ref=A-1")"
 echo "listener answer: $check"
 echo "wrk: ${secs}s, 32 connections, 1 thread on CPU 1; servers on CPU 0"
-bare_url="http://127.0.0.1:8091/listener/$h1/$h2?ref=A-1"
-listener_url="http://127.0.0.1:8092/listener/$h1/$h2?ref=A-1"
+bare_url="http://127.0.0.1:${p_bare}/listener/$h1/$h2?ref=A-1"
+listener_url="http://127.0.0.1:${p_listener}/listener/$h1/$h2?ref=A-1"
 auth="Authorization: Bearer $token"
 warm "$bare_url"
 warm "$listener_url" "$auth"
@@ -156,11 +163,11 @@ name = "seen"
 expression = "__data.ref ~ '-seen'"
 TOML
 if row durable; then
-taskset -c 0 "$bin" serve "$dir/durable/endpoints.toml" --addr 127.0.0.1:8093 >/dev/null 2>&1 &
+taskset -c 0 "$bin" serve "$dir/durable/endpoints.toml" --addr 127.0.0.1:${p_durable} >/dev/null 2>&1 &
 pids+=($!)
 durable_pid=$!
-wait_port 8093
-durable_url="http://127.0.0.1:8093/listener/$h1/$h2?ref=A-1"
+wait_port "$p_durable"
+durable_url="http://127.0.0.1:${p_durable}/listener/$h1/$h2?ref=A-1"
 # No warm-up: every run in the file comes from the measured wrk run.
 cpu0="$(awk '{print $14 + $15}' "/proc/$durable_pid/stat")"
 t0="$(date +%s.%N)"
@@ -223,7 +230,7 @@ if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; th
   echo "redis: skipped (redis-server / redis-cli not installed)"
   exit 0
 fi
-rport=8096
+rport="$(free_port)"
 mkdir -p "$dir/redis"
 taskset -c 1 redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly yes \
   --appendfsync everysec --dir "$dir/redis" >/dev/null &
@@ -262,11 +269,11 @@ per_run() {
 }
 answered() { awk '/requests in/ {print $1}' "$1"; }
 
-taskset -c 0 "$bin" serve "$dir/redis/endpoints.toml" --addr 127.0.0.1:8094 >/dev/null 2>&1 &
+taskset -c 0 "$bin" serve "$dir/redis/endpoints.toml" --addr 127.0.0.1:${p_redis1} >/dev/null 2>&1 &
 pids+=($!)
 redis1_pid=$!
-wait_port 8094
-redis1_url="http://127.0.0.1:8094/listener/$h1/$h2?ref=A-1"
+wait_port "$p_redis1"
+redis1_url="http://127.0.0.1:${p_redis1}/listener/$h1/$h2?ref=A-1"
 c0="$(commands)"; e0="$(evals)"; u0="$(redis_cpu)"; r0="$(reads)"
 t0="$(date +%s.%N)"
 run_wrk redis_1 "$redis1_pid" "$redis1_url"
@@ -280,11 +287,11 @@ echo "redis_1 runs: $ok1 succeeded of $all1 journaled, $n1 answered by wrk"
 completed redis_1 "$ok1" "$t0" "$t1"
 [ "$ok1" -ge "$n1" ] && [ "$ok1" = "$all1" ] || { echo "redis: accepted runs did not all complete"; exit 1; }
 
-taskset -c 1 "$bin" serve "$dir/redis/endpoints.toml" --addr 127.0.0.1:8095 >/dev/null 2>&1 &
+taskset -c 1 "$bin" serve "$dir/redis/endpoints.toml" --addr 127.0.0.1:${p_redis2} >/dev/null 2>&1 &
 pids+=($!)
 redis2_pid=$!
-wait_port 8095
-redis2_url="http://127.0.0.1:8095/listener/$h1/$h2?ref=A-1"
+wait_port "$p_redis2"
+redis2_url="http://127.0.0.1:${p_redis2}/listener/$h1/$h2?ref=A-1"
 c0="$(commands)"; e0="$(evals)"; u0="$(redis_cpu)"; r0="$(reads)"
 before="$(rcli ZCARD 'fs:{j}:all')"
 taskset -c 1 wrk -t1 -c32 -d"${secs}s" --latency "$redis1_url" >"$dir/redis_2a.wrk" &
