@@ -440,8 +440,34 @@ async fn an_unwritable_journal_answers_503_and_recovers() {
         body.as_bytes(),
     )
     .await;
-    kill9(&mut child);
     assert_eq!(r.status, 200, "{}", r.body);
+    // And the runs accepted before the disk filled, whose later writes failed, finish without
+    // a restart (their process gives them back to the journal and claims them again): none
+    // stays `running`, `queued` or `waiting`, and none failed.
+    let unfinished = || {
+        let mut n = 0;
+        for status in ["running", "queued", "waiting", "failed"] {
+            let out = Command::new(BIN)
+                .args([
+                    "runs", "list", "--json", "--limit", "1000", "--status", status,
+                ])
+                .arg("--config")
+                .arg(cfg.path())
+                .output()
+                .expect("runs list");
+            let page: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            n += page["runs"].as_array().map_or(1000, |r| r.len());
+        }
+        n
+    };
+    let end = std::time::Instant::now() + Duration::from_secs(20);
+    let mut left = unfinished();
+    while left > 0 && std::time::Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        left = unfinished();
+    }
+    kill9(&mut child);
+    assert_eq!(left, 0, "runs left unfinished after space returned");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -552,6 +552,9 @@ impl Backend for Metered {
     fn purge(&self, retention: Retention, now: i64) -> BoxFuture<'static, StateResult<u64>> {
         self.watch(self.inner.purge(retention, now), None)
     }
+    fn release(&self, id: &str) -> BoxFuture<'static, StateResult<()>> {
+        self.watch(self.inner.release(id), None)
+    }
 }
 
 #[cfg(test)]

@@ -99,6 +99,10 @@ pub struct Runner {
     /// Credential headers of runs in the backlog (the journal does not keep them), by run id.
     held: Mutex<HashMap<String, Secrets>>,
     active: Mutex<HashMap<String, Active>>,
+    /// Resumable runs of this process with a journal write that failed: once their activation
+    /// has ended they are given back to the journal ([`Backend::release`]) at the next claim,
+    /// which continues them after their last journaled step.
+    stranded: Mutex<std::collections::HashSet<String>>,
     timers: mpsc::UnboundedSender<Timer>,
     config: Arc<RwLock<Arc<Config>>>,
 }
@@ -129,6 +133,7 @@ impl Runner {
             claiming: AtomicUsize::new(0),
             held: Mutex::new(HashMap::new()),
             active: Mutex::new(HashMap::new()),
+            stranded: Mutex::new(std::collections::HashSet::new()),
             timers: tx,
             config,
         });
@@ -340,8 +345,57 @@ impl Runner {
             } else if let Err(e) = f.await {
                 tracing::error!(endpoint = %run.endpoint.name, run_id = %run.run_id,
                     error = %e, "journal write failed");
+                me.strand(&run.run_id);
             }
         })
+    }
+
+    /// A journal write of resumable run `id` failed: the run is given back to the journal
+    /// once its activation has ended (see `stranded`).
+    pub(crate) fn strand(&self, id: &str) {
+        self.stranded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_string());
+    }
+
+    /// Gives back the stranded runs whose activation has ended; a release that fails (the
+    /// journal still cannot be written) is tried again at the next claim. Returns how many
+    /// were given back.
+    async fn release_stranded(&self) -> usize {
+        let ready: Vec<String> = {
+            let stranded = self.stranded.lock().unwrap_or_else(|e| e.into_inner());
+            if stranded.is_empty() {
+                return 0;
+            }
+            let active = self.active();
+            stranded
+                .iter()
+                .filter(|id| !active.contains_key(*id))
+                .cloned()
+                .collect()
+        };
+        let mut released = 0;
+        for id in ready {
+            match self.backend.release(&id).await {
+                Ok(()) => {
+                    self.stranded
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&id);
+                    tracing::info!(run_id = %id, "run given back to the journal after a failed write: it continues after its last journaled step");
+                    released += 1;
+                }
+                Err(e) => {
+                    tracing::debug!(run_id = %id, error = %e, "run not given back yet");
+                }
+            }
+        }
+        if released > 0 {
+            // The journal now holds owner-less queued runs for the claim to take.
+            self.more.store(true, Ordering::Relaxed);
+        }
+        released
     }
 
     /// A branch of `run` parks until `due` on step `step`.
@@ -629,9 +683,16 @@ impl ActivationGuard {
 impl Drop for ActivationGuard {
     fn drop(&mut self) {
         if let Some(f) = self.end() {
+            let stranded = self
+                .run
+                .resumable
+                .then(|| (self.runner.clone(), self.run.run_id.clone()));
             tokio::spawn(async move {
                 if let Err(e) = f.await {
                     tracing::error!(error = %e, "journal write failed");
+                    if let Some((runner, id)) = stranded {
+                        runner.strand(&id);
+                    }
                 }
             });
         }
@@ -724,6 +785,7 @@ async fn chores(runner: std::sync::Weak<Runner>) {
         tokio::select! {
             _ = claim.tick() => {
                 let Some(r) = runner.upgrade() else { return };
+                r.release_stranded().await;
                 r.refill(true);
             }
             _ = purge.tick() => {

@@ -195,6 +195,7 @@ impl Run {
         if let Err(e) = f.await {
             tracing::error!(endpoint = %self.endpoint.name, run_id = %self.run_id,
                 error = %e, "journal write failed");
+            self.runner.strand(&self.run_id);
         }
     }
 

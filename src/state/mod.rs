@@ -217,6 +217,16 @@ pub trait Backend: Send + Sync {
     /// it); [`StateError::Conflict`] for any other status. Returns the updated record.
     fn retry_run(&self, id: &str, from: RetryFrom) -> BoxFuture<'static, StateResult<RunRecord>>;
 
+    /// Gives run `id` back after its process could not journal part of what it did (a write
+    /// failed: disk full, read-only file): an unfinished run becomes `queued` without an owner,
+    /// its journaled steps kept, so a claim continues it after its last journaled step. A
+    /// finished or unknown run is left alone. The default does nothing: a backend whose owner
+    /// lets go otherwise (Redis: the lease runs out) or whose writes cannot fail (memory).
+    fn release(&self, id: &str) -> BoxFuture<'static, StateResult<()>> {
+        let _ = id;
+        Box::pin(std::future::ready(Ok(())))
+    }
+
     /// Purges finished runs beyond `retention` (older than `now - days`, or past the newest
     /// `max_per_endpoint` of their endpoint); returns how many were removed.
     fn purge(&self, retention: Retention, now: i64) -> BoxFuture<'static, StateResult<u64>>;

@@ -1118,6 +1118,24 @@ impl Backend for SqliteBackend {
         futures_util::future::ready(result).boxed()
     }
 
+    fn release(&self, id: &str) -> BoxFuture<'static, StateResult<()>> {
+        // Through SQLite's own locking on the second connection, as a retry: the run's
+        // activation has ended, so the writer holds nothing more of it.
+        let result = {
+            let mut conn = self.reader();
+            immediate(&mut conn, |tx| {
+                tx.execute(
+                    "UPDATE runs SET status = 'queued', owner = NULL
+                     WHERE id = ?1 AND status IN ('queued', 'running', 'waiting')",
+                    params![id],
+                )
+                .map_err(unavailable)?;
+                Ok(())
+            })
+        };
+        futures_util::future::ready(result).boxed()
+    }
+
     fn purge(&self, retention: Retention, now: i64) -> BoxFuture<'static, StateResult<u64>> {
         let cutoff = now.saturating_sub((retention.days as i64).saturating_mul(86_400_000));
         let max = i64::try_from(retention.max_per_endpoint).unwrap_or(i64::MAX);
