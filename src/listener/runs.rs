@@ -871,6 +871,50 @@ mod tests {
         }
     }
 
+    /// The [`Backend`] methods a test backend passes to its `inner` backend unchanged (the
+    /// test backends below differ only in their writes).
+    macro_rules! passes_the_rest_to_inner {
+        () => {
+            fn recover(
+                &self,
+                owner: &str,
+                now: i64,
+            ) -> BoxFuture<'static, state::StateResult<Vec<RunRecord>>> {
+                self.inner.recover(owner, now)
+            }
+            fn claim(
+                &self,
+                owner: &str,
+                limit: usize,
+            ) -> BoxFuture<'static, state::StateResult<Vec<RunRecord>>> {
+                self.inner.claim(owner, limit)
+            }
+            fn list_runs(
+                &self,
+                filter: state::RunFilter,
+            ) -> BoxFuture<'static, state::StateResult<state::RunPage>> {
+                self.inner.list_runs(filter)
+            }
+            fn get_run(&self, id: &str) -> BoxFuture<'static, state::StateResult<RunRecord>> {
+                self.inner.get_run(id)
+            }
+            fn retry_run(
+                &self,
+                id: &str,
+                from: state::RetryFrom,
+            ) -> BoxFuture<'static, state::StateResult<RunRecord>> {
+                self.inner.retry_run(id, from)
+            }
+            fn purge(
+                &self,
+                retention: state::Retention,
+                now: i64,
+            ) -> BoxFuture<'static, state::StateResult<u64>> {
+                self.inner.purge(retention, now)
+            }
+        };
+    }
+
     /// A backend whose journal writes are applied at once (in memory) but acknowledged only
     /// once the gate opens: a commit that takes as long as the test wants. A run's creation is
     /// not gated.
@@ -897,43 +941,7 @@ mod tests {
                 applied.await
             })
         }
-        fn recover(
-            &self,
-            owner: &str,
-            now: i64,
-        ) -> BoxFuture<'static, state::StateResult<Vec<RunRecord>>> {
-            self.inner.recover(owner, now)
-        }
-        fn claim(
-            &self,
-            owner: &str,
-            limit: usize,
-        ) -> BoxFuture<'static, state::StateResult<Vec<RunRecord>>> {
-            self.inner.claim(owner, limit)
-        }
-        fn list_runs(
-            &self,
-            filter: state::RunFilter,
-        ) -> BoxFuture<'static, state::StateResult<state::RunPage>> {
-            self.inner.list_runs(filter)
-        }
-        fn get_run(&self, id: &str) -> BoxFuture<'static, state::StateResult<RunRecord>> {
-            self.inner.get_run(id)
-        }
-        fn retry_run(
-            &self,
-            id: &str,
-            from: state::RetryFrom,
-        ) -> BoxFuture<'static, state::StateResult<RunRecord>> {
-            self.inner.retry_run(id, from)
-        }
-        fn purge(
-            &self,
-            retention: state::Retention,
-            now: i64,
-        ) -> BoxFuture<'static, state::StateResult<u64>> {
-            self.inner.purge(retention, now)
-        }
+        passes_the_rest_to_inner!();
     }
 
     /// A runner (one worker) on a [`Gated`] backend (gate closed) for the endpoint of `steps`,
@@ -1042,43 +1050,7 @@ mod tests {
             self.writes.lock().unwrap().2.push(events.len());
             self.inner.record_all(events)
         }
-        fn recover(
-            &self,
-            owner: &str,
-            now: i64,
-        ) -> BoxFuture<'static, state::StateResult<Vec<RunRecord>>> {
-            self.inner.recover(owner, now)
-        }
-        fn claim(
-            &self,
-            owner: &str,
-            limit: usize,
-        ) -> BoxFuture<'static, state::StateResult<Vec<RunRecord>>> {
-            self.inner.claim(owner, limit)
-        }
-        fn list_runs(
-            &self,
-            filter: state::RunFilter,
-        ) -> BoxFuture<'static, state::StateResult<state::RunPage>> {
-            self.inner.list_runs(filter)
-        }
-        fn get_run(&self, id: &str) -> BoxFuture<'static, state::StateResult<RunRecord>> {
-            self.inner.get_run(id)
-        }
-        fn retry_run(
-            &self,
-            id: &str,
-            from: state::RetryFrom,
-        ) -> BoxFuture<'static, state::StateResult<RunRecord>> {
-            self.inner.retry_run(id, from)
-        }
-        fn purge(
-            &self,
-            retention: state::Retention,
-            now: i64,
-        ) -> BoxFuture<'static, state::StateResult<u64>> {
-            self.inner.purge(retention, now)
-        }
+        passes_the_rest_to_inner!();
     }
 
     /// A run of `store` and `condition` steps is journaled as two writes: its creation (before
