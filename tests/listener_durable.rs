@@ -151,14 +151,7 @@ async fn kill_9_with_hundreds_of_runs_loses_none() {
     let cfg = write_config(&format!("[server]\nworkers = 4\n{}", data_ep(1, &steps)));
     let (mut child, addr) = spawn_serve(cfg.path(), None).await;
     for n in 0..RUNS {
-        let r = request(
-            addr,
-            "POST",
-            &path(1),
-            &[("content-type", "application/json")],
-            post_n(n).as_bytes(),
-        )
-        .await;
+        let r = post_json_to(addr, &path(1), &post_n(n)).await;
         assert_eq!(r.status, 200, "{}", r.body);
     }
     // Kill when some runs wait on their delay, some run and most are queued behind 4 workers.
@@ -1007,14 +1000,7 @@ async fn store_runs_killed_mid_burst_are_all_or_nothing_and_all_complete() {
         posters.push(tokio::spawn(async move {
             while !stop.load(SeqCst) {
                 let n = next.fetch_add(1, SeqCst);
-                let r = request(
-                    addr,
-                    "POST",
-                    &path(1),
-                    &[("content-type", "application/json")],
-                    post_n(n).as_bytes(),
-                )
-                .await;
+                let r = post_json_to(addr, &path(1), &post_n(n)).await;
                 if r.status == 200 {
                     answered.lock().unwrap().insert(n);
                 }

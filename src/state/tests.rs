@@ -715,6 +715,16 @@ fn life(id: &str) -> Vec<RunEvent> {
     ]
 }
 
+/// The runs in Redis's lease set (every unfinished run), in score order.
+fn leased_runs(raw: &mut ::redis::Connection) -> Vec<String> {
+    ::redis::cmd("ZRANGE")
+        .arg("fs:{j}:leases")
+        .arg(0)
+        .arg(-1)
+        .query(raw)
+        .unwrap()
+}
+
 /// The journal writer applies a whole batch of writes in one script call (src/state/redis.rs,
 /// `APPLY`): a run created and journaled with every event queued at once (merged into few
 /// calls) reads back exactly as when each write is its own call, and as the in-memory journal
@@ -811,12 +821,7 @@ fn redis_batched_writes_read_back_as_applied_one_by_one() {
         assert_eq!(g.steps[0].status, StepStatus::Running);
         assert!(merged.get_run("bad").await.unwrap().steps.is_empty());
         // `bad` is still unfinished and leased to its owner; `good` is acknowledged.
-        let leased: Vec<String> = ::redis::cmd("ZRANGE")
-            .arg("fs:{j}:leases")
-            .arg(0)
-            .arg(-1)
-            .query(&mut raw)
-            .unwrap();
+        let leased = leased_runs(&mut raw);
         assert_eq!(leased, vec!["bad".to_string()]);
     });
 }
@@ -930,12 +935,7 @@ fn record_all_on_every_backend() {
             .unwrap()
             .get_connection()
             .unwrap();
-        let leased: Vec<String> = ::redis::cmd("ZRANGE")
-            .arg("fs:{j}:leases")
-            .arg(0)
-            .arg(-1)
-            .query(&mut raw)
-            .unwrap();
+        let leased = leased_runs(&mut raw);
         assert!(leased.is_empty(), "{leased:?}");
     }
 }
