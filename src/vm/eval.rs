@@ -115,11 +115,7 @@ impl Vm<'_> {
     pub(crate) fn eval(&mut self, e: &Expr) -> R<Value> {
         match e {
             Expr::Const(v) => Ok(v.clone()),
-            Expr::Deep(inner) => {
-                stacker::maybe_grow(super::STACK_RED_ZONE, super::STACK_GROW, || {
-                    self.eval(inner)
-                })
-            }
+            Expr::Deep(inner) => crate::stack::guard(|| self.eval(inner)),
             Expr::Slot(..) | Expr::Ctx(..) => Ok(lookup(&self.scope, &self.program, e)?
                 .cloned()
                 .unwrap_or_default()),

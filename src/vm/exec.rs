@@ -56,7 +56,7 @@ impl Vm<'_> {
     fn nested<T>(&mut self, f: impl FnOnce(&mut Self) -> T) -> T {
         self.nest += 1;
         let r = if self.nest % 8 == 0 {
-            stacker::maybe_grow(super::STACK_RED_ZONE, super::STACK_GROW, || f(self))
+            crate::stack::guard(|| f(self))
         } else {
             f(self)
         };

@@ -21,7 +21,7 @@
 //!
 //! [`ResolvedChain`]: crate::compile::ir::ResolvedChain
 
-use super::{Frame, Prog, Vm, STACK_GROW, STACK_RED_ZONE};
+use super::{Frame, Prog, Vm};
 use crate::compile::ir::{
     BlockAt, BlockTable, Expr, Flat, FlatChain, FlatFrame, FlatText, Node, Piece, Program,
     ResolvedChain, Switch, Text,
@@ -594,7 +594,7 @@ impl<'a> Vm<'a> {
         };
         // (the stack probe of `render_entry`: every eighth level)
         let r = if self.depth % 8 == 0 {
-            stacker::maybe_grow(STACK_RED_ZONE, STACK_GROW, || run(self))
+            crate::stack::guard(|| run(self))
         } else {
             run(self)
         };
@@ -617,7 +617,7 @@ impl<'a> Vm<'a> {
         let saved_id = std::mem::replace(&mut self.frame_id, self.next_frame);
         self.next_frame += 1;
         let r = if self.depth % 8 == 0 {
-            stacker::maybe_grow(STACK_RED_ZONE, STACK_GROW, || self.exec_flat(&f.body, d0))
+            crate::stack::guard(|| self.exec_flat(&f.body, d0))
         } else {
             self.exec_flat(&f.body, d0)
         };

@@ -22,10 +22,6 @@ use crate::syntax::ast::Span;
 use crate::value::{Map, Value};
 use std::sync::Arc;
 
-/// Below this much remaining stack, macro calls, includes, blocks and nested bodies continue on
-/// a new segment of `STACK_GROW` bytes (the engine's one pair of figures, src/stack.rs).
-use crate::stack::{GROW as STACK_GROW, RED_ZONE as STACK_RED_ZONE};
-
 /// What every render of an engine shares: limits, host services, the template library.
 pub struct Shared {
     pub limits: Limits,
@@ -483,9 +479,7 @@ impl<'a> Vm<'a> {
         span: Span,
     ) -> Result<Value, Error> {
         // Deep (but legal) recursion must not overflow small thread stacks.
-        stacker::maybe_grow(STACK_RED_ZONE, STACK_GROW, || {
-            self.call_macro_inner(mref, args, span)
-        })
+        crate::stack::guard(|| self.call_macro_inner(mref, args, span))
     }
 
     fn call_macro_inner(
@@ -679,7 +673,7 @@ impl<'a> Vm<'a> {
         ctx: Arc<Map>,
         span: Span,
     ) -> Result<(), Error> {
-        stacker::maybe_grow(STACK_RED_ZONE, STACK_GROW, || {
+        crate::stack::guard(|| {
             self.enter_template(Name::Shared(prog.name.clone()), span)?;
             let saved_inst = std::mem::replace(&mut self.inst, instance_blocks(&prog));
             let saved_cur = self.cur_block.take();
@@ -762,7 +756,7 @@ impl<'a> Vm<'a> {
         }
         let vars = self.inherited_ctx();
         self.enter_template(Name::Shared(parent.name.clone()), Span::default())?;
-        let r = stacker::maybe_grow(STACK_RED_ZONE, STACK_GROW, || {
+        let r = crate::stack::guard(|| {
             let slots = self.new_slots(parent.slots);
             self.with_frame(
                 Some(Prog::Shared(parent.clone())),
@@ -898,7 +892,7 @@ impl<'a> Vm<'a> {
         }
         self.inst = inst;
         if r.is_ok() {
-            r = stacker::maybe_grow(STACK_RED_ZONE, STACK_GROW, || {
+            r = crate::stack::guard(|| {
                 match flat {
                     // the child set no variable: the base runs in its slots
                     Some(f) if vars.is_none() && self.flat_fits(f) => {
@@ -1054,7 +1048,7 @@ impl<'a> Vm<'a> {
         // frames, far less than the red zone (256 KiB) in seven levels, and the check (a call
         // into `stacker`) is a fair part of entering a block.
         let r = if check_stack {
-            stacker::maybe_grow(STACK_RED_ZONE, STACK_GROW, run)
+            crate::stack::guard(run)
         } else {
             run()
         };
