@@ -11,7 +11,7 @@
 use chrono::{DateTime, Utc};
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -23,12 +23,12 @@ pub struct Frozen {
     pub elapsed: Box<dyn Fn() -> Duration>,
     /// The seeded generator; `None` keeps real randomness.
     pub rng: Option<StdRng>,
+    /// The last value [`unique_micros`] handed out under this clock (0: none yet).
+    last_unique: u64,
 }
 
 thread_local! {
     static FROZEN: RefCell<Option<Frozen>> = const { RefCell::new(None) };
-    /// The last value [`unique_micros`] handed out under this thread's frozen clock.
-    static FROZEN_UNIQUE: Cell<u64> = const { Cell::new(0) };
 }
 
 /// The last value [`unique_micros`] handed out in this process (no frozen clock).
@@ -40,7 +40,6 @@ pub struct FrozenGuard(());
 impl Drop for FrozenGuard {
     fn drop(&mut self) {
         FROZEN.with(|f| f.borrow_mut().take());
-        FROZEN_UNIQUE.with(|u| u.set(0));
     }
 }
 
@@ -55,9 +54,9 @@ pub fn freeze(
             start,
             elapsed,
             rng: seed.map(StdRng::seed_from_u64),
+            last_unique: 0,
         })
     });
-    FROZEN_UNIQUE.with(|u| u.set(0));
     FrozenGuard(())
 }
 
@@ -79,13 +78,14 @@ pub fn now() -> DateTime<Utc> {
 /// it), else once for the process (ids unique within the process).
 pub fn unique_micros() -> u64 {
     let now = now().timestamp_micros().max(0) as u64;
-    let frozen = FROZEN.with(|f| f.borrow().is_some());
-    if frozen {
-        return FROZEN_UNIQUE.with(|u| {
-            let next = now.max(u.get().saturating_add(1));
-            u.set(next);
-            next
-        });
+    let frozen = FROZEN.with(|f| {
+        f.borrow_mut().as_mut().map(|fr| {
+            fr.last_unique = now.max(fr.last_unique.saturating_add(1));
+            fr.last_unique
+        })
+    });
+    if let Some(next) = frozen {
+        return next;
     }
     let mut last = LAST_UNIQUE.load(Ordering::Relaxed);
     loop {
@@ -141,6 +141,7 @@ pub fn uuid_v7() -> uuid::Uuid {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::Cell;
     use std::rc::Rc;
 
     #[test]
