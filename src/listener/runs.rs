@@ -360,13 +360,12 @@ impl Runner {
     }
 
     /// Gives back the stranded runs whose activation has ended; a release that fails (the
-    /// journal still cannot be written) is tried again at the next claim. Returns how many
-    /// were given back.
-    async fn release_stranded(&self) -> usize {
+    /// journal still cannot be written) is tried again at the next claim.
+    async fn release_stranded(&self) {
         let ready: Vec<String> = {
             let stranded = self.stranded.lock().unwrap_or_else(|e| e.into_inner());
             if stranded.is_empty() {
-                return 0;
+                return;
             }
             let active = self.active();
             stranded
@@ -395,7 +394,6 @@ impl Runner {
             // The journal now holds owner-less queued runs for the claim to take.
             self.more.store(true, Ordering::Relaxed);
         }
-        released
     }
 
     /// A branch of `run` parks until `due` on step `step`.
