@@ -23,11 +23,19 @@ pub fn init_logging(format: LogFormat) {
         .with_timer(super::log::Timestamp)
         .with_target(false);
     let _ = match format {
-        LogFormat::Text => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .fmt_fields(super::log::LineFields)
-            .event_format(super::log::LineFormat::new())
-            .try_init(),
+        LogFormat::Text => {
+            let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let installed = builder
+                .with_ansi(ansi)
+                .fmt_fields(super::log::LineFields)
+                .event_format(super::log::LineFormat::new())
+                .try_init();
+            // Span directives (`[span]`) could filter the line by context; the direct path
+            // leaves those filters to tracing.
+            let spans = std::env::var("RUST_LOG").is_ok_and(|f| f.contains('['));
+            super::log::set_direct(installed.is_ok() && !ansi && !spans);
+            installed
+        }
         LogFormat::Json => builder
             .json()
             .flatten_event(true)

@@ -13,10 +13,16 @@
 //! [`LineFields`] formats the fields of an event as tracing's default does (`name=value`,
 //! strings quoted), faster, and keeps every event on one line: control characters in any field
 //! (`%`-displayed errors included) are escaped, so request-derived text cannot forge log lines.
+//!
+//! [`request_line`] writes the per-request line of `src/listener/server.rs` straight into the
+//! buffer, the same text as that `tracing::info!` through [`LineFormat`] (a test compares the
+//! two), without the event dispatch and field visitors; the server takes that path only when
+//! `serve` installed the plain-text format ([`set_direct`]) and the filter lets the line through.
 
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, Once};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tracing::field::{Field, Visit};
@@ -287,6 +293,81 @@ where
             Err(_) => build(&mut String::new()),
         })
     }
+}
+
+/// Whether the process-wide subscriber is `serve`'s plain-text one ([`LineFormat`] writing to
+/// [`BufferedStderr`], no colours), so that [`request_line`] writes what it would.
+static DIRECT: AtomicBool = AtomicBool::new(false);
+
+/// Declares (once the subscriber is installed) whether [`request_line`] may be used.
+pub fn set_direct(on: bool) {
+    DIRECT.store(on, Ordering::Relaxed);
+}
+
+/// Whether [`request_line`] writes what the installed subscriber would (see [`set_direct`]).
+pub fn direct() -> bool {
+    DIRECT.load(Ordering::Relaxed)
+}
+
+/// Appends ` name=value` for a string field, as [`LineVisitor`] records it.
+fn push_str_field(line: &mut String, name: &str, value: &str) {
+    line.push(' ');
+    line.push_str(name);
+    line.push('=');
+    if plain(value) {
+        line.push('"');
+        line.push_str(value);
+        line.push('"');
+    } else {
+        let _ = write!(OneLine(line), "{value:?}");
+    }
+}
+
+/// The fields of the per-request line after the level: what [`LineFormat`] writes for
+/// `info!(endpoint, method = %method, status, duration_ms, run_id, "request")`.
+fn request_fields(
+    line: &mut String,
+    endpoint: &str,
+    method: &str,
+    status: u16,
+    duration_ms: f64,
+    run_id: &str,
+) {
+    line.push_str("request");
+    push_str_field(line, "endpoint", endpoint);
+    line.push_str(" method=");
+    // `%method`: its `Display`, escaped as `record_debug` escapes it
+    let _ = OneLine(line).write_str(method);
+    line.push_str(" status=");
+    line.push_str(decimal(u64::from(status), false, &mut [0; 21]));
+    line.push_str(" duration_ms=");
+    match float_text(duration_ms, &mut ryu::Buffer::new()) {
+        Some(text) => line.push_str(text),
+        None => {
+            let _ = write!(line, "{duration_ms:?}");
+        }
+    }
+    push_str_field(line, "run_id", run_id);
+    line.push('\n');
+}
+
+/// Writes the per-request line into the stderr buffer (an info line: written out with the
+/// next batch). Only when [`direct`] and the filter enables the server's info lines.
+pub fn request_line(endpoint: &str, method: &str, status: u16, duration_ms: f64, run_id: &str) {
+    let build = |line: &mut String| {
+        line.clear();
+        if Timestamp.format_time(&mut Writer::new(line)).is_err() {
+            line.push_str("<unknown time>");
+        }
+        line.push(' ');
+        line.push_str(level_text(&Level::INFO));
+        request_fields(line, endpoint, method, status, duration_ms, run_id);
+        STDERR.append(line.as_bytes(), false);
+    };
+    LINE.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut line) => build(&mut line),
+        Err(_) => build(&mut String::new()),
+    })
 }
 
 /// The field formatter of the serve command's subscriber (see the module documentation).
@@ -578,6 +659,43 @@ mod tests {
         );
         let line = formatted(|| tracing::info!("dynamic {}", "message\nsplit"));
         assert_eq!(line, "dynamic message\\nsplit\n");
+    }
+
+    #[test]
+    fn the_direct_request_line_reads_as_the_formatted_event() {
+        let cases: &[(&str, &str, u16, f64, &str)] = &[
+            (
+                "bench",
+                "GET",
+                200,
+                0.380711,
+                "01a2472acf0d7fb5b41170b728bc7812",
+            ),
+            ("-", "POST", 404, 0.004177999999999999, "-"),
+            ("orders", "PATCH", 503, 12.5, "-"),
+            ("quote\"d\nname\u{1b}[31m", "PURGE", 0, 1e-7, "r\\1"),
+            ("é", "X-CUSTOM", u16::MAX, 1e17, ""),
+            ("x", "GET", 200, 0.25, "-"),
+            ("x", "GET", 200, 0.0, "-"),
+            ("x", "GET", 200, 123_456.789_012_345, "-"),
+        ];
+        for &(endpoint, method, status, duration_ms, run_id) in cases {
+            let want = formatted(|| {
+                tracing::info!(
+                    endpoint,
+                    method = %method,
+                    status,
+                    duration_ms,
+                    run_id,
+                    "request"
+                )
+            });
+            let mut got = String::new();
+            request_fields(&mut got, endpoint, method, status, duration_ms, run_id);
+            assert_eq!(got, want);
+        }
+        // Off until `serve` installs its text format.
+        assert!(!direct());
     }
 
     #[test]

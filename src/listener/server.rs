@@ -491,13 +491,15 @@ async fn serve(
         None => state.runner.metrics.no_endpoint(),
     }
     .request(status, elapsed);
-    tracing::info!(
-        endpoint = h.endpoint.as_ref().map_or("-", |e| e.name.as_str()),
-        method = %method,
-        status,
-        duration_ms = elapsed.as_secs_f64() * 1000.0,
-        run_id = h.run_id.as_deref().unwrap_or("-"),
-        "request"
-    );
+    let endpoint = h.endpoint.as_ref().map_or("-", |e| e.name.as_str());
+    let duration_ms = elapsed.as_secs_f64() * 1000.0;
+    let run_id = h.run_id.as_deref().unwrap_or("-");
+    // The same line, written without tracing's dispatch when `serve`'s text format is on
+    // (src/listener/log.rs, `request_line`); `enabled!` is this module's info filter.
+    if super::log::direct() && tracing::enabled!(tracing::Level::INFO) {
+        super::log::request_line(endpoint, method.as_str(), status, duration_ms, run_id);
+    } else {
+        tracing::info!(endpoint, method = %method, status, duration_ms, run_id, "request");
+    }
     Ok(h.into_response())
 }
