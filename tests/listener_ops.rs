@@ -449,8 +449,8 @@ async fn spawn_serve(
             "--addr",
             "127.0.0.1:0",
         ])
-        .envs(env.iter().copied())
         .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -552,6 +552,74 @@ message = "note: {{ __data.note }}"
         .unwrap_or_else(|| panic!("no workflow log line:\n{logs}"));
     assert_eq!(note["text"], format!("note: {forged}"));
     assert!(!lines.iter().any(|l| l["message"] == "forged"));
+}
+
+/// Text logs: the per-request line (written straight into the log buffer by the server,
+/// src/listener/log.rs `request_line`) reads as tracing's format and obeys `RUST_LOG`, by level
+/// and by target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_request_lines_follow_the_format_and_the_filter() {
+    let file = write_config(&endpoint("plain", 'a', ""));
+    for (filter, want) in [
+        (None, 2),
+        (Some("warn"), 0),
+        (Some("info,flexscript::listener::server=warn"), 0),
+        (Some("warn,flexscript::listener::server=info"), 2),
+    ] {
+        let mut env = Vec::new();
+        if let Some(f) = filter {
+            env.push(("RUST_LOG", f));
+        }
+        let (child, addr) = spawn_serve(&file, &env).await;
+        let mut guard = Guard(Some(child));
+        let r = request(addr, "GET", &format!("{}?q=1", ep_path('a', 'a')), &[], b"").await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let r = request(addr, "DELETE", "/listener/nope\"/x", &[], b"").await;
+        assert_eq!(r.status, 404);
+        let child = guard.0.take().expect("child");
+        let pid = child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success());
+        let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+            .await
+            .expect("join")
+            .expect("wait");
+        assert_eq!(out.status.code(), Some(0));
+        let logs = String::from_utf8(out.stderr).expect("utf-8 logs");
+        let lines: Vec<&str> = logs.lines().filter(|l| l.contains(" request ")).collect();
+        assert_eq!(lines.len(), want, "{filter:?}:\n{logs}");
+        if want == 0 {
+            continue;
+        }
+        // `2026-12-05T17:10:51.772220Z  INFO request endpoint="plain" method=GET status=200
+        // duration_ms=0.146904 run_id="<32 hex>"`
+        let (time, rest) = lines[0]
+            .split_once("  INFO request ")
+            .expect("level and message");
+        assert_eq!(time.len(), 27, "{time}");
+        assert!(time.ends_with('Z') && time.as_bytes()[10] == b'T', "{time}");
+        let fields: Vec<&str> = rest.split(' ').collect();
+        assert_eq!(
+            fields[..3],
+            ["endpoint=\"plain\"", "method=GET", "status=200"]
+        );
+        let ms = fields[3].strip_prefix("duration_ms=").expect("duration");
+        assert!(ms.parse::<f64>().is_ok_and(|v| v >= 0.0), "{ms}");
+        let id = fields[4].strip_prefix("run_id=\"").expect("run id");
+        assert_eq!(id.len(), 33, "{id}");
+        assert_eq!(fields.len(), 5);
+        let (_, rest) = lines[1]
+            .split_once("  INFO request ")
+            .expect("level and message");
+        assert!(
+            rest.starts_with("endpoint=\"-\" method=DELETE status=404 duration_ms=")
+                && rest.ends_with(" run_id=\"-\""),
+            "{rest}"
+        );
+    }
 }
 
 /// A workflow that fails until the shared memory holds a usable `divisor`: `count` counts its
