@@ -72,6 +72,19 @@ pub fn now() -> DateTime<Utc> {
         .unwrap_or_else(Utc::now)
 }
 
+/// [`now`] in milliseconds since the Unix epoch (floored, as `timestamp_millis`), without the
+/// calendar conversion of a `DateTime` when no clock is frozen: run ids, journal times and JWT
+/// checks read it several times per request.
+pub fn now_millis() -> i64 {
+    let frozen = FROZEN.with(|f| f.borrow().is_some());
+    if !frozen {
+        if let Ok(d) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            return i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        }
+    }
+    now().timestamp_millis()
+}
+
 /// A strictly increasing microsecond value for `uniqueId`: [`now`] in microseconds, or one more
 /// than the last value handed out. The last value is kept per frozen clock (so under
 /// `flexscript test --jobs N` a case's ids depend only on the case, not on the cases run beside
@@ -134,7 +147,7 @@ pub fn uuid_v7() -> uuid::Uuid {
     let bytes = random_bytes();
     let mut rand = [0u8; 10];
     rand.copy_from_slice(&bytes[..10]);
-    let ms = u64::try_from(now().timestamp_millis()).unwrap_or(0);
+    let ms = u64::try_from(now_millis()).unwrap_or(0);
     uuid::Builder::from_unix_timestamp_millis(ms, &rand).into_uuid()
 }
 
@@ -143,6 +156,25 @@ mod tests {
     use super::*;
     use std::cell::Cell;
     use std::rc::Rc;
+
+    #[test]
+    fn milliseconds_read_the_same_clock_as_now() {
+        let before = Utc::now().timestamp_millis();
+        let ms = now_millis();
+        let after = Utc::now().timestamp_millis();
+        assert!(before <= ms && ms <= after, "{before} {ms} {after}");
+        let start: DateTime<Utc> = "2026-03-01T09:00:00.123456Z".parse().unwrap();
+        let step = Rc::new(Cell::new(Duration::from_micros(1_500)));
+        let seen = step.clone();
+        let _g = freeze(start, Box::new(move || seen.get()), None);
+        assert_eq!(now_millis(), start.timestamp_millis() + 1);
+        step.set(Duration::from_secs(2));
+        assert_eq!(now_millis(), now().timestamp_millis());
+        assert_eq!(now_millis(), start.timestamp_millis() + 2_000);
+        let before_epoch: DateTime<Utc> = "1969-12-31T23:59:59.9995Z".parse().unwrap();
+        let _g2 = freeze(before_epoch, Box::new(|| Duration::ZERO), None);
+        assert_eq!(now_millis(), -1, "floored, as timestamp_millis");
+    }
 
     #[test]
     fn unique_values_count_per_frozen_clock_and_per_process_otherwise() {

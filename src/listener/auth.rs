@@ -454,7 +454,7 @@ impl Verifier {
         if self.empty_secret {
             return Err(invalid("endpoint secret is not configured"));
         }
-        let now = crate::clock::now().timestamp().max(0) as u64;
+        let now = crate::clock::now_millis().div_euclid(1000).max(0) as u64;
         // One keyed hash of the token serves the look-up and, on a miss, the insertion.
         let slot = self.cache.slot(token);
         if let Some(checked) = self.cache.lookup(slot, token, now) {
@@ -598,7 +598,7 @@ pub fn sign(
     if secret.is_empty() {
         return Err(SignError::EmptySecret);
     }
-    let now = crate::clock::now().timestamp().max(0) as u64;
+    let now = crate::clock::now_millis().div_euclid(1000).max(0) as u64;
     let mut claims = serde_json::Map::new();
     claims.insert("iss".into(), key.into());
     claims.insert("iat".into(), now.into());

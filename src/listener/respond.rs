@@ -44,7 +44,7 @@ pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
 
 /// The render context of bodies and steps: `{__data: data}`, no `env()`.
 pub fn context(data: &Value) -> Value {
-    let mut m = crate::value::Map::new();
+    let mut m = crate::value::Map::with_capacity(1);
     m.insert(super::request::key("__data"), data.clone());
     Value::map(m)
 }

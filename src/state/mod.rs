@@ -335,7 +335,7 @@ impl StateSpec {
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
-    crate::clock::now().timestamp_millis()
+    crate::clock::now_millis()
 }
 
 #[cfg(test)]
