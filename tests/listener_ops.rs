@@ -468,6 +468,24 @@ async fn spawn_serve(
     (child, addr)
 }
 
+/// Stops the guarded server with SIGTERM (it flushes its logs on the way out), checks it exits
+/// with 0 and returns what it wrote on stderr.
+async fn stop_for_logs(guard: &mut Guard) -> String {
+    let child = guard.0.take().expect("child");
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("join")
+        .expect("wait");
+    assert_eq!(out.status.code(), Some(0));
+    String::from_utf8(out.stderr).expect("utf-8 logs")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_are_one_object_per_line_without_secrets() {
     const SECRET: &str = "ops-endpoint-secret-0123456789abcdef";
@@ -521,19 +539,7 @@ message = "note: {{ __data.note }}"
     assert_eq!(r.status, 401);
     // Wait for the workflow's log line, then stop the server (its logs are flushed on exit).
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let child = guard.0.take().expect("child");
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill")
-        .success());
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .expect("join")
-        .expect("wait");
-    assert_eq!(out.status.code(), Some(0));
-    let logs = String::from_utf8(out.stderr).expect("utf-8 logs");
+    let logs = stop_for_logs(&mut guard).await;
     let lines: Vec<serde_json::Value> = logs
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
@@ -585,19 +591,7 @@ async fn text_request_lines_follow_the_format_and_the_filter() {
         assert_eq!(r.status, 200, "{}", r.body);
         let r = request(addr, "DELETE", "/listener/nope\"/x", &[], b"").await;
         assert_eq!(r.status, 404);
-        let child = guard.0.take().expect("child");
-        let pid = child.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill")
-            .success());
-        let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-            .await
-            .expect("join")
-            .expect("wait");
-        assert_eq!(out.status.code(), Some(0));
-        let logs = String::from_utf8(out.stderr).expect("utf-8 logs");
+        let logs = stop_for_logs(&mut guard).await;
         let lines: Vec<&str> = logs.lines().filter(|l| l.contains(" request ")).collect();
         assert_eq!(lines.len(), want, "{filter:?}:\n{logs}");
         if want == 0 {
