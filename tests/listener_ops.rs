@@ -472,12 +472,7 @@ async fn spawn_serve(
 /// with 0 and returns what it wrote on stderr.
 async fn stop_for_logs(guard: &mut Guard) -> String {
     let child = guard.0.take().expect("child");
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill")
-        .success());
+    sigterm(&child);
     let out = tokio::task::spawn_blocking(move || child.wait_with_output())
         .await
         .expect("join")
@@ -1002,13 +997,18 @@ impl Drop for Guard {
     }
 }
 
-fn stop(child: std::process::Child) {
+/// Sends SIGTERM to a served child.
+fn sigterm(child: &std::process::Child) {
     let pid = child.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
         .status()
         .expect("kill")
         .success());
+}
+
+fn stop(child: std::process::Child) {
+    sigterm(&child);
     let out = child.wait_with_output().expect("wait");
     assert_eq!(out.status.code(), Some(0));
 }
