@@ -49,6 +49,39 @@ pub fn context(data: &Value) -> Value {
     Value::map(m)
 }
 
+thread_local! {
+    /// A `{__data: …}` map of an earlier [`with_context`] on this thread, its value cleared,
+    /// kept to be filled again: an answer and each step render in a context of their own,
+    /// and building one is three allocations and a keyed hash.
+    static SPARE_CONTEXT: std::cell::RefCell<Option<std::sync::Arc<crate::value::Map>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Calls `f` with [`context`]`(data)`, reusing this thread's spare map when nothing else holds
+/// it (a result that kept the context, such as `_context`, keeps it from being reused).
+pub fn with_context<T>(data: &Value, f: impl FnOnce(&Value) -> T) -> T {
+    let spare = SPARE_CONTEXT.with(|s| s.borrow_mut().take());
+    let ctx = match spare {
+        Some(mut m) => match std::sync::Arc::get_mut(&mut m).and_then(|m| m.get_index_mut(0)) {
+            Some((_, v)) => {
+                *v = data.clone();
+                Value::Map(m)
+            }
+            None => context(data),
+        },
+        None => context(data),
+    };
+    let out = f(&ctx);
+    if let Value::Map(mut m) = ctx {
+        if let Some((_, v)) = std::sync::Arc::get_mut(&mut m).and_then(|m| m.get_index_mut(0)) {
+            // The request's data is not kept past the call.
+            *v = Value::Undefined;
+            SPARE_CONTEXT.with(|s| *s.borrow_mut() = Some(m));
+        }
+    }
+    out
+}
+
 /// Whether a rendered redirect target is acceptable: an absolute http(s) URL or a `/path`
 /// (not `//host`), with no control characters.
 pub fn safe_location(target: &str) -> bool {
@@ -63,18 +96,20 @@ pub fn safe_location(target: &str) -> bool {
 
 /// Renders `answer` with `__data = data` into the response of `endpoint`.
 pub fn answer(endpoint: &str, answer: &Answer, data: &Value) -> Response<Body> {
-    let ctx = context(data);
     let (tpl, escape) = match answer {
         Answer::Data(t) | Answer::Redirect(t) => (t, Escape::None),
         Answer::Html(t) => (t, Escape::Html),
     };
-    let out = match tpl.render_value(
-        &ctx,
-        RenderOptions {
-            escape,
-            allow_env: false,
-        },
-    ) {
+    let rendered = with_context(data, |ctx| {
+        tpl.render_value(
+            ctx,
+            RenderOptions {
+                escape,
+                allow_env: false,
+            },
+        )
+    });
+    let out = match rendered {
         Ok(out) => out,
         Err(e) if e.message().contains(crate::host::STORE_UNAVAILABLE) => {
             // The shared store (Redis) is unreachable: retry later, as for the journal.
@@ -130,7 +165,47 @@ pub fn answer(endpoint: &str, answer: &Answer, data: &Value) -> Response<Body> {
 
 #[cfg(test)]
 mod tests {
-    use super::safe_location;
+    use super::{context, safe_location, with_context};
+    use crate::Value;
+    use std::sync::Arc;
+
+    #[test]
+    fn contexts_are_reused_without_keeping_the_data() {
+        let data = Value::from(serde_json::json!({"ref": "A-1"}));
+        let Value::Map(inner) = &data else {
+            panic!("a map")
+        };
+        let first = with_context(&data, |ctx| {
+            assert_eq!(ctx, &context(&data));
+            let Value::Map(m) = ctx else { panic!("a map") };
+            Arc::as_ptr(m)
+        });
+        assert_eq!(
+            Arc::strong_count(inner),
+            1,
+            "the data is let go after the call"
+        );
+        let other = Value::from(serde_json::json!({"ref": "B-2"}));
+        let second = with_context(&other, |ctx| {
+            assert_eq!(ctx, &context(&other));
+            let Value::Map(m) = ctx else { panic!("a map") };
+            Arc::as_ptr(m)
+        });
+        assert_eq!(first, second, "the spare map is filled again");
+        // A result that keeps the context keeps it as it was; the next call builds another.
+        let kept = with_context(&data, Value::clone);
+        assert_eq!(kept, context(&data));
+        let third = with_context(&other, |ctx| {
+            assert_eq!(ctx, &context(&other));
+            let Value::Map(m) = ctx else { panic!("a map") };
+            Arc::as_ptr(m)
+        });
+        assert_eq!(kept, context(&data), "a kept context is not refilled");
+        let Value::Map(k) = &kept else {
+            panic!("a map")
+        };
+        assert_ne!(Arc::as_ptr(k), third);
+    }
 
     #[test]
     fn redirect_targets() {

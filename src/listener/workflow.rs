@@ -372,15 +372,14 @@ fn opts() -> RenderOptions {
 }
 
 fn render(t: &Template, data: &Value) -> Result<String, String> {
-    t.render_value(&respond::context(data), opts())
+    respond::with_context(data, |ctx| t.render_value(ctx, opts()))
         .map_err(|e| one_line(t.name(), &e))
 }
 
 fn value_of(src: &ValueSource, data: &Value) -> Result<Value, String> {
     match src {
         ValueSource::Template(t) => render(t, data).map(Value::from),
-        ValueSource::Expression(x) => x
-            .eval(&respond::context(data), opts())
+        ValueSource::Expression(x) => respond::with_context(data, |ctx| x.eval(ctx, opts()))
             .map_err(|e| one_line("expression", &e)),
     }
 }
