@@ -71,8 +71,25 @@ const APPLY: &str = r#"
 local p, lease = ARGV[1], tonumber(ARGV[2])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lease_at = string.format('%d', now + lease)
 local live, eps, known = {}, {}, {}
 local function final(s) return s == 'succeeded' or s == 'failed' or s == 'interrupted' end
+-- Whether `delays` exists (read once per call): a final status removes its run from it only
+-- then (ZREM on a missing key changes nothing).
+local delayed = nil
+local function delays()
+  if delayed == nil then delayed = redis.call('EXISTS', p .. 'delays') == 1 end
+  return delayed
+end
+-- Run numbers: the creations of this call take theirs from one INCRBY (in call order).
+local seqs, seq_next = 0, 0
+local function next_seq()
+  if seqs > 0 then
+    seqs = seqs - 1; seq_next = seq_next + 1
+    return seq_next - 1
+  end
+  return redis.call('INCR', p .. 'seq')
+end
 local function exists(id, k)
   if live[id] then return true end
   if redis.call('EXISTS', k) == 1 then live[id] = true; return true end
@@ -102,18 +119,19 @@ local ops = {}
 ops.C = function(i)
   local id, ep, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 3])
   local k = p .. 'run:' .. id
-  local seq = redis.call('INCR', p .. 'seq')
+  local seq = next_seq()
+  -- Formatted once ('%d': Lua would format a number argument as a float at each call).
+  local sq = string.format('%d', seq)
   redis.call('DEL', k)
-  redis.call('HSET', k, 'seq', seq, unpack(ARGV, i + 4, i + 3 + 2 * n))
-  redis.call('ZADD', p .. 'all', seq, id)
-  redis.call('ZADD', p .. 'ep:' .. ep, seq, id)
+  redis.call('HSET', k, 'seq', sq, unpack(ARGV, i + 4, i + 3 + 2 * n))
+  redis.call('ZADD', p .. 'all', sq, id)
+  redis.call('ZADD', p .. 'ep:' .. ep, sq, id)
   if not eps[ep] then redis.call('SADD', p .. 'endpoints', ep); eps[ep] = true end
   if ARGV[i + 2] == '1' then
-    redis.call('ZADD', p .. 'leases', now + lease, id)
+    redis.call('ZADD', p .. 'leases', lease_at, id)
   else
     redis.call('ZADD', p .. 'leases', 0, id)
   end
-  live[id] = true
   known[id] = nil
   return seq
 end
@@ -131,7 +149,7 @@ ops.S = function(i)
     end
     local r = redis.call('HMGET', k, 'endpoint', 'seq')
     redis.call('ZREM', p .. 'leases', id)
-    redis.call('ZREM', p .. 'delays', id)
+    if delays() then redis.call('ZREM', p .. 'delays', id) end
     redis.call('ZADD', p .. 'finished', at, id)
     redis.call('ZADD', p .. 'done:' .. r[1], r[2], id)
   else
@@ -168,6 +186,7 @@ ops.w = function(i)
   local cur = redis.call('ZSCORE', p .. 'delays', id)
   if not cur or tonumber(cur) > tonumber(due) then
     redis.call('ZADD', p .. 'delays', due, id)
+    delayed = true
   end
   return 1
 end
@@ -218,8 +237,37 @@ ops.M = function(i)
   end
   return r
 end
-local out = {}
+-- F id started has_error status at np (field value)… M-args: the end of a run whose steps were
+-- all journaled in this write (the runner's one write of a `store`-only run: d ops of distinct
+-- steps, then its final status) — when the run has no step yet (`nsteps` 0), the hash gets the
+-- client's fields (every step's t/b/f/c|e/k/o, `nsteps`, the status) with one HSET, exactly
+-- what the M-args applied one by one would leave; otherwise (a run taken over, with steps) the
+-- M-args are applied as an M.
+ops.F = function(i)
+  local id, np = ARGV[i], tonumber(ARGV[i + 5])
+  local k = p .. 'run:' .. id
+  local r = redis.call('HMGET', k, 'nsteps', 'seq', 'endpoint', 'started', 'error')
+  if (r[1] and r[1] ~= '0') or not r[2] or not r[3] then return ops.M(i + 6 + np) end
+  if ARGV[i + 1] ~= '' and not r[4] then
+    redis.call('HSET', k, 'started', ARGV[i + 1], unpack(ARGV, i + 6, i + 5 + np))
+  else
+    redis.call('HSET', k, unpack(ARGV, i + 6, i + 5 + np))
+  end
+  if ARGV[i + 2] ~= '1' and r[5] then redis.call('HDEL', k, 'error') end
+  redis.call('ZREM', p .. 'leases', id)
+  if delays() then redis.call('ZREM', p .. 'delays', id) end
+  redis.call('ZADD', p .. 'finished', ARGV[i + 4], id)
+  redis.call('ZADD', p .. 'done:' .. r[3], r[2], id)
+  return 1
+end
 local i = 3
+while i <= #ARGV do
+  if ARGV[i] == 'C' then seqs = seqs + 1 end
+  i = i + 2 + tonumber(ARGV[i + 1])
+end
+if seqs > 0 then seq_next = redis.call('INCRBY', p .. 'seq', seqs) - seqs + 1 end
+local out = {}
+i = 3
 while i <= #ARGV do
   local op, n = ARGV[i], tonumber(ARGV[i + 1])
   local fn = ops[op]
@@ -639,14 +687,19 @@ impl Inner {
         let finals: Vec<String> = events.iter().filter_map(final_of).collect();
         let ids: Vec<String> = events.iter().map(|e| e.run().to_string()).collect();
         let ops = fold(events);
-        let mut args = Vec::with_capacity(1 + ops.iter().map(|(_, a)| a.len() + 2).sum::<usize>());
+        // A fresh run's end (its steps and final status): `F`, which carries the M op too.
+        let (op, mut args) = match fresh_end(&ops) {
+            Some(head) => ("F", head),
+            None => ("M", Vec::new()),
+        };
+        args.reserve(1 + ops.iter().map(|(_, a)| a.len() + 2).sum::<usize>());
         args.push(ops.len().to_string());
         for (op, a) in ops {
             args.push(op.to_string());
             args.push(a.len().to_string());
             args.extend(a);
         }
-        let write = self.write("M", args);
+        let write = self.write(op, args);
         let me = self.clone();
         async move {
             let found = write.await.inspect_err(|_| {
@@ -838,6 +891,73 @@ fn step_done(
         detail,
     ];
     ("d", args)
+}
+
+/// The head of the `F` op of [`APPLY`] for folded `ops` that end a run whose steps are all in
+/// them (`d` ops of distinct steps, then a final status, as the runner writes a `store`-only
+/// run): the run's id, the start time to keep if it has none (`""`: none), whether the status
+/// carries an error, the status, its time, then the hash fields the ops leave on a run without
+/// steps (their count first). `None` for any other shape (written as an `M`).
+fn fresh_end(ops: &[(&'static str, Vec<String>)]) -> Option<Vec<String>> {
+    let ((last, end), steps) = ops.split_last()?;
+    // T/S: run status at error has_error [started].
+    let status = RunStatus::parse(end.get(1)?)?;
+    if !matches!(*last, "T" | "S") || !status.is_final() || end.len() < 5 {
+        return None;
+    }
+    let run = &end[0];
+    let mut pairs = Vec::with_capacity(12 * steps.len() + 8);
+    let mut ids = HashSet::new();
+    for (i, (op, a)) in steps.iter().enumerate() {
+        // d: run step kind started at status detail.
+        let [r, step, kind, began, at, st, detail] = a.as_slice() else {
+            return None;
+        };
+        if *op != "d" || r != run || !ids.insert(step.as_str()) {
+            return None;
+        }
+        let field = if st == "failed" { "e" } else { "c" };
+        for (f, v) in [
+            ("t", st),
+            ("b", began),
+            ("f", at),
+            (field, detail),
+            ("k", kind),
+            ("o", &(i + 1).to_string()),
+        ] {
+            pairs.push(format!("{f}:{step}"));
+            pairs.push(v.clone());
+        }
+    }
+    if !steps.is_empty() {
+        pairs.push("nsteps".into());
+        pairs.push(steps.len().to_string());
+    }
+    let has_error = end[4] == "1";
+    pairs.push("status".into());
+    pairs.push(end[1].clone());
+    pairs.push("finished".into());
+    pairs.push(end[2].clone());
+    if has_error {
+        pairs.push("error".into());
+        pairs.push(end[3].clone());
+    }
+    let started = if *last == "T" {
+        end.get(5)?.clone()
+    } else {
+        String::new()
+    };
+    let mut head = Vec::with_capacity(6 + pairs.len());
+    head.extend([
+        run.clone(),
+        started,
+        end[4].clone(),
+        end[1].clone(),
+        end[2].clone(),
+        pairs.len().to_string(),
+    ]);
+    head.extend(pairs);
+    Some(head)
 }
 
 /// The journal writer: writes are applied in the order they were made (a run's events never
@@ -1405,3 +1525,7 @@ impl SharedStore for RedisStore {
             })
     }
 }
+
+#[cfg(test)]
+#[path = "redis_tests.rs"]
+mod tests;
