@@ -962,9 +962,16 @@ fn fresh_end(ops: &[(&'static str, Vec<String>)]) -> Option<Vec<String>> {
 
 /// The journal writer: writes are applied in the order they were made (a run's events never
 /// overtake each other, even when their callers do not wait), and everything queued while a
-/// batch is in flight goes in the next batch: one pipeline of `EVAL`s of [`APPLY`], each with up
-/// to 64 writes = one round trip (group commit). The script text travels with each call, so a
-/// Redis restarted (its script cache empty) needs no `SCRIPT LOAD` first.
+/// batch is in flight goes in the next batch: one pipeline of calls of [`APPLY`], each with up
+/// to 64 writes = one round trip (group commit).
+///
+/// The calls are `EVALSHA`s (the 10 KB script text is not sent, copied and hashed with every
+/// call): while the writer does not know Redis holds the script (at start, after a connection
+/// error or a `NOSCRIPT`), the first call of the pipeline is an `EVAL` with the text, which
+/// loads it before the `EVALSHA`s behind it run. A pipeline answered `NOSCRIPT` in every call
+/// (the script cache flushed meanwhile: nothing was applied) is sent once more that way; a
+/// `NOSCRIPT` after an applied call fails that call's writes only, like any other error of one
+/// call (resending it would apply it after the calls behind it).
 async fn writer(
     conn: ConnectionManager,
     mut queue: tokio::sync::mpsc::UnboundedReceiver<Job>,
@@ -972,6 +979,9 @@ async fn writer(
 ) {
     const BATCH: usize = 512;
     const PER_SCRIPT: usize = 64;
+    let sha = Script::new(APPLY).get_hash().to_string();
+    let lease = lease_ms.to_string();
+    let mut loaded = false;
     let mut c = conn;
     while let Some(first) = queue.recv().await {
         let mut jobs = vec![first];
@@ -984,50 +994,92 @@ async fn writer(
         // At most PER_SCRIPT writes per script call, the calls of a batch in one pipeline
         // (one round trip): Redis reads and runs them one by one, so another process's
         // acceptances are not held behind one long script.
-        let mut pipe = redis::pipe();
-        let mut groups = Vec::new();
+        let mut groups: Vec<Vec<Job>> = Vec::with_capacity(jobs.len().div_ceil(PER_SCRIPT));
         let mut jobs = jobs.into_iter().peekable();
         while jobs.peek().is_some() {
-            let mut cmd = redis::cmd("EVAL");
-            cmd.arg(APPLY).arg(0).arg(J).arg(lease_ms);
-            let mut group = Vec::new();
-            for j in jobs.by_ref().take(PER_SCRIPT) {
+            groups.push(jobs.by_ref().take(PER_SCRIPT).collect());
+        }
+        let call = |text: bool, group: &[Job]| {
+            let (name, script) = if text {
+                ("EVAL", APPLY)
+            } else {
+                ("EVALSHA", sha.as_str())
+            };
+            let args = 5 + group.iter().map(|j| 2 + j.args.len()).sum::<usize>();
+            let bytes = name.len()
+                + script.len()
+                + J.len()
+                + lease.len()
+                + 1
+                + group
+                    .iter()
+                    .map(|j| 4 + j.args.iter().map(String::len).sum::<usize>())
+                    .sum::<usize>();
+            let mut cmd = redis::Cmd::with_capacity(args, bytes);
+            cmd.arg(name).arg(script).arg(0).arg(J).arg(&lease);
+            for j in group {
                 cmd.arg(j.op).arg(j.args.len());
                 for a in &j.args {
                     cmd.arg(a);
                 }
-                group.push(j.done);
             }
-            pipe.add_command(cmd);
-            groups.push(group);
+            cmd
+        };
+        let send = |first_text: bool| {
+            let mut pipe = redis::Pipeline::with_capacity(groups.len());
+            pipe.ignore_errors();
+            for (i, g) in groups.iter().enumerate() {
+                pipe.add_command(call(first_text && i == 0, g));
+            }
+            pipe
+        };
+        let mut answer = send(!loaded).query_async::<Vec<redis::Value>>(&mut c).await;
+        let noscript = |v: &redis::Value| {
+            matches!(v, redis::Value::ServerError(e)
+                if e.kind() == Some(redis::ServerErrorKind::NoScript))
+        };
+        if let Ok(values) = &answer {
+            if !values.is_empty() && values.iter().all(noscript) {
+                answer = send(true).query_async::<Vec<redis::Value>>(&mut c).await;
+            }
         }
         let short = || StateError::Unavailable("redis: short journal answer".into());
-        match pipe.query_async::<Vec<redis::Value>>(&mut c).await {
+        match answer {
             Ok(values) if values.len() == groups.len() => {
+                loaded = !values.iter().any(noscript);
                 for (v, group) in values.into_iter().zip(groups) {
                     match v {
                         redis::Value::Array(items) if items.len() == group.len() => {
-                            for (item, tx) in items.into_iter().zip(group) {
-                                let _ = tx.send(applied(item));
+                            for (item, j) in items.into_iter().zip(group) {
+                                let _ = j.done.send(applied(item));
+                            }
+                        }
+                        redis::Value::ServerError(e) => {
+                            let e = unavailable(e.into());
+                            for j in group {
+                                let _ = j.done.send(Err(e.clone()));
                             }
                         }
                         _ => {
-                            for tx in group {
-                                let _ = tx.send(Err(short()));
+                            for j in group {
+                                let _ = j.done.send(Err(short()));
                             }
                         }
                     }
                 }
             }
             Ok(_) => {
-                for tx in groups.into_iter().flatten() {
-                    let _ = tx.send(Err(short()));
+                loaded = false;
+                for j in groups.into_iter().flatten() {
+                    let _ = j.done.send(Err(short()));
                 }
             }
             Err(e) => {
+                // Redis may have restarted (its script cache empty).
+                loaded = false;
                 let e = unavailable(e);
-                for tx in groups.into_iter().flatten() {
-                    let _ = tx.send(Err(e.clone()));
+                for j in groups.into_iter().flatten() {
+                    let _ = j.done.send(Err(e.clone()));
                 }
             }
         }
@@ -1052,10 +1104,17 @@ fn applied(v: redis::Value) -> StateResult<i64> {
 
 /// The hash fields of a whole record (as created, or as requeued by a retry).
 fn fields(run: &RunRecord) -> Vec<(String, String)> {
-    let mut base = run.clone();
-    base.steps.clear();
+    // `rec` is the record without its steps (they are fields of their own): a new run has
+    // none, so it is not copied (with its request data) to drop them.
+    let rec = if run.steps.is_empty() {
+        run.to_text()
+    } else {
+        let mut base = run.clone();
+        base.steps.clear();
+        base.to_text()
+    };
     let mut f = vec![
-        ("rec".to_string(), base.to_text()),
+        ("rec".to_string(), rec),
         ("endpoint".into(), run.endpoint.clone()),
         ("status".into(), run.status.as_str().into()),
         ("attempt".into(), run.attempt.to_string()),

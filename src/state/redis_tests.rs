@@ -275,3 +275,38 @@ fn fresh_end_leaves_the_hash_the_events_leave_one_by_one() {
         assert!(hash(&mut raw, "gone").is_empty());
     });
 }
+
+/// The writer sends `EVALSHA` once Redis holds its script, and loads it again (an `EVAL` with
+/// the text) when Redis lost it: nothing is refused meanwhile.
+#[test]
+fn the_writer_loads_its_script_again_after_a_flush() {
+    let Some(redis) = RedisChild::start() else {
+        return;
+    };
+    let b = RedisBackend::open(&redis.url(12), 30).unwrap();
+    let mut raw = ::redis::Client::open(redis.url(12))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    block_on(async {
+        b.create_run(new_run("one")).await.unwrap();
+        let (eval, evalsha) = (calls(&mut raw, "eval"), calls(&mut raw, "evalsha"));
+        assert_eq!(eval, 1, "the first call carries the text");
+        b.create_run(new_run("two")).await.unwrap();
+        assert_eq!(calls(&mut raw, "eval"), eval, "then only its hash");
+        assert_eq!(calls(&mut raw, "evalsha"), evalsha + 1);
+        ::redis::cmd("SCRIPT").arg("FLUSH").exec(&mut raw).unwrap();
+        b.create_run(new_run("three")).await.unwrap();
+        assert_eq!(calls(&mut raw, "eval"), eval + 1, "loaded again");
+        b.record_all(store_end("three", &["keep"], RunStatus::Succeeded, None))
+            .await
+            .unwrap();
+        for id in ["one", "two"] {
+            assert_eq!(b.get_run(id).await.unwrap().status, RunStatus::Queued);
+        }
+        assert_eq!(
+            b.get_run("three").await.unwrap().status,
+            RunStatus::Succeeded
+        );
+    });
+}
