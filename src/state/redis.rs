@@ -24,8 +24,8 @@
 //!
 //! Every multi-key change is one Lua script (atomic, one round trip). Journal writes (a run
 //! accepted, its events) go through one writer task per process that sends everything queued
-//! meanwhile as one `EVAL` of [`APPLY`] (group commit, one script run per batch): accepting a
-//! run costs one round trip on the answer path.
+//! meanwhile as one pipeline of `EVALSHA`s of [`APPLY`] (group commit, one script run per up to
+//! 64 writes): accepting a run costs one round trip on the answer path.
 //!
 //! All Redis I/O runs on a small dedicated tokio runtime owned by the backend. Async callers
 //! await a task spawned there; the synchronous shared store (templates call `memoryGet` /
