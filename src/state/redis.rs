@@ -136,8 +136,7 @@ ops.C = function(i)
   return seq
 end
 -- S id status at error has_error: the run's status.
-ops.S = function(i)
-  local id, st, at, err, has = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+local function status(id, st, at, err, has)
   local k = p .. 'run:' .. id
   if not exists(id, k) then return 0 end
   if final(st) then
@@ -162,6 +161,7 @@ ops.S = function(i)
   end
   return 1
 end
+ops.S = function(i) return status(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]) end
 -- b id step kind at: a step started (again).
 ops.b = function(i)
   local id, s = ARGV[i], ARGV[i + 1]
@@ -205,18 +205,21 @@ ops.s = function(i) return done(i, 'succeeded', 'c:') end
 ops.f = function(i) return done(i, 'failed', 'e:') end
 -- d id step kind started at status payload: a step started and finished (b, then s or f, of a
 -- run's events written together): the same fields, one HSET.
-ops.d = function(i)
-  local id, s, st = ARGV[i], ARGV[i + 1], ARGV[i + 5]
+local function step_run(id, s, kind, began, at, st, detail)
   local k = p .. 'run:' .. id
   if not exists(id, k) then return 0 end
   local field, other = 'c:', 'e:'
   if st == 'failed' then field, other = 'e:', 'c:' end
-  local f = {'t:' .. s, st, 'b:' .. s, ARGV[i + 3], 'f:' .. s, ARGV[i + 4], field .. s, ARGV[i + 6]}
-  local old = step(id, s, k, ARGV[i + 2], f)
+  local f = {'t:' .. s, st, 'b:' .. s, began, 'f:' .. s, at, field .. s, detail}
+  local old = step(id, s, k, kind, f)
   redis.call('HSET', k, unpack(f))
   seen(id, s)
   if old then redis.call('HDEL', k, other .. s) end
   return 1
+end
+ops.d = function(i)
+  return step_run(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5],
+    ARGV[i + 6])
 end
 -- T id status at error has_error started: S, with the start time of a `running` written
 -- together with it (kept only if the run has none, as that `running` would have).
@@ -237,23 +240,37 @@ ops.M = function(i)
   end
   return r
 end
--- F id started has_error status at np (field value)… M-args: the end of a run whose steps were
--- all journaled in this write (the runner's one write of a `store`-only run: d ops of distinct
--- steps, then its final status) — when the run has no step yet (`nsteps` 0), the hash gets the
--- client's fields (every step's t/b/f/c|e/k/o, `nsteps`, the status) with one HSET, exactly
--- what the M-args applied one by one would leave; otherwise (a run taken over, with steps) the
--- M-args are applied as an M.
+-- F id started has_error status at error nsteps np (field value)…: the end of a run whose steps
+-- were all journaled in this write (the runner's one write of a `store`-only run: each step's
+-- start and end, each step once, then the final status). The fields are, per step, `t:` `b:`
+-- `f:` `c:`|`e:` `k:` `o:` (in that order), then `nsteps` (with steps), `status`, `finished`
+-- and `error` (with an error): what the d ops and the final status (T when `started` is given,
+-- else S) leave on a run that has no step yet. Such a run (`nsteps` 0) gets them with one HSET;
+-- any other (taken over, with steps) gets those d ops and that status applied in turn.
 ops.F = function(i)
-  local id, np = ARGV[i], tonumber(ARGV[i + 5])
+  local id, started, has, np = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 7])
   local k = p .. 'run:' .. id
   local r = redis.call('HMGET', k, 'nsteps', 'seq', 'endpoint', 'started', 'error')
-  if (r[1] and r[1] ~= '0') or not r[2] or not r[3] then return ops.M(i + 6 + np) end
-  if ARGV[i + 1] ~= '' and not r[4] then
-    redis.call('HSET', k, 'started', ARGV[i + 1], unpack(ARGV, i + 6, i + 5 + np))
-  else
-    redis.call('HSET', k, unpack(ARGV, i + 6, i + 5 + np))
+  if (r[1] and r[1] ~= '0') or not r[2] or not r[3] then
+    local res, j = 1, i + 8
+    for _ = 1, tonumber(ARGV[i + 6]) do
+      local s = string.sub(ARGV[j], 3)
+      if step_run(id, s, ARGV[j + 9], ARGV[j + 3], ARGV[j + 5], ARGV[j + 1], ARGV[j + 7]) == 0 then
+        res = 0
+      end
+      j = j + 12
+    end
+    local st = status(id, ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], has)
+    if st == 1 and started ~= '' then redis.call('HSETNX', k, 'started', started) end
+    if st == 0 then res = 0 end
+    return res
   end
-  if ARGV[i + 2] ~= '1' and r[5] then redis.call('HDEL', k, 'error') end
+  if started ~= '' and not r[4] then
+    redis.call('HSET', k, 'started', started, unpack(ARGV, i + 8, i + 7 + np))
+  else
+    redis.call('HSET', k, unpack(ARGV, i + 8, i + 7 + np))
+  end
+  if has ~= '1' and r[5] then redis.call('HDEL', k, 'error') end
   redis.call('ZREM', p .. 'leases', id)
   if delays() then redis.call('ZREM', p .. 'delays', id) end
   redis.call('ZADD', p .. 'finished', ARGV[i + 4], id)
@@ -688,17 +705,20 @@ impl Inner {
         let ids: Vec<String> = events.iter().map(|e| e.run().to_string()).collect();
         let ops = fold(events);
         // A fresh run's end (its steps and final status): `F`, which carries the M op too.
-        let (op, mut args) = match fresh_end(&ops) {
+        let (op, args) = match fresh_end(&ops) {
             Some(head) => ("F", head),
-            None => ("M", Vec::new()),
+            None => {
+                let mut args =
+                    Vec::with_capacity(1 + ops.iter().map(|(_, a)| a.len() + 2).sum::<usize>());
+                args.push(ops.len().to_string());
+                for (op, a) in ops {
+                    args.push(op.to_string());
+                    args.push(a.len().to_string());
+                    args.extend(a);
+                }
+                ("M", args)
+            }
         };
-        args.reserve(1 + ops.iter().map(|(_, a)| a.len() + 2).sum::<usize>());
-        args.push(ops.len().to_string());
-        for (op, a) in ops {
-            args.push(op.to_string());
-            args.push(a.len().to_string());
-            args.extend(a);
-        }
         let write = self.write(op, args);
         let me = self.clone();
         async move {
@@ -947,13 +967,15 @@ fn fresh_end(ops: &[(&'static str, Vec<String>)]) -> Option<Vec<String>> {
     } else {
         String::new()
     };
-    let mut head = Vec::with_capacity(6 + pairs.len());
+    let mut head = Vec::with_capacity(8 + pairs.len());
     head.extend([
         run.clone(),
         started,
         end[4].clone(),
         end[1].clone(),
         end[2].clone(),
+        end[3].clone(),
+        steps.len().to_string(),
         pairs.len().to_string(),
     ]);
     head.extend(pairs);

@@ -95,10 +95,10 @@ fn fresh_end_only_for_distinct_steps_then_a_final_status() {
         None,
     )))
     .unwrap();
-    // id, started, has_error, status, at, the field count, then the fields.
-    assert_eq!(head[..5], ["r", "1100", "0", "succeeded", "1200"]);
-    assert_eq!(head[5], (head.len() - 6).to_string());
-    let fields: HashMap<_, _> = head[6..]
+    // id, started, has_error, status, at, error, steps, the field count, then the fields.
+    assert_eq!(head[..7], ["r", "1100", "0", "succeeded", "1200", "", "2"]);
+    assert_eq!(head[7], (head.len() - 8).to_string());
+    let fields: HashMap<_, _> = head[8..]
         .chunks(2)
         .map(|p| (p[0].as_str(), p[1].as_str()))
         .collect();
