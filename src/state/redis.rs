@@ -61,12 +61,13 @@ const J: &str = "fs:{j}:";
 const M: &str = "fs:m:";
 
 /// The journal writer's one script per batch: every queued write (run creations and run
-/// events, in call order) applied by one `EVAL` (docs/redis.md, "How the journal is kept in
-/// Redis"). `ARGV`: the key prefix, the lease in ms, then per write its op, its number of
-/// arguments and those arguments. Each write runs under `pcall` and gets its own answer: an
-/// integer (a creation's `seq`; 1 for an event, 0 when the run does not exist) or the error
-/// text. Within one batch the script remembers which runs exist (no `EXISTS` again), which
-/// endpoints it added to `endpoints`, and which steps already have an order and a kind.
+/// events, in call order) applied by one script call of up to 64 writes (docs/redis.md, "How
+/// the journal is kept in Redis"). `ARGV`: the key prefix, the lease in ms, then per write its
+/// op, its number of arguments and those arguments. Each write runs under `pcall` and gets its
+/// own answer: an integer (a creation's `seq`; 1 for an event, 0 when the run does not exist)
+/// or the error text. Within one call the script remembers which runs exist (no `EXISTS`
+/// again), which endpoints it added to `endpoints`, and which steps already have an order and a
+/// kind; its creations take their `seq`s from one `INCRBY`.
 const APPLY: &str = r#"
 local p, lease = ARGV[1], tonumber(ARGV[2])
 local t = redis.call('TIME')
@@ -704,7 +705,7 @@ impl Inner {
         let finals: Vec<String> = events.iter().filter_map(final_of).collect();
         let ids: Vec<String> = events.iter().map(|e| e.run().to_string()).collect();
         let ops = fold(events);
-        // A fresh run's end (its steps and final status): `F`, which carries the M op too.
+        // A fresh run's end (its steps and final status): `F`, the hash fields they leave.
         let (op, args) = match fresh_end(&ops) {
             Some(head) => ("F", head),
             None => {
@@ -916,8 +917,10 @@ fn step_done(
 /// The head of the `F` op of [`APPLY`] for folded `ops` that end a run whose steps are all in
 /// them (`d` ops of distinct steps, then a final status, as the runner writes a `store`-only
 /// run): the run's id, the start time to keep if it has none (`""`: none), whether the status
-/// carries an error, the status, its time, then the hash fields the ops leave on a run without
-/// steps (their count first). `None` for any other shape (written as an `M`).
+/// carries an error, the status, its time, its error, the number of steps, then the hash fields
+/// the ops leave on a run without steps (their count first; per step `t:` `b:` `f:` `c:`|`e:`
+/// `k:` `o:`, the order the script's fallback reads them in). `None` for any other shape
+/// (written as an `M`).
 fn fresh_end(ops: &[(&'static str, Vec<String>)]) -> Option<Vec<String>> {
     let ((last, end), steps) = ops.split_last()?;
     // T/S: run status at error has_error [started].
