@@ -240,7 +240,8 @@ for _ in $(seq 1 100); do [ "$(rcli ping 2>/dev/null)" = PONG ] && break; sleep 
 sed -e "1i [server]\nstate = \"redis://127.0.0.1:$rport/0\"\nhistory_max = 100000000\n" \
   "$dir/durable/endpoints.toml" >"$dir/redis/endpoints.toml"
 commands() { rcli INFO commandstats | awk -F'[:=,]' '/^cmdstat_/ {s += $3} END {print s + 0}'; }
-evals() { rcli INFO commandstats | awk -F'[:=,]' '/^cmdstat_eval:/ {s += $3} END {print s + 0}'; }
+# Script calls: EVAL and EVALSHA (the journal writer sends the script's hash once Redis holds it).
+evals() { rcli INFO commandstats | awk -F'[:=,]' '/^cmdstat_eval(sha)?:/ {s += $3} END {print s + 0}'; }
 redis_cpu() { rcli INFO cpu | awk -F: '/^used_cpu_(sys|user):/ {s += $2} END {printf "%.3f", s}'; }
 # Read events on Redis's sockets: one per batch of commands received (a pipeline, or a lone
 # command), i.e. the network round trips of all clients.
@@ -264,7 +265,7 @@ redis_runs() {
 per_run() {
   awk -v n="$2" -v c0="$3" -v c1="$4" -v e0="$5" -v e1="$6" -v u0="$7" -v u1="$8" \
     -v r0="$9" -v r1="${10}" -v l="$1" 'BEGIN {
-    printf "%s per run: %.2f EVAL (1 on the answer path), %.2f Redis round trips (read events), %.1f commands incl. those inside scripts, Redis CPU %.1f us\n",
+    printf "%s per run: %.2f EVAL/EVALSHA (1 on the answer path), %.2f Redis round trips (read events), %.1f commands incl. those inside scripts, Redis CPU %.1f us\n",
       l, (e1 - e0) / n, (r1 - r0) / n, (c1 - c0) / n, (u1 - u0) * 1e6 / n }'
 }
 answered() { awk '/requests in/ {print $1}' "$1"; }
@@ -275,6 +276,7 @@ redis1_pid=$!
 wait_port "$p_redis1"
 redis1_url="http://127.0.0.1:${p_redis1}/listener/$h1/$h2?ref=A-1"
 c0="$(commands)"; e0="$(evals)"; u0="$(redis_cpu)"; r0="$(reads)"
+l0="$(awk '{print $14 + $15}' "/proc/$redis1_pid/stat")"
 t0="$(date +%s.%N)"
 run_wrk redis_1 "$redis1_pid" "$redis1_url"
 echo "redis_1 / bare_hyper = $(awk -v a="$(cat "$dir/redis_1.rps")" -v b="$(cat "$dir/bare_hyper.rps")" \
@@ -284,6 +286,10 @@ read -r ok1 all1 <<<"$(redis_runs)"
 t1="$(cat "$dir/runs_done_at")"
 per_run "redis_1" "$all1" "$c0" "$(commands)" "$e0" "$(evals)" "$u0" "$(redis_cpu)" "$r0" "$(reads)"
 echo "redis_1 runs: $ok1 succeeded of $all1 journaled, $n1 answered by wrk"
+# The listener process's CPU time (user + system, all threads) per run, burst and drain.
+awk -v t0="$l0" -v n="$all1" -v hz="$(getconf CLK_TCK)" \
+  '{ printf "redis_1 listener CPU per run: %.1f us\n", ($14 + $15 - t0) * 1e6 / hz / n }' \
+  "/proc/$redis1_pid/stat"
 completed redis_1 "$ok1" "$t0" "$t1"
 [ "$ok1" -ge "$n1" ] && [ "$ok1" = "$all1" ] || { echo "redis: accepted runs did not all complete"; exit 1; }
 

@@ -24,8 +24,8 @@
 //!
 //! Every multi-key change is one Lua script (atomic, one round trip). Journal writes (a run
 //! accepted, its events) go through one writer task per process that sends everything queued
-//! meanwhile as one `EVAL` of [`APPLY`] (group commit, one script run per batch): accepting a
-//! run costs one round trip on the answer path.
+//! meanwhile as one pipeline of `EVALSHA`s of [`APPLY`] (group commit, one script run per up to
+//! 64 writes): accepting a run costs one round trip on the answer path.
 //!
 //! All Redis I/O runs on a small dedicated tokio runtime owned by the backend. Async callers
 //! await a task spawned there; the synchronous shared store (templates call `memoryGet` /
@@ -61,18 +61,36 @@ const J: &str = "fs:{j}:";
 const M: &str = "fs:m:";
 
 /// The journal writer's one script per batch: every queued write (run creations and run
-/// events, in call order) applied by one `EVAL` (docs/redis.md, "How the journal is kept in
-/// Redis"). `ARGV`: the key prefix, the lease in ms, then per write its op, its number of
-/// arguments and those arguments. Each write runs under `pcall` and gets its own answer: an
-/// integer (a creation's `seq`; 1 for an event, 0 when the run does not exist) or the error
-/// text. Within one batch the script remembers which runs exist (no `EXISTS` again), which
-/// endpoints it added to `endpoints`, and which steps already have an order and a kind.
+/// events, in call order) applied by one script call of up to 64 writes (docs/redis.md, "How
+/// the journal is kept in Redis"). `ARGV`: the key prefix, the lease in ms, then per write its
+/// op, its number of arguments and those arguments. Each write runs under `pcall` and gets its
+/// own answer: an integer (a creation's `seq`; 1 for an event, 0 when the run does not exist)
+/// or the error text. Within one call the script remembers which runs exist (no `EXISTS`
+/// again), which endpoints it added to `endpoints`, and which steps already have an order and a
+/// kind; its creations take their `seq`s from one `INCRBY`.
 const APPLY: &str = r#"
 local p, lease = ARGV[1], tonumber(ARGV[2])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lease_at = string.format('%d', now + lease)
 local live, eps, known = {}, {}, {}
 local function final(s) return s == 'succeeded' or s == 'failed' or s == 'interrupted' end
+-- Whether `delays` exists (read once per call): a final status removes its run from it only
+-- then (ZREM on a missing key changes nothing).
+local delayed = nil
+local function delays()
+  if delayed == nil then delayed = redis.call('EXISTS', p .. 'delays') == 1 end
+  return delayed
+end
+-- Run numbers: the creations of this call take theirs from one INCRBY (in call order).
+local seqs, seq_next = 0, 0
+local function next_seq()
+  if seqs > 0 then
+    seqs = seqs - 1; seq_next = seq_next + 1
+    return seq_next - 1
+  end
+  return redis.call('INCR', p .. 'seq')
+end
 local function exists(id, k)
   if live[id] then return true end
   if redis.call('EXISTS', k) == 1 then live[id] = true; return true end
@@ -102,24 +120,24 @@ local ops = {}
 ops.C = function(i)
   local id, ep, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 3])
   local k = p .. 'run:' .. id
-  local seq = redis.call('INCR', p .. 'seq')
+  local seq = next_seq()
+  -- Formatted once ('%d': Lua would format a number argument as a float at each call).
+  local sq = string.format('%d', seq)
   redis.call('DEL', k)
-  redis.call('HSET', k, 'seq', seq, unpack(ARGV, i + 4, i + 3 + 2 * n))
-  redis.call('ZADD', p .. 'all', seq, id)
-  redis.call('ZADD', p .. 'ep:' .. ep, seq, id)
+  redis.call('HSET', k, 'seq', sq, unpack(ARGV, i + 4, i + 3 + 2 * n))
+  redis.call('ZADD', p .. 'all', sq, id)
+  redis.call('ZADD', p .. 'ep:' .. ep, sq, id)
   if not eps[ep] then redis.call('SADD', p .. 'endpoints', ep); eps[ep] = true end
   if ARGV[i + 2] == '1' then
-    redis.call('ZADD', p .. 'leases', now + lease, id)
+    redis.call('ZADD', p .. 'leases', lease_at, id)
   else
     redis.call('ZADD', p .. 'leases', 0, id)
   end
-  live[id] = true
   known[id] = nil
   return seq
 end
 -- S id status at error has_error: the run's status.
-ops.S = function(i)
-  local id, st, at, err, has = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+local function status(id, st, at, err, has)
   local k = p .. 'run:' .. id
   if not exists(id, k) then return 0 end
   if final(st) then
@@ -131,7 +149,7 @@ ops.S = function(i)
     end
     local r = redis.call('HMGET', k, 'endpoint', 'seq')
     redis.call('ZREM', p .. 'leases', id)
-    redis.call('ZREM', p .. 'delays', id)
+    if delays() then redis.call('ZREM', p .. 'delays', id) end
     redis.call('ZADD', p .. 'finished', at, id)
     redis.call('ZADD', p .. 'done:' .. r[1], r[2], id)
   else
@@ -144,6 +162,7 @@ ops.S = function(i)
   end
   return 1
 end
+ops.S = function(i) return status(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]) end
 -- b id step kind at: a step started (again).
 ops.b = function(i)
   local id, s = ARGV[i], ARGV[i + 1]
@@ -168,6 +187,7 @@ ops.w = function(i)
   local cur = redis.call('ZSCORE', p .. 'delays', id)
   if not cur or tonumber(cur) > tonumber(due) then
     redis.call('ZADD', p .. 'delays', due, id)
+    delayed = true
   end
   return 1
 end
@@ -186,18 +206,21 @@ ops.s = function(i) return done(i, 'succeeded', 'c:') end
 ops.f = function(i) return done(i, 'failed', 'e:') end
 -- d id step kind started at status payload: a step started and finished (b, then s or f, of a
 -- run's events written together): the same fields, one HSET.
-ops.d = function(i)
-  local id, s, st = ARGV[i], ARGV[i + 1], ARGV[i + 5]
+local function step_run(id, s, kind, began, at, st, detail)
   local k = p .. 'run:' .. id
   if not exists(id, k) then return 0 end
   local field, other = 'c:', 'e:'
   if st == 'failed' then field, other = 'e:', 'c:' end
-  local f = {'t:' .. s, st, 'b:' .. s, ARGV[i + 3], 'f:' .. s, ARGV[i + 4], field .. s, ARGV[i + 6]}
-  local old = step(id, s, k, ARGV[i + 2], f)
+  local f = {'t:' .. s, st, 'b:' .. s, began, 'f:' .. s, at, field .. s, detail}
+  local old = step(id, s, k, kind, f)
   redis.call('HSET', k, unpack(f))
   seen(id, s)
   if old then redis.call('HDEL', k, other .. s) end
   return 1
+end
+ops.d = function(i)
+  return step_run(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5],
+    ARGV[i + 6])
 end
 -- T id status at error has_error started: S, with the start time of a `running` written
 -- together with it (kept only if the run has none, as that `running` would have).
@@ -218,8 +241,51 @@ ops.M = function(i)
   end
   return r
 end
-local out = {}
+-- F id started has_error status at error nsteps np (field value)…: the end of a run whose steps
+-- were all journaled in this write (the runner's one write of a `store`-only run: each step's
+-- start and end, each step once, then the final status). The fields are, per step, `t:` `b:`
+-- `f:` `c:`|`e:` `k:` `o:` (in that order), then `nsteps` (with steps), `status`, `finished`
+-- and `error` (with an error): what the d ops and the final status (T when `started` is given,
+-- else S) leave on a run that has no step yet. Such a run (`nsteps` 0) gets them with one HSET;
+-- any other (taken over, with steps) gets those d ops and that status applied in turn.
+ops.F = function(i)
+  local id, started, has, np = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 7])
+  local k = p .. 'run:' .. id
+  local r = redis.call('HMGET', k, 'nsteps', 'seq', 'endpoint', 'started', 'error')
+  if (r[1] and r[1] ~= '0') or not r[2] or not r[3] then
+    local res, j = 1, i + 8
+    for _ = 1, tonumber(ARGV[i + 6]) do
+      local s = string.sub(ARGV[j], 3)
+      if step_run(id, s, ARGV[j + 9], ARGV[j + 3], ARGV[j + 5], ARGV[j + 1], ARGV[j + 7]) == 0 then
+        res = 0
+      end
+      j = j + 12
+    end
+    local st = status(id, ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], has)
+    if st == 1 and started ~= '' then redis.call('HSETNX', k, 'started', started) end
+    if st == 0 then res = 0 end
+    return res
+  end
+  if started ~= '' and not r[4] then
+    redis.call('HSET', k, 'started', started, unpack(ARGV, i + 8, i + 7 + np))
+  else
+    redis.call('HSET', k, unpack(ARGV, i + 8, i + 7 + np))
+  end
+  if has ~= '1' and r[5] then redis.call('HDEL', k, 'error') end
+  redis.call('ZREM', p .. 'leases', id)
+  if delays() then redis.call('ZREM', p .. 'delays', id) end
+  redis.call('ZADD', p .. 'finished', ARGV[i + 4], id)
+  redis.call('ZADD', p .. 'done:' .. r[3], r[2], id)
+  return 1
+end
 local i = 3
+while i <= #ARGV do
+  if ARGV[i] == 'C' then seqs = seqs + 1 end
+  i = i + 2 + tonumber(ARGV[i + 1])
+end
+if seqs > 0 then seq_next = redis.call('INCRBY', p .. 'seq', seqs) - seqs + 1 end
+local out = {}
+i = 3
 while i <= #ARGV do
   local op, n = ARGV[i], tonumber(ARGV[i + 1])
   local fn = ops[op]
@@ -639,14 +705,22 @@ impl Inner {
         let finals: Vec<String> = events.iter().filter_map(final_of).collect();
         let ids: Vec<String> = events.iter().map(|e| e.run().to_string()).collect();
         let ops = fold(events);
-        let mut args = Vec::with_capacity(1 + ops.iter().map(|(_, a)| a.len() + 2).sum::<usize>());
-        args.push(ops.len().to_string());
-        for (op, a) in ops {
-            args.push(op.to_string());
-            args.push(a.len().to_string());
-            args.extend(a);
-        }
-        let write = self.write("M", args);
+        // A fresh run's end (its steps and final status): `F`, the hash fields they leave.
+        let (op, args) = match fresh_end(&ops) {
+            Some(head) => ("F", head),
+            None => {
+                let mut args =
+                    Vec::with_capacity(1 + ops.iter().map(|(_, a)| a.len() + 2).sum::<usize>());
+                args.push(ops.len().to_string());
+                for (op, a) in ops {
+                    args.push(op.to_string());
+                    args.push(a.len().to_string());
+                    args.extend(a);
+                }
+                ("M", args)
+            }
+        };
+        let write = self.write(op, args);
         let me = self.clone();
         async move {
             let found = write.await.inspect_err(|_| {
@@ -840,11 +914,89 @@ fn step_done(
     ("d", args)
 }
 
+/// The head of the `F` op of [`APPLY`] for folded `ops` that end a run whose steps are all in
+/// them (`d` ops of distinct steps, then a final status, as the runner writes a `store`-only
+/// run): the run's id, the start time to keep if it has none (`""`: none), whether the status
+/// carries an error, the status, its time, its error, the number of steps, then the hash fields
+/// the ops leave on a run without steps (their count first; per step `t:` `b:` `f:` `c:`|`e:`
+/// `k:` `o:`, the order the script's fallback reads them in). `None` for any other shape
+/// (written as an `M`).
+fn fresh_end(ops: &[(&'static str, Vec<String>)]) -> Option<Vec<String>> {
+    let ((last, end), steps) = ops.split_last()?;
+    // T/S: run status at error has_error [started].
+    let status = RunStatus::parse(end.get(1)?)?;
+    if !matches!(*last, "T" | "S") || !status.is_final() || end.len() < 5 {
+        return None;
+    }
+    let run = &end[0];
+    let mut pairs = Vec::with_capacity(12 * steps.len() + 8);
+    let mut ids = HashSet::new();
+    for (i, (op, a)) in steps.iter().enumerate() {
+        // d: run step kind started at status detail.
+        let [r, step, kind, began, at, st, detail] = a.as_slice() else {
+            return None;
+        };
+        if *op != "d" || r != run || !ids.insert(step.as_str()) {
+            return None;
+        }
+        let field = if st == "failed" { "e" } else { "c" };
+        for (f, v) in [
+            ("t", st),
+            ("b", began),
+            ("f", at),
+            (field, detail),
+            ("k", kind),
+            ("o", &(i + 1).to_string()),
+        ] {
+            pairs.push(format!("{f}:{step}"));
+            pairs.push(v.clone());
+        }
+    }
+    if !steps.is_empty() {
+        pairs.push("nsteps".into());
+        pairs.push(steps.len().to_string());
+    }
+    let has_error = end[4] == "1";
+    pairs.push("status".into());
+    pairs.push(end[1].clone());
+    pairs.push("finished".into());
+    pairs.push(end[2].clone());
+    if has_error {
+        pairs.push("error".into());
+        pairs.push(end[3].clone());
+    }
+    let started = if *last == "T" {
+        end.get(5)?.clone()
+    } else {
+        String::new()
+    };
+    let mut head = Vec::with_capacity(8 + pairs.len());
+    head.extend([
+        run.clone(),
+        started,
+        end[4].clone(),
+        end[1].clone(),
+        end[2].clone(),
+        end[3].clone(),
+        steps.len().to_string(),
+        pairs.len().to_string(),
+    ]);
+    head.extend(pairs);
+    Some(head)
+}
+
 /// The journal writer: writes are applied in the order they were made (a run's events never
 /// overtake each other, even when their callers do not wait), and everything queued while a
-/// batch is in flight goes in the next batch: one pipeline of `EVAL`s of [`APPLY`], each with up
-/// to 64 writes = one round trip (group commit). The script text travels with each call, so a
-/// Redis restarted (its script cache empty) needs no `SCRIPT LOAD` first.
+/// batch is in flight goes in the next batch: one pipeline of calls of [`APPLY`], each with up
+/// to 64 writes = one round trip (group commit).
+///
+/// The calls are `EVALSHA`s (the 10 KB script text is not sent, copied and hashed with every
+/// call): while the writer does not know Redis holds the script (at start, after a connection
+/// error or a `NOSCRIPT`), the first call of the pipeline is an `EVAL` with the text, which
+/// loads it before the `EVALSHA`s behind it run. A pipeline answered `NOSCRIPT` in every call
+/// (the script cache flushed meanwhile: nothing was applied) is sent once more that way; a
+/// `NOSCRIPT` after an applied call fails that call's writes only, like any other error of one
+/// call (resending it would apply it after the calls behind it).
 async fn writer(
     conn: ConnectionManager,
     mut queue: tokio::sync::mpsc::UnboundedReceiver<Job>,
@@ -852,6 +1004,9 @@ async fn writer(
 ) {
     const BATCH: usize = 512;
     const PER_SCRIPT: usize = 64;
+    let sha = Script::new(APPLY).get_hash().to_string();
+    let lease = lease_ms.to_string();
+    let mut loaded = false;
     let mut c = conn;
     while let Some(first) = queue.recv().await {
         let mut jobs = vec![first];
@@ -864,50 +1019,92 @@ async fn writer(
         // At most PER_SCRIPT writes per script call, the calls of a batch in one pipeline
         // (one round trip): Redis reads and runs them one by one, so another process's
         // acceptances are not held behind one long script.
-        let mut pipe = redis::pipe();
-        let mut groups = Vec::new();
+        let mut groups: Vec<Vec<Job>> = Vec::with_capacity(jobs.len().div_ceil(PER_SCRIPT));
         let mut jobs = jobs.into_iter().peekable();
         while jobs.peek().is_some() {
-            let mut cmd = redis::cmd("EVAL");
-            cmd.arg(APPLY).arg(0).arg(J).arg(lease_ms);
-            let mut group = Vec::new();
-            for j in jobs.by_ref().take(PER_SCRIPT) {
+            groups.push(jobs.by_ref().take(PER_SCRIPT).collect());
+        }
+        let call = |text: bool, group: &[Job]| {
+            let (name, script) = if text {
+                ("EVAL", APPLY)
+            } else {
+                ("EVALSHA", sha.as_str())
+            };
+            let args = 5 + group.iter().map(|j| 2 + j.args.len()).sum::<usize>();
+            let bytes = name.len()
+                + script.len()
+                + J.len()
+                + lease.len()
+                + 1
+                + group
+                    .iter()
+                    .map(|j| 4 + j.args.iter().map(String::len).sum::<usize>())
+                    .sum::<usize>();
+            let mut cmd = redis::Cmd::with_capacity(args, bytes);
+            cmd.arg(name).arg(script).arg(0).arg(J).arg(&lease);
+            for j in group {
                 cmd.arg(j.op).arg(j.args.len());
                 for a in &j.args {
                     cmd.arg(a);
                 }
-                group.push(j.done);
             }
-            pipe.add_command(cmd);
-            groups.push(group);
+            cmd
+        };
+        let send = |first_text: bool| {
+            let mut pipe = redis::Pipeline::with_capacity(groups.len());
+            pipe.ignore_errors();
+            for (i, g) in groups.iter().enumerate() {
+                pipe.add_command(call(first_text && i == 0, g));
+            }
+            pipe
+        };
+        let mut answer = send(!loaded).query_async::<Vec<redis::Value>>(&mut c).await;
+        let noscript = |v: &redis::Value| {
+            matches!(v, redis::Value::ServerError(e)
+                if e.kind() == Some(redis::ServerErrorKind::NoScript))
+        };
+        if let Ok(values) = &answer {
+            if !values.is_empty() && values.iter().all(noscript) {
+                answer = send(true).query_async::<Vec<redis::Value>>(&mut c).await;
+            }
         }
         let short = || StateError::Unavailable("redis: short journal answer".into());
-        match pipe.query_async::<Vec<redis::Value>>(&mut c).await {
+        match answer {
             Ok(values) if values.len() == groups.len() => {
+                loaded = !values.iter().any(noscript);
                 for (v, group) in values.into_iter().zip(groups) {
                     match v {
                         redis::Value::Array(items) if items.len() == group.len() => {
-                            for (item, tx) in items.into_iter().zip(group) {
-                                let _ = tx.send(applied(item));
+                            for (item, j) in items.into_iter().zip(group) {
+                                let _ = j.done.send(applied(item));
+                            }
+                        }
+                        redis::Value::ServerError(e) => {
+                            let e = unavailable(e.into());
+                            for j in group {
+                                let _ = j.done.send(Err(e.clone()));
                             }
                         }
                         _ => {
-                            for tx in group {
-                                let _ = tx.send(Err(short()));
+                            for j in group {
+                                let _ = j.done.send(Err(short()));
                             }
                         }
                     }
                 }
             }
             Ok(_) => {
-                for tx in groups.into_iter().flatten() {
-                    let _ = tx.send(Err(short()));
+                loaded = false;
+                for j in groups.into_iter().flatten() {
+                    let _ = j.done.send(Err(short()));
                 }
             }
             Err(e) => {
+                // Redis may have restarted (its script cache empty).
+                loaded = false;
                 let e = unavailable(e);
-                for tx in groups.into_iter().flatten() {
-                    let _ = tx.send(Err(e.clone()));
+                for j in groups.into_iter().flatten() {
+                    let _ = j.done.send(Err(e.clone()));
                 }
             }
         }
@@ -932,10 +1129,17 @@ fn applied(v: redis::Value) -> StateResult<i64> {
 
 /// The hash fields of a whole record (as created, or as requeued by a retry).
 fn fields(run: &RunRecord) -> Vec<(String, String)> {
-    let mut base = run.clone();
-    base.steps.clear();
+    // `rec` is the record without its steps (they are fields of their own): a new run has
+    // none, so it is not copied (with its request data) to drop them.
+    let rec = if run.steps.is_empty() {
+        run.to_text()
+    } else {
+        let mut base = run.clone();
+        base.steps.clear();
+        base.to_text()
+    };
     let mut f = vec![
-        ("rec".to_string(), base.to_text()),
+        ("rec".to_string(), rec),
         ("endpoint".into(), run.endpoint.clone()),
         ("status".into(), run.status.as_str().into()),
         ("attempt".into(), run.attempt.to_string()),
@@ -1405,3 +1609,7 @@ impl SharedStore for RedisStore {
             })
     }
 }
+
+#[cfg(test)]
+#[path = "redis_tests.rs"]
+mod tests;
