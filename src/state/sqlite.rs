@@ -40,7 +40,24 @@ const PURGE_CHUNK: usize = 1000;
 /// How long a connection waits for another writer's lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-const SCHEMA: &str = "
+/// The statuses of an unfinished run, the rows of the partial index `runs_open`: a query uses
+/// that index only when its `WHERE` holds this very term (SQLite's rule for partial indexes), so
+/// every query for unfinished runs spells it out. Comparisons, not `status IN (…)`: SQLite
+/// evaluates the index's condition for every row written, and an `IN` list of three builds a
+/// temporary table each time a statement runs.
+macro_rules! open_runs_term {
+    () => {
+        "(status = 'queued' OR status = 'running' OR status = 'waiting')"
+    };
+}
+
+/// The tables and indexes, created when missing. Unfinished runs are indexed by status, the
+/// finished history is not (nothing looks it up by status: the admin listing walks `seq`, the
+/// purge walks `runs_endpoint`), so a run's end removes its index entry instead of adding one.
+/// A file made before `runs_open` has `runs_status (status, seq)` over every run: it is dropped
+/// (and `runs_open` built from the unfinished runs) when the file is opened.
+const SCHEMA: &str = concat!(
+    "
 CREATE TABLE IF NOT EXISTS runs (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL UNIQUE,
@@ -59,7 +76,10 @@ CREATE TABLE IF NOT EXISTS runs (
     owner TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_endpoint ON runs (endpoint, seq);
-CREATE INDEX IF NOT EXISTS runs_status ON runs (status, seq);
+DROP INDEX IF EXISTS runs_status;
+CREATE INDEX IF NOT EXISTS runs_open ON runs (status, seq) WHERE ",
+    open_runs_term!(),
+    ";
 CREATE TABLE IF NOT EXISTS steps (
     run TEXT NOT NULL,
     id TEXT NOT NULL,
@@ -77,7 +97,40 @@ CREATE TABLE IF NOT EXISTS store (
     value TEXT NOT NULL,
     expires INTEGER
 );
-";
+"
+);
+
+/// Whether any run waits for a claim (owner-less and queued).
+const ANY_CLAIMABLE: &str = concat!(
+    "SELECT 1 FROM runs WHERE ",
+    open_runs_term!(),
+    " AND status = 'queued' AND owner IS NULL LIMIT 1"
+);
+/// A claim of up to `?2` owner-less queued runs for `?1`, oldest first ([`claim_in`] adds the
+/// `RETURNING`).
+const CLAIM: &str = concat!(
+    "UPDATE runs SET owner = ?1 WHERE seq IN (SELECT seq FROM runs WHERE ",
+    open_runs_term!(),
+    " AND status = 'queued' AND owner IS NULL ORDER BY seq LIMIT ?2)"
+);
+/// Recovery: the unfinished runs that cannot resume are `interrupted` at `?1`...
+const RECOVER_INTERRUPT: &str = concat!(
+    "UPDATE runs SET status = 'interrupted', finished = ?1,
+     error = 'interrupted: the server stopped during the run' WHERE resumable = 0 AND ",
+    open_runs_term!()
+);
+/// ...the others that had an owner are taken by `?1`...
+const RECOVER_TAKE: &str = concat!(
+    "UPDATE runs SET owner = ?1, attempt = attempt + 1 WHERE ",
+    open_runs_term!(),
+    " AND (status IN ('running', 'waiting') OR (status = 'queued' AND owner IS NOT NULL))"
+);
+/// ...and read back, oldest first.
+const RECOVER_IDS: &str = concat!(
+    "SELECT id FROM runs WHERE owner = ?1 AND ",
+    open_runs_term!(),
+    " ORDER BY seq"
+);
 
 /// One queued write.
 enum Op {
@@ -683,12 +736,7 @@ fn claim_in(
     limit: usize,
 ) -> rusqlite::Result<Vec<RunRecord>> {
     let rows = tx
-        .prepare_cached(&format!(
-            "UPDATE runs SET owner = ?1 WHERE seq IN (
-               SELECT seq FROM runs WHERE status = 'queued' AND owner IS NULL
-               ORDER BY seq LIMIT ?2)
-             RETURNING {RUN_COLUMNS}"
-        ))?
+        .prepare_cached(&format!("{CLAIM} RETURNING {RUN_COLUMNS}"))?
         .query_map(params![owner, limit as i64], run_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut out = Vec::with_capacity(rows.len());
@@ -967,28 +1015,13 @@ impl Backend for SqliteBackend {
         let result = (|| {
             let mut conn = self.reader();
             let ids = immediate(&mut conn, |tx| {
-                tx.execute(
-                    "UPDATE runs SET status = 'interrupted', finished = ?1,
-                     error = 'interrupted: the server stopped during the run'
-                     WHERE resumable = 0 AND status IN ('queued', 'running', 'waiting')",
-                    params![now],
-                )
-                .map_err(unavailable)?;
+                tx.execute(RECOVER_INTERRUPT, params![now])
+                    .map_err(unavailable)?;
                 // Owner-less queued runs (the backlog: never started) stay in the journal for
                 // the runner to claim as its queue has room (src/listener/runs/backlog.rs).
-                tx.execute(
-                    "UPDATE runs SET owner = ?1, attempt = attempt + 1
-                     WHERE status IN ('running', 'waiting')
-                        OR (status = 'queued' AND owner IS NOT NULL)",
-                    params![owner],
-                )
-                .map_err(unavailable)?;
-                ids(
-                    tx,
-                    "SELECT id FROM runs WHERE owner = ?1
-                     AND status IN ('queued', 'running', 'waiting') ORDER BY seq",
-                    params![owner],
-                )
+                tx.execute(RECOVER_TAKE, params![owner])
+                    .map_err(unavailable)?;
+                ids(tx, RECOVER_IDS, params![owner])
             })?;
             let mut out = Vec::new();
             for id in ids {
@@ -1013,11 +1046,7 @@ impl Backend for SqliteBackend {
         // A cheap read first: the writer only when there is something to claim.
         let any = self
             .reader()
-            .query_row(
-                "SELECT 1 FROM runs WHERE status = 'queued' AND owner IS NULL LIMIT 1",
-                [],
-                |_| Ok(()),
-            )
+            .query_row(ANY_CLAIMABLE, [], |_| Ok(()))
             .optional()
             .map_err(unavailable);
         match any {
@@ -1425,6 +1454,169 @@ mod tests {
         let (a, b) = (dump(&one_by_one), dump(&folded));
         assert_eq!(a, b);
         assert!(a.iter().any(|r| r.contains("kept")), "{a:#?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "flexscript-{tag}-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    fn indexes(conn: &Connection) -> Vec<String> {
+        let mut stmt = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'runs' AND sql IS NOT NULL ORDER BY name")
+            .unwrap();
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).unwrap();
+        rows.map(Result::unwrap).collect()
+    }
+
+    /// The schema of the files written before `runs_open` (main at 238d035): the same tables,
+    /// with `runs_status (status, seq)` over every run.
+    const OLD_SCHEMA: &str = "
+        CREATE TABLE IF NOT EXISTS runs (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+            endpoint TEXT NOT NULL, first_hash TEXT NOT NULL, second_hash TEXT NOT NULL,
+            fingerprint TEXT NOT NULL, resumable INTEGER NOT NULL, status TEXT NOT NULL,
+            attempt INTEGER NOT NULL, created INTEGER NOT NULL, started INTEGER,
+            finished INTEGER, error TEXT, data TEXT NOT NULL, owner TEXT);
+        CREATE INDEX IF NOT EXISTS runs_endpoint ON runs (endpoint, seq);
+        CREATE INDEX IF NOT EXISTS runs_status ON runs (status, seq);
+        CREATE TABLE IF NOT EXISTS steps (
+            run TEXT NOT NULL, id TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL,
+            started INTEGER, finished INTEGER, due INTEGER, error TEXT, checkpoint TEXT,
+            UNIQUE (run, id));
+        CREATE TABLE IF NOT EXISTS store (name TEXT PRIMARY KEY, value TEXT NOT NULL, expires INTEGER);
+    ";
+
+    /// A file of the old schema is opened as it is: its `runs_status` index is replaced by
+    /// `runs_open`, and recovery, claims and reads find its runs; a file migrated so and then
+    /// opened by an older binary (which creates `runs_status` again) opens again.
+    #[test]
+    fn a_file_of_the_old_schema_is_migrated() {
+        use RunStatus::*;
+        let dir = temp_dir("migrate");
+        let path = dir.join("state.db");
+        {
+            let mut conn = connect(&path, Durability::Normal).unwrap();
+            conn.execute_batch(OLD_SCHEMA).unwrap();
+            let Op::Create(mut backlog) = create("backlog") else {
+                unreachable!()
+            };
+            backlog.owner = None;
+            let Op::Create(mut sync) = create("sync") else {
+                unreachable!()
+            };
+            sync.resumable = false;
+            let tx = conn.transaction().unwrap();
+            for op in [
+                Op::Create(backlog),
+                create("keep"),
+                Op::Create(sync),
+                create("done"),
+                status("keep", Running, 5, None),
+                started("keep", "s1", 6),
+                succeeded("keep", "s1", 7),
+                status("done", Succeeded, 8, None),
+            ] {
+                apply(&tx, &op).unwrap();
+            }
+            tx.commit().unwrap();
+            assert_eq!(indexes(&conn), ["runs_endpoint", "runs_status"]);
+        }
+        for round in 0..2 {
+            let b = SqliteBackend::open(&path, Durability::Normal).unwrap();
+            assert_eq!(indexes(&b.reader()), ["runs_endpoint", "runs_open"]);
+            if round == 0 {
+                let back = block_on(b.recover("new", 9)).unwrap();
+                let ids: Vec<_> = back.iter().map(|r| r.id.as_str()).collect();
+                assert_eq!(ids, ["keep"]);
+                assert_eq!(back[0].steps.len(), 1);
+                assert_eq!(back[0].attempt, 2);
+                let claimed = block_on(b.claim("new", 10)).unwrap();
+                let ids: Vec<_> = claimed.iter().map(|r| r.id.as_str()).collect();
+                assert_eq!(ids, ["backlog"]);
+                assert_eq!(block_on(b.get_run("sync")).unwrap().status, Interrupted);
+                assert_eq!(block_on(b.get_run("done")).unwrap().status, Succeeded);
+                block_on(b.record(RunEvent::Status {
+                    run: "keep".into(),
+                    status: Succeeded,
+                    at: 10,
+                    error: None,
+                }))
+                .unwrap();
+            } else {
+                assert!(block_on(b.claim("new", 10)).unwrap().is_empty());
+                let page = block_on(b.list_runs(RunFilter {
+                    status: Some(Succeeded),
+                    ..RunFilter::default()
+                }))
+                .unwrap();
+                let ids: Vec<_> = page.runs.iter().map(|r| r.id.as_str()).collect();
+                assert_eq!(ids, ["done", "keep"]);
+            }
+            drop(b);
+            // What an older binary does when it opens the file.
+            let conn = connect(&path, Durability::Normal).unwrap();
+            conn.execute_batch(OLD_SCHEMA).unwrap();
+            assert_eq!(
+                indexes(&conn),
+                ["runs_endpoint", "runs_open", "runs_status"]
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The queries for unfinished runs use `runs_open`, and writing a run's row evaluates the
+    /// index's condition without a temporary table (what `status IN (…)` would build).
+    #[test]
+    fn unfinished_runs_are_found_through_the_partial_index() {
+        let dir = temp_dir("plans");
+        let conn = open(&dir, "plans.db");
+        for sql in [
+            ANY_CLAIMABLE,
+            CLAIM,
+            RECOVER_INTERRUPT,
+            RECOVER_TAKE,
+            RECOVER_IDS,
+        ] {
+            let n = conn.prepare(sql).unwrap().parameter_count();
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let plan: Vec<String> = stmt
+                .query_map(rusqlite::params_from_iter(vec![1; n]), |r| r.get(3))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            assert!(
+                plan.iter().any(|p| p.contains("USING INDEX runs_open")),
+                "{sql}: {plan:?}"
+            );
+        }
+        for sql in [
+            "UPDATE runs SET status = ?2 WHERE id = ?1",
+            "INSERT INTO runs (id, endpoint, first_hash, second_hash, fingerprint, resumable,
+             status, attempt, created, data) VALUES (?1, '', '', '', '', 1, ?2, 1, 0, '{}')",
+        ] {
+            let mut stmt = conn.prepare(&format!("EXPLAIN {sql}")).unwrap();
+            let ops: Vec<String> = stmt
+                .query_map([1, 2], |r| r.get(1))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            assert!(ops.iter().any(|o| o == "IdxInsert"), "{sql}: {ops:?}");
+            assert!(!ops.iter().any(|o| o == "OpenEphemeral"), "{sql}: {ops:?}");
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
