@@ -446,8 +446,9 @@ enum Planned {
 /// batch overwrites: the batch is committed (or not) as a whole, so the file ends in the same
 /// state as with every write applied in turn, with fewer statements (docs/state.md,
 /// "Performance"). A step's start followed by its end becomes one row write; a run's status
-/// changes become one update (the last status, the first start time). Runs and steps are
-/// different tables, so folding a row's writes never reorders writes of one row.
+/// changes become one update (the last status, the first start time); of the writes of one
+/// shared-store name only the last is applied. Runs, steps and the store are different tables,
+/// so folding a row's writes never reorders writes of one row.
 fn apply_batch(tx: &rusqlite::Transaction<'_>, batch: &[Job]) -> rusqlite::Result<()> {
     apply_flat(tx, &flatten(batch.iter().map(|j| &j.op)))
 }
@@ -475,9 +476,9 @@ fn apply_flat(tx: &rusqlite::Transaction<'_>, ops: &[Flat<'_>]) -> rusqlite::Res
     let plan = plan(ops);
     for (op, p) in ops.iter().zip(&plan) {
         match (*p, *op) {
+            (Planned::Folded, _) => {}
             (_, Flat::Other(op)) => apply(tx, op)?,
             (Planned::Alone, Flat::Event(e)) => apply_event(tx, e)?,
-            (Planned::Folded, _) => {}
             (
                 Planned::Status { started },
                 Flat::Event(RunEvent::Status {
@@ -508,6 +509,10 @@ fn plan(ops: &[Flat<'_>]) -> Vec<Planned> {
     let mut next_step: HashMap<(&str, &str), usize> = HashMap::new();
     let mut status_after = vec![None; ops.len()];
     let mut step_after = vec![None; ops.len()];
+    // And the shared-store names written later in the batch: a store write (`set_memory`,
+    // `incrementAndGet`) sets or deletes its whole row, so of one name's writes in a batch only
+    // the last is seen once the batch is committed; the earlier ones are folded (not written).
+    let mut stored_later: std::collections::HashSet<&str> = std::collections::HashSet::new();
     for (i, op) in ops.iter().enumerate().rev() {
         match op {
             Flat::Event(RunEvent::Status { run, .. }) => {
@@ -518,7 +523,12 @@ fn plan(ops: &[Flat<'_>]) -> Vec<Planned> {
                     step_after[i] = next_step.insert(key, i);
                 }
             }
-            _ => {}
+            Flat::Other(Op::StoreSet { name, .. } | Op::StoreDel(name)) => {
+                if !stored_later.insert(name.as_str()) {
+                    plan[i] = Planned::Folded;
+                }
+            }
+            Flat::Other(_) => {}
         }
     }
     // Forward: a status change followed by another of its run is folded into it (carrying
@@ -1617,6 +1627,80 @@ mod tests {
             assert!(ops.iter().any(|o| o == "IdxInsert"), "{sql}: {ops:?}");
             assert!(!ops.iter().any(|o| o == "OpenEphemeral"), "{sql}: {ops:?}");
         }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn store_set(name: &str, value: i64, expires: Option<i64>) -> Op {
+        Op::StoreSet {
+            name: name.into(),
+            value: value.to_string(),
+            expires,
+        }
+    }
+
+    fn store_rows(conn: &Connection) -> Vec<(String, String, Option<i64>)> {
+        let mut stmt = conn
+            .prepare("SELECT name, value, expires FROM store ORDER BY name")
+            .unwrap();
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap();
+        rows.map(Result::unwrap).collect()
+    }
+
+    /// Of a batch's writes of one shared-store name only the last is applied, and the file
+    /// ends as with every write applied in turn.
+    #[test]
+    fn a_batch_writes_each_store_name_once() {
+        let dir = temp_dir("store-fold");
+        let before = [store_set("kept", 1, None), store_set("gone", 1, Some(50))];
+        let batch = vec![
+            store_set("hits", 1, None),
+            create("a"),
+            store_set("hits", 2, None),
+            store_set("gone", 2, Some(60)),
+            store_set("hits", 3, None),
+            Op::StoreDel("gone".into()),
+            Op::StoreDel("back".into()),
+            store_set("back", 7, Some(70)),
+            store_set("hits", 4, None),
+            store_set("other", 9, Some(80)),
+        ];
+        let mut one_by_one = open(&dir, "turn.db");
+        let mut folded = open(&dir, "fold.db");
+        for conn in [&mut one_by_one, &mut folded] {
+            let tx = conn.transaction().unwrap();
+            for op in &before {
+                apply(&tx, op).unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        for op in &batch {
+            let tx = one_by_one.transaction().unwrap();
+            apply(&tx, op).unwrap();
+            tx.commit().unwrap();
+        }
+        let jobs: Vec<Job> = batch.into_iter().map(|op| Job { op, ack: None }).collect();
+        let plan = plan(&flatten(jobs.iter().map(|j| &j.op)));
+        let written: Vec<usize> = (0..plan.len())
+            .filter(|&i| !matches!(plan[i], Planned::Folded))
+            .collect();
+        assert_eq!(written, [1, 5, 7, 8, 9]);
+        let tx = folded.transaction().unwrap();
+        apply_batch(&tx, &jobs).unwrap();
+        tx.commit().unwrap();
+        let rows = store_rows(&folded);
+        assert_eq!(rows, store_rows(&one_by_one));
+        assert_eq!(
+            rows,
+            [
+                ("back".to_string(), "7".to_string(), Some(70)),
+                ("hits".to_string(), "4".to_string(), None),
+                ("kept".to_string(), "1".to_string(), None),
+                ("other".to_string(), "9".to_string(), Some(80)),
+            ]
+        );
+        assert_eq!(dump(&folded), dump(&one_by_one));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
