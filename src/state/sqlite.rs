@@ -375,7 +375,48 @@ fn load_store(conn: &Connection, mem: &MemoryStore, now: i64) -> rusqlite::Resul
     Ok(())
 }
 
-fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
+/// The writer's connection with its most frequent statements held prepared for its lifetime,
+/// found by the address of their SQL text: rusqlite's statement cache (`prepare_cached`) hashes
+/// the whole text twice per execution (lookup and return), which showed as 1.5 % of the
+/// server's CPU in the durable benchmark (docs/state.md, "Performance"). Other statements go
+/// through that cache (`Deref` to the connection).
+struct Writes<'c> {
+    conn: &'c Connection,
+    held: std::cell::RefCell<Vec<(&'static str, rusqlite::Statement<'c>)>>,
+}
+
+impl<'c> Writes<'c> {
+    fn new(conn: &'c Connection) -> Writes<'c> {
+        Writes {
+            conn,
+            held: std::cell::RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Executes `sql` (a string literal: its address is its key) with `p`.
+    fn exec(&self, sql: &'static str, p: impl rusqlite::Params) -> rusqlite::Result<usize> {
+        let mut held = self.held.borrow_mut();
+        let i = match held.iter().position(|(s, _)| std::ptr::eq(*s, sql)) {
+            Some(i) => i,
+            None => {
+                held.push((sql, self.conn.prepare(sql)?));
+                held.len() - 1
+            }
+        };
+        held[i].1.execute(p)
+    }
+}
+
+impl std::ops::Deref for Writes<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        self.conn
+    }
+}
+
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
+    let w = Writes::new(&conn);
     // Whether the last batch held more than one write: writes keep coming, so the next
     // commit lingers for LINGER first and carries more of them (docs/state.md, "Performance").
     let mut busy = false;
@@ -392,8 +433,9 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
         }
         busy = batch.len() > 1;
         let together = (|| {
-            let tx = conn.transaction()?;
-            apply_batch(&tx, &batch)?;
+            // (Unchecked: `w` holds statements of `conn`; no transaction is ever nested.)
+            let tx = conn.unchecked_transaction()?;
+            apply_batch(&w, &batch)?;
             tx.commit()
         })();
         match together {
@@ -409,8 +451,8 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
                 tracing::error!(error = %e, writes = batch.len(), "journal commit failed; retrying each write alone");
                 for j in batch {
                     let one = (|| {
-                        let tx = conn.transaction()?;
-                        apply(&tx, &j.op)?;
+                        let tx = conn.unchecked_transaction()?;
+                        apply(&w, &j.op)?;
                         tx.commit()
                     })();
                     if let Err(e) = &one {
@@ -449,7 +491,7 @@ enum Planned {
 /// changes become one update (the last status, the first start time); of the writes of one
 /// shared-store name only the last is applied. Runs, steps and the store are different tables,
 /// so folding a row's writes never reorders writes of one row.
-fn apply_batch(tx: &rusqlite::Transaction<'_>, batch: &[Job]) -> rusqlite::Result<()> {
+fn apply_batch(tx: &Writes<'_>, batch: &[Job]) -> rusqlite::Result<()> {
     apply_flat(tx, &flatten(batch.iter().map(|j| &j.op)))
 }
 
@@ -472,7 +514,7 @@ fn flatten<'a>(ops: impl Iterator<Item = &'a Op>) -> Vec<Flat<'a>> {
     out
 }
 
-fn apply_flat(tx: &rusqlite::Transaction<'_>, ops: &[Flat<'_>]) -> rusqlite::Result<()> {
+fn apply_flat(tx: &Writes<'_>, ops: &[Flat<'_>]) -> rusqlite::Result<()> {
     let plan = plan(ops);
     for (op, p) in ops.iter().zip(&plan) {
         match (*p, *op) {
@@ -592,7 +634,7 @@ fn step_key(e: &RunEvent) -> Option<(&str, &str)> {
 /// A run's status change. `started`: the start time of a `running` folded into it (kept only
 /// if the run has none yet, as that `running` would have).
 fn status_update(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Writes<'_>,
     run: &str,
     status: RunStatus,
     at: i64,
@@ -600,11 +642,11 @@ fn status_update(
     started: Option<i64>,
 ) -> rusqlite::Result<()> {
     if status.is_final() {
-        tx.prepare_cached(
+        tx.exec(
             "UPDATE runs SET status = ?2, finished = ?3, error = ?4,
              started = COALESCE(started, ?5) WHERE id = ?1",
-        )?
-        .execute(params![run, status.as_str(), at, error, started])?;
+            params![run, status.as_str(), at, error, started],
+        )?;
     } else {
         // (`plan` folds no error-carrying status into a non-final one.)
         let at = if status == RunStatus::Running {
@@ -612,22 +654,17 @@ fn status_update(
         } else {
             None
         };
-        tx.prepare_cached(
+        tx.exec(
             "UPDATE runs SET status = ?2, started = COALESCE(started, ?5, ?3),
              error = COALESCE(?4, error) WHERE id = ?1",
-        )?
-        .execute(params![run, status.as_str(), at, error, started])?;
+            params![run, status.as_str(), at, error, started],
+        )?;
     }
     Ok(())
 }
 
 /// A step's start and end (`end`: succeeded or failed) as one row write.
-fn step_done(
-    tx: &rusqlite::Transaction<'_>,
-    end: &RunEvent,
-    kind: &str,
-    started: i64,
-) -> rusqlite::Result<()> {
+fn step_done(tx: &Writes<'_>, end: &RunEvent, kind: &str, started: i64) -> rusqlite::Result<()> {
     let (run, step, status, at, error, checkpoint) = match end {
         RunEvent::StepSucceeded {
             run,
@@ -650,50 +687,50 @@ fn step_done(
         } => (run, step, StepStatus::Failed, at, Some(error), None),
         _ => return apply_event(tx, end),
     };
-    tx.prepare_cached(
+    tx.exec(
         "INSERT INTO steps (run, id, kind, status, started, finished, due, error, checkpoint)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, ?7, ?8)
          ON CONFLICT (run, id) DO UPDATE SET kind = excluded.kind, status = excluded.status,
          started = excluded.started, finished = excluded.finished, error = excluded.error,
          checkpoint = excluded.checkpoint",
-    )?
-    .execute(params![
-        run,
-        step,
-        kind,
-        status.as_str(),
-        started,
-        at,
-        error,
-        checkpoint
-    ])?;
+        params![
+            run,
+            step,
+            kind,
+            status.as_str(),
+            started,
+            at,
+            error,
+            checkpoint
+        ],
+    )?;
     Ok(())
 }
 
-fn apply(tx: &rusqlite::Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
+fn apply(tx: &Writes<'_>, op: &Op) -> rusqlite::Result<()> {
     match op {
         Op::Create(r) => {
-            tx.prepare_cached(
+            tx.exec(
                 "INSERT INTO runs (id, endpoint, first_hash, second_hash, fingerprint, resumable,
                  status, attempt, created, started, finished, error, data, owner)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-            )?
-            .execute(params![
-                r.id,
-                r.endpoint,
-                r.first_hash,
-                r.second_hash,
-                r.config_fingerprint,
-                r.resumable,
-                r.status.as_str(),
-                r.attempt,
-                r.created,
-                r.started,
-                r.finished,
-                r.error,
-                r.data.to_string(),
-                r.owner,
-            ])?;
+                params![
+                    r.id,
+                    r.endpoint,
+                    r.first_hash,
+                    r.second_hash,
+                    r.config_fingerprint,
+                    r.resumable,
+                    r.status.as_str(),
+                    r.attempt,
+                    r.created,
+                    r.started,
+                    r.finished,
+                    r.error,
+                    r.data.to_string(),
+                    r.owner,
+                ],
+            )?;
         }
         Op::Event(e) => apply_event(tx, e)?,
         Op::Events(es) => {
@@ -705,11 +742,11 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
             value,
             expires,
         } => {
-            tx.prepare_cached(
+            tx.exec(
                 "INSERT INTO store (name, value, expires) VALUES (?1, ?2, ?3)
                  ON CONFLICT (name) DO UPDATE SET value = excluded.value, expires = excluded.expires",
-            )?
-            .execute(params![name, value, expires])?;
+                params![name, value, expires],
+            )?;
         }
         Op::StoreDel(name) => {
             tx.prepare_cached("DELETE FROM store WHERE name = ?1")?
@@ -740,11 +777,7 @@ fn claimed(op: &Op, result: StateResult<()>) {
 
 /// Claims up to `limit` owner-less queued runs for `owner`, oldest first, in one statement;
 /// returns them whole. A run whose record cannot be read is marked failed instead.
-fn claim_in(
-    tx: &rusqlite::Transaction<'_>,
-    owner: &str,
-    limit: usize,
-) -> rusqlite::Result<Vec<RunRecord>> {
+fn claim_in(tx: &Writes<'_>, owner: &str, limit: usize) -> rusqlite::Result<Vec<RunRecord>> {
     let rows = tx
         .prepare_cached(&format!("{CLAIM} RETURNING {RUN_COLUMNS}"))?
         .query_map(params![owner, limit as i64], run_row)?
@@ -774,7 +807,7 @@ fn claim_in(
     Ok(out)
 }
 
-fn apply_event(tx: &rusqlite::Transaction<'_>, e: &RunEvent) -> rusqlite::Result<()> {
+fn apply_event(tx: &Writes<'_>, e: &RunEvent) -> rusqlite::Result<()> {
     let upsert =
         "INSERT INTO steps (run, id, kind, status, started, finished, due, error, checkpoint)
                   VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, NULL, NULL)
@@ -1439,13 +1472,13 @@ mod tests {
         for conn in [&mut one_by_one, &mut folded] {
             for op in &before {
                 let tx = conn.transaction().unwrap();
-                apply(&tx, op).unwrap();
+                apply(&Writes::new(&tx), op).unwrap();
                 tx.commit().unwrap();
             }
         }
         for op in &batch {
             let tx = one_by_one.transaction().unwrap();
-            apply(&tx, op).unwrap();
+            apply(&Writes::new(&tx), op).unwrap();
             tx.commit().unwrap();
         }
         let jobs: Vec<Job> = batch.into_iter().map(|op| Job { op, ack: None }).collect();
@@ -1459,7 +1492,7 @@ mod tests {
             jobs.len()
         );
         let tx = folded.transaction().unwrap();
-        apply_batch(&tx, &jobs).unwrap();
+        apply_batch(&Writes::new(&tx), &jobs).unwrap();
         tx.commit().unwrap();
         let (a, b) = (dump(&one_by_one), dump(&folded));
         assert_eq!(a, b);
@@ -1540,7 +1573,7 @@ mod tests {
                 succeeded("keep", "s1", 7),
                 status("done", Succeeded, 8, None),
             ] {
-                apply(&tx, &op).unwrap();
+                apply(&Writes::new(&tx), &op).unwrap();
             }
             tx.commit().unwrap();
             assert_eq!(indexes(&conn), ["runs_endpoint", "runs_status"]);
@@ -1671,13 +1704,13 @@ mod tests {
         for conn in [&mut one_by_one, &mut folded] {
             let tx = conn.transaction().unwrap();
             for op in &before {
-                apply(&tx, op).unwrap();
+                apply(&Writes::new(&tx), op).unwrap();
             }
             tx.commit().unwrap();
         }
         for op in &batch {
             let tx = one_by_one.transaction().unwrap();
-            apply(&tx, op).unwrap();
+            apply(&Writes::new(&tx), op).unwrap();
             tx.commit().unwrap();
         }
         let jobs: Vec<Job> = batch.into_iter().map(|op| Job { op, ack: None }).collect();
@@ -1687,7 +1720,7 @@ mod tests {
             .collect();
         assert_eq!(written, [1, 5, 7, 8, 9]);
         let tx = folded.transaction().unwrap();
-        apply_batch(&tx, &jobs).unwrap();
+        apply_batch(&Writes::new(&tx), &jobs).unwrap();
         tx.commit().unwrap();
         let rows = store_rows(&folded);
         assert_eq!(rows, store_rows(&one_by_one));
