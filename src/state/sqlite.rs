@@ -40,7 +40,24 @@ const PURGE_CHUNK: usize = 1000;
 /// How long a connection waits for another writer's lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-const SCHEMA: &str = "
+/// The statuses of an unfinished run, the rows of the partial index `runs_open`: a query uses
+/// that index only when its `WHERE` holds this very term (SQLite's rule for partial indexes), so
+/// every query for unfinished runs spells it out. Comparisons, not `status IN (…)`: SQLite
+/// evaluates the index's condition for every row written, and an `IN` list of three builds a
+/// temporary table each time a statement runs.
+macro_rules! open_runs_term {
+    () => {
+        "(status = 'queued' OR status = 'running' OR status = 'waiting')"
+    };
+}
+
+/// The tables and indexes, created when missing. Unfinished runs are indexed by status, the
+/// finished history is not (nothing looks it up by status: the admin listing walks `seq`, the
+/// purge walks `runs_endpoint`), so a run's end removes its index entry instead of adding one.
+/// A file made before `runs_open` has `runs_status (status, seq)` over every run: it is dropped
+/// (and `runs_open` built from the unfinished runs) when the file is opened.
+const SCHEMA: &str = concat!(
+    "
 CREATE TABLE IF NOT EXISTS runs (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL UNIQUE,
@@ -59,7 +76,10 @@ CREATE TABLE IF NOT EXISTS runs (
     owner TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_endpoint ON runs (endpoint, seq);
-CREATE INDEX IF NOT EXISTS runs_status ON runs (status, seq);
+DROP INDEX IF EXISTS runs_status;
+CREATE INDEX IF NOT EXISTS runs_open ON runs (status, seq) WHERE ",
+    open_runs_term!(),
+    ";
 CREATE TABLE IF NOT EXISTS steps (
     run TEXT NOT NULL,
     id TEXT NOT NULL,
@@ -77,7 +97,40 @@ CREATE TABLE IF NOT EXISTS store (
     value TEXT NOT NULL,
     expires INTEGER
 );
-";
+"
+);
+
+/// Whether any run waits for a claim (owner-less and queued).
+const ANY_CLAIMABLE: &str = concat!(
+    "SELECT 1 FROM runs WHERE ",
+    open_runs_term!(),
+    " AND status = 'queued' AND owner IS NULL LIMIT 1"
+);
+/// A claim of up to `?2` owner-less queued runs for `?1`, oldest first ([`claim_in`] adds the
+/// `RETURNING`).
+const CLAIM: &str = concat!(
+    "UPDATE runs SET owner = ?1 WHERE seq IN (SELECT seq FROM runs WHERE ",
+    open_runs_term!(),
+    " AND status = 'queued' AND owner IS NULL ORDER BY seq LIMIT ?2)"
+);
+/// Recovery: the unfinished runs that cannot resume are `interrupted` at `?1`...
+const RECOVER_INTERRUPT: &str = concat!(
+    "UPDATE runs SET status = 'interrupted', finished = ?1,
+     error = 'interrupted: the server stopped during the run' WHERE resumable = 0 AND ",
+    open_runs_term!()
+);
+/// ...the others that had an owner are taken by `?1`...
+const RECOVER_TAKE: &str = concat!(
+    "UPDATE runs SET owner = ?1, attempt = attempt + 1 WHERE ",
+    open_runs_term!(),
+    " AND (status IN ('running', 'waiting') OR (status = 'queued' AND owner IS NOT NULL))"
+);
+/// ...and read back, oldest first.
+const RECOVER_IDS: &str = concat!(
+    "SELECT id FROM runs WHERE owner = ?1 AND ",
+    open_runs_term!(),
+    " ORDER BY seq"
+);
 
 /// One queued write.
 enum Op {
@@ -322,7 +375,48 @@ fn load_store(conn: &Connection, mem: &MemoryStore, now: i64) -> rusqlite::Resul
     Ok(())
 }
 
-fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
+/// The writer's connection with its most frequent statements held prepared for its lifetime,
+/// found by the address of their SQL text: rusqlite's statement cache (`prepare_cached`) hashes
+/// the whole text twice per execution (lookup and return), which showed as 1.5 % of the
+/// server's CPU in the durable benchmark (docs/state.md, "Performance"). Other statements go
+/// through that cache (`Deref` to the connection).
+struct Writes<'c> {
+    conn: &'c Connection,
+    held: std::cell::RefCell<Vec<(&'static str, rusqlite::Statement<'c>)>>,
+}
+
+impl<'c> Writes<'c> {
+    fn new(conn: &'c Connection) -> Writes<'c> {
+        Writes {
+            conn,
+            held: std::cell::RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Executes `sql` (a string literal: its address is its key) with `p`.
+    fn exec(&self, sql: &'static str, p: impl rusqlite::Params) -> rusqlite::Result<usize> {
+        let mut held = self.held.borrow_mut();
+        let i = match held.iter().position(|(s, _)| std::ptr::eq(*s, sql)) {
+            Some(i) => i,
+            None => {
+                held.push((sql, self.conn.prepare(sql)?));
+                held.len() - 1
+            }
+        };
+        held[i].1.execute(p)
+    }
+}
+
+impl std::ops::Deref for Writes<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        self.conn
+    }
+}
+
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
+    let w = Writes::new(&conn);
     // Whether the last batch held more than one write: writes keep coming, so the next
     // commit lingers for LINGER first and carries more of them (docs/state.md, "Performance").
     let mut busy = false;
@@ -339,8 +433,9 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
         }
         busy = batch.len() > 1;
         let together = (|| {
-            let tx = conn.transaction()?;
-            apply_batch(&tx, &batch)?;
+            // (Unchecked: `w` holds statements of `conn`; no transaction is ever nested.)
+            let tx = conn.unchecked_transaction()?;
+            apply_batch(&w, &batch)?;
             tx.commit()
         })();
         match together {
@@ -356,8 +451,8 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
                 tracing::error!(error = %e, writes = batch.len(), "journal commit failed; retrying each write alone");
                 for j in batch {
                     let one = (|| {
-                        let tx = conn.transaction()?;
-                        apply(&tx, &j.op)?;
+                        let tx = conn.unchecked_transaction()?;
+                        apply(&w, &j.op)?;
                         tx.commit()
                     })();
                     if let Err(e) = &one {
@@ -393,9 +488,10 @@ enum Planned {
 /// batch overwrites: the batch is committed (or not) as a whole, so the file ends in the same
 /// state as with every write applied in turn, with fewer statements (docs/state.md,
 /// "Performance"). A step's start followed by its end becomes one row write; a run's status
-/// changes become one update (the last status, the first start time). Runs and steps are
-/// different tables, so folding a row's writes never reorders writes of one row.
-fn apply_batch(tx: &rusqlite::Transaction<'_>, batch: &[Job]) -> rusqlite::Result<()> {
+/// changes become one update (the last status, the first start time); of the writes of one
+/// shared-store name only the last is applied. Runs, steps and the store are different tables,
+/// so folding a row's writes never reorders writes of one row.
+fn apply_batch(tx: &Writes<'_>, batch: &[Job]) -> rusqlite::Result<()> {
     apply_flat(tx, &flatten(batch.iter().map(|j| &j.op)))
 }
 
@@ -418,13 +514,13 @@ fn flatten<'a>(ops: impl Iterator<Item = &'a Op>) -> Vec<Flat<'a>> {
     out
 }
 
-fn apply_flat(tx: &rusqlite::Transaction<'_>, ops: &[Flat<'_>]) -> rusqlite::Result<()> {
+fn apply_flat(tx: &Writes<'_>, ops: &[Flat<'_>]) -> rusqlite::Result<()> {
     let plan = plan(ops);
     for (op, p) in ops.iter().zip(&plan) {
         match (*p, *op) {
+            (Planned::Folded, _) => {}
             (_, Flat::Other(op)) => apply(tx, op)?,
             (Planned::Alone, Flat::Event(e)) => apply_event(tx, e)?,
-            (Planned::Folded, _) => {}
             (
                 Planned::Status { started },
                 Flat::Event(RunEvent::Status {
@@ -455,6 +551,10 @@ fn plan(ops: &[Flat<'_>]) -> Vec<Planned> {
     let mut next_step: HashMap<(&str, &str), usize> = HashMap::new();
     let mut status_after = vec![None; ops.len()];
     let mut step_after = vec![None; ops.len()];
+    // And the shared-store names written later in the batch: a store write (`set_memory`,
+    // `incrementAndGet`) sets or deletes its whole row, so of one name's writes in a batch only
+    // the last is seen once the batch is committed; the earlier ones are folded (not written).
+    let mut stored_later: std::collections::HashSet<&str> = std::collections::HashSet::new();
     for (i, op) in ops.iter().enumerate().rev() {
         match op {
             Flat::Event(RunEvent::Status { run, .. }) => {
@@ -465,7 +565,12 @@ fn plan(ops: &[Flat<'_>]) -> Vec<Planned> {
                     step_after[i] = next_step.insert(key, i);
                 }
             }
-            _ => {}
+            Flat::Other(Op::StoreSet { name, .. } | Op::StoreDel(name)) => {
+                if !stored_later.insert(name.as_str()) {
+                    plan[i] = Planned::Folded;
+                }
+            }
+            Flat::Other(_) => {}
         }
     }
     // Forward: a status change followed by another of its run is folded into it (carrying
@@ -529,7 +634,7 @@ fn step_key(e: &RunEvent) -> Option<(&str, &str)> {
 /// A run's status change. `started`: the start time of a `running` folded into it (kept only
 /// if the run has none yet, as that `running` would have).
 fn status_update(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Writes<'_>,
     run: &str,
     status: RunStatus,
     at: i64,
@@ -537,11 +642,11 @@ fn status_update(
     started: Option<i64>,
 ) -> rusqlite::Result<()> {
     if status.is_final() {
-        tx.prepare_cached(
+        tx.exec(
             "UPDATE runs SET status = ?2, finished = ?3, error = ?4,
              started = COALESCE(started, ?5) WHERE id = ?1",
-        )?
-        .execute(params![run, status.as_str(), at, error, started])?;
+            params![run, status.as_str(), at, error, started],
+        )?;
     } else {
         // (`plan` folds no error-carrying status into a non-final one.)
         let at = if status == RunStatus::Running {
@@ -549,22 +654,17 @@ fn status_update(
         } else {
             None
         };
-        tx.prepare_cached(
+        tx.exec(
             "UPDATE runs SET status = ?2, started = COALESCE(started, ?5, ?3),
              error = COALESCE(?4, error) WHERE id = ?1",
-        )?
-        .execute(params![run, status.as_str(), at, error, started])?;
+            params![run, status.as_str(), at, error, started],
+        )?;
     }
     Ok(())
 }
 
 /// A step's start and end (`end`: succeeded or failed) as one row write.
-fn step_done(
-    tx: &rusqlite::Transaction<'_>,
-    end: &RunEvent,
-    kind: &str,
-    started: i64,
-) -> rusqlite::Result<()> {
+fn step_done(tx: &Writes<'_>, end: &RunEvent, kind: &str, started: i64) -> rusqlite::Result<()> {
     let (run, step, status, at, error, checkpoint) = match end {
         RunEvent::StepSucceeded {
             run,
@@ -587,50 +687,50 @@ fn step_done(
         } => (run, step, StepStatus::Failed, at, Some(error), None),
         _ => return apply_event(tx, end),
     };
-    tx.prepare_cached(
+    tx.exec(
         "INSERT INTO steps (run, id, kind, status, started, finished, due, error, checkpoint)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, ?7, ?8)
          ON CONFLICT (run, id) DO UPDATE SET kind = excluded.kind, status = excluded.status,
          started = excluded.started, finished = excluded.finished, error = excluded.error,
          checkpoint = excluded.checkpoint",
-    )?
-    .execute(params![
-        run,
-        step,
-        kind,
-        status.as_str(),
-        started,
-        at,
-        error,
-        checkpoint
-    ])?;
+        params![
+            run,
+            step,
+            kind,
+            status.as_str(),
+            started,
+            at,
+            error,
+            checkpoint
+        ],
+    )?;
     Ok(())
 }
 
-fn apply(tx: &rusqlite::Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
+fn apply(tx: &Writes<'_>, op: &Op) -> rusqlite::Result<()> {
     match op {
         Op::Create(r) => {
-            tx.prepare_cached(
+            tx.exec(
                 "INSERT INTO runs (id, endpoint, first_hash, second_hash, fingerprint, resumable,
                  status, attempt, created, started, finished, error, data, owner)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-            )?
-            .execute(params![
-                r.id,
-                r.endpoint,
-                r.first_hash,
-                r.second_hash,
-                r.config_fingerprint,
-                r.resumable,
-                r.status.as_str(),
-                r.attempt,
-                r.created,
-                r.started,
-                r.finished,
-                r.error,
-                r.data.to_string(),
-                r.owner,
-            ])?;
+                params![
+                    r.id,
+                    r.endpoint,
+                    r.first_hash,
+                    r.second_hash,
+                    r.config_fingerprint,
+                    r.resumable,
+                    r.status.as_str(),
+                    r.attempt,
+                    r.created,
+                    r.started,
+                    r.finished,
+                    r.error,
+                    r.data.to_string(),
+                    r.owner,
+                ],
+            )?;
         }
         Op::Event(e) => apply_event(tx, e)?,
         Op::Events(es) => {
@@ -642,11 +742,11 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
             value,
             expires,
         } => {
-            tx.prepare_cached(
+            tx.exec(
                 "INSERT INTO store (name, value, expires) VALUES (?1, ?2, ?3)
                  ON CONFLICT (name) DO UPDATE SET value = excluded.value, expires = excluded.expires",
-            )?
-            .execute(params![name, value, expires])?;
+                params![name, value, expires],
+            )?;
         }
         Op::StoreDel(name) => {
             tx.prepare_cached("DELETE FROM store WHERE name = ?1")?
@@ -677,18 +777,9 @@ fn claimed(op: &Op, result: StateResult<()>) {
 
 /// Claims up to `limit` owner-less queued runs for `owner`, oldest first, in one statement;
 /// returns them whole. A run whose record cannot be read is marked failed instead.
-fn claim_in(
-    tx: &rusqlite::Transaction<'_>,
-    owner: &str,
-    limit: usize,
-) -> rusqlite::Result<Vec<RunRecord>> {
+fn claim_in(tx: &Writes<'_>, owner: &str, limit: usize) -> rusqlite::Result<Vec<RunRecord>> {
     let rows = tx
-        .prepare_cached(&format!(
-            "UPDATE runs SET owner = ?1 WHERE seq IN (
-               SELECT seq FROM runs WHERE status = 'queued' AND owner IS NULL
-               ORDER BY seq LIMIT ?2)
-             RETURNING {RUN_COLUMNS}"
-        ))?
+        .prepare_cached(&format!("{CLAIM} RETURNING {RUN_COLUMNS}"))?
         .query_map(params![owner, limit as i64], run_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut out = Vec::with_capacity(rows.len());
@@ -716,7 +807,7 @@ fn claim_in(
     Ok(out)
 }
 
-fn apply_event(tx: &rusqlite::Transaction<'_>, e: &RunEvent) -> rusqlite::Result<()> {
+fn apply_event(tx: &Writes<'_>, e: &RunEvent) -> rusqlite::Result<()> {
     let upsert =
         "INSERT INTO steps (run, id, kind, status, started, finished, due, error, checkpoint)
                   VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, NULL, NULL)
@@ -967,28 +1058,13 @@ impl Backend for SqliteBackend {
         let result = (|| {
             let mut conn = self.reader();
             let ids = immediate(&mut conn, |tx| {
-                tx.execute(
-                    "UPDATE runs SET status = 'interrupted', finished = ?1,
-                     error = 'interrupted: the server stopped during the run'
-                     WHERE resumable = 0 AND status IN ('queued', 'running', 'waiting')",
-                    params![now],
-                )
-                .map_err(unavailable)?;
+                tx.execute(RECOVER_INTERRUPT, params![now])
+                    .map_err(unavailable)?;
                 // Owner-less queued runs (the backlog: never started) stay in the journal for
                 // the runner to claim as its queue has room (src/listener/runs/backlog.rs).
-                tx.execute(
-                    "UPDATE runs SET owner = ?1, attempt = attempt + 1
-                     WHERE status IN ('running', 'waiting')
-                        OR (status = 'queued' AND owner IS NOT NULL)",
-                    params![owner],
-                )
-                .map_err(unavailable)?;
-                ids(
-                    tx,
-                    "SELECT id FROM runs WHERE owner = ?1
-                     AND status IN ('queued', 'running', 'waiting') ORDER BY seq",
-                    params![owner],
-                )
+                tx.execute(RECOVER_TAKE, params![owner])
+                    .map_err(unavailable)?;
+                ids(tx, RECOVER_IDS, params![owner])
             })?;
             let mut out = Vec::new();
             for id in ids {
@@ -1013,11 +1089,7 @@ impl Backend for SqliteBackend {
         // A cheap read first: the writer only when there is something to claim.
         let any = self
             .reader()
-            .query_row(
-                "SELECT 1 FROM runs WHERE status = 'queued' AND owner IS NULL LIMIT 1",
-                [],
-                |_| Ok(()),
-            )
+            .query_row(ANY_CLAIMABLE, [], |_| Ok(()))
             .optional()
             .map_err(unavailable);
         match any {
@@ -1400,13 +1472,13 @@ mod tests {
         for conn in [&mut one_by_one, &mut folded] {
             for op in &before {
                 let tx = conn.transaction().unwrap();
-                apply(&tx, op).unwrap();
+                apply(&Writes::new(&tx), op).unwrap();
                 tx.commit().unwrap();
             }
         }
         for op in &batch {
             let tx = one_by_one.transaction().unwrap();
-            apply(&tx, op).unwrap();
+            apply(&Writes::new(&tx), op).unwrap();
             tx.commit().unwrap();
         }
         let jobs: Vec<Job> = batch.into_iter().map(|op| Job { op, ack: None }).collect();
@@ -1420,11 +1492,248 @@ mod tests {
             jobs.len()
         );
         let tx = folded.transaction().unwrap();
-        apply_batch(&tx, &jobs).unwrap();
+        apply_batch(&Writes::new(&tx), &jobs).unwrap();
         tx.commit().unwrap();
         let (a, b) = (dump(&one_by_one), dump(&folded));
         assert_eq!(a, b);
         assert!(a.iter().any(|r| r.contains("kept")), "{a:#?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "flexscript-{tag}-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    fn indexes(conn: &Connection) -> Vec<String> {
+        let mut stmt = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'runs' AND sql IS NOT NULL ORDER BY name")
+            .unwrap();
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).unwrap();
+        rows.map(Result::unwrap).collect()
+    }
+
+    /// The schema of the files written before `runs_open` (main at 238d035): the same tables,
+    /// with `runs_status (status, seq)` over every run.
+    const OLD_SCHEMA: &str = "
+        CREATE TABLE IF NOT EXISTS runs (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+            endpoint TEXT NOT NULL, first_hash TEXT NOT NULL, second_hash TEXT NOT NULL,
+            fingerprint TEXT NOT NULL, resumable INTEGER NOT NULL, status TEXT NOT NULL,
+            attempt INTEGER NOT NULL, created INTEGER NOT NULL, started INTEGER,
+            finished INTEGER, error TEXT, data TEXT NOT NULL, owner TEXT);
+        CREATE INDEX IF NOT EXISTS runs_endpoint ON runs (endpoint, seq);
+        CREATE INDEX IF NOT EXISTS runs_status ON runs (status, seq);
+        CREATE TABLE IF NOT EXISTS steps (
+            run TEXT NOT NULL, id TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL,
+            started INTEGER, finished INTEGER, due INTEGER, error TEXT, checkpoint TEXT,
+            UNIQUE (run, id));
+        CREATE TABLE IF NOT EXISTS store (name TEXT PRIMARY KEY, value TEXT NOT NULL, expires INTEGER);
+    ";
+
+    /// A file of the old schema is opened as it is: its `runs_status` index is replaced by
+    /// `runs_open`, and recovery, claims and reads find its runs; a file migrated so and then
+    /// opened by an older binary (which creates `runs_status` again) opens again.
+    #[test]
+    fn a_file_of_the_old_schema_is_migrated() {
+        use RunStatus::*;
+        let dir = temp_dir("migrate");
+        let path = dir.join("state.db");
+        {
+            let mut conn = connect(&path, Durability::Normal).unwrap();
+            conn.execute_batch(OLD_SCHEMA).unwrap();
+            let Op::Create(mut backlog) = create("backlog") else {
+                unreachable!()
+            };
+            backlog.owner = None;
+            let Op::Create(mut sync) = create("sync") else {
+                unreachable!()
+            };
+            sync.resumable = false;
+            let tx = conn.transaction().unwrap();
+            for op in [
+                Op::Create(backlog),
+                create("keep"),
+                Op::Create(sync),
+                create("done"),
+                status("keep", Running, 5, None),
+                started("keep", "s1", 6),
+                succeeded("keep", "s1", 7),
+                status("done", Succeeded, 8, None),
+            ] {
+                apply(&Writes::new(&tx), &op).unwrap();
+            }
+            tx.commit().unwrap();
+            assert_eq!(indexes(&conn), ["runs_endpoint", "runs_status"]);
+        }
+        for round in 0..2 {
+            let b = SqliteBackend::open(&path, Durability::Normal).unwrap();
+            assert_eq!(indexes(&b.reader()), ["runs_endpoint", "runs_open"]);
+            if round == 0 {
+                let back = block_on(b.recover("new", 9)).unwrap();
+                let ids: Vec<_> = back.iter().map(|r| r.id.as_str()).collect();
+                assert_eq!(ids, ["keep"]);
+                assert_eq!(back[0].steps.len(), 1);
+                assert_eq!(back[0].attempt, 2);
+                let claimed = block_on(b.claim("new", 10)).unwrap();
+                let ids: Vec<_> = claimed.iter().map(|r| r.id.as_str()).collect();
+                assert_eq!(ids, ["backlog"]);
+                assert_eq!(block_on(b.get_run("sync")).unwrap().status, Interrupted);
+                assert_eq!(block_on(b.get_run("done")).unwrap().status, Succeeded);
+                block_on(b.record(RunEvent::Status {
+                    run: "keep".into(),
+                    status: Succeeded,
+                    at: 10,
+                    error: None,
+                }))
+                .unwrap();
+            } else {
+                assert!(block_on(b.claim("new", 10)).unwrap().is_empty());
+                let page = block_on(b.list_runs(RunFilter {
+                    status: Some(Succeeded),
+                    ..RunFilter::default()
+                }))
+                .unwrap();
+                let ids: Vec<_> = page.runs.iter().map(|r| r.id.as_str()).collect();
+                assert_eq!(ids, ["done", "keep"]);
+            }
+            drop(b);
+            // What an older binary does when it opens the file.
+            let conn = connect(&path, Durability::Normal).unwrap();
+            conn.execute_batch(OLD_SCHEMA).unwrap();
+            assert_eq!(
+                indexes(&conn),
+                ["runs_endpoint", "runs_open", "runs_status"]
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The queries for unfinished runs use `runs_open`, and writing a run's row evaluates the
+    /// index's condition without a temporary table (what `status IN (…)` would build).
+    #[test]
+    fn unfinished_runs_are_found_through_the_partial_index() {
+        let dir = temp_dir("plans");
+        let conn = open(&dir, "plans.db");
+        for sql in [
+            ANY_CLAIMABLE,
+            CLAIM,
+            RECOVER_INTERRUPT,
+            RECOVER_TAKE,
+            RECOVER_IDS,
+        ] {
+            let n = conn.prepare(sql).unwrap().parameter_count();
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let plan: Vec<String> = stmt
+                .query_map(rusqlite::params_from_iter(vec![1; n]), |r| r.get(3))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            assert!(
+                plan.iter().any(|p| p.contains("USING INDEX runs_open")),
+                "{sql}: {plan:?}"
+            );
+        }
+        for sql in [
+            "UPDATE runs SET status = ?2 WHERE id = ?1",
+            "INSERT INTO runs (id, endpoint, first_hash, second_hash, fingerprint, resumable,
+             status, attempt, created, data) VALUES (?1, '', '', '', '', 1, ?2, 1, 0, '{}')",
+        ] {
+            let mut stmt = conn.prepare(&format!("EXPLAIN {sql}")).unwrap();
+            let ops: Vec<String> = stmt
+                .query_map([1, 2], |r| r.get(1))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            assert!(ops.iter().any(|o| o == "IdxInsert"), "{sql}: {ops:?}");
+            assert!(!ops.iter().any(|o| o == "OpenEphemeral"), "{sql}: {ops:?}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn store_set(name: &str, value: i64, expires: Option<i64>) -> Op {
+        Op::StoreSet {
+            name: name.into(),
+            value: value.to_string(),
+            expires,
+        }
+    }
+
+    fn store_rows(conn: &Connection) -> Vec<(String, String, Option<i64>)> {
+        let mut stmt = conn
+            .prepare("SELECT name, value, expires FROM store ORDER BY name")
+            .unwrap();
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap();
+        rows.map(Result::unwrap).collect()
+    }
+
+    /// Of a batch's writes of one shared-store name only the last is applied, and the file
+    /// ends as with every write applied in turn.
+    #[test]
+    fn a_batch_writes_each_store_name_once() {
+        let dir = temp_dir("store-fold");
+        let before = [store_set("kept", 1, None), store_set("gone", 1, Some(50))];
+        let batch = vec![
+            store_set("hits", 1, None),
+            create("a"),
+            store_set("hits", 2, None),
+            store_set("gone", 2, Some(60)),
+            store_set("hits", 3, None),
+            Op::StoreDel("gone".into()),
+            Op::StoreDel("back".into()),
+            store_set("back", 7, Some(70)),
+            store_set("hits", 4, None),
+            store_set("other", 9, Some(80)),
+        ];
+        let mut one_by_one = open(&dir, "turn.db");
+        let mut folded = open(&dir, "fold.db");
+        for conn in [&mut one_by_one, &mut folded] {
+            let tx = conn.transaction().unwrap();
+            for op in &before {
+                apply(&Writes::new(&tx), op).unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        for op in &batch {
+            let tx = one_by_one.transaction().unwrap();
+            apply(&Writes::new(&tx), op).unwrap();
+            tx.commit().unwrap();
+        }
+        let jobs: Vec<Job> = batch.into_iter().map(|op| Job { op, ack: None }).collect();
+        let plan = plan(&flatten(jobs.iter().map(|j| &j.op)));
+        let written: Vec<usize> = (0..plan.len())
+            .filter(|&i| !matches!(plan[i], Planned::Folded))
+            .collect();
+        assert_eq!(written, [1, 5, 7, 8, 9]);
+        let tx = folded.transaction().unwrap();
+        apply_batch(&Writes::new(&tx), &jobs).unwrap();
+        tx.commit().unwrap();
+        let rows = store_rows(&folded);
+        assert_eq!(rows, store_rows(&one_by_one));
+        assert_eq!(
+            rows,
+            [
+                ("back".to_string(), "7".to_string(), Some(70)),
+                ("hits".to_string(), "4".to_string(), None),
+                ("kept".to_string(), "1".to_string(), None),
+                ("other".to_string(), "9".to_string(), Some(80)),
+            ]
+        );
+        assert_eq!(dump(&folded), dump(&one_by_one));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
