@@ -7,6 +7,7 @@
 
 mod compare;
 mod convert;
+mod map;
 mod number;
 mod ops;
 mod print;
@@ -18,13 +19,11 @@ pub use ops::{arith, bitwise, contains, neg, pos, range, starts_with, to_number,
 pub use print::{format_float, write_json, write_json_str, write_value};
 pub(crate) use print::{write_json_styled, JsonStyle};
 
-use indexmap::IndexMap;
 use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
-/// An ordered map with string keys, as JSON objects and PHP arrays with string keys.
-pub type Map = IndexMap<Arc<str>, Value>;
+pub use map::{Entry, Iter, IterMut, Map};
 
 /// `a == b` for the short strings of map keys and names: compared inline byte by byte up to
 /// 16 bytes (a call to `memcmp` costs more than the comparison there), longer ones as usual.

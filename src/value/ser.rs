@@ -8,12 +8,9 @@
 //! serializes as plain JSON data.
 
 use super::{Map, Value};
-use indexmap::map::raw_entry_v1::{RawEntryApiV1, RawEntryMut};
 use serde::ser::{self, Serialize};
 use std::cell::{Cell, RefCell};
-use std::collections::hash_map::RandomState;
 use std::fmt;
-use std::hash::BuildHasher;
 use std::sync::Arc;
 
 /// The newtype name that marks a parked [`Value`]; no real type is named like this.
@@ -82,30 +79,24 @@ impl ser::Error for SerError {
 }
 
 /// A map key and its hash under the conversion's hasher.
-type Key = (Arc<str>, u64);
+/// A map key made by the conversion.
+type Key = Arc<str>;
 
-/// What the conversions of one thread share: one hasher, and the keys already made.
+/// What the conversions of one thread share: the keys and short strings already made.
 ///
-/// Every map built by the conversions of a thread uses a clone of one `RandomState` (std's
-/// SipHash with keys drawn from the OS at random, as `Map::new()` uses), so a key's hash is
-/// computed once, not once per map: records of one shape (a list of objects with the same
-/// fields, the same context rendered again) then share one `Arc<str>` and one hash per
-/// field. This is as safe against hash flooding from untrusted keys (the listener's request
-/// data) as a `Map::new()` per map: the SipHash keys stay secret, std itself gives every
-/// `RandomState::new()` of a thread the same keys but for a counter, and an `IndexMap`
-/// iterates in insertion order, so no map's iteration order reveals or depends on hashes.
+/// Records of one shape (a list of objects with the same fields, the same context rendered
+/// again) then share one `Arc<str>` per field instead of allocating, and freeing, a copy per
+/// record. Sharing an `Arc<str>` is invisible to templates (strings compare by content).
 ///
 /// The key cache is direct-mapped: a key has one slot, chosen from its length and end bytes,
 /// and a key that meets another in its slot replaces it. A lookup is one comparison, hit or
 /// miss, so data whose keys never repeat pays next to nothing; at most `SLOTS` keys of at
-/// most `MAX_LEN` bytes stay alive per thread. Sharing an `Arc<str>` is invisible to
-/// templates (strings compare by content).
+/// most `MAX_LEN` bytes stay alive per thread.
 ///
 /// Short string values have a cache of the same kind (`strs`, strings up to `MAX_STR`
 /// bytes): the same context converted again (a host rendering one record shape per request)
 /// reuses their `Arc<str>` instead of allocating, and freeing, a copy per conversion.
 pub(super) struct Keys {
-    hasher: RandomState,
     slots: [Option<Key>; Keys::SLOTS],
     strs: [Option<Arc<str>>; Keys::SLOTS],
 }
@@ -119,7 +110,6 @@ thread_local! {
 pub(super) fn with_keys<R>(f: impl FnOnce(&mut Keys) -> R) -> R {
     let mut keys = KEYS.take().unwrap_or_else(|| {
         Box::new(Keys {
-            hasher: RandomState::new(),
             slots: Default::default(),
             strs: Default::default(),
         })
@@ -158,46 +148,33 @@ impl Keys {
         a
     }
 
-    /// An empty map on the conversion's hasher (the only kind [`insert`] may be given).
+    /// An empty map for `capacity` entries.
     fn map(&self, capacity: usize) -> Map {
-        Map::with_capacity_and_hasher(capacity, self.hasher.clone())
+        Map::with_capacity(capacity)
     }
 
-    /// `k` with its hash, reusing an earlier `Arc<str>` and hash for the same text.
+    /// The key `k`, reusing an earlier `Arc<str>` of the same text.
     fn get(&mut self, k: &str) -> Key {
         let b = k.as_bytes();
         if b.len() > Self::MAX_LEN {
-            return self.fresh(Arc::from(k));
+            return Arc::from(k);
         }
-        let i = Self::slot(b);
-        if let Some((a, hash)) = &self.slots[i] {
+        let slot = &mut self.slots[Self::slot(b)];
+        if let Some(a) = slot {
             if super::same_text(a, k) {
-                return (a.clone(), *hash);
+                return a.clone();
             }
         }
-        let key = self.fresh(Arc::from(k));
-        self.slots[i] = Some(key.clone());
+        let key: Arc<str> = Arc::from(k);
+        *slot = Some(key.clone());
         key
-    }
-
-    /// `k` with its hash, not cached (keys made from numbers, long keys).
-    fn fresh(&self, k: Arc<str>) -> Key {
-        let hash = self.hasher.hash_one(&*k);
-        (k, hash)
     }
 }
 
-/// Inserts into a map made by [`Keys::map`] (whose hasher produced `hash`); a repeated key
-/// keeps its place and takes the new value, as `IndexMap::insert`.
-fn insert(map: &mut Map, (key, hash): Key, v: Value) {
-    match map.raw_entry_mut_v1().from_key_hashed_nocheck(hash, &*key) {
-        RawEntryMut::Occupied(mut e) => {
-            e.insert(v);
-        }
-        RawEntryMut::Vacant(e) => {
-            e.insert_hashed_nocheck(hash, key, v);
-        }
-    }
+/// Inserts into a map; a repeated key keeps its place and takes the new value, as
+/// [`Map::insert`].
+fn insert(map: &mut Map, key: Key, v: Value) {
+    map.insert(key, v);
 }
 
 /// A serde `Serializer` whose output is a [`Value`], with the same mapping as going through
@@ -500,7 +477,7 @@ type K = Result<Key, SerError>;
 macro_rules! key_text_fns {
     ($($name:ident: $ty:ty),*) => {$(
         fn $name(self, v: $ty) -> K {
-            Ok(self.keys.fresh(Arc::from(v.to_string())))
+            Ok(Arc::from(v.to_string()))
         }
     )*};
 }
@@ -564,10 +541,10 @@ impl ser::Serializer for KeySerializer<'_> {
             return Ok(key);
         }
         // A parked `Value` used as a key: a string, a number or a boolean, as text.
-        match key.0.parse().ok().and_then(unpark) {
-            Some(Value::Str(s) | Value::Safe(s)) => Ok(self.keys.fresh(s)),
+        match key.parse().ok().and_then(unpark) {
+            Some(Value::Str(s) | Value::Safe(s)) => Ok(s),
             Some(v @ (Value::Int(_) | Value::Float(_) | Value::Bool(_))) => {
-                Ok(self.keys.fresh(Arc::from(v.to_json().to_string())))
+                Ok(Arc::from(v.to_json().to_string()))
             }
             _ => Err(key_error()),
         }
