@@ -175,8 +175,20 @@ impl Map {
     /// Removes `key`, keeping the order of the other entries; returns its value.
     pub fn shift_remove<Q: AsRef<str> + ?Sized>(&mut self, key: &Q) -> Option<Value> {
         let i = self.get_index_of(key)?;
-        let (_, v) = self.entries.remove(i);
-        self.index = index_of(&self.entries);
+        let (k, v) = self.entries.remove(i);
+        if self.entries.len() <= Map::SMALL {
+            self.index = None;
+        } else if let Some(table) = &mut self.index {
+            // The positions after `i` move down by one: no key is hashed again.
+            if let Ok(e) = table.find_entry(hash(&k), |&j| j == i) {
+                e.remove();
+            }
+            for j in table.iter_mut() {
+                if *j > i {
+                    *j -= 1;
+                }
+            }
+        }
         Some(v)
     }
 
@@ -432,6 +444,9 @@ mod tests {
         assert!(matches!(m.shift_remove("k3"), Some(Value::Int(3))));
         assert!(m.shift_remove("k3").is_none());
         assert_eq!(m.get_index_of("k4"), Some(3));
+        for (i, k) in m.keys().enumerate() {
+            assert_eq!(m.get_index_of(&**k), Some(i), "{k} after a removal");
+        }
         m.retain(|_, v| matches!(v, Value::Int(x) if *x % 2 == 0));
         assert_eq!(m.len(), 10);
         assert!(m.index.is_some());
