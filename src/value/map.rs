@@ -14,7 +14,7 @@
 //! `insert` keeps a replaced key's place, `shift_remove` keeps the order of the rest.
 
 use super::{same_text, Value};
-use hashbrown::HashTable;
+use hashbrown::{hash_table, HashTable};
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, OnceLock};
@@ -146,8 +146,27 @@ impl Map {
     /// Sets `key` to `value`: a new key goes last, an existing one keeps its place (its old
     /// value is returned).
     pub fn insert(&mut self, key: Arc<str>, value: Value) -> Option<Value> {
-        match self.get_index_of(&*key) {
-            Some(i) => Some(std::mem::replace(&mut self.entries[i].1, value)),
+        let Map { entries, index } = self;
+        if let Some(table) = index {
+            // One hash for the search and the insertion.
+            let found = table.entry(
+                hash(&key),
+                |&i| *entries[i].0 == *key,
+                |&j| hash(&entries[j].0),
+            );
+            return match found {
+                hash_table::Entry::Occupied(e) => {
+                    Some(std::mem::replace(&mut entries[*e.get()].1, value))
+                }
+                hash_table::Entry::Vacant(e) => {
+                    e.insert(entries.len());
+                    entries.push((key, value));
+                    None
+                }
+            };
+        }
+        match entries.iter().position(|(k, _)| same_text(k, &key)) {
+            Some(i) => Some(std::mem::replace(&mut entries[i].1, value)),
             None => {
                 self.push(key, value);
                 None
