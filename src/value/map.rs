@@ -145,6 +145,7 @@ impl Map {
 
     /// Sets `key` to `value`: a new key goes last, an existing one keeps its place (its old
     /// value is returned).
+    #[inline]
     pub fn insert(&mut self, key: Arc<str>, value: Value) -> Option<Value> {
         let Map { entries, index } = self;
         if let Some(table) = index {
@@ -175,6 +176,7 @@ impl Map {
     }
 
     /// Appends an entry whose key is not in the map.
+    #[inline]
     fn push(&mut self, key: Arc<str>, value: Value) {
         let Map { entries, index } = self;
         match index {
