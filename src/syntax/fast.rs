@@ -41,7 +41,7 @@ fn is_ident(s: &str) -> bool {
 /// The grammar's whitespace (`WHITESPACE` in grammar/flexie.pest: space, tab, CR, LF, vertical
 /// tab, form feed): nothing else (not a NUL, not a non-ASCII space) may be trimmed, or the fast
 /// path would accept what pest reads differently or refuses.
-pub(super) fn is_space(c: u8) -> bool {
+pub(super) const fn is_space(c: u8) -> bool {
     matches!(c, b' ' | b'\t' | b'\r' | b'\n' | 0x0B | 0x0C)
 }
 
