@@ -13,20 +13,21 @@ use std::sync::Arc;
 /// The names met by the parses of a thread (variables, attributes, filters…): a name met again
 /// shares the `Arc<str>` made the first time instead of allocating another (`team` in
 /// `team.name` and `team.score`, and the same names in the next template compiled).
-/// Direct-mapped like the key cache of `src/value/ser.rs`: a name has one slot, chosen from its
-/// length and end bytes, and replaces whatever name was there; a lookup is one comparison.
-/// Sharing an `Arc<str>` is invisible to the compiler (names compare by text). The thread keeps
-/// at most 32 names alive.
+/// Two-way set-associative: a name has one set of two slots, chosen from its length and end
+/// bytes as the key cache of `src/value/ser.rs` chooses its slot; a lookup is at most two
+/// comparisons, and a new name takes the first slot and moves the one there to the second
+/// (whatever was in the second goes). Sharing an `Arc<str>` is invisible to the compiler
+/// (names compare by text). The thread keeps at most 64 names alive.
 #[derive(Default)]
 pub(crate) struct Names {
-    slots: [Option<Arc<str>>; 32],
+    slots: [[Option<Arc<str>>; 2]; 32],
 }
 
 thread_local! {
     /// The thread's [`Names`], kept from one parse to the next.
     static NAMES: RefCell<Names> = const {
         RefCell::new(Names {
-            slots: [const { None }; 32],
+            slots: [const { [None, None] }; 32],
         })
     };
 }
@@ -50,14 +51,15 @@ impl Names {
         };
         let i =
             (b.len() ^ usize::from(first).wrapping_mul(7) ^ usize::from(last).wrapping_mul(3)) % 32;
-        match &names.slots[i] {
-            Some(a) if **a == *name => a.clone(),
-            _ => {
-                let a: Arc<str> = Arc::from(name);
-                names.slots[i] = Some(a.clone());
-                a
+        let set = &mut names.slots[i];
+        for a in set.iter().flatten() {
+            if crate::value::same_text(a, name) {
+                return a.clone();
             }
         }
+        let a: Arc<str> = Arc::from(name);
+        set[1] = set[0].replace(a.clone());
+        a
     }
 }
 
