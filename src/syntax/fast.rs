@@ -42,7 +42,9 @@ fn is_ident(s: &str) -> bool {
 /// tab, form feed): nothing else (not a NUL, not a non-ASCII space) may be trimmed, or the fast
 /// path would accept what pest reads differently or refuses.
 pub(super) const fn is_space(c: u8) -> bool {
-    matches!(c, b' ' | b'\t' | b'\r' | b'\n' | 0x0B | 0x0C)
+    /// Bit `c` set for each of those bytes (all below 64): one shift and test.
+    const SPACES: u64 = 1 << b' ' | 1 << b'\t' | 1 << b'\r' | 1 << b'\n' | 1 << 0x0B | 1 << 0x0C;
+    c < 64 && SPACES >> c & 1 != 0
 }
 
 /// [`is_space`] for a `char`.
@@ -89,6 +91,20 @@ fn word_end(b: &[u8], from: usize) -> usize {
         i += 1;
     }
     i
+}
+
+/// `code` [`trim`]med when it may be `verbatim` or `endverbatim` (at least 8 bytes ending
+/// with `m`), else `""`: the verbatim checks of every tag look at its last bytes first.
+pub(super) fn verbatim_candidate(code: &str) -> &str {
+    let b = code.as_bytes();
+    let mut end = b.len();
+    while end > 0 && is_space(b[end - 1]) {
+        end -= 1;
+    }
+    if end < 8 || b[end - 1] != b'm' {
+        return "";
+    }
+    trim(code).1
 }
 
 /// `name(.name|.digits)*` starting at byte `base` of the source, or `None`: one scan over the

@@ -2,7 +2,7 @@
 //! `{% %}` tags and verbatim blocks (as Twig's lexer does), bounding bracket and
 //! operator nesting on the way. pest then parses only the code inside each delimiter.
 
-use super::fast::{is_space, is_space_char, trim};
+use super::fast::{is_space, is_space_char, verbatim_candidate};
 use crate::error::{Error, ErrorKind};
 
 /// Whitespace control on one side of a delimiter.
@@ -379,7 +379,7 @@ pub fn lex(name: &str, src: &str, max: usize) -> Result<Vec<Token>, Error> {
             rtrim,
         };
         i = end;
-        if kind == Kind::Tag && trim(&src[tok.code.0..tok.code.1]).1 == "verbatim" {
+        if kind == Kind::Tag && verbatim_candidate(&src[tok.code.0..tok.code.1]) == "verbatim" {
             let (body_end, close_tok) = find_endverbatim(name, src, at, end, max)?;
             out.push(Token {
                 kind: Kind::Tag,
