@@ -40,7 +40,8 @@ enum Import {
 }
 
 /// Names → slots of a frame: scanned while there are few (a frame holds a handful of names
-/// most of the time: a scan of short strings beats a SipHash each), hashed beyond.
+/// most of the time: a scan of short strings beats a SipHash each; compared inline by
+/// `value::same_text`, not through `memcmp`), hashed beyond.
 #[derive(Default)]
 struct SlotMap {
     few: Vec<(Arc<str>, u32)>,
@@ -53,7 +54,10 @@ impl SlotMap {
 
     fn get(&self, name: &str) -> Option<u32> {
         if self.many.is_empty() {
-            self.few.iter().find(|(n, _)| **n == *name).map(|e| e.1)
+            self.few
+                .iter()
+                .find(|(n, _)| value::same_text(n, name))
+                .map(|e| e.1)
         } else {
             self.many.get(name).copied()
         }
@@ -61,7 +65,11 @@ impl SlotMap {
 
     fn insert(&mut self, name: Arc<str>, slot: u32) {
         if self.many.is_empty() {
-            if let Some(e) = self.few.iter_mut().find(|(n, _)| *n == name) {
+            if let Some(e) = self
+                .few
+                .iter_mut()
+                .find(|(n, _)| value::same_text(n, &name))
+            {
                 e.1 = slot;
                 return;
             }

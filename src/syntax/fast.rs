@@ -41,8 +41,10 @@ fn is_ident(s: &str) -> bool {
 /// The grammar's whitespace (`WHITESPACE` in grammar/flexie.pest: space, tab, CR, LF, vertical
 /// tab, form feed): nothing else (not a NUL, not a non-ASCII space) may be trimmed, or the fast
 /// path would accept what pest reads differently or refuses.
-pub(super) fn is_space(c: u8) -> bool {
-    matches!(c, b' ' | b'\t' | b'\r' | b'\n' | 0x0B | 0x0C)
+pub(super) const fn is_space(c: u8) -> bool {
+    /// Bit `c` set for each of those bytes (all below 64): one shift and test.
+    const SPACES: u64 = 1 << b' ' | 1 << b'\t' | 1 << b'\r' | 1 << b'\n' | 1 << 0x0B | 1 << 0x0C;
+    c < 64 && SPACES >> c & 1 != 0
 }
 
 /// [`is_space`] for a `char`.
@@ -64,6 +66,47 @@ pub(super) fn trim(s: &str) -> (usize, &str) {
     (start, s.get(start..end).unwrap_or(""))
 }
 
+/// Whether `c` may be part of a name (an ASCII letter, digit or `_`), by one table load.
+fn is_word(c: u8) -> bool {
+    /// 1 for the bytes of a name.
+    const WORD: [u8; 256] = {
+        let mut t = [0u8; 256];
+        let mut c = 0;
+        while c < 256 {
+            let b = c as u8;
+            if b.is_ascii_alphanumeric() || b == b'_' {
+                t[c] = 1;
+            }
+            c += 1;
+        }
+        t
+    };
+    WORD[usize::from(c)] != 0
+}
+
+/// Where the name bytes starting at `from` end.
+fn word_end(b: &[u8], from: usize) -> usize {
+    let mut i = from;
+    while i < b.len() && is_word(b[i]) {
+        i += 1;
+    }
+    i
+}
+
+/// `code` [`trim`]med when it may be `verbatim` or `endverbatim` (at least 8 bytes ending
+/// with `m`), else `""`: the verbatim checks of every tag look at its last bytes first.
+pub(super) fn verbatim_candidate(code: &str) -> &str {
+    let b = code.as_bytes();
+    let mut end = b.len();
+    while end > 0 && is_space(b[end - 1]) {
+        end -= 1;
+    }
+    if end < 8 || b[end - 1] != b'm' {
+        return "";
+    }
+    trim(code).1
+}
+
 /// `name(.name|.digits)*` starting at byte `base` of the source, or `None`: one scan over the
 /// bytes, each name shared through `names`.
 pub(super) fn path(
@@ -72,26 +115,33 @@ pub(super) fn path(
     max_depth: usize,
     names: &RefCell<Names>,
 ) -> Option<Expr> {
-    let (lead, t) = trim(code);
-    if t.is_empty() || t.len() > 200 {
+    let b = code.as_bytes();
+    let mut lead = 0;
+    while lead < b.len() && is_space(b[lead]) {
+        lead += 1;
+    }
+    let mut stop = b.len();
+    while stop > lead && is_space(b[stop - 1]) {
+        stop -= 1;
+    }
+    if stop == lead || stop - lead > 200 {
         return None;
     }
-    let b = t.as_bytes();
-    let word_end = |from: usize| {
-        from + b[from..]
-            .iter()
-            .position(|c| !(c.is_ascii_alphanumeric() || *c == b'_'))
-            .unwrap_or(b.len() - from)
-    };
-    let first_end = word_end(0);
-    let first = &t[..first_end];
-    if !is_ident(first) || RESERVED.iter().any(|r| first.eq_ignore_ascii_case(r)) {
+    let (b, t) = (&b[..stop], &code[..stop]);
+    // a name's bytes, not starting with a digit
+    let first_end = word_end(b, lead);
+    let first = &t[lead..first_end];
+    if first_end == lead
+        || b[lead].is_ascii_digit()
+        || ((3..=5).contains(&first.len())
+            && RESERVED.iter().any(|r| first.eq_ignore_ascii_case(r)))
+    {
         return None;
     }
     let start = base + lead;
     let mut e = Expr {
         kind: ExprKind::Name(Names::get(names, first)),
-        span: Span::new(start, start + first_end),
+        span: Span::new(start, base + first_end),
     };
     let mut i = first_end;
     let mut depth = 0;
@@ -99,14 +149,15 @@ pub(super) fn path(
         if b[i] != b'.' || depth >= max_depth {
             return None;
         }
-        let end = word_end(i + 1);
+        let end = word_end(b, i + 1);
         let seg = &t[i + 1..end];
-        if !(is_ident(seg) || (!seg.is_empty() && seg.bytes().all(|c| c.is_ascii_digit()))) {
+        // a name, or digits only
+        if end == i + 1 || (b[i + 1].is_ascii_digit() && !seg.bytes().all(|c| c.is_ascii_digit())) {
             return None;
         }
         e = Expr {
             kind: ExprKind::Attr(Box::new(e), Names::get(names, seg)),
-            span: Span::new(start, start + end),
+            span: Span::new(start, base + end),
         };
         i = end;
         depth += 1;

@@ -2,7 +2,7 @@
 //! `{% %}` tags and verbatim blocks (as Twig's lexer does), bounding bracket and
 //! operator nesting on the way. pest then parses only the code inside each delimiter.
 
-use super::fast::{is_space, is_space_char, trim};
+use super::fast::{is_space, is_space_char, verbatim_candidate};
 use crate::error::{Error, ErrorKind};
 
 /// Whitespace control on one side of a delimiter.
@@ -92,6 +92,7 @@ fn mismatched(name: &str, src: &str, open: u8, open_at: usize, found: u8, at: us
 /// true, or the end when `closer` is false), skipping strings and brackets. Fails when
 /// brackets, interpolations, prefix-operator runs or ternaries nest deeper than `max`.
 /// Returns the position of the closer (or the end of the source).
+#[inline]
 pub fn scan_code(
     name: &str,
     src: &str,
@@ -105,7 +106,8 @@ pub fn scan_code(
     }
 }
 
-/// [`scan_code`] byte by byte.
+/// [`scan_code`] byte by byte (out of line: the common case is [`scan_plain`]).
+#[inline(never)]
 fn scan_full(
     name: &str,
     src: &str,
@@ -219,6 +221,23 @@ fn scan_full(
     Ok(i)
 }
 
+/// The bytes of plain code for [`scan_plain`]: 1 for a name's byte, a dot or the grammar's
+/// whitespace, 2 for `n` (which may begin `not`), 0 for anything else (the closers too). One
+/// load per byte instead of a chain of range tests.
+const PLAIN: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        if b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || is_space(b) {
+            t[c] = 1;
+        }
+        c += 1;
+    }
+    t[b'n' as usize] = 2;
+    t
+};
+
 /// The common case of [`scan_code`]: code made only of names, digits, dots and the grammar's
 /// whitespace up to
 /// its closer (`team.name`, `for team in teams`, `endfor`). Nothing there nests nor opens a
@@ -230,20 +249,45 @@ fn scan_plain(b: &[u8], from: usize, tag: Option<bool>) -> Option<usize> {
         Some(false) => b'}',
         None => return None,
     };
-    let mut j = from;
-    while let Some(&c) = b.get(j) {
-        if c == close {
-            return (b.get(j + 1) == Some(&b'}')).then_some(j);
+    let rest = b.get(from..)?;
+    for (k, &c) in rest.iter().enumerate() {
+        match PLAIN[usize::from(c)] {
+            1 => {}
+            2 if rest[k..].starts_with(b"not") => return None,
+            2 => {}
+            _ => {
+                let j = from + k;
+                return (c == close && b.get(j + 1) == Some(&b'}')).then_some(j);
+            }
         }
-        if c == b'n' && b[j..].starts_with(b"not") {
-            return None;
-        }
-        if !(c.is_ascii_alphanumeric() || c == b'_' || c == b'.' || is_space(c)) {
-            return None;
-        }
-        j += 1;
     }
     None
+}
+
+/// Where the first `{` at or after `from` is: eight bytes at a time (the texts between
+/// delimiters are short, and `str::find`'s searcher cost more in its setup per call than in
+/// its scan). In each word, the lowest byte flagged by the zero-byte test is the first `{`
+/// (a borrow only ever flags bytes above a true match).
+fn find_brace(b: &[u8], from: usize) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let rest = b.get(from..)?;
+    let mut chunks = rest.chunks_exact(8);
+    let mut at = from;
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word) ^ (ONES * u64::from(b'{'));
+        let hit = x.wrapping_sub(ONES) & !x & (ONES << 7);
+        if hit != 0 {
+            return Some(at + (hit.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&c| c == b'{')
+        .map(|k| at + k)
 }
 
 /// Splits a template into tokens.
@@ -271,8 +315,7 @@ pub fn lex(name: &str, src: &str, max: usize) -> Result<Vec<Token>, Error> {
     let mut out = Vec::with_capacity(2 * runs + 1);
     let mut i = 0;
     let mut text_start = 0;
-    while let Some(off) = src[i..].find('{') {
-        let at = i + off;
+    while let Some(at) = find_brace(b, i) {
         let kind = match b.get(at + 1) {
             Some(b'{') => Kind::Print,
             Some(b'%') => Kind::Tag,
@@ -336,7 +379,7 @@ pub fn lex(name: &str, src: &str, max: usize) -> Result<Vec<Token>, Error> {
             rtrim,
         };
         i = end;
-        if kind == Kind::Tag && trim(&src[tok.code.0..tok.code.1]).1 == "verbatim" {
+        if kind == Kind::Tag && verbatim_candidate(&src[tok.code.0..tok.code.1]) == "verbatim" {
             let (body_end, close_tok) = find_endverbatim(name, src, at, end, max)?;
             out.push(Token {
                 kind: Kind::Tag,
@@ -477,5 +520,28 @@ mod tests {
             }
         }
         assert!(taken >= 6);
+    }
+
+    #[test]
+    fn find_brace_finds_the_first_brace() {
+        let alphabet = [b'{', b'z', b'|', 0xfb, 0, 0x7a, b'a'];
+        let mut seed = 1u32;
+        for len in 0..40 {
+            for _ in 0..200 {
+                let s: Vec<u8> = (0..len)
+                    .map(|_| {
+                        seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                        alphabet[(seed >> 16) as usize % alphabet.len()]
+                    })
+                    .collect();
+                for from in 0..=len + 1 {
+                    let want = s
+                        .get(from..)
+                        .and_then(|r| r.iter().position(|&c| c == b'{'))
+                        .map(|k| from + k);
+                    assert_eq!(find_brace(&s, from), want, "{s:?} from {from}");
+                }
+            }
+        }
     }
 }

@@ -365,7 +365,12 @@ fn flat_item(cx: &Ctx, t: &Token) -> R<FlatKind> {
                 Ok(FlatKind::Print(expr(&sub, e)?))
             })?
         }
-        Kind::Tag if matches!(super::fast::trim(code).1, "verbatim" | "endverbatim") => {
+        Kind::Tag
+            if matches!(
+                super::fast::verbatim_candidate(code),
+                "verbatim" | "endverbatim"
+            ) =>
+        {
             FlatKind::Comment
         }
         Kind::Tag => {
@@ -398,7 +403,7 @@ fn verbatim_tag(cx: &Ctx, t: &Token) -> bool {
         && matches!(
             cx.src
                 .get(t.code.0..t.code.1)
-                .map(|c| super::fast::trim(c).1),
+                .map(super::fast::verbatim_candidate),
             Some("verbatim" | "endverbatim")
         )
 }
