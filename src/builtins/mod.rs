@@ -169,6 +169,18 @@ pub struct Builtin {
     pub deterministic: bool,
 }
 
+/// The `json_encode` and `raw` filters of the shared builtin tables ([`Registry::with_builtins`]),
+/// set when those are built: the VM prints `{{ x|json_encode|raw }}` straight into its output
+/// when both calls are these very closures (src/vm/exec.rs), and not when a host replaced either.
+static JSON_RAW: std::sync::OnceLock<(BuiltinFn, BuiltinFn)> = std::sync::OnceLock::new();
+
+/// Whether `json` and `raw` are the builtin `json_encode` and `raw` filters (see [`JSON_RAW`]).
+pub(crate) fn builtin_json_raw(json: &BuiltinFn, raw: &BuiltinFn) -> bool {
+    JSON_RAW
+        .get()
+        .is_some_and(|(j, r)| Arc::ptr_eq(j, json) && Arc::ptr_eq(r, raw))
+}
+
 /// The three namespaces of builtins (filters, functions, tests).
 ///
 /// Cheap to clone: the tables are shared behind one `Arc` and copied only when a host adds or
@@ -212,6 +224,10 @@ impl Registry {
         crypto::register(&mut r);
         records::register(&mut r);
         misc::register(&mut r);
+        let shared = |name: &str| r.tables.filters.get(name).map(|b| b.func.clone());
+        if let (Some(json), Some(raw)) = (shared("json_encode"), shared("raw")) {
+            let _ = JSON_RAW.set((json, raw));
+        }
         r
     }
 

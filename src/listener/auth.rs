@@ -35,6 +35,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::Value as Json;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
+use std::hash::BuildHasherDefault;
 use std::sync::Mutex;
 
 /// Clock-skew allowance on `exp`, `nbf` and `iat`, in seconds: the templates' `jwtDecode`
@@ -147,7 +148,28 @@ pub const CACHED_TOKEN_MAX_LEN: usize = 4096;
 #[derive(Default)]
 pub struct TokenCache {
     hasher: std::collections::hash_map::RandomState,
-    entries: Mutex<HashMap<u64, Accepted>>,
+    entries: Mutex<HashMap<u64, Accepted, BuildHasherDefault<SlotHasher>>>,
+}
+
+/// The hasher of [`TokenCache`]'s map: its keys are already keyed SipHashes
+/// ([`TokenCache::slot`]), uniform and out of a client's reach, so they are used as they are
+/// instead of being hashed a second time.
+#[derive(Default)]
+struct SlotHasher(u64);
+
+impl std::hash::Hasher for SlotHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // only `write_u64` is used (the keys are `u64`); any other input is folded in
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 /// A verified token and its time claims (as the `jsonwebtoken` crate reads them).
@@ -189,7 +211,9 @@ impl TokenCache {
         self.hasher.hash_one(signature.as_bytes())
     }
 
-    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Accepted>> {
+    fn entries(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<u64, Accepted, BuildHasherDefault<SlotHasher>>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 

@@ -454,6 +454,8 @@ fn header_text(v: &HeaderValue) -> std::borrow::Cow<'_, str> {
 fn headers(h: &HeaderMap, jwt_data: Option<&Value>, only: Option<&[Arc<str>]>) -> Value {
     let mut out = match only {
         None => header_map(h),
+        // Only `__jwt_data`: a header whose name reads as it would be removed just below.
+        Some(keys) if keys.iter().all(|k| &**k == "__jwt_data") => Fields::with_capacity(1),
         Some(keys) => header_fields(h, |name| keys.iter().any(|k| names_key(name, k))),
     };
     out.shift_remove("__jwt_data");

@@ -27,8 +27,21 @@ pub fn with_body(
     let mut r = Response::new(full(body));
     *r.status_mut() = status;
     r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        .insert(CONTENT_TYPE, content_type_value(content_type));
     r
+}
+
+/// `HeaderValue::from_static(content_type)`, made at compile time for the four types that
+/// detection answers (src/detect.rs) instead of checking every byte again per response.
+fn content_type_value(content_type: &'static str) -> HeaderValue {
+    use crate::detect::{HTML, JSON, TEXT, XML};
+    match content_type {
+        JSON => const { HeaderValue::from_static(JSON) },
+        HTML => const { HeaderValue::from_static(HTML) },
+        TEXT => const { HeaderValue::from_static(TEXT) },
+        XML => const { HeaderValue::from_static(XML) },
+        other => HeaderValue::from_static(other),
+    }
 }
 
 /// `{"error": message}` with `status`.
@@ -165,9 +178,28 @@ pub fn answer(endpoint: &str, answer: &Answer, data: &Value) -> Response<Body> {
 
 #[cfg(test)]
 mod tests {
-    use super::{context, safe_location, with_context};
+    use super::{content_type_value, context, safe_location, with_context};
     use crate::Value;
+    use hyper::header::HeaderValue;
     use std::sync::Arc;
+
+    #[test]
+    fn content_type_values_are_the_static_ones() {
+        use crate::detect::{HTML, JSON, TEXT, XML};
+        for ct in [
+            JSON,
+            HTML,
+            TEXT,
+            XML,
+            "application/json; charset=utf-8",
+            "text/csv",
+        ] {
+            let v = content_type_value(ct);
+            assert_eq!(v, HeaderValue::from_static(ct));
+            assert_eq!(v.to_str().unwrap(), ct);
+            assert!(!v.is_sensitive());
+        }
+    }
 
     #[test]
     fn contexts_are_reused_without_keeping_the_data() {

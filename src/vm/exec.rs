@@ -3,11 +3,11 @@
 
 use super::escape::{escape_into, write_int};
 use super::{LoopState, Vm};
-use crate::compile::ir::{Esc, Expr, For, Node, Strategy};
+use crate::compile::ir::{Call, Esc, Expr, For, Node, Strategy};
 use crate::error::{Error, ErrorKind};
 use crate::escape::Escape;
 use crate::syntax::ast::Span;
-use crate::value::{write_value, Map, Value};
+use crate::value::{write_json_styled, write_value, JsonStyle, Map, Value};
 use std::sync::Arc;
 
 /// How a statement list ended.
@@ -37,7 +37,78 @@ pub(crate) fn write_out(out: &mut String, v: &Value, esc: Option<Strategy>) {
     }
 }
 
+/// `{{ x|json_encode|raw }}` with the builtin filters (not a host's) and no other arguments: the
+/// `raw` call, the `json_encode` call and `x`.
+fn json_raw(e: &Expr) -> Option<(&Call, &Call, &Expr)> {
+    let Expr::Call(raw) = e else { return None };
+    let [Expr::Call(json)] = raw.args.as_slice() else {
+        return None;
+    };
+    let [x] = json.args.as_slice() else {
+        return None;
+    };
+    crate::builtins::builtin_json_raw(&json.func, &raw.func).then_some((raw, json, x))
+}
+
 impl Vm<'_> {
+    /// Prints `{{ x|json_encode|raw }}` (see [`json_raw`]) with the JSON written straight into
+    /// the output instead of into a string, a `Value` and its `raw` copy: the same bytes, and the
+    /// same steps, fuel, size check and errors in the same order as evaluating the two calls
+    /// (src/vm/eval.rs `Expr::Call`, src/builtins/core.rs `json_encode` and `raw`). Nothing is
+    /// left in the output when it fails. Errors are returned without the print's location.
+    fn print_json_raw(
+        &mut self,
+        raw: &Call,
+        json: &Call,
+        x: &Expr,
+        st: Option<Strategy>,
+    ) -> Result<(), Error> {
+        // the piped argument as `call_arg` (src/vm/eval.rs) reads it
+        let v = self.eval(x)?;
+        let v = if json.null_from == 0 && v.is_undefined() && !matches!(x, Expr::Const(_)) {
+            Value::Null
+        } else {
+            v
+        };
+        self.burn(json.span)?;
+        self.pay_call(std::slice::from_ref(&v), json.span)?;
+        let start = self.out.len();
+        // `json_encode` without arguments: no flags, depth 512
+        if !write_json_styled(&mut self.out, &v, &JsonStyle::from_flags(0), None, 512) {
+            // nested deeper than the depth: `json_encode` answers `false`, `raw` passes it on
+            self.out.truncate(start);
+            let f = Value::Bool(false);
+            self.burn(raw.span)?;
+            write_out(&mut self.out, &f, st);
+            return Ok(());
+        }
+        let r = self.json_raw_fuel(raw, json, self.out.len() - start);
+        if r.is_err() {
+            self.out.truncate(start);
+        }
+        r
+    }
+
+    /// What evaluating `json_encode` and `raw` checks and pays after the JSON text (`len`
+    /// bytes) is built, in their order: `json_encode`'s size check, the fuel of its result
+    /// (`pay_shallow`), `raw`'s step, the fuel of its argument and of its result (both the
+    /// same string).
+    fn json_raw_fuel(&mut self, raw: &Call, json: &Call, len: usize) -> Result<(), Error> {
+        crate::builtins::State::check_size(self, len).map_err(|e| self.loc(e, json.span))?;
+        let units = len as u64 / super::cost::BYTES_PER_UNIT;
+        let pay = |vm: &mut Self, span: Span| {
+            if units > 0 {
+                crate::builtins::State::fuel(vm, units).map_err(|e| vm.loc(e, span))
+            } else {
+                Ok(())
+            }
+        };
+        pay(self, json.span)?;
+        self.burn(raw.span)?;
+        pay(self, raw.span)?;
+        pay(self, raw.span)
+    }
+
     fn strategy(&self, esc: Esc) -> Option<Strategy> {
         match esc {
             Esc::Auto => match self.escape {
@@ -83,13 +154,18 @@ impl Vm<'_> {
                     self.burn(*span)?;
                     let before = self.out.len();
                     let st = self.strategy(*esc);
-                    match super::eval::lookup(&self.scope, &self.program, e) {
-                        Ok(Some(v)) => write_out(&mut self.out, v, st),
-                        Ok(None) => {
-                            let v = self.eval(e).map_err(|err| self.loc(err, *span))?;
-                            write_out(&mut self.out, &v, st);
+                    if let Some((raw, json, x)) = json_raw(e) {
+                        self.print_json_raw(raw, json, x, st)
+                            .map_err(|err| self.loc(err, *span))?;
+                    } else {
+                        match super::eval::lookup(&self.scope, &self.program, e) {
+                            Ok(Some(v)) => write_out(&mut self.out, v, st),
+                            Ok(None) => {
+                                let v = self.eval(e).map_err(|err| self.loc(err, *span))?;
+                                write_out(&mut self.out, &v, st);
+                            }
+                            Err(err) => return Err(self.loc(err, *span)),
                         }
-                        Err(err) => return Err(self.loc(err, *span)),
                     }
                     self.check_out(*span)?;
                     let written = (self.out.len() - before) as u64 / super::cost::BYTES_PER_UNIT;
@@ -381,5 +457,129 @@ impl Vm<'_> {
         self.scope.slots = saved_slots;
         self.scope.ctx = saved_ctx;
         r
+    }
+}
+
+#[cfg(test)]
+mod json_raw_tests {
+    //! The fused `{{ x|json_encode|raw }}` print against the evaluated calls: an engine whose
+    //! `json_encode` and `raw` are wrappers of the builtin closures (so not fused) must render
+    //! the same text, or fail with the same error, under every fuel and size limit.
+    use crate::builtins::{builtin_json_raw, Registry};
+    use crate::{Engine, Escape, Limits, RenderOptions};
+    use serde_json::json;
+
+    fn engines() -> (Engine, Engine) {
+        let fused = Engine::new();
+        let mut slow = Engine::new();
+        let builtins = Registry::with_builtins();
+        for (name, spec) in [
+            ("json_encode", &["flags?", "depth?", "pretty?"][..]),
+            ("raw", &[][..]),
+        ] {
+            let f = builtins.get_filter(name).unwrap().func.clone();
+            slow.registry_mut()
+                .filter(name, spec, move |st, args| f(st, args));
+        }
+        (fused, slow)
+    }
+
+    fn render(
+        e: &mut Engine,
+        src: &str,
+        ctx: &serde_json::Value,
+        limits: Limits,
+        escape: Escape,
+        strict: bool,
+    ) -> Result<String, String> {
+        e.set_limits(limits);
+        e.set_strict(strict);
+        let t = e.compile("t", src).map_err(|e| format!("compile: {e}"))?;
+        t.render_with(ctx, RenderOptions::default().with_escape(escape))
+            .map_err(|e| format!("{:?} {e}", e.kind()))
+    }
+
+    #[test]
+    fn only_the_builtin_filters_are_fused() {
+        let (mut fused, mut slow) = engines();
+        let f = |e: &mut Engine, n: &str| e.registry_mut().get_filter(n).unwrap().func.clone();
+        let (json, raw) = (f(&mut fused, "json_encode"), f(&mut fused, "raw"));
+        assert!(builtin_json_raw(&json, &raw));
+        assert!(!builtin_json_raw(&raw, &json));
+        let (json, raw) = (f(&mut slow, "json_encode"), f(&mut slow, "raw"));
+        assert!(!builtin_json_raw(&json, &raw));
+    }
+
+    #[test]
+    fn fused_print_matches_the_calls() {
+        let (mut fused, mut slow) = engines();
+        let mut deep = json!(1);
+        for _ in 0..600 {
+            deep = json!([deep]);
+        }
+        let long = "ab\"<&>\u{e9}\u{1F600}\n\\/".repeat(200);
+        let ctx = json!({
+            "s": "ann", "q": "a\"b<c>&'d\\e/f\u{0001}\u{2028}é😀", "n": 42, "f": 1.5,
+            "z": 2.0, "neg": -0.0, "big": 1e300, "t": true, "nul": null, "e": "",
+            "list": [1, "x", null, [2, {"k": "v"}]], "map": {"a": 1, "b": {"c": [true]}},
+            "empty": [], "emptymap": {}, "long": long, "deep": deep,
+            "__headers": {"__jwt_data": [{"user": "ann"}]},
+        });
+        let templates = [
+            "{{ s|json_encode|raw }}",
+            "{\"user\": {{ __headers.__jwt_data[0].user|json_encode|raw }}, \"ref\": {{ ref|default('')|json_encode|raw }}}",
+            "{{ q|json_encode|raw }}|{{ n|json_encode|raw }}|{{ f|json_encode|raw }}|{{ z|json_encode|raw }}",
+            "{{ neg|json_encode|raw }}{{ big|json_encode|raw }}{{ t|json_encode|raw }}{{ nul|json_encode|raw }}",
+            "{{ e|json_encode|raw }}{{ list|json_encode|raw }}{{ map|json_encode|raw }}{{ empty|json_encode|raw }}{{ emptymap|json_encode|raw }}",
+            "{{ missing|json_encode|raw }}{{ map.nope|json_encode|raw }}",
+            "{{ long|json_encode|raw }}{{ long|json_encode|raw }}",
+            "{{ deep|json_encode|raw }}",
+            "{% for x in list %}{{ x|json_encode|raw }},{% endfor %}",
+            "{% autoescape 'html' %}{{ q|json_encode|raw }}{% endautoescape %}",
+            "{{ q|json_encode(8)|raw }}{{ map|json_encode(true)|raw }}",
+            "{{ q|json_encode|upper|raw }}{{ q|raw|json_encode }}{{ q|json_encode }}",
+            "{{ (list|json_encode|raw) ~ 'x' }}",
+        ];
+        let base = Limits::default();
+        for src in templates {
+            for escape in [Escape::None, Escape::Html] {
+                for strict in [false, true] {
+                    let mut limits = vec![base.clone()];
+                    for fuel in 0..40 {
+                        limits.push(Limits {
+                            fuel,
+                            ..base.clone()
+                        });
+                    }
+                    for fuel in [50, 60, 70, 80, 100, 150] {
+                        limits.push(Limits {
+                            fuel,
+                            ..base.clone()
+                        });
+                    }
+                    for max_output in [0, 1, 4, 5, 6, 10, 50, 100, 1000, 4000, 4700, 9000] {
+                        limits.push(Limits {
+                            max_output,
+                            ..base.clone()
+                        });
+                    }
+                    for l in limits {
+                        let a = render(&mut fused, src, &ctx, l.clone(), escape, strict);
+                        let b = render(&mut slow, src, &ctx, l.clone(), escape, strict);
+                        assert_eq!(a, b, "{src} under {l:?}, {escape:?}, strict {strict}");
+                    }
+                }
+            }
+        }
+        // the bench endpoint's answer, as the listener renders it
+        let a = render(
+            &mut fused,
+            templates[1],
+            &ctx,
+            base.clone(),
+            Escape::None,
+            false,
+        );
+        assert_eq!(a.unwrap(), r#"{"user": "ann", "ref": ""}"#);
     }
 }

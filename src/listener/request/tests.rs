@@ -761,3 +761,32 @@ fn interned_keys_are_found_by_their_index() {
         assert_eq!(&*key(k), k);
     }
 }
+
+#[test]
+fn only_jwt_data_headers_skip_the_header_walk() {
+    // A reader of `__headers.__jwt_data` alone gets what the walk of every header would have
+    // left: headers whose names read as `__jwt_data` are dropped either way.
+    let mut h = HeaderMap::new();
+    h.insert("host", HeaderValue::from_static("example.com"));
+    h.insert("--jwt-data", HeaderValue::from_static("forged"));
+    h.append("__jwt_data", HeaderValue::from_static("forged too"));
+    h.insert("x-other", HeaderValue::from_static("1"));
+    let only: Vec<Arc<str>> = vec![key("__jwt_data")];
+    for jwt in [None, Some(Value::from(&json!({"user": "ann"})))] {
+        let walked = {
+            let mut out = header_fields(&h, |name| only.iter().any(|k| names_key(name, k)));
+            out.shift_remove("__jwt_data");
+            if let Some(d) = &jwt {
+                out.insert(key("__jwt_data"), Value::list(vec![d.clone()]));
+            }
+            Value::map(out)
+        };
+        let got = headers(&h, jwt.as_ref(), Some(&only));
+        assert_eq!(got.to_json(), walked.to_json());
+        let twice: Vec<Arc<str>> = vec![key("__jwt_data"), key("__jwt_data")];
+        assert_eq!(
+            headers(&h, jwt.as_ref(), Some(&twice)).to_json(),
+            walked.to_json()
+        );
+    }
+}
