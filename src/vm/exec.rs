@@ -154,18 +154,19 @@ impl Vm<'_> {
                     self.burn(*span)?;
                     let before = self.out.len();
                     let st = self.strategy(*esc);
-                    if let Some((raw, json, x)) = json_raw(e) {
-                        self.print_json_raw(raw, json, x, st)
-                            .map_err(|err| self.loc(err, *span))?;
-                    } else {
-                        match super::eval::lookup(&self.scope, &self.program, e) {
-                            Ok(Some(v)) => write_out(&mut self.out, v, st),
-                            Ok(None) => {
+                    // Variables and attributes first (the common print); a call is never one.
+                    match super::eval::lookup(&self.scope, &self.program, e) {
+                        Ok(Some(v)) => write_out(&mut self.out, v, st),
+                        Ok(None) => {
+                            if let Some((raw, json, x)) = json_raw(e) {
+                                self.print_json_raw(raw, json, x, st)
+                                    .map_err(|err| self.loc(err, *span))?;
+                            } else {
                                 let v = self.eval(e).map_err(|err| self.loc(err, *span))?;
                                 write_out(&mut self.out, &v, st);
                             }
-                            Err(err) => return Err(self.loc(err, *span)),
                         }
+                        Err(err) => return Err(self.loc(err, *span)),
                     }
                     self.check_out(*span)?;
                     let written = (self.out.len() - before) as u64 / super::cost::BYTES_PER_UNIT;
