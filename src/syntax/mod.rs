@@ -72,30 +72,28 @@ pub struct Parsed {
 
 /// Parses a template; `max_depth` bounds bracket, expression and block nesting.
 pub fn parse_template(name: &str, src: &str, max_depth: usize) -> Result<Parsed, Error> {
-    with_names(|names| {
-        parse::template(&parse::Ctx {
-            name,
-            src,
-            max_depth,
-            base: 0,
-            closer: "",
-            code_end: src.len(),
-            names,
-        })
-    })
+    with_names(|names| parse::template(&whole(name, src, max_depth, names)))
 }
 
 /// Parses a standalone expression (no delimiters).
 pub fn parse_expression(name: &str, src: &str, max_depth: usize) -> Result<Expr, Error> {
-    with_names(|names| {
-        parse::expression(&parse::Ctx {
-            name,
-            src,
-            max_depth,
-            base: 0,
-            closer: "",
-            code_end: src.len(),
-            names,
-        })
-    })
+    with_names(|names| parse::expression(&whole(name, src, max_depth, names)))
+}
+
+/// The parse context of a whole source (a template or an expression without delimiters).
+fn whole<'s>(
+    name: &'s str,
+    src: &'s str,
+    max_depth: usize,
+    names: &'s RefCell<Names>,
+) -> parse::Ctx<'s> {
+    parse::Ctx {
+        name,
+        src,
+        max_depth,
+        base: 0,
+        closer: "",
+        code_end: src.len(),
+        names,
+    }
 }
