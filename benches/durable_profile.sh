@@ -21,28 +21,7 @@ dir="$(mktemp -d)"
 pid=
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$dir"; }
 trap cleanup EXIT
-cat >"$dir/endpoints.toml" <<TOML
-${2:-}
-[[endpoint]]
-name = "durable"
-first_hash = "$h1"
-second_hash = "$h2"
-return_type = "data"
-return_data = '''{"status": "received", "ref": {{ __data.ref|default('')|json_encode|raw }}}'''
-
-[[endpoint.step]]
-id = "keep"
-type = "store"
-name = "ref"
-value = "{{ __data.ref }}"
-
-[[endpoint.step]]
-id = "seen"
-parent = "keep"
-type = "store"
-name = "seen"
-expression = "__data.ref ~ '-seen'"
-TOML
+durable_toml "$dir/endpoints.toml" "${2:-}"
 port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 taskset -c 0 "${BIN:-target/release/flexscript}" serve "$dir/endpoints.toml" --addr "127.0.0.1:$port" >/dev/null 2>&1 &
 pid=$!

@@ -141,27 +141,7 @@ fi
 # state backend (SQLite beside the configuration file, group commit). Every 200 is a run
 # committed before the answer; afterwards every accepted run must have completed.
 mkdir -p "$dir/durable"
-cat >"$dir/durable/endpoints.toml" <<TOML
-[[endpoint]]
-name = "durable"
-first_hash = "$h1"
-second_hash = "$h2"
-return_type = "data"
-return_data = '''{"status": "received", "ref": {{ __data.ref|default('')|json_encode|raw }}}'''
-
-[[endpoint.step]]
-id = "keep"
-type = "store"
-name = "ref"
-value = "{{ __data.ref }}"
-
-[[endpoint.step]]
-id = "seen"
-parent = "keep"
-type = "store"
-name = "seen"
-expression = "__data.ref ~ '-seen'"
-TOML
+durable_toml "$dir/durable/endpoints.toml"
 if row durable; then
 taskset -c 0 "$bin" serve "$dir/durable/endpoints.toml" --addr 127.0.0.1:${p_durable} >/dev/null 2>&1 &
 pids+=($!)

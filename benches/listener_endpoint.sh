@@ -1,6 +1,8 @@
 # The JWT-authenticated `data` endpoint that the listener rows of benches/listener.sh and
 # benches/listener_ab.sh serve (one definition, so the A/B measures what the bench measures).
-# Sourced: sets key, secret, h1, h2; `bench_toml FILE` writes the endpoint's configuration.
+# Sourced: sets key, secret, h1, h2; `bench_toml FILE` writes the endpoint's configuration,
+# `durable_toml FILE [LINES]` the durable rows' endpoint (a `data` endpoint with two `store`
+# steps, used by benches/listener.sh and benches/durable_profile.sh), LINES put before it.
 # shellcheck shell=bash
 key="bench-issuer"
 secret="bench-secret-0123456789abcdef0123456789abcdef"
@@ -17,5 +19,29 @@ return_data = '''{"status": "received", "user": {{ __data.__headers.__jwt_data[0
 add_authentication = true
 endpoint_key = "$key"
 endpoint_secret = "$secret"
+TOML
+}
+durable_toml() {
+  cat >"$1" <<TOML
+${2:-}
+[[endpoint]]
+name = "durable"
+first_hash = "$h1"
+second_hash = "$h2"
+return_type = "data"
+return_data = '''{"status": "received", "ref": {{ __data.ref|default('')|json_encode|raw }}}'''
+
+[[endpoint.step]]
+id = "keep"
+type = "store"
+name = "ref"
+value = "{{ __data.ref }}"
+
+[[endpoint.step]]
+id = "seen"
+parent = "keep"
+type = "store"
+name = "seen"
+expression = "__data.ref ~ '-seen'"
 TOML
 }
