@@ -3,61 +3,14 @@
 //! backend reads and writes, docs/redis.md), on its fast path and on its fallback.
 
 use super::super::memory::MemoryBackend;
-use super::super::tests::RedisChild;
-use super::super::{Backend, Checkpoint, RunEvent, RunRecord, RunStatus, StateError};
+use super::super::tests::{block_on, started, status, succeeded, RedisChild};
+use super::super::{Backend, RunEvent, RunRecord, RunStatus, StateError};
 use super::{fold, fresh_end, RedisBackend};
-use serde_json::json;
 use std::collections::HashMap;
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
-
+/// A run of endpoint `e`, resumable (the shared journal tests' record).
 fn new_run(id: &str) -> RunRecord {
-    RunRecord::new(
-        id.into(),
-        "e".into(),
-        "a".repeat(32),
-        "b".repeat(32),
-        "fp".into(),
-        true,
-        json!({"name": "x"}),
-        1_000,
-        Some("me".into()),
-    )
-}
-
-fn status(run: &str, status: RunStatus, at: i64, error: Option<&str>) -> RunEvent {
-    RunEvent::Status {
-        run: run.into(),
-        status,
-        at,
-        error: error.map(str::to_string),
-    }
-}
-
-fn started(run: &str, step: &str, at: i64) -> RunEvent {
-    RunEvent::StepStarted {
-        run: run.into(),
-        step: step.into(),
-        kind: "store".into(),
-        at,
-    }
-}
-
-fn succeeded(run: &str, step: &str, at: i64) -> RunEvent {
-    RunEvent::StepSucceeded {
-        run: run.into(),
-        step: step.into(),
-        at,
-        checkpoint: Checkpoint {
-            set: vec![(step.into(), json!(at))],
-            branch: None,
-        },
-    }
+    super::super::tests::new_run(id, "e", true)
 }
 
 fn failed(run: &str, step: &str, at: i64) -> RunEvent {

@@ -1366,33 +1366,15 @@ mod tests {
     }
 
     fn status(run: &str, status: RunStatus, at: i64, error: Option<&str>) -> Op {
-        Op::Event(RunEvent::Status {
-            run: run.into(),
-            status,
-            at,
-            error: error.map(str::to_string),
-        })
+        Op::Event(crate::state::tests::status(run, status, at, error))
     }
 
     fn started(run: &str, step: &str, at: i64) -> Op {
-        Op::Event(RunEvent::StepStarted {
-            run: run.into(),
-            step: step.into(),
-            kind: "store".into(),
-            at,
-        })
+        Op::Event(crate::state::tests::started(run, step, at))
     }
 
     fn succeeded(run: &str, step: &str, at: i64) -> Op {
-        Op::Event(RunEvent::StepSucceeded {
-            run: run.into(),
-            step: step.into(),
-            at,
-            checkpoint: Checkpoint {
-                set: vec![(step.into(), json!(at))],
-                branch: None,
-            },
-        })
+        Op::Event(crate::state::tests::succeeded(run, step, at))
     }
 
     fn failed(run: &str, step: &str, at: i64) -> Op {

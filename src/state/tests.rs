@@ -6,7 +6,7 @@ use super::*;
 use serde_json::json;
 use std::time::Duration;
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
+pub(super) fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap()
@@ -23,7 +23,7 @@ fn temp_dir(tag: &str) -> PathBuf {
     d
 }
 
-fn new_run(id: &str, endpoint: &str, resumable: bool) -> RunRecord {
+pub(super) fn new_run(id: &str, endpoint: &str, resumable: bool) -> RunRecord {
     RunRecord::new(
         id.into(),
         endpoint.into(),
@@ -37,12 +37,35 @@ fn new_run(id: &str, endpoint: &str, resumable: bool) -> RunRecord {
     )
 }
 
-fn status(run: &str, status: RunStatus, at: i64, error: Option<&str>) -> RunEvent {
+pub(super) fn status(run: &str, status: RunStatus, at: i64, error: Option<&str>) -> RunEvent {
     RunEvent::Status {
         run: run.into(),
         status,
         at,
         error: error.map(str::to_string),
+    }
+}
+
+/// A `store` step's start.
+pub(super) fn started(run: &str, step: &str, at: i64) -> RunEvent {
+    RunEvent::StepStarted {
+        run: run.into(),
+        step: step.into(),
+        kind: "store".into(),
+        at,
+    }
+}
+
+/// A step's end with a checkpoint that sets `step` to `at`.
+pub(super) fn succeeded(run: &str, step: &str, at: i64) -> RunEvent {
+    RunEvent::StepSucceeded {
+        run: run.into(),
+        step: step.into(),
+        at,
+        checkpoint: Checkpoint {
+            set: vec![(step.into(), json!(at))],
+            branch: None,
+        },
     }
 }
 
