@@ -1319,6 +1319,7 @@ impl SharedStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::tests::{block_on, temp_dir};
     use serde_json::json;
 
     fn dump(conn: &Connection) -> Vec<String> {
@@ -1349,6 +1350,26 @@ mod tests {
         let conn = connect(&dir.join(name), Durability::Normal).unwrap();
         conn.execute_batch(SCHEMA).unwrap();
         conn
+    }
+
+    /// Two files holding `before`, and `batch` applied to the first one write per
+    /// transaction, in order: the reference a batch folded into the second must equal.
+    fn in_turn(dir: &Path, before: &[Op], batch: &[Op]) -> (Connection, Connection) {
+        let mut one_by_one = open(dir, "turn.db");
+        let mut folded = open(dir, "fold.db");
+        for conn in [&mut one_by_one, &mut folded] {
+            for op in before {
+                let tx = conn.transaction().unwrap();
+                apply(&Writes::new(&tx), op).unwrap();
+                tx.commit().unwrap();
+            }
+        }
+        for op in batch {
+            let tx = one_by_one.transaction().unwrap();
+            apply(&Writes::new(&tx), op).unwrap();
+            tx.commit().unwrap();
+        }
+        (one_by_one, folded)
     }
 
     fn create(id: &str) -> Op {
@@ -1400,12 +1421,7 @@ mod tests {
     #[test]
     fn a_folded_batch_writes_what_the_writes_in_turn_write() {
         use RunStatus::*;
-        let dir = std::env::temp_dir().join(format!(
-            "flexscript-fold-{}-{}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = temp_dir("fold");
         // Earlier batches: runs a, b and c exist, b is mid-way (resumed), c waits on a delay.
         let before = vec![
             create("a"),
@@ -1449,20 +1465,7 @@ mod tests {
             status("e", Interrupted, 31, None),
             status("e", Running, 32, None),
         ];
-        let mut one_by_one = open(&dir, "turn.db");
-        let mut folded = open(&dir, "fold.db");
-        for conn in [&mut one_by_one, &mut folded] {
-            for op in &before {
-                let tx = conn.transaction().unwrap();
-                apply(&Writes::new(&tx), op).unwrap();
-                tx.commit().unwrap();
-            }
-        }
-        for op in &batch {
-            let tx = one_by_one.transaction().unwrap();
-            apply(&Writes::new(&tx), op).unwrap();
-            tx.commit().unwrap();
-        }
+        let (one_by_one, mut folded) = in_turn(&dir, &before, &batch);
         let jobs: Vec<Job> = batch.into_iter().map(|op| Job { op, ack: None }).collect();
         let written = plan(&flatten(jobs.iter().map(|j| &j.op)))
             .iter()
@@ -1480,23 +1483,6 @@ mod tests {
         assert_eq!(a, b);
         assert!(a.iter().any(|r| r.contains("kept")), "{a:#?}");
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    fn temp_dir(tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "flexscript-{tag}-{}-{}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
-    fn block_on<F: std::future::Future>(f: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-            .block_on(f)
     }
 
     fn indexes(conn: &Connection) -> Vec<String> {
@@ -1681,20 +1667,7 @@ mod tests {
             store_set("hits", 4, None),
             store_set("other", 9, Some(80)),
         ];
-        let mut one_by_one = open(&dir, "turn.db");
-        let mut folded = open(&dir, "fold.db");
-        for conn in [&mut one_by_one, &mut folded] {
-            let tx = conn.transaction().unwrap();
-            for op in &before {
-                apply(&Writes::new(&tx), op).unwrap();
-            }
-            tx.commit().unwrap();
-        }
-        for op in &batch {
-            let tx = one_by_one.transaction().unwrap();
-            apply(&Writes::new(&tx), op).unwrap();
-            tx.commit().unwrap();
-        }
+        let (one_by_one, mut folded) = in_turn(&dir, &before, &batch);
         let jobs: Vec<Job> = batch.into_iter().map(|op| Job { op, ack: None }).collect();
         let plan = plan(&flatten(jobs.iter().map(|j| &j.op)));
         let written: Vec<usize> = (0..plan.len())
