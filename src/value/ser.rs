@@ -148,11 +148,6 @@ impl Keys {
         a
     }
 
-    /// An empty map for `capacity` entries.
-    fn map(&self, capacity: usize) -> Map {
-        Map::with_capacity(capacity)
-    }
-
     /// The key `k`, reusing an earlier `Arc<str>` of the same text.
     fn get(&mut self, k: &str) -> Key {
         let b = k.as_bytes();
@@ -169,12 +164,6 @@ impl Keys {
         *slot = Some(key.clone());
         key
     }
-}
-
-/// Inserts into a map; a repeated key keeps its place and takes the new value, as
-/// [`Map::insert`].
-fn insert(map: &mut Map, key: Key, v: Value) {
-    map.insert(key, v);
 }
 
 /// A serde `Serializer` whose output is a [`Value`], with the same mapping as going through
@@ -196,8 +185,8 @@ fn float(f: f64) -> Value {
 }
 
 fn tagged(keys: &mut Keys, variant: &'static str, v: Value) -> Value {
-    let mut m = keys.map(1);
-    insert(&mut m, keys.get(variant), v);
+    let mut m = Map::with_capacity(1);
+    m.insert(keys.get(variant), v);
     Value::map(m)
 }
 
@@ -317,7 +306,7 @@ impl<'k> ser::Serializer for ValueSerializer<'k> {
     }
     fn serialize_map(self, len: Option<usize>) -> Result<MapSer<'k>, SerError> {
         Ok(MapSer {
-            map: self.keys.map(len.unwrap_or(0).min(4096)),
+            map: Map::with_capacity(len.unwrap_or(0).min(4096)),
             key: None,
             keys: self.keys,
         })
@@ -416,7 +405,7 @@ impl ser::SerializeMap for MapSer<'_> {
         let v = value.serialize(ValueSerializer {
             keys: &mut *self.keys,
         })?;
-        insert(&mut self.map, key, v);
+        self.map.insert(key, v);
         Ok(())
     }
     fn end(self) -> R {
@@ -435,7 +424,7 @@ impl ser::SerializeStruct for MapSer<'_> {
         let v = value.serialize(ValueSerializer {
             keys: &mut *self.keys,
         })?;
-        insert(&mut self.map, self.keys.get(key), v);
+        self.map.insert(self.keys.get(key), v);
         Ok(())
     }
     fn end(self) -> R {
