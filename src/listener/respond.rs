@@ -65,7 +65,7 @@ pub fn context(data: &Value) -> Value {
 thread_local! {
     /// A `{__data: …}` map of an earlier [`with_context`] on this thread, its value cleared,
     /// kept to be filled again: an answer and each step render in a context of their own,
-    /// and building one is three allocations and a keyed hash.
+    /// and building one is two allocations (the map and its entries).
     static SPARE_CONTEXT: std::cell::RefCell<Option<std::sync::Arc<crate::value::Map>>> =
         const { std::cell::RefCell::new(None) };
 }
