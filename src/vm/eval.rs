@@ -452,7 +452,12 @@ impl Vm<'_> {
     }
 
     /// Argument `i` of a call: an undefined value past `null_from` (not a constant) is `null`.
-    fn call_arg(&mut self, c: &crate::compile::ir::Call, i: usize, a: &Expr) -> R<Value> {
+    pub(super) fn call_arg(
+        &mut self,
+        c: &crate::compile::ir::Call,
+        i: usize,
+        a: &Expr,
+    ) -> R<Value> {
         let v = self.eval(a)?;
         if i >= c.null_from && v.is_undefined() && !matches!(a, Expr::Const(_)) {
             Ok(Value::Null)

@@ -63,13 +63,8 @@ impl Vm<'_> {
         x: &Expr,
         st: Option<Strategy>,
     ) -> Result<(), Error> {
-        // the piped argument as `call_arg` (src/vm/eval.rs) reads it
-        let v = self.eval(x)?;
-        let v = if json.null_from == 0 && v.is_undefined() && !matches!(x, Expr::Const(_)) {
-            Value::Null
-        } else {
-            v
-        };
+        // the piped argument, read as every call reads its arguments
+        let v = self.call_arg(json, 0, x)?;
         self.burn(json.span)?;
         self.pay_call(std::slice::from_ref(&v), json.span)?;
         let start = self.out.len();
