@@ -330,7 +330,7 @@ fn request_fields(
     endpoint: &str,
     method: &str,
     status: u16,
-    duration_ms: f64,
+    micros: u64,
     run_id: &str,
 ) {
     line.push_str("request");
@@ -341,19 +341,14 @@ fn request_fields(
     line.push_str(" status=");
     line.push_str(decimal(u64::from(status), false, &mut [0; 21]));
     line.push_str(" duration_ms=");
-    match float_text(duration_ms, &mut ryu::Buffer::new()) {
-        Some(text) => line.push_str(text),
-        None => {
-            let _ = write!(line, "{duration_ms:?}");
-        }
-    }
+    millis_text(line, micros);
     push_str_field(line, "run_id", run_id);
     line.push('\n');
 }
 
 /// Writes the per-request line into the stderr buffer (an info line: written out with the
 /// next batch). Only when [`direct`] and the filter enables the server's info lines.
-pub fn request_line(endpoint: &str, method: &str, status: u16, duration_ms: f64, run_id: &str) {
+pub fn request_line(endpoint: &str, method: &str, status: u16, micros: u64, run_id: &str) {
     let build = |line: &mut String| {
         line.clear();
         if Timestamp.format_time(&mut Writer::new(line)).is_err() {
@@ -361,7 +356,7 @@ pub fn request_line(endpoint: &str, method: &str, status: u16, duration_ms: f64,
         }
         line.push(' ');
         line.push_str(level_text(&Level::INFO));
-        request_fields(line, endpoint, method, status, duration_ms, run_id);
+        request_fields(line, endpoint, method, status, micros, run_id);
         STDERR.append(line.as_bytes(), false);
     };
     LINE.with(|cell| match cell.try_borrow_mut() {
@@ -424,6 +419,33 @@ fn plain(s: &str) -> bool {
 
 /// `n` in decimal (after a `-` when `negative`), as `{}` writes it, without the formatting
 /// machinery: the per-request line has a status and often other integers.
+/// Writes `micros / 1000.0` as `{:?}` writes that float (`0.0`, `0.412`, `12.5`), from the
+/// integer: a number of whole microseconds has at most three decimals, and while the floats
+/// near it are far closer together than 0.001 (below 10^9 ms, 11.5 days) the float nearest
+/// `micros / 1000` prints as exactly those decimals (a test compares the two). Longer
+/// durations take the float formatter.
+fn millis_text(line: &mut String, micros: u64) {
+    if micros >= 1_000_000_000_000 {
+        let _ = write!(line, "{:?}", micros as f64 / 1000.0);
+        return;
+    }
+    line.push_str(decimal(micros / 1000, false, &mut [0; 21]));
+    let mut frac = micros % 1000;
+    line.push('.');
+    if frac == 0 {
+        line.push('0');
+        return;
+    }
+    let mut digits = [b'0'; 3];
+    for d in digits.iter_mut().rev() {
+        *d = b'0' + (frac % 10) as u8;
+        frac /= 10;
+    }
+    let end = 3 - digits.iter().rev().take_while(|&&d| d == b'0').count();
+    // ASCII digits only.
+    line.push_str(std::str::from_utf8(&digits[..end]).unwrap_or_default());
+}
+
 fn decimal(mut n: u64, negative: bool, buf: &mut [u8; 21]) -> &str {
     let mut at = buf.len();
     loop {
@@ -666,23 +688,21 @@ mod tests {
 
     #[test]
     fn the_direct_request_line_reads_as_the_formatted_event() {
-        let cases: &[(&str, &str, u16, f64, &str)] = &[
-            (
-                "bench",
-                "GET",
-                200,
-                0.380711,
-                "01a2472acf0d7fb5b41170b728bc7812",
-            ),
-            ("-", "POST", 404, 0.004177999999999999, "-"),
-            ("orders", "PATCH", 503, 12.5, "-"),
-            ("quote\"d\nname\u{1b}[31m", "PURGE", 0, 1e-7, "r\\1"),
-            ("é", "X-CUSTOM", u16::MAX, 1e17, ""),
-            ("x", "GET", 200, 0.25, "-"),
-            ("x", "GET", 200, 0.0, "-"),
-            ("x", "GET", 200, 123_456.789_012_345, "-"),
+        let cases: &[(&str, &str, u16, u64, &str)] = &[
+            ("bench", "GET", 200, 380_711, "01a2472acf0d7fb5b41170b728bc7812"),
+            ("-", "POST", 404, 4, "-"),
+            ("orders", "PATCH", 503, 12_500, "-"),
+            ("quote\"d\nname\u{1b}[31m", "PURGE", 0, 1, "r\\1"),
+            ("é", "X-CUSTOM", u16::MAX, u64::MAX, ""),
+            ("x", "GET", 200, 250, "-"),
+            ("x", "GET", 200, 0, "-"),
+            ("x", "GET", 200, 123_456_789_012, "-"),
+            ("x", "GET", 200, (1 << 53) - 1, "-"),
+            ("x", "GET", 200, 1 << 53, "-"),
         ];
-        for &(endpoint, method, status, duration_ms, run_id) in cases {
+        for &(endpoint, method, status, micros, run_id) in cases {
+            // What src/listener/server.rs gives tracing when the direct line is off.
+            let duration_ms = micros as f64 / 1000.0;
             let want = formatted(|| {
                 tracing::info!(
                     endpoint,
@@ -694,7 +714,7 @@ mod tests {
                 )
             });
             let mut got = String::new();
-            request_fields(&mut got, endpoint, method, status, duration_ms, run_id);
+            request_fields(&mut got, endpoint, method, status, micros, run_id);
             assert_eq!(got, want);
         }
         // Off until `serve` installs its text format.
@@ -836,6 +856,25 @@ mod tests {
             serve_lines(true, false, &events)[0],
             "  INFO request endpoint=\"bench\" method=GET status=200 duration_ms=0.268982 run_id=\"01a2468660407d5a8bb67a5a73141969\""
         );
+    }
+
+    #[test]
+    fn millis_text_is_the_debug_text_of_the_milliseconds() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let check = |micros: u64| {
+            let mut got = String::new();
+            millis_text(&mut got, micros);
+            assert_eq!(got, format!("{:?}", micros as f64 / 1000.0), "{micros}");
+        };
+        (0..2_000_000).for_each(check);
+        for _ in 0..1_000_000 {
+            check(rng.gen_range(0..1_000_000_000_000));
+            check(rng.gen_range(0..u64::MAX));
+        }
+        for m in [999_999_999_999, 1_000_000_000_000, 1 << 53, (1 << 53) + 1, u64::MAX] {
+            check(m);
+        }
     }
 
     #[test]
