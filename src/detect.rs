@@ -153,9 +153,8 @@ pub fn is_html_element(name: &str) -> bool {
 /// Full Content-Type header value for a rendered `data` body, e.g.
 /// `"application/json; charset=utf-8"`. See the module documentation for the rules.
 pub fn content_type(body: &str) -> &'static str {
-    let t = body
-        .trim_start_matches('\u{feff}')
-        .trim_matches(|c: char| c.is_ascii_whitespace());
+    // (`trim_ascii` trims the bytes `char::is_ascii_whitespace` names, without decoding chars)
+    let t = body.trim_start_matches('\u{feff}').trim_ascii();
     // (1) JSON
     if (t.starts_with('{') || t.starts_with('[')) && is_json(t) {
         return JSON;
@@ -296,11 +295,8 @@ fn json_key(s: &[u8], i: usize) -> Option<usize> {
 /// The rest of a string whose opening quote is before `i`: the index after the closing quote.
 fn json_string(s: &[u8], mut i: usize) -> Option<usize> {
     loop {
-        // Plain bytes in one tight scan; then the quote, the escape or the control byte.
-        i += s
-            .get(i..)?
-            .iter()
-            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        // Plain bytes skipped; then the quote, the escape or the control byte.
+        i = string_stop(s, i)?;
         match s[i] {
             b'"' => return Some(i + 1),
             b'\\' => match *s.get(i + 1)? {
@@ -318,6 +314,37 @@ fn json_string(s: &[u8], mut i: usize) -> Option<usize> {
             _ => return None,
         }
     }
+}
+
+/// Where the first `"`, `\\` or control byte (below 0x20) at or after `i` is: eight bytes at a
+/// time (JSON strings are short, and a byte loop's per-call cost is most of theirs). In each
+/// word, the lowest byte flagged by any of the three tests is the first such byte: each test's
+/// borrows only ever flag bytes above one of its own true matches.
+fn string_stop(s: &[u8], mut i: usize) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = ONES << 7;
+    let rest = s.get(i..)?;
+    let mut chunks = rest.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word);
+        let quote = x ^ (ONES * u64::from(b'"'));
+        let slash = x ^ (ONES * u64::from(b'\\'));
+        let hit = (quote.wrapping_sub(ONES) & !quote)
+            | (slash.wrapping_sub(ONES) & !slash)
+            | (x.wrapping_sub(ONES * 0x20) & !x);
+        let hit = hit & HIGH;
+        if hit != 0 {
+            return Some(i + (hit.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        .map(|k| i + k)
 }
 
 /// A number from its first digit at `i` (after any `-`): the index after it.
@@ -366,6 +393,32 @@ fn starts_with_ci(s: &str, prefix: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn string_stop_finds_the_first_quote_backslash_or_control_byte() {
+        let alphabet = [
+            b'"', b'\\', 0x1f, 0x20, 0, 0x7f, 0xff, b'a', 0x21, 0xa2, 0xdc, 0x5d,
+        ];
+        let mut seed = 7u32;
+        for len in 0..40 {
+            for _ in 0..300 {
+                let s: Vec<u8> = (0..len)
+                    .map(|_| {
+                        seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                        alphabet[(seed >> 16) as usize % alphabet.len()]
+                    })
+                    .collect();
+                for from in 0..=len + 1 {
+                    let want = s.get(from..).and_then(|r| {
+                        r.iter()
+                            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+                            .map(|k| from + k)
+                    });
+                    assert_eq!(string_stop(&s, from), want, "{s:?} from {from}");
+                }
+            }
+        }
+    }
 
     fn serde_says(t: &str) -> bool {
         serde_json::from_str::<serde::de::IgnoredAny>(t).is_ok()
