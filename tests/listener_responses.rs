@@ -157,6 +157,25 @@ async fn unknown_and_unpublished_are_the_same_404() {
         unknown.header("content-type")
     );
     insta::assert_snapshot!(unknown.body, @r#"{"error":"not found"}"#);
+    // The path is exactly /listener/FIRST/SECOND: one segment more or less is no endpoint.
+    let known = ep_path('a', 'b');
+    assert_eq!(s.get(&known).await.status, 200);
+    let (first, _) = known
+        .trim_start_matches("/listener/")
+        .split_once('/')
+        .unwrap();
+    for path in [
+        format!("{known}/"),
+        format!("{known}/x"),
+        format!("/listener/{first}"),
+        format!("/listener/{first}/"),
+        format!("/listener/{first}//"),
+        format!("/listener//{first}"),
+        "/listener/".to_string(),
+    ] {
+        let r = s.get(&path).await;
+        assert_eq!((r.status, &*r.body), (404, unknown.body.as_str()), "{path}");
+    }
     // A method not allowed on an unknown endpoint is still a 404.
     assert_eq!(
         s.request("DELETE", &ep_path('c', 'b'), &[], b"")

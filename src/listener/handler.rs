@@ -103,10 +103,14 @@ async fn route<B>(
     let Some(rest) = path.strip_prefix("/listener/") else {
         return;
     };
-    let mut parts = rest.split('/');
-    let (Some(first), Some(second), None) = (parts.next(), parts.next(), parts.next()) else {
+    // Two hashes, one slash between them (a byte scan: the path is ASCII up to here).
+    let Some(slash) = rest.bytes().position(|b| b == b'/') else {
         return;
     };
+    let (first, second) = (&rest[..slash], &rest[slash + 1..]);
+    if second.bytes().any(|b| b == b'/') {
+        return;
+    }
     let Some(ep) = config.find(first, second).cloned() else {
         return;
     };
@@ -332,10 +336,8 @@ fn sig_refused(e: &SigError) -> Response<Body> {
 /// (docs/state.md, "Performance").
 fn new_run_id() -> String {
     let mut text = [0u8; uuid::fmt::Simple::LENGTH];
-    crate::clock::uuid_v7()
-        .simple()
-        .encode_lower(&mut text)
-        .to_string()
+    // `String::from` copies the text; `to_string` on the `&mut str` would go through `Display`.
+    String::from(&*crate::clock::uuid_v7().simple().encode_lower(&mut text))
 }
 
 /// The request's `Content-Length`, when it is a number.
