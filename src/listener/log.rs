@@ -689,7 +689,13 @@ mod tests {
     #[test]
     fn the_direct_request_line_reads_as_the_formatted_event() {
         let cases: &[(&str, &str, u16, u64, &str)] = &[
-            ("bench", "GET", 200, 380_711, "01a2472acf0d7fb5b41170b728bc7812"),
+            (
+                "bench",
+                "GET",
+                200,
+                380_711,
+                "01a2472acf0d7fb5b41170b728bc7812",
+            ),
             ("-", "POST", 404, 4, "-"),
             ("orders", "PATCH", 503, 12_500, "-"),
             ("quote\"d\nname\u{1b}[31m", "PURGE", 0, 1, "r\\1"),
@@ -872,7 +878,13 @@ mod tests {
             check(rng.gen_range(0..1_000_000_000_000));
             check(rng.gen_range(0..u64::MAX));
         }
-        for m in [999_999_999_999, 1_000_000_000_000, 1 << 53, (1 << 53) + 1, u64::MAX] {
+        for m in [
+            999_999_999_999,
+            1_000_000_000_000,
+            1 << 53,
+            (1 << 53) + 1,
+            u64::MAX,
+        ] {
             check(m);
         }
     }
