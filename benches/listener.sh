@@ -6,8 +6,9 @@
 # thread. The listener serves a JWT-authenticated `data` endpoint that renders request data
 # (token check + request mapping + template render + content-type detection per request);
 # bare_hyper answers a fixed JSON body. Prints req/s, p99 latency, peak RSS and the ratio.
-# The machine's speed drifts by ±20 % over minutes, so the two servers are measured in
-# alternation, ROUNDS times, and the ratio of each round and their median are printed.
+# The machine's speed drifts by ±20 % over minutes, so the servers are measured in
+# alternation, ROUNDS times — bare hyper, the listener with one cached token, the listener
+# with a new token per request — and the ratios of each round and their medians are printed.
 #
 # A Redis row (docs/redis.md): the same durable endpoint on Redis, one listener process, then two
 # (one wrk per process, run at once), with Redis commands and Redis CPU per request (skipped
@@ -112,29 +113,37 @@ if ! row listener; then
   # Bare hyper only: the reference of the rows below.
   for round in $(seq 1 "$rounds"); do run_wrk bare_hyper "$bare_pid" "$bare_url"; done
 else
+# The worst case for the token cache: 2,000 distinct tokens (more than the 1,024 it keeps),
+# one after the other, so every request verifies its token in full. Measured in each round
+# after the cached-token row, against the same bare hyper round.
+for i in $(seq 1 2000); do
+  "$bin" token --key "$key" --secret "$secret" --ttl 3600 --data "{\"user\": \"u$i\"}"
+done >"$dir/tokens"
+run_new_tokens() {
+  local out
+  out="$(taskset -c 1 wrk -t1 -c32 -d"${secs}s" --latency -s benches/rotate_tokens.lua \
+    "$listener_url" -- "$dir/tokens")"
+  awk '/^Requests\/sec:/ {print $2}' <<<"$out" >"$dir/new_token.rps"
+  printf '%-12s %10s req/s   p99 %8s   peak RSS %10s   non-2xx %s   (2,000 tokens in turn: no cache hits)\n' \
+    new_token "$(cat "$dir/new_token.rps")" "$(awk '$1 == "99%" {print $2}' <<<"$out")" \
+    "$(awk '/^VmHWM:/ {print $2 " " $3}' "/proc/$listener_pid/status")" \
+    "$(awk '/Non-2xx/ {print $NF}' <<<"$out" | grep . || echo 0)"
+}
+ratio() { awk -v a="$(cat "$dir/$1.rps")" -v b="$(cat "$dir/bare_hyper.rps")" 'BEGIN { printf "%.2f", a / b }'; }
+median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 ratios=()
+new_ratios=()
 for round in $(seq 1 "$rounds"); do
   echo "round $round"
   run_wrk bare_hyper "$bare_pid" "$bare_url"
   run_wrk listener "$listener_pid" "$listener_url" "$auth"
-  ratios+=("$(awk -v a="$(cat "$dir/listener.rps")" -v b="$(cat "$dir/bare_hyper.rps")" \
-    'BEGIN { printf "%.2f", a / b }')")
-  echo "listener / bare_hyper = ${ratios[-1]}"
+  run_new_tokens
+  ratios+=("$(ratio listener)")
+  new_ratios+=("$(ratio new_token)")
+  echo "listener / bare_hyper = ${ratios[-1]}   new_token / bare_hyper = ${new_ratios[-1]}"
 done
-median="$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')"
-echo "ratios: ${ratios[*]}   median listener / bare_hyper = $median"
-
-# The worst case for the token cache: 2,000 distinct tokens (more than the 1,024 it keeps),
-# one after the other, so every request verifies its token in full.
-for i in $(seq 1 2000); do
-  "$bin" token --key "$key" --secret "$secret" --ttl 3600 --data "{\"user\": \"u$i\"}"
-done >"$dir/tokens"
-out="$(taskset -c 1 wrk -t1 -c32 -d"${secs}s" --latency -s benches/rotate_tokens.lua \
-  "$listener_url" -- "$dir/tokens")"
-printf '%-12s %10s req/s   p99 %8s   peak RSS %10s   non-2xx %s   (2,000 tokens in turn: no cache hits)\n' \
-  listener "$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")" "$(awk '$1 == "99%" {print $2}' <<<"$out")" \
-  "$(awk '/^VmHWM:/ {print $2 " " $3}' "/proc/$listener_pid/status")" \
-  "$(awk '/Non-2xx/ {print $NF}' <<<"$out" | grep . || echo 0)"
+echo "ratios: ${ratios[*]}   median listener / bare_hyper = $(median "${ratios[@]}")"
+echo "new-token ratios: ${new_ratios[*]}   median new_token / bare_hyper = $(median "${new_ratios[@]}")"
 fi
 
 # Durable runs (docs/state.md): a `data` endpoint with a two-step workflow on the default
