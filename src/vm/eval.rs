@@ -99,7 +99,35 @@ pub(crate) fn lookup<'s>(scope: &'s Scope, prog: &Program, e: &Expr) -> R<Option
                 Some(None) => Ok(Some(&UNDEF)),
             }
         }
+        // `base['name']`, `base[0]`: by reference when the key is a string constant on a map
+        // or an integer constant on a list; other keys and string bases are evaluated (a key
+        // made text, a string's characters walked and paid for).
+        Expr::Item(base, key, span, strict) => {
+            let Expr::Const(k) = &**key else {
+                return Ok(None);
+            };
+            let Some(b) = lookup(scope, prog, base)? else {
+                return Ok(None);
+            };
+            match item_ref(b, k) {
+                None => Ok(None),
+                Some(Some(v)) => Ok(Some(v)),
+                Some(None) if *strict => Err(missing(prog, b, &k.to_cow_str(), *span)),
+                Some(None) => Ok(Some(&UNDEF)),
+            }
+        }
         _ => Ok(None),
+    }
+}
+
+/// `base[key]` by reference, as [`Value::get_item`] reads it (`Some(None)`: missing), for the
+/// keys and bases it reads without making a value; `None` for the others.
+fn item_ref<'v>(base: &'v Value, key: &Value) -> Option<Option<&'v Value>> {
+    match (base, key) {
+        (Value::Map(m), Value::Str(k) | Value::Safe(k)) => Some(map_get(m, k)),
+        (Value::List(l), Value::Int(i)) => Some(list_index(l.len(), *i).and_then(|i| l.get(i))),
+        (Value::Map(_) | Value::List(_) | Value::Str(_) | Value::Safe(_), _) => None,
+        _ => Some(None),
     }
 }
 
@@ -131,6 +159,9 @@ impl Vm<'_> {
                 Ok(v)
             }
             Expr::Item(base, key, span, strict) => {
+                if let Some(v) = lookup(&self.scope, &self.program, e)? {
+                    return Ok(v.clone());
+                }
                 let b = self.eval(base)?;
                 let k = self.eval(key)?;
                 if matches!(b, Value::Str(_) | Value::Safe(_)) {

@@ -986,3 +986,54 @@ fn flattened_frames_write_their_first_and_last_text_outside() {
     }
     assert!((1..40).contains(&failed), "{failed}");
 }
+
+#[test]
+fn constant_subscripts_read_as_evaluated_ones() {
+    // `b[LITERAL]` is read by reference (src/vm/eval.rs, `lookup`); `b[k]` with the same key
+    // in a variable is evaluated. Both must print, fail and name the key alike.
+    let ctx = json!({
+        "m": {"a": 1, "0": "zero", "1": {"x": "deep"}},
+        "l": [10, {"x": "in list"}, 30],
+        "s": "hey",
+        "n": 5,
+        "z": null,
+    });
+    let bases = ["m", "l", "s", "n", "z", "u", "m['1']", "l[1]"];
+    let keys = [
+        "'a'", "'zz'", "'0'", "'1'", "0", "1", "5", "-1", "1.0", "true", "false",
+    ];
+    let mut strict_engine = Engine::new();
+    strict_engine.set_strict(true);
+    let lenient_engine = Engine::new();
+    for base in bases {
+        for key in keys {
+            for (src_lit, src_var) in [
+                (
+                    format!("{{{{ {base}[{key}] }}}}"),
+                    format!("{{% set k = {key} %}}{{{{ {base}[k] }}}}"),
+                ),
+                (
+                    format!("{{{{ {base}[{key}]|json_encode }}}}"),
+                    format!("{{% set k = {key} %}}{{{{ {base}[k]|json_encode }}}}"),
+                ),
+                (
+                    format!("{{{{ {base}[{key}].x ?? 'none' }}}}"),
+                    format!("{{% set k = {key} %}}{{{{ {base}[k].x ?? 'none' }}}}"),
+                ),
+            ] {
+                for engine in [&lenient_engine, &strict_engine] {
+                    let run = |src: &str| {
+                        engine
+                            .compile("t", src)
+                            .expect(src)
+                            .render(&ctx)
+                            .map_err(|e| e.message().to_string())
+                    };
+                    // an error quotes the expression as written: `b[0]` against `b[k]`
+                    let var = run(&src_var).map_err(|m| m.replace("[k]", &format!("[{key}]")));
+                    assert_eq!(run(&src_lit), var, "{src_lit}");
+                }
+            }
+        }
+    }
+}
