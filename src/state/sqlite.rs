@@ -134,7 +134,12 @@ const RECOVER_IDS: &str = concat!(
 
 /// One queued write.
 enum Op {
-    Create(Box<RunRecord>),
+    /// A new run and the JSON text of its request data (made by the caller: its `data` is
+    /// not read).
+    Create {
+        run: Box<RunRecord>,
+        data: String,
+    },
     Event(RunEvent),
     /// Several events of one run, applied in order in the same transaction
     /// ([`Backend::record_all`]).
@@ -709,7 +714,7 @@ fn step_done(tx: &Writes<'_>, end: &RunEvent, kind: &str, started: i64) -> rusql
 
 fn apply(tx: &Writes<'_>, op: &Op) -> rusqlite::Result<()> {
     match op {
-        Op::Create(r) => {
+        Op::Create { run: r, data } => {
             tx.exec(
                 "INSERT INTO runs (id, endpoint, first_hash, second_hash, fingerprint, resumable,
                  status, attempt, created, started, finished, error, data, owner)
@@ -727,7 +732,7 @@ fn apply(tx: &Writes<'_>, op: &Op) -> rusqlite::Result<()> {
                     r.started,
                     r.finished,
                     r.error,
-                    r.data.to_string(),
+                    data,
                     r.owner,
                 ],
             )?;
@@ -1041,8 +1046,24 @@ impl Backend for SqliteBackend {
         self.store.clone()
     }
 
-    fn create_run(&self, run: RunRecord) -> BoxFuture<'static, StateResult<()>> {
-        self.submit(Op::Create(Box::new(run)))
+    fn create_run(&self, mut run: RunRecord) -> BoxFuture<'static, StateResult<()>> {
+        let data = std::mem::take(&mut run.data).to_string();
+        self.submit(Op::Create {
+            run: Box::new(run),
+            data,
+        })
+    }
+
+    fn create_request_run(
+        &self,
+        run: RunRecord,
+        data: &Value,
+    ) -> BoxFuture<'static, StateResult<()>> {
+        let data = super::record::journal_text(data);
+        self.submit(Op::Create {
+            run: Box::new(run),
+            data,
+        })
     }
 
     fn record(&self, event: RunEvent) -> BoxFuture<'static, StateResult<()>> {
@@ -1373,17 +1394,20 @@ mod tests {
     }
 
     fn create(id: &str) -> Op {
-        Op::Create(Box::new(RunRecord::new(
-            id.into(),
-            "e".into(),
-            "h1".into(),
-            "h2".into(),
-            "fp".into(),
-            true,
-            json!({"ref": id}),
-            1,
-            Some("me".into()),
-        )))
+        Op::Create {
+            run: Box::new(RunRecord::new(
+                id.into(),
+                "e".into(),
+                "h1".into(),
+                "h2".into(),
+                "fp".into(),
+                true,
+                serde_json::Value::Null,
+                1,
+                Some("me".into()),
+            )),
+            data: json!({"ref": id}).to_string(),
+        }
     }
 
     fn status(run: &str, status: RunStatus, at: i64, error: Option<&str>) -> Op {
@@ -1522,19 +1546,19 @@ mod tests {
         {
             let mut conn = connect(&path, Durability::Normal).unwrap();
             conn.execute_batch(OLD_SCHEMA).unwrap();
-            let Op::Create(mut backlog) = create("backlog") else {
-                unreachable!()
-            };
-            backlog.owner = None;
-            let Op::Create(mut sync) = create("sync") else {
-                unreachable!()
-            };
-            sync.resumable = false;
+            let mut backlog = create("backlog");
+            if let Op::Create { run, .. } = &mut backlog {
+                run.owner = None;
+            }
+            let mut sync = create("sync");
+            if let Op::Create { run, .. } = &mut sync {
+                run.resumable = false;
+            }
             let tx = conn.transaction().unwrap();
             for op in [
-                Op::Create(backlog),
+                backlog,
                 create("keep"),
-                Op::Create(sync),
+                sync,
                 create("done"),
                 status("keep", Running, 5, None),
                 started("keep", "s1", 6),
