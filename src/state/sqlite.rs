@@ -548,12 +548,24 @@ fn apply_flat(tx: &Writes<'_>, ops: &[Flat<'_>]) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// The maps of [`plan`] keyed by run and step ids: FxHash's mixing step (src/compile/ir.rs,
+/// `NameHasher`) instead of std's SipHash, sized for the batch at once. Their keys are the
+/// server's own run ids and the configuration's step ids, so flooding resistance buys nothing,
+/// while SipHash and the maps' regrowth took ≈4,700 of the writer's instructions per durable
+/// run under callgrind (docs/state.md, "Performance"). Shared-store names, which templates
+/// make, stay in a std `HashSet`.
+type Keyed<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<crate::compile::ir::NameHasher>>;
+
+fn keyed<K, V>(capacity: usize) -> Keyed<K, V> {
+    Keyed::with_capacity_and_hasher(capacity, Default::default())
+}
+
 /// The plan of a batch (see [`apply_batch`]), one entry per write.
 fn plan(ops: &[Flat<'_>]) -> Vec<Planned> {
     let mut plan = vec![Planned::Alone; ops.len()];
     // Walking backwards: the next status change of each run, the next event of each step.
-    let mut next_status: HashMap<&str, usize> = HashMap::new();
-    let mut next_step: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut next_status: Keyed<&str, usize> = keyed(ops.len());
+    let mut next_step: Keyed<(&str, &str), usize> = keyed(ops.len());
     let mut status_after = vec![None; ops.len()];
     let mut step_after = vec![None; ops.len()];
     // And the shared-store names written later in the batch: a store write (`set_memory`,
@@ -580,7 +592,7 @@ fn plan(ops: &[Flat<'_>]) -> Vec<Planned> {
     }
     // Forward: a status change followed by another of its run is folded into it (carrying
     // the first start time); a step start whose next event ends the step is folded into it.
-    let mut started: HashMap<&str, i64> = HashMap::new();
+    let mut started: Keyed<&str, i64> = keyed(ops.len());
     for (i, op) in ops.iter().enumerate() {
         let Flat::Event(e) = op else { continue };
         match e {
