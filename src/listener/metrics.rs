@@ -526,6 +526,14 @@ impl Backend for Metered {
         let t = Instant::now();
         self.watch(self.inner.create_run(run), Some(t))
     }
+    fn create_request_run(
+        &self,
+        run: RunRecord,
+        data: &crate::Value,
+    ) -> BoxFuture<'static, StateResult<()>> {
+        let t = Instant::now();
+        self.watch(self.inner.create_request_run(run, data), Some(t))
+    }
     fn record(&self, event: RunEvent) -> BoxFuture<'static, StateResult<()>> {
         let t = Instant::now();
         self.watch(self.inner.record(event), Some(t))

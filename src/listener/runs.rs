@@ -236,12 +236,13 @@ impl Runner {
             ep.second_hash.clone(),
             fingerprint,
             run.resumable,
-            state::record::journal_data(&data),
+            serde_json::Value::Null,
             state::now_ms(),
             (!spill).then(|| self.owner.clone()),
         );
-        // The write is queued by the call itself: later events follow it in order.
-        let created = self.backend.create_run(record);
+        // The write is queued by the call itself: later events follow it in order. The
+        // backend journals `data` without its credential headers.
+        let created = self.backend.create_request_run(record, &data);
         if spill {
             if let Err(e) = created.await {
                 self.held().remove(&run.run_id);

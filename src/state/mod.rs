@@ -175,6 +175,22 @@ pub trait Backend: Send + Sync {
     /// Journals a new run (status `queued`, claimed by `run.owner`); resolves once committed.
     fn create_run(&self, run: RunRecord) -> BoxFuture<'static, StateResult<()>>;
 
+    /// [`Backend::create_run`] of a run accepted for a request whose `__data` is `data`:
+    /// journals `run` with `data` as its request data, without the credential headers
+    /// ([`record::journal_data`]); `run.data` is not used. The default converts `data` that way
+    /// and calls [`Backend::create_run`]. The SQLite backend writes the same JSON text
+    /// straight from `data` ([`record::journal_text`]), on the caller's thread rather than the
+    /// journal writer's, with no `serde_json::Value` in between.
+    fn create_request_run(
+        &self,
+        run: RunRecord,
+        data: &crate::Value,
+    ) -> BoxFuture<'static, StateResult<()>> {
+        let mut run = run;
+        run.data = record::journal_data(data);
+        self.create_run(run)
+    }
+
     /// Records a change to a run; resolves once committed.
     fn record(&self, event: RunEvent) -> BoxFuture<'static, StateResult<()>>;
 

@@ -428,3 +428,52 @@ pub fn journal_data(data: &crate::Value) -> Json {
     }
     json
 }
+
+/// The JSON text of [`journal_data`] (serde_json's compact form: `journal_data(data)
+/// .to_string()`), written straight from `data` by serde_json's serializer through `Value`'s
+/// `Serialize` (src/value/convert.rs), with no `serde_json::Value` in between: that tree (an
+/// allocation per key and string, a hashed insert per key) and its printing were ≈12,000
+/// instructions of a durable run (docs/state.md, "Performance"). The same serializer writes
+/// both, so numbers, escapes and key order are the same; `journal_text_is_the_text_of_journal_data`
+/// in src/state/tests.rs compares the two over generated values.
+pub fn journal_text(data: &crate::Value) -> String {
+    serde_json::to_string(&Journaled(data)).unwrap_or_else(|_| journal_data(data).to_string())
+}
+
+/// `__data` serialized without the credential headers of its `__headers` map.
+struct Journaled<'a>(&'a crate::Value);
+
+impl Serialize for Journaled<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let crate::Value::Map(m) = self.0 else {
+            return self.0.serialize(s);
+        };
+        let mut map = s.serialize_map(Some(m.len()))?;
+        for (k, v) in m.iter() {
+            match v {
+                crate::Value::Map(h) if &**k == "__headers" => {
+                    map.serialize_entry(&**k, &WithoutSecrets(h))?
+                }
+                v => map.serialize_entry(&**k, v)?,
+            }
+        }
+        map.end()
+    }
+}
+
+/// A `__headers` map without the [`SECRET_HEADERS`].
+struct WithoutSecrets<'a>(&'a crate::value::Map);
+
+impl Serialize for WithoutSecrets<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(None)?;
+        for (k, v) in self.0.iter() {
+            if !SECRET_HEADERS.contains(&&**k) {
+                map.serialize_entry(&**k, v)?;
+            }
+        }
+        map.end()
+    }
+}

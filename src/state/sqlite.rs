@@ -134,7 +134,12 @@ const RECOVER_IDS: &str = concat!(
 
 /// One queued write.
 enum Op {
-    Create(Box<RunRecord>),
+    /// A new run and the JSON text of its request data (made by the caller: its `data` is
+    /// not read).
+    Create {
+        run: Box<RunRecord>,
+        data: String,
+    },
     Event(RunEvent),
     /// Several events of one run, applied in order in the same transaction
     /// ([`Backend::record_all`]).
@@ -543,12 +548,24 @@ fn apply_flat(tx: &Writes<'_>, ops: &[Flat<'_>]) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// The maps of [`plan`] keyed by run and step ids: FxHash's mixing step (src/compile/ir.rs,
+/// `NameHasher`) instead of std's SipHash, sized for the batch at once. Their keys are the
+/// server's own run ids and the configuration's step ids, so flooding resistance buys nothing,
+/// while SipHash and the maps' regrowth took ≈4,700 of the writer's instructions per durable
+/// run under callgrind (docs/state.md, "Performance"). Shared-store names, which templates
+/// make, stay in a std `HashSet`.
+type Keyed<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<crate::compile::ir::NameHasher>>;
+
+fn keyed<K, V>(capacity: usize) -> Keyed<K, V> {
+    Keyed::with_capacity_and_hasher(capacity, Default::default())
+}
+
 /// The plan of a batch (see [`apply_batch`]), one entry per write.
 fn plan(ops: &[Flat<'_>]) -> Vec<Planned> {
     let mut plan = vec![Planned::Alone; ops.len()];
     // Walking backwards: the next status change of each run, the next event of each step.
-    let mut next_status: HashMap<&str, usize> = HashMap::new();
-    let mut next_step: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut next_status: Keyed<&str, usize> = keyed(ops.len());
+    let mut next_step: Keyed<(&str, &str), usize> = keyed(ops.len());
     let mut status_after = vec![None; ops.len()];
     let mut step_after = vec![None; ops.len()];
     // And the shared-store names written later in the batch: a store write (`set_memory`,
@@ -575,7 +592,7 @@ fn plan(ops: &[Flat<'_>]) -> Vec<Planned> {
     }
     // Forward: a status change followed by another of its run is folded into it (carrying
     // the first start time); a step start whose next event ends the step is folded into it.
-    let mut started: HashMap<&str, i64> = HashMap::new();
+    let mut started: Keyed<&str, i64> = keyed(ops.len());
     for (i, op) in ops.iter().enumerate() {
         let Flat::Event(e) = op else { continue };
         match e {
@@ -709,7 +726,7 @@ fn step_done(tx: &Writes<'_>, end: &RunEvent, kind: &str, started: i64) -> rusql
 
 fn apply(tx: &Writes<'_>, op: &Op) -> rusqlite::Result<()> {
     match op {
-        Op::Create(r) => {
+        Op::Create { run: r, data } => {
             tx.exec(
                 "INSERT INTO runs (id, endpoint, first_hash, second_hash, fingerprint, resumable,
                  status, attempt, created, started, finished, error, data, owner)
@@ -727,7 +744,7 @@ fn apply(tx: &Writes<'_>, op: &Op) -> rusqlite::Result<()> {
                     r.started,
                     r.finished,
                     r.error,
-                    r.data.to_string(),
+                    data,
                     r.owner,
                 ],
             )?;
@@ -1041,8 +1058,24 @@ impl Backend for SqliteBackend {
         self.store.clone()
     }
 
-    fn create_run(&self, run: RunRecord) -> BoxFuture<'static, StateResult<()>> {
-        self.submit(Op::Create(Box::new(run)))
+    fn create_run(&self, mut run: RunRecord) -> BoxFuture<'static, StateResult<()>> {
+        let data = std::mem::take(&mut run.data).to_string();
+        self.submit(Op::Create {
+            run: Box::new(run),
+            data,
+        })
+    }
+
+    fn create_request_run(
+        &self,
+        run: RunRecord,
+        data: &Value,
+    ) -> BoxFuture<'static, StateResult<()>> {
+        let data = super::record::journal_text(data);
+        self.submit(Op::Create {
+            run: Box::new(run),
+            data,
+        })
     }
 
     fn record(&self, event: RunEvent) -> BoxFuture<'static, StateResult<()>> {
@@ -1373,17 +1406,20 @@ mod tests {
     }
 
     fn create(id: &str) -> Op {
-        Op::Create(Box::new(RunRecord::new(
-            id.into(),
-            "e".into(),
-            "h1".into(),
-            "h2".into(),
-            "fp".into(),
-            true,
-            json!({"ref": id}),
-            1,
-            Some("me".into()),
-        )))
+        Op::Create {
+            run: Box::new(RunRecord::new(
+                id.into(),
+                "e".into(),
+                "h1".into(),
+                "h2".into(),
+                "fp".into(),
+                true,
+                serde_json::Value::Null,
+                1,
+                Some("me".into()),
+            )),
+            data: json!({"ref": id}).to_string(),
+        }
     }
 
     fn status(run: &str, status: RunStatus, at: i64, error: Option<&str>) -> Op {
@@ -1522,19 +1558,19 @@ mod tests {
         {
             let mut conn = connect(&path, Durability::Normal).unwrap();
             conn.execute_batch(OLD_SCHEMA).unwrap();
-            let Op::Create(mut backlog) = create("backlog") else {
-                unreachable!()
-            };
-            backlog.owner = None;
-            let Op::Create(mut sync) = create("sync") else {
-                unreachable!()
-            };
-            sync.resumable = false;
+            let mut backlog = create("backlog");
+            if let Op::Create { run, .. } = &mut backlog {
+                run.owner = None;
+            }
+            let mut sync = create("sync");
+            if let Op::Create { run, .. } = &mut sync {
+                run.resumable = false;
+            }
             let tx = conn.transaction().unwrap();
             for op in [
-                Op::Create(backlog),
+                backlog,
                 create("keep"),
-                Op::Create(sync),
+                sync,
                 create("done"),
                 status("keep", Running, 5, None),
                 started("keep", "s1", 6),
