@@ -316,35 +316,16 @@ fn json_string(s: &[u8], mut i: usize) -> Option<usize> {
     }
 }
 
-/// Where the first `"`, `\\` or control byte (below 0x20) at or after `i` is: eight bytes at a
-/// time (JSON strings are short, and a byte loop's per-call cost is most of theirs). In each
-/// word, the lowest byte flagged by any of the three tests is the first such byte: each test's
-/// borrows only ever flag bytes above one of its own true matches.
-fn string_stop(s: &[u8], mut i: usize) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = ONES << 7;
-    let rest = s.get(i..)?;
-    let mut chunks = rest.chunks_exact(8);
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(word);
-        let quote = x ^ (ONES * u64::from(b'"'));
-        let slash = x ^ (ONES * u64::from(b'\\'));
-        let hit = (quote.wrapping_sub(ONES) & !quote)
-            | (slash.wrapping_sub(ONES) & !slash)
-            | (x.wrapping_sub(ONES * 0x20) & !x);
-        let hit = hit & HIGH;
-        if hit != 0 {
-            return Some(i + (hit.trailing_zeros() / 8) as usize);
-        }
-        i += 8;
-    }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
-        .map(|k| i + k)
+/// Where the first `"`, `\\` or control byte (below 0x20) at or after `i` is, eight bytes at a
+/// time (src/swar.rs: JSON strings are short, and a byte loop's per-call cost is most of theirs).
+fn string_stop(s: &[u8], i: usize) -> Option<usize> {
+    use crate::swar::{below, eq, find};
+    find(
+        s,
+        i,
+        |x| eq(x, b'"') | eq(x, b'\\') | below(x, 0x20),
+        |b| b == b'"' || b == b'\\' || b < 0x20,
+    )
 }
 
 /// A number from its first digit at `i` (after any `-`): the index after it.
@@ -396,28 +377,14 @@ mod tests {
 
     #[test]
     fn string_stop_finds_the_first_quote_backslash_or_control_byte() {
-        let alphabet = [
-            b'"', b'\\', 0x1f, 0x20, 0, 0x7f, 0xff, b'a', 0x21, 0xa2, 0xdc, 0x5d,
-        ];
-        let mut seed = 7u32;
-        for len in 0..40 {
-            for _ in 0..300 {
-                let s: Vec<u8> = (0..len)
-                    .map(|_| {
-                        seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-                        alphabet[(seed >> 16) as usize % alphabet.len()]
-                    })
-                    .collect();
-                for from in 0..=len + 1 {
-                    let want = s.get(from..).and_then(|r| {
-                        r.iter()
-                            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
-                            .map(|k| from + k)
-                    });
-                    assert_eq!(string_stop(&s, from), want, "{s:?} from {from}");
-                }
-            }
-        }
+        crate::swar::tests::agrees_with_a_byte_loop(
+            &[
+                b'"', b'\\', 0x1f, 0x20, 0, 0x7f, 0xff, b'a', 0x21, 0xa2, 0xdc, 0x5d,
+            ],
+            300,
+            string_stop,
+            |b| b == b'"' || b == b'\\' || b < 0x20,
+        );
     }
 
     fn serde_says(t: &str) -> bool {

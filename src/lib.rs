@@ -31,6 +31,7 @@ pub mod loader;
 mod options;
 mod pcre;
 mod stack;
+mod swar;
 mod syntax;
 pub mod value;
 mod vm;

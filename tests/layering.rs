@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 /// The engine's modules; the listener and the CLI sit above them and are not checked here.
 const ENGINE: &[&str] = &[
     "syntax", "compile", "vm", "value", "builtins", "host", "engine", "error", "limits", "escape",
-    "options", "pcre", "stack",
+    "options", "pcre", "stack", "swar",
 ];
 
 /// `(from, to)`: `from` must never name `to`.
@@ -30,6 +30,7 @@ const LEAVES: &[(&str, &[&str])] = &[
     ("pcre", &["error"]),
     ("options", &["escape"]),
     ("stack", &[]),
+    ("swar", &[]),
 ];
 
 fn files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -264,30 +264,11 @@ fn scan_plain(b: &[u8], from: usize, tag: Option<bool>) -> Option<usize> {
     None
 }
 
-/// Where the first `{` at or after `from` is: eight bytes at a time (the texts between
-/// delimiters are short, and `str::find`'s searcher cost more in its setup per call than in
-/// its scan). In each word, the lowest byte flagged by the zero-byte test is the first `{`
-/// (a borrow only ever flags bytes above a true match).
+/// Where the first `{` at or after `from` is, eight bytes at a time (src/swar.rs: the texts
+/// between delimiters are short, and `str::find`'s searcher cost more in its setup per call than
+/// in its scan).
 fn find_brace(b: &[u8], from: usize) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    let rest = b.get(from..)?;
-    let mut chunks = rest.chunks_exact(8);
-    let mut at = from;
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(word) ^ (ONES * u64::from(b'{'));
-        let hit = x.wrapping_sub(ONES) & !x & (ONES << 7);
-        if hit != 0 {
-            return Some(at + (hit.trailing_zeros() / 8) as usize);
-        }
-        at += 8;
-    }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&c| c == b'{')
-        .map(|k| at + k)
+    crate::swar::find(b, from, |x| crate::swar::eq(x, b'{'), |c| c == b'{')
 }
 
 /// Splits a template into tokens.
@@ -524,24 +505,11 @@ mod tests {
 
     #[test]
     fn find_brace_finds_the_first_brace() {
-        let alphabet = [b'{', b'z', b'|', 0xfb, 0, 0x7a, b'a'];
-        let mut seed = 1u32;
-        for len in 0..40 {
-            for _ in 0..200 {
-                let s: Vec<u8> = (0..len)
-                    .map(|_| {
-                        seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-                        alphabet[(seed >> 16) as usize % alphabet.len()]
-                    })
-                    .collect();
-                for from in 0..=len + 1 {
-                    let want = s
-                        .get(from..)
-                        .and_then(|r| r.iter().position(|&c| c == b'{'))
-                        .map(|k| from + k);
-                    assert_eq!(find_brace(&s, from), want, "{s:?} from {from}");
-                }
-            }
-        }
+        crate::swar::tests::agrees_with_a_byte_loop(
+            &[b'{', b'z', b'|', 0xfb, 0, 0x7a, b'a'],
+            200,
+            find_brace,
+            |c| c == b'{',
+        );
     }
 }
