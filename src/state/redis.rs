@@ -553,6 +553,33 @@ impl RedisBackend {
         }
         .boxed()
     }
+
+    /// Queues the creation of `run` (the `C` op of [`APPLY`]) with `rec` as its `rec` field.
+    fn create(&self, run: RunRecord, rec: String) -> BoxFuture<'static, StateResult<()>> {
+        let f = fields_with(&run, rec);
+        let mut args = Vec::with_capacity(4 + 2 * f.len());
+        args.push(run.id.clone());
+        args.push(run.endpoint.clone());
+        args.push(if run.owner.is_some() { "1" } else { "0" }.to_string());
+        args.push(f.len().to_string());
+        for (k, v) in f {
+            args.push(k);
+            args.push(v);
+        }
+        // Queued now, so the run's later events (queued after this call) follow it.
+        let write = self.inner.write("C", args);
+        let inner = self.inner.clone();
+        async move {
+            write.await?;
+            if let Some(owner) = &run.owner {
+                if !run.status.is_final() {
+                    inner.own(owner, &run.id);
+                }
+            }
+            Ok(())
+        }
+        .boxed()
+    }
 }
 
 impl Drop for RedisBackend {
@@ -1127,17 +1154,25 @@ fn applied(v: redis::Value) -> StateResult<i64> {
     }
 }
 
-/// The hash fields of a whole record (as created, or as requeued by a retry).
-fn fields(run: &RunRecord) -> Vec<(String, String)> {
-    // `rec` is the record without its steps (they are fields of their own): a new run has
-    // none, so it is not copied (with its request data) to drop them.
-    let rec = if run.steps.is_empty() {
+/// The `rec` field of `run`: the record without its steps (they are fields of their own).
+fn rec_text(run: &RunRecord) -> String {
+    // A new run has none, so it is not copied (with its request data) to drop them.
+    if run.steps.is_empty() {
         run.to_text()
     } else {
         let mut base = run.clone();
         base.steps.clear();
         base.to_text()
-    };
+    }
+}
+
+/// The hash fields of a whole record (as created, or as requeued by a retry).
+fn fields(run: &RunRecord) -> Vec<(String, String)> {
+    fields_with(run, rec_text(run))
+}
+
+/// [`fields`] with `rec` as the `rec` field.
+fn fields_with(run: &RunRecord, rec: String) -> Vec<(String, String)> {
     let mut f = vec![
         ("rec".to_string(), rec),
         ("endpoint".into(), run.endpoint.clone()),
@@ -1287,29 +1322,26 @@ impl Backend for RedisBackend {
     }
 
     fn create_run(&self, run: RunRecord) -> BoxFuture<'static, StateResult<()>> {
-        let f = fields(&run);
-        let mut args = Vec::with_capacity(4 + 2 * f.len());
-        args.push(run.id.clone());
-        args.push(run.endpoint.clone());
-        args.push(if run.owner.is_some() { "1" } else { "0" }.to_string());
-        args.push(f.len().to_string());
-        for (k, v) in f {
-            args.push(k);
-            args.push(v);
+        let rec = rec_text(&run);
+        self.create(run, rec)
+    }
+
+    /// The `rec` field written from `data` ([`super::record::record_text`]): no
+    /// `serde_json::Value` of the request data is built; the hash is the one
+    /// [`Backend::create_run`] of `journal_data(data)` leaves.
+    fn create_request_run(
+        &self,
+        run: RunRecord,
+        data: &Value,
+    ) -> BoxFuture<'static, StateResult<()>> {
+        if !run.steps.is_empty() {
+            // Not a request's new run (`rec` holds no steps): the default.
+            let mut run = run;
+            run.data = super::record::journal_data(data);
+            return self.create_run(run);
         }
-        // Queued now, so the run's later events (queued after this call) follow it.
-        let write = self.inner.write("C", args);
-        let inner = self.inner.clone();
-        async move {
-            write.await?;
-            if let Some(owner) = &run.owner {
-                if !run.status.is_final() {
-                    inner.own(owner, &run.id);
-                }
-            }
-            Ok(())
-        }
-        .boxed()
+        let rec = super::record::record_text(&run, data);
+        self.create(run, rec)
     }
 
     fn record(&self, event: RunEvent) -> BoxFuture<'static, StateResult<()>> {

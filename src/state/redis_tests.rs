@@ -3,8 +3,8 @@
 //! backend reads and writes, docs/redis.md), on its fast path and on its fallback.
 
 use super::super::memory::MemoryBackend;
-use super::super::tests::{block_on, started, status, succeeded, RedisChild};
-use super::super::{Backend, RunEvent, RunRecord, RunStatus, StateError};
+use super::super::tests::{block_on, started, status, succeeded, Gen, RedisChild};
+use super::super::{record, Backend, RunEvent, RunRecord, RunStatus, StateError};
 use super::{fold, fresh_end, RedisBackend};
 use std::collections::HashMap;
 
@@ -261,5 +261,60 @@ fn the_writer_loads_its_script_again_after_a_flush() {
             b.get_run("three").await.unwrap().status,
             RunStatus::Succeeded
         );
+    });
+}
+
+/// `create_request_run` writes the run's `rec` from the `Value` (`record::record_text`); the
+/// hash it leaves in Redis is byte for byte the one `create_run` of `journal_data(data)` left
+/// (the previous path), for generated request data (credential headers, every number and
+/// string kind) with and without an owner, and still after the run's end.
+#[test]
+fn a_request_run_leaves_the_hash_create_run_left() {
+    let Some(redis) = RedisChild::start() else {
+        return;
+    };
+    let (old, new) = (
+        RedisBackend::open(&redis.url(13), 30).unwrap(),
+        RedisBackend::open(&redis.url(14), 30).unwrap(),
+    );
+    let mut raw_old = ::redis::Client::open(redis.url(13))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let mut raw_new = ::redis::Client::open(redis.url(14))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let mut g = Gen(0x2545_f491_4f6c_dd1d);
+    let fixed = crate::Value::from(serde_json::json!({
+        "ref": "A-1",
+        "__headers": {"authorization": "Bearer s3cret", "cookie": "c", "x_other": "kept"},
+        "f": 0.30000000000000004,
+        "s": "\u{0}\"\\/\u{2028}😀",
+    }));
+    block_on(async {
+        for i in 0..400 {
+            let data = if i == 0 { fixed.clone() } else { g.data() };
+            let id = format!("r{i}");
+            let mut run = new_run(&id);
+            run.resumable = i % 3 != 0;
+            if i % 2 == 0 {
+                run.owner = None;
+            }
+            let mut was = run.clone();
+            was.data = record::journal_data(&data);
+            old.create_run(was).await.unwrap();
+            run.data = serde_json::json!("not used");
+            new.create_request_run(run, &data).await.unwrap();
+            let h = hash(&mut raw_new, &id);
+            assert_eq!(hash(&mut raw_old, &id), h, "{id}: {data:?}");
+            assert!(!h["rec"].contains("s3cret"), "{id}");
+            if i < 20 {
+                let end = store_end(&id, &["keep", "seen"], RunStatus::Succeeded, None);
+                old.record_all(end.clone()).await.unwrap();
+                new.record_all(end).await.unwrap();
+                assert_eq!(hash(&mut raw_old, &id), hash(&mut raw_new, &id), "{id}");
+            }
+        }
     });
 }
