@@ -492,6 +492,16 @@ pub fn record_text(run: &RunRecord, data: &crate::Value) -> String {
     })
 }
 
+/// [`record_text`] appended to `out` (the Redis journal writes it into a write's argument
+/// buffer, with no `String` of its own).
+pub fn write_record_text(run: &RunRecord, data: &crate::Value, out: &mut Vec<u8>) {
+    let at = out.len();
+    if serde_json::to_writer(&mut *out, &WithData(run, data)).is_err() {
+        out.truncate(at);
+        out.extend_from_slice(record_text(run, data).as_bytes());
+    }
+}
+
 /// A [`RunRecord`] serialized as its derived `Serialize` does, with its `data` field taken
 /// from a `__data` [`Journaled`].
 struct WithData<'a>(&'a RunRecord, &'a crate::Value);
