@@ -1566,7 +1566,7 @@ impl Backend for RedisBackend {
     }
 
     fn create_run(&self, run: RunRecord) -> BoxFuture<'static, StateResult<()>> {
-        self.create(run, |run, a| write_rec(run, a))
+        self.create(run, write_rec)
     }
 
     /// The `rec` field written from `data` ([`super::record::record_text`]): no
