@@ -477,3 +477,75 @@ impl Serialize for WithoutSecrets<'_> {
         map.end()
     }
 }
+
+/// The JSON text of `run` ([`RunRecord::to_text`]) with `data` journaled as its request data:
+/// the text of `run` with `run.data = journal_data(data)`, written in one pass by serde_json's
+/// serializer straight from `data` ([`journal_text`]'s way, no `serde_json::Value` in
+/// between; `run.data` is not used). The Redis backend's `rec` field of a new run
+/// (`a_request_run_leaves_the_hash_create_run_left` in src/state/redis_tests.rs compares the
+/// hashes the two ways leave).
+pub fn record_text(run: &RunRecord, data: &crate::Value) -> String {
+    serde_json::to_string(&WithData(run, data)).unwrap_or_else(|_| {
+        let mut run = run.clone();
+        run.data = journal_data(data);
+        run.to_text()
+    })
+}
+
+/// [`record_text`] appended to `out` (the Redis journal writes it into a write's argument
+/// buffer, with no `String` of its own).
+pub fn write_record_text(run: &RunRecord, data: &crate::Value, out: &mut Vec<u8>) {
+    let at = out.len();
+    if serde_json::to_writer(&mut *out, &WithData(run, data)).is_err() {
+        out.truncate(at);
+        out.extend_from_slice(record_text(run, data).as_bytes());
+    }
+}
+
+/// A [`RunRecord`] serialized as its derived `Serialize` does, with its `data` field taken
+/// from a `__data` [`Journaled`].
+struct WithData<'a>(&'a RunRecord, &'a crate::Value);
+
+impl Serialize for WithData<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        // Every field by name (no `..`): a field added to `RunRecord` must be added here too.
+        let RunRecord {
+            id,
+            endpoint,
+            first_hash,
+            second_hash,
+            config_fingerprint,
+            resumable,
+            status,
+            attempt,
+            created,
+            started,
+            finished,
+            error,
+            data: _,
+            steps,
+            owner,
+        } = self.0;
+        let mut r = s.serialize_struct("RunRecord", 14 + usize::from(owner.is_some()))?;
+        r.serialize_field("id", id)?;
+        r.serialize_field("endpoint", endpoint)?;
+        r.serialize_field("first_hash", first_hash)?;
+        r.serialize_field("second_hash", second_hash)?;
+        r.serialize_field("config_fingerprint", config_fingerprint)?;
+        r.serialize_field("resumable", resumable)?;
+        r.serialize_field("status", status)?;
+        r.serialize_field("attempt", attempt)?;
+        r.serialize_field("created", created)?;
+        r.serialize_field("started", started)?;
+        r.serialize_field("finished", finished)?;
+        r.serialize_field("error", error)?;
+        r.serialize_field("data", &Journaled(self.1))?;
+        r.serialize_field("steps", steps)?;
+        match owner {
+            Some(o) => r.serialize_field("owner", o)?,
+            None => r.skip_field("owner")?,
+        }
+        r.end()
+    }
+}

@@ -402,8 +402,77 @@ struct Scripts {
 /// One journal write waiting for the writer task: an op of [`APPLY`] and its arguments.
 struct Job {
     op: &'static str,
-    args: Vec<String>,
+    args: Args,
     done: tokio::sync::oneshot::Sender<StateResult<i64>>,
+}
+
+/// The arguments of one journal write, one after the other in one buffer: written on the
+/// caller's thread with one allocation or two (not one `String` per argument, each freed
+/// again by the writer's thread), numbers formatted by `itoa`, a step's field name (`t:ID`)
+/// written in place.
+#[derive(Debug, Default)]
+struct Args {
+    buf: Vec<u8>,
+    /// Where each argument ends in `buf`.
+    ends: Vec<usize>,
+}
+
+impl Args {
+    fn with_capacity(args: usize, bytes: usize) -> Args {
+        Args {
+            buf: Vec::with_capacity(bytes),
+            ends: Vec::with_capacity(args),
+        }
+    }
+
+    fn push(&mut self, a: impl AsRef<[u8]>) {
+        self.buf.extend_from_slice(a.as_ref());
+        self.ends.push(self.buf.len());
+    }
+
+    fn int(&mut self, n: impl itoa::Integer) {
+        self.push(itoa::Buffer::new().format(n));
+    }
+
+    /// A step's field name: `prefix` (`t:`, …) and the step's id.
+    fn field(&mut self, prefix: &str, step: &str) {
+        self.buf.extend_from_slice(prefix.as_bytes());
+        self.push(step);
+    }
+
+    /// `v`'s JSON text (serde_json's compact form); `or` if it cannot be written.
+    fn json(&mut self, v: &impl serde::Serialize, or: &[u8]) {
+        let at = self.buf.len();
+        if serde_json::to_writer(&mut self.buf, v).is_err() {
+            self.buf.truncate(at);
+            self.buf.extend_from_slice(or);
+        }
+        self.ends.push(self.buf.len());
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// The arguments in order.
+    fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let mut start = 0;
+        self.ends.iter().map(move |&end| {
+            let a = &self.buf[start..end];
+            start = end;
+            a
+        })
+    }
+}
+
+impl From<Vec<String>> for Args {
+    fn from(v: Vec<String>) -> Args {
+        let mut a = Args::with_capacity(v.len(), v.iter().map(String::len).sum());
+        for s in v {
+            a.push(s);
+        }
+        a
+    }
 }
 
 struct Inner {
@@ -553,6 +622,37 @@ impl RedisBackend {
         }
         .boxed()
     }
+
+    /// Queues the creation of `run` (the `C` op of [`APPLY`]); `rec` writes its `rec` field.
+    fn create(
+        &self,
+        run: RunRecord,
+        rec: impl FnOnce(&RunRecord, &mut Args),
+    ) -> BoxFuture<'static, StateResult<()>> {
+        let n = field_count(&run);
+        let mut args = Args::with_capacity(4 + 2 * n, 1024);
+        args.push(&run.id);
+        args.push(&run.endpoint);
+        args.push(if run.owner.is_some() { "1" } else { "0" });
+        args.int(n);
+        fields(&run, &mut args, |a| rec(&run, a));
+        debug_assert_eq!(args.len(), 4 + 2 * n);
+        // Queued now, so the run's later events (queued after this call) follow it.
+        let write = self.inner.write("C", args);
+        let inner = self.inner.clone();
+        let owned = match run.owner {
+            Some(owner) if !run.status.is_final() => Some((owner, run.id)),
+            _ => None,
+        };
+        async move {
+            write.await?;
+            if let Some((owner, id)) = owned {
+                inner.own(&owner, &id);
+            }
+            Ok(())
+        }
+        .boxed()
+    }
 }
 
 impl Drop for RedisBackend {
@@ -566,7 +666,7 @@ impl Drop for RedisBackend {
 impl Inner {
     /// Queues a journal write now (its place in the order is taken at the call) and returns
     /// its acknowledgement.
-    fn write(&self, op: &'static str, args: Vec<String>) -> impl Future<Output = StateResult<i64>> {
+    fn write(&self, op: &'static str, args: Args) -> impl Future<Output = StateResult<i64>> {
         let (done, rx) = tokio::sync::oneshot::channel();
         let queued = self.writes.send(Job { op, args, done }).is_ok();
         async move {
@@ -580,9 +680,14 @@ impl Inner {
 
     fn own(&self, owner: &str, id: &str) {
         let mut o = self.owned.lock().unwrap_or_else(|e| e.into_inner());
-        o.entry(owner.to_string())
-            .or_default()
-            .insert(id.to_string());
+        // The owner's set exists after its first run: its name is not copied again.
+        match o.get_mut(owner) {
+            Some(set) => set.insert(id.to_string()),
+            None => o
+                .entry(owner.to_string())
+                .or_default()
+                .insert(id.to_string()),
+        };
     }
 
     /// A write of run `id` failed (Redis down, or refusing writes): the journal no longer
@@ -682,7 +787,7 @@ impl Inner {
         let final_run = final_of(&event);
         let id = event.run().to_string();
         let (op, args) = op_of(event);
-        let write = self.write(op, args);
+        let write = self.write(op, args.into());
         let me = self.clone();
         async move {
             let found = write.await.inspect_err(|_| me.give_up(&id))?;
@@ -703,19 +808,31 @@ impl Inner {
         events: Vec<RunEvent>,
     ) -> impl Future<Output = StateResult<()>> {
         let finals: Vec<String> = events.iter().filter_map(final_of).collect();
-        let ids: Vec<String> = events.iter().map(|e| e.run().to_string()).collect();
-        let ops = fold(events);
+        // The runs written (one, from the runner), each once.
+        let mut ids: Vec<String> = Vec::with_capacity(1);
+        for e in &events {
+            if !ids.iter().any(|id| id == e.run()) {
+                ids.push(e.run().to_string());
+            }
+        }
         // A fresh run's end (its steps and final status): `F`, the hash fields they leave.
-        let (op, args) = match fresh_end(&ops) {
-            Some(head) => ("F", head),
+        let (op, args) = match fresh_end_args(&events) {
+            Some(args) => ("F", args),
             None => {
-                let mut args =
-                    Vec::with_capacity(1 + ops.iter().map(|(_, a)| a.len() + 2).sum::<usize>());
-                args.push(ops.len().to_string());
+                let ops = fold(events);
+                let mut args = Args::with_capacity(
+                    1 + ops.iter().map(|(_, a)| a.len() + 2).sum::<usize>(),
+                    ops.iter()
+                        .map(|(_, a)| 8 + a.iter().map(String::len).sum::<usize>())
+                        .sum(),
+                );
+                args.int(ops.len());
                 for (op, a) in ops {
-                    args.push(op.to_string());
-                    args.push(a.len().to_string());
-                    args.extend(a);
+                    args.push(op);
+                    args.int(a.len());
+                    for x in a {
+                        args.push(x);
+                    }
                 }
                 ("M", args)
             }
@@ -920,7 +1037,9 @@ fn step_done(
 /// carries an error, the status, its time, its error, the number of steps, then the hash fields
 /// the ops leave on a run without steps (their count first; per step `t:` `b:` `f:` `c:`|`e:`
 /// `k:` `o:`, the order the script's fallback reads them in). `None` for any other shape
-/// (written as an `M`).
+/// (written as an `M`). The writer uses [`fresh_end_args`], which writes the same arguments
+/// straight from the events; this is the tests' reference.
+#[cfg(test)]
 fn fresh_end(ops: &[(&'static str, Vec<String>)]) -> Option<Vec<String>> {
     let ((last, end), steps) = ops.split_last()?;
     // T/S: run status at error has_error [started].
@@ -985,6 +1104,123 @@ fn fresh_end(ops: &[(&'static str, Vec<String>)]) -> Option<Vec<String>> {
     Some(head)
 }
 
+/// The arguments of the `F` op for `events` of one run, written straight from the events:
+/// exactly [`fresh_end`] of their [`fold`] (`fresh_end_args_are_fresh_end_of_fold` in
+/// src/state/redis_tests.rs compares the two over generated event lists), without the folded
+/// ops, a `String` per argument or a `format!` per field name. `Some` for the same shape: the
+/// final status last; before it at most one `running` without error, and steps each started
+/// once and then ended (succeeded or failed) once, nothing else, all of that run.
+fn fresh_end_args(events: &[RunEvent]) -> Option<Args> {
+    let (
+        RunEvent::Status {
+            run,
+            status,
+            at: end_at,
+            error,
+        },
+        rest,
+    ) = events.split_last()?
+    else {
+        return None;
+    };
+    if !status.is_final() {
+        return None;
+    }
+    // The folded `running`'s time; the steps begun and not ended yet (id, kind, start); the
+    // ended ones in the order of their ends (the `d` ops' order), with their end event.
+    let mut began = None;
+    let mut open: Vec<(&str, &str, i64)> = Vec::new();
+    let mut done: Vec<(&str, &str, i64, &RunEvent)> = Vec::with_capacity(rest.len() / 2);
+    for e in rest {
+        if e.run() != run {
+            return None;
+        }
+        match e {
+            RunEvent::Status {
+                status: RunStatus::Running,
+                error: None,
+                at,
+                ..
+            } if began.is_none() => began = Some(*at),
+            RunEvent::StepStarted { step, kind, at, .. } => {
+                if open.iter().any(|o| o.0 == step) || done.iter().any(|d| d.0 == step) {
+                    return None;
+                }
+                open.push((step, kind, *at));
+            }
+            RunEvent::StepSucceeded { step, .. } | RunEvent::StepFailed { step, .. } => {
+                let i = open.iter().position(|o| o.0 == step)?;
+                let (step, kind, b) = open.remove(i);
+                done.push((step, kind, b, e));
+            }
+            _ => return None,
+        }
+    }
+    if !open.is_empty() {
+        return None;
+    }
+    let n = done.len();
+    let pairs = 12 * n + if n > 0 { 2 } else { 0 } + 4 + if error.is_some() { 2 } else { 0 };
+    let bytes = 96
+        + run.len()
+        + error.as_deref().map_or(0, str::len)
+        + done
+            .iter()
+            .map(|d| 96 + 6 * d.0.len() + d.1.len())
+            .sum::<usize>();
+    let mut a = Args::with_capacity(8 + pairs, bytes);
+    let has = if error.is_some() { "1" } else { "0" };
+    a.push(run);
+    match began {
+        Some(b) => a.int(b),
+        None => a.push(""),
+    }
+    a.push(has);
+    a.push(status.as_str());
+    a.int(*end_at);
+    a.push(error.as_deref().unwrap_or_default());
+    a.int(n);
+    a.int(pairs);
+    for (i, (step, kind, b, end)) in done.into_iter().enumerate() {
+        let (st, at, field) = match end {
+            RunEvent::StepFailed { at, .. } => ("failed", at, "e:"),
+            RunEvent::StepSucceeded { at, .. } => ("succeeded", at, "c:"),
+            _ => unreachable!("only step ends are in `done`"),
+        };
+        a.field("t:", step);
+        a.push(st);
+        a.field("b:", step);
+        a.int(b);
+        a.field("f:", step);
+        a.int(*at);
+        a.field(field, step);
+        match end {
+            RunEvent::StepFailed { error, .. } => a.push(error),
+            // `Checkpoint::to_text`'s text, written in place.
+            RunEvent::StepSucceeded { checkpoint, .. } => a.json(checkpoint, b"{}"),
+            _ => unreachable!("only step ends are in `done`"),
+        }
+        a.field("k:", step);
+        a.push(kind);
+        a.field("o:", step);
+        a.int(i + 1);
+    }
+    if n > 0 {
+        a.push("nsteps");
+        a.int(n);
+    }
+    a.push("status");
+    a.push(status.as_str());
+    a.push("finished");
+    a.int(*end_at);
+    if let Some(e) = error {
+        a.push("error");
+        a.push(e);
+    }
+    debug_assert_eq!(a.len(), 8 + pairs);
+    Some(a)
+}
+
 /// The journal writer: writes are applied in the order they were made (a run's events never
 /// overtake each other, even when their callers do not wait), and everything queued while a
 /// batch is in flight goes in the next batch: one pipeline of calls of [`APPLY`], each with up
@@ -1036,15 +1272,12 @@ async fn writer(
                 + J.len()
                 + lease.len()
                 + 1
-                + group
-                    .iter()
-                    .map(|j| 4 + j.args.iter().map(String::len).sum::<usize>())
-                    .sum::<usize>();
+                + group.iter().map(|j| 4 + j.args.buf.len()).sum::<usize>();
             let mut cmd = redis::Cmd::with_capacity(args, bytes);
             cmd.arg(name).arg(script).arg(0).arg(J).arg(&lease);
             for j in group {
                 cmd.arg(j.op).arg(j.args.len());
-                for a in &j.args {
+                for a in j.args.iter() {
                     cmd.arg(a);
                 }
             }
@@ -1127,55 +1360,101 @@ fn applied(v: redis::Value) -> StateResult<i64> {
     }
 }
 
-/// The hash fields of a whole record (as created, or as requeued by a retry).
-fn fields(run: &RunRecord) -> Vec<(String, String)> {
-    // `rec` is the record without its steps (they are fields of their own): a new run has
-    // none, so it is not copied (with its request data) to drop them.
-    let rec = if run.steps.is_empty() {
-        run.to_text()
+/// Writes the `rec` field of `run`: the record without its steps (they are fields of their
+/// own), as [`RunRecord::to_text`] writes it.
+fn write_rec(run: &RunRecord, a: &mut Args) {
+    // A new run has none, so it is not copied (with its request data) to drop them.
+    if run.steps.is_empty() {
+        a.json(run, b"{}");
     } else {
         let mut base = run.clone();
         base.steps.clear();
-        base.to_text()
-    };
-    let mut f = vec![
-        ("rec".to_string(), rec),
-        ("endpoint".into(), run.endpoint.clone()),
-        ("status".into(), run.status.as_str().into()),
-        ("attempt".into(), run.attempt.to_string()),
-        ("created".into(), run.created.to_string()),
-        (
-            "resumable".into(),
-            if run.resumable { "1" } else { "0" }.into(),
-        ),
-        ("nsteps".into(), run.steps.len().to_string()),
-    ];
-    let mut opt = |name: &str, v: Option<String>| {
-        if let Some(v) = v {
-            f.push((name.to_string(), v));
-        }
-    };
-    opt("started", run.started.map(|v| v.to_string()));
-    opt("finished", run.finished.map(|v| v.to_string()));
-    opt("error", run.error.clone());
-    opt("owner", run.owner.clone());
+        a.json(&base, b"{}");
+    }
+}
+
+/// How many hash fields [`fields`] writes for `run`.
+fn field_count(run: &RunRecord) -> usize {
+    let some = |b: bool| usize::from(b);
+    7 + some(run.started.is_some())
+        + some(run.finished.is_some())
+        + some(run.error.is_some())
+        + some(run.owner.is_some())
+        + run
+            .steps
+            .iter()
+            .map(|s| {
+                3 + some(s.started.is_some())
+                    + some(s.finished.is_some())
+                    + some(s.due.is_some())
+                    + some(s.error.is_some())
+                    + some(s.checkpoint.is_some())
+            })
+            .sum::<usize>()
+}
+
+/// Appends the hash fields of a whole record (as created, or as requeued by a retry) to `a`,
+/// each name then its value; `rec` writes the `rec` field's value (one argument).
+fn fields(run: &RunRecord, a: &mut Args, rec: impl FnOnce(&mut Args)) {
+    a.push("rec");
+    rec(a);
+    a.push("endpoint");
+    a.push(&run.endpoint);
+    a.push("status");
+    a.push(run.status.as_str());
+    a.push("attempt");
+    a.int(run.attempt);
+    a.push("created");
+    a.int(run.created);
+    a.push("resumable");
+    a.push(if run.resumable { "1" } else { "0" });
+    a.push("nsteps");
+    a.int(run.steps.len());
+    if let Some(v) = run.started {
+        a.push("started");
+        a.int(v);
+    }
+    if let Some(v) = run.finished {
+        a.push("finished");
+        a.int(v);
+    }
+    if let Some(v) = &run.error {
+        a.push("error");
+        a.push(v);
+    }
+    if let Some(v) = &run.owner {
+        a.push("owner");
+        a.push(v);
+    }
     for (i, s) in run.steps.iter().enumerate() {
         let id = &s.id;
-        f.push((format!("o:{id}"), (i + 1).to_string()));
-        f.push((format!("k:{id}"), s.kind.clone()));
-        f.push((format!("t:{id}"), s.status.as_str().into()));
-        let mut opt = |p: &str, v: Option<String>| {
-            if let Some(v) = v {
-                f.push((format!("{p}:{id}"), v));
-            }
-        };
-        opt("b", s.started.map(|v| v.to_string()));
-        opt("f", s.finished.map(|v| v.to_string()));
-        opt("d", s.due.map(|v| v.to_string()));
-        opt("e", s.error.clone());
-        opt("c", s.checkpoint.as_ref().map(|c| c.to_text()));
+        a.field("o:", id);
+        a.int(i + 1);
+        a.field("k:", id);
+        a.push(&s.kind);
+        a.field("t:", id);
+        a.push(s.status.as_str());
+        if let Some(v) = s.started {
+            a.field("b:", id);
+            a.int(v);
+        }
+        if let Some(v) = s.finished {
+            a.field("f:", id);
+            a.int(v);
+        }
+        if let Some(v) = s.due {
+            a.field("d:", id);
+            a.int(v);
+        }
+        if let Some(v) = &s.error {
+            a.field("e:", id);
+            a.push(v);
+        }
+        if let Some(c) = &s.checkpoint {
+            a.field("c:", id);
+            a.json(c, b"{}");
+        }
     }
-    f
 }
 
 fn int(h: &HashMap<String, String>, name: &str) -> StateResult<Option<i64>> {
@@ -1287,29 +1566,27 @@ impl Backend for RedisBackend {
     }
 
     fn create_run(&self, run: RunRecord) -> BoxFuture<'static, StateResult<()>> {
-        let f = fields(&run);
-        let mut args = Vec::with_capacity(4 + 2 * f.len());
-        args.push(run.id.clone());
-        args.push(run.endpoint.clone());
-        args.push(if run.owner.is_some() { "1" } else { "0" }.to_string());
-        args.push(f.len().to_string());
-        for (k, v) in f {
-            args.push(k);
-            args.push(v);
+        self.create(run, write_rec)
+    }
+
+    /// The `rec` field written from `data` ([`super::record::record_text`]): no
+    /// `serde_json::Value` of the request data is built; the hash is the one
+    /// [`Backend::create_run`] of `journal_data(data)` leaves.
+    fn create_request_run(
+        &self,
+        run: RunRecord,
+        data: &Value,
+    ) -> BoxFuture<'static, StateResult<()>> {
+        if !run.steps.is_empty() {
+            // Not a request's new run (`rec` holds no steps): the default.
+            let mut run = run;
+            run.data = super::record::journal_data(data);
+            return self.create_run(run);
         }
-        // Queued now, so the run's later events (queued after this call) follow it.
-        let write = self.inner.write("C", args);
-        let inner = self.inner.clone();
-        async move {
-            write.await?;
-            if let Some(owner) = &run.owner {
-                if !run.status.is_final() {
-                    inner.own(owner, &run.id);
-                }
-            }
-            Ok(())
-        }
-        .boxed()
+        self.create(run, |run, a| {
+            super::record::write_record_text(run, data, &mut a.buf);
+            a.ends.push(a.buf.len());
+        })
     }
 
     fn record(&self, event: RunEvent) -> BoxFuture<'static, StateResult<()>> {
@@ -1439,12 +1716,13 @@ impl Backend for RedisBackend {
             let mut rec = inner.get_run(&id).await?;
             let was = rec.status;
             rec.requeue(from)?;
-            let f = fields(&rec);
+            let mut f = Args::default();
+            fields(&rec, &mut f, |a| write_rec(&rec, a));
             let mut c = inner.conn.clone();
             let mut inv = inner.scripts.retry.prepare_invoke();
-            inv.arg(J).arg(&id).arg(was.as_str()).arg(f.len());
-            for (k, v) in &f {
-                inv.arg(k).arg(v);
+            inv.arg(J).arg(&id).arg(was.as_str()).arg(f.len() / 2);
+            for a in f.iter() {
+                inv.arg(a);
             }
             let done: i64 = inv.invoke_async(&mut c).await.map_err(unavailable)?;
             if done == 0 {

@@ -3,9 +3,9 @@
 //! backend reads and writes, docs/redis.md), on its fast path and on its fallback.
 
 use super::super::memory::MemoryBackend;
-use super::super::tests::{block_on, started, status, succeeded, RedisChild};
-use super::super::{Backend, RunEvent, RunRecord, RunStatus, StateError};
-use super::{fold, fresh_end, RedisBackend};
+use super::super::tests::{block_on, started, status, succeeded, Gen, RedisChild};
+use super::super::{record, Backend, RunEvent, RunRecord, RunStatus, StateError};
+use super::{fields, fold, fresh_end, fresh_end_args, write_rec, Args, RedisBackend};
 use std::collections::HashMap;
 
 /// A run of endpoint `e`, resumable (the shared journal tests' record).
@@ -262,4 +262,238 @@ fn the_writer_loads_its_script_again_after_a_flush() {
             RunStatus::Succeeded
         );
     });
+}
+
+/// `create_request_run` writes the run's `rec` from the `Value` (`record::record_text`); the
+/// hash it leaves in Redis is byte for byte the one `create_run` of `journal_data(data)` left
+/// (the previous path), for generated request data (credential headers, every number and
+/// string kind) with and without an owner, and still after the run's end.
+#[test]
+fn a_request_run_leaves_the_hash_create_run_left() {
+    let Some(redis) = RedisChild::start() else {
+        return;
+    };
+    let (old, new) = (
+        RedisBackend::open(&redis.url(13), 30).unwrap(),
+        RedisBackend::open(&redis.url(14), 30).unwrap(),
+    );
+    let mut raw_old = ::redis::Client::open(redis.url(13))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let mut raw_new = ::redis::Client::open(redis.url(14))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let mut g = Gen(0x2545_f491_4f6c_dd1d);
+    let fixed = crate::Value::from(serde_json::json!({
+        "ref": "A-1",
+        "__headers": {"authorization": "Bearer s3cret", "cookie": "c", "x_other": "kept"},
+        "f": 0.30000000000000004,
+        "s": "\u{0}\"\\/\u{2028}😀",
+    }));
+    block_on(async {
+        for i in 0..400 {
+            let data = if i == 0 { fixed.clone() } else { g.data() };
+            let id = format!("r{i}");
+            let mut run = new_run(&id);
+            run.resumable = i % 3 != 0;
+            if i % 2 == 0 {
+                run.owner = None;
+            }
+            let mut was = run.clone();
+            was.data = record::journal_data(&data);
+            old.create_run(was).await.unwrap();
+            run.data = serde_json::json!("not used");
+            new.create_request_run(run, &data).await.unwrap();
+            let h = hash(&mut raw_new, &id);
+            assert_eq!(hash(&mut raw_old, &id), h, "{id}: {data:?}");
+            assert!(!h["rec"].contains("s3cret"), "{id}");
+            if i < 20 {
+                let end = store_end(&id, &["keep", "seen"], RunStatus::Succeeded, None);
+                old.record_all(end.clone()).await.unwrap();
+                new.record_all(end).await.unwrap();
+                assert_eq!(hash(&mut raw_old, &id), hash(&mut raw_new, &id), "{id}");
+            }
+        }
+    });
+}
+
+/// The text of each argument.
+fn texts(a: &Args) -> Vec<String> {
+    a.iter()
+        .map(|b| String::from_utf8(b.to_vec()).unwrap())
+        .collect()
+}
+
+/// A xorshift64* step.
+fn next(x: &mut u64) -> u64 {
+    *x ^= *x >> 12;
+    *x ^= *x << 25;
+    *x ^= *x >> 27;
+    x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+}
+
+/// An event of run `r` (or, rarely, `x`) on steps `a`, `b`, `c` or `succeeded` (a step named as
+/// a status).
+fn any_event(x: &mut u64, at: i64) -> RunEvent {
+    let run = if next(x) % 16 == 0 { "x" } else { "r" };
+    let step = ["a", "b", "c", "succeeded"][(next(x) % 4) as usize];
+    let statuses = [
+        RunStatus::Queued,
+        RunStatus::Running,
+        RunStatus::Waiting,
+        RunStatus::Succeeded,
+        RunStatus::Failed,
+        RunStatus::Interrupted,
+    ];
+    let error = match next(x) % 4 {
+        0 => Some("went \"wrong\"\n"),
+        1 => Some(""),
+        _ => None,
+    };
+    match next(x) % 8 {
+        0 => status(run, statuses[(next(x) % 6) as usize], at, error),
+        1 => status(run, RunStatus::Running, at, None),
+        2 | 3 => started(run, step, at),
+        4 => succeeded(run, step, at),
+        5 => RunEvent::StepSucceeded {
+            run: run.into(),
+            step: step.into(),
+            at,
+            checkpoint: super::super::Checkpoint {
+                set: vec![],
+                branch: Some(next(x) % 2 == 0),
+            },
+        },
+        6 => failed(run, step, at),
+        _ => RunEvent::StepWaiting {
+            run: run.into(),
+            step: step.into(),
+            kind: "http".into(),
+            due: at + 1_000,
+        },
+    }
+}
+
+/// The `F` arguments written straight from the events (`fresh_end_args`, what the writer
+/// sends) are exactly `fresh_end` of their `fold` (the previous encoding), argument for
+/// argument, and for exactly the same event lists: the runner's shapes (with and without
+/// `running`, failed, interleaved steps) and random lists.
+#[test]
+fn fresh_end_args_are_fresh_end_of_fold() {
+    let mut lists = vec![
+        store_end("r", &["keep", "seen"], RunStatus::Succeeded, None),
+        store_end(
+            "r",
+            &["keep", "seen"],
+            RunStatus::Failed,
+            Some("seen broke"),
+        ),
+        store_end("r", &[], RunStatus::Succeeded, None),
+        vec![status("r", RunStatus::Interrupted, 5, Some(""))],
+        vec![
+            started("r", "a", 1),
+            started("r", "b", 2),
+            succeeded("r", "b", 3),
+            status("r", RunStatus::Running, 4, None),
+            failed("r", "a", 5),
+            status("r", RunStatus::Failed, 6, Some("a broke")),
+        ],
+    ];
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for _ in 0..200_000 {
+        let n = 1 + (next(&mut x) % 8) as usize;
+        let mut events: Vec<RunEvent> = (0..n).map(|i| any_event(&mut x, 100 + i as i64)).collect();
+        if next(&mut x) % 2 == 0 {
+            let end = [RunStatus::Succeeded, RunStatus::Failed][(next(&mut x) % 2) as usize];
+            events.push(status("r", end, 900, None));
+        }
+        lists.push(events);
+    }
+    let mut fresh = 0;
+    for events in lists {
+        let direct = fresh_end_args(&events).map(|a| texts(&a));
+        assert_eq!(direct, fresh_end(&fold(events.clone())), "{events:?}");
+        fresh += usize::from(direct.is_some());
+    }
+    assert!(fresh > 2_000, "{fresh} lists had the F shape");
+}
+
+/// The hash fields of a record as the backend wrote them before they went into one buffer
+/// (`fields` of the previous version, verbatim): the reference of the test below.
+fn fields_before(run: &RunRecord) -> Vec<(String, String)> {
+    let rec = if run.steps.is_empty() {
+        run.to_text()
+    } else {
+        let mut base = run.clone();
+        base.steps.clear();
+        base.to_text()
+    };
+    let mut f = vec![
+        ("rec".to_string(), rec),
+        ("endpoint".into(), run.endpoint.clone()),
+        ("status".into(), run.status.as_str().into()),
+        ("attempt".into(), run.attempt.to_string()),
+        ("created".into(), run.created.to_string()),
+        (
+            "resumable".into(),
+            if run.resumable { "1" } else { "0" }.into(),
+        ),
+        ("nsteps".into(), run.steps.len().to_string()),
+    ];
+    let mut opt = |name: &str, v: Option<String>| {
+        if let Some(v) = v {
+            f.push((name.to_string(), v));
+        }
+    };
+    opt("started", run.started.map(|v| v.to_string()));
+    opt("finished", run.finished.map(|v| v.to_string()));
+    opt("error", run.error.clone());
+    opt("owner", run.owner.clone());
+    for (i, s) in run.steps.iter().enumerate() {
+        let id = &s.id;
+        f.push((format!("o:{id}"), (i + 1).to_string()));
+        f.push((format!("k:{id}"), s.kind.clone()));
+        f.push((format!("t:{id}"), s.status.as_str().into()));
+        let mut opt = |p: &str, v: Option<String>| {
+            if let Some(v) = v {
+                f.push((format!("{p}:{id}"), v));
+            }
+        };
+        opt("b", s.started.map(|v| v.to_string()));
+        opt("f", s.finished.map(|v| v.to_string()));
+        opt("d", s.due.map(|v| v.to_string()));
+        opt("e", s.error.clone());
+        opt("c", s.checkpoint.as_ref().map(|c| c.to_text()));
+    }
+    f
+}
+
+/// A run's hash fields written into one argument buffer (a creation's, a retry's) are the
+/// fields and values the previous encoding wrote, in the same order, for records with and
+/// without owner, times, error and steps in every state; `field_count` counts them.
+#[test]
+fn fields_in_one_buffer_are_the_fields_before() {
+    let mut x = 0x6a09_e667_f3bc_c909u64;
+    for i in 0..3_000 {
+        let mut run = new_run(&format!("r{i}"));
+        run.data = serde_json::json!({"ref": format!("A-{i}"), "s": "\u{1}\"é"});
+        if next(&mut x) % 2 == 0 {
+            run.owner = None;
+        }
+        run.resumable = next(&mut x) % 3 != 0;
+        run.attempt = (next(&mut x) % 4) as u32;
+        for k in 0..(next(&mut x) % 8) {
+            run.apply(&any_event(&mut x, 100 + k as i64));
+        }
+        let mut a = Args::default();
+        fields(&run, &mut a, |a| write_rec(&run, a));
+        let pairs: Vec<(String, String)> = texts(&a)
+            .chunks(2)
+            .map(|p| (p[0].clone(), p[1].clone()))
+            .collect();
+        assert_eq!(pairs, fields_before(&run), "{run:?}");
+        assert_eq!(super::field_count(&run), pairs.len());
+    }
 }

@@ -438,7 +438,7 @@ fn credentials_never_reach_the_journal() {
 /// tiny exponents, NaN and infinities), the integer extremes, strings with every control
 /// character, quotes, backslashes and non-ASCII text, nested maps and lists, and `__headers`
 /// maps with and without credential headers (and `__headers` that is not a map).
-struct Gen(u64);
+pub(super) struct Gen(pub(super) u64);
 
 impl Gen {
     fn next(&mut self) -> u64 {
@@ -591,7 +591,7 @@ impl Gen {
     }
 
     /// A request `__data`: mostly a map with `__headers` somewhere among its keys.
-    fn data(&mut self) -> crate::Value {
+    pub(super) fn data(&mut self) -> crate::Value {
         if self.below(10) == 0 {
             return self.value(3);
         }
@@ -650,6 +650,32 @@ fn journal_text_is_the_text_of_journal_data() {
          \"n\":[1.0,-0.0,1e+300,1.2345678901234567e+19,-9223372036854775808],\
          \"s\":\"\\u0000\\u001f\\\"\\\\/\u{7f}\u{2028}😀\"}"
     );
+}
+
+/// `record::record_text` (the Redis backend's `rec` of a request's run) is the text of the record
+/// with `journal_data` as its data, with and without an owner, steps, times and an error.
+#[test]
+fn record_text_is_the_text_of_the_record_with_journal_data() {
+    let mut g = Gen(0x6a09_e667_f3bc_c909);
+    for i in 0..5_000 {
+        let data = g.data();
+        let mut run = new_run(&format!("r{i}"), "e\"p", i % 2 == 0);
+        if i % 3 == 0 {
+            run.owner = None;
+        }
+        if i % 5 == 0 {
+            run.apply(&status(
+                &run.id.clone(),
+                RunStatus::Failed,
+                7,
+                Some("x\u{1}y"),
+            ));
+            run.apply(&started(&run.id.clone(), "s", 5));
+        }
+        let text = record::record_text(&run, &data);
+        run.data = record::journal_data(&data);
+        assert_eq!(text, run.to_text(), "value #{i}: {data:?}");
+    }
 }
 
 /// `create_request_run` journals the request data as `create_run` of `journal_data` did: the
