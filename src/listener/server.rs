@@ -499,13 +499,13 @@ async fn serve(
     // Whole microseconds: the line says `duration_ms=0.412`, written without a float formatter
     // (src/listener/log.rs, `millis_text`); the JSON format writes the same number.
     let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-    let duration_ms = micros as f64 / 1000.0;
     let run_id = h.run_id.as_deref().unwrap_or("-");
     // The same line, written without tracing's dispatch when `serve`'s text format is on
     // (src/listener/log.rs, `request_line`); `enabled!` is this module's info filter.
     if super::log::direct() && tracing::enabled!(tracing::Level::INFO) {
         super::log::request_line(endpoint, method.as_str(), status, micros, run_id);
     } else {
+        let duration_ms = micros as f64 / 1000.0;
         tracing::info!(endpoint, method = %method, status, duration_ms, run_id, "request");
     }
     Ok(h.into_response())

@@ -186,9 +186,7 @@ pub trait Backend: Send + Sync {
         run: RunRecord,
         data: &crate::Value,
     ) -> BoxFuture<'static, StateResult<()>> {
-        let mut run = run;
-        run.data = record::journal_data(data);
-        self.create_run(run)
+        self.create_run(record::with_request_data(run, data))
     }
 
     /// Records a change to a run; resolves once committed.

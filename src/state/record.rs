@@ -429,6 +429,14 @@ pub fn journal_data(data: &crate::Value) -> Json {
     json
 }
 
+/// `run` with `data` as its request data, journaled ([`journal_data`]: without the credential
+/// headers): what [`Backend::create_request_run`](super::Backend::create_request_run) stores
+/// when a backend has no faster way.
+pub fn with_request_data(mut run: RunRecord, data: &crate::Value) -> RunRecord {
+    run.data = journal_data(data);
+    run
+}
+
 /// The JSON text of [`journal_data`] (serde_json's compact form: `journal_data(data)
 /// .to_string()`), written straight from `data` by serde_json's serializer through `Value`'s
 /// `Serialize` (src/value/convert.rs), with no `serde_json::Value` in between: that tree (an
@@ -485,11 +493,8 @@ impl Serialize for WithoutSecrets<'_> {
 /// (`a_request_run_leaves_the_hash_create_run_left` in src/state/redis_tests.rs compares the
 /// hashes the two ways leave).
 pub fn record_text(run: &RunRecord, data: &crate::Value) -> String {
-    serde_json::to_string(&WithData(run, data)).unwrap_or_else(|_| {
-        let mut run = run.clone();
-        run.data = journal_data(data);
-        run.to_text()
-    })
+    serde_json::to_string(&WithData(run, data))
+        .unwrap_or_else(|_| with_request_data(run.clone(), data).to_text())
 }
 
 /// [`record_text`] appended to `out` (the Redis journal writes it into a write's argument

@@ -1579,9 +1579,7 @@ impl Backend for RedisBackend {
     ) -> BoxFuture<'static, StateResult<()>> {
         if !run.steps.is_empty() {
             // Not a request's new run (`rec` holds no steps): the default.
-            let mut run = run;
-            run.data = super::record::journal_data(data);
-            return self.create_run(run);
+            return self.create_run(super::record::with_request_data(run, data));
         }
         self.create(run, |run, a| {
             super::record::write_record_text(run, data, &mut a.buf);
