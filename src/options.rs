@@ -1,4 +1,4 @@
-//! [`RenderOptions`]: what one render may do (escaping, `env()`). A leaf shared by the
+//! [`RenderOptions`]: what one render may do (escaping, `env()`, shared-store writes). A leaf shared by the
 //! engine's API and the VM.
 
 use crate::escape::Escape;
@@ -14,6 +14,11 @@ pub struct RenderOptions {
     pub escape: Escape,
     /// Allow `env(name)`: only for settings fields (docs/listener.md "Responses").
     pub allow_env: bool,
+    /// Refuse writes to the shared store (`incrementAndGet` fails with a host error; reads
+    /// work): a render whose only effects must be its output. The listener runs a new run's
+    /// leading `store` / `condition` steps this way before journaling it (docs/state.md,
+    /// "Leading steps").
+    pub read_only_store: bool,
 }
 
 impl RenderOptions {
@@ -25,6 +30,11 @@ impl RenderOptions {
     /// Whether `env(name)` may read the environment (settings fields only).
     pub const fn with_env(mut self, allow: bool) -> RenderOptions {
         self.allow_env = allow;
+        self
+    }
+    /// Whether the shared store is read-only for this render (`incrementAndGet` refused).
+    pub const fn with_read_only_store(mut self, read_only: bool) -> RenderOptions {
+        self.read_only_store = read_only;
         self
     }
 }

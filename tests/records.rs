@@ -344,3 +344,27 @@ fn counters_are_atomic_across_threads() {
     seen.sort_unstable();
     assert_eq!(seen, (1..=1000).collect::<Vec<_>>());
 }
+
+/// `RenderOptions::with_read_only_store(true)`: `incrementAndGet` fails with a host error and
+/// leaves the counter as it was; `memoryGet` reads as usual; the next ordinary render writes.
+#[test]
+fn a_read_only_store_refuses_increments_and_allows_reads() {
+    let store = Arc::new(MemoryStore::new());
+    let engine = engine_with(Arc::clone(&store));
+    assert_eq!(render_on(&engine, r#"{{ incrementAndGet("hits") }}"#), "1");
+    let ro = RenderOptions::default().with_read_only_store(true);
+    let tpl = engine
+        .compile(
+            "t",
+            r#"{{ memoryGet("hits") }}-{{ incrementAndGet("hits") }}"#,
+        )
+        .unwrap();
+    let err = tpl
+        .render_with(&serde_json::json!({}), ro)
+        .expect_err("the increment is refused");
+    assert_eq!(err.kind(), ErrorKind::Host);
+    assert!(err.to_string().contains("read-only"), "{err}");
+    let read = engine.compile("r", r#"{{ memoryGet("hits") }}"#).unwrap();
+    assert_eq!(read.render_with(&serde_json::json!({}), ro).unwrap(), "1");
+    assert_eq!(render_on(&engine, r#"{{ incrementAndGet("hits") }}"#), "2");
+}

@@ -270,10 +270,7 @@ mod tests {
         let t = Engine::new()
             .compile("t", "{{ a }}|{{ a|raw }}|{{ a|e }}")
             .unwrap();
-        let opts = RenderOptions {
-            escape: Escape::Html,
-            allow_env: false,
-        };
+        let opts = RenderOptions::default().with_escape(Escape::Html);
         assert_eq!(
             t.render_with(&json!({"a": "<i>"}), opts).unwrap(),
             "&lt;i&gt;|<i>|&lt;i&gt;"

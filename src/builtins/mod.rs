@@ -54,6 +54,11 @@ pub trait State {
     fn host(&self) -> &Host;
     /// True only when rendering a settings field (docs/listener.md "Responses"): `env()` works.
     fn env_allowed(&self) -> bool;
+    /// True when the render may not write the shared store
+    /// ([`RenderOptions::read_only_store`](crate::RenderOptions::read_only_store)).
+    fn store_read_only(&self) -> bool {
+        false
+    }
 }
 
 /// Host services shared by every render of an engine.

@@ -385,6 +385,12 @@ fn increment_and_get(
     by: Option<i64>,
 ) -> Result<Value, Error> {
     let st = store("incrementAndGet", state)?;
+    if state.store_read_only() {
+        return Err(Error::new(
+            ErrorKind::Host,
+            "incrementAndGet: the shared store is read-only in this render",
+        ));
+    }
     let key = name_arg("incrementAndGet", "name", key)?;
     let by = by.unwrap_or(1);
     st.increment(&key, by).map(Value::Int)

@@ -114,13 +114,7 @@ pub fn answer(endpoint: &str, answer: &Answer, data: &Value) -> Response<Body> {
         Answer::Html(t) => (t, Escape::Html),
     };
     let rendered = with_context(data, |ctx| {
-        tpl.render_value(
-            ctx,
-            RenderOptions {
-                escape,
-                allow_env: false,
-            },
-        )
+        tpl.render_value(ctx, RenderOptions::default().with_escape(escape))
     });
     let out = match rendered {
         Ok(out) => out,

@@ -269,6 +269,7 @@ pub struct Vm<'a> {
     pub(crate) shared: &'a Shared,
     pub(crate) escape: Escape,
     env_allowed: bool,
+    store_read_only: bool,
     /// Blocks of the template instance being rendered, and the templates of its `extends`
     /// chain by level (`BlockAt::Level`; no level while the instance's template has neither
     /// blocks nor a parent).
@@ -327,6 +328,7 @@ impl<'a> Vm<'a> {
             shared,
             escape: opts.escape,
             env_allowed: opts.allow_env,
+            store_read_only: opts.read_only_store,
             inst: Instance::Own(empty_table(), no_levels()),
             cur_block: None,
             parent: None,
@@ -1234,6 +1236,9 @@ impl State for Vm<'_> {
     }
     fn env_allowed(&self) -> bool {
         self.env_allowed
+    }
+    fn store_read_only(&self) -> bool {
+        self.store_read_only
     }
 }
 

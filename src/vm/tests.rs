@@ -173,10 +173,7 @@ fn autoescape_option() {
             "{{ a }}|{{ a|raw }}|{{ a|e }}|{{ a|json_encode }}|{{ n }}",
         )
         .unwrap();
-    let opts = RenderOptions {
-        escape: Escape::Html,
-        allow_env: false,
-    };
+    let opts = RenderOptions::default().with_escape(Escape::Html);
     assert_eq!(
         t.render_with(&json!({"a": "<i>", "n": 5}), opts).unwrap(),
         "&lt;i&gt;|<i>|&lt;i&gt;|&quot;&lt;i&gt;&quot;|5"
