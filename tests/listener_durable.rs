@@ -139,9 +139,16 @@ fn post_n(n: usize) -> String {
 async fn kill_9_with_hundreds_of_runs_loses_none() {
     const RUNS: usize = 300;
     let rx = Receiver::start(Duration::from_millis(20)).await;
+    // A leading store step (journaled with each run's creation, docs/state.md "Leading
+    // steps"), then the webhooks, which the runs' activations send.
     let steps = format!(
-        "{}{}",
-        hook("first", &rx.url("/first"), ""),
+        "{}{}{}",
+        step(
+            "pre",
+            "store",
+            "name = \"m\"\nexpression = \"__data.n + 1000\""
+        ),
+        hook("first", &rx.url("/first"), "parent = \"pre\""),
         hook(
             "later",
             &rx.url("/later"),
@@ -193,6 +200,26 @@ async fn kill_9_with_hundreds_of_runs_loses_none() {
     let calls = rx.calls();
     kill9(&mut child);
     assert_eq!(succeeded, RUNS);
+    // Each run has its leading step's checkpoint (made before it was journaled) and its two
+    // webhooks.
+    let page = b
+        .list_runs(RunFilter {
+            limit: 1000,
+            ..RunFilter::default()
+        })
+        .await
+        .expect("list");
+    for r in &page.runs {
+        let run = b.get_run(&r.id).await.expect("run");
+        let n = run.data["n"].as_i64().expect("n");
+        let pre = run.step("pre").and_then(|s| s.checkpoint.clone());
+        assert_eq!(
+            pre.map(|c| c.set),
+            Some(vec![("m".to_string(), serde_json::json!(n + 1000))]),
+            "{run:?}"
+        );
+        assert_eq!(run.steps.len(), 3, "{run:?}");
+    }
     assert!(all, "only {} distinct keys", {
         calls.iter().map(|c| &c.key).collect::<HashSet<_>>().len()
     });
@@ -974,11 +1001,13 @@ async fn store_runs_killed_mid_burst_are_all_or_nothing_and_all_complete() {
     use std::sync::Mutex;
     const STEPS: usize = 30;
     // One worker and a chain of store steps slower than acceptance: runs queue up, so the kill
-    // finds runs accepted and not finished.
-    let mut steps = String::new();
+    // finds runs accepted and not finished. A `log` step first: it acts outside `__data`, so the
+    // store steps run in the runs' activations, after the answer (a run of leading store steps
+    // only is journaled finished at once: `leading_store_and_condition_steps_are_journaled_with_the_run`).
+    let mut steps = step("go", "log", "message = \"go\"");
     for i in 0..STEPS {
         let parent = if i == 0 {
-            String::new()
+            "parent = \"go\"\n".to_string()
         } else {
             format!("parent = \"s{}\"\n", i - 1)
         };
@@ -1034,7 +1063,8 @@ async fn store_runs_killed_mid_burst_are_all_or_nothing_and_all_complete() {
             &db,
             &format!(
                 "SELECT count(*) FROM runs WHERE status = 'succeeded'
-                 AND (SELECT count(*) FROM steps WHERE run = runs.id AND status = 'succeeded') = {STEPS}"
+                 AND (SELECT count(*) FROM steps WHERE run = runs.id AND status = 'succeeded'
+                      AND kind = 'store') = {STEPS}"
             )
         ),
         finished
@@ -1044,7 +1074,7 @@ async fn store_runs_killed_mid_burst_are_all_or_nothing_and_all_complete() {
             &db,
             "SELECT count(*) FROM runs WHERE status != 'succeeded'
              AND status IN ('queued', 'running')
-             AND NOT EXISTS (SELECT 1 FROM steps WHERE run = runs.id)"
+             AND NOT EXISTS (SELECT 1 FROM steps WHERE run = runs.id AND kind = 'store')"
         ),
         unfinished,
         "an unfinished run with some of its steps journaled"
@@ -1065,7 +1095,7 @@ async fn store_runs_killed_mid_burst_are_all_or_nothing_and_all_complete() {
     assert_eq!(count(&db, "SELECT count(*) FROM runs"), runs);
     assert_eq!(
         count(&db, "SELECT count(*) FROM steps"),
-        runs * STEPS as i64,
+        runs * (STEPS as i64 + 1),
         "each step journaled once"
     );
     // Only the unfinished runs ran again (those in the backlog, never started, are claimed
@@ -1108,4 +1138,102 @@ async fn store_runs_killed_mid_burst_are_all_or_nothing_and_all_complete() {
         }
     }
     assert!(answered.is_subset(&seen), "an answered request has no run");
+}
+
+/// Leading steps (docs/state.md): a `data` run of `store` / `condition` steps is journaled
+/// `succeeded`, with every step and checkpoint, before its answer leaves — one row in `runs`
+/// and its step rows, nothing left to run; a run whose `store` step is followed by a webhook
+/// is journaled with that step finished, and its activation sends the webhook with the
+/// step's `__data`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leading_store_and_condition_steps_are_journaled_with_the_run() {
+    let rx = Receiver::start(Duration::ZERO).await;
+    let pure = format!(
+        "{}{}{}{}",
+        step("a", "store", "name = \"m\"\nexpression = \"__data.n * 2\""),
+        step(
+            "c",
+            "condition",
+            "parent = \"a\"\nleft = \"{{ __data.m }}\"\noperator = \"equal\"\nright = \"4\""
+        ),
+        step(
+            "yes",
+            "store",
+            "parent = \"c\"\nbranch = \"yes\"\nname = \"b\"\nvalue = \"four\""
+        ),
+        step(
+            "no",
+            "store",
+            "parent = \"c\"\nbranch = \"no\"\nname = \"b\"\nvalue = \"other\""
+        ),
+    );
+    let then_hook = format!(
+        "{}{}",
+        step("a", "store", "name = \"n\"\nexpression = \"__data.n + 40\""),
+        hook("w", &rx.url("/after"), "parent = \"a\""),
+    );
+    let cfg = write_config(&format!("{}{}", data_ep(1, &pure), data_ep(2, &then_hook)));
+    let s = serve_file(cfg.path()).await;
+    let backend = s.running.backend();
+    let r = s.post_json(&path(1), &post_n(2)).await;
+    assert_eq!(r.status, 200);
+    // Journaled finished before the answer: no waiting.
+    let page = backend.list_runs(RunFilter::default()).await.expect("list");
+    assert_eq!(page.runs.len(), 1);
+    let run = backend.get_run(&page.runs[0].id).await.expect("run");
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
+    assert_eq!(run.data["n"], 2, "the request data");
+    let ids: Vec<_> = run.steps.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["a", "c", "yes"]);
+    let cp = |id: &str| run.step(id).and_then(|s| s.checkpoint.clone()).unwrap();
+    assert_eq!(cp("a").set, vec![("m".to_string(), serde_json::json!(4))]);
+    assert_eq!(cp("c").branch, Some(true));
+    assert_eq!(
+        cp("yes").set,
+        vec![("b".to_string(), serde_json::json!("four"))]
+    );
+    assert!(run.started.is_some() && run.finished >= run.started);
+
+    let r = s.post_json(&path(2), &post_n(2)).await;
+    assert_eq!(r.status, 200);
+    let page = backend
+        .list_runs(RunFilter {
+            endpoint: Some("ep2".into()),
+            ..RunFilter::default()
+        })
+        .await
+        .expect("list");
+    let id = page.runs[0].id.clone();
+    let run = backend.get_run(&id).await.expect("run");
+    assert_eq!(
+        run.step("a").map(|s| s.status),
+        Some(flexscript::state::StepStatus::Succeeded),
+        "the store step is journaled with the run: {run:?}"
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || rx.calls().len() == 1).await,
+        "the webhook is sent"
+    );
+    let call = &rx.calls()[0];
+    assert_eq!(call.body, "42", "with the store step's __data");
+    assert_eq!(call.key, format!("{id}.w"));
+    for _ in 0..200 {
+        if backend.get_run(&id).await.expect("run").status == RunStatus::Succeeded {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let run = backend.get_run(&id).await.expect("run");
+    assert_eq!(run.status, RunStatus::Succeeded);
+    let ids: Vec<_> = run.steps.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["a", "w"]);
+    drop(backend);
+    s.running.shutdown().await;
+    let db = cfg.path().parent().unwrap().join(".flexscript/state.db");
+    assert_eq!(count(&db, "SELECT count(*) FROM runs"), 2);
+    assert_eq!(count(&db, "SELECT count(*) FROM steps"), 5);
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM runs WHERE status = 'succeeded'"),
+        2
+    );
 }

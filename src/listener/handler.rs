@@ -466,7 +466,7 @@ async fn respond_and_run(
                 Ok(h) => h,
                 Err(e) => return unavailable(&ep.name, &e),
             };
-            let guard = AbortOnDrop(Some(handle));
+            let guard = AbortOnDrop(handle);
             let limit = Duration::from_millis(ep.response_timeout_ms);
             match tokio::time::timeout(limit, rx.recv()).await {
                 Ok(Some(SseMsg::Failed(step))) => step_failed(&step),

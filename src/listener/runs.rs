@@ -177,7 +177,10 @@ impl Runner {
     }
 
     /// Journals a new run and starts it. A resumable run is committed before this returns
-    /// (the caller answers only then); a journal error is returned and nothing runs. Past the
+    /// (the caller answers only then); a journal error is returned and nothing runs. The
+    /// leading steps of a run nobody waits for that only change its `__data` run first and are
+    /// journaled with it; a run made only of such steps is journaled finished and nothing is
+    /// started (`None`, as for a run left in the journal). Past the
     /// in-memory queue bound, a resumable run nobody waits for is only journaled (unowned)
     /// and claimed back later; the handle is then of a task that does nothing.
     ///
@@ -191,7 +194,7 @@ impl Runner {
         run: Arc<Run>,
         data: Value,
         fingerprint: &str,
-    ) -> Result<JoinHandle<()>, StateError> {
+    ) -> Result<Option<JoinHandle<()>>, StateError> {
         if !run.resumable {
             // Nothing is awaited for these: `accept` completes in its first poll.
             return self
@@ -206,14 +209,27 @@ impl Runner {
             .unwrap_or_else(|e| Err(StateError::Unavailable(format!("run not started: {e}"))))
     }
 
-    /// [`Runner::start`]'s work: reserve a place (or spill), journal, activate.
+    /// [`Runner::start`]'s work: run the leading steps that only change `__data`, reserve a
+    /// place (or spill), journal, activate. `None`: nothing runs after the answer (the run was
+    /// journaled finished, or only journaled and left for a claim).
     async fn accept(
         self: Arc<Self>,
         run: Arc<Run>,
         data: Value,
         fingerprint: String,
-    ) -> Result<JoinHandle<()>, StateError> {
+    ) -> Result<Option<JoinHandle<()>>, StateError> {
         let ep = &run.endpoint;
+        let since = Instant::now();
+        // A run nobody waits for: its leading `store` / `condition` steps run now and are
+        // journaled with its creation (src/listener/workflow.rs, `run_prefix`).
+        let mut prefix = (run.resumable && !run.has_listener())
+            .then(|| workflow::run_prefix(&run, &data))
+            .filter(|p| !p.steps.is_empty());
+        if let Some(p) = prefix.take_if(|p| p.frontier.is_empty()) {
+            return self
+                .journal_finished(&run, &data, fingerprint, p, since)
+                .await;
+        }
         // A place in the in-memory queue is taken now (so concurrent requests cannot pass the
         // bound); a run a request waits for (async `continue`) always gets one.
         let reserved = run.resumable && self.reserve_one();
@@ -229,7 +245,7 @@ impl Runner {
                 self.held().insert(run.run_id.clone(), secrets);
             }
         }
-        let record = RunRecord::new(
+        let mut record = RunRecord::new(
             run.run_id.clone(),
             ep.name.clone(),
             ep.first_hash.clone(),
@@ -240,6 +256,15 @@ impl Runner {
             state::now_ms(),
             (!spill).then(|| self.owner.clone()),
         );
+        let roots = match prefix {
+            Some(p) => {
+                // Started with its first step; `queued` until an activation takes it.
+                record.started = p.steps.first().and_then(|s| s.started);
+                record.steps = p.steps;
+                p.frontier
+            }
+            None => ep.roots().iter().map(|i| (*i, data.clone())).collect(),
+        };
         // The write is queued by the call itself: later events follow it in order. The
         // backend journals `data` without its credential headers.
         let created = self.backend.create_request_run(record, &data);
@@ -251,7 +276,7 @@ impl Runner {
             self.backlog.fetch_add(1, Ordering::Relaxed);
             // Workers may have emptied the queue meanwhile.
             self.refill(false);
-            return Ok(tokio::spawn(std::future::ready(())));
+            return Ok(None);
         }
         if run.resumable {
             if let Err(e) = created.await {
@@ -270,12 +295,46 @@ impl Runner {
             Active {
                 live: 1,
                 endpoint: Some(ep.clone()),
-                since: Some(Instant::now()),
+                since: Some(since),
                 ..Active::default()
             },
         );
-        let roots = ep.roots().iter().map(|i| (*i, data.clone())).collect();
-        Ok(self.activate(run, roots, reserved))
+        Ok(Some(self.activate(run, roots, reserved)))
+    }
+
+    /// Journals a run whose steps all ran (and succeeded) in [`workflow::run_prefix`] as
+    /// `succeeded`: one write (its creation, its steps, its final status), committed before
+    /// the answer; no activation, no worker.
+    async fn journal_finished(
+        &self,
+        run: &Run,
+        data: &Value,
+        fingerprint: String,
+        prefix: workflow::Prefix,
+        since: Instant,
+    ) -> Result<Option<JoinHandle<()>>, StateError> {
+        let ep = &run.endpoint;
+        let now = state::now_ms();
+        let mut record = RunRecord::new(
+            run.run_id.clone(),
+            ep.name.clone(),
+            ep.first_hash.clone(),
+            ep.second_hash.clone(),
+            fingerprint,
+            run.resumable,
+            serde_json::Value::Null,
+            now,
+            Some(self.owner.clone()),
+        );
+        record.status = RunStatus::Succeeded;
+        record.started = prefix.steps.first().and_then(|s| s.started);
+        record.finished = Some(now);
+        record.steps = prefix.steps;
+        self.backend.create_request_run(record, data).await?;
+        ep.metrics
+            .get_or_resolve(&self.metrics, &ep.name)
+            .run_finished(RunEnd::Succeeded, since.elapsed());
+        Ok(None)
     }
 
     /// Spawns one activation of `run` over `steps`; `reserved`: its place in the queue count
@@ -989,9 +1048,10 @@ mod tests {
         }
     }
 
-    /// `store` steps act only on `__data`: a run of them goes through every step and gives its
-    /// worker back without waiting for one commit; its writes are all journaled, in order, and
-    /// the activation ends once they are committed.
+    /// `store` steps act only on `__data`: an activation of them (here a run resumed from the
+    /// journal, whose leading steps were not run before it was journaled) goes through every
+    /// step and gives its worker back without waiting for one commit; its writes are all
+    /// journaled, in order, and the activation ends once they are committed.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn store_steps_do_not_wait_for_their_checkpoints() {
         let (gate, backend, runner, run) = gated(
@@ -999,10 +1059,20 @@ mod tests {
              [[endpoint.step]]\nid = \"b\"\nparent = \"a\"\ntype = \"store\"\nname = \"y\"\n\
              expression = \"__data.x ~ '2'\"\n",
         );
-        let handle = runner
-            .start(run, Value::from(&json!({"q": 1})), "fp")
-            .await
-            .expect("accepted");
+        let ep = &run.endpoint;
+        let rec = RunRecord::new(
+            "r1".into(),
+            ep.name.clone(),
+            ep.first_hash.clone(),
+            ep.second_hash.clone(),
+            "fp".into(),
+            true,
+            json!({"q": 1}),
+            state::now_ms(),
+            Some(runner.owner.clone()),
+        );
+        backend.create_run(rec.clone()).await.unwrap();
+        runner.resume(rec, false);
         // No commit has been acknowledged: with a wait per checkpoint, step b would never start.
         until(&backend, "the run ends with the gate closed", |r| {
             r.status == RunStatus::Succeeded
@@ -1014,13 +1084,97 @@ mod tests {
         assert_eq!(cp("b").set, vec![("y".to_string(), json!("12"))]);
         assert_eq!(runner.gauges().running, 0, "the worker is free");
         assert!(runner.workers.available_permits() == 1);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(!handle.is_finished(), "the activation collects its writes");
         gate.send(true).unwrap();
+    }
+
+    /// A new run nobody waits for whose steps all only change `__data` runs them before it is
+    /// journaled, and is journaled finished: its creation is its only write (not gated here:
+    /// no other write is made, no activation starts, no worker is taken).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_run_of_store_steps_is_journaled_finished_at_its_creation() {
+        let (_gate, backend, runner, run) = gated(
+            "[[endpoint.step]]\nid = \"a\"\ntype = \"store\"\nname = \"x\"\nvalue = \"1\"\n\
+             [[endpoint.step]]\nid = \"b\"\nparent = \"a\"\ntype = \"store\"\nname = \"y\"\n\
+             expression = \"__data.x ~ '2'\"\n",
+        );
+        let before = state::now_ms();
+        let handle = runner
+            .start(run, Value::from(&json!({"q": 1})), "fp")
+            .await
+            .expect("accepted");
+        assert!(handle.is_none(), "nothing runs after the answer");
+        let rec = backend.get_run("r1").await.unwrap();
+        assert_eq!(rec.status, RunStatus::Succeeded);
+        assert_eq!(
+            rec.data,
+            json!({"q": 1}),
+            "the request data, not the steps' __data"
+        );
+        assert!(rec.started.is_some_and(|t| t >= before));
+        assert!(rec.finished >= rec.started && rec.created >= before);
+        assert_eq!(rec.error, None);
+        let ids: Vec<_> = rec.steps.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b"]);
+        let cp = |id: &str| rec.step(id).and_then(|s| s.checkpoint.clone()).unwrap();
+        assert_eq!(cp("a").set, vec![("x".to_string(), json!("1"))]);
+        assert_eq!(cp("b").set, vec![("y".to_string(), json!("12"))]);
+        assert!(rec
+            .steps
+            .iter()
+            .all(|s| s.status == StepStatus::Succeeded && s.finished >= s.started));
+        let g = runner.gauges();
+        assert_eq!((g.running, g.queued), (0, 0));
+        assert!(runner.active().is_empty());
+    }
+
+    /// A leading step that fails is left to the activation, which runs it again after the
+    /// answer and fails the run with its error, while a sibling branch (here a `log` step, which
+    /// acts outside `__data`) still runs; a store step calling `incrementAndGet` is left to
+    /// the activation too (its script cannot write the store before the run is journaled), and
+    /// increments the counter once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_leading_step_fails_the_run_after_its_other_branches() {
+        let (gate, backend, runner, run) = gated(
+            "[[endpoint.step]]\nid = \"bad\"\ntype = \"store\"\nname = \"x\"\n\
+             expression = \"1 / 0\"\n\
+             [[endpoint.step]]\nid = \"say\"\nparent = \"\"\ntype = \"log\"\n\
+             message = \"hi\"\n\
+             [[endpoint.step]]\nid = \"count\"\nparent = \"\"\ntype = \"store\"\n\
+             name = \"n\"\nexpression = \"incrementAndGet('hits')\"\n",
+        );
+        gate.send(true).unwrap();
+        let store = run.store.clone();
+        let handle = runner
+            .start(run, Value::from(&json!({"q": 1})), "fp")
+            .await
+            .expect("accepted")
+            .expect("the log step runs in an activation");
         tokio::time::timeout(Duration::from_secs(5), handle)
             .await
-            .expect("the activation ends once its writes are committed")
+            .expect("the activation ends")
             .unwrap();
+        until(&backend, "the run ended", |r| r.status.is_final()).await;
+        let rec = backend.get_run("r1").await.unwrap();
+        assert_eq!(rec.status, RunStatus::Failed);
+        assert!(
+            rec.error
+                .as_deref()
+                .unwrap_or("")
+                .starts_with("step \"bad\" failed:"),
+            "{:?}",
+            rec.error
+        );
+        assert_eq!(rec.step("bad").map(|s| s.status), Some(StepStatus::Failed));
+        assert_eq!(
+            rec.step("say").map(|s| s.status),
+            Some(StepStatus::Succeeded)
+        );
+        let count = rec
+            .step("count")
+            .and_then(|s| s.checkpoint.clone())
+            .unwrap();
+        assert_eq!(count.set, vec![("n".to_string(), json!(1))]);
+        assert_eq!(store.get("hits"), Some(Value::Int(1)), "incremented once");
     }
 
     /// A backend counting its writes: (creations, single events, `record_all` calls and the
@@ -1052,11 +1206,11 @@ mod tests {
         passes_the_rest_to_inner!();
     }
 
-    /// A run of `store` and `condition` steps is journaled as two writes: its creation (before
-    /// the answer) and, at its end, one write holding its `running` mark, every step's start
-    /// and checkpoint and its final status (docs/state.md, "What a crash can re-run").
+    /// A run of `store` and `condition` steps is journaled as one write, before the answer: its
+    /// creation, holding every step (with its checkpoint, a condition's branch) and its final
+    /// status (docs/state.md, "Leading steps").
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_run_of_store_and_condition_steps_is_its_creation_and_one_write_at_its_end() {
+    async fn a_run_of_store_and_condition_steps_is_one_write() {
         let (dir, config) = config_in_temp_dir(
             "[[endpoint.step]]\nid = \"a\"\ntype = \"store\"\nname = \"x\"\nvalue = \"1\"\n\
              [[endpoint.step]]\nid = \"c\"\nparent = \"a\"\ntype = \"condition\"\n\
@@ -1086,12 +1240,9 @@ mod tests {
             .start(run, Value::from(&json!({"q": 1})), "fp")
             .await
             .expect("accepted");
-        tokio::time::timeout(Duration::from_secs(5), handle)
-            .await
-            .expect("the activation ends")
-            .unwrap();
-        // running, three steps' starts and ends, succeeded.
-        assert_eq!(*counting.writes.lock().unwrap(), (1, 0, vec![8]));
+        assert!(handle.is_none(), "no activation");
+        // The creation, holding the three steps and the final status; nothing else.
+        assert_eq!(*counting.writes.lock().unwrap(), (1, 0, vec![]));
         let rec = backend.get_run("r1").await.unwrap();
         assert_eq!(rec.status, RunStatus::Succeeded);
         assert!(rec.started.is_some());
@@ -1138,8 +1289,9 @@ mod tests {
         let handle = runner
             .start(run, Value::from(&json!({"q": 1})), "fp")
             .await
-            .expect("accepted");
-        // The store steps ran without a commit; the webhook has started and waits.
+            .expect("accepted")
+            .expect("the webhook runs in an activation");
+        // The store steps ran before the creation; the webhook has started and waits.
         until(
             &backend,
             "both store steps done, the webhook started",

@@ -12,7 +12,7 @@ use super::respond::{self, Body};
 use super::runs::Runner;
 use super::webhook::{self, HttpClient};
 use crate::host::SharedStore;
-use crate::state::{self, Checkpoint, RunEvent};
+use crate::state::{self, Checkpoint, RunEvent, StepRecord, StepStatus};
 use crate::{RenderOptions, Template, Value};
 use hyper::Response;
 use std::collections::HashMap;
@@ -372,14 +372,21 @@ fn opts() -> RenderOptions {
 }
 
 fn render(t: &Template, data: &Value) -> Result<String, String> {
-    respond::with_context(data, |ctx| t.render_value(ctx, opts()))
-        .map_err(|e| one_line(t.name(), &e))
+    render_with(t, data, opts())
+}
+
+fn render_with(t: &Template, data: &Value, opts: RenderOptions) -> Result<String, String> {
+    respond::with_context(data, |ctx| t.render_value(ctx, opts)).map_err(|e| one_line(t.name(), &e))
 }
 
 fn value_of(src: &ValueSource, data: &Value) -> Result<Value, String> {
+    value_with(src, data, opts())
+}
+
+fn value_with(src: &ValueSource, data: &Value, opts: RenderOptions) -> Result<Value, String> {
     match src {
-        ValueSource::Template(t) => render(t, data).map(Value::from),
-        ValueSource::Expression(x) => respond::with_context(data, |ctx| x.eval(ctx, opts()))
+        ValueSource::Template(t) => render_with(t, data, opts).map(Value::from),
+        ValueSource::Expression(x) => respond::with_context(data, |ctx| x.eval(ctx, opts))
             .map_err(|e| one_line("expression", &e)),
     }
 }
@@ -412,23 +419,104 @@ pub fn set_path(data: &mut Value, name: &str, value: Value) {
     }
 }
 
-/// Executes one step; the checkpoint holds its `__data` writes and a condition's branch.
-async fn exec(
+/// What [`run_prefix`] did before a new run was journaled.
+pub(crate) struct Prefix {
+    /// The steps that ran (all succeeded), in the order they ran.
+    pub steps: Vec<StepRecord>,
+    /// The steps to run next, each with its `__data`: where the run's activation starts.
+    pub frontier: Vec<(usize, Value)>,
+}
+
+/// Runs the leading steps of a new run that only change its `__data` (`store` and
+/// `condition` steps without `delay_ms`, [`acts_outside`] false) before the run is journaled:
+/// they are journaled with its creation, as finished steps — one write for a run made only of
+/// such steps, instead of its creation and a write at its end (docs/state.md, "Leading
+/// steps"). Nothing outside the run can tell when they ran: their scripts render with the
+/// shared store read-only (`incrementAndGet` refused, [`RenderOptions::read_only_store`]), so
+/// they read and write only the run's own `__data` (and the answer was rendered from the
+/// request data before). A step that fails here — a script error, or an `incrementAndGet` —
+/// changes nothing and is left to the activation, which runs it after the answer as before
+/// (and logs, counts and journals its failure there). Walks the tree as the runner does: a
+/// condition follows its branch; the first step of each branch not run here is left, with its
+/// `__data`.
+pub(crate) fn run_prefix(run: &Run, data: &Value) -> Prefix {
+    let ep = &run.endpoint;
+    let mut out = Prefix {
+        steps: Vec::new(),
+        frontier: Vec::new(),
+    };
+    let opts = opts().with_read_only_store(true);
+    let mut stack: Vec<(usize, Value)> = ep
+        .roots()
+        .iter()
+        .rev()
+        .map(|i| (*i, data.clone()))
+        .collect();
+    while let Some((i, mut data)) = stack.pop() {
+        let Some(step) = ep.steps.get(i) else {
+            continue;
+        };
+        if step.delay_ms > 0 || acts_outside(&step.kind) {
+            out.frontier.push((i, data));
+            continue;
+        }
+        let started = state::now_ms();
+        let Some(Ok(checkpoint)) = exec_local(run, &step.kind, &mut data, opts) else {
+            // (`data` is unchanged: a step writes it only once it succeeded.)
+            out.frontier.push((i, data));
+            continue;
+        };
+        let branch = checkpoint
+            .branch
+            .map(|yes| if yes { Branch::Yes } else { Branch::No });
+        out.steps.push(StepRecord {
+            id: step.id.clone(),
+            kind: step.kind.name().into(),
+            status: StepStatus::Succeeded,
+            started: Some(started),
+            finished: Some(state::now_ms()),
+            due: None,
+            error: None,
+            checkpoint: Some(checkpoint),
+        });
+        // Children in order (the first is taken next); the first keeps this `__data`, the
+        // others get copies (maps are shared until written).
+        let next = ep.children(i, branch);
+        if let Some((first, rest)) = next.split_first() {
+            for c in rest.iter().rev() {
+                stack.push((*c, data.clone()));
+            }
+            stack.push((*first, data));
+        }
+    }
+    out
+}
+
+/// Executes a step that only changes `__data` (`None` for the others), its scripts rendered
+/// with `opts`; the checkpoint holds its `__data` writes and a condition's branch. `data` is
+/// written only when the step succeeds.
+fn exec_local(
     run: &Run,
-    step_id: &str,
     kind: &StepKind,
     data: &mut Value,
-) -> Result<Checkpoint, String> {
-    match kind {
+    opts: RenderOptions,
+) -> Option<Result<Checkpoint, String>> {
+    Some(match kind {
         StepKind::Condition {
             left,
             operator,
             right,
             right2,
-        } => {
-            let l = render(left, data)?;
-            let r = right.as_ref().map(|t| render(t, data)).transpose()?;
-            let r2 = right2.as_ref().map(|t| render(t, data)).transpose()?;
+        } => (|| {
+            let l = render_with(left, data, opts)?;
+            let r = right
+                .as_ref()
+                .map(|t| render_with(t, data, opts))
+                .transpose()?;
+            let r2 = right2
+                .as_ref()
+                .map(|t| render_with(t, data, opts))
+                .transpose()?;
             let yes = condition::evaluate(
                 *operator,
                 &l,
@@ -440,16 +528,32 @@ async fn exec(
                 set: Vec::new(),
                 branch: Some(yes),
             })
-        }
-        StepKind::Store { name, value } => {
-            let v = value_of(value, data)?;
+        })(),
+        StepKind::Store { name, value } => value_with(value, data, opts).map(|v| {
             let json = v.to_json();
             set_path(data, name, v);
-            Ok(Checkpoint {
+            Checkpoint {
                 set: vec![(name.clone(), json)],
                 branch: None,
-            })
-        }
+            }
+        }),
+        _ => return None,
+    })
+}
+
+/// Executes one step; the checkpoint holds its `__data` writes and a condition's branch.
+async fn exec(
+    run: &Run,
+    step_id: &str,
+    kind: &StepKind,
+    data: &mut Value,
+) -> Result<Checkpoint, String> {
+    if let Some(done) = exec_local(run, kind, data, opts()) {
+        return done;
+    }
+    match kind {
+        // (Run by `exec_local` above.)
+        StepKind::Condition { .. } | StepKind::Store { .. } => Ok(Checkpoint::default()),
         StepKind::SetMemory { name, value, ttl_s } => {
             let v = value_of(value, data)?;
             // A write the store could not make fails the step (never lost quietly).

@@ -116,7 +116,9 @@ local function seen(id, s)
   known[id][s] = true
 end
 local ops = {}
--- C id endpoint owned n field value …: a new run (the answer path's write).
+-- C id endpoint owned n field value …: a new run (the answer path's write). owned: 1 (owned
+-- by the writing process, leased), 0 (queued, unowned) or f (journaled finished: a request's
+-- run whose steps all ran before it was journaled).
 ops.C = function(i)
   local id, ep, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 3])
   local k = p .. 'run:' .. id
@@ -128,8 +130,13 @@ ops.C = function(i)
   redis.call('ZADD', p .. 'all', sq, id)
   redis.call('ZADD', p .. 'ep:' .. ep, sq, id)
   if not eps[ep] then redis.call('SADD', p .. 'endpoints', ep); eps[ep] = true end
-  if ARGV[i + 2] == '1' then
+  local o = ARGV[i + 2]
+  if o == '1' then
     redis.call('ZADD', p .. 'leases', lease_at, id)
+  elseif o == 'f' then
+    -- Journaled finished: in the history as a final status puts it, never in the leases.
+    redis.call('ZADD', p .. 'finished', redis.call('HGET', k, 'finished') or 0, id)
+    redis.call('ZADD', p .. 'done:' .. ep, sq, id)
   else
     redis.call('ZADD', p .. 'leases', 0, id)
   end
@@ -633,7 +640,14 @@ impl RedisBackend {
         let mut args = Args::with_capacity(4 + 2 * n, 1024);
         args.push(&run.id);
         args.push(&run.endpoint);
-        args.push(if run.owner.is_some() { "1" } else { "0" });
+        // `f`: journaled finished (a request's run whose steps all ran before, see the C op).
+        args.push(if run.status.is_final() {
+            "f"
+        } else if run.owner.is_some() {
+            "1"
+        } else {
+            "0"
+        });
         args.int(n);
         fields(&run, &mut args, |a| rec(&run, a));
         debug_assert_eq!(args.len(), 4 + 2 * n);
@@ -1577,12 +1591,32 @@ impl Backend for RedisBackend {
         run: RunRecord,
         data: &Value,
     ) -> BoxFuture<'static, StateResult<()>> {
-        if !run.steps.is_empty() {
-            // Not a request's new run (`rec` holds no steps): the default.
-            return self.create_run(super::record::with_request_data(run, data));
-        }
         self.create(run, |run, a| {
-            super::record::write_record_text(run, data, &mut a.buf);
+            // `rec` is the record as accepted (queued, no times, no steps): a run journaled
+            // with the steps it ran first (src/listener/workflow.rs, `run_prefix`) has them,
+            // its times and its status as fields only, the hash its later events would leave.
+            if run.status == RunStatus::Queued
+                && run.steps.is_empty()
+                && run.started.is_none()
+                && run.finished.is_none()
+                && run.error.is_none()
+            {
+                super::record::write_record_text(run, data, &mut a.buf);
+            } else {
+                let mut accepted = RunRecord::new(
+                    run.id.clone(),
+                    run.endpoint.clone(),
+                    run.first_hash.clone(),
+                    run.second_hash.clone(),
+                    run.config_fingerprint.clone(),
+                    run.resumable,
+                    serde_json::Value::Null,
+                    run.created,
+                    run.owner.clone(),
+                );
+                accepted.attempt = run.attempt;
+                super::record::write_record_text(&accepted, data, &mut a.buf);
+            }
             a.ends.push(a.buf.len());
         })
     }

@@ -497,3 +497,92 @@ fn fields_in_one_buffer_are_the_fields_before() {
         assert_eq!(super::field_count(&run), pairs.len());
     }
 }
+
+/// A request's run journaled finished with its steps (the runner's leading `store` /
+/// `condition` steps, src/listener/workflow.rs `run_prefix`: one write) leaves the hash and
+/// the sorted-set entries its creation and the one write at its end (`store_end`) leave, with
+/// and without an owner, for one to three steps and generated request data: it is in the
+/// history and the retention sets, never in the leases, and reads back the same.
+#[test]
+fn a_run_journaled_finished_leaves_what_its_creation_and_end_leave() {
+    use super::super::{Checkpoint, StepRecord, StepStatus};
+    let Some(redis) = RedisChild::start() else {
+        return;
+    };
+    let (old, new) = (
+        RedisBackend::open(&redis.url(11), 30).unwrap(),
+        RedisBackend::open(&redis.url(12), 30).unwrap(),
+    );
+    let raw = |db| {
+        ::redis::Client::open(redis.url(db))
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    };
+    let (mut raw_old, mut raw_new) = (raw(11), raw(12));
+    let zscore = |c: &mut ::redis::Connection, key: &str, id: &str| -> Option<String> {
+        ::redis::cmd("ZSCORE")
+            .arg(format!("fs:{{j}}:{key}"))
+            .arg(id)
+            .query(c)
+            .unwrap()
+    };
+    let mut g = Gen(0x9e37_79b9_7f4a_7c15);
+    block_on(async {
+        for i in 0..120 {
+            let data = g.data();
+            let id = format!("f{i}");
+            let names: Vec<String> = (0..1 + i % 3).map(|k| format!("s{k}")).collect();
+            let steps: Vec<&str> = names.iter().map(String::as_str).collect();
+            let mut run = new_run(&id);
+            if i % 2 == 0 {
+                run.owner = None;
+            }
+            old.create_request_run(run.clone(), &data).await.unwrap();
+            old.record_all(store_end(&id, &steps, RunStatus::Succeeded, None))
+                .await
+                .unwrap();
+            let mut done = run;
+            done.status = RunStatus::Succeeded;
+            done.started = Some(1_100);
+            done.finished = Some(1_200);
+            done.steps = steps
+                .iter()
+                .enumerate()
+                .map(|(k, s)| {
+                    let at = 1_110 + 10 * k as i64;
+                    StepRecord {
+                        id: s.to_string(),
+                        kind: "store".into(),
+                        status: StepStatus::Succeeded,
+                        started: Some(at),
+                        finished: Some(at + 5),
+                        due: None,
+                        error: None,
+                        checkpoint: Some(Checkpoint {
+                            set: vec![(s.to_string(), serde_json::json!(at + 5))],
+                            branch: None,
+                        }),
+                    }
+                })
+                .collect();
+            new.create_request_run(done.clone(), &data).await.unwrap();
+            assert_eq!(hash(&mut raw_old, &id), hash(&mut raw_new, &id), "{id}");
+            for key in ["leases", "finished", "done:e", "all", "ep:e", "delays"] {
+                assert_eq!(
+                    zscore(&mut raw_old, key, &id),
+                    zscore(&mut raw_new, key, &id),
+                    "{id} in {key}"
+                );
+            }
+            assert_eq!(
+                zscore(&mut raw_new, "leases", &id),
+                None,
+                "{id}: not leased"
+            );
+            let read = new.get_run(&id).await.unwrap();
+            assert_eq!(read, old.get_run(&id).await.unwrap(), "{id}");
+            assert_eq!(read.steps, done.steps, "{id}");
+        }
+    });
+}

@@ -23,17 +23,19 @@ use futures_util::future::{BoxFuture, FutureExt};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// Most writes applied in one transaction.
 const MAX_BATCH: usize = 1024;
-/// How long the writer lets writes gather before a commit while writes keep coming (the last
-/// batch held more than one): a commit's cost is mostly fixed (its WAL frames: a page per
-/// table and index it touches), so under load more runs per commit is less CPU per run, for at
-/// most this much more latency. A lone write (an idle server) is committed at once.
+/// How long at most the writer lets writes gather before a commit while writes keep coming
+/// (the last batch held more than one): a commit's cost is mostly fixed (its WAL frames: a
+/// page per table and index it touches), so under load more runs per commit is less CPU per
+/// run, for at most this much more latency. The wait ends as soon as as many writes as the last
+/// batch held are queued ([`Gather`]). A lone write (an idle server) is committed at once.
 const LINGER: Duration = Duration::from_micros(500);
 /// Most runs purged in one transaction.
 const PURGE_CHUNK: usize = 1000;
@@ -166,10 +168,78 @@ struct Job {
     ack: Option<oneshot::Sender<StateResult<()>>>,
 }
 
+/// The writer's queue: the channel and the count that lets the writer stop lingering early.
+#[derive(Clone)]
+struct Queue {
+    tx: mpsc::Sender<Job>,
+    gather: Arc<Gather>,
+}
+
+impl Queue {
+    /// Queues `job`; false when the writer has stopped.
+    fn send(&self, job: Job) -> bool {
+        let sent = self.tx.send(job).is_ok();
+        self.gather.sent();
+        sent
+    }
+}
+
+/// How a batch gathers. Under load the writer waits for as many writes as its last batch held
+/// (the load's own rhythm: with C requests in flight that each wait for their commit, C writes
+/// come, then nothing until their answers are out), at most [`LINGER`]: waiting a fixed time
+/// instead left the process idle once every waiting write was queued — MySQL's
+/// `binlog_group_commit_sync_no_delay_count` bounds its group-commit delay the same way, with a
+/// fixed count (docs/state.md, "Performance"). Producers count their writes; the one that
+/// reaches the count the writer waits for wakes it, once per batch (a wake per write would be a
+/// context switch per write).
+struct Gather {
+    /// Writes queued so far.
+    sent: AtomicU64,
+    /// The `sent` count the writer waits for (`u64::MAX`: it is not waiting).
+    wake_at: AtomicU64,
+    /// The writer's thread (set when it starts).
+    writer: OnceLock<std::thread::Thread>,
+}
+
+impl Gather {
+    fn new() -> Gather {
+        Gather {
+            sent: AtomicU64::new(0),
+            wake_at: AtomicU64::new(u64::MAX),
+            writer: OnceLock::new(),
+        }
+    }
+
+    /// A write was queued.
+    fn sent(&self) {
+        let n = self.sent.fetch_add(1, Ordering::SeqCst) + 1;
+        if n == self.wake_at.load(Ordering::SeqCst) {
+            if let Some(t) = self.writer.get() {
+                t.unpark();
+            }
+        }
+    }
+
+    /// On the writer's thread: waits until `count` writes have been queued in all, or until
+    /// `deadline`.
+    fn wait_for(&self, count: u64, deadline: Instant) {
+        self.wake_at.store(count, Ordering::SeqCst);
+        // (Re-read after the store: a write that reached `count` before it woke nobody.)
+        while self.sent.load(Ordering::SeqCst) < count {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            std::thread::park_timeout(deadline - now);
+        }
+        self.wake_at.store(u64::MAX, Ordering::SeqCst);
+    }
+}
+
 /// The SQLite backend.
 pub struct SqliteBackend {
     path: PathBuf,
-    writer: Mutex<Option<mpsc::Sender<Job>>>,
+    writer: Mutex<Option<Queue>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Queries and the rare multi-row updates (recover, claim, retry, purge).
     reader: Mutex<Connection>,
@@ -288,9 +358,14 @@ impl SqliteBackend {
         let mem = MemoryStore::new();
         load_store(&reader, &mem, super::now_ms()).map_err(|e| sql_err(path, e))?;
         let (tx, rx) = mpsc::channel::<Job>();
+        let tx = Queue {
+            tx,
+            gather: Arc::new(Gather::new()),
+        };
+        let gather = tx.gather.clone();
         let thread = std::thread::Builder::new()
             .name("flexscript-journal".into())
-            .spawn(move || writer_loop(writer, rx))
+            .spawn(move || writer_loop(writer, rx, &gather))
             .map_err(|e| format!("cannot start the journal writer: {e}"))?;
         Ok(SqliteBackend {
             path: path.to_path_buf(),
@@ -317,7 +392,7 @@ impl SqliteBackend {
     fn submit(&self, op: Op) -> BoxFuture<'static, StateResult<()>> {
         let (ack, rx) = oneshot::channel();
         let sent = match &*self.writer.lock().unwrap_or_else(|e| e.into_inner()) {
-            Some(tx) => tx.send(Job { op, ack: Some(ack) }).is_ok(),
+            Some(tx) => tx.send(Job { op, ack: Some(ack) }),
             None => false,
         };
         async move {
@@ -341,7 +416,10 @@ impl Drop for SqliteBackend {
         }
         let (closed, _) = mpsc::channel();
         if let Ok(mut s) = self.store.tx.lock() {
-            *s = closed;
+            *s = Queue {
+                tx: closed,
+                gather: Arc::new(Gather::new()),
+            };
         }
         if let Some(h) = self.thread.lock().ok().and_then(|mut t| t.take()) {
             let _ = h.join();
@@ -420,23 +498,37 @@ impl std::ops::Deref for Writes<'_> {
     }
 }
 
-fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>, gather: &Gather) {
+    let _ = gather.writer.set(std::thread::current());
     let w = Writes::new(&conn);
-    // Whether the last batch held more than one write: writes keep coming, so the next
-    // commit lingers for LINGER first and carries more of them (docs/state.md, "Performance").
-    let mut busy = false;
-    while let Ok(first) = rx.recv() {
-        if busy {
-            std::thread::sleep(LINGER);
-        }
-        let mut batch = vec![first];
+    // Writes received so far (the writer's side of `gather.sent`).
+    let mut taken: u64 = 0;
+    let drain = |batch: &mut Vec<Job>, taken: &mut u64| {
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(j) => batch.push(j),
+                Ok(j) => {
+                    batch.push(j);
+                    *taken += 1;
+                }
                 Err(_) => break,
             }
         }
-        busy = batch.len() > 1;
+    };
+    // The size of the last batch when it held more than one write (writes keep coming: the
+    // next commit waits for as many, at most LINGER; docs/state.md, "Performance"), else 0.
+    let mut expect = 0;
+    while let Ok(first) = rx.recv() {
+        taken += 1;
+        let mut batch = vec![first];
+        drain(&mut batch, &mut taken);
+        if batch.len() < expect {
+            gather.wait_for(
+                taken + (expect - batch.len()) as u64,
+                Instant::now() + LINGER,
+            );
+            drain(&mut batch, &mut taken);
+        }
+        expect = if batch.len() > 1 { batch.len() } else { 0 };
         let together = (|| {
             // (Unchecked: `w` holds statements of `conn`; no transaction is ever nested.)
             let tx = conn.unchecked_transaction()?;
@@ -748,6 +840,25 @@ fn apply(tx: &Writes<'_>, op: &Op) -> rusqlite::Result<()> {
                     r.owner,
                 ],
             )?;
+            // A request's run journaled with the steps it ran first (src/listener/workflow.rs,
+            // `run_prefix`), or a whole record.
+            for st in &r.steps {
+                tx.exec(
+                    "INSERT INTO steps (run, id, kind, status, started, finished, due, error,
+                     checkpoint) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    params![
+                        r.id,
+                        st.id,
+                        st.kind,
+                        st.status.as_str(),
+                        st.started,
+                        st.finished,
+                        st.due,
+                        st.error,
+                        st.checkpoint.as_ref().map(Checkpoint::to_text),
+                    ],
+                )?;
+            }
         }
         Op::Event(e) => apply_event(tx, e)?,
         Op::Events(es) => {
@@ -1295,12 +1406,12 @@ impl Backend for SqliteBackend {
 pub struct SqliteStore {
     mem: MemoryStore,
     /// Also serialises each change with its write, so the file sees changes in order.
-    tx: Mutex<mpsc::Sender<Job>>,
+    tx: Mutex<Queue>,
 }
 
 impl SqliteStore {
-    fn send(tx: &mpsc::Sender<Job>, op: Op) {
-        if tx.send(Job { op, ack: None }).is_err() {
+    fn send(tx: &Queue, op: Op) {
+        if !tx.send(Job { op, ack: None }) {
             tracing::error!("shared store: the journal writer stopped; change not saved");
         }
     }
@@ -1683,6 +1794,38 @@ mod tests {
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .unwrap();
         rows.map(Result::unwrap).collect()
+    }
+
+    /// A writer waiting for a batch to gather is woken by the write that completes it (once),
+    /// not at its deadline.
+    #[test]
+    fn a_lingering_writer_is_woken_by_the_write_it_waits_for() {
+        // Without the wake the writer would wait until the deadline (a minute here).
+        let gather = Arc::new(Gather::new());
+        let _ = gather.writer.set(std::thread::current());
+        let producer = {
+            let g = gather.clone();
+            std::thread::spawn(move || {
+                for _ in 0..5 {
+                    std::thread::sleep(Duration::from_millis(2));
+                    g.sent();
+                }
+            })
+        };
+        let t0 = Instant::now();
+        gather.wait_for(5, t0 + Duration::from_secs(60));
+        assert!(gather.sent.load(Ordering::SeqCst) >= 5);
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "woken by the fifth write"
+        );
+        producer.join().unwrap();
+        // A count already reached does not wait; a deadline ends the wait.
+        let t0 = Instant::now();
+        gather.wait_for(3, t0 + Duration::from_secs(60));
+        gather.wait_for(6, t0 + Duration::from_millis(20));
+        assert!(t0.elapsed() < Duration::from_secs(30));
+        assert_eq!(gather.wake_at.load(Ordering::SeqCst), u64::MAX);
     }
 
     /// Of a batch's writes of one shared-store name only the last is applied, and the file
