@@ -58,6 +58,14 @@ macro_rules! open_runs_term {
 /// purge walks `runs_endpoint`), so a run's end removes its index entry instead of adding one.
 /// A file made before `runs_open` has `runs_status (status, seq)` over every run: it is dropped
 /// (and `runs_open` built from the unfinished runs) when the file is opened.
+///
+/// `runs.steps`: the steps a run was journaled with at its creation (its leading `store` /
+/// `condition` steps, src/listener/workflow.rs `run_prefix`), as a JSON array of step records
+/// in the run's own row — two rows of `steps` and two entries of its index fewer per run, about
+/// a quarter of the writer's instructions per run of the durable benchmark (docs/state.md,
+/// "Performance"). Steps journaled later are rows of `steps`; a row of a step also in the
+/// array replaces it when the run is read ([`decode_run`]). A file made before the column has
+/// it added when opened ([`add_steps_column`]).
 const SCHEMA: &str = concat!(
     "
 CREATE TABLE IF NOT EXISTS runs (
@@ -75,7 +83,8 @@ CREATE TABLE IF NOT EXISTS runs (
     finished INTEGER,
     error TEXT,
     data TEXT NOT NULL,
-    owner TEXT
+    owner TEXT,
+    steps TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_endpoint ON runs (endpoint, seq);
 DROP INDEX IF EXISTS runs_status;
@@ -323,6 +332,20 @@ fn take_ownership(path: &Path) -> Result<Connection, String> {
     }
 }
 
+/// Adds `runs.steps` to a file made before it (see [`SCHEMA`]): `ALTER TABLE … ADD COLUMN` only
+/// changes the table's definition, the rows are not rewritten.
+fn add_steps_column(conn: &Connection) -> rusqlite::Result<()> {
+    let has: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('runs') WHERE name = 'steps')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has {
+        conn.execute_batch("ALTER TABLE runs ADD COLUMN steps TEXT")?;
+    }
+    Ok(())
+}
+
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_os_string();
     s.push(suffix);
@@ -354,6 +377,7 @@ impl SqliteBackend {
     fn open_inner(path: &Path, durability: Durability) -> Result<SqliteBackend, String> {
         let writer = connect(path, durability)?;
         writer.execute_batch(SCHEMA).map_err(|e| sql_err(path, e))?;
+        add_steps_column(&writer).map_err(|e| sql_err(path, e))?;
         let reader = connect(path, durability)?;
         let mem = MemoryStore::new();
         load_store(&reader, &mem, super::now_ms()).map_err(|e| sql_err(path, e))?;
@@ -819,10 +843,16 @@ fn step_done(tx: &Writes<'_>, end: &RunEvent, kind: &str, started: i64) -> rusql
 fn apply(tx: &Writes<'_>, op: &Op) -> rusqlite::Result<()> {
     match op {
         Op::Create { run: r, data } => {
+            // A request's run journaled with the steps it ran first (src/listener/workflow.rs,
+            // `run_prefix`), or a whole record: its steps in its row (see SCHEMA).
+            let steps = (!r.steps.is_empty())
+                .then(|| serde_json::to_string(&r.steps))
+                .transpose()
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
             tx.exec(
                 "INSERT INTO runs (id, endpoint, first_hash, second_hash, fingerprint, resumable,
-                 status, attempt, created, started, finished, error, data, owner)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                 status, attempt, created, started, finished, error, data, owner, steps)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
                 params![
                     r.id,
                     r.endpoint,
@@ -838,27 +868,9 @@ fn apply(tx: &Writes<'_>, op: &Op) -> rusqlite::Result<()> {
                     r.error,
                     data,
                     r.owner,
+                    steps,
                 ],
             )?;
-            // A request's run journaled with the steps it ran first (src/listener/workflow.rs,
-            // `run_prefix`), or a whole record.
-            for st in &r.steps {
-                tx.exec(
-                    "INSERT INTO steps (run, id, kind, status, started, finished, due, error,
-                     checkpoint) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                    params![
-                        r.id,
-                        st.id,
-                        st.kind,
-                        st.status.as_str(),
-                        st.started,
-                        st.finished,
-                        st.due,
-                        st.error,
-                        st.checkpoint.as_ref().map(Checkpoint::to_text),
-                    ],
-                )?;
-            }
         }
         Op::Event(e) => apply_event(tx, e)?,
         Op::Events(es) => {
@@ -1032,7 +1044,7 @@ fn apply_event(tx: &Writes<'_>, e: &RunEvent) -> rusqlite::Result<()> {
 
 const RUN_COLUMNS: &str =
     "seq, id, endpoint, first_hash, second_hash, fingerprint, resumable, status,
-    attempt, created, started, finished, error, data, owner";
+    attempt, created, started, finished, error, data, owner, steps";
 
 /// A `runs` row, its data still text (decoded by [`decode_run`]).
 struct RunRow {
@@ -1040,6 +1052,8 @@ struct RunRow {
     record: RunRecord,
     status: String,
     data: String,
+    /// `runs.steps` (see [`SCHEMA`]).
+    steps: Option<String>,
 }
 
 fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
@@ -1048,6 +1062,7 @@ fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
         seq: r.get(0)?,
         status: status.clone(),
         data: r.get(13)?,
+        steps: r.get(15)?,
         record: RunRecord {
             id: r.get(1)?,
             endpoint: r.get(2)?,
@@ -1075,7 +1090,17 @@ fn decode_run(conn: &Connection, row: RunRow) -> StateResult<RunRecord> {
         .ok_or_else(|| StateError::Corrupt(format!("run {}: status `{}`", rec.id, row.status)))?;
     rec.data = serde_json::from_str(&row.data)
         .map_err(|e| StateError::Corrupt(format!("run {}: request data: {e}", rec.id)))?;
-    rec.steps = load_steps(conn, &rec.id)?;
+    rec.steps = match &row.steps {
+        Some(text) => serde_json::from_str(text)
+            .map_err(|e| StateError::Corrupt(format!("run {}: steps: {e}", rec.id)))?,
+        None => Vec::new(),
+    };
+    for s in load_steps(conn, &rec.id)? {
+        match rec.steps.iter_mut().find(|x| x.id == s.id) {
+            Some(x) => *x = s,
+            None => rec.steps.push(s),
+        }
+    }
     Ok(rec)
 }
 
@@ -1314,17 +1339,31 @@ impl Backend for SqliteBackend {
             immediate(&mut conn, |tx| {
                 let mut rec = get_run(tx, id)?;
                 rec.requeue(from)?;
-                match from {
-                    RetryFrom::Start => tx.execute("DELETE FROM steps WHERE run = ?1", params![id]),
-                    RetryFrom::Failed => tx.execute(
-                        "DELETE FROM steps WHERE run = ?1 AND status != 'succeeded'",
-                        params![id],
-                    ),
+                // The steps kept (`requeue` dropped the others) become rows; the run's own
+                // array (see SCHEMA) is emptied.
+                tx.execute("DELETE FROM steps WHERE run = ?1", params![id])
+                    .map_err(unavailable)?;
+                for st in &rec.steps {
+                    tx.execute(
+                        "INSERT INTO steps (run, id, kind, status, started, finished, due, error,
+                         checkpoint) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                        params![
+                            id,
+                            st.id,
+                            st.kind,
+                            st.status.as_str(),
+                            st.started,
+                            st.finished,
+                            st.due,
+                            st.error,
+                            st.checkpoint.as_ref().map(Checkpoint::to_text),
+                        ],
+                    )
+                    .map_err(unavailable)?;
                 }
-                .map_err(unavailable)?;
                 tx.execute(
                     "UPDATE runs SET status = 'queued', attempt = ?2, finished = NULL, error = NULL,
-                     owner = NULL, resumable = 1 WHERE id = ?1",
+                     owner = NULL, resumable = 1, steps = NULL WHERE id = ?1",
                     params![id, rec.attempt],
                 )
                 .map_err(unavailable)?;
@@ -1688,7 +1727,35 @@ mod tests {
                 succeeded("keep", "s1", 7),
                 status("done", Succeeded, 8, None),
             ] {
-                apply(&Writes::new(&tx), &op).unwrap();
+                match &op {
+                    // The older binary's insert (no `steps` column).
+                    Op::Create { run: r, data } => {
+                        tx.execute(
+                            "INSERT INTO runs (id, endpoint, first_hash, second_hash, fingerprint,
+                             resumable, status, attempt, created, started, finished, error, data,
+                             owner) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,
+                             ?13, ?14)",
+                            params![
+                                r.id,
+                                r.endpoint,
+                                r.first_hash,
+                                r.second_hash,
+                                r.config_fingerprint,
+                                r.resumable,
+                                r.status.as_str(),
+                                r.attempt,
+                                r.created,
+                                r.started,
+                                r.finished,
+                                r.error,
+                                data,
+                                r.owner,
+                            ],
+                        )
+                        .unwrap();
+                    }
+                    _ => apply(&Writes::new(&tx), &op).unwrap(),
+                }
             }
             tx.commit().unwrap();
             assert_eq!(indexes(&conn), ["runs_endpoint", "runs_status"]);
@@ -1696,7 +1763,46 @@ mod tests {
         for round in 0..2 {
             let b = SqliteBackend::open(&path, Durability::Normal).unwrap();
             assert_eq!(indexes(&b.reader()), ["runs_endpoint", "runs_open"]);
+            let has_steps: bool = b
+                .reader()
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM pragma_table_info('runs') WHERE name = 'steps')",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert!(has_steps, "runs.steps added");
             if round == 0 {
+                // A run journaled with its steps in the migrated file reads back whole.
+                let mut run = RunRecord::new(
+                    "leading".into(),
+                    "e".into(),
+                    "h1".into(),
+                    "h2".into(),
+                    "fp".into(),
+                    true,
+                    serde_json::json!({"n": 1}),
+                    4,
+                    Some("new".into()),
+                );
+                run.status = Succeeded;
+                run.started = Some(4);
+                run.finished = Some(5);
+                run.steps = vec![StepRecord {
+                    id: "s".into(),
+                    kind: "store".into(),
+                    status: StepStatus::Succeeded,
+                    started: Some(4),
+                    finished: Some(5),
+                    due: None,
+                    error: None,
+                    checkpoint: Some(Checkpoint {
+                        set: vec![("x".into(), serde_json::json!(1))],
+                        branch: None,
+                    }),
+                }];
+                block_on(b.create_run(run.clone())).unwrap();
+                assert_eq!(block_on(b.get_run("leading")).unwrap(), run);
                 let back = block_on(b.recover("new", 9)).unwrap();
                 let ids: Vec<_> = back.iter().map(|r| r.id.as_str()).collect();
                 assert_eq!(ids, ["keep"]);
@@ -1722,7 +1828,7 @@ mod tests {
                 }))
                 .unwrap();
                 let ids: Vec<_> = page.runs.iter().map(|r| r.id.as_str()).collect();
-                assert_eq!(ids, ["done", "keep"]);
+                assert_eq!(ids, ["leading", "done", "keep"], "newest first");
             }
             drop(b);
             // What an older binary does when it opens the file.

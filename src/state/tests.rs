@@ -403,12 +403,21 @@ fn corrupt_rows_are_an_error_for_that_run() {
     let b = SqliteBackend::open(&path, Durability::Normal).unwrap();
     block_on(b.create_run(new_run("bad", "e", true))).unwrap();
     block_on(b.create_run(new_run("good", "e", true))).unwrap();
+    block_on(b.create_run(new_run("badsteps", "e", true))).unwrap();
     let raw = rusqlite::Connection::open(&path).unwrap();
     raw.execute("UPDATE runs SET data = '{not json' WHERE id = 'bad'", [])
         .unwrap();
-    match block_on(b.get_run("bad")) {
-        Err(StateError::Corrupt(m)) => assert!(m.contains("bad"), "{m}"),
-        other => panic!("expected corrupt, got {other:?}"),
+    // The steps a run was journaled with (`runs.steps`), not an array of step records.
+    raw.execute(
+        "UPDATE runs SET steps = '[{\"id\": 1}' WHERE id = 'badsteps'",
+        [],
+    )
+    .unwrap();
+    for id in ["bad", "badsteps"] {
+        match block_on(b.get_run(id)) {
+            Err(StateError::Corrupt(m)) => assert!(m.contains(id), "{m}"),
+            other => panic!("expected corrupt, got {other:?}"),
+        }
     }
     let back = block_on(b.recover("me2", 5)).unwrap();
     assert_eq!(back.len(), 1);
@@ -418,7 +427,8 @@ fn corrupt_rows_are_an_error_for_that_run() {
         ..RunFilter::default()
     }))
     .unwrap();
-    assert_eq!(bad.runs[0].id, "bad");
+    let ids: Vec<_> = bad.runs.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["badsteps", "bad"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
