@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Listener throughput against a bare hyper baseline (docs/listener.md, "Performance"), and a
-# durable row: a two-step workflow journaled in SQLite (docs/state.md).
+# durable row: a two-step workflow journaled in SQLite (docs/state.md), measured ROUNDS times,
+# each round right after a bare hyper round, with the median ratio.
 #
 # Both servers are pinned to CPU 0 (`taskset -c 0`), wrk to CPU 1; 32 connections, one wrk
 # thread. The listener serves a JWT-authenticated `data` endpoint that renders request data
@@ -108,6 +109,8 @@ bare_url="http://127.0.0.1:${p_bare}/listener/$h1/$h2?ref=A-1"
 listener_url="http://127.0.0.1:${p_listener}/listener/$h1/$h2?ref=A-1"
 auth="Authorization: Bearer $token"
 warm "$bare_url"
+ratio() { awk -v a="$(cat "$dir/$1.rps")" -v b="$(cat "$dir/bare_hyper.rps")" 'BEGIN { printf "%.2f", a / b }'; }
+median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 warm "$listener_url" "$auth"
 if ! row listener; then
   # Bare hyper only: the reference of the rows below.
@@ -129,8 +132,6 @@ run_new_tokens() {
     "$(awk '/^VmHWM:/ {print $2 " " $3}' "/proc/$listener_pid/status")" \
     "$(awk '/Non-2xx/ {print $NF}' <<<"$out" | grep . || echo 0)"
 }
-ratio() { awk -v a="$(cat "$dir/$1.rps")" -v b="$(cat "$dir/bare_hyper.rps")" 'BEGIN { printf "%.2f", a / b }'; }
-median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 ratios=()
 new_ratios=()
 for round in $(seq 1 "$rounds"); do
@@ -157,33 +158,46 @@ pids+=($!)
 durable_pid=$!
 wait_port "$p_durable"
 durable_url="http://127.0.0.1:${p_durable}/listener/$h1/$h2?ref=A-1"
-# No warm-up: every run in the file comes from the measured wrk run.
-cpu0="$(awk '{print $14 + $15}' "/proc/$durable_pid/stat")"
-t0="$(date +%s.%N)"
-run_wrk durable "$durable_pid" "$durable_url"
-echo "durable / bare_hyper = $(awk -v a="$(cat "$dir/durable.rps")" -v b="$(cat "$dir/bare_hyper.rps")" \
-  'BEGIN { printf "%.2f", a / b }')   (last bare_hyper round)"
-accepted="$(awk '/requests in/ {print $1}' "$dir/durable.wrk")"
+# No warm-up: every run in the file comes from the measured wrk runs. The first round follows
+# the bare hyper rounds above; each further round (ROUNDS in all) measures bare hyper again
+# right before it, and the median of the rounds' ratios is printed (the machine drifts).
 db="$dir/durable/.flexscript/state.db"
 count() {
   python3 -c "import sqlite3,sys; c=sqlite3.connect('file:'+sys.argv[1]+'?mode=ro', uri=True); print(c.execute(sys.argv[2]).fetchone()[0])" "$db" "$1"
 }
-for _ in $(seq 1 3000); do
-  [ "$(count "SELECT count(*) FROM runs WHERE status NOT IN ('succeeded','failed','interrupted')")" = 0 ] && break
-  sleep 0.1
+wait_runs() {
+  for _ in $(seq 1 3000); do
+    [ "$(count "SELECT count(*) FROM runs WHERE status NOT IN ('succeeded','failed','interrupted')")" = 0 ] && break
+    sleep 0.1
+  done
+}
+cpu0="$(awk '{print $14 + $15}' "/proc/$durable_pid/stat")"
+durable_ratios=()
+accepted=0
+for round in $(seq 1 "$rounds"); do
+  [ "$round" -gt 1 ] && run_wrk bare_hyper "$bare_pid" "$bare_url"
+  t0="$(date +%s.%N)"
+  before="$(count "SELECT count(*) FROM runs")"
+  run_wrk durable "$durable_pid" "$durable_url"
+  durable_ratios+=("$(awk -v a="$(cat "$dir/durable.rps")" -v b="$(cat "$dir/bare_hyper.rps")" \
+    'BEGIN { printf "%.2f", a / b }')")
+  echo "durable / bare_hyper = ${durable_ratios[-1]}   (this round's bare_hyper)"
+  accepted=$((accepted + $(awk '/requests in/ {print $1}' "$dir/durable.wrk")))
+  wait_runs
+  t1="$(date +%s.%N)"
+  # Runs completed per second from the burst's start until the last run finished: what the
+  # server sustains, where req/s also counts runs left in the backlog after the burst.
+  completed durable "$(( $(count "SELECT count(*) FROM runs WHERE status = 'succeeded'") - before ))" "$t0" "$t1"
 done
-t1="$(date +%s.%N)"
+[ "$rounds" -gt 1 ] && echo "durable ratios: ${durable_ratios[*]}   median durable / bare_hyper = $(median "${durable_ratios[@]}")"
 # wrk counts the answers it read; requests cut at the end were accepted too, so the check is
 # succeeded >= answered and nothing unfinished or failed.
 succeeded="$(count "SELECT count(*) FROM runs WHERE status = 'succeeded'")"
 others="$(count "SELECT count(*) FROM runs WHERE status != 'succeeded'")"
 echo "durable runs: $succeeded succeeded, $others not, $accepted answered by wrk"
-# Runs completed per second from the burst's start until the last run finished: what the server
-# sustains, where req/s also counts runs left in the backlog after the burst.
-completed durable "$succeeded" "$t0" "$t1"
-# The server's CPU time (user + system, all threads) per run, from the burst's start until
-# every run finished: the whole per-run cost on its core, less sensitive to the machine's load
-# than req/s.
+# The server's CPU time (user + system, all threads) per run, from the first burst's start
+# until every run finished: the whole per-run cost on its core, less sensitive to the
+# machine's load than req/s.
 awk -v t0="$cpu0" -v n="$succeeded" -v hz="$(getconf CLK_TCK)" \
   '{ printf "durable server CPU per run: %.1f us\n", ($14 + $15 - t0) * 1e6 / hz / n }' \
   "/proc/$durable_pid/stat"

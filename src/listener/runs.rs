@@ -185,10 +185,11 @@ impl Runner {
     /// and claimed back later; the handle is then of a task that does nothing.
     ///
     /// Cancel-safe: hyper drops a request's future when its client disconnects, possibly while
-    /// the journal commits. A resumable run is therefore committed and activated in a task of
-    /// its own, which the caller only waits for: a committed run always runs, and a reserved
-    /// place in the queue is always given back (before, such a run stayed `queued`, owned by
-    /// this process, until the next start).
+    /// the journal commits. A resumable run that has steps left to run is therefore committed
+    /// and activated in a task of its own, which the caller only waits for: a committed run
+    /// always runs, and a reserved place in the queue is always given back (before, such a run
+    /// stayed `queued`, owned by this process, until the next start). A run journaled finished
+    /// needs no task: its write is queued before anything is awaited.
     pub async fn start(
         self: &Arc<Self>,
         run: Arc<Run>,
@@ -199,37 +200,41 @@ impl Runner {
             // Nothing is awaited for these: `accept` completes in its first poll.
             return self
                 .clone()
-                .accept(run, data, fingerprint.to_string())
+                .accept(run, data, fingerprint.to_string(), None, Instant::now())
+                .await;
+        }
+        let since = Instant::now();
+        // A run nobody waits for: its leading `store` / `condition` steps run now and are
+        // journaled with its creation (src/listener/workflow.rs, `run_prefix`).
+        let mut prefix = (!run.has_listener())
+            .then(|| workflow::run_prefix(&run, &data))
+            .filter(|p| !p.steps.is_empty());
+        if let Some(p) = prefix.take_if(|p| p.frontier.is_empty()) {
+            // Cancel-safe in this task: the write is queued by the call, and nothing is reserved
+            // or started that a dropped request would leave behind.
+            return self
+                .journal_finished(&run, &data, fingerprint.to_string(), p, since)
                 .await;
         }
         let me = self.clone();
         let fingerprint = fingerprint.to_string();
-        tokio::spawn(async move { me.accept(run, data, fingerprint).await })
+        tokio::spawn(async move { me.accept(run, data, fingerprint, prefix, since).await })
             .await
             .unwrap_or_else(|e| Err(StateError::Unavailable(format!("run not started: {e}"))))
     }
 
-    /// [`Runner::start`]'s work: run the leading steps that only change `__data`, reserve a
-    /// place (or spill), journal, activate. `None`: nothing runs after the answer (the run was
-    /// journaled finished, or only journaled and left for a claim).
+    /// [`Runner::start`]'s work: reserve a place (or spill), journal (with the leading steps
+    /// `prefix` ran), activate. `None`: nothing runs after the answer (the run was only
+    /// journaled and left for a claim).
     async fn accept(
         self: Arc<Self>,
         run: Arc<Run>,
         data: Value,
         fingerprint: String,
+        prefix: Option<workflow::Prefix>,
+        since: Instant,
     ) -> Result<Option<JoinHandle<()>>, StateError> {
         let ep = &run.endpoint;
-        let since = Instant::now();
-        // A run nobody waits for: its leading `store` / `condition` steps run now and are
-        // journaled with its creation (src/listener/workflow.rs, `run_prefix`).
-        let mut prefix = (run.resumable && !run.has_listener())
-            .then(|| workflow::run_prefix(&run, &data))
-            .filter(|p| !p.steps.is_empty());
-        if let Some(p) = prefix.take_if(|p| p.frontier.is_empty()) {
-            return self
-                .journal_finished(&run, &data, fingerprint, p, since)
-                .await;
-        }
         // A place in the in-memory queue is taken now (so concurrent requests cannot pass the
         // bound); a run a request waits for (async `continue`) always gets one.
         let reserved = run.resumable && self.reserve_one();
@@ -331,6 +336,7 @@ impl Runner {
         record.finished = Some(now);
         record.steps = prefix.steps;
         self.backend.create_request_run(record, data).await?;
+        // (Not counted if the request is dropped during the commit: the run is journaled.)
         ep.metrics
             .get_or_resolve(&self.metrics, &ep.name)
             .run_finished(RunEnd::Succeeded, since.elapsed());

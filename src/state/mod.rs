@@ -10,6 +10,7 @@
 //!
 //! Engine-free: this module uses the engine's [`SharedStore`] trait and [`Value`] only.
 
+mod json_text;
 pub mod memory;
 pub mod record;
 pub mod redis;

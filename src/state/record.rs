@@ -438,14 +438,18 @@ pub fn with_request_data(mut run: RunRecord, data: &crate::Value) -> RunRecord {
 }
 
 /// The JSON text of [`journal_data`] (serde_json's compact form: `journal_data(data)
-/// .to_string()`), written straight from `data` by serde_json's serializer through `Value`'s
-/// `Serialize` (src/value/convert.rs), with no `serde_json::Value` in between: that tree (an
-/// allocation per key and string, a hashed insert per key) and its printing were ≈12,000
-/// instructions of a durable run (docs/state.md, "Performance"). The same serializer writes
-/// both, so numbers, escapes and key order are the same; `journal_text_is_the_text_of_journal_data`
-/// in src/state/tests.rs compares the two over generated values.
+/// .to_string()`), written straight from `data` (src/state/json_text.rs), with no
+/// `serde_json::Value` in between: that tree (an allocation per key and string, a hashed insert
+/// per key) and its printing were ≈12,000 instructions of a durable run (docs/state.md,
+/// "Performance"). Numbers, escapes and key order are serde_json's;
+/// `journal_text_is_the_text_of_journal_data` in src/state/tests.rs compares the two over
+/// generated values.
 pub fn journal_text(data: &crate::Value) -> String {
-    serde_json::to_string(&Journaled(data)).unwrap_or_else(|_| journal_data(data).to_string())
+    // (Written by src/state/json_text.rs: the same text, its strings scanned eight bytes at a
+    // time.)
+    let mut out = String::with_capacity(256);
+    super::json_text::value(&mut out, data, Some(&|k| !SECRET_HEADERS.contains(&k)));
+    out
 }
 
 /// `__data` serialized without the credential headers of its `__headers` map.

@@ -845,10 +845,11 @@ fn apply(tx: &Writes<'_>, op: &Op) -> rusqlite::Result<()> {
         Op::Create { run: r, data } => {
             // A request's run journaled with the steps it ran first (src/listener/workflow.rs,
             // `run_prefix`), or a whole record: its steps in its row (see SCHEMA).
-            let steps = (!r.steps.is_empty())
-                .then(|| serde_json::to_string(&r.steps))
-                .transpose()
-                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+            let steps = (!r.steps.is_empty()).then(|| {
+                let mut text = String::with_capacity(128 * r.steps.len());
+                super::json_text::steps(&mut text, &r.steps);
+                text
+            });
             tx.exec(
                 "INSERT INTO runs (id, endpoint, first_hash, second_hash, fingerprint, resumable,
                  status, attempt, created, started, finished, error, data, owner, steps)

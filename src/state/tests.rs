@@ -628,6 +628,58 @@ impl Gen {
 /// (`record::journal_text`, what the SQLite backend stores), is exactly serde_json's text of
 /// `record::journal_data` (what it stored before): same key order, numbers, escapes, and the
 /// same credential headers removed.
+/// A run's leading steps as the SQLite journal writes them (`runs.steps`, src/state/json_text.rs)
+/// are `serde_json::to_string` of the step records, for generated records: every status,
+/// times and their absence, errors and ids with every escape, checkpoints with generated
+/// values (every number kind included), branches and both empty.
+#[test]
+fn step_texts_are_serde_json_texts() {
+    use super::{Checkpoint, StepRecord, StepStatus};
+    let mut g = Gen(0x2545_f491_4f6c_dd1d);
+    let statuses = [
+        StepStatus::Running,
+        StepStatus::Waiting,
+        StepStatus::Succeeded,
+        StepStatus::Failed,
+    ];
+    for i in 0..5_000 {
+        let n = g.below(4) as usize;
+        let steps: Vec<StepRecord> = (0..n)
+            .map(|_| {
+                let opt = |g: &mut Gen| (g.below(3) > 0).then(|| g.int());
+                StepRecord {
+                    id: g.string(),
+                    kind: g.string(),
+                    status: statuses[g.below(4) as usize],
+                    started: opt(&mut g),
+                    finished: opt(&mut g),
+                    due: opt(&mut g),
+                    error: (g.below(2) == 0).then(|| g.string()),
+                    checkpoint: (g.below(4) > 0).then(|| Checkpoint {
+                        set: (0..g.below(3))
+                            .map(|_| (g.string(), record::journal_data(&g.data())))
+                            .collect(),
+                        branch: match g.below(3) {
+                            0 => None,
+                            1 => Some(true),
+                            _ => Some(false),
+                        },
+                    }),
+                }
+            })
+            .collect();
+        let mut text = String::new();
+        super::json_text::steps(&mut text, &steps);
+        assert_eq!(
+            text,
+            serde_json::to_string(&steps).unwrap(),
+            "#{i}: {steps:?}"
+        );
+        let back: Vec<StepRecord> = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.len(), steps.len());
+    }
+}
+
 #[test]
 fn journal_text_is_the_text_of_journal_data() {
     let mut g = Gen(0x9e37_79b9_7f4a_7c15);

@@ -193,15 +193,30 @@ mod tests {
 
     /// A configuration with one `data` endpoint of two `store` steps, and a SQLite journal, in
     /// a fresh temp dir.
+    /// Two store steps: a new run of them is journaled finished at once (no activation).
+    const STORE_STEPS: &str = "[[endpoint.step]]\nid = \"a\"\ntype = \"store\"\nname = \"x\"\nvalue = \"1\"\n\
+         [[endpoint.step]]\nid = \"b\"\nparent = \"a\"\ntype = \"store\"\nname = \"y\"\nvalue = \"2\"\n";
+    /// A `log` step, then the two store steps: a new run of them waits for a worker.
+    const LOG_FIRST: &str = "[[endpoint.step]]\nid = \"l\"\ntype = \"log\"\nmessage = \"m\"\n\
+         [[endpoint.step]]\nid = \"a\"\nparent = \"l\"\ntype = \"store\"\nname = \"x\"\nvalue = \"1\"\n\
+         [[endpoint.step]]\nid = \"b\"\nparent = \"a\"\ntype = \"store\"\nname = \"y\"\nvalue = \"2\"\n";
+
     fn setup() -> (
         std::path::PathBuf,
         Arc<crate::listener::config::Config>,
         Arc<dyn Backend>,
     ) {
-        let (dir, config) = super::super::tests::config_in_temp_dir(
-            "[[endpoint.step]]\nid = \"a\"\ntype = \"store\"\nname = \"x\"\nvalue = \"1\"\n\
-             [[endpoint.step]]\nid = \"b\"\nparent = \"a\"\ntype = \"store\"\nname = \"y\"\nvalue = \"2\"\n",
-        );
+        setup_with(STORE_STEPS)
+    }
+
+    fn setup_with(
+        steps: &str,
+    ) -> (
+        std::path::PathBuf,
+        Arc<crate::listener::config::Config>,
+        Arc<dyn Backend>,
+    ) {
+        let (dir, config) = super::super::tests::config_in_temp_dir(steps);
         let config = Arc::new(config);
         let backend: Arc<dyn Backend> =
             Arc::new(SqliteBackend::open(&dir.join("state.db"), Durability::Normal).unwrap());
@@ -212,11 +227,19 @@ mod tests {
     /// future when its client disconnects): every run is journaled, and every one of them must
     /// still run and finish. Before `start` committed and activated in a task of its own, such
     /// a run stayed `queued`, owned by the server, until a restart, and its reserved place in
-    /// the queue was never given back (past the bound, the backlog then stalled too).
+    /// the queue was never given back (past the bound, the backlog then stalled too). Both for
+    /// runs with an activation (a `log` step first) and for runs journaled finished at once
+    /// (store steps only: no task of their own).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn runs_of_requests_that_went_away_during_the_commit_all_finish() {
+        for steps in [LOG_FIRST, STORE_STEPS] {
+            went_away(steps).await;
+        }
+    }
+
+    async fn went_away(steps: &str) {
         const RUNS: usize = 300;
-        let (dir, config, backend) = setup();
+        let (dir, config, backend) = setup_with(steps);
         let ep = config.endpoints[0].clone();
         let runner = Runner::new(backend.clone(), 1, Arc::new(RwLock::new(config.clone())));
         assert!(runner.queue_bound() < RUNS, "past the bound too");
