@@ -263,8 +263,10 @@ impl Runner {
         );
         let roots = match prefix {
             Some(p) => {
-                // Started with its first step; `queued` until an activation takes it.
+                // Created and started with its first step; `queued` until an activation
+                // takes it.
                 record.started = p.steps.first().and_then(|s| s.started);
+                record.created = record.started.unwrap_or(record.created);
                 record.steps = p.steps;
                 p.frontier
             }
@@ -319,7 +321,7 @@ impl Runner {
         since: Instant,
     ) -> Result<Option<JoinHandle<()>>, StateError> {
         let ep = &run.endpoint;
-        let now = state::now_ms();
+        let started = prefix.steps.first().and_then(|s| s.started);
         let mut record = RunRecord::new(
             run.run_id.clone(),
             ep.name.clone(),
@@ -328,12 +330,12 @@ impl Runner {
             fingerprint,
             run.resumable,
             serde_json::Value::Null,
-            now,
+            started.unwrap_or(prefix.ended),
             Some(self.owner.clone()),
         );
         record.status = RunStatus::Succeeded;
-        record.started = prefix.steps.first().and_then(|s| s.started);
-        record.finished = Some(now);
+        record.started = started;
+        record.finished = Some(prefix.ended);
         record.steps = prefix.steps;
         self.backend.create_request_run(record, data).await?;
         // (Not counted if the request is dropped during the commit: the run is journaled.)
@@ -1117,7 +1119,7 @@ mod tests {
             "the request data, not the steps' __data"
         );
         assert!(rec.started.is_some_and(|t| t >= before));
-        assert!(rec.finished >= rec.started && rec.created >= before);
+        assert!(rec.finished >= rec.started && rec.created == rec.started.unwrap());
         assert_eq!(rec.error, None);
         let ids: Vec<_> = rec.steps.iter().map(|s| s.id.as_str()).collect();
         assert_eq!(ids, ["a", "b"]);

@@ -425,6 +425,8 @@ pub(crate) struct Prefix {
     pub steps: Vec<StepRecord>,
     /// The steps to run next, each with its `__data`: where the run's activation starts.
     pub frontier: Vec<(usize, Value)>,
+    /// The clock (ms since the Unix epoch) when the last step ended (or when none ran).
+    pub ended: i64,
 }
 
 /// Runs the leading steps of a new run that only change its `__data` (`store` and
@@ -441,9 +443,12 @@ pub(crate) struct Prefix {
 /// `__data`.
 pub(crate) fn run_prefix(run: &Run, data: &Value) -> Prefix {
     let ep = &run.endpoint;
+    // One clock reading per step boundary: a step's end is the next one's start.
+    let mut now = state::now_ms();
     let mut out = Prefix {
         steps: Vec::new(),
         frontier: Vec::new(),
+        ended: now,
     };
     let opts = opts().with_read_only_store(true);
     let mut stack: Vec<(usize, Value)> = ep
@@ -460,8 +465,11 @@ pub(crate) fn run_prefix(run: &Run, data: &Value) -> Prefix {
             out.frontier.push((i, data));
             continue;
         }
-        let started = state::now_ms();
-        let Some(Ok(checkpoint)) = exec_local(run, &step.kind, &mut data, opts) else {
+        let started = now;
+        let done = exec_local(run, &step.kind, &mut data, opts);
+        now = state::now_ms();
+        out.ended = now;
+        let Some(Ok(checkpoint)) = done else {
             // (`data` is unchanged: a step writes it only once it succeeded.)
             out.frontier.push((i, data));
             continue;
@@ -474,7 +482,7 @@ pub(crate) fn run_prefix(run: &Run, data: &Value) -> Prefix {
             kind: step.kind.name().into(),
             status: StepStatus::Succeeded,
             started: Some(started),
-            finished: Some(state::now_ms()),
+            finished: Some(now),
             due: None,
             error: None,
             checkpoint: Some(checkpoint),

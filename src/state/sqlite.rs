@@ -59,6 +59,13 @@ macro_rules! open_runs_term {
 /// A file made before `runs_open` has `runs_status (status, seq)` over every run: it is dropped
 /// (and `runs_open` built from the unfinished runs) when the file is opened.
 ///
+/// `runs.seq` is the rowid, the largest one so far plus one for a new run, in files made by
+/// this version; files made before have `AUTOINCREMENT` and keep it (changing it rebuilds the
+/// table). Without it SQLite updates no `sqlite_sequence` row per insert (≈2,300 of a run's
+/// instructions, 3 %); a `seq` can then be given again only after the run holding the largest
+/// one was purged (every run finished and past retention: only a listing cursor from before
+/// such a purge could then show later runs).
+///
 /// `runs.steps`: the steps a run was journaled with at its creation (its leading `store` /
 /// `condition` steps, src/listener/workflow.rs `run_prefix`), as a JSON array of step records
 /// in the run's own row — two rows of `steps` and two entries of its index fewer per run, about
@@ -69,7 +76,7 @@ macro_rules! open_runs_term {
 const SCHEMA: &str = concat!(
     "
 CREATE TABLE IF NOT EXISTS runs (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,
     endpoint TEXT NOT NULL,
     first_hash TEXT NOT NULL,
@@ -150,6 +157,9 @@ enum Op {
     Create {
         run: Box<RunRecord>,
         data: String,
+        /// The text of the run's steps for `runs.steps` (see [`SCHEMA`]), made by the caller
+        /// too ([`create_op`]): `run.steps` is then empty.
+        steps: Option<String>,
     },
     Event(RunEvent),
     /// Several events of one run, applied in order in the same transaction
@@ -840,16 +850,31 @@ fn step_done(tx: &Writes<'_>, end: &RunEvent, kind: &str, started: i64) -> rusql
     Ok(())
 }
 
+/// The creation of `run` with `data` (its request data's text): the texts of its row are made
+/// here, on the caller's thread — a request's run journaled with the steps it ran first
+/// (src/listener/workflow.rs, `run_prefix`), or a whole record, has its steps in its row (see
+/// [`SCHEMA`]); the step records are dropped here too, not by the writer.
+fn create_op(mut run: RunRecord, data: String) -> Op {
+    let steps = (!run.steps.is_empty()).then(|| {
+        let mut text = String::with_capacity(160 * run.steps.len());
+        super::json_text::steps(&mut text, &run.steps);
+        run.steps = Vec::new();
+        text
+    });
+    Op::Create {
+        run: Box::new(run),
+        data,
+        steps,
+    }
+}
+
 fn apply(tx: &Writes<'_>, op: &Op) -> rusqlite::Result<()> {
     match op {
-        Op::Create { run: r, data } => {
-            // A request's run journaled with the steps it ran first (src/listener/workflow.rs,
-            // `run_prefix`), or a whole record: its steps in its row (see SCHEMA).
-            let steps = (!r.steps.is_empty()).then(|| {
-                let mut text = String::with_capacity(128 * r.steps.len());
-                super::json_text::steps(&mut text, &r.steps);
-                text
-            });
+        Op::Create {
+            run: r,
+            data,
+            steps,
+        } => {
             tx.exec(
                 "INSERT INTO runs (id, endpoint, first_hash, second_hash, fingerprint, resumable,
                  status, attempt, created, started, finished, error, data, owner, steps)
@@ -1197,10 +1222,7 @@ impl Backend for SqliteBackend {
 
     fn create_run(&self, mut run: RunRecord) -> BoxFuture<'static, StateResult<()>> {
         let data = std::mem::take(&mut run.data).to_string();
-        self.submit(Op::Create {
-            run: Box::new(run),
-            data,
-        })
+        self.submit(create_op(run, data))
     }
 
     fn create_request_run(
@@ -1209,10 +1231,7 @@ impl Backend for SqliteBackend {
         data: &Value,
     ) -> BoxFuture<'static, StateResult<()>> {
         let data = super::record::journal_text(data);
-        self.submit(Op::Create {
-            run: Box::new(run),
-            data,
-        })
+        self.submit(create_op(run, data))
     }
 
     fn record(&self, event: RunEvent) -> BoxFuture<'static, StateResult<()>> {
@@ -1570,6 +1589,7 @@ mod tests {
                 Some("me".into()),
             )),
             data: json!({"ref": id}).to_string(),
+            steps: None,
         }
     }
 
@@ -1730,7 +1750,7 @@ mod tests {
             ] {
                 match &op {
                     // The older binary's insert (no `steps` column).
-                    Op::Create { run: r, data } => {
+                    Op::Create { run: r, data, .. } => {
                         tx.execute(
                             "INSERT INTO runs (id, endpoint, first_hash, second_hash, fingerprint,
                              resumable, status, attempt, created, started, finished, error, data,
