@@ -250,14 +250,9 @@ impl Runner {
                 self.held().insert(run.run_id.clone(), secrets);
             }
         }
-        let mut record = RunRecord::new(
-            run.run_id.clone(),
-            ep.name.clone(),
-            ep.first_hash.clone(),
-            ep.second_hash.clone(),
+        let mut record = new_record(
+            &run,
             fingerprint,
-            run.resumable,
-            serde_json::Value::Null,
             state::now_ms(),
             (!spill).then(|| self.owner.clone()),
         );
@@ -322,14 +317,9 @@ impl Runner {
     ) -> Result<Option<JoinHandle<()>>, StateError> {
         let ep = &run.endpoint;
         let started = prefix.steps.first().and_then(|s| s.started);
-        let mut record = RunRecord::new(
-            run.run_id.clone(),
-            ep.name.clone(),
-            ep.first_hash.clone(),
-            ep.second_hash.clone(),
+        let mut record = new_record(
+            run,
             fingerprint,
-            run.resumable,
-            serde_json::Value::Null,
             started.unwrap_or(prefix.ended),
             Some(self.owner.clone()),
         );
@@ -717,6 +707,24 @@ impl Runner {
         tokio::spawn(chores(Arc::downgrade(self)));
         Ok(n)
     }
+}
+
+/// The journal record of a new run of a request: queued, created at `created`, its request
+/// data left `Null` (the backend journals the request's `__data` itself,
+/// [`Backend::create_request_run`]).
+fn new_record(run: &Run, fingerprint: String, created: i64, owner: Option<String>) -> RunRecord {
+    let ep = &run.endpoint;
+    RunRecord::new(
+        run.run_id.clone(),
+        ep.name.clone(),
+        ep.first_hash.clone(),
+        ep.second_hash.clone(),
+        fingerprint,
+        run.resumable,
+        serde_json::Value::Null,
+        created,
+        owner,
+    )
 }
 
 /// Ends an activation, also when its task is aborted.

@@ -58,34 +58,6 @@ fn opt_int(out: &mut String, i: Option<i64>) {
 /// credential headers; `None`: every entry).
 pub(crate) fn value(out: &mut String, v: &Value, filter: Option<&dyn Fn(&str) -> bool>) {
     match v {
-        Value::Map(m) if filter.is_some() => {
-            out.push('{');
-            for (i, (k, v)) in m.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                string(out, k);
-                out.push(':');
-                match (v, filter) {
-                    (Value::Map(h), Some(keep)) if &**k == "__headers" => {
-                        out.push('{');
-                        let mut first = true;
-                        for (k, v) in h.iter().filter(|(k, _)| keep(k)) {
-                            if !first {
-                                out.push(',');
-                            }
-                            first = false;
-                            string(out, k);
-                            out.push(':');
-                            value(out, v, None);
-                        }
-                        out.push('}');
-                    }
-                    _ => value(out, v, None),
-                }
-            }
-            out.push('}');
-        }
         Value::Undefined | Value::Null | Value::Callable(_) => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         Value::Int(i) => int(out, *i),
@@ -101,19 +73,34 @@ pub(crate) fn value(out: &mut String, v: &Value, filter: Option<&dyn Fn(&str) ->
             }
             out.push(']');
         }
-        Value::Map(m) => {
-            out.push('{');
-            for (i, (k, v)) in m.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                string(out, k);
-                out.push(':');
-                value(out, v, None);
-            }
-            out.push('}');
+        Value::Map(m) => map(out, &mut m.iter().map(|(k, v)| (&**k, v)), filter),
+    }
+}
+
+/// Appends a map of `entries`; with `headers`, the entries of a map under `__headers` are
+/// those it keeps (see [`value`]).
+fn map<'a>(
+    out: &mut String,
+    entries: &mut dyn Iterator<Item = (&'a str, &'a Value)>,
+    headers: Option<&dyn Fn(&str) -> bool>,
+) {
+    out.push('{');
+    for (i, (k, v)) in entries.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        string(out, k);
+        out.push(':');
+        match (v, headers) {
+            (Value::Map(h), Some(keep)) if k == "__headers" => map(
+                out,
+                &mut h.iter().map(|(k, v)| (&**k, v)).filter(|(k, _)| keep(k)),
+                None,
+            ),
+            _ => value(out, v, None),
         }
     }
+    out.push('}');
 }
 
 /// Appends `steps` as `serde_json::to_string(steps)` writes them.
