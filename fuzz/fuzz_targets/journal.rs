@@ -67,12 +67,14 @@ fuzz_target!(|data: &[u8]| {
     }
     // The same text in every column a stored run is decoded from.
     let s = scratch();
-    let column = data.first().copied().unwrap_or(0) % 3;
+    let column = data.first().copied().unwrap_or(0) % 4;
     {
         let raw = s.raw.lock().expect("lock");
         let sql = match column {
             0 => "UPDATE runs SET data = ?1 WHERE id = 'r'",
             1 => "UPDATE steps SET checkpoint = ?1 WHERE run = 'r'",
+            // The steps a run was journaled with, in its row (src/state/sqlite.rs, SCHEMA).
+            2 => "UPDATE runs SET steps = ?1 WHERE id = 'r'",
             _ => "UPDATE steps SET status = ?1 WHERE run = 'r'",
         };
         raw.execute(sql, [text]).expect("update");
@@ -84,7 +86,7 @@ fuzz_target!(|data: &[u8]| {
     // Put the row back to a readable state for the next input.
     let raw = s.raw.lock().expect("lock");
     raw.execute_batch(
-        "UPDATE runs SET data = '{}' WHERE id = 'r';
+        "UPDATE runs SET data = '{}', steps = NULL WHERE id = 'r';
          UPDATE steps SET checkpoint = NULL, status = 'running' WHERE run = 'r';",
     )
     .expect("reset");
