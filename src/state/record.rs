@@ -445,116 +445,31 @@ pub fn with_request_data(mut run: RunRecord, data: &crate::Value) -> RunRecord {
 /// `journal_text_is_the_text_of_journal_data` in src/state/tests.rs compares the two over
 /// generated values.
 pub fn journal_text(data: &crate::Value) -> String {
-    // (Written by src/state/json_text.rs: the same text, its strings scanned eight bytes at a
-    // time.)
     let mut out = String::with_capacity(256);
-    super::json_text::value(&mut out, data, Some(&|k| !SECRET_HEADERS.contains(&k)));
+    super::json_text::request_data(&mut out, data);
     out
 }
 
-/// `__data` serialized without the credential headers of its `__headers` map.
-struct Journaled<'a>(&'a crate::Value);
-
-impl Serialize for Journaled<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let crate::Value::Map(m) = self.0 else {
-            return self.0.serialize(s);
-        };
-        let mut map = s.serialize_map(Some(m.len()))?;
-        for (k, v) in m.iter() {
-            match v {
-                crate::Value::Map(h) if &**k == "__headers" => {
-                    map.serialize_entry(&**k, &WithoutSecrets(h))?
-                }
-                v => map.serialize_entry(&**k, v)?,
-            }
-        }
-        map.end()
-    }
-}
-
-/// A `__headers` map without the [`SECRET_HEADERS`].
-struct WithoutSecrets<'a>(&'a crate::value::Map);
-
-impl Serialize for WithoutSecrets<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut map = s.serialize_map(None)?;
-        for (k, v) in self.0.iter() {
-            if !SECRET_HEADERS.contains(&&**k) {
-                map.serialize_entry(&**k, v)?;
-            }
-        }
-        map.end()
-    }
-}
-
 /// The JSON text of `run` ([`RunRecord::to_text`]) with `data` journaled as its request data:
-/// the text of `run` with `run.data = journal_data(data)`, written in one pass by serde_json's
-/// serializer straight from `data` ([`journal_text`]'s way, no `serde_json::Value` in
-/// between; `run.data` is not used). The Redis backend's `rec` field of a new run
-/// (`a_request_run_leaves_the_hash_create_run_left` in src/state/redis_tests.rs compares the
-/// hashes the two ways leave).
+/// the text of `run` with `run.data = journal_data(data)`, written in one pass straight from
+/// `data` (src/state/json_text.rs, no `serde_json::Value` in between; `run.data` is not used).
+/// `record_text_is_the_text_of_the_record_with_journal_data` in src/state/tests.rs compares the
+/// two over generated records and data.
 pub fn record_text(run: &RunRecord, data: &crate::Value) -> String {
-    serde_json::to_string(&WithData(run, data))
-        .unwrap_or_else(|_| with_request_data(run.clone(), data).to_text())
+    let mut out = String::with_capacity(512);
+    super::json_text::record(&mut out, run, data, false);
+    out
 }
 
-/// [`record_text`] appended to `out` (the Redis journal writes it into a write's argument
-/// buffer, with no `String` of its own).
-pub fn write_record_text(run: &RunRecord, data: &crate::Value, out: &mut Vec<u8>) {
-    let at = out.len();
-    if serde_json::to_writer(&mut *out, &WithData(run, data)).is_err() {
-        out.truncate(at);
-        out.extend_from_slice(record_text(run, data).as_bytes());
-    }
-}
-
-/// A [`RunRecord`] serialized as its derived `Serialize` does, with its `data` field taken
-/// from a `__data` [`Journaled`].
-struct WithData<'a>(&'a RunRecord, &'a crate::Value);
-
-impl Serialize for WithData<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        // Every field by name (no `..`): a field added to `RunRecord` must be added here too.
-        let RunRecord {
-            id,
-            endpoint,
-            first_hash,
-            second_hash,
-            config_fingerprint,
-            resumable,
-            status,
-            attempt,
-            created,
-            started,
-            finished,
-            error,
-            data: _,
-            steps,
-            owner,
-        } = self.0;
-        let mut r = s.serialize_struct("RunRecord", 14 + usize::from(owner.is_some()))?;
-        r.serialize_field("id", id)?;
-        r.serialize_field("endpoint", endpoint)?;
-        r.serialize_field("first_hash", first_hash)?;
-        r.serialize_field("second_hash", second_hash)?;
-        r.serialize_field("config_fingerprint", config_fingerprint)?;
-        r.serialize_field("resumable", resumable)?;
-        r.serialize_field("status", status)?;
-        r.serialize_field("attempt", attempt)?;
-        r.serialize_field("created", created)?;
-        r.serialize_field("started", started)?;
-        r.serialize_field("finished", finished)?;
-        r.serialize_field("error", error)?;
-        r.serialize_field("data", &Journaled(self.1))?;
-        r.serialize_field("steps", steps)?;
-        match owner {
-            Some(o) => r.serialize_field("owner", o)?,
-            None => r.skip_field("owner")?,
-        }
-        r.end()
-    }
+/// The Redis backend's `rec` field of a new run, appended to `out`: [`record_text`] of the
+/// record *as accepted* — status `queued`, no times, no error, no steps. A run journaled with
+/// the steps it ran first (src/listener/workflow.rs, `run_prefix`) keeps those, its times and
+/// its status as hash fields only, as a run's later events leave them
+/// (`a_request_run_leaves_the_hash_create_run_left` and
+/// `a_run_journaled_finished_leaves_what_its_creation_and_end_leave` in
+/// src/state/redis_tests.rs compare the hashes with the previous paths).
+pub fn write_accepted_text(run: &RunRecord, data: &crate::Value, out: &mut Vec<u8>) {
+    let mut text = String::with_capacity(512);
+    super::json_text::record(&mut text, run, data, true);
+    out.extend_from_slice(text.as_bytes());
 }

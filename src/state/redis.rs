@@ -1583,7 +1583,7 @@ impl Backend for RedisBackend {
         self.create(run, write_rec)
     }
 
-    /// The `rec` field written from `data` ([`super::record::record_text`]): no
+    /// The `rec` field written from `data` ([`super::record::write_accepted_text`]): no
     /// `serde_json::Value` of the request data is built; the hash is the one
     /// [`Backend::create_run`] of `journal_data(data)` leaves.
     fn create_request_run(
@@ -1592,31 +1592,7 @@ impl Backend for RedisBackend {
         data: &Value,
     ) -> BoxFuture<'static, StateResult<()>> {
         self.create(run, |run, a| {
-            // `rec` is the record as accepted (queued, no times, no steps): a run journaled
-            // with the steps it ran first (src/listener/workflow.rs, `run_prefix`) has them,
-            // its times and its status as fields only, the hash its later events would leave.
-            if run.status == RunStatus::Queued
-                && run.steps.is_empty()
-                && run.started.is_none()
-                && run.finished.is_none()
-                && run.error.is_none()
-            {
-                super::record::write_record_text(run, data, &mut a.buf);
-            } else {
-                let mut accepted = RunRecord::new(
-                    run.id.clone(),
-                    run.endpoint.clone(),
-                    run.first_hash.clone(),
-                    run.second_hash.clone(),
-                    run.config_fingerprint.clone(),
-                    run.resumable,
-                    serde_json::Value::Null,
-                    run.created,
-                    run.owner.clone(),
-                );
-                accepted.attempt = run.attempt;
-                super::record::write_record_text(&accepted, data, &mut a.buf);
-            }
+            super::record::write_accepted_text(run, data, &mut a.buf);
             a.ends.push(a.buf.len());
         })
     }
