@@ -250,18 +250,18 @@ impl Runner {
                 self.held().insert(run.run_id.clone(), secrets);
             }
         }
+        // With leading steps: created and started with the first of them; `queued` until an
+        // activation takes it.
+        let started = prefix.as_ref().and_then(workflow::Prefix::started);
         let mut record = new_record(
             &run,
             fingerprint,
-            state::now_ms(),
+            started.unwrap_or_else(state::now_ms),
             (!spill).then(|| self.owner.clone()),
         );
+        record.started = started;
         let roots = match prefix {
             Some(p) => {
-                // Created and started with its first step; `queued` until an activation
-                // takes it.
-                record.started = p.steps.first().and_then(|s| s.started);
-                record.created = record.started.unwrap_or(record.created);
                 record.steps = p.steps;
                 p.frontier
             }
@@ -316,7 +316,7 @@ impl Runner {
         since: Instant,
     ) -> Result<Option<JoinHandle<()>>, StateError> {
         let ep = &run.endpoint;
-        let started = prefix.steps.first().and_then(|s| s.started);
+        let started = prefix.started();
         let mut record = new_record(
             run,
             fingerprint,
@@ -799,30 +799,20 @@ fn data_for(ep: &Endpoint, rec: &RunRecord, i: usize) -> Option<Value> {
 /// steps are replayed from their checkpoints (a condition follows the branch it took); the
 /// first unfinished step of each branch (in flight, waiting or never started) is returned.
 fn frontier(ep: &Endpoint, rec: &RunRecord) -> Vec<(usize, Value)> {
-    let mut out = Vec::new();
-    let mut stack: Vec<(usize, Value)> = ep
-        .roots()
-        .iter()
-        .rev()
-        .map(|i| (*i, Value::from(&rec.data)))
-        .collect();
-    while let Some((i, mut data)) = stack.pop() {
+    workflow::walk(ep, Value::from(&rec.data), |i, data| {
         match rec.step(&ep.steps[i].id) {
             Some(s) if s.status == StepStatus::Succeeded => {
                 let mut branch = None;
                 if let Some(cp) = &s.checkpoint {
-                    workflow::apply_checkpoint(&mut data, cp);
+                    workflow::apply_checkpoint(data, cp);
                     branch = cp.branch.map(|y| if y { Branch::Yes } else { Branch::No });
                 }
-                for c in ep.children(i, branch).into_iter().rev() {
-                    stack.push((c, data.clone()));
-                }
+                workflow::Visit::Children(branch)
             }
-            Some(s) if s.status == StepStatus::Failed => {}
-            _ => out.push((i, data)),
+            Some(s) if s.status == StepStatus::Failed => workflow::Visit::Stop,
+            _ => workflow::Visit::Leave,
         }
-    }
-    out
+    })
 }
 
 async fn timer_loop(runner: std::sync::Weak<Runner>, mut rx: mpsc::UnboundedReceiver<Timer>) {
@@ -1064,29 +1054,26 @@ mod tests {
         }
     }
 
+    /// Two `store` steps, the second reading the first's value.
+    const TWO_STORE_STEPS: &str =
+        "[[endpoint.step]]\nid = \"a\"\ntype = \"store\"\nname = \"x\"\nvalue = \"1\"\n\
+         [[endpoint.step]]\nid = \"b\"\nparent = \"a\"\ntype = \"store\"\nname = \"y\"\n\
+         expression = \"__data.x ~ '2'\"\n";
+
     /// `store` steps act only on `__data`: an activation of them (here a run resumed from the
     /// journal, whose leading steps were not run before it was journaled) goes through every
     /// step and gives its worker back without waiting for one commit; its writes are all
     /// journaled, in order, and the activation ends once they are committed.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn store_steps_do_not_wait_for_their_checkpoints() {
-        let (gate, backend, runner, run) = gated(
-            "[[endpoint.step]]\nid = \"a\"\ntype = \"store\"\nname = \"x\"\nvalue = \"1\"\n\
-             [[endpoint.step]]\nid = \"b\"\nparent = \"a\"\ntype = \"store\"\nname = \"y\"\n\
-             expression = \"__data.x ~ '2'\"\n",
-        );
-        let ep = &run.endpoint;
-        let rec = RunRecord::new(
-            "r1".into(),
-            ep.name.clone(),
-            ep.first_hash.clone(),
-            ep.second_hash.clone(),
+        let (gate, backend, runner, run) = gated(TWO_STORE_STEPS);
+        let mut rec = new_record(
+            &run,
             "fp".into(),
-            true,
-            json!({"q": 1}),
             state::now_ms(),
             Some(runner.owner.clone()),
         );
+        rec.data = json!({"q": 1});
         backend.create_run(rec.clone()).await.unwrap();
         runner.resume(rec, false);
         // No commit has been acknowledged: with a wait per checkpoint, step b would never start.
@@ -1108,11 +1095,7 @@ mod tests {
     /// no other write is made, no activation starts, no worker is taken).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_run_of_store_steps_is_journaled_finished_at_its_creation() {
-        let (_gate, backend, runner, run) = gated(
-            "[[endpoint.step]]\nid = \"a\"\ntype = \"store\"\nname = \"x\"\nvalue = \"1\"\n\
-             [[endpoint.step]]\nid = \"b\"\nparent = \"a\"\ntype = \"store\"\nname = \"y\"\n\
-             expression = \"__data.x ~ '2'\"\n",
-        );
+        let (_gate, backend, runner, run) = gated(TWO_STORE_STEPS);
         let before = state::now_ms();
         let handle = runner
             .start(run, Value::from(&json!({"q": 1})), "fp")

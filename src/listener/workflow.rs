@@ -7,7 +7,9 @@
 //! is logged with endpoint, step id and error; the run reports it through `Run::fail`.
 
 use super::condition;
-use super::config::{Answer, Branch, Endpoint, ReturnType, RunMode, StepKind, ValueSource};
+use super::config::{
+    Answer, Branch, Endpoint, Operator, ReturnType, RunMode, StepKind, ValueSource,
+};
 use super::respond::{self, Body};
 use super::runs::Runner;
 use super::webhook::{self, HttpClient};
@@ -429,6 +431,13 @@ pub(crate) struct Prefix {
     pub ended: i64,
 }
 
+impl Prefix {
+    /// When the first step began: the run's start.
+    pub fn started(&self) -> Option<i64> {
+        self.steps.first().and_then(|s| s.started)
+    }
+}
+
 /// Runs the leading steps of a new run that only change its `__data` (`store` and
 /// `condition` steps without `delay_ms`, [`acts_outside`] false) before the run is journaled:
 /// they are journaled with its creation, as finished steps — one write for a run made only of
@@ -445,39 +454,24 @@ pub(crate) fn run_prefix(run: &Run, data: &Value) -> Prefix {
     let ep = &run.endpoint;
     // One clock reading per step boundary: a step's end is the next one's start.
     let mut now = state::now_ms();
-    let mut out = Prefix {
-        steps: Vec::new(),
-        frontier: Vec::new(),
-        ended: now,
-    };
+    let mut steps = Vec::new();
     let opts = opts().with_read_only_store(true);
-    let mut stack: Vec<(usize, Value)> = ep
-        .roots()
-        .iter()
-        .rev()
-        .map(|i| (*i, data.clone()))
-        .collect();
-    while let Some((i, mut data)) = stack.pop() {
-        let Some(step) = ep.steps.get(i) else {
-            continue;
-        };
+    let frontier = walk(ep, data.clone(), |i, data| {
+        let step = &ep.steps[i];
         if step.delay_ms > 0 || acts_outside(&step.kind) {
-            out.frontier.push((i, data));
-            continue;
+            return Visit::Leave;
         }
         let started = now;
-        let done = exec_local(run, &step.kind, &mut data, opts);
+        let done = exec_local(run, &step.kind, data, opts);
         now = state::now_ms();
-        out.ended = now;
         let Some(Ok(checkpoint)) = done else {
             // (`data` is unchanged: a step writes it only once it succeeded.)
-            out.frontier.push((i, data));
-            continue;
+            return Visit::Leave;
         };
         let branch = checkpoint
             .branch
             .map(|yes| if yes { Branch::Yes } else { Branch::No });
-        out.steps.push(StepRecord {
+        steps.push(StepRecord {
             id: step.id.clone(),
             kind: step.kind.name().into(),
             status: StepStatus::Succeeded,
@@ -487,14 +481,56 @@ pub(crate) fn run_prefix(run: &Run, data: &Value) -> Prefix {
             error: None,
             checkpoint: Some(checkpoint),
         });
-        // Children in order (the first is taken next); the first keeps this `__data`, the
-        // others get copies (maps are shared until written).
-        let next = ep.children(i, branch);
-        if let Some((first, rest)) = next.split_first() {
-            for c in rest.iter().rev() {
-                stack.push((*c, data.clone()));
+        Visit::Children(branch)
+    });
+    Prefix {
+        steps,
+        frontier,
+        ended: now,
+    }
+}
+
+/// What [`walk`] does after visiting a step.
+pub(crate) enum Visit {
+    /// Goes on with the step's children (of the branch a condition took).
+    Children(Option<Branch>),
+    /// Leaves the step to run later: it is part of the frontier, with its `__data`.
+    Leave,
+    /// Ends its branch here.
+    Stop,
+}
+
+/// Walks `ep`'s step tree from its roots, each branch with its own `__data` (starting from
+/// `data`; maps are shared until written), depth first, children in order; `visit` may change
+/// a step's `__data` for its children. Returns the steps left ([`Visit::Leave`]) with their
+/// `__data`. The runner's resume (src/listener/runs.rs, `frontier`: checkpoints replayed) and
+/// [`run_prefix`] (leading steps run) are both such walks.
+pub(crate) fn walk(
+    ep: &Endpoint,
+    data: Value,
+    mut visit: impl FnMut(usize, &mut Value) -> Visit,
+) -> Vec<(usize, Value)> {
+    let mut out = Vec::new();
+    let mut stack: Vec<(usize, Value)> = ep
+        .roots()
+        .iter()
+        .rev()
+        .map(|i| (*i, data.clone()))
+        .collect();
+    while let Some((i, mut data)) = stack.pop() {
+        match visit(i, &mut data) {
+            Visit::Children(branch) => {
+                // The first child (taken next) keeps this `__data`, the others get copies.
+                let next = ep.children(i, branch);
+                if let Some((first, rest)) = next.split_first() {
+                    for c in rest.iter().rev() {
+                        stack.push((*c, data.clone()));
+                    }
+                    stack.push((*first, data));
+                }
             }
-            stack.push((*first, data));
+            Visit::Leave => out.push((i, data)),
+            Visit::Stop => {}
         }
     }
     out
@@ -515,37 +551,54 @@ fn exec_local(
             operator,
             right,
             right2,
-        } => (|| {
-            let l = render_with(left, data, opts)?;
-            let r = right
-                .as_ref()
-                .map(|t| render_with(t, data, opts))
-                .transpose()?;
-            let r2 = right2
-                .as_ref()
-                .map(|t| render_with(t, data, opts))
-                .transpose()?;
-            let yes = condition::evaluate(
-                *operator,
-                &l,
-                r.as_deref().unwrap_or(""),
-                r2.as_deref().unwrap_or(""),
-                &run.tz,
-            );
-            Ok(Checkpoint {
-                set: Vec::new(),
-                branch: Some(yes),
-            })
-        })(),
-        StepKind::Store { name, value } => value_with(value, data, opts).map(|v| {
-            let json = v.to_json();
-            set_path(data, name, v);
-            Checkpoint {
-                set: vec![(name.clone(), json)],
-                branch: None,
-            }
-        }),
+        } => condition_step(run, (left, *operator, right, right2), data, opts),
+        StepKind::Store { name, value } => store_step(name, value, data, opts),
         _ => return None,
+    })
+}
+
+/// A `condition` step: its operands rendered with `opts`, the branch it takes.
+fn condition_step(
+    run: &Run,
+    (left, operator, right, right2): (&Template, Operator, &Option<Template>, &Option<Template>),
+    data: &Value,
+    opts: RenderOptions,
+) -> Result<Checkpoint, String> {
+    let l = render_with(left, data, opts)?;
+    let r = right
+        .as_ref()
+        .map(|t| render_with(t, data, opts))
+        .transpose()?;
+    let r2 = right2
+        .as_ref()
+        .map(|t| render_with(t, data, opts))
+        .transpose()?;
+    let yes = condition::evaluate(
+        operator,
+        &l,
+        r.as_deref().unwrap_or(""),
+        r2.as_deref().unwrap_or(""),
+        &run.tz,
+    );
+    Ok(Checkpoint {
+        set: Vec::new(),
+        branch: Some(yes),
+    })
+}
+
+/// A `store` step: its value (rendered with `opts`) written at `name` of `data`.
+fn store_step(
+    name: &str,
+    value: &ValueSource,
+    data: &mut Value,
+    opts: RenderOptions,
+) -> Result<Checkpoint, String> {
+    let v = value_with(value, data, opts)?;
+    let json = v.to_json();
+    set_path(data, name, v);
+    Ok(Checkpoint {
+        set: vec![(name.to_string(), json)],
+        branch: None,
     })
 }
 
@@ -556,12 +609,14 @@ async fn exec(
     kind: &StepKind,
     data: &mut Value,
 ) -> Result<Checkpoint, String> {
-    if let Some(done) = exec_local(run, kind, data, opts()) {
-        return done;
-    }
     match kind {
-        // (Run by `exec_local` above.)
-        StepKind::Condition { .. } | StepKind::Store { .. } => Ok(Checkpoint::default()),
+        StepKind::Condition {
+            left,
+            operator,
+            right,
+            right2,
+        } => condition_step(run, (left, *operator, right, right2), data, opts()),
+        StepKind::Store { name, value } => store_step(name, value, data, opts()),
         StepKind::SetMemory { name, value, ttl_s } => {
             let v = value_of(value, data)?;
             // A write the store could not make fails the step (never lost quietly).
