@@ -264,9 +264,9 @@ fn the_writer_loads_its_script_again_after_a_flush() {
     });
 }
 
-/// `create_request_run` writes the run's `rec` from the `Value` (`record::record_text`); the
-/// hash it leaves in Redis is byte for byte the one `create_run` of `journal_data(data)` left
-/// (the previous path), for generated request data (credential headers, every number and
+/// `create_request_run` writes the run's `rec` from the `Value`
+/// (`record::write_accepted_text`); the hash it leaves in Redis is byte for byte the one
+/// `create_run` of `journal_data(data)` left (the previous path), for generated request data (credential headers, every number and
 /// string kind) with and without an owner, and still after the run's end.
 #[test]
 fn a_request_run_leaves_the_hash_create_run_left() {

@@ -714,8 +714,9 @@ fn journal_text_is_the_text_of_journal_data() {
     );
 }
 
-/// `record::record_text` (the Redis backend's `rec` of a request's run) is the text of the record
-/// with `journal_data` as its data, with and without an owner, steps, times and an error.
+/// `record::record_text` (src/state/json_text.rs; Redis's `rec` is its accepted form) is the
+/// text of the record with `journal_data` as its data, with and without an owner, steps, times
+/// and an error.
 #[test]
 fn record_text_is_the_text_of_the_record_with_journal_data() {
     let mut g = Gen(0x6a09_e667_f3bc_c909);
