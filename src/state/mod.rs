@@ -15,6 +15,9 @@ pub mod memory;
 pub mod record;
 pub mod redis;
 pub mod sqlite;
+// SQLite's VFS is a C interface: the crate's one module with `unsafe` code (src/lib.rs).
+#[allow(unsafe_code)]
+mod wal_vfs;
 
 pub use record::{
     Checkpoint, RunFilter, RunPage, RunRecord, RunStatus, RunSummary, StepRecord, StepStatus,

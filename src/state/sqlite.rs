@@ -12,6 +12,7 @@
 //!   keeps `incrementAndGet` atomic; every change is written through to the `store` table.
 
 use super::record::{Checkpoint, RunRecord, RunStatus, StepRecord, StepStatus};
+use super::wal_vfs;
 use super::{
     Backend, Durability, Retention, RetryFrom, RunEvent, RunFilter, RunPage, StateError,
     StateResult,
@@ -277,12 +278,28 @@ fn unavailable(e: rusqlite::Error) -> StateError {
 
 /// Opens (creating) the database at `path` with the pragmas of `durability`.
 fn connect(path: &Path, durability: Durability) -> Result<Connection, String> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
+    connect_with(path, durability, None)
+}
+
+/// [`connect`] for the journal writer: through the WAL shim (src/state/wal_vfs.rs), which
+/// writes each of its transactions to the WAL file in one system call.
+fn connect_writer(path: &Path, durability: Durability) -> Result<Connection, String> {
+    wal_vfs::register().map_err(|e| format!("state file {}: {e}", path.display()))?;
+    connect_with(path, durability, Some(wal_vfs::NAME))
+}
+
+fn connect_with(
+    path: &Path,
+    durability: Durability,
+    vfs: Option<&str>,
+) -> Result<Connection, String> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = match vfs {
+        Some(vfs) => Connection::open_with_flags_and_vfs(path, flags, vfs),
+        None => Connection::open_with_flags(path, flags),
+    }
     .map_err(|e| sql_err(path, e))?;
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(|e| sql_err(path, e))?;
@@ -385,7 +402,7 @@ impl SqliteBackend {
     }
 
     fn open_inner(path: &Path, durability: Durability) -> Result<SqliteBackend, String> {
-        let writer = connect(path, durability)?;
+        let writer = connect_writer(path, durability)?;
         writer.execute_batch(SCHEMA).map_err(|e| sql_err(path, e))?;
         add_steps_column(&writer).map_err(|e| sql_err(path, e))?;
         let reader = connect(path, durability)?;
