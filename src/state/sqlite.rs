@@ -38,6 +38,13 @@ const MAX_BATCH: usize = 1024;
 /// run, for at most this much more latency. The wait ends as soon as as many writes as the last
 /// batch held are queued ([`Gather`]). A lone write (an idle server) is committed at once.
 const LINGER: Duration = Duration::from_micros(500);
+/// At most one checkpoint of the checkpointer ([`Checkpointer`]) per this interval.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(5);
+/// WAL frames after which the writer checkpoints itself (SQLite's `wal_autocheckpoint`, 1000 by
+/// default; a WAL file of up to 16 MiB with 4 KiB pages): the checkpointer has copied all but
+/// the frames of the last [`CHECKPOINT_EVERY`], and the WAL file starts again from its
+/// beginning at the next transaction.
+const WRITER_CHECKPOINT_FRAMES: u32 = 4000;
 /// Most runs purged in one transaction.
 const PURGE_CHUNK: usize = 1000;
 /// How long a connection waits for another writer's lock.
@@ -414,9 +421,14 @@ impl SqliteBackend {
             gather: Arc::new(Gather::new()),
         };
         let gather = tx.gather.clone();
+        // Without its own connection the writer checkpoints alone, as SQLite does by default.
+        let checkpoints = connect(path, durability).ok();
         let thread = std::thread::Builder::new()
             .name("flexscript-journal".into())
-            .spawn(move || writer_loop(writer, rx, &gather))
+            .spawn(move || {
+                let checkpointer = checkpoints.and_then(Checkpointer::start);
+                writer_loop(writer, rx, &gather, checkpointer.as_ref());
+            })
             .map_err(|e| format!("cannot start the journal writer: {e}"))?;
         Ok(SqliteBackend {
             path: path.to_path_buf(),
@@ -549,8 +561,18 @@ impl std::ops::Deref for Writes<'_> {
     }
 }
 
-fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>, gather: &Gather) {
+fn writer_loop(
+    conn: Connection,
+    rx: mpsc::Receiver<Job>,
+    gather: &Gather,
+    checkpointer: Option<&Checkpointer>,
+) {
     let _ = gather.writer.set(std::thread::current());
+    if checkpointer.is_some() {
+        let _ = conn.execute_batch(&format!(
+            "PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_FRAMES}"
+        ));
+    }
     let w = Writes::new(&conn);
     // Writes received so far (the writer's side of `gather.sent`).
     let mut taken: u64 = 0;
@@ -588,6 +610,9 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>, gather: &Gather) {
         })();
         match together {
             Ok(()) => {
+                if let Some(c) = checkpointer {
+                    c.committed();
+                }
                 for j in batch {
                     claimed(&j.op, Ok(()));
                     if let Some(a) = j.ack {
@@ -613,6 +638,77 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>, gather: &Gather) {
                     }
                 }
             }
+        }
+    }
+}
+
+/// A thread with its own connection that copies committed WAL frames into the database
+/// (`PRAGMA wal_checkpoint(PASSIVE)`) after commits, at most once per [`CHECKPOINT_EVERY`], so
+/// that the writer's own checkpoints — SQLite runs one in the committing thread once the WAL
+/// holds [`WRITER_CHECKPOINT_FRAMES`] — find almost nothing left to copy. A checkpoint copies pages
+/// and syncs the WAL and the database file (with `synchronous = NORMAL` too); done by the
+/// writer, every answer waiting for a commit waited for those syncs as well (docs/state.md,
+/// "Performance"). A passive checkpoint never waits for the writer, nor the writer for it.
+///
+/// The writer's checkpoints stay: only a checkpoint that copies every frame lets SQLite start
+/// the WAL file again from its beginning, and under steady writes only the writer, between two
+/// of its transactions, sees a WAL with no frame newer than its checkpoint.
+struct Checkpointer {
+    commits: Arc<AtomicU64>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn start(conn: Connection) -> Option<Checkpointer> {
+        let commits = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (c, s) = (commits.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("flexscript-ckpt".into())
+            .spawn(move || {
+                let mut seen = 0;
+                while !s.load(Ordering::Acquire) {
+                    let n = c.load(Ordering::Acquire);
+                    if n == seen {
+                        // Idle: woken by the next commit (or the stop).
+                        std::thread::park();
+                        continue;
+                    }
+                    seen = n;
+                    // (Busy when the writer checkpoints at that moment: the next round copies.)
+                    if let Err(e) =
+                        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(0))
+                    {
+                        tracing::debug!(error = %e, "journal checkpoint");
+                    }
+                    // At most one checkpoint per interval (a sleep: commits do not cut it short).
+                    std::thread::sleep(CHECKPOINT_EVERY);
+                }
+            })
+            .ok()?;
+        Some(Checkpointer {
+            commits,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The writer committed (an `unpark` of a thread that is not parked is one atomic swap).
+    fn committed(&self) {
+        self.commits.fetch_add(1, Ordering::Release);
+        if let Some(t) = &self.thread {
+            t.thread().unpark();
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
         }
     }
 }
@@ -1970,6 +2066,64 @@ mod tests {
         gather.wait_for(6, t0 + Duration::from_millis(20));
         assert!(t0.elapsed() < Duration::from_secs(30));
         assert_eq!(gather.wake_at.load(Ordering::SeqCst), u64::MAX);
+    }
+
+    /// The checkpointer copies committed frames into the database file while the writer keeps
+    /// committing (below the writer's own checkpoint threshold the file grows only through it);
+    /// under steady commits the writer's checkpoints still start the WAL file again, so it stays
+    /// about [`WRITER_CHECKPOINT_FRAMES`] long; dropping it stops its thread at once.
+    #[test]
+    fn the_checkpointer_copies_commits_and_the_wal_stays_bounded() {
+        let dir = temp_dir("checkpointer");
+        let path = dir.join("state.db");
+        let writer = connect_writer(&path, Durability::Normal).unwrap();
+        writer
+            .execute_batch(&format!(
+                "PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_FRAMES};
+                 CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB);"
+            ))
+            .unwrap();
+        let checkpointer =
+            Checkpointer::start(connect(&path, Durability::Normal).unwrap()).unwrap();
+        let size = |suffix: &str| {
+            std::fs::metadata(format!("{}{suffix}", path.display())).map_or(0, |m| m.len())
+        };
+        let commit = |k: i64| {
+            writer
+                .execute("INSERT INTO t VALUES (?1, ?2)", params![k, vec![1u8; 3000]])
+                .unwrap();
+            checkpointer.committed();
+        };
+        // About 1,000 frames: fewer than make the writer checkpoint.
+        for k in 0..500 {
+            commit(k);
+        }
+        let t0 = Instant::now();
+        while size("") < 500 * 3000 && t0.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(size("") >= 500 * 3000, "copied: {} bytes", size(""));
+        // Steady commits, ten times the threshold's worth of pages.
+        let frame = 4096 + 24;
+        let mut largest = 0;
+        for k in 500..(500 + 10 * i64::from(WRITER_CHECKPOINT_FRAMES)) {
+            commit(k);
+            largest = largest.max(size("-wal"));
+        }
+        // (About the threshold: a restart can wait for a checkpoint of the checkpointer.)
+        assert!(
+            largest <= 2 * u64::from(WRITER_CHECKPOINT_FRAMES) * frame,
+            "WAL file of {largest} bytes"
+        );
+        let t0 = Instant::now();
+        drop(checkpointer);
+        assert!(t0.elapsed() < Duration::from_secs(2));
+        let n: i64 = writer
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 500 + 10 * i64::from(WRITER_CHECKPOINT_FRAMES));
+        drop(writer);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// Of a batch's writes of one shared-store name only the last is applied, and the file
