@@ -104,26 +104,33 @@ unsafe fn real(
     (real, &*(*real).pMethods)
 }
 
-/// Writes `f`'s kept bytes.
+/// Writes `file`'s kept bytes.
 ///
 /// # Safety
-/// `f` is an open [`File`].
-unsafe fn flush(f: *mut File) -> c_int {
-    let file = &mut *f;
+/// `file` is an open [`File`].
+unsafe fn flush(file: &mut File) -> c_int {
     file.commit = false;
     if file.kept.is_empty() {
         return ffi::SQLITE_OK;
     }
-    let (real, m) = real(f.cast());
-    let Some(write) = m.xWrite else {
-        file.kept.clear();
-        return ffi::SQLITE_IOERR_WRITE;
-    };
-    // The length fits: kept bytes never exceed MAX_KEPT plus one write of SQLite (an int).
+    // The length fits: kept bytes never exceed MAX_KEPT.
     let len = c_int::try_from(file.kept.len()).unwrap_or(c_int::MAX);
-    let rc = write(real, file.kept.as_ptr().cast(), len, file.at);
+    let rc = write_real(file.real, file.kept.as_ptr().cast(), len, file.at);
     file.kept.clear();
     rc
+}
+
+/// [`flush`], then the default VFS's file and methods of `f`, or the error of the flush.
+///
+/// # Safety
+/// `f` is an open [`File`].
+unsafe fn flushed(
+    f: *mut ffi::sqlite3_file,
+) -> Result<(*mut ffi::sqlite3_file, &'static ffi::sqlite3_io_methods), c_int> {
+    match flush(&mut *f.cast::<File>()) {
+        ffi::SQLITE_OK => Ok(real(f)),
+        rc => Err(rc),
+    }
 }
 
 /// Writes the kept bytes of the WAL file of database file `f`, if any.
@@ -135,7 +142,18 @@ unsafe fn flush_wal_of(f: *mut ffi::sqlite3_file) -> c_int {
     if wal.is_null() {
         ffi::SQLITE_OK
     } else {
-        flush(wal)
+        flush(&mut *wal)
+    }
+}
+
+/// The default VFS's write of `real`.
+///
+/// # Safety
+/// `real` is an open file of the default VFS; `buf` holds `n` bytes.
+unsafe fn write_real(real: *mut ffi::sqlite3_file, buf: *const c_void, n: c_int, at: i64) -> c_int {
+    match (*(*real).pMethods).xWrite {
+        Some(w) => w(real, buf, n, at),
+        None => ffi::SQLITE_IOERR_WRITE,
     }
 }
 
@@ -194,7 +212,7 @@ unsafe extern "C" fn open(
 
 unsafe extern "C" fn close(f: *mut ffi::sqlite3_file) -> c_int {
     let file = f.cast::<File>();
-    let kept = flush(file);
+    let kept = flush(&mut *file);
     let db = (*file).db;
     if !db.is_null() && ptr::eq((*db).wal, file) {
         (*db).wal = ptr::null_mut();
@@ -214,13 +232,13 @@ unsafe extern "C" fn close(f: *mut ffi::sqlite3_file) -> c_int {
 }
 
 unsafe extern "C" fn read(f: *mut ffi::sqlite3_file, buf: *mut c_void, n: c_int, at: i64) -> c_int {
-    let rc = flush(f.cast());
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
-    let (real, m) = real(f);
-    m.xRead
-        .map_or(ffi::SQLITE_IOERR_READ, |r| r(real, buf, n, at))
+    flushed(f).map_or_else(
+        |rc| rc,
+        |(real, m)| {
+            m.xRead
+                .map_or(ffi::SQLITE_IOERR_READ, |r| r(real, buf, n, at))
+        },
+    )
 }
 
 unsafe extern "C" fn write_through(
@@ -244,11 +262,11 @@ unsafe extern "C" fn wal_write(
 ) -> c_int {
     let file = &mut *f.cast::<File>();
     let Ok(len) = usize::try_from(n) else {
-        return write_through(f, buf, n, at);
+        return write_real(file.real, buf, n, at);
     };
     let follows = i64::try_from(file.kept.len()).is_ok_and(|k| file.at + k == at);
     if !file.kept.is_empty() && (!follows || file.kept.len() + len > MAX_KEPT) {
-        let rc = flush(f.cast());
+        let rc = flush(file);
         if rc != ffi::SQLITE_OK {
             return rc;
         }
@@ -266,7 +284,7 @@ unsafe extern "C" fn wal_write(
         file.end = file.end.max(end);
         #[cfg(test)]
         REWRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        return write_through(f, buf, n, at);
+        return write_real(file.real, buf, n, at);
     }
     if file.kept.is_empty() {
         file.at = at;
@@ -277,77 +295,73 @@ unsafe extern "C" fn wal_write(
     file.end = end;
     file.commit = n == FRAME_HEADER && bytes[4..8] != [0, 0, 0, 0];
     if ends_commit {
-        return flush(f.cast());
+        return flush(file);
     }
     ffi::SQLITE_OK
 }
 
 unsafe extern "C" fn truncate(f: *mut ffi::sqlite3_file, size: i64) -> c_int {
-    let rc = flush(f.cast());
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
-    let (real, m) = real(f);
-    m.xTruncate
-        .map_or(ffi::SQLITE_IOERR_TRUNCATE, |t| t(real, size))
+    flushed(f).map_or_else(
+        |rc| rc,
+        |(real, m)| {
+            m.xTruncate
+                .map_or(ffi::SQLITE_IOERR_TRUNCATE, |t| t(real, size))
+        },
+    )
 }
 
 unsafe extern "C" fn sync(f: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
-    let rc = flush(f.cast());
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
-    let (real, m) = real(f);
-    m.xSync.map_or(ffi::SQLITE_IOERR_FSYNC, |s| s(real, flags))
+    flushed(f).map_or_else(
+        |rc| rc,
+        |(real, m)| m.xSync.map_or(ffi::SQLITE_IOERR_FSYNC, |s| s(real, flags)),
+    )
 }
 
 unsafe extern "C" fn file_size(f: *mut ffi::sqlite3_file, size: *mut i64) -> c_int {
-    let rc = flush(f.cast());
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
-    let (real, m) = real(f);
-    m.xFileSize
-        .map_or(ffi::SQLITE_IOERR_FSTAT, |s| s(real, size))
+    flushed(f).map_or_else(
+        |rc| rc,
+        |(real, m)| {
+            m.xFileSize
+                .map_or(ffi::SQLITE_IOERR_FSTAT, |s| s(real, size))
+        },
+    )
 }
 
 unsafe extern "C" fn lock(f: *mut ffi::sqlite3_file, level: c_int) -> c_int {
-    let rc = flush(f.cast());
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
-    let (real, m) = real(f);
-    m.xLock.map_or(ffi::SQLITE_IOERR_LOCK, |l| l(real, level))
+    flushed(f).map_or_else(
+        |rc| rc,
+        |(real, m)| m.xLock.map_or(ffi::SQLITE_IOERR_LOCK, |l| l(real, level)),
+    )
 }
 
 unsafe extern "C" fn unlock(f: *mut ffi::sqlite3_file, level: c_int) -> c_int {
-    let rc = flush(f.cast());
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
-    let (real, m) = real(f);
-    m.xUnlock
-        .map_or(ffi::SQLITE_IOERR_UNLOCK, |u| u(real, level))
+    flushed(f).map_or_else(
+        |rc| rc,
+        |(real, m)| {
+            m.xUnlock
+                .map_or(ffi::SQLITE_IOERR_UNLOCK, |u| u(real, level))
+        },
+    )
 }
 
 unsafe extern "C" fn check_reserved_lock(f: *mut ffi::sqlite3_file, out: *mut c_int) -> c_int {
-    let rc = flush(f.cast());
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
-    let (real, m) = real(f);
-    m.xCheckReservedLock
-        .map_or(ffi::SQLITE_IOERR_CHECKRESERVEDLOCK, |c| c(real, out))
+    flushed(f).map_or_else(
+        |rc| rc,
+        |(real, m)| {
+            m.xCheckReservedLock
+                .map_or(ffi::SQLITE_IOERR_CHECKRESERVEDLOCK, |c| c(real, out))
+        },
+    )
 }
 
 unsafe extern "C" fn file_control(f: *mut ffi::sqlite3_file, op: c_int, arg: *mut c_void) -> c_int {
-    let rc = flush(f.cast());
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
-    let (real, m) = real(f);
-    m.xFileControl
-        .map_or(ffi::SQLITE_NOTFOUND, |c| c(real, op, arg))
+    flushed(f).map_or_else(
+        |rc| rc,
+        |(real, m)| {
+            m.xFileControl
+                .map_or(ffi::SQLITE_NOTFOUND, |c| c(real, op, arg))
+        },
+    )
 }
 
 unsafe extern "C" fn sector_size(f: *mut ffi::sqlite3_file) -> c_int {
