@@ -1,5 +1,5 @@
 //! A shim over SQLite's default VFS, used by the journal writer's connection
-//! (src/state/sqlite.rs `connect`): each transaction reaches the WAL file in one `pwrite`
+//! (src/state/sqlite.rs `connect_writer`): each transaction reaches the WAL file in one `pwrite`
 //! instead of two per page. SQLite writes a WAL frame as its 24-byte header, then its page, and
 //! a commit of the durable benchmark's batch (32 runs) is about 16 frames: 33 system calls,
 //! each touching page-cache pages the next one touches again (frames are 4,120 bytes, pages
@@ -382,7 +382,7 @@ unsafe extern "C" fn shm_map(
     out: *mut *mut c_void,
 ) -> c_int {
     let (real, m) = real(f);
-    if (*real).pMethods.is_null() || m.iVersion < 2 {
+    if m.iVersion < 2 {
         return ffi::SQLITE_IOERR_SHMMAP;
     }
     m.xShmMap.map_or(ffi::SQLITE_IOERR_SHMMAP, |s| {
