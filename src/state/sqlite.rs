@@ -24,7 +24,7 @@ use futures_util::future::{BoxFuture, FutureExt};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
@@ -395,7 +395,7 @@ impl SqliteBackend {
                 .map_err(|e| format!("cannot create the folder {}: {e}", dir.display()))?;
         }
         let owner = take_ownership(path)?;
-        let mut backend = SqliteBackend::open_inner(path, durability)?;
+        let mut backend = SqliteBackend::open_inner(path, durability, true)?;
         backend._owner = Some(Mutex::new(owner));
         Ok(backend)
     }
@@ -405,10 +405,16 @@ impl SqliteBackend {
         if !path.exists() {
             return Err(format!("state file {} does not exist", path.display()));
         }
-        SqliteBackend::open_inner(path, Durability::Normal)
+        SqliteBackend::open_inner(path, Durability::Normal, false)
     }
 
-    fn open_inner(path: &Path, durability: Durability) -> Result<SqliteBackend, String> {
+    /// `checkpointer`: whether the writer gets a [`Checkpointer`] (a serving process; the CLI
+    /// commits a few writes at most and leaves checkpoints to the writer, as SQLite does).
+    fn open_inner(
+        path: &Path,
+        durability: Durability,
+        checkpointer: bool,
+    ) -> Result<SqliteBackend, String> {
         let writer = connect_writer(path, durability)?;
         writer.execute_batch(SCHEMA).map_err(|e| sql_err(path, e))?;
         add_steps_column(&writer).map_err(|e| sql_err(path, e))?;
@@ -422,7 +428,9 @@ impl SqliteBackend {
         };
         let gather = tx.gather.clone();
         // Without its own connection the writer checkpoints alone, as SQLite does by default.
-        let checkpoints = connect(path, durability).ok();
+        let checkpoints = checkpointer
+            .then(|| connect(path, durability).ok())
+            .flatten();
         let thread = std::thread::Builder::new()
             .name("flexscript-journal".into())
             .spawn(move || {
@@ -654,28 +662,26 @@ fn writer_loop(
 /// the WAL file again from its beginning, and under steady writes only the writer, between two
 /// of its transactions, sees a WAL with no frame newer than its checkpoint.
 struct Checkpointer {
-    commits: Arc<AtomicU64>,
-    stop: Arc<std::sync::atomic::AtomicBool>,
+    /// The writer committed since the checkpointer last looked.
+    committed: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Checkpointer {
     fn start(conn: Connection) -> Option<Checkpointer> {
-        let commits = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (c, s) = (commits.clone(), stop.clone());
+        let committed = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (c, s) = (committed.clone(), stop.clone());
         let thread = std::thread::Builder::new()
             .name("flexscript-ckpt".into())
             .spawn(move || {
-                let mut seen = 0;
                 while !s.load(Ordering::Acquire) {
-                    let n = c.load(Ordering::Acquire);
-                    if n == seen {
+                    if !c.swap(false, Ordering::AcqRel) {
                         // Idle: woken by the next commit (or the stop).
                         std::thread::park();
                         continue;
                     }
-                    seen = n;
                     // (Busy when the writer checkpoints at that moment: the next round copies.)
                     if let Err(e) =
                         conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(0))
@@ -688,7 +694,7 @@ impl Checkpointer {
             })
             .ok()?;
         Some(Checkpointer {
-            commits,
+            committed,
             stop,
             thread: Some(thread),
         })
@@ -696,7 +702,7 @@ impl Checkpointer {
 
     /// The writer committed (an `unpark` of a thread that is not parked is one atomic swap).
     fn committed(&self) {
-        self.commits.fetch_add(1, Ordering::Release);
+        self.committed.store(true, Ordering::Release);
         if let Some(t) = &self.thread {
             t.thread().unpark();
         }
