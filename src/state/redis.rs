@@ -7,13 +7,15 @@
 //! | key | type | holds |
 //! |---|---|---|
 //! | `fs:m:NAME` | string | a `set_memory` value as JSON (`PX` TTL), or an `INCRBY` counter |
-//! | `fs:{j}:run:ID` | hash | one run: `rec` (the record as accepted, JSON), `status`, `attempt`, `started`, `finished`, `error`, `owner`, `resumable`, `seq`, and per step `k:`/`t:`/`b:`/`f:`/`d:`/`e:`/`c:`/`o:STEP` (kind, status, started, finished, due, error, checkpoint, order) |
-//! | `fs:{j}:seq` | string | the run counter (listing order and cursors) |
-//! | `fs:{j}:all`, `fs:{j}:ep:NAME` | sorted sets | run ids by `seq` (listings) |
+//! | `fs:{j}:run:ID` | hash | a run: `rec` (the record as accepted, JSON), `status`, `attempt`, `started`, `finished`, `error`, `owner`, `resumable`, and per step `k:`/`t:`/`b:`/`f:`/`d:`/`e:`/`c:`/`o:STEP` (kind, status, started, finished, due, error, checkpoint, order) |
+//! | `fs:{j}:run:ID` | string | a run journaled finished (its steps all ran before it was journaled): the whole record's JSON text; it never changes (a retry makes it a hash) |
+//! | `fs:{j}:log:NAME` | stream | endpoint NAME's runs in acceptance order, an entry `r ID` each (listings, cursors, retention) |
 //! | `fs:{j}:leases` | sorted set | unfinished runs by lease expiry (ms, Redis clock); 0 = queued, unowned |
 //! | `fs:{j}:delays` | sorted set | runs waiting on a `delay_ms`, by due time |
-//! | `fs:{j}:finished`, `fs:{j}:done:NAME` | sorted sets | finished runs by finish time / by `seq` (retention) |
-//! | `fs:{j}:endpoints` | set | endpoint names seen |
+//! | `fs:{j}:endpoints` | set | endpoint names seen (the streams to list and purge) |
+//!
+//! Earlier versions kept the history in the sorted sets `all`, `ep:NAME`, `finished` and
+//! `done:NAME` (by a `seq` counter); [`MIGRATE`] moves such a journal to the streams.
 //!
 //! Acknowledgement and redelivery are a *lease* sorted set (the reliable-queue pattern): a
 //! process owns a run while its lease is in the future and renews the leases of all its
@@ -22,10 +24,11 @@
 //! their attempt count. Lease times are read from Redis's own clock (`TIME`), so the
 //! processes' clocks do not matter.
 //!
-//! Every multi-key change is one Lua script (atomic, one round trip). Journal writes (a run
-//! accepted, its events) go through one writer task per process that sends everything queued
-//! meanwhile as one pipeline of `EVALSHA`s of [`APPLY`] (group commit, one script run per up to
-//! 64 writes): accepting a run costs one round trip on the answer path.
+//! Every multi-key change of a run is one Lua script (atomic, one round trip). Journal writes
+//! (a run accepted, its events) go through one writer task per process
+//! (src/state/redis_writer.rs) that sends everything queued meanwhile as one pipeline — plain
+//! `XADD` + `SET` per run journaled finished, `EVALSHA`s of [`APPLY`] for the rest (group
+//! commit): accepting a run costs one round trip on the answer path.
 //!
 //! All Redis I/O runs on a small dedicated tokio runtime owned by the backend. Async callers
 //! await a task spawned there; the synchronous shared store (templates call `memoryGet` /
@@ -57,17 +60,25 @@ pub const MAX_ATTEMPTS: u32 = 5;
 const TIMEOUT: Duration = Duration::from_secs(3);
 /// Journal key prefix.
 const J: &str = "fs:{j}:";
+/// The journal op of a run journaled finished (`id`, `endpoint`, the record's JSON text): a
+/// string `fs:{j}:run:ID` and an entry of its endpoint's history stream, written as plain
+/// commands by the journal writer (src/state/redis_writer.rs), not by [`APPLY`].
+const FINISHED: &str = "R";
+/// Runs moved per [`MIGRATE`] call.
+const MIGRATE_CHUNK: usize = 500;
+/// History entries scanned per purge script call (Redis serves other clients between calls).
+const PURGE_SCAN: usize = 500;
 /// Shared store key prefix.
 const M: &str = "fs:m:";
 
-/// The journal writer's one script per batch: every queued write (run creations and run
-/// events, in call order) applied by one script call of up to 64 writes (docs/redis.md, "How
-/// the journal is kept in Redis"). `ARGV`: the key prefix, the lease in ms, then per write its
-/// op, its number of arguments and those arguments. Each write runs under `pcall` and gets its
-/// own answer: an integer (a creation's `seq`; 1 for an event, 0 when the run does not exist)
-/// or the error text. Within one call the script remembers which runs exist (no `EXISTS`
-/// again), which endpoints it added to `endpoints`, and which steps already have an order and a
-/// kind; its creations take their `seq`s from one `INCRBY`.
+/// The journal writer's script: every queued write but the runs journaled finished (run
+/// creations and run events, in call order) applied by one script call of up to 64 writes
+/// (docs/redis.md, "How the journal is kept in Redis"). `ARGV`: the key prefix, the lease in
+/// ms, then per write its op, its number of arguments and those arguments. Each write runs
+/// under `pcall` and gets its own answer: an integer (1; 0 for an event of a run that does not
+/// exist) or the error text. Within one call the script remembers which runs exist (no
+/// `EXISTS` again), which endpoints it added to `endpoints`, and which steps already have an
+/// order and a kind.
 const APPLY: &str = r#"
 local p, lease = ARGV[1], tonumber(ARGV[2])
 local t = redis.call('TIME')
@@ -81,15 +92,6 @@ local delayed = nil
 local function delays()
   if delayed == nil then delayed = redis.call('EXISTS', p .. 'delays') == 1 end
   return delayed
-end
--- Run numbers: the creations of this call take theirs from one INCRBY (in call order).
-local seqs, seq_next = 0, 0
-local function next_seq()
-  if seqs > 0 then
-    seqs = seqs - 1; seq_next = seq_next + 1
-    return seq_next - 1
-  end
-  return redis.call('INCR', p .. 'seq')
 end
 local function exists(id, k)
   if live[id] then return true end
@@ -116,32 +118,21 @@ local function seen(id, s)
   known[id][s] = true
 end
 local ops = {}
--- C id endpoint owned n field value …: a new run (the answer path's write). owned: 1 (owned
--- by the writing process, leased), 0 (queued, unowned) or f (journaled finished: a request's
--- run whose steps all ran before it was journaled).
+-- C id endpoint owned n field value …: a new run that is not finished (the answer path's
+-- write): a hash of those fields, leased by the writing process (owned 1) or queued unowned
+-- (0), filed in its endpoint's history stream `log:NAME` (an entry `r id`: the listings, their
+-- cursors, retention). A run id that exists already keeps its entry. (A run journaled
+-- finished is a string written by plain commands: FINISHED in src/state/redis.rs.)
 ops.C = function(i)
-  local id, ep, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 3])
+  local id, ep, o, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
   local k = p .. 'run:' .. id
-  local seq = next_seq()
-  -- Formatted once ('%d': Lua would format a number argument as a float at each call).
-  local sq = string.format('%d', seq)
-  redis.call('DEL', k)
-  redis.call('HSET', k, 'seq', sq, unpack(ARGV, i + 4, i + 3 + 2 * n))
-  redis.call('ZADD', p .. 'all', sq, id)
-  redis.call('ZADD', p .. 'ep:' .. ep, sq, id)
+  local old = redis.call('DEL', k) == 1
+  redis.call('HSET', k, unpack(ARGV, i + 4, i + 3 + 2 * n))
+  redis.call('ZADD', p .. 'leases', o == '1' and lease_at or 0, id)
+  if not old then redis.call('XADD', p .. 'log:' .. ep, '*', 'r', id) end
   if not eps[ep] then redis.call('SADD', p .. 'endpoints', ep); eps[ep] = true end
-  local o = ARGV[i + 2]
-  if o == '1' then
-    redis.call('ZADD', p .. 'leases', lease_at, id)
-  elseif o == 'f' then
-    -- Journaled finished: in the history as a final status puts it, never in the leases.
-    redis.call('ZADD', p .. 'finished', redis.call('HGET', k, 'finished') or 0, id)
-    redis.call('ZADD', p .. 'done:' .. ep, sq, id)
-  else
-    redis.call('ZADD', p .. 'leases', 0, id)
-  end
   known[id] = nil
-  return seq
+  return 1
 end
 -- S id status at error has_error: the run's status.
 local function status(id, st, at, err, has)
@@ -154,11 +145,8 @@ local function status(id, st, at, err, has)
       redis.call('HSET', k, 'status', st, 'finished', at)
       redis.call('HDEL', k, 'error')
     end
-    local r = redis.call('HMGET', k, 'endpoint', 'seq')
     redis.call('ZREM', p .. 'leases', id)
     if delays() then redis.call('ZREM', p .. 'delays', id) end
-    redis.call('ZADD', p .. 'finished', at, id)
-    redis.call('ZADD', p .. 'done:' .. r[1], r[2], id)
   else
     if has == '1' then
       redis.call('HSET', k, 'status', st, 'error', err)
@@ -258,8 +246,8 @@ end
 ops.F = function(i)
   local id, started, has, np = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 7])
   local k = p .. 'run:' .. id
-  local r = redis.call('HMGET', k, 'nsteps', 'seq', 'endpoint', 'started', 'error')
-  if (r[1] and r[1] ~= '0') or not r[2] or not r[3] then
+  local r = redis.call('HMGET', k, 'nsteps', 'started', 'error', 'endpoint')
+  if (r[1] and r[1] ~= '0') or not r[4] then
     local res, j = 1, i + 8
     for _ = 1, tonumber(ARGV[i + 6]) do
       local s = string.sub(ARGV[j], 3)
@@ -273,26 +261,18 @@ ops.F = function(i)
     if st == 0 then res = 0 end
     return res
   end
-  if started ~= '' and not r[4] then
+  if started ~= '' and not r[2] then
     redis.call('HSET', k, 'started', started, unpack(ARGV, i + 8, i + 7 + np))
   else
     redis.call('HSET', k, unpack(ARGV, i + 8, i + 7 + np))
   end
-  if has ~= '1' and r[5] then redis.call('HDEL', k, 'error') end
+  if has ~= '1' and r[3] then redis.call('HDEL', k, 'error') end
   redis.call('ZREM', p .. 'leases', id)
   if delays() then redis.call('ZREM', p .. 'delays', id) end
-  redis.call('ZADD', p .. 'finished', ARGV[i + 4], id)
-  redis.call('ZADD', p .. 'done:' .. r[3], r[2], id)
   return 1
 end
-local i = 3
-while i <= #ARGV do
-  if ARGV[i] == 'C' then seqs = seqs + 1 end
-  i = i + 2 + tonumber(ARGV[i + 1])
-end
-if seqs > 0 then seq_next = redis.call('INCRBY', p .. 'seq', seqs) - seqs + 1 end
 local out = {}
-i = 3
+local i = 3
 while i <= #ARGV do
   local op, n = ARGV[i], tonumber(ARGV[i + 1])
   local fn = ops[op]
@@ -321,21 +301,15 @@ for i = 1, #ids, 2 do
   if not st or st == 'succeeded' or st == 'failed' or st == 'interrupted' then
     redis.call('ZREM', p .. 'leases', id)
   elseif redis.call('HGET', k, 'resumable') == '0' then
-    local ep = redis.call('HGET', k, 'endpoint')
     redis.call('HSET', k, 'status', 'interrupted', 'finished', now,
       'error', 'interrupted: the server stopped during the run')
     redis.call('ZREM', p .. 'leases', id)
     redis.call('ZREM', p .. 'delays', id)
-    redis.call('ZADD', p .. 'finished', now, id)
-    redis.call('ZADD', p .. 'done:' .. ep, redis.call('HGET', k, 'seq'), id)
   elseif score > 0 and redis.call('HINCRBY', k, 'attempt', 1) > tonumber(ARGV[5]) then
-    local ep = redis.call('HGET', k, 'endpoint')
     redis.call('HSET', k, 'status', 'failed', 'finished', now,
       'error', 'gave up after ' .. ARGV[5] .. ' attempts without finishing')
     redis.call('ZREM', p .. 'leases', id)
     redis.call('ZREM', p .. 'delays', id)
-    redis.call('ZADD', p .. 'finished', now, id)
-    redis.call('ZADD', p .. 'done:' .. ep, redis.call('HGET', k, 'seq'), id)
   else
     redis.call('HSET', k, 'owner', owner)
     redis.call('ZADD', p .. 'leases', now + lease, id)
@@ -362,48 +336,171 @@ end
 return lost
 "#;
 
+/// A finished run queued again (`retry`): `ARGV` the key prefix, the run id, the status the
+/// caller read (a hash run must still have it; a run journaled finished, a string, never
+/// changes), then the number of fields and the fields of the requeued record. The run keeps
+/// its history entries (its place in the listings). 0 when the run changed or is gone.
 const RETRY: &str = r#"
 local p, id, expect = ARGV[1], ARGV[2], ARGV[3]
 local k = p .. 'run:' .. id
-if redis.call('HGET', k, 'status') ~= expect then return 0 end
-local seq = redis.call('HGET', k, 'seq')
-local ep = redis.call('HGET', k, 'endpoint')
+local t = redis.call('TYPE', k).ok
+if t == 'hash' then
+  if redis.call('HGET', k, 'status') ~= expect then return 0 end
+elseif t ~= 'string' then
+  return 0
+end
 redis.call('DEL', k)
 local n = tonumber(ARGV[4])
-redis.call('HSET', k, 'seq', seq, unpack(ARGV, 5, 4 + 2 * n))
-redis.call('ZREM', p .. 'finished', id)
-redis.call('ZREM', p .. 'done:' .. ep, id)
+redis.call('HSET', k, unpack(ARGV, 5, 4 + 2 * n))
 redis.call('ZADD', p .. 'leases', 0, id)
 return 1
 "#;
 
-const DROP: &str = r#"
-local p = ARGV[1]
-local n = 0
-for i = 2, #ARGV do
-  local id = ARGV[i]
-  local k = p .. 'run:' .. id
-  local st = redis.call('HGET', k, 'status')
-  if st == 'succeeded' or st == 'failed' or st == 'interrupted' or not st then
-    local ep = redis.call('HGET', k, 'endpoint')
-    redis.call('DEL', k)
-    redis.call('ZREM', p .. 'all', id)
-    redis.call('ZREM', p .. 'finished', id)
-    if ep then
-      redis.call('ZREM', p .. 'ep:' .. ep, id)
-      redis.call('ZREM', p .. 'done:' .. ep, id)
+/// Shared by the purge scripts: `times(k)` is the acceptance time of run key `k` and its
+/// finish time when the run is finished (a string — journaled finished — or a hash with a final
+/// status; `false` when it is not), or nothing when the key is gone.
+const TIMES: &str = r#"
+local function times(k)
+  local t = redis.call('TYPE', k).ok
+  if t == 'string' then
+    -- The record's own `created` and `finished` come before its data and steps in the text.
+    local v = redis.call('GET', k)
+    return tonumber(string.match(v, '"created":(%d+)') or 0),
+      tonumber(string.match(v, '"finished":(%d+)') or 0)
+  elseif t == 'hash' then
+    local r = redis.call('HMGET', k, 'created', 'status', 'finished')
+    local c = tonumber(r[1] or 0)
+    if r[2] == 'succeeded' or r[2] == 'failed' or r[2] == 'interrupted' then
+      return c, tonumber(r[3] or 0)
     end
-    if st then n = n + 1 end
+    return c, false
+  end
+  return nil
+end
+"#;
+
+/// Purges an endpoint's finished runs older than a cutoff (retention by age): `ARGV` the key
+/// prefix, the endpoint, the cutoff (ms), the entry id to scan after (`-` at first), the most
+/// entries to scan. Scans `log:NAME` in acceptance order and deletes each finished run whose
+/// finish time is before the cutoff — its key and its entry — and each entry whose run is gone;
+/// unfinished runs are kept. It stops at the first run accepted at or after the cutoff (no run
+/// behind it finished before the cutoff, unless the clocks of the processes that accepted them
+/// disagree: such a run waits for a later purge). Answers `{purged, scanned, last entry id,
+/// stopped (1 or 0)}`.
+const PURGE_AGE: &str = r#"
+local p, ep, cutoff, after, limit = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+local l = p .. 'log:' .. ep
+local start = after == '-' and '-' or '(' .. after
+local es = redis.call('XRANGE', l, start, '+', 'COUNT', limit)
+local purged, last = 0, after
+for _, e in ipairs(es) do
+  local x, id = e[1], e[2][2]
+  local k = p .. 'run:' .. id
+  local created, finished = times(k)
+  if created and created >= cutoff then return {purged, #es, last, 1} end
+  if not created or (finished and finished < cutoff) then
+    if created then redis.call('DEL', k); purged = purged + 1 end
+    redis.call('XDEL', l, x)
+  end
+  last = x
+end
+return {purged, #es, last, 0}
+"#;
+
+/// Purges an endpoint's oldest finished runs beyond the newest `max` (retention by count):
+/// `ARGV` the key prefix, the endpoint, `max`, the most entries to scan. Its finished runs are
+/// its `log:NAME` entries less its unfinished runs (all in `leases`); the oldest of them are
+/// deleted (key and entry) until `max` are left; entries of runs that are gone are
+/// deleted too. Answers `{runs purged, entries deleted, excess left}`.
+const PURGE_COUNT: &str = r#"
+local p, ep, max, limit = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local l = p .. 'log:' .. ep
+local excess = redis.call('XLEN', l) - max
+if excess <= 0 then return {0, 0, 0} end
+for _, id in ipairs(redis.call('ZRANGE', p .. 'leases', 0, -1)) do
+  if redis.call('HGET', p .. 'run:' .. id, 'endpoint') == ep then excess = excess - 1 end
+end
+if excess <= 0 then return {0, 0, 0} end
+local purged, removed = 0, 0
+local es = redis.call('XRANGE', l, '-', '+', 'COUNT', limit)
+for _, e in ipairs(es) do
+  if excess == 0 then break end
+  local x, id = e[1], e[2][2]
+  local k = p .. 'run:' .. id
+  local created, finished = times(k)
+  if finished ~= false then
+    if created then redis.call('DEL', k); purged = purged + 1 end
+    redis.call('XDEL', l, x)
+    excess = excess - 1
+    removed = removed + 1
   end
 end
-return n
+return {purged, removed, excess}
+"#;
+
+/// Reads runs (`get_run`, the listings): `ARGV` the key prefix, `full` or `summary`, run ids.
+/// Answers per run its JSON text (a run journaled finished), its hash (`full`: every field, as
+/// name/value pairs) or its summary fields (`summary`: `endpoint`, `status`, `created`,
+/// `started`, `finished`, `error`), or an empty list when it is gone.
+const READ: &str = r#"
+local p, full = ARGV[1], ARGV[2] == 'full'
+local out = {}
+for i = 3, #ARGV do
+  local k = p .. 'run:' .. ARGV[i]
+  local t = redis.call('TYPE', k).ok
+  if t == 'string' then
+    out[#out + 1] = redis.call('GET', k)
+  elseif t == 'hash' and full then
+    out[#out + 1] = redis.call('HGETALL', k)
+  elseif t == 'hash' then
+    out[#out + 1] = redis.call('HMGET', k, 'endpoint', 'status', 'created', 'started',
+      'finished', 'error')
+  else
+    out[#out + 1] = {}
+  end
+end
+return out
+"#;
+
+/// Moves a journal of the layout of earlier versions (run ids in the sorted sets `all` and
+/// `ep:NAME` by a `seq` number; `finished` and `done:NAME` for retention) to the history
+/// streams, up to `ARGV[2]` runs per call in `seq` order: each run gets the entry `0-SEQ` in
+/// `log:NAME` (before any entry of this version's, which are Redis's clock), or a new entry if
+/// this version already wrote some. When `all` is empty the old sorted sets and the counter are
+/// deleted. Answers the number of runs left to move.
+const MIGRATE: &str = r#"
+local p, limit = ARGV[1], tonumber(ARGV[2])
+local ids = redis.call('ZRANGE', p .. 'all', 0, limit - 1, 'WITHSCORES')
+for i = 1, #ids, 2 do
+  local id, seq = ids[i], ids[i + 1]
+  local ep = redis.call('HGET', p .. 'run:' .. id, 'endpoint')
+  if ep then
+    local l = p .. 'log:' .. ep
+    if not pcall(redis.call, 'XADD', l, '0-' .. seq, 'r', id) then
+      redis.call('XADD', l, '*', 'r', id)
+    end
+    redis.call('SADD', p .. 'endpoints', ep)
+  end
+  redis.call('ZREM', p .. 'all', id)
+end
+local left = redis.call('ZCARD', p .. 'all')
+if left == 0 then
+  for _, ep in ipairs(redis.call('SMEMBERS', p .. 'endpoints')) do
+    redis.call('DEL', p .. 'ep:' .. ep, p .. 'done:' .. ep)
+  end
+  redis.call('DEL', p .. 'finished', p .. 'seq')
+end
+return left
 "#;
 
 struct Scripts {
     claim: Script,
     renew: Script,
     retry: Script,
-    drop: Script,
+    purge_age: Script,
+    purge_count: Script,
+    read: Script,
+    migrate: Script,
 }
 
 /// One journal write waiting for the writer task: an op of [`APPLY`] and its arguments.
@@ -491,6 +588,8 @@ struct Inner {
     lease_ms: u64,
     /// Unfinished runs this process owns, per owner id: their leases are renewed.
     owned: Mutex<HashMap<String, HashSet<String>>>,
+    /// Whether [`Inner::migrate`] found (or left) the journal in this version's layout.
+    migrated: std::sync::atomic::AtomicBool,
 }
 
 /// The Redis backend.
@@ -587,12 +686,25 @@ impl RedisBackend {
             .set_max_delay(Duration::from_secs(2));
         let conn = {
             let _guard = rt.enter();
-            ConnectionManager::new_lazy_with_config(client, config)
+            ConnectionManager::new_lazy_with_config(client.clone(), config)
                 .map_err(|e| format!("cannot use Redis `{describe}`: {}", e.kind_description()))?
         };
         let (writes, queue) = tokio::sync::mpsc::unbounded_channel();
         let lease_ms = lease_s.max(1) * 1000;
-        rt.spawn(writer(conn.clone(), queue, lease_ms));
+        // The journal writer runs on the runtime that opens the backend when that is a
+        // multi-thread runtime (the server's): the requests' tasks, the writer and its
+        // connection then share the server's threads, with no hand-over to another thread and
+        // back per write (2–3 µs of CPU per run, docs/redis.md "Session 15"). Anywhere else
+        // (the CLI, a current-thread runtime, no runtime) it runs on the backend's own.
+        let write = writer::run(client.clone(), queue, lease_ms);
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                h.spawn(write);
+            }
+            _ => {
+                rt.spawn(write);
+            }
+        }
         let inner = Arc::new(Inner {
             conn,
             writes,
@@ -600,10 +712,14 @@ impl RedisBackend {
                 claim: Script::new(CLAIM),
                 renew: Script::new(RENEW),
                 retry: Script::new(RETRY),
-                drop: Script::new(DROP),
+                purge_age: Script::new(&format!("{TIMES}{PURGE_AGE}")),
+                purge_count: Script::new(&format!("{TIMES}{PURGE_COUNT}")),
+                read: Script::new(READ),
+                migrate: Script::new(MIGRATE),
             },
             lease_ms,
             owned: Mutex::new(HashMap::new()),
+            migrated: std::sync::atomic::AtomicBool::new(false),
         });
         let handle = rt.handle().clone();
         handle.spawn(renew_loop(Arc::downgrade(&inner)));
@@ -630,29 +746,35 @@ impl RedisBackend {
         .boxed()
     }
 
-    /// Queues the creation of `run` (the `C` op of [`APPLY`]); `rec` writes its `rec` field.
+    /// Queues the creation of `run` (the `C` op of [`APPLY`]); `rec` writes its `rec` field,
+    /// `whole` the whole record's text (a run journaled finished is that one string).
     fn create(
         &self,
         run: RunRecord,
         rec: impl FnOnce(&RunRecord, &mut Args),
+        whole: impl FnOnce(&RunRecord, &mut Args),
     ) -> BoxFuture<'static, StateResult<()>> {
-        let n = field_count(&run);
-        let mut args = Args::with_capacity(4 + 2 * n, 1024);
-        args.push(&run.id);
-        args.push(&run.endpoint);
-        // `f`: journaled finished (a request's run whose steps all ran before, see the C op).
-        args.push(if run.status.is_final() {
-            "f"
-        } else if run.owner.is_some() {
-            "1"
+        let (op, args) = if run.status.is_final() {
+            // Journaled finished (a request's run whose steps all ran before): its record's
+            // text, one string, written by plain commands (src/state/redis_writer.rs).
+            let mut args = Args::with_capacity(3, 1536);
+            args.push(&run.id);
+            args.push(&run.endpoint);
+            whole(&run, &mut args);
+            (FINISHED, args)
         } else {
-            "0"
-        });
-        args.int(n);
-        fields(&run, &mut args, |a| rec(&run, a));
-        debug_assert_eq!(args.len(), 4 + 2 * n);
+            let n = field_count(&run);
+            let mut args = Args::with_capacity(4 + 2 * n, 1024);
+            args.push(&run.id);
+            args.push(&run.endpoint);
+            args.push(if run.owner.is_some() { "1" } else { "0" });
+            args.int(n);
+            fields(&run, &mut args, |a| rec(&run, a));
+            debug_assert_eq!(args.len(), 4 + 2 * n);
+            ("C", args)
+        };
         // Queued now, so the run's later events (queued after this call) follow it.
-        let write = self.inner.write("C", args);
+        let write = self.inner.write(op, args);
         let inner = self.inner.clone();
         let owned = match run.owner {
             Some(owner) if !run.status.is_final() => Some((owner, run.id)),
@@ -731,14 +853,53 @@ impl Inner {
 
     async fn get_run(&self, id: &str) -> StateResult<RunRecord> {
         let mut c = self.conn.clone();
-        let h: HashMap<String, String> = c
-            .hgetall(format!("{J}run:{id}"))
+        let read: Vec<redis::Value> = self
+            .scripts
+            .read
+            .arg(J)
+            .arg("full")
+            .arg(id)
+            .invoke_async(&mut c)
             .await
             .map_err(unavailable)?;
-        if h.is_empty() {
-            return Err(StateError::NotFound);
+        match read.into_iter().next().map(stored) {
+            Some(Stored::Text(t)) => RunRecord::from_text(&t),
+            Some(Stored::Fields(f)) if !f.is_empty() => {
+                let mut h = HashMap::with_capacity(f.len() / 2);
+                let mut f = f.into_iter();
+                while let (Some(k), Some(v)) = (f.next(), f.next()) {
+                    h.insert(k.unwrap_or_default(), v.unwrap_or_default());
+                }
+                decode(&h)
+            }
+            _ => Err(StateError::NotFound),
         }
-        decode(&h)
+    }
+
+    /// Moves a journal of the layout of earlier versions to the history streams ([`MIGRATE`]),
+    /// once per process: before its first write (at [`Backend::recover`]), and before a
+    /// listing or a purge (the CLI).
+    async fn migrate(&self) -> StateResult<()> {
+        if self.migrated.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut c = self.conn.clone();
+        loop {
+            let left: i64 = self
+                .scripts
+                .migrate
+                .arg(J)
+                .arg(MIGRATE_CHUNK)
+                .invoke_async(&mut c)
+                .await
+                .map_err(unavailable)?;
+            if left == 0 {
+                break;
+            }
+        }
+        self.migrated
+            .store(true, std::sync::atomic::Ordering::Release);
+        Ok(())
     }
 
     /// Loads claimed runs; an unreadable one is marked failed (never a crash).
@@ -1235,125 +1396,231 @@ fn fresh_end_args(events: &[RunEvent]) -> Option<Args> {
     Some(a)
 }
 
-/// The journal writer: writes are applied in the order they were made (a run's events never
-/// overtake each other, even when their callers do not wait), and everything queued while a
-/// batch is in flight goes in the next batch: one pipeline of calls of [`APPLY`], each with up
-/// to 64 writes = one round trip (group commit).
-///
-/// The calls are `EVALSHA`s (the 10 KB script text is not sent, copied and hashed with every
-/// call): while the writer does not know Redis holds the script (at start, after a connection
-/// error or a `NOSCRIPT`), the first call of the pipeline is an `EVAL` with the text, which
-/// loads it before the `EVALSHA`s behind it run. A pipeline answered `NOSCRIPT` in every call
-/// (the script cache flushed meanwhile: nothing was applied) is sent once more that way; a
-/// `NOSCRIPT` after an applied call fails that call's writes only, like any other error of one
-/// call (resending it would apply it after the calls behind it).
-async fn writer(
-    conn: ConnectionManager,
-    mut queue: tokio::sync::mpsc::UnboundedReceiver<Job>,
-    lease_ms: u64,
-) {
-    const BATCH: usize = 512;
-    const PER_SCRIPT: usize = 64;
-    let sha = Script::new(APPLY).get_hash().to_string();
-    let lease = lease_ms.to_string();
-    let mut loaded = false;
-    let mut c = conn;
-    while let Some(first) = queue.recv().await {
-        let mut jobs = vec![first];
-        while jobs.len() < BATCH {
-            match queue.try_recv() {
-                Ok(j) => jobs.push(j),
-                Err(_) => break,
-            }
-        }
-        // At most PER_SCRIPT writes per script call, the calls of a batch in one pipeline
-        // (one round trip): Redis reads and runs them one by one, so another process's
-        // acceptances are not held behind one long script.
-        let mut groups: Vec<Vec<Job>> = Vec::with_capacity(jobs.len().div_ceil(PER_SCRIPT));
-        let mut jobs = jobs.into_iter().peekable();
-        while jobs.peek().is_some() {
-            groups.push(jobs.by_ref().take(PER_SCRIPT).collect());
-        }
-        let call = |text: bool, group: &[Job]| {
-            let (name, script) = if text {
-                ("EVAL", APPLY)
-            } else {
-                ("EVALSHA", sha.as_str())
+/// A run as [`READ`] answers it.
+enum Stored {
+    /// A run journaled finished: its record's JSON text.
+    Text(String),
+    /// A hash run's fields (`full`: name/value pairs; `summary`: the summary fields in
+    /// order); empty when the run is gone.
+    Fields(Vec<Option<String>>),
+}
+
+fn text(v: redis::Value) -> Option<String> {
+    match v {
+        redis::Value::BulkString(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+        redis::Value::SimpleString(s) => Some(s),
+        redis::Value::Int(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn stored(v: redis::Value) -> Stored {
+    match v {
+        redis::Value::Array(items) => Stored::Fields(items.into_iter().map(text).collect()),
+        v => match text(v) {
+            Some(t) => Stored::Text(t),
+            None => Stored::Fields(Vec::new()),
+        },
+    }
+}
+
+/// The entries of an `XRANGE` / `XREVRANGE` answer of the history streams: (entry id, run id).
+fn entries(v: redis::Value) -> Vec<(String, String)> {
+    let redis::Value::Array(es) = v else {
+        return Vec::new();
+    };
+    es.into_iter()
+        .filter_map(|e| {
+            let redis::Value::Array(mut e) = e else {
+                return None;
             };
-            let args = 5 + group.iter().map(|j| 2 + j.args.len()).sum::<usize>();
-            let bytes = name.len()
-                + script.len()
-                + J.len()
-                + lease.len()
-                + 1
-                + group.iter().map(|j| 4 + j.args.buf.len()).sum::<usize>();
-            let mut cmd = redis::Cmd::with_capacity(args, bytes);
-            cmd.arg(name).arg(script).arg(0).arg(J).arg(&lease);
-            for j in group {
-                cmd.arg(j.op).arg(j.args.len());
-                for a in j.args.iter() {
-                    cmd.arg(a);
+            if e.len() != 2 {
+                return None;
+            }
+            let redis::Value::Array(f) = e.pop()? else {
+                return None;
+            };
+            let x = text(e.pop()?)?;
+            // Field `r` (the run id) comes first.
+            let id = text(f.into_iter().nth(1)?)?;
+            Some((x, id))
+        })
+        .collect()
+}
+
+/// A history stream entry's id, `MS-SEQ`, as numbers (their order is the streams' order).
+fn entry_id(x: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = x.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
+/// A listing's cursor: the first run not listed yet, `MS-SEQ:RUN:NAME` — its entry id, run id
+/// and endpoint. The listing's order is by entry id, then run id, then endpoint name: entry ids
+/// of two endpoints' streams may be equal (each stream numbers its own), and run ids are
+/// time-ordered within a process (version 7 UUIDs).
+struct Cursor {
+    key: (u64, u64, String, String),
+}
+
+impl Cursor {
+    fn parse(c: &str) -> StateResult<Cursor> {
+        let bad = || StateError::Conflict("bad cursor".into());
+        let mut parts = c.splitn(3, ':');
+        let (Some(x), Some(run), Some(endpoint)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad());
+        };
+        let at = entry_id(x).ok_or_else(bad)?;
+        Ok(Cursor {
+            key: (at.0, at.1, run.to_string(), endpoint.to_string()),
+        })
+    }
+}
+
+/// One run of a listing, as its endpoint's stream holds it.
+struct Entry {
+    at: (u64, u64),
+    endpoint: Arc<str>,
+    run: String,
+}
+
+impl Entry {
+    fn cursor(&self) -> String {
+        format!("{}-{}:{}:{}", self.at.0, self.at.1, self.run, self.endpoint)
+    }
+
+    /// Its place in the listing's order (newest last).
+    fn key(&self) -> (u64, u64, &str, &str) {
+        (self.at.0, self.at.1, &self.run, &self.endpoint)
+    }
+}
+
+/// One endpoint's history stream, read newest first.
+struct Stream {
+    /// Entries after the cursor's place are left out.
+    after: Option<(u64, u64, String, String)>,
+    endpoint: Arc<str>,
+    key: String,
+    /// The `XREVRANGE` bound of the next read.
+    bound: String,
+    read: std::collections::VecDeque<Entry>,
+    done: bool,
+}
+
+/// The listing's history: the endpoints' streams merged newest first (by entry id, then by
+/// endpoint name), read `batch` entries per stream and round trip.
+struct History {
+    streams: Vec<Stream>,
+    batch: usize,
+}
+
+impl History {
+    fn new(endpoints: Vec<String>, cursor: Option<&Cursor>, batch: usize) -> History {
+        let streams = endpoints
+            .into_iter()
+            .map(|e| {
+                // From the cursor's entry id (entries of that id that come after the cursor's
+                // place are dropped when read).
+                let bound = match cursor {
+                    None => "+".to_string(),
+                    Some(c) => format!("{}-{}", c.key.0, c.key.1),
+                };
+                Stream {
+                    after: cursor.map(|c| c.key.clone()),
+                    key: format!("{J}log:{e}"),
+                    endpoint: e.into(),
+                    bound,
+                    read: Default::default(),
+                    done: false,
                 }
+            })
+            .collect();
+        History { streams, batch }
+    }
+
+    /// Up to `batch` entries, newest first; empty at the end of the history.
+    async fn next_page(&mut self, c: &mut ConnectionManager) -> StateResult<Vec<Entry>> {
+        let mut page = Vec::with_capacity(self.batch);
+        while page.len() < self.batch {
+            // A stream whose read entries are used up is read again before comparing.
+            let empty: Vec<usize> = (0..self.streams.len())
+                .filter(|&i| self.streams[i].read.is_empty() && !self.streams[i].done)
+                .collect();
+            if !empty.is_empty() {
+                let mut pipe = redis::pipe();
+                for &i in &empty {
+                    let s = &self.streams[i];
+                    pipe.cmd("XREVRANGE")
+                        .arg(&s.key)
+                        .arg(&s.bound)
+                        .arg("-")
+                        .arg("COUNT")
+                        .arg(self.batch);
+                }
+                let answers: Vec<redis::Value> = pipe.query_async(c).await.map_err(unavailable)?;
+                for (&i, v) in empty.iter().zip(answers) {
+                    let s = &mut self.streams[i];
+                    let got = entries(v);
+                    s.done = got.len() < self.batch;
+                    if let Some((x, _)) = got.last() {
+                        s.bound = format!("({x}");
+                    }
+                    let after = &s.after;
+                    let endpoint = &s.endpoint;
+                    s.read.extend(
+                        got.into_iter()
+                            .filter_map(|(x, run)| {
+                                Some(Entry {
+                                    at: entry_id(&x)?,
+                                    endpoint: endpoint.clone(),
+                                    run,
+                                })
+                            })
+                            .filter(|e| {
+                                after.as_ref().is_none_or(|(ms, seq, run, ep)| {
+                                    e.key() <= (*ms, *seq, run.as_str(), ep.as_str())
+                                })
+                            }),
+                    );
+                }
+                continue;
             }
-            cmd
-        };
-        let send = |first_text: bool| {
-            let mut pipe = redis::Pipeline::with_capacity(groups.len());
-            pipe.ignore_errors();
-            for (i, g) in groups.iter().enumerate() {
-                pipe.add_command(call(first_text && i == 0, g));
-            }
-            pipe
-        };
-        let mut answer = send(!loaded).query_async::<Vec<redis::Value>>(&mut c).await;
-        let noscript = |v: &redis::Value| {
-            matches!(v, redis::Value::ServerError(e)
-                if e.kind() == Some(redis::ServerErrorKind::NoScript))
-        };
-        if let Ok(values) = &answer {
-            if !values.is_empty() && values.iter().all(noscript) {
-                answer = send(true).query_async::<Vec<redis::Value>>(&mut c).await;
+            let newest = self
+                .streams
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| s.read.front().map(|e| (i, e)))
+                .max_by(|(_, a), (_, b)| a.key().cmp(&b.key()))
+                .map(|(i, _)| i);
+            match newest {
+                Some(i) => page.extend(self.streams[i].read.pop_front()),
+                None => break,
             }
         }
-        let short = || StateError::Unavailable("redis: short journal answer".into());
-        match answer {
-            Ok(values) if values.len() == groups.len() => {
-                loaded = !values.iter().any(noscript);
-                for (v, group) in values.into_iter().zip(groups) {
-                    match v {
-                        redis::Value::Array(items) if items.len() == group.len() => {
-                            for (item, j) in items.into_iter().zip(group) {
-                                let _ = j.done.send(applied(item));
-                            }
-                        }
-                        redis::Value::ServerError(e) => {
-                            let e = unavailable(e.into());
-                            for j in group {
-                                let _ = j.done.send(Err(e.clone()));
-                            }
-                        }
-                        _ => {
-                            for j in group {
-                                let _ = j.done.send(Err(short()));
-                            }
-                        }
-                    }
-                }
-            }
-            Ok(_) => {
-                loaded = false;
-                for j in groups.into_iter().flatten() {
-                    let _ = j.done.send(Err(short()));
-                }
-            }
-            Err(e) => {
-                // Redis may have restarted (its script cache empty).
-                loaded = false;
-                let e = unavailable(e);
-                for j in groups.into_iter().flatten() {
-                    let _ = j.done.send(Err(e.clone()));
-                }
-            }
+        Ok(page)
+    }
+}
+
+/// A listing's line of run `id` from what [`READ`] answered (`summary`); `None` when the run is
+/// gone or unreadable.
+fn summary(id: &str, read: Stored) -> Option<RunSummary> {
+    match read {
+        Stored::Text(t) => RunRecord::from_text(&t).ok().map(|r| r.summary()),
+        Stored::Fields(row) => {
+            let field = |i: usize| row.get(i).cloned().flatten();
+            let status = RunStatus::parse(&field(1)?)?;
+            let n = |i: usize| field(i).and_then(|v| v.parse::<i64>().ok());
+            Some(RunSummary {
+                id: id.to_string(),
+                endpoint: field(0).unwrap_or_default(),
+                status,
+                created: n(2).unwrap_or(0),
+                duration_ms: match (n(3), n(4)) {
+                    (Some(s), Some(f)) => Some((f - s).max(0)),
+                    _ => None,
+                },
+                error: field(5),
+            })
         }
     }
 }
@@ -1580,7 +1847,7 @@ impl Backend for RedisBackend {
     }
 
     fn create_run(&self, run: RunRecord) -> BoxFuture<'static, StateResult<()>> {
-        self.create(run, write_rec)
+        self.create(run, write_rec, |run, a| a.json(run, b"{}"))
     }
 
     /// The `rec` field written from `data` ([`super::record::write_accepted_text`]): no
@@ -1591,10 +1858,14 @@ impl Backend for RedisBackend {
         run: RunRecord,
         data: &Value,
     ) -> BoxFuture<'static, StateResult<()>> {
-        self.create(run, |run, a| {
-            super::record::write_accepted_text(run, data, &mut a.buf);
-            a.ends.push(a.buf.len());
-        })
+        self.create(
+            run,
+            |run, a| {
+                super::record::write_accepted_text(run, data, &mut a.buf);
+                a.ends.push(a.buf.len());
+            },
+            |run, a| a.push(super::record::record_text(run, data)),
+        )
     }
 
     fn record(&self, event: RunEvent) -> BoxFuture<'static, StateResult<()>> {
@@ -1612,7 +1883,11 @@ impl Backend for RedisBackend {
         let owner = owner.to_string();
         self.spawn(move |inner| async move {
             // Owner-less queued runs (the backlog) are left for the runner's claims.
-            match inner.claim(&owner, 1000, false).await {
+            let claimed = match inner.migrate().await {
+                Ok(()) => inner.claim(&owner, 1000, false).await,
+                Err(e) => Err(e),
+            };
+            match claimed {
                 Err(StateError::Unavailable(m)) => {
                     tracing::warn!(error = %m, "Redis unavailable at start: runs are taken over once it answers");
                     Ok(Vec::new())
@@ -1629,85 +1904,49 @@ impl Backend for RedisBackend {
 
     fn list_runs(&self, filter: RunFilter) -> BoxFuture<'static, StateResult<RunPage>> {
         self.spawn(move |inner| async move {
+            inner.migrate().await?;
             let limit = filter.clamped_limit();
-            let mut max = match filter.before.as_deref() {
-                Some(c) => {
-                    let b = c
-                        .parse::<i64>()
-                        .map_err(|_| StateError::Conflict("bad cursor".into()))?;
-                    format!("({b}")
-                }
-                None => "+inf".to_string(),
+            let cursor = match filter.before.as_deref() {
+                Some(c) => Some(Cursor::parse(c)?),
+                None => None,
             };
-            let key = match &filter.endpoint {
-                Some(e) => format!("{J}ep:{e}"),
-                None => format!("{J}all"),
+            let mut c = inner.conn.clone();
+            let endpoints: Vec<String> = match &filter.endpoint {
+                Some(e) => vec![e.clone()],
+                None => c
+                    .smembers(format!("{J}endpoints"))
+                    .await
+                    .map_err(unavailable)?,
             };
             let batch = (limit + 1).max(50);
+            let mut history = History::new(endpoints, cursor.as_ref(), batch);
             let mut runs: Vec<RunSummary> = Vec::new();
             let mut next = None;
-            let mut c = inner.conn.clone();
             'outer: loop {
-                let ids: Vec<(String, i64)> = redis::cmd("ZREVRANGEBYSCORE")
-                    .arg(&key)
-                    .arg(&max)
-                    .arg("-inf")
-                    .arg("WITHSCORES")
-                    .arg("LIMIT")
-                    .arg(0)
-                    .arg(batch)
-                    .query_async(&mut c)
-                    .await
-                    .map_err(unavailable)?;
-                if ids.is_empty() {
+                let page = history.next_page(&mut c).await?;
+                if page.is_empty() {
                     break;
                 }
-                let mut pipe = redis::pipe();
-                for (id, _) in &ids {
-                    pipe.cmd("HMGET").arg(format!("{J}run:{id}")).arg(&[
-                        "endpoint", "status", "created", "started", "finished", "error",
-                    ]);
+                let mut read = inner.scripts.read.prepare_invoke();
+                read.arg(J).arg("summary");
+                for e in &page {
+                    read.arg(&e.run);
                 }
-                let rows: Vec<Vec<Option<String>>> =
-                    pipe.query_async(&mut c).await.map_err(unavailable)?;
-                for ((id, seq), row) in ids.iter().zip(rows) {
-                    let Some(status) = row
-                        .get(1)
-                        .cloned()
-                        .flatten()
-                        .and_then(|s| RunStatus::parse(&s))
-                    else {
+                let rows: Vec<redis::Value> =
+                    read.invoke_async(&mut c).await.map_err(unavailable)?;
+                for (e, row) in page.iter().zip(rows) {
+                    let Some(summary) = summary(&e.run, stored(row)) else {
                         continue;
                     };
-                    if filter.status.is_some_and(|s| s != status) {
+                    if filter.status.is_some_and(|s| s != summary.status) {
                         continue;
                     }
                     if runs.len() == limit {
-                        next = Some((seq + 1).to_string());
+                        next = Some(e.cursor());
                         break 'outer;
                     }
-                    let n = |i: usize| {
-                        row.get(i)
-                            .cloned()
-                            .flatten()
-                            .and_then(|v| v.parse::<i64>().ok())
-                    };
-                    runs.push(RunSummary {
-                        id: id.clone(),
-                        endpoint: row.first().cloned().flatten().unwrap_or_default(),
-                        status,
-                        created: n(2).unwrap_or(0),
-                        duration_ms: match (n(3), n(4)) {
-                            (Some(s), Some(f)) => Some((f - s).max(0)),
-                            _ => None,
-                        },
-                        error: row.get(5).cloned().flatten(),
-                    });
+                    runs.push(summary);
                 }
-                if ids.len() < batch {
-                    break;
-                }
-                max = format!("({}", ids[ids.len() - 1].1);
             }
             Ok(RunPage { runs, next })
         })
@@ -1744,43 +1983,57 @@ impl Backend for RedisBackend {
 
     fn purge(&self, retention: Retention, now: i64) -> BoxFuture<'static, StateResult<u64>> {
         self.spawn(move |inner| async move {
-            let cutoff = now.saturating_sub((retention.days as i64).saturating_mul(86_400_000));
+            inner.migrate().await?;
+            let cutoff = now
+                .saturating_sub((retention.days as i64).saturating_mul(86_400_000))
+                .max(0);
+            let max = i64::try_from(retention.max_per_endpoint).unwrap_or(i64::MAX);
             let mut c = inner.conn.clone();
-            let mut doomed: Vec<String> = redis::cmd("ZRANGEBYSCORE")
-                .arg(format!("{J}finished"))
-                .arg("-inf")
-                .arg(format!("({cutoff}"))
-                .query_async(&mut c)
-                .await
-                .map_err(unavailable)?;
+            let mut purged = 0u64;
             let endpoints: Vec<String> = c
                 .smembers(format!("{J}endpoints"))
                 .await
                 .map_err(unavailable)?;
-            let max = i64::try_from(retention.max_per_endpoint).unwrap_or(i64::MAX);
             for ep in endpoints {
-                let key = format!("{J}done:{ep}");
-                let n: i64 = c.zcard(&key).await.map_err(unavailable)?;
-                if n > max {
-                    // Oldest first: ranks 0 .. n - max - 1.
-                    let old: Vec<String> = c
-                        .zrange(&key, 0, (n - max - 1) as isize)
+                // By age: the endpoint's stream in acceptance order, a script call per
+                // PURGE_SCAN entries.
+                let mut after = "-".to_string();
+                loop {
+                    let (n, scanned, last, stopped): (i64, usize, String, i64) = inner
+                        .scripts
+                        .purge_age
+                        .arg(J)
+                        .arg(&ep)
+                        .arg(cutoff)
+                        .arg(&after)
+                        .arg(PURGE_SCAN)
+                        .invoke_async(&mut c)
                         .await
                         .map_err(unavailable)?;
-                    doomed.extend(old);
+                    purged += n.max(0) as u64;
+                    if stopped == 1 || scanned < PURGE_SCAN {
+                        break;
+                    }
+                    after = last;
                 }
-            }
-            doomed.sort();
-            doomed.dedup();
-            let mut purged = 0u64;
-            for chunk in doomed.chunks(200) {
-                let mut inv = inner.scripts.drop.prepare_invoke();
-                inv.arg(J);
-                for id in chunk {
-                    inv.arg(id);
+                // By count: until `max` finished runs are left, or the oldest PURGE_SCAN
+                // entries hold nothing to purge (unfinished runs are kept).
+                loop {
+                    let (n, removed, excess): (i64, i64, i64) = inner
+                        .scripts
+                        .purge_count
+                        .arg(J)
+                        .arg(&ep)
+                        .arg(max)
+                        .arg(PURGE_SCAN)
+                        .invoke_async(&mut c)
+                        .await
+                        .map_err(unavailable)?;
+                    purged += n.max(0) as u64;
+                    if removed == 0 || excess <= 0 {
+                        break;
+                    }
                 }
-                let n: i64 = inv.invoke_async(&mut c).await.map_err(unavailable)?;
-                purged += n.max(0) as u64;
             }
             Ok(purged)
         })
@@ -1899,3 +2152,6 @@ impl SharedStore for RedisStore {
 #[cfg(test)]
 #[path = "redis_tests.rs"]
 mod tests;
+
+#[path = "redis_writer.rs"]
+mod writer;

@@ -4,7 +4,7 @@
 
 use super::super::memory::MemoryBackend;
 use super::super::tests::{block_on, started, status, succeeded, Gen, RedisChild};
-use super::super::{record, Backend, RunEvent, RunRecord, RunStatus, StateError};
+use super::super::{record, Backend, RunEvent, RunFilter, RunRecord, RunStatus, StateError};
 use super::{fields, fold, fresh_end, fresh_end_args, write_rec, Args, RedisBackend};
 use std::collections::HashMap;
 
@@ -207,7 +207,7 @@ fn fresh_end_leaves_the_hash_the_events_leave_one_by_one() {
                 "{id}"
             );
         }
-        // Finished: acknowledged, in the retention sets.
+        // Finished: acknowledged, each in its endpoint's history once.
         let leased: Vec<String> = ::redis::cmd("ZRANGE")
             .arg("fs:{j}:leases")
             .arg(0)
@@ -215,11 +215,11 @@ fn fresh_end_leaves_the_hash_the_events_leave_one_by_one() {
             .query(&mut raw)
             .unwrap();
         assert!(leased.is_empty(), "{leased:?}");
-        let done: i64 = ::redis::cmd("ZCARD")
-            .arg("fs:{j}:done:e")
+        let filed: i64 = ::redis::cmd("XLEN")
+            .arg("fs:{j}:log:e")
             .query(&mut raw)
             .unwrap();
-        assert_eq!(done, 5);
+        assert_eq!(filed, 5);
         // The end of a run that is not there: not found, and nothing is created.
         assert_eq!(
             folded.record_all(store("gone")).await,
@@ -499,10 +499,10 @@ fn fields_in_one_buffer_are_the_fields_before() {
 }
 
 /// A request's run journaled finished with its steps (the runner's leading `store` /
-/// `condition` steps, src/listener/workflow.rs `run_prefix`: one write) leaves the hash and
-/// the sorted-set entries its creation and the one write at its end (`store_end`) leave, with
-/// and without an owner, for one to three steps and generated request data: it is in the
-/// history and the retention sets, never in the leases, and reads back the same.
+/// `condition` steps, src/listener/workflow.rs `run_prefix`: one write) is one string — its
+/// record's text — and one entry of its endpoint's history, never in the leases; it reads back,
+/// and lists, as the same run created and then ended by one write (`store_end`) does, with and
+/// without an owner, for one to three steps and generated request data.
 #[test]
 fn a_run_journaled_finished_leaves_what_its_creation_and_end_leave() {
     use super::super::{Checkpoint, StepRecord, StepStatus};
@@ -526,6 +526,16 @@ fn a_run_journaled_finished_leaves_what_its_creation_and_end_leave() {
             .arg(id)
             .query(c)
             .unwrap()
+    };
+    // The run ids of an endpoint's history, oldest first.
+    let history = |c: &mut ::redis::Connection| -> Vec<String> {
+        let entries: Vec<(String, Vec<(String, String)>)> = ::redis::cmd("XRANGE")
+            .arg("fs:{j}:log:e")
+            .arg("-")
+            .arg("+")
+            .query(c)
+            .unwrap();
+        entries.into_iter().map(|(_, f)| f[0].1.clone()).collect()
     };
     let mut g = Gen(0x9e37_79b9_7f4a_7c15);
     block_on(async {
@@ -567,22 +577,310 @@ fn a_run_journaled_finished_leaves_what_its_creation_and_end_leave() {
                 })
                 .collect();
             new.create_request_run(done.clone(), &data).await.unwrap();
-            assert_eq!(hash(&mut raw_old, &id), hash(&mut raw_new, &id), "{id}");
-            for key in ["leases", "finished", "done:e", "all", "ep:e", "delays"] {
-                assert_eq!(
-                    zscore(&mut raw_old, key, &id),
-                    zscore(&mut raw_new, key, &id),
-                    "{id} in {key}"
-                );
+            let text: String = ::redis::cmd("GET")
+                .arg(format!("fs:{{j}}:run:{id}"))
+                .query(&mut raw_new)
+                .unwrap();
+            assert_eq!(
+                text,
+                super::super::record::record_text(&done, &data),
+                "{id}"
+            );
+            for key in ["leases", "delays"] {
+                assert_eq!(zscore(&mut raw_new, key, &id), None, "{id} in {key}");
             }
             assert_eq!(
-                zscore(&mut raw_new, "leases", &id),
-                None,
-                "{id}: not leased"
+                history(&mut raw_new).last(),
+                Some(&id),
+                "{id}: filed once, last"
             );
             let read = new.get_run(&id).await.unwrap();
             assert_eq!(read, old.get_run(&id).await.unwrap(), "{id}");
             assert_eq!(read.steps, done.steps, "{id}");
         }
+        assert_eq!(history(&mut raw_new), history(&mut raw_old));
+        let filter = RunFilter {
+            limit: 200,
+            ..RunFilter::default()
+        };
+        let listed = new.list_runs(filter.clone()).await.unwrap().runs;
+        assert_eq!(listed.len(), 120);
+        assert_eq!(listed, old.list_runs(filter).await.unwrap().runs);
+    });
+}
+
+/// `XLEN` of endpoint `ep`'s history stream.
+fn filed(c: &mut ::redis::Connection, ep: &str) -> i64 {
+    ::redis::cmd("XLEN")
+        .arg(format!("fs:{{j}}:log:{ep}"))
+        .query(c)
+        .unwrap()
+}
+
+fn ids(runs: &[super::super::RunSummary]) -> Vec<&str> {
+    runs.iter().map(|r| r.id.as_str()).collect()
+}
+
+/// A journal left by an earlier version (run ids in the sorted sets `all` / `ep:NAME` by a
+/// `seq` number, `finished` / `done:NAME` for retention) is moved to the history streams by
+/// the first backend that lists, purges or recovers: every run is listed in its old order,
+/// before the runs of this version, by endpoint too, and the old keys are gone.
+#[test]
+fn the_journal_of_an_earlier_version_is_moved_to_the_history_streams() {
+    let Some(redis) = RedisChild::start() else {
+        return;
+    };
+    let mut raw = ::redis::Client::open(redis.url(13))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let q = |c: &mut ::redis::Connection, args: &[&str]| {
+        let mut cmd = ::redis::cmd(args[0]);
+        for a in &args[1..] {
+            cmd.arg(*a);
+        }
+        cmd.exec(c).unwrap();
+    };
+    block_on(async {
+        // The hashes as this version writes them (the fields are the same), then the earlier
+        // layout's keys by hand.
+        let writer = RedisBackend::open(&redis.url(13), 30).unwrap();
+        for (id, ep) in [("o1", "a"), ("o2", "b"), ("o3", "a"), ("o4", "b")] {
+            writer
+                .create_run(super::super::tests::new_run(id, ep, true))
+                .await
+                .unwrap();
+        }
+        for id in ["o1", "o2", "o4"] {
+            writer
+                .record(status(id, RunStatus::Succeeded, 2_000, None))
+                .await
+                .unwrap();
+        }
+        drop(writer);
+        q(&mut raw, &["DEL", "fs:{j}:log:a", "fs:{j}:log:b"]);
+        for (seq, id, ep) in [
+            ("1", "o1", "a"),
+            ("2", "o2", "b"),
+            ("3", "o3", "a"),
+            ("4", "o4", "b"),
+        ] {
+            q(
+                &mut raw,
+                &["HSET", &format!("fs:{{j}}:run:{id}"), "seq", seq],
+            );
+            q(&mut raw, &["ZADD", "fs:{j}:all", seq, id]);
+            q(&mut raw, &["ZADD", &format!("fs:{{j}}:ep:{ep}"), seq, id]);
+            if id != "o3" {
+                q(&mut raw, &["ZADD", "fs:{j}:finished", "2000", id]);
+                q(&mut raw, &["ZADD", &format!("fs:{{j}}:done:{ep}"), seq, id]);
+            }
+        }
+        q(&mut raw, &["SET", "fs:{j}:seq", "4"]);
+
+        let b = RedisBackend::open(&redis.url(13), 30).unwrap();
+        let all = b.list_runs(RunFilter::default()).await.unwrap().runs;
+        assert_eq!(ids(&all), ["o4", "o3", "o2", "o1"]);
+        assert_eq!(all[1].status, RunStatus::Queued);
+        let a = b
+            .list_runs(RunFilter {
+                endpoint: Some("a".into()),
+                ..RunFilter::default()
+            })
+            .await
+            .unwrap()
+            .runs;
+        assert_eq!(ids(&a), ["o3", "o1"]);
+        for key in ["all", "ep:a", "ep:b", "finished", "done:a", "done:b", "seq"] {
+            let n: i64 = ::redis::cmd("EXISTS")
+                .arg(format!("fs:{{j}}:{key}"))
+                .query(&mut raw)
+                .unwrap();
+            assert_eq!(n, 0, "{key} is gone");
+        }
+        // This version's runs come after them; retention works on the moved runs.
+        b.create_run(super::super::tests::new_run("n1", "a", true))
+            .await
+            .unwrap();
+        let all = b.list_runs(RunFilter::default()).await.unwrap().runs;
+        assert_eq!(ids(&all), ["n1", "o4", "o3", "o2", "o1"]);
+        let purged = b
+            .purge(
+                super::super::Retention {
+                    days: 1,
+                    max_per_endpoint: 100,
+                },
+                2_000 + 86_400_000 + 1,
+            )
+            .await
+            .unwrap();
+        assert_eq!(purged, 3, "the finished old runs");
+        let all = b.list_runs(RunFilter::default()).await.unwrap().runs;
+        assert_eq!(ids(&all), ["n1", "o3"]);
+    });
+}
+
+/// A run journaled finished (a string) that failed is retried in place: it becomes a queued
+/// hash run with its history entry kept (listed once, where it was).
+#[test]
+fn a_run_journaled_finished_is_retried_in_place() {
+    let Some(redis) = RedisChild::start() else {
+        return;
+    };
+    let mut raw = ::redis::Client::open(redis.url(14))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let b = RedisBackend::open(&redis.url(14), 30).unwrap();
+    block_on(async {
+        let mut run = new_run("f");
+        run.status = RunStatus::Failed;
+        run.started = Some(1_100);
+        run.finished = Some(1_200);
+        run.error = Some("step s broke".into());
+        b.create_run(run.clone()).await.unwrap();
+        b.create_run(new_run("later")).await.unwrap();
+        let kind: String = ::redis::cmd("TYPE")
+            .arg("fs:{j}:run:f")
+            .query(&mut raw)
+            .unwrap();
+        assert_eq!(kind, "string");
+        assert_eq!(b.get_run("f").await.unwrap(), run);
+        let again = b
+            .retry_run("f", super::super::RetryFrom::Start)
+            .await
+            .unwrap();
+        assert_eq!(again.status, RunStatus::Queued);
+        assert_eq!(b.get_run("f").await.unwrap(), again);
+        let kind: String = ::redis::cmd("TYPE")
+            .arg("fs:{j}:run:f")
+            .query(&mut raw)
+            .unwrap();
+        assert_eq!(kind, "hash");
+        assert_eq!(filed(&mut raw, "e"), 2);
+        let all = b.list_runs(RunFilter::default()).await.unwrap().runs;
+        assert_eq!(ids(&all), ["later", "f"]);
+        assert_eq!(all[1].status, RunStatus::Queued);
+        // A second retry finds it queued: refused.
+        assert!(matches!(
+            b.retry_run("f", super::super::RetryFrom::Start).await,
+            Err(StateError::Conflict(_))
+        ));
+    });
+}
+
+/// Pages of a listing across endpoints (cursors naming an endpoint with `:` in its name
+/// too) list every run once, in the order of one long page, hash runs and runs journaled
+/// finished alike; an entry whose run is gone is not listed, and the purge deletes it.
+#[test]
+fn listing_pages_through_every_endpoint_in_one_order() {
+    let Some(redis) = RedisChild::start() else {
+        return;
+    };
+    let mut raw = ::redis::Client::open(redis.url(15))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let b = RedisBackend::open(&redis.url(15), 30).unwrap();
+    block_on(async {
+        let endpoints = ["a", "b:c", "z"];
+        // An entry whose run is gone (the oldest).
+        ::redis::cmd("XADD")
+            .arg("fs:{j}:log:a")
+            .arg("*")
+            .arg("r")
+            .arg("ghost")
+            .exec(&mut raw)
+            .unwrap();
+        let mut writes = Vec::new();
+        for i in 0..40 {
+            let mut run = super::super::tests::new_run(&format!("r{i:02}"), endpoints[i % 3], true);
+            if i % 2 == 0 {
+                run.status = RunStatus::Succeeded;
+                run.finished = Some(1_500);
+            }
+            // Queued together: several runs share an entry id's millisecond.
+            writes.push(b.create_run(run));
+        }
+        for w in writes {
+            w.await.unwrap();
+        }
+        let whole = b
+            .list_runs(RunFilter {
+                limit: 100,
+                ..RunFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(whole.runs.len(), 40);
+        assert_eq!(whole.next, None);
+        let mut paged = Vec::new();
+        let mut before = None;
+        loop {
+            let page = b
+                .list_runs(RunFilter {
+                    limit: 7,
+                    before: before.clone(),
+                    ..RunFilter::default()
+                })
+                .await
+                .unwrap();
+            paged.extend(page.runs);
+            match page.next {
+                Some(n) => before = Some(n),
+                None => break,
+            }
+        }
+        assert_eq!(ids(&paged), ids(&whole.runs));
+        let mut sorted = ids(&paged);
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 40);
+        // Per endpoint, with a cursor naming `b:c`.
+        let first = b
+            .list_runs(RunFilter {
+                endpoint: Some("b:c".into()),
+                limit: 5,
+                ..RunFilter::default()
+            })
+            .await
+            .unwrap();
+        let rest = b
+            .list_runs(RunFilter {
+                endpoint: Some("b:c".into()),
+                limit: 100,
+                before: first.next.clone(),
+                ..RunFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(first.runs.len() + rest.runs.len(), 13);
+        assert!(first
+            .runs
+            .iter()
+            .chain(&rest.runs)
+            .all(|r| r.endpoint == "b:c"));
+        assert_eq!(
+            b.list_runs(RunFilter {
+                before: Some("12".into()),
+                ..RunFilter::default()
+            })
+            .await,
+            Err(StateError::Conflict("bad cursor".into()))
+        );
+        // The ghost's entry goes with the next purge; nothing else does.
+        assert_eq!(filed(&mut raw, "a"), 15);
+        let purged = b
+            .purge(
+                super::super::Retention {
+                    days: 7,
+                    max_per_endpoint: 100,
+                },
+                2_000,
+            )
+            .await
+            .unwrap();
+        assert_eq!(purged, 0);
+        assert_eq!(filed(&mut raw, "a"), 14);
     });
 }
