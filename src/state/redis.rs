@@ -656,22 +656,31 @@ impl RedisBackend {
         ca: Option<&[u8]>,
     ) -> Result<RedisBackend, String> {
         let describe = redact(url);
+        let bad_url =
+            |e: redis::RedisError| format!("bad Redis URL `{describe}`: {}", e.kind_description());
+        // TCP_NODELAY: a batch written while the one before it is not acknowledged yet (the
+        // journal writer keeps two in flight) must not wait for that acknowledgement (Nagle's
+        // algorithm, on by default in the client; Redis sets it on its side). No difference
+        // measured on loopback; across a network it saves a round trip.
+        let info = redis::IntoConnectionInfo::into_connection_info(url)
+            .map_err(bad_url)?
+            .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
         let client = match ca {
-            None => redis::Client::open(url),
+            None => redis::Client::open(info),
             Some(_) if !url.starts_with("rediss://") => {
                 return Err(format!(
                     "redis_ca is set but `{describe}` is not a rediss:// (TLS) URL"
                 ))
             }
             Some(pem) => redis::Client::build_with_tls(
-                url,
+                info,
                 redis::TlsCertificates {
                     client_tls: None,
                     root_cert: Some(pem.to_vec()),
                 },
             ),
         }
-        .map_err(|e| format!("bad Redis URL `{describe}`: {}", e.kind_description()))?;
+        .map_err(bad_url)?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("flexscript-redis")
