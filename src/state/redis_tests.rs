@@ -609,6 +609,22 @@ fn a_run_journaled_finished_leaves_what_its_creation_and_end_leave() {
     });
 }
 
+/// A plain connection to database `db` of `redis`.
+fn connect(redis: &RedisChild, db: u8) -> ::redis::Connection {
+    ::redis::Client::open(redis.url(db))
+        .unwrap()
+        .get_connection()
+        .unwrap()
+}
+
+/// `TYPE` of run `id`'s key.
+fn kind(c: &mut ::redis::Connection, id: &str) -> String {
+    ::redis::cmd("TYPE")
+        .arg(format!("fs:{{j}}:run:{id}"))
+        .query(c)
+        .unwrap()
+}
+
 /// `XLEN` of endpoint `ep`'s history stream.
 fn filed(c: &mut ::redis::Connection, ep: &str) -> i64 {
     ::redis::cmd("XLEN")
@@ -630,10 +646,7 @@ fn the_journal_of_an_earlier_version_is_moved_to_the_history_streams() {
     let Some(redis) = RedisChild::start() else {
         return;
     };
-    let mut raw = ::redis::Client::open(redis.url(13))
-        .unwrap()
-        .get_connection()
-        .unwrap();
+    let mut raw = connect(&redis, 13);
     let q = |c: &mut ::redis::Connection, args: &[&str]| {
         let mut cmd = ::redis::cmd(args[0]);
         for a in &args[1..] {
@@ -727,10 +740,7 @@ fn a_run_journaled_finished_is_retried_in_place() {
     let Some(redis) = RedisChild::start() else {
         return;
     };
-    let mut raw = ::redis::Client::open(redis.url(14))
-        .unwrap()
-        .get_connection()
-        .unwrap();
+    let mut raw = connect(&redis, 14);
     let b = RedisBackend::open(&redis.url(14), 30).unwrap();
     block_on(async {
         let mut run = new_run("f");
@@ -740,11 +750,7 @@ fn a_run_journaled_finished_is_retried_in_place() {
         run.error = Some("step s broke".into());
         b.create_run(run.clone()).await.unwrap();
         b.create_run(new_run("later")).await.unwrap();
-        let kind: String = ::redis::cmd("TYPE")
-            .arg("fs:{j}:run:f")
-            .query(&mut raw)
-            .unwrap();
-        assert_eq!(kind, "string");
+        assert_eq!(kind(&mut raw, "f"), "string");
         assert_eq!(b.get_run("f").await.unwrap(), run);
         let again = b
             .retry_run("f", super::super::RetryFrom::Start)
@@ -752,11 +758,7 @@ fn a_run_journaled_finished_is_retried_in_place() {
             .unwrap();
         assert_eq!(again.status, RunStatus::Queued);
         assert_eq!(b.get_run("f").await.unwrap(), again);
-        let kind: String = ::redis::cmd("TYPE")
-            .arg("fs:{j}:run:f")
-            .query(&mut raw)
-            .unwrap();
-        assert_eq!(kind, "hash");
+        assert_eq!(kind(&mut raw, "f"), "hash");
         assert_eq!(filed(&mut raw, "e"), 2);
         let all = b.list_runs(RunFilter::default()).await.unwrap().runs;
         assert_eq!(ids(&all), ["later", "f"]);
@@ -777,10 +779,7 @@ fn listing_pages_through_every_endpoint_in_one_order() {
     let Some(redis) = RedisChild::start() else {
         return;
     };
-    let mut raw = ::redis::Client::open(redis.url(15))
-        .unwrap()
-        .get_connection()
-        .unwrap();
+    let mut raw = connect(&redis, 15);
     let b = RedisBackend::open(&redis.url(15), 30).unwrap();
     block_on(async {
         let endpoints = ["a", "b:c", "z"];
