@@ -883,3 +883,42 @@ fn listing_pages_through_every_endpoint_in_one_order() {
         assert_eq!(filed(&mut raw, "a"), 14);
     });
 }
+
+/// A run journaled finished that Redis refuses (full: `maxmemory` with `noeviction`) is an
+/// error for its caller (never acknowledged), leaves no run, and the writer carries on once
+/// Redis takes writes again.
+#[test]
+fn a_run_journaled_finished_that_redis_refuses_is_an_error() {
+    let Some(redis) = RedisChild::start() else {
+        return;
+    };
+    let mut raw = connect(&redis, 9);
+    let b = RedisBackend::open(&redis.url(9), 30).unwrap();
+    let finished = |id: &str| {
+        let mut run = new_run(id);
+        run.status = RunStatus::Succeeded;
+        run.finished = Some(1_200);
+        run
+    };
+    let config = |c: &mut ::redis::Connection, v: &str| {
+        ::redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory")
+            .arg(v)
+            .exec(c)
+            .unwrap();
+    };
+    block_on(async {
+        config(&mut raw, "1");
+        match b.create_run(finished("full")).await {
+            Err(StateError::Unavailable(m)) => assert!(m.contains("OOM"), "{m}"),
+            other => panic!("expected an error, got {other:?}"),
+        }
+        config(&mut raw, "0");
+        assert_eq!(kind(&mut raw, "full"), "none");
+        assert_eq!(filed(&mut raw, "e"), 0);
+        b.create_run(finished("ok")).await.unwrap();
+        assert_eq!(b.get_run("ok").await.unwrap(), finished("ok"));
+        assert_eq!(filed(&mut raw, "e"), 1);
+    });
+}
