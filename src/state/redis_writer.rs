@@ -288,27 +288,32 @@ fn finished_commands(pipe: &mut redis::Pipeline, jobs: &[Job]) {
     if jobs.is_empty() {
         return;
     }
-    let mut key = Vec::with_capacity(64);
+    let mut buf = Vec::with_capacity(64);
     for j in jobs {
         let (id, ep, _) = finished_args(j);
-        key.clear();
-        key.extend_from_slice(J.as_bytes());
-        key.extend_from_slice(b"log:");
-        key.extend_from_slice(ep);
-        pipe.cmd("XADD").arg(&key[..]).arg("*").arg("r").arg(id);
+        pipe.cmd("XADD")
+            .arg(key(&mut buf, b"log:", ep))
+            .arg("*")
+            .arg("r")
+            .arg(id);
     }
     let mset = pipe.cmd("MSET");
     for j in jobs {
         let (id, _, text) = finished_args(j);
-        key.clear();
-        key.extend_from_slice(J.as_bytes());
-        key.extend_from_slice(b"run:");
-        key.extend_from_slice(id);
-        mset.arg(&key[..]).arg(text);
+        mset.arg(key(&mut buf, b"run:", id)).arg(text);
     }
     for ep in endpoints(jobs) {
         pipe.cmd("SADD").arg(format!("{J}endpoints")).arg(ep);
     }
+}
+
+/// The journal key `fs:{j}:` + `kind` + `name`, written in `buf`.
+fn key<'a>(buf: &'a mut Vec<u8>, kind: &[u8], name: &[u8]) -> &'a [u8] {
+    buf.clear();
+    buf.extend_from_slice(J.as_bytes());
+    buf.extend_from_slice(kind);
+    buf.extend_from_slice(name);
+    buf
 }
 
 /// A run journaled finished's arguments: id, endpoint, text.
