@@ -27,8 +27,8 @@
 //! Every multi-key change of a run is one Lua script (atomic, one round trip). Journal writes
 //! (a run accepted, its events) go through one writer task per process
 //! (src/state/redis_writer.rs) that sends everything queued meanwhile as one pipeline — plain
-//! `XADD` + `SET` per run journaled finished, `EVALSHA`s of [`APPLY`] for the rest (group
-//! commit): accepting a run costs one round trip on the answer path.
+//! `XADD`s and one `MSET` for the runs journaled finished, `EVALSHA`s of [`APPLY`] for the rest
+//! (group commit): accepting a run costs one round trip on the answer path.
 //!
 //! All Redis I/O runs on a small dedicated tokio runtime owned by the backend. Async callers
 //! await a task spawned there; the synchronous shared store (templates call `memoryGet` /
