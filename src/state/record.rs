@@ -225,10 +225,7 @@ impl RunRecord {
             endpoint: self.endpoint.clone(),
             status: self.status,
             created: self.created,
-            duration_ms: match (self.started, self.finished) {
-                (Some(s), Some(f)) => Some((f - s).max(0)),
-                _ => None,
-            },
+            duration_ms: duration_ms(self.started, self.finished),
             error: self.error.clone(),
         }
     }
@@ -363,6 +360,14 @@ pub struct RunSummary {
     pub duration_ms: Option<i64>,
     /// Why it failed.
     pub error: Option<String>,
+}
+
+/// A run's duration in a listing: from its start to its finish, when it has both.
+pub(crate) fn duration_ms(started: Option<i64>, finished: Option<i64>) -> Option<i64> {
+    match (started, finished) {
+        (Some(s), Some(f)) => Some((f - s).max(0)),
+        _ => None,
+    }
 }
 
 /// A run listing query: newest first.

@@ -1624,10 +1624,7 @@ fn summary(id: &str, read: Stored) -> Option<RunSummary> {
                 endpoint: field(0).unwrap_or_default(),
                 status,
                 created: n(2).unwrap_or(0),
-                duration_ms: match (n(3), n(4)) {
-                    (Some(s), Some(f)) => Some((f - s).max(0)),
-                    _ => None,
-                },
+                duration_ms: super::record::duration_ms(n(3), n(4)),
                 error: field(5),
             })
         }

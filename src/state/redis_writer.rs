@@ -68,19 +68,25 @@ struct Batch {
 struct Writes {
     /// Runs journaled finished ([`FINISHED`]), written as plain commands.
     finished: Vec<Job>,
-    /// How many `SADD`s to `endpoints` follow their commands (one per endpoint).
-    endpoints: usize,
     /// Every other write, in calls of [`APPLY`].
     groups: Vec<Vec<Job>>,
 }
 
 impl Writes {
-    /// The number of answers of the batch's plain commands.
+    /// The number of answers of the batch's plain commands ([`finished_commands`]): an `XADD`
+    /// per run, the `MSET`, a `SADD` per endpoint.
     fn plain(&self) -> usize {
         match self.finished.len() {
             0 => 0,
-            n => n + 1 + self.endpoints,
+            n => n + 1 + endpoints(&self.finished).len(),
         }
+    }
+
+    /// Every write of the batch.
+    fn into_jobs(self) -> impl Iterator<Item = Job> {
+        self.finished
+            .into_iter()
+            .chain(self.groups.into_iter().flatten())
     }
 }
 
@@ -234,7 +240,7 @@ pub(super) async fn run(
                         let answer = calls.send(conn, &writes.finished, &writes.groups, !loaded);
                         sent.push_back(Batch { writes, answer });
                     }
-                    Err(e) => fail(writes.finished.into_iter().chain(writes.groups.into_iter().flatten()), &e),
+                    Err(e) => fail(writes.into_jobs(), &e),
                 }
             }
         }
@@ -257,11 +263,7 @@ fn gather(first: Job, queue: &mut tokio::sync::mpsc::UnboundedReceiver<Job>) -> 
     while jobs.peek().is_some() {
         groups.push(jobs.by_ref().take(PER_SCRIPT).collect());
     }
-    Writes {
-        endpoints: endpoints(&finished).len(),
-        finished,
-        groups,
-    }
+    Writes { finished, groups }
 }
 
 /// The endpoints of runs journaled finished `jobs` (`id`, `endpoint`, `text`), each once.
@@ -334,6 +336,33 @@ fn noscript(v: &redis::Value) -> bool {
         if e.kind() == Some(redis::ServerErrorKind::NoScript))
 }
 
+/// The answers of a pipeline of `expected` commands, or the error its writes fail with: a
+/// transport error (the connection is made again; Redis may have restarted, its script cache
+/// empty) or a short answer.
+fn answers(
+    answer: Answer,
+    expected: usize,
+    link: &mut Link,
+    loaded: &mut bool,
+) -> Result<Vec<redis::Value>, StateError> {
+    match answer {
+        Ok(values) if values.len() == expected => Ok(values),
+        Ok(_) => {
+            *loaded = false;
+            Err(short())
+        }
+        Err(e) => {
+            *loaded = false;
+            link.broken();
+            Err(unavailable(e))
+        }
+    }
+}
+
+fn short() -> StateError {
+    StateError::Unavailable("redis: short journal answer".into())
+}
+
 /// Hands each write of a batch its answer (sending the batch's script calls again first when
 /// Redis had lost the script).
 async fn deliver(
@@ -343,29 +372,13 @@ async fn deliver(
     link: &mut Link,
     loaded: &mut bool,
 ) {
-    let short = || StateError::Unavailable("redis: short journal answer".into());
-    let plain = writes.plain();
-    let Writes {
-        finished, groups, ..
-    } = writes;
-    let mut values = match answer {
-        Ok(values) if values.len() == plain + groups.len() => values,
-        Ok(_) => {
-            *loaded = false;
-            return fail(
-                finished.into_iter().chain(groups.into_iter().flatten()),
-                &short(),
-            );
-        }
-        Err(e) => {
-            // Redis may have restarted (its script cache empty): connect again.
-            *loaded = false;
-            link.broken();
-            let e = unavailable(e);
-            return fail(finished.into_iter().chain(groups.into_iter().flatten()), &e);
-        }
+    let expected = writes.plain() + writes.groups.len();
+    let mut values = match answers(answer, expected, link, loaded) {
+        Ok(values) => values,
+        Err(e) => return fail(writes.into_jobs(), &e),
     };
-    let mut scripted = values.split_off(plain);
+    let Writes { finished, groups } = writes;
+    let mut scripted = values.split_off(expected - groups.len());
     // The XADDs' answers, then the MSET's.
     let mset = values.get(finished.len()).cloned();
     for (j, added) in finished.into_iter().zip(values) {
@@ -386,18 +399,10 @@ async fn deliver(
             Ok(conn) => calls.send(conn, &[], &groups, true).await,
             Err(e) => return fail(groups.into_iter().flatten(), &e),
         };
-        match again {
-            Ok(v) if v.len() == groups.len() => scripted = v,
-            Ok(_) => {
-                *loaded = false;
-                return fail(groups.into_iter().flatten(), &short());
-            }
-            Err(e) => {
-                *loaded = false;
-                link.broken();
-                return fail(groups.into_iter().flatten(), &unavailable(e));
-            }
-        }
+        scripted = match answers(again, groups.len(), link, loaded) {
+            Ok(values) => values,
+            Err(e) => return fail(groups.into_iter().flatten(), &e),
+        };
     }
     *loaded = !scripted.iter().any(noscript);
     for (v, group) in scripted.into_iter().zip(groups) {
