@@ -735,3 +735,92 @@ async fn rediss_works_with_the_ca_trusted_and_is_refused_without() {
     assert_eq!(r.status, 503, "{}", r.body);
     assert!(r.header("retry-after").is_some());
 }
+
+/// Runs journaled finished at their answer (a `store` step alone: in Redis one string and one
+/// history entry) and runs whose steps run after it (a `log` step: a hash updated by the
+/// journal script) are listed together by the admin API of either instance, newest first,
+/// every run once across pages of 5; a finished run reads back whole, its step's checkpoint
+/// included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_journaled_at_and_after_the_answer_list_together_across_pages() {
+    let Some(redis) = Redis::start(false) else {
+        return;
+    };
+    let kept = ep(
+        1,
+        DATA,
+        &step("keep", "store", "name = \"n\"\nvalue = \"{{ __data.n }}\""),
+    );
+    let logged = ep(2, DATA, &step("go", "log", "message = \"go\""));
+    let cfg = write_config(&format!(
+        "[server]\nstate = \"{}\"\nadmin_key = \"adm1n-key\"\n{kept}{logged}",
+        redis.url()
+    ));
+    let fleet = Fleet::start(cfg.path(), 2).await;
+    for i in 0..12 {
+        let r = post(fleet.addr(i % 2), &path(1 + i / 6), i)
+            .await
+            .expect("answer");
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let auth = [("authorization", "Bearer adm1n-key")];
+    let list = |addr: SocketAddr, query: String| async move {
+        let r = request(addr, "GET", &format!("/runs?{query}"), &auth, b"").await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()
+    };
+    // The `log` runs finish after their answers.
+    let end = Instant::now() + Duration::from_secs(30);
+    let whole = loop {
+        let whole = list(fleet.addr(1), "limit=100".into()).await;
+        let runs = whole["runs"].as_array().cloned().unwrap_or_default();
+        if runs.len() == 12 && runs.iter().all(|r| r["status"] == "succeeded") {
+            break whole;
+        }
+        assert!(Instant::now() < end, "{whole}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let ids = |v: &serde_json::Value| -> Vec<String> {
+        v["runs"]
+            .as_array()
+            .expect("runs")
+            .iter()
+            .map(|r| r["id"].as_str().expect("id").to_string())
+            .collect()
+    };
+    let all = ids(&whole);
+    assert_eq!(all.iter().collect::<HashSet<_>>().len(), 12);
+    // Newest first: the `log` runs (ep2) were accepted last.
+    assert!(whole["runs"].as_array().expect("runs")[..6]
+        .iter()
+        .all(|r| r["endpoint"] == "ep2"));
+    let mut paged = Vec::new();
+    let mut query = "limit=5".to_string();
+    loop {
+        let page = list(fleet.addr(0), query).await;
+        paged.extend(ids(&page));
+        match page["next"].as_str() {
+            Some(next) => query = format!("limit=5&before={}", next.replace(':', "%3A")),
+            None => break,
+        }
+    }
+    assert_eq!(paged, all);
+    let first_kept = whole["runs"].as_array().expect("runs")[6]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let r = request(
+        fleet.addr(0),
+        "GET",
+        &format!("/runs/{first_kept}"),
+        &auth,
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let run = r.json();
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["steps"][0]["id"], "keep", "{run}");
+    assert_eq!(run["steps"][0]["checkpoint"]["set"][0][0], "n", "{run}");
+    assert_eq!(run["data"]["n"], 5, "{run}");
+}
