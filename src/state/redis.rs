@@ -1506,8 +1506,6 @@ impl Entry {
 
 /// One endpoint's history stream, read newest first.
 struct Stream {
-    /// Entries after the cursor's place are left out.
-    after: Option<(u64, u64, String, String)>,
     endpoint: Arc<str>,
     key: String,
     /// The `XREVRANGE` bound of the next read.
@@ -1516,35 +1514,37 @@ struct Stream {
     done: bool,
 }
 
-/// The listing's history: the endpoints' streams merged newest first (by entry id, then by
-/// endpoint name), read `batch` entries per stream and round trip.
+/// The listing's history: the endpoints' streams merged newest first (in [`Cursor`]'s order:
+/// entry id, run id, endpoint), read `batch` entries per stream and round trip.
 struct History {
     streams: Vec<Stream>,
+    /// The cursor's place: entries after it (of the cursor's own entry id, which every stream
+    /// is read from) are left out.
+    after: Option<(u64, u64, String, String)>,
     batch: usize,
 }
 
 impl History {
     fn new(endpoints: Vec<String>, cursor: Option<&Cursor>, batch: usize) -> History {
+        let bound = match cursor {
+            None => "+".to_string(),
+            Some(c) => format!("{}-{}", c.key.0, c.key.1),
+        };
         let streams = endpoints
             .into_iter()
-            .map(|e| {
-                // From the cursor's entry id (entries of that id that come after the cursor's
-                // place are dropped when read).
-                let bound = match cursor {
-                    None => "+".to_string(),
-                    Some(c) => format!("{}-{}", c.key.0, c.key.1),
-                };
-                Stream {
-                    after: cursor.map(|c| c.key.clone()),
-                    key: format!("{J}log:{e}"),
-                    endpoint: e.into(),
-                    bound,
-                    read: Default::default(),
-                    done: false,
-                }
+            .map(|e| Stream {
+                key: format!("{J}log:{e}"),
+                endpoint: e.into(),
+                bound: bound.clone(),
+                read: Default::default(),
+                done: false,
             })
             .collect();
-        History { streams, batch }
+        History {
+            streams,
+            after: cursor.map(|c| c.key.clone()),
+            batch,
+        }
     }
 
     /// Up to `batch` entries, newest first; empty at the end of the history.
@@ -1574,7 +1574,7 @@ impl History {
                     if let Some((x, _)) = got.last() {
                         s.bound = format!("({x}");
                     }
-                    let after = &s.after;
+                    let after = &self.after;
                     let endpoint = &s.endpoint;
                     s.read.extend(
                         got.into_iter()
