@@ -2116,9 +2116,13 @@ mod tests {
             commit(k);
             largest = largest.max(size("-wal"));
         }
-        // (About the threshold: a restart can wait for a checkpoint of the checkpointer.)
+        // About the threshold, plus what the writer commits while the checkpointer holds the
+        // checkpoint lock (the writer's own checkpoint is skipped meanwhile, and retried at its
+        // next commit): under a loaded CI run that thread can be off its CPU for a while, and
+        // the file reached 2.04 times the threshold once (session 15). Without the writer's
+        // checkpoints it reaches 510 MB, thirty times the threshold.
         assert!(
-            largest <= 2 * u64::from(WRITER_CHECKPOINT_FRAMES) * frame,
+            largest <= 4 * u64::from(WRITER_CHECKPOINT_FRAMES) * frame,
             "WAL file of {largest} bytes"
         );
         let t0 = Instant::now();
