@@ -261,19 +261,23 @@ redis_wait() {
 # Prints "succeeded total".
 redis_runs() {
   # A run journaled finished is its record's JSON text; any other run a hash.
-  rcli EVAL "local n = 0
+  # An entry names one run (accepted unfinished) or a batch of runs journaled finished.
+  rcli EVAL "local n, all = 0, 0
     for _, e in ipairs(redis.call('XRANGE', 'fs:{j}:log:durable', '-', '+')) do
-      local k = 'fs:{j}:run:' .. e[2][2]
-      local st
-      if redis.call('TYPE', k).ok == 'string' then
-        st = string.match(redis.call('GET', k), '\"status\":\"(%a+)\"')
-      else
-        st = redis.call('HGET', k, 'status')
+      for i = 2, #e[2], 2 do
+        local k = 'fs:{j}:run:' .. e[2][i]
+        local st
+        if redis.call('TYPE', k).ok == 'string' then
+          st = string.match(redis.call('GET', k), '\"status\":\"(%a+)\"')
+        else
+          st = redis.call('HGET', k, 'status')
+        end
+        if st == 'succeeded' then n = n + 1 end
+        all = all + 1
       end
-      if st == 'succeeded' then n = n + 1 end
     end
-    return n" 0 | tr '\n' ' '
-  rcli XLEN 'fs:{j}:log:durable'
+    return {n, all}" 0 | tr '\n' ' '
+  echo
 }
 # per_run LABEL RUNS C0 C1 E0 E1 CPU0 CPU1 R0 R1: per journaled run, over its whole life (the
 # answer path's write, then the workflow's journal writes after the answer, if any).
@@ -316,7 +320,7 @@ redis2_pid=$!
 wait_port "$p_redis2"
 redis2_url="http://127.0.0.1:${p_redis2}/listener/$h1/$h2?ref=A-1"
 c0="$(commands)"; e0="$(evals)"; u0="$(redis_cpu)"; r0="$(reads)"
-before="$(rcli XLEN 'fs:{j}:log:durable')"
+before="$(rcli GET 'fs:{j}:count:durable')"
 taskset -c 1 wrk -t1 -c32 -d"${secs}s" --latency "$redis1_url" >"$dir/redis_2a.wrk" &
 wa=$!
 taskset -c 0 wrk -t1 -c32 -d"${secs}s" --latency "$redis2_url" >"$dir/redis_2b.wrk" &

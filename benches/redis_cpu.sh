@@ -28,8 +28,8 @@ read -r m0 c0 <<<"$(cpu)"
 SECS="${SECS:-6}" bash benches/durable_profile.sh "$dir/out" "[server]
 state = \"redis://127.0.0.1:$port\""
 read -r m1 c1 <<<"$(cpu)"
-runs="$(redis-cli -p "$port" xlen 'fs:{j}:log:durable')"
-done_runs="$(redis-cli -p "$port" xlen 'fs:{j}:log:durable')"
+runs="$(redis-cli -p "$port" get 'fs:{j}:count:durable')"
+done_runs="$runs"
 mem="$(redis-cli -p "$port" info memory | tr -d '\r' | awk -F: '/^used_memory:/ {print $2}')"
 awk -v r="$runs" -v d="$done_runs" -v m0="$m0" -v m1="$m1" -v c0="$c0" -v c1="$c1" -v mem="$mem" 'BEGIN {
   printf "redis: %d runs (%d finished), main thread %.1f us/run, children (AOF rewrites) %.1f us/run, memory %d B/run\n",

@@ -9,7 +9,8 @@
 //! | `fs:m:NAME` | string | a `set_memory` value as JSON (`PX` TTL), or an `INCRBY` counter |
 //! | `fs:{j}:run:ID` | hash | a run: `rec` (the record as accepted, JSON), `status`, `attempt`, `started`, `finished`, `error`, `owner`, `resumable`, and per step `k:`/`t:`/`b:`/`f:`/`d:`/`e:`/`c:`/`o:STEP` (kind, status, started, finished, due, error, checkpoint, order) |
 //! | `fs:{j}:run:ID` | string | a run journaled finished (its steps all ran before it was journaled): the whole record's JSON text; it never changes (a retry makes it a hash) |
-//! | `fs:{j}:log:NAME` | stream | endpoint NAME's runs in acceptance order, an entry `r ID` each (listings, cursors, retention) |
+//! | `fs:{j}:log:NAME` | stream | endpoint NAME's runs in acceptance order: an entry `r ID` per run accepted unfinished, an entry `r ID1 r ID2 …` per batch of runs journaled finished (listings, cursors, retention) |
+//! | `fs:{j}:count:NAME` | string | the number of run ids in `log:NAME`'s entries (retention by count) |
 //! | `fs:{j}:leases` | sorted set | unfinished runs by lease expiry (ms, Redis clock); 0 = queued, unowned |
 //! | `fs:{j}:delays` | sorted set | runs waiting on a `delay_ms`, by due time |
 //! | `fs:{j}:endpoints` | set | endpoint names seen (the streams to list and purge) |
@@ -27,7 +28,7 @@
 //! Every multi-key change of a run is one Lua script (atomic, one round trip). Journal writes
 //! (a run accepted, its events) go through one writer task per process
 //! (src/state/redis_writer.rs) that sends everything queued meanwhile as one pipeline — plain
-//! `XADD`s and one `MSET` for the runs journaled finished, `EVALSHA`s of [`APPLY`] for the rest
+//! `XADD`s (an entry per endpoint) and one `MSET` for the runs journaled finished, `EVALSHA`s of [`APPLY`] for the rest
 //! (group commit): accepting a run costs one round trip on the answer path.
 //!
 //! All Redis I/O runs on a small dedicated tokio runtime owned by the backend. Async callers
@@ -121,7 +122,7 @@ local ops = {}
 -- C id endpoint owned n field value …: a new run that is not finished (the answer path's
 -- write): a hash of those fields, leased by the writing process (owned 1) or queued unowned
 -- (0), filed in its endpoint's history stream `log:NAME` (an entry `r id`: the listings, their
--- cursors, retention). A run id that exists already keeps its entry. (A run journaled
+-- cursors, retention; counted in `count:NAME`). A run id that exists already keeps its entry. (A run journaled
 -- finished is a string written by plain commands: FINISHED in src/state/redis.rs.)
 ops.C = function(i)
   local id, ep, o, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
@@ -129,7 +130,10 @@ ops.C = function(i)
   local old = redis.call('DEL', k) == 1
   redis.call('HSET', k, unpack(ARGV, i + 4, i + 3 + 2 * n))
   redis.call('ZADD', p .. 'leases', o == '1' and lease_at or 0, id)
-  if not old then redis.call('XADD', p .. 'log:' .. ep, '*', 'r', id) end
+  if not old then
+    redis.call('XADD', p .. 'log:' .. ep, '*', 'r', id)
+    redis.call('INCR', p .. 'count:' .. ep)
+  end
   if not eps[ep] then redis.call('SADD', p .. 'endpoints', ep); eps[ep] = true end
   known[id] = nil
   return 1
@@ -377,45 +381,61 @@ local function times(k)
   end
   return nil
 end
+-- Deletes entry x of stream l, which named n runs, and takes them off count key c.
+local function drop(l, c, x, n)
+  redis.call('XDEL', l, x)
+  redis.call('DECRBY', c, n)
+end
 "#;
 
 /// Purges an endpoint's finished runs older than a cutoff (retention by age): `ARGV` the key
 /// prefix, the endpoint, the cutoff (ms), the entry id to scan after (`-` at first), the most
 /// entries to scan. Scans `log:NAME` in acceptance order and deletes each finished run whose
-/// finish time is before the cutoff — its key and its entry — and each entry whose run is gone;
-/// unfinished runs are kept. It stops at the first run accepted at or after the cutoff (no run
-/// behind it finished before the cutoff, unless the clocks of the processes that accepted them
-/// disagree: such a run waits for a later purge). Answers `{purged, scanned, last entry id,
-/// stopped (1 or 0)}`.
+/// finish time is before the cutoff; an entry is deleted (and its run ids taken off
+/// `count:NAME`) once none of its runs is left. Unfinished runs are kept. It stops after the
+/// entry of the first run accepted at or after the cutoff (no run behind it finished before
+/// the cutoff, unless the clocks of the processes that accepted them disagree: such a run
+/// waits for a later purge). Answers `{purged, scanned, last entry id, stopped (1 or 0)}`.
 const PURGE_AGE: &str = r#"
 local p, ep, cutoff, after, limit = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
-local l = p .. 'log:' .. ep
+local l, c = p .. 'log:' .. ep, p .. 'count:' .. ep
 local start = after == '-' and '-' or '(' .. after
 local es = redis.call('XRANGE', l, start, '+', 'COUNT', limit)
-local purged, last = 0, after
+local purged, last, stop = 0, after, false
 for _, e in ipairs(es) do
-  local x, id = e[1], e[2][2]
-  local k = p .. 'run:' .. id
-  local created, finished = times(k)
-  if created and created >= cutoff then return {purged, #es, last, 1} end
-  if not created or (finished and finished < cutoff) then
-    if created then redis.call('DEL', k); purged = purged + 1 end
-    redis.call('XDEL', l, x)
+  local x, f, left = e[1], e[2], 0
+  for i = 2, #f, 2 do
+    local k = p .. 'run:' .. f[i]
+    local created, finished = times(k)
+    if created and created >= cutoff then
+      stop = true
+      left = left + 1
+    elseif created and finished and finished < cutoff then
+      redis.call('DEL', k)
+      purged = purged + 1
+    elseif created then
+      left = left + 1
+    end
   end
+  if left == 0 then drop(l, c, x, #f / 2) end
   last = x
+  if stop then return {purged, #es, last, 1} end
 end
 return {purged, #es, last, 0}
 "#;
 
 /// Purges an endpoint's oldest finished runs beyond the newest `max` (retention by count):
 /// `ARGV` the key prefix, the endpoint, `max`, the most entries to scan. Its finished runs are
-/// its `log:NAME` entries less its unfinished runs (all in `leases`); the oldest of them are
-/// deleted (key and entry) until `max` are left; entries of runs that are gone are
-/// deleted too. Answers `{runs purged, entries deleted, excess left}`.
+/// the run ids of its `log:NAME` entries (`count:NAME`) less its unfinished runs (all in
+/// `leases`) and less the ids of runs already gone (a purge deleted them, or a Redis stopped
+/// between a run's entry and its record): scanning from the oldest entry, a run gone counts
+/// against the excess, a finished run is deleted, until `max` are left; an entry is deleted
+/// (and taken off `count:NAME`) once none of its runs is left. Answers `{runs purged, runs and
+/// entries deleted, excess left}`.
 const PURGE_COUNT: &str = r#"
 local p, ep, max, limit = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
-local l = p .. 'log:' .. ep
-local excess = redis.call('XLEN', l) - max
+local l, c = p .. 'log:' .. ep, p .. 'count:' .. ep
+local excess = tonumber(redis.call('GET', c) or redis.call('XLEN', l)) - max
 if excess <= 0 then return {0, 0, 0} end
 for _, id in ipairs(redis.call('ZRANGE', p .. 'leases', 0, -1)) do
   if redis.call('HGET', p .. 'run:' .. id, 'endpoint') == ep then excess = excess - 1 end
@@ -424,14 +444,24 @@ if excess <= 0 then return {0, 0, 0} end
 local purged, removed = 0, 0
 local es = redis.call('XRANGE', l, '-', '+', 'COUNT', limit)
 for _, e in ipairs(es) do
-  if excess == 0 then break end
-  local x, id = e[1], e[2][2]
-  local k = p .. 'run:' .. id
-  local created, finished = times(k)
-  if finished ~= false then
-    if created then redis.call('DEL', k); purged = purged + 1 end
-    redis.call('XDEL', l, x)
-    excess = excess - 1
+  if excess <= 0 then break end
+  local x, f, left = e[1], e[2], 0
+  for i = 2, #f, 2 do
+    local k = p .. 'run:' .. f[i]
+    local created, finished = times(k)
+    if not created then
+      excess = excess - 1
+    elseif finished ~= false and excess > 0 then
+      redis.call('DEL', k)
+      purged = purged + 1
+      removed = removed + 1
+      excess = excess - 1
+    else
+      left = left + 1
+    end
+  end
+  if left == 0 then
+    drop(l, c, x, #f / 2)
     removed = removed + 1
   end
 end
@@ -467,9 +497,14 @@ return out
 /// streams, up to `ARGV[2]` runs per call in `seq` order: each run gets the entry `0-SEQ` in
 /// `log:NAME` (before any entry of this version's, which are Redis's clock), or a new entry if
 /// this version already wrote some. When `all` is empty the old sorted sets and the counter are
-/// deleted. Answers the number of runs left to move.
+/// deleted. First, an endpoint's stream written before streams were counted (its entries name
+/// one run each) gets its `count:NAME` from its length. Answers the number of runs left to
+/// move.
 const MIGRATE: &str = r#"
 local p, limit = ARGV[1], tonumber(ARGV[2])
+for _, ep in ipairs(redis.call('SMEMBERS', p .. 'endpoints')) do
+  redis.call('SET', p .. 'count:' .. ep, redis.call('XLEN', p .. 'log:' .. ep), 'NX')
+end
 local ids = redis.call('ZRANGE', p .. 'all', 0, limit - 1, 'WITHSCORES')
 for i = 1, #ids, 2 do
   local id, seq = ids[i], ids[i + 1]
@@ -479,6 +514,7 @@ for i = 1, #ids, 2 do
     if not pcall(redis.call, 'XADD', l, '0-' .. seq, 'r', id) then
       redis.call('XADD', l, '*', 'r', id)
     end
+    redis.call('INCR', p .. 'count:' .. ep)
     redis.call('SADD', p .. 'endpoints', ep)
   end
   redis.call('ZREM', p .. 'all', id)
@@ -1433,28 +1469,38 @@ fn stored(v: redis::Value) -> Stored {
     }
 }
 
-/// The entries of an `XRANGE` / `XREVRANGE` answer of the history streams: (entry id, run id).
-fn entries(v: redis::Value) -> Vec<(String, String)> {
+/// An `XREVRANGE` answer of a history stream: the number of entries read, the last entry's id,
+/// and its runs newest first — (entry id, run id) per run id of each entry (fields `r`), the
+/// ids of one entry from the greatest (the listing's order, [`Cursor`]).
+fn entries(v: redis::Value) -> (usize, Option<String>, Vec<(String, String)>) {
     let redis::Value::Array(es) = v else {
-        return Vec::new();
+        return (0, None, Vec::new());
     };
-    es.into_iter()
-        .filter_map(|e| {
-            let redis::Value::Array(mut e) = e else {
-                return None;
-            };
-            if e.len() != 2 {
-                return None;
-            }
-            let redis::Value::Array(f) = e.pop()? else {
-                return None;
-            };
-            let x = text(e.pop()?)?;
-            // Field `r` (the run id) comes first.
-            let id = text(f.into_iter().nth(1)?)?;
-            Some((x, id))
-        })
-        .collect()
+    let (read, mut last) = (es.len(), None);
+    let mut out = Vec::with_capacity(es.len());
+    for e in es {
+        let redis::Value::Array(e) = e else {
+            continue;
+        };
+        let mut e = e.into_iter();
+        let Some(x) = e.next().and_then(text) else {
+            continue;
+        };
+        last = Some(x.clone());
+        let Some(redis::Value::Array(f)) = e.next() else {
+            continue;
+        };
+        let first = out.len();
+        out.extend(
+            f.into_iter()
+                .skip(1)
+                .step_by(2)
+                .filter_map(text)
+                .map(|id| (x.clone(), id)),
+        );
+        out[first..].sort_unstable_by(|a, b| b.1.cmp(&a.1));
+    }
+    (read, last, out)
 }
 
 /// A history stream entry's id, `MS-SEQ`, as numbers (their order is the streams' order).
@@ -1569,9 +1615,9 @@ impl History {
                 let answers: Vec<redis::Value> = pipe.query_async(c).await.map_err(unavailable)?;
                 for (&i, v) in empty.iter().zip(answers) {
                     let s = &mut self.streams[i];
-                    let got = entries(v);
-                    s.done = got.len() < self.batch;
-                    if let Some((x, _)) = got.last() {
+                    let (read, last, got) = entries(v);
+                    s.done = read < self.batch;
+                    if let Some(x) = last {
                         s.bound = format!("({x}");
                     }
                     let after = &self.after;

@@ -535,7 +535,10 @@ fn a_run_journaled_finished_leaves_what_its_creation_and_end_leave() {
             .arg("+")
             .query(c)
             .unwrap();
-        entries.into_iter().map(|(_, f)| f[0].1.clone()).collect()
+        entries
+            .into_iter()
+            .flat_map(|(_, f)| f.into_iter().map(|(_, id)| id))
+            .collect()
     };
     let mut g = Gen(0x9e37_79b9_7f4a_7c15);
     block_on(async {
@@ -625,12 +628,26 @@ fn kind(c: &mut ::redis::Connection, id: &str) -> String {
         .unwrap()
 }
 
-/// `XLEN` of endpoint `ep`'s history stream.
+/// The number of run ids named by the entries of endpoint `ep`'s history stream, which its
+/// count (`count:NAME`, retention by count) must agree with.
 fn filed(c: &mut ::redis::Connection, ep: &str) -> i64 {
-    ::redis::cmd("XLEN")
+    let entries: Vec<(String, Vec<(String, String)>)> = ::redis::cmd("XRANGE")
         .arg(format!("fs:{{j}}:log:{ep}"))
+        .arg("-")
+        .arg("+")
         .query(c)
-        .unwrap()
+        .unwrap();
+    let ids = entries.iter().map(|(_, f)| f.len() as i64).sum();
+    let count: Option<i64> = ::redis::cmd("GET")
+        .arg(format!("fs:{{j}}:count:{ep}"))
+        .query(c)
+        .unwrap();
+    assert_eq!(
+        count.unwrap_or(0),
+        ids,
+        "count:{ep} against the stream's run ids"
+    );
+    ids
 }
 
 fn ids(runs: &[super::super::RunSummary]) -> Vec<&str> {
@@ -783,12 +800,16 @@ fn listing_pages_through_every_endpoint_in_one_order() {
     let b = RedisBackend::open(&redis.url(15), 30).unwrap();
     block_on(async {
         let endpoints = ["a", "b:c", "z"];
-        // An entry whose run is gone (the oldest).
+        // An entry whose run is gone (the oldest), counted as the writer counts it.
         ::redis::cmd("XADD")
             .arg("fs:{j}:log:a")
             .arg("*")
             .arg("r")
             .arg("ghost")
+            .exec(&mut raw)
+            .unwrap();
+        ::redis::cmd("INCR")
+            .arg("fs:{j}:count:a")
             .exec(&mut raw)
             .unwrap();
         let mut writes = Vec::new();
@@ -920,5 +941,159 @@ fn a_run_journaled_finished_that_redis_refuses_is_an_error() {
         b.create_run(finished("ok")).await.unwrap();
         assert_eq!(b.get_run("ok").await.unwrap(), finished("ok"));
         assert_eq!(filed(&mut raw, "e"), 1);
+    });
+}
+
+/// Runs journaled finished together share one history entry per endpoint (`XADD … r ID1 r ID2
+/// …`), counted run by run in `count:NAME`: listings page through such an entry (cursors in the
+/// middle of it), retention by age deletes the runs of an entry and keeps the entry while one
+/// of its runs is unfinished (a retry), and retention by count counts the runs that entry no
+/// longer holds, keeping exactly the newest `max`.
+#[test]
+fn runs_journaled_finished_together_share_an_entry() {
+    let Some(redis) = RedisChild::start() else {
+        return;
+    };
+    let mut raw = connect(&redis, 8);
+    let b = RedisBackend::open(&redis.url(8), 30).unwrap();
+    let entries = |c: &mut ::redis::Connection| -> Vec<usize> {
+        let es: Vec<(String, Vec<(String, String)>)> = ::redis::cmd("XRANGE")
+            .arg("fs:{j}:log:e")
+            .arg("-")
+            .arg("+")
+            .query(c)
+            .unwrap();
+        es.iter().map(|(_, f)| f.len()).collect()
+    };
+    // 30 runs journaled while Redis holds writes back: they queue behind the writer's first
+    // batches and go in one.
+    let together = |raw: &mut ::redis::Connection, prefix: &str| {
+        ::redis::cmd("CLIENT")
+            .arg("PAUSE")
+            .arg(300)
+            .arg("WRITE")
+            .exec(raw)
+            .unwrap();
+        let runs: Vec<_> = (0..30)
+            .map(|i| {
+                let mut run = new_run(&format!("{prefix}{i:02}"));
+                run.status = RunStatus::Succeeded;
+                if i == 15 {
+                    run.status = RunStatus::Failed;
+                    run.error = Some("step s broke".into());
+                }
+                run.started = Some(1_100);
+                run.finished = Some(1_200);
+                b.create_run(run)
+            })
+            .collect();
+        runs
+    };
+    let all = |limit: usize| {
+        let b = &b;
+        async move {
+            let mut out = Vec::new();
+            let mut before = None;
+            loop {
+                let page = b
+                    .list_runs(RunFilter {
+                        limit,
+                        before,
+                        ..RunFilter::default()
+                    })
+                    .await
+                    .unwrap();
+                out.extend(page.runs.into_iter().map(|r| r.id));
+                match page.next {
+                    Some(n) => before = Some(n),
+                    None => return out,
+                }
+            }
+        }
+    };
+    block_on(async {
+        for r in futures_util::future::join_all(together(&mut raw, "g")).await {
+            r.unwrap();
+        }
+        assert_eq!(filed(&mut raw, "e"), 30);
+        let shared = entries(&mut raw);
+        assert!(
+            shared.iter().any(|&n| n >= 20),
+            "one entry for most: {shared:?}"
+        );
+        let whole = all(100).await;
+        assert_eq!(all(4).await, whole);
+        let mut sorted = whole.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 30);
+        // Within one entry, the greatest run id first (the newest of one process).
+        assert_eq!(whole[0], "g29");
+
+        // By age: every run but the retried one goes; its entry stays, the others do not.
+        b.retry_run("g15", super::super::RetryFrom::Start)
+            .await
+            .unwrap();
+        let retention = |days, max_per_endpoint| super::super::Retention {
+            days,
+            max_per_endpoint,
+        };
+        assert_eq!(b.purge(retention(0, 100), 1_500).await.unwrap(), 29);
+        assert_eq!(all(100).await, ["g15"]);
+        let left = entries(&mut raw);
+        assert_eq!(left.len(), 1, "{left:?}");
+        assert_eq!(filed(&mut raw, "e"), left[0] as i64);
+
+        // By count: 30 more, 5 kept — the newest — with the queued retry.
+        for r in futures_util::future::join_all(together(&mut raw, "h")).await {
+            r.unwrap();
+        }
+        let before = all(100).await;
+        assert_eq!(before.len(), 31);
+        assert_eq!(b.purge(retention(7, 5), 2_000).await.unwrap(), 25);
+        let mut kept: Vec<String> = before[..5].to_vec();
+        kept.push("g15".into());
+        assert_eq!(all(100).await, kept);
+        filed(&mut raw, "e");
+        // Nothing more to purge: the count holds the runs the entries still name.
+        assert_eq!(b.purge(retention(7, 5), 2_000).await.unwrap(), 0);
+        assert_eq!(all(100).await, kept);
+    });
+}
+
+/// A history written before streams were counted (entries of one run each, no `count:NAME`)
+/// gets its count from the stream's length on a process's first listing or purge, and
+/// retention by count holds from there.
+#[test]
+fn a_history_without_a_count_is_counted_once() {
+    let Some(redis) = RedisChild::start() else {
+        return;
+    };
+    let mut raw = connect(&redis, 7);
+    let b = RedisBackend::open(&redis.url(7), 30).unwrap();
+    block_on(async {
+        for i in 0..6 {
+            let mut run = new_run(&format!("r{i}"));
+            run.status = RunStatus::Succeeded;
+            run.finished = Some(1_200);
+            b.create_run(run).await.unwrap();
+        }
+        assert_eq!(filed(&mut raw, "e"), 6);
+    });
+    drop(b);
+    ::redis::cmd("DEL")
+        .arg("fs:{j}:count:e")
+        .exec(&mut raw)
+        .unwrap();
+    let b = RedisBackend::open(&redis.url(7), 30).unwrap();
+    block_on(async {
+        let retention = super::super::Retention {
+            days: 7,
+            max_per_endpoint: 2,
+        };
+        assert_eq!(b.purge(retention, 2_000).await.unwrap(), 4);
+        assert_eq!(filed(&mut raw, "e"), 2);
+        let runs = b.list_runs(RunFilter::default()).await.unwrap().runs;
+        assert_eq!(ids(&runs), ["r5", "r4"]);
     });
 }

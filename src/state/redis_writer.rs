@@ -3,12 +3,11 @@
 //! they were made, on a connection of its own.
 //!
 //! **Group commit.** Everything queued while the writer is busy goes in the next batch: one
-//! pipeline with, first, the plain commands of the runs journaled finished (per run an `XADD`
-//! to its endpoint's history stream, then one `MSET` of the runs' record texts — the busiest
-//! write, one per request of a `data` endpoint whose steps all ran before the answer; plain
-//! commands cost Redis about 8 µs per run where the same writes through a script cost 11–15),
-//! then calls of
-//! the [`APPLY`] script, each with up to [`PER_SCRIPT`] of the other writes (in call order).
+//! pipeline with, first, the plain commands of the runs journaled finished (per endpoint one
+//! `XADD` of one history entry naming all its runs of the batch, then one `MSET` of the runs'
+//! record texts — the busiest write, one per request of a `data` endpoint whose steps all ran
+//! before the answer; plain commands cost Redis about 7 µs per run where the same writes
+//! through a script cost 11–15), then calls of the [`APPLY`] script, each with up to [`PER_SCRIPT`] of the other writes (in call order).
 //! The runs journaled finished have no write before or after theirs, so taking them first
 //! changes no run's order.
 //!
@@ -74,11 +73,11 @@ struct Writes {
 
 impl Writes {
     /// The number of answers of the batch's plain commands ([`finished_commands`]): an `XADD`
-    /// per run, the `MSET`, a `SADD` per endpoint.
+    /// and an `INCRBY` per endpoint, the `MSET`, a `SADD` per endpoint.
     fn plain(&self) -> usize {
         match self.finished.len() {
             0 => 0,
-            n => n + 1 + endpoints(&self.finished).len(),
+            _ => 1 + 3 * endpoints(&self.finished).len(),
         }
     }
 
@@ -279,25 +278,28 @@ fn endpoints(jobs: &[Job]) -> Vec<&[u8]> {
     eps
 }
 
-/// Adds the commands of runs journaled finished `jobs` to `pipe`: per run `XADD
-/// fs:{j}:log:NAME * r ID`, then one `MSET` of every run's `fs:{j}:run:ID` and text, then one
-/// `SADD fs:{j}:endpoints NAME` per endpoint ([`Writes::plain`] answers). Not a transaction:
-/// the entries come first, so a Redis that stops in between keeps entries without their runs —
-/// listings skip them, the purge deletes them — and never a run without its entry (a run no
-/// listing would show, nor the purge find). One `MSET` instead of a `SET` per run: Redis's
-/// work per command (parsing, lookup, the AOF's framing) is paid once per batch.
+/// Adds the commands of runs journaled finished `jobs` to `pipe`: per endpoint one entry
+/// `XADD fs:{j}:log:NAME * r ID1 r ID2 …` of its runs in call order and `INCRBY
+/// fs:{j}:count:NAME N` (the stream's run count, for retention by count), then one `MSET` of
+/// every run's `fs:{j}:run:ID` and text, then one `SADD fs:{j}:endpoints NAME` per endpoint
+/// ([`Writes::plain`] answers). Not a transaction: the entries come first, so a Redis that
+/// stops in between keeps entries without their runs — listings skip them, the purge deletes
+/// them — and never a run without its entry (a run no listing would show, nor the purge find).
+/// One entry per endpoint and one `MSET` instead of a command per run: Redis's work per
+/// command (parsing, lookup, the AOF's framing, a stream entry's header) is paid once per batch.
 fn finished_commands(pipe: &mut redis::Pipeline, jobs: &[Job]) {
     if jobs.is_empty() {
         return;
     }
     let mut buf = Vec::with_capacity(64);
-    for j in jobs {
-        let (id, ep, _) = finished_args(j);
-        pipe.cmd("XADD")
-            .arg(key(&mut buf, b"log:", ep))
-            .arg("*")
-            .arg("r")
-            .arg(id);
+    for ep in endpoints(jobs) {
+        let entry = pipe.cmd("XADD").arg(key(&mut buf, b"log:", ep)).arg("*");
+        let mut n = 0u64;
+        for (id, _, _) in jobs.iter().map(finished_args).filter(|a| a.1 == ep) {
+            entry.arg("r").arg(id);
+            n += 1;
+        }
+        pipe.cmd("INCRBY").arg(key(&mut buf, b"count:", ep)).arg(n);
     }
     let mset = pipe.cmd("MSET");
     for j in jobs {
@@ -379,15 +381,26 @@ async fn deliver(
     };
     let Writes { finished, groups } = writes;
     let mut scripted = values.split_off(expected - groups.len());
-    // The XADDs' answers, then the MSET's.
-    let mset = values.get(finished.len()).cloned();
-    for (j, added) in finished.into_iter().zip(values) {
-        let r = match (&added, &mset) {
-            (redis::Value::ServerError(e), _) | (_, Some(redis::Value::ServerError(e))) => {
-                Err(unavailable(e.clone().into()))
-            }
-            (_, Some(_)) => Ok(1),
-            _ => Err(short()),
+    // Per endpoint the XADD's and the INCRBY's answers, then the MSET's: a run's write failed
+    // when one of its three did.
+    let eps: Vec<Vec<u8>> = endpoints(&finished)
+        .into_iter()
+        .map(<[u8]>::to_vec)
+        .collect();
+    let failed = |i: usize| match values.get(i) {
+        Some(redis::Value::ServerError(e)) => Some(unavailable(e.clone().into())),
+        Some(_) => None,
+        None => Some(short()),
+    };
+    let mset = failed(2 * eps.len());
+    for j in finished {
+        let i = eps
+            .iter()
+            .position(|e| e[..] == *finished_args(&j).1)
+            .unwrap_or(0);
+        let r = match failed(2 * i).or_else(|| failed(2 * i + 1)).or(mset.clone()) {
+            Some(e) => Err(e),
+            None => Ok(1),
         };
         let _ = j.done.send(r);
     }
