@@ -10,7 +10,7 @@
 //! | `fs:{j}:run:ID` | hash | a run: `rec` (the record as accepted, JSON), `status`, `attempt`, `started`, `finished`, `error`, `owner`, `resumable`, and per step `k:`/`t:`/`b:`/`f:`/`d:`/`e:`/`c:`/`o:STEP` (kind, status, started, finished, due, error, checkpoint, order) |
 //! | `fs:{j}:run:ID` | string | a run journaled finished (its steps all ran before it was journaled): the whole record's JSON text; it never changes (a retry makes it a hash) |
 //! | `fs:{j}:log:NAME` | stream | endpoint NAME's runs in acceptance order: an entry `r ID` per run accepted unfinished, an entry `r ID1 r ID2 …` per batch of runs journaled finished (listings, cursors, retention) |
-//! | `fs:{j}:count:NAME` | string | the number of run ids in `log:NAME`'s entries (retention by count) |
+//! | `fs:{j}:count:NAME` | string | the number of runs `log:NAME` holds (retention by count) |
 //! | `fs:{j}:leases` | sorted set | unfinished runs by lease expiry (ms, Redis clock); 0 = queued, unowned |
 //! | `fs:{j}:delays` | sorted set | runs waiting on a `delay_ms`, by due time |
 //! | `fs:{j}:endpoints` | set | endpoint names seen (the streams to list and purge) |
@@ -381,21 +381,21 @@ local function times(k)
   end
   return nil
 end
--- Deletes entry x of stream l, which named n runs, and takes them off count key c.
-local function drop(l, c, x, n)
-  redis.call('XDEL', l, x)
-  redis.call('DECRBY', c, n)
+-- Deletes run key k and takes the run off its endpoint's count, key c.
+local function forget(k, c)
+  redis.call('DEL', k)
+  redis.call('DECR', c)
 end
 "#;
 
 /// Purges an endpoint's finished runs older than a cutoff (retention by age): `ARGV` the key
 /// prefix, the endpoint, the cutoff (ms), the entry id to scan after (`-` at first), the most
 /// entries to scan. Scans `log:NAME` in acceptance order and deletes each finished run whose
-/// finish time is before the cutoff; an entry is deleted (and its run ids taken off
-/// `count:NAME`) once none of its runs is left. Unfinished runs are kept. It stops after the
-/// entry of the first run accepted at or after the cutoff (no run behind it finished before
-/// the cutoff, unless the clocks of the processes that accepted them disagree: such a run
-/// waits for a later purge). Answers `{purged, scanned, last entry id, stopped (1 or 0)}`.
+/// finish time is before the cutoff (taking it off `count:NAME`); an entry is deleted once none
+/// of its runs is left. Unfinished runs are kept. It stops after the entry of the first run
+/// accepted at or after the cutoff (no run behind it finished before the cutoff, unless the
+/// clocks of the processes that accepted them disagree: such a run waits for a later purge).
+/// Answers `{purged, scanned, last entry id, stopped (1 or 0)}`.
 const PURGE_AGE: &str = r#"
 local p, ep, cutoff, after, limit = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
 local l, c = p .. 'log:' .. ep, p .. 'count:' .. ep
@@ -411,13 +411,13 @@ for _, e in ipairs(es) do
       stop = true
       left = left + 1
     elseif created and finished and finished < cutoff then
-      redis.call('DEL', k)
+      forget(k, c)
       purged = purged + 1
     elseif created then
       left = left + 1
     end
   end
-  if left == 0 then drop(l, c, x, #f / 2) end
+  if left == 0 then redis.call('XDEL', l, x) end
   last = x
   if stop then return {purged, #es, last, 1} end
 end
@@ -426,11 +426,10 @@ return {purged, #es, last, 0}
 
 /// Purges an endpoint's oldest finished runs beyond the newest `max` (retention by count):
 /// `ARGV` the key prefix, the endpoint, `max`, the most entries to scan. Its finished runs are
-/// the run ids of its `log:NAME` entries (`count:NAME`) less its unfinished runs (all in
-/// `leases`) and less the ids of runs already gone (a purge deleted them, or a Redis stopped
-/// between a run's entry and its record): scanning from the oldest entry, a run gone counts
-/// against the excess, a finished run is deleted, until `max` are left; an entry is deleted
-/// (and taken off `count:NAME`) once none of its runs is left. Answers `{runs purged, runs and
+/// the runs its history holds (`count:NAME`) less its unfinished runs (all in `leases`); from
+/// the oldest entry, finished runs are deleted (and taken off the count) until `max` are left;
+/// an entry is deleted once none of its runs is left (entries naming runs that are gone are
+/// skipped, and deleted when nothing else is left in them). Answers `{runs purged, runs and
 /// entries deleted, excess left}`.
 const PURGE_COUNT: &str = r#"
 local p, ep, max, limit = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -449,19 +448,17 @@ for _, e in ipairs(es) do
   for i = 2, #f, 2 do
     local k = p .. 'run:' .. f[i]
     local created, finished = times(k)
-    if not created then
-      excess = excess - 1
-    elseif finished ~= false and excess > 0 then
-      redis.call('DEL', k)
+    if created and finished ~= false and excess > 0 then
+      forget(k, c)
       purged = purged + 1
       removed = removed + 1
       excess = excess - 1
-    else
+    elseif created then
       left = left + 1
     end
   end
   if left == 0 then
-    drop(l, c, x, #f / 2)
+    redis.call('XDEL', l, x)
     removed = removed + 1
   end
 end

@@ -628,8 +628,8 @@ fn kind(c: &mut ::redis::Connection, id: &str) -> String {
         .unwrap()
 }
 
-/// The number of run ids named by the entries of endpoint `ep`'s history stream, which its
-/// count (`count:NAME`, retention by count) must agree with.
+/// The number of run ids named by the entries of endpoint `ep`'s history stream; its count
+/// (`count:NAME`, retention by count) must be the number of those runs that exist.
 fn filed(c: &mut ::redis::Connection, ep: &str) -> i64 {
     let entries: Vec<(String, Vec<(String, String)>)> = ::redis::cmd("XRANGE")
         .arg(format!("fs:{{j}}:log:{ep}"))
@@ -637,15 +637,25 @@ fn filed(c: &mut ::redis::Connection, ep: &str) -> i64 {
         .arg("+")
         .query(c)
         .unwrap();
-    let ids = entries.iter().map(|(_, f)| f.len() as i64).sum();
+    let (mut ids, mut held) = (0, 0);
+    for (_, f) in &entries {
+        for (_, id) in f {
+            ids += 1;
+            let there: bool = ::redis::cmd("EXISTS")
+                .arg(format!("fs:{{j}}:run:{id}"))
+                .query(c)
+                .unwrap();
+            held += i64::from(there);
+        }
+    }
     let count: Option<i64> = ::redis::cmd("GET")
         .arg(format!("fs:{{j}}:count:{ep}"))
         .query(c)
         .unwrap();
     assert_eq!(
         count.unwrap_or(0),
-        ids,
-        "count:{ep} against the stream's run ids"
+        held,
+        "count:{ep} against the runs it holds"
     );
     ids
 }
@@ -800,16 +810,13 @@ fn listing_pages_through_every_endpoint_in_one_order() {
     let b = RedisBackend::open(&redis.url(15), 30).unwrap();
     block_on(async {
         let endpoints = ["a", "b:c", "z"];
-        // An entry whose run is gone (the oldest), counted as the writer counts it.
+        // An entry whose run is gone (the oldest): a Redis that stopped between a batch's entry
+        // and its records (the count comes after both).
         ::redis::cmd("XADD")
             .arg("fs:{j}:log:a")
             .arg("*")
             .arg("r")
             .arg("ghost")
-            .exec(&mut raw)
-            .unwrap();
-        ::redis::cmd("INCR")
-            .arg("fs:{j}:count:a")
             .exec(&mut raw)
             .unwrap();
         let mut writes = Vec::new();
@@ -1012,10 +1019,17 @@ fn runs_journaled_finished_together_share_an_entry() {
         }
     };
     block_on(async {
+        // Ten older runs, an entry each, finished after the age cutoff below.
+        for i in 0..10 {
+            let mut run = new_run(&format!("a{i}"));
+            run.status = RunStatus::Succeeded;
+            run.finished = Some(1_600);
+            b.create_run(run).await.unwrap();
+        }
         for r in futures_util::future::join_all(together(&mut raw, "g")).await {
             r.unwrap();
         }
-        assert_eq!(filed(&mut raw, "e"), 30);
+        assert_eq!(filed(&mut raw, "e"), 40);
         let shared = entries(&mut raw);
         assert!(
             shared.iter().any(|&n| n >= 20),
@@ -1026,11 +1040,12 @@ fn runs_journaled_finished_together_share_an_entry() {
         let mut sorted = whole.clone();
         sorted.sort();
         sorted.dedup();
-        assert_eq!(sorted.len(), 30);
+        assert_eq!(sorted.len(), 40);
         // Within one entry, the greatest run id first (the newest of one process).
         assert_eq!(whole[0], "g29");
 
-        // By age: every run but the retried one goes; its entry stays, the others do not.
+        // By age: every run of the batch but the retried one goes; its entry stays, the other
+        // entries of the batch (if any) do not; the older runs finished after the cutoff stay.
         b.retry_run("g15", super::super::RetryFrom::Start)
             .await
             .unwrap();
@@ -1039,18 +1054,26 @@ fn runs_journaled_finished_together_share_an_entry() {
             max_per_endpoint,
         };
         assert_eq!(b.purge(retention(0, 100), 1_500).await.unwrap(), 29);
-        assert_eq!(all(100).await, ["g15"]);
-        let left = entries(&mut raw);
-        assert_eq!(left.len(), 1, "{left:?}");
-        assert_eq!(filed(&mut raw, "e"), left[0] as i64);
+        let older: Vec<String> = (0..10).rev().map(|i| format!("a{i}")).collect();
+        let mut left = vec!["g15".to_string()];
+        left.extend(older.iter().cloned());
+        assert_eq!(all(100).await, left);
+        let sizes = entries(&mut raw);
+        assert_eq!(sizes.len(), 11, "{sizes:?}");
+        assert_eq!(filed(&mut raw, "e"), 10 + sizes[10] as i64);
 
-        // By count: 30 more, 5 kept — the newest — with the queued retry.
+        // By count: 30 more. The runs the retried one's entry no longer holds are not counted:
+        // with 38 kept, only the two oldest go (counting them would take all ten older runs).
         for r in futures_util::future::join_all(together(&mut raw, "h")).await {
             r.unwrap();
         }
         let before = all(100).await;
-        assert_eq!(before.len(), 31);
-        assert_eq!(b.purge(retention(7, 5), 2_000).await.unwrap(), 25);
+        assert_eq!(before.len(), 41);
+        assert_eq!(b.purge(retention(7, 38), 2_000).await.unwrap(), 2);
+        assert_eq!(all(100).await, before[..39]);
+        filed(&mut raw, "e");
+        // 5 kept — the newest — with the queued retry.
+        assert_eq!(b.purge(retention(7, 5), 2_000).await.unwrap(), 33);
         let mut kept: Vec<String> = before[..5].to_vec();
         kept.push("g15".into());
         assert_eq!(all(100).await, kept);

@@ -73,7 +73,7 @@ struct Writes {
 
 impl Writes {
     /// The number of answers of the batch's plain commands ([`finished_commands`]): an `XADD`
-    /// and an `INCRBY` per endpoint, the `MSET`, a `SADD` per endpoint.
+    /// per endpoint, the `MSET`, an `INCRBY` and a `SADD` per endpoint.
     fn plain(&self) -> usize {
         match self.finished.len() {
             0 => 0,
@@ -279,12 +279,14 @@ fn endpoints(jobs: &[Job]) -> Vec<&[u8]> {
 }
 
 /// Adds the commands of runs journaled finished `jobs` to `pipe`: per endpoint one entry
-/// `XADD fs:{j}:log:NAME * r ID1 r ID2 …` of its runs in call order and `INCRBY
-/// fs:{j}:count:NAME N` (the stream's run count, for retention by count), then one `MSET` of
-/// every run's `fs:{j}:run:ID` and text, then one `SADD fs:{j}:endpoints NAME` per endpoint
-/// ([`Writes::plain`] answers). Not a transaction: the entries come first, so a Redis that
-/// stops in between keeps entries without their runs — listings skip them, the purge deletes
-/// them — and never a run without its entry (a run no listing would show, nor the purge find).
+/// `XADD fs:{j}:log:NAME * r ID1 r ID2 …` of its runs in call order, then one `MSET` of every
+/// run's `fs:{j}:run:ID` and text, then per endpoint `INCRBY fs:{j}:count:NAME N` (the runs
+/// its history holds, for retention by count) and `SADD fs:{j}:endpoints NAME`
+/// ([`Writes::plain`] answers). Not a transaction: the entries come first, the counts last, so
+/// a Redis that stops in between keeps entries without their runs — listings skip them, the
+/// purge deletes them — or runs not counted yet (retention by count keeps that many more), and
+/// never a run without its entry (a run no listing would show, nor the purge find) nor a count
+/// of runs that are not there (retention by count would keep fewer).
 /// One entry per endpoint and one `MSET` instead of a command per run: Redis's work per
 /// command (parsing, lookup, the AOF's framing, a stream entry's header) is paid once per batch.
 fn finished_commands(pipe: &mut redis::Pipeline, jobs: &[Job]) {
@@ -292,21 +294,21 @@ fn finished_commands(pipe: &mut redis::Pipeline, jobs: &[Job]) {
         return;
     }
     let mut buf = Vec::with_capacity(64);
-    for ep in endpoints(jobs) {
+    let eps = endpoints(jobs);
+    for &ep in &eps {
         let entry = pipe.cmd("XADD").arg(key(&mut buf, b"log:", ep)).arg("*");
-        let mut n = 0u64;
         for (id, _, _) in jobs.iter().map(finished_args).filter(|a| a.1 == ep) {
             entry.arg("r").arg(id);
-            n += 1;
         }
-        pipe.cmd("INCRBY").arg(key(&mut buf, b"count:", ep)).arg(n);
     }
     let mset = pipe.cmd("MSET");
     for j in jobs {
         let (id, _, text) = finished_args(j);
         mset.arg(key(&mut buf, b"run:", id)).arg(text);
     }
-    for ep in endpoints(jobs) {
+    for ep in eps {
+        let n = jobs.iter().filter(|j| finished_args(j).1 == ep).count();
+        pipe.cmd("INCRBY").arg(key(&mut buf, b"count:", ep)).arg(n);
         pipe.cmd("SADD").arg(format!("{J}endpoints")).arg(ep);
     }
 }
@@ -381,8 +383,8 @@ async fn deliver(
     };
     let Writes { finished, groups } = writes;
     let mut scripted = values.split_off(expected - groups.len());
-    // Per endpoint the XADD's and the INCRBY's answers, then the MSET's: a run's write failed
-    // when one of its three did.
+    // The XADDs' answers (one per endpoint), the MSET's, then per endpoint the INCRBY's and the
+    // SADD's: a run's write failed when its entry, the MSET or its count did.
     let eps: Vec<Vec<u8>> = endpoints(&finished)
         .into_iter()
         .map(<[u8]>::to_vec)
@@ -392,13 +394,14 @@ async fn deliver(
         Some(_) => None,
         None => Some(short()),
     };
-    let mset = failed(2 * eps.len());
+    let mset = failed(eps.len());
     for j in finished {
         let i = eps
             .iter()
             .position(|e| e[..] == *finished_args(&j).1)
             .unwrap_or(0);
-        let r = match failed(2 * i).or_else(|| failed(2 * i + 1)).or(mset.clone()) {
+        let count = eps.len() + 1 + 2 * i;
+        let r = match failed(i).or(mset.clone()).or_else(|| failed(count)) {
             Some(e) => Err(e),
             None => Ok(1),
         };
