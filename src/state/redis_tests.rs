@@ -951,11 +951,73 @@ fn a_run_journaled_finished_that_redis_refuses_is_an_error() {
     });
 }
 
+/// In a batch of runs journaled finished for several endpoints, a command Redis refuses for one
+/// endpoint (its entry, or its count) fails that endpoint's runs only.
+#[test]
+fn a_batch_fails_the_runs_of_the_endpoint_redis_refuses_only() {
+    let Some(redis) = RedisChild::start() else {
+        return;
+    };
+    let mut raw = connect(&redis, 6);
+    let b = RedisBackend::open(&redis.url(6), 30).unwrap();
+    // Keys of the wrong type: `bad`'s stream, `uncounted`'s count.
+    ::redis::cmd("SET")
+        .arg("fs:{j}:log:bad")
+        .arg("x")
+        .exec(&mut raw)
+        .unwrap();
+    ::redis::cmd("HSET")
+        .arg("fs:{j}:count:uncounted")
+        .arg("x")
+        .arg("y")
+        .exec(&mut raw)
+        .unwrap();
+    ::redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(300)
+        .arg("WRITE")
+        .exec(&mut raw)
+        .unwrap();
+    let endpoints = ["good", "bad", "uncounted"];
+    let writes: Vec<_> = (0..30)
+        .map(|i| {
+            let ep = endpoints[i % 3];
+            let mut run = super::super::tests::new_run(&format!("{ep}{i:02}"), ep, true);
+            run.status = RunStatus::Succeeded;
+            run.finished = Some(1_200);
+            b.create_run(run)
+        })
+        .collect();
+    block_on(async {
+        let answers = futures_util::future::join_all(writes).await;
+        for (i, a) in answers.into_iter().enumerate() {
+            match (endpoints[i % 3], a) {
+                ("good", Ok(())) => {}
+                ("bad" | "uncounted", Err(StateError::Unavailable(m))) => {
+                    assert!(m.contains("WRONGTYPE"), "{i}: {m}")
+                }
+                (ep, a) => panic!("{ep} run {i}: {a:?}"),
+            }
+        }
+        assert_eq!(filed(&mut raw, "good"), 10);
+        let listed = b
+            .list_runs(RunFilter {
+                endpoint: Some("good".into()),
+                limit: 100,
+                ..RunFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(listed.runs.len(), 10);
+    });
+}
+
 /// Runs journaled finished together share one history entry per endpoint (`XADD … r ID1 r ID2
 /// …`), counted run by run in `count:NAME`: listings page through such an entry (cursors in the
 /// middle of it), retention by age deletes the runs of an entry and keeps the entry while one
-/// of its runs is unfinished (a retry), and retention by count counts the runs that entry no
-/// longer holds, keeping exactly the newest `max`.
+/// of its runs is unfinished (a retry), and retention by count counts only the runs the history
+/// still holds, keeping exactly the newest `max` (older runs are not purged in place of the
+/// runs that entry lost).
 #[test]
 fn runs_journaled_finished_together_share_an_entry() {
     let Some(redis) = RedisChild::start() else {
