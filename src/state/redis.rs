@@ -2045,50 +2045,75 @@ impl Backend for RedisBackend {
                 .smembers(format!("{J}endpoints"))
                 .await
                 .map_err(unavailable)?;
+            // An endpoint whose keys Redis refuses (a key of another type under its name) is
+            // left for the next endpoint; its error is answered once the others are purged.
+            // A connection error ends the purge at once.
+            let mut refused = None;
             for ep in endpoints {
-                // By age: the endpoint's stream in acceptance order, a script call per
-                // PURGE_SCAN entries.
-                let mut after = "-".to_string();
-                loop {
-                    let (n, scanned, last, stopped): (i64, usize, String, i64) = inner
-                        .scripts
-                        .purge_age
-                        .arg(J)
-                        .arg(&ep)
-                        .arg(cutoff)
-                        .arg(&after)
-                        .arg(PURGE_SCAN)
-                        .invoke_async(&mut c)
-                        .await
-                        .map_err(unavailable)?;
-                    purged += n.max(0) as u64;
-                    if stopped == 1 || scanned < PURGE_SCAN {
-                        break;
-                    }
-                    after = last;
-                }
-                // By count: until `max` finished runs are left, or the oldest PURGE_SCAN
-                // entries hold nothing to purge (unfinished runs are kept).
-                loop {
-                    let (n, removed, excess): (i64, i64, i64) = inner
-                        .scripts
-                        .purge_count
-                        .arg(J)
-                        .arg(&ep)
-                        .arg(max)
-                        .arg(PURGE_SCAN)
-                        .invoke_async(&mut c)
-                        .await
-                        .map_err(unavailable)?;
-                    purged += n.max(0) as u64;
-                    if removed == 0 || excess <= 0 {
-                        break;
+                match purge_endpoint(&inner, &mut c, &ep, cutoff, max).await {
+                    Ok(n) => purged += n,
+                    Err(e) if e.is_io_error() || e.is_timeout() => return Err(unavailable(e)),
+                    Err(e) => {
+                        refused.get_or_insert_with(|| {
+                            StateError::Unavailable(format!("redis: endpoint {ep}: {e}"))
+                        });
                     }
                 }
+            }
+            if let Some(e) = refused {
+                return Err(e);
             }
             Ok(purged)
         })
     }
+}
+
+/// Purges one endpoint's history (`Backend::purge`): by age, its stream in acceptance order, a
+/// [`PURGE_AGE`] call per [`PURGE_SCAN`] entries; then by count, until `max` finished runs are
+/// left or the oldest `PURGE_SCAN` entries hold nothing to purge (unfinished runs are kept).
+/// Answers the number of runs purged.
+async fn purge_endpoint(
+    inner: &Inner,
+    c: &mut ConnectionManager,
+    ep: &str,
+    cutoff: i64,
+    max: i64,
+) -> redis::RedisResult<u64> {
+    let mut purged = 0u64;
+    let mut after = "-".to_string();
+    loop {
+        let (n, scanned, last, stopped): (i64, usize, String, i64) = inner
+            .scripts
+            .purge_age
+            .arg(J)
+            .arg(ep)
+            .arg(cutoff)
+            .arg(&after)
+            .arg(PURGE_SCAN)
+            .invoke_async(c)
+            .await?;
+        purged += n.max(0) as u64;
+        if stopped == 1 || scanned < PURGE_SCAN {
+            break;
+        }
+        after = last;
+    }
+    loop {
+        let (n, removed, excess): (i64, i64, i64) = inner
+            .scripts
+            .purge_count
+            .arg(J)
+            .arg(ep)
+            .arg(max)
+            .arg(PURGE_SCAN)
+            .invoke_async(c)
+            .await?;
+        purged += n.max(0) as u64;
+        if removed == 0 || excess <= 0 {
+            break;
+        }
+    }
+    Ok(purged)
 }
 
 /// The shared store on Redis: values as JSON with `PX` TTLs, counters with `INCRBY`.

@@ -952,7 +952,7 @@ fn a_run_journaled_finished_that_redis_refuses_is_an_error() {
 }
 
 /// In a batch of runs journaled finished for several endpoints, a command Redis refuses for one
-/// endpoint (its entry, or its count) fails that endpoint's runs only.
+/// endpoint (its entry, or its count) fails that endpoint's runs only; so does a purge.
 #[test]
 fn a_batch_fails_the_runs_of_the_endpoint_redis_refuses_only() {
     let Some(redis) = RedisChild::start() else {
@@ -1009,6 +1009,18 @@ fn a_batch_fails_the_runs_of_the_endpoint_redis_refuses_only() {
             .await
             .unwrap();
         assert_eq!(listed.runs.len(), 10);
+        // The purge refused for those endpoints still purges the others, then answers the error.
+        let retention = super::super::Retention {
+            days: 0,
+            max_per_endpoint: 100,
+        };
+        match b.purge(retention, 2_000).await {
+            Err(StateError::Unavailable(m)) => {
+                assert!(m.contains("endpoint") && m.contains("WRONGTYPE"), "{m}")
+            }
+            other => panic!("expected the refused endpoint's error, got {other:?}"),
+        }
+        assert_eq!(filed(&mut raw, "good"), 0);
     });
 }
 
