@@ -28,8 +28,9 @@
 //! Every multi-key change of a run is one Lua script (atomic, one round trip). Journal writes
 //! (a run accepted, its events) go through one writer task per process
 //! (src/state/redis_writer.rs) that sends everything queued meanwhile as one pipeline — plain
-//! `XADD`s (an entry per endpoint) and one `MSET` for the runs journaled finished, `EVALSHA`s of [`APPLY`] for the rest
-//! (group commit): accepting a run costs one round trip on the answer path.
+//! `XADD`s (an entry per endpoint) and one `MSET` for the runs journaled finished, `EVALSHA`s
+//! of [`APPLY`] for the rest (group commit): accepting a run costs one round trip on the
+//! answer path.
 //!
 //! All Redis I/O runs on a small dedicated tokio runtime owned by the backend. Async callers
 //! await a task spawned there; the synchronous shared store (templates call `memoryGet` /
@@ -122,8 +123,9 @@ local ops = {}
 -- C id endpoint owned n field value …: a new run that is not finished (the answer path's
 -- write): a hash of those fields, leased by the writing process (owned 1) or queued unowned
 -- (0), filed in its endpoint's history stream `log:NAME` (an entry `r id`: the listings, their
--- cursors, retention; counted in `count:NAME`). A run id that exists already keeps its entry. (A run journaled
--- finished is a string written by plain commands: FINISHED in src/state/redis.rs.)
+-- cursors, retention; counted in `count:NAME`). A run id that exists already keeps its entry.
+-- (A run journaled finished is a string written by plain commands: FINISHED in
+-- src/state/redis.rs.)
 ops.C = function(i)
   local id, ep, o, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
   local k = p .. 'run:' .. id
@@ -381,10 +383,26 @@ local function times(k)
   end
   return nil
 end
--- Deletes run key k and takes the run off its endpoint's count, key c.
-local function forget(k, c)
-  redis.call('DEL', k)
-  redis.call('DECR', c)
+-- Sweeps entry e (`{id, fields}`) of stream l, whose runs' keys start with prefix p: deletes
+-- each run that doom(created, finished) condemns (taking it off count key c), then the entry if
+-- none of its runs is left (runs already gone are not counted). Answers the runs deleted, and
+-- 1 when the entry was (else 0).
+local function sweep(p, l, c, e, doom)
+  local f, purged, left = e[2], 0, 0
+  for i = 2, #f, 2 do
+    local k = p .. 'run:' .. f[i]
+    local created, finished = times(k)
+    if created and doom(created, finished) then
+      redis.call('DEL', k)
+      redis.call('DECR', c)
+      purged = purged + 1
+    elseif created then
+      left = left + 1
+    end
+  end
+  if left > 0 then return purged, 0 end
+  redis.call('XDEL', l, e[1])
+  return purged, 1
 end
 "#;
 
@@ -402,23 +420,16 @@ local l, c = p .. 'log:' .. ep, p .. 'count:' .. ep
 local start = after == '-' and '-' or '(' .. after
 local es = redis.call('XRANGE', l, start, '+', 'COUNT', limit)
 local purged, last, stop = 0, after, false
-for _, e in ipairs(es) do
-  local x, f, left = e[1], e[2], 0
-  for i = 2, #f, 2 do
-    local k = p .. 'run:' .. f[i]
-    local created, finished = times(k)
-    if created and created >= cutoff then
-      stop = true
-      left = left + 1
-    elseif created and finished and finished < cutoff then
-      forget(k, c)
-      purged = purged + 1
-    elseif created then
-      left = left + 1
-    end
+local function doom(created, finished)
+  if created >= cutoff then
+    stop = true
+    return false
   end
-  if left == 0 then redis.call('XDEL', l, x) end
-  last = x
+  return finished and finished < cutoff
+end
+for _, e in ipairs(es) do
+  purged = purged + sweep(p, l, c, e, doom)
+  last = e[1]
   if stop then return {purged, #es, last, 1} end
 end
 return {purged, #es, last, 0}
@@ -441,26 +452,17 @@ for _, id in ipairs(redis.call('ZRANGE', p .. 'leases', 0, -1)) do
 end
 if excess <= 0 then return {0, 0, 0} end
 local purged, removed = 0, 0
+local function doom(_, finished)
+  if finished == false or excess <= 0 then return false end
+  excess = excess - 1
+  return true
+end
 local es = redis.call('XRANGE', l, '-', '+', 'COUNT', limit)
 for _, e in ipairs(es) do
   if excess <= 0 then break end
-  local x, f, left = e[1], e[2], 0
-  for i = 2, #f, 2 do
-    local k = p .. 'run:' .. f[i]
-    local created, finished = times(k)
-    if created and finished ~= false and excess > 0 then
-      forget(k, c)
-      purged = purged + 1
-      removed = removed + 1
-      excess = excess - 1
-    elseif created then
-      left = left + 1
-    end
-  end
-  if left == 0 then
-    redis.call('XDEL', l, x)
-    removed = removed + 1
-  end
+  local n, dropped = sweep(p, l, c, e, doom)
+  purged = purged + n
+  removed = removed + n + dropped
 end
 return {purged, removed, excess}
 "#;

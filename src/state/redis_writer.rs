@@ -7,7 +7,8 @@
 //! `XADD` of one history entry naming all its runs of the batch, then one `MSET` of the runs'
 //! record texts — the busiest write, one per request of a `data` endpoint whose steps all ran
 //! before the answer; plain commands cost Redis about 7 µs per run where the same writes
-//! through a script cost 11–15), then calls of the [`APPLY`] script, each with up to [`PER_SCRIPT`] of the other writes (in call order).
+//! through a script cost 11–15), then calls of the [`APPLY`] script, each with up to
+//! [`PER_SCRIPT`] of the other writes (in call order).
 //! The runs journaled finished have no write before or after theirs, so taking them first
 //! changes no run's order.
 //!
@@ -295,19 +296,22 @@ fn finished_commands(pipe: &mut redis::Pipeline, jobs: &[Job]) {
     }
     let mut buf = Vec::with_capacity(64);
     let eps = endpoints(jobs);
+    let mut counts = Vec::with_capacity(eps.len());
     for &ep in &eps {
         let entry = pipe.cmd("XADD").arg(key(&mut buf, b"log:", ep)).arg("*");
+        let mut n = 0usize;
         for (id, _, _) in jobs.iter().map(finished_args).filter(|a| a.1 == ep) {
             entry.arg("r").arg(id);
+            n += 1;
         }
+        counts.push(n);
     }
     let mset = pipe.cmd("MSET");
     for j in jobs {
         let (id, _, text) = finished_args(j);
         mset.arg(key(&mut buf, b"run:", id)).arg(text);
     }
-    for ep in eps {
-        let n = jobs.iter().filter(|j| finished_args(j).1 == ep).count();
+    for (ep, n) in eps.into_iter().zip(counts) {
         pipe.cmd("INCRBY").arg(key(&mut buf, b"count:", ep)).arg(n);
         pipe.cmd("SADD").arg(format!("{J}endpoints")).arg(ep);
     }
@@ -384,23 +388,28 @@ async fn deliver(
     let Writes { finished, groups } = writes;
     let mut scripted = values.split_off(expected - groups.len());
     // The XADDs' answers (one per endpoint), the MSET's, then per endpoint the INCRBY's and the
-    // SADD's: a run's write failed when its entry, the MSET or its count did.
-    let eps: Vec<Vec<u8>> = endpoints(&finished)
-        .into_iter()
-        .map(<[u8]>::to_vec)
-        .collect();
+    // SADD's: a run's write failed when its entry, the MSET or its count did. `at`: each run's
+    // endpoint, by its place among the batch's endpoints.
+    let (at, endpoint_count) = {
+        let eps = endpoints(&finished);
+        let at: Vec<usize> = finished
+            .iter()
+            .map(|j| {
+                eps.iter()
+                    .position(|&e| e == finished_args(j).1)
+                    .unwrap_or(0)
+            })
+            .collect();
+        (at, eps.len())
+    };
     let failed = |i: usize| match values.get(i) {
         Some(redis::Value::ServerError(e)) => Some(unavailable(e.clone().into())),
         Some(_) => None,
         None => Some(short()),
     };
-    let mset = failed(eps.len());
-    for j in finished {
-        let i = eps
-            .iter()
-            .position(|e| e[..] == *finished_args(&j).1)
-            .unwrap_or(0);
-        let count = eps.len() + 1 + 2 * i;
+    let mset = failed(endpoint_count);
+    for (j, i) in finished.into_iter().zip(at) {
+        let count = endpoint_count + 1 + 2 * i;
         let r = match failed(i).or(mset.clone()).or_else(|| failed(count)) {
             Some(e) => Err(e),
             None => Ok(1),
