@@ -528,18 +528,7 @@ fn a_run_journaled_finished_leaves_what_its_creation_and_end_leave() {
             .unwrap()
     };
     // The run ids of an endpoint's history, oldest first.
-    let history = |c: &mut ::redis::Connection| -> Vec<String> {
-        let entries: Vec<(String, Vec<(String, String)>)> = ::redis::cmd("XRANGE")
-            .arg("fs:{j}:log:e")
-            .arg("-")
-            .arg("+")
-            .query(c)
-            .unwrap();
-        entries
-            .into_iter()
-            .flat_map(|(_, f)| f.into_iter().map(|(_, id)| id))
-            .collect()
-    };
+    let history = |c: &mut ::redis::Connection| log(c, "e").concat();
     let mut g = Gen(0x9e37_79b9_7f4a_7c15);
     block_on(async {
         for i in 0..120 {
@@ -631,15 +620,9 @@ fn kind(c: &mut ::redis::Connection, id: &str) -> String {
 /// The number of run ids named by the entries of endpoint `ep`'s history stream; its count
 /// (`count:NAME`, retention by count) must be the number of those runs that exist.
 fn filed(c: &mut ::redis::Connection, ep: &str) -> i64 {
-    let entries: Vec<(String, Vec<(String, String)>)> = ::redis::cmd("XRANGE")
-        .arg(format!("fs:{{j}}:log:{ep}"))
-        .arg("-")
-        .arg("+")
-        .query(c)
-        .unwrap();
     let (mut ids, mut held) = (0, 0);
-    for (_, f) in &entries {
-        for (_, id) in f {
+    for entry in log(c, ep) {
+        for id in entry {
             ids += 1;
             let there: bool = ::redis::cmd("EXISTS")
                 .arg(format!("fs:{{j}}:run:{id}"))
@@ -658,6 +641,42 @@ fn filed(c: &mut ::redis::Connection, ep: &str) -> i64 {
         "count:{ep} against the runs it holds"
     );
     ids
+}
+
+/// The ids of every run a listing of all endpoints gives, page after page of `limit` runs.
+async fn listed(b: &RedisBackend, limit: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut before = None;
+    loop {
+        let page = b
+            .list_runs(RunFilter {
+                limit,
+                before,
+                ..RunFilter::default()
+            })
+            .await
+            .unwrap();
+        out.extend(page.runs.into_iter().map(|r| r.id));
+        match page.next {
+            Some(n) => before = Some(n),
+            None => return out,
+        }
+    }
+}
+
+/// The entries of endpoint `ep`'s history stream, oldest first: each one's run ids (fields
+/// `r`), in order.
+fn log(c: &mut ::redis::Connection, ep: &str) -> Vec<Vec<String>> {
+    let entries: Vec<(String, Vec<(String, String)>)> = ::redis::cmd("XRANGE")
+        .arg(format!("fs:{{j}}:log:{ep}"))
+        .arg("-")
+        .arg("+")
+        .query(c)
+        .unwrap();
+    entries
+        .into_iter()
+        .map(|(_, f)| f.into_iter().map(|(_, id)| id).collect())
+        .collect()
 }
 
 fn ids(runs: &[super::super::RunSummary]) -> Vec<&str> {
@@ -841,25 +860,9 @@ fn listing_pages_through_every_endpoint_in_one_order() {
             .unwrap();
         assert_eq!(whole.runs.len(), 40);
         assert_eq!(whole.next, None);
-        let mut paged = Vec::new();
-        let mut before = None;
-        loop {
-            let page = b
-                .list_runs(RunFilter {
-                    limit: 7,
-                    before: before.clone(),
-                    ..RunFilter::default()
-                })
-                .await
-                .unwrap();
-            paged.extend(page.runs);
-            match page.next {
-                Some(n) => before = Some(n),
-                None => break,
-            }
-        }
-        assert_eq!(ids(&paged), ids(&whole.runs));
-        let mut sorted = ids(&paged);
+        let paged = listed(&b, 7).await;
+        assert_eq!(paged, ids(&whole.runs));
+        let mut sorted = paged.clone();
         sorted.sort();
         sorted.dedup();
         assert_eq!(sorted.len(), 40);
@@ -1037,15 +1040,9 @@ fn runs_journaled_finished_together_share_an_entry() {
     };
     let mut raw = connect(&redis, 8);
     let b = RedisBackend::open(&redis.url(8), 30).unwrap();
-    let entries = |c: &mut ::redis::Connection| -> Vec<usize> {
-        let es: Vec<(String, Vec<(String, String)>)> = ::redis::cmd("XRANGE")
-            .arg("fs:{j}:log:e")
-            .arg("-")
-            .arg("+")
-            .query(c)
-            .unwrap();
-        es.iter().map(|(_, f)| f.len()).collect()
-    };
+    // The number of runs each entry of the history names, oldest first.
+    let entries =
+        |c: &mut ::redis::Connection| -> Vec<usize> { log(c, "e").iter().map(Vec::len).collect() };
     // 30 runs journaled while Redis holds writes back: they queue behind the writer's first
     // batches and go in one.
     let together = |raw: &mut ::redis::Connection, prefix: &str| {
@@ -1070,28 +1067,6 @@ fn runs_journaled_finished_together_share_an_entry() {
             .collect();
         runs
     };
-    let all = |limit: usize| {
-        let b = &b;
-        async move {
-            let mut out = Vec::new();
-            let mut before = None;
-            loop {
-                let page = b
-                    .list_runs(RunFilter {
-                        limit,
-                        before,
-                        ..RunFilter::default()
-                    })
-                    .await
-                    .unwrap();
-                out.extend(page.runs.into_iter().map(|r| r.id));
-                match page.next {
-                    Some(n) => before = Some(n),
-                    None => return out,
-                }
-            }
-        }
-    };
     block_on(async {
         // Ten older runs, an entry each, finished after the age cutoff below.
         for i in 0..10 {
@@ -1109,8 +1084,8 @@ fn runs_journaled_finished_together_share_an_entry() {
             shared.iter().any(|&n| n >= 20),
             "one entry for most: {shared:?}"
         );
-        let whole = all(100).await;
-        assert_eq!(all(4).await, whole);
+        let whole = listed(&b, 100).await;
+        assert_eq!(listed(&b, 4).await, whole);
         let mut sorted = whole.clone();
         sorted.sort();
         sorted.dedup();
@@ -1131,7 +1106,7 @@ fn runs_journaled_finished_together_share_an_entry() {
         let older: Vec<String> = (0..10).rev().map(|i| format!("a{i}")).collect();
         let mut left = vec!["g15".to_string()];
         left.extend(older.iter().cloned());
-        assert_eq!(all(100).await, left);
+        assert_eq!(listed(&b, 100).await, left);
         let sizes = entries(&mut raw);
         assert_eq!(sizes.len(), 11, "{sizes:?}");
         assert_eq!(filed(&mut raw, "e"), 10 + sizes[10] as i64);
@@ -1141,20 +1116,20 @@ fn runs_journaled_finished_together_share_an_entry() {
         for r in futures_util::future::join_all(together(&mut raw, "h")).await {
             r.unwrap();
         }
-        let before = all(100).await;
+        let before = listed(&b, 100).await;
         assert_eq!(before.len(), 41);
         assert_eq!(b.purge(retention(7, 38), 2_000).await.unwrap(), 2);
-        assert_eq!(all(100).await, before[..39]);
+        assert_eq!(listed(&b, 100).await, before[..39]);
         filed(&mut raw, "e");
         // 5 kept — the newest — with the queued retry.
         assert_eq!(b.purge(retention(7, 5), 2_000).await.unwrap(), 33);
         let mut kept: Vec<String> = before[..5].to_vec();
         kept.push("g15".into());
-        assert_eq!(all(100).await, kept);
+        assert_eq!(listed(&b, 100).await, kept);
         filed(&mut raw, "e");
         // Nothing more to purge: the count holds the runs the entries still name.
         assert_eq!(b.purge(retention(7, 5), 2_000).await.unwrap(), 0);
-        assert_eq!(all(100).await, kept);
+        assert_eq!(listed(&b, 100).await, kept);
     });
 }
 
